@@ -1,0 +1,224 @@
+"""The `aftersales` command: serve, migrate, demo, import-orders, create-agent, create-token,
+sla-sweep, scripts check, check. Each subcommand is one unit of work with a clear verdict."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from tickets.db import make_engine, make_sessionmaker, schema_is_current, unit_of_work, upgrade
+from tickets.exceptions import DomainError, InvalidInput
+from tickets.models import Role, utcnow
+from tickets.settings import Settings, get_settings
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        lines = [
+            f"  AFTERSALES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise SystemExit("settings refused:\n" + "\n".join(lines)) from None
+
+
+def _fail(exc: DomainError) -> int:
+    print(f"error: {exc.message}", file=sys.stderr)
+    for err in getattr(exc, "errors", []) or []:
+        print(f"  {err['loc']}: {err['msg']}", file=sys.stderr)
+    return 2
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings()
+    upgrade(settings.database_url)
+    print(f"database is up to date: {_safe_url(settings.database_url)}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    if not schema_is_current(engine):
+        if settings.is_sqlite:
+            upgrade(settings.database_url)
+        else:
+            print("the database schema is behind: run `aftersales migrate` first", file=sys.stderr)
+            return 2
+    app = create_app(settings, engine=engine)
+    base = f"http://{args.host}:{args.port}"
+    print(f"aftersales serving on {base}")
+    print(f"  JSON API docs: {base}/api/v1/docs")
+    print(f"  health:        {base}/healthz")
+    print(
+        "  Telegram bot:  "
+        + ("on" if settings.telegram_token else "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)")
+    )
+    sys.stdout.flush()
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_create_agent(args: argparse.Namespace) -> int:
+    from tickets.auth import create_agent
+
+    settings = _settings()
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("password (empty: API token only): ") or None
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    try:
+        with unit_of_work(sessions) as session:
+            agent = create_agent(
+                session=session,
+                username=args.username,
+                role=Role(args.role),
+                password=password,
+                group=args.group,
+                now=utcnow(),
+            )
+            print(
+                f"agent {agent.username} created ({agent.role}"
+                + (f", group {agent.group}" if agent.group else "")
+                + ")"
+            )
+    except DomainError as exc:
+        return _fail(exc)
+    return 0
+
+
+def cmd_create_token(args: argparse.Namespace) -> int:
+    from tickets.auth import create_token
+
+    settings = _settings()
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    try:
+        with unit_of_work(sessions) as session:
+            token = create_token(
+                session=session, username=args.username, now=utcnow(), name=args.name or ""
+            )
+    except DomainError as exc:
+        return _fail(exc)
+    print(f"token for {args.username} (shown once; send it as 'Authorization: Bearer ...'):")
+    print(token)
+    return 0
+
+
+def cmd_import_orders(args: argparse.Namespace) -> int:
+    from tickets.importer import import_orders
+
+    settings = _settings()
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"error: no file {path}", file=sys.stderr)
+        return 2
+    try:
+        with sessions() as session:
+            report = import_orders(session=session, path=path, now=utcnow(), dry_run=args.dry_run)
+            if args.dry_run:
+                session.rollback()
+            else:
+                session.commit()
+    except DomainError as exc:
+        print("nothing was imported.", file=sys.stderr)
+        return _fail(exc)
+    print(f"{path.name}: {report.summary()}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tickets.demo import load_demo
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    with unit_of_work(sessions) as session:
+        summary = load_demo(session=session, settings=settings, now=utcnow())
+    print(summary)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from api.checks import run_checks
+
+    ok = run_checks(_settings(), out=sys.stdout)
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aftersales", description="After-sales desk: bot, panel, API, SLA sweep."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run everything in one process")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-scheduler", action="store_true", help="do not run the SLA sweep")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="bring the database schema up to date")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("demo", help="load the demo shop (idempotent)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("create-agent", help="add an agent who can log in or hold API tokens")
+    p.add_argument("username")
+    p.add_argument("--role", choices=[r.value for r in Role], default="agent")
+    p.add_argument("--group")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
+    p.set_defaults(func=cmd_create_agent)
+
+    p = sub.add_parser("create-token", help="make an API bearer token for an agent")
+    p.add_argument("username")
+    p.add_argument("--name", help="what the token is for")
+    p.set_defaults(func=cmd_create_token)
+
+    p = sub.add_parser("import-orders", help="import orders from a .csv or .xlsx file")
+    p.add_argument("file")
+    p.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
+    p.set_defaults(func=cmd_import_orders)
+
+    p = sub.add_parser("check", help="check settings, database and Telegram")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except InvalidInput as exc:
+        return _fail(exc)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""FastAPI dependencies: the request's unit of work, the calling agent, the service context."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from tickets.auth import agent_for_token
+from tickets.models import Agent, utcnow
+from tickets.service import Actor, Context
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back on error."""
+    factory = request.app.state.sessions
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `aftersales create-token`")
+
+
+def current_agent(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Agent:
+    """The agent whose bearer token came with the request, or 401."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "send 'Authorization: Bearer <token>' (make one with: aftersales create-token USER)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    agent = agent_for_token(session=session, token=credentials.credentials, now=utcnow())
+    if agent is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "unknown or revoked token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return agent
+
+
+CurrentAgent = Annotated[Agent, Depends(current_agent)]
+
+
+def service_context(request: Request) -> Context:
+    """The rules, the clock and the shop's timezone for one request."""
+    state = request.app.state
+    return Context(
+        policy=state.policy,
+        now=utcnow(),
+        tz=state.settings.tz,
+        case_prefix=state.settings.case_prefix,
+        extra=dict(state.service_extra),
+    )
+
+
+ContextDep = Annotated[Context, Depends(service_context)]
+
+
+def agent_actor(agent: CurrentAgent) -> Actor:
+    return Actor(kind="agent", agent=agent)
+
+
+AgentActor = Annotated[Actor, Depends(agent_actor)]

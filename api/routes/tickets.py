@@ -1,0 +1,165 @@
+"""JSON API: cases (tickets) — open, list, read, act, reply."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
+
+from api.deps import AgentActor, ContextDep, CurrentAgent, SessionDep
+from tickets.exceptions import InvalidInput, NotFound
+from tickets.models import Attachment, CaseKind, CaseStatus, Role
+from tickets.schemas import ActionRequest, MessageRead, ReplyCreate, TicketCreate, TicketList
+from tickets.schemas import TicketRead as TicketJSON
+from tickets.service import (
+    TicketFilters,
+    add_reply,
+    get_ticket,
+    list_tickets,
+    open_case,
+    perform_action,
+)
+from tickets.views import ticket_summary, ticket_to_read
+
+router = APIRouter(prefix="/tickets", tags=["tickets"])
+files = APIRouter(prefix="/attachments", tags=["attachments"])
+
+
+def _read(request: Request, session: Session, number: str, role: Role | None) -> TicketJSON:
+    ticket = get_ticket(session=session, number=number)
+    sla = request.app.state.sla_view(session, ticket) if request.app.state.sla_view else None
+    return ticket_to_read(session, ticket, role=role, sla=sla)
+
+
+@router.post("", response_model=TicketJSON, status_code=status.HTTP_201_CREATED)
+def create_ticket(
+    body: TicketCreate,
+    request: Request,
+    session: SessionDep,
+    actor: AgentActor,
+    ctx: ContextDep,
+) -> TicketJSON:
+    """Open a case for a request that came by phone, e-mail, a platform or an integration.
+    A second open request of the same kind for the same order (or any within the duplicate
+    window) is a 409 naming the existing case."""
+    ticket = open_case(session=session, request=body, actor=actor, ctx=ctx)
+    return _read(request, session, ticket.number, actor.role)
+
+
+def _csv(values: list[str] | None, allowed: set[str], name: str) -> list[str]:
+    out: list[str] = []
+    for value in values or []:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part not in allowed:
+                raise InvalidInput(
+                    f"unknown {name} {part!r}; use one of: {', '.join(sorted(allowed))}",
+                    [{"loc": name, "msg": f"unknown {name}"}],
+                )
+            out.append(part)
+    return out
+
+
+@router.get("", response_model=TicketList)
+def list_cases(
+    request: Request,
+    session: SessionDep,
+    agent: CurrentAgent,
+    status_: Annotated[list[str] | None, Query(alias="status")] = None,
+    kind: Annotated[list[str] | None, Query()] = None,
+    group: str | None = None,
+    assignee: Annotated[str | None, Query(description="a username, or 'none'")] = None,
+    order_no: str | None = None,
+    priority: str | None = None,
+    channel: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
+) -> TicketList:
+    """The queue, newest first. Filters combine; `status` and `kind` take several values
+    (repeated or comma-separated). Pass `next_cursor` back as `cursor` for the next page."""
+    settings = request.app.state.settings
+    filters = TicketFilters(
+        status=_csv(status_, {s.value for s in CaseStatus}, "status"),
+        kind=_csv(kind, {k.value for k in CaseKind}, "kind"),
+        group=group,
+        assignee=assignee,
+        order_no=order_no,
+        priority=priority,
+        channel=channel,
+    )
+    rows, count, next_cursor = list_tickets(
+        session=session, filters=filters, limit=min(limit, settings.page_size_max), cursor=cursor
+    )
+    return TicketList(data=[ticket_summary(t) for t in rows], count=count, next_cursor=next_cursor)
+
+
+@router.get("/{number}", response_model=TicketJSON)
+def read_ticket(
+    number: str, request: Request, session: SessionDep, agent: CurrentAgent
+) -> TicketJSON:
+    """A case with its items, messages, attachments, events, refund, SLA clocks and the
+    actions allowed now."""
+    return _read(request, session, number, Role(agent.role))
+
+
+@router.post("/{number}/actions", response_model=TicketJSON)
+def act(
+    number: str,
+    body: ActionRequest,
+    request: Request,
+    session: SessionDep,
+    actor: AgentActor,
+    ctx: ContextDep,
+) -> TicketJSON:
+    """Change a case: `{"action": "approve"}`, `{"action": "refuse", "reason": ...}`, ...
+    An action the status does not allow is a 409 listing the allowed ones; a stale `version`
+    is a 409 too."""
+    perform_action(session=session, number=number, request=body, actor=actor, ctx=ctx)
+    return _read(request, session, number, actor.role)
+
+
+@router.post("/{number}/replies", response_model=MessageRead, status_code=201)
+def reply(
+    number: str,
+    body: ReplyCreate,
+    request: Request,
+    session: SessionDep,
+    actor: AgentActor,
+    ctx: ContextDep,
+) -> MessageRead:
+    """Reply to the customer (queued for delivery) or add an internal note (`internal: true`).
+    `{"script": name, "variables": {...}}` fills a reply script instead of free text."""
+    text = None
+    if body.script is not None:
+        renderer = request.app.state.render_script
+        if renderer is None:
+            raise InvalidInput(
+                "reply scripts are not available", [{"loc": "script", "msg": "no scripts"}]
+            )
+        text = renderer(session=session, number=number, reply=body)
+    msg = add_reply(session=session, number=number, reply=body, actor=actor, ctx=ctx, text=text)
+    return MessageRead(
+        id=msg.id,
+        author="agent",
+        agent=actor.agent.username if actor.agent else None,
+        text=msg.text,
+        internal=msg.internal,
+        at=msg.created_at,
+        attachments=[],
+    )
+
+
+@files.get("/{attachment_id}")
+def download(
+    attachment_id: int, request: Request, session: SessionDep, agent: CurrentAgent
+) -> FileResponse:
+    """An evidence file (agents only)."""
+    row = session.get(Attachment, attachment_id)
+    media = request.app.state.settings.media_dir
+    if row is None or not (media / row.storage_key).is_file():
+        raise NotFound("no such attachment")
+    return FileResponse(media / row.storage_key, media_type=row.mime)

@@ -1,0 +1,320 @@
+"""The JSON API end to end: orders in, a case through a full return, errors a user would hit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Api, order_json
+
+
+def _order(api: Api, **over: Any) -> None:
+    r = api.post("/api/v1/orders", json={"orders": [order_json(**over)]})
+    assert r.status_code == 200, r.text
+
+
+def _act(api: Api, number: str, action: str, **params: Any) -> dict[str, Any]:
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": action, **params})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_every_route_needs_a_token(app: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app)
+    for method, url in [
+        ("get", "/api/v1/tickets"),
+        ("post", "/api/v1/orders"),
+        ("get", "/api/v1/orders/X"),
+        ("get", "/api/v1/tickets/AS-1"),
+        ("post", "/api/v1/tickets/AS-1/actions"),
+    ]:
+        r = getattr(client, method)(url)
+        assert r.status_code == 401, url
+        assert "create-token" in r.json()["detail"]
+    r = client.get("/api/v1/tickets", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401
+    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    assert client.get("/api/v1/openapi.json").status_code == 200
+
+
+def test_full_return_walks_every_step(api: Api) -> None:
+    _order(api)
+    r = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "size_fit",
+            "items": [{"sku": "SOCKS", "quantity": 2}],
+            "description": "too small",
+            "channel": "phone",
+        },
+    )
+    assert r.status_code == 201, r.text
+    case = r.json()
+    number = case["number"]
+    assert number.startswith("AS-20")
+    assert case["status"] == "submitted"
+    assert case["group"] == "service"
+    assert case["allowed_actions"][:3] == ["approve", "request_info", "refuse"]
+    assert case["items"] == [
+        {"sku": "SOCKS", "quantity": 2, "title": "袜子", "units": ["requested", "requested"]}
+    ]
+
+    case = _act(api, number, "approve")
+    assert case["status"] == "awaiting_return"
+    assert case["rma_no"]
+    case = _act(api, number, "mark_in_transit", tracking_no="SF123", carrier="SF Express")
+    assert (case["status"], case["tracking_no"]) == ("in_transit", "SF123")
+    case = _act(api, number, "mark_received")
+    assert case["status"] == "inspecting"
+    case = _act(
+        api, number, "inspect", results=[{"sku": "SOCKS", "quantity": 2, "outcome": "resalable"}]
+    )
+    assert case["status"] == "refund_pending"
+    assert case["group"] == "finance"  # refund execution is routed to finance
+    case = _act(api, number, "propose_refund")
+    # Two socks at their stored nets 44.18 each.
+    assert case["refund"]["amount"] == "88.36"
+    assert case["refund"]["status"] == "proposed"
+    case = _act(api.as_("bob"), number, "approve_refund")
+    case = _act(api.as_("bob"), number, "issue_refund")
+    assert case["status"] == "refunded"
+    assert case["items"][0]["units"] == ["refunded", "refunded"]
+    case = _act(api, number, "close")
+    assert case["status"] == "closed"
+
+    types = [e["type"] for e in case["events"]]
+    transitions = [
+        (e["data"]["from"], e["data"]["to"])
+        for e in case["events"]
+        if e["type"] == "status.changed"
+    ]
+    assert transitions == [
+        ("submitted", "awaiting_return"),
+        ("awaiting_return", "in_transit"),
+        ("in_transit", "inspecting"),
+        ("inspecting", "refund_pending"),
+        ("refund_pending", "refunded"),
+        ("refunded", "closed"),
+    ]
+    assert types[0] == "case.created"
+    assert {"refund.proposed", "refund.approved", "refund.issued", "inspection.recorded"} <= set(
+        types
+    )
+    actors = {e["actor"] for e in case["events"] if e["type"] == "refund.issued"}
+    assert actors == {"agent:bob"}
+
+
+def test_wrong_action_names_the_allowed_ones(api: Api) -> None:
+    _order(api)
+    number = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "no_reason",
+            "items": [{"sku": "TEA", "quantity": 1}],
+        },
+    ).json()["number"]
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "mark_received"})
+    assert r.status_code == 409
+    body = r.json()
+    assert body["error"] == "action_not_allowed"
+    assert "approve" in body["allowed_actions"]
+    assert "submitted" in body["message"]
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "refuse"})
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"loc": "reason", "msg": "'refuse' needs reason"}]
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "approve", "colour": 1})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == "colour"
+
+
+def test_only_a_lead_reopens(api: Api) -> None:
+    _order(api)
+    number = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "complaint",
+            "reason": "service",
+            "description": "rude answer",
+        },
+    ).json()["number"]
+    _act(api, number, "resolve", reason="apologised, coupon sent")
+    _act(api, number, "close")
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "reopen"})
+    assert r.status_code == 403
+    assert "lead" in r.json()["message"]
+    case = _act(api.as_("lena"), number, "reopen")
+    assert case["status"] == "submitted"
+
+
+def test_bad_json_and_bad_fields_get_422(api: Api) -> None:
+    r = api.client.post(
+        "/api/v1/tickets",
+        content=b"{not json",
+        headers={**api._h(), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert r.json()["error"] == "invalid"
+    r = api.post(
+        "/api/v1/tickets",
+        json={"order_no": "NOPE", "kind": "refund_only", "reason": "no_reason", "items": []},
+    )
+    assert r.status_code == 404
+    r = api.post("/api/v1/tickets", json={"order_no": "T1001", "kind": "refund", "reason": "whim"})
+    assert r.status_code == 422
+    locs = {e["loc"] for e in r.json()["errors"]}
+    assert locs == {"kind", "reason"}
+
+
+def test_items_checked_against_the_order(api: Api) -> None:
+    _order(api)
+    r = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "no_reason",
+            "items": [{"sku": "HAT", "quantity": 1}, {"sku": "TEA", "quantity": 4}],
+        },
+    )
+    assert r.status_code == 422
+    errors = r.json()["errors"]
+    assert errors[0]["loc"] == "items.0.sku" and "JACKET-M" in errors[0]["msg"]
+    assert errors[1]["loc"] == "items.1.quantity" and "only 3" in errors[1]["msg"]
+
+
+def test_duplicate_request_points_at_the_existing_case(api: Api) -> None:
+    _order(api)
+    body = {
+        "order_no": "T1001",
+        "kind": "return_refund",
+        "reason": "no_reason",
+        "items": [{"sku": "TEA", "quantity": 1}],
+    }
+    first = api.post("/api/v1/tickets", json=body).json()["number"]
+    r = api.post("/api/v1/tickets", json={**body, "items": [{"sku": "SOCKS", "quantity": 1}]})
+    assert r.status_code == 409
+    assert r.json()["existing"] == first
+
+
+def test_quality_claim_without_photo_waits_for_one(api: Api) -> None:
+    _order(api)
+    case = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "quality_defect",
+            "items": [{"sku": "JACKET-M", "quantity": 1}],
+        },
+    ).json()
+    assert case["status"] == "needs_info"
+    assert case["group"] == "quality"
+    changed = next(e for e in case["events"] if e["type"] == "status.changed")
+    assert "photo" in changed["data"]["rule"]
+
+
+def test_unshipped_refund_only_goes_straight_to_refund_pending(api: Api) -> None:
+    _order(api, status="paid", shipped_at=None, delivered_at=None)
+    case = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "refund_only",
+            "reason": "changed_mind",
+            "items": [{"sku": "TEA", "quantity": 3}],
+        },
+    ).json()
+    assert case["status"] == "refund_pending"
+    assert case["group"] == "finance"
+
+
+def test_return_of_an_unshipped_order_is_refused_with_the_way_forward(api: Api) -> None:
+    _order(api, status="paid", shipped_at=None, delivered_at=None)
+    r = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "changed_mind",
+            "items": [{"sku": "TEA", "quantity": 1}],
+        },
+    )
+    assert r.status_code == 422
+    assert "refund only" in r.json()["message"]
+
+
+def test_stale_version_is_a_conflict(api: Api) -> None:
+    _order(api)
+    case = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "no_reason",
+            "items": [{"sku": "TEA", "quantity": 1}],
+        },
+    ).json()
+    seen = case["version"]
+    _act(api, case["number"], "assign", assignee="alice")
+    r = api.as_("bob").post(
+        f"/api/v1/tickets/{case['number']}/actions", json={"action": "approve", "version": seen}
+    )
+    assert r.status_code == 409
+    assert "reload" in r.json()["message"]
+
+
+def test_queue_filters_and_stable_pages(api: Api) -> None:
+    numbers = []
+    for i in range(5):
+        _order(api, order_no=f"Q{i}")
+        numbers.append(
+            api.post(
+                "/api/v1/tickets",
+                json={
+                    "order_no": f"Q{i}",
+                    "kind": "complaint" if i % 2 else "delivery",
+                    "reason": "other",
+                },
+            ).json()["number"]
+        )
+    page = api.get("/api/v1/tickets", params={"limit": 2, "kind": "complaint,delivery"}).json()
+    assert page["count"] == 5
+    seen = [row["number"] for row in page["data"]]
+    while page["next_cursor"]:
+        page = api.get(
+            "/api/v1/tickets",
+            params={"limit": 2, "cursor": page["next_cursor"], "kind": "complaint,delivery"},
+        ).json()
+        seen += [row["number"] for row in page["data"]]
+    assert seen == list(reversed(numbers))
+    logistics = api.get("/api/v1/tickets", params={"group": "logistics"}).json()
+    assert logistics["count"] == 3
+    r = api.get("/api/v1/tickets", params={"status": "open"})
+    assert r.status_code == 422 and "submitted" in r.json()["message"]
+    r = api.get("/api/v1/tickets", params={"cursor": "garbage"})
+    assert r.status_code == 422
+
+
+def test_reply_and_internal_note(api: Api) -> None:
+    _order(api)
+    number = api.post(
+        "/api/v1/tickets", json={"order_no": "T1001", "kind": "complaint", "reason": "service"}
+    ).json()["number"]
+    r = api.post(f"/api/v1/tickets/{number}/replies", json={"text": "很抱歉，我们马上处理"})
+    assert r.status_code == 201
+    r = api.post(f"/api/v1/tickets/{number}/replies", json={"text": "VIP", "internal": True})
+    assert r.status_code == 201
+    case = api.get(f"/api/v1/tickets/{number}").json()
+    assert [(m["author"], m["internal"], m["agent"]) for m in case["messages"]] == [
+        ("agent", False, "alice"),
+        ("agent", True, "alice"),
+    ]
+    r = api.post(f"/api/v1/tickets/{number}/replies", json={"text": "  "})
+    assert r.status_code == 422

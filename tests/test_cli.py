@@ -1,0 +1,90 @@
+"""The `aftersales` command as a user runs it: a real process, a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from tickets.settings import Settings
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        input=stdin, capture_output=True, text=True, env=env, timeout=120, check=False,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")}
+    return {**clean, "AFTERSALES_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+            "AFTERSALES_MEDIA_DIR": str(tmp_path / "media")}
+
+
+def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
+    assert run(env, "migrate").returncode == 0
+    r = run(env, "create-agent", "wang", "--role", "lead", "--group", "service",
+            "--password-stdin", stdin="correct horse battery\n")
+    assert r.returncode == 0, r.stderr
+    assert "agent wang created (lead, group service)" in r.stdout
+    r = run(env, "create-agent", "wang", "--password-stdin", stdin="another password\n")
+    assert r.returncode == 2
+    assert "already exists" in r.stderr
+    r = run(env, "create-token", "wang")
+    assert r.returncode == 0
+    token = r.stdout.strip().splitlines()[-1]
+    assert token.startswith("as_")
+    assert run(env, "create-token", "nobody").returncode == 2
+
+    r = run(env, "import-orders", str(DATA / "orders_sample.csv"), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "dry run" in r.stdout
+    r = run(env, "import-orders", str(DATA / "orders_sample.csv"))
+    assert r.returncode == 0, r.stderr
+    assert "3 created" in r.stdout
+    r = run(env, "import-orders", str(DATA / "orders_sample.csv"))
+    assert "3 unchanged" in r.stdout
+
+    bad = tmp_path / "bad.csv"
+    lines = (DATA / "orders_sample.csv").read_text(encoding="utf-8").splitlines()
+    lines[2] = lines[2].replace("89.90", "eighty")
+    lines.append(lines[1].replace("TB20240301001", "NEW-1").replace("TEA-LJ-250,", ","))
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    r = run(env, "import-orders", str(bad))
+    assert r.returncode == 2
+    assert "nothing was imported" in r.stderr
+    assert "line 3, unit_price" in r.stderr
+    assert "line 7, sku" in r.stderr
+
+    # The token works against the API, and the imported order is there.
+    settings = Settings(database_url=env["AFTERSALES_DATABASE_URL"], _env_file=None)  # type: ignore[call-arg]
+    with TestClient(create_app(settings)) as client:
+        r = client.get("/api/v1/orders/TB20240301001",
+                       headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+        assert r.json()["customer"]["name"] == "张伟"
+        assert client.get("/api/v1/orders/NEW-1",
+                          headers={"Authorization": f"Bearer {token}"}).status_code == 404
+
+
+def test_check_gives_a_verdict_per_line(env: dict[str, str]) -> None:
+    r = run(env, "check")
+    assert r.returncode == 1
+    assert "FAIL  database schema is behind: run `aftersales migrate`" in r.stdout
+    run(env, "migrate")
+    r = run(env, "check")
+    assert r.returncode == 0, r.stdout
+    assert "ok    database schema up to date" in r.stdout
+    assert "warn  AFTERSALES_SECRET_KEY is the development default" in r.stdout
+    r = run({**env, "AFTERSALES_TIMEZONE": "Mars/Olympus"}, "check")
+    assert r.returncode != 0
+    assert "AFTERSALES_TIMEZONE: Value error, unknown timezone 'Mars/Olympus'" in r.stderr

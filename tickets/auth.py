@@ -1,0 +1,104 @@
+"""Agents' credentials: argon2 password hashes and hashed bearer tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tickets.exceptions import InvalidInput, NotFound
+from tickets.models import Agent, ApiToken, Role
+
+_hasher = PasswordHasher()
+
+MIN_PASSWORD = 10
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of the password (refusing short ones)."""
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(
+            f"the password is too short: use at least {MIN_PASSWORD} characters",
+            [{"loc": "password", "msg": "too short"}],
+        )
+    return _hasher.hash(password)
+
+
+def verify_password(agent: Agent, password: str) -> bool:
+    """Whether the password matches; a hash with old parameters is upgraded in place."""
+    if not agent.password_hash:
+        return False
+    try:
+        _hasher.verify(agent.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if _hasher.check_needs_rehash(agent.password_hash):
+        agent.password_hash = _hasher.hash(password)
+    return True
+
+
+def create_agent(
+    *,
+    session: Session,
+    username: str,
+    role: Role,
+    now: datetime,
+    password: str | None = None,
+    group: str | None = None,
+    display_name: str = "",
+) -> Agent:
+    """A new agent, or InvalidInput if the username is taken or malformed."""
+    if not username or not username.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise InvalidInput(
+            "a username is letters, digits, '.', '_' or '-'",
+            [{"loc": "username", "msg": "bad username"}],
+        )
+    if session.scalar(select(Agent.id).where(Agent.username == username)) is not None:
+        raise InvalidInput(
+            f"agent {username} already exists", [{"loc": "username", "msg": "taken"}]
+        )
+    agent = Agent(
+        username=username,
+        role=role.value,
+        group=group,
+        display_name=display_name or username,
+        password_hash=hash_password(password) if password else None,
+        created_at=now,
+    )
+    session.add(agent)
+    session.flush()
+    return agent
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(*, session: Session, username: str, now: datetime, name: str = "") -> str:
+    """A new bearer token for the agent; only its hash is stored, so this is the one chance
+    to read it."""
+    agent = session.scalar(select(Agent).where(Agent.username == username))
+    if agent is None:
+        raise NotFound(f"no agent {username}: create it first with create-agent")
+    token = "as_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(agent=agent, token_hash=_digest(token), name=name, created_at=now))
+    session.flush()
+    return token
+
+
+def agent_for_token(*, session: Session, token: str, now: datetime) -> Agent | None:
+    """The active agent a bearer token belongs to, or None."""
+    row = session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == _digest(token), ApiToken.revoked_at.is_(None))
+    )
+    if row is None or not row.agent.active:
+        return None
+    # Recorded at most every few minutes, so reading the API does not write on every call.
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
+        row.last_used_at = now
+    return row.agent

@@ -1,0 +1,124 @@
+"""Rules as data: routing, duplicate window, evidence needs, and the other policy numbers.
+
+The defaults are the operations manuals' numbers (DOMAIN.md). A shop overrides any of them in a
+TOML file named by AFTERSALES_POLICY_FILE (see policy.example.toml); a file that does not make
+sense is refused at start-up with the reason, never half-applied.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tickets.exceptions import InvalidInput
+from tickets.models import CaseKind, CaseStatus
+
+SELLER_FAULT_REASONS = (
+    "quality_defect",
+    "damaged_in_transit",
+    "wrong_item",
+    "missing_item",
+    "not_as_described",
+    "late_delivery",
+)
+CUSTOMER_CHOICE_REASONS = ("no_reason", "size_fit", "changed_mind")
+COMPLAINT_REASONS = ("service", "other")
+REASONS = SELLER_FAULT_REASONS + CUSTOMER_CHOICE_REASONS + COMPLAINT_REASONS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RoutingRule(_Strict):
+    """Send a case to `group` when all the given conditions hold (empty list: any)."""
+
+    name: str
+    group: str
+    kinds: list[CaseKind] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+    statuses: list[CaseStatus] = Field(default_factory=list)
+
+
+def _default_routing() -> list[RoutingRule]:
+    return [
+        RoutingRule(
+            name="refund execution goes to finance",
+            group="finance",
+            statuses=[CaseStatus.refund_pending],
+        ),
+        RoutingRule(
+            name="delivery problems go to logistics", group="logistics", kinds=[CaseKind.delivery]
+        ),
+        RoutingRule(
+            name="quality claims go to product/quality",
+            group="quality",
+            reasons=["quality_defect", "not_as_described"],
+        ),
+    ]
+
+
+class Policy(_Strict):
+    """Every rule a lead may change without a deploy."""
+
+    groups: dict[str, str] = Field(
+        default_factory=lambda: {
+            "service": "Customer service",
+            "logistics": "Logistics",
+            "quality": "Product / quality",
+            "finance": "Finance",
+        }
+    )
+    default_group: str = "service"
+    routing: list[RoutingRule] = Field(default_factory=_default_routing)
+    # A second request for the same order within this window is a duplicate, whatever its kind.
+    duplicate_window_minutes: int = Field(default=30, ge=0)
+    # Reasons whose claim needs at least one photo before review (else: needs info).
+    photo_required_reasons: list[str] = Field(
+        default_factory=lambda: [
+            "quality_defect",
+            "damaged_in_transit",
+            "wrong_item",
+            "not_as_described",
+        ]
+    )
+    # Days the customer has to ship an approved return.
+    return_ship_days: int = Field(default=7, ge=1)
+    return_address: str = "上海市青浦区华新镇 售后仓 3 号门 (After-sales warehouse, gate 3)"
+
+    @model_validator(mode="after")
+    def _groups_known(self) -> Policy:
+        if self.default_group not in self.groups:
+            raise ValueError(f"default_group {self.default_group!r} is not one of the groups")
+        for rule in self.routing:
+            if rule.group not in self.groups:
+                raise ValueError(f"routing rule {rule.name!r} names unknown group {rule.group!r}")
+            bad = [r for r in rule.reasons if r not in REASONS]
+            if bad:
+                raise ValueError(f"routing rule {rule.name!r} names unknown reasons {bad}")
+        bad = [r for r in self.photo_required_reasons if r not in REASONS]
+        if bad:
+            raise ValueError(f"photo_required_reasons names unknown reasons {bad}")
+        return self
+
+
+def load_policy(path: Path | None) -> Policy:
+    """The policy: defaults, overridden by the TOML file at `path` when given."""
+    if path is None:
+        return Policy()
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"policy file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"policy file {path} is not valid TOML: {exc}") from exc
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
+        ]
+        lines = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+        raise InvalidInput(f"policy file {path} is refused: {lines}", errors) from exc

@@ -1,0 +1,522 @@
+"""The database tables: customers, orders and their units, agents, cases and everything on a case.
+
+Money is integer minor units (fen, cents) in the currency of its order. Every timestamp is
+timezone-aware UTC. Constraint names come from the naming convention so migrations are stable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that comes back aware on SQLite too (stored as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: pass a timezone-aware value")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC. Edges call it and pass `now` down."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class OrderStatus(StrEnum):
+    unpaid = "unpaid"
+    paid = "paid"
+    shipped = "shipped"
+    delivered = "delivered"
+    cancelled = "cancelled"
+    refused = "refused"
+
+
+class CaseKind(StrEnum):
+    refund_only = "refund_only"
+    return_refund = "return_refund"
+    exchange = "exchange"
+    complaint = "complaint"
+    delivery = "delivery"
+
+
+class CaseStatus(StrEnum):
+    draft = "draft"
+    submitted = "submitted"
+    needs_info = "needs_info"
+    awaiting_return = "awaiting_return"
+    in_transit = "in_transit"
+    inspecting = "inspecting"
+    refund_pending = "refund_pending"
+    exchange_shipping = "exchange_shipping"
+    refused = "refused"
+    escalated = "escalated"
+    resolved = "resolved"
+    refunded = "refunded"
+    closed = "closed"
+    cancelled = "cancelled"
+
+
+OPEN_STATUSES = frozenset(
+    s
+    for s in CaseStatus
+    if s not in {CaseStatus.closed, CaseStatus.cancelled, CaseStatus.refunded, CaseStatus.resolved}
+)
+
+
+class Priority(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    urgent = "urgent"
+
+
+class Channel(StrEnum):
+    telegram = "telegram"
+    web = "web"
+    phone = "phone"
+    email = "email"
+    platform = "platform"
+    api = "api"
+
+
+class UnitStatus(StrEnum):
+    requested = "requested"
+    received = "received"
+    resalable = "resalable"
+    damaged = "damaged"
+    missing = "missing"
+    wrong_item = "wrong_item"
+    refunded = "refunded"
+
+
+class Role(StrEnum):
+    agent = "agent"
+    lead = "lead"
+    admin = "admin"
+
+
+# ---------------------------------------------------------------- customers and orders
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str | None] = mapped_column(String(40), index=True)
+    email: Mapped[str | None] = mapped_column(String(200))
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    language: Mapped[str] = mapped_column(String(10), default="zh-CN")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    orders: Mapped[list[Order]] = relationship(back_populates="customer")
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(64), unique=True)
+    platform: Mapped[str] = mapped_column(String(40), default="shop")
+    status: Mapped[str] = mapped_column(String(20))
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    placed_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
+    shipped_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    payment_method: Mapped[str] = mapped_column(String(40), default="alipay")
+    shipping_fee: Mapped[int] = mapped_column(BigInteger, default=0)
+    order_discount: Mapped[int] = mapped_column(BigInteger, default=0)
+    free_shipping_threshold: Mapped[int | None] = mapped_column(BigInteger)
+    address: Mapped[str] = mapped_column(Text, default="")
+    presale: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Decimal as text: the rate to the shop's currency at purchase, recorded and never re-read.
+    exchange_rate: Mapped[str | None] = mapped_column(String(32))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="orders")
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", order_by="OrderLine.line_no", cascade="all, delete-orphan"
+    )
+    payments: Mapped[list[Payment]] = relationship(
+        back_populates="order", order_by="Payment.id", cascade="all, delete-orphan"
+    )
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (UniqueConstraint("order_id", "sku"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(300), default="")
+    category: Mapped[str] = mapped_column(String(80), default="")
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    # Discount on the whole line (all its units), minor units.
+    discount: Mapped[int] = mapped_column(BigInteger, default=0)
+    gift_value: Mapped[int] = mapped_column(BigInteger, default=0)
+    no_reason_return: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+    units: Mapped[list[OrderUnit]] = relationship(
+        back_populates="line", order_by="OrderUnit.unit_index", cascade="all, delete-orphan"
+    )
+
+
+class OrderUnit(Base):
+    """One unit of a line with the net the customer paid for it, allocated once (MONEY.md 3)."""
+
+    __tablename__ = "order_units"
+    __table_args__ = (UniqueConstraint("line_id", "unit_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id", ondelete="CASCADE"))
+    unit_index: Mapped[int] = mapped_column(Integer)
+    net: Mapped[int] = mapped_column(BigInteger)
+
+    line: Mapped[OrderLine] = relationship(back_populates="units")
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(10), default="full")
+    paid_at: Mapped[datetime | None]
+
+    order: Mapped[Order] = relationship(back_populates="payments")
+
+
+# ---------------------------------------------------------------- agents
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(10), default=Role.agent.value)
+    group: Mapped[str | None] = mapped_column(String(40))
+    language: Mapped[str] = mapped_column(String(10), default="zh-CN")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    away: Mapped[bool] = mapped_column(Boolean, default=False)
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    agent: Mapped[Agent] = relationship()
+
+
+# ---------------------------------------------------------------- cases
+
+
+class Ticket(Base):
+    """A case: one after-sales request and everything that happens to it."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        # The queue: open cases by status, newest first, keyset-paginated by (created_at, id).
+        Index("ix_tickets_status_created", "status", "created_at", "id"),
+        Index("ix_tickets_group_status_created", "group", "status", "created_at", "id"),
+        Index("ix_tickets_assignee_status_created", "assignee_id", "status", "created_at", "id"),
+        Index("ix_tickets_kind_created", "kind", "created_at", "id"),
+        Index("ix_tickets_created", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[str] = mapped_column(String(10), default=Priority.normal.value)
+    group: Mapped[str] = mapped_column(String(40))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str] = mapped_column(Text, default="")
+    channel: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(10), default="zh-CN")
+    risk_level: Mapped[str] = mapped_column(String(10), default="low")
+    risk_signals: Mapped[list[Any]] = mapped_column(default=list)
+    rma_no: Mapped[str | None] = mapped_column(String(40))
+    tracking_no: Mapped[str | None] = mapped_column(String(80))
+    carrier: Mapped[str | None] = mapped_column(String(80))
+    pickup: Mapped[dict[str, Any] | None]
+    exchange_tracking_no: Mapped[str | None] = mapped_column(String(80))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    satisfaction: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+    # Optimistic lock: two agents acting at once, exactly one wins (the other gets 409).
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    customer: Mapped[Customer] = relationship()
+    order: Mapped[Order | None] = relationship()
+    assignee: Mapped[Agent | None] = relationship()
+    items: Mapped[list[TicketItem]] = relationship(
+        back_populates="ticket", order_by="TicketItem.id", cascade="all, delete-orphan"
+    )
+    units: Mapped[list[TicketUnit]] = relationship(
+        back_populates="ticket", order_by="TicketUnit.id", cascade="all, delete-orphan"
+    )
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"
+    )
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="ticket", order_by="Attachment.id", cascade="all, delete-orphan"
+    )
+    events: Mapped[list[Event]] = relationship(
+        back_populates="ticket", order_by="Event.id", cascade="all, delete-orphan"
+    )
+
+
+class TicketItem(Base):
+    __tablename__ = "ticket_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"))
+    sku: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="items")
+    line: Mapped[OrderLine] = relationship()
+
+
+class TicketUnit(Base):
+    """A unit of goods named by a case, with its own outcome (partial outcomes are normal)."""
+
+    __tablename__ = "ticket_units"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("order_units.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default=UnitStatus.requested.value)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="units")
+    unit: Mapped[OrderUnit] = relationship()
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(10))  # customer | agent | system
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    text: Mapped[str] = mapped_column(Text, default="")
+    internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+    agent: Mapped[Agent | None] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(back_populates="message")
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # photo | video | document
+    mime: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(200))
+    original_name: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="attachments")
+    message: Mapped[Message | None] = relationship(back_populates="attachments")
+
+
+class Event(Base):
+    """The append-only audit log of a case: every change, with who and when."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class CaseCounter(Base):
+    """The last case number handed out per day (AS-YYYYMMDD-NNNN)."""
+
+    __tablename__ = "case_counters"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# ---------------------------------------------------------------- delivery
+
+
+class OutboxMessage(Base):
+    """An outbound message, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))  # telegram | web | agents
+    recipient: Mapped[str] = mapped_column(String(80))
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class InboundUpdate(Base):
+    """Every inbound update's id, stored before it is acted on: a redelivery is a no-op."""
+
+    __tablename__ = "inbound_updates"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(80))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---------------------------------------------------------------- refunds
+
+
+class RefundStatus(StrEnum):
+    proposed = "proposed"
+    approved = "approved"
+    issued = "issued"
+    confirmed = "confirmed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Refund(Base):
+    """A refund in the ledger: what goes back, on which route, and who decided each step."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(12), default=RefundStatus.proposed.value)
+    # The itemised quote it was made from (lines, routes, rules), frozen at proposal.
+    breakdown: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    proposed_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    issued_at: Mapped[datetime | None]
+    confirmed_at: Mapped[datetime | None]
+    failed_reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    ticket: Mapped[Ticket] = relationship()
+    lines: Mapped[list[RefundLine]] = relationship(
+        back_populates="refund", order_by="RefundLine.id", cascade="all, delete-orphan"
+    )
+
+
+class RefundLine(Base):
+    """One part of a refund: a unit's net (or an order-level amount) paid back on one payment."""
+
+    __tablename__ = "refund_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_id: Mapped[int] = mapped_column(ForeignKey("refunds.id", ondelete="CASCADE"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("order_units.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    rule: Mapped[str] = mapped_column(String(80), default="")
+
+    refund: Mapped[Refund] = relationship(back_populates="lines")

@@ -1,0 +1,351 @@
+"""Orders in: upsert by order number, allocate discounts to units once, read back as JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from babel.numbers import is_currency
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from tickets.exceptions import Conflict, InvalidInput, NotFound
+from tickets.models import (
+    OPEN_STATUSES,
+    Customer,
+    Order,
+    OrderLine,
+    OrderUnit,
+    Payment,
+    Ticket,
+    TicketUnit,
+    UnitStatus,
+)
+from tickets.money import allocate, format_amount, to_minor
+from tickets.schemas import CustomerIn, OrderIn, OrderLineRead, OrderRead, PaymentRead
+
+UpsertOutcome = Literal["created", "updated", "unchanged"]
+
+
+def _minor(value: Decimal | None, currency: str, loc: str, errors: list[dict[str, Any]]) -> int:
+    if value is None:
+        return 0
+    try:
+        return to_minor(value, currency)
+    except ValueError as exc:
+        errors.append({"loc": loc, "msg": str(exc)})
+        return 0
+
+
+def _priced(data: OrderIn, loc: str) -> dict[str, Any]:
+    """Convert every amount of an order to minor units, or raise naming each bad field."""
+    errors: list[dict[str, Any]] = []
+    if not is_currency(data.currency):
+        errors.append({"loc": f"{loc}.currency", "msg": f"unknown currency {data.currency}"})
+        raise InvalidInput("invalid order", errors) from None
+    cur = data.currency
+    skus = [line.sku for line in data.lines]
+    for i, sku in enumerate(skus):
+        if skus.index(sku) != i:
+            errors.append({"loc": f"{loc}.lines.{i}.sku", "msg": f"SKU {sku} appears twice"})
+    lines = []
+    for i, line in enumerate(data.lines):
+        price = _minor(line.unit_price, cur, f"{loc}.lines.{i}.unit_price", errors)
+        discount = _minor(line.discount, cur, f"{loc}.lines.{i}.discount", errors)
+        gift = _minor(line.gift_value, cur, f"{loc}.lines.{i}.gift_value", errors)
+        if discount > price * line.quantity:
+            errors.append(
+                {"loc": f"{loc}.lines.{i}.discount", "msg": "line discount exceeds the line amount"}
+            )
+        lines.append((line, price, discount, gift))
+    shipping = _minor(data.shipping_fee, cur, f"{loc}.shipping_fee", errors)
+    order_discount = _minor(data.order_discount, cur, f"{loc}.order_discount", errors)
+    threshold = (
+        _minor(data.free_shipping_threshold, cur, f"{loc}.free_shipping_threshold", errors)
+        if data.free_shipping_threshold is not None
+        else None
+    )
+    goods = sum(price * ln.quantity - discount for ln, price, discount, _ in lines)
+    if order_discount > goods and not errors:
+        errors.append(
+            {"loc": f"{loc}.order_discount", "msg": "order discount exceeds the goods amount"}
+        )
+    payments = []
+    for i, p in enumerate(data.payments or []):
+        payments.append((p, _minor(p.amount, cur, f"{loc}.payments.{i}.amount", errors)))
+    if errors:
+        raise InvalidInput("invalid order", errors)
+    paid_total = goods - order_discount + shipping
+    if payments and sum(a for _, a in payments) != paid_total:
+        errors.append(
+            {
+                "loc": f"{loc}.payments",
+                "msg": (
+                    f"payments add up to {format_amount(sum(a for _, a in payments), cur)} "
+                    f"but the order's total is {format_amount(paid_total, cur)}"
+                ),
+            }
+        )
+        raise InvalidInput("invalid order", errors)
+    return {
+        "lines": lines,
+        "shipping": shipping,
+        "order_discount": order_discount,
+        "threshold": threshold,
+        "goods": goods,
+        "paid_total": paid_total,
+        "payments": payments,
+    }
+
+
+def unit_nets(line_amounts: list[tuple[int, int]], order_discount: int) -> list[list[int]]:
+    """Per line, the net of each unit: (quantity, line amount after line discount) in,
+    the order discount shared across lines then across each line's units (MONEY.md rule 3)."""
+    shares = allocate(order_discount, [amount for _, amount in line_amounts])
+    nets = []
+    for (quantity, amount), share in zip(line_amounts, shares, strict=True):
+        nets.append(allocate(amount - share, [1] * quantity))
+    return nets
+
+
+def find_or_make_customer(
+    session: Session, data: CustomerIn, current: Customer | None = None
+) -> Customer:
+    """The customer these details name (by Telegram id, then phone), else `current` (the
+    order's customer so far, when it is re-imported without either), else a new one."""
+    customer = None
+    if data.telegram_user_id is not None:
+        customer = session.scalar(
+            select(Customer).where(Customer.telegram_user_id == data.telegram_user_id)
+        )
+    if customer is None and data.phone:
+        customer = session.scalar(
+            select(Customer).where(Customer.phone == data.phone).order_by(Customer.id).limit(1)
+        )
+    if (
+        customer is None
+        and current is not None
+        and not data.phone
+        and (data.telegram_user_id is None)
+    ):
+        customer = current
+    if customer is None:
+        customer = Customer(name=data.name, phone=data.phone, email=data.email)
+        session.add(customer)
+    if data.name:
+        customer.name = data.name
+    if data.phone:
+        customer.phone = data.phone
+    if data.email:
+        customer.email = data.email
+    if data.telegram_user_id is not None:
+        customer.telegram_user_id = data.telegram_user_id
+    if data.language:
+        customer.language = data.language
+    return customer
+
+
+def _lines_fingerprint(order: Order) -> list[tuple[Any, ...]]:
+    return [
+        (ln.sku, ln.quantity, ln.unit_price, ln.discount, ln.gift_value, [u.net for u in ln.units])
+        for ln in order.lines
+    ]
+
+
+def upsert_order(
+    *, session: Session, data: OrderIn, now: datetime, loc: str = "order"
+) -> tuple[Order, UpsertOutcome]:
+    """Create or update an order by its number. Units' nets are allocated once, when recorded;
+    the lines of an order that already has cases cannot change (its refunds rest on them)."""
+    priced = _priced(data, loc)
+    order = session.scalar(
+        select(Order)
+        .where(Order.order_no == data.order_no)
+        .options(selectinload(Order.lines).selectinload(OrderLine.units))
+    )
+    customer = find_or_make_customer(
+        session, data.customer, order.customer if order is not None else None
+    )
+    cur = data.currency
+    nets = unit_nets(
+        [(ln.quantity, price * ln.quantity - disc) for ln, price, disc, _ in priced["lines"]],
+        priced["order_discount"],
+    )
+    new_lines = [
+        (ln.sku, ln.quantity, price, disc, gift, line_nets)
+        for (ln, price, disc, gift), line_nets in zip(priced["lines"], nets, strict=True)
+    ]
+    header = {
+        "platform": data.platform,
+        "status": data.status.value,
+        "currency": cur,
+        "placed_at": data.placed_at,
+        "paid_at": data.paid_at,
+        "shipped_at": data.shipped_at,
+        "delivered_at": data.delivered_at,
+        "payment_method": data.payment_method,
+        "shipping_fee": priced["shipping"],
+        "order_discount": priced["order_discount"],
+        "free_shipping_threshold": priced["threshold"],
+        "address": data.address,
+        "presale": data.presale,
+        "exchange_rate": str(data.exchange_rate) if data.exchange_rate is not None else None,
+    }
+    outcome: UpsertOutcome
+    if order is None:
+        order = Order(order_no=data.order_no, customer=customer, created_at=now, **header)
+        session.add(order)
+        outcome = "created"
+        lines_changed = True
+    else:
+        lines_changed = _lines_fingerprint(order) != new_lines
+        header_changed = any(getattr(order, k) != v for k, v in header.items()) or (
+            order.customer_id != customer.id if customer.id is not None else True
+        )
+        if lines_changed:
+            has_cases = session.scalar(
+                select(Ticket.id).where(Ticket.order_id == order.id).limit(1)
+            )
+            if has_cases is not None:
+                raise Conflict(
+                    f"order {data.order_no} already has after-sales cases: its lines and "
+                    "amounts cannot change (only status, dates and address may)",
+                    order_no=data.order_no,
+                )
+        if not lines_changed and not header_changed:
+            return order, "unchanged"
+        for key, value in header.items():
+            setattr(order, key, value)
+        order.customer = customer
+        order.updated_at = now
+        outcome = "updated"
+    if lines_changed:
+        order.lines.clear()
+        order.payments.clear()
+        session.flush()
+        for i, ((ln, price, disc, gift), line_nets) in enumerate(
+            zip(priced["lines"], nets, strict=True)
+        ):
+            order.lines.append(
+                OrderLine(
+                    line_no=i + 1,
+                    sku=ln.sku,
+                    title=ln.title,
+                    category=ln.category,
+                    quantity=ln.quantity,
+                    unit_price=price,
+                    discount=disc,
+                    gift_value=gift,
+                    no_reason_return=ln.no_reason_return,
+                    units=[OrderUnit(unit_index=j + 1, net=n) for j, n in enumerate(line_nets)],
+                )
+            )
+        payments = priced["payments"] or [
+            (None, priced["paid_total"]),
+        ]
+        for p, amount in payments:
+            order.payments.append(
+                Payment(
+                    method=p.method if p else data.payment_method,
+                    amount=amount,
+                    kind=p.kind if p else "full",
+                    paid_at=(p.paid_at if p else None) or data.paid_at,
+                )
+            )
+    else:
+        # Titles, categories and flags may be corrected without touching the money.
+        for line, ln in zip(order.lines, data.lines, strict=True):
+            line.title, line.category = ln.title, ln.category
+            line.no_reason_return = ln.no_reason_return
+    session.flush()
+    return order, outcome
+
+
+def get_order(*, session: Session, order_no: str) -> Order:
+    """The order with this number, or NotFound."""
+    order = session.scalar(
+        select(Order)
+        .where(Order.order_no == order_no)
+        .options(
+            selectinload(Order.lines).selectinload(OrderLine.units),
+            selectinload(Order.payments),
+            selectinload(Order.customer),
+        )
+    )
+    if order is None:
+        raise NotFound(f"no order {order_no}", order_no=order_no)
+    return order
+
+
+def order_to_read(order: Order) -> OrderRead:
+    """The Order JSON of DESIGN.md, with each unit's stored net."""
+    cur = order.currency
+    return OrderRead(
+        order_no=order.order_no,
+        platform=order.platform,
+        status=order.status,
+        currency=cur,
+        placed_at=order.placed_at,
+        paid_at=order.paid_at,
+        shipped_at=order.shipped_at,
+        delivered_at=order.delivered_at,
+        payment_method=order.payment_method,
+        shipping_fee=format_amount(order.shipping_fee, cur),
+        order_discount=format_amount(order.order_discount, cur),
+        free_shipping_threshold=(
+            format_amount(order.free_shipping_threshold, cur)
+            if order.free_shipping_threshold is not None
+            else None
+        ),
+        address=order.address,
+        presale=order.presale,
+        exchange_rate=order.exchange_rate,
+        paid_total=format_amount(sum(p.amount for p in order.payments), cur),
+        customer={
+            "name": order.customer.name,
+            "phone": order.customer.phone,
+            "telegram_user_id": order.customer.telegram_user_id,
+        },
+        lines=[
+            OrderLineRead(
+                sku=ln.sku,
+                title=ln.title,
+                category=ln.category,
+                quantity=ln.quantity,
+                unit_price=format_amount(ln.unit_price, cur),
+                discount=format_amount(ln.discount, cur),
+                gift_value=format_amount(ln.gift_value, cur),
+                no_reason_return=ln.no_reason_return,
+                unit_nets=[format_amount(u.net, cur) for u in ln.units],
+            )
+            for ln in order.lines
+        ],
+        payments=[
+            PaymentRead(
+                method=p.method, amount=format_amount(p.amount, cur), kind=p.kind, paid_at=p.paid_at
+            )
+            for p in order.payments
+        ],
+    )
+
+
+def units_taken(session: Session, order: Order, *, exclude_ticket: int | None = None) -> set[int]:
+    """Ids of this order's units that an open case already names, or that were refunded."""
+    unit_ids = [u.id for ln in order.lines for u in ln.units]
+    if not unit_ids:
+        return set()
+    query = (
+        select(TicketUnit.unit_id)
+        .join(Ticket)
+        .where(
+            TicketUnit.unit_id.in_(unit_ids),
+            or_(
+                Ticket.status.in_([s.value for s in OPEN_STATUSES]),
+                TicketUnit.status == UnitStatus.refunded.value,
+            ),
+        )
+    )
+    if exclude_ticket is not None:
+        query = query.where(Ticket.id != exclude_ticket)
+    return set(session.scalars(query))

@@ -1,0 +1,274 @@
+"""The JSON shapes of the public contracts (DESIGN.md): orders, tickets, actions, replies.
+
+Money travels as decimal strings ("19.99") and is converted to integer minor units by
+tickets/orders.py with the currency in hand; times are ISO 8601 with an offset.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from tickets.config import REASONS
+from tickets.models import CaseKind, CaseStatus, Channel, OrderStatus, Priority, UnitStatus
+
+Money = Decimal
+
+
+class _In(BaseModel):
+    # A misspelt field is an error naming it, not silently dropped.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CustomerIn(_In):
+    name: str = Field(default="", max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=200)
+    telegram_user_id: int | None = None
+    language: Literal["zh-CN", "en"] | None = None
+
+
+class OrderLineIn(_In):
+    sku: str = Field(min_length=1, max_length=64)
+    title: str = Field(default="", max_length=300)
+    category: str = Field(default="", max_length=80)
+    quantity: int = Field(ge=1, le=100_000)
+    unit_price: Money = Field(ge=0)
+    discount: Money = Field(default=Decimal(0), ge=0)
+    gift_value: Money = Field(default=Decimal(0), ge=0)
+    no_reason_return: bool = True
+
+
+class PaymentIn(_In):
+    method: str = Field(min_length=1, max_length=40)
+    amount: Money = Field(ge=0)
+    kind: Literal["full", "deposit", "balance"] = "full"
+    paid_at: AwareDatetime | None = None
+
+
+class OrderIn(_In):
+    order_no: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.]+$")
+    platform: str = Field(default="shop", max_length=40)
+    status: OrderStatus
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    placed_at: AwareDatetime
+    paid_at: AwareDatetime | None = None
+    shipped_at: AwareDatetime | None = None
+    delivered_at: AwareDatetime | None = None
+    payment_method: str = Field(default="alipay", max_length=40)
+    shipping_fee: Money = Field(default=Decimal(0), ge=0)
+    order_discount: Money = Field(default=Decimal(0), ge=0)
+    free_shipping_threshold: Money | None = Field(default=None, ge=0)
+    address: str = Field(default="", max_length=1000)
+    presale: bool = False
+    exchange_rate: Decimal | None = Field(default=None, gt=0)
+    customer: CustomerIn
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=500)
+    payments: list[PaymentIn] | None = None
+
+
+class OrderBatch(_In):
+    orders: list[OrderIn] = Field(min_length=1, max_length=1000)
+
+
+class OrderLineRead(BaseModel):
+    sku: str
+    title: str
+    category: str
+    quantity: int
+    unit_price: str
+    discount: str
+    gift_value: str
+    no_reason_return: bool
+    unit_nets: list[str]
+
+
+class PaymentRead(BaseModel):
+    method: str
+    amount: str
+    kind: str
+    paid_at: AwareDatetime | None
+
+
+class OrderRead(BaseModel):
+    order_no: str
+    platform: str
+    status: str
+    currency: str
+    placed_at: AwareDatetime
+    paid_at: AwareDatetime | None
+    shipped_at: AwareDatetime | None
+    delivered_at: AwareDatetime | None
+    payment_method: str
+    shipping_fee: str
+    order_discount: str
+    free_shipping_threshold: str | None
+    address: str
+    presale: bool
+    exchange_rate: str | None
+    paid_total: str
+    customer: dict[str, Any]
+    lines: list[OrderLineRead]
+    payments: list[PaymentRead]
+
+
+class OrderUpsertResult(BaseModel):
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+
+
+class ItemIn(_In):
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=100_000)
+
+
+class TicketCreate(_In):
+    kind: CaseKind
+    reason: str
+    order_no: str | None = Field(default=None, max_length=64)
+    items: list[ItemIn] = Field(default_factory=list, max_length=500)
+    description: str = Field(default="", max_length=5000)
+    channel: Channel = Channel.api
+    priority: Priority = Priority.normal
+    language: Literal["zh-CN", "en"] | None = None
+    # Needed only without an order (a complaint about service, say).
+    customer: CustomerIn | None = None
+
+    @field_validator("reason")
+    @classmethod
+    def _known_reason(cls, value: str) -> str:
+        if value not in REASONS:
+            raise ValueError(f"unknown reason {value!r}; use one of: {', '.join(REASONS)}")
+        return value
+
+
+class InspectResult(_In):
+    sku: str
+    quantity: int = Field(ge=1)
+    outcome: Literal["resalable", "damaged", "missing", "wrong_item"]
+
+
+class Pickup(_In):
+    time: str = Field(min_length=1, max_length=100)
+    address: str = Field(min_length=1, max_length=1000)
+
+
+class ActionRequest(_In):
+    """One agent action. Parameters travel beside `action` (DESIGN.md, action names)."""
+
+    action: str
+    # The case version the agent saw; when given, a newer case is a 409, never an overwrite.
+    version: int | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+    script: str | None = None
+    note: str | None = Field(default=None, max_length=5000)
+    tracking_no: str | None = Field(default=None, max_length=80)
+    carrier: str | None = Field(default=None, max_length=80)
+    pickup: Pickup | None = None
+    results: list[InspectResult] | None = None
+    assignee: str | None = None
+    group: str | None = None
+    priority: Priority | None = None
+
+
+class ReplyCreate(_In):
+    text: str | None = Field(default=None, max_length=4096)
+    internal: bool = False
+    script: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+    language: Literal["zh-CN", "en"] | None = None
+
+
+class ItemRead(BaseModel):
+    sku: str
+    quantity: int
+    title: str
+    units: list[UnitStatus]
+
+
+class SlaRead(BaseModel):
+    clock: str
+    due_at: AwareDatetime | None
+    state: Literal["running", "paused", "met", "breached"]
+
+
+class MessageRead(BaseModel):
+    id: int
+    author: Literal["customer", "agent", "system"]
+    agent: str | None
+    text: str
+    internal: bool
+    at: AwareDatetime
+    attachments: list[int]
+
+
+class AttachmentRead(BaseModel):
+    id: int
+    kind: str
+    mime: str
+    size: int
+    sha256: str
+    url: str
+
+
+class EventRead(BaseModel):
+    type: str
+    actor: str
+    at: AwareDatetime
+    data: dict[str, Any]
+
+
+class TicketRead(BaseModel):
+    number: str
+    kind: CaseKind
+    status: CaseStatus
+    priority: Priority
+    group: str
+    assignee: str | None
+    order_no: str | None
+    customer: dict[str, Any]
+    reason: str
+    description: str
+    items: list[ItemRead]
+    channel: Channel
+    language: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    version: int
+    rma_no: str | None
+    tracking_no: str | None
+    carrier: str | None
+    allowed_actions: list[str]
+    refund: dict[str, Any] | None
+    sla: list[SlaRead]
+    risk: dict[str, Any]
+    messages: list[MessageRead]
+    attachments: list[AttachmentRead]
+    events: list[EventRead]
+
+
+class TicketSummary(BaseModel):
+    """A queue row: what an agent decides by, without the conversation."""
+
+    number: str
+    kind: CaseKind
+    status: CaseStatus
+    priority: Priority
+    group: str
+    assignee: str | None
+    order_no: str | None
+    customer_name: str
+    reason: str
+    channel: Channel
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    risk_level: str
+
+
+class TicketList(BaseModel):
+    data: list[TicketSummary]
+    count: int
+    next_cursor: str | None

@@ -1,0 +1,1256 @@
+"""Cases: open one, act on it, reply on it, list and read them.
+
+Every function here is keyword-only, takes the session and `now`, adds and flushes, and never
+commits: the edge (an HTTP request, a Telegram update, a job run) owns the transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.exc import StaleDataError
+
+from tickets.config import SELLER_FAULT_REASONS, Policy
+from tickets.exceptions import (
+    ActionNotAllowed,
+    Conflict,
+    DuplicateCase,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from tickets.models import (
+    OPEN_STATUSES,
+    Agent,
+    Attachment,
+    CaseCounter,
+    CaseKind,
+    CaseStatus,
+    Customer,
+    Event,
+    Message,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Refund,
+    RefundLine,
+    RefundStatus,
+    Role,
+    Ticket,
+    TicketItem,
+    TicketUnit,
+    UnitStatus,
+)
+from tickets.money import format_amount
+from tickets.orders import find_or_make_customer, get_order, units_taken
+from tickets.outbox import notify_customer
+from tickets.schemas import ActionRequest, ReplyCreate, TicketCreate
+from tickets.workflow import (
+    GOODS_KINDS,
+    TALK_KINDS,
+    Transition,
+    allowed_actions,
+    find_transition,
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: an agent (with their row), the customer, or the system (a rule, the
+    scheduler). `label` is what the event log shows."""
+
+    kind: str  # agent | customer | system
+    agent: Agent | None = None
+    customer_id: int | None = None
+    rule: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.agent is not None:
+            return f"agent:{self.agent.username}"
+        if self.kind == "customer":
+            return "customer"
+        return f"system:{self.rule}" if self.rule else "system"
+
+    @property
+    def role(self) -> Role | None:
+        return Role(self.agent.role) if self.agent is not None else None
+
+
+SYSTEM = Actor(kind="system")
+
+
+@dataclass
+class Context:
+    """What a service call needs beyond the session: the rules, the clock, the shop's zone."""
+
+    policy: Policy
+    now: datetime
+    tz: ZoneInfo
+    case_prefix: str = "AS"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- small pieces
+
+
+def next_case_number(*, session: Session, prefix: str, now: datetime, tz: ZoneInfo) -> str:
+    """AS-20261122-0001: per shop-day counter, safe under concurrent writers (one upsert)."""
+    day = now.astimezone(tz).strftime("%Y%m%d")
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(CaseCounter)
+        .values(day=day, last=1)
+        .on_conflict_do_update(index_elements=["day"], set_={"last": CaseCounter.last + 1})
+        .returning(CaseCounter.last)
+    )
+    last = session.execute(stmt).scalar_one()
+    return f"{prefix}-{day}-{last:04d}"
+
+
+def record_event(
+    *, session: Session, ticket: Ticket, type: str, actor: Actor, now: datetime, **data: Any
+) -> Event:
+    """Append to the case's audit log."""
+    event = Event(ticket=ticket, type=type, actor=actor.label, at=now, data=data)
+    session.add(event)
+    return event
+
+
+def route(*, policy: Policy, kind: str, reason: str, status: str) -> tuple[str, str]:
+    """The group a case belongs to now, and the name of the rule that decided it."""
+    for rule in policy.routing:
+        if rule.kinds and kind not in rule.kinds:
+            continue
+        if rule.reasons and reason not in rule.reasons:
+            continue
+        if rule.statuses and status not in rule.statuses:
+            continue
+        return rule.group, rule.name
+    return policy.default_group, "default group"
+
+
+def _reroute(*, session: Session, ticket: Ticket, ctx: Context, actor: Actor) -> None:
+    group, rule = route(
+        policy=ctx.policy, kind=ticket.kind, reason=ticket.reason, status=ticket.status
+    )
+    if group != ticket.group:
+        old = ticket.group
+        ticket.group = group
+        record_event(
+            session=session,
+            ticket=ticket,
+            type="case.routed",
+            actor=actor,
+            now=ctx.now,
+            group=group,
+            previous_group=old,
+            rule=rule,
+        )
+
+
+def _set_status(
+    *,
+    session: Session,
+    ticket: Ticket,
+    status: CaseStatus,
+    ctx: Context,
+    actor: Actor,
+    **data: Any,
+) -> None:
+    old = ticket.status
+    if old == status.value:
+        return
+    ticket.status = status.value
+    if status in (CaseStatus.closed, CaseStatus.cancelled):
+        ticket.closed_at = ctx.now
+    elif old in (CaseStatus.closed.value, CaseStatus.cancelled.value):
+        ticket.closed_at = None
+    record_event(
+        session=session,
+        ticket=ticket,
+        type="status.changed",
+        actor=actor,
+        now=ctx.now,
+        **{"from": old, "to": status.value, **data},
+    )
+    _reroute(session=session, ticket=ticket, ctx=ctx, actor=actor)
+
+
+def _notice(
+    *, session: Session, ticket: Ticket, script: str, ctx: Context, **variables: Any
+) -> None:
+    """Queue a lifecycle notice for the customer; the text comes from the named script."""
+    notify_customer(
+        session=session,
+        ticket=ticket,
+        kind="notice",
+        payload={"script": script, "variables": {"case_number": ticket.number, **variables}},
+        now=ctx.now,
+    )
+
+
+def _load(session: Session, number: str, *, for_update: bool = False) -> Ticket:
+    query = (
+        select(Ticket)
+        .where(Ticket.number == number)
+        .options(
+            selectinload(Ticket.items).selectinload(TicketItem.line),
+            selectinload(Ticket.units).selectinload(TicketUnit.unit),
+            selectinload(Ticket.customer),
+            selectinload(Ticket.order),
+            selectinload(Ticket.assignee),
+        )
+    )
+    if for_update:
+        query = query.with_for_update()
+    ticket = session.scalar(query)
+    if ticket is None:
+        raise NotFound(f"no case {number}", number=number)
+    return ticket
+
+
+def get_ticket(*, session: Session, number: str) -> Ticket:
+    """The case with this number, with what its JSON shows loaded, or NotFound."""
+    ticket = session.scalar(
+        select(Ticket)
+        .where(Ticket.number == number)
+        .options(
+            selectinload(Ticket.items).selectinload(TicketItem.line),
+            selectinload(Ticket.units),
+            selectinload(Ticket.customer),
+            selectinload(Ticket.order),
+            selectinload(Ticket.assignee),
+            selectinload(Ticket.messages).selectinload(Message.attachments),
+            selectinload(Ticket.messages).selectinload(Message.agent),
+            selectinload(Ticket.attachments),
+            selectinload(Ticket.events),
+        )
+    )
+    if ticket is None:
+        raise NotFound(f"no case {number}", number=number)
+    return ticket
+
+
+# ---------------------------------------------------------------- opening a case
+
+
+def _check_order_for_kind(order: Order, kind: CaseKind) -> None:
+    """The order-status rules every channel shares (the full policy adds windows, categories)."""
+    status = OrderStatus(order.status)
+    if kind in TALK_KINDS:
+        return
+    if status is OrderStatus.unpaid:
+        raise InvalidInput(
+            f"order {order.order_no} is not paid: there is nothing to refund",
+            [{"loc": "order_no", "msg": "order not paid"}],
+        )
+    if status is OrderStatus.cancelled:
+        raise InvalidInput(
+            f"order {order.order_no} is cancelled: its payment was already returned",
+            [{"loc": "order_no", "msg": "order cancelled"}],
+        )
+    if kind in GOODS_KINDS and status not in (OrderStatus.shipped, OrderStatus.delivered):
+        raise InvalidInput(
+            f"order {order.order_no} has not reached the customer ({status.value}): "
+            "ask for a refund only, no return is needed",
+            [{"loc": "kind", "msg": f"{kind.value} needs a shipped or delivered order"}],
+        )
+
+
+def _pick_units(
+    *, session: Session, order: Order, request: TicketCreate
+) -> list[tuple[OrderLine, int, list[int]]]:
+    """For each requested item, its line and the ids of the units the case will name (the
+    lowest-index units not already taken), or InvalidInput naming each bad item."""
+    errors: list[dict[str, Any]] = []
+    taken = units_taken(session, order)
+    by_sku = {ln.sku: ln for ln in order.lines}
+    picked: list[tuple[OrderLine, int, list[int]]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(request.items):
+        line = by_sku.get(item.sku)
+        if line is None:
+            errors.append(
+                {
+                    "loc": f"items.{i}.sku",
+                    "msg": f"order {order.order_no} has no SKU {item.sku}; "
+                    f"it has {', '.join(by_sku)}",
+                }
+            )
+            continue
+        if item.sku in seen:
+            errors.append({"loc": f"items.{i}.sku", "msg": f"SKU {item.sku} is listed twice"})
+            continue
+        seen.add(item.sku)
+        free = [u.id for u in line.units if u.id not in taken]
+        if item.quantity > line.quantity:
+            errors.append(
+                {
+                    "loc": f"items.{i}.quantity",
+                    "msg": f"{item.quantity} units asked but only {line.quantity} of {item.sku} "
+                    "were bought",
+                }
+            )
+        elif item.quantity > len(free):
+            errors.append(
+                {
+                    "loc": f"items.{i}.quantity",
+                    "msg": f"only {len(free)} unit(s) of {item.sku} are not already refunded or in "
+                    "another open case",
+                }
+            )
+        else:
+            picked.append((line, item.quantity, free[: item.quantity]))
+    if errors:
+        raise InvalidInput("some items cannot be claimed", errors)
+    return picked
+
+
+def _duplicate_of(*, session: Session, order: Order, kind: CaseKind, ctx: Context) -> Ticket | None:
+    window = ctx.now - timedelta(minutes=ctx.policy.duplicate_window_minutes)
+    return session.scalar(
+        select(Ticket)
+        .where(
+            Ticket.order_id == order.id,
+            or_(
+                and_(
+                    Ticket.kind == kind.value, Ticket.status.in_([s.value for s in OPEN_STATUSES])
+                ),
+                and_(Ticket.created_at >= window, Ticket.status != CaseStatus.cancelled.value),
+            ),
+        )
+        .order_by(Ticket.id.desc())
+        .limit(1)
+    )
+
+
+def open_case(
+    *,
+    session: Session,
+    request: TicketCreate,
+    actor: Actor,
+    ctx: Context,
+    photos: int = 0,
+) -> Ticket:
+    """Open a case from a complete request (any channel) and queue its first notices.
+
+    `photos` is how many photo attachments came with the request (the bot stores them, then
+    attaches them to the case). The guards of the lifecycle apply at once: a quality claim
+    without a photo waits in needs_info; a refund-only on an unshipped order goes straight to
+    refund_pending.
+    """
+    kind = CaseKind(request.kind)
+    order: Order | None = None
+    if request.order_no:
+        order = get_order(session=session, order_no=request.order_no)
+        customer = order.customer
+    elif kind in TALK_KINDS and request.customer is not None:
+        customer = find_or_make_customer(session, request.customer)
+        session.flush()
+    else:
+        raise InvalidInput(
+            "an order number is needed for this request",
+            [
+                {
+                    "loc": "order_no",
+                    "msg": f"{kind.value} needs order_no"
+                    + ("" if kind not in TALK_KINDS else " (or a customer)"),
+                }
+            ],
+        )
+    if actor.kind == "customer" and actor.customer_id != customer.id:
+        raise PermissionDenied("this order belongs to someone else")
+    picked: list[tuple[OrderLine, int, list[int]]] = []
+    if order is not None:
+        _check_order_for_kind(order, kind)
+        if kind not in TALK_KINDS and not request.items:
+            raise InvalidInput(
+                "say which items and how many",
+                [{"loc": "items", "msg": f"{kind.value} needs at least one item"}],
+            )
+        duplicate = _duplicate_of(session=session, order=order, kind=kind, ctx=ctx)
+        if duplicate is not None:
+            raise DuplicateCase(
+                f"order {order.order_no} already has case {duplicate.number} "
+                f"({duplicate.kind}, {duplicate.status}): add to that one instead",
+                existing=duplicate.number,
+            )
+        picked = _pick_units(session=session, order=order, request=request)
+    group, rule = route(
+        policy=ctx.policy,
+        kind=kind.value,
+        reason=request.reason,
+        status=CaseStatus.submitted.value,
+    )
+    ticket = Ticket(
+        number=next_case_number(session=session, prefix=ctx.case_prefix, now=ctx.now, tz=ctx.tz),
+        kind=kind.value,
+        status=CaseStatus.submitted.value,
+        priority=request.priority.value,
+        group=group,
+        order=order,
+        customer=customer,
+        reason=request.reason,
+        description=request.description,
+        channel=request.channel.value,
+        language=request.language or customer.language,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    session.add(ticket)
+    for line, quantity, unit_ids in picked:
+        ticket.items.append(TicketItem(line=line, sku=line.sku, quantity=quantity))
+        for unit_id in unit_ids:
+            ticket.units.append(TicketUnit(unit_id=unit_id, status=UnitStatus.requested.value))
+    session.flush()
+    record_event(
+        session=session,
+        ticket=ticket,
+        type="case.created",
+        actor=actor,
+        now=ctx.now,
+        kind=kind.value,
+        channel=ticket.channel,
+        order_no=request.order_no,
+    )
+    record_event(
+        session=session,
+        ticket=ticket,
+        type="case.routed",
+        actor=SYSTEM,
+        now=ctx.now,
+        group=group,
+        rule=rule,
+    )
+    _notice(session=session, ticket=ticket, script="notice_received", ctx=ctx)
+    rule_actor = Actor(kind="system", rule="lifecycle")
+    if request.reason in ctx.policy.photo_required_reasons and photos == 0:
+        _set_status(
+            session=session,
+            ticket=ticket,
+            status=CaseStatus.needs_info,
+            ctx=ctx,
+            actor=rule_actor,
+            rule="a quality claim needs at least one photo",
+        )
+        _system_message(session, ticket, ctx, "evidence needed: at least one photo of the problem")
+        _notice(
+            session=session, ticket=ticket, script="notice_needs_info", ctx=ctx, missing="photo"
+        )
+    elif (
+        kind is CaseKind.refund_only
+        and order is not None
+        and order.status == OrderStatus.paid.value
+    ):
+        _set_status(
+            session=session,
+            ticket=ticket,
+            status=CaseStatus.refund_pending,
+            ctx=ctx,
+            actor=rule_actor,
+            rule="refund-only on an unshipped order: stop the shipment, refund",
+        )
+    session.flush()
+    return ticket
+
+
+def _system_message(session: Session, ticket: Ticket, ctx: Context, text: str) -> Message:
+    msg = Message(ticket=ticket, author="system", text=text, internal=True, created_at=ctx.now)
+    session.add(msg)
+    return msg
+
+
+# ---------------------------------------------------------------- acting on a case
+
+
+def perform_action(
+    *, session: Session, number: str, request: ActionRequest, actor: Actor, ctx: Context
+) -> Ticket:
+    """Apply one action to a case, or refuse it with the reason (and the allowed actions)."""
+    ticket = _load(session, number, for_update=True)
+    if request.version is not None and request.version != ticket.version:
+        raise Conflict(
+            f"case {number} changed since you looked at it (version {request.version}, now "
+            f"{ticket.version}): reload it and try again",
+            version=ticket.version,
+        )
+    kind, status = CaseKind(ticket.kind), CaseStatus(ticket.status)
+    by = "agent" if actor.agent is not None else actor.kind
+    transition = find_transition(action=request.action, kind=kind, status=status, by=by)
+    if transition is None:
+        allowed = allowed_actions(kind=kind, status=status, role=actor.role, by=by)
+        known = any(t.action == request.action for t in _all_transitions())
+        what = f"'{request.action}'" if known else f"unknown action '{request.action}'"
+        raise ActionNotAllowed(
+            f"{what} is not possible on a {kind.value} case in status {status.value}; "
+            f"allowed now: {', '.join(allowed) or 'none'}",
+            allowed,
+        )
+    if actor.role is not None and actor.role not in transition.roles:
+        raise PermissionDenied(
+            f"'{request.action}' needs the role {' or '.join(r.value for r in transition.roles)}"
+        )
+    _check_needs(transition, request)
+    handler = _HANDLERS.get(request.action)
+    if handler is not None:
+        handler(session, ticket, request, actor, ctx, transition)
+    elif transition.target is not None:
+        _set_status(
+            session=session,
+            ticket=ticket,
+            status=transition.target,
+            ctx=ctx,
+            actor=actor,
+            reason=request.reason,
+        )
+    if request.note:
+        session.add(
+            Message(
+                ticket=ticket,
+                author="agent" if actor.agent else "system",
+                agent=actor.agent,
+                text=request.note,
+                internal=True,
+                created_at=ctx.now,
+            )
+        )
+    ticket.updated_at = ctx.now
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise Conflict(
+            f"case {number} was changed by someone else at the same time: reload it",
+        ) from exc
+    return ticket
+
+
+def _all_transitions() -> Sequence[Transition]:
+    from tickets.workflow import TRANSITIONS
+
+    return TRANSITIONS
+
+
+def _check_needs(transition: Transition, request: ActionRequest) -> None:
+    errors = []
+    for need in transition.needs:
+        options = need.split("|")
+        if not any(getattr(request, o, None) for o in options):
+            errors.append(
+                {
+                    "loc": options[0],
+                    "msg": f"'{transition.action}' needs {' or '.join(options)}",
+                }
+            )
+    if errors:
+        raise InvalidInput(f"'{transition.action}' is missing a parameter", errors)
+
+
+Handler = Any
+
+
+def _approve(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    if t.kind in (CaseKind.return_refund.value, CaseKind.exchange.value):
+        t.rma_no = "RMA-" + t.number.split("-", 1)[-1]
+        deadline = ctx.now + timedelta(days=ctx.policy.return_ship_days)
+        _set_status(
+            session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, rma_no=t.rma_no
+        )
+        _notice(
+            session=session,
+            ticket=t,
+            script="notice_approved",
+            ctx=ctx,
+            rma_no=t.rma_no,
+            return_address=ctx.policy.return_address,
+            ship_by=deadline.isoformat(),
+        )
+    else:
+        _set_status(session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor)
+        _notice(session=session, ticket=t, script="notice_approved_refund", ctx=ctx)
+
+
+def _request_info(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    _set_status(
+        session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
+    )
+    _notice(
+        session=session,
+        ticket=t,
+        script=req.script or "notice_needs_info",
+        ctx=ctx,
+        missing=req.reason,
+    )
+
+
+def _refuse(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    _set_status(
+        session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
+    )
+    _notice(
+        session=session, ticket=t, script=req.script or "notice_refused", ctx=ctx, reason=req.reason
+    )
+
+
+def _assign(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    if not req.assignee and not req.group and not req.priority:
+        raise InvalidInput(
+            "'assign' needs an assignee, a group or a priority",
+            [{"loc": "assignee", "msg": "give assignee, group or priority"}],
+        )
+    changes: dict[str, Any] = {}
+    if req.assignee:
+        agent = session.scalar(
+            select(Agent).where(Agent.username == req.assignee, Agent.active.is_(True))
+        )
+        if agent is None:
+            raise InvalidInput(
+                f"no active agent {req.assignee}", [{"loc": "assignee", "msg": "unknown agent"}]
+            )
+        t.assignee = agent
+        changes["assignee"] = agent.username
+    if req.group:
+        if req.group not in ctx.policy.groups:
+            raise InvalidInput(
+                f"unknown group {req.group}; groups: {', '.join(ctx.policy.groups)}",
+                [{"loc": "group", "msg": "unknown group"}],
+            )
+        t.group = req.group
+        changes["group"] = req.group
+    if req.priority:
+        t.priority = req.priority.value
+        changes["priority"] = req.priority.value
+    record_event(
+        session=session, ticket=t, type="case.assigned", actor=actor, now=ctx.now, **changes
+    )
+
+
+def _mark_in_transit(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    t.tracking_no, t.carrier = req.tracking_no, req.carrier
+    t.pickup = req.pickup.model_dump() if req.pickup else None
+    _set_status(
+        session=session,
+        ticket=t,
+        status=tr.target,
+        ctx=ctx,
+        actor=actor,
+        tracking_no=req.tracking_no,
+        carrier=req.carrier,
+        pickup=t.pickup,
+    )
+
+
+def _mark_received(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    for u in t.units:
+        if u.status == UnitStatus.requested.value:
+            u.status = UnitStatus.received.value
+    _set_status(session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor)
+    _notice(session=session, ticket=t, script="notice_parcel_received", ctx=ctx)
+
+
+def _passes(outcome: str, reason: str) -> bool:
+    """Whether an inspected unit is still refunded (or exchanged): resalable always; damaged
+    when the claim was the seller's fault (the damage is what was claimed)."""
+    if outcome == UnitStatus.resalable.value:
+        return True
+    return outcome == UnitStatus.damaged.value and reason in SELLER_FAULT_REASONS
+
+
+def _inspect(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    units_by_sku: dict[str, list[TicketUnit]] = {}
+    for u in t.units:
+        units_by_sku.setdefault(u.unit.line.sku, []).append(u)
+    outcomes: dict[int, str] = {}
+    if req.results is None:
+        outcomes = {u.id: UnitStatus.resalable.value for u in t.units}
+    else:
+        errors = []
+        cursor: dict[str, int] = {}
+        for i, r in enumerate(req.results):
+            pool = units_by_sku.get(r.sku)
+            if pool is None:
+                errors.append(
+                    {
+                        "loc": f"results.{i}.sku",
+                        "msg": f"SKU {r.sku} is not in this case; it has {', '.join(units_by_sku)}",
+                    }
+                )
+                continue
+            start = cursor.get(r.sku, 0)
+            if start + r.quantity > len(pool):
+                errors.append(
+                    {
+                        "loc": f"results.{i}.quantity",
+                        "msg": f"the case has {len(pool)} unit(s) of {r.sku}; "
+                        f"results name {start + r.quantity}",
+                    }
+                )
+                continue
+            for u in pool[start : start + r.quantity]:
+                outcomes[u.id] = r.outcome
+            cursor[r.sku] = start + r.quantity
+        missing = [u for u in t.units if u.id not in outcomes]
+        if not errors and missing:
+            skus = sorted({u.unit.line.sku for u in missing})
+            errors.append(
+                {
+                    "loc": "results",
+                    "msg": f"every unit needs an outcome; missing for {', '.join(skus)}",
+                }
+            )
+        if errors:
+            raise InvalidInput("the inspection results do not match the case", errors)
+    for u in t.units:
+        u.status = outcomes[u.id]
+    passed = [u for u in t.units if _passes(u.status, t.reason)]
+    summary = {
+        "results": [
+            {"sku": u.unit.line.sku, "unit": u.unit.unit_index, "outcome": u.status}
+            for u in t.units
+        ],
+        "passed": len(passed),
+        "failed": len(t.units) - len(passed),
+    }
+    record_event(
+        session=session, ticket=t, type="inspection.recorded", actor=actor, now=ctx.now, **summary
+    )
+    if not passed:
+        _set_status(
+            session=session,
+            ticket=t,
+            status=CaseStatus.refused,
+            ctx=ctx,
+            actor=actor,
+            reason="inspection failed",
+        )
+        _notice(session=session, ticket=t, script="notice_inspection_failed", ctx=ctx)
+        return
+    if t.kind == CaseKind.exchange.value:
+        target = CaseStatus.exchange_shipping
+    else:
+        target = CaseStatus.refund_pending
+    _set_status(
+        session=session,
+        ticket=t,
+        status=target,
+        ctx=ctx,
+        actor=actor,
+        partial=len(passed) < len(t.units),
+    )
+    _notice(
+        session=session,
+        ticket=t,
+        script="notice_inspection_passed",
+        ctx=ctx,
+        passed=len(passed),
+        total=len(t.units),
+    )
+
+
+# ---------------------------------------------------------------- refunds on a case
+
+
+def refundable_units(ticket: Ticket) -> list[TicketUnit]:
+    """The case's units that money goes back for: all requested units of a refund-only case,
+    the units that passed inspection of a return."""
+    if ticket.kind == CaseKind.refund_only.value:
+        return [u for u in ticket.units if u.status != UnitStatus.refunded.value]
+    return [u for u in ticket.units if _passes(u.status, ticket.reason)]
+
+
+def _current_refund(session: Session, ticket: Ticket) -> Refund | None:
+    return session.scalar(
+        select(Refund)
+        .where(Refund.ticket_id == ticket.id, Refund.status.notin_([RefundStatus.cancelled.value]))
+        .order_by(Refund.id.desc())
+        .limit(1)
+    )
+
+
+def _propose_refund(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    existing = _current_refund(session, t)
+    if existing is not None and existing.status in (
+        RefundStatus.proposed.value,
+        RefundStatus.approved.value,
+    ):
+        existing.status = RefundStatus.cancelled.value
+    elif existing is not None and existing.status != RefundStatus.failed.value:
+        raise Conflict(f"case {t.number} already has a refund {existing.status}")
+    quote = (
+        ctx.extra["quote"](session=session, ticket=t)
+        if "quote" in ctx.extra
+        else (simple_quote(ticket=t))
+    )
+    assert t.order is not None
+    refund = Refund(
+        ticket=t,
+        order_id=t.order.id,
+        amount=quote["amount_minor"],
+        currency=t.order.currency,
+        method=t.order.payment_method,
+        breakdown=quote["json"],
+        proposed_by_id=actor.agent.id if actor.agent else None,
+        created_at=ctx.now,
+    )
+    for part in quote["parts"]:
+        refund.lines.append(
+            RefundLine(
+                unit_id=part["unit_id"],
+                payment_id=part.get("payment_id"),
+                amount=part["amount"],
+                rule=part["rule"],
+            )
+        )
+    session.add(refund)
+    record_event(
+        session=session,
+        ticket=t,
+        type="refund.proposed",
+        actor=actor,
+        now=ctx.now,
+        amount=format_amount(refund.amount, refund.currency),
+        currency=refund.currency,
+    )
+
+
+def simple_quote(*, ticket: Ticket) -> dict[str, Any]:
+    """The refund of a case's refundable units at their stored nets (MONEY.md rules 2-4)."""
+    assert ticket.order is not None
+    cur = ticket.order.currency
+    units = refundable_units(ticket)
+    parts: list[dict[str, Any]] = [
+        {"unit_id": u.unit_id, "amount": u.unit.net, "rule": "net paid for the unit"} for u in units
+    ]
+    amount = sum(p["amount"] for p in parts)
+    return {
+        "amount_minor": amount,
+        "parts": parts,
+        "json": {
+            "amount": format_amount(amount, cur),
+            "currency": cur,
+            "lines": [
+                {
+                    "sku": u.unit.line.sku,
+                    "unit": u.unit.unit_index,
+                    "net": format_amount(u.unit.net, cur),
+                    "deductions": [],
+                    "additions": [],
+                    "rule": "net paid for the unit",
+                }
+                for u in units
+            ],
+            "routes": [
+                {
+                    "method": ticket.order.payment_method,
+                    "amount": format_amount(amount, cur),
+                    "arrival": None,
+                }
+            ],
+            "eligible": True,
+            "reasons": [],
+        },
+    }
+
+
+def _need_refund(session: Session, t: Ticket, *statuses: RefundStatus) -> Refund:
+    refund = _current_refund(session, t)
+    if refund is None or refund.status not in [s.value for s in statuses]:
+        now_status = refund.status if refund is not None else "none"
+        raise ActionNotAllowed(
+            f"the case's refund is {now_status}; this needs one that is "
+            f"{' or '.join(s.value for s in statuses)}",
+            ["propose_refund"] if refund is None else [],
+        )
+    return refund
+
+
+def _approve_refund(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    refund = _need_refund(session, t, RefundStatus.proposed)
+    threshold = ctx.extra.get("second_approval_minor")
+    if (
+        threshold is not None
+        and refund.amount > threshold
+        and actor.agent is not None
+        and refund.proposed_by_id == actor.agent.id
+    ):
+        raise PermissionDenied(
+            f"a refund above {format_amount(threshold, refund.currency)} {refund.currency} needs "
+            "a second approver: another agent must approve what you proposed"
+        )
+    refund.status = RefundStatus.approved.value
+    refund.approved_by_id = actor.agent.id if actor.agent else None
+    record_event(
+        session=session,
+        ticket=t,
+        type="refund.approved",
+        actor=actor,
+        now=ctx.now,
+        amount=format_amount(refund.amount, refund.currency),
+    )
+
+
+def _issue_refund(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    refund = _need_refund(session, t, RefundStatus.approved)
+    refund.status = RefundStatus.issued.value
+    refund.issued_at = ctx.now
+    refund.attempts += 1
+    refund.issued_by_id = actor.agent.id if actor.agent else None
+    refunded_units = {line.unit_id for line in refund.lines if line.unit_id is not None}
+    for u in t.units:
+        if u.unit_id in refunded_units:
+            u.status = UnitStatus.refunded.value
+    record_event(
+        session=session,
+        ticket=t,
+        type="refund.issued",
+        actor=actor,
+        now=ctx.now,
+        amount=format_amount(refund.amount, refund.currency),
+        method=refund.method,
+    )
+    assert tr.target is not None
+    _set_status(session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor)
+    _notice(
+        session=session,
+        ticket=t,
+        script="notice_refund_issued",
+        ctx=ctx,
+        amount=format_amount(refund.amount, refund.currency),
+        currency=refund.currency,
+        method=refund.method,
+    )
+
+
+def _confirm_refund(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    refund = _need_refund(session, t, RefundStatus.issued)
+    refund.status = RefundStatus.confirmed.value
+    refund.confirmed_at = ctx.now
+    record_event(session=session, ticket=t, type="refund.confirmed", actor=actor, now=ctx.now)
+
+
+def _fail_refund(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    refund = _need_refund(session, t, RefundStatus.issued)
+    refund.status = RefundStatus.failed.value
+    refund.failed_reason = req.reason
+    for u in t.units:
+        if u.status == UnitStatus.refunded.value:
+            u.status = (
+                UnitStatus.resalable.value
+                if t.kind != CaseKind.refund_only.value
+                else (UnitStatus.requested.value)
+            )
+    record_event(
+        session=session, ticket=t, type="refund.failed", actor=actor, now=ctx.now, reason=req.reason
+    )
+    assert tr.target is not None
+    _set_status(session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor)
+
+
+def _ship_exchange(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    t.exchange_tracking_no = req.tracking_no
+    record_event(
+        session=session,
+        ticket=t,
+        type="exchange.shipped",
+        actor=actor,
+        now=ctx.now,
+        tracking_no=req.tracking_no,
+        carrier=req.carrier,
+    )
+    _notice(
+        session=session,
+        ticket=t,
+        script="notice_exchange_shipped",
+        ctx=ctx,
+        tracking_no=req.tracking_no,
+        carrier=req.carrier or "",
+    )
+
+
+def _resolve(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    t.resolution = req.reason or req.note
+    _set_status(
+        session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, resolution=t.resolution
+    )
+
+
+def _close(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    if t.status == CaseStatus.exchange_shipping.value and not t.exchange_tracking_no:
+        raise ActionNotAllowed(
+            "the replacement has not shipped yet: record ship_exchange first", ["ship_exchange"]
+        )
+    _set_status(
+        session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
+    )
+    _notice(session=session, ticket=t, script="notice_closed", ctx=ctx)
+
+
+def _reopen(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    _set_status(
+        session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
+    )
+
+
+def _cancel(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    _set_status(
+        session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
+    )
+    _notice(session=session, ticket=t, script="notice_cancelled", ctx=ctx)
+
+
+_HANDLERS: dict[str, Handler] = {
+    "approve": _approve,
+    "request_info": _request_info,
+    "refuse": _refuse,
+    "assign": _assign,
+    "mark_in_transit": _mark_in_transit,
+    "mark_received": _mark_received,
+    "inspect": _inspect,
+    "propose_refund": _propose_refund,
+    "approve_refund": _approve_refund,
+    "issue_refund": _issue_refund,
+    "confirm_refund": _confirm_refund,
+    "fail_refund": _fail_refund,
+    "ship_exchange": _ship_exchange,
+    "resolve": _resolve,
+    "close": _close,
+    "reopen": _reopen,
+    "cancel": _cancel,
+}
+
+
+# ---------------------------------------------------------------- conversation
+
+
+def add_reply(
+    *,
+    session: Session,
+    number: str,
+    reply: ReplyCreate,
+    actor: Actor,
+    ctx: Context,
+    text: str | None = None,
+) -> Message:
+    """An agent's reply (to the customer) or internal note on a case. `text` is the rendered
+    script when the reply came from one."""
+    body = text if text is not None else (reply.text or "")
+    if not body.strip():
+        raise InvalidInput(
+            "a reply needs text (or a script)", [{"loc": "text", "msg": "empty reply"}]
+        )
+    ticket = _load(session, number, for_update=True)
+    msg = Message(
+        ticket=ticket,
+        author="agent" if actor.agent else "system",
+        agent=actor.agent,
+        text=body,
+        internal=reply.internal,
+        created_at=ctx.now,
+    )
+    session.add(msg)
+    ticket.updated_at = ctx.now
+    session.flush()
+    record_event(
+        session=session,
+        ticket=ticket,
+        type="note.added" if reply.internal else "reply.sent",
+        actor=actor,
+        now=ctx.now,
+        message_id=msg.id,
+        script=reply.script,
+    )
+    if not reply.internal:
+        notify_customer(
+            session=session,
+            ticket=ticket,
+            kind="reply",
+            payload={"text": body, "message_id": msg.id},
+            now=ctx.now,
+        )
+    session.flush()
+    return msg
+
+
+def add_customer_message(
+    *,
+    session: Session,
+    ticket: Ticket,
+    text: str,
+    ctx: Context,
+    attachments: Sequence[Attachment] = (),
+) -> Message:
+    """A customer's message on their case; an answer to a request for information puts the case
+    back in the queue."""
+    msg = Message(ticket=ticket, author="customer", text=text, created_at=ctx.now)
+    session.add(msg)
+    for a in attachments:
+        a.message = msg
+        a.ticket = ticket
+    ticket.updated_at = ctx.now
+    session.flush()
+    record_event(
+        session=session,
+        ticket=ticket,
+        type="customer.message",
+        actor=Actor(kind="customer", customer_id=ticket.customer_id),
+        now=ctx.now,
+        message_id=msg.id,
+        attachments=len(attachments),
+    )
+    if ticket.status == CaseStatus.needs_info.value:
+        _set_status(
+            session=session,
+            ticket=ticket,
+            status=CaseStatus.submitted,
+            ctx=ctx,
+            actor=Actor(kind="customer", customer_id=ticket.customer_id),
+            rule="the customer answered",
+        )
+    return msg
+
+
+# ---------------------------------------------------------------- the queue
+
+
+@dataclass(frozen=True)
+class TicketFilters:
+    status: list[str] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list)
+    group: str | None = None
+    assignee: str | None = None  # a username, or "none" for unassigned
+    order_no: str | None = None
+    customer_id: int | None = None
+    priority: str | None = None
+    channel: str | None = None
+
+
+def encode_cursor(created_at: datetime, ticket_id: int) -> str:
+    raw = f"{created_at.isoformat()}|{ticket_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, _, ident = base64.urlsafe_b64decode(padded).decode().partition("|")
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError
+        return when, int(ident)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            "bad cursor: pass next_cursor from the previous page as it is",
+            [{"loc": "cursor", "msg": "not a cursor from this API"}],
+        ) from exc
+
+
+def _filtered(query: Select[Any], f: TicketFilters, session: Session) -> Select[Any]:
+    if f.status:
+        query = query.where(Ticket.status.in_(f.status))
+    if f.kind:
+        query = query.where(Ticket.kind.in_(f.kind))
+    if f.group:
+        query = query.where(Ticket.group == f.group)
+    if f.priority:
+        query = query.where(Ticket.priority == f.priority)
+    if f.channel:
+        query = query.where(Ticket.channel == f.channel)
+    if f.assignee == "none":
+        query = query.where(Ticket.assignee_id.is_(None))
+    elif f.assignee:
+        agent_id = session.scalar(select(Agent.id).where(Agent.username == f.assignee))
+        query = query.where(Ticket.assignee_id == (agent_id if agent_id is not None else -1))
+    if f.order_no:
+        order_id = session.scalar(select(Order.id).where(Order.order_no == f.order_no))
+        query = query.where(Ticket.order_id == (order_id if order_id is not None else -1))
+    if f.customer_id is not None:
+        query = query.where(Ticket.customer_id == f.customer_id)
+    return query
+
+
+def list_tickets(
+    *, session: Session, filters: TicketFilters, limit: int, cursor: str | None = None
+) -> tuple[list[Ticket], int, str | None]:
+    """A page of the queue, newest first, keyset-paginated (stable while cases arrive), with
+    the count of all matching cases and the cursor of the next page."""
+    query = _filtered(select(Ticket), filters, session)
+    if cursor:
+        created, ident = decode_cursor(cursor)
+        query = query.where(
+            or_(Ticket.created_at < created, and_(Ticket.created_at == created, Ticket.id < ident))
+        )
+    query = (
+        query.order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .limit(limit + 1)
+        .options(
+            selectinload(Ticket.customer), selectinload(Ticket.order), selectinload(Ticket.assignee)
+        )
+    )
+    rows = list(session.scalars(query))
+    count = (
+        session.scalar(_filtered(select(func.count()).select_from(Ticket), filters, session)) or 0
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return rows, count, next_cursor
+
+
+def customer_of(session: Session, customer_id: int) -> Customer:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound("no such customer")
+    return customer

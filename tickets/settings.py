@@ -1,0 +1,67 @@
+"""Process settings, read from the environment or `.env` with the AFTERSALES_ prefix.
+
+Nothing here is built at import time: the entry point calls `get_settings()` (or tests build a
+`Settings(...)` of their own) and passes the object down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A secret that must never reach production: refused unless the process is the demo/dev one.
+DEV_SECRET = "dev-only-change-me"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    """Every setting of the product; `.env.example` lists each with its meaning."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AFTERSALES_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = "sqlite:///./data/aftersales.db"
+    secret_key: str = DEV_SECRET
+    telegram_token: str | None = None
+    telegram_api_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    agent_chat_id: int | None = None
+    media_dir: Path = Path("./data/media")
+    timezone: str = "Asia/Shanghai"
+    redis_url: str | None = None
+    # Rules as data: a TOML file overriding the manuals' defaults (see policy.example.toml).
+    policy_file: Path | None = None
+    # Shown in links printed by the CLI and sent to agents.
+    public_url: str = "http://127.0.0.1:8000"
+    # Case numbers look like AS-20261122-0001.
+    case_prefix: str = Field(default="AS", pattern=r"^[A-Z]{1,6}$")
+    # Page size limits for list endpoints.
+    page_size_max: int = Field(default=200, ge=1, le=1000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown timezone {value!r}: use an IANA name such as Asia/Shanghai"
+            ) from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (and `.env`) now."""
+    return Settings()

@@ -1,0 +1,138 @@
+"""Read models: a case and a queue row as the JSON contracts of DESIGN.md show them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tickets.models import CaseKind, CaseStatus, Refund, RefundStatus, Role, Ticket
+from tickets.money import format_amount
+from tickets.schemas import (
+    AttachmentRead,
+    EventRead,
+    ItemRead,
+    MessageRead,
+    SlaRead,
+    TicketRead,
+    TicketSummary,
+)
+from tickets.workflow import allowed_actions
+
+
+def refund_view(session: Session, ticket: Ticket) -> dict[str, Any] | None:
+    """The case's current refund (its frozen quote and where it stands), or None."""
+    refund = session.scalar(
+        select(Refund)
+        .where(Refund.ticket_id == ticket.id, Refund.status != RefundStatus.cancelled.value)
+        .order_by(Refund.id.desc())
+        .limit(1)
+    )
+    if refund is None:
+        return None
+    return {
+        **refund.breakdown,
+        "amount": format_amount(refund.amount, refund.currency),
+        "currency": refund.currency,
+        "method": refund.method,
+        "status": refund.status,
+        "breakdown": refund.breakdown.get("lines", []),
+    }
+
+
+def ticket_to_read(
+    session: Session,
+    ticket: Ticket,
+    *,
+    role: Role | None = None,
+    attachment_url: str = "/api/v1/attachments/{id}",
+    sla: list[SlaRead] | None = None,
+) -> TicketRead:
+    """The Ticket JSON of a case (load it with service.get_ticket first)."""
+    units_by_line: dict[int, list[Any]] = {}
+    for u in ticket.units:
+        units_by_line.setdefault(u.unit.line_id, []).append(u.status)
+    return TicketRead(
+        number=ticket.number,
+        kind=CaseKind(ticket.kind),
+        status=CaseStatus(ticket.status),
+        priority=ticket.priority,
+        group=ticket.group,
+        assignee=ticket.assignee.username if ticket.assignee else None,
+        order_no=ticket.order.order_no if ticket.order else None,
+        customer={
+            "name": ticket.customer.name,
+            "phone": ticket.customer.phone,
+            "telegram_user_id": ticket.customer.telegram_user_id,
+            "language": ticket.customer.language,
+        },
+        reason=ticket.reason,
+        description=ticket.description,
+        items=[
+            ItemRead(
+                sku=i.sku,
+                quantity=i.quantity,
+                title=i.line.title,
+                units=units_by_line.get(i.line_id, []),
+            )
+            for i in ticket.items
+        ],
+        channel=ticket.channel,
+        language=ticket.language,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        version=ticket.version,
+        rma_no=ticket.rma_no,
+        tracking_no=ticket.tracking_no,
+        carrier=ticket.carrier,
+        allowed_actions=allowed_actions(
+            kind=CaseKind(ticket.kind), status=CaseStatus(ticket.status), role=role
+        ),
+        refund=refund_view(session, ticket),
+        sla=sla or [],
+        risk={"level": ticket.risk_level, "signals": ticket.risk_signals},
+        messages=[
+            MessageRead(
+                id=m.id,
+                author=m.author,
+                agent=m.agent.username if m.agent else None,
+                text=m.text,
+                internal=m.internal,
+                at=m.created_at,
+                attachments=[a.id for a in m.attachments],
+            )
+            for m in ticket.messages
+        ],
+        attachments=[
+            AttachmentRead(
+                id=a.id,
+                kind=a.kind,
+                mime=a.mime,
+                size=a.size,
+                sha256=a.sha256,
+                url=attachment_url.format(id=a.id),
+            )
+            for a in ticket.attachments
+        ],
+        events=[EventRead(type=e.type, actor=e.actor, at=e.at, data=e.data) for e in ticket.events],
+    )
+
+
+def ticket_summary(ticket: Ticket) -> TicketSummary:
+    """A queue row."""
+    return TicketSummary(
+        number=ticket.number,
+        kind=CaseKind(ticket.kind),
+        status=CaseStatus(ticket.status),
+        priority=ticket.priority,
+        group=ticket.group,
+        assignee=ticket.assignee.username if ticket.assignee else None,
+        order_no=ticket.order.order_no if ticket.order else None,
+        customer_name=ticket.customer.name,
+        reason=ticket.reason,
+        channel=ticket.channel,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        risk_level=ticket.risk_level,
+    )
