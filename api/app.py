@@ -17,8 +17,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from api import errors
 from api.deps import current_agent
 from api.routes import orders, tickets
+from api.routes import scripts as scripts_routes
 from tickets.config import load_policy
 from tickets.db import make_engine, make_sessionmaker
+from tickets.scripts import bundled_scripts_dir, load_library
 from tickets.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -29,6 +31,10 @@ def create_app(settings: Settings, **overrides: Any) -> FastAPI:
     owns_engine = overrides.get("engine") is None
     engine = overrides.pop("engine", None) or make_engine(settings.database_url)
     policy = load_policy(settings.policy_file)
+    # A shop override that breaks a check stops the start here, with the file and the reason.
+    scripts = overrides.pop("scripts", None) or load_library(
+        bundled_scripts_dir(), settings.scripts_dir
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -49,9 +55,9 @@ def create_app(settings: Settings, **overrides: Any) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = overrides.pop("sessions", None) or make_sessionmaker(engine)
     app.state.policy = policy
+    app.state.scripts = scripts
     app.state.service_extra = {}
     app.state.sla_view = None
-    app.state.render_script = None
     errors.install(app)
 
     # Every JSON route needs an agent's bearer token: declared once, on the router.
@@ -59,6 +65,7 @@ def create_app(settings: Settings, **overrides: Any) -> FastAPI:
     v1.include_router(orders.router)
     v1.include_router(tickets.router)
     v1.include_router(tickets.files)
+    v1.include_router(scripts_routes.router)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])

@@ -159,6 +159,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scripts_check(args: argparse.Namespace) -> int:
+    from tickets.scripts import LibraryRefused, bundled_scripts_dir, load_library
+
+    settings = _settings()
+    try:
+        lib = load_library(bundled_scripts_dir(), settings.scripts_dir, verify=False)
+    except LibraryRefused as exc:
+        problems = exc.problems
+    else:
+        problems = lib.check()
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(
+            f"{len(problems)} problem(s): fix them before the scripts can be used", file=sys.stderr
+        )
+        return 1
+    count = len(lib.list())
+    print(f"ok: {count} scripts ({len(lib.names())} names x 2 languages) all render and check")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from api.checks import run_checks
 
@@ -205,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
     p.set_defaults(func=cmd_import_orders)
+
+    p = sub.add_parser("scripts", help="the reply-script library")
+    scripts_sub = p.add_subparsers(dest="scripts_command", required=True)
+    q = scripts_sub.add_parser("check", help="render and check every script in every language")
+    q.set_defaults(func=cmd_scripts_check)
 
     p = sub.add_parser("check", help="check settings, database and Telegram")
     p.set_defaults(func=cmd_check)

@@ -63,6 +63,8 @@ def service_context(request: Request) -> Context:
         now=utcnow(),
         tz=state.settings.tz,
         case_prefix=state.settings.case_prefix,
+        scripts=state.scripts,
+        shop_name=state.settings.shop_name,
         extra=dict(state.service_extra),
     )
 

@@ -14,8 +14,11 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
+from tickets.scripts import ScriptError, UnknownScript
 
 _STATUS = [
+    (UnknownScript, 404),
+    (ScriptError, 422),
     (NotFound, 404),
     (InvalidInput, 422),
     (ActionNotAllowed, 409),

@@ -171,11 +171,19 @@ def settings(tmp_path: Path) -> Any:
     )
 
 
+@pytest.fixture(scope="session")
+def scripts() -> Any:
+    """The bundled script library, loaded and checked once for the run."""
+    from tickets.scripts import bundled_scripts_dir, load_library
+
+    return load_library(bundled_scripts_dir())
+
+
 @pytest.fixture
-def app(settings: Any, engine: Engine, sessions: sessionmaker[Session]) -> Any:
+def app(settings: Any, engine: Engine, sessions: sessionmaker[Session], scripts: Any) -> Any:
     from api.app import create_app
 
-    return create_app(settings, engine=engine, sessions=sessions)
+    return create_app(settings, engine=engine, sessions=sessions, scripts=scripts)
 
 
 class Api:

@@ -318,3 +318,18 @@ def test_reply_and_internal_note(api: Api) -> None:
     ]
     r = api.post(f"/api/v1/tickets/{number}/replies", json={"text": "  "})
     assert r.status_code == 422
+
+
+def test_count_is_capped_beyond_the_setting(api: Api, sessions: Any) -> None:
+    from tickets.service import TicketFilters, list_tickets
+
+    for i in range(4):
+        _order(api, order_no=f"K{i}")
+        api.post(
+            "/api/v1/tickets", json={"order_no": f"K{i}", "kind": "complaint", "reason": "other"}
+        )
+    with sessions() as s:
+        rows, count, _ = list_tickets(session=s, filters=TicketFilters(), limit=2, count_cap=3)
+    assert (len(rows), count) == (2, 4)  # 4 = over the cap of 3
+    page = api.get("/api/v1/tickets").json()
+    assert (page["count"], page["count_capped"]) == (4, False)

@@ -19,21 +19,38 @@ DATA = Path(__file__).resolve().parent / "data"
 def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
-        input=stdin, capture_output=True, text=True, env=env, timeout=120, check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")}
-    return {**clean, "AFTERSALES_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-            "AFTERSALES_MEDIA_DIR": str(tmp_path / "media")}
+    return {
+        **clean,
+        "AFTERSALES_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "AFTERSALES_MEDIA_DIR": str(tmp_path / "media"),
+    }
 
 
 def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
     assert run(env, "migrate").returncode == 0
-    r = run(env, "create-agent", "wang", "--role", "lead", "--group", "service",
-            "--password-stdin", stdin="correct horse battery\n")
+    r = run(
+        env,
+        "create-agent",
+        "wang",
+        "--role",
+        "lead",
+        "--group",
+        "service",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
     assert r.returncode == 0, r.stderr
     assert "agent wang created (lead, group service)" in r.stdout
     r = run(env, "create-agent", "wang", "--password-stdin", stdin="another password\n")
@@ -68,12 +85,15 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
     # The token works against the API, and the imported order is there.
     settings = Settings(database_url=env["AFTERSALES_DATABASE_URL"], _env_file=None)  # type: ignore[call-arg]
     with TestClient(create_app(settings)) as client:
-        r = client.get("/api/v1/orders/TB20240301001",
-                       headers={"Authorization": f"Bearer {token}"})
+        r = client.get("/api/v1/orders/TB20240301001", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200
         assert r.json()["customer"]["name"] == "张伟"
-        assert client.get("/api/v1/orders/NEW-1",
-                          headers={"Authorization": f"Bearer {token}"}).status_code == 404
+        assert (
+            client.get(
+                "/api/v1/orders/NEW-1", headers={"Authorization": f"Bearer {token}"}
+            ).status_code
+            == 404
+        )
 
 
 def test_check_gives_a_verdict_per_line(env: dict[str, str]) -> None:
@@ -88,3 +108,20 @@ def test_check_gives_a_verdict_per_line(env: dict[str, str]) -> None:
     r = run({**env, "AFTERSALES_TIMEZONE": "Mars/Olympus"}, "check")
     assert r.returncode != 0
     assert "AFTERSALES_TIMEZONE: Value error, unknown timezone 'Mars/Olympus'" in r.stderr
+
+
+def test_scripts_check(env: dict[str, str], tmp_path: Path) -> None:
+    r = run(env, "scripts", "check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok: 60 scripts" in r.stdout
+    shop = tmp_path / "shop_scripts"
+    shop.mkdir()
+    bundled = Path(__file__).resolve().parent.parent / "templates" / "scripts"
+    text = (bundled / "notice_closed.en.md").read_text(encoding="utf-8")
+    (shop / "notice_closed.en.md").write_text(
+        text.replace("{{ shop_name }}", "{{ shopname }}"), encoding="utf-8"
+    )
+    r = run({**env, "AFTERSALES_SCRIPTS_DIR": str(shop)}, "scripts", "check")
+    assert r.returncode == 1
+    assert "notice_closed.en.md" in r.stdout
+    assert "shopname" in r.stdout

@@ -84,6 +84,20 @@ class Policy(_Strict):
             "not_as_described",
         ]
     )
+    # Promises made in notices until the SLA clocks own them (hours).
+    first_response_hours: float = Field(default=2, gt=0)
+    needs_info_reply_hours: float = Field(default=72, gt=0)
+    inspection_hours: float = Field(default=24, gt=0)
+    # The no-reason return window in days (七天无理由).
+    no_reason_days: int = Field(default=7, ge=0)
+    # What a refusal offers when the agent does not say (a refusal never ends without one).
+    refusal_alternative: dict[str, str] = Field(
+        default_factory=lambda: {
+            "zh-CN": "您可以补充凭证后重新提交申请，或回复本消息联系人工客服协商其他方案",
+            "en": "you can add evidence and submit the request again, or reply here to work out "
+            "another solution with us",
+        }
+    )
     # Days the customer has to ship an approved return.
     return_ship_days: int = Field(default=7, ge=1)
     return_address: str = "上海市青浦区华新镇 售后仓 3 号门 (After-sales warehouse, gate 3)"

@@ -520,3 +520,74 @@ class RefundLine(Base):
     rule: Mapped[str] = mapped_column(String(80), default="")
 
     refund: Mapped[Refund] = relationship(back_populates="lines")
+
+
+# ---------------------------------------------------------------- SLA clocks
+
+
+class SlaClock(Base):
+    """One promise on a case (first response, review, inspection ...): its target, its
+    calendar, pauses, and where it stands. The sweep finds due work through `next_check_at`."""
+
+    __tablename__ = "sla_clocks"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "clock", "round"),
+        Index("ix_sla_clocks_next_check_at", "next_check_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    clock: Mapped[str] = mapped_column(String(40))
+    # A clock started again for the same case (a resubmitted request's review) is a new round.
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    calendar: Mapped[str] = mapped_column(String(40))
+    # Working seconds to the target (business time on `calendar`).
+    target_seconds: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    legal_due_at: Mapped[datetime | None]
+    due_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(10), default="running")
+    # [[start, end-or-null], ...] as ISO strings: the working time they cover moves due_at.
+    pauses: Mapped[list[Any]] = mapped_column(default=list)
+    met_at: Mapped[datetime | None]
+    warned_at: Mapped[datetime | None]
+    breached_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    last_reminder_at: Mapped[datetime | None]
+    # When the sweep must look at this clock next (a warning, the breach, an escalation, a
+    # reminder); None when nothing more can happen.
+    next_check_at: Mapped[datetime | None]
+
+    ticket: Mapped[Ticket] = relationship()
+
+
+# ---------------------------------------------------------------- sessions and conversations
+
+
+class PanelSession(Base):
+    """A logged-in panel session: the cookie carries `id` (random), stored here as its hash."""
+
+    __tablename__ = "panel_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+    agent: Mapped[Agent] = relationship()
+
+
+class FsmRecord(Base):
+    """The bot's conversation state (aiogram FSM) per storage key, so a restart loses nothing."""
+
+    __tablename__ = "fsm_records"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

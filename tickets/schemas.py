@@ -163,7 +163,11 @@ class ActionRequest(_In):
     # The case version the agent saw; when given, a newer case is a 409, never an overwrite.
     version: int | None = None
     reason: str | None = Field(default=None, max_length=2000)
+    # What a refusal offers instead (a default from the policy when left out).
+    alternative: str | None = Field(default=None, max_length=2000)
+    # The script the customer receives for this step, and variables it needs beyond the case's.
     script: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
     note: str | None = Field(default=None, max_length=5000)
     tracking_no: str | None = Field(default=None, max_length=80)
     carrier: str | None = Field(default=None, max_length=80)
@@ -271,4 +275,6 @@ class TicketSummary(BaseModel):
 class TicketList(BaseModel):
     data: list[TicketSummary]
     count: int
+    # True when more cases match than the count cap: `count` is then the cap ("10 000+").
+    count_capped: bool = False
     next_cursor: str | None

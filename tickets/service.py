@@ -50,9 +50,11 @@ from tickets.models import (
     UnitStatus,
 )
 from tickets.money import format_amount
+from tickets.notices import arrival_days, queue_notice, refund_route, render_for_case
 from tickets.orders import find_or_make_customer, get_order, units_taken
 from tickets.outbox import notify_customer
 from tickets.schemas import ActionRequest, ReplyCreate, TicketCreate
+from tickets.scripts import Money, ScriptLibrary
 from tickets.workflow import (
     GOODS_KINDS,
     TALK_KINDS,
@@ -96,6 +98,8 @@ class Context:
     now: datetime
     tz: ZoneInfo
     case_prefix: str = "AS"
+    scripts: ScriptLibrary | None = None
+    shop_name: str = "Demo Shop"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -190,13 +194,7 @@ def _notice(
     *, session: Session, ticket: Ticket, script: str, ctx: Context, **variables: Any
 ) -> None:
     """Queue a lifecycle notice for the customer; the text comes from the named script."""
-    notify_customer(
-        session=session,
-        ticket=ticket,
-        kind="notice",
-        payload={"script": script, "variables": {"case_number": ticket.number, **variables}},
-        now=ctx.now,
-    )
+    queue_notice(session=session, ticket=ticket, script=script, ctx=ctx, variables=variables)
 
 
 def _load(session: Session, number: str, *, for_update: bool = False) -> Ticket:
@@ -445,7 +443,11 @@ def open_case(
         )
         _system_message(session, ticket, ctx, "evidence needed: at least one photo of the problem")
         _notice(
-            session=session, ticket=ticket, script="notice_needs_info", ctx=ctx, missing="photo"
+            session=session,
+            ticket=ticket,
+            script="notice_needs_info",
+            ctx=ctx,
+            missing=["photo" if ticket.language == "en" else "照片"],
         )
     elif (
         kind is CaseKind.refund_only
@@ -573,13 +575,12 @@ def _approve(
             ticket=t,
             script="notice_approved",
             ctx=ctx,
-            rma_no=t.rma_no,
-            return_address=ctx.policy.return_address,
-            ship_by=deadline.isoformat(),
+            ship_by=deadline.astimezone(ctx.tz).date(),
+            **req.variables,
         )
     else:
+        # Refund-only: the customer hears when the money is issued (notice_refund_issued).
         _set_status(session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor)
-        _notice(session=session, ticket=t, script="notice_approved_refund", ctx=ctx)
 
 
 def _request_info(
@@ -594,7 +595,7 @@ def _request_info(
         ticket=t,
         script=req.script or "notice_needs_info",
         ctx=ctx,
-        missing=req.reason,
+        **({"missing": [req.reason]} | req.variables),
     )
 
 
@@ -605,8 +606,15 @@ def _refuse(
     _set_status(
         session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
     )
+    alternative = req.alternative or ctx.policy.refusal_alternative.get(
+        t.language, next(iter(ctx.policy.refusal_alternative.values()))
+    )
     _notice(
-        session=session, ticket=t, script=req.script or "notice_refused", ctx=ctx, reason=req.reason
+        session=session,
+        ticket=t,
+        script=req.script or "notice_refused",
+        ctx=ctx,
+        **({"reason": req.reason, "alternative": alternative} | req.variables),
     )
 
 
@@ -751,7 +759,14 @@ def _inspect(
             actor=actor,
             reason="inspection failed",
         )
-        _notice(session=session, ticket=t, script="notice_inspection_failed", ctx=ctx)
+        findings = sorted({u.status for u in t.units})
+        _notice(
+            session=session,
+            ticket=t,
+            script="notice_inspection_failed",
+            ctx=ctx,
+            **({"finding": req.reason or ", ".join(findings)} | req.variables),
+        )
         return
     if t.kind == CaseKind.exchange.value:
         target = CaseStatus.exchange_shipping
@@ -770,8 +785,7 @@ def _inspect(
         ticket=t,
         script="notice_inspection_passed",
         ctx=ctx,
-        passed=len(passed),
-        total=len(t.units),
+        outcome="exchange" if t.kind == CaseKind.exchange.value else "refund",
     )
 
 
@@ -949,9 +963,11 @@ def _issue_refund(
         ticket=t,
         script="notice_refund_issued",
         ctx=ctx,
-        amount=format_amount(refund.amount, refund.currency),
-        currency=refund.currency,
-        method=refund.method,
+        amount=Money(refund.amount, refund.currency),
+        route=refund_route(refund.method),
+        expected_by=(ctx.now + timedelta(days=arrival_days(refund.method)))
+        .astimezone(ctx.tz)
+        .date(),
     )
 
 
@@ -1004,6 +1020,7 @@ def _ship_exchange(
         ctx=ctx,
         tracking_no=req.tracking_no,
         carrier=req.carrier or "",
+        item_name=", ".join(i.line.title or i.sku for i in t.items) or t.number,
     )
 
 
@@ -1047,7 +1064,8 @@ def _cancel(
     _set_status(
         session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
     )
-    _notice(session=session, ticket=t, script="notice_cancelled", ctx=ctx)
+    cause = "customer" if actor.kind == "customer" else (req.variables.get("cause") or "customer")
+    _notice(session=session, ticket=t, script="notice_cancelled", ctx=ctx, cause=cause)
 
 
 _HANDLERS: dict[str, Handler] = {
@@ -1081,16 +1099,32 @@ def add_reply(
     reply: ReplyCreate,
     actor: Actor,
     ctx: Context,
-    text: str | None = None,
 ) -> Message:
-    """An agent's reply (to the customer) or internal note on a case. `text` is the rendered
-    script when the reply came from one."""
-    body = text if text is not None else (reply.text or "")
+    """An agent's reply to the customer (queued for delivery), or an internal note. With
+    `script`, the text is that script filled from the case and `variables`."""
+    ticket = _load(session, number, for_update=True)
+    parse_mode = None
+    if reply.script is not None:
+        if reply.text is not None:
+            raise InvalidInput(
+                "send either text or a script, not both", [{"loc": "text", "msg": "both given"}]
+            )
+        if ctx.scripts is None:
+            raise InvalidInput("reply scripts are not loaded", [{"loc": "script", "msg": "none"}])
+        body = render_for_case(
+            ticket=ticket,
+            script=reply.script,
+            ctx=ctx,
+            variables=reply.variables,
+            language=reply.language,
+        )
+        parse_mode = "HTML"
+    else:
+        body = reply.text or ""
     if not body.strip():
         raise InvalidInput(
             "a reply needs text (or a script)", [{"loc": "text", "msg": "empty reply"}]
         )
-    ticket = _load(session, number, for_update=True)
     msg = Message(
         ticket=ticket,
         author="agent" if actor.agent else "system",
@@ -1116,7 +1150,7 @@ def add_reply(
             session=session,
             ticket=ticket,
             kind="reply",
-            payload={"text": body, "message_id": msg.id},
+            payload={"text": body, "message_id": msg.id, "parse_mode": parse_mode},
             now=ctx.now,
         )
     session.flush()
@@ -1221,10 +1255,16 @@ def _filtered(query: Select[Any], f: TicketFilters, session: Session) -> Select[
 
 
 def list_tickets(
-    *, session: Session, filters: TicketFilters, limit: int, cursor: str | None = None
+    *,
+    session: Session,
+    filters: TicketFilters,
+    limit: int,
+    cursor: str | None = None,
+    count_cap: int = 10_000,
 ) -> tuple[list[Ticket], int, str | None]:
     """A page of the queue, newest first, keyset-paginated (stable while cases arrive), with
-    the count of all matching cases and the cursor of the next page."""
+    the count of matching cases (at most `count_cap` + 1: more means "over the cap") and the
+    cursor of the next page."""
     query = _filtered(select(Ticket), filters, session)
     if cursor:
         created, ident = decode_cursor(cursor)
@@ -1239,9 +1279,10 @@ def list_tickets(
         )
     )
     rows = list(session.scalars(query))
-    count = (
-        session.scalar(_filtered(select(func.count()).select_from(Ticket), filters, session)) or 0
-    )
+    # Counted up to a cap, so a queue over a million cases costs what a full page costs: an
+    # agent needs "10 000+" there, not the exact figure (the caller shows count_capped).
+    capped = _filtered(select(Ticket.id), filters, session).limit(count_cap + 1).subquery()
+    count = session.scalar(select(func.count()).select_from(capped)) or 0
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

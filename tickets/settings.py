@@ -35,10 +35,16 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Rules as data: a TOML file overriding the manuals' defaults (see policy.example.toml).
     policy_file: Path | None = None
+    # A shop's own reply scripts, overriding or adding to templates/scripts/ (same format).
+    scripts_dir: Path | None = None
+    # The shop's name, as customers see it in notices.
+    shop_name: str = "Demo Shop 演示店铺"
     # Shown in links printed by the CLI and sent to agents.
     public_url: str = "http://127.0.0.1:8000"
     # Case numbers look like AS-20261122-0001.
     case_prefix: str = Field(default="AS", pattern=r"^[A-Z]{1,6}$")
+    # Lists count matching rows exactly up to this many, then say "more" (count_capped).
+    count_cap: int = Field(default=10_000, ge=100)
     # Page size limits for list endpoints.
     page_size_max: int = Field(default=200, ge=1, le=1000)
 

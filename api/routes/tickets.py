@@ -80,7 +80,8 @@ def list_cases(
     cursor: str | None = None,
 ) -> TicketList:
     """The queue, newest first. Filters combine; `status` and `kind` take several values
-    (repeated or comma-separated). Pass `next_cursor` back as `cursor` for the next page."""
+    (repeated or comma-separated). Pass `next_cursor` back as `cursor` for the next page.
+    `count` is exact up to AFTERSALES_COUNT_CAP; above it `count_capped` is true."""
     settings = request.app.state.settings
     filters = TicketFilters(
         status=_csv(status_, {s.value for s in CaseStatus}, "status"),
@@ -91,10 +92,20 @@ def list_cases(
         priority=priority,
         channel=channel,
     )
+    cap = settings.count_cap
     rows, count, next_cursor = list_tickets(
-        session=session, filters=filters, limit=min(limit, settings.page_size_max), cursor=cursor
+        session=session,
+        filters=filters,
+        limit=min(limit, settings.page_size_max),
+        cursor=cursor,
+        count_cap=cap,
     )
-    return TicketList(data=[ticket_summary(t) for t in rows], count=count, next_cursor=next_cursor)
+    return TicketList(
+        data=[ticket_summary(t) for t in rows],
+        count=min(count, cap),
+        count_capped=count > cap,
+        next_cursor=next_cursor,
+    )
 
 
 @router.get("/{number}", response_model=TicketJSON)
@@ -133,15 +144,7 @@ def reply(
 ) -> MessageRead:
     """Reply to the customer (queued for delivery) or add an internal note (`internal: true`).
     `{"script": name, "variables": {...}}` fills a reply script instead of free text."""
-    text = None
-    if body.script is not None:
-        renderer = request.app.state.render_script
-        if renderer is None:
-            raise InvalidInput(
-                "reply scripts are not available", [{"loc": "script", "msg": "no scripts"}]
-            )
-        text = renderer(session=session, number=number, reply=body)
-    msg = add_reply(session=session, number=number, reply=body, actor=actor, ctx=ctx, text=text)
+    msg = add_reply(session=session, number=number, reply=body, actor=actor, ctx=ctx)
     return MessageRead(
         id=msg.id,
         author="agent",

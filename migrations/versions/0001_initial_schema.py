@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 17:02:54.299820
+Create Date: 2026-11-25 17:12:34.713974
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import tickets.models
+
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -61,6 +62,14 @@ def upgrade() -> None:
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_customers_phone"), ["phone"], unique=False)
 
+    op.create_table(
+        "fsm_records",
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("state", sa.String(length=200), nullable=True),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("updated_at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_fsm_records")),
+    )
     op.create_table(
         "inbound_updates",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -122,6 +131,28 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_orders_customer_id"), ["customer_id"], unique=False)
+
+    op.create_table(
+        "panel_sessions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("agent_id", sa.Integer(), nullable=False),
+        sa.Column("csrf_token", sa.String(length=64), nullable=False),
+        sa.Column("created_at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("user_agent", sa.String(length=300), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["agent_id"],
+            ["agents.id"],
+            name=op.f("fk_panel_sessions_agent_id_agents"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_panel_sessions")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_panel_sessions_token_hash")),
+    )
+    with op.batch_alter_table("panel_sessions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_panel_sessions_agent_id"), ["agent_id"], unique=False)
 
     op.create_table(
         "order_lines",
@@ -351,6 +382,41 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_refunds_ticket_id"), ["ticket_id"], unique=False)
 
     op.create_table(
+        "sla_clocks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("clock", sa.String(length=40), nullable=False),
+        sa.Column("round", sa.Integer(), nullable=False),
+        sa.Column("calendar", sa.String(length=40), nullable=False),
+        sa.Column("target_seconds", sa.Integer(), nullable=False),
+        sa.Column("started_at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("legal_due_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("due_at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("state", sa.String(length=10), nullable=False),
+        sa.Column("pauses", sa.JSON(), nullable=False),
+        sa.Column("met_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("warned_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("breached_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("escalated_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reminders_sent", sa.Integer(), nullable=False),
+        sa.Column("last_reminder_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_check_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["tickets.id"],
+            name=op.f("fk_sla_clocks_ticket_id_tickets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sla_clocks")),
+        sa.UniqueConstraint(
+            "ticket_id", "clock", "round", name=op.f("uq_sla_clocks_ticket_id_clock_round")
+        ),
+    )
+    with op.batch_alter_table("sla_clocks", schema=None) as batch_op:
+        batch_op.create_index("ix_sla_clocks_next_check_at", ["next_check_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_sla_clocks_ticket_id"), ["ticket_id"], unique=False)
+
+    op.create_table(
         "ticket_items",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("ticket_id", sa.Integer(), nullable=False),
@@ -467,6 +533,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_items_ticket_id"))
 
     op.drop_table("ticket_items")
+    with op.batch_alter_table("sla_clocks", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sla_clocks_ticket_id"))
+        batch_op.drop_index("ix_sla_clocks_next_check_at")
+
+    op.drop_table("sla_clocks")
     with op.batch_alter_table("refunds", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refunds_ticket_id"))
         batch_op.drop_index(batch_op.f("ix_refunds_order_id"))
@@ -501,6 +572,10 @@ def downgrade() -> None:
 
     op.drop_table("payments")
     op.drop_table("order_lines")
+    with op.batch_alter_table("panel_sessions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_panel_sessions_agent_id"))
+
+    op.drop_table("panel_sessions")
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_orders_customer_id"))
 
@@ -510,6 +585,7 @@ def downgrade() -> None:
 
     op.drop_table("api_tokens")
     op.drop_table("inbound_updates")
+    op.drop_table("fsm_records")
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_customers_phone"))
 

@@ -1,0 +1,174 @@
+"""Lifecycle notices: the facts of a case turned into a script's variables, rendered in the
+customer's language and queued in the outbox, all in the caller's transaction.
+
+The text is rendered when the change happens, so the outbox holds exactly what the customer
+will read; a script that cannot render is an error in the same transaction, never a blank.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from tickets.models import OutboxMessage, Ticket
+from tickets.outbox import notify_customer
+from tickets.scripts import Money, ScriptLibrary
+
+if TYPE_CHECKING:
+    from tickets.service import Context
+
+# Our payment-method names to the scripts' refund routes.
+ROUTES = {
+    "alipay": "alipay",
+    "wechat": "wechat_pay",
+    "wechat_pay": "wechat_pay",
+    "card": "credit_card",
+    "credit_card": "credit_card",
+    "bank_transfer": "bank_transfer",
+    "balance": "store_balance",
+    "store_balance": "store_balance",
+}
+
+
+# Days until a refund reaches the customer, by route (the slow end of the usual range).
+ARRIVAL_DAYS = {
+    "alipay": 3,
+    "wechat_pay": 3,
+    "credit_card": 7,
+    "bank_transfer": 3,
+    "store_balance": 0,
+}
+
+
+def arrival_days(method: str) -> int:
+    """How many days a refund by this payment method may take to arrive."""
+    return ARRIVAL_DAYS[refund_route(method)]
+
+
+def refund_route(method: str) -> str:
+    """The route a refund takes back, named as the scripts name it."""
+    return ROUTES.get(method, "bank_transfer")
+
+
+def pack_items(ticket: Ticket) -> list[str]:
+    """What the customer packs: each item's title and quantity."""
+    return [f"{i.line.title or i.sku} ×{i.quantity}" for i in ticket.items] or [ticket.number]
+
+
+def base_variables(ticket: Ticket) -> dict[str, Any]:
+    return {"customer_name": ticket.customer.name or "", "case_no": ticket.number}
+
+
+def shipping_both_ways(ticket: Ticket) -> Money:
+    """The customer's cost of shipping both ways, when that is the alternative offered: the
+    order's shipping fee counted twice (the shop's standard rate when the order shipped free)."""
+    currency = ticket.order.currency if ticket.order else "CNY"
+    fee = ticket.order.shipping_fee if ticket.order else 0
+    return Money(2 * (fee or 1000), currency)
+
+
+def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
+    """Everything a script may want to know about a case, by the scripts' variable names.
+    A script takes the ones it declares; the caller's own variables override these."""
+    p = ctx.policy
+    order = ticket.order
+    first = ticket.items[0].line if ticket.items else None
+    facts: dict[str, Any] = {
+        **base_variables(ticket),
+        "kind": ticket.kind,
+        "shop_name": ctx.shop_name,
+        "return_address": p.return_address,
+        "pack_items": pack_items(ticket),
+        "respond_by": hours_from(ctx.now, p.first_response_hours),
+        "reply_by": hours_from(ctx.now, p.needs_info_reply_hours),
+        "ship_by": (ctx.now + timedelta(days=p.return_ship_days)).astimezone(ctx.tz).date(),
+        "received_at": ctx.now,
+        "inspect_by": hours_from(ctx.now, p.inspection_hours),
+        "window_days": p.no_reason_days,
+        "shipping_both_ways": shipping_both_ways(ticket),
+    }
+    if ticket.rma_no:
+        facts["rma_no"] = ticket.rma_no
+    if ticket.tracking_no:
+        facts["tracking_no"] = ticket.tracking_no
+    if ticket.carrier:
+        facts["carrier"] = ticket.carrier
+    if first is not None:
+        facts["item_name"] = first.title or first.sku
+        facts["category_name"] = first.category
+    if order is not None:
+        facts["order_no"] = order.order_no
+        facts["route"] = refund_route(order.payment_method)
+        if order.delivered_at is not None:
+            facts["delivered_on"] = order.delivered_at.astimezone(ctx.tz).date()
+    return facts
+
+
+def coerce_variables(
+    lib: ScriptLibrary, name: str, language: str, raw: dict[str, Any]
+) -> dict[str, Any]:
+    """Variables that came as JSON: "5.00 CNY" becomes Money, ISO strings become dates and
+    times, for the variables the script declares with those types."""
+    script = lib.get(name, language)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        var = script.variables.get(key)
+        if var is not None and isinstance(value, str):
+            try:
+                if var.type == "money":
+                    value = Money.parse(value)
+                elif var.type == "date":
+                    value = date.fromisoformat(value)
+                elif var.type == "datetime":
+                    value = datetime.fromisoformat(value)
+            except ValueError:
+                pass  # left as text: the renderer names the variable and the expected type
+        out[key] = value
+    return out
+
+
+def render_for_case(
+    *,
+    ticket: Ticket,
+    script: str,
+    ctx: Context,
+    variables: dict[str, Any] | None = None,
+    language: str | None = None,
+) -> str:
+    """A script filled in from the case's facts (and the caller's variables), as the customer
+    will read it. Raises the scripts' errors (missing variable, too long ...)."""
+    assert ctx.scripts is not None
+    lang = language or ticket.language
+    accepts = ctx.scripts.get(script, lang).accepts
+    facts = {k: v for k, v in case_facts(ticket, ctx).items() if k in accepts}
+    given = coerce_variables(ctx.scripts, script, lang, variables or {})
+    return ctx.scripts.render(script, lang, {**facts, **given}, timezone=ctx.tz)
+
+
+def queue_notice(
+    *,
+    session: Session,
+    ticket: Ticket,
+    script: str,
+    ctx: Context,
+    variables: dict[str, Any] | None = None,
+) -> OutboxMessage | None:
+    """Render `script` for this case's customer and queue it. Without a script library (a
+    bare service call in a test) the outbox row carries the script name and variables."""
+    payload: dict[str, Any] = {"script": script}
+    if ctx.scripts is not None:
+        payload["text"] = render_for_case(
+            ticket=ticket, script=script, ctx=ctx, variables=variables
+        )
+        payload["parse_mode"] = "HTML"
+    else:
+        payload["variables"] = {k: str(v) for k, v in (variables or {}).items()}
+    return notify_customer(
+        session=session, ticket=ticket, kind="notice", payload=payload, now=ctx.now
+    )
+
+
+def hours_from(now: datetime, hours: float) -> datetime:
+    return now + timedelta(hours=hours)
