@@ -153,8 +153,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if settings.is_sqlite:
         upgrade(settings.database_url)
     sessions = make_sessionmaker(engine)
-    with unit_of_work(sessions) as session:
-        summary = load_demo(session=session, settings=settings, now=utcnow())
+    try:
+        with unit_of_work(sessions) as session:
+            summary = load_demo(session=session, settings=settings, now=utcnow())
+    except DomainError as exc:
+        print("the demo shop was not loaded.", file=sys.stderr)
+        return _fail(exc)
     print(summary)
     return 0
 

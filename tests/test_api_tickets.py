@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import Api, order_json
 
 
@@ -333,3 +335,39 @@ def test_count_is_capped_beyond_the_setting(api: Api, sessions: Any) -> None:
     assert (len(rows), count) == (2, 4)  # 4 = over the cap of 3
     page = api.get("/api/v1/tickets").json()
     assert (page["count"], page["count_capped"]) == (4, False)
+
+
+def test_a_customer_cannot_act_on_someone_elses_case(api: Api, sessions: Any, now: Any) -> None:
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import select
+
+    from tickets.config import Policy
+    from tickets.exceptions import NotFound
+    from tickets.models import Ticket
+    from tickets.schemas import ActionRequest
+    from tickets.service import Actor, Context, perform_action
+
+    _order(api)
+    case = api.post(
+        "/api/v1/tickets", json={"order_no": "T1001", "kind": "complaint", "reason": "service"}
+    ).json()
+    ctx = Context(policy=Policy(), now=now, tz=ZoneInfo("Asia/Shanghai"))
+    with sessions() as s:
+        owner = s.scalar(select(Ticket.customer_id).where(Ticket.number == case["number"]))
+        with pytest.raises(NotFound):
+            perform_action(
+                session=s,
+                number=case["number"],
+                request=ActionRequest(action="cancel", reason="x"),
+                actor=Actor(kind="customer", customer_id=owner + 1),
+                ctx=ctx,
+            )
+        done = perform_action(
+            session=s,
+            number=case["number"],
+            request=ActionRequest(action="cancel", reason="x"),
+            actor=Actor(kind="customer", customer_id=owner),
+            ctx=ctx,
+        )
+        assert done.status == "cancelled"

@@ -110,7 +110,7 @@ def unit_nets(line_amounts: list[tuple[int, int]], order_discount: int) -> list[
 
 
 def find_or_make_customer(
-    session: Session, data: CustomerIn, current: Customer | None = None
+    session: Session, data: CustomerIn, current: Customer | None = None, *, now: datetime
 ) -> Customer:
     """The customer these details name (by Telegram id, then phone), else `current` (the
     order's customer so far, when it is re-imported without either), else a new one."""
@@ -131,7 +131,7 @@ def find_or_make_customer(
     ):
         customer = current
     if customer is None:
-        customer = Customer(name=data.name, phone=data.phone, email=data.email)
+        customer = Customer(name=data.name, phone=data.phone, email=data.email, created_at=now)
         session.add(customer)
     if data.name:
         customer.name = data.name
@@ -165,7 +165,7 @@ def upsert_order(
         .options(selectinload(Order.lines).selectinload(OrderLine.units))
     )
     customer = find_or_make_customer(
-        session, data.customer, order.customer if order is not None else None
+        session, data.customer, order.customer if order is not None else None, now=now
     )
     cur = data.currency
     nets = unit_nets(
@@ -194,7 +194,9 @@ def upsert_order(
     }
     outcome: UpsertOutcome
     if order is None:
-        order = Order(order_no=data.order_no, customer=customer, created_at=now, **header)
+        order = Order(
+            order_no=data.order_no, customer=customer, created_at=now, updated_at=now, **header
+        )
         session.add(order)
         outcome = "created"
         lines_changed = True

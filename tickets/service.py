@@ -353,7 +353,7 @@ def open_case(
         order = get_order(session=session, order_no=request.order_no)
         customer = order.customer
     elif kind in TALK_KINDS and request.customer is not None:
-        customer = find_or_make_customer(session, request.customer)
+        customer = find_or_make_customer(session, request.customer, now=ctx.now)
         session.flush()
     else:
         raise InvalidInput(
@@ -480,6 +480,9 @@ def perform_action(
 ) -> Ticket:
     """Apply one action to a case, or refuse it with the reason (and the allowed actions)."""
     ticket = _load(session, number, for_update=True)
+    if actor.kind == "customer" and actor.customer_id != ticket.customer_id:
+        # Not "forbidden": a customer must not learn that someone else's case exists.
+        raise NotFound(f"no case {number}", number=number)
     if request.version is not None and request.version != ticket.version:
         raise Conflict(
             f"case {number} changed since you looked at it (version {request.version}, now "
