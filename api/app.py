@@ -20,6 +20,7 @@ from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from tickets.config import load_policy
 from tickets.db import make_engine, make_sessionmaker
+from tickets.models import utcnow
 from tickets.scripts import bundled_scripts_dir, load_library
 from tickets.settings import Settings
 
@@ -56,6 +57,8 @@ def create_app(settings: Settings, **overrides: Any) -> FastAPI:
     app.state.sessions = overrides.pop("sessions", None) or make_sessionmaker(engine)
     app.state.policy = policy
     app.state.scripts = scripts
+    # The clock every request reads `now` from (tests fix it; nothing else reads the time).
+    app.state.clock = overrides.pop("clock", None) or utcnow
     app.state.service_extra = {}
     app.state.sla_view = None
     errors.install(app)

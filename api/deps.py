@@ -60,7 +60,7 @@ def service_context(request: Request) -> Context:
     state = request.app.state
     return Context(
         policy=state.policy,
-        now=utcnow(),
+        now=state.clock(),
         tz=state.settings.tz,
         case_prefix=state.settings.case_prefix,
         scripts=state.scripts,

@@ -183,7 +183,9 @@ def scripts() -> Any:
 def app(settings: Any, engine: Engine, sessions: sessionmaker[Session], scripts: Any) -> Any:
     from api.app import create_app
 
-    return create_app(settings, engine=engine, sessions=sessions, scripts=scripts)
+    return create_app(
+        settings, engine=engine, sessions=sessions, scripts=scripts, clock=lambda: NOW
+    )
 
 
 class Api:

@@ -235,6 +235,10 @@ def test_unshipped_refund_only_goes_straight_to_refund_pending(api: Api) -> None
     ).json()
     assert case["status"] == "refund_pending"
     assert case["group"] == "finance"
+    # Approved and proposed without a human: the tea's nets 53.05 and their shipping 1.84.
+    assert (case["refund"]["status"], case["refund"]["amount"]) == ("proposed", "54.89")
+    proposed = next(e for e in case["events"] if e["type"] == "refund.proposed")
+    assert proposed["actor"] == "system:lifecycle"
 
 
 def test_return_of_an_unshipped_order_is_refused_with_the_way_forward(api: Api) -> None:

@@ -85,3 +85,80 @@ def test_two_agents_approve_at_once(fresh_db_url: str, now: datetime) -> None:
             )
     finally:
         engine.dispose()
+
+
+def test_two_agents_issue_the_same_refund_at_once(fresh_db_url: str, now: datetime) -> None:
+    from sqlalchemy import func, select
+
+    from tickets.models import Agent, Refund
+
+    engine = make_engine(fresh_db_url)
+    sessions = make_sessionmaker(engine)
+    ctx = Context(policy=Policy(), now=now, tz=ZoneInfo("Asia/Shanghai"))
+    with unit_of_work(sessions) as s:
+        agents = [
+            create_agent(session=s, username=n, role=Role.agent, now=now) for n in ("alice", "bob")
+        ]
+        upsert_order(session=s, data=OrderIn(**order_json()), now=now)
+        number = open_case(
+            session=s,
+            request=TicketCreate(
+                order_no="T1001",
+                kind="return_refund",
+                reason="no_reason",
+                items=[{"sku": "TEA", "quantity": 1}],
+            ),  # type: ignore[list-item]
+            actor=Actor(kind="system"),
+            ctx=ctx,
+        ).number
+        for action in ("approve", "mark_received", "inspect", "propose_refund"):
+            perform_action(
+                session=s,
+                number=number,
+                request=ActionRequest(action=action),
+                actor=Actor(kind="agent", agent=agents[0]),
+                ctx=ctx,
+            )
+        perform_action(
+            session=s,
+            number=number,
+            request=ActionRequest(action="approve_refund"),
+            actor=Actor(kind="agent", agent=agents[1]),
+            ctx=ctx,
+        )
+
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def issue(name: str) -> None:
+        barrier.wait()
+        try:
+            with unit_of_work(sessions) as s:
+                agent = s.scalar(select(Agent).where(Agent.username == name))
+                perform_action(
+                    session=s,
+                    number=number,
+                    request=ActionRequest(action="issue_refund"),
+                    actor=Actor(kind="agent", agent=agent),
+                    ctx=ctx,
+                )
+            outcomes.append("ok")
+        except Conflict:
+            outcomes.append("conflict")
+        except Exception as exc:  # reported by the assertion below
+            outcomes.append(repr(exc))
+
+    threads = [threading.Thread(target=issue, args=(n,)) for n in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    try:
+        assert sorted(outcomes) == ["conflict", "ok"], outcomes
+        with sessions() as s:
+            issued = s.scalar(
+                select(func.count()).select_from(Refund).where(Refund.status == "issued")
+            )
+            assert issued == 1
+    finally:
+        engine.dispose()

@@ -8,12 +8,15 @@ sense is refused at start-up with the reason, never half-applied.
 from __future__ import annotations
 
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tickets.exceptions import InvalidInput
 from tickets.models import CaseKind, CaseStatus
+from tickets.money import to_minor
+from tickets.refunds import RefundPolicy
 
 SELLER_FAULT_REASONS = (
     "quality_defect",
@@ -60,6 +63,46 @@ def _default_routing() -> list[RoutingRule]:
     ]
 
 
+class RefundSettings(_Strict):
+    """The refund calculator's settings (MONEY.md); amounts in the order's currency units."""
+
+    return_freight_cap: Decimal = Decimal("20.00")
+    resettle_threshold_promotions: bool = False
+    restocking_fee_rate: Decimal = Field(default=Decimal(0), ge=0, lt=1)
+    no_reason_law_applies: bool = True
+    deduct_outbound_shipping_when_below_free_threshold: bool = True
+    standard_shipping_fee: Decimal = Decimal("10.00")
+    # Days a refund takes to arrive, per payment method: (fastest, slowest).
+    arrival_days: dict[str, tuple[int, int]] = Field(
+        default_factory=lambda: {
+            "alipay": (1, 3),
+            "wechat": (1, 3),
+            "card": (3, 7),
+            "bank_transfer": (1, 3),
+            "balance": (0, 0),
+        }
+    )
+    # Refunds above this need a second approver (a different agent than the proposer).
+    large_refund_threshold: Decimal = Decimal("1000.00")
+
+    def for_currency(self, currency: str, *, no_reason_days: int, timezone: str) -> RefundPolicy:
+        """The calculator's policy with amounts in `currency`'s minor units."""
+        return RefundPolicy(
+            return_freight_cap=to_minor(self.return_freight_cap, currency),
+            resettle_threshold_promotions=self.resettle_threshold_promotions,
+            restocking_fee_rate=self.restocking_fee_rate,
+            no_reason_law_applies=self.no_reason_law_applies,
+            deduct_outbound_shipping_when_below_free_threshold=(
+                self.deduct_outbound_shipping_when_below_free_threshold
+            ),
+            standard_shipping_fee=to_minor(self.standard_shipping_fee, currency),
+            arrival_days=dict(self.arrival_days),
+            large_refund_threshold=to_minor(self.large_refund_threshold, currency),
+            no_reason_days=no_reason_days,
+            timezone=timezone,
+        )
+
+
 class Policy(_Strict):
     """Every rule a lead may change without a deploy."""
 
@@ -98,6 +141,7 @@ class Policy(_Strict):
             "another solution with us",
         }
     )
+    refunds: RefundSettings = Field(default_factory=RefundSettings)
     # Days the customer has to ship an approved return.
     return_ship_days: int = Field(default=7, ge=1)
     return_address: str = "上海市青浦区华新镇 售后仓 3 号门 (After-sales warehouse, gate 3)"

@@ -500,6 +500,13 @@ class Refund(Base):
     confirmed_at: Mapped[datetime | None]
     failed_reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Above the policy's threshold a different agent than the proposer must approve.
+    needs_second_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The order-level ledger this refund moves once issued (MONEY.md rules 5, 7, 8).
+    shipping_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    freight_reimbursed: Mapped[int] = mapped_column(BigInteger, default=0)
+    promotion_clawback: Mapped[int] = mapped_column(BigInteger, default=0)
+    shipping_clawback: Mapped[int] = mapped_column(BigInteger, default=0)
 
     ticket: Mapped[Ticket] = relationship()
     lines: Mapped[list[RefundLine]] = relationship(
@@ -514,8 +521,12 @@ class RefundLine(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     refund_id: Mapped[int] = mapped_column(ForeignKey("refunds.id", ondelete="CASCADE"), index=True)
+    # unit: a unit's refund; payment: the part one payment pays back; freight: return
+    # freight reimbursed on its own route. Units and payments are two views of one amount.
+    kind: Mapped[str] = mapped_column(String(10), default="unit")
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("order_units.id"), index=True)
-    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    method: Mapped[str] = mapped_column(String(40), default="")
     amount: Mapped[int] = mapped_column(BigInteger)
     rule: Mapped[str] = mapped_column(String(80), default="")
 

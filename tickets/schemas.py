@@ -145,6 +145,23 @@ class TicketCreate(_In):
         return value
 
 
+class QuoteAsk(_In):
+    """A refund quote request: which items, why, and what kind of request."""
+
+    items: list[ItemIn] = Field(min_length=1, max_length=500)
+    reason: str
+    kind: Literal["refund_only", "return_refund"] = "return_refund"
+    return_freight: Money | None = Field(default=None, ge=0)
+    return_freight_receipt: bool = False
+
+    @field_validator("reason")
+    @classmethod
+    def _known_reason(cls, value: str) -> str:
+        if value not in REASONS:
+            raise ValueError(f"unknown reason {value!r}; use one of: {', '.join(REASONS)}")
+        return value
+
+
 class InspectResult(_In):
     sku: str
     quantity: int = Field(ge=1)
@@ -176,6 +193,9 @@ class ActionRequest(_In):
     assignee: str | None = None
     group: str | None = None
     priority: Priority | None = None
+    # propose_refund: return freight the customer paid (reimbursed on its own line, capped).
+    return_freight: Money | None = Field(default=None, ge=0)
+    return_freight_receipt: bool = False
 
 
 class ReplyCreate(_In):

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from tickets.config import SELLER_FAULT_REASONS, Policy
+from tickets.config import Policy
 from tickets.exceptions import (
     ActionNotAllowed,
     Conflict,
@@ -41,7 +41,6 @@ from tickets.models import (
     OrderLine,
     OrderStatus,
     Refund,
-    RefundLine,
     RefundStatus,
     Role,
     Ticket,
@@ -53,7 +52,8 @@ from tickets.money import format_amount
 from tickets.notices import arrival_days, queue_notice, refund_route, render_for_case
 from tickets.orders import find_or_make_customer, get_order, units_taken
 from tickets.outbox import notify_customer
-from tickets.schemas import ActionRequest, ReplyCreate, TicketCreate
+from tickets.quotes import refund_from_quote, ticket_quote, unit_passes
+from tickets.schemas import ActionRequest, ItemIn, ReplyCreate, TicketCreate
 from tickets.scripts import Money, ScriptLibrary
 from tickets.workflow import (
     GOODS_KINDS,
@@ -265,8 +265,8 @@ def _check_order_for_kind(order: Order, kind: CaseKind) -> None:
         )
 
 
-def _pick_units(
-    *, session: Session, order: Order, request: TicketCreate
+def pick_units(
+    *, session: Session, order: Order, items: Sequence[ItemIn]
 ) -> list[tuple[OrderLine, int, list[int]]]:
     """For each requested item, its line and the ids of the units the case will name (the
     lowest-index units not already taken), or InvalidInput naming each bad item."""
@@ -275,7 +275,7 @@ def _pick_units(
     by_sku = {ln.sku: ln for ln in order.lines}
     picked: list[tuple[OrderLine, int, list[int]]] = []
     seen: set[str] = set()
-    for i, item in enumerate(request.items):
+    for i, item in enumerate(items):
         line = by_sku.get(item.sku)
         if line is None:
             errors.append(
@@ -383,7 +383,7 @@ def open_case(
                 f"({duplicate.kind}, {duplicate.status}): add to that one instead",
                 existing=duplicate.number,
             )
-        picked = _pick_units(session=session, order=order, request=request)
+        picked = pick_units(session=session, order=order, items=request.items)
     group, rule = route(
         policy=ctx.policy,
         kind=kind.value,
@@ -462,8 +462,39 @@ def open_case(
             actor=rule_actor,
             rule="refund-only on an unshipped order: stop the shipment, refund",
         )
+        _auto_propose(session=session, ticket=ticket, ctx=ctx, actor=rule_actor)
     session.flush()
     return ticket
+
+
+def _auto_propose(*, session: Session, ticket: Ticket, ctx: Context, actor: Actor) -> None:
+    """Propose the refund without a human where the rules allow; when the quote refuses, the
+    case simply waits for an agent, with the reason in its events."""
+    session.flush()
+    try:
+        with session.begin_nested():
+            _propose_refund(
+                session,
+                ticket,
+                ActionRequest(action="propose_refund"),
+                actor,
+                ctx,
+                find_transition(
+                    action="propose_refund",
+                    kind=CaseKind(ticket.kind),
+                    status=CaseStatus(ticket.status),
+                    by="system",
+                ),  # type: ignore[arg-type]
+            )
+    except InvalidInput as exc:
+        record_event(
+            session=session,
+            ticket=ticket,
+            type="automation.held",
+            actor=actor,
+            now=ctx.now,
+            reason=exc.message,
+        )
 
 
 def _system_message(session: Session, ticket: Ticket, ctx: Context, text: str) -> Message:
@@ -685,14 +716,6 @@ def _mark_received(
     _notice(session=session, ticket=t, script="notice_parcel_received", ctx=ctx)
 
 
-def _passes(outcome: str, reason: str) -> bool:
-    """Whether an inspected unit is still refunded (or exchanged): resalable always; damaged
-    when the claim was the seller's fault (the damage is what was claimed)."""
-    if outcome == UnitStatus.resalable.value:
-        return True
-    return outcome == UnitStatus.damaged.value and reason in SELLER_FAULT_REASONS
-
-
 def _inspect(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
@@ -741,7 +764,7 @@ def _inspect(
             raise InvalidInput("the inspection results do not match the case", errors)
     for u in t.units:
         u.status = outcomes[u.id]
-    passed = [u for u in t.units if _passes(u.status, t.reason)]
+    passed = [u for u in t.units if unit_passes(u.status, t.reason)]
     summary = {
         "results": [
             {"sku": u.unit.line.sku, "unit": u.unit.unit_index, "outcome": u.status}
@@ -795,14 +818,6 @@ def _inspect(
 # ---------------------------------------------------------------- refunds on a case
 
 
-def refundable_units(ticket: Ticket) -> list[TicketUnit]:
-    """The case's units that money goes back for: all requested units of a refund-only case,
-    the units that passed inspection of a return."""
-    if ticket.kind == CaseKind.refund_only.value:
-        return [u for u in ticket.units if u.status != UnitStatus.refunded.value]
-    return [u for u in ticket.units if _passes(u.status, ticket.reason)]
-
-
 def _current_refund(session: Session, ticket: Ticket) -> Refund | None:
     return session.scalar(
         select(Refund)
@@ -823,31 +838,27 @@ def _propose_refund(
         existing.status = RefundStatus.cancelled.value
     elif existing is not None and existing.status != RefundStatus.failed.value:
         raise Conflict(f"case {t.number} already has a refund {existing.status}")
-    quote = (
-        ctx.extra["quote"](session=session, ticket=t)
-        if "quote" in ctx.extra
-        else (simple_quote(ticket=t))
-    )
-    assert t.order is not None
-    refund = Refund(
+    q = ticket_quote(
+        session=session,
         ticket=t,
-        order_id=t.order.id,
-        amount=quote["amount_minor"],
-        currency=t.order.currency,
-        method=t.order.payment_method,
-        breakdown=quote["json"],
-        proposed_by_id=actor.agent.id if actor.agent else None,
-        created_at=ctx.now,
+        policy=ctx.policy,
+        now=ctx.now,
+        timezone=str(ctx.tz),
+        return_freight=req.return_freight,
+        freight_receipt=req.return_freight_receipt,
     )
-    for part in quote["parts"]:
-        refund.lines.append(
-            RefundLine(
-                unit_id=part["unit_id"],
-                payment_id=part.get("payment_id"),
-                amount=part["amount"],
-                rule=part["rule"],
-            )
+    if q is None:
+        raise InvalidInput(
+            f"case {t.number} has nothing left to refund", [{"loc": "action", "msg": "nothing"}]
         )
+    if not q.eligible:
+        raise InvalidInput(
+            "the refund cannot be proposed: " + "; ".join(q.reasons),
+            [{"loc": "refund", "msg": r} for r in q.reasons],
+        )
+    refund = refund_from_quote(
+        ticket=t, q=q, proposed_by=actor.agent.id if actor.agent else None, now=ctx.now
+    )
     session.add(refund)
     record_event(
         session=session,
@@ -857,46 +868,8 @@ def _propose_refund(
         now=ctx.now,
         amount=format_amount(refund.amount, refund.currency),
         currency=refund.currency,
+        needs_second_approval=refund.needs_second_approval,
     )
-
-
-def simple_quote(*, ticket: Ticket) -> dict[str, Any]:
-    """The refund of a case's refundable units at their stored nets (MONEY.md rules 2-4)."""
-    assert ticket.order is not None
-    cur = ticket.order.currency
-    units = refundable_units(ticket)
-    parts: list[dict[str, Any]] = [
-        {"unit_id": u.unit_id, "amount": u.unit.net, "rule": "net paid for the unit"} for u in units
-    ]
-    amount = sum(p["amount"] for p in parts)
-    return {
-        "amount_minor": amount,
-        "parts": parts,
-        "json": {
-            "amount": format_amount(amount, cur),
-            "currency": cur,
-            "lines": [
-                {
-                    "sku": u.unit.line.sku,
-                    "unit": u.unit.unit_index,
-                    "net": format_amount(u.unit.net, cur),
-                    "deductions": [],
-                    "additions": [],
-                    "rule": "net paid for the unit",
-                }
-                for u in units
-            ],
-            "routes": [
-                {
-                    "method": ticket.order.payment_method,
-                    "amount": format_amount(amount, cur),
-                    "arrival": None,
-                }
-            ],
-            "eligible": True,
-            "reasons": [],
-        },
-    }
 
 
 def _need_refund(session: Session, t: Ticket, *statuses: RefundStatus) -> Refund:
@@ -915,16 +888,14 @@ def _approve_refund(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
     refund = _need_refund(session, t, RefundStatus.proposed)
-    threshold = ctx.extra.get("second_approval_minor")
     if (
-        threshold is not None
-        and refund.amount > threshold
+        refund.needs_second_approval
         and actor.agent is not None
         and refund.proposed_by_id == actor.agent.id
     ):
         raise PermissionDenied(
-            f"a refund above {format_amount(threshold, refund.currency)} {refund.currency} needs "
-            "a second approver: another agent must approve what you proposed"
+            f"a refund of {format_amount(refund.amount, refund.currency)} {refund.currency} is "
+            "above the large-refund threshold: another agent must approve what you proposed"
         )
     refund.status = RefundStatus.approved.value
     refund.approved_by_id = actor.agent.id if actor.agent else None

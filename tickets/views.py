@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tickets.models import CaseKind, CaseStatus, Refund, RefundStatus, Role, Ticket
+from tickets.config import Policy
+from tickets.models import CaseKind, CaseStatus, Refund, RefundStatus, Role, Ticket, utcnow
 from tickets.money import format_amount
+from tickets.quotes import ticket_quote
 from tickets.schemas import (
     AttachmentRead,
     EventRead,
@@ -18,26 +21,48 @@ from tickets.schemas import (
     TicketRead,
     TicketSummary,
 )
-from tickets.workflow import allowed_actions
+from tickets.workflow import TERMINAL, allowed_actions
 
 
-def refund_view(session: Session, ticket: Ticket) -> dict[str, Any] | None:
-    """The case's current refund (its frozen quote and where it stands), or None."""
+def refund_view(
+    session: Session,
+    ticket: Ticket,
+    *,
+    policy: Policy | None,
+    now: datetime,
+    timezone: str = "Asia/Shanghai",
+) -> dict[str, Any] | None:
+    """The case's refund: the one in the ledger (its frozen quote and where it stands), or,
+    before one is proposed, the quote as it stands now (status "quote"). None for cases that
+    move no money."""
     refund = session.scalar(
         select(Refund)
         .where(Refund.ticket_id == ticket.id, Refund.status != RefundStatus.cancelled.value)
         .order_by(Refund.id.desc())
         .limit(1)
     )
-    if refund is None:
+    if refund is not None:
+        return {
+            **refund.breakdown,
+            "amount": format_amount(refund.amount, refund.currency),
+            "currency": refund.currency,
+            "method": refund.method,
+            "status": refund.status,
+            "needs_second_approval": refund.needs_second_approval,
+            "breakdown": refund.breakdown.get("lines", []),
+        }
+    if policy is None or ticket.status in TERMINAL:
         return None
+    q = ticket_quote(session=session, ticket=ticket, policy=policy, now=now, timezone=timezone)
+    if q is None:
+        return None
+    body = q.to_json()
+    main = next((r for r in q.routes if r.payment_id is not None), None)
     return {
-        **refund.breakdown,
-        "amount": format_amount(refund.amount, refund.currency),
-        "currency": refund.currency,
-        "method": refund.method,
-        "status": refund.status,
-        "breakdown": refund.breakdown.get("lines", []),
+        **body,
+        "method": main.method if main else (ticket.order.payment_method if ticket.order else None),
+        "status": "quote",
+        "breakdown": body.get("lines", []),
     }
 
 
@@ -46,6 +71,9 @@ def ticket_to_read(
     ticket: Ticket,
     *,
     role: Role | None = None,
+    policy: Policy | None = None,
+    now: datetime | None = None,
+    timezone: str = "Asia/Shanghai",
     attachment_url: str = "/api/v1/attachments/{id}",
     sla: list[SlaRead] | None = None,
 ) -> TicketRead:
@@ -89,7 +117,7 @@ def ticket_to_read(
         allowed_actions=allowed_actions(
             kind=CaseKind(ticket.kind), status=CaseStatus(ticket.status), role=role
         ),
-        refund=refund_view(session, ticket),
+        refund=refund_view(session, ticket, policy=policy, now=now or utcnow(), timezone=timezone),
         sla=sla or [],
         risk={"level": ticket.risk_level, "signals": ticket.risk_signals},
         messages=[

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
 
 from api.deps import CurrentAgent, SessionDep
 from tickets.exceptions import InvalidInput
-from tickets.models import utcnow
 from tickets.orders import get_order, order_to_read, upsert_order
-from tickets.schemas import OrderBatch, OrderRead, OrderUpsertResult
+from tickets.quotes import quote
+from tickets.schemas import OrderBatch, OrderRead, OrderUpsertResult, QuoteAsk
+from tickets.service import pick_units
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 
 @router.post("", response_model=OrderUpsertResult)
-def upsert_orders(batch: OrderBatch, session: SessionDep, agent: CurrentAgent) -> OrderUpsertResult:
+def upsert_orders(
+    batch: OrderBatch, request: Request, session: SessionDep, agent: CurrentAgent
+) -> OrderUpsertResult:
     """Create or update a batch of orders by order number. All or nothing: one bad order and
     none is written; the errors name each one (`orders.3.lines.0.unit_price`). Sending the
     same batch again changes nothing."""
-    now = utcnow()
+    now = request.app.state.clock()
     result = OrderUpsertResult(created=[], updated=[], unchanged=[])
     errors = []
     seen: set[str] = set()
@@ -45,3 +50,30 @@ def upsert_orders(batch: OrderBatch, session: SessionDep, agent: CurrentAgent) -
 def read_order(order_no: str, session: SessionDep, agent: CurrentAgent) -> OrderRead:
     """One order with its lines, each unit's stored net, and its payments."""
     return order_to_read(get_order(session=session, order_no=order_no))
+
+
+@router.post("/{order_no}/refund-quote")
+def refund_quote(
+    order_no: str, body: QuoteAsk, request: Request, session: SessionDep, agent: CurrentAgent
+) -> dict[str, Any]:
+    """What a refund of these items would pay, itemised per unit and per payment route, with
+    the rule behind each line; nothing is written. More units than bought, an unknown SKU, or
+    units already refunded or in another open case: a 422 naming the item."""
+    state = request.app.state
+    order = get_order(session=session, order_no=order_no)
+    picked = pick_units(session=session, order=order, items=body.items)
+    now = state.clock()
+    q = quote(
+        session=session,
+        order=order,
+        kind=body.kind,
+        reason=body.reason,
+        unit_ids=[u for _, _, ids in picked for u in ids],
+        policy=state.policy,
+        now=now,
+        return_freight=body.return_freight,
+        freight_receipt=body.return_freight_receipt,
+        requested_at=now,
+        timezone=state.settings.timezone,
+    )
+    return q.to_json()

@@ -30,7 +30,16 @@ files = APIRouter(prefix="/attachments", tags=["attachments"])
 def _read(request: Request, session: Session, number: str, role: Role | None) -> TicketJSON:
     ticket = get_ticket(session=session, number=number)
     sla = request.app.state.sla_view(session, ticket) if request.app.state.sla_view else None
-    return ticket_to_read(session, ticket, role=role, sla=sla)
+    state = request.app.state
+    return ticket_to_read(
+        session,
+        ticket,
+        role=role,
+        sla=sla,
+        policy=state.policy,
+        now=state.clock(),
+        timezone=state.settings.timezone,
+    )
 
 
 @router.post("", response_model=TicketJSON, status_code=status.HTTP_201_CREATED)

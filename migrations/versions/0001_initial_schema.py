@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 17:12:34.713974
+Create Date: 2026-11-25 17:16:28.919906
 """
 
 from __future__ import annotations
@@ -357,6 +357,11 @@ def upgrade() -> None:
         sa.Column("confirmed_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("failed_reason", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("needs_second_approval", sa.Boolean(), nullable=False),
+        sa.Column("shipping_refunded", sa.BigInteger(), nullable=False),
+        sa.Column("freight_reimbursed", sa.BigInteger(), nullable=False),
+        sa.Column("promotion_clawback", sa.BigInteger(), nullable=False),
+        sa.Column("shipping_clawback", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["approved_by_id"], ["agents.id"], name=op.f("fk_refunds_approved_by_id_agents")
         ),
@@ -467,8 +472,10 @@ def upgrade() -> None:
         "refund_lines",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("refund_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
         sa.Column("unit_id", sa.Integer(), nullable=True),
         sa.Column("payment_id", sa.Integer(), nullable=True),
+        sa.Column("method", sa.String(length=40), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("rule", sa.String(length=80), nullable=False),
         sa.ForeignKeyConstraint(
@@ -486,6 +493,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refund_lines")),
     )
     with op.batch_alter_table("refund_lines", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_refund_lines_payment_id"), ["payment_id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_refund_lines_refund_id"), ["refund_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_refund_lines_unit_id"), ["unit_id"], unique=False)
 
@@ -523,6 +533,7 @@ def downgrade() -> None:
     with op.batch_alter_table("refund_lines", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refund_lines_unit_id"))
         batch_op.drop_index(batch_op.f("ix_refund_lines_refund_id"))
+        batch_op.drop_index(batch_op.f("ix_refund_lines_payment_id"))
 
     op.drop_table("refund_lines")
     with op.batch_alter_table("attachments", schema=None) as batch_op:

@@ -1,0 +1,149 @@
+"""Refunds through the API: quotes without writing, the ledger, second approver, idempotent
+issuing. Amounts worked by hand from MONEY.md on conftest.order_json:
+unit nets JACKET 88.36; SOCKS 44.18, 44.18; TEA 17.68, 17.68, 17.69; shipping 8.00, paid 237.77.
+Shipping shares by net (largest remainder over 229.77): JACKET 3.08; SOCKS 1.54, 1.54;
+TEA 0.61, 0.61, 0.62 (sum 8.00)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Api, order_json
+
+
+def _order(api: Api, **over: Any) -> None:
+    assert api.post("/api/v1/orders", json={"orders": [order_json(**over)]}).status_code == 200
+
+
+def _quote(api: Api, **body: Any) -> Any:
+    return api.post("/api/v1/orders/T1001/refund-quote", json=body)
+
+
+def test_quotes_follow_the_money_rules(api: Api) -> None:
+    _order(api)
+    # No-reason return of both socks: their nets; the customer pays the return leg.
+    q = _quote(api, items=[{"sku": "SOCKS", "quantity": 2}], reason="no_reason").json()
+    assert (q["amount"], q["currency"], q["eligible"]) == ("88.36", "CNY", True)
+    assert [r["method"] for r in q["routes"]] == ["alipay"]
+    assert [ln["net"] for ln in q["lines"] if ln["sku"] == "SOCKS"] == ["44.18", "44.18"]
+    # Quality defect: the net, plus its outbound shipping share 3.08.
+    q = _quote(api, items=[{"sku": "JACKET-M", "quantity": 1}], reason="quality_defect").json()
+    assert q["amount"] == "91.44"
+    # ... and the return freight the customer paid, as a line of its own (12.00, under the cap).
+    q = _quote(
+        api,
+        items=[{"sku": "JACKET-M", "quantity": 1}],
+        reason="quality_defect",
+        return_freight="12.00",
+        return_freight_receipt=True,
+    ).json()
+    assert q["amount"] == "103.44"
+    order_level = [a for ln in q["lines"] if ln["sku"] is None for a in ln["additions"]]
+    by_rule = {a["rule"].split(":")[0]: a["amount"] for a in order_level}
+    assert by_rule == {"rule 7": "3.08", "rule 8": "12.00"}  # never folded into the unit
+    jacket = next(ln for ln in q["lines"] if ln["sku"] == "JACKET-M")
+    assert (jacket["net"], jacket["additions"]) == ("88.36", [])
+
+
+def test_unshipped_refund_only_gives_everything_back(api: Api) -> None:
+    _order(api, status="paid", shipped_at=None, delivered_at=None)
+    q = _quote(
+        api, items=[{"sku": "TEA", "quantity": 3}], reason="changed_mind", kind="refund_only"
+    ).json()
+    assert q["amount"] == "54.89"  # 53.05 of tea + 1.84 of shipping
+
+
+def test_bad_items_name_the_line(api: Api) -> None:
+    _order(api)
+    r = _quote(
+        api,
+        items=[{"sku": "TEA", "quantity": 4}, {"sku": "HAT", "quantity": 1}],
+        reason="no_reason",
+    )
+    assert r.status_code == 422
+    assert [e["loc"] for e in r.json()["errors"]] == ["items.0.quantity", "items.1.sku"]
+    api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "no_reason",
+            "items": [{"sku": "TEA", "quantity": 2}],
+        },
+    )
+    r = _quote(api, items=[{"sku": "TEA", "quantity": 2}], reason="no_reason")
+    assert r.status_code == 422
+    assert "another open case" in r.json()["errors"][0]["msg"]
+    assert (
+        _quote(api, items=[{"sku": "TEA", "quantity": 1}], reason="no_reason").json()["amount"]
+        == "17.69"
+    )  # the one unit left is the third
+
+
+def _walk_to_refund_pending(api: Api, sku: str, quantity: int) -> str:
+    number: str = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "no_reason",
+            "items": [{"sku": sku, "quantity": quantity}],
+        },
+    ).json()["number"]
+    for action in ("approve", "mark_received", "inspect"):
+        assert (
+            api.post(f"/api/v1/tickets/{number}/actions", json={"action": action}).status_code
+            == 200
+        )
+    return number
+
+
+def test_ticket_carries_its_quote_then_its_refund(api: Api) -> None:
+    _order(api)
+    number = _walk_to_refund_pending(api, "TEA", 3)
+    case = api.get(f"/api/v1/tickets/{number}").json()
+    assert (case["refund"]["status"], case["refund"]["amount"]) == ("quote", "53.05")
+    api.post(f"/api/v1/tickets/{number}/actions", json={"action": "propose_refund"})
+    case = api.get(f"/api/v1/tickets/{number}").json()
+    assert (case["refund"]["status"], case["refund"]["amount"]) == ("proposed", "53.05")
+
+
+def test_large_refund_needs_a_second_approver(api: Api) -> None:
+    big = order_json(
+        lines=[
+            {
+                "sku": "TV",
+                "title": "电视",
+                "category": "electronics",
+                "quantity": 1,
+                "unit_price": "3999.00",
+            }
+        ],
+        order_discount="0",
+    )
+    assert api.post("/api/v1/orders", json={"orders": [big]}).status_code == 200
+    number = _walk_to_refund_pending(api, "TV", 1)
+    case = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "propose_refund"}).json()
+    assert case["refund"]["needs_second_approval"] is True
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "approve_refund"})
+    assert r.status_code == 403
+    assert "another agent" in r.json()["message"]
+    r = api.as_("bob").post(f"/api/v1/tickets/{number}/actions", json={"action": "approve_refund"})
+    assert r.status_code == 200
+    assert r.json()["refund"]["status"] == "approved"
+
+
+def test_issuing_twice_pays_once(api: Api) -> None:
+    _order(api)
+    number = _walk_to_refund_pending(api, "SOCKS", 1)
+    for action in ("propose_refund", "approve_refund", "issue_refund"):
+        assert (
+            api.post(f"/api/v1/tickets/{number}/actions", json={"action": action}).status_code
+            == 200
+        )
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "issue_refund"})
+    assert r.status_code == 409
+    # The ledger now holds the sock: the same unit cannot be quoted again.
+    r = _quote(api, items=[{"sku": "SOCKS", "quantity": 2}], reason="no_reason")
+    assert r.status_code == 422
+    assert "only 1 unit" in r.json()["errors"][0]["msg"]

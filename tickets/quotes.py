@@ -1,0 +1,252 @@
+"""Refund quotes from the database: an order's rows and its refund ledger turned into the
+calculator's input (tickets/refunds.py), and a quote turned back into ledger rows.
+
+The calculator is pure; this module is the only place that knows how the ledger is stored:
+refund lines of kind `unit` (what each unit got back), `payment` (what each payment paid back)
+and `freight` (return freight reimbursed), counted once their refund is issued or confirmed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tickets.config import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS, Policy
+from tickets.exceptions import InvalidInput
+from tickets.models import (
+    CaseKind,
+    Order,
+    OrderStatus,
+    Refund,
+    RefundLine,
+    RefundStatus,
+    Ticket,
+    UnitStatus,
+)
+from tickets.money import to_minor
+from tickets.refunds import (
+    Quote,
+    QuoteError,
+    QuoteLine,
+    QuoteOrder,
+    QuotePayment,
+    QuoteRequest,
+    QuoteUnit,
+    ReturnFreight,
+    quote_refund,
+)
+
+# A refund counts in the ledger once money has gone out.
+COUNTED = (RefundStatus.issued.value, RefundStatus.confirmed.value)
+INSPECTED = {
+    UnitStatus.resalable.value,
+    UnitStatus.damaged.value,
+    UnitStatus.missing.value,
+    UnitStatus.wrong_item.value,
+}
+
+
+def unit_passes(outcome: str, reason: str) -> bool:
+    """Whether an inspected unit is still refunded (or exchanged): resalable always; damaged
+    when the claim was the seller's fault (the damage is what was claimed)."""
+    if outcome == UnitStatus.resalable.value:
+        return True
+    return outcome == UnitStatus.damaged.value and reason in SELLER_FAULT_REASONS
+
+
+def quote_order(session: Session, order: Order) -> QuoteOrder:
+    """The order and its ledger as the calculator sees them."""
+    per_unit: dict[int, int] = defaultdict(int)
+    per_payment: dict[int, int] = defaultdict(int)
+    rows = session.execute(
+        select(RefundLine.kind, RefundLine.unit_id, RefundLine.payment_id, RefundLine.amount)
+        .join(Refund)
+        .where(Refund.order_id == order.id, Refund.status.in_(COUNTED))
+    )
+    for kind, unit_id, payment_id, amount in rows:
+        if kind == "unit" and unit_id is not None:
+            per_unit[unit_id] += amount
+        elif kind == "payment" and payment_id is not None:
+            per_payment[payment_id] += amount
+    totals = session.execute(
+        select(
+            func.coalesce(func.sum(Refund.shipping_refunded), 0),
+            func.coalesce(func.sum(Refund.promotion_clawback), 0),
+            func.coalesce(func.sum(Refund.shipping_clawback), 0),
+        ).where(Refund.order_id == order.id, Refund.status.in_(COUNTED))
+    ).one()
+    return QuoteOrder(
+        currency=order.currency,
+        status=order.status,
+        lines=tuple(
+            QuoteLine(
+                sku=ln.sku,
+                quantity=ln.quantity,
+                unit_price=ln.unit_price,
+                discount=ln.discount,
+                gift_value=ln.gift_value,
+                category=ln.category,
+                no_reason_return=ln.no_reason_return,
+                units=tuple(
+                    QuoteUnit(
+                        unit_id=u.id,
+                        net=u.net,
+                        refunded_so_far=per_unit.get(u.id, 0),
+                        returned=u.id in per_unit,
+                    )
+                    for u in ln.units
+                ),
+            )
+            for ln in order.lines
+        ),
+        payments=tuple(
+            QuotePayment(
+                payment_id=p.id,
+                method=p.method,
+                amount=p.amount,
+                kind=p.kind,
+                refunded_so_far=per_payment.get(p.id, 0),
+            )
+            for p in order.payments
+        ),
+        shipping_fee=order.shipping_fee,
+        free_shipping_threshold=order.free_shipping_threshold,
+        order_discount=order.order_discount,
+        exchange_rate=Decimal(order.exchange_rate) if order.exchange_rate else None,
+        presale=order.presale,
+        delivered_at=order.delivered_at,
+        shipping_refunded_so_far=int(totals[0]),
+        promotion_clawed_back=int(totals[1]),
+        shipping_clawed_back=int(totals[2]),
+    )
+
+
+def _refused_on_delivery(order: Order, reason: str) -> bool:
+    """A parcel the customer refused for personal reasons (MONEY.md rule 7)."""
+    return order.status == OrderStatus.refused.value and reason in CUSTOMER_CHOICE_REASONS
+
+
+def quote(
+    *,
+    session: Session,
+    order: Order,
+    kind: str,
+    reason: str,
+    unit_ids: list[int],
+    policy: Policy,
+    now: datetime,
+    outcomes: dict[int, str] | None = None,
+    return_freight: Decimal | None = None,
+    freight_receipt: bool = False,
+    requested_at: datetime | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> Quote:
+    """The refund of these units of `order`, itemised, with the ledger taken into account.
+    Raises InvalidInput naming the field when the calculator cannot read the request."""
+    freight = (
+        ReturnFreight(amount=to_minor(return_freight, order.currency), receipt=freight_receipt)
+        if return_freight
+        else None
+    )
+    request = QuoteRequest(
+        kind=kind,
+        reason=reason,
+        unit_ids=tuple(unit_ids),
+        outcomes=outcomes or {},
+        return_freight=freight,
+        refused_on_delivery=_refused_on_delivery(order, reason),
+        requested_at=requested_at,
+    )
+    rules = policy.refunds.for_currency(
+        order.currency, no_reason_days=policy.no_reason_days, timezone=timezone
+    )
+    try:
+        return quote_refund(quote_order(session, order), request, rules, now=now)
+    except QuoteError as exc:
+        raise InvalidInput(str(exc), [{"loc": exc.loc, "msg": str(exc)}]) from exc
+
+
+def ticket_quote(
+    *,
+    session: Session,
+    ticket: Ticket,
+    policy: Policy,
+    now: datetime,
+    timezone: str = "Asia/Shanghai",
+    return_freight: Decimal | None = None,
+    freight_receipt: bool = False,
+) -> Quote | None:
+    """The refund a case would pay now: its units not yet refunded, with their inspection
+    outcomes once inspected. None for cases that move no money (complaints, deliveries)."""
+    if ticket.order is None or ticket.kind not in (
+        CaseKind.refund_only.value,
+        CaseKind.return_refund.value,
+    ):
+        return None
+    # Units that failed inspection (damaged after a change of mind, missing, wrong item) are
+    # not refunded; their proof stays on the case and the refusal offers the alternative.
+    units = [
+        u
+        for u in ticket.units
+        if u.status != UnitStatus.refunded.value
+        and (u.status not in INSPECTED or unit_passes(u.status, ticket.reason))
+    ]
+    if not units:
+        return None
+    outcomes = {u.unit_id: u.status for u in units if u.status in INSPECTED}
+    return quote(
+        session=session,
+        order=ticket.order,
+        kind=ticket.kind,
+        reason=ticket.reason,
+        unit_ids=[u.unit_id for u in units],
+        outcomes=outcomes,
+        policy=policy,
+        now=now,
+        return_freight=return_freight,
+        freight_receipt=freight_receipt,
+        requested_at=ticket.created_at,
+        timezone=timezone,
+    )
+
+
+def refund_from_quote(
+    *, ticket: Ticket, q: Quote, proposed_by: int | None, now: datetime
+) -> Refund:
+    """A proposed refund with its ledger rows, frozen from the quote."""
+    assert ticket.order is not None
+    main = next((r for r in q.routes if r.payment_id is not None), None)
+    refund = Refund(
+        ticket=ticket,
+        order_id=ticket.order.id,
+        amount=q.amount,
+        currency=q.currency,
+        method=main.method if main else ticket.order.payment_method,
+        breakdown=q.to_json(),
+        proposed_by_id=proposed_by,
+        created_at=now,
+        needs_second_approval=q.needs_second_approval,
+        shipping_refunded=q.shipping_refunded,
+        freight_reimbursed=q.freight_reimbursed,
+        promotion_clawback=q.promotion_clawback,
+        shipping_clawback=q.shipping_clawback,
+    )
+    for u in q.lines:
+        refund.lines.append(
+            RefundLine(kind="unit", unit_id=u.unit_id, amount=u.refund, rule="unit refund")
+        )
+    for r in q.routes:
+        refund.lines.append(
+            RefundLine(
+                kind="payment" if r.payment_id is not None else "freight",
+                payment_id=r.payment_id,
+                method=r.method,
+                amount=r.amount,
+                rule="route",
+            )
+        )
+    return refund
