@@ -5,30 +5,49 @@ Nothing is built at import time; `aftersales serve` (api/cli.py) and the tests c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api import errors
-from api.deps import current_agent
+from api.deps import context_for, current_agent
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
+from api.routes import sla as sla_routes
 from tickets.config import load_policy
 from tickets.db import make_engine, make_sessionmaker
 from tickets.models import utcnow
+from tickets.scheduled import run_sweep
 from tickets.scripts import bundled_scripts_dir, load_library
 from tickets.settings import Settings
 
 API_PREFIX = "/api/v1"
+log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, **overrides: Any) -> FastAPI:
-    """The whole HTTP side of the product for these settings."""
+def _sweep_job(app: FastAPI) -> Callable[[], Awaitable[None]]:
+    async def sweep() -> None:
+        ctx = context_for(app.state, app.state.clock())
+        # The sweep is synchronous database work: off the event loop, one at a time.
+        report = await asyncio.to_thread(run_sweep, sessions=app.state.sessions, ctx=ctx)
+        if report.clocks or report.failed:
+            log.info("SLA sweep: %s", report)
+
+    return sweep
+
+
+def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any) -> FastAPI:
+    """The whole HTTP side of the product for these settings; with `scheduler`, the SLA
+    sweep runs every `sla.sweep_seconds` in the same process (APScheduler)."""
     owns_engine = overrides.get("engine") is None
     engine = overrides.pop("engine", None) or make_engine(settings.database_url)
     policy = load_policy(settings.policy_file)
@@ -38,10 +57,28 @@ def create_app(settings: Settings, **overrides: Any) -> FastAPI:
     )
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_engine:
-            engine.dispose()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sched = None
+        if scheduler:
+            sched = AsyncIOScheduler(timezone=UTC)
+            sched.add_job(
+                _sweep_job(app),
+                "interval",
+                seconds=policy.sla.sweep_seconds,
+                id="sla-sweep",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=max(30, policy.sla.sweep_seconds),
+                next_run_time=datetime.now(UTC),
+            )
+            sched.start()
+        try:
+            yield
+        finally:
+            if sched is not None:
+                sched.shutdown(wait=False)
+            if owns_engine:
+                engine.dispose()
 
     app = FastAPI(
         title="aftersales",
@@ -60,7 +97,6 @@ def create_app(settings: Settings, **overrides: Any) -> FastAPI:
     # The clock every request reads `now` from (tests fix it; nothing else reads the time).
     app.state.clock = overrides.pop("clock", None) or utcnow
     app.state.service_extra = {}
-    app.state.sla_view = None
     errors.install(app)
 
     # Every JSON route needs an agent's bearer token: declared once, on the router.
@@ -69,6 +105,7 @@ def create_app(settings: Settings, **overrides: Any) -> FastAPI:
     v1.include_router(tickets.router)
     v1.include_router(tickets.files)
     v1.include_router(scripts_routes.router)
+    v1.include_router(sla_routes.router)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])

@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             print("the database schema is behind: run `aftersales migrate` first", file=sys.stderr)
             return 2
-    app = create_app(settings, engine=engine)
+    app = create_app(settings, engine=engine, scheduler=not args.no_scheduler)
     base = f"http://{args.host}:{args.port}"
     print(f"aftersales serving on {base}")
     print(f"  JSON API docs: {base}/api/v1/docs")
@@ -185,6 +185,40 @@ def cmd_scripts_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sla_sweep(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from api.deps import context_for
+    from tickets.config import load_policy
+    from tickets.scheduled import run_sweep
+    from tickets.scripts import bundled_scripts_dir, load_library
+
+    settings = _settings()
+    if args.now:
+        try:
+            now = datetime.fromisoformat(args.now)
+        except ValueError:
+            now = None
+        if now is None or now.tzinfo is None:
+            print(
+                "error: --now takes an ISO time with an offset, like 2026-11-25T10:00:00+08:00",
+                file=sys.stderr,
+            )
+            return 2
+    else:
+        now = utcnow()
+    state = argparse.Namespace(
+        policy=load_policy(settings.policy_file),
+        settings=settings,
+        scripts=load_library(bundled_scripts_dir(), settings.scripts_dir),
+        service_extra={},
+    )
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    report = run_sweep(sessions=sessions, ctx=context_for(state, now))
+    print(f"SLA sweep as of {now.isoformat()}: {report}")
+    return 1 if report.failed else 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from api.checks import run_checks
 
@@ -231,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
     p.set_defaults(func=cmd_import_orders)
+
+    p = sub.add_parser("sla-sweep", help="run one SLA sweep now (or as of --now)")
+    p.add_argument("--now", help="ISO time with offset: sweep as if it were then")
+    p.set_defaults(func=cmd_sla_sweep)
 
     p = sub.add_parser("scripts", help="the reply-script library")
     scripts_sub = p.add_subparsers(dest="scripts_command", required=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -55,18 +56,23 @@ def current_agent(
 CurrentAgent = Annotated[Agent, Depends(current_agent)]
 
 
-def service_context(request: Request) -> Context:
-    """The rules, the clock and the shop's timezone for one request."""
-    state = request.app.state
+def context_for(state: Any, now: datetime) -> Context:
+    """The rules, the clock and the shop's timezone, from the app's state."""
     return Context(
         policy=state.policy,
-        now=state.clock(),
+        now=now,
         tz=state.settings.tz,
         case_prefix=state.settings.case_prefix,
         scripts=state.scripts,
         shop_name=state.settings.shop_name,
         extra=dict(state.service_extra),
     )
+
+
+def service_context(request: Request) -> Context:
+    """The service context of one request, as of the app's clock."""
+    state = request.app.state
+    return context_for(state, state.clock())
 
 
 ContextDep = Annotated[Context, Depends(service_context)]

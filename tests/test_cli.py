@@ -125,3 +125,19 @@ def test_scripts_check(env: dict[str, str], tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "notice_closed.en.md" in r.stdout
     assert "shopname" in r.stdout
+
+
+def test_sla_sweep_once_as_of_a_given_time(env: dict[str, str]) -> None:
+    r = run(env, "sla-sweep", "--now", "next tuesday")
+    assert r.returncode == 2
+    assert "ISO time with an offset" in r.stderr
+    assert run(env, "demo").returncode == 0
+    r = run(env, "sla-sweep", "--now", "2099-01-01T09:00:00+08:00")
+    assert r.returncode == 0, r.stderr
+    assert "SLA sweep as of 2099-01-01T09:00:00+08:00" in r.stdout
+    # The demo's open cases are all long overdue by then; those waiting on the customer close.
+    breached = int(r.stdout.split(" breached")[0].rsplit(" ", 1)[-1])
+    closed = int(r.stdout.split(" closed for silence")[0].rsplit(" ", 1)[-1])
+    assert breached > 5 and closed >= 4
+    r = run(env, "sla-sweep", "--now", "2099-01-01T09:00:00+08:00")
+    assert " 0 breached" in r.stdout and " 0 closed" in r.stdout  # nothing twice

@@ -10,11 +10,20 @@ from __future__ import annotations
 import tomllib
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
+from tickets.calendar import BusinessCalendar, default_calendar
 from tickets.exceptions import InvalidInput
-from tickets.models import CaseKind, CaseStatus
+from tickets.models import CaseKind, CaseStatus, Priority
 from tickets.money import to_minor
 from tickets.refunds import RefundPolicy
 
@@ -103,6 +112,130 @@ class RefundSettings(_Strict):
         )
 
 
+SHOP_CLOCKS = (
+    "first_response",
+    "review",
+    "transit",
+    "inspection",
+    "refund_arrival",
+    "complaint_resolution",
+    "refused_delivery_contact",
+    "platform_evidence",
+)
+# Clocks that run on the customer: reminders, then the case closes with notice.
+CUSTOMER_CLOCKS = ("customer_shipping", "customer_reply")
+CLOCKS = SHOP_CLOCKS + CUSTOMER_CLOCKS
+
+
+class ClockRule(_Strict):
+    """A clock's target: `hours` of working time on the group's calendar ("business") or of
+    elapsed time ("calendar"), and optionally a legal limit in elapsed hours (the earlier
+    wins). Customer clocks remind after each of `remind_after_hours`."""
+
+    hours: float = Field(gt=0)
+    calendar: Literal["business", "calendar"] = "business"
+    legal_hours: float | None = Field(default=None, gt=0)
+    remind_after_hours: list[float] = Field(default_factory=list)
+
+
+def _default_clocks() -> dict[str, ClockRule]:
+    return {
+        "first_response": ClockRule(hours=2),
+        # A WeChat shop must handle a request within 48 h, whatever the business hours.
+        "review": ClockRule(hours=12, legal_hours=48),
+        "transit": ClockRule(hours=24, calendar="calendar"),
+        # The platform refunds by itself 10 days after delivery to the shop.
+        "inspection": ClockRule(hours=24, legal_hours=240),
+        # Never later than 7 days after receipt.
+        "refund_arrival": ClockRule(hours=72, calendar="calendar", legal_hours=168),
+        "complaint_resolution": ClockRule(hours=24),
+        "refused_delivery_contact": ClockRule(hours=2),
+        "platform_evidence": ClockRule(hours=24, calendar="calendar"),
+        "customer_shipping": ClockRule(
+            hours=168, calendar="calendar", remind_after_hours=[72, 144]
+        ),
+        "customer_reply": ClockRule(hours=72, calendar="calendar", remind_after_hours=[24, 48]),
+    }
+
+
+class ClockOverride(_Strict):
+    """A different target for some cases: by kind, priority and/or group (empty: any)."""
+
+    clock: str
+    hours: float = Field(gt=0)
+    kinds: list[CaseKind] = Field(default_factory=list)
+    priorities: list[Priority] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+
+
+class SlaSettings(_Strict):
+    """SLA targets, calendars and the sweep's thresholds (DOMAIN.md, service targets)."""
+
+    clocks: dict[str, ClockRule] = Field(default_factory=_default_clocks)
+    overrides: list[ClockOverride] = Field(
+        default_factory=lambda: [
+            ClockOverride(clock="first_response", hours=1, priorities=[Priority.urgent]),
+        ]
+    )
+    # Named business calendars; "default" serves every group without its own (the manuals'
+    # desk in the shop's timezone when left out).
+    calendars: dict[str, BusinessCalendar] = Field(default_factory=dict)
+    # Warn when this share of the target is used, or this many minutes are left.
+    warn_fraction: float = Field(default=0.75, gt=0, lt=1)
+    warn_minutes_left: int = Field(default=15, ge=0)
+    # After a breach: priority up and the group's lead told after this long.
+    escalate_after_minutes: int = Field(default=60, ge=0)
+    # An unanswered case whose first response breached is offered to the group (unassigned).
+    offer_unanswered_after_minutes: int = Field(default=30, ge=0)
+    sweep_seconds: int = Field(default=60, ge=5)
+
+    @model_validator(mode="after")
+    def _known_clocks(self) -> SlaSettings:
+        unknown = sorted(set(self.clocks) - set(CLOCKS))
+        if unknown:
+            raise ValueError(f"unknown clocks {unknown}; clocks are {list(CLOCKS)}")
+        missing = sorted(set(CLOCKS) - set(self.clocks))
+        if missing:
+            defaults = _default_clocks()
+            for name in missing:
+                self.clocks[name] = defaults[name]
+        for o in self.overrides:
+            if o.clock not in CLOCKS:
+                raise ValueError(f"override names unknown clock {o.clock!r}")
+        return self
+
+    _calendar_cache: dict[str, dict[str, BusinessCalendar]] = PrivateAttr(default_factory=dict)
+
+    def calendars_for(self, timezone: str) -> dict[str, BusinessCalendar]:
+        """The named calendars, with the default one in the shop's timezone when not given,
+        and "24/7" for elapsed-time clocks. Built once per timezone (calendars precompute)."""
+        cached = self._calendar_cache.get(timezone)
+        if cached is not None:
+            return cached
+        out = dict(self.calendars)
+        if "default" not in out:
+            base = default_calendar().model_dump()
+            out["default"] = BusinessCalendar.model_validate({**base, "timezone": timezone})
+        out["24/7"] = BusinessCalendar.twenty_four_seven(timezone)
+        self._calendar_cache[timezone] = out
+        return out
+
+    def target(self, clock: str, *, kind: str, priority: str, group: str) -> ClockRule:
+        """The rule for this clock on a case of this kind, priority and group."""
+        rule = self.clocks[clock]
+        for o in self.overrides:
+            if o.clock != clock:
+                continue
+            if o.kinds and kind not in o.kinds:
+                continue
+            if o.priorities and priority not in o.priorities:
+                continue
+            if o.groups and group not in o.groups:
+                continue
+            return rule.model_copy(update={"hours": o.hours})
+        return rule
+
+
 class Policy(_Strict):
     """Every rule a lead may change without a deploy."""
 
@@ -142,6 +275,7 @@ class Policy(_Strict):
         }
     )
     refunds: RefundSettings = Field(default_factory=RefundSettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
     # Days the customer has to ship an approved return.
     return_ship_days: int = Field(default=7, ge=1)
     return_address: str = "上海市青浦区华新镇 售后仓 3 号门 (After-sales warehouse, gate 3)"

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
+from tickets import sla
 from tickets.config import Policy
 from tickets.exceptions import (
     ActionNotAllowed,
@@ -188,6 +189,14 @@ def _set_status(
         **{"from": old, "to": status.value, **data},
     )
     _reroute(session=session, ticket=ticket, ctx=ctx, actor=actor)
+    sla.on_status_change(
+        session=session,
+        ticket=ticket,
+        old=old,
+        new=status.value,
+        ctx=ctx,
+        by_agent=actor.agent is not None,
+    )
 
 
 def _notice(
@@ -430,6 +439,7 @@ def open_case(
         group=group,
         rule=rule,
     )
+    sla.on_case_opened(session=session, ticket=ticket, ctx=ctx)
     _notice(session=session, ticket=ticket, script="notice_received", ctx=ctx)
     rule_actor = Actor(kind="system", rule="lifecycle")
     if request.reason in ctx.policy.photo_required_reasons and photos == 0:
@@ -1019,7 +1029,9 @@ def _close(
     _set_status(
         session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
     )
-    _notice(session=session, ticket=t, script="notice_closed", ctx=ctx)
+    _notice(
+        session=session, ticket=t, script=req.script or "notice_closed", ctx=ctx, **req.variables
+    )
 
 
 def _reopen(
@@ -1120,6 +1132,8 @@ def add_reply(
         script=reply.script,
     )
     if not reply.internal:
+        if actor.agent is not None:
+            sla.on_agent_response(session=session, ticket=ticket, ctx=ctx)
         notify_customer(
             session=session,
             ticket=ticket,
@@ -1182,6 +1196,8 @@ class TicketFilters:
     customer_id: int | None = None
     priority: str | None = None
     channel: str | None = None
+    # Only cases with a shop clock past due at this time.
+    overdue_at: datetime | None = None
 
 
 def encode_cursor(created_at: datetime, ticket_id: int) -> str:
@@ -1225,6 +1241,8 @@ def _filtered(query: Select[Any], f: TicketFilters, session: Session) -> Select[
         query = query.where(Ticket.order_id == (order_id if order_id is not None else -1))
     if f.customer_id is not None:
         query = query.where(Ticket.customer_id == f.customer_id)
+    if f.overdue_at is not None:
+        query = query.where(sla.overdue_condition(f.overdue_at))
     return query
 
 

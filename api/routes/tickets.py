@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from api.deps import AgentActor, ContextDep, CurrentAgent, SessionDep
+from tickets import sla
 from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Attachment, CaseKind, CaseStatus, Role
 from tickets.schemas import ActionRequest, MessageRead, ReplyCreate, TicketCreate, TicketList
@@ -29,13 +30,12 @@ files = APIRouter(prefix="/attachments", tags=["attachments"])
 
 def _read(request: Request, session: Session, number: str, role: Role | None) -> TicketJSON:
     ticket = get_ticket(session=session, number=number)
-    sla = request.app.state.sla_view(session, ticket) if request.app.state.sla_view else None
     state = request.app.state
     return ticket_to_read(
         session,
         ticket,
         role=role,
-        sla=sla,
+        sla=sla.view(session, ticket, state.clock()),
         policy=state.policy,
         now=state.clock(),
         timezone=state.settings.timezone,
@@ -85,6 +85,9 @@ def list_cases(
     order_no: str | None = None,
     priority: str | None = None,
     channel: str | None = None,
+    overdue: Annotated[
+        bool | None, Query(description="only cases with a shop SLA clock past due")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> TicketList:
@@ -100,6 +103,7 @@ def list_cases(
         order_no=order_no,
         priority=priority,
         channel=channel,
+        overdue_at=request.app.state.clock() if overdue else None,
     )
     cap = settings.count_cap
     rows, count, next_cursor = list_tickets(

@@ -1,0 +1,420 @@
+"""SLA clocks on cases: which promise starts, pauses, resumes and stops at each step.
+
+Every promise of DOMAIN.md's service-targets table is a row in `sla_clocks` with its target,
+calendar and pauses; its due time comes from tickets/calendar.py (business time on the group's
+calendar, or elapsed time; a legal limit wins when earlier). `next_check_at` says when the sweep
+(tickets/scheduled.py) must look at it next, so the sweep reads only the clocks that are due.
+
+All functions take `now` through the service Context; none reads the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Exists, and_, exists, or_, select
+from sqlalchemy.orm import Session
+
+from tickets.calendar import BusinessCalendar, calendar_for, due_at
+from tickets.config import CUSTOMER_CLOCKS, ClockRule, Policy
+from tickets.models import Agent, CaseKind, CaseStatus, SlaClock, Ticket
+from tickets.schemas import SlaRead
+from tickets.workflow import TERMINAL
+
+if TYPE_CHECKING:
+    from tickets.service import Context
+
+RUNNING = "running"
+PAUSED = "paused"
+MET = "met"
+BREACHED = "breached"
+
+S = CaseStatus
+K = CaseKind
+
+# The shop's clocks that wait while the customer owes an answer (needs info).
+PAUSED_WHILE_WAITING = ("review", "complaint_resolution", "inspection", "platform_evidence")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A clock's rule for one case, and the calendar its business time is counted on."""
+
+    rule: ClockRule
+    calendar: BusinessCalendar
+
+
+def _calendar(policy: Policy, rule: ClockRule, group: str, tz: str) -> BusinessCalendar:
+    if rule.calendar == "calendar":
+        return policy.sla.calendars_for(tz)["24/7"]
+    return calendar_for(policy.sla.calendars_for(tz), group)
+
+
+def resolve(policy: Policy, clock: str, ticket: Ticket, tz: str) -> Resolved:
+    """The rule and calendar of `clock` for this case (kind, priority and group overrides)."""
+    rule = policy.sla.target(clock, kind=ticket.kind, priority=ticket.priority, group=ticket.group)
+    return Resolved(rule=rule, calendar=_calendar(policy, rule, ticket.group, tz))
+
+
+def _pauses(clock: SlaClock) -> list[tuple[datetime, datetime | None]]:
+    return [
+        (datetime.fromisoformat(a), datetime.fromisoformat(b) if b else None)
+        for a, b in clock.pauses
+    ]
+
+
+def _due(clock: SlaClock, resolved: Resolved, now: datetime) -> datetime:
+    legal = (
+        clock.started_at + timedelta(hours=resolved.rule.legal_hours)
+        if resolved.rule.legal_hours
+        else None
+    )
+    return due_at(
+        resolved.calendar,
+        clock.started_at,
+        timedelta(seconds=clock.target_seconds),
+        _pauses(clock),
+        legal,
+        now=now,
+    )
+
+
+def is_customer_clock(name: str) -> bool:
+    return name in CUSTOMER_CLOCKS
+
+
+def next_check(clock: SlaClock, policy: Policy) -> datetime | None:
+    """When the sweep must look at this clock next, or None when nothing more can happen."""
+    if clock.met_at is not None or clock.state == PAUSED:
+        return None
+    if is_customer_clock(clock.clock):
+        rule = policy.sla.clocks[clock.clock]
+        reminders = sorted(rule.remind_after_hours)
+        if clock.reminders_sent < len(reminders):
+            at = clock.started_at + timedelta(hours=reminders[clock.reminders_sent])
+            return min(at, clock.due_at)
+        return clock.due_at if clock.state == RUNNING else None
+    if clock.state == BREACHED:
+        if clock.escalated_at is None:
+            return clock.due_at + timedelta(minutes=policy.sla.escalate_after_minutes)
+        return None
+    if clock.warned_at is None:
+        return warn_at(clock, policy)
+    return clock.due_at
+
+
+def warn_at(clock: SlaClock, policy: Policy) -> datetime:
+    """When to warn: at `warn_fraction` of the way to the due time, or `warn_minutes_left`
+    before it, whichever comes first."""
+    span = clock.due_at - clock.started_at
+    by_fraction = clock.started_at + span * policy.sla.warn_fraction
+    by_minutes = clock.due_at - timedelta(minutes=policy.sla.warn_minutes_left)
+    return max(clock.started_at, min(by_fraction, by_minutes))
+
+
+def _live(session: Session, ticket: Ticket, name: str) -> SlaClock | None:
+    """The clock still counting (running, paused, or breached but not yet done)."""
+    return session.scalar(
+        select(SlaClock).where(
+            SlaClock.ticket_id == ticket.id, SlaClock.clock == name, SlaClock.met_at.is_(None)
+        )
+    )
+
+
+def start(*, session: Session, ticket: Ticket, name: str, ctx: Context) -> SlaClock:
+    """Start `name` on the case (a no-op when it already runs); a restart is a new round."""
+    live = _live(session, ticket, name)
+    if live is not None:
+        return live
+    rounds = session.scalars(
+        select(SlaClock.round).where(SlaClock.ticket_id == ticket.id, SlaClock.clock == name)
+    ).all()
+    resolved = resolve(ctx.policy, name, ticket, str(ctx.tz))
+    clock = SlaClock(
+        ticket_id=ticket.id,
+        clock=name,
+        round=max(rounds, default=0) + 1,
+        calendar=ticket.group if resolved.rule.calendar == "business" else "24/7",
+        target_seconds=int(resolved.rule.hours * 3600),
+        started_at=ctx.now,
+        state=RUNNING,
+        pauses=[],
+        reminders_sent=0,
+    )
+    clock.due_at = _due(clock, resolved, ctx.now)
+    clock.legal_due_at = (
+        ctx.now + timedelta(hours=resolved.rule.legal_hours) if resolved.rule.legal_hours else None
+    )
+    clock.next_check_at = next_check(clock, ctx.policy)
+    session.add(clock)
+    return clock
+
+
+def stop(*, session: Session, ticket: Ticket, name: str, ctx: Context) -> SlaClock | None:
+    """The step is done: met when on time, breached when late."""
+    clock = _live(session, ticket, name)
+    if clock is None:
+        return None
+    if clock.state == PAUSED:
+        _close_pause(clock, ctx.now)
+        clock.due_at = _due(clock, resolve(ctx.policy, name, ticket, str(ctx.tz)), ctx.now)
+    clock.met_at = ctx.now
+    if ctx.now <= clock.due_at and clock.state != BREACHED:
+        clock.state = MET
+    else:
+        clock.state = BREACHED
+        clock.breached_at = clock.breached_at or clock.due_at
+    clock.next_check_at = next_check(clock, ctx.policy)
+    return clock
+
+
+def _close_pause(clock: SlaClock, now: datetime) -> None:
+    pauses = list(clock.pauses)
+    if pauses and pauses[-1][1] is None:
+        pauses[-1] = [pauses[-1][0], now.isoformat()]
+    clock.pauses = pauses
+
+
+def pause(*, session: Session, ticket: Ticket, names: Iterable[str], ctx: Context) -> None:
+    """Waiting on the customer: these running clocks stop counting."""
+    for name in names:
+        clock = _live(session, ticket, name)
+        if clock is None or clock.state != RUNNING:
+            continue
+        clock.pauses = [*clock.pauses, [ctx.now.isoformat(), None]]
+        clock.state = PAUSED
+        clock.next_check_at = None
+
+
+def resume(*, session: Session, ticket: Ticket, names: Iterable[str], ctx: Context) -> None:
+    """The customer answered: paused clocks run again, due later by the working time paused."""
+    for name in names:
+        clock = _live(session, ticket, name)
+        if clock is None or clock.state != PAUSED:
+            continue
+        _close_pause(clock, ctx.now)
+        clock.state = RUNNING
+        clock.due_at = _due(clock, resolve(ctx.policy, name, ticket, str(ctx.tz)), ctx.now)
+        clock.next_check_at = next_check(clock, ctx.policy)
+
+
+def stop_all(*, session: Session, ticket: Ticket, ctx: Context) -> None:
+    for clock in session.scalars(
+        select(SlaClock).where(SlaClock.ticket_id == ticket.id, SlaClock.met_at.is_(None))
+    ).all():
+        stop(session=session, ticket=ticket, name=clock.clock, ctx=ctx)
+
+
+def on_case_opened(*, session: Session, ticket: Ticket, ctx: Context) -> None:
+    """A new case: first response for all; review for money requests; resolution for talk."""
+    start(session=session, ticket=ticket, name="first_response", ctx=ctx)
+    if ticket.kind in (K.complaint.value, K.delivery.value):
+        start(session=session, ticket=ticket, name="complaint_resolution", ctx=ctx)
+    else:
+        start(session=session, ticket=ticket, name="review", ctx=ctx)
+    if ticket.order is not None and ticket.order.status == "refused":
+        start(session=session, ticket=ticket, name="refused_delivery_contact", ctx=ctx)
+
+
+def on_agent_response(*, session: Session, ticket: Ticket, ctx: Context) -> None:
+    """An agent answered the customer (a reply or a decision)."""
+    stop(session=session, ticket=ticket, name="first_response", ctx=ctx)
+    stop(session=session, ticket=ticket, name="refused_delivery_contact", ctx=ctx)
+
+
+def on_status_change(
+    *, session: Session, ticket: Ticket, old: str, new: str, ctx: Context, by_agent: bool
+) -> None:
+    """Move the clocks for a change of status (DOMAIN.md, the case lifecycle)."""
+    session.flush()
+    if by_agent:
+        on_agent_response(session=session, ticket=ticket, ctx=ctx)
+    if new in TERMINAL or new == S.cancelled.value:
+        stop_all(session=session, ticket=ticket, ctx=ctx)
+        return
+    if old == S.submitted.value and new != S.needs_info.value:
+        stop(session=session, ticket=ticket, name="review", ctx=ctx)
+    if new == S.needs_info.value:
+        pause(session=session, ticket=ticket, names=PAUSED_WHILE_WAITING, ctx=ctx)
+        start(session=session, ticket=ticket, name="customer_reply", ctx=ctx)
+    if old == S.needs_info.value:
+        stop(session=session, ticket=ticket, name="customer_reply", ctx=ctx)
+        resume(session=session, ticket=ticket, names=PAUSED_WHILE_WAITING, ctx=ctx)
+        if new == S.submitted.value:
+            # The review restarts where it stopped (resumed above); a case first reviewed
+            # and refused, then amended, gets a new review round.
+            start(session=session, ticket=ticket, name="review", ctx=ctx)
+    if old == S.refused.value and new == S.submitted.value:
+        start(session=session, ticket=ticket, name="review", ctx=ctx)
+    if old in TERMINAL and new == S.submitted.value:
+        on_case_opened(session=session, ticket=ticket, ctx=ctx)  # reopened by a lead
+    if new == S.awaiting_return.value:
+        start(session=session, ticket=ticket, name="customer_shipping", ctx=ctx)
+    if old == S.awaiting_return.value:
+        stop(session=session, ticket=ticket, name="customer_shipping", ctx=ctx)
+    if new == S.in_transit.value:
+        start(session=session, ticket=ticket, name="transit", ctx=ctx)
+    if old == S.in_transit.value:
+        stop(session=session, ticket=ticket, name="transit", ctx=ctx)
+    if new == S.inspecting.value:
+        start(session=session, ticket=ticket, name="inspection", ctx=ctx)
+    if old == S.inspecting.value:
+        stop(session=session, ticket=ticket, name="inspection", ctx=ctx)
+    if new == S.refund_pending.value:
+        start(session=session, ticket=ticket, name="refund_arrival", ctx=ctx)
+    if new == S.escalated.value:
+        start(session=session, ticket=ticket, name="platform_evidence", ctx=ctx)
+    if old == S.escalated.value:
+        stop(session=session, ticket=ticket, name="platform_evidence", ctx=ctx)
+    if new == S.resolved.value:
+        stop(session=session, ticket=ticket, name="complaint_resolution", ctx=ctx)
+
+
+def on_refund_issued(*, session: Session, ticket: Ticket, ctx: Context) -> None:
+    stop(session=session, ticket=ticket, name="refund_arrival", ctx=ctx)
+
+
+def view(session: Session, ticket: Ticket, now: datetime) -> list[SlaRead]:
+    """The case's clocks as the Ticket JSON shows them: a running clock past its due time
+    reads breached even before the sweep has run."""
+    rows = session.scalars(
+        select(SlaClock)
+        .where(SlaClock.ticket_id == ticket.id)
+        .order_by(SlaClock.started_at, SlaClock.id)
+    )
+    out = []
+    for c in rows:
+        state = c.state
+        if state == RUNNING and now > c.due_at:
+            state = BREACHED
+        out.append(SlaRead(clock=c.clock, due_at=c.due_at, state=state))
+    return out
+
+
+def overdue_condition(now: datetime) -> Exists:
+    """A filter on tickets: an open case with a shop clock past due."""
+    return exists().where(
+        SlaClock.ticket_id == Ticket.id,
+        SlaClock.clock.notin_(CUSTOMER_CLOCKS),
+        or_(
+            and_(SlaClock.state == RUNNING, SlaClock.due_at < now),
+            and_(SlaClock.state == BREACHED, SlaClock.met_at.is_(None)),
+        ),
+    )
+
+
+def _percentile(values: list[float], share: float) -> float | None:
+    """The nearest-rank percentile (0.5: median) of the values, or None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-int(share * 100) * len(ordered) // 100))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class _Tally:
+    total: int = 0
+    met: int = 0
+    breached: int = 0
+    open: int = 0
+
+
+def report(
+    *, session: Session, since: datetime, until: datetime, group: str | None = None
+) -> dict[str, object]:
+    """Per clock, for clocks started in [since, until): how many, the share met, the median and
+    90th-percentile minutes to done, and breaches by group and by agent."""
+    query = (
+        select(SlaClock, Ticket.group, Agent.username)
+        .join(Ticket, SlaClock.ticket_id == Ticket.id)
+        .outerjoin(Agent, Ticket.assignee_id == Agent.id)
+        .where(SlaClock.started_at >= since, SlaClock.started_at < until)
+    )
+    if group:
+        query = query.where(Ticket.group == group)
+    tallies: dict[str, _Tally] = {}
+    durations: dict[str, list[float]] = {}
+    by_group: dict[str, int] = {}
+    by_agent: dict[str, int] = {}
+    for clock, grp, username in session.execute(query):
+        tally = tallies.setdefault(clock.clock, _Tally())
+        tally.total += 1
+        if clock.met_at is not None:
+            minutes = (clock.met_at - clock.started_at).total_seconds() / 60
+            durations.setdefault(clock.clock, []).append(minutes)
+        if clock.state == BREACHED or (clock.met_at is None and until > clock.due_at):
+            tally.breached += 1
+            by_group[grp] = by_group.get(grp, 0) + 1
+            who = username or "(unassigned)"
+            by_agent[who] = by_agent.get(who, 0) + 1
+        elif clock.met_at is not None:
+            tally.met += 1
+        else:
+            tally.open += 1
+    clocks = []
+    for name, t in sorted(tallies.items()):
+        done = t.met + t.breached
+        median = _percentile(durations.get(name, []), 0.5)
+        p90 = _percentile(durations.get(name, []), 0.9)
+        clocks.append(
+            {
+                "clock": name,
+                "total": t.total,
+                "met": t.met,
+                "breached": t.breached,
+                "open": t.open,
+                "share_met": round(t.met / done, 4) if done else None,
+                "median_minutes": round(median, 1) if median is not None else None,
+                "p90_minutes": round(p90, 1) if p90 is not None else None,
+            }
+        )
+    return {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "group": group,
+        "clocks": clocks,
+        "breaches_by_group": by_group,
+        "breaches_by_agent": by_agent,
+    }
+
+
+def breaches(
+    *, session: Session, since: datetime, until: datetime, group: str | None = None
+) -> list[dict[str, object]]:
+    """Every clock breached among those started in [since, until), for the CSV export."""
+    query = (
+        select(SlaClock, Ticket.number, Ticket.kind, Ticket.group, Agent.username)
+        .join(Ticket, SlaClock.ticket_id == Ticket.id)
+        .outerjoin(Agent, Ticket.assignee_id == Agent.id)
+        .where(
+            SlaClock.started_at >= since,
+            SlaClock.started_at < until,
+            or_(
+                SlaClock.state == BREACHED, and_(SlaClock.met_at.is_(None), SlaClock.due_at < until)
+            ),
+        )
+        .order_by(SlaClock.due_at)
+    )
+    if group:
+        query = query.where(Ticket.group == group)
+    out = []
+    for clock, number, kind, grp, username in session.execute(query):
+        end = clock.met_at or until
+        out.append(
+            {
+                "case": number,
+                "kind": kind,
+                "group": grp,
+                "assignee": username or "",
+                "clock": clock.clock,
+                "started_at": clock.started_at.isoformat(),
+                "due_at": clock.due_at.isoformat(),
+                "done_at": clock.met_at.isoformat() if clock.met_at else "",
+                "minutes_late": round((end - clock.due_at).total_seconds() / 60, 1),
+            }
+        )
+    return out
