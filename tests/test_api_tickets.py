@@ -182,13 +182,14 @@ def test_items_checked_against_the_order(api: Api) -> None:
             "order_no": "T1001",
             "kind": "return_refund",
             "reason": "no_reason",
+            "language": "en",
             "items": [{"sku": "HAT", "quantity": 1}, {"sku": "TEA", "quantity": 4}],
         },
     )
     assert r.status_code == 422
     errors = r.json()["errors"]
-    assert errors[0]["loc"] == "items.0.sku" and "JACKET-M" in errors[0]["msg"]
-    assert errors[1]["loc"] == "items.1.quantity" and "only 3" in errors[1]["msg"]
+    assert errors[0]["loc"] == "items.0.sku" and "HAT" in errors[0]["msg"]
+    assert errors[1]["loc"] == "items.1.quantity" and "the order has 3" in errors[1]["msg"]
 
 
 def test_duplicate_request_points_at_the_existing_case(api: Api) -> None:
@@ -219,7 +220,10 @@ def test_quality_claim_without_photo_waits_for_one(api: Api) -> None:
     assert case["status"] == "needs_info"
     assert case["group"] == "quality"
     changed = next(e for e in case["events"] if e["type"] == "status.changed")
-    assert "photo" in changed["data"]["rule"]
+    assert changed["data"]["rule"] == "the claim needs evidence first"
+    assert "近照" in changed["data"]["reason"]  # a close-up photo, in the agents' language
+    note = case["messages"][0]
+    assert (note["author"], note["internal"]) == ("system", True)
 
 
 def test_unshipped_refund_only_goes_straight_to_refund_pending(api: Api) -> None:
@@ -238,7 +242,7 @@ def test_unshipped_refund_only_goes_straight_to_refund_pending(api: Api) -> None
     # Approved and proposed without a human: the tea's nets 53.05 and their shipping 1.84.
     assert (case["refund"]["status"], case["refund"]["amount"]) == ("proposed", "54.89")
     proposed = next(e for e in case["events"] if e["type"] == "refund.proposed")
-    assert proposed["actor"] == "system:lifecycle"
+    assert proposed["actor"] == "system:auto-approval: refund only on an unshipped order"
 
 
 def test_return_of_an_unshipped_order_is_refused_with_the_way_forward(api: Api) -> None:
@@ -250,10 +254,63 @@ def test_return_of_an_unshipped_order_is_refused_with_the_way_forward(api: Api) 
             "kind": "return_refund",
             "reason": "changed_mind",
             "items": [{"sku": "TEA", "quantity": 1}],
+            "language": "en",
         },
     )
     assert r.status_code == 422
     assert "refund only" in r.json()["message"]
+    assert r.json()["errors"][0]["loc"] == "kind"
+
+
+def test_no_reason_return_on_day_8_says_why_not(api: Api, app: Any) -> None:
+    from datetime import UTC, datetime
+
+    _order(api)  # delivered 18 Nov 15:00 Shanghai: the window closes at 24:00 on 25 Nov
+    app.state.clock = lambda: datetime(2026, 11, 25, 16, 0, tzinfo=UTC)  # 26 Nov 00:00
+    body = {
+        "order_no": "T1001",
+        "kind": "return_refund",
+        "reason": "no_reason",
+        "items": [{"sku": "TEA", "quantity": 1}],
+        "language": "en",
+    }
+    r = api.post("/api/v1/tickets", json=body)
+    assert r.status_code == 422
+    assert "November 25, 2026" in r.json()["message"]
+    # An agent may still make an exception; it is on the record.
+    case = api.post("/api/v1/tickets", json={**body, "override_policy": True}).json()
+    assert case["status"] == "submitted"
+    overridden = next(e for e in case["events"] if e["type"] == "policy.overridden")
+    assert overridden["data"]["problems"][0]["loc"] == "reason"
+
+
+def test_a_risky_request_waits_for_a_human_with_its_reasons(api: Api) -> None:
+    # Three orders to one phone in a week, then a refund right after paying for the third.
+    for i in range(3):
+        _order(
+            api,
+            order_no=f"R{i}",
+            status="paid",
+            shipped_at=None,
+            delivered_at=None,
+            placed_at="2026-11-22T09:50:00+08:00",
+            paid_at="2026-11-22T09:55:00+08:00",
+        )
+    case = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "R2",
+            "kind": "refund_only",
+            "reason": "changed_mind",
+            "items": [{"sku": "TEA", "quantity": 1}],
+        },
+    ).json()
+    assert case["status"] == "submitted"  # not auto-approved
+    assert case["risk"]["level"] in ("medium", "high")
+    codes = {sig["code"] for sig in case["risk"]["signals"]}
+    assert {"same_phone", "quick_refund"} <= codes
+    held = next(e for e in case["events"] if e["type"] == "automation.held")
+    assert "same_phone" in held["data"]["reason"]
 
 
 def test_stale_version_is_a_conflict(api: Api) -> None:

@@ -20,8 +20,10 @@ def test_example_file_equals_the_defaults() -> None:
     ("text", "expected"),
     [
         ('default_group = "nobody"', "default_group 'nobody' is not one of the groups"),
-        ("duplicate_window_minutes = -5", "duplicate_window_minutes"),
-        ('photo_required_reasons = ["because"]', "unknown reasons ['because']"),
+        ("[risk.duplicate_request]\nminutes = -5", "risk.duplicate_request.minutes"),
+        ('[eligibility.evidence]\nphoto_reasons = ["because"]', "unknown reasons"),
+        ("[sla.clocks.review]\nhours = 0", "sla.clocks.review.hours"),
+        ('[sla.calendars.default]\ntimezone = "Mars/Olympus"', "Mars/Olympus"),
         ("colour = 3", "colour: Extra inputs are not permitted"),
         ("this is not toml", "not valid TOML"),
     ],

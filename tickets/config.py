@@ -25,7 +25,9 @@ from tickets.calendar import BusinessCalendar, default_calendar
 from tickets.exceptions import InvalidInput
 from tickets.models import CaseKind, CaseStatus, Priority
 from tickets.money import to_minor
+from tickets.policy import EligibilityRules
 from tickets.refunds import RefundPolicy
+from tickets.risk import AutoApprovalRules, RiskRules
 
 SELLER_FAULT_REASONS = (
     "quality_defect",
@@ -249,23 +251,18 @@ class Policy(_Strict):
     )
     default_group: str = "service"
     routing: list[RoutingRule] = Field(default_factory=_default_routing)
-    # A second request for the same order within this window is a duplicate, whatever its kind.
-    duplicate_window_minutes: int = Field(default=30, ge=0)
-    # Reasons whose claim needs at least one photo before review (else: needs info).
-    photo_required_reasons: list[str] = Field(
-        default_factory=lambda: [
-            "quality_defect",
-            "damaged_in_transit",
-            "wrong_item",
-            "not_as_described",
-        ]
-    )
+    # Who may ask for what, when (windows, excluded categories, evidence): tickets/policy.py.
+    eligibility: EligibilityRules = Field(default_factory=EligibilityRules)
+    # Signals of abuse and their thresholds: tickets/risk.py.
+    risk: RiskRules = Field(default_factory=RiskRules)
+    # What goes through without a human (never a risky case): tickets/risk.py.
+    auto_approval: AutoApprovalRules = Field(default_factory=AutoApprovalRules)
+    # The language of texts written for agents (risk signals, system notes).
+    agent_language: Literal["zh-CN", "en"] = "zh-CN"
     # Promises made in notices until the SLA clocks own them (hours).
     first_response_hours: float = Field(default=2, gt=0)
     needs_info_reply_hours: float = Field(default=72, gt=0)
     inspection_hours: float = Field(default=24, gt=0)
-    # The no-reason return window in days (七天无理由).
-    no_reason_days: int = Field(default=7, ge=0)
     # What a refusal offers when the agent does not say (a refusal never ends without one).
     refusal_alternative: dict[str, str] = Field(
         default_factory=lambda: {
@@ -290,10 +287,23 @@ class Policy(_Strict):
             bad = [r for r in rule.reasons if r not in REASONS]
             if bad:
                 raise ValueError(f"routing rule {rule.name!r} names unknown reasons {bad}")
-        bad = [r for r in self.photo_required_reasons if r not in REASONS]
-        if bad:
-            raise ValueError(f"photo_required_reasons names unknown reasons {bad}")
         return self
+
+    # One source for each number: these read the sections that own them.
+    @property
+    def no_reason_days(self) -> int:
+        """The no-reason return window in days (七天无理由)."""
+        return self.eligibility.no_reason_days
+
+    @property
+    def photo_required_reasons(self) -> list[str]:
+        """Reasons whose claim needs a photo before review."""
+        return self.eligibility.evidence.photo_reasons
+
+    @property
+    def duplicate_window_minutes(self) -> int:
+        """A second request for the same order within this window is a duplicate."""
+        return self.risk.duplicate_request.minutes
 
 
 def load_policy(path: Path | None) -> Policy:

@@ -438,13 +438,13 @@ CASES: tuple[DemoCase, ...] = (
                     Reply("qc.zhang", "您好，退回的两套杯子中一套完好，另一套有破损无法二次"
                           "销售，本次按一套退款；如有异议，可提供寄出前的照片。", 0.2),
                     Act("finance.li", "propose_refund", 3))),
-    DemoCase(14, "refund_only", "damaged_in_transit", (("PWRBANK-20K", 1),),
-             "The power bank arrived with a cracked case; I don't feel safe charging it.", 170,
+    DemoCase(14, "refund_only", "missing_item", (("PWRBANK-20K", 1),),
+             "The parcel arrived but the power bank was not in the box.", 170,
              "web", photos=1,
              steps=(Act("tom", "refuse", 5,
-                        {"reason": "The photo does not show the crack clearly: please send a "
-                         "clearer photo, or return the item for inspection."}),
-                    Say("I already sent a clear photo. I'm asking the platform to step in.", 10),
+                        {"reason": "The courier's weight record matches a full parcel: please "
+                         "send a photo of the opened box and the shipping label."}),
+                    Say("I already sent the photos. I'm asking the platform to step in.", 10),
                     Act("customer", "escalate", 0.1,
                         {"reason": "the customer asked the platform to intervene"}),
                     _note("lead", "Platform ruled for the customer: refund without return.", 30),
@@ -486,12 +486,13 @@ CASES: tuple[DemoCase, ...] = (
                     Reply("qc.zhang", "您好，退回的精华液已开封使用，不符合七天无理由退货条件"
                           "（需未拆封、可二次销售），无法退款。我们可以原样寄回给您，或为您"
                           "提供一张 20 元无门槛券。", 0.5))),
-    DemoCase(18, "refund_only", "changed_mind", (("NUTS-MIX", 1),), "不想要了，申请退款。", 60,
+    DemoCase(18, "return_refund", "quality_defect", (("NUTS-MIX", 1),),
+             "坚果有哈喇味，感觉变质了。", 60, photos=1,
              steps=(Act("xiaomei", "refuse", 3,
-                        {"reason": "食品类商品已签收，不支持无理由退款；如有质量问题请提供"
-                         "照片，我们会优先处理。"}),)),
+                        {"reason": "照片显示包装已开封一周以上，生产日期在保质期内，受潮导致的"
+                         "口感变化不属于质量问题；我们可以为您补发一袋新品作为补偿。"}),)),
     # ---- escalated
-    DemoCase(19, "refund_only", "not_as_described", (("BOOK-PY", 1),),
+    DemoCase(19, "return_refund", "not_as_described", (("BOOK-PY", 1),),
              "The book is the 1st edition, not the 2nd edition in the listing.", 220, "web",
              photos=1,
              steps=(Act("tom", "request_info", 3,
@@ -602,8 +603,8 @@ CASES: tuple[DemoCase, ...] = (
                           "尽快处理。", 2),
                     Act("system", "close", 73,
                         {"reason": "客户 72 小时未补充凭证，自动关闭（可重新申请）"}))),
-    DemoCase(33, "return_refund", "size_fit", (("SUIT-MTO", 1),),
-             "定制西装袖长偏长，想退。", 210,
+    DemoCase(33, "return_refund", "not_as_described", (("SUIT-MTO", 1),),
+             "定制西装袖长比我提交的尺寸长了 3 厘米，想退。", 210, photos=1,
              steps=(Act("xiaomei", "refuse", 4,
                         {"reason": "定制商品按您的尺寸制作，不支持七天无理由退货；我们可以"
                          "免费为您修改袖长，来回运费由店铺承担。"}),

@@ -136,6 +136,8 @@ class TicketCreate(_In):
     language: Literal["zh-CN", "en"] | None = None
     # Needed only without an order (a complaint about service, say).
     customer: CustomerIn | None = None
+    # An agent's exception to the eligibility policy (goodwill); recorded on the case.
+    override_policy: bool = False
 
     @field_validator("reason")
     @classmethod

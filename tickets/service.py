@@ -40,7 +40,7 @@ from tickets.models import (
     Message,
     Order,
     OrderLine,
-    OrderStatus,
+    Priority,
     Refund,
     RefundStatus,
     Role,
@@ -53,11 +53,12 @@ from tickets.money import format_amount
 from tickets.notices import arrival_days, queue_notice, refund_route, render_for_case
 from tickets.orders import find_or_make_customer, get_order, units_taken
 from tickets.outbox import notify_customer
+from tickets.policy import check_request, evidence_needed, order_facts
 from tickets.quotes import refund_from_quote, ticket_quote, unit_passes
+from tickets.risk import RiskAssessment, assess, collect_risk_facts, decide_auto_approval
 from tickets.schemas import ActionRequest, ItemIn, ReplyCreate, TicketCreate
 from tickets.scripts import Money, ScriptLibrary
 from tickets.workflow import (
-    GOODS_KINDS,
     TALK_KINDS,
     Transition,
     allowed_actions,
@@ -251,29 +252,6 @@ def get_ticket(*, session: Session, number: str) -> Ticket:
 # ---------------------------------------------------------------- opening a case
 
 
-def _check_order_for_kind(order: Order, kind: CaseKind) -> None:
-    """The order-status rules every channel shares (the full policy adds windows, categories)."""
-    status = OrderStatus(order.status)
-    if kind in TALK_KINDS:
-        return
-    if status is OrderStatus.unpaid:
-        raise InvalidInput(
-            f"order {order.order_no} is not paid: there is nothing to refund",
-            [{"loc": "order_no", "msg": "order not paid"}],
-        )
-    if status is OrderStatus.cancelled:
-        raise InvalidInput(
-            f"order {order.order_no} is cancelled: its payment was already returned",
-            [{"loc": "order_no", "msg": "order cancelled"}],
-        )
-    if kind in GOODS_KINDS and status not in (OrderStatus.shipped, OrderStatus.delivered):
-        raise InvalidInput(
-            f"order {order.order_no} has not reached the customer ({status.value}): "
-            "ask for a refund only, no return is needed",
-            [{"loc": "kind", "msg": f"{kind.value} needs a shipped or delivered order"}],
-        )
-
-
 def pick_units(
     *, session: Session, order: Order, items: Sequence[ItemIn]
 ) -> list[tuple[OrderLine, int, list[int]]]:
@@ -378,8 +356,25 @@ def open_case(
     if actor.kind == "customer" and actor.customer_id != customer.id:
         raise PermissionDenied("this order belongs to someone else")
     picked: list[tuple[OrderLine, int, list[int]]] = []
+    overridden: list[dict[str, str]] = []
     if order is not None:
-        _check_order_for_kind(order, kind)
+        problems = check_request(
+            order_facts=order_facts(order),
+            kind=kind.value,
+            reason=request.reason,
+            items=request.items,
+            rules=ctx.policy.eligibility,
+            now=ctx.now,
+            tz=ctx.tz,
+            language=request.language or customer.language,
+        )
+        if problems and request.override_policy and actor.agent is not None:
+            # An agent may make an exception (goodwill); it is on the record.
+            overridden = [p.to_error() for p in problems]
+        elif problems:
+            raise InvalidInput(
+                " ".join(p.message for p in problems), [p.to_error() for p in problems]
+            )
         if kind not in TALK_KINDS and not request.items:
             raise InvalidInput(
                 "say which items and how many",
@@ -393,6 +388,23 @@ def open_case(
                 existing=duplicate.number,
             )
         picked = pick_units(session=session, order=order, items=request.items)
+    risk = (
+        assess(
+            collect_risk_facts(
+                session=session,
+                order=order,
+                customer=customer,
+                now=ctx.now,
+                kind=kind.value,
+                note=request.description,
+                rules=ctx.policy.risk,
+            ),
+            ctx.policy.risk,
+            ctx.policy.agent_language,
+        )
+        if order is not None
+        else None
+    )
     group, rule = route(
         policy=ctx.policy,
         kind=kind.value,
@@ -411,6 +423,8 @@ def open_case(
         description=request.description,
         channel=request.channel.value,
         language=request.language or customer.language,
+        risk_level=risk.level if risk else "low",
+        risk_signals=risk.signals_json() if risk else [],
         created_at=ctx.now,
         updated_at=ctx.now,
     )
@@ -440,41 +454,105 @@ def open_case(
         rule=rule,
     )
     sla.on_case_opened(session=session, ticket=ticket, ctx=ctx)
+    if overridden:
+        record_event(
+            session=session,
+            ticket=ticket,
+            type="policy.overridden",
+            actor=actor,
+            now=ctx.now,
+            problems=overridden,
+        )
+    if risk is not None and risk.signals:
+        record_event(
+            session=session,
+            ticket=ticket,
+            type="risk.assessed",
+            actor=SYSTEM,
+            now=ctx.now,
+            **risk.to_json(),
+        )
     _notice(session=session, ticket=ticket, script="notice_received", ctx=ctx)
+    _apply_guards(session=session, ticket=ticket, ctx=ctx, photos=photos, risk=risk)
+    session.flush()
+    return ticket
+
+
+def _apply_guards(
+    *, session: Session, ticket: Ticket, ctx: Context, photos: int, risk: RiskAssessment | None
+) -> None:
+    """What happens to a new case at once: wait for missing evidence, or go through without a
+    human where the auto-approval rules allow (never a risky case: it waits, reasons shown)."""
     rule_actor = Actor(kind="system", rule="lifecycle")
-    if request.reason in ctx.policy.photo_required_reasons and photos == 0:
+    need = evidence_needed(
+        kind=ticket.kind,
+        reason=ticket.reason,
+        categories=[i.line.category for i in ticket.items],
+        rules=ctx.policy.eligibility,
+    )
+    if not need.satisfied_by(photos):
         _set_status(
             session=session,
             ticket=ticket,
             status=CaseStatus.needs_info,
             ctx=ctx,
             actor=rule_actor,
-            rule="a quality claim needs at least one photo",
+            rule="the claim needs evidence first",
+            reason=need.text(ctx.policy.agent_language),
         )
-        _system_message(session, ticket, ctx, "evidence needed: at least one photo of the problem")
+        _system_message(session, ticket, ctx, need.text(ctx.policy.agent_language))
         _notice(
             session=session,
             ticket=ticket,
             script="notice_needs_info",
             ctx=ctx,
-            missing=["photo" if ticket.language == "en" else "照片"],
+            missing=[need.text(ticket.language)],
         )
-    elif (
-        kind is CaseKind.refund_only
-        and order is not None
-        and order.status == OrderStatus.paid.value
-    ):
-        _set_status(
-            session=session,
-            ticket=ticket,
-            status=CaseStatus.refund_pending,
-            ctx=ctx,
-            actor=rule_actor,
-            rule="refund-only on an unshipped order: stop the shipment, refund",
-        )
-        _auto_propose(session=session, ticket=ticket, ctx=ctx, actor=rule_actor)
-    session.flush()
-    return ticket
+        return
+    if ticket.order is None or risk is None:
+        return
+    q = ticket_quote(
+        session=session, ticket=ticket, policy=ctx.policy, now=ctx.now, timezone=str(ctx.tz)
+    )
+    decision = decide_auto_approval(
+        kind=ticket.kind,
+        order_status=ticket.order.status,
+        amount_minor=q.amount if q is not None else 0,
+        currency=ticket.order.currency,
+        risk=risk,
+        rules=ctx.policy.auto_approval,
+    )
+    if not decision.approve:
+        if decision.held_because:
+            record_event(
+                session=session,
+                ticket=ticket,
+                type="automation.held",
+                actor=rule_actor,
+                now=ctx.now,
+                reason=decision.held_because,
+            )
+        if risk.needs_human:
+            ticket.priority = Priority.high.value
+            _system_message(session, ticket, ctx, "; ".join(sig.text for sig in risk.signals))
+        return
+    auto = Actor(kind="system", rule=f"auto-approval: {decision.rule}")
+    record_event(
+        session=session,
+        ticket=ticket,
+        type="case.auto_approved",
+        actor=auto,
+        now=ctx.now,
+        rule=decision.rule,
+    )
+    transition = find_transition(
+        action="approve", kind=CaseKind(ticket.kind), status=CaseStatus(ticket.status), by="system"
+    )
+    if transition is None:
+        return
+    _approve(session, ticket, ActionRequest(action="approve"), auto, ctx, transition)
+    if ticket.status == CaseStatus.refund_pending.value:
+        _auto_propose(session=session, ticket=ticket, ctx=ctx, actor=auto)
 
 
 def _auto_propose(*, session: Session, ticket: Ticket, ctx: Context, actor: Actor) -> None:
