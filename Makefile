@@ -10,7 +10,7 @@ PORT ?= 8000
 # PostgreSQL for the second pass of the suite; CI=true makes it mandatory.
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: setup run test lint test-sqlite test-postgres bench clean
+.PHONY: setup browser run test lint test-sqlite test-postgres bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "needs $(PY) (Python 3.11)"; exit 1; }
@@ -21,6 +21,15 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+## The panel's browser tests drive Debian's chromium with a CJK font (installed when missing).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi wqy; then \
+		echo "installing chromium and a CJK font for the browser tests"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	fi
 
 ## The product: SQLite under ./data, the demo shop, the API (and the bot when a token is set).
 run: setup
@@ -33,19 +42,21 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test-sqlite: setup
+test-sqlite: setup browser
 	$(BIN)/python -m pytest -W error -q
 
 test-postgres: setup
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('host=127.0.0.1 port=5432 dbname=test user=postgres', connect_timeout=3).close()" 2>/dev/null; then \
-		AFTERSALES_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -W error -q; \
+		AFTERSALES_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -W error -q \
+			--ignore=tests/browser; \
 	elif [ "$$CI" = "true" ]; then \
 		echo "PostgreSQL at 127.0.0.1:5432 is unreachable: on CI the suite must run on it"; exit 1; \
 	else \
 		echo "PostgreSQL unreachable: skipped the PostgreSQL pass (CI runs it)"; \
 	fi
 
-## Every test: lint and types, the suite on SQLite, then the suite on PostgreSQL.
+## Every test: lint and types, the suite on SQLite (with the browser tests), then the suite
+## on PostgreSQL (the browser tests run their own SQLite server, so once is enough).
 test: lint test-sqlite test-postgres
 
 bench: setup

@@ -14,12 +14,13 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api import errors
 from api.deps import context_for, current_agent
+from api.panel import install_panel
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
@@ -121,4 +122,10 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
             )
         return JSONResponse({"status": "ok", "database": "ok"})
 
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        """The product's front door is the agents' panel."""
+        return RedirectResponse("/panel", status_code=307)
+
+    install_panel(app)
     return app

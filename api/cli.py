@@ -64,6 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, engine=engine, scheduler=not args.no_scheduler)
     base = f"http://{args.host}:{args.port}"
     print(f"aftersales serving on {base}")
+    print(f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)")
     print(f"  JSON API docs: {base}/api/v1/docs")
     print(f"  health:        {base}/healthz")
     print(

@@ -432,3 +432,24 @@ def test_a_customer_cannot_act_on_someone_elses_case(api: Api, sessions: Any, no
             ctx=ctx,
         )
         assert done.status == "cancelled"
+
+
+def test_every_api_route_refuses_an_anonymous_request(app: Any) -> None:
+    """An inventory over the app's routes, so a new JSON route cannot forget its guard."""
+    from fastapi.routing import iter_route_contexts
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app)
+    checked = 0
+    # FastAPI keeps included routers lazily: iterate the routes as the app serves them.
+    for route in iter_route_contexts(app.routes):
+        if not route.path or not route.path.startswith("/api/v1") or route.methods is None:
+            continue
+        if route.path in ("/api/v1/openapi.json", "/api/v1/docs"):
+            continue
+        url = route.path.replace("{", "").replace("}", "")
+        for method in route.methods:
+            r = client.request(method, url)
+            assert r.status_code == 401, f"{method} {route.path} answered {r.status_code}"
+            checked += 1
+    assert checked >= 13

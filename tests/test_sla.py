@@ -42,10 +42,12 @@ class World:
         self.scripts = scripts
         self.policy = policy
         with sessions() as s:
-            self.agent_id = create_agent(session=s, username="wei", role=Role.agent,
-                                         group="service", now=at("20 09:00")).id
-            create_agent(session=s, username="mei", role=Role.lead, group="service",
-                         now=at("20 09:00"))
+            self.agent_id = create_agent(
+                session=s, username="wei", role=Role.agent, group="service", now=at("20 09:00")
+            ).id
+            create_agent(
+                session=s, username="mei", role=Role.lead, group="service", now=at("20 09:00")
+            )
             s.commit()
 
     def ctx(self, when: str) -> Context:
@@ -56,9 +58,13 @@ class World:
             from tickets.models import Agent
 
             agent = s.get(Agent, self.agent_id)
-            perform_action(session=s, number=number,
-                           request=ActionRequest(action=action, **params),
-                           actor=Actor(kind="agent", agent=agent), ctx=self.ctx(when))
+            perform_action(
+                session=s,
+                number=number,
+                request=ActionRequest(action=action, **params),
+                actor=Actor(kind="agent", agent=agent),
+                ctx=self.ctx(when),
+            )
             s.commit()
 
     def sweep(self, when: str) -> str:
@@ -68,39 +74,63 @@ class World:
         with self.sessions() as s:
             rows = s.execute(
                 select(SlaClock.clock, SlaClock.state, SlaClock.due_at)
-                .join(Ticket).where(Ticket.number == number).order_by(SlaClock.id))
+                .join(Ticket)
+                .where(Ticket.number == number)
+                .order_by(SlaClock.id)
+            )
             return {c: (st, due.astimezone(SH)) for c, st, due in rows}
 
     def events(self, number: str, prefix: str) -> list[str]:
         with self.sessions() as s:
-            return list(s.scalars(
-                select(Event.type).join(Ticket).where(
-                    Ticket.number == number, Event.type.startswith(prefix)).order_by(Event.id)))
+            return list(
+                s.scalars(
+                    select(Event.type)
+                    .join(Ticket)
+                    .where(Ticket.number == number, Event.type.startswith(prefix))
+                    .order_by(Event.id)
+                )
+            )
 
 
 @pytest.fixture
 def world(sessions: sessionmaker[Session], scripts: Any) -> World:
     # No legal limit on the review here, so pauses show their exact effect; a holiday on
     # Wednesday 25th.
-    policy = Policy.model_validate({"sla": {
-        "clocks": {"review": {"hours": 12}},
-        "calendars": {"default": {
-            "timezone": "Asia/Shanghai",
-            "monday": ["09:00-12:00", "13:30-18:00"], "tuesday": ["09:00-12:00", "13:30-18:00"],
-            "wednesday": ["09:00-12:00", "13:30-18:00"],
-            "thursday": ["09:00-12:00", "13:30-18:00"],
-            "friday": ["09:00-12:00", "13:30-18:00"], "saturday": ["10:00-16:00"],
-            "holidays": ["2026-11-25"]}}}})
+    policy = Policy.model_validate(
+        {
+            "sla": {
+                "clocks": {"review": {"hours": 12}},
+                "calendars": {
+                    "default": {
+                        "timezone": "Asia/Shanghai",
+                        "monday": ["09:00-12:00", "13:30-18:00"],
+                        "tuesday": ["09:00-12:00", "13:30-18:00"],
+                        "wednesday": ["09:00-12:00", "13:30-18:00"],
+                        "thursday": ["09:00-12:00", "13:30-18:00"],
+                        "friday": ["09:00-12:00", "13:30-18:00"],
+                        "saturday": ["10:00-16:00"],
+                        "holidays": ["2026-11-25"],
+                    }
+                },
+            }
+        }
+    )
     return World(sessions, scripts, policy)
 
 
 def _open(world: World, when: str, order_no: str = "T1001", **req: Any) -> str:
     with world.sessions() as s:
         upsert_order(session=s, data=OrderIn(**order_json(order_no)), now=at("20 09:00"))
-        body = {"order_no": order_no, "kind": "return_refund", "reason": "no_reason",
-                "items": [{"sku": "SOCKS", "quantity": 1}], **req}
-        number = open_case(session=s, request=TicketCreate(**body),
-                           actor=Actor(kind="system"), ctx=world.ctx(when)).number
+        body = {
+            "order_no": order_no,
+            "kind": "return_refund",
+            "reason": "no_reason",
+            "items": [{"sku": "SOCKS", "quantity": 1}],
+            **req,
+        }
+        number = open_case(
+            session=s, request=TicketCreate(**body), actor=Actor(kind="system"), ctx=world.ctx(when)
+        ).number
         s.commit()
     return number
 
@@ -159,12 +189,18 @@ def test_a_return_walks_through_every_clock(world: World) -> None:
     world.act(n, "30 10:07", "issue_refund")
     clocks = world.clocks(n)
     assert {c: st for c, (st, _) in clocks.items()} == {
-        "first_response": "breached", "review": "met", "customer_reply": "met",
-        "customer_shipping": "met", "transit": "met", "inspection": "met",
-        "refund_arrival": "met"}
+        "first_response": "breached",
+        "review": "met",
+        "customer_reply": "met",
+        "customer_shipping": "met",
+        "transit": "met",
+        "inspection": "met",
+        "refund_arrival": "met",
+    }
     with world.sessions() as s:
-        reminder = s.scalars(select(OutboxMessage).where(
-            OutboxMessage.kind == "notice").order_by(OutboxMessage.id)).all()
+        reminder = s.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == "notice").order_by(OutboxMessage.id)
+        ).all()
         texts = [r.payload["script"] for r in reminder]
         assert "notice_ship_reminder" in texts
 
@@ -178,11 +214,17 @@ def test_silence_reminds_twice_then_closes_with_notice(world: World) -> None:
     assert "1 closed for silence" in world.sweep("26 10:31")
     with world.sessions() as s:
         assert s.scalar(select(Ticket.status).where(Ticket.number == n)) == "closed"
-        last = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "notice")
-                         .order_by(OutboxMessage.id.desc())).first()
+        last = s.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.kind == "notice")
+            .order_by(OutboxMessage.id.desc())
+        ).first()
         assert last is not None and last.payload["script"] == "notice_cancelled"
-        reminders = s.scalars(select(OutboxMessage).where(
-            OutboxMessage.payload["script"].as_string() == "notice_needs_info")).all()
+        reminders = s.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.payload["script"].as_string() == "notice_needs_info"
+            )
+        ).all()
         # The request itself, then two reminders, each naming what is missing.
         assert len(reminders) == 3
         assert all("订单截图" in r.payload["text"] for r in reminders)
@@ -193,10 +235,13 @@ def test_overdue_filter_and_ticket_json(world: World, api: Any) -> None:
     del world  # the api fixture's clock reads 2026-11-22 10:00 Shanghai
     r = api.post("/api/v1/orders", json={"orders": [order_json()]})
     assert r.status_code == 200
-    case = api.post("/api/v1/tickets", json={"order_no": "T1001", "kind": "complaint",
-                                             "reason": "service"}).json()
+    case = api.post(
+        "/api/v1/tickets", json={"order_no": "T1001", "kind": "complaint", "reason": "service"}
+    ).json()
     assert {c["clock"]: c["state"] for c in case["sla"]} == {
-        "first_response": "running", "complaint_resolution": "running"}
+        "first_response": "running",
+        "complaint_resolution": "running",
+    }
     assert api.get("/api/v1/tickets", params={"overdue": "true"}).json()["count"] == 0
 
 
@@ -204,9 +249,12 @@ def test_one_bad_clock_does_not_stop_the_sweep(world: World) -> None:
     a = _open(world, "23 10:00")
     with world.sessions() as s:
         upsert_order(session=s, data=OrderIn(**order_json("T2")), now=at("20 09:00"))
-        b = open_case(session=s, request=TicketCreate(order_no="T2", kind="complaint",
-                                                      reason="service"),
-                      actor=Actor(kind="system"), ctx=world.ctx("23 10:00")).number
+        b = open_case(
+            session=s,
+            request=TicketCreate(order_no="T2", kind="complaint", reason="service"),
+            actor=Actor(kind="system"),
+            ctx=world.ctx("23 10:00"),
+        ).number
         s.commit()
     world.sweep("23 12:01")
     with world.sessions() as s:
@@ -226,9 +274,12 @@ def test_two_sweeps_at_once_send_each_notice_once(fresh_db_url: str, scripts: An
     with unit_of_work(sessions) as s:
         for i in range(20):
             upsert_order(session=s, data=OrderIn(**order_json(f"C{i}")), now=at("20 09:00"))
-            open_case(session=s, request=TicketCreate(order_no=f"C{i}", kind="complaint",
-                                                      reason="service"),
-                      actor=Actor(kind="system"), ctx=ctx)
+            open_case(
+                session=s,
+                request=TicketCreate(order_no=f"C{i}", kind="complaint", reason="service"),
+                actor=Actor(kind="system"),
+                ctx=ctx,
+            )
     later = Context(policy=policy, now=at("23 12:30"), tz=SH, scripts=scripts)
     barrier = threading.Barrier(2)
     reports: list[str] = []
@@ -244,10 +295,14 @@ def test_two_sweeps_at_once_send_each_notice_once(fresh_db_url: str, scripts: An
         t.join(timeout=120)
     try:
         with sessions() as s:
-            cards = s.scalar(select(func.count()).select_from(OutboxMessage).where(
-                OutboxMessage.kind == "sla.breached"))
-            events = s.scalar(select(func.count()).select_from(Event).where(
-                Event.type == "sla.breached"))
+            cards = s.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.kind == "sla.breached")
+            )
+            events = s.scalar(
+                select(func.count()).select_from(Event).where(Event.type == "sla.breached")
+            )
         assert (cards, events) == (20, 20), reports
         assert len(reports) == 2
     finally:

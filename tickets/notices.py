@@ -119,6 +119,8 @@ def coerce_variables(
             try:
                 if var.type == "money":
                     value = Money.parse(value)
+                elif var.type == "int":
+                    value = int(value)
                 elif var.type == "date":
                     value = date.fromisoformat(value)
                 elif var.type == "datetime":

@@ -234,7 +234,7 @@ def get_ticket(*, session: Session, number: str) -> Ticket:
         .where(Ticket.number == number)
         .options(
             selectinload(Ticket.items).selectinload(TicketItem.line),
-            selectinload(Ticket.units),
+            selectinload(Ticket.units).selectinload(TicketUnit.unit),
             selectinload(Ticket.customer),
             selectinload(Ticket.order),
             selectinload(Ticket.assignee),
@@ -1354,7 +1354,7 @@ def list_tickets(
     capped = _filtered(select(Ticket.id), filters, session).limit(count_cap + 1).subquery()
     count = session.scalar(select(func.count()).select_from(capped)) or 0
     next_cursor = None
-    if len(rows) > limit:
+    if len(rows) > limit and rows[:limit]:
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
     return rows, count, next_cursor

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Case numbers look like AS-20261122-0001.
     case_prefix: str = Field(default="AS", pattern=r"^[A-Z]{1,6}$")
+    # Panel log-ins: lock-out after this many failures in a row, for this long; sessions
+    # expire after this many idle hours.
+    panel_max_failed_logins: int = Field(default=5, ge=1)
+    panel_lockout_minutes: int = Field(default=15, ge=1)
+    panel_session_hours: int = Field(default=12, ge=1)
     # Lists count matching rows exactly up to this many, then say "more" (count_capped).
     count_cap: int = Field(default=10_000, ge=100)
     # Page size limits for list endpoints.

@@ -1,0 +1,39 @@
+"""The agents' web panel: server-rendered pages under /panel, static files under /static.
+
+`install_panel(app)` is the one call the composition root makes. Every route of `router` is
+guarded by `current_panel_agent` (declared once, on the router); only the log-in page sits
+outside it, on `public`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from api.panel import auth, queue, workspace
+from api.panel.i18n import load_catalogs
+from api.panel.pages import STATIC_DIR, TEMPLATES_DIR, PanelState, build_environment
+
+PREFIX = "/panel"
+
+router = APIRouter(dependencies=[Depends(auth.current_panel_agent)], include_in_schema=False)
+router.include_router(queue.router, prefix=PREFIX)
+router.include_router(workspace.router, prefix=PREFIX)
+router.include_router(auth.account, prefix=PREFIX)
+
+
+def install_panel(app: FastAPI) -> None:
+    """Add the panel to the app: its routes, its static files, its templates and catalogs.
+    Idempotent, so a test or an entry point may call it on an app that already has it."""
+    if getattr(app.state, "panel", None) is not None:
+        return
+    catalogs = load_catalogs(TEMPLATES_DIR / "i18n")
+    state = PanelState(env=build_environment(catalogs), catalogs=catalogs)
+    app.state.panel = state
+    app.add_exception_handler(auth.LoginRequired, auth.login_redirect)
+    app.include_router(auth.public)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+__all__ = ["install_panel", "router"]

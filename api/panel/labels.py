@@ -1,0 +1,190 @@
+"""Human names for the codes the core uses (statuses, kinds, actions ...), marked for
+translation. The core speaks in codes so the JSON API stays stable; an agent reads words."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from api.panel.i18n import N_
+
+STATUS: Final = {
+    "draft": N_("Draft"),
+    "submitted": N_("Submitted"),
+    "needs_info": N_("Needs info"),
+    "awaiting_return": N_("Awaiting return"),
+    "in_transit": N_("In transit"),
+    "inspecting": N_("Inspecting"),
+    "refund_pending": N_("Refund pending"),
+    "exchange_shipping": N_("Exchange shipping"),
+    "refused": N_("Refused"),
+    "escalated": N_("Escalated"),
+    "resolved": N_("Resolved"),
+    "refunded": N_("Refunded"),
+    "closed": N_("Closed"),
+    "cancelled": N_("Cancelled"),
+}
+
+KIND: Final = {
+    "refund_only": N_("Refund only"),
+    "return_refund": N_("Return & refund"),
+    "exchange": N_("Exchange"),
+    "complaint": N_("Complaint"),
+    "delivery": N_("Delivery problem"),
+}
+
+PRIORITY: Final = {
+    "low": N_("Low"),
+    "normal": N_("Normal"),
+    "high": N_("High"),
+    "urgent": N_("Urgent"),
+}
+
+CHANNEL: Final = {
+    "telegram": N_("Telegram"),
+    "web": N_("Web chat"),
+    "phone": N_("Phone"),
+    "email": N_("E-mail"),
+    "platform": N_("Platform"),
+    "api": N_("API"),
+}
+
+RISK: Final = {"low": N_("Low risk"), "medium": N_("Medium risk"), "high": N_("High risk")}
+
+REASON: Final = {
+    "quality_defect": N_("Quality defect"),
+    "damaged_in_transit": N_("Damaged in transit"),
+    "wrong_item": N_("Wrong item"),
+    "missing_item": N_("Missing item"),
+    "not_as_described": N_("Not as described"),
+    "late_delivery": N_("Late delivery"),
+    "no_reason": N_("No-reason return"),
+    "size_fit": N_("Size / fit"),
+    "changed_mind": N_("Changed mind"),
+    "service": N_("Service"),
+    "other": N_("Other"),
+}
+
+ACTION: Final = {
+    "approve": N_("Approve"),
+    "request_info": N_("Ask for info"),
+    "refuse": N_("Refuse"),
+    "cancel": N_("Cancel case"),
+    "escalate": N_("Escalate"),
+    "assign": N_("Assign"),
+    "mark_in_transit": N_("Parcel in transit"),
+    "mark_received": N_("Mark received"),
+    "inspect": N_("Record inspection"),
+    "propose_refund": N_("Propose refund"),
+    "approve_refund": N_("Approve refund"),
+    "issue_refund": N_("Issue refund"),
+    "confirm_refund": N_("Refund arrived"),
+    "fail_refund": N_("Refund failed"),
+    "ship_exchange": N_("Ship exchange"),
+    "resolve": N_("Resolve"),
+    "close": N_("Close"),
+    "reopen": N_("Reopen"),
+}
+
+UNIT: Final = {
+    "requested": N_("requested"),
+    "received": N_("received"),
+    "resalable": N_("resalable"),
+    "damaged": N_("damaged"),
+    "missing": N_("missing"),
+    "wrong_item": N_("wrong item"),
+    "refunded": N_("refunded"),
+}
+
+CLOCK: Final = {
+    "first_response": N_("First response"),
+    "review": N_("Review"),
+    "customer_shipping": N_("Customer ships"),
+    "transit": N_("Transit"),
+    "inspection": N_("Inspection"),
+    "refund_arrival": N_("Refund arrival"),
+    "complaint_resolution": N_("Complaint resolution"),
+    "refused_delivery_contact": N_("Refused-delivery contact"),
+    "platform_evidence": N_("Platform evidence"),
+}
+
+REFUND_STATUS: Final = {
+    "proposed": N_("proposed"),
+    "approved": N_("approved"),
+    "issued": N_("issued"),
+    "confirmed": N_("confirmed"),
+    "failed": N_("failed"),
+    "cancelled": N_("cancelled"),
+}
+
+EVENT: Final = {
+    "case.created": N_("Case opened"),
+    "case.routed": N_("Routed to group"),
+    "case.assigned": N_("Assigned"),
+    "status.changed": N_("Status changed"),
+    "inspection.recorded": N_("Inspection recorded"),
+    "refund.proposed": N_("Refund proposed"),
+    "refund.approved": N_("Refund approved"),
+    "refund.issued": N_("Refund issued"),
+    "refund.confirmed": N_("Refund arrived"),
+    "refund.failed": N_("Refund failed"),
+    "exchange.shipped": N_("Exchange shipped"),
+    "sla.warning": N_("SLA warning"),
+    "sla.breached": N_("SLA breached"),
+    "sla.escalated": N_("SLA escalated"),
+    "customer.reminded": N_("Customer reminded"),
+    "note.added": N_("Internal note"),
+    "reply.sent": N_("Reply sent"),
+    "customer.message": N_("Customer message"),
+}
+
+SCRIPT_CATEGORY: Final = {
+    "delay": N_("Delay"),
+    "compensation": N_("Compensation"),
+    "refusal": N_("Refusal"),
+    "notification": N_("Notification"),
+    "information": N_("Information"),
+}
+
+QUEUE: Final = {
+    "mine": N_("Mine"),
+    "unassigned": N_("Unassigned"),
+    "group": N_("My group"),
+    "waiting": N_("Waiting on customer"),
+    "all": N_("All cases"),
+}
+
+ORDER_STATUS: Final = {
+    "unpaid": N_("unpaid"),
+    "paid": N_("paid, not shipped"),
+    "shipped": N_("shipped"),
+    "delivered": N_("delivered"),
+    "cancelled": N_("order cancelled"),
+    "refused": N_("refused on delivery"),
+}
+
+ROLE: Final = {"agent": N_("Agent"), "lead": N_("Lead"), "admin": N_("Admin")}
+
+TABLES: Final = {
+    "status": STATUS,
+    "kind": KIND,
+    "priority": PRIORITY,
+    "channel": CHANNEL,
+    "risk": RISK,
+    "reason": REASON,
+    "action": ACTION,
+    "unit": UNIT,
+    "clock": CLOCK,
+    "refund_status": REFUND_STATUS,
+    "event": EVENT,
+    "script_category": SCRIPT_CATEGORY,
+    "queue": QUEUE,
+    "role": ROLE,
+    "order_status": ORDER_STATUS,
+}
+
+
+def label(table: str, code: str | None) -> str:
+    """The English name of a code (untranslated; the template translates it), or the code."""
+    if code is None:
+        return ""
+    return TABLES[table].get(code, code)

@@ -1,0 +1,289 @@
+"""The queues: mine, unassigned, my group, waiting on customer, all; filters, search, paging.
+
+Rows come from `tickets.service.list_tickets` (keyset-paginated, stable while cases arrive).
+What a row shows beyond the ticket (the amount, the nearest SLA clock) is fetched for the
+whole page at once, so a page costs the same number of queries whatever its length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request, status
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from api.deps import ContextDep, SessionDep
+from api.panel.auth import CurrentPanelAgent
+from api.panel.labels import CHANNEL, KIND, PRIORITY, QUEUE, STATUS
+from api.panel.pages import render
+from api.panel.workspace import act_or_explain
+from tickets.models import (
+    Agent,
+    CaseStatus,
+    Customer,
+    Order,
+    OrderUnit,
+    Refund,
+    RefundStatus,
+    SlaClock,
+    Ticket,
+    TicketUnit,
+)
+from tickets.money import format_amount
+from tickets.schemas import ActionRequest
+from tickets.service import TicketFilters, list_tickets
+from tickets.workflow import WORKING
+
+router = APIRouter()
+
+QUEUES = tuple(QUEUE)
+WORKING_STATUSES = sorted(s.value for s in WORKING)
+WAITING_STATUSES = [CaseStatus.needs_info.value, CaseStatus.awaiting_return.value]
+PAGE_SIZE = 50
+# Search answers at most this many customers to choose from; a name matching more is too vague.
+CUSTOMER_MATCHES = 20
+# Matches nothing: a filter combination that cannot hold (a status outside the queue's).
+_NOTHING = "__none__"
+
+
+@dataclass(frozen=True)
+class RowExtras:
+    amount: str | None = None
+    currency: str | None = None
+    amount_is_refund: bool = False
+    sla_due: datetime | None = None
+
+
+def queue_filters(queue: str, agent: Agent) -> TicketFilters:
+    """What each queue means, as the core's filters."""
+    if queue == "mine":
+        return TicketFilters(assignee=agent.username, status=WORKING_STATUSES)
+    if queue == "unassigned":
+        return TicketFilters(assignee="none", status=WORKING_STATUSES)
+    if queue == "group":
+        return TicketFilters(group=agent.group or _NOTHING, status=WORKING_STATUSES)
+    if queue == "waiting":
+        return TicketFilters(status=WAITING_STATUSES)
+    return TicketFilters()
+
+
+def _queue_condition(queue: str, agent: Agent) -> ColumnElement[bool]:
+    """The same queues as SQL conditions, for counting them all in one statement."""
+    working = Ticket.status.in_(WORKING_STATUSES)
+    if queue == "mine":
+        return and_(Ticket.assignee_id == agent.id, working)
+    if queue == "unassigned":
+        return and_(Ticket.assignee_id.is_(None), working)
+    if queue == "group":
+        return and_(Ticket.group == (agent.group or _NOTHING), working)
+    if queue == "waiting":
+        return Ticket.status.in_(WAITING_STATUSES)
+    return Ticket.id.is_not(None)
+
+
+def queue_counts(session: Session, agent: Agent, cap: int) -> dict[str, int]:
+    """Each queue's size, counted up to `cap` (cap + 1 means "more"), in one query."""
+    columns = []
+    for queue in QUEUES:
+        capped = select(Ticket.id).where(_queue_condition(queue, agent)).limit(cap + 1).subquery()
+        columns.append(select(func.count()).select_from(capped).scalar_subquery().label(queue))
+    row = session.execute(select(*columns)).one()
+    return {queue: int(getattr(row, queue)) for queue in QUEUES}
+
+
+def merge(base: TicketFilters, **chosen: Any) -> TicketFilters:
+    """The queue's filters narrowed by the agent's choices; a choice outside the queue (a
+    status the queue does not hold, another group) gives an empty page, not a wider one."""
+    out = base
+    status_choice: list[str] = chosen.pop("status", [])
+    if status_choice:
+        keep = [s for s in status_choice if not base.status or s in base.status]
+        out = replace(out, status=keep or [_NOTHING])
+    for key in ("group", "assignee"):
+        value = chosen.pop(key, None)
+        if value:
+            current = getattr(base, key)
+            narrowed: dict[str, Any] = {key: value if current in (None, value) else _NOTHING}
+            out = replace(out, **narrowed)
+    rest: dict[str, Any] = {k: v for k, v in chosen.items() if v}
+    return replace(out, **rest)
+
+
+def row_extras(session: Session, tickets: list[Ticket]) -> dict[int, RowExtras]:
+    """Amount and nearest SLA due for a page of tickets: three queries for the whole page."""
+    ids = [t.id for t in tickets]
+    if not ids:
+        return {}
+    currency = {t.id: (t.order.currency if t.order else None) for t in tickets}
+    refunds: dict[int, tuple[int, str]] = {}
+    for ticket_id, amount, cur in session.execute(
+        select(Refund.ticket_id, Refund.amount, Refund.currency)
+        .where(Refund.ticket_id.in_(ids), Refund.status != RefundStatus.cancelled.value)
+        .order_by(Refund.id)
+    ):
+        refunds[ticket_id] = (amount, cur)  # the latest wins
+    claimed: dict[int, int] = {
+        ticket_id: total
+        for ticket_id, total in session.execute(
+            select(TicketUnit.ticket_id, func.sum(OrderUnit.net))
+            .join(OrderUnit, OrderUnit.id == TicketUnit.unit_id)
+            .where(TicketUnit.ticket_id.in_(ids))
+            .group_by(TicketUnit.ticket_id)
+        )
+    }
+    due: dict[int, datetime] = {
+        ticket_id: at
+        for ticket_id, at in session.execute(
+            select(SlaClock.ticket_id, func.min(SlaClock.due_at))
+            .where(SlaClock.ticket_id.in_(ids), SlaClock.state == "running")
+            .group_by(SlaClock.ticket_id)
+        )
+    }
+    out: dict[int, RowExtras] = {}
+    for t in tickets:
+        if t.id in refunds:
+            minor, cur = refunds[t.id]
+            extras = RowExtras(format_amount(minor, cur), cur, True)
+        elif claimed.get(t.id) is not None and currency[t.id]:
+            cur = currency[t.id] or "CNY"
+            extras = RowExtras(format_amount(int(claimed[t.id]), cur), cur)
+        else:
+            extras = RowExtras()
+        out[t.id] = replace(extras, sla_due=due.get(t.id))
+    return out
+
+
+def search(session: Session, text: str) -> tuple[str | None, dict[str, Any], list[Customer]]:
+    """What a search box entry means: a case number (open it), an order number, a phone, or
+    part of a name. Returns (case to open, filters to apply, customers to choose from)."""
+    text = text.strip()
+    if not text:
+        return None, {}, []
+    number = session.scalar(select(Ticket.number).where(Ticket.number == text.upper()))
+    if number is not None:
+        return number, {}, []
+    if session.scalar(select(Order.id).where(Order.order_no == text)) is not None:
+        return None, {"order_no": text}, []
+    found: list[Customer] = list(
+        session.scalars(
+            select(Customer)
+            .where(
+                or_(Customer.phone == text, Customer.name.contains(text, autoescape=True))
+                if not text.replace("+", "").isdigit()
+                else Customer.phone == text
+            )
+            .order_by(Customer.id.desc())
+            .limit(CUSTOMER_MATCHES)
+        )
+    )
+    if len(found) == 1:
+        return None, {"customer_id": found[0].id}, found
+    return None, {"customer_id": -1} if not found else {}, found
+
+
+def _choices(values: list[str] | None, allowed: dict[str, str]) -> list[str]:
+    return [v for v in values or [] if v in allowed]
+
+
+@router.get("")
+@router.get("/queue")
+def queue_page(
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    queue: str = "",
+    kind: Annotated[list[str] | None, Query()] = None,
+    status_: Annotated[list[str] | None, Query(alias="status")] = None,
+    group: str = "",
+    assignee: str = "",
+    priority: str = "",
+    channel: str = "",
+    q: Annotated[str, Query(max_length=100)] = "",
+    customer: int | None = None,
+    cursor: str | None = None,
+    partial: bool = False,
+) -> Response:
+    """A queue page: counts per queue, filters, search, one page of rows."""
+    if queue not in QUEUES:
+        # A search from the top bar looks everywhere; otherwise agents start on their own work.
+        queue = "all" if q or customer else ("mine" if agent.role == "agent" else "unassigned")
+    open_number, searched, customers = search(session, q)
+    if open_number is not None:
+        return RedirectResponse(f"/panel/cases/{open_number}", status.HTTP_303_SEE_OTHER)
+    if customer is not None:
+        searched = {"customer_id": customer}
+        customers = []
+    policy = request.app.state.policy
+    filters = merge(
+        queue_filters(queue, agent),
+        status=_choices(status_, STATUS),
+        kind=_choices(kind, KIND),
+        group=group if group in policy.groups else None,
+        assignee=assignee or None,
+        priority=priority if priority in PRIORITY else None,
+        channel=channel if channel in CHANNEL else None,
+        **searched,
+    )
+    cap = request.app.state.settings.count_cap
+    if customers and len(customers) > 1 and "customer_id" not in searched:
+        rows: list[Ticket] = []
+        count, next_cursor = 0, None
+    else:
+        rows, count, next_cursor = list_tickets(
+            session=session, filters=filters, limit=PAGE_SIZE, cursor=cursor, count_cap=cap
+        )
+    params = {
+        "queue": queue,
+        "kind": _choices(kind, KIND),
+        "status": _choices(status_, STATUS),
+        "group": group,
+        "assignee": assignee,
+        "priority": priority,
+        "channel": channel,
+        "q": q,
+        "customer": customer or "",
+    }
+    query = urlencode({k: v for k, v in params.items() if v}, doseq=True)
+    context = {
+        "queue": queue,
+        "queues": QUEUES,
+        "counts": queue_counts(session, agent, cap),
+        "cap": cap,
+        "rows": rows,
+        "extras": row_extras(session, rows),
+        "count": count,
+        "next_cursor": next_cursor,
+        "cursor": cursor,
+        "query": query,
+        "params": params,
+        "customers": customers if len(customers) > 1 else [],
+        "groups": policy.groups,
+        "agents": session.scalars(
+            select(Agent).where(Agent.active.is_(True)).order_by(Agent.username).limit(200)
+        ).all(),
+        "statuses": STATUS,
+        "kinds": KIND,
+        "priorities": PRIORITY,
+        "channels": CHANNEL,
+    }
+    return render(request, "queue_rows.html" if partial else "queue.html", context)
+
+
+@router.post("/cases/{number}/take")
+def take(
+    number: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    ctx: ContextDep,
+    version: Annotated[int | None, Form()] = None,
+    back: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Assign the case to me (from the queue or the workspace)."""
+    body = ActionRequest(action="assign", assignee=agent.username, version=version)
+    return act_or_explain(request, session, agent, ctx, number, body, back=back)

@@ -1,0 +1,536 @@
+"""The case workspace: conversation and timeline, the order, the refund, SLA and risk, the
+actions the status allows, and the reply box with its script picker.
+
+Every action form carries the case `version` the agent looked at; the core refuses a stale
+one, and the agent then gets the case as it is now with a message saying why, never a silent
+overwrite. Evidence files are served here too, so they are behind the panel's log-in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from api.deps import ContextDep, SessionDep
+from api.panel.auth import CurrentPanelAgent, safe_next
+from api.panel.labels import SCRIPT_CATEGORY, UNIT
+from api.panel.pages import plain_text, render, telegram_html
+from tickets import sla
+from tickets.exceptions import (
+    ActionNotAllowed,
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from tickets.models import Agent, Attachment, Event, Order, OrderLine, Role, Ticket
+from tickets.notices import case_facts, render_for_case
+from tickets.schemas import ActionRequest, ReplyCreate
+from tickets.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
+from tickets.service import Actor, Context, add_reply, get_ticket, perform_action
+from tickets.views import ticket_to_read
+
+router = APIRouter()
+
+# Someone counts as "viewing" a case while their page polled within this many seconds.
+PRESENCE_SECONDS = 15
+# Events already shown as messages in the conversation; the timeline does not repeat them.
+_SHOWN_AS_MESSAGES = frozenset({"reply.sent", "note.added", "customer.message"})
+_FORM_FIELDS = ("reason", "alternative", "note", "tracking_no", "carrier", "assignee", "group")
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The posted form as text fields (read once; async so the route itself can stay sync)."""
+    form = await request.form()
+    return {k: v for k, v in form.multi_items() if isinstance(v, str)}
+
+
+FormFields = Annotated[dict[str, str], Depends(form_fields)]
+
+
+def _status_for(exc: DomainError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, PermissionDenied):
+        return 403
+    if isinstance(exc, Conflict):
+        return 409
+    return 422
+
+
+def _problem(exc: DomainError) -> dict[str, Any]:
+    """What the page says about a refused request."""
+    if isinstance(exc, ActionNotAllowed):
+        kind = "not_allowed"
+    elif isinstance(exc, Conflict):
+        kind = "conflict"
+    elif isinstance(exc, PermissionDenied):
+        kind = "forbidden"
+    else:
+        kind = "invalid"
+    errors = getattr(exc, "errors", [])
+    return {"kind": kind, "message": exc.message, "errors": errors}
+
+
+# ---------------------------------------------------------------- reading a case
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str  # message | event
+    item: Any
+
+
+def _timeline(read: Any) -> list[TimelineEntry]:
+    entries = [TimelineEntry(m.at, "message", m) for m in read.messages]
+    entries += [
+        TimelineEntry(e.at, "event", e) for e in read.events if e.type not in _SHOWN_AS_MESSAGES
+    ]
+    # Stable: at equal times events (the cause) come before messages (what was said).
+    return sorted(entries, key=lambda e: (e.at, 0 if e.kind == "event" else 1))
+
+
+def _order(session: Session, ticket: Ticket) -> Order | None:
+    """The order with its lines, units and payments, in three queries; loading the units here
+    also lets the case's units find theirs without a query each."""
+    if ticket.order_id is None:
+        return None
+    return session.scalar(
+        select(Order)
+        .where(Order.id == ticket.order_id)
+        .options(
+            selectinload(Order.lines).selectinload(OrderLine.units),
+            selectinload(Order.payments),
+        )
+    )
+
+
+def script_choices(scripts: ScriptLibrary, language: str) -> dict[str, list[Script]]:
+    """The library's scripts in one language, by category, for the picker."""
+    out: dict[str, list[Script]] = {c: [] for c in SCRIPT_CATEGORY}
+    for script in scripts.list(language=language):
+        out.setdefault(script.category, []).append(script)
+    return out
+
+
+def case_context(request: Request, session: Session, agent: Agent, number: str) -> dict[str, Any]:
+    """Everything the workspace shows, in a bounded number of queries."""
+    ticket = get_ticket(session=session, number=number)
+    order = _order(session, ticket)
+    state = request.app.state
+    now = state.clock()
+    read = ticket_to_read(
+        session,
+        ticket,
+        role=Role(agent.role),
+        attachment_url="/panel/files/{id}",
+        sla=sla.view(session, ticket, now),
+        policy=state.policy,
+        now=now,
+        timezone=state.settings.timezone,
+    )
+    attachments = {a.id: a for a in read.attachments}
+    in_messages = {i for m in read.messages for i in m.attachments}
+    agents = session.scalars(
+        select(Agent).where(Agent.active.is_(True)).order_by(Agent.username).limit(200)
+    ).all()
+    units = [
+        {
+            "id": u.id,
+            "sku": u.unit.line.sku,
+            "title": u.unit.line.title,
+            "index": u.unit.unit_index,
+            "net": u.unit.net,
+            "status": u.status,
+        }
+        for u in ticket.units
+    ]
+    scripts: ScriptLibrary = request.app.state.scripts
+    language = ticket.language if ticket.language in LANGUAGES else "zh-CN"
+    return {
+        "t": read,
+        "ticket": ticket,
+        "order": order,
+        "currency": order.currency if order else None,
+        "timeline": _timeline(read),
+        "attachments": attachments,
+        "loose_attachments": [a for a in read.attachments if a.id not in in_messages],
+        "units": units,
+        "unit_outcomes": ["resalable", "damaged", "missing", "wrong_item"],
+        "unit_labels": UNIT,
+        "agents": agents,
+        "groups": request.app.state.policy.groups,
+        "scripts": script_choices(scripts, language),
+        "script_language": language,
+        "script_languages": LANGUAGES,
+        "primary": _primary(read.allowed_actions, read.refund),
+        "is_mine": ticket.assignee_id == agent.id,
+        "can_take": ticket.assignee_id != agent.id and "assign" in read.allowed_actions,
+        "done": request.query_params.get("done"),
+        "problem": None,
+    }
+
+
+# The refund's next step, by where the current refund stands.
+_REFUND_NEXT = {None: "propose_refund", "proposed": "approve_refund", "approved": "issue_refund"}
+
+
+def _primary(allowed: list[str], refund: dict[str, Any] | None) -> str | None:
+    """The action the page highlights: the refund's next step when it is open, else the first
+    allowed (the lifecycle table lists the usual next move first)."""
+    step = _REFUND_NEXT.get(refund.get("status") if refund else None)
+    if step in allowed:
+        return step
+    return allowed[0] if allowed else None
+
+
+def case_page(
+    request: Request,
+    session: Session,
+    agent: Agent,
+    number: str,
+    *,
+    problem: DomainError | None = None,
+    status_code: int = 200,
+) -> Response:
+    try:
+        context = case_context(request, session, agent, number)
+    except NotFound:
+        return render(request, "not_found.html", {"number": number}, status_code=404)
+    if problem is not None:
+        context["problem"] = _problem(problem)
+        context["done"] = None
+    return render(request, "case.html", context, status_code=status_code)
+
+
+@router.get("/cases/{number}")
+def workspace(
+    number: str, request: Request, session: SessionDep, agent: CurrentPanelAgent
+) -> Response:
+    """The case workspace."""
+    _seen(request, number, agent, typing=False)
+    return case_page(request, session, agent, number)
+
+
+# ---------------------------------------------------------------- acting on a case
+
+
+def act_or_explain(
+    request: Request,
+    session: Session,
+    agent: Agent,
+    ctx: Context,
+    number: str,
+    body: ActionRequest,
+    *,
+    back: str = "",
+) -> Response:
+    """Apply the action and go back (Post/Redirect/Get), or show the case as it is now with
+    the reason the action was refused. Nothing of a refused action is kept."""
+    try:
+        perform_action(
+            session=session, number=number, request=body, actor=Actor("agent", agent), ctx=ctx
+        )
+        session.flush()
+    except DomainError as exc:
+        session.rollback()
+        return case_page(request, session, agent, number, problem=exc, status_code=_status_for(exc))
+    target = safe_next(back) if back else f"/panel/cases/{number}?done={body.action}"
+    return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
+
+
+def action_request(action: str, form: dict[str, str], units: list[Any]) -> ActionRequest:
+    """The core's ActionRequest from an action form (empty fields left out)."""
+    data: dict[str, Any] = {"action": action}
+    version = form.get("version", "").strip()
+    if version:
+        if not version.isdigit():
+            raise InvalidInput("bad version", [{"loc": "version", "msg": "not a number"}])
+        data["version"] = int(version)
+    for name in _FORM_FIELDS:
+        value = form.get(name, "").strip()
+        if value:
+            data[name] = value
+    if form.get("priority"):
+        data["priority"] = form["priority"]
+    if form.get("pickup_time") and form.get("pickup_address"):
+        data["pickup"] = {"time": form["pickup_time"], "address": form["pickup_address"]}
+    if action == "inspect":
+        # One result per unit, in the case's unit order: the core hands a SKU's results to its
+        # units in that same order.
+        data["results"] = [
+            {"sku": u.unit.line.sku, "quantity": 1, "outcome": form.get(f"outcome_{u.id}", "")}
+            for u in units
+        ]
+    try:
+        return ActionRequest.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
+        ]
+        raise InvalidInput("; ".join(f"{e['loc']}: {e['msg']}" for e in errors), errors) from exc
+
+
+@router.post("/cases/{number}/actions/{action}")
+def act(
+    number: str,
+    action: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    ctx: ContextDep,
+    form: FormFields,
+) -> Response:
+    """One action from the workspace, as the logged-in agent, at the version shown."""
+    try:
+        ticket = get_ticket(session=session, number=number)
+        body = action_request(action, form, list(ticket.units))
+    except DomainError as exc:
+        return case_page(request, session, agent, number, problem=exc, status_code=_status_for(exc))
+    return act_or_explain(request, session, agent, ctx, number, body)
+
+
+# ---------------------------------------------------------------- replying
+
+
+def _variables(script: Script | None, form: dict[str, str]) -> dict[str, Any]:
+    """The variables an agent typed for a script (`var_<name>` fields), typed as declared."""
+    if script is None:
+        return {}
+    out: dict[str, Any] = {}
+    for name, var in script.variables.items():
+        raw = form.get(f"var_{name}", "").strip()
+        if not raw:
+            continue
+        if var.type == "int":
+            out[name] = int(raw) if raw.lstrip("-").isdigit() else raw
+        elif var.type == "list":
+            out[name] = [line.strip() for line in raw.splitlines() if line.strip()]
+        else:
+            out[name] = raw
+    return out
+
+
+@dataclass
+class Filled:
+    """A script filled for a case: the Telegram HTML the customer gets, or why it cannot be."""
+
+    script: Script | None
+    html: str | None
+    error: str | None
+    asks: list[Any]  # the variables the agent must (or may) give: not known from the case
+
+
+def fill_script(
+    ticket: Ticket, ctx: Context, name: str, language: str, form: dict[str, str]
+) -> Filled:
+    scripts = ctx.scripts
+    assert scripts is not None
+    try:
+        script = scripts.get(name, language)
+    except ScriptError as exc:
+        return Filled(None, None, exc.message, [])
+    known = case_facts(ticket, ctx)
+    asks = [v for v in script.variables.values() if v.name not in known]
+    try:
+        html = render_for_case(
+            ticket=ticket,
+            script=name,
+            ctx=ctx,
+            variables=_variables(script, form),
+            language=language,
+        )
+    except ScriptError as exc:
+        return Filled(script, None, exc.message, asks)
+    return Filled(script, html, None, asks)
+
+
+def _same_text(a: str, b: str) -> bool:
+    def norm(s: str) -> str:
+        return "\n".join(line.rstrip() for line in s.replace("\r\n", "\n").strip().split("\n"))
+
+    return norm(a) == norm(b)
+
+
+@router.get("/cases/{number}/script")
+def script_fill(
+    number: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    ctx: ContextDep,
+    name: str = "",
+    language: str = "zh-CN",
+) -> Response:
+    """The reply box filled from a script (htmx fragment): editable text and its preview."""
+    ticket = get_ticket(session=session, number=number)
+    form = dict(request.query_params)
+    filled = fill_script(ticket, ctx, name, language, form) if name else None
+    return render(
+        request,
+        "_reply_fill.html",
+        {
+            "t": ticket,
+            "filled": filled,
+            "name": name,
+            "language": language,
+            "values": form,
+            "text": plain_text(filled.html) if filled and filled.html else "",
+            "preview": telegram_html(filled.html) if filled and filled.html else None,
+        },
+    )
+
+
+@router.post("/cases/{number}/preview")
+def preview(
+    number: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    ctx: ContextDep,
+    form: FormFields,
+) -> Response:
+    """The reply as the customer will see it: the formatted script when the text is the
+    script's, else the plain text exactly as typed."""
+    ticket = get_ticket(session=session, number=number)
+    text = form.get("text", "")
+    name = form.get("script", "")
+    formatted = False
+    if name and form.get("internal") != "1":
+        filled = fill_script(ticket, ctx, name, form.get("language", "zh-CN"), form)
+        if filled.html is not None and _same_text(text, plain_text(filled.html)):
+            formatted = True
+            text = filled.html
+    return render(
+        request,
+        "_preview.html",
+        {"text": text, "formatted": formatted, "internal": form.get("internal") == "1"},
+    )
+
+
+@router.post("/cases/{number}/reply")
+def reply(
+    number: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    ctx: ContextDep,
+    form: FormFields,
+) -> Response:
+    """Send a reply (a script when its text was left as filled, else the text as typed), or
+    add an internal note."""
+    text = form.get("text", "")
+    internal = form.get("internal") == "1"
+    name = form.get("script", "")
+    language = form.get("language", "")
+    try:
+        ticket = get_ticket(session=session, number=number)
+        body = ReplyCreate(text=text, internal=internal)
+        if name and not internal and language in LANGUAGES:
+            filled = fill_script(ticket, ctx, name, language, form)
+            if filled.html is not None and _same_text(text, plain_text(filled.html)):
+                body = ReplyCreate(
+                    script=name,
+                    variables=_variables(filled.script, form),
+                    language=language,
+                )
+        add_reply(session=session, number=number, reply=body, actor=Actor("agent", agent), ctx=ctx)
+        session.flush()
+    except ValidationError as exc:
+        session.rollback()
+        problem = InvalidInput(str(exc.errors()[0]["msg"]))
+        return case_page(request, session, agent, number, problem=problem, status_code=422)
+    except DomainError as exc:
+        session.rollback()
+        return case_page(request, session, agent, number, problem=exc, status_code=_status_for(exc))
+    done = "note" if internal else "reply"
+    return RedirectResponse(f"/panel/cases/{number}?done={done}", status.HTTP_303_SEE_OTHER)
+
+
+# ---------------------------------------------------------------- live: changes and presence
+
+
+def _seen(request: Request, number: str, agent: Agent, *, typing: bool) -> dict[str, Any]:
+    """Record that the agent is looking at the case; answer who else is. Kept in this
+    process's memory: presence is a hint, not a record (several processes each see their own)."""
+    presence: dict[str, dict[str, tuple[str, float, bool]]] = request.app.state.panel.presence
+    now = time.monotonic()
+    viewers = presence.setdefault(number, {})
+    viewers[agent.username] = (agent.display_name or agent.username, now, typing)
+    for name, (_, seen, _t) in list(viewers.items()):
+        if now - seen > PRESENCE_SECONDS:
+            del viewers[name]
+    return {
+        name: {"display": display, "typing": is_typing}
+        for name, (display, _s, is_typing) in viewers.items()
+        if name != agent.username
+    }
+
+
+@router.get("/cases/{number}/watch")
+def watch(
+    number: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    version: int = 0,
+    typing: bool = False,
+) -> Response:
+    """Polled by an open workspace: has the case changed since the page was drawn, and who
+    else is on it."""
+    others = _seen(request, number, agent, typing=typing)
+    row = session.execute(
+        select(Ticket.id, Ticket.version).where(Ticket.number == number)
+    ).one_or_none()
+    changed = None
+    if row is not None and version and row.version != version:
+        changed = session.scalar(
+            select(Event).where(Event.ticket_id == row.id).order_by(Event.id.desc()).limit(1)
+        )
+    return render(
+        request,
+        "_watch.html",
+        {"others": others, "changed": changed, "stale": row is not None and row.version != version},
+    )
+
+
+# ---------------------------------------------------------------- evidence
+
+
+@router.get("/files/{attachment_id}")
+def evidence(
+    attachment_id: int,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    download: bool = False,
+) -> Response:
+    """An evidence file, to logged-in agents only; inline for images, a download otherwise."""
+    row = session.get(Attachment, attachment_id)
+    media: Path = Path(request.app.state.settings.media_dir).resolve()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+    path = (media / row.storage_key).resolve()
+    # A storage key never leaves the media folder, whatever the database says.
+    if not path.is_relative_to(media) or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+    inline = row.mime.startswith("image/") and row.mime != "image/svg+xml" and not download
+    name = row.original_name or f"evidence-{row.id}"
+    return FileResponse(
+        path,
+        media_type=row.mime if inline else "application/octet-stream",
+        filename=name,
+        content_disposition_type="inline" if inline else "attachment",
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
+    )

@@ -1,0 +1,108 @@
+// Keyboard shortcuts and small conveniences for the agents' panel. Everything works without
+// this file (plain forms and links); it only saves clicks. Shortcuts are listed on "?".
+(function () {
+  "use strict";
+
+  const page = document.body.dataset.page;
+  const help = document.getElementById("help");
+  let lastKey = "";
+  let lastTyped = 0;
+
+  function typingInField(el) {
+    return el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
+  }
+
+  function toggleHelp(show) {
+    if (!help) return;
+    help.hidden = show === undefined ? !help.hidden : !show;
+  }
+
+  // ---- queue: row selection with j/k, remembered so "n"/"p" in a case walk the same list
+  function rows() {
+    return Array.from(document.querySelectorAll("#queue-rows tr[data-case]"));
+  }
+  let selected = 0;
+  function select(i) {
+    const all = rows();
+    if (!all.length) return;
+    selected = Math.max(0, Math.min(all.length - 1, i));
+    all.forEach((r, j) => r.classList.toggle("selected", j === selected));
+    all[selected].scrollIntoView({ block: "nearest" });
+  }
+  function rememberQueue() {
+    const numbers = rows().map((r) => r.dataset.case);
+    if (numbers.length) sessionStorage.setItem("panel.queue", JSON.stringify(numbers));
+  }
+  function neighbour(step) {
+    const head = document.querySelector(".case-head");
+    if (!head) return null;
+    const list = JSON.parse(sessionStorage.getItem("panel.queue") || "[]");
+    const at = list.indexOf(head.dataset.number);
+    const next = list[at + step];
+    return at >= 0 && next ? next : null;
+  }
+
+  if (page === "queue") {
+    rememberQueue();
+    select(0);
+    document.body.addEventListener("htmx:afterSwap", () => {
+      rememberQueue();
+      select(selected);
+    });
+  }
+
+  // ---- case: typing indicator for presence, Ctrl+Enter to send, reload link
+  window.panelTyping = function () {
+    return Date.now() - lastTyped < 5000;
+  };
+  document.addEventListener("input", (e) => {
+    if (e.target && e.target.id === "reply-text") lastTyped = Date.now();
+  });
+  document.addEventListener("click", (e) => {
+    const t = e.target;
+    if (t && t.matches && t.matches("[data-help]")) toggleHelp();
+    if (t && t.matches && t.matches("[data-reload]")) {
+      e.preventDefault();
+      location.replace(location.pathname);
+    }
+    if (t === help) toggleHelp(false);
+  });
+
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && e.target && e.target.id === "reply-text") {
+      e.preventDefault();
+      document.getElementById("reply").requestSubmit();
+      return;
+    }
+    if (e.key === "Escape") {
+      toggleHelp(false);
+      if (typingInField(document.activeElement)) document.activeElement.blur();
+      return;
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey || typingInField(e.target)) return;
+    const combo = lastKey + " " + e.key;
+    lastKey = e.key;
+    setTimeout(() => { lastKey = ""; }, 800);
+    if (e.key === "?") { toggleHelp(); return; }
+    if (e.key === "/") { e.preventDefault(); document.getElementById("search")?.focus(); return; }
+    if (combo === "g q") { location.href = "/panel"; return; }
+    if (page === "queue") {
+      if (e.key === "j") select(selected + 1);
+      else if (e.key === "k") select(selected - 1);
+      else if (e.key === "Enter" || e.key === "o") rows()[selected]?.querySelector("a[data-open]")?.click();
+      else if (e.key === "t") rows()[selected]?.querySelector("[data-take]")?.click();
+      return;
+    }
+    if (page === "case") {
+      if (e.key === "r") { e.preventDefault(); document.getElementById("reply-text")?.focus(); }
+      else if (e.key === "t") document.querySelector(".case-head [data-take]")?.click();
+      else if (e.key === "n" || e.key === "p") {
+        const next = neighbour(e.key === "n" ? 1 : -1);
+        if (next) location.href = "/panel/cases/" + encodeURIComponent(next);
+      } else if (e.key === "a") {
+        const approve = document.querySelector('button[data-action="approve"]');
+        if (approve && confirm(approve.textContent.trim() + "?")) approve.click();
+      }
+    }
+  });
+})();

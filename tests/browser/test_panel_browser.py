@@ -1,0 +1,113 @@
+"""A case worked end to end in a real browser: log in, find it in the queue, open it, look at
+its photo, reply from a script, approve the return, mark it received, record the inspection,
+propose the refund; a second agent, already looking at the case, sees the change without
+reloading, approves and issues the refund, and closes the case. Screenshots of the queue and
+the workspace in both languages are saved under test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import PASSWORD, Shop
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT = 15_000
+
+
+def _login(page: Any, base: str, username: str) -> None:
+    page.goto(f"{base}/panel")
+    # Anonymous: sent to the log-in page, and back to the queue afterwards.
+    assert "/panel/login" in page.url
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/panel(\?.*)?$"))
+
+
+def _act(page: Any, action: str) -> None:
+    """Click an action's button and wait for the page to confirm it."""
+    page.click(f'button[data-action="{action}"]')
+    page.wait_for_selector("#done", timeout=TIMEOUT)
+
+
+def test_two_agents_work_a_return_to_the_end(shop: Shop, chromium: Any, screenshots: Path) -> None:
+    base = shop.base_url
+    agent = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="en-US")
+    page = agent.new_page()
+    page.set_default_timeout(TIMEOUT)
+    _login(page, base, "xiaomei")
+    assert page.locator("#queue-rows tr[data-case]").count() == 0  # "mine" is empty at first
+    page.goto(f"{base}/panel?queue=all")
+    assert page.locator("#queue-rows tr[data-case]").count() >= 7
+    page.screenshot(path=str(screenshots / "queue-en.png"), full_page=True)
+
+    # Find the case by its order number from the search box (/ focuses it).
+    page.keyboard.press("/")
+    page.keyboard.type(shop.order_no)
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"q=" + shop.order_no))
+    rows = page.locator("#queue-rows tr[data-case]")
+    assert rows.count() == 1
+    rows.first.locator("a[data-open]").click()
+    page.wait_for_url(f"**/panel/cases/{shop.case}")
+
+    # The customer's photo is there and really loads (served only behind the log-in).
+    photo = page.locator(".msg.customer .thumbs img").first
+    photo.wait_for()
+    assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", photo.element_handle())
+
+    # Reply from a script: picked, filled from the case, previewed, sent.
+    page.select_option("#script-language", "en")
+    page.select_option("#script-picker", "info_return_policy")
+    page.wait_for_function(
+        "document.querySelector('#reply-text').value.includes('returns')", timeout=TIMEOUT
+    )
+    page.wait_for_function(
+        "document.querySelector('#preview').innerText.includes('returns')", timeout=TIMEOUT
+    )
+    page.click("#reply button[type=submit]")
+    page.wait_for_selector("#done")
+    assert "returns and exchanges" in page.locator(".timeline").inner_text()
+
+    _act(page, "approve")
+    _act(page, "mark_received")
+    page.click('button[data-action="inspect"]')  # every unit resalable (the default outcome)
+    page.wait_for_selector("#done")
+
+    # The second agent opens the case before the refund is proposed ...
+    finance = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+    other = finance.new_page()
+    other.set_default_timeout(TIMEOUT)
+    _login(other, base, "finance.li")
+    other.goto(f"{base}/panel/cases/{shop.case}")
+    # ... and each sees the other on the case.
+    page.wait_for_selector("#presence", timeout=TIMEOUT)
+    assert "李会计" in page.locator("#presence").inner_text()
+
+    _act(page, "propose_refund")
+    page.screenshot(path=str(screenshots / "case-en.png"), full_page=True)
+
+    # Without reloading, the second agent is told the case changed.
+    other.wait_for_selector("#stale", timeout=TIMEOUT)
+    other.click("[data-reload]")
+    other.wait_for_selector('button[data-action="approve_refund"]')
+    _act(other, "approve_refund")
+    _act(other, "issue_refund")
+    other.click('details[data-action-form="close"] summary')
+    other.click('details[data-action-form="close"] button[data-action="close"]')
+    other.wait_for_selector("#done")
+    assert "已关闭" in other.locator(".case-head").inner_text()
+    other.screenshot(path=str(screenshots / "case-zh.png"), full_page=True)
+    other.goto(f"{base}/panel?queue=all")
+    other.screenshot(path=str(screenshots / "queue-zh.png"), full_page=True)
+
+    # The first agent's view follows: the case is closed.
+    page.reload()
+    assert "Closed" in page.locator(".case-head").inner_text()
+    agent.close()
+    finance.close()

@@ -1,0 +1,696 @@
+"""The agents' panel over HTTP: access (log-in, sessions, CSRF, lock-out, roles), the queues,
+the workspace's actions and replies, evidence files, and the number of queries per page."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.panel import install_panel
+from api.panel.auth import COOKIE, MAX_FAILED_LOGINS, current_panel_agent
+from tests.conftest import order_json
+from tickets.auth import create_agent
+from tickets.config import Policy
+from tickets.models import Agent, Attachment, PanelSession, Role, Ticket, utcnow
+from tickets.orders import upsert_order
+from tickets.schemas import ActionRequest, OrderIn, TicketCreate
+from tickets.service import SYSTEM, Actor, Context, open_case, perform_action
+
+PASSWORD = "correct horse battery"
+PEOPLE = (
+    ("alice", Role.agent, "service", "Alice"),
+    ("bob", Role.agent, "finance", "Bob"),
+    ("lena", Role.lead, "service", "Lena"),
+)
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture
+def panel_app(settings: Any, engine: Engine, sessions: sessionmaker[Session], scripts: Any) -> Any:
+    from api.app import create_app
+
+    app = create_app(settings, engine=engine, sessions=sessions, scripts=scripts)
+    install_panel(app)
+    with sessions() as s:
+        for name, role, group, display in PEOPLE:
+            agent = create_agent(
+                session=s,
+                username=name,
+                role=role,
+                group=group,
+                password=PASSWORD,
+                display_name=display,
+                now=utcnow(),
+            )
+            agent.language = "en"
+        s.commit()
+    return app
+
+
+class Panel:
+    """A browser's cookie jar on the panel, logged in as one agent."""
+
+    def __init__(self, app: Any, base_url: str = "http://testserver") -> None:
+        self.client = TestClient(app, base_url=base_url, follow_redirects=False)
+        self.csrf = ""
+
+    def login(self, username: str, password: str = PASSWORD) -> Any:
+        page = self.client.get("/panel/login")
+        token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+        assert token, page.text
+        r = self.client.post(
+            "/panel/login",
+            data={
+                "username": username,
+                "password": password,
+                "login_token": token.group(1),
+                "lang": "en",
+            },
+        )
+        if r.status_code == 303:
+            self.refresh_csrf()
+        return r
+
+    def refresh_csrf(self) -> None:
+        home = self.client.get("/panel")
+        assert home.status_code == 200, home.text
+        found = re.search(r'<meta name="csrf-token" content="([^"]+)">', home.text)
+        assert found
+        self.csrf = found.group(1)
+
+    def get(self, url: str, **kw: Any) -> Any:
+        return self.client.get(url, **kw)
+
+    def post(self, url: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:
+        return self.client.post(url, data={"csrf_token": self.csrf, **(data or {})}, **kw)
+
+
+@pytest.fixture
+def alice(panel_app: Any) -> Panel:
+    p = Panel(panel_app)
+    assert p.login("alice").status_code == 303
+    return p
+
+
+@pytest.fixture
+def ctx(scripts: Any) -> Context:
+    return Context(policy=Policy(), now=utcnow(), tz=ZoneInfo("Asia/Shanghai"), scripts=scripts)
+
+
+def make_case(
+    sessions: sessionmaker[Session],
+    ctx: Context,
+    order_no: str,
+    *,
+    kind: str = "return_refund",
+    reason: str = "size_fit",
+    items: tuple[tuple[str, int], ...] = (("SOCKS", 2),),
+    customer: dict[str, Any] | None = None,
+    channel: str = "telegram",
+    order_status: str = "delivered",
+) -> str:
+    # Recent dates, so the no-reason return window is open whenever the test runs.
+    day = timedelta(days=1)
+    data = order_json(
+        order_no,
+        placed_at=(ctx.now - 5 * day).isoformat(),
+        paid_at=(ctx.now - 5 * day).isoformat(),
+        shipped_at=(ctx.now - 4 * day).isoformat(),
+        delivered_at=(ctx.now - 2 * day).isoformat(),
+    )
+    if order_status == "paid":
+        data.update(status="paid", shipped_at=None, delivered_at=None)
+    if customer is not None:
+        data["customer"] = customer
+    with sessions() as s:
+        upsert_order(session=s, data=OrderIn.model_validate(data), now=ctx.now)
+        ticket = open_case(
+            session=s,
+            request=TicketCreate.model_validate(
+                {
+                    "order_no": order_no,
+                    "kind": kind,
+                    "reason": reason,
+                    "items": [{"sku": sku, "quantity": q} for sku, q in items],
+                    "channel": channel,
+                    "description": "too small",
+                }
+            ),
+            actor=SYSTEM,
+            ctx=ctx,
+        )
+        s.commit()
+        return ticket.number
+
+
+def act(sessions: sessionmaker[Session], ctx: Context, number: str, action: str, **kw: Any) -> None:
+    with sessions() as s:
+        agent = s.scalar(select(Agent).where(Agent.username == "lena"))
+        perform_action(
+            session=s,
+            number=number,
+            request=ActionRequest(action=action, **kw),
+            actor=Actor("agent", agent),
+            ctx=ctx,
+        )
+        s.commit()
+
+
+def case_row(sessions: sessionmaker[Session], number: str) -> Ticket:
+    with sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        return ticket
+
+
+def version_on(page: str) -> int:
+    found = re.search(r'data-version="(\d+)"', page)
+    assert found
+    return int(found.group(1))
+
+
+# ---------------------------------------------------------------- access
+
+
+def _dummy_path(path: str) -> str:
+    return (
+        path.replace("{number}", "AS-20260101-0001")
+        .replace("{attachment_id}", "1")
+        .replace("{action}", "approve")
+    )
+
+
+def test_every_panel_route_refuses_an_anonymous_request(panel_app: Any) -> None:
+    """The inventory: a new panel route that forgets the guard fails here."""
+    client = TestClient(panel_app, follow_redirects=False)
+    checked = 0
+    # FastAPI keeps included routers lazily: iterate the effective routes, as the app serves them.
+    for route in iter_route_contexts(panel_app.routes):
+        if not route.path or not route.path.startswith("/panel") or route.methods is None:
+            continue
+        if route.path == "/panel/login":
+            continue
+        # Declared on the router, so every route has it among its dependencies.
+        calls = {d.call for d in route.dependant.dependencies}
+        assert current_panel_agent in calls, route.path
+        for method in route.methods:
+            url = _dummy_path(route.path)
+            r = client.request(method, url)
+            if method in ("GET", "HEAD"):
+                assert r.status_code == 303, (method, url)
+                assert r.headers["location"].startswith("/panel/login?next="), url
+                r = client.request(method, url, headers={"HX-Request": "true"})
+                assert r.status_code == 401, (method, url)
+            else:
+                assert r.status_code == 401, (method, url, r.status_code)
+            checked += 1
+    assert checked >= 12
+    assert client.get("/static/panel.css").status_code == 200
+    assert client.get("/panel/login").status_code == 200
+
+
+def test_login_makes_a_fresh_hashed_session_with_a_safe_cookie(
+    panel_app: Any, sessions: sessionmaker[Session]
+) -> None:
+    p = Panel(panel_app)
+    r = p.login("alice")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/panel"
+    cookie = r.headers["set-cookie"]
+    assert f"{COOKIE}=" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie or "samesite=lax" in cookie.lower()
+    assert "Secure" not in cookie  # plain http in the test
+    first = p.client.cookies[COOKIE]
+    with sessions() as s:
+        stored = s.scalars(select(PanelSession.token_hash)).all()
+    assert hashlib.sha256(first.encode()).hexdigest() in stored
+    assert first not in stored
+    # A second log-in in the same browser: a new token, and the old one is gone.
+    p.login("alice")
+    second = p.client.cookies[COOKIE]
+    assert second != first
+    with sessions() as s:
+        stored = s.scalars(select(PanelSession.token_hash)).all()
+    assert hashlib.sha256(first.encode()).hexdigest() not in stored
+    # Behind HTTPS the cookie is Secure.
+    secure = Panel(panel_app, base_url="https://testserver")
+    r = secure.login("bob")
+    assert r.status_code == 303
+    assert "Secure" in r.headers["set-cookie"]
+
+
+def test_login_goes_back_to_the_page_asked_for_but_never_off_site(panel_app: Any) -> None:
+    client = TestClient(panel_app, follow_redirects=False)
+    r = client.get("/panel/cases/AS-1?x=1")
+    assert r.headers["location"] == "/panel/login?next=%2Fpanel%2Fcases%2FAS-1%3Fx%3D1"
+    page = client.get("/panel/login", params={"next": "https://evil.example/"})
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    assert token
+    r = client.post(
+        "/panel/login",
+        data={
+            "username": "alice",
+            "password": PASSWORD,
+            "login_token": token.group(1),
+            "next": "//evil.example/",
+        },
+    )
+    assert r.headers["location"] == "/panel"
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(panel_app: Any) -> None:
+    p = Panel(panel_app)
+    wrong = p.login("alice", "not the password")
+    unknown = Panel(panel_app).login("nobody", "not the password")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Wrong username or password" in wrong.text
+    assert "Wrong username or password" in unknown.text
+
+
+def test_repeated_failures_lock_the_account(
+    panel_app: Any, sessions: sessionmaker[Session]
+) -> None:
+    p = Panel(panel_app)
+    for _ in range(MAX_FAILED_LOGINS - 1):
+        assert p.login("alice", "wrong password!").status_code == 401
+    r = p.login("alice", "wrong password!")
+    assert r.status_code == 429
+    assert "locked" in r.text
+    # Locked: even the right password is refused, and no session is made.
+    r = p.login("alice")
+    assert r.status_code == 429
+    assert COOKIE not in p.client.cookies
+    with sessions() as s:
+        agent = s.scalar(select(Agent).where(Agent.username == "alice"))
+        assert agent is not None
+        assert agent.locked_until is not None
+        agent.locked_until = utcnow() - timedelta(seconds=1)
+        s.commit()
+    assert p.login("alice").status_code == 303
+    with sessions() as s:
+        agent = s.scalar(select(Agent).where(Agent.username == "alice"))
+        assert agent is not None
+        assert (agent.failed_logins, agent.locked_until) == (0, None)
+
+
+def test_state_changes_need_the_sessions_csrf_token(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    number = make_case(sessions, ctx, "C1")
+    url = f"/panel/cases/{number}/take"
+    assert alice.client.post(url, data={}).status_code == 403
+    assert alice.client.post(url, data={"csrf_token": "forged"}).status_code == 403
+    assert (
+        alice.client.post(url, data={"x": "1"}, headers={"X-CSRF-Token": "forged"}).status_code
+        == 403
+    )
+    assert alice.client.post("/panel/logout").status_code == 403
+    assert case_row(sessions, number).assignee_id is None
+    # The real token, as a form field or as htmx's header, works.
+    assert alice.post(url).status_code == 303
+    assert case_row(sessions, number).assignee_id is not None
+    r = alice.client.post(
+        f"/panel/cases/{number}/preview",
+        data={"text": "hi"},
+        headers={"X-CSRF-Token": alice.csrf},
+    )
+    assert r.status_code == 200
+    # The log-in form is protected too (double submit): no token, no log-in.
+    anon = TestClient(alice.client.app, follow_redirects=False)
+    r = anon.post("/panel/login", data={"username": "alice", "password": PASSWORD})
+    assert r.status_code == 403
+    assert COOKIE not in anon.cookies
+
+
+def test_logout_ends_the_session_on_the_server(
+    alice: Panel, sessions: sessionmaker[Session]
+) -> None:
+    token = alice.client.cookies[COOKIE]
+    assert alice.post("/panel/logout").status_code == 303
+    with sessions() as s:
+        assert s.scalar(select(PanelSession).where(PanelSession.token_hash == _sha(token))) is None
+    # Even a browser that kept the cookie is anonymous now.
+    alice.client.cookies.set(COOKIE, token)
+    assert alice.get("/panel").status_code == 303
+
+
+def _sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_change_password_logs_out_other_sessions(panel_app: Any, alice: Panel) -> None:
+    other = Panel(panel_app)
+    assert other.login("alice").status_code == 303
+    r = alice.post("/panel/password", {"current": "nope", "new": "x" * 12, "confirm": "x" * 12})
+    assert r.status_code == 422
+    r = alice.post("/panel/password", {"current": PASSWORD, "new": "short", "confirm": "short"})
+    assert r.status_code == 422
+    new = "a much longer secret"
+    r = alice.post("/panel/password", {"current": PASSWORD, "new": new, "confirm": new})
+    assert r.status_code == 303
+    assert alice.get("/panel/password?done=1").status_code == 200
+    assert other.get("/panel").status_code == 303
+    assert Panel(panel_app).login("alice", new).status_code == 303
+    assert Panel(panel_app).login("alice", PASSWORD).status_code == 401
+
+
+def test_an_agent_is_refused_a_leads_action_on_the_server(
+    panel_app: Any, alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    number = make_case(sessions, ctx, "C2")
+    act(sessions, ctx, number, "cancel", reason="customer withdrew")
+    page = alice.get(f"/panel/cases/{number}")
+    assert 'data-action-form="reopen"' not in page.text  # not offered ...
+    r = alice.post(
+        f"/panel/cases/{number}/actions/reopen", {"version": version_on(page.text), "reason": "x"}
+    )
+    assert r.status_code == 403  # ... and refused when forged
+    assert "Your role may not do this" in r.text
+    assert case_row(sessions, number).status == "cancelled"
+    lena = Panel(panel_app)
+    lena.login("lena")
+    page = lena.get(f"/panel/cases/{number}")
+    assert 'data-action-form="reopen"' in page.text
+    r = lena.post(
+        f"/panel/cases/{number}/actions/reopen", {"version": version_on(page.text), "reason": "x"}
+    )
+    assert r.status_code == 303
+    assert case_row(sessions, number).status == "submitted"
+
+
+# ---------------------------------------------------------------- queues
+
+
+def _numbers(page: str) -> list[str]:
+    return re.findall(r'<tr data-case="([^"]+)"', page)
+
+
+def test_queues_filters_and_search(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    li = {"name": "李雷", "phone": "13800138000", "telegram_user_id": 5001}
+    han = {"name": "韩梅梅", "phone": "13900139000", "telegram_user_id": 5002}
+    lily = {"name": "李莉", "phone": "13700137000", "telegram_user_id": 5003}
+    a = make_case(sessions, ctx, "Q1", customer=li)
+    b = make_case(sessions, ctx, "Q2", kind="exchange", customer=han, channel="phone")
+    c = make_case(sessions, ctx, "Q3", kind="complaint", reason="service", items=(), customer=lily)
+    act(sessions, ctx, b, "approve")  # awaiting_return: waiting on the customer
+
+    every = alice.get("/panel?queue=all")
+    assert every.status_code == 200
+    assert _numbers(every.text) == [c, b, a]  # newest first
+    assert _numbers(alice.get("/panel?queue=waiting").text) == [b]
+    assert _numbers(alice.get("/panel?queue=unassigned").text) == [c, b, a]
+    assert _numbers(alice.get("/panel?queue=mine").text) == []
+    assert _numbers(alice.get("/panel?queue=all&kind=exchange").text) == [b]
+    assert _numbers(alice.get("/panel?queue=all&channel=phone").text) == [b]
+    assert _numbers(alice.get("/panel?queue=all&status=submitted").text) == [c, a]
+    # A filter outside the queue gives nothing, never a wider list.
+    assert _numbers(alice.get("/panel?queue=waiting&status=submitted").text) == []
+
+    # Take a case: it moves from unassigned to mine; the counts follow.
+    r = alice.post(f"/panel/cases/{a}/take", {"version": case_row(sessions, a).version})
+    assert r.status_code == 303
+    mine = alice.get("/panel?queue=mine")
+    assert _numbers(mine.text) == [a]
+    assert re.search(r'data-queue-count="mine">1<', mine.text)
+    assert re.search(r'data-queue-count="unassigned">2<', mine.text)
+    assert re.search(r'data-queue-count="all">3<', mine.text)
+    assert _numbers(alice.get("/panel?queue=all&assignee=alice").text) == [a]
+    assert _numbers(alice.get("/panel?queue=all&assignee=none").text) == [c, b]
+
+    # Search: a case number opens it; an order number, a phone, a name filter.
+    r = alice.get(f"/panel?q={a.lower()}")
+    assert (r.status_code, r.headers["location"]) == (303, f"/panel/cases/{a}")
+    assert _numbers(alice.get("/panel?queue=all&q=Q2").text) == [b]
+    assert _numbers(alice.get("/panel?queue=all&q=13700137000").text) == [c]
+    assert _numbers(alice.get("/panel?queue=all&q=韩梅").text) == [b]
+    ambiguous = alice.get("/panel?queue=all&q=李")
+    assert _numbers(ambiguous.text) == []
+    assert "Several customers match" in ambiguous.text
+    picks = re.findall(r"customer=(\d+)", ambiguous.text)
+    assert len(set(picks)) == 2
+    assert len(_numbers(alice.get(f"/panel?queue=all&customer={picks[0]}").text)) == 1
+    assert "No cases here" in alice.get("/panel?queue=all&q=nobody-like-this").text
+    # The partial the page polls holds just the rows.
+    partial = alice.get("/panel?queue=all&partial=1")
+    assert "<html" not in partial.text
+    assert _numbers(partial.text) == [c, b, a]
+
+
+def test_queue_pages_are_keyset_paginated(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.panel.queue as queue_module
+
+    monkeypatch.setattr(queue_module, "PAGE_SIZE", 2)
+    made = [make_case(sessions, ctx, f"P{i}") for i in range(5)]
+    seen: list[str] = []
+    url = "/panel?queue=all"
+    while url:
+        page = alice.get(url)
+        seen += _numbers(page.text)
+        nxt = re.search(r'href="(/panel\?[^"]*cursor=[^"]+)" class="button" rel="next"', page.text)
+        url = nxt.group(1).replace("&amp;", "&") if nxt else ""
+    assert seen == list(reversed(made))
+
+
+# ---------------------------------------------------------------- the workspace
+
+
+def test_a_stale_version_gets_a_conflict_and_the_fresh_case(
+    panel_app: Any, alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    number = make_case(sessions, ctx, "S1")
+    seen = version_on(alice.get(f"/panel/cases/{number}").text)
+    lena = Panel(panel_app)
+    lena.login("lena")
+    assert lena.post(f"/panel/cases/{number}/actions/approve", {"version": seen}).status_code == 303
+    # Alice still has the old page: her refusal must not overwrite the approval.
+    r = alice.post(
+        f"/panel/cases/{number}/actions/refuse", {"version": seen, "reason": "worn item"}
+    )
+    assert r.status_code == 409
+    assert "Someone else changed this case first" in r.text
+    assert version_on(r.text) > seen  # the page now carries the fresh version ...
+    assert "Awaiting return" in r.text  # ... and the fresh state
+    assert case_row(sessions, number).status == "awaiting_return"
+
+
+def test_work_a_return_from_the_workspace(
+    panel_app: Any, alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    number = make_case(sessions, ctx, "W1", items=(("SOCKS", 2), ("TEA", 1)))
+    url = f"/panel/cases/{number}"
+    page = alice.get(url)
+    assert page.status_code == 200
+    assert "W1" in page.text and "袜子" in page.text  # the order beside the conversation
+
+    # Reply from a script, unedited: sent as the script (formatted for Telegram).
+    fill = alice.get(f"{url}/script", params={"name": "info_return_policy", "language": "en"})
+    assert fill.status_code == 200, fill.text
+    text = re.search(r'<textarea name="text"[^>]*>(.*?)</textarea>', fill.text, re.S)
+    assert text and text.group(1).strip()
+    import html as html_lib
+
+    body = html_lib.unescape(text.group(1))
+    r = alice.post(f"{url}/reply", {"script": "info_return_policy", "language": "en", "text": body})
+    assert r.status_code == 303, r.text
+    # An edited reply goes as the text typed; an internal note never reaches the customer.
+    assert alice.post(f"{url}/reply", {"text": "We are on it."}).status_code == 303
+    assert alice.post(f"{url}/reply", {"text": "check stock", "internal": "1"}).status_code == 303
+    from tickets.models import Message, OutboxMessage
+
+    with sessions() as s:
+        ticket_id = case_row(sessions, number).id
+        texts = s.scalars(
+            select(Message.text).where(Message.ticket_id == ticket_id).order_by(Message.id)
+        ).all()
+        replies = s.scalars(
+            select(OutboxMessage.payload).where(
+                OutboxMessage.ticket_id == ticket_id, OutboxMessage.kind == "reply"
+            )
+        ).all()
+    assert texts[-1] == "check stock"
+    assert [p["parse_mode"] for p in replies] == ["HTML", None]
+
+    def do(action: str, **fields: Any) -> Any:
+        version = version_on(alice.get(url).text)
+        return alice.post(f"{url}/actions/{action}", {"version": version, **fields})
+
+    assert do("approve").status_code == 303
+    assert do("mark_received").status_code == 303
+    units = re.findall(r'name="(outcome_\d+)"', alice.get(url).text)
+    assert len(units) == 3
+    outcomes = {name: "resalable" for name in units}
+    outcomes[units[-1]] = "damaged"  # the tea came back opened: customer's choice, no refund
+    assert do("inspect", **outcomes).status_code == 303
+    assert case_row(sessions, number).status == "refund_pending"
+    assert do("propose_refund").status_code == 303
+    page = alice.get(url)
+    assert 'id="refund"' in page.text
+    assert "proposed" in page.text
+    lena = Panel(panel_app)
+    lena.login("lena")
+    version = version_on(lena.get(url).text)
+    assert lena.post(f"{url}/actions/approve_refund", {"version": version}).status_code == 303
+    assert "approved" in alice.get(url).text
+    # A missing required field is a clear 422 on the page, nothing changed.
+    bad = do("fail_refund")
+    assert bad.status_code in (409, 422)
+
+
+def test_the_watch_poll_reports_changes_and_other_viewers(
+    panel_app: Any, alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    number = make_case(sessions, ctx, "V1")
+    version = version_on(alice.get(f"/panel/cases/{number}").text)
+    lena = Panel(panel_app)
+    lena.login("lena")
+    lena.get(f"/panel/cases/{number}")
+    r = alice.get(f"/panel/cases/{number}/watch", params={"version": version, "typing": "true"})
+    assert "Lena" in r.text
+    assert 'id="stale"' not in r.text
+    act(sessions, ctx, number, "approve")
+    r = lena.get(f"/panel/cases/{number}/watch", params={"version": version})
+    assert 'id="stale"' in r.text
+    assert "Alice" in r.text and "typing" in r.text
+
+
+def test_evidence_is_served_only_to_logged_in_agents(
+    panel_app: Any, alice: Panel, sessions: sessionmaker[Session], ctx: Context, settings: Any
+) -> None:
+    number = make_case(sessions, ctx, "E1")
+    media = settings.media_dir
+    media.mkdir(parents=True, exist_ok=True)
+    (media / "ok.jpg").write_bytes(b"\xff\xd8\xff fake jpeg")
+    (media.parent / "secret.txt").write_text("outside the media folder")
+    with sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        good = Attachment(
+            ticket=ticket,
+            kind="photo",
+            mime="image/jpeg",
+            size=14,
+            sha256="0" * 64,
+            storage_key="ok.jpg",
+        )
+        evil = Attachment(
+            ticket=ticket,
+            kind="document",
+            mime="text/plain",
+            size=1,
+            sha256="0" * 64,
+            storage_key="../secret.txt",
+        )
+        s.add_all([good, evil])
+        s.commit()
+        good_id, evil_id = good.id, evil.id
+    anon = TestClient(panel_app, follow_redirects=False)
+    assert anon.get(f"/panel/files/{good_id}").status_code == 303
+    r = alice.get(f"/panel/files/{good_id}")
+    assert r.status_code == 200
+    assert r.content.startswith(b"\xff\xd8")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["content-disposition"].startswith("inline")
+    assert (
+        alice.get(f"/panel/files/{good_id}?download=1")
+        .headers["content-disposition"]
+        .startswith("attachment")
+    )
+    assert alice.get(f"/panel/files/{evil_id}").status_code == 404
+    assert alice.get("/panel/files/999999").status_code == 404
+    assert f"/panel/files/{good_id}" in alice.get(f"/panel/cases/{number}").text
+
+
+def test_language_is_remembered_on_the_agent(alice: Panel, sessions: sessionmaker[Session]) -> None:
+    assert "All cases" in alice.get("/panel").text
+    r = alice.post("/panel/language", {"language": "zh-CN", "back": "/panel?queue=all"})
+    assert (r.status_code, r.headers["location"]) == (303, "/panel?queue=all")
+    page = alice.get("/panel?queue=all")
+    assert "全部工单" in page.text
+    assert '<html lang="zh-CN">' in page.text
+    with sessions() as s:
+        assert s.scalar(select(Agent.language).where(Agent.username == "alice")) == "zh-CN"
+
+
+# ---------------------------------------------------------------- bounded queries
+
+
+@contextmanager
+def counting(engine: Engine) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def _diff(few: list[str], many: list[str]) -> str:
+    def short(statements: list[str]) -> list[str]:
+        return [" ".join(q.split())[:150] for q in statements]
+
+    return "\n".join(["-- few:", *short(few), "-- many:", *short(many)])
+
+
+def test_the_queue_costs_the_same_queries_for_3_rows_or_30(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Context, engine: Engine
+) -> None:
+    for i in range(3):
+        number = make_case(sessions, ctx, f"N{i}")
+    act(sessions, ctx, number, "assign", assignee="bob")
+    alice.get("/panel?queue=all")  # warm: nothing first-time-only in the measure
+    with counting(engine) as few:
+        assert len(_numbers(alice.get("/panel?queue=all").text)) == 3
+    for i in range(3, 30):
+        number = make_case(
+            sessions, ctx, f"N{i}", kind="refund_only", reason="changed_mind", order_status="paid"
+        )
+        if i % 3 == 0:
+            act(sessions, ctx, number, "assign", assignee="bob")
+        if i % 5 == 0:
+            if case_row(sessions, number).status == "submitted":
+                act(sessions, ctx, number, "approve")
+            act(sessions, ctx, number, "propose_refund")
+    with counting(engine) as many:
+        page = alice.get("/panel?queue=all").text
+    assert len(_numbers(page)) == 30
+    assert page.count("refund</div>") == 5  # the amount of a proposed refund, when there is one
+    assert len(many) == len(few), _diff(few, many)
+    assert len(many) <= 15
+
+
+def test_the_workspace_queries_do_not_grow_with_the_conversation(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Context, engine: Engine
+) -> None:
+    number = make_case(sessions, ctx, "M1")
+    url = f"/panel/cases/{number}"
+    assert alice.post(f"{url}/reply", {"text": "first", "internal": "1"}).status_code == 303
+    alice.get(url)
+    with counting(engine) as few:
+        assert alice.get(url).status_code == 200
+    for i in range(10):
+        assert alice.post(f"{url}/reply", {"text": f"note {i}", "internal": "1"}).status_code == 303
+    with counting(engine) as many:
+        assert alice.get(url).status_code == 200
+    assert len(many) == len(few), _diff(few, many)
