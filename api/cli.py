@@ -67,6 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)")
     print(f"  JSON API docs: {base}/api/v1/docs")
     print(f"  health:        {base}/healthz")
+    print("  SLA sweep:     " + ("off (--no-scheduler)" if args.no_scheduler else "on"))
     print(
         "  Telegram bot:  "
         + ("on" if settings.telegram_token else "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)")
