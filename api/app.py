@@ -54,7 +54,7 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     policy = load_policy(settings.policy_file)
     # A shop override that breaks a check stops the start here, with the file and the reason.
     scripts = overrides.pop("scripts", None) or load_library(
-        bundled_scripts_dir(), settings.scripts_dir
+        bundled_scripts_dir(), settings.scripts_dir, limits=policy.script_limits()
     )
 
     @asynccontextmanager

@@ -170,7 +170,10 @@ def cmd_scripts_check(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        lib = load_library(bundled_scripts_dir(), settings.scripts_dir, verify=False)
+        from tickets.config import load_policy
+
+        limits = load_policy(settings.policy_file).script_limits()
+        lib = load_library(bundled_scripts_dir(), settings.scripts_dir, limits=limits, verify=False)
     except LibraryRefused as exc:
         problems = exc.problems
     else:
@@ -209,10 +212,13 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
             return 2
     else:
         now = utcnow()
+    policy = load_policy(settings.policy_file)
     state = argparse.Namespace(
-        policy=load_policy(settings.policy_file),
+        policy=policy,
         settings=settings,
-        scripts=load_library(bundled_scripts_dir(), settings.scripts_dir),
+        scripts=load_library(
+            bundled_scripts_dir(), settings.scripts_dir, limits=policy.script_limits()
+        ),
         service_extra={},
     )
     sessions = make_sessionmaker(make_engine(settings.database_url))

@@ -237,3 +237,37 @@ def test_loading_is_deterministic(session: Session, settings: Any) -> None:
     assert _demo_tickets(session) == []
     load_demo(session=session, settings=settings, now=NOW)
     assert snapshot() == first
+
+
+def test_every_script_renders_from_a_real_demo_case(
+    session: Session, settings: Any, scripts: Any
+) -> None:
+    """Each script, in both languages, filled from a demo case's own facts; only what a case
+    cannot know (a coupon's expiry, a carrier's last scan...) comes from the samples."""
+    from zoneinfo import ZoneInfo
+
+    from tickets.config import Policy
+    from tickets.notices import case_facts, render_for_case
+    from tickets.service import Context, get_ticket
+
+    load_demo(session=session, settings=settings, now=NOW)
+    number = session.scalar(
+        select(Ticket.number).where(Ticket.status == "awaiting_return").order_by(Ticket.id)
+    )
+    assert number is not None
+    ticket = get_ticket(session=session, number=number)
+    ctx = Context(policy=Policy(), now=NOW, tz=ZoneInfo("Asia/Shanghai"), scripts=scripts)
+    facts = case_facts(ticket, ctx)
+    rendered = 0
+    for script in scripts.list():
+        samples = scripts.sample_variables(script.name, script.language)
+        extra = {k: v for k, v in samples.items() if k not in facts}
+        text = render_for_case(
+            ticket=ticket, script=script.name, ctx=ctx, variables=extra, language=script.language
+        )
+        if "case_no" in script.variables:
+            assert number in text, script.name
+        if "customer_name" in script.variables:
+            assert ticket.customer.name in text, script.name
+        rendered += 1
+    assert rendered == 60

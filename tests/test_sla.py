@@ -332,3 +332,14 @@ def test_report_and_breaches_csv(world: World, app: Any, api: Any) -> None:
     assert lines[1].endswith(",120.0")  # due 12:00, answered 14:00
     r = api.get("/api/v1/sla/report", params={"since": "2026-11-23T00:00:00"})
     assert r.status_code == 422 and "offset" in r.json()["message"]
+
+
+def test_an_unanswered_case_is_offered_back_to_its_group(world: World) -> None:
+    n = _open(world, "23 10:00")
+    world.act(n, "23 10:05", "assign", assignee="wei")
+    world.sweep("23 12:01")  # first response breached
+    assert "1 offered back" in world.sweep("23 12:31")  # 30 minutes later, nobody answered
+    with world.sessions() as s:
+        assert s.scalar(select(Ticket.assignee_id).where(Ticket.number == n)) is None
+    assert world.events(n, "case.offered") == ["case.offered"]
+    assert "0 offered back" in world.sweep("23 13:05")  # escalated now, not offered twice

@@ -28,6 +28,7 @@ from tickets.money import to_minor
 from tickets.policy import EligibilityRules
 from tickets.refunds import RefundPolicy
 from tickets.risk import AutoApprovalRules, RiskRules
+from tickets.scripts import Money
 
 SELLER_FAULT_REASONS = (
     "quality_defect",
@@ -272,6 +273,16 @@ class Policy(_Strict):
         }
     )
     refunds: RefundSettings = Field(default_factory=RefundSettings)
+    # The most a compensation script may offer, by its limit key, in the shop's currency
+    # (a script's default above its limit is refused at start-up).
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    compensation_limits: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "coupon": Decimal("20.00"),
+            "gift": Decimal("30.00"),
+            "goodwill": Decimal("50.00"),
+        }
+    )
     sla: SlaSettings = Field(default_factory=SlaSettings)
     # Days the customer has to ship an approved return.
     return_ship_days: int = Field(default=7, ge=1)
@@ -288,6 +299,13 @@ class Policy(_Strict):
             if bad:
                 raise ValueError(f"routing rule {rule.name!r} names unknown reasons {bad}")
         return self
+
+    def script_limits(self) -> dict[str, Money]:
+        """The compensation limits as the script library takes them."""
+        return {
+            key: Money(to_minor(value, self.currency), self.currency)
+            for key, value in self.compensation_limits.items()
+        }
 
     # One source for each number: these read the sections that own them.
     @property

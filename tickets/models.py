@@ -564,6 +564,8 @@ class SlaClock(Base):
     warned_at: Mapped[datetime | None]
     breached_at: Mapped[datetime | None]
     escalated_at: Mapped[datetime | None]
+    # An unanswered case whose first response breached is offered back to its group.
+    offered_at: Mapped[datetime | None]
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
     last_reminder_at: Mapped[datetime | None]
     # When the sweep must look at this clock next (a warning, the breach, an escalation, a

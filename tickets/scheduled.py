@@ -47,6 +47,7 @@ class SweepReport:
     warned: int = 0
     breached: int = 0
     escalated: int = 0
+    offered: int = 0
     reminded: int = 0
     closed: int = 0
     failed: int = 0
@@ -56,7 +57,8 @@ class SweepReport:
     def __str__(self) -> str:
         return (
             f"{len(self.clocks)} clock(s) due: {self.warned} warned, {self.breached} breached, "
-            f"{self.escalated} escalated, {self.reminded} customer reminder(s), "
+            f"{self.escalated} escalated, {self.offered} offered back, "
+            f"{self.reminded} customer reminder(s), "
             f"{self.closed} closed for silence, {self.failed} failed"
         )
 
@@ -147,15 +149,6 @@ def _escalate(
         "priority": [old_priority, t.priority],
         "leads": leads,
     }
-    offered_from = None
-    answered = session.scalar(
-        select(Event.id).where(Event.ticket_id == t.id, Event.type == "reply.sent").limit(1)
-    )
-    if clock.clock == "first_response" and t.assignee is not None and answered is None:
-        # Nobody answered: the case goes back to the group for whoever is free.
-        offered_from = t.assignee.username
-        t.assignee = None
-        data["offered_from"] = offered_from
     t.updated_at = ctx.now
     record_event(
         session=session, ticket=t, type="sla.escalated", actor=SWEEPER, now=ctx.now, **data
@@ -165,10 +158,42 @@ def _escalate(
         ticket=t,
         kind="sla.escalated",
         now=ctx.now,
-        payload=_card(t, clock, "sla.escalated", leads=leads, offered_from=offered_from),
+        payload=_card(t, clock, "sla.escalated", leads=leads),
         dedupe_key=f"sla:{clock.id}:escalated",
     )
     report.escalated += 1
+
+
+def _offer(session: Session, clock: SlaClock, t: Ticket, ctx: Context, report: SweepReport) -> None:
+    """Nobody answered the customer in time: the case goes back to its group, for whoever is
+    free (the assignee may be away or swamped)."""
+    clock.offered_at = ctx.now
+    answered = session.scalar(
+        select(Event.id).where(Event.ticket_id == t.id, Event.type == "reply.sent").limit(1)
+    )
+    if t.assignee is None or answered is not None:
+        return
+    offered_from = t.assignee.username
+    t.assignee = None
+    t.updated_at = ctx.now
+    record_event(
+        session=session,
+        ticket=t,
+        type="case.offered",
+        actor=SWEEPER,
+        now=ctx.now,
+        offered_from=offered_from,
+        group=t.group,
+    )
+    notify_agents(
+        session=session,
+        ticket=t,
+        kind="case.offered",
+        now=ctx.now,
+        payload=_card(t, clock, "case.offered", offered_from=offered_from),
+        dedupe_key=f"sla:{clock.id}:offered",
+    )
+    report.offered += 1
 
 
 def _last_missing(session: Session, t: Ticket) -> list[str]:
@@ -283,6 +308,15 @@ def handle_clock(session: Session, clock: SlaClock, ctx: Context, report: SweepR
         and ctx.now >= clock.due_at + timedelta(minutes=ctx.policy.sla.escalate_after_minutes)
     ):
         _escalate(session, clock, t, ctx, report)
+    if (
+        clock.clock == "first_response"
+        and clock.met_at is None
+        and clock.state == sla.BREACHED
+        and clock.offered_at is None
+        and ctx.now
+        >= clock.due_at + timedelta(minutes=ctx.policy.sla.offer_unanswered_after_minutes)
+    ):
+        _offer(session, clock, t, ctx, report)
     clock.next_check_at = sla.next_check(clock, ctx.policy)
 
 

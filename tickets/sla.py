@@ -98,9 +98,14 @@ def next_check(clock: SlaClock, policy: Policy) -> datetime | None:
             return min(at, clock.due_at)
         return clock.due_at if clock.state == RUNNING else None
     if clock.state == BREACHED:
+        pending = []
         if clock.escalated_at is None:
-            return clock.due_at + timedelta(minutes=policy.sla.escalate_after_minutes)
-        return None
+            pending.append(clock.due_at + timedelta(minutes=policy.sla.escalate_after_minutes))
+        if clock.clock == "first_response" and clock.offered_at is None:
+            pending.append(
+                clock.due_at + timedelta(minutes=policy.sla.offer_unanswered_after_minutes)
+            )
+        return min(pending, default=None)
     if clock.warned_at is None:
         return warn_at(clock, policy)
     return clock.due_at

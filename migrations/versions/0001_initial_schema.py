@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 17:16:28.919906
+Create Date: 2026-11-25 17:41:13.375345
 """
 
 from __future__ import annotations
@@ -403,6 +403,7 @@ def upgrade() -> None:
         sa.Column("warned_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("breached_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("escalated_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("offered_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("reminders_sent", sa.Integer(), nullable=False),
         sa.Column("last_reminder_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("next_check_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
