@@ -73,9 +73,14 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
                 next_run_time=datetime.now(UTC),
             )
             sched.start()
+        runtime = app.state.bot
+        if runtime is not None:
+            await runtime.start()
         try:
             yield
         finally:
+            if runtime is not None:
+                await runtime.stop()
             if sched is not None:
                 sched.shutdown(wait=False)
             if owns_engine:
@@ -98,6 +103,20 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     # The clock every request reads `now` from (tests fix it; nothing else reads the time).
     app.state.clock = overrides.pop("clock", None) or utcnow
     app.state.service_extra = {}
+    # The Telegram bot when a token is set: polling, or the webhook route (bot/runtime.py).
+    app.state.bot = None
+    if settings.telegram_token:
+        from bot.runtime import BotRuntime
+
+        app.state.bot = BotRuntime(
+            settings=settings,
+            sessions=app.state.sessions,
+            scripts=scripts,
+            policy=policy,
+            clock=app.state.clock,
+        )
+        if settings.webhook_url:
+            app.include_router(app.state.bot.webhook_router())
     errors.install(app)
 
     # Every JSON route needs an agent's bearer token: declared once, on the router.

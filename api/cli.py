@@ -61,6 +61,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             print("the database schema is behind: run `aftersales migrate` first", file=sys.stderr)
             return 2
+    if settings.webhook_url and not settings.webhook_secret:
+        print(
+            "AFTERSALES_WEBHOOK_URL needs AFTERSALES_WEBHOOK_SECRET (the token Telegram sends "
+            "with every update)",
+            file=sys.stderr,
+        )
+        return 2
     app = create_app(settings, engine=engine, scheduler=not args.no_scheduler)
     base = f"http://{args.host}:{args.port}"
     print(f"aftersales serving on {base}")
@@ -68,10 +75,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  JSON API docs: {base}/api/v1/docs")
     print(f"  health:        {base}/healthz")
     print("  SLA sweep:     " + ("off (--no-scheduler)" if args.no_scheduler else "on"))
-    print(
-        "  Telegram bot:  "
-        + ("on" if settings.telegram_token else "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)")
-    )
+    if not settings.telegram_token:
+        bot_state = "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)"
+    elif settings.webhook_url:
+        bot_state = f"on, webhook {settings.webhook_url}"
+    else:
+        bot_state = "on, polling"
+    print("  Telegram bot:  " + bot_state)
     sys.stdout.flush()
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

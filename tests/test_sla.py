@@ -151,8 +151,18 @@ def test_a_return_walks_through_every_clock(world: World) -> None:
     assert world.events(n, "sla.") == ["sla.warning", "sla.breached", "sla.escalated"]
     with world.sessions() as s:
         assert s.scalar(select(Ticket.priority).where(Ticket.number == n)) == "high"
-        cards = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.channel == "agents"))
-        assert list(cards) == ["sla.warning", "sla.breached", "sla.escalated"]
+        cards = s.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.channel == "agents")
+            .order_by(OutboxMessage.id)
+        ).all()
+        assert [c.kind for c in cards] == ["sla.warning", "sla.breached", "sla.escalated"]
+        # What the agents' chat shows, in the agents' language (zh-CN by default).
+        assert (
+            cards[1].payload["text"]
+            == f"🔴 {n}：首次响应已超时（11-23 12:00 到期）· 组 Customer service · 处理人 无"
+        )
+        assert "mei" in cards[2].payload["text"]  # the group's lead is called
 
     # Waiting on the customer pauses the review and starts the customer's clock.
     world.act(n, "23 14:00", "request_info", reason="a photo of the label")

@@ -12,9 +12,12 @@ FOR UPDATE SKIP LOCKED and re-checked). One bad clock is logged and the rest go 
 from __future__ import annotations
 
 import logging
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -63,7 +66,29 @@ class SweepReport:
         )
 
 
-def _card(ticket: Ticket, clock: SlaClock, what: str, **extra: Any) -> dict[str, Any]:
+AGENT_TEXTS = Path(__file__).resolve().parent.parent / "templates" / "agents"
+
+
+@lru_cache(maxsize=4)
+def _agent_texts(language: str) -> dict[str, Any]:
+    return tomllib.loads((AGENT_TEXTS / f"{language}.toml").read_text(encoding="utf-8"))
+
+
+def _card(ticket: Ticket, clock: SlaClock, what: str, ctx: Context, **extra: Any) -> dict[str, Any]:
+    """An agents' card: the facts, and the line the agents' chat shows (their language)."""
+    texts = _agent_texts(ctx.policy.agent_language)
+    facts = {
+        "number": ticket.number,
+        "clock": texts["clocks"].get(clock.clock, clock.clock),
+        "due": clock.due_at.astimezone(ctx.tz).strftime("%m-%d %H:%M"),
+        "group": ctx.policy.groups.get(ticket.group, ticket.group),
+        "assignee": ticket.assignee.username if ticket.assignee else texts["nobody"],
+        "priority": ticket.priority,
+        **{
+            k: (", ".join(v) or texts["nobody"]) if isinstance(v, list) else v
+            for k, v in extra.items()
+        },
+    }
     return {
         "type": what,
         "number": ticket.number,
@@ -73,6 +98,7 @@ def _card(ticket: Ticket, clock: SlaClock, what: str, **extra: Any) -> dict[str,
         "assignee": ticket.assignee.username if ticket.assignee else None,
         "priority": ticket.priority,
         **extra,
+        "text": texts[what].format(**facts),
     }
 
 
@@ -106,7 +132,7 @@ def _warn(session: Session, clock: SlaClock, t: Ticket, ctx: Context, report: Sw
         ticket=t,
         kind="sla.warning",
         now=ctx.now,
-        payload=_card(t, clock, "sla.warning", minutes_left=left),
+        payload=_card(t, clock, "sla.warning", ctx, minutes_left=left),
         dedupe_key=f"sla:{clock.id}:warning",
     )
     report.warned += 1
@@ -131,7 +157,7 @@ def _breach(
         ticket=t,
         kind="sla.breached",
         now=ctx.now,
-        payload=_card(t, clock, "sla.breached"),
+        payload=_card(t, clock, "sla.breached", ctx),
         dedupe_key=f"sla:{clock.id}:breached",
     )
     report.breached += 1
@@ -158,7 +184,7 @@ def _escalate(
         ticket=t,
         kind="sla.escalated",
         now=ctx.now,
-        payload=_card(t, clock, "sla.escalated", leads=leads),
+        payload=_card(t, clock, "sla.escalated", ctx, leads=leads),
         dedupe_key=f"sla:{clock.id}:escalated",
     )
     report.escalated += 1
@@ -190,7 +216,7 @@ def _offer(session: Session, clock: SlaClock, t: Ticket, ctx: Context, report: S
         ticket=t,
         kind="case.offered",
         now=ctx.now,
-        payload=_card(t, clock, "case.offered", offered_from=offered_from),
+        payload=_card(t, clock, "case.offered", ctx, offered_from=offered_from),
         dedupe_key=f"sla:{clock.id}:offered",
     )
     report.offered += 1

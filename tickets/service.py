@@ -1236,8 +1236,10 @@ def add_customer_message(
     msg = Message(ticket=ticket, author="customer", text=text, created_at=ctx.now)
     session.add(msg)
     for a in attachments:
-        a.message = msg
+        # In the session before it joins the message, so the cascade has somewhere to go.
         a.ticket = ticket
+        session.add(a)
+        a.message = msg
     ticket.updated_at = ctx.now
     session.flush()
     record_event(

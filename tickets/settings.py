@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Case numbers look like AS-20261122-0001.
     case_prefix: str = Field(default="AS", pattern=r"^[A-Z]{1,6}$")
+    # Evidence from customers: size limits per kind, and files per request.
+    media_max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    media_max_video_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    media_max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    media_max_files: int = Field(default=10, ge=1)
     # Panel log-ins: lock-out after this many failures in a row, for this long; sessions
     # expire after this many idle hours.
     panel_max_failed_logins: int = Field(default=5, ge=1)

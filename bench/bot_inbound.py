@@ -1,0 +1,226 @@
+"""Inbound speed: updates per second through the full intake, next to a bare aiogram echo
+Dispatcher measured in the same run, both with Telegram replaced by an in-process session that
+answers at once (the network is not what is measured).
+
+    python -m bench.bot_inbound [--customers 200] [--database sqlite:///...]
+
+Every customer (already linked to their order, so no proof step) walks a refund-only request:
+/start ORDER, kind, item +, done, reason, description, done, confirm, then two messages to the
+case they opened. Each update is stored (dedupe row), read and writes the conversation state,
+and queues its answers; the confirm opens the case (its notice rendered into the outbox); the
+messages land on the case. Goal (issue 6): at least 1000 updates/s on SQLite and at least 40 %
+of the bare Dispatcher's rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.client.session.base import BaseSession
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.methods import SendMessage, TelegramMethod
+from aiogram.types import CallbackQuery, Chat, Message, Update, User
+
+from bot.fsm_storage import DatabaseStorage
+from bot.keyboards import ItemCb, KindCb, NavCb, ReasonCb
+from bot.runtime import build_dispatcher
+from tickets.config import Policy
+from tickets.db import make_engine, make_sessionmaker, unit_of_work, upgrade
+from tickets.models import InboundUpdate, Ticket
+from tickets.models import Message as MessageRow
+from tickets.orders import upsert_order
+from tickets.schemas import OrderIn
+from tickets.scripts import bundled_scripts_dir, load_library
+from tickets.settings import Settings
+
+NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+BOT_TOKEN = "42:BENCH"
+
+
+class InstantSession(BaseSession):
+    """Answers every call at once with a minimal valid result, without any network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    async def make_request(
+        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
+    ) -> Any:
+        self.calls += 1
+        if isinstance(method, SendMessage):
+            return Message(
+                message_id=self.calls,
+                date=NOW,
+                chat=Chat(id=int(method.chat_id), type="private"),
+                text=method.text,
+            )
+        return True
+
+    async def stream_content(
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
+    ) -> AsyncGenerator[bytes, None]:
+        yield b""
+
+
+def order(n: int) -> dict[str, Any]:
+    return {
+        "order_no": f"B{n:06d}",
+        "status": "delivered",
+        "currency": "CNY",
+        "placed_at": "2026-11-15T10:00:00+08:00",
+        "paid_at": "2026-11-15T10:01:00+08:00",
+        "shipped_at": "2026-11-16T09:00:00+08:00",
+        "delivered_at": "2026-11-20T15:00:00+08:00",
+        "customer": {"name": f"C{n}", "phone": f"1380000{n:04d}", "telegram_user_id": 10_000 + n},
+        "lines": [
+            {"sku": "TEA", "title": "Tea", "category": "food", "quantity": 2, "unit_price": "20"},
+            {"sku": "MUG", "title": "Mug", "category": "home", "quantity": 1, "unit_price": "35"},
+        ],
+    }
+
+
+class Script:
+    """The updates of every customer's conversation, built before the clock starts."""
+
+    def __init__(self) -> None:
+        self.update_id = 0
+        self.message_id = 0
+
+    def _user(self, n: int) -> tuple[User, Chat]:
+        uid = 10_000 + n
+        return User(id=uid, is_bot=False, first_name=f"C{n}", language_code="en"), Chat(
+            id=uid, type="private"
+        )
+
+    def text(self, n: int, text: str) -> Update:
+        user, chat = self._user(n)
+        self.update_id += 1
+        self.message_id += 1
+        msg = Message(message_id=self.message_id, date=NOW, chat=chat, from_user=user, text=text)
+        return Update(update_id=self.update_id, message=msg)
+
+    def press(self, n: int, data: str) -> Update:
+        user, chat = self._user(n)
+        self.update_id += 1
+        bot_msg = Message(message_id=1, date=NOW, chat=chat, text="…")
+        query = CallbackQuery(
+            id=str(self.update_id), from_user=user, chat_instance="c", message=bot_msg, data=data
+        )
+        return Update(update_id=self.update_id, callback_query=query)
+
+    def conversation(self, n: int) -> list[Update]:
+        return [
+            self.text(n, f"/start B{n:06d}"),
+            self.press(n, KindCb(kind="refund_only").pack()),
+            self.press(n, ItemCb(index=0, delta=1).pack()),
+            self.press(n, NavCb(action="done").pack()),
+            self.press(n, ReasonCb(reason="missing_item").pack()),
+            self.text(n, "One tea is missing from the parcel"),
+            self.press(n, NavCb(action="done").pack()),
+            self.press(n, NavCb(action="confirm").pack()),
+            self.text(n, "Thanks, when will it arrive?"),
+            self.text(n, "It was the green tea"),
+        ]
+
+
+async def feed(dp: Dispatcher, bot: Bot, updates: list[Update]) -> float:
+    started = time.perf_counter()
+    for update in updates:
+        await dp.feed_update(bot, update)
+    return time.perf_counter() - started
+
+
+def echo_dispatcher() -> Dispatcher:
+    """The bare baseline: one handler answering every message and button."""
+    dp = Dispatcher()
+    router = Router()
+
+    @router.message()
+    async def echo(message: Message) -> None:
+        await message.answer(message.text or "")
+
+    @router.callback_query()
+    async def pressed(query: CallbackQuery) -> None:
+        await query.answer()
+
+    dp.include_router(router)
+    return dp
+
+
+async def main_async(customers: int, url: str | None) -> None:
+    tmp = tempfile.TemporaryDirectory()
+    url = url or f"sqlite:///{Path(tmp.name) / 'bench.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    settings = Settings(database_url=url, media_dir=Path(tmp.name) / "media", _env_file=None)
+    with unit_of_work(sessions) as s:
+        for n in range(customers):
+            upsert_order(session=s, data=OrderIn.model_validate(order(n)), now=NOW)
+    scripts = load_library(bundled_scripts_dir())
+    dp = build_dispatcher(
+        sessions,
+        settings,
+        scripts,
+        Policy(),
+        storage=DatabaseStorage(sessions),
+        events_isolation=SimpleEventIsolation(),
+        clock=lambda: NOW,
+    )
+    bot = Bot(BOT_TOKEN, session=InstantSession())
+    script = Script()
+    updates = [u for n in range(customers) for u in script.conversation(n)]
+    echo_updates = [Script().text(n % 50, "hello") for n in range(len(updates))]
+
+    echo_bot = Bot(BOT_TOKEN, session=InstantSession())
+    await feed(echo_dispatcher(), echo_bot, echo_updates[:200])  # warm-up
+    echo_time = await feed(echo_dispatcher(), echo_bot, echo_updates)
+    intake_time = await feed(dp, bot, updates)
+
+    with sessions() as s:
+        cases = s.query(Ticket).count()
+        stored = s.query(InboundUpdate).count()
+        messages = s.query(MessageRow).filter(MessageRow.author == "customer").count()
+    assert cases == customers, f"{cases} cases for {customers} customers"
+    assert stored == len(updates)
+    assert messages == 2 * customers
+    echo_rate = len(echo_updates) / echo_time
+    intake_rate = len(updates) / intake_time
+    print(f"database:                 {engine.url.get_backend_name()}")
+    print(f"updates:                  {len(updates)} ({customers} intakes, {cases} cases)")
+    print(f"bare echo Dispatcher:     {echo_rate:8.0f} updates/s")
+    print(f"full intake:              {intake_rate:8.0f} updates/s")
+    print(f"intake / bare:            {intake_rate / echo_rate:8.1%}")
+    print(f"goal: >= 1000 updates/s:  {'met' if intake_rate >= 1000 else 'NOT met'}")
+    print(f"goal: >= 40 % of bare:    {'met' if intake_rate >= 0.4 * echo_rate else 'NOT met'}")
+    engine.dispose()
+    tmp.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--database", help="a database URL (default: a fresh SQLite file)")
+    args = parser.parse_args()
+    asyncio.run(main_async(args.customers, args.database))
+
+
+if __name__ == "__main__":
+    main()

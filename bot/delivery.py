@@ -1,0 +1,379 @@
+"""The outbox worker: sends pending outbox rows to Telegram within Telegram's limits, retries
+what can be retried, and leaves every failure visible on its row and on the case.
+
+How a row is delivered once:
+
+1. **Claim** (one short transaction): due rows (`pending`, `next_attempt_at <= now`) are taken
+   with `FOR UPDATE SKIP LOCKED` on PostgreSQL (two workers never take the same row; on SQLite
+   `BEGIN IMMEDIATE` serialises claims), their `attempts` incremented and `next_attempt_at`
+   pushed a lease ahead, and committed. No other worker will take them during the lease.
+2. **Send**, outside any transaction: one coroutine per chat (that chat's rows in order, at
+   most one message per `per_chat_interval`), all of them through one rate limiter (about 30
+   messages a second for the bot).
+3. **Record** (one short transaction per row): sent; or rescheduled (`retry_after` honoured,
+   network and 5xx errors backed off exponentially), or failed (blocked by the customer, a
+   request Telegram refuses, out of attempts) with `last_error` and an event on the case.
+
+Why not keep the claiming transaction open while sending: the database code is synchronous on
+the event loop, so a transaction waiting on Telegram would hold SQLite's write lock (or a pooled
+PostgreSQL connection and its row locks) while every other update blocks the loop behind it.
+The lease gives the same guarantee: a row is sent again only if the process dies between
+Telegram accepting it and step 3 (then once more after the lease: resend, never forget).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.methods import SendMessage
+from aiolimiter import AsyncLimiter
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.i18n import Texts
+from tickets.db import unit_of_work
+from tickets.models import OutboxMessage, Ticket, utcnow
+from tickets.outbox import notify_agents
+from tickets.service import SYSTEM, record_event
+from tickets.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("telegram", "agents")
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """Telegram's limits and the retry rules (seconds unless named otherwise)."""
+
+    rate_per_second: float = 30.0
+    per_chat_interval: float = 1.0
+    batch_size: int = 100
+    # Longer than the slowest send can take (the bot's request timeout), so a lease never
+    # expires while its message is still on the wire.
+    lease_seconds: float = 300.0
+    max_attempts: int = 10
+    backoff_base: float = 2.0
+    backoff_cap: float = 600.0
+    # A flood wait longer than this is capped: the row is tried again then (and waits again).
+    max_retry_after: float = 3600.0
+    idle_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row taken for sending, as plain values (the claiming session is closed)."""
+
+    id: int
+    channel: str
+    recipient: str
+    ticket_id: int | None
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one send: sent, skipped, retry (after `delay`), failed."""
+
+    result: str
+    error: str | None = None
+    delay: float = 0.0
+    # Failures the agents must hear about (the customer blocked the bot).
+    unreachable: bool = False
+
+
+@dataclass
+class DeliveryReport:
+    """What one pass did."""
+
+    claimed: int = 0
+    sent: int = 0
+    skipped: int = 0
+    retried: int = 0
+    failed: int = 0
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+
+
+class DeliveryWorker:
+    """Sends the outbox (module doc). One per process is enough; several are safe."""
+
+    def __init__(
+        self,
+        *,
+        bot: Bot,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        config: DeliveryConfig | None = None,
+        texts: Texts | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.bot = bot
+        self.sessions = sessions
+        self.settings = settings
+        self.config = config or DeliveryConfig()
+        self.texts = texts
+        self.clock = clock
+        self.sleep = sleep
+        # One message per 1/rate seconds, no burst: a burst of 30 at once would break the
+        # rate over any one-second window that starts just before it.
+        self.limiter = AsyncLimiter(1, 1 / self.config.rate_per_second)
+        # When each chat may receive its next message (monotonic seconds).
+        self._chat_ready: dict[int, float] = {}
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set; an idle pass waits `idle_seconds` (or until stop)."""
+        log.info("delivery worker started")
+        while not stop.is_set():
+            try:
+                report = await self.run_once()
+            except SQLAlchemyError:
+                # The database is unavailable: nothing was lost (rows stay pending), try later.
+                log.exception("delivery pass failed; retrying shortly")
+                report = DeliveryReport()
+            if report.claimed == 0:
+                # Idle: wait for the next pass (or the stop signal, whichever comes first).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.config.idle_seconds)
+        log.info("delivery worker stopped")
+
+    async def run_once(self) -> DeliveryReport:
+        """One pass: claim the due rows, send them, record each outcome."""
+        rows = self._claim()
+        report = DeliveryReport(claimed=len(rows))
+        by_chat: dict[str, list[Claimed]] = {}
+        for row in rows:
+            by_chat.setdefault(f"{row.channel}:{row.recipient}", []).append(row)
+        await asyncio.gather(
+            *(self._deliver_chat(chat_rows, report) for chat_rows in by_chat.values())
+        )
+        return report
+
+    # ------------------------------------------------------------ claim and record
+
+    def _claim(self) -> list[Claimed]:
+        now = self.clock()
+        with unit_of_work(self.sessions) as session:
+            query = (
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.status == "pending",
+                    OutboxMessage.next_attempt_at <= now,
+                    OutboxMessage.channel.in_(CHANNELS),
+                )
+                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+                .limit(self.config.batch_size)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = list(session.scalars(query))
+            lease_until = now + timedelta(seconds=self.config.lease_seconds)
+            claimed = []
+            for row in rows:
+                row.attempts += 1
+                row.next_attempt_at = lease_until
+                claimed.append(
+                    Claimed(
+                        id=row.id,
+                        channel=row.channel,
+                        recipient=row.recipient,
+                        ticket_id=row.ticket_id,
+                        kind=row.kind,
+                        payload=dict(row.payload or {}),
+                        attempts=row.attempts,
+                    )
+                )
+        # Same chat in id order: a customer reads the notices in the order they were decided.
+        claimed.sort(key=lambda c: c.id)
+        return claimed
+
+    def _record(self, row: Claimed, outcome: Outcome) -> str:
+        """Write the outcome; returns what the row became: sent, skipped, retry, failed."""
+        now = self.clock()
+        with unit_of_work(self.sessions) as session:
+            db_row = session.get(OutboxMessage, row.id)
+            if db_row is None:
+                return "failed"  # its case was deleted meanwhile: nothing left to record
+            if db_row.status != "pending":
+                log.warning("outbox %s was already %s; keeping that", row.id, db_row.status)
+                return "failed"
+            if outcome.result in ("sent", "skipped"):
+                db_row.status = "sent"
+                db_row.sent_at = now
+                db_row.last_error = outcome.error
+                return outcome.result
+            db_row.last_error = outcome.error
+            if outcome.result == "retry" and row.attempts < self.config.max_attempts:
+                db_row.next_attempt_at = now + timedelta(seconds=outcome.delay)
+                return "retry"
+            db_row.status = "failed"
+            if outcome.result == "retry":
+                db_row.last_error = f"gave up after {row.attempts} attempts: {outcome.error}"
+            self._show_failure(session, row, db_row, outcome, now)
+        return "failed"
+
+    def _release(self, rows: list[Claimed], delay: float, why: str) -> None:
+        """Give back rows not tried because an earlier row of the same chat must wait: they
+        keep their place behind it and lose no attempt."""
+        if not rows:
+            return
+        until = self.clock() + timedelta(seconds=delay)
+        with unit_of_work(self.sessions) as session:
+            for row in rows:
+                db_row = session.get(OutboxMessage, row.id)
+                if db_row is not None and db_row.status == "pending":
+                    db_row.attempts = max(db_row.attempts - 1, 0)
+                    db_row.next_attempt_at = until
+                    db_row.last_error = why
+
+    def _show_failure(
+        self,
+        session: Session,
+        row: Claimed,
+        db_row: OutboxMessage,
+        outcome: Outcome,
+        now: datetime,
+    ) -> None:
+        """A message that will not be delivered: on the case's log, and to the agents when the
+        customer cannot be reached."""
+        log.warning("outbox %s failed for %s: %s", row.id, row.recipient, db_row.last_error)
+        if row.ticket_id is None:
+            return
+        ticket = session.get(Ticket, row.ticket_id)
+        if ticket is None:
+            return
+        record_event(
+            session=session,
+            ticket=ticket,
+            type="delivery.failed",
+            actor=SYSTEM,
+            now=now,
+            outbox_id=row.id,
+            kind=row.kind,
+            channel=row.channel,
+            error=db_row.last_error,
+            unreachable=outcome.unreachable,
+        )
+        if outcome.unreachable and row.channel == "telegram":
+            notify_agents(
+                session=session,
+                ticket=ticket,
+                kind="customer_unreachable",
+                payload={"text": self._unreachable_text(ticket), "case_no": ticket.number},
+                now=now,
+            )
+
+    def _unreachable_text(self, ticket: Ticket) -> str:
+        if self.texts is None:
+            return f"{ticket.number}: the customer blocked the bot; reach them another way."
+        return self.texts.get("zh-CN", "agents.unreachable", case_no=ticket.number)
+
+    # ------------------------------------------------------------ sending
+
+    async def _deliver_chat(self, rows: list[Claimed], report: DeliveryReport) -> None:
+        for i, row in enumerate(rows):
+            outcome = await self._send(row)
+            report.outcomes[row.id] = outcome
+            final = self._record(row, outcome)
+            counter = {"sent": "sent", "skipped": "skipped", "retry": "retried"}.get(
+                final, "failed"
+            )
+            setattr(report, counter, getattr(report, counter) + 1)
+            if final == "retry":
+                # Later messages to this chat wait behind it, in order.
+                rest = rows[i + 1 :]
+                self._release(rest, outcome.delay, f"waiting behind outbox {row.id}")
+                report.retried += len(rest)
+                return
+
+    def _target(self, row: Claimed) -> int | None:
+        if row.channel == "agents":
+            return self.settings.agent_chat_id
+        return int(row.recipient)
+
+    async def _pace(self, chat_id: int) -> None:
+        ready = self._chat_ready.get(chat_id, 0.0)
+        wait = ready - time.monotonic()
+        if wait > 0:
+            await self.sleep(wait)
+        await self.limiter.acquire()
+        self._chat_ready[chat_id] = time.monotonic() + self.config.per_chat_interval
+
+    def _backoff(self, attempts: int) -> float:
+        return float(
+            min(self.config.backoff_base * 2 ** max(attempts - 1, 0), self.config.backoff_cap)
+        )
+
+    async def _send(self, row: Claimed) -> Outcome:
+        chat_id = self._target(row)
+        if chat_id is None:
+            return Outcome("skipped", error="skipped: no AFTERSALES_AGENT_CHAT_ID configured")
+        text = row.payload.get("text")
+        if not text:
+            return Outcome("failed", error="nothing to send: the row has no rendered text")
+        await self._pace(chat_id)
+        try:
+            await self.bot(
+                SendMessage(chat_id=chat_id, text=text, parse_mode=row.payload.get("parse_mode"))
+            )
+            # Counted again from the answer: network jitter must not bring two messages to one
+            # chat closer than the interval when they arrive.
+            self._chat_ready[chat_id] = time.monotonic() + self.config.per_chat_interval
+        except TelegramRetryAfter as exc:
+            delay = min(float(exc.retry_after), self.config.max_retry_after)
+            # Telegram says this chat (or the bot) must wait: nothing goes to it before then.
+            self._chat_ready[chat_id] = time.monotonic() + delay
+            return Outcome(
+                "retry", error=f"flood control: retry after {exc.retry_after}s", delay=delay
+            )
+        except TelegramForbiddenError as exc:
+            return Outcome("failed", error=f"forbidden: {exc.message}", unreachable=True)
+        except TelegramMigrateToChat as exc:
+            return Outcome(
+                "failed", error=f"the chat moved to {exc.migrate_to_chat_id}: update the setting"
+            )
+        except (TelegramBadRequest, TelegramNotFound) as exc:
+            return Outcome("failed", error=f"refused by Telegram: {exc.message}")
+        except TelegramUnauthorizedError as exc:
+            # The token was revoked: every message would fail alike; keep them for a new token.
+            log.critical("Telegram refuses the bot token: %s", exc.message)
+            return Outcome(
+                "retry", error=f"unauthorized: {exc.message}", delay=self.config.backoff_cap
+            )
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            return Outcome(
+                "retry",
+                error=f"{type(exc).__name__}: {exc.message}",
+                delay=self._backoff(row.attempts),
+            )
+        except TelegramAPIError as exc:
+            return Outcome(
+                "retry",
+                error=f"{type(exc).__name__}: {exc.message}",
+                delay=self._backoff(row.attempts),
+            )
+        return Outcome("sent")

@@ -1,0 +1,159 @@
+"""Conversation state (aiogram FSM) kept in our database, so a restart loses no half-filled
+request; aiogram's RedisStorage instead when AFTERSALES_REDIS_URL is set.
+
+While an update is handled, the state is read and written through that update's own session
+(`bind`), so it commits or rolls back with everything else the update did: a handler that fails
+leaves the customer at the step they were on, never at a step whose work was undone. Outside an
+update (a script, a test) each call is a short transaction of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from aiogram.exceptions import DataNotDictLikeError
+from aiogram.fsm.state import State
+from aiogram.fsm.storage.base import (
+    BaseEventIsolation,
+    BaseStorage,
+    DefaultKeyBuilder,
+    KeyBuilder,
+    StateType,
+    StorageKey,
+)
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from tickets.db import unit_of_work
+from tickets.models import FsmRecord, utcnow
+from tickets.settings import Settings
+
+# Where a bound session keeps the conversations it read: key -> [state, data, changed].
+_CACHE = "aftersales.fsm"
+
+
+class DatabaseStorage(BaseStorage):
+    """An aiogram storage on the `fsm_records` table, one row per storage key (deleted when
+    the conversation has neither state nor data)."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], key_builder: KeyBuilder | None = None
+    ) -> None:
+        self._sessions = sessions
+        self._key_builder = key_builder or DefaultKeyBuilder(with_destiny=True)
+        # Per storage object, per task: the session of the update being handled, if any.
+        self._bound: ContextVar[Session | None] = ContextVar(
+            f"fsm_session_{id(self)}", default=None
+        )
+
+    @contextmanager
+    def bind(self, session: Session) -> Iterator[None]:
+        """Within the block, state is read and written through `session` (the update's unit of
+        work), so it commits or rolls back with it. Reads are cached and writes kept in the
+        session until `flush(session)` (the middleware calls it just before committing): one
+        read and at most one write per conversation per update, however often a handler
+        touches its state."""
+        token = self._bound.set(session)
+        try:
+            yield
+        finally:
+            self._bound.reset(token)
+
+    def flush(self, session: Session) -> None:
+        """Write the conversations changed through `session` (call before its commit)."""
+        cache: dict[str, list[Any]] = session.info.pop(_CACHE, {})
+        for key, (state, data, dirty) in cache.items():
+            if dirty:
+                self._write(session, key, state, data)
+
+    def _load(self, key: str) -> tuple[str | None, dict[str, Any]]:
+        bound = self._bound.get()
+        if bound is None:
+            with unit_of_work(self._sessions) as session:
+                return self._read(session, key) or (None, {})
+        cache: dict[str, list[Any]] = bound.info.setdefault(_CACHE, {})
+        if key not in cache:
+            state, data = self._read(bound, key) or (None, {})
+            cache[key] = [state, data, False]
+        state, data, _ = cache[key]
+        return state, dict(data)
+
+    def _store(self, key: str, state: str | None, data: dict[str, Any]) -> None:
+        bound = self._bound.get()
+        if bound is None:
+            with unit_of_work(self._sessions) as session:
+                self._write(session, key, state, data)
+            return
+        bound.info.setdefault(_CACHE, {})[key] = [state, dict(data), True]
+
+    def _key(self, key: StorageKey) -> str:
+        return self._key_builder.build(key)
+
+    @staticmethod
+    def _read(session: Session, key: str) -> tuple[str | None, dict[str, Any]] | None:
+        row = session.execute(
+            select(FsmRecord.state, FsmRecord.data).where(FsmRecord.key == key)
+        ).one_or_none()
+        if row is None:
+            return None
+        return row.state, dict(row.data or {})
+
+    @staticmethod
+    def _write(session: Session, key: str, state: str | None, data: dict[str, Any]) -> None:
+        if state is None and not data:
+            session.execute(delete(FsmRecord).where(FsmRecord.key == key))
+            return
+        # One upsert: two processes writing the same new key never collide on the primary key.
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        now = utcnow()
+        stmt = insert(FsmRecord).values(key=key, state=state, data=data, updated_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[FsmRecord.key],
+            set_={"state": state, "data": data, "updated_at": now},
+        )
+        session.execute(stmt)
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        value = state.state if isinstance(state, State) else state
+        k = self._key(key)
+        _, data = self._load(k)
+        self._store(k, value, data)
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        return self._load(self._key(key))[0]
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        if not isinstance(data, dict):
+            raise DataNotDictLikeError(
+                f"Data must be a dict or dict-like object, got {type(data).__name__}"
+            )
+        k = self._key(key)
+        state, _ = self._load(k)
+        self._store(k, state, dict(data))
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        return self._load(self._key(key))[1]
+
+    async def close(self) -> None:
+        """Nothing to close: the sessions belong to the caller's engine."""
+
+
+def build_storage(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> tuple[BaseStorage, BaseEventIsolation]:
+    """The FSM storage and event isolation for these settings: Redis (shared by several bot
+    processes) when `redis_url` is set, else our database with in-process isolation."""
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        redis_storage = RedisStorage.from_url(
+            settings.redis_url, key_builder=DefaultKeyBuilder(with_destiny=True)
+        )
+        return redis_storage, redis_storage.create_isolation()
+    return DatabaseStorage(sessions), SimpleEventIsolation()

@@ -1,0 +1,178 @@
+"""The bot's buttons: typed callback data and the keyboards of each step.
+
+Labels come from the texts (a `t(key, **values)` function in the customer's language); callback
+data carries codes and indexes only, never free text, and stays within Telegram's 64 bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
+
+T = Callable[..., str]
+
+
+class MenuCb(CallbackData, prefix="m"):
+    """A main-menu choice: new, mine, human, language."""
+
+    action: str
+
+
+class LangCb(CallbackData, prefix="lang"):
+    code: str
+
+
+class NavCb(CallbackData, prefix="nav"):
+    """Moving through the intake: back, cancel, done, skip, confirm."""
+
+    action: str
+
+
+class OrderCb(CallbackData, prefix="o"):
+    """One of the customer's recent orders, by its position in the list offered."""
+
+    index: int
+
+
+class KindCb(CallbackData, prefix="k"):
+    kind: str
+
+
+class ItemCb(CallbackData, prefix="it"):
+    """Change the quantity of the order line at `index` by `delta`."""
+
+    index: int
+    delta: int
+
+
+class ReasonCb(CallbackData, prefix="r"):
+    reason: str
+
+
+class CaseCb(CallbackData, prefix="c"):
+    """An action on one of the customer's cases: track, withdraw, withdraw_yes."""
+
+    number: str
+    action: str
+
+
+def _rows(*rows: Sequence[InlineKeyboardButton]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[list(r) for r in rows if r])
+
+
+def _button(text: str, data: CallbackData) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=text, callback_data=data.pack())
+
+
+def nav_row(t: T, *, back: bool = True, extra: Sequence[str] = ()) -> list[InlineKeyboardButton]:
+    """Back and cancel, with `extra` navigation actions (done, skip, confirm) first."""
+    row = [_button(t(f"nav.{a}"), NavCb(action=a)) for a in extra]
+    if back:
+        row.append(_button(t("nav.back"), NavCb(action="back")))
+    row.append(_button(t("nav.cancel"), NavCb(action="cancel")))
+    return row
+
+
+def main_menu(t: T) -> InlineKeyboardMarkup:
+    """New request, my requests, a person, language."""
+    return _rows(
+        [_button(t("menu.btn_new"), MenuCb(action="new"))],
+        [_button(t("menu.btn_mine"), MenuCb(action="mine"))],
+        [
+            _button(t("menu.btn_human"), MenuCb(action="human")),
+            _button(t("menu.btn_language"), MenuCb(action="language")),
+        ],
+    )
+
+
+def languages() -> InlineKeyboardMarkup:
+    """Both languages, each named in its own words."""
+    # Each language in its own words, whatever the current one is.
+    return _rows(
+        [
+            _button("中文", LangCb(code="zh-CN")),
+            _button("English", LangCb(code="en")),
+        ]
+    )
+
+
+def only_nav(t: T, *, back: bool = True, extra: Sequence[str] = ()) -> InlineKeyboardMarkup:
+    """Just the navigation row (and `extra` actions)."""
+    return _rows(nav_row(t, back=back, extra=extra))
+
+
+def recent_orders(t: T, order_nos: Sequence[str]) -> InlineKeyboardMarkup:
+    """The customer's recent orders, by position, and cancel."""
+    rows = [[_button(no, OrderCb(index=i))] for i, no in enumerate(order_nos)]
+    return _rows(*rows, nav_row(t, back=False))
+
+
+def share_contact(t: T) -> ReplyKeyboardMarkup:
+    """The reply keyboard that shares the customer's own phone number."""
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=t("intake.btn_share_contact"), request_contact=True)]],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
+
+
+def kinds(t: T, allowed: Sequence[str]) -> InlineKeyboardMarkup:
+    """The kinds of request open for the order."""
+    rows = [[_button(t(f"kind.{k}"), KindCb(kind=k))] for k in allowed]
+    return _rows(*rows, nav_row(t))
+
+
+def items(t: T, lines: Sequence[dict[str, Any]], chosen: dict[str, int]) -> InlineKeyboardMarkup:
+    """One row per order line: − label +; lines with nothing left show why, without buttons."""
+    rows: list[list[InlineKeyboardButton]] = []
+    for i, line in enumerate(lines):
+        qty, free = chosen.get(line["sku"], 0), line["free"]
+        if free <= 0:
+            label = t("intake.item_none_left", title=line["title"])
+            rows.append([_button(label, ItemCb(index=i, delta=0))])
+            continue
+        rows.append(
+            [
+                _button("−", ItemCb(index=i, delta=-1)),
+                _button(
+                    t("intake.item_button", title=line["title"], qty=qty, max=free),
+                    ItemCb(index=i, delta=0),
+                ),
+                _button("+", ItemCb(index=i, delta=1)),
+            ]
+        )
+    return _rows(*rows, nav_row(t, extra=("done",)))
+
+
+def reasons(t: T, codes: Sequence[str]) -> InlineKeyboardMarkup:
+    """The reasons the kind offers."""
+    rows = [[_button(t(f"reason.{c}"), ReasonCb(reason=c))] for c in codes]
+    return _rows(*rows, nav_row(t))
+
+
+def case_actions(t: T, number: str, *, track: bool, withdraw: bool) -> InlineKeyboardMarkup:
+    """What the customer may do on one case now."""
+    rows = []
+    if track:
+        rows.append([_button(t("cases.btn_track"), CaseCb(number=number, action="track"))])
+    if withdraw:
+        rows.append([_button(t("cases.btn_withdraw"), CaseCb(number=number, action="withdraw"))])
+    return _rows(*rows)
+
+
+def confirm_withdraw(t: T, number: str) -> InlineKeyboardMarkup:
+    """Withdraw for real, or cancel."""
+    return _rows(
+        [
+            _button(t("cases.btn_withdraw_yes"), CaseCb(number=number, action="withdraw_yes")),
+            _button(t("nav.cancel"), NavCb(action="cancel")),
+        ]
+    )

@@ -1,0 +1,138 @@
+"""What the bot answers to one update, collected while the update is handled and sent after its
+transaction commits.
+
+Handlers never call Telegram themselves: a network wait inside the unit of work would hold the
+database (SQLite's write lock, PostgreSQL row locks) while other updates queue behind it, and an
+answer sent before the commit could announce something that is then rolled back. If the handler
+fails, what it collected is dropped and the customer gets the apology instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+)
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    EditMessageReplyMarkup,
+    SendMessage,
+    TelegramMethod,
+)
+from aiogram.types import (
+    InlineKeyboardMarkup,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
+
+from bot.i18n import Texts
+
+log = logging.getLogger(__name__)
+
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
+
+# A flood wait longer than this is not worth holding the customer's answer for: the answer is
+# dropped (logged) and the customer's next message gets a fresh one.
+MAX_INLINE_RETRY_AFTER = 5
+
+
+@dataclass
+class Replies:
+    """The answers to one update, in order. `language` may change while handling (/language)."""
+
+    texts: Texts
+    language: str
+    chat_id: int | None
+    callback_query_id: str | None = None
+    methods: list[TelegramMethod[Any]] = field(default_factory=list)
+    _callback_answered: bool = False
+
+    def t(self, key: str, **values: Any) -> str:
+        """A text in the customer's language."""
+        return self.texts.get(self.language, key, **values)
+
+    def say(self, key: str, markup: Markup | None = None, **values: Any) -> None:
+        """Send the text `key` (filled with `values`) to the chat."""
+        self.send_text(self.t(key, **values), markup)
+
+    def send_text(self, text: str, markup: Markup | None = None) -> None:
+        """Send an already filled text (HTML)."""
+        if self.chat_id is None:
+            return
+        self.methods.append(
+            SendMessage(chat_id=self.chat_id, text=text, parse_mode="HTML", reply_markup=markup)
+        )
+
+    def edit_markup(self, message_id: int, markup: InlineKeyboardMarkup | None) -> None:
+        """Replace the buttons under one of the bot's messages (quantities, say)."""
+        if self.chat_id is None:
+            return
+        self.methods.append(
+            EditMessageReplyMarkup(chat_id=self.chat_id, message_id=message_id, reply_markup=markup)
+        )
+
+    def answer_callback(self, text: str | None = None) -> None:
+        """Stop the button's spinner, with an optional short notice."""
+        if self.callback_query_id is None or self._callback_answered:
+            return
+        self._callback_answered = True
+        self.methods.insert(
+            0, AnswerCallbackQuery(callback_query_id=self.callback_query_id, text=text)
+        )
+
+    def discard(self) -> None:
+        """Forget everything collected (the handler failed; its answers would be wrong)."""
+        self.methods.clear()
+        self._callback_answered = False
+
+    async def flush(self, bot: Bot) -> int:
+        """Send what was collected, in order; every failure is logged with its method, none
+        stops the rest. Returns how many were sent."""
+        self.answer_callback()
+        sent = 0
+        for method in self.methods:
+            if await self._send(bot, method):
+                sent += 1
+        self.methods.clear()
+        return sent
+
+    async def _send(self, bot: Bot, method: TelegramMethod[Any]) -> bool:
+        for _attempt in range(2):
+            try:
+                await bot(method)
+                return True
+            except TelegramRetryAfter as exc:
+                if exc.retry_after > MAX_INLINE_RETRY_AFTER:
+                    log.warning(
+                        "answer dropped: flood wait %ss for %s to chat %s",
+                        exc.retry_after,
+                        type(method).__name__,
+                        self.chat_id,
+                    )
+                    return False
+                await asyncio.sleep(exc.retry_after)
+            except TelegramForbiddenError:
+                log.info("chat %s blocked the bot; answer not delivered", self.chat_id)
+                return False
+            except TelegramBadRequest as exc:
+                # An old button pressed again, "message is not modified": harmless, but logged.
+                log.warning("answer refused by Telegram (%s): %s", type(method).__name__, exc)
+                return False
+            except (TelegramNetworkError, TelegramAPIError) as exc:
+                log.error(
+                    "answer not delivered to chat %s (%s): %s",
+                    self.chat_id,
+                    type(method).__name__,
+                    exc,
+                )
+                return False
+        return False

@@ -1,0 +1,1 @@
+"""Routers by audience: customers in private chats (agents\x27 chat to come)."""

@@ -1,0 +1,232 @@
+"""Building and running the bot: the factories the composition root (api/app.py, api/cli.py)
+calls. Nothing here runs at import.
+
+- `build_bot(settings)`: the Bot, pointed at a self-hosted Bot API server when
+  AFTERSALES_TELEGRAM_API_URL is set.
+- `build_dispatcher(sessions, settings, scripts, policy)`: the Dispatcher with the FSM storage
+  (database, or Redis), the unit-of-work middleware and the customer router.
+- `BotRuntime`: the running parts and their lifecycle: `start()` (polling, or registering the
+  webhook) and the delivery worker, `stop()`; `webhook_router()` for the FastAPI app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.types import Update
+from fastapi import APIRouter, Request, Response, status
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.delivery import DeliveryConfig, DeliveryWorker
+from bot.fsm_storage import build_storage
+from bot.i18n import Texts
+from bot.middlewares import UnitOfWorkMiddleware
+from bot.routers import customer
+from tickets.config import Policy
+from tickets.models import utcnow
+from tickets.scripts import ScriptLibrary
+from tickets.settings import Settings
+from tickets.storage import AttachmentStore, limits_from
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
+# Requests to Telegram give up after this long; the outbox lease is much longer (delivery.py).
+REQUEST_TIMEOUT = 30
+# How long to wait before polling again after Telegram could not be reached.
+POLL_RETRY_SECONDS = 10
+
+
+def build_bot(settings: Settings) -> Bot:
+    """The Bot for `settings.telegram_token` (which must be set)."""
+    if not settings.telegram_token:
+        raise ValueError("AFTERSALES_TELEGRAM_TOKEN is not set: the bot is off")
+    api = (
+        TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/"))
+        if settings.telegram_api_url
+        else PRODUCTION
+    )
+    session = AiohttpSession(api=api, timeout=REQUEST_TIMEOUT)
+    # No default parse mode: every text we send says its own (HTML), user text is escaped.
+    return Bot(settings.telegram_token, session=session, default=DefaultBotProperties())
+
+
+def build_dispatcher(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    scripts: ScriptLibrary | None,
+    policy: Policy,
+    *,
+    storage: BaseStorage | None = None,
+    events_isolation: BaseEventIsolation | None = None,
+    texts: Texts | None = None,
+    store: AttachmentStore | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Dispatcher:
+    """The Dispatcher: FSM state in the database (Redis when set), one unit of work per update,
+    the customer router. Tests pass their own storage, store and clock."""
+    if storage is None:
+        storage, isolation = build_storage(settings, sessions)
+        events_isolation = events_isolation or isolation
+    # The FSM middleware is registered after ours (not by the Dispatcher, before it), so the
+    # state is read inside the update's transaction and its per-user lock: one transaction per
+    # update, and two updates of one customer never interleave.
+    dp = Dispatcher(storage=storage, events_isolation=events_isolation, disable_fsm=True)
+    dp.update.outer_middleware(
+        UnitOfWorkMiddleware(
+            sessions=sessions,
+            settings=settings,
+            policy=policy,
+            scripts=scripts,
+            texts=texts or Texts.load(),
+            store=store or AttachmentStore(settings.media_dir, limits_from(settings)),
+            storage=storage,
+            clock=clock,
+        )
+    )
+    dp.update.outer_middleware(dp.fsm)
+    dp.include_router(customer.make_router())
+    return dp
+
+
+class BotRuntime:
+    """The bot's running parts in one process: polling or webhook, and the delivery worker."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        scripts: ScriptLibrary | None,
+        policy: Policy,
+        bot: Bot | None = None,
+        dispatcher: Dispatcher | None = None,
+        delivery: DeliveryConfig | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.bot = bot or build_bot(settings)
+        self.texts = Texts.load()
+        self.dispatcher = dispatcher or build_dispatcher(
+            sessions, settings, scripts, policy, texts=self.texts, clock=clock
+        )
+        self.worker = DeliveryWorker(
+            bot=self.bot,
+            sessions=sessions,
+            settings=settings,
+            config=delivery,
+            texts=self.texts,
+            clock=clock,
+        )
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def uses_webhook(self) -> bool:
+        return bool(self.settings.webhook_url)
+
+    async def start(self) -> None:
+        """Start the delivery worker, and polling or the webhook registration. Telegram being
+        unreachable does not stop the rest of the product: it is logged and retried."""
+        self._stop.clear()
+        self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="delivery"))
+        if self.uses_webhook:
+            try:
+                await self.bot.set_webhook(
+                    url=str(self.settings.webhook_url),
+                    secret_token=self.settings.webhook_secret,
+                    allowed_updates=self.dispatcher.resolve_used_update_types(),
+                )
+                log.info("Telegram webhook set to %s", self.settings.webhook_url)
+            except TelegramAPIError:
+                # Telegram keeps a webhook set by an earlier run; updates may still arrive.
+                log.exception("could not set the Telegram webhook to %s", self.settings.webhook_url)
+        else:
+            self._tasks.append(asyncio.create_task(self._poll(), name="polling"))
+
+    async def _poll(self) -> None:
+        """Poll until stopped; a failure to start (Telegram unreachable, a bad token) is logged
+        and tried again a little later."""
+        while not self._stop.is_set():
+            try:
+                # Polling replaces a webhook that an earlier run may have left behind.
+                await self.bot.delete_webhook(drop_pending_updates=False)
+                log.info("Telegram polling started")
+                await self.dispatcher.start_polling(
+                    self.bot,
+                    handle_signals=False,
+                    close_bot_session=False,
+                    allowed_updates=self.dispatcher.resolve_used_update_types(),
+                )
+                return
+            except TelegramAPIError:
+                log.exception("Telegram polling failed; trying again in %ss", POLL_RETRY_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=POLL_RETRY_SECONDS)
+
+    async def stop(self) -> None:
+        """Stop polling and the worker (after its current pass), close the bot's session."""
+        self._stop.set()
+        if not self.uses_webhook:
+            with contextlib.suppress(RuntimeError):  # polling had not started: nothing to stop
+                await self.dispatcher.stop_polling()
+        for task in self._tasks:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except TimeoutError:
+                task.cancel()
+                log.warning("%s did not stop in time: cancelled", task.get_name())
+        self._tasks.clear()
+        if self.uses_webhook:
+            # Polling closes the storage itself when it stops (the dispatcher's shutdown).
+            await self.dispatcher.fsm.close()
+        await self.bot.session.close()
+
+    def webhook_router(self) -> APIRouter:
+        """POST /telegram/webhook: Telegram's secret-token header checked, the update handled
+        before answering (it is stored and deduplicated by the middleware, so a redelivery after
+        a crash is safe)."""
+        router = APIRouter(tags=["telegram"])
+        secret = self.settings.webhook_secret
+
+        @router.post(WEBHOOK_PATH, include_in_schema=False)
+        async def telegram_webhook(request: Request) -> Response:
+            given = request.headers.get(SECRET_HEADER, "")
+            if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+                return Response(status_code=status.HTTP_403_FORBIDDEN)
+            try:
+                update = Update.model_validate(await request.json(), context={"bot": self.bot})
+            except (ValueError, ValidationError):
+                log.warning("webhook body is not a Telegram update: ignored")
+                return Response(status_code=status.HTTP_400_BAD_REQUEST)
+            try:
+                await self.dispatcher.feed_update(self.bot, update)
+            except TelegramAPIError:
+                # Already logged by the dispatcher; Telegram must not redeliver in a loop.
+                log.exception("update %s failed at Telegram", update.update_id)
+            return Response(status_code=status.HTTP_200_OK)
+
+        return router
+
+
+async def run_polling(runtime: BotRuntime) -> None:
+    """Run the bot by polling until cancelled (a process of its own, or a test)."""
+    await runtime.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runtime.stop()

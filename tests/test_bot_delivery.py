@@ -1,0 +1,335 @@
+"""The outbox worker against Telegram faked at the HTTP-session boundary: limits, retry_after,
+5xx and network retries, blocked customers, the agents' chat, and every row sent once."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from aiogram import Bot
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import SendMessage
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.delivery import DeliveryConfig, DeliveryWorker
+from bot.i18n import Texts
+from tests.conftest import NOW, order_json
+from tests.test_bot_fakes import BOT_TOKEN, FakeSession
+from tickets.config import Policy
+from tickets.models import Event, OutboxMessage, Ticket
+from tickets.orders import upsert_order
+from tickets.schemas import OrderIn, TicketCreate
+from tickets.service import SYSTEM, Context, open_case
+
+FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def fake() -> FakeSession:
+    return FakeSession()
+
+
+@pytest.fixture
+def bot(fake: FakeSession) -> Bot:
+    return Bot(BOT_TOKEN, session=fake)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+def worker(
+    bot: Bot,
+    sessions: sessionmaker[Session],
+    settings: Any,
+    clock: Clock,
+    config: DeliveryConfig = FAST,
+) -> DeliveryWorker:
+    return DeliveryWorker(
+        bot=bot,
+        sessions=sessions,
+        settings=settings,
+        config=config,
+        texts=Texts.load(),
+        clock=clock,
+    )
+
+
+def queue(
+    sessions: sessionmaker[Session],
+    *texts: str,
+    recipient: str = "5001",
+    channel: str = "telegram",
+    ticket_id: int | None = None,
+    due: datetime = NOW,
+) -> list[int]:
+    with sessions() as s:
+        rows = [
+            OutboxMessage(
+                channel=channel,
+                recipient=recipient,
+                ticket_id=ticket_id,
+                kind="notice",
+                payload={"text": text, "parse_mode": "HTML", "language": "en"},
+                next_attempt_at=due,
+                created_at=NOW,
+            )
+            for text in texts
+        ]
+        s.add_all(rows)
+        s.commit()
+        return [r.id for r in rows]
+
+
+def row(sessions: sessionmaker[Session], ident: int) -> OutboxMessage:
+    with sessions() as s:
+        found = s.get(OutboxMessage, ident)
+        assert found is not None
+        s.expunge(found)
+        return found
+
+
+def a_case(sessions: sessionmaker[Session], scripts: Any) -> Ticket:
+    with sessions() as s:
+        upsert_order(session=s, data=OrderIn.model_validate(order_json()), now=NOW)
+        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        ticket = open_case(
+            session=s,
+            request=TicketCreate(kind="complaint", reason="service", order_no="T1001"),
+            actor=SYSTEM,
+            ctx=ctx,
+        )
+        s.commit()
+        s.expunge(ticket)
+        return ticket
+
+
+async def test_due_rows_are_sent_with_their_text_and_marked_sent(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    due = queue(sessions, "<b>one</b>", "two")
+    later = queue(sessions, "not yet", due=NOW + timedelta(minutes=5))
+    web = queue(sessions, "for the web chat", channel="web")
+    report = await worker(bot, sessions, settings, clock).run_once()
+    assert (report.claimed, report.sent) == (2, 2)
+    assert [(m.chat_id, m.text, m.parse_mode) for m in fake.sent()] == [
+        (5001, "<b>one</b>", "HTML"),
+        (5001, "two", "HTML"),
+    ]
+    for ident in due:
+        r = row(sessions, ident)
+        assert (r.status, r.sent_at, r.attempts) == ("sent", NOW, 1)
+    assert row(sessions, later[0]).status == "pending"
+    assert row(sessions, web[0]).status == "pending"  # another worker's channel
+
+    report = await worker(bot, sessions, settings, clock).run_once()
+    assert report.claimed == 0 and len(fake.sent()) == 2
+
+
+async def test_retry_after_is_honoured_and_later_messages_to_the_chat_wait_in_order(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    first, second = queue(sessions, "first", "second")
+    other = queue(sessions, "other chat", recipient="6001")[0]
+    fake.queue_error(SendMessage, 429, "Too Many Requests: retry after 7", retry_after=7)
+    w = worker(bot, sessions, settings, clock)
+    report = await w.run_once()
+    assert report.sent == 1  # the other chat is not held up
+    r1, r2 = row(sessions, first), row(sessions, second)
+    assert r1.status == "pending" and r1.next_attempt_at == NOW + timedelta(seconds=7)
+    assert "retry after 7" in (r1.last_error or "") and r1.attempts == 1
+    assert r2.status == "pending" and r2.next_attempt_at == NOW + timedelta(seconds=7)
+    assert r2.attempts == 0  # never tried: it keeps its place behind the first
+    assert row(sessions, other).status == "sent"
+
+    clock.now = NOW + timedelta(seconds=3)
+    assert (await w.run_once()).claimed == 0  # still inside the wait
+    clock.now = NOW + timedelta(seconds=7)
+    w._chat_ready.clear()  # the test's clock moved, not the real one
+    report = await w.run_once()
+    assert report.sent == 2
+    texts = [m.text for m in fake.sent() if m.chat_id == 5001]
+    assert texts == ["first", "first", "second"]  # the refused try, then each once, in order
+    assert row(sessions, first).status == row(sessions, second).status == "sent"
+
+
+async def test_server_and_network_errors_are_retried_with_backoff(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    ident = queue(sessions, "hello")[0]
+    fake.queue_error(SendMessage, 502, "Bad Gateway")
+    reset = TelegramNetworkError(method=SendMessage(chat_id=1, text="x"), message="reset")
+    fake.queue(SendMessage, reset)
+    w = worker(bot, sessions, settings, clock)
+    await w.run_once()
+    r = row(sessions, ident)
+    assert r.status == "pending" and r.attempts == 1
+    assert r.next_attempt_at == NOW + timedelta(seconds=2)
+    assert "TelegramServerError" in (r.last_error or "")
+
+    clock.now = NOW + timedelta(seconds=2)
+    await w.run_once()
+    r = row(sessions, ident)
+    assert r.status == "pending" and r.attempts == 2
+    assert r.next_attempt_at == clock.now + timedelta(seconds=4)  # doubled
+    assert "TelegramNetworkError" in (r.last_error or "")
+
+    clock.now += timedelta(seconds=4)
+    await w.run_once()
+    r = row(sessions, ident)
+    assert (r.status, r.attempts) == ("sent", 3)
+    assert [m.text for m in fake.sent()] == ["hello"] * 3
+
+
+async def test_attempts_are_bounded(
+    bot: Bot,
+    fake: FakeSession,
+    sessions: sessionmaker[Session],
+    settings: Any,
+    clock: Clock,
+    scripts: Any,
+) -> None:
+    case = a_case(sessions, scripts)
+    with sessions() as s:
+        s.query(OutboxMessage).delete()
+        s.commit()
+    ident = queue(sessions, "hello", ticket_id=case.id)[0]
+    config = DeliveryConfig(rate_per_second=1000, per_chat_interval=0, max_attempts=2)
+    w = worker(bot, sessions, settings, clock, config)
+    for _ in range(2):
+        fake.queue_error(SendMessage, 500, "Internal Server Error")
+        await w.run_once()
+        clock.now += timedelta(hours=1)
+    r = row(sessions, ident)
+    assert r.status == "failed" and "gave up after 2 attempts" in (r.last_error or "")
+    with sessions() as s:
+        events = list(s.scalars(select(Event).where(Event.type == "delivery.failed")))
+        assert len(events) == 1 and events[0].data["outbox_id"] == ident
+
+
+async def test_a_customer_who_blocked_the_bot_is_marked_and_the_agents_told(
+    bot: Bot,
+    fake: FakeSession,
+    sessions: sessionmaker[Session],
+    settings: Any,
+    clock: Clock,
+    scripts: Any,
+) -> None:
+    case = a_case(sessions, scripts)
+    fake.queue_error(SendMessage, 403, "Forbidden: bot was blocked by the user")
+    w = worker(bot, sessions, settings, clock)
+    report = await w.run_once()
+    assert report.failed == 1
+    with sessions() as s:
+        notice = s.scalar(
+            select(OutboxMessage).where(
+                OutboxMessage.ticket_id == case.id, OutboxMessage.channel == "telegram"
+            )
+        )
+        assert notice is not None
+        assert notice.status == "failed" and "blocked" in (notice.last_error or "")
+        event = s.scalar(select(Event).where(Event.type == "delivery.failed"))
+        assert event is not None and event.ticket_id == case.id and event.data["unreachable"]
+        card = s.scalar(select(OutboxMessage).where(OutboxMessage.channel == "agents"))
+        assert card is not None and card.kind == "customer_unreachable"
+        assert case.number in card.payload["text"]
+    # No agents' chat configured: the card is marked as skipped, with the reason.
+    await w.run_once()
+    with sessions() as s:
+        card = s.scalar(select(OutboxMessage).where(OutboxMessage.channel == "agents"))
+        assert card is not None and card.status == "sent"
+        assert "AGENT_CHAT_ID" in (card.last_error or "")
+    assert len(fake.sent()) == 1
+
+
+async def test_agents_rows_go_to_the_agents_chat_when_set(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    settings = settings.model_copy(update={"agent_chat_id": -100123})
+    ident = queue(sessions, "new case AS-1", channel="agents", recipient="agents")[0]
+    await worker(bot, sessions, settings, clock).run_once()
+    assert [(m.chat_id, m.text) for m in fake.sent()] == [(-100123, "new case AS-1")]
+    assert row(sessions, ident).status == "sent"
+
+
+async def test_each_row_is_delivered_once_by_two_workers_at_once(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    idents = []
+    for chat in range(20):
+        idents += queue(sessions, f"a{chat}", f"b{chat}", recipient=str(1000 + chat))
+    one, two = worker(bot, sessions, settings, clock), worker(bot, sessions, settings, clock)
+    reports = await asyncio.gather(one.run_once(), two.run_once(), one.run_once())
+    assert sum(r.sent for r in reports) == 40
+    texts = [m.text for m in fake.sent()]
+    assert sorted(texts) == sorted({*texts}) and len(texts) == 40
+    assert all(row(sessions, i).status == "sent" for i in idents)
+
+
+async def test_rate_limits_overall_and_per_chat(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    queue(sessions, "1", "2", "3", recipient="5001")
+    for chat in range(6):
+        queue(sessions, "x", recipient=str(2000 + chat))
+    config = DeliveryConfig(rate_per_second=40, per_chat_interval=0.2)
+    await worker(bot, sessions, settings, clock, config).run_once()
+    times = fake.times
+    assert len(times) == 9
+    span = times[-1] - times[0]
+    assert span >= 8 / 40 * 0.9  # no burst: one message per 1/rate seconds
+    same_chat = [t for t, m in zip(times, fake.requests, strict=True) if m.chat_id == 5001]
+    gaps = [b - a for a, b in itertools.pairwise(same_chat)]
+    assert all(g >= 0.19 for g in gaps), gaps
+
+
+async def test_a_row_without_text_fails_visibly(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    with sessions() as s:
+        r = OutboxMessage(
+            channel="telegram",
+            recipient="5001",
+            kind="notice",
+            payload={"script": "notice_received", "variables": {}},
+            next_attempt_at=NOW,
+            created_at=NOW,
+        )
+        s.add(r)
+        s.commit()
+        ident = r.id
+    await worker(bot, sessions, settings, clock).run_once()
+    assert row(sessions, ident).status == "failed"
+    assert "no rendered text" in (row(sessions, ident).last_error or "")
+    assert fake.sent() == []
+
+
+async def test_the_loop_runs_until_stopped(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    queue(sessions, "hi")
+    stop = asyncio.Event()
+    w = worker(bot, sessions, settings, clock, DeliveryConfig(idle_seconds=0.01))
+    task = asyncio.create_task(w.run(stop))
+    for _ in range(100):
+        if fake.sent():
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, timeout=2)
+    assert [m.text for m in fake.sent()] == ["hi"]

@@ -1,0 +1,691 @@
+"""The customer's conversation, through the real aiogram Dispatcher with Telegram faked at the
+HTTP-session boundary, on the real test database: the rows written and the messages sent."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiogram import Bot, Dispatcher
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.types import ReplyKeyboardMarkup
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.fsm_storage import DatabaseStorage
+from bot.i18n import Texts
+from bot.keyboards import CaseCb, ItemCb, KindCb, MenuCb, NavCb, OrderCb, ReasonCb
+from bot.runtime import build_dispatcher
+from tests.conftest import NOW, order_json
+from tests.test_bot_fakes import (
+    BOT_TOKEN,
+    Customer,
+    FakeSession,
+    answered_callbacks,
+    buttons_of,
+    jpeg,
+    texts_of,
+)
+from tickets.config import Policy
+from tickets.models import (
+    Customer as CustomerRow,
+)
+from tickets.models import (
+    Event,
+    FsmRecord,
+    InboundUpdate,
+    Order,
+    OutboxMessage,
+    Ticket,
+)
+from tickets.models import (
+    Message as MessageRow,
+)
+from tickets.orders import get_order, upsert_order
+from tickets.policy import EvidenceNeed
+from tickets.quotes import quote
+from tickets.schemas import ActionRequest, OrderIn
+from tickets.service import SYSTEM, Context, perform_action
+from tickets.storage import AttachmentStore
+
+TEXTS = Texts.load()
+
+
+def t(lang: str, key: str, **values: Any) -> str:
+    return TEXTS.get(lang, key, **values)
+
+
+@pytest.fixture
+def bot() -> Bot:
+    return Bot(BOT_TOKEN, session=FakeSession())
+
+
+@pytest.fixture
+def make_dp(
+    sessions: sessionmaker[Session], settings: Any, scripts: Any
+) -> Callable[[], Dispatcher]:
+    """A new Dispatcher on the same database each call (a restart of the bot)."""
+
+    def make() -> Dispatcher:
+        return build_dispatcher(
+            sessions,
+            settings,
+            scripts,
+            Policy(),
+            storage=DatabaseStorage(sessions),
+            events_isolation=SimpleEventIsolation(),
+            clock=lambda: NOW,
+        )
+
+    return make
+
+
+@pytest.fixture
+def dp(make_dp: Callable[[], Dispatcher]) -> Dispatcher:
+    return make_dp()
+
+
+def add_order(sessions: sessionmaker[Session], lang: str = "en") -> None:
+    """T1001, its customer already linked to Telegram user 5001, speaking `lang`."""
+    data = order_json()
+    data["customer"]["language"] = lang
+    with sessions() as s:
+        upsert_order(session=s, data=OrderIn.model_validate(data), now=NOW)
+        s.commit()
+
+
+def unlinked(order_no: str, status: str = "delivered") -> dict[str, Any]:
+    """An order whose customer has a phone but no Telegram account yet."""
+    data = order_json(order_no, status=status)
+    data["customer"] = {"name": "Emma", "phone": "+86 138-0013-8000"}
+    if status == "paid":
+        data["shipped_at"] = data["delivered_at"] = None
+    return data
+
+
+def add_unlinked(sessions: sessionmaker[Session], order_no: str, status: str = "delivered") -> None:
+    with sessions() as s:
+        upsert_order(session=s, data=OrderIn.model_validate(unlinked(order_no, status)), now=NOW)
+        s.commit()
+
+
+def only_case(session: Session) -> Ticket:
+    tickets = list(session.scalars(select(Ticket)))
+    assert len(tickets) == 1, [x.number for x in tickets]
+    return tickets[0]
+
+
+def state_of(session: Session, user_id: int) -> str | None:
+    rows = list(session.scalars(select(FsmRecord).where(FsmRecord.key.contains(f":{user_id}:"))))
+    return rows[0].state if rows else None
+
+
+# ---------------------------------------------------------------- full intakes
+
+
+async def test_linked_customer_walks_a_return_in_chinese_with_photos(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], settings: Any
+) -> None:
+    add_order(sessions, lang="zh-CN")
+    me = Customer(dp, bot, user_id=5001, language="zh-CN")
+
+    sent = await me.text("/start")
+    assert texts_of(sent) == [t("zh-CN", "menu.greeting", name="李雷", shop=settings.shop_name)]
+    assert MenuCb(action="new").pack() in buttons_of(sent)
+
+    sent = await me.press(MenuCb(action="new"))
+    assert answered_callbacks(sent) == 1
+    assert texts_of(sent) == [t("zh-CN", "intake.ask_order_recent")]
+    assert OrderCb(index=0).pack() in buttons_of(sent)
+
+    sent = await me.press(OrderCb(index=0))  # linked: no proof asked
+    assert texts_of(sent)[0].startswith(t("zh-CN", "intake.ask_kind", order_no="T1001"))
+    assert KindCb(kind="return_refund").pack() in buttons_of(sent)
+
+    sent = await me.press(KindCb(kind="return_refund"))
+    assert texts_of(sent) == [t("zh-CN", "intake.ask_items")]
+    await me.press(ItemCb(index=0, delta=1))
+    await me.press(ItemCb(index=1, delta=1))
+    sent = await me.press(ItemCb(index=1, delta=1))
+    # The quantities change in place, on the same message.
+    assert not texts_of(sent)
+    assert ItemCb(index=1, delta=-1).pack() in buttons_of(sent)
+
+    sent = await me.press(NavCb(action="done"))
+    assert texts_of(sent) == [t("zh-CN", "intake.ask_reason")]
+    await me.press(ReasonCb(reason="quality_defect"))
+    sent = await me.text("拉链坏了，袜子破洞")
+    need = EvidenceNeed(photos=Policy().eligibility.evidence.min_photos).text("zh-CN")
+    assert texts_of(sent) == [t("zh-CN", "intake.ask_evidence_required", count=0, need=need)]
+
+    # A quality claim cannot go on without a photo.
+    sent = await me.press(NavCb(action="done"))
+    assert texts_of(sent) == [t("zh-CN", "intake.evidence_required", need=need)]
+
+    sent = await me.photo(jpeg("red"), caption="拉链特写")
+    assert texts_of(sent) == [t("zh-CN", "intake.evidence_received", count=1)]
+    await me.photo(jpeg("blue"))
+    sent = await me.press(NavCb(action="done"))
+    preview = texts_of(sent)[0]
+    assert "T1001" in preview and "羽绒服 M ×1" in preview and "袜子 ×2" in preview
+
+    # The estimate is the calculator's, on the units the case will name.
+    with sessions() as s:
+        order = get_order(session=s, order_no="T1001")
+        units = [order.lines[0].units[0].id] + [u.id for u in order.lines[1].units[:2]]
+        expected = quote(
+            session=s,
+            order=order,
+            kind="return_refund",
+            reason="quality_defect",
+            unit_ids=units,
+            policy=Policy(),
+            now=NOW,
+        )
+    assert f"¥{expected.amount / 100:.2f}" in preview
+
+    sent = await me.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = only_case(s)
+        assert texts_of(sent) == [t("zh-CN", "intake.submitted", case_no=case.number)]
+        assert (case.kind, case.reason, case.channel, case.status) == (
+            "return_refund",
+            "quality_defect",
+            "telegram",
+            "submitted",
+        )
+        assert [(i.sku, i.quantity) for i in case.items] == [("JACKET-M", 1), ("SOCKS", 2)]
+        assert len(case.units) == 3
+        assert "拉链坏了" in case.description and "拉链特写" in case.description
+        photos = case.attachments
+        assert [a.kind for a in photos] == ["photo", "photo"]
+        store = AttachmentStore(settings.media_dir)
+        colours = []
+        for a in photos:
+            with Image.open(store.path(a.storage_key)) as img:
+                assert not img.getexif(), "location metadata must be stripped"
+                colours.append(img.convert("RGB").getpixel((5, 5)))
+        assert colours[0][0] > 200 and colours[1][2] > 200  # red first, then blue
+        notices = list(s.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == case.id)))
+        assert [(n.channel, n.recipient, n.kind) for n in notices] == [
+            ("telegram", "5001", "notice")
+        ]
+        assert case.number in notices[0].payload["text"]
+        assert state_of(s, 5001) is None
+
+
+async def test_new_customer_proves_an_order_in_english_and_gets_a_refund_only(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session]
+) -> None:
+    add_unlinked(sessions, "T2002", status="paid")
+    me = Customer(dp, bot, user_id=6001, language="en", name="Emma")
+
+    sent = await me.text("/start T2002")  # deep link from the shop's order page
+    texts = texts_of(sent)
+    assert t("en", "intake.ask_proof") in texts
+    assert any(isinstance(r.reply_markup, ReplyKeyboardMarkup) for r in me.session.sent())
+
+    sent = await me.text("1111")
+    assert texts_of(sent) == [t("en", "intake.proof_failed", left=2)]
+    sent = await me.contact("+86 139 0000 0000", own=False)
+    assert texts_of(sent) == [t("en", "intake.proof_other_contact")]
+    sent = await me.text("8000")
+    texts = texts_of(sent)
+    assert texts[0] == t("en", "intake.proof_ok", order_no="T2002")
+    # Not shipped: no return or exchange, and the customer is told why.
+    refused = texts[1].split(t("en", "intake.kinds_unavailable"))[1]
+    assert t("en", "kind.return_refund") in refused and t("en", "kind.exchange") in refused
+    assert KindCb(kind="return_refund").pack() not in buttons_of(sent)
+    assert KindCb(kind="refund_only").pack() in buttons_of(sent)
+
+    await me.press(KindCb(kind="refund_only"))
+    await me.press(ItemCb(index=2, delta=1))
+    await me.press(NavCb(action="done"))
+    await me.press(ReasonCb(reason="changed_mind"))
+    sent = await me.press(NavCb(action="skip"))
+    assert texts_of(sent) == [t("en", "intake.ask_evidence", count=0)]
+    sent = await me.press(NavCb(action="done"))
+    assert "Estimated refund" in texts_of(sent)[0]
+    sent = await me.press(NavCb(action="confirm"))
+
+    with sessions() as s:
+        case = only_case(s)
+        assert texts_of(sent) == [t("en", "intake.submitted", case_no=case.number)]
+        assert (case.kind, case.status, case.language) == ("refund_only", "refund_pending", "en")
+        assert [(i.sku, i.quantity) for i in case.items] == [("TEA", 1)]
+        owner = s.get(CustomerRow, case.customer_id)
+        assert owner is not None and owner.telegram_user_id == 6001 and owner.language == "en"
+        # The placeholder made on first contact was merged into the order's customer.
+        assert s.scalar(select(func.count(CustomerRow.id)).where(CustomerRow.name == "Emma")) == 1
+
+
+async def test_three_wrong_proofs_end_the_attempt(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session]
+) -> None:
+    add_unlinked(sessions, "T2003")
+    me = Customer(dp, bot, user_id=6002, language="en")
+    await me.text("/start T2003")
+    await me.text("0000")
+    await me.text("1234")
+    sent = await me.text("9999")
+    assert texts_of(sent)[0] == t("en", "intake.proof_locked")
+    with sessions() as s:
+        assert state_of(s, 6002) is None
+        order = s.scalar(select(Order).where(Order.order_no == "T2003"))
+        assert order is not None and order.customer.telegram_user_id is None
+
+
+# ---------------------------------------------------------------- evidence
+
+
+async def test_album_of_three_photos_lands_as_three_attachments_in_order(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], settings: Any
+) -> None:
+    add_order(sessions)
+    me = Customer(dp, bot, user_id=5001, language="en")
+    await me.text("/start T1001")
+    await me.press(KindCb(kind="exchange"))
+    await me.press(ItemCb(index=0, delta=1))
+    await me.press(NavCb(action="done"))
+    await me.press(ReasonCb(reason="damaged_in_transit"))
+    await me.press(NavCb(action="skip"))
+    colours = ["red", "green", "blue"]
+    answers = []
+    for colour in colours:
+        answers += await me.photo(jpeg(colour), media_group_id="album-1")
+    # One answer for the album, not one per photo.
+    assert texts_of(answers) == [t("en", "intake.evidence_received", count=1)]
+    await me.press(NavCb(action="done"))
+    await me.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = only_case(s)
+        assert case.status == "submitted"
+        assert [a.kind for a in case.attachments] == ["photo"] * 3
+        store = AttachmentStore(settings.media_dir)
+        seen = []
+        for a in case.attachments:
+            with Image.open(store.path(a.storage_key)) as img:
+                r, g, b = img.convert("RGB").getpixel((5, 5))
+            seen.append(max((r, "red"), (g, "green"), (b, "blue"))[1])
+        assert seen == colours
+
+
+async def test_photo_before_any_text_is_kept_and_attached(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session]
+) -> None:
+    add_order(sessions, lang="zh-CN")
+    me = Customer(dp, bot, user_id=5001, language="zh-CN")
+    sent = await me.photo(jpeg("red"))  # the very first thing the customer does
+    assert texts_of(sent) == [
+        t("zh-CN", "intake.start_with_photo"),
+        t("zh-CN", "intake.ask_order_recent"),
+    ]
+    await me.text("T1001")
+    await me.press(KindCb(kind="refund_only"))
+    await me.press(ItemCb(index=1, delta=1))
+    await me.press(NavCb(action="done"))
+    await me.press(ReasonCb(reason="missing_item"))
+    sent = await me.text("少了一双袜子")
+    assert texts_of(sent) == [t("zh-CN", "intake.ask_evidence", count=1)]
+    await me.press(NavCb(action="done"))
+    await me.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = only_case(s)
+        assert [a.kind for a in case.attachments] == ["photo"]
+
+
+async def test_album_to_an_open_case_adds_three_attachments_with_one_answer(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    add_order(sessions)
+    number = open_case_for(sessions, scripts)
+    me = Customer(dp, bot, user_id=5001, language="en")
+    answers = []
+    for colour in ("red", "green", "blue"):
+        answers += await me.photo(jpeg(colour), media_group_id="g2", caption=None)
+    assert texts_of(answers) == [t("en", "cases.message_added", case_no=number)]
+    with sessions() as s:
+        case = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert case is not None
+        assert len(case.attachments) == 3
+        assert all(a.message_id is not None for a in case.attachments)
+        assert [m.author for m in case.messages if m.author == "customer"] == ["customer"] * 3
+
+
+async def test_a_document_that_is_a_photo_is_cleaned_and_a_fake_image_refused(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    add_order(sessions)
+    number = open_case_for(sessions, scripts)
+    me = Customer(dp, bot, user_id=5001, language="en")
+    await me.document(jpeg("red"), name="IMG_0001.jpg", mime="image/jpeg")
+    sent = await me.document(b"not really a jpeg", name="x.jpg", mime="image/jpeg")
+    assert texts_of(sent) == [t("en", "intake.media_not_image")]
+    with sessions() as s:
+        case = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert case is not None
+        assert [(a.kind, a.original_name) for a in case.attachments] == [("photo", "IMG_0001.jpg")]
+
+
+# ---------------------------------------------------------------- guiding back
+
+
+async def test_bad_input_at_each_step_gets_a_guide_back(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session]
+) -> None:
+    add_order(sessions)
+    me = Customer(dp, bot, user_id=5001, language="en")
+    await me.press(MenuCb(action="new"))
+
+    sent = await me.sticker()
+    assert texts_of(sent)[0] == t("en", "intake.guide_unsupported")
+    assert texts_of(sent)[1] == t("en", "intake.ask_order_recent")
+    sent = await me.text("no such order!")
+    assert texts_of(sent) == [t("en", "intake.order_bad_format")]
+    sent = await me.text("T404")
+    assert texts_of(sent) == [t("en", "intake.order_not_found", order_no="T404")]
+
+    await me.text("T1001")
+    sent = await me.text("return please")  # text where a button is expected
+    assert texts_of(sent)[0] == t("en", "intake.guide_button_expected")
+    assert texts_of(sent)[1].startswith(t("en", "intake.ask_kind", order_no="T1001"))
+
+    await me.press(KindCb(kind="return_refund"))
+    sent = await me.press(NavCb(action="done"))  # nothing chosen yet
+    assert texts_of(sent) == [t("en", "intake.items_pick_one")]
+    sent = await me.press(ReasonCb(reason="no_reason"))  # a button of a later step
+    assert t("en", "intake.guide_stale") in texts_of(sent)[0]
+
+    await me.press(ItemCb(index=0, delta=1))
+    await me.press(NavCb(action="done"))
+    sent = await me.press(NavCb(action="back"))  # back to the items
+    assert texts_of(sent) == [t("en", "intake.ask_items")]
+    with sessions() as s:
+        assert state_of(s, 5001) == "Intake:items"
+
+    sent = await me.press(NavCb(action="cancel"))
+    assert texts_of(sent) == [t("en", "nav.cancelled")]
+    with sessions() as s:
+        assert state_of(s, 5001) is None
+        assert s.scalar(select(func.count(Ticket.id))) == 0
+
+
+# ---------------------------------------------------------------- delivery guarantees inbound
+
+
+async def test_the_same_update_twice_makes_one_message(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    add_order(sessions)
+    number = open_case_for(sessions, scripts)
+    me = Customer(dp, bot, user_id=5001, language="en")
+    update = me._update(message=me._next_message(text="Where is my refund?"))
+    first = await me.feed(update)
+    again = await me.feed(update)
+    assert texts_of(first) == [t("en", "cases.message_added", case_no=number)]
+    assert again == []
+    with sessions() as s:
+        texts = list(
+            s.scalars(select(MessageRow.text).where(MessageRow.text == "Where is my refund?"))
+        )
+        assert texts == ["Where is my refund?"]
+        assert s.scalar(select(func.count(InboundUpdate.id))) == 1
+
+
+async def test_a_restart_mid_intake_continues_where_the_customer_was(
+    make_dp: Callable[[], Dispatcher], bot: Bot, sessions: sessionmaker[Session]
+) -> None:
+    add_order(sessions)
+    before = Customer(make_dp(), bot, user_id=5001, language="en")
+    await before.text("/start T1001")
+    await before.press(KindCb(kind="return_refund"))
+    await before.press(ItemCb(index=0, delta=1))
+
+    # The process restarts: a new Dispatcher and storage over the same database.
+    after = Customer(make_dp(), bot, user_id=5001, language="en", first_update=before.update_id)
+    after.message_id = before.message_id
+    await after.press(ItemCb(index=1, delta=1))
+    sent = await after.press(NavCb(action="done"))
+    assert texts_of(sent) == [t("en", "intake.ask_reason")]
+    await after.press(ReasonCb(reason="size_fit"))
+    await after.press(NavCb(action="skip"))
+    await after.press(NavCb(action="done"))
+    await after.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = only_case(s)
+        assert [(i.sku, i.quantity) for i in case.items] == [("JACKET-M", 1), ("SOCKS", 1)]
+
+
+async def test_a_failing_handler_apologises_rolls_back_and_logs_the_update(
+    dp: Dispatcher,
+    bot: Bot,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    add_order(sessions)
+    me = Customer(dp, bot, user_id=5001, language="en")
+    await me.text("/start T1001")
+    await me.press(KindCb(kind="complaint"))
+    await me.press(ReasonCb(reason="service"))
+    await me.text("rude on the phone")
+    await me.press(NavCb(action="done"))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("bot.cases.submit_intake", broken)
+    with caplog.at_level(logging.ERROR, logger="bot.middlewares"):
+        sent = await me.press(NavCb(action="confirm"))
+    assert texts_of(sent) == [t("en", "error.generic")]
+    assert answered_callbacks(sent) == 1
+    assert any("disk on fire" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+    assert any('"update_id"' in r.getMessage() for r in caplog.records)
+    with sessions() as s:
+        assert s.scalar(select(func.count(Ticket.id))) == 0
+        assert state_of(s, 5001) == "Intake:confirm"  # the customer can simply try again
+    monkeypatch.undo()
+    sent = await me.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = only_case(s)
+        assert case.kind == "complaint"
+
+
+# ---------------------------------------------------------------- my requests and free messages
+
+
+def open_case_for(
+    sessions: sessionmaker[Session], scripts: Any, *, kind: str = "return_refund"
+) -> str:
+    """A submitted case for T1001's customer (5001), opened as the API would."""
+    from tickets.schemas import TicketCreate
+    from tickets.service import open_case
+
+    with sessions() as s:
+        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        ticket = open_case(
+            session=s,
+            request=TicketCreate(
+                kind=kind,
+                reason="size_fit",
+                order_no="T1001",
+                items=[{"sku": "SOCKS", "quantity": 1}],  # type: ignore[list-item]
+                channel="api",  # type: ignore[arg-type]
+            ),
+            actor=SYSTEM,
+            ctx=ctx,
+        )
+        number = ticket.number
+        s.commit()
+    return number
+
+
+async def test_my_requests_tracking_number_and_withdraw(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    add_order(sessions)
+    number = open_case_for(sessions, scripts)
+    with sessions() as s:
+        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        perform_action(
+            session=s, number=number, request=ActionRequest(action="approve"), actor=SYSTEM, ctx=ctx
+        )
+        s.commit()
+    me = Customer(dp, bot, user_id=5001, language="en")
+    sent = await me.press(MenuCb(action="mine"))
+    assert texts_of(sent)[0] == t("en", "cases.header")
+    assert number in texts_of(sent)[1] and t("en", "status.awaiting_return") in texts_of(sent)[1]
+    assert CaseCb(number=number, action="track").pack() in buttons_of(sent)
+
+    await me.press(CaseCb(number=number, action="track"))
+    sent = await me.text("nope")
+    assert texts_of(sent) == [t("en", "cases.tracking_bad")]
+    sent = await me.text("SF1234567890")
+    assert texts_of(sent) == [
+        t("en", "cases.tracking_saved", case_no=number, tracking_no="SF1234567890")
+    ]
+    with sessions() as s:
+        case = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert case is not None
+        assert (case.status, case.tracking_no) == ("in_transit", "SF1234567890")
+        assert (
+            s.scalar(
+                select(Event.actor)
+                .where(Event.ticket_id == case.id, Event.type == "status.changed")
+                .order_by(Event.id.desc())
+                .limit(1)
+            )
+            == "customer"
+        )
+
+    # In transit it can no longer be withdrawn: the customer is told, nothing changes.
+    sent = await me.press(CaseCb(number=number, action="withdraw_yes"))
+    assert texts_of(sent) == [
+        t("en", "cases.not_possible", case_no=number, status=t("en", "status.in_transit"))
+    ]
+
+
+async def test_withdraw_a_submitted_request(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    add_order(sessions, lang="zh-CN")
+    number = open_case_for(sessions, scripts)
+    me = Customer(dp, bot, user_id=5001, language="zh-CN")
+    sent = await me.press(CaseCb(number=number, action="withdraw"))
+    assert texts_of(sent) == [t("zh-CN", "cases.confirm_withdraw", case_no=number)]
+    sent = await me.press(CaseCb(number=number, action="withdraw_yes"))
+    assert texts_of(sent) == [t("zh-CN", "cases.withdrawn", case_no=number)]
+    with sessions() as s:
+        case = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert case is not None and case.status == "cancelled"
+
+
+async def test_someone_elses_case_is_refused(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    add_order(sessions)
+    number = open_case_for(sessions, scripts)
+    stranger = Customer(dp, bot, user_id=7007, language="en")
+    sent = await stranger.press(CaseCb(number=number, action="withdraw_yes"))
+    assert texts_of(sent) == [t("en", "error.forbidden")]
+    with sessions() as s:
+        case = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert case is not None and case.status == "submitted"
+
+
+async def test_free_text_goes_to_the_open_case_and_a_person_can_be_asked_for(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    me = Customer(dp, bot, user_id=8008, language="en", name="Ann")
+    sent = await me.text("hello?")  # no case: the menu
+    assert texts_of(sent) == [t("en", "menu.prompt")]
+    await me.press(MenuCb(action="human"))
+    sent = await me.text("I need help with a gift card")
+    with sessions() as s:
+        case = only_case(s)
+        assert texts_of(sent) == [t("en", "human.opened", case_no=case.number)]
+        assert (case.kind, case.reason, case.order_id) == ("complaint", "other", None)
+    sent = await me.text("any news?")
+    with sessions() as s:
+        case = only_case(s)
+        assert texts_of(sent) == [t("en", "cases.message_added", case_no=case.number)]
+        assert [m.text for m in case.messages if m.author == "customer"] == ["any news?"]
+
+
+async def test_language_can_be_changed(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session]
+) -> None:
+    from bot.keyboards import LangCb
+
+    me = Customer(dp, bot, user_id=9009, language="zh-CN")
+    await me.text("/language")
+    sent = await me.press(LangCb(code="en"))
+    assert texts_of(sent) == [t("en", "language.set")]
+    sent = await me.text("/start")
+    assert texts_of(sent)[0].startswith("Hello")
+    with sessions() as s:
+        row = s.scalar(select(CustomerRow).where(CustomerRow.telegram_user_id == 9009))
+        assert row is not None and row.language == "en"
+
+
+def test_every_language_has_every_text() -> None:
+    # Texts.load refuses mismatched files; this names the two languages it checked.
+    assert TEXTS.get("zh-CN", "nav.back") != TEXTS.get("en", "nav.back")
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+@pytest.mark.parametrize(
+    "kind", ["refund_only", "return_refund", "exchange", "complaint", "delivery"]
+)
+async def test_every_kind_of_request_in_both_languages(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], kind: str, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    sent = await me.text("/start T1001")
+    assert KindCb(kind=kind).pack() in buttons_of(sent)
+    sent = await me.press(KindCb(kind=kind))
+    if kind in ("complaint", "delivery"):
+        assert texts_of(sent) == [t(lang, "intake.ask_reason")]  # no goods to pick
+    else:
+        assert texts_of(sent) == [t(lang, "intake.ask_items")]
+        await me.press(ItemCb(index=0, delta=1))
+        sent = await me.press(NavCb(action="done"))
+    reasons = [b for b in buttons_of(sent) if b.startswith("r:")]
+    assert reasons, "the kind offers its reasons"
+    await me.press(reasons[0])
+    await me.text("details" if lang == "en" else "详细情况")
+    await me.photo(jpeg("red"))
+    sent = await me.press(NavCb(action="done"))
+    assert texts_of(sent)[0].startswith(t(lang, "intake.preview_title"))
+    sent = await me.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = only_case(s)
+        assert texts_of(sent) == [t(lang, "intake.submitted", case_no=case.number)]
+        assert (case.kind, case.language, case.channel) == (kind, lang, "telegram")
+        assert case.reason == ReasonCb.unpack(reasons[0]).reason
+        assert len(case.attachments) == 1
+        assert bool(case.items) == (kind not in ("complaint", "delivery"))
+
+
+async def test_a_file_over_the_limit_is_refused_before_downloading(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    from aiogram.methods import GetFile
+    from aiogram.types import Document
+
+    add_order(sessions)
+    number = open_case_for(sessions, scripts)
+    me = Customer(dp, bot, user_id=5001, language="en")
+    big = Document(
+        file_id="huge", file_unique_id="uh", file_name="unboxing.mov", file_size=300 * 1024**2
+    )
+    sent = await me.send(document=big)
+    assert texts_of(sent) == [t("en", "intake.media_too_large", limit_mb=20)]
+    assert not any(isinstance(r, GetFile) for r in sent)
+    with sessions() as s:
+        case = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert case is not None and case.attachments == []

@@ -1,0 +1,182 @@
+"""Running the bot: the Bot for the settings, the webhook endpoint and its secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Bot
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.runtime import SECRET_HEADER, WEBHOOK_PATH, BotRuntime, build_bot
+from tests.test_bot_fakes import BOT_TOKEN, FakeSession
+from tickets.config import Policy
+from tickets.models import InboundUpdate
+
+
+def test_build_bot_uses_a_self_hosted_api_server(settings: Any) -> None:
+    settings = settings.model_copy(
+        update={"telegram_token": BOT_TOKEN, "telegram_api_url": "http://127.0.0.1:8081/"}
+    )
+    bot = build_bot(settings)
+    assert bot.session.api.api_url(BOT_TOKEN, "getMe") == (
+        f"http://127.0.0.1:8081/bot{BOT_TOKEN}/getMe"
+    )
+    assert build_bot(settings.model_copy(update={"telegram_api_url": None})).session.api.base
+    assert bot.id == 42
+
+
+def _update(update_id: int) -> dict[str, Any]:
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": 1,
+            "date": 1795312800,
+            "chat": {"id": 5001, "type": "private"},
+            "from": {"id": 5001, "is_bot": False, "first_name": "Li", "language_code": "en"},
+            "text": "/start",
+        },
+    }
+
+
+def test_webhook_checks_the_secret_and_handles_the_update(
+    settings: Any, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    settings = settings.model_copy(
+        update={
+            "telegram_token": BOT_TOKEN,
+            "webhook_url": "https://shop.example.com/telegram/webhook",
+            "webhook_secret": "s3cret-token",
+        }
+    )
+    fake = FakeSession()
+    runtime = BotRuntime(
+        settings=settings,
+        sessions=sessions,
+        scripts=scripts,
+        policy=Policy(),
+        bot=Bot(BOT_TOKEN, session=fake),
+    )
+    app = FastAPI()
+    app.include_router(runtime.webhook_router())
+    with TestClient(app) as client:
+        assert client.post(WEBHOOK_PATH, json=_update(1)).status_code == 403
+        bad = client.post(WEBHOOK_PATH, json=_update(1), headers={SECRET_HEADER: "wrong"})
+        assert bad.status_code == 403
+        assert fake.requests == []
+        good = client.post(WEBHOOK_PATH, json=_update(1), headers={SECRET_HEADER: "s3cret-token"})
+        assert good.status_code == 200
+        again = client.post(WEBHOOK_PATH, json=_update(1), headers={SECRET_HEADER: "s3cret-token"})
+        assert again.status_code == 200
+        junk = client.post(WEBHOOK_PATH, json={"nope": 1}, headers={SECRET_HEADER: "s3cret-token"})
+        assert junk.status_code == 400
+    assert len(fake.sent()) == 1  # the redelivery did nothing
+    with sessions() as s:
+        assert s.scalar(select(func.count(InboundUpdate.id))) == 1
+
+
+def test_a_webhook_without_a_secret_setting_refuses_everything(
+    settings: Any, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    settings = settings.model_copy(update={"telegram_token": BOT_TOKEN})
+    runtime = BotRuntime(
+        settings=settings,
+        sessions=sessions,
+        scripts=scripts,
+        policy=Policy(),
+        bot=Bot(BOT_TOKEN, session=FakeSession()),
+    )
+    app = FastAPI()
+    app.include_router(runtime.webhook_router())
+    with TestClient(app) as client:
+        response = client.post(WEBHOOK_PATH, json=_update(1), headers={SECRET_HEADER: ""})
+        assert response.status_code == 403
+
+
+async def test_runtime_starts_polling_and_the_worker_and_stops(
+    settings: Any, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    from aiogram.methods import DeleteWebhook, GetUpdates
+
+    settings = settings.model_copy(update={"telegram_token": BOT_TOKEN})
+    fake = FakeSession()
+    runtime = BotRuntime(
+        settings=settings,
+        sessions=sessions,
+        scripts=scripts,
+        policy=Policy(),
+        bot=Bot(BOT_TOKEN, session=fake),
+    )
+    fake.queue(
+        GetUpdates,
+        (200, {"ok": True, "result": [_update(77)]}),
+    )
+    await runtime.start()
+    import asyncio
+
+    for _ in range(200):
+        if fake.sent():
+            break
+        await asyncio.sleep(0.01)
+    await runtime.stop()
+    assert any(isinstance(r, DeleteWebhook) for r in fake.requests)
+    assert fake.sent(), "the polled /start was answered"
+
+
+async def test_polling_survives_telegram_being_unreachable_at_start(
+    settings: Any,
+    sessions: sessionmaker[Session],
+    scripts: Any,
+    monkeypatch: Any,
+    caplog: Any,
+) -> None:
+    import asyncio
+
+    from aiogram.exceptions import TelegramNetworkError
+    from aiogram.methods import DeleteWebhook, GetUpdates
+
+    monkeypatch.setattr("bot.runtime.POLL_RETRY_SECONDS", 0.01)
+    settings = settings.model_copy(update={"telegram_token": BOT_TOKEN})
+    fake = FakeSession()
+    runtime = BotRuntime(
+        settings=settings,
+        sessions=sessions,
+        scripts=scripts,
+        policy=Policy(),
+        bot=Bot(BOT_TOKEN, session=fake),
+    )
+    down = TelegramNetworkError(method=DeleteWebhook(), message="connection refused")
+    fake.queue(DeleteWebhook, down)
+    fake.queue(GetUpdates, (200, {"ok": True, "result": [_update(78)]}))
+    await runtime.start()
+    for _ in range(300):
+        if fake.sent():
+            break
+        await asyncio.sleep(0.01)
+    await runtime.stop()
+    assert sum(isinstance(r, DeleteWebhook) for r in fake.requests) == 2
+    assert fake.sent(), "polling started on the second try and answered"
+    assert "Telegram polling failed" in caplog.text
+
+
+def test_the_app_serves_the_webhook_when_the_settings_ask_for_it(
+    settings: Any, engine: Any, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    from api.app import create_app
+
+    with_bot = settings.model_copy(
+        update={
+            "telegram_token": BOT_TOKEN,
+            "webhook_url": "https://shop.example.com/telegram/webhook",
+            "webhook_secret": "s3cret-token",
+        }
+    )
+    app = create_app(with_bot, engine=engine, sessions=sessions, scripts=scripts)
+    assert app.state.bot is not None
+    client = TestClient(app)  # no lifespan: nothing is sent to Telegram
+    assert client.post(WEBHOOK_PATH, json=_update(1)).status_code == 403
+    without = create_app(settings, engine=engine, sessions=sessions, scripts=scripts)
+    assert without.state.bot is None
+    assert TestClient(without).post(WEBHOOK_PATH, json=_update(1)).status_code == 404
