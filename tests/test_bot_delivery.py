@@ -245,8 +245,12 @@ async def test_a_customer_who_blocked_the_bot_is_marked_and_the_agents_told(
         assert notice.status == "failed" and "blocked" in (notice.last_error or "")
         event = s.scalar(select(Event).where(Event.type == "delivery.failed"))
         assert event is not None and event.ticket_id == case.id and event.data["unreachable"]
-        card = s.scalar(select(OutboxMessage).where(OutboxMessage.channel == "agents"))
-        assert card is not None and card.kind == "customer_unreachable"
+        card = s.scalar(
+            select(OutboxMessage).where(
+                OutboxMessage.channel == "agents", OutboxMessage.kind == "customer_unreachable"
+            )
+        )
+        assert card is not None
         assert case.number in card.payload["text"]
     # No agents' chat configured: the card is marked as skipped, with the reason.
     await w.run_once()

@@ -211,7 +211,8 @@ async def test_linked_customer_walks_a_return_in_chinese_with_photos(
         assert colours[0][0] > 200 and colours[1][2] > 200  # red first, then blue
         notices = list(s.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == case.id)))
         assert [(n.channel, n.recipient, n.kind) for n in notices] == [
-            ("telegram", "5001", "notice")
+            ("telegram", "5001", "notice"),
+            ("agents", "agents", "case.created"),
         ]
         assert case.number in notices[0].payload["text"]
         assert state_of(s, 5001) is None

@@ -156,7 +156,14 @@ def test_a_return_walks_through_every_clock(world: World) -> None:
             .where(OutboxMessage.channel == "agents")
             .order_by(OutboxMessage.id)
         ).all()
-        assert [c.kind for c in cards] == ["sla.warning", "sla.breached", "sla.escalated"]
+        assert [c.kind for c in cards] == [
+            "case.created",
+            "sla.warning",
+            "sla.breached",
+            "sla.escalated",
+        ]
+        assert cards[0].payload["text"].startswith(f"🆕 {n}：退货退款 · 七天无理由 · 李雷")
+        cards = cards[1:]
         # What the agents' chat shows, in the agents' language (zh-CN by default).
         assert (
             cards[1].payload["text"]

@@ -7,7 +7,10 @@ will read; a script that cannot render is an error in the same transaction, neve
 
 from __future__ import annotations
 
+import tomllib
 from datetime import date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -170,6 +173,47 @@ def queue_notice(
     return notify_customer(
         session=session, ticket=ticket, kind="notice", payload=payload, now=ctx.now
     )
+
+
+AGENT_TEXTS = Path(__file__).resolve().parent.parent / "templates" / "agents"
+
+
+@lru_cache(maxsize=4)
+def agent_texts(language: str) -> dict[str, Any]:
+    """The agents' card texts in one language (templates/agents/<language>.toml)."""
+    return tomllib.loads((AGENT_TEXTS / f"{language}.toml").read_text(encoding="utf-8"))
+
+
+def agent_card(
+    ticket: Ticket, what: str, ctx: Context, *, data: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A card for the agents (their Telegram chat and the panel): the case's facts, `data`
+    for machines, and the line the chat shows, in the agents' language."""
+    texts = agent_texts(ctx.policy.agent_language)
+    facts = {
+        "number": ticket.number,
+        "kind": texts["kinds"].get(ticket.kind, ticket.kind),
+        "reason": texts["reasons"].get(ticket.reason, ticket.reason),
+        "customer": ticket.customer.name or ticket.customer.phone or "",
+        "group": ctx.policy.groups.get(ticket.group, ticket.group),
+        "assignee": ticket.assignee.username if ticket.assignee else texts["nobody"],
+        "priority": ticket.priority,
+        "risk": ticket.risk_level,
+        **{
+            k: (", ".join(v) or texts["nobody"]) if isinstance(v, list) else v
+            for k, v in extra.items()
+        },
+    }
+    return {
+        "type": what,
+        "number": ticket.number,
+        "group": ticket.group,
+        "assignee": ticket.assignee.username if ticket.assignee else None,
+        "priority": ticket.priority,
+        **(data or {}),
+        **{k: v for k, v in extra.items() if k not in ("clock", "due")},
+        "text": texts[what].format(**facts),
+    }
 
 
 def hours_from(now: datetime, hours: float) -> datetime:

@@ -12,12 +12,9 @@ FOR UPDATE SKIP LOCKED and re-checked). One bad clock is logged and the rest go 
 from __future__ import annotations
 
 import logging
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -25,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from tickets import sla
 from tickets.models import Agent, Event, Priority, Role, SlaClock, Ticket
-from tickets.notices import queue_notice
+from tickets.notices import agent_card, agent_texts, queue_notice
 from tickets.outbox import notify_agents
 from tickets.schemas import ActionRequest
 from tickets.service import Actor, Context, perform_action, record_event
@@ -66,40 +63,18 @@ class SweepReport:
         )
 
 
-AGENT_TEXTS = Path(__file__).resolve().parent.parent / "templates" / "agents"
-
-
-@lru_cache(maxsize=4)
-def _agent_texts(language: str) -> dict[str, Any]:
-    return tomllib.loads((AGENT_TEXTS / f"{language}.toml").read_text(encoding="utf-8"))
-
-
 def _card(ticket: Ticket, clock: SlaClock, what: str, ctx: Context, **extra: Any) -> dict[str, Any]:
-    """An agents' card: the facts, and the line the agents' chat shows (their language)."""
-    texts = _agent_texts(ctx.policy.agent_language)
-    facts = {
-        "number": ticket.number,
-        "clock": texts["clocks"].get(clock.clock, clock.clock),
-        "due": clock.due_at.astimezone(ctx.tz).strftime("%m-%d %H:%M"),
-        "group": ctx.policy.groups.get(ticket.group, ticket.group),
-        "assignee": ticket.assignee.username if ticket.assignee else texts["nobody"],
-        "priority": ticket.priority,
-        **{
-            k: (", ".join(v) or texts["nobody"]) if isinstance(v, list) else v
-            for k, v in extra.items()
-        },
-    }
-    return {
-        "type": what,
-        "number": ticket.number,
-        "clock": clock.clock,
-        "due_at": clock.due_at.isoformat(),
-        "group": ticket.group,
-        "assignee": ticket.assignee.username if ticket.assignee else None,
-        "priority": ticket.priority,
+    """An SLA card for the agents: the case's card with its clock."""
+    texts = agent_texts(ctx.policy.agent_language)
+    return agent_card(
+        ticket,
+        what,
+        ctx,
+        clock=texts["clocks"].get(clock.clock, clock.clock),
+        due=clock.due_at.astimezone(ctx.tz).strftime("%m-%d %H:%M"),
+        data={"clock": clock.clock, "due_at": clock.due_at.isoformat()},
         **extra,
-        "text": texts[what].format(**facts),
-    }
+    )
 
 
 def _leads(session: Session, group: str) -> list[str]:

@@ -50,9 +50,9 @@ from tickets.models import (
     UnitStatus,
 )
 from tickets.money import format_amount
-from tickets.notices import arrival_days, queue_notice, refund_route, render_for_case
+from tickets.notices import agent_card, arrival_days, queue_notice, refund_route, render_for_case
 from tickets.orders import find_or_make_customer, get_order, units_taken
-from tickets.outbox import notify_customer
+from tickets.outbox import notify_agents, notify_customer
 from tickets.policy import check_request, evidence_needed, order_facts
 from tickets.quotes import refund_from_quote, ticket_quote, unit_passes
 from tickets.risk import RiskAssessment, assess, collect_risk_facts, decide_auto_approval
@@ -473,6 +473,13 @@ def open_case(
             **risk.to_json(),
         )
     _notice(session=session, ticket=ticket, script="notice_received", ctx=ctx)
+    notify_agents(
+        session=session,
+        ticket=ticket,
+        kind="case.created",
+        payload=agent_card(ticket, "case.created", ctx, data={"kind": ticket.kind}),
+        now=ctx.now,
+    )
     _apply_guards(session=session, ticket=ticket, ctx=ctx, photos=photos, risk=risk)
     session.flush()
     return ticket
@@ -1367,3 +1374,29 @@ def customer_of(session: Session, customer_id: int) -> Customer:
     if customer is None:
         raise NotFound("no such customer")
     return customer
+
+
+def record_satisfaction(
+    *, session: Session, ticket: Ticket, score: int, ctx: Context, comment: str = ""
+) -> None:
+    """The customer's rating of a finished case (1-5) and an optional comment; a later answer
+    replaces an earlier one, and each is in the events."""
+    if not 1 <= score <= 5:
+        raise InvalidInput("a rating is 1 to 5", [{"loc": "score", "msg": "out of range"}])
+    if ticket.status not in (
+        CaseStatus.closed.value,
+        CaseStatus.resolved.value,
+        CaseStatus.refunded.value,
+    ):
+        raise ActionNotAllowed("only a finished case can be rated", [])
+    ticket.satisfaction = score
+    ticket.updated_at = ctx.now
+    record_event(
+        session=session,
+        ticket=ticket,
+        type="satisfaction.recorded",
+        actor=Actor(kind="customer", customer_id=ticket.customer_id),
+        now=ctx.now,
+        score=score,
+        comment=comment[:1000],
+    )
