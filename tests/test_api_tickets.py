@@ -453,3 +453,34 @@ def test_every_api_route_refuses_an_anonymous_request(app: Any) -> None:
             assert r.status_code == 401, f"{method} {route.path} answered {r.status_code}"
             checked += 1
     assert checked >= 13
+
+
+def test_a_finished_case_takes_a_rating(api: Api, sessions: Any, now: Any) -> None:
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import select
+
+    from tickets.config import Policy
+    from tickets.exceptions import ActionNotAllowed, InvalidInput
+    from tickets.models import Ticket
+    from tickets.service import Context, record_satisfaction
+
+    _order(api)
+    number = api.post(
+        "/api/v1/tickets", json={"order_no": "T1001", "kind": "complaint", "reason": "service"}
+    ).json()["number"]
+    ctx = Context(policy=Policy(), now=now, tz=ZoneInfo("Asia/Shanghai"))
+    with sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        with pytest.raises(ActionNotAllowed):
+            record_satisfaction(session=s, ticket=ticket, score=5, ctx=ctx)
+    _act(api, number, "resolve", reason="apologised")
+    with sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        with pytest.raises(InvalidInput):
+            record_satisfaction(session=s, ticket=ticket, score=6, ctx=ctx)
+        record_satisfaction(session=s, ticket=ticket, score=4, ctx=ctx, comment="快")
+        s.commit()
+    case = api.get(f"/api/v1/tickets/{number}").json()
+    rated = next(e for e in case["events"] if e["type"] == "satisfaction.recorded")
+    assert (rated["data"]["score"], rated["data"]["comment"]) == (4, "快")
