@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from tickets.auth import agent_for_token
-from tickets.models import Agent, utcnow
+from tickets.models import Agent
 from tickets.service import Actor, Context
 
 
@@ -33,6 +33,7 @@ _bearer = HTTPBearer(auto_error=False, description="A token from `aftersales cre
 
 
 def current_agent(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Agent:
@@ -43,7 +44,8 @@ def current_agent(
             "send 'Authorization: Bearer <token>' (make one with: aftersales create-token USER)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    agent = agent_for_token(session=session, token=credentials.credentials, now=utcnow())
+    now = request.app.state.clock()
+    agent = agent_for_token(session=session, token=credentials.credentials, now=now)
     if agent is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
