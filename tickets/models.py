@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -280,6 +281,10 @@ class ApiToken(Base):
 # ---------------------------------------------------------------- cases
 
 
+# Cases still being worked (the statuses outside the terminal ones and draft).
+_OPEN_CASE = text("status NOT IN ('closed', 'refunded', 'resolved', 'cancelled', 'draft')")
+
+
 class Ticket(Base):
     """A case: one after-sales request and everything that happens to it."""
 
@@ -291,6 +296,24 @@ class Ticket(Base):
         Index("ix_tickets_assignee_status_created", "assignee_id", "status", "created_at", "id"),
         Index("ix_tickets_kind_created", "kind", "created_at", "id"),
         Index("ix_tickets_created", "created_at", "id"),
+        # The working queues (unassigned, mine, my group) read only open cases: a partial index
+        # keeps them as fast at a million cases as at ten thousand (bench/ticket_list.py).
+        Index(
+            "ix_tickets_open_assignee_created",
+            "assignee_id",
+            "created_at",
+            "id",
+            postgresql_where=_OPEN_CASE,
+            sqlite_where=_OPEN_CASE,
+        ),
+        Index(
+            "ix_tickets_open_group_created",
+            "group",
+            "created_at",
+            "id",
+            postgresql_where=_OPEN_CASE,
+            sqlite_where=_OPEN_CASE,
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

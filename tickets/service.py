@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -1347,9 +1347,8 @@ def list_tickets(
     query = _filtered(select(Ticket), filters, session)
     if cursor:
         created, ident = decode_cursor(cursor)
-        query = query.where(
-            or_(Ticket.created_at < created, and_(Ticket.created_at == created, Ticket.id < ident))
-        )
+        # A row-value comparison: the index seeks straight to the page (no growing filter).
+        query = query.where(tuple_(Ticket.created_at, Ticket.id) < tuple_(created, ident))
     query = (
         query.order_by(Ticket.created_at.desc(), Ticket.id.desc())
         .limit(limit + 1)

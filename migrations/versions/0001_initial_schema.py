@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 17:41:13.375345
+Create Date: 2026-11-25 17:56:15.346073
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import tickets.models
-
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -247,6 +246,28 @@ def upgrade() -> None:
             "ix_tickets_group_status_created", ["group", "status", "created_at", "id"], unique=False
         )
         batch_op.create_index("ix_tickets_kind_created", ["kind", "created_at", "id"], unique=False)
+        batch_op.create_index(
+            "ix_tickets_open_assignee_created",
+            ["assignee_id", "created_at", "id"],
+            unique=False,
+            postgresql_where=sa.text(
+                "status NOT IN ('closed', 'refunded', 'resolved', 'cancelled', 'draft')"
+            ),
+            sqlite_where=sa.text(
+                "status NOT IN ('closed', 'refunded', 'resolved', 'cancelled', 'draft')"
+            ),
+        )
+        batch_op.create_index(
+            "ix_tickets_open_group_created",
+            ["group", "created_at", "id"],
+            unique=False,
+            postgresql_where=sa.text(
+                "status NOT IN ('closed', 'refunded', 'resolved', 'cancelled', 'draft')"
+            ),
+            sqlite_where=sa.text(
+                "status NOT IN ('closed', 'refunded', 'resolved', 'cancelled', 'draft')"
+            ),
+        )
         batch_op.create_index(batch_op.f("ix_tickets_order_id"), ["order_id"], unique=False)
         batch_op.create_index(
             "ix_tickets_status_created", ["status", "created_at", "id"], unique=False
@@ -572,6 +593,24 @@ def downgrade() -> None:
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.drop_index("ix_tickets_status_created")
         batch_op.drop_index(batch_op.f("ix_tickets_order_id"))
+        batch_op.drop_index(
+            "ix_tickets_open_group_created",
+            postgresql_where=sa.text(
+                "status NOT IN ('closed', 'refunded', 'resolved', 'cancelled', 'draft')"
+            ),
+            sqlite_where=sa.text(
+                "status NOT IN ('closed', 'refunded', 'resolved', 'cancelled', 'draft')"
+            ),
+        )
+        batch_op.drop_index(
+            "ix_tickets_open_assignee_created",
+            postgresql_where=sa.text(
+                "status NOT IN ('closed', 'refunded', 'resolved', 'cancelled', 'draft')"
+            ),
+            sqlite_where=sa.text(
+                "status NOT IN ('closed', 'refunded', 'resolved', 'cancelled', 'draft')"
+            ),
+        )
         batch_op.drop_index("ix_tickets_kind_created")
         batch_op.drop_index("ix_tickets_group_status_created")
         batch_op.drop_index(batch_op.f("ix_tickets_customer_id"))
