@@ -147,3 +147,18 @@ def test_issuing_twice_pays_once(api: Api) -> None:
     r = _quote(api, items=[{"sku": "SOCKS", "quantity": 2}], reason="no_reason")
     assert r.status_code == 422
     assert "only 1 unit" in r.json()["errors"][0]["msg"]
+
+
+def test_threshold_promotion_resettles_when_the_shop_says_so(api: Api, app: Any) -> None:
+    # 满 200 减 30: lines 99.90 + 2 x 49.95 + 3 x 19.99 = 259.77, coupon 30.00 on reaching
+    # 200.00. Returning the jacket leaves 159.87 kept, below the threshold.
+    _order(api, promotion_threshold="200.00")
+    body = {"items": [{"sku": "JACKET-M", "quantity": 1}], "reason": "no_reason"}
+    assert _quote(api, **body).json()["amount"] == "88.36"  # default: the allocation stands
+    from tickets.config import Policy
+
+    app.state.policy = Policy.model_validate({"refunds": {"resettle_threshold_promotions": True}})
+    q = _quote(api, **body).json()
+    # Re-settled: the kept items lose the 18.46 of coupon they carried (30.00 - 11.54).
+    assert q["amount"] == "69.90"
+    assert any("rule 5" in d["rule"] for ln in q["lines"] for d in ln["deductions"])

@@ -92,6 +92,9 @@ class RefundSettings(_Strict):
             "card": (3, 7),
             "bank_transfer": (1, 3),
             "balance": (0, 0),
+            # Coupons and points paid come back in kind, at once (MONEY.md rule 6).
+            "points": (0, 0),
+            "coupon": (0, 0),
         }
     )
     # Refunds above this need a second approver (a different agent than the proposer).

@@ -92,6 +92,7 @@ COLUMNS: dict[str, _Column] = {
     "shipping_fee": _order_col("money", "shipping_fee"),
     "order_discount": _order_col("money", "order_discount"),
     "free_shipping_threshold": _order_col("money", "free_shipping_threshold"),
+    "promotion_threshold": _order_col("money", "promotion_threshold"),
     "address": _order_col("text", "address"),
     "presale": _order_col("bool", "presale"),
     "exchange_rate": _order_col("decimal", "exchange_rate"),

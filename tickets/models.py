@@ -174,6 +174,8 @@ class Order(Base):
     shipping_fee: Mapped[int] = mapped_column(BigInteger, default=0)
     order_discount: Mapped[int] = mapped_column(BigInteger, default=0)
     free_shipping_threshold: Mapped[int | None] = mapped_column(BigInteger)
+    # A threshold promotion (满减): order_discount given for spending at least this much.
+    promotion_threshold: Mapped[int | None] = mapped_column(BigInteger)
     address: Mapped[str] = mapped_column(Text, default="")
     presale: Mapped[bool] = mapped_column(Boolean, default=False)
     # Decimal as text: the rate to the shop's currency at purchase, recorded and never re-read.

@@ -66,6 +66,11 @@ def _priced(data: OrderIn, loc: str) -> dict[str, Any]:
         if data.free_shipping_threshold is not None
         else None
     )
+    promotion = (
+        _minor(data.promotion_threshold, cur, f"{loc}.promotion_threshold", errors)
+        if data.promotion_threshold is not None
+        else None
+    )
     goods = sum(price * ln.quantity - discount for ln, price, discount, _ in lines)
     if order_discount > goods and not errors:
         errors.append(
@@ -93,6 +98,7 @@ def _priced(data: OrderIn, loc: str) -> dict[str, Any]:
         "shipping": shipping,
         "order_discount": order_discount,
         "threshold": threshold,
+        "promotion": promotion,
         "goods": goods,
         "paid_total": paid_total,
         "payments": payments,
@@ -188,6 +194,7 @@ def upsert_order(
         "shipping_fee": priced["shipping"],
         "order_discount": priced["order_discount"],
         "free_shipping_threshold": priced["threshold"],
+        "promotion_threshold": priced["promotion"],
         "address": data.address,
         "presale": data.presale,
         "exchange_rate": str(data.exchange_rate) if data.exchange_rate is not None else None,
@@ -298,6 +305,11 @@ def order_to_read(order: Order) -> OrderRead:
         free_shipping_threshold=(
             format_amount(order.free_shipping_threshold, cur)
             if order.free_shipping_threshold is not None
+            else None
+        ),
+        promotion_threshold=(
+            format_amount(order.promotion_threshold, cur)
+            if order.promotion_threshold is not None
             else None
         ),
         address=order.address,

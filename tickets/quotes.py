@@ -115,6 +115,7 @@ def quote_order(session: Session, order: Order) -> QuoteOrder:
         ),
         shipping_fee=order.shipping_fee,
         free_shipping_threshold=order.free_shipping_threshold,
+        promotion_threshold=order.promotion_threshold,
         order_discount=order.order_discount,
         exchange_rate=Decimal(order.exchange_rate) if order.exchange_rate else None,
         presale=order.presale,

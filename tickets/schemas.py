@@ -61,6 +61,8 @@ class OrderIn(_In):
     shipping_fee: Money = Field(default=Decimal(0), ge=0)
     order_discount: Money = Field(default=Decimal(0), ge=0)
     free_shipping_threshold: Money | None = Field(default=None, ge=0)
+    # The order_discount is a threshold promotion (满减) for spending at least this much.
+    promotion_threshold: Money | None = Field(default=None, ge=0)
     address: str = Field(default="", max_length=1000)
     presale: bool = False
     exchange_rate: Decimal | None = Field(default=None, gt=0)
@@ -105,6 +107,7 @@ class OrderRead(BaseModel):
     shipping_fee: str
     order_discount: str
     free_shipping_threshold: str | None
+    promotion_threshold: str | None
     address: str
     presale: bool
     exchange_rate: str | None

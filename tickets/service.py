@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -1285,6 +1285,8 @@ class TicketFilters:
     channel: str | None = None
     # Only cases with a shop clock past due at this time.
     overdue_at: datetime | None = None
+    # Further conditions of a caller's own (the panel's narrowing: risk, dates, breaching).
+    extra: tuple[ColumnElement[bool], ...] = ()
 
 
 def encode_cursor(created_at: datetime, ticket_id: int) -> str:
@@ -1330,6 +1332,8 @@ def _filtered(query: Select[Any], f: TicketFilters, session: Session) -> Select[
         query = query.where(Ticket.customer_id == f.customer_id)
     if f.overdue_at is not None:
         query = query.where(sla.overdue_condition(f.overdue_at))
+    if f.extra:
+        query = query.where(*f.extra)
     return query
 
 

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     panel_max_failed_logins: int = Field(default=5, ge=1)
     panel_lockout_minutes: int = Field(default=15, ge=1)
     panel_session_hours: int = Field(default=12, ge=1)
+    # The panel's "breaching soon" queue: a shop clock due within this many minutes.
+    panel_breaching_soon_minutes: int = Field(default=60, ge=1)
+    # The dashboard flags a product whose after-sales rate is above this percentage.
+    panel_product_flag_percent: int = Field(default=20, ge=1, le=100)
     # Lists count matching rows exactly up to this many, then say "more" (count_capped).
     count_cap: int = Field(default=10_000, ge=100)
     # Page size limits for list endpoints.

@@ -149,6 +149,8 @@ QUEUE: Final = {
     "mine": N_("Mine"),
     "unassigned": N_("Unassigned"),
     "group": N_("My group"),
+    "breaching": N_("Breaching soon"),
+    "overdue": N_("Overdue"),
     "waiting": N_("Waiting on customer"),
     "all": N_("All cases"),
 }

@@ -132,6 +132,24 @@ def render(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """A page in the logged-in agent's language (or `lang`, for the login page)."""
+    body = render_text(request, template, context, lang=lang)
+    response = HTMLResponse(body, status_code=status_code, headers=headers)
+    # Pages carry a CSRF token and case data: never cache them, never frame them.
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def render_text(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    lang: str | None = None,
+) -> str:
+    """A template rendered as text with everything a page gets (for files: the evidence
+    bundle's timeline)."""
     state: PanelState = request.app.state.panel
     agent = getattr(request.state, "panel_agent", None)
     panel_session = getattr(request.state, "panel_session", None)
@@ -149,10 +167,4 @@ def render(
         "error": None,
     }
     data.update(context or {})
-    body = state.env.get_template(template).render(data)
-    response = HTMLResponse(body, status_code=status_code, headers=headers)
-    # Pages carry a CSRF token and case data: never cache them, never frame them.
-    response.headers.setdefault("Cache-Control", "no-store")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    return response
+    return state.env.get_template(template).render(data)

@@ -1,27 +1,33 @@
-"""The queues: mine, unassigned, my group, waiting on customer, all; filters, search, paging.
+"""The queues: mine, unassigned, my group, breaching soon, overdue, waiting on customer, all;
+filters (kind, status, group, assignee, priority, channel, risk, created date), search, paging.
 
-Rows come from `tickets.service.list_tickets` (keyset-paginated, stable while cases arrive).
-What a row shows beyond the ticket (the amount, the nearest SLA clock) is fetched for the
-whole page at once, so a page costs the same number of queries whatever its length.
+Rows come from the core's filters (`TicketFilters`, keyset-paginated, stable while cases
+arrive) narrowed by the panel's own conditions (risk, created date, breaching soon), which the
+core's filters do not have yet. What a row shows beyond the ticket (the amount, the nearest SLA
+clock) is fetched for the whole page at once, so a page costs the same number of queries
+whatever its length.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.deps import ContextDep, SessionDep
 from api.panel.auth import CurrentPanelAgent
-from api.panel.labels import CHANNEL, KIND, PRIORITY, QUEUE, STATUS
+from api.panel.labels import CHANNEL, KIND, PRIORITY, QUEUE, RISK, STATUS
 from api.panel.pages import render
 from api.panel.workspace import act_or_explain
+from tickets import sla
+from tickets.config import CUSTOMER_CLOCKS
 from tickets.models import (
     Agent,
     CaseStatus,
@@ -49,6 +55,81 @@ PAGE_SIZE = 50
 CUSTOMER_MATCHES = 20
 # Matches nothing: a filter combination that cannot hold (a status outside the queue's).
 _NOTHING = "__none__"
+# "Breaching soon": a running shop clock due within this many minutes (a shop overrides it
+# with the AFTERSALES_PANEL_BREACHING_SOON_MINUTES setting once the core Settings carry it).
+BREACHING_SOON_MINUTES = 60
+
+
+def breaching_soon_minutes(request: Request) -> int:
+    return int(
+        getattr(request.app.state.settings, "panel_breaching_soon_minutes", BREACHING_SOON_MINUTES)
+    )
+
+
+def breaching_condition(now: datetime, minutes: int) -> ColumnElement[bool]:
+    """A case with a running shop clock (not the customer's) due in [now, now + minutes)."""
+    return exists().where(
+        SlaClock.ticket_id == Ticket.id,
+        SlaClock.clock.notin_(CUSTOMER_CLOCKS),
+        SlaClock.state == sla.RUNNING,
+        SlaClock.due_at >= now,
+        SlaClock.due_at < now + timedelta(minutes=minutes),
+    )
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """The panel's conditions beyond the core's TicketFilters."""
+
+    risk: str | None = None
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+    # Breaching soon: (now, minutes).
+    breaching: tuple[datetime, int] | None = None
+    extra: tuple[ColumnElement[bool], ...] = field(default=())
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        out: list[ColumnElement[bool]] = list(self.extra)
+        if self.risk:
+            out.append(Ticket.risk_level == self.risk)
+        if self.created_from is not None:
+            out.append(Ticket.created_at >= self.created_from)
+        if self.created_before is not None:
+            out.append(Ticket.created_at < self.created_before)
+        if self.breaching is not None:
+            out.append(breaching_condition(*self.breaching))
+        return out
+
+
+def day_start(value: str, tz: ZoneInfo, *, next_day: bool = False) -> datetime | None:
+    """'2026-11-22' as the start of that day (or of the next) in the shop's timezone; None
+    when it is not a date."""
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if next_day:
+        day += timedelta(days=1)
+    return datetime.combine(day, time(0), tzinfo=tz)
+
+
+def list_rows(
+    *,
+    session: Session,
+    filters: TicketFilters,
+    narrowing: Narrowing,
+    limit: int,
+    cursor: str | None = None,
+    count_cap: int = 10_000,
+) -> tuple[list[Ticket], int, str | None]:
+    """`tickets.service.list_tickets` with the panel's extra conditions."""
+    return list_tickets(
+        session=session,
+        filters=replace(filters, extra=(*filters.extra, *narrowing.conditions())),
+        limit=limit,
+        cursor=cursor,
+        count_cap=count_cap,
+    )
 
 
 @dataclass(frozen=True)
@@ -59,8 +140,12 @@ class RowExtras:
     sla_due: datetime | None = None
 
 
-def queue_filters(queue: str, agent: Agent) -> TicketFilters:
-    """What each queue means, as the core's filters."""
+def queue_filters(queue: str, agent: Agent, now: datetime) -> TicketFilters:
+    """What each queue means, as the core's filters (breaching soon adds a Narrowing)."""
+    if queue == "overdue":
+        return TicketFilters(status=WORKING_STATUSES, overdue_at=now)
+    if queue == "breaching":
+        return TicketFilters(status=WORKING_STATUSES)
     if queue == "mine":
         return TicketFilters(assignee=agent.username, status=WORKING_STATUSES)
     if queue == "unassigned":
@@ -72,9 +157,13 @@ def queue_filters(queue: str, agent: Agent) -> TicketFilters:
     return TicketFilters()
 
 
-def _queue_condition(queue: str, agent: Agent) -> ColumnElement[bool]:
+def _queue_condition(queue: str, agent: Agent, now: datetime, soon: int) -> ColumnElement[bool]:
     """The same queues as SQL conditions, for counting them all in one statement."""
     working = Ticket.status.in_(WORKING_STATUSES)
+    if queue == "overdue":
+        return and_(working, sla.overdue_condition(now))
+    if queue == "breaching":
+        return and_(working, breaching_condition(now, soon))
     if queue == "mine":
         return and_(Ticket.assignee_id == agent.id, working)
     if queue == "unassigned":
@@ -86,11 +175,18 @@ def _queue_condition(queue: str, agent: Agent) -> ColumnElement[bool]:
     return Ticket.id.is_not(None)
 
 
-def queue_counts(session: Session, agent: Agent, cap: int) -> dict[str, int]:
+def queue_counts(
+    session: Session, agent: Agent, cap: int, now: datetime, soon: int
+) -> dict[str, int]:
     """Each queue's size, counted up to `cap` (cap + 1 means "more"), in one query."""
     columns = []
     for queue in QUEUES:
-        capped = select(Ticket.id).where(_queue_condition(queue, agent)).limit(cap + 1).subquery()
+        capped = (
+            select(Ticket.id)
+            .where(_queue_condition(queue, agent, now, soon))
+            .limit(cap + 1)
+            .subquery()
+        )
         columns.append(select(func.count()).select_from(capped).scalar_subquery().label(queue))
     row = session.execute(select(*columns)).one()
     return {queue: int(getattr(row, queue)) for queue in QUEUES}
@@ -203,6 +299,9 @@ def queue_page(
     assignee: str = "",
     priority: str = "",
     channel: str = "",
+    risk: str = "",
+    created_from: Annotated[str, Query(max_length=10)] = "",
+    created_to: Annotated[str, Query(max_length=10)] = "",
     q: Annotated[str, Query(max_length=100)] = "",
     customer: int | None = None,
     cursor: str | None = None,
@@ -218,9 +317,13 @@ def queue_page(
     if customer is not None:
         searched = {"customer_id": customer}
         customers = []
-    policy = request.app.state.policy
+    state = request.app.state
+    policy = state.policy
+    now: datetime = state.clock()
+    soon = breaching_soon_minutes(request)
+    tz: ZoneInfo = state.settings.tz
     filters = merge(
-        queue_filters(queue, agent),
+        queue_filters(queue, agent, now),
         status=_choices(status_, STATUS),
         kind=_choices(kind, KIND),
         group=group if group in policy.groups else None,
@@ -229,13 +332,26 @@ def queue_page(
         channel=channel if channel in CHANNEL else None,
         **searched,
     )
-    cap = request.app.state.settings.count_cap
+    start = day_start(created_from, tz) if created_from else None
+    stop = day_start(created_to, tz, next_day=True) if created_to else None
+    narrowing = Narrowing(
+        risk=risk if risk in RISK else None,
+        created_from=start,
+        created_before=stop,
+        breaching=(now, soon) if queue == "breaching" else None,
+    )
+    cap = state.settings.count_cap
     if customers and len(customers) > 1 and "customer_id" not in searched:
         rows: list[Ticket] = []
         count, next_cursor = 0, None
     else:
-        rows, count, next_cursor = list_tickets(
-            session=session, filters=filters, limit=PAGE_SIZE, cursor=cursor, count_cap=cap
+        rows, count, next_cursor = list_rows(
+            session=session,
+            filters=filters,
+            narrowing=narrowing,
+            limit=PAGE_SIZE,
+            cursor=cursor,
+            count_cap=cap,
         )
     params = {
         "queue": queue,
@@ -245,15 +361,22 @@ def queue_page(
         "assignee": assignee,
         "priority": priority,
         "channel": channel,
+        "risk": risk if risk in RISK else "",
+        "created_from": created_from if start else "",
+        "created_to": created_to if stop else "",
         "q": q,
         "customer": customer or "",
     }
     query = urlencode({k: v for k, v in params.items() if v}, doseq=True)
+    agents = session.scalars(
+        select(Agent).where(Agent.active.is_(True)).order_by(Agent.username).limit(200)
+    ).all()
     context = {
         "queue": queue,
         "queues": QUEUES,
-        "counts": queue_counts(session, agent, cap),
+        "counts": queue_counts(session, agent, cap, now, soon),
         "cap": cap,
+        "soon": soon,
         "rows": rows,
         "extras": row_extras(session, rows),
         "count": count,
@@ -263,13 +386,13 @@ def queue_page(
         "params": params,
         "customers": customers if len(customers) > 1 else [],
         "groups": policy.groups,
-        "agents": session.scalars(
-            select(Agent).where(Agent.active.is_(True)).order_by(Agent.username).limit(200)
-        ).all(),
+        "agents": agents,
         "statuses": STATUS,
         "kinds": KIND,
         "priorities": PRIORITY,
         "channels": CHANNEL,
+        "risks": RISK,
+        "back": f"/panel?{query}",
     }
     return render(request, "queue_rows.html" if partial else "queue.html", context)
 

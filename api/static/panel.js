@@ -58,6 +58,13 @@
   document.addEventListener("input", (e) => {
     if (e.target && e.target.id === "reply-text") lastTyped = Date.now();
   });
+  // ---- queue: select every row for a bulk action (the poll pauses while rows are selected)
+  document.addEventListener("change", (e) => {
+    const t = e.target;
+    if (t && t.matches && t.matches("[data-select-all]")) {
+      document.querySelectorAll('#queue-rows input[name="case"]').forEach((box) => { box.checked = t.checked; });
+    }
+  });
   document.addEventListener("click", (e) => {
     const t = e.target;
     if (t && t.matches && t.matches("[data-help]")) toggleHelp();

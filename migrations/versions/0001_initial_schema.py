@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 17:56:15.346073
+Create Date: 2026-11-25 18:06:31.449925
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ def upgrade() -> None:
         sa.Column("shipping_fee", sa.BigInteger(), nullable=False),
         sa.Column("order_discount", sa.BigInteger(), nullable=False),
         sa.Column("free_shipping_threshold", sa.BigInteger(), nullable=True),
+        sa.Column("promotion_threshold", sa.BigInteger(), nullable=True),
         sa.Column("address", sa.Text(), nullable=False),
         sa.Column("presale", sa.Boolean(), nullable=False),
         sa.Column("exchange_rate", sa.String(length=32), nullable=True),

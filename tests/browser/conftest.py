@@ -25,11 +25,18 @@ from tests.conftest import order_json
 from tickets.auth import create_agent
 from tickets.config import Policy
 from tickets.db import make_engine, make_sessionmaker
-from tickets.models import Attachment, Role, Ticket, utcnow
+from tickets.models import Agent, Attachment, Role, Ticket, utcnow
 from tickets.orders import upsert_order
-from tickets.schemas import OrderIn, TicketCreate
+from tickets.schemas import ActionRequest, OrderIn, TicketCreate
 from tickets.scripts import bundled_scripts_dir, load_library
-from tickets.service import SYSTEM, Context, add_customer_message, open_case
+from tickets.service import (
+    SYSTEM,
+    Actor,
+    Context,
+    add_customer_message,
+    open_case,
+    perform_action,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -151,6 +158,37 @@ def _seed(url: str, media: Path) -> Shop:
                 ctx=step,
             )
             numbers.append(ticket.number)
+        s.flush()
+        # Something for the dashboard to show: the last case returned and refunded, and two
+        # finished cases rated. The case the browser works (the first) is left as it is.
+        lena = s.scalar(select(Agent).where(Agent.username == "lena"))
+        done = replace(ctx, now=ctx.now + timedelta(hours=2))
+        for action in (
+            "approve",
+            "mark_received",
+            "inspect",
+            "propose_refund",
+            "approve_refund",
+            "issue_refund",
+        ):
+            perform_action(
+                session=s,
+                number=numbers[6],
+                request=ActionRequest(action=action),
+                actor=Actor("agent", lena),
+                ctx=done,
+            )
+        perform_action(
+            session=s,
+            number=numbers[3],
+            request=ActionRequest(action="resolve", reason="apologised, coupon sent"),
+            actor=Actor("agent", lena),
+            ctx=done,
+        )
+        for number, score in ((numbers[6], 5), (numbers[3], 4)):
+            rated = s.scalar(select(Ticket).where(Ticket.number == number))
+            assert rated is not None
+            rated.satisfaction = score
         s.flush()
         first = s.scalar(select(Ticket).where(Ticket.number == numbers[0]))
         assert first is not None

@@ -111,3 +111,46 @@ def test_two_agents_work_a_return_to_the_end(shop: Shop, chromium: Any, screensh
     assert "Closed" in page.locator(".case-head").inner_text()
     agent.close()
     finance.close()
+
+
+def test_a_lead_assigns_in_bulk_and_reads_the_dashboard(
+    shop: Shop, chromium: Any, screenshots: Path
+) -> None:
+    base = shop.base_url
+    lead = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+    page = lead.new_page()
+    page.set_default_timeout(TIMEOUT)
+    _login(page, base, "lena")  # her interface is in Chinese
+
+    # Two unassigned cases selected, assigned to Xiaomei at once.
+    page.goto(f"{base}/panel?queue=unassigned")
+    rows = page.locator("#queue-rows tr[data-case]")
+    assert rows.count() >= 2
+    chosen = [rows.nth(i).get_attribute("data-case") for i in range(2)]
+    for i in range(2):
+        rows.nth(i).locator('input[name="case"]').check()
+    page.select_option('#bulk select[name="assignee"]', "xiaomei")
+    page.click("#bulk-assign")
+    page.wait_for_selector("#bulk-summary")
+    assert "完成 2 件" in page.locator("#bulk-summary").inner_text()
+    page.goto(f"{base}/panel?queue=all&assignee=xiaomei")
+    assigned = {
+        r.get_attribute("data-case") for r in page.locator("#queue-rows tr[data-case]").all()
+    }
+    assert set(chosen) <= assigned
+
+    # The dashboard, in Chinese, then in English: every chart drawn.
+    page.goto(f"{base}/panel/dashboard")
+    page.wait_for_selector("#chart-products svg")
+    assert page.locator("svg.chart").count() == 7
+    assert "每日工单（按类型）" in page.locator("#chart-cases").inner_text()
+    page.screenshot(path=str(screenshots / "dashboard-zh.png"), full_page=True)
+    page.click('button[name="language"][value="en"]')
+    page.wait_for_selector("#chart-products svg")
+    assert "Cases per day by kind" in page.locator("#chart-cases").inner_text()
+    page.screenshot(path=str(screenshots / "dashboard-en.png"), full_page=True)
+    # Each chart exports: the CSV link downloads a file.
+    with page.expect_download() as download:
+        page.click('#chart-reasons a:has-text("CSV")')
+    assert download.value.suggested_filename == "reasons-30d.csv"
+    lead.close()

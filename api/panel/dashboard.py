@@ -1,0 +1,544 @@
+"""The numbers the shop watches (DOMAIN.md): cases per day by kind, reasons, SLA met per clock,
+time to resolve, refunds by route, satisfaction, and the after-sales rate per product (a product
+above the flag rate is a quality problem to chase with the supplier).
+
+Every chart is one grouped query (cases per day: one streamed query, grouped by the shop's
+calendar day here, since SQL date functions differ between SQLite and PostgreSQL and the day
+must be the shop's, not UTC's), so the page costs the same queries whatever the volume. Each
+chart exports as CSV and XLSX with the same rows the page shows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import Response
+from markupsafe import Markup
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.deps import SessionDep
+from api.panel import i18n
+from api.panel.auth import CurrentPanelAgent, require_role
+from api.panel.charts import Bar, Series, bars, stacked_columns
+from api.panel.i18n import N_
+from api.panel.labels import CLOCK, KIND, label
+from api.panel.pages import render
+from tickets import sla
+from tickets.config import CUSTOMER_CLOCKS
+from tickets.models import (
+    CaseStatus,
+    Event,
+    Order,
+    OrderLine,
+    Refund,
+    RefundStatus,
+    Role,
+    Ticket,
+    TicketItem,
+)
+from tickets.money import format_amount
+
+router = APIRouter()
+
+PERIODS = (7, 30, 90)
+DEFAULT_DAYS = 30
+# A product whose cases reach this share of the units sold is flagged. A shop overrides it
+# with AFTERSALES_PANEL_PRODUCT_FLAG_PERCENT once the core Settings carry it.
+PRODUCT_FLAG_PERCENT = 20
+# The product chart shows the worst this many; the export has them all.
+PRODUCTS_SHOWN = 15
+# A case is done (for time to resolve) when it first reaches one of these.
+DONE = (CaseStatus.resolved.value, CaseStatus.refunded.value, CaseStatus.closed.value)
+CHARTS = ("cases", "reasons", "sla", "resolve", "refunds", "satisfaction", "products")
+FORMATS = ("csv", "xlsx")
+
+_TITLES = {
+    "cases": N_("Cases per day by kind"),
+    "reasons": N_("Reasons"),
+    "sla": N_("SLA met per clock"),
+    "resolve": N_("Time to resolve"),
+    "refunds": N_("Refunds by route"),
+    "satisfaction": N_("Satisfaction"),
+    "products": N_("After-sales rate per product"),
+}
+_H = {
+    "day": N_("Day"),
+    "kind": N_("Kind"),
+    "cases": N_("Cases"),
+    "reason": N_("Reason"),
+    "share": N_("Share"),
+    "clock": N_("Clock"),
+    "total": N_("Total"),
+    "met": N_("Met"),
+    "breached": N_("Breached"),
+    "open": N_("Running"),
+    "share_met": N_("Share met"),
+    "median_minutes": N_("Median minutes"),
+    "p90_minutes": N_("90th percentile minutes"),
+    "done": N_("Done"),
+    "median_hours": N_("Median hours"),
+    "p90_hours": N_("90th percentile hours"),
+    "average_hours": N_("Average hours"),
+    "route": N_("Route"),
+    "currency": N_("Currency"),
+    "refunds": N_("Refunds"),
+    "amount": N_("Amount"),
+    "score": N_("Score"),
+    "ratings": N_("Ratings"),
+    "sku": N_("SKU"),
+    "title": N_("Product"),
+    "units_sold": N_("Units sold"),
+    "rate": N_("After-sales rate"),
+    "flagged": N_("Flagged"),
+}
+_NOTES = {
+    "cases": N_("Cases opened in the period, by the shop's calendar day."),
+    "reasons": N_("Cases opened in the period, by reason."),
+    "sla": N_("Clocks started in the period: met on time among those done."),
+    "resolve": N_(
+        "Cases that reached resolved, refunded or closed in the period: hours from opening."
+    ),
+    "refunds": N_("Refunds issued in the period, by payment route."),
+    "satisfaction": N_("Ratings (1 to 5) of cases opened in the period."),
+    "products": N_(
+        "Cases naming the product ÷ units sold in orders placed in the period; "
+        "above %(rate)s %% is flagged."
+    ),
+}
+
+
+@dataclass
+class Chart:
+    """One chart: its rows (exported as they are) and its picture."""
+
+    name: str
+    title: str
+    headers: list[str]
+    rows: list[list[Any]]
+    svg: Markup = field(default_factory=Markup)
+    note: str = ""
+    summary: str = ""
+
+
+def period(now: datetime, days: int, tz: ZoneInfo) -> tuple[datetime, datetime, list[date]]:
+    """The last `days` calendar days of the shop, today included: [start of the first, now)."""
+    today = now.astimezone(tz).date()
+    first = today - timedelta(days=days - 1)
+    since = datetime.combine(first, time(0), tzinfo=tz)
+    return since, now, [first + timedelta(days=i) for i in range(days)]
+
+
+def flag_percent(request: Request) -> int:
+    settings = request.app.state.settings
+    return int(getattr(settings, "panel_product_flag_percent", PRODUCT_FLAG_PERCENT))
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f} %"
+
+
+def _percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-int(share * 100) * len(ordered) // 100))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def build(
+    session: Session,
+    *,
+    now: datetime,
+    days: int,
+    tz: ZoneInfo,
+    lang: str,
+    translate: Callable[[str], str],
+    flag: int,
+) -> list[Chart]:
+    """Every chart of the dashboard for the period, in the agent's language."""
+    since, until, day_list = period(now, days, tz)
+
+    def tr(table: str, code: str | None) -> str:
+        return translate(label(table, code)) if code else ""
+
+    def headers(*keys: str) -> list[str]:
+        return [translate(_H[k]) for k in keys]
+
+    def chart(name: str, hdrs: list[str], rows: list[list[Any]], **kw: Any) -> Chart:
+        note = translate(_NOTES[name])
+        if name == "products":
+            note = note % {"rate": flag}
+        return Chart(name, translate(_TITLES[name]), hdrs, rows, note=note, **kw)
+
+    in_period = (Ticket.created_at >= since, Ticket.created_at < until)
+    not_draft = Ticket.status != CaseStatus.draft.value
+    out: list[Chart] = []
+
+    # Cases per day by kind.
+    per_day: dict[tuple[date, str], int] = {}
+    stmt = select(Ticket.created_at, Ticket.kind).where(*in_period, not_draft)
+    for created, kind in session.execute(stmt.execution_options(yield_per=2000)):
+        key = (created.astimezone(tz).date(), kind)
+        per_day[key] = per_day.get(key, 0) + 1
+    kinds = [k for k in KIND if any(kk == k for (_d, kk) in per_day)]
+    series = [Series(tr("kind", k), [per_day.get((d, k), 0) for d in day_list]) for k in kinds]
+    day_labels = [d.strftime("%m-%d") for d in day_list]
+    rows = [
+        [d.isoformat(), tr("kind", k), per_day[(d, k)]]
+        for d in day_list
+        for k in kinds
+        if per_day.get((d, k))
+    ]
+    total = sum(per_day.values())
+    out.append(
+        chart(
+            "cases",
+            headers("day", "kind", "cases"),
+            rows,
+            svg=stacked_columns(day_labels, series, title=translate(_TITLES["cases"]))
+            if total
+            else Markup(""),
+            summary=translate(N_("%(num)s cases")) % {"num": total},
+        )
+    )
+
+    # Reasons.
+    counted = sorted(
+        session.execute(
+            select(Ticket.reason, func.count()).where(*in_period, not_draft).group_by(Ticket.reason)
+        ).all(),
+        key=lambda r: (-r[1], r[0]),
+    )
+    reason_total = sum(n for _r, n in counted) or 1
+    rows = [[tr("reason", r), n, round(n / reason_total, 4)] for r, n in counted]
+    out.append(
+        chart(
+            "reasons",
+            headers("reason", "cases", "share"),
+            rows,
+            svg=bars(
+                [Bar(tr("reason", r), n, f"{n} · {_pct(n / reason_total)}") for r, n in counted],
+                title=translate(_TITLES["reasons"]),
+            ),
+        )
+    )
+
+    # SLA met per clock.
+    report = sla.report(session=session, since=since, until=until)
+    # The shop's promises only: the customer's clocks (shipping the return, answering) are not
+    # the shop's service level.
+    clocks: list[dict[str, Any]] = [
+        c
+        for c in report["clocks"]  # type: ignore[attr-defined]
+        if c["clock"] not in CUSTOMER_CLOCKS
+    ]
+    rows = [
+        [
+            tr("clock", c["clock"]),
+            c["total"],
+            c["met"],
+            c["breached"],
+            c["open"],
+            c["share_met"],
+            c["median_minutes"],
+            c["p90_minutes"],
+        ]
+        for c in clocks
+    ]
+    out.append(
+        chart(
+            "sla",
+            headers(
+                "clock",
+                "total",
+                "met",
+                "breached",
+                "open",
+                "share_met",
+                "median_minutes",
+                "p90_minutes",
+            ),
+            rows,
+            svg=bars(
+                [
+                    Bar(
+                        tr("clock", c["clock"]),
+                        c["share_met"] or 0,
+                        _pct(c["share_met"]),
+                        flagged=c["share_met"] is not None and c["share_met"] < 0.9,
+                    )
+                    for c in clocks
+                    if c["clock"] in CLOCK
+                ],
+                title=translate(_TITLES["sla"]),
+            ),
+        )
+    )
+
+    # Time to resolve, per kind: from opening to first reaching a done status in the period.
+    done_at = func.min(Event.at)
+    resolved = session.execute(
+        select(Ticket.kind, Ticket.created_at, done_at)
+        .join(Event, Event.ticket_id == Ticket.id)
+        .where(
+            Event.type == "status.changed",
+            Event.data["to"].as_string().in_(DONE),
+            Event.at >= since,
+            Event.at < until,
+        )
+        .group_by(Ticket.id, Ticket.kind, Ticket.created_at)
+    ).all()
+    hours: dict[str, list[float]] = {}
+    for kind, created, finished in resolved:
+        hours.setdefault(kind, []).append((finished - created).total_seconds() / 3600)
+    rows = []
+    resolve_bars = []
+    for k in KIND:
+        values = hours.get(k)
+        if not values:
+            continue
+        median = _percentile(values, 0.5) or 0.0
+        p90 = _percentile(values, 0.9) or 0.0
+        rows.append(
+            [
+                tr("kind", k),
+                len(values),
+                round(median, 1),
+                round(p90, 1),
+                round(sum(values) / len(values), 1),
+            ]
+        )
+        resolve_bars.append(
+            Bar(tr("kind", k), median, f"{i18n.duration(median * 3600, lang)} ({len(values)})")
+        )
+    out.append(
+        chart(
+            "resolve",
+            headers("kind", "done", "median_hours", "p90_hours", "average_hours"),
+            rows,
+            svg=bars(resolve_bars, title=translate(_TITLES["resolve"])),
+        )
+    )
+
+    # Refunds by route.
+    refunds = session.execute(
+        select(Refund.method, Refund.currency, func.count(), func.sum(Refund.amount))
+        .where(
+            Refund.status.in_([RefundStatus.issued.value, RefundStatus.confirmed.value]),
+            Refund.issued_at >= since,
+            Refund.issued_at < until,
+        )
+        .group_by(Refund.method, Refund.currency)
+        .order_by(func.sum(Refund.amount).desc())
+    ).all()
+    rows = [
+        [method, currency, n, Decimal(format_amount(int(amount or 0), currency))]
+        for method, currency, n, amount in refunds
+    ]
+    out.append(
+        chart(
+            "refunds",
+            headers("route", "currency", "refunds", "amount"),
+            rows,
+            svg=bars(
+                [
+                    Bar(
+                        f"{method} · {currency}",
+                        float(amount or 0),
+                        f"{i18n.money(format_amount(int(amount or 0), currency), currency, lang)}"
+                        f" ({n})",
+                    )
+                    for method, currency, n, amount in refunds
+                ],
+                title=translate(_TITLES["refunds"]),
+            ),
+        )
+    )
+
+    # Satisfaction.
+    scores: dict[int, int] = {
+        int(score or 0): int(n)
+        for score, n in session.execute(
+            select(Ticket.satisfaction, func.count())
+            .where(*in_period, Ticket.satisfaction.is_not(None))
+            .group_by(Ticket.satisfaction)
+        )
+    }
+    rated = sum(scores.values())
+    average = sum(s * n for s, n in scores.items()) / rated if rated else None
+    rows = [[score, scores.get(score, 0)] for score in range(5, 0, -1)]
+    out.append(
+        chart(
+            "satisfaction",
+            headers("score", "ratings"),
+            rows,
+            svg=bars(
+                [Bar(f"{s} ★", scores.get(s, 0), str(scores.get(s, 0))) for s in range(5, 0, -1)],
+                title=translate(_TITLES["satisfaction"]),
+            )
+            if rated
+            else Markup(""),
+            summary=(translate(N_("Average %(score)s of 5")) % {"score": f"{average:.2f}"})
+            if average is not None
+            else "",
+        )
+    )
+
+    # After-sales rate per product.
+    cases_by_sku = dict(
+        session.execute(
+            select(TicketItem.sku, func.count(func.distinct(TicketItem.ticket_id)))
+            .join(Ticket, Ticket.id == TicketItem.ticket_id)
+            .where(*in_period, not_draft)
+            .group_by(TicketItem.sku)
+        ).all()
+    )
+    sold = {
+        sku: (int(units or 0), title)
+        for sku, units, title in session.execute(
+            select(OrderLine.sku, func.sum(OrderLine.quantity), func.max(OrderLine.title))
+            .join(Order, Order.id == OrderLine.order_id)
+            .where(
+                Order.placed_at >= since,
+                Order.placed_at < until,
+                Order.status.notin_(["unpaid", "cancelled"]),
+            )
+            .group_by(OrderLine.sku)
+        ).all()
+    }
+    products = []
+    for sku in sorted(set(cases_by_sku) | set(sold)):
+        n = int(cases_by_sku.get(sku, 0))
+        units, title = sold.get(sku, (0, ""))
+        rate = n / units if units else None
+        products.append((sku, title or "", n, units, rate, rate is not None and rate * 100 > flag))
+    products.sort(key=lambda p: (-(p[4] if p[4] is not None else -1), p[0]))
+    rows = [
+        [sku, title, n, units, round(rate, 4) if rate is not None else None, flagged]
+        for sku, title, n, units, rate, flagged in products
+    ]
+    out.append(
+        chart(
+            "products",
+            headers("sku", "title", "cases", "units_sold", "rate", "flagged"),
+            rows,
+            svg=bars(
+                [
+                    Bar(f"{sku} {title}"[:28], rate, f"{_pct(rate)} ({n}/{units})", flagged)
+                    for sku, title, n, units, rate, flagged in products[:PRODUCTS_SHOWN]
+                    if rate is not None
+                ],
+                title=translate(_TITLES["products"]),
+            ),
+            summary=translate(N_("%(num)s flagged")) % {"num": sum(1 for p in products if p[5])},
+        )
+    )
+    return out
+
+
+def _translator_for(request: Request, lang: str) -> Callable[[str], str]:
+    catalog: i18n.Catalog = request.app.state.panel.catalogs[lang]
+    return catalog.gettext
+
+
+def _days(value: int) -> int:
+    return value if value in PERIODS else DEFAULT_DAYS
+
+
+@router.get("/dashboard")
+def dashboard(
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    days: int = DEFAULT_DAYS,
+) -> Response:
+    """The dashboard (leads and admins): every chart for the last 7, 30 or 90 days."""
+    require_role(agent, (Role.lead, Role.admin))
+    days = _days(days)
+    lang = i18n.pick_language(agent.language)
+    charts = build(
+        session,
+        now=request.app.state.clock(),
+        days=days,
+        tz=request.app.state.settings.tz,
+        lang=lang,
+        translate=_translator_for(request, lang),
+        flag=flag_percent(request),
+    )
+    return render(request, "dashboard.html", {"charts": charts, "days": days, "periods": PERIODS})
+
+
+def _csv(chart: Chart) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(chart.headers)
+    writer.writerows(["" if v is None else v for v in row] for row in chart.rows)
+    # A BOM, so Excel opens Chinese text as UTF-8.
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _xlsx(chart: Chart) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = chart.name
+    sheet.append(chart.headers)
+    for row in chart.rows:
+        sheet.append([float(v) if isinstance(v, Decimal) else v for v in row])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@router.get("/dashboard/export/{chart}")
+def export(
+    chart: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    days: int = DEFAULT_DAYS,
+    format: Annotated[str, Query(max_length=4)] = "csv",
+) -> Response:
+    """One chart's rows as CSV (UTF-8 with BOM) or XLSX, in the agent's language."""
+    require_role(agent, (Role.lead, Role.admin))
+    if chart not in CHARTS or format not in FORMATS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such chart or format")
+    days = _days(days)
+    lang = i18n.pick_language(agent.language)
+    found = next(
+        c
+        for c in build(
+            session,
+            now=request.app.state.clock(),
+            days=days,
+            tz=request.app.state.settings.tz,
+            lang=lang,
+            translate=_translator_for(request, lang),
+            flag=flag_percent(request),
+        )
+        if c.name == chart
+    )
+    name = f"{chart}-{days}d.{format}"
+    if format == "csv":
+        body, media = _csv(found), "text/csv; charset=utf-8"
+    else:
+        body = _xlsx(found)
+        media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return Response(
+        body,
+        media_type=media,
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )

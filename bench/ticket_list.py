@@ -1,0 +1,213 @@
+"""The queue's speed as the table grows: GET /api/v1/tickets through the real app in-process
+(FastAPI TestClient, a bearer token) on PostgreSQL with N cases, N = 10 000 and 1 000 000.
+
+    python -m bench.ticket_list [--sizes 10000,1000000] [--quick] [--repeat 200] [--keep]
+
+Data (bench.common.load_cases): N cases made with set-based SQL, most of them closed or
+refunded, a bounded 4 000 open across statuses and groups (the same at every size), customers
+N/10, no orders. Timed, each `--repeat` times after a warm-up:
+
+- queue: status=submitted&group=service, its first page (limit 50);
+- deep: the same queue 20 pages in (next_cursor followed 20 times), that page's request;
+- unassigned: the panel's unassigned queue (assignee=none, the working statuses): 1 in 100
+  open cases, so shorter than a page, as on a triaged desk;
+- all: every case, no filter, first page.
+
+Printed: p50 and p95 (ms) per size, and p95(largest)/p95(smallest) per query (goal, issue:
+at most 1.5). At the largest size, EXPLAIN of the SQL the app ran; and for a query over the
+goal, EXPLAIN (ANALYZE, BUFFERS) to show why.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from bench.common import (
+    QueryCounter,
+    Timing,
+    create_token_for,
+    explain,
+    fresh_pg_database,
+    load_cases,
+    log,
+    make_client,
+    print_table,
+    ratio,
+    short_sql,
+    size_args,
+    sizes_of,
+    time_calls,
+)
+from tickets.workflow import WORKING as WORKING_STATUSES
+
+GOAL = 1.5
+DEPTH = 20
+# The panel's unassigned queue: the working statuses, as api/panel/queue.py lists them.
+WORKING = ",".join(sorted(s.value for s in WORKING_STATUSES))
+QUERIES: dict[str, str] = {
+    "queue": "status=submitted&group=service&limit=50",
+    "deep": "status=submitted&group=service&limit=50",  # + cursor of page DEPTH + 1
+    "unassigned": f"assignee=none&status={WORKING}&limit=50",
+    "all": "limit=50",
+}
+
+
+def deep_cursor(client: Any, headers: dict[str, str], query: str) -> tuple[str | None, int]:
+    """The cursor of page DEPTH + 1 (or of the deepest page there is), and its page number."""
+    cursor = None
+    page = 1
+    for _ in range(DEPTH):
+        url = "/api/v1/tickets?" + query + (f"&cursor={cursor}" if cursor else "")
+        body = client.get(url, headers=headers).json()
+        if not body.get("next_cursor"):
+            break
+        cursor = body["next_cursor"]
+        page += 1
+    return cursor, page
+
+
+def main_statements(counter: QueryCounter) -> list[tuple[str, Any]]:
+    """The list's own SQL among what a request ran (the page and its capped count)."""
+    out = []
+    for sql, params in zip(counter.statements, counter.params, strict=True):
+        flat = " ".join(sql.split())
+        if flat.startswith("SELECT tickets.id") or "count(*)" in flat:
+            out.append((sql, params))
+    return out
+
+
+def run_size(
+    n: int,
+    repeat: int,
+    keep: bool,
+    explain_plans: bool,
+    on_measured: Callable[[int, dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Load N cases in a fresh database, time every query; `on_measured` runs while the
+    database is still up."""
+    results: dict[str, Any] = {"timings": {}, "plans": {}, "pages": {}}
+    with fresh_pg_database(f"ticket_list_{n}", keep=keep) as url:
+        log(f"N={n:,}: loading cases")
+        loaded = load_cases(make_engine_for(url), n)
+        log(
+            f"N={n:,}: {loaded.cases:,} cases ({loaded.open_cases:,} open), "
+            f"{loaded.customers:,} customers in {loaded.seconds:.1f}s"
+        )
+        results["loaded"] = loaded
+        token = create_token_for(url)
+        headers = {"Authorization": f"Bearer {token}"}
+        client, engine = make_client(url)
+        counter = QueryCounter(engine)
+        with client:
+            urls: dict[str, str] = {}
+            for name, query in QUERIES.items():
+                if name == "deep":
+                    cursor, page = deep_cursor(client, headers, query)
+                    results["pages"][name] = page
+                    urls[name] = f"/api/v1/tickets?{query}" + (
+                        f"&cursor={cursor}" if cursor else ""
+                    )
+                else:
+                    urls[name] = f"/api/v1/tickets?{query}"
+            for name, url_ in urls.items():
+                first = client.get(url_, headers=headers)
+                assert first.status_code == 200, first.text
+                body = first.json()
+                results.setdefault("counts", {})[name] = (len(body["data"]), body["count"])
+
+                def call(u: str = url_) -> None:
+                    client.get(u, headers=headers)
+
+                log(f"N={n:,}: timing {name} x{repeat}")
+                results["timings"][name] = time_calls(call, repeat=repeat)
+                with counter.counting():
+                    call()
+                results["plans"][name] = main_statements(counter)
+                results.setdefault("queries", {})[name] = len(counter.statements)
+            if explain_plans:
+                for name, statements in results["plans"].items():
+                    results["plans"][name] = [
+                        (sql, params, explain(engine, sql, params)) for sql, params in statements
+                    ]
+            results["analyze"] = lambda sql, params: explain(engine, sql, params, analyze=True)
+            on_measured(n, results)
+        engine.dispose()
+    return results
+
+
+def make_engine_for(url: str) -> Any:
+    from tickets.db import make_engine
+
+    return make_engine(url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    size_args(parser)
+    parser.add_argument("--repeat", type=int, default=200, help="timed requests per query")
+    args = parser.parse_args()
+    sizes = sorted(sizes_of(args))
+    by_size: dict[int, dict[str, Any]] = {}
+
+    def over_goal(n: int, results: dict[str, Any]) -> None:
+        """At the largest size, while its database is up: EXPLAIN ANALYZE what misses the goal."""
+        if n != sizes[-1] or len(sizes) < 2:
+            return
+        small: dict[str, Timing] = by_size[sizes[0]]["timings"]
+        for name, timing in results["timings"].items():
+            r = timing.p95 / small[name].p95
+            if r <= GOAL:
+                continue
+            print(f"\n### {name}: p95 ratio {r:.2f} > {GOAL}: EXPLAIN (ANALYZE, BUFFERS)")
+            for sql, params, *_ in results["plans"][name]:
+                print("--", short_sql(sql, 200))
+                print(results["analyze"](sql, params))
+
+    for n in sizes:
+        by_size[n] = run_size(
+            n, args.repeat, args.keep, explain_plans=(n == sizes[-1]), on_measured=over_goal
+        )
+
+    print("\n## GET /api/v1/tickets (in-process TestClient, PostgreSQL), milliseconds")
+    for name, query in QUERIES.items():
+        extra = f" (page {by_size[sizes[-1]]['pages'][name]})" if name == "deep" else ""
+        print(f"  {name}: {query}{extra}")
+    rows = []
+    for name in QUERIES:
+        row: list[Any] = [name]
+        for n in sizes:
+            t = by_size[n]["timings"][name]
+            row += [t.p50, t.p95]
+        if len(sizes) > 1:
+            big = by_size[sizes[-1]]["timings"][name].p95
+            small = by_size[sizes[0]]["timings"][name].p95
+            r = big / small
+            row += [ratio(big, small), "ok" if r <= GOAL else "MISSED"]
+        row.append(by_size[sizes[-1]]["queries"][name])
+        rows.append(row)
+    headers = ["query"]
+    for n in sizes:
+        headers += [f"p50@{n:,}", f"p95@{n:,}"]
+    if len(sizes) > 1:
+        headers += [f"p95 ratio (goal <= {GOAL})", "verdict"]
+    headers.append("SQL/request")
+    print_table(headers, rows)
+    print("\nrows returned / count per query at each size:")
+    for n in sizes:
+        counts = by_size[n]["counts"]
+        loaded = by_size[n]["loaded"]
+        print(
+            f"  N={n:,} ({loaded.open_cases:,} open, loaded in {loaded.seconds:.0f}s): "
+            + ", ".join(f"{k} {v[0]} rows/count {v[1]:,}" for k, v in counts.items())
+        )
+    print(f"\n## EXPLAIN at N={sizes[-1]:,} (the SQL the app ran)")
+    for name, plans in by_size[sizes[-1]]["plans"].items():
+        for sql, _params, plan in plans:
+            print(f"\n### {name}: {short_sql(sql, 160)}")
+            print(plan)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Admin pages over HTTP (agents, groups, tokens, the policy, the script library: admins edit,
+leads read, agents are refused) and the evidence bundle for a platform dispute."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests import test_panel_http as base
+from tests.test_panel_http import PASSWORD, Panel, make_case
+from tickets.auth import agent_for_token, create_agent
+from tickets.models import Agent, ApiToken, Attachment, Role, Ticket, utcnow
+from tickets.service import Context
+
+panel_app = base.panel_app
+alice = base.alice
+ctx = base.ctx
+
+
+def _as(panel_app: Any, username: str) -> Panel:
+    p = Panel(panel_app)
+    assert p.login(username).status_code == 303
+    return p
+
+
+def _admin(panel_app: Any, sessions: sessionmaker[Session]) -> Panel:
+    with sessions() as s:
+        boss = create_agent(
+            session=s, username="boss", role=Role.admin, password=PASSWORD, now=utcnow()
+        )
+        boss.language = "en"
+        s.commit()
+    return _as(panel_app, "boss")
+
+
+def test_admin_pages_are_for_admins_and_read_only_for_leads(
+    panel_app: Any, alice: Panel, sessions: sessionmaker[Session]
+) -> None:
+    for url in ("/panel/admin", "/panel/admin/policy", "/panel/admin/scripts"):
+        assert alice.get(url).status_code == 403, url
+    lena = _as(panel_app, "lena")
+    page = lena.get("/panel/admin")
+    assert page.status_code == 200
+    assert "Read-only" in page.text
+    assert 'id="new-agent"' not in page.text
+    assert (
+        lena.post("/panel/admin/agents", {"username": "x", "password": "p" * 12}).status_code == 403
+    )
+    with sessions() as s:
+        bob = s.scalar(select(Agent.id).where(Agent.username == "bob"))
+    r = lena.post(f"/panel/admin/agents/{bob}", {"role": "admin", "active": "1"})
+    assert r.status_code == 403
+    assert lena.post("/panel/admin/tokens", {"username": "bob"}).status_code == 403
+
+
+def test_an_admin_creates_changes_and_deactivates_agents(
+    panel_app: Any, sessions: sessionmaker[Session]
+) -> None:
+    boss = _admin(panel_app, sessions)
+    page = boss.get("/panel/admin")
+    assert 'id="new-agent"' in page.text
+    # Problems next to their fields.
+    r = boss.post("/panel/admin/agents", {"username": "bad name!", "password": "p" * 12})
+    assert r.status_code == 422
+    assert 'data-error-for="username"' in r.text
+    r = boss.post("/panel/admin/agents", {"username": "dora", "password": "short"})
+    assert r.status_code == 422
+    assert 'data-error-for="password"' in r.text
+    r = boss.post(
+        "/panel/admin/agents",
+        {
+            "username": "dora",
+            "display_name": "Dora",
+            "role": "agent",
+            "group": "logistics",
+            "password": "a long enough secret",
+        },
+    )
+    assert (r.status_code, r.headers["location"]) == (303, "/panel/admin?saved=agent")
+    dora = Panel(panel_app)
+    assert dora.login("dora", "a long enough secret").status_code == 303
+    assert dora.get("/panel").status_code == 200
+    with sessions() as s:
+        dora_id = s.scalar(select(Agent.id).where(Agent.username == "dora"))
+    r = boss.post(f"/panel/admin/agents/{dora_id}", {"role": "lead", "group": "finance"})
+    assert r.status_code == 303
+    with sessions() as s:
+        row = s.get(Agent, dora_id)
+        assert row is not None
+        assert (row.role, row.group, row.active) == ("lead", "finance", False)
+    # Deactivated: her session is gone, and she cannot log in again.
+    assert dora.get("/panel").status_code == 303
+    assert Panel(panel_app).login("dora", "a long enough secret").status_code == 401
+    # An admin cannot lock themselves out.
+    with sessions() as s:
+        boss_id = s.scalar(select(Agent.id).where(Agent.username == "boss"))
+    r = boss.post(f"/panel/admin/agents/{boss_id}", {"role": "agent", "active": "1"})
+    assert r.status_code == 422
+
+
+def test_an_api_token_is_shown_once_and_can_be_revoked(
+    panel_app: Any, sessions: sessionmaker[Session]
+) -> None:
+    boss = _admin(panel_app, sessions)
+    r = boss.post("/panel/admin/tokens", {"username": "bob", "name": "ERP sync"})
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"
+    token = re.search(r'id="token-value">([^<]+)<', r.text)
+    assert token
+    value = token.group(1)
+    api = TestClient(panel_app)
+    assert (
+        api.get("/api/v1/scripts", headers={"Authorization": f"Bearer {value}"}).status_code == 200
+    )
+    # Never shown again.
+    assert value not in boss.get("/panel/admin").text
+    with sessions() as s:
+        row = s.scalar(select(ApiToken).where(ApiToken.name == "ERP sync"))
+        assert row is not None
+        token_id = row.id
+    assert boss.post(f"/panel/admin/tokens/{token_id}/revoke").status_code == 303
+    with sessions() as s:
+        assert agent_for_token(session=s, token=value, now=utcnow()) is None
+    assert (
+        api.get("/api/v1/scripts", headers={"Authorization": f"Bearer {value}"}).status_code == 401
+    )
+    assert boss.post("/panel/admin/tokens", {"username": "nobody"}).status_code == 422
+
+
+def test_the_policy_and_the_script_library_read_only(panel_app: Any) -> None:
+    lena = _as(panel_app, "lena")
+    page = lena.get("/panel/admin/policy")
+    assert page.status_code == 200
+    for section in ("sla-targets", "calendars", "routing", "policy-eligibility", "policy-risk"):
+        assert f'id="{section}"' in page.text, section
+    assert "policy-auto_approval" in page.text
+    assert "First response" in page.text
+    scripts = lena.get("/panel/admin/scripts?language=en")
+    assert scripts.status_code == 200
+    assert "compensation_coupon" in scripts.text
+    one = lena.get("/panel/admin/scripts?name=compensation_coupon&language=en")
+    assert one.status_code == 200
+    preview = re.search(r'id="script-preview">(.*?)</div>', one.text, re.S)
+    assert preview and preview.group(1).strip()
+    assert lena.get("/panel/admin/scripts?name=nope&language=en").status_code == 404
+
+
+# ---------------------------------------------------------------- the evidence bundle
+
+
+def test_the_evidence_bundle_holds_the_timeline_and_the_photos(
+    panel_app: Any, alice: Panel, sessions: sessionmaker[Session], ctx: Context, settings: Any
+) -> None:
+    number = make_case(sessions, ctx, "Z1")
+    media = settings.media_dir
+    media.mkdir(parents=True, exist_ok=True)
+    (media / "seam.jpg").write_bytes(b"\xff\xd8\xff a torn seam")
+    with sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        s.add_all(
+            [
+                Attachment(
+                    ticket=ticket,
+                    kind="photo",
+                    mime="image/jpeg",
+                    size=16,
+                    sha256="a" * 64,
+                    storage_key="seam.jpg",
+                    original_name="../../seam photo.jpg",
+                ),
+                Attachment(
+                    ticket=ticket,
+                    kind="photo",
+                    mime="image/jpeg",
+                    size=1,
+                    sha256="b" * 64,
+                    storage_key="gone.jpg",
+                ),
+            ]
+        )
+        s.commit()
+    assert alice.post(f"/panel/cases/{number}/reply", {"text": "收到，正在处理"}).status_code == 303
+    anon = TestClient(panel_app, follow_redirects=False)
+    assert anon.get(f"/panel/cases/{number}/bundle.zip").status_code == 303
+    r = alice.get(f"/panel/cases/{number}/bundle.zip")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/zip"
+    assert f"{number}-evidence.zip" in r.headers["content-disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(r.content))
+    names = archive.namelist()
+    assert "timeline.html" in names
+    photos = [n for n in names if n.startswith("files/")]
+    assert len(photos) == 1
+    assert ".." not in photos[0] and " " not in photos[0]
+    assert archive.read(photos[0]) == b"\xff\xd8\xff a torn seam"
+    page = archive.read("timeline.html").decode()
+    assert number in page
+    assert "收到，正在处理" in page  # the conversation
+    assert "袜子" in page  # the order
+    assert f'src="{photos[0]}"' not in page or "<img" in page
+    assert "missing from storage" in page
+    assert "a" * 64 in page
+    assert alice.get("/panel/cases/AS-19990101-0001/bundle.zip").status_code == 404
