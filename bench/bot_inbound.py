@@ -2,7 +2,10 @@
 Dispatcher measured in the same run, both with Telegram replaced by an in-process session that
 answers at once (the network is not what is measured).
 
-    python -m bench.bot_inbound [--customers 200] [--database sqlite:///...]
+    python -m bench.bot_inbound [--customers 200] [--database sqlite:///...] [--steps]
+
+With --steps, the time and the SQL statements of each step of the conversation, averaged
+over the customers (measured in the same run, so the headline figure includes the counting).
 
 Every customer (already linked to their order, so no proof step) walks a refund-only request:
 /start ORDER, kind, item +, done, reason, description, done, confirm, then two messages to the
@@ -28,6 +31,7 @@ from aiogram.client.session.base import BaseSession
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.types import CallbackQuery, Chat, Message, Update, User
+from sqlalchemy import Engine, event
 
 from bot.fsm_storage import DatabaseStorage
 from bot.keyboards import ItemCb, KindCb, NavCb, ReasonCb
@@ -140,11 +144,49 @@ class Script:
         ]
 
 
+STEPS = (
+    "/start ORDER",
+    "kind",
+    "item +",
+    "items done",
+    "reason",
+    "description",
+    "evidence done",
+    "confirm (open_case)",
+    "message to the case",
+    "message to the case",
+)
+
+
 async def feed(dp: Dispatcher, bot: Bot, updates: list[Update]) -> float:
     started = time.perf_counter()
     for update in updates:
         await dp.feed_update(bot, update)
     return time.perf_counter() - started
+
+
+async def feed_steps(
+    dp: Dispatcher, bot: Bot, updates: list[Update], engine: Engine
+) -> tuple[float, list[float], list[int]]:
+    """Like `feed`, with each step's time and statement count summed over the customers."""
+    seconds = [0.0] * len(STEPS)
+    statements = [0] * len(STEPS)
+    current = [0]
+
+    def count(*_: Any) -> None:
+        statements[current[0]] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    started = time.perf_counter()
+    try:
+        for i, update in enumerate(updates):
+            current[0] = i % len(STEPS)
+            begun = time.perf_counter()
+            await dp.feed_update(bot, update)
+            seconds[current[0]] += time.perf_counter() - begun
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return time.perf_counter() - started, seconds, statements
 
 
 def echo_dispatcher() -> Dispatcher:
@@ -164,7 +206,7 @@ def echo_dispatcher() -> Dispatcher:
     return dp
 
 
-async def main_async(customers: int, url: str | None) -> None:
+async def main_async(customers: int, url: str | None, steps: bool = False) -> None:
     tmp = tempfile.TemporaryDirectory()
     url = url or f"sqlite:///{Path(tmp.name) / 'bench.db'}"
     upgrade(url)
@@ -192,7 +234,10 @@ async def main_async(customers: int, url: str | None) -> None:
     echo_bot = Bot(BOT_TOKEN, session=InstantSession())
     await feed(echo_dispatcher(), echo_bot, echo_updates[:200])  # warm-up
     echo_time = await feed(echo_dispatcher(), echo_bot, echo_updates)
-    intake_time = await feed(dp, bot, updates)
+    if steps:
+        intake_time, seconds, statements = await feed_steps(dp, bot, updates, engine)
+    else:
+        intake_time = await feed(dp, bot, updates)
 
     with sessions() as s:
         cases = s.query(Ticket).count()
@@ -210,6 +255,10 @@ async def main_async(customers: int, url: str | None) -> None:
     print(f"intake / bare:            {intake_rate / echo_rate:8.1%}")
     print(f"goal: >= 1000 updates/s:  {'met' if intake_rate >= 1000 else 'NOT met'}")
     print(f"goal: >= 40 % of bare:    {'met' if intake_rate >= 0.4 * echo_rate else 'NOT met'}")
+    if steps:
+        print("per step (mean per customer):")
+        for name, sec, count in zip(STEPS, seconds, statements, strict=True):
+            print(f"  {name:<24} {sec / customers * 1000:6.2f} ms  {count / customers:5.1f} SQL")
     engine.dispose()
     tmp.cleanup()
 
@@ -218,8 +267,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--database", help="a database URL (default: a fresh SQLite file)")
+    parser.add_argument("--steps", action="store_true", help="time and count SQL per step")
     args = parser.parse_args()
-    asyncio.run(main_async(args.customers, args.database))
+    asyncio.run(main_async(args.customers, args.database, args.steps))
 
 
 if __name__ == "__main__":

@@ -343,6 +343,23 @@ def time_calls(fn: Callable[[], Any], *, repeat: int, warmup: int = 3) -> Timing
     return Timing(samples)
 
 
+def time_interleaved(
+    fns: dict[Any, Callable[[], Any]], *, repeat: int, warmup: int = 3
+) -> dict[Any, Timing]:
+    """Time several calls taking turns (a, b, a, b, ...), so the machine's noise falls on each
+    alike and their ratio means something on a shared, busy machine."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[Any, list[float]] = {key: [] for key in fns}
+    for _ in range(repeat):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[key].append((time.perf_counter() - t0) * 1000)
+    return {key: Timing(values) for key, values in samples.items()}
+
+
 class QueryCounter:
     """Counts (and keeps) the SQL statements an engine runs while `active`."""
 

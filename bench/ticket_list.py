@@ -21,7 +21,7 @@ goal, EXPLAIN (ANALYZE, BUFFERS) to show why.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from bench.common import (
@@ -38,7 +38,7 @@ from bench.common import (
     short_sql,
     size_args,
     sizes_of,
-    time_calls,
+    time_interleaved,
 )
 from tickets.workflow import WORKING as WORKING_STATUSES
 
@@ -78,63 +78,66 @@ def main_statements(counter: QueryCounter) -> list[tuple[str, Any]]:
     return out
 
 
-def run_size(
-    n: int,
-    repeat: int,
-    keep: bool,
-    explain_plans: bool,
-    on_measured: Callable[[int, dict[str, Any]], None],
-) -> dict[str, Any]:
-    """Load N cases in a fresh database, time every query; `on_measured` runs while the
-    database is still up."""
+def prepare_size(n: int, keep: bool, stack: ExitStack) -> dict[str, Any]:
+    """Load N cases in a fresh database (kept up until `stack` closes) and find each query's
+    URL; the timing happens later, taking turns with the other sizes."""
     results: dict[str, Any] = {"timings": {}, "plans": {}, "pages": {}}
-    with fresh_pg_database(f"ticket_list_{n}", keep=keep) as url:
-        log(f"N={n:,}: loading cases")
-        loaded = load_cases(make_engine_for(url), n)
-        log(
-            f"N={n:,}: {loaded.cases:,} cases ({loaded.open_cases:,} open), "
-            f"{loaded.customers:,} customers in {loaded.seconds:.1f}s"
-        )
-        results["loaded"] = loaded
-        token = create_token_for(url)
-        headers = {"Authorization": f"Bearer {token}"}
-        client, engine = make_client(url)
-        counter = QueryCounter(engine)
-        with client:
-            urls: dict[str, str] = {}
-            for name, query in QUERIES.items():
-                if name == "deep":
-                    cursor, page = deep_cursor(client, headers, query)
-                    results["pages"][name] = page
-                    urls[name] = f"/api/v1/tickets?{query}" + (
-                        f"&cursor={cursor}" if cursor else ""
-                    )
-                else:
-                    urls[name] = f"/api/v1/tickets?{query}"
-            for name, url_ in urls.items():
-                first = client.get(url_, headers=headers)
-                assert first.status_code == 200, first.text
-                body = first.json()
-                results.setdefault("counts", {})[name] = (len(body["data"]), body["count"])
-
-                def call(u: str = url_) -> None:
-                    client.get(u, headers=headers)
-
-                log(f"N={n:,}: timing {name} x{repeat}")
-                results["timings"][name] = time_calls(call, repeat=repeat)
-                with counter.counting():
-                    call()
-                results["plans"][name] = main_statements(counter)
-                results.setdefault("queries", {})[name] = len(counter.statements)
-            if explain_plans:
-                for name, statements in results["plans"].items():
-                    results["plans"][name] = [
-                        (sql, params, explain(engine, sql, params)) for sql, params in statements
-                    ]
-            results["analyze"] = lambda sql, params: explain(engine, sql, params, analyze=True)
-            on_measured(n, results)
-        engine.dispose()
+    url = stack.enter_context(fresh_pg_database(f"ticket_list_{n}", keep=keep))
+    log(f"N={n:,}: loading cases")
+    loaded = load_cases(make_engine_for(url), n)
+    log(
+        f"N={n:,}: {loaded.cases:,} cases ({loaded.open_cases:,} open), "
+        f"{loaded.customers:,} customers in {loaded.seconds:.1f}s"
+    )
+    results["loaded"] = loaded
+    token = create_token_for(url)
+    headers = {"Authorization": f"Bearer {token}"}
+    client, engine = make_client(url)
+    stack.callback(engine.dispose)
+    stack.enter_context(client)
+    urls: dict[str, str] = {}
+    for name, query in QUERIES.items():
+        if name == "deep":
+            cursor, page = deep_cursor(client, headers, query)
+            results["pages"][name] = page
+            urls[name] = f"/api/v1/tickets?{query}" + (f"&cursor={cursor}" if cursor else "")
+        else:
+            urls[name] = f"/api/v1/tickets?{query}"
+    for name, url_ in urls.items():
+        first = client.get(url_, headers=headers)
+        assert first.status_code == 200, first.text
+        body = first.json()
+        results.setdefault("counts", {})[name] = (len(body["data"]), body["count"])
+    results.update(
+        client=client, headers=headers, urls=urls, engine=engine, counter=QueryCounter(engine)
+    )
     return results
+
+
+def measure(by_size: dict[int, dict[str, Any]], repeat: int, explain_at: int) -> None:
+    """Time each query at every size, the sizes taking turns request by request."""
+    for name in QUERIES:
+        calls = {}
+        for n, r in by_size.items():
+
+            def call(r: dict[str, Any] = r, name: str = name) -> None:
+                r["client"].get(r["urls"][name], headers=r["headers"])
+
+            calls[n] = call
+        log(f"timing {name} x{repeat} at {', '.join(f'{n:,}' for n in by_size)} (interleaved)")
+        for n, timing in time_interleaved(calls, repeat=repeat).items():
+            by_size[n]["timings"][name] = timing
+        for n, r in by_size.items():
+            with r["counter"].counting():
+                calls[n]()
+            r["plans"][name] = main_statements(r["counter"])
+            r.setdefault("queries", {})[name] = len(r["counter"].statements)
+    big = by_size[explain_at]
+    for name, statements in big["plans"].items():
+        big["plans"][name] = [
+            (sql, params, explain(big["engine"], sql, params)) for sql, params in statements
+        ]
+    big["analyze"] = lambda sql, params: explain(big["engine"], sql, params, analyze=True)
 
 
 def make_engine_for(url: str) -> Any:
@@ -165,10 +168,11 @@ def main() -> None:
                 print("--", short_sql(sql, 200))
                 print(results["analyze"](sql, params))
 
-    for n in sizes:
-        by_size[n] = run_size(
-            n, args.repeat, args.keep, explain_plans=(n == sizes[-1]), on_measured=over_goal
-        )
+    with ExitStack() as stack:
+        for n in sizes:
+            by_size[n] = prepare_size(n, args.keep, stack)
+        measure(by_size, args.repeat, explain_at=sizes[-1])
+        over_goal(sizes[-1], by_size[sizes[-1]])
 
     print("\n## GET /api/v1/tickets (in-process TestClient, PostgreSQL), milliseconds")
     for name, query in QUERIES.items():

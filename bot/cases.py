@@ -8,11 +8,16 @@ withdraw. Each call runs in the update's session and never commits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tickets import sla
+from tickets.calendar import calendar_for, is_working
 from tickets.exceptions import PermissionDenied
 from tickets.models import OPEN_STATUSES, Attachment, CaseStatus, Channel, Customer, Ticket
 from tickets.schemas import ActionRequest, CustomerIn, ItemIn, TicketCreate
@@ -25,11 +30,20 @@ from tickets.service import (
     open_case,
     perform_action,
     record_event,
+    record_satisfaction,
 )
 from tickets.storage import StoredFile
 
 # Cases the customer is still talking about (a draft is the bot's own, not yet submitted).
 LIVE_STATUSES = [s.value for s in OPEN_STATUSES if s is not CaseStatus.draft]
+# Cases a customer may rate (tickets.service.record_satisfaction accepts these).
+FINISHED_STATUSES = [CaseStatus.closed.value, CaseStatus.resolved.value, CaseStatus.refunded.value]
+# A bare "1".."5" typed this long after a case finished still rates it (the closing notice
+# asks for a number); later it is just a message.
+RATING_WINDOW = timedelta(days=7)
+# Pickups: how many working days are offered, and the two slots of each day (local time).
+PICKUP_DAYS = 3
+PICKUP_SLOTS = {"am": (time(9, 0), time(12, 0)), "pm": (time(14, 0), time(18, 0))}
 
 
 def actor_for(customer: Customer) -> Actor:
@@ -164,4 +178,103 @@ def customer_action(
     own_case(session, customer, number)
     return perform_action(
         session=session, number=number, request=request, actor=actor_for(customer), ctx=ctx
+    )
+
+
+def unrated_case(session: Session, customer: Customer, now: datetime) -> Ticket | None:
+    """The customer's most recently finished case not yet rated, if it finished lately."""
+    return session.scalar(
+        select(Ticket)
+        .where(
+            Ticket.customer_id == customer.id,
+            Ticket.status.in_(FINISHED_STATUSES),
+            Ticket.satisfaction.is_(None),
+            Ticket.updated_at >= now - RATING_WINDOW,
+        )
+        .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+        .limit(1)
+    )
+
+
+def rate(
+    session: Session,
+    *,
+    customer: Customer,
+    ticket_id: int,
+    score: int,
+    ctx: Context,
+    comment: str = "",
+) -> Ticket:
+    """The customer's rating (and comment) of their own finished case."""
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None or ticket.customer_id != customer.id:
+        raise PermissionDenied(f"case {ticket_id} is not this customer's")
+    record_satisfaction(session=session, ticket=ticket, score=score, ctx=ctx, comment=comment)
+    return ticket
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A pickup time slot: its day (local), its part (am, pm) and its hours."""
+
+    day: date
+    part: str
+    start: time
+    end: time
+
+    @property
+    def key(self) -> str:
+        return self.day.strftime("%Y%m%d")
+
+    @property
+    def value(self) -> str:
+        """As the case records it (Pickup.time): language-neutral, the shop's local time."""
+        return f"{self.day.isoformat()} {self.start:%H:%M}-{self.end:%H:%M}"
+
+
+def pickup_slots(ticket: Ticket, ctx: Context, days: int = PICKUP_DAYS) -> list[Slot]:
+    """The slots of the next `days` working days from tomorrow, on the calendar of the case's
+    group (holidays and make-up days included); a slot counts when the desk works at its
+    middle."""
+    tz: ZoneInfo = ctx.tz
+    calendar = calendar_for(ctx.policy.sla.calendars_for(str(tz)), ticket.group)
+    today = ctx.now.astimezone(tz).date()
+    out: list[Slot] = []
+    found = 0
+    for ahead in range(1, 31):
+        day = today + timedelta(days=ahead)
+        open_parts = []
+        for part, (start, end) in PICKUP_SLOTS.items():
+            middle = (
+                datetime.combine(day, start, tz)
+                + (datetime.combine(day, end, tz) - datetime.combine(day, start, tz)) / 2
+            )
+            if is_working(calendar, middle):
+                open_parts.append(Slot(day=day, part=part, start=start, end=end))
+        if open_parts:
+            out += open_parts
+            found += 1
+            if found == days:
+                break
+    return out
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The nearest promise on a case: the clock's name, whose it is, and when."""
+
+    clock: str
+    customers: bool
+    due_at: datetime
+
+
+def nearest_deadline(session: Session, ticket: Ticket, now: datetime) -> Deadline | None:
+    """The running clock due soonest (tickets.sla.view), or None."""
+    running = [c for c in sla.view(session, ticket, now) if c.state == sla.RUNNING and c.due_at]
+    if not running:
+        return None
+    first = min(running, key=lambda c: c.due_at)  # type: ignore[arg-type, return-value]
+    assert first.due_at is not None
+    return Deadline(
+        clock=first.clock, customers=sla.is_customer_clock(first.clock), due_at=first.due_at
     )

@@ -45,11 +45,13 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.methods import SendMessage
+from aiogram.types import InlineKeyboardMarkup
 from aiolimiter import AsyncLimiter
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import keyboards
 from bot.i18n import Texts
 from tickets.db import unit_of_work
 from tickets.models import OutboxMessage, Ticket, utcnow
@@ -60,6 +62,9 @@ from tickets.settings import Settings
 log = logging.getLogger(__name__)
 
 CHANNELS = ("telegram", "agents")
+# Notices that end a case and ask for a rating: they get the 1-5 buttons (a row may also ask
+# for them itself with payload "keyboard": "satisfaction").
+SATISFACTION_SCRIPTS = frozenset({"notice_closed"})
 
 
 @dataclass(frozen=True)
@@ -129,12 +134,14 @@ class DeliveryWorker:
         texts: Texts | None = None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        agent_language: str = "zh-CN",
     ) -> None:
         self.bot = bot
         self.sessions = sessions
         self.settings = settings
         self.config = config or DeliveryConfig()
-        self.texts = texts
+        self.texts = texts or Texts.load()
+        self.agent_language = agent_language
         self.clock = clock
         self.sleep = sleep
         # One message per 1/rate seconds, no burst: a burst of 30 at once would break the
@@ -283,14 +290,17 @@ class DeliveryWorker:
                 session=session,
                 ticket=ticket,
                 kind="customer_unreachable",
-                payload={"text": self._unreachable_text(ticket), "case_no": ticket.number},
+                payload={
+                    "type": "customer_unreachable",
+                    "number": ticket.number,
+                    "text": self._unreachable_text(ticket),
+                    "parse_mode": "HTML",
+                },
                 now=now,
             )
 
     def _unreachable_text(self, ticket: Ticket) -> str:
-        if self.texts is None:
-            return f"{ticket.number}: the customer blocked the bot; reach them another way."
-        return self.texts.get("zh-CN", "agents.unreachable", case_no=ticket.number)
+        return self.texts.get(self.agent_language, "agents.unreachable", case_no=ticket.number)
 
     # ------------------------------------------------------------ sending
 
@@ -323,6 +333,31 @@ class DeliveryWorker:
         await self.limiter.acquire()
         self._chat_ready[chat_id] = time.monotonic() + self.config.per_chat_interval
 
+    def _markup(self, row: Claimed) -> InlineKeyboardMarkup | None:
+        """The buttons a row carries: an agents' card about a case gets "take it" and "open
+        in the panel"; a closing notice gets the 1-5 rating."""
+        payload = row.payload
+        if row.channel == "agents":
+            number = payload.get("number") or payload.get("case_no")
+            if not number:
+                return None
+
+            def t(key: str, **values: Any) -> str:
+                return self.texts.get(self.agent_language, key, **values)
+
+            return keyboards.agent_card(t, str(number), public_url=self.settings.public_url)
+        wants = payload.get("keyboard") == "satisfaction" or (
+            payload.get("script") in SATISFACTION_SCRIPTS
+        )
+        if wants and row.ticket_id is not None:
+            language = str(payload.get("language") or "zh-CN")
+
+            def tc(key: str, **values: Any) -> str:
+                return self.texts.get(language, key, **values)
+
+            return keyboards.satisfaction(tc, row.ticket_id)
+        return None
+
     def _backoff(self, attempts: int) -> float:
         return float(
             min(self.config.backoff_base * 2 ** max(attempts - 1, 0), self.config.backoff_cap)
@@ -336,10 +371,32 @@ class DeliveryWorker:
         if not text:
             return Outcome("failed", error="nothing to send: the row has no rendered text")
         await self._pace(chat_id)
+        markup = self._markup(row)
         try:
-            await self.bot(
-                SendMessage(chat_id=chat_id, text=text, parse_mode=row.payload.get("parse_mode"))
-            )
+            try:
+                await self.bot(
+                    SendMessage(
+                        chat_id=chat_id,
+                        text=text,
+                        parse_mode=row.payload.get("parse_mode"),
+                        reply_markup=markup,
+                    )
+                )
+            except TelegramBadRequest as exc:
+                if not _has_url(markup):
+                    raise
+                # Telegram refuses link buttons to addresses it deems invalid (localhost, a
+                # bad AFTERSALES_PUBLIC_URL): the card still goes, without its link.
+                log.warning("card %s refused with its panel link (%s): sent without", row.id, exc)
+                await self._pace(chat_id)
+                await self.bot(
+                    SendMessage(
+                        chat_id=chat_id,
+                        text=text,
+                        parse_mode=row.payload.get("parse_mode"),
+                        reply_markup=_without_urls(markup),
+                    )
+                )
             # Counted again from the answer: network jitter must not bring two messages to one
             # chat closer than the interval when they arrive.
             self._chat_ready[chat_id] = time.monotonic() + self.config.per_chat_interval
@@ -377,3 +434,15 @@ class DeliveryWorker:
                 delay=self._backoff(row.attempts),
             )
         return Outcome("sent")
+
+
+def _has_url(markup: InlineKeyboardMarkup | None) -> bool:
+    return markup is not None and any(b.url for row in markup.inline_keyboard for b in row)
+
+
+def _without_urls(markup: InlineKeyboardMarkup | None) -> InlineKeyboardMarkup | None:
+    if markup is None:
+        return None
+    rows = [[b for b in row if not b.url] for row in markup.inline_keyboard]
+    rows = [row for row in rows if row]
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None

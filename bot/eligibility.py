@@ -10,6 +10,7 @@ on the units the case will name). The bot calls nothing else for these decisions
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from tickets.config import Policy
 from tickets.exceptions import InvalidInput
 from tickets.models import CaseKind, Order
-from tickets.orders import units_taken
+from tickets.orders import get_order, units_taken
 from tickets.policy import (
     ITEM_KINDS,
     EvidenceNeed,
@@ -61,16 +62,32 @@ def needs_items(kind: CaseKind) -> bool:
     return kind in ITEM_KINDS
 
 
+def line_categories(order: Order) -> dict[str, str]:
+    """Each line's category by SKU: what the evidence rules look at, small enough to keep in
+    the conversation's state (so later steps need not load the order again)."""
+    return {ln.sku: ln.category for ln in order.lines}
+
+
 def evidence_need(
-    order: Order, *, policy: Policy, kind: str, reason: str, skus: list[str]
+    categories: Mapping[str, str], *, policy: Policy, kind: str, reason: str, skus: list[str]
 ) -> EvidenceNeed:
-    """What the claim must bring (photos, a food's production date) for the claimed lines."""
-    categories = [ln.category for ln in order.lines if ln.sku in skus] or [
-        ln.category for ln in order.lines
-    ]
-    return evidence_needed(
-        kind=kind, reason=reason, categories=categories, rules=policy.eligibility
-    )
+    """What the claim must bring (photos, a food's production date) for the claimed lines
+    (all the order's lines when none are named); `categories` from `line_categories`."""
+    claimed = [c for sku, c in categories.items() if sku in skus] or list(categories.values())
+    return evidence_needed(kind=kind, reason=reason, categories=claimed, rules=policy.eligibility)
+
+
+_ORDERS = "aftersales.orders"
+
+
+def order_of(session: Session, order_no: str) -> Order:
+    """The order (tickets.orders.get_order), loaded once per unit of work: several steps of one
+    update ask for it, and each load is five queries."""
+    cache: dict[str, Order] = session.info.setdefault(_ORDERS, {})
+    order = cache.get(order_no)
+    if order is None:
+        order = cache[order_no] = get_order(session=session, order_no=order_no)
+    return order
 
 
 def free_units(session: Session, order: Order) -> dict[str, int]:

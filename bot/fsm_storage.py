@@ -25,7 +25,7 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +35,30 @@ from tickets.settings import Settings
 
 # Where a bound session keeps the conversations it read: key -> [state, data, changed].
 _CACHE = "aftersales.fsm"
+
+
+def _upsert(insert: Any) -> Any:
+    stmt = insert(FsmRecord).values(
+        key=bindparam("k"),
+        state=bindparam("s"),
+        data=bindparam("d", type_=FsmRecord.__table__.c.data.type),
+        updated_at=bindparam("u", type_=FsmRecord.__table__.c.updated_at.type),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[FsmRecord.key],
+        set_={
+            "state": stmt.excluded.state,
+            "data": stmt.excluded.data,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+
+
+# Built once: every update of a conversation writes through them, and a statement built anew
+# each time pays for its construction and its cache key again.
+_UPSERTS = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+_READ = select(FsmRecord.state, FsmRecord.data).where(FsmRecord.key == bindparam("k"))
+_DELETE = delete(FsmRecord).where(FsmRecord.key == bindparam("k"))
 
 
 class DatabaseStorage(BaseStorage):
@@ -96,9 +120,7 @@ class DatabaseStorage(BaseStorage):
 
     @staticmethod
     def _read(session: Session, key: str) -> tuple[str | None, dict[str, Any]] | None:
-        row = session.execute(
-            select(FsmRecord.state, FsmRecord.data).where(FsmRecord.key == key)
-        ).one_or_none()
+        row = session.execute(_READ, {"k": key}).one_or_none()
         if row is None:
             return None
         return row.state, dict(row.data or {})
@@ -106,18 +128,12 @@ class DatabaseStorage(BaseStorage):
     @staticmethod
     def _write(session: Session, key: str, state: str | None, data: dict[str, Any]) -> None:
         if state is None and not data:
-            session.execute(delete(FsmRecord).where(FsmRecord.key == key))
+            session.execute(_DELETE, {"k": key})
             return
         # One upsert: two processes writing the same new key never collide on the primary key.
         dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        now = utcnow()
-        stmt = insert(FsmRecord).values(key=key, state=state, data=data, updated_at=now)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[FsmRecord.key],
-            set_={"state": state, "data": data, "updated_at": now},
-        )
-        session.execute(stmt)
+        stmt = _UPSERTS["postgresql" if dialect == "postgresql" else "sqlite"]
+        session.execute(stmt, {"k": key, "s": state, "d": data, "u": utcnow()})
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state

@@ -80,3 +80,9 @@ class Texts:
         template = table[key]
         safe = {k: v if isinstance(v, Html) else html.escape(str(v)) for k, v in values.items()}
         return template.format_map(safe)
+
+    def plain(self, language: str, key: str, **values: Any) -> str:
+        """The text filled in without escaping, for places Telegram shows as plain text (a
+        button's notice); the text itself must hold no HTML."""
+        table = self._tables.get(language) or self._tables["en"]
+        return table[key].format_map({k: str(v) for k, v in values.items()})

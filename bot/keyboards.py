@@ -58,18 +58,47 @@ class ReasonCb(CallbackData, prefix="r"):
 
 
 class CaseCb(CallbackData, prefix="c"):
-    """An action on one of the customer's cases: track, withdraw, withdraw_yes."""
+    """An action on one of the customer's cases: track, pickup, withdraw, withdraw_yes."""
 
     number: str
     action: str
 
 
+class SlotCb(CallbackData, prefix="ps"):
+    """A pickup time slot: the local day (YYYYMMDD) and the part of it (am, pm)."""
+
+    day: str
+    slot: str
+
+
+class AddressCb(CallbackData, prefix="pa"):
+    """Pick up at the order's own address."""
+
+    use: str = "order"
+
+
+class RateCb(CallbackData, prefix="sat"):
+    """A satisfaction score (1-5; 0 skips the comment) for the case with this id."""
+
+    ticket: int
+    score: int
+
+
+class AgentCb(CallbackData, prefix="ag"):
+    """A button under an agents' card: take (assign it to me)."""
+
+    action: str
+    number: str
+
+
 def _rows(*rows: Sequence[InlineKeyboardButton]) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(inline_keyboard=[list(r) for r in rows if r])
+    return InlineKeyboardMarkup.model_construct(inline_keyboard=[list(r) for r in rows if r])
 
 
 def _button(text: str, data: CallbackData) -> InlineKeyboardButton:
-    return InlineKeyboardButton(text=text, callback_data=data.pack())
+    # Built without pydantic's validation: text and packed data are already strings, and a
+    # keyboard of the items step is rebuilt on every press.
+    return InlineKeyboardButton.model_construct(text=text, callback_data=data.pack())
 
 
 def nav_row(t: T, *, back: bool = True, extra: Sequence[str] = ()) -> list[InlineKeyboardButton]:
@@ -158,11 +187,15 @@ def reasons(t: T, codes: Sequence[str]) -> InlineKeyboardMarkup:
     return _rows(*rows, nav_row(t))
 
 
-def case_actions(t: T, number: str, *, track: bool, withdraw: bool) -> InlineKeyboardMarkup:
+def case_actions(
+    t: T, number: str, *, track: bool, withdraw: bool, pickup: bool = False
+) -> InlineKeyboardMarkup:
     """What the customer may do on one case now."""
     rows = []
     if track:
         rows.append([_button(t("cases.btn_track"), CaseCb(number=number, action="track"))])
+    if pickup:
+        rows.append([_button(t("cases.btn_pickup"), CaseCb(number=number, action="pickup"))])
     if withdraw:
         rows.append([_button(t("cases.btn_withdraw"), CaseCb(number=number, action="withdraw"))])
     return _rows(*rows)
@@ -176,3 +209,52 @@ def confirm_withdraw(t: T, number: str) -> InlineKeyboardMarkup:
             _button(t("nav.cancel"), NavCb(action="cancel")),
         ]
     )
+
+
+def pickup_slots(t: T, slots: Sequence[tuple[str, str, str]]) -> InlineKeyboardMarkup:
+    """One row per working day: its morning and afternoon, as (day, slot, label) triples."""
+    by_day: dict[str, list[InlineKeyboardButton]] = {}
+    for day, slot, label in slots:
+        by_day.setdefault(day, []).append(_button(label, SlotCb(day=day, slot=slot)))
+    return _rows(*by_day.values(), nav_row(t, back=False))
+
+
+def pickup_address(t: T, *, has_address: bool) -> InlineKeyboardMarkup:
+    """Use the order's address (when it has one), or cancel."""
+    first = [_button(t("pickup.btn_use_address"), AddressCb())] if has_address else []
+    return _rows(first, nav_row(t, back=False))
+
+
+def satisfaction(t: T, ticket_id: int) -> InlineKeyboardMarkup:
+    """1 to 5, worst to best, on one row."""
+    return _rows(
+        [
+            _button(t("satisfaction.btn_score", score=n), RateCb(ticket=ticket_id, score=n))
+            for n in range(1, 6)
+        ]
+    )
+
+
+def skip_comment(t: T, ticket_id: int) -> InlineKeyboardMarkup:
+    """No comment, thanks."""
+    return _rows([_button(t("satisfaction.btn_skip"), RateCb(ticket=ticket_id, score=0))])
+
+
+def panel_url(public_url: str, number: str) -> str:
+    """The case's page in the agents' panel."""
+    return f"{public_url.rstrip('/')}/panel/cases/{number}"
+
+
+def agent_card(
+    t: T, number: str, *, public_url: str | None, take: bool = True
+) -> InlineKeyboardMarkup | None:
+    """Take it (assign to the agent pressing it) and open in the panel (a link); None when
+    there is nothing to show."""
+    row: list[InlineKeyboardButton] = []
+    if take:
+        row.append(_button(t("agents.btn_take"), AgentCb(action="take", number=number)))
+    if public_url:
+        row.append(
+            InlineKeyboardButton(text=t("agents.btn_panel"), url=panel_url(public_url, number))
+        )
+    return _rows(row) if row else None

@@ -35,7 +35,7 @@ from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import InlineKeyboardMarkup, TelegramObject, Update, User
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,7 +54,7 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
-from tickets.models import OPEN_STATUSES, Customer, InboundUpdate, Ticket
+from tickets.models import OPEN_STATUSES, Agent, Customer, InboundUpdate, Ticket
 from tickets.scripts import ScriptLibrary, resolve_language
 from tickets.service import SYSTEM, Context, record_event
 from tickets.settings import Settings
@@ -65,6 +65,13 @@ log = logging.getLogger(__name__)
 SOURCE = "telegram"
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+# Built once (every update runs it): the update's id, the dedupe key.
+_RECORD_UPDATE = insert(InboundUpdate).values(
+    source=bindparam("source"),
+    external_id=bindparam("external_id"),
+    received_at=bindparam("at", type_=InboundUpdate.__table__.c.received_at.type),
+)
 
 
 def error_text_key(exc: BaseException) -> str:
@@ -134,6 +141,11 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         user: User | None = data.get("event_from_user")
         chat = data.get("event_chat")
         private = chat is not None and chat.type == "private"
+        agents_chat = (
+            chat is not None
+            and self.settings.agent_chat_id is not None
+            and chat.id == self.settings.agent_chat_id
+        )
         replies = Replies(
             texts=self.texts,
             language=resolve_language(user.language_code if user else None),
@@ -157,12 +169,12 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         async with self._turn:
             with self.sessions() as session:
                 try:
-                    session.add(
-                        InboundUpdate(
-                            source=SOURCE, external_id=external_id, received_at=self.clock()
-                        )
+                    # A plain INSERT, not an ORM object: it is written on every update, and
+                    # the unit-of-work flush would cost more than the statement itself.
+                    session.execute(
+                        _RECORD_UPDATE,
+                        {"source": SOURCE, "external_id": external_id, "at": self.clock()},
                     )
-                    session.flush()
                 except IntegrityError:
                     # Its id is already stored: a redelivery (or a twin racing this one).
                     session.rollback()
@@ -173,9 +185,15 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                     if customer is not None:
                         customer_id = customer.id
                         replies.language = customer.language
+                    agent = None
+                    if agents_chat:
+                        # The agents' chat speaks the agents' language (theirs when linked).
+                        agent = self._agent(session, user) if user else None
+                        replies.language = agent.language if agent else self.policy.agent_language
                     data.update(
                         db=session,
                         customer=customer,
+                        agent=agent,
                         reply=replies,
                         svc=self.context(self.clock()),
                         media=media,
@@ -225,6 +243,16 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             telegram_user_id=user.id,
             name=user.full_name,
             language_code=user.language_code,
+        )
+
+    @staticmethod
+    def _agent(session: Session, user: User) -> Agent | None:
+        """The active agent linked to this Telegram account, if any."""
+        return session.scalar(
+            select(Agent)
+            .where(Agent.telegram_user_id == user.id, Agent.active.is_(True))
+            .order_by(Agent.id)
+            .limit(1)
         )
 
     def _way_on(self, replies: Replies) -> InlineKeyboardMarkup:

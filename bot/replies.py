@@ -32,6 +32,7 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
+    ReplyParameters,
 )
 
 from bot.i18n import Texts
@@ -60,16 +61,32 @@ class Replies:
         """A text in the customer's language."""
         return self.texts.get(self.language, key, **values)
 
+    def plain(self, key: str, **values: Any) -> str:
+        """A plain text (no HTML) in the customer's language, for a button's notice."""
+        return self.texts.plain(self.language, key, **values)
+
     def say(self, key: str, markup: Markup | None = None, **values: Any) -> None:
         """Send the text `key` (filled with `values`) to the chat."""
         self.send_text(self.t(key, **values), markup)
 
-    def send_text(self, text: str, markup: Markup | None = None) -> None:
-        """Send an already filled text (HTML)."""
+    def send_text(
+        self, text: str, markup: Markup | None = None, *, reply_to: int | None = None
+    ) -> None:
+        """Send an already filled text (HTML), as a reply to message `reply_to` if given."""
         if self.chat_id is None:
             return
         self.methods.append(
-            SendMessage(chat_id=self.chat_id, text=text, parse_mode="HTML", reply_markup=markup)
+            SendMessage(
+                chat_id=self.chat_id,
+                text=text,
+                parse_mode="HTML",
+                reply_markup=markup,
+                reply_parameters=(
+                    ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+                    if reply_to is not None
+                    else None
+                ),
+            )
         )
 
     def edit_markup(self, message_id: int, markup: InlineKeyboardMarkup | None) -> None:
@@ -80,13 +97,17 @@ class Replies:
             EditMessageReplyMarkup(chat_id=self.chat_id, message_id=message_id, reply_markup=markup)
         )
 
-    def answer_callback(self, text: str | None = None) -> None:
-        """Stop the button's spinner, with an optional short notice."""
+    def answer_callback(self, text: str | None = None, *, alert: bool = False) -> None:
+        """Stop the button's spinner, with an optional short notice (a dialog when `alert`:
+        seen only by the one who pressed, which is how a group member gets a private answer)."""
         if self.callback_query_id is None or self._callback_answered:
             return
         self._callback_answered = True
         self.methods.insert(
-            0, AnswerCallbackQuery(callback_query_id=self.callback_query_id, text=text)
+            0,
+            AnswerCallbackQuery(
+                callback_query_id=self.callback_query_id, text=text, show_alert=alert or None
+            ),
         )
 
     def discard(self) -> None:

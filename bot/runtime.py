@@ -34,7 +34,7 @@ from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.fsm_storage import build_storage
 from bot.i18n import Texts
 from bot.middlewares import UnitOfWorkMiddleware
-from bot.routers import customer
+from bot.routers import agents, customer
 from tickets.config import Policy
 from tickets.models import utcnow
 from tickets.scripts import ScriptLibrary
@@ -78,7 +78,8 @@ def build_dispatcher(
     clock: Callable[[], datetime] = utcnow,
 ) -> Dispatcher:
     """The Dispatcher: FSM state in the database (Redis when set), one unit of work per update,
-    the customer router. Tests pass their own storage, store and clock."""
+    the customer router (private chats) and, when AFTERSALES_AGENT_CHAT_ID is set, the agents'
+    router (that group). Tests pass their own storage, store and clock."""
     if storage is None:
         storage, isolation = build_storage(settings, sessions)
         events_isolation = events_isolation or isolation
@@ -100,6 +101,10 @@ def build_dispatcher(
     )
     dp.update.outer_middleware(dp.fsm)
     dp.include_router(customer.make_router())
+    if settings.agent_chat_id is not None:
+        dp.include_router(
+            agents.make_router(chat_id=settings.agent_chat_id, public_url=settings.public_url)
+        )
     return dp
 
 
@@ -131,6 +136,7 @@ class BotRuntime:
             config=delivery,
             texts=self.texts,
             clock=clock,
+            agent_language=policy.agent_language,
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []

@@ -291,6 +291,79 @@ class Customer:
         return await self.send(sticker=sticker)
 
 
+class GroupMember:
+    """Someone in the agents' group chat, feeding updates to a Dispatcher: replies to the
+    bot's messages and presses on their buttons."""
+
+    def __init__(
+        self,
+        dp: Dispatcher,
+        bot: Bot,
+        *,
+        chat_id: int,
+        user_id: int = 777,
+        name: str = "Wang",
+        first_update: int = 50_000,
+    ) -> None:
+        self.dp = dp
+        self.bot = bot
+        self.user = User(id=user_id, is_bot=False, first_name=name, language_code="zh")
+        self.chat = Chat(id=chat_id, type="supergroup", title="Agents")
+        self.update_id = first_update
+        self.message_id = 500
+
+    @property
+    def session(self) -> FakeSession:
+        session = self.bot.session
+        assert isinstance(session, FakeSession)
+        return session
+
+    def bots_message(
+        self, text: str, markup: InlineKeyboardMarkup | None = None, message_id: int = 9_000
+    ) -> Message:
+        """A message the bot posted in the group (a card), as Telegram shows it back."""
+        return Message(
+            message_id=message_id,
+            date=datetime(2026, 11, 22, 2, 0, tzinfo=UTC),
+            chat=self.chat,
+            from_user=User(id=self.bot.id, is_bot=True, first_name="Bot"),
+            text=text,
+            reply_markup=markup,
+        )
+
+    async def feed(self, update: Update) -> list[Any]:
+        before = len(self.session.requests)
+        await self.dp.feed_update(self.bot, update)
+        return self.session.requests[before:]
+
+    def _update(self, **fields: Any) -> Update:
+        self.update_id += 1
+        return Update(update_id=self.update_id, **fields)
+
+    async def say(self, text: str, *, reply_to: Message | None = None) -> list[Any]:
+        self.message_id += 1
+        message = Message(
+            message_id=self.message_id,
+            date=datetime(2026, 11, 22, 2, 0, tzinfo=UTC),
+            chat=self.chat,
+            from_user=self.user,
+            text=text,
+            reply_to_message=reply_to,
+        )
+        return await self.feed(self._update(message=message))
+
+    async def press(self, data: CallbackData | str, on: Message) -> list[Any]:
+        packed = data.pack() if isinstance(data, CallbackData) else data
+        query = CallbackQuery(
+            id=f"gq{self.update_id + 1}",
+            from_user=self.user,
+            chat_instance="agents",
+            message=on,
+            data=packed,
+        )
+        return await self.feed(self._update(callback_query=query))
+
+
 def texts_of(requests: list[Any]) -> list[str]:
     """The texts of the messages sent among `requests`."""
     return [r.text for r in requests if isinstance(r, SendMessage)]

@@ -31,3 +31,17 @@ def test_stairway_and_models_match(fresh_db_url: str) -> None:
         assert diff == [], f"models and migrations differ: {diff}"
     finally:
         engine.dispose()
+
+
+def test_the_schema_check_reads_the_heads_without_alembic(fresh_db_url: str) -> None:
+    from tickets.db import migration_heads, schema_is_current
+
+    heads = migration_heads()
+    assert heads == set(ScriptDirectory.from_config(alembic_config(fresh_db_url)).get_heads())
+    engine = make_engine(fresh_db_url)
+    try:
+        assert schema_is_current(engine)
+        command.downgrade(alembic_config(fresh_db_url), "base")
+        assert not schema_is_current(engine)
+    finally:
+        engine.dispose()

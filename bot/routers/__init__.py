@@ -1,1 +1,2 @@
-"""Routers by audience: customers in private chats (agents\x27 chat to come)."""
+"""Routers by audience: customers in private chats (customer.py), agents in their group
+chat (agents.py)."""

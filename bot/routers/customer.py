@@ -21,6 +21,7 @@ from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from babel.dates import format_date
 from sqlalchemy.orm import Session
 
 from bot import cases, keyboards
@@ -28,7 +29,9 @@ from bot.eligibility import (
     evidence_need,
     free_units,
     kind_verdicts,
+    line_categories,
     needs_items,
+    order_of,
     reasons_of,
     refund_preview,
     verdict_for,
@@ -41,15 +44,26 @@ from bot.identity import (
     phone_matches,
     recent_orders,
 )
-from bot.keyboards import CaseCb, ItemCb, KindCb, LangCb, MenuCb, NavCb, OrderCb, ReasonCb
+from bot.keyboards import (
+    AddressCb,
+    CaseCb,
+    ItemCb,
+    KindCb,
+    LangCb,
+    MenuCb,
+    NavCb,
+    OrderCb,
+    RateCb,
+    ReasonCb,
+    SlotCb,
+)
 from bot.media import Media
 from bot.replies import Replies
 from tickets.exceptions import ActionNotAllowed, DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, CaseStatus, Customer, Order
-from tickets.orders import get_order
 from tickets.policy import EvidenceNeed
-from tickets.schemas import ActionRequest
-from tickets.scripts import Money, format_money
+from tickets.schemas import ActionRequest, Pickup
+from tickets.scripts import Money, format_moment, format_money
 from tickets.service import Context
 from tickets.storage import MB, MediaLimits, StoredFile
 from tickets.workflow import allowed_actions
@@ -114,6 +128,23 @@ class Talk(StatesGroup):
     message = State()
 
 
+class PickupBooking(StatesGroup):
+    slot = State()
+    address = State()
+
+
+class Rating(StatesGroup):
+    comment = State()
+
+
+# Side steps about one case (its number in the state's data as case_no): files sent meanwhile
+# go to that case.
+CASE_STEPS = {Tracking.number.state, PickupBooking.slot.state, PickupBooking.address.state}
+ADDRESS_MIN, ADDRESS_MAX = 5, 300
+RATING = re.compile(r"^\s*([1-5])\s*$")
+BABEL_LOCALES = {"zh-CN": "zh_Hans_CN", "en": "en"}
+
+
 STEPS = {
     Intake.order.state: "order",
     Intake.proof.state: "proof",
@@ -172,7 +203,7 @@ async def ask(
         reply.say("intake.ask_proof", keyboards.share_contact(t))
         reply.say("intake.proof_nav", keyboards.only_nav(t))
     elif step == "kind":
-        order = get_order(session=db, order_no=data["order_no"])
+        order = order_of(db, data["order_no"])
         verdicts = kind_verdicts(
             order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
         )
@@ -190,7 +221,7 @@ async def ask(
             text += "\n\n" + t("intake.kinds_unavailable") + "\n" + "\n".join(refused)
         reply.send_text(text, keyboards.kinds(t, allowed))
     elif step == "items":
-        order = get_order(session=db, order_no=data["order_no"])
+        order = order_of(db, data["order_no"])
         free = free_units(db, order)
         lines = [
             {"sku": ln.sku, "title": ln.title or ln.sku, "free": free.get(ln.sku, 0)}
@@ -226,10 +257,12 @@ def photos_needed(db: Session, data: dict[str, Any], svc: Context) -> EvidenceNe
     """The evidence the request being filled in needs (none without an order)."""
     if not data.get("order_no"):
         return EvidenceNeed()
-    order = get_order(session=db, order_no=data["order_no"])
+    categories = data.get("categories")
+    if categories is None:  # a conversation begun before the categories were kept
+        categories = line_categories(order_of(db, data["order_no"]))
     skus = [sku for sku, q in (data.get("chosen") or {}).items() if q > 0]
     return evidence_need(
-        order, policy=svc.policy, kind=data["kind"], reason=data["reason"], skus=skus
+        categories, policy=svc.policy, kind=data["kind"], reason=data["reason"], skus=skus
     )
 
 
@@ -255,7 +288,7 @@ def preview_text(db: Session, data: dict[str, Any], reply: Replies, svc: Context
         parts.append(t("intake.preview_description", description=data["description"]))
     parts.append(t("intake.preview_evidence", count=len(data.get("evidence", []))))
     if data.get("order_no") and needs_items(kind):
-        order = get_order(session=db, order_no=data["order_no"])
+        order = order_of(db, data["order_no"])
         estimate = refund_preview(
             db,
             order,
@@ -387,7 +420,7 @@ async def menu_choice(
         await start_intake(state=state, db=db, customer=customer, reply=reply, svc=svc)
     elif action == "mine":
         await reset(state, keep_evidence=True)
-        list_cases(db, customer, reply)
+        list_cases(db, customer, reply, svc)
     elif action == "human":
         await reset(state, keep_evidence=True)
         case = cases.latest_open_case(db, customer)
@@ -418,11 +451,17 @@ async def take_order_no(
         reply.say("intake.order_bad_format")
         return
     try:
-        order = get_order(session=db, order_no=order_no)
+        order = order_of(db, order_no)
     except NotFound:
         reply.say("intake.order_not_found", order_no=order_no)
         return
-    await state.update_data(order_no=order.order_no, proof_tries=0, chosen={}, kind=None)
+    await state.update_data(
+        order_no=order.order_no,
+        proof_tries=0,
+        chosen={},
+        kind=None,
+        categories=line_categories(order),
+    )
     if order.customer_id == customer.id:
         await ask("kind", state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
@@ -519,7 +558,7 @@ async def proof_contact(
     if message.from_user is None or contact.user_id != message.from_user.id:
         reply.say("intake.proof_other_contact")
         return
-    order = get_order(session=db, order_no=(await state.get_data())["order_no"])
+    order = order_of(db, (await state.get_data())["order_no"])
     if not phone_matches(order.customer.phone, contact.phone_number):
         await proof_failed(state=state, reply=reply)
         return
@@ -536,7 +575,7 @@ async def proof_digits(
     svc: Context,
 ) -> None:
     """Proof by the last four digits of the order's phone."""
-    order = get_order(session=db, order_no=(await state.get_data())["order_no"])
+    order = order_of(db, (await state.get_data())["order_no"])
     if not last4_matches(order.customer.phone, message.text or ""):
         await proof_failed(state=state, reply=reply)
         return
@@ -556,7 +595,7 @@ async def kind_picked(
     """A kind of request, if the order is open to it now."""
     reply.answer_callback()
     data = await state.get_data()
-    order = get_order(session=db, order_no=data["order_no"])
+    order = order_of(db, data["order_no"])
     verdicts = kind_verdicts(
         order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
     )
@@ -777,10 +816,10 @@ async def files_received(
     step = STEPS.get(raw_state or "")
     data = await state.get_data()
     answer = first_of_album(kept[0], data)
-    if raw_state is None or raw_state == Tracking.number.state:
+    if raw_state is None or raw_state in CASE_STEPS or raw_state == Rating.comment.state:
         case = (
             cases.own_case(db, customer, data.get("case_no", ""))
-            if raw_state == Tracking.number.state
+            if raw_state in CASE_STEPS
             else cases.latest_open_case(db, customer)
         )
         if case is not None:
@@ -834,8 +873,8 @@ async def files_received(
 # ---------------------------------------------------------------- my requests
 
 
-def list_cases(db: Session, customer: Customer, reply: Replies) -> None:
-    """The customer's open cases, each with its status, next step and actions."""
+def list_cases(db: Session, customer: Customer, reply: Replies, svc: Context) -> None:
+    """The customer's open cases, each with its status, next step, deadline and actions."""
     t = reply.t
     rows = cases.open_cases(db, customer)
     if not rows:
@@ -853,15 +892,31 @@ def list_cases(db: Session, customer: Customer, reply: Replies) -> None:
             status=t(f"status.{ticket.status}"),
             next=Html(t(f"next.{ticket.status}")),
         )
+        due = deadline_text(db, ticket, reply, svc)
+        if due:
+            text += "\n" + due
         reply.send_text(
             text,
             keyboards.case_actions(
                 t,
                 ticket.number,
                 track="mark_in_transit" in actions,
+                pickup="mark_in_transit" in actions,
                 withdraw="cancel" in actions,
             ),
         )
+
+
+def deadline_text(db: Session, ticket: Any, reply: Replies, svc: Context) -> str | None:
+    """The case's nearest running deadline, in the shop's timezone and the customer's words:
+    theirs (ship by, answer by) or ours (we answer by)."""
+    due = cases.nearest_deadline(db, ticket, svc.now)
+    if due is None:
+        return None
+    key = f"cases.due_{due.clock}" if due.customers else "cases.due_shop"
+    if not reply.texts.has(key):
+        key = "cases.due_shop"
+    return reply.t(key, due=format_moment(due.due_at, reply.language, svc.tz))
 
 
 @on_callback(CaseCb.filter())
@@ -883,6 +938,11 @@ async def case_action(
         await state.set_state(Tracking.number)
         await state.update_data(case_no=number)
         reply.say("cases.ask_tracking", keyboards.only_nav(reply.t, back=False), case_no=number)
+    elif callback_data.action == "pickup":
+        await reset(state, keep_evidence=True)
+        await state.set_state(PickupBooking.slot)
+        await state.update_data(case_no=number)
+        ask_slot(ticket, reply, svc)
     elif callback_data.action == "withdraw":
         reply.say(
             "cases.confirm_withdraw", keyboards.confirm_withdraw(reply.t, number), case_no=number
@@ -938,7 +998,263 @@ async def tracking_typed(
     await show_menu(reply, "cases.tracking_saved", case_no=ticket.number, tracking_no=tracking_no)
 
 
-@on_callback(StateFilter(Tracking.number, Talk.message), NavCb.filter())
+# ---------------------------------------------------------------- booking a pickup
+
+
+def ask_slot(ticket: Any, reply: Replies, svc: Context) -> None:
+    """The pickup slots of the next working days."""
+    t = reply.t
+    day_pattern = reply.texts.plain(reply.language, "pickup.day")
+    locale = BABEL_LOCALES.get(reply.language, "en")
+    options = [
+        (
+            slot.key,
+            slot.part,
+            reply.plain(
+                f"pickup.slot_{slot.part}",
+                day=format_date(slot.day, day_pattern, locale=locale),
+                start=f"{slot.start:%H:%M}",
+                end=f"{slot.end:%H:%M}",
+            ),
+        )
+        for slot in cases.pickup_slots(ticket, svc)
+    ]
+    reply.say("pickup.ask_slot", keyboards.pickup_slots(t, options), case_no=ticket.number)
+
+
+@on_callback(PickupBooking.slot, SlotCb.filter())
+async def slot_picked(
+    query: CallbackQuery,
+    callback_data: SlotCb,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """A time slot: then the address (the order's, or typed)."""
+    reply.answer_callback()
+    number = (await state.get_data()).get("case_no", "")
+    ticket = cases.own_case(db, customer, number)
+    chosen = next(
+        (
+            s
+            for s in cases.pickup_slots(ticket, svc)
+            if (s.key, s.part) == (callback_data.day, callback_data.slot)
+        ),
+        None,
+    )
+    if chosen is None:
+        reply.say("pickup.slot_gone")
+        ask_slot(ticket, reply, svc)
+        return
+    label = reply.plain(
+        f"pickup.slot_{chosen.part}",
+        day=format_date(
+            chosen.day,
+            reply.texts.plain(reply.language, "pickup.day"),
+            locale=BABEL_LOCALES.get(reply.language, "en"),
+        ),
+        start=f"{chosen.start:%H:%M}",
+        end=f"{chosen.end:%H:%M}",
+    )
+    await state.set_state(PickupBooking.address)
+    await state.update_data(pickup_time=chosen.value, pickup_label=label)
+    address = (ticket.order.address if ticket.order is not None else "") or ""
+    if address.strip():
+        reply.say(
+            "pickup.ask_address",
+            keyboards.pickup_address(reply.t, has_address=True),
+            address=address,
+        )
+    else:
+        reply.say("pickup.ask_address_none", keyboards.pickup_address(reply.t, has_address=False))
+
+
+@on_callback(PickupBooking.address, AddressCb.filter())
+async def address_of_order(
+    query: CallbackQuery,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Pick up at the order's address."""
+    reply.answer_callback()
+    number = (await state.get_data()).get("case_no", "")
+    ticket = cases.own_case(db, customer, number)
+    address = (ticket.order.address if ticket.order is not None else "") or ""
+    if not address.strip():
+        reply.say("pickup.ask_address_none", keyboards.pickup_address(reply.t, has_address=False))
+        return
+    await book_pickup(address.strip(), state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+@on_message(PickupBooking.address, F.text)
+async def address_typed(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Another pickup address, typed."""
+    address = " ".join((message.text or "").split())
+    if not ADDRESS_MIN <= len(address) <= ADDRESS_MAX:
+        reply.say(
+            "pickup.address_bad",
+            keyboards.pickup_address(reply.t, has_address=False),
+            min=ADDRESS_MIN,
+            max=ADDRESS_MAX,
+        )
+        return
+    await book_pickup(address, state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+async def book_pickup(
+    address: str,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """The case moves to in transit with the pickup's time and address, as the customer."""
+    data = await state.get_data()
+    number = data.get("case_no", "")
+    try:
+        with db.begin_nested():
+            cases.customer_action(
+                db,
+                customer=customer,
+                number=number,
+                request=ActionRequest(
+                    action="mark_in_transit",
+                    pickup=Pickup(time=data["pickup_time"], address=address),
+                ),
+                ctx=svc,
+            )
+    except ActionNotAllowed:
+        await reset(state, keep_evidence=True)
+        current = cases.own_case(db, customer, number)
+        reply.say("cases.not_possible", case_no=number, status=reply.t(f"status.{current.status}"))
+        return
+    await reset(state, keep_evidence=True)
+    await show_menu(
+        reply, "pickup.booked", case_no=number, slot=data.get("pickup_label", ""), address=address
+    )
+
+
+@on_message(PickupBooking.slot)
+async def slot_expected(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Words where a slot button is expected: the slots again."""
+    reply.say("intake.guide_button_expected")
+    ticket = cases.own_case(db, customer, (await state.get_data()).get("case_no", ""))
+    ask_slot(ticket, reply, svc)
+
+
+# ---------------------------------------------------------------- rating a finished case
+
+
+async def rated(
+    ticket_id: int,
+    score: int,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> bool:
+    """Record the score, then ask for an optional comment; False when the case cannot be
+    rated (the customer is told)."""
+    try:
+        with db.begin_nested():
+            cases.rate(db, customer=customer, ticket_id=ticket_id, score=score, ctx=svc)
+    except (ActionNotAllowed, InvalidInput):
+        reply.say("satisfaction.not_possible")
+        return False
+    await reset(state, keep_evidence=True)
+    await state.set_state(Rating.comment)
+    await state.update_data(rated=ticket_id, score=score)
+    reply.say("satisfaction.ask_comment", keyboards.skip_comment(reply.t, ticket_id), score=score)
+    return True
+
+
+@on_callback(RateCb.filter())
+async def rating_pressed(
+    query: CallbackQuery,
+    callback_data: RateCb,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """1-5 under the closing notice (or Skip under the question for a comment)."""
+    reply.answer_callback()
+    if callback_data.score == 0:
+        if await state.get_state() == Rating.comment.state:
+            await reset(state, keep_evidence=True)
+        await show_menu(reply, "satisfaction.thanks")
+        return
+    done = await rated(
+        callback_data.ticket,
+        callback_data.score,
+        state=state,
+        db=db,
+        customer=customer,
+        reply=reply,
+        svc=svc,
+    )
+    if done and query.message is not None:
+        # The notice's buttons have done their job.
+        reply.edit_markup(query.message.message_id, None)
+
+
+@on_message(Rating.comment, F.text)
+async def rating_comment(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """The comment after a rating, recorded with it."""
+    data = await state.get_data()
+    try:
+        with db.begin_nested():
+            cases.rate(
+                db,
+                customer=customer,
+                ticket_id=int(data.get("rated") or 0),
+                score=int(data.get("score") or 0),
+                ctx=svc,
+                comment=(message.text or "").strip(),
+            )
+    except (ActionNotAllowed, InvalidInput):
+        await reset(state, keep_evidence=True)
+        await show_menu(reply, "satisfaction.not_possible")
+        return
+    await reset(state, keep_evidence=True)
+    await show_menu(reply, "satisfaction.thanks")
+
+
+@on_callback(
+    StateFilter(Tracking.number, Talk.message, PickupBooking.slot, PickupBooking.address),
+    NavCb.filter(),
+)
 async def leave_side_step(query: CallbackQuery, state: FSMContext, reply: Replies) -> None:
     """Cancel while typing a tracking number or a message for a person."""
     reply.answer_callback()
@@ -1007,7 +1323,7 @@ async def intake_guide(
     await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
-@on_message(StateFilter(Tracking.number, Talk.message))
+@on_message(StateFilter(Tracking.number, Talk.message, PickupBooking.address, Rating.comment))
 async def side_step_guide(message: Message, reply: Replies) -> None:
     """Anything but text while a tracking number or a message is expected."""
     reply.say("intake.guide_text_expected", keyboards.only_nav(reply.t, back=False))
@@ -1015,10 +1331,30 @@ async def side_step_guide(message: Message, reply: Replies) -> None:
 
 @on_message(F.text)
 async def free_text(
-    message: Message, db: Session, customer: Customer, reply: Replies, svc: Context
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
 ) -> None:
-    """Words outside any step: to the open case if there is one, else the menu."""
+    """Words outside any step: a bare 1-5 rates a case that just finished (its notice asks
+    for a number); else to the open case if there is one, else the menu."""
     case = cases.latest_open_case(db, customer)
+    score = RATING.match(message.text or "")
+    if score:
+        finished = cases.unrated_case(db, customer, svc.now)
+        if finished is not None and (case is None or finished.updated_at >= case.updated_at):
+            await rated(
+                finished.id,
+                int(score.group(1)),
+                state=state,
+                db=db,
+                customer=customer,
+                reply=reply,
+                svc=svc,
+            )
+            return
     if case is None:
         await show_menu(reply)
         return

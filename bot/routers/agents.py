@@ -1,0 +1,146 @@
+"""The agents' side of the bot, in the agents' group chat (AFTERSALES_AGENT_CHAT_ID): the
+buttons under the cards the delivery worker posts there, and replies to those cards.
+
+- "Take it" assigns the case to the agent who pressed it (the `assign` action, as that agent,
+  exactly as the panel's "take" does).
+- A Telegram reply to a card (or to any message of the bot naming a case) answers the customer
+  on that case, as that agent (`add_reply`): it goes through the outbox like a panel reply.
+
+Agents are matched by `Agent.telegram_user_id` (the middleware injects `agent`); someone whose
+Telegram account is linked to no active agent is told, privately when the Telegram API allows
+it, to ask an admin to link it. Anything else said in the group is the agents' own talk: the
+bot stays silent.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiogram import Bot, F, Router
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot import keyboards
+from bot.keyboards import AgentCb
+from bot.replies import Replies
+from tickets.exceptions import DomainError
+from tickets.models import Agent, Ticket
+from tickets.schemas import ActionRequest, ReplyCreate
+from tickets.service import Actor, Context, add_reply, perform_action
+
+REPLY_MAX = 4096
+
+
+def make_router(*, chat_id: int, public_url: str | None) -> Router:
+    """The agents' router: updates of the agents' chat only."""
+    router = Router(name="agents")
+    router.message.filter(F.chat.id == chat_id)
+    router.callback_query.filter(F.message.chat.id == chat_id)
+
+    @router.callback_query(AgentCb.filter(F.action == "take"))
+    async def take(
+        query: CallbackQuery,
+        callback_data: AgentCb,
+        db: Session,
+        agent: Agent | None,
+        reply: Replies,
+        svc: Context,
+    ) -> None:
+        """Take it: the case is assigned to the agent who pressed."""
+        number = callback_data.number
+        if agent is None:
+            reply.answer_callback(
+                reply.plain("agents.not_linked", user_id=query.from_user.id), alert=True
+            )
+            return
+        assignee = db.scalar(select(Ticket.assignee_id).where(Ticket.number == number))
+        if assignee == agent.id:
+            reply.answer_callback(reply.plain("agents.already_yours", case_no=number))
+            return
+        try:
+            with db.begin_nested():
+                perform_action(
+                    session=db,
+                    number=number,
+                    request=ActionRequest(action="assign", assignee=agent.username),
+                    actor=Actor(kind="agent", agent=agent),
+                    ctx=svc,
+                )
+        except DomainError as exc:
+            reply.answer_callback(
+                reply.plain("agents.not_possible", case_no=number, why=exc.message), alert=True
+            )
+            return
+        reply.answer_callback(reply.plain("agents.taken_toast", case_no=number))
+        reply.say("agents.taken", case_no=number, agent=agent.display_name or agent.username)
+        if query.message is not None:
+            # The card keeps its link to the panel; its "take it" has been used.
+            reply.edit_markup(
+                query.message.message_id,
+                keyboards.agent_card(reply.t, number, public_url=public_url, take=False),
+            )
+
+    @router.message(_replies_to_bot)
+    async def reply_to_card(
+        message: Message,
+        db: Session,
+        agent: Agent | None,
+        reply: Replies,
+        svc: Context,
+    ) -> None:
+        """A reply to one of the bot's messages about a case: the answer goes to the customer."""
+        assert message.reply_to_message is not None
+        number = case_of(message.reply_to_message, svc.case_prefix)
+        if agent is None:
+            user_id = message.from_user.id if message.from_user is not None else "?"
+            reply.send_text(
+                reply.t("agents.not_linked", user_id=user_id), reply_to=message.message_id
+            )
+            return
+        if number is None:
+            reply.send_text(reply.t("agents.reply_no_case"), reply_to=message.message_id)
+            return
+        text = (message.text or "").strip()
+        if not text:
+            reply.send_text(reply.t("agents.reply_text_only"), reply_to=message.message_id)
+            return
+        try:
+            with db.begin_nested():
+                add_reply(
+                    session=db,
+                    number=number,
+                    reply=ReplyCreate(text=text[:REPLY_MAX]),
+                    actor=Actor(kind="agent", agent=agent),
+                    ctx=svc,
+                )
+        except DomainError as exc:
+            reply.send_text(
+                reply.t("agents.not_possible", case_no=number, why=exc.message),
+                reply_to=message.message_id,
+            )
+            return
+        reply.send_text(reply.t("agents.reply_sent", case_no=number), reply_to=message.message_id)
+
+    return router
+
+
+def _replies_to_bot(message: Message, bot: Bot) -> bool:
+    """Whether the message answers one of the bot's own messages."""
+    target = message.reply_to_message
+    return target is not None and target.from_user is not None and target.from_user.id == bot.id
+
+
+def case_of(message: Message, prefix: str) -> str | None:
+    """The case a message of the bot is about: its "take it" button's case, else the first
+    case number in its text."""
+    markup = message.reply_markup
+    if markup is not None:
+        for row in markup.inline_keyboard:
+            for button in row:
+                data = button.callback_data or ""
+                if data.startswith(AgentCb.__prefix__ + ":"):
+                    return AgentCb.unpack(data).number
+    text = message.text or message.caption or ""
+    found = re.search(rf"(?<![\w-]){re.escape(prefix)}-\d{{8}}-\d{{4,}}(?![\w-])", text)
+    return found.group(0) if found else None
