@@ -107,6 +107,7 @@ def cmd_create_agent(args: argparse.Namespace) -> int:
                 role=Role(args.role),
                 password=password,
                 group=args.group,
+                telegram_user_id=args.telegram_user_id,
                 now=utcnow(),
             )
             print(
@@ -269,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("username")
     p.add_argument("--role", choices=[r.value for r in Role], default="agent")
     p.add_argument("--group")
+    p.add_argument(
+        "--telegram-user-id",
+        type=int,
+        help="the agent's Telegram user id, so the agents' chat knows who presses a button",
+    )
     p.add_argument(
         "--password-stdin",
         action="store_true",

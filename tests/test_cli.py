@@ -48,6 +48,8 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
         "lead",
         "--group",
         "service",
+        "--telegram-user-id",
+        "777001",
         "--password-stdin",
         stdin="correct horse battery\n",
     )
@@ -94,6 +96,16 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
             ).status_code
             == 404
         )
+    from sqlalchemy import select
+
+    from tickets.db import make_engine
+    from tickets.models import Agent
+
+    engine = make_engine(env["AFTERSALES_DATABASE_URL"])
+    with engine.connect() as conn:
+        linked = conn.scalar(select(Agent.telegram_user_id).where(Agent.username == "wang"))
+    engine.dispose()
+    assert linked == 777001  # the agents' chat knows who presses "take it"
 
 
 def test_check_gives_a_verdict_per_line(env: dict[str, str]) -> None:

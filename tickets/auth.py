@@ -51,6 +51,7 @@ def create_agent(
     password: str | None = None,
     group: str | None = None,
     display_name: str = "",
+    telegram_user_id: int | None = None,
 ) -> Agent:
     """A new agent, or InvalidInput if the username is taken or malformed."""
     if not username or not username.replace("_", "").replace("-", "").replace(".", "").isalnum():
@@ -68,6 +69,7 @@ def create_agent(
         group=group,
         display_name=display_name or username,
         password_hash=hash_password(password) if password else None,
+        telegram_user_id=telegram_user_id,
         created_at=now,
     )
     session.add(agent)
