@@ -35,6 +35,15 @@ BREACHED = "breached"
 S = CaseStatus
 K = CaseKind
 
+# A clock that runs while the case is in a status: started on entering it, stopped (met, or
+# breached if late) on leaving it.
+CLOCK_WHILE = {
+    S.awaiting_return.value: "customer_shipping",
+    S.in_transit.value: "transit",
+    S.inspecting.value: "inspection",
+    S.escalated.value: "platform_evidence",
+}
+
 # The shop's clocks that wait while the customer owes an answer (needs info).
 PAUSED_WHILE_WAITING = ("review", "complaint_resolution", "inspection", "platform_evidence")
 
@@ -256,30 +265,12 @@ def on_status_change(
         start(session=session, ticket=ticket, name="review", ctx=ctx)
     if old in TERMINAL and new == S.submitted.value:
         on_case_opened(session=session, ticket=ticket, ctx=ctx)  # reopened by a lead
-    if new == S.awaiting_return.value:
-        start(session=session, ticket=ticket, name="customer_shipping", ctx=ctx)
-    if old == S.awaiting_return.value:
-        stop(session=session, ticket=ticket, name="customer_shipping", ctx=ctx)
-    if new == S.in_transit.value:
-        start(session=session, ticket=ticket, name="transit", ctx=ctx)
-    if old == S.in_transit.value:
-        stop(session=session, ticket=ticket, name="transit", ctx=ctx)
-    if new == S.inspecting.value:
-        start(session=session, ticket=ticket, name="inspection", ctx=ctx)
-    if old == S.inspecting.value:
-        stop(session=session, ticket=ticket, name="inspection", ctx=ctx)
+    if old in CLOCK_WHILE:
+        stop(session=session, ticket=ticket, name=CLOCK_WHILE[old], ctx=ctx)
+    if new in CLOCK_WHILE:
+        start(session=session, ticket=ticket, name=CLOCK_WHILE[new], ctx=ctx)
     if new == S.refund_pending.value:
         start(session=session, ticket=ticket, name="refund_arrival", ctx=ctx)
-    if new == S.escalated.value:
-        start(session=session, ticket=ticket, name="platform_evidence", ctx=ctx)
-    if old == S.escalated.value:
-        stop(session=session, ticket=ticket, name="platform_evidence", ctx=ctx)
-    if new == S.resolved.value:
-        stop(session=session, ticket=ticket, name="complaint_resolution", ctx=ctx)
-
-
-def on_refund_issued(*, session: Session, ticket: Ticket, ctx: Context) -> None:
-    stop(session=session, ticket=ticket, name="refund_arrival", ctx=ctx)
 
 
 def view(session: Session, ticket: Ticket, now: datetime) -> list[SlaRead]:
