@@ -25,7 +25,14 @@ from tickets.config import Policy
 from tickets.models import Agent, Attachment, PanelSession, Role, Ticket, utcnow
 from tickets.orders import upsert_order
 from tickets.schemas import ActionRequest, OrderIn, TicketCreate
-from tickets.service import SYSTEM, Actor, Context, open_case, perform_action
+from tickets.service import (
+    SYSTEM,
+    Actor,
+    Context,
+    add_customer_message,
+    open_case,
+    perform_action,
+)
 
 PASSWORD = "correct horse battery"
 PEOPLE = (
@@ -449,6 +456,12 @@ def test_queues_filters_and_search(
     assert len(set(picks)) == 2
     assert len(_numbers(alice.get(f"/panel?queue=all&customer={picks[0]}").text)) == 1
     assert "No cases here" in alice.get("/panel?queue=all&q=nobody-like-this").text
+    # Words from the conversation find the case (a tracking number pasted in a message).
+    with sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == c))
+        add_customer_message(session=s, ticket=ticket, text="快递单号 SF1234567 一直没动", ctx=ctx)
+        s.commit()
+    assert _numbers(alice.get("/panel?queue=all&q=SF1234567").text) == [c]
     # The partial the page polls holds just the rows.
     partial = alice.get("/panel?queue=all&partial=1")
     assert "<html" not in partial.text

@@ -32,6 +32,7 @@ from tickets.models import (
     Agent,
     CaseStatus,
     Customer,
+    Message,
     Order,
     OrderUnit,
     Refund,
@@ -206,6 +207,9 @@ def merge(base: TicketFilters, **chosen: Any) -> TicketFilters:
             current = getattr(base, key)
             narrowed: dict[str, Any] = {key: value if current in (None, value) else _NOTHING}
             out = replace(out, **narrowed)
+    extra = chosen.pop("extra", ())
+    if extra:
+        out = replace(out, extra=(*out.extra, *extra))
     rest: dict[str, Any] = {k: v for k, v in chosen.items() if v}
     return replace(out, **rest)
 
@@ -255,8 +259,9 @@ def row_extras(session: Session, tickets: list[Ticket]) -> dict[int, RowExtras]:
 
 
 def search(session: Session, text: str) -> tuple[str | None, dict[str, Any], list[Customer]]:
-    """What a search box entry means: a case number (open it), an order number, a phone, or
-    part of a name. Returns (case to open, filters to apply, customers to choose from)."""
+    """What a search box entry means: a case number (open it), an order number, a phone, part
+    of a name, or else words from the description or the conversation. Returns (case to open,
+    filters to apply, customers to choose from)."""
     text = text.strip()
     if not text:
         return None, {}, []
@@ -279,7 +284,14 @@ def search(session: Session, text: str) -> tuple[str | None, dict[str, Any], lis
     )
     if len(found) == 1:
         return None, {"customer_id": found[0].id}, found
-    return None, {"customer_id": -1} if not found else {}, found
+    if found:
+        return None, {}, found
+    # Nobody by that name or phone: the words a customer or an agent wrote (the description,
+    # the conversation), e.g. a tracking number pasted in a message.
+    said = Ticket.description.contains(text, autoescape=True) | Ticket.id.in_(
+        select(Message.ticket_id).where(Message.text.contains(text, autoescape=True))
+    )
+    return None, {"extra": (said,)}, []
 
 
 def _choices(values: list[str] | None, allowed: dict[str, str]) -> list[str]:
