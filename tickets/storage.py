@@ -18,11 +18,12 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-from PIL import Image, ImageOps, UnidentifiedImageError
+from typing import TYPE_CHECKING, Any
 
 from tickets.exceptions import InvalidInput
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MB = 1024 * 1024
 
@@ -189,6 +190,9 @@ class AttachmentStore:
 
     def _clean_image(self, data: bytes) -> tuple[bytes, str, int, int, bytes]:
         """(cleaned bytes, format, width, height, thumbnail JPEG)."""
+        # Pillow is loaded on the first photo, not at start-up (2 MB a server may never need).
+        from PIL import Image, ImageOps, UnidentifiedImageError
+
         try:
             # A decompression bomb is an attack, not a photo: make Pillow's warning an error.
             with warnings.catch_warnings():
