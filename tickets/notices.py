@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from tickets.models import OutboxMessage, Ticket
+from tickets.money import to_minor
 from tickets.outbox import notify_customer
 from tickets.scripts import Money, ScriptLibrary
 
@@ -64,12 +65,13 @@ def base_variables(ticket: Ticket) -> dict[str, Any]:
     return {"customer_name": ticket.customer.name or "", "case_no": ticket.number}
 
 
-def shipping_both_ways(ticket: Ticket) -> Money:
+def shipping_both_ways(ticket: Ticket, ctx: Context) -> Money:
     """The customer's cost of shipping both ways, when that is the alternative offered: the
     order's shipping fee counted twice (the shop's standard rate when the order shipped free)."""
-    currency = ticket.order.currency if ticket.order else "CNY"
+    currency = ticket.order.currency if ticket.order else ctx.policy.currency
     fee = ticket.order.shipping_fee if ticket.order else 0
-    return Money(2 * (fee or 1000), currency)
+    standard = to_minor(ctx.policy.refunds.standard_shipping_fee, currency)
+    return Money(2 * (fee or standard), currency)
 
 
 def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
@@ -90,7 +92,7 @@ def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
         "received_at": ctx.now,
         "inspect_by": hours_from(ctx.now, p.inspection_hours),
         "window_days": p.no_reason_days,
-        "shipping_both_ways": shipping_both_ways(ticket),
+        "shipping_both_ways": shipping_both_ways(ticket, ctx),
     }
     if ticket.rma_no:
         facts["rma_no"] = ticket.rma_no

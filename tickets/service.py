@@ -59,6 +59,7 @@ from tickets.risk import RiskAssessment, assess, collect_risk_facts, decide_auto
 from tickets.schemas import ActionRequest, ItemIn, ReplyCreate, TicketCreate
 from tickets.scripts import Money, ScriptLibrary
 from tickets.workflow import (
+    ACTIONS,
     TALK_KINDS,
     Transition,
     allowed_actions,
@@ -620,7 +621,7 @@ def perform_action(
     transition = find_transition(action=request.action, kind=kind, status=status, by=by)
     if transition is None:
         allowed = allowed_actions(kind=kind, status=status, role=actor.role, by=by)
-        known = any(t.action == request.action for t in _all_transitions())
+        known = request.action in ACTIONS
         what = f"'{request.action}'" if known else f"unknown action '{request.action}'"
         raise ActionNotAllowed(
             f"{what} is not possible on a {kind.value} case in status {status.value}; "
@@ -663,12 +664,6 @@ def perform_action(
             f"case {number} was changed by someone else at the same time: reload it",
         ) from exc
     return ticket
-
-
-def _all_transitions() -> Sequence[Transition]:
-    from tickets.workflow import TRANSITIONS
-
-    return TRANSITIONS
 
 
 def _check_needs(transition: Transition, request: ActionRequest) -> None:
