@@ -484,3 +484,22 @@ def test_a_finished_case_takes_a_rating(api: Api, sessions: Any, now: Any) -> No
     case = api.get(f"/api/v1/tickets/{number}").json()
     rated = next(e for e in case["events"] if e["type"] == "satisfaction.recorded")
     assert (rated["data"]["score"], rated["data"]["comment"]) == (4, "快")
+
+
+def test_a_high_risk_return_moves_up_the_queue_with_its_signals_written(api: Api) -> None:
+    # No auto-approval rule applies to a return; the risk still raises it for a human.
+    _order(api)
+    case = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "no_reason",
+            "description": "我要十倍赔偿",
+            "items": [{"sku": "TEA", "quantity": 1}],
+        },
+    ).json()
+    assert case["risk"]["level"] == "high"
+    assert case["priority"] == "high"
+    note = next(m for m in case["messages"] if m["author"] == "system")
+    assert note["internal"] and note["text"]

@@ -519,6 +519,15 @@ def _apply_guards(
         return
     if ticket.order is None or risk is None:
         return
+    if risk.needs_human:
+        # A person decides: the case moves up the queue with the signals written on it.
+        ticket.priority = Priority.high.value
+        _system_message(session, ticket, ctx, "; ".join(sig.text for sig in risk.signals))
+    rules = ctx.policy.auto_approval
+    if not rules.enabled or not any(
+        ticket.kind in r.kinds and ticket.order.status in r.order_statuses for r in rules.rules
+    ):
+        return  # no rule could approve it: no quote needed to decide
     q = ticket_quote(
         session=session, ticket=ticket, policy=ctx.policy, now=ctx.now, timezone=str(ctx.tz)
     )
@@ -540,9 +549,6 @@ def _apply_guards(
                 now=ctx.now,
                 reason=decision.held_because,
             )
-        if risk.needs_human:
-            ticket.priority = Priority.high.value
-            _system_message(session, ticket, ctx, "; ".join(sig.text for sig in risk.signals))
         return
     auto = Actor(kind="system", rule=f"auto-approval: {decision.rule}")
     record_event(

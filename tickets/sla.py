@@ -138,14 +138,23 @@ def _live(session: Session, ticket: Ticket, name: str) -> SlaClock | None:
     )
 
 
-def start(*, session: Session, ticket: Ticket, name: str, ctx: Context) -> SlaClock:
-    """Start `name` on the case (a no-op when it already runs); a restart is a new round."""
-    live = _live(session, ticket, name)
-    if live is not None:
-        return live
-    rounds = session.scalars(
-        select(SlaClock.round).where(SlaClock.ticket_id == ticket.id, SlaClock.clock == name)
-    ).all()
+def start(
+    *, session: Session, ticket: Ticket, name: str, ctx: Context, fresh: bool = False
+) -> SlaClock:
+    """Start `name` on the case (a no-op when it already runs); a restart is a new round.
+    `fresh`: the case was just opened, so it has no clocks to look up."""
+    rounds: list[int] = []
+    if not fresh:
+        live = _live(session, ticket, name)
+        if live is not None:
+            return live
+        rounds = list(
+            session.scalars(
+                select(SlaClock.round).where(
+                    SlaClock.ticket_id == ticket.id, SlaClock.clock == name
+                )
+            )
+        )
     resolved = resolve(ctx.policy, name, ticket, str(ctx.tz))
     clock = SlaClock(
         ticket_id=ticket.id,
@@ -222,15 +231,16 @@ def stop_all(*, session: Session, ticket: Ticket, ctx: Context) -> None:
         stop(session=session, ticket=ticket, name=clock.clock, ctx=ctx)
 
 
-def on_case_opened(*, session: Session, ticket: Ticket, ctx: Context) -> None:
-    """A new case: first response for all; review for money requests; resolution for talk."""
-    start(session=session, ticket=ticket, name="first_response", ctx=ctx)
+def on_case_opened(*, session: Session, ticket: Ticket, ctx: Context, fresh: bool = True) -> None:
+    """A new case (or a reopened one, `fresh` False): first response for all; review for
+    money requests; resolution for talk."""
+    start(session=session, ticket=ticket, name="first_response", ctx=ctx, fresh=fresh)
     if ticket.kind in (K.complaint.value, K.delivery.value):
-        start(session=session, ticket=ticket, name="complaint_resolution", ctx=ctx)
+        start(session=session, ticket=ticket, name="complaint_resolution", ctx=ctx, fresh=fresh)
     else:
-        start(session=session, ticket=ticket, name="review", ctx=ctx)
+        start(session=session, ticket=ticket, name="review", ctx=ctx, fresh=fresh)
     if ticket.order is not None and ticket.order.status == "refused":
-        start(session=session, ticket=ticket, name="refused_delivery_contact", ctx=ctx)
+        start(session=session, ticket=ticket, name="refused_delivery_contact", ctx=ctx, fresh=fresh)
 
 
 def on_agent_response(*, session: Session, ticket: Ticket, ctx: Context) -> None:
@@ -264,7 +274,7 @@ def on_status_change(
     if old == S.refused.value and new == S.submitted.value:
         start(session=session, ticket=ticket, name="review", ctx=ctx)
     if old in TERMINAL and new == S.submitted.value:
-        on_case_opened(session=session, ticket=ticket, ctx=ctx)  # reopened by a lead
+        on_case_opened(session=session, ticket=ticket, ctx=ctx, fresh=False)  # a lead reopened
     if old in CLOCK_WHILE:
         stop(session=session, ticket=ticket, name=CLOCK_WHILE[old], ctx=ctx)
     if new in CLOCK_WHILE:
