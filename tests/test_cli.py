@@ -99,11 +99,15 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
     from sqlalchemy import select
 
     from tickets.db import make_engine
-    from tickets.models import Agent
+    from tickets.models import Agent, AuditEntry
 
     engine = make_engine(env["AFTERSALES_DATABASE_URL"])
     with engine.connect() as conn:
         linked = conn.scalar(select(Agent.telegram_user_id).where(Agent.username == "wang"))
+        trail = conn.execute(
+            select(AuditEntry.actor, AuditEntry.action).where(AuditEntry.target == "wang")
+        ).all()
+    assert [tuple(row) for row in trail] == [("cli", "agent.created"), ("cli", "token.created")]
     engine.dispose()
     assert linked == 777001  # the agents' chat knows who presses "take it"
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests import test_panel_http as base
 from tests.test_panel_http import PASSWORD, Panel, make_case
 from tickets.auth import agent_for_token, create_agent
-from tickets.models import Agent, ApiToken, Attachment, Role, Ticket, utcnow
+from tickets.models import Agent, ApiToken, Attachment, AuditEntry, Role, Ticket, utcnow
 from tickets.service import Context
 
 panel_app = base.panel_app
@@ -102,6 +102,22 @@ def test_an_admin_creates_changes_and_deactivates_agents(
         boss_id = s.scalar(select(Agent.id).where(Agent.username == "boss"))
     r = boss.post(f"/panel/admin/agents/{boss_id}", {"role": "agent", "active": "1"})
     assert r.status_code == 422
+    # Every change is in the desk's audit trail, with who made it.
+    with sessions() as s:
+        trail = s.execute(
+            select(AuditEntry.actor, AuditEntry.action, AuditEntry.target, AuditEntry.data)
+            .where(AuditEntry.target == "dora")
+            .order_by(AuditEntry.id)
+        ).all()
+    assert [(a, act, t) for a, act, t, _ in trail] == [
+        ("agent:boss", "agent.created", "dora"),
+        ("agent:boss", "agent.changed", "dora"),
+    ]
+    assert trail[1][3]["changes"] == {
+        "role": ["agent", "lead"],
+        "group": ["logistics", "finance"],
+        "active": [True, False],
+    }
 
 
 def test_an_api_token_is_shown_once_and_can_be_revoked(
@@ -131,6 +147,13 @@ def test_an_api_token_is_shown_once_and_can_be_revoked(
         api.get("/api/v1/scripts", headers={"Authorization": f"Bearer {value}"}).status_code == 401
     )
     assert boss.post("/panel/admin/tokens", {"username": "nobody"}).status_code == 422
+    with sessions() as s:
+        actions = list(
+            s.scalars(
+                select(AuditEntry.action).where(AuditEntry.target == "bob").order_by(AuditEntry.id)
+            )
+        )
+    assert actions[-2:] == ["token.created", "token.revoked"]
 
 
 def test_the_policy_and_the_script_library_read_only(panel_app: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tickets.exceptions import InvalidInput, NotFound
-from tickets.models import Agent, ApiToken, Role
+from tickets.models import Agent, ApiToken, AuditEntry, Role
 
 _hasher = PasswordHasher()
 
@@ -52,6 +53,7 @@ def create_agent(
     group: str | None = None,
     display_name: str = "",
     telegram_user_id: int | None = None,
+    actor: str = "cli",
 ) -> Agent:
     """A new agent, or InvalidInput if the username is taken or malformed."""
     if not username or not username.replace("_", "").replace("-", "").replace(".", "").isalnum():
@@ -74,6 +76,15 @@ def create_agent(
     )
     session.add(agent)
     session.flush()
+    audit(
+        session=session,
+        actor=actor,
+        action="agent.created",
+        target=username,
+        now=now,
+        role=role.value,
+        group=group,
+    )
     return agent
 
 
@@ -81,16 +92,52 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(*, session: Session, username: str, now: datetime, name: str = "") -> str:
+def create_token(
+    *, session: Session, username: str, now: datetime, name: str = "", actor: str = "cli"
+) -> str:
     """A new bearer token for the agent; only its hash is stored, so this is the one chance
     to read it."""
     agent = session.scalar(select(Agent).where(Agent.username == username))
     if agent is None:
         raise NotFound(f"no agent {username}: create it first with create-agent")
     token = "as_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(agent=agent, token_hash=_digest(token), name=name, created_at=now))
+    row = ApiToken(agent=agent, token_hash=_digest(token), name=name, created_at=now)
+    session.add(row)
     session.flush()
+    audit(
+        session=session,
+        actor=actor,
+        action="token.created",
+        target=username,
+        now=now,
+        token_id=row.id,
+        name=name,
+    )
     return token
+
+
+def revoke_token(*, session: Session, token: ApiToken, actor: str, now: datetime) -> None:
+    """Revoke a token: the next call with it gets 401. Revoking twice changes nothing."""
+    if token.revoked_at is not None:
+        return
+    token.revoked_at = now
+    audit(
+        session=session,
+        actor=actor,
+        action="token.revoked",
+        target=token.agent.username,
+        now=now,
+        token_id=token.id,
+    )
+
+
+def audit(
+    *, session: Session, actor: str, action: str, target: str, now: datetime, **data: Any
+) -> AuditEntry:
+    """Append to the desk's own audit trail (changes that belong to no case)."""
+    entry = AuditEntry(at=now, actor=actor, action=action, target=target, data=data)
+    session.add(entry)
+    return entry
 
 
 def agent_for_token(*, session: Session, token: str, now: datetime) -> Agent | None:

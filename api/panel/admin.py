@@ -20,7 +20,8 @@ from api.panel.auth import CurrentPanelAgent, require_role
 from api.panel.intake import _errors_by_field
 from api.panel.labels import SCRIPT_CATEGORY
 from api.panel.pages import render, telegram_html
-from tickets.auth import create_agent, create_token, hash_password
+from tickets.auth import audit, create_agent, create_token, hash_password
+from tickets.auth import revoke_token as revoke
 from tickets.exceptions import DomainError, InvalidInput
 from tickets.models import Agent, ApiToken, PanelSession, Role, Ticket, utcnow
 from tickets.scripts import LANGUAGES, ScriptError, ScriptLibrary
@@ -121,6 +122,7 @@ def add_agent(
                     password=password,
                     display_name=display_name.strip(),
                     now=utcnow(),
+                    actor=f"agent:{agent.username}",
                 )
         except InvalidInput as exc:
             errors = exc.errors or [{"loc": "username", "msg": exc.message}]
@@ -164,12 +166,35 @@ def change_agent(
     if errors:
         session.rollback()
         return _people(request, session, agent, errors=errors, status_code=422)
+    before = {
+        "role": target.role,
+        "group": target.group,
+        "active": target.active,
+        "away": target.away,
+    }
     target.role = role
     target.group = group or None
     target.away = away == "1"
     if target.active and active != "1":
         session.execute(delete(PanelSession).where(PanelSession.agent_id == target.id))
     target.active = active == "1"
+    after = {
+        "role": target.role,
+        "group": target.group,
+        "active": target.active,
+        "away": target.away,
+    }
+    changed = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+    if changed or password:
+        audit(
+            session=session,
+            actor=f"agent:{agent.username}",
+            action="agent.changed",
+            target=target.username,
+            now=utcnow(),
+            changes=changed,
+            password_changed=bool(password),
+        )
     return RedirectResponse("/panel/admin?saved=agent", status_code=status.HTTP_303_SEE_OTHER)
 
 
@@ -187,7 +212,13 @@ def add_token(
     if owner is None:
         errors = [{"loc": "token_username", "msg": "no active agent of that name"}]
         return _people(request, session, agent, errors=errors, status_code=422)
-    token = create_token(session=session, username=owner.username, now=utcnow(), name=name)
+    token = create_token(
+        session=session,
+        username=owner.username,
+        now=utcnow(),
+        name=name,
+        actor=f"agent:{agent.username}",
+    )
     return _people(request, session, agent, new_token=token)
 
 
@@ -200,8 +231,7 @@ def revoke_token(
     row = session.get(ApiToken, token_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such token")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
+    revoke(session=session, token=row, actor=f"agent:{agent.username}", now=utcnow())
     return RedirectResponse("/panel/admin?saved=token", status_code=status.HTTP_303_SEE_OTHER)
 
 

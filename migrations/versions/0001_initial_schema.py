@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 18:06:31.449925
+Create Date: 2026-11-25 18:32:56.145929
 """
 
 from __future__ import annotations
@@ -40,6 +40,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agents")),
         sa.UniqueConstraint("username", name=op.f("uq_agents_username")),
     )
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("action", sa.String(length=40), nullable=False),
+        sa.Column("target", sa.String(length=120), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
+    )
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_log_at", ["at"], unique=False)
+
     op.create_table(
         "case_counters",
         sa.Column("day", sa.String(length=8), nullable=False),
@@ -643,5 +656,9 @@ def downgrade() -> None:
 
     op.drop_table("customers")
     op.drop_table("case_counters")
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_log_at")
+
+    op.drop_table("audit_log")
     op.drop_table("agents")
     # ### end Alembic commands ###
