@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import NOW
 from tickets.auth import verify_password
-from tickets.demo import AGENTS, CASES, DEMO_STATUSES, ORDER_PREFIX, load_demo
+from tickets.demo import AGENTS, CASES, DEMO_STATUSES, ORDER_PREFIX, PHOTO_SIZE, Say, load_demo
 from tickets.models import (
     Agent,
+    Attachment,
     CaseKind,
     CaseStatus,
     Customer,
@@ -54,6 +55,7 @@ def _counts(session: Session) -> dict[str, int]:
         Event,
         Message,
         OutboxMessage,
+        Attachment,
     ]
     return {t.__name__: session.scalar(select(func.count()).select_from(t)) or 0 for t in tables}
 
@@ -182,16 +184,77 @@ def test_demo_cases_reach_every_status_and_kind_through_the_service(
     assert any(not has_cjk(m.text) for m in notes)
 
 
+def test_demo_photos_are_real_files_in_the_store(session: Session, settings: Any) -> None:
+    """Each photo a demo customer sends is a real picture in the attachment store (cleaned, with
+    its thumbnail), recorded as the bot records it: the request's on the case, a later
+    message's on that message; and each file on disk is what its row says (SHA-256)."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    load_demo(session=session, settings=settings, now=NOW)
+    by_order = {t.order.order_no: t for t in _demo_tickets(session) if t.order is not None}
+    media = settings.media_dir.resolve()
+    expected = 0
+    for spec in CASES:
+        ticket = by_order[f"{ORDER_PREFIX}{spec.order:04d}"]
+        on_request = [a for a in ticket.attachments if a.message_id is None]
+        assert len(on_request) == spec.photos, ticket.number
+        if spec.photos:
+            added = [e for e in ticket.events if e.type == "evidence.added"]
+            assert [(e.data["count"], e.data["photos"]) for e in added] == [
+                (spec.photos, spec.photos)
+            ]
+        said = [m for m in ticket.messages if m.author == "customer"]
+        says = [step for step in spec.steps if isinstance(step, Say)]
+        assert [len(m.attachments) for m in said] == [step.photos for step in says]
+        expected += spec.photos + sum(step.photos for step in says)
+        for a in ticket.attachments:
+            assert (a.kind, a.mime) == ("photo", "image/png")
+            assert a.original_name.endswith(".png")
+            path = (media / a.storage_key).resolve()
+            assert path.is_relative_to(media)
+            data = path.read_bytes()
+            assert hashlib.sha256(data).hexdigest() == a.sha256
+            assert len(data) == a.size
+            with Image.open(io.BytesIO(data)) as img:
+                assert img.size == PHOTO_SIZE
+            thumb = media / "thumbs" / a.sha256[:2] / f"{a.sha256}.jpg"
+            with Image.open(thumb) as img:
+                assert max(img.size) <= 320
+    rows = session.scalars(select(Attachment)).all()
+    assert len(rows) == expected >= 10
+    # Every picture is a different one (the store would keep one copy of a repeated picture).
+    assert len({a.sha256 for a in rows}) == len(rows)
+    # A fresh quality claim with photos waits in the queue: the one the browser tests work.
+    fresh = [
+        t
+        for t in _demo_tickets(session)
+        if t.status == "submitted"
+        and t.kind == "return_refund"
+        and len([a for a in t.attachments if a.kind == "photo"]) >= 2
+    ]
+    assert fresh
+    # Finished cases carry their customers' ratings, for the dashboard.
+    rated = [t for t in _demo_tickets(session) if t.satisfaction is not None]
+    assert len(rated) >= 5
+    assert {t.status for t in rated} == {"closed", "resolved", "refunded"}
+
+
 def test_loading_twice_changes_nothing(session: Session, settings: Any) -> None:
     load_demo(session=session, settings=settings, now=NOW)
     before = _counts(session)
     statuses = sorted((t.number, t.status) for t in _demo_tickets(session))
+    files = sorted(p.name for p in (settings.media_dir).rglob("*") if p.is_file())
+    assert files
     # Later, as the CLI would run it again on another day.
     again = load_demo(session=session, settings=settings, now=NOW + timedelta(days=3))
     assert "already loaded" in again
     assert all(spec.password in again for spec in AGENTS)
     assert _counts(session) == before
     assert sorted((t.number, t.status) for t in _demo_tickets(session)) == statuses
+    assert sorted(p.name for p in (settings.media_dir).rglob("*") if p.is_file()) == files
 
 
 def test_an_existing_agent_keeps_its_password(session: Session, settings: Any) -> None:
@@ -227,6 +290,8 @@ def test_loading_is_deterministic(session: Session, settings: Any) -> None:
                 t.order.order_no if t.order else None,
                 [(e.type, e.actor, e.at) for e in t.events],
                 [m.text for m in t.messages],
+                [(a.sha256, a.storage_key, a.message_id is None) for a in t.attachments],
+                t.satisfaction,
             )
             for t in _demo_tickets(session)
         ]

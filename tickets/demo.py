@@ -10,6 +10,12 @@ The history is laid out relative to the `now` it is given: orders over the last 
 cases over the last ten days, each step of a case a few hours after the one before, all before
 `now`. Nothing is random, so two loads at the same `now` write the same data.
 
+The photos demo customers send are pictures drawn here (Pillow, no fonts), kept through the
+attachment store in `settings.media_dir` like any customer's (cleaned, thumbnailed, named by their
+SHA-256) and recorded as the bot records them. The same picture always has the same bytes, so
+loading again writes no new file; a load rolled back leaves its files behind, unreferenced and
+harmless, as a bot update that fails after downloading a photo does.
+
 Loading is idempotent: demo orders are numbered DEMO-0001..; when any exists, the orders and
 cases are left alone (the CLI commits a load as one transaction, so a load is all or nothing),
 and only missing demo agents are created. The summary always prints the demo log-ins.
@@ -21,6 +27,8 @@ and would merge with real customers who happen to share them).
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,7 +41,7 @@ from sqlalchemy.orm import Session
 from tickets.auth import create_agent, verify_password
 from tickets.config import load_policy
 from tickets.exceptions import DomainError, InvalidInput
-from tickets.models import Agent, Order, OrderStatus, OutboxMessage, Role, Ticket
+from tickets.models import Agent, Attachment, Order, OrderStatus, OutboxMessage, Role, Ticket
 from tickets.orders import upsert_order
 from tickets.schemas import (
     ActionRequest,
@@ -44,9 +52,18 @@ from tickets.schemas import (
     ReplyCreate,
     TicketCreate,
 )
-from tickets.service import Actor, Context, add_customer_message, add_reply, open_case
+from tickets.service import (
+    Actor,
+    Context,
+    add_customer_message,
+    add_reply,
+    open_case,
+    record_event,
+    record_satisfaction,
+)
 from tickets.service import perform_action as _perform
 from tickets.settings import Settings
+from tickets.storage import AttachmentStore, limits_from
 
 ORDER_PREFIX = "DEMO-"
 
@@ -314,13 +331,23 @@ class Reply:
 
 @dataclass(frozen=True)
 class Say:
-    """A message from the customer."""
+    """A message from the customer, with `photos` pictures attached to it."""
 
     text: str
     after: float
+    photos: int = 0
 
 
-Step = Act | Reply | Say
+@dataclass(frozen=True)
+class Rate:
+    """The customer's rating of a finished case (1-5), as the bot records it."""
+
+    score: int
+    after: float
+    comment: str = ""
+
+
+Step = Act | Reply | Say | Rate
 
 
 @dataclass(frozen=True)
@@ -332,7 +359,7 @@ class DemoCase:
     description: str
     hours_ago: float  # when the customer opened it
     channel: str = "telegram"
-    photos: int = 0
+    photos: int = 0  # pictures sent with the request (see "photos" below)
     steps: tuple[Step, ...] = ()
 
 
@@ -346,7 +373,8 @@ CASES: tuple[DemoCase, ...] = (
     # ---- submitted: fresh in the queue
     DemoCase(1, "return_refund", "size_fit", (("JEANS-32", 1),),
              "裤子腰围偏小，穿着很紧，想退货退款。吊牌还在，没洗过。", 3,
-             steps=(Say("请问退货运费是谁出呀？", 0.2),)),
+             steps=(Say("拍了照片：吊牌都在，没有穿过外出。", 0.1, photos=2),
+                    Say("请问退货运费是谁出呀？", 0.1))),
     DemoCase(2, "exchange", "size_fit", (("RUN-42", 1),),
              "The shoes are half a size too small. Could I swap them for EU 43?", 6, "web",
              steps=(Act("lead", "assign", 0.5, {"assignee": "tom"}),
@@ -498,7 +526,7 @@ CASES: tuple[DemoCase, ...] = (
              steps=(Act("tom", "request_info", 3,
                         {"reason": "Please send a photo of the copyright page showing the "
                          "edition."}),
-                    Say("Here it is: the copyright page says First Edition.", 8),
+                    Say("Here it is: the copyright page says First Edition.", 8, photos=1),
                     _note("tom", "ISBN in the photo differs from the copy we shipped "
                           "(2nd ed.). Probably a different book.", 2),
                     Act("tom", "refuse", 0.5,
@@ -521,7 +549,8 @@ CASES: tuple[DemoCase, ...] = (
              steps=(Reply("xiaomei", "非常抱歉让您久等！为表歉意，已给您的账户发放一张5元"
                           "无门槛优惠券。", 1),
                     Act("xiaomei", "resolve", 0.1, {"reason": "致歉并发放5元无门槛券"}),
-                    Say("好吧，谢谢。", 2))),
+                    Say("好吧，谢谢。", 2),
+                    Rate(3, 0.1))),
     DemoCase(22, "delivery", "late_delivery", (), "Tracking hasn't moved in two days.", 45,
              "web",
              steps=(_note("laowang", "已联系承运商：包裹在分拨中心滞留，已催派。", 2),
@@ -543,7 +572,8 @@ CASES: tuple[DemoCase, ...] = (
                     Act("finlead", "approve_refund", 1),
                     Act("finance.li", "issue_refund", 0.5),
                     Reply("finance.li", "退款已原路退回到您的微信，一般 1-3 天到账。", 0.1),
-                    Act("finance.li", "confirm_refund", 30))),
+                    Rate(5, 2, "退款很快"),
+                    Act("finance.li", "confirm_refund", 28))),
     DemoCase(24, "refund_only", "changed_mind", (("PWRBANK-20K", 1),),
              "快递到了我拒收了，请退款。", 90,
              steps=(Say("拒收原因：买重复了。", 0.5),
@@ -578,7 +608,8 @@ CASES: tuple[DemoCase, ...] = (
                     Act("finlead", "approve_refund", 1),
                     Act("finance.li", "issue_refund", 1),
                     Say("Got the refund on my card, thanks!", 50),
-                    Act("tom", "close", 1, {"reason": "refund received by the customer"}))),
+                    Act("tom", "close", 1, {"reason": "refund received by the customer"}),
+                    Rate(5, 0.5, "Quick and friendly."))),
     DemoCase(27, "exchange", "quality_defect", (("BOOT-38", 1),), "鞋底开胶了，穿了两次。",
              215, photos=1,
              steps=(Act("qc.zhang", "approve", 3),
@@ -590,13 +621,15 @@ CASES: tuple[DemoCase, ...] = (
                     Act("laowang", "ship_exchange", 5,
                         {"tracking_no": "JDV000987654321", "carrier": "京东物流"}),
                     Say("新鞋收到了，没问题。", 48),
-                    Act("xiaomei", "close", 1, {"reason": "换货已签收"}))),
+                    Act("xiaomei", "close", 1, {"reason": "换货已签收"}),
+                    Rate(4, 1))),
     DemoCase(28, "complaint", "service", (), "An agent promised a callback that never came.",
              160, "web",
              steps=(Reply("tom", "I'm sorry we didn't call you back as promised. I've called "
                           "you now and added a 5 CNY coupon to your account.", 2),
                     Act("tom", "resolve", 0.1, {"reason": "apologised, called back, coupon"}),
-                    Act("tom", "close", 24, {"reason": "no further questions"}))),
+                    Act("tom", "close", 24, {"reason": "no further questions"}),
+                    Rate(2, 0.3, "Fine, but I shouldn't have had to chase it."))),
     DemoCase(29, "return_refund", "quality_defect", (("SERUM-30", 1),),
              "用了两天脸上起红疹，想退。", 200,
              steps=(Reply("qc.zhang", "您好，请补充使用部位的照片和产品批号的照片，我们会"
@@ -642,6 +675,177 @@ DEMO_STATUSES = frozenset(
     }
 )
 
+# ---------------------------------------------------------------- photos
+
+# A demo case's evidence is a picture drawn here, not a stock photo: the product's shape in its
+# colour on a table top, the claimed defect ringed in red, the shop's barcode tag (no text, so no
+# font is needed). Each picture follows from its case, its SKU and its place among the case's
+# photos, so every load draws the same bytes and the store keeps them once.
+PHOTO_SIZE = (480, 360)
+# Claims about no defect: their photos show the item unworn, with its tag, and nothing ringed.
+NO_FAULT = frozenset({"size_fit", "no_reason", "changed_mind"})
+
+PRODUCT_COLOURS: dict[str, tuple[int, int, int]] = {
+    "DOWN-JKT-M": (128, 160, 190),
+    "TEE-WHT-L": (246, 246, 240),
+    "JEANS-32": (62, 88, 132),
+    "RUN-42": (96, 104, 118),
+    "BOOT-38": (120, 78, 48),
+    "EARBUD-PRO": (236, 236, 236),
+    "PWRBANK-20K": (52, 56, 64),
+    "KB-MECH": (70, 74, 82),
+    "TEA-LJ-250": (108, 142, 84),
+    "NUTS-MIX": (196, 160, 110),
+    "COFFEE-500": (112, 74, 52),
+    "SERUM-30": (196, 132, 60),
+    "LIPSTICK-03": (170, 40, 48),
+    "MUG-SET": (90, 150, 170),
+    "BEDSHEET": (232, 220, 196),
+    "PILLOW-LTX": (240, 238, 228),
+    "DUVET-PRE": (244, 244, 246),
+    "BOOK-3BODY": (34, 48, 88),
+    "BOOK-PY": (72, 120, 110),
+    "SUIT-MTO": (38, 46, 72),
+    "RING-ENG": (190, 192, 198),
+}
+
+# Outlines in a unit square (x, y from the top left), by the product's shape.
+_Pt = tuple[float, float]
+# fmt: off
+_TOP: tuple[_Pt, ...] = ((0.32, 0.02), (0.68, 0.02), (1.0, 0.22), (0.88, 0.42), (0.78, 0.36),
+                         (0.78, 0.98), (0.22, 0.98), (0.22, 0.36), (0.12, 0.42), (0.0, 0.22))
+_TROUSERS: tuple[_Pt, ...] = ((0.24, 0.02), (0.76, 0.02), (0.82, 0.98), (0.56, 0.98),
+                              (0.5, 0.36), (0.44, 0.98), (0.18, 0.98))
+_SHOE: tuple[_Pt, ...] = ((0.06, 0.3), (0.42, 0.26), (0.58, 0.52), (0.94, 0.62), (0.97, 0.84),
+                          (0.06, 0.84))
+# fmt: on
+
+
+def demo_photo(seed: str, sku: str, category: str, shot: int = 0, defect: bool = True) -> bytes:
+    """One demo photo as PNG bytes: shot 0 shows the whole product, later shots come closer
+    to the defect (ringed in red), or without one to the tag (the item is unworn)."""
+    from PIL import Image, ImageDraw
+
+    h = hashlib.sha256(f"{seed}|{sku}|{shot}".encode()).digest()
+    width, height = PHOTO_SIZE
+    table = (222 + h[0] % 24, 214 + h[1] % 24, 200 + h[2] % 24)
+    image = Image.new("RGB", PHOTO_SIZE, table)
+    draw = ImageDraw.Draw(image)
+    colour = PRODUCT_COLOURS.get(sku, (150, 150, 160))
+    dark = tuple(max(0, c - 60) for c in colour)
+    zoom = 1.0 + 0.6 * min(shot, 2)
+    # Where the defect is on the product (unit square), and the product's box on the picture.
+    fx, fy = (0.4 + (h[3] % 25) / 100, 0.35 + (h[4] % 25) / 100) if defect else (0.68, 0.73)
+    bw, bh = 300 * zoom, 250 * zoom
+    x0 = width / 2 - bw / 2 + (h[5] % 31 - 15)
+    y0 = height / 2 - bh / 2 + (h[6] % 21 - 10)
+    if shot:
+        # A close-up: the defect near the middle of the picture.
+        x0, y0 = width / 2 - fx * bw, height / 2 - fy * bh
+
+    def pt(x: float, y: float) -> tuple[float, float]:
+        return (x0 + x * bw, y0 + y * bh)
+
+    def box(a: float, b: float, c: float, d: float) -> tuple[float, float, float, float]:
+        return (*pt(a, b), *pt(c, d))
+
+    shade = tuple(max(0, c - 28) for c in table)
+    draw.ellipse(box(0.08, 0.9, 0.92, 1.04), fill=shade)
+    r = int(18 * zoom)
+    if sku.startswith("RING"):
+        draw.ellipse(box(0.3, 0.2, 0.7, 0.8), outline=colour, width=int(22 * zoom))
+    elif category in ("apparel", "made_to_order"):
+        draw.polygon(
+            [pt(*p) for p in (_TROUSERS if sku.startswith("JEANS") else _TOP)],
+            fill=colour,
+            outline=dark,
+        )
+        if not sku.startswith("JEANS"):
+            draw.chord(box(0.4, -0.06, 0.6, 0.1), 0, 180, fill=dark)
+    elif category == "shoes":
+        draw.polygon([pt(*p) for p in _SHOE], fill=colour, outline=dark)
+        draw.rectangle(box(0.04, 0.84, 0.99, 0.94), fill=dark)
+    elif category == "electronics":
+        draw.rounded_rectangle(box(0.04, 0.22, 0.96, 0.82), radius=r, fill=colour, outline=dark)
+        for i in range(6):
+            for j in range(3):
+                a, b = 0.1 + i * 0.14, 0.32 + j * 0.15
+                draw.rounded_rectangle(box(a, b, a + 0.1, b + 0.1), radius=r // 4, fill=dark)
+    elif category in ("food", "cosmetics"):
+        draw.rounded_rectangle(box(0.28, 0.04, 0.72, 0.96), radius=r, fill=colour, outline=dark)
+        draw.rectangle(box(0.28, 0.04, 0.72, 0.16), fill=dark)
+        draw.rounded_rectangle(box(0.36, 0.3, 0.64, 0.56), radius=r // 2, fill=table)
+    elif category == "books":
+        draw.rectangle(box(0.2, 0.02, 0.8, 0.98), fill=colour, outline=dark)
+        draw.rectangle(box(0.2, 0.02, 0.27, 0.98), fill=dark)
+        draw.rectangle(box(0.36, 0.16, 0.72, 0.3), fill=(240, 236, 224))
+    elif sku.startswith("MUG"):
+        draw.ellipse(box(0.6, 0.3, 0.86, 0.7), outline=colour, width=int(16 * zoom))
+        draw.rounded_rectangle(box(0.2, 0.14, 0.7, 0.94), radius=r, fill=colour, outline=dark)
+    else:  # bedding and the rest: a folded stack
+        for i in range(3):
+            y = 0.2 + i * 0.24
+            draw.rounded_rectangle(
+                box(0.06, y, 0.94, y + 0.26), radius=r, fill=colour, outline=dark, width=2
+            )
+    # The barcode tag, then the defect (a crack, a tear, a stain: a dark zigzag) ringed in red.
+    tag = box(0.6, 0.66, 0.76, 0.8)
+    draw.rectangle(tag, fill=(252, 252, 250), outline=(120, 120, 120))
+    step = (tag[2] - tag[0]) / 24
+    for i in range(2, 22):
+        if h[(i % 24) + 7] % 3:
+            x = tag[0] + i * step
+            draw.line((x, tag[1] + 4, x, tag[3] - 4), fill=(30, 30, 30), width=1)
+    if not defect:
+        out = io.BytesIO()
+        image.save(out, format="PNG", optimize=True)
+        return out.getvalue()
+    cx, cy = pt(fx, fy)
+    s = 9 * zoom
+    zigzag = [
+        (cx - 3 * s + i * 1.5 * s, cy + (s if i % 2 else -s) * (0.4 + (h[i] % 5) / 8))
+        for i in range(5)
+    ]
+    light = sum(colour) > 330
+    draw.line(zigzag, fill=(36, 30, 28) if light else (240, 236, 226), width=max(3, int(3 * zoom)))
+    ring = 3.8 * s
+    draw.ellipse(
+        (cx - ring, cy - ring * 0.8, cx + ring, cy + ring * 0.8),
+        outline=(214, 36, 36),
+        width=max(4, int(4 * zoom)),
+    )
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def _store_photos(
+    store: AttachmentStore, ticket: Ticket, count: int, ctx: Context, label: str
+) -> list[Attachment]:
+    """`count` demo photos of the case's first item, kept in the store (cleaned and given a
+    thumbnail like any customer's photo) and ready to record as the case's attachments."""
+    item = ticket.items[0] if ticket.items else None
+    sku = item.sku if item is not None else ""
+    category = item.line.category if item is not None else ""
+    name = f"{ticket.order.order_no if ticket.order else 'case'}-{label}".lower()
+    rows = []
+    for shot in range(count):
+        data = demo_photo(name, sku, category, shot, defect=ticket.reason not in NO_FAULT)
+        stored = store.store_photo(data, original_name=f"{name}-{shot + 1}.png")
+        rows.append(
+            Attachment(
+                kind=stored.kind,
+                mime=stored.mime,
+                size=stored.size,
+                sha256=stored.sha256,
+                storage_key=stored.storage_key,
+                original_name=stored.original_name,
+                created_at=ctx.now,
+            )
+        )
+    return rows
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -670,7 +874,8 @@ def load_demo(*, session: Session, settings: Settings, now: datetime) -> str:
             tz=settings.tz,
             case_prefix=settings.case_prefix,
         )
-        tickets = _load_cases(session, ctx, agents, orders, now)
+        store = AttachmentStore(settings.media_dir, limits_from(settings))
+        tickets = _load_cases(session, ctx, agents, orders, now, store)
         _mark_notices_historic(session, tickets)
         session.flush()
         head = _counts(orders, tickets)
@@ -804,11 +1009,14 @@ def _load_cases(
     agents: dict[str, Agent],
     orders: dict[int, Order],
     now: datetime,
+    store: AttachmentStore,
 ) -> list[Ticket]:
     """Each demo case opened and worked through the service, its clock stepping forward.
 
     Cases are opened in the order customers sent them, so case numbers follow time as they
-    would in a real queue.
+    would in a real queue. Photos are kept in the attachment store and recorded as the bot
+    records them: those sent with the request on the case (with an evidence.added event),
+    those sent later on the customer's message.
     """
     tickets: list[Ticket] = []
     for spec in sorted(CASES, key=lambda c: -c.hours_ago):
@@ -834,11 +1042,13 @@ def _load_cases(
                 ctx=_at(ctx, when),
                 photos=spec.photos,
             )
+            if spec.photos:
+                _attach_to_request(session, store, ticket, spec.photos, _at(ctx, when))
             for i, step in enumerate(spec.steps, start=1):
                 when += timedelta(hours=step.after)
                 if when >= now:
                     raise InvalidInput(f"{label}: step {i} falls after now; shorten the story")
-                _run_step(session, ticket, step, agents, _at(ctx, when))
+                _run_step(session, ticket, step, agents, _at(ctx, when), store, i)
         except DomainError as exc:
             raise InvalidInput(
                 f"{label} ({spec.kind}, {spec.reason}) was refused by the core: {exc.message}",
@@ -855,11 +1065,48 @@ def _at(ctx: Context, when: datetime) -> Context:
     )
 
 
+def _attach_to_request(
+    session: Session, store: AttachmentStore, ticket: Ticket, count: int, ctx: Context
+) -> None:
+    """The photos sent with the request, on the case as the bot's intake leaves them."""
+    rows = _store_photos(store, ticket, count, ctx, "request")
+    for row in rows:
+        row.ticket = ticket
+        session.add(row)
+    record_event(
+        session=session,
+        ticket=ticket,
+        type="evidence.added",
+        actor=Actor(kind="customer", customer_id=ticket.customer_id),
+        now=ctx.now,
+        count=len(rows),
+        photos=len(rows),
+    )
+    session.flush()
+
+
 def _run_step(
-    session: Session, ticket: Ticket, step: Step, agents: dict[str, Agent], ctx: Context
+    session: Session,
+    ticket: Ticket,
+    step: Step,
+    agents: dict[str, Agent],
+    ctx: Context,
+    store: AttachmentStore,
+    index: int,
 ) -> None:
     if isinstance(step, Say):
-        add_customer_message(session=session, ticket=ticket, text=step.text, ctx=ctx)
+        rows = _store_photos(store, ticket, step.photos, ctx, f"step{index}")
+        for row in rows:
+            # In the session before the service links them to the message (as the bot does).
+            row.ticket = ticket
+            session.add(row)
+        add_customer_message(
+            session=session, ticket=ticket, text=step.text, ctx=ctx, attachments=rows
+        )
+    elif isinstance(step, Rate):
+        record_satisfaction(
+            session=session, ticket=ticket, score=step.score, ctx=ctx, comment=step.comment
+        )
     elif isinstance(step, Reply):
         add_reply(
             session=session,

@@ -135,6 +135,15 @@ EVENT: Final = {
     "note.added": N_("Internal note"),
     "reply.sent": N_("Reply sent"),
     "customer.message": N_("Customer message"),
+    "risk.assessed": N_("Risk assessed"),
+    "policy.overridden": N_("Policy exception"),
+    "automation.held": N_("Automation held"),
+    "case.auto_approved": N_("Approved automatically"),
+    "case.offered": N_("Offered back to the group"),
+    "satisfaction.recorded": N_("Customer rating"),
+    "evidence.added": N_("Evidence added"),
+    "bot.error": N_("Bot error"),
+    "delivery.failed": N_("Message not delivered"),
 }
 
 SCRIPT_CATEGORY: Final = {

@@ -1,18 +1,21 @@
-"""A case worked end to end in a real browser: log in, find it in the queue, open it, look at
-its photo, reply from a script, approve the return, mark it received, record the inspection,
-propose the refund; a second agent, already looking at the case, sees the change without
-reloading, approves and issues the refund, and closes the case. Screenshots of the queue and
-the workspace in both languages are saved under test-artifacts/screenshots/."""
+"""A demo shop's case worked end to end in a real browser: log in, find a fresh return from
+the demo shop in the queue, open it, look at the customer's photos (thumbnails and full size),
+reply from a script, approve the return, mark it received, record the inspection, propose the
+refund; a second agent, already looking at the case, sees the change without reloading, approves
+and issues the refund, and closes the case. Screenshots of the queue, the workspace and the
+dashboard in both languages are saved under test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import PASSWORD, Shop
+from tests.browser.conftest import Shop, password
+from tickets.demo import PHOTO_SIZE
 
 pytestmark = pytest.mark.browser
 
@@ -24,7 +27,7 @@ def _login(page: Any, base: str, username: str) -> None:
     # Anonymous: sent to the log-in page, and back to the queue afterwards.
     assert "/panel/login" in page.url
     page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
+    page.fill("input[name=password]", password(username))
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/panel(\?.*)?$"))
 
@@ -35,15 +38,27 @@ def _act(page: Any, action: str) -> None:
     page.wait_for_selector("#done", timeout=TIMEOUT)
 
 
+def _queue_rows(page: Any) -> list[str]:
+    return [r.get_attribute("data-case") for r in page.locator("#queue-rows tr[data-case]").all()]
+
+
 def test_two_agents_work_a_return_to_the_end(shop: Shop, chromium: Any, screenshots: Path) -> None:
     base = shop.base_url
     agent = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="en-US")
     page = agent.new_page()
     page.set_default_timeout(TIMEOUT)
     _login(page, base, "xiaomei")
-    assert page.locator("#queue-rows tr[data-case]").count() == 0  # "mine" is empty at first
+    # Xiaomei starts on her own cases, in her interface's language (Chinese in the demo) ...
+    assert len(_queue_rows(page)) == shop.mine
+    assert page.locator('[data-queue-count="all"]').inner_text() == str(shop.cases)
+    # ... and switches it to English: the choice is kept for her next pages.
+    page.click('button[name="language"][value="en"]')
+    page.wait_for_selector('button[name="language"][value="en"][aria-current="true"]')
     page.goto(f"{base}/panel?queue=all")
-    assert page.locator("#queue-rows tr[data-case]").count() >= 7
+    # Every demo case is in the "all" queue (one page of 50), the fresh return among them.
+    assert len(_queue_rows(page)) == min(shop.cases, 50)
+    assert shop.case in _queue_rows(page)
+    assert "Submitted" in page.locator(f'tr[data-case="{shop.case}"]').inner_text()
     page.screenshot(path=str(screenshots / "queue-en.png"), full_page=True)
 
     # Find the case by its order number from the search box (/ focuses it).
@@ -51,33 +66,58 @@ def test_two_agents_work_a_return_to_the_end(shop: Shop, chromium: Any, screensh
     page.keyboard.type(shop.order_no)
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"q=" + shop.order_no))
-    rows = page.locator("#queue-rows tr[data-case]")
-    assert rows.count() == 1
-    rows.first.locator("a[data-open]").click()
+    assert _queue_rows(page) == [shop.case]
+    page.locator("#queue-rows tr[data-case] a[data-open]").first.click()
     page.wait_for_url(f"**/panel/cases/{shop.case}")
 
-    # The customer's photo is there and really loads (served only behind the log-in).
-    photo = page.locator(".msg.customer .thumbs img").first
-    photo.wait_for()
-    assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", photo.element_handle())
+    # The customer's photos are on their message, as thumbnails that really load (served only
+    # behind the log-in) ...
+    thumbs = page.locator(".msg.customer .thumbs img")
+    thumbs.first.wait_for()
+    assert thumbs.count() == len(shop.photos) >= 2
+    for i in range(thumbs.count()):
+        thumbs.nth(i).scroll_into_view_if_needed()
+        page.wait_for_function(
+            "(img) => img.complete && img.naturalWidth > 0", arg=thumbs.nth(i).element_handle()
+        )
+    # ... and open at full size: the very file the customer sent.
+    with agent.expect_page() as opened:
+        page.locator(".msg.customer .thumbs a").first.click()
+    full = opened.value
+    full.wait_for_load_state()
+    size = full.evaluate("[document.images[0].naturalWidth, document.images[0].naturalHeight]")
+    assert tuple(size) == PHOTO_SIZE
+    served = page.request.get(full.url)
+    assert served.headers["content-type"] == "image/png"
+    assert hashlib.sha256(served.body()).hexdigest() == shop.photos[0]
+    full.close()
 
-    # Reply from a script: picked, filled from the case, previewed, sent.
-    page.select_option("#script-language", "en")
+    # Reply from a script, in the customer's language (Chinese, whatever the agent's interface):
+    # picked, filled from the case, previewed, sent.
+    assert page.locator("#script-language").input_value() == "zh-CN"
     page.select_option("#script-picker", "info_return_policy")
     page.wait_for_function(
-        "document.querySelector('#reply-text').value.includes('returns')", timeout=TIMEOUT
+        "document.querySelector('#reply-text').value.includes('质量问题')", timeout=TIMEOUT
     )
     page.wait_for_function(
-        "document.querySelector('#preview').innerText.includes('returns')", timeout=TIMEOUT
+        "document.querySelector('#preview').innerText.includes('来回运费都由我们承担')",
+        timeout=TIMEOUT,
     )
+    assert f"亲爱的{shop.customer}" in page.locator("#preview").inner_text()
     page.click("#reply button[type=submit]")
     page.wait_for_selector("#done")
-    assert "returns and exchanges" in page.locator(".timeline").inner_text()
+    assert "来回运费都由我们承担" in page.locator(".timeline").inner_text()
 
     _act(page, "approve")
     _act(page, "mark_received")
-    page.click('button[data-action="inspect"]')  # every unit resalable (the default outcome)
+    # The inspection, per unit: back unworn with its tags, so resalable and refunded.
+    inspect = page.locator('details[data-action-form="inspect"]')
+    for select in inspect.locator("select").all():
+        select.select_option("resalable")
+    inspect.locator('button[data-action="inspect"]').click()
     page.wait_for_selector("#done")
+    assert "1 passed, 0 failed" in page.locator(".timeline").inner_text()
+    assert "Refund pending" in page.locator(".case-head").inner_text()
 
     # The second agent opens the case before the refund is proposed ...
     finance = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
@@ -106,7 +146,7 @@ def test_two_agents_work_a_return_to_the_end(shop: Shop, chromium: Any, screensh
     other.goto(f"{base}/panel?queue=all")
     other.screenshot(path=str(screenshots / "queue-zh.png"), full_page=True)
 
-    # The first agent's view follows: the case is closed.
+    # The first agent's view follows: the case is closed (and her English is remembered).
     page.reload()
     assert "Closed" in page.locator(".case-head").inner_text()
     agent.close()
@@ -120,7 +160,7 @@ def test_a_lead_assigns_in_bulk_and_reads_the_dashboard(
     lead = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
     page = lead.new_page()
     page.set_default_timeout(TIMEOUT)
-    _login(page, base, "lena")  # her interface is in Chinese
+    _login(page, base, "lead")  # the demo lead, Lena: her interface is in Chinese
 
     # Two unassigned cases selected, assigned to Xiaomei at once.
     page.goto(f"{base}/panel?queue=unassigned")
