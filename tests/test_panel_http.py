@@ -631,6 +631,12 @@ def test_evidence_is_served_only_to_logged_in_agents(
     )
     assert alice.get(f"/panel/files/{evil_id}").status_code == 404
     assert alice.get("/panel/files/999999").status_code == 404
+    # The small JPEG made when the photo was stored, for the gallery; the full file without.
+    (media / "thumbs" / "00").mkdir(parents=True, exist_ok=True)
+    (media / "thumbs" / "00" / f"{'0' * 64}.jpg").write_bytes(b"\xff\xd8\xff small")
+    assert alice.get(f"/panel/files/{good_id}?thumb=1").content.endswith(b"small")
+    assert anon.get(f"/panel/files/{good_id}?thumb=1").status_code == 303
+    assert f"/panel/files/{good_id}?thumb=1" in alice.get(f"/panel/cases/{number}").text
     assert f"/panel/files/{good_id}" in alice.get(f"/panel/cases/{number}").text
 
 

@@ -515,8 +515,10 @@ def evidence(
     session: SessionDep,
     agent: CurrentPanelAgent,
     download: bool = False,
+    thumb: bool = False,
 ) -> Response:
-    """An evidence file, to logged-in agents only; inline for images, a download otherwise."""
+    """An evidence file, to logged-in agents only; inline for images, a download otherwise;
+    `thumb` gives a photo's small JPEG (made when it was stored) where there is one."""
     row = session.get(Attachment, attachment_id)
     media: Path = Path(request.app.state.settings.media_dir).resolve()
     if row is None:
@@ -525,6 +527,13 @@ def evidence(
     # A storage key never leaves the media folder, whatever the database says.
     if not path.is_relative_to(media) or not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+    small = (media / "thumbs" / row.sha256[:2] / f"{row.sha256}.jpg").resolve()
+    if thumb and small.is_relative_to(media) and small.is_file():
+        return FileResponse(
+            small,
+            media_type="image/jpeg",
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
+        )
     inline = row.mime.startswith("image/") and row.mime != "image/svg+xml" and not download
     name = row.original_name or f"evidence-{row.id}"
     return FileResponse(
