@@ -89,26 +89,40 @@ def _leads(session: Session, group: str) -> list[str]:
     )
 
 
-def _warn(session: Session, clock: SlaClock, t: Ticket, ctx: Context, report: SweepReport) -> None:
-    clock.warned_at = ctx.now
-    left = int((clock.due_at - ctx.now).total_seconds() // 60)
-    record_event(
-        session=session,
-        ticket=t,
-        type="sla.warning",
-        actor=SWEEPER,
-        now=ctx.now,
-        clock=clock.clock,
-        due_at=clock.due_at.isoformat(),
-        minutes_left=left,
-    )
+def _tell_agents(
+    session: Session,
+    clock: SlaClock,
+    t: Ticket,
+    ctx: Context,
+    what: str,
+    *,
+    event: dict[str, Any],
+    card: dict[str, Any] | None = None,
+) -> None:
+    """One notice of the sweep: an event on the case and a card for the agents, keyed so the
+    same notice can never be queued twice for this clock."""
+    record_event(session=session, ticket=t, type=what, actor=SWEEPER, now=ctx.now, **event)
     notify_agents(
         session=session,
         ticket=t,
-        kind="sla.warning",
+        kind=what,
         now=ctx.now,
-        payload=_card(t, clock, "sla.warning", ctx, minutes_left=left),
-        dedupe_key=f"sla:{clock.id}:warning",
+        payload=_card(t, clock, what, ctx, **(card or {})),
+        dedupe_key=f"sla:{clock.id}:{what}",
+    )
+
+
+def _warn(session: Session, clock: SlaClock, t: Ticket, ctx: Context, report: SweepReport) -> None:
+    clock.warned_at = ctx.now
+    left = int((clock.due_at - ctx.now).total_seconds() // 60)
+    _tell_agents(
+        session,
+        clock,
+        t,
+        ctx,
+        "sla.warning",
+        event={"clock": clock.clock, "due_at": clock.due_at.isoformat(), "minutes_left": left},
+        card={"minutes_left": left},
     )
     report.warned += 1
 
@@ -118,22 +132,13 @@ def _breach(
 ) -> None:
     clock.state = sla.BREACHED
     clock.breached_at = clock.due_at
-    record_event(
-        session=session,
-        ticket=t,
-        type="sla.breached",
-        actor=SWEEPER,
-        now=ctx.now,
-        clock=clock.clock,
-        due_at=clock.due_at.isoformat(),
-    )
-    notify_agents(
-        session=session,
-        ticket=t,
-        kind="sla.breached",
-        now=ctx.now,
-        payload=_card(t, clock, "sla.breached", ctx),
-        dedupe_key=f"sla:{clock.id}:breached",
+    _tell_agents(
+        session,
+        clock,
+        t,
+        ctx,
+        "sla.breached",
+        event={"clock": clock.clock, "due_at": clock.due_at.isoformat()},
     )
     report.breached += 1
 
@@ -144,23 +149,16 @@ def _escalate(
     clock.escalated_at = ctx.now
     old_priority = t.priority
     t.priority = PRIORITY_UP[t.priority]
-    leads = _leads(session, t.group)
-    data: dict[str, Any] = {
-        "clock": clock.clock,
-        "priority": [old_priority, t.priority],
-        "leads": leads,
-    }
     t.updated_at = ctx.now
-    record_event(
-        session=session, ticket=t, type="sla.escalated", actor=SWEEPER, now=ctx.now, **data
-    )
-    notify_agents(
-        session=session,
-        ticket=t,
-        kind="sla.escalated",
-        now=ctx.now,
-        payload=_card(t, clock, "sla.escalated", ctx, leads=leads),
-        dedupe_key=f"sla:{clock.id}:escalated",
+    leads = _leads(session, t.group)
+    _tell_agents(
+        session,
+        clock,
+        t,
+        ctx,
+        "sla.escalated",
+        event={"clock": clock.clock, "priority": [old_priority, t.priority], "leads": leads},
+        card={"leads": leads},
     )
     report.escalated += 1
 
@@ -177,22 +175,14 @@ def _offer(session: Session, clock: SlaClock, t: Ticket, ctx: Context, report: S
     offered_from = t.assignee.username
     t.assignee = None
     t.updated_at = ctx.now
-    record_event(
-        session=session,
-        ticket=t,
-        type="case.offered",
-        actor=SWEEPER,
-        now=ctx.now,
-        offered_from=offered_from,
-        group=t.group,
-    )
-    notify_agents(
-        session=session,
-        ticket=t,
-        kind="case.offered",
-        now=ctx.now,
-        payload=_card(t, clock, "case.offered", ctx, offered_from=offered_from),
-        dedupe_key=f"sla:{clock.id}:offered",
+    _tell_agents(
+        session,
+        clock,
+        t,
+        ctx,
+        "case.offered",
+        event={"offered_from": offered_from, "group": t.group},
+        card={"offered_from": offered_from},
     )
     report.offered += 1
 
