@@ -102,7 +102,6 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     app.state.scripts = scripts
     # The clock every request reads `now` from (tests fix it; nothing else reads the time).
     app.state.clock = overrides.pop("clock", None) or utcnow
-    app.state.service_extra = {}
     # The Telegram bot when a token is set: polling, or the webhook route (bot/runtime.py).
     app.state.bot = None
     if settings.telegram_token:

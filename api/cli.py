@@ -232,7 +232,6 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
         scripts=load_library(
             bundled_scripts_dir(), settings.scripts_dir, limits=policy.script_limits()
         ),
-        service_extra={},
     )
     sessions = make_sessionmaker(make_engine(settings.database_url))
     report = run_sweep(sessions=sessions, ctx=context_for(state, now))

@@ -67,7 +67,6 @@ def context_for(state: Any, now: datetime) -> Context:
         case_prefix=state.settings.case_prefix,
         scripts=state.scripts,
         shop_name=state.settings.shop_name,
-        extra=dict(state.service_extra),
     )
 
 

@@ -263,10 +263,6 @@ class Policy(_Strict):
     auto_approval: AutoApprovalRules = Field(default_factory=AutoApprovalRules)
     # The language of texts written for agents (risk signals, system notes).
     agent_language: Literal["zh-CN", "en"] = "zh-CN"
-    # Promises made in notices until the SLA clocks own them (hours).
-    first_response_hours: float = Field(default=2, gt=0)
-    needs_info_reply_hours: float = Field(default=72, gt=0)
-    inspection_hours: float = Field(default=24, gt=0)
     # What a refusal offers when the agent does not say (a refusal never ends without one).
     refusal_alternative: dict[str, str] = Field(
         default_factory=lambda: {
@@ -287,8 +283,6 @@ class Policy(_Strict):
         }
     )
     sla: SlaSettings = Field(default_factory=SlaSettings)
-    # Days the customer has to ship an approved return.
-    return_ship_days: int = Field(default=7, ge=1)
     return_address: str = "上海市青浦区华新镇 售后仓 3 号门 (After-sales warehouse, gate 3)"
 
     @model_validator(mode="after")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -1060,9 +1060,7 @@ def _load_cases(
 
 def _at(ctx: Context, when: datetime) -> Context:
     """The same rules at another moment of the demo's history."""
-    return Context(
-        policy=ctx.policy, now=when, tz=ctx.tz, case_prefix=ctx.case_prefix, extra=dict(ctx.extra)
-    )
+    return replace(ctx, now=when)
 
 
 def _attach_to_request(

@@ -8,14 +8,16 @@ will read; a script that cannot render is an error in the same transaction, neve
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session
 
-from tickets.models import OutboxMessage, Ticket
+from tickets.models import OutboxMessage, SlaClock, Ticket
 from tickets.money import to_minor
 from tickets.outbox import notify_customer
 from tickets.scripts import Money, ScriptLibrary
@@ -80,17 +82,18 @@ def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
     p = ctx.policy
     order = ticket.order
     first = ticket.items[0].line if ticket.items else None
+    due = _promises(ticket, ctx)
     facts: dict[str, Any] = {
         **base_variables(ticket),
         "kind": ticket.kind,
         "shop_name": ctx.shop_name,
         "return_address": p.return_address,
         "pack_items": pack_items(ticket),
-        "respond_by": hours_from(ctx.now, p.first_response_hours),
-        "reply_by": hours_from(ctx.now, p.needs_info_reply_hours),
-        "ship_by": (ctx.now + timedelta(days=p.return_ship_days)).astimezone(ctx.tz).date(),
+        "respond_by": due("first_response"),
+        "reply_by": due("customer_reply"),
+        "ship_by": due("customer_shipping").astimezone(ctx.tz).date(),
         "received_at": ctx.now,
-        "inspect_by": hours_from(ctx.now, p.inspection_hours),
+        "inspect_by": due("inspection"),
         "window_days": p.no_reason_days,
         "shipping_both_ways": shipping_both_ways(ticket, ctx),
     }
@@ -109,6 +112,28 @@ def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
         if order.delivered_at is not None:
             facts["delivered_on"] = order.delivered_at.astimezone(ctx.tz).date()
     return facts
+
+
+def _promises(ticket: Ticket, ctx: Context) -> Callable[[str], datetime]:
+    """What the case's clocks promise: a running clock's due time (business hours, pauses and
+    legal limits included), else its target from now. One source for every date a customer
+    is told."""
+    session = object_session(ticket)
+    running: dict[str, datetime] = {}
+    if session is not None and ticket.id is not None:
+        rows = session.execute(
+            select(SlaClock.clock, SlaClock.due_at).where(
+                SlaClock.ticket_id == ticket.id, SlaClock.met_at.is_(None)
+            )
+        )
+        running = {name: due for name, due in rows}
+
+    def due(name: str) -> datetime:
+        if name in running:
+            return running[name]
+        return ctx.now + timedelta(hours=ctx.policy.sla.clocks[name].hours)
+
+    return due
 
 
 def coerce_variables(
@@ -216,7 +241,3 @@ def agent_card(
         **{k: v for k, v in extra.items() if k not in ("clock", "due")},
         "text": texts[what].format(**facts),
     }
-
-
-def hours_from(now: datetime, hours: float) -> datetime:
-    return now + timedelta(hours=hours)

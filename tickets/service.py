@@ -35,7 +35,6 @@ from tickets.models import (
     CaseCounter,
     CaseKind,
     CaseStatus,
-    Customer,
     Event,
     Message,
     Order,
@@ -103,7 +102,6 @@ class Context:
     case_prefix: str = "AS"
     scripts: ScriptLibrary | None = None
     shop_name: str = "Demo Shop"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- small pieces
@@ -696,7 +694,6 @@ def _approve(
     assert tr.target is not None
     if t.kind in (CaseKind.return_refund.value, CaseKind.exchange.value):
         t.rma_no = "RMA-" + t.number.split("-", 1)[-1]
-        deadline = ctx.now + timedelta(days=ctx.policy.return_ship_days)
         _set_status(
             session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, rma_no=t.rma_no
         )
@@ -705,7 +702,6 @@ def _approve(
             ticket=t,
             script="notice_approved",
             ctx=ctx,
-            ship_by=deadline.astimezone(ctx.tz).date(),
             **req.variables,
         )
     else:
@@ -1371,13 +1367,6 @@ def list_tickets(
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
     return rows, count, next_cursor
-
-
-def customer_of(session: Session, customer_id: int) -> Customer:
-    customer = session.get(Customer, customer_id)
-    if customer is None:
-        raise NotFound("no such customer")
-    return customer
 
 
 def record_satisfaction(

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tickets.config import Policy
-from tickets.models import CaseKind, CaseStatus, Refund, RefundStatus, Role, Ticket, utcnow
+from tickets.models import CaseKind, CaseStatus, Refund, RefundStatus, Role, Ticket
 from tickets.money import format_amount
 from tickets.quotes import ticket_quote
 from tickets.schemas import (
@@ -71,8 +71,8 @@ def ticket_to_read(
     ticket: Ticket,
     *,
     role: Role | None = None,
+    now: datetime,
     policy: Policy | None = None,
-    now: datetime | None = None,
     timezone: str = "Asia/Shanghai",
     attachment_url: str = "/api/v1/attachments/{id}",
     sla: list[SlaRead] | None = None,
@@ -117,7 +117,7 @@ def ticket_to_read(
         allowed_actions=allowed_actions(
             kind=CaseKind(ticket.kind), status=CaseStatus(ticket.status), role=role
         ),
-        refund=refund_view(session, ticket, policy=policy, now=now or utcnow(), timezone=timezone),
+        refund=refund_view(session, ticket, policy=policy, now=now, timezone=timezone),
         sla=sla or [],
         risk={"level": ticket.risk_level, "signals": ticket.risk_signals},
         messages=[
