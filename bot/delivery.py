@@ -44,7 +44,7 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.methods import SendMessage
+from aiogram.methods import EditMessageReplyMarkup, SendMessage, TelegramMethod
 from aiogram.types import InlineKeyboardMarkup
 from aiolimiter import AsyncLimiter
 from sqlalchemy import select
@@ -65,6 +65,10 @@ CHANNELS = ("telegram", "agents")
 # Notices that end a case and ask for a rating: they get the 1-5 buttons (a row may also ask
 # for them itself with payload "keyboard": "satisfaction").
 SATISFACTION_SCRIPTS = frozenset({"notice_closed"})
+# The Bot API calls a conversation reply may be (bot/replies.py), by their API names.
+REPLY_METHODS: dict[str, type[TelegramMethod[Any]]] = {
+    m.__api_method__: m for m in (SendMessage, EditMessageReplyMarkup)
+}
 
 
 @dataclass(frozen=True)
@@ -149,24 +153,51 @@ class DeliveryWorker:
         self.limiter = AsyncLimiter(1, 1 / self.config.rate_per_second)
         # When each chat may receive its next message (monotonic seconds).
         self._chat_ready: dict[int, float] = {}
+        # Set when rows were queued in this process (a conversation's reply): the idle wait
+        # ends at once, so a reply does not wait for the next polling pass.
+        self._wake = asyncio.Event()
 
     # ------------------------------------------------------------ the loop
 
+    def wake(self) -> None:
+        """Rows were just committed: start a pass now (when idle) rather than at the next
+        `idle_seconds` tick. Rows queued by other processes are found by that tick."""
+        self._wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set; an idle pass waits `idle_seconds` (or until stop)."""
+        """Deliver until `stop` is set; an idle pass waits `idle_seconds`, or until `wake()`
+        (`stop()` wakes it too)."""
         log.info("delivery worker started")
         while not stop.is_set():
+            self._wake.clear()
             try:
                 report = await self.run_once()
             except SQLAlchemyError:
                 # The database is unavailable: nothing was lost (rows stay pending), try later.
                 log.exception("delivery pass failed; retrying shortly")
                 report = DeliveryReport()
-            if report.claimed == 0:
-                # Idle: wait for the next pass (or the stop signal, whichever comes first).
+            if report.claimed == 0 and not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.config.idle_seconds)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.config.idle_seconds)
         log.info("delivery worker stopped")
+
+    async def drain(self) -> DeliveryReport:
+        """Pass after pass until nothing is due now, or a pass only put rows back to wait;
+        what all the passes did."""
+        total = DeliveryReport()
+        while True:
+            report = await self.run_once()
+            if report.claimed == 0:
+                return total
+            done = report.sent + report.skipped + report.failed
+            total.claimed += report.claimed
+            total.sent += report.sent
+            total.skipped += report.skipped
+            total.retried += report.retried
+            total.failed += report.failed
+            total.outcomes.update(report.outcomes)
+            if done == 0:
+                return total  # only retries (due again at once, a zero wait): no spinning
 
     async def run_once(self) -> DeliveryReport:
         """One pass: claim the due rows, send them, record each outcome."""
@@ -367,36 +398,20 @@ class DeliveryWorker:
         chat_id = self._target(row)
         if chat_id is None:
             return Outcome("skipped", error="skipped: no AFTERSALES_AGENT_CHAT_ID configured")
+        try:
+            reply = _reply_method(row)
+        except ValueError as exc:  # pydantic's ValidationError included: a row we can't read
+            return Outcome("failed", error=f"unreadable reply: {exc}")
         text = row.payload.get("text")
-        if not text:
+        if reply is None and not text:
             return Outcome("failed", error="nothing to send: the row has no rendered text")
         await self._pace(chat_id)
-        markup = self._markup(row)
+        markup = self._markup(row) if reply is None else None
         try:
-            try:
-                await self.bot(
-                    SendMessage(
-                        chat_id=chat_id,
-                        text=text,
-                        parse_mode=row.payload.get("parse_mode"),
-                        reply_markup=markup,
-                    )
-                )
-            except TelegramBadRequest as exc:
-                if not _has_url(markup):
-                    raise
-                # Telegram refuses link buttons to addresses it deems invalid (localhost, a
-                # bad AFTERSALES_PUBLIC_URL): the card still goes, without its link.
-                log.warning("card %s refused with its panel link (%s): sent without", row.id, exc)
-                await self._pace(chat_id)
-                await self.bot(
-                    SendMessage(
-                        chat_id=chat_id,
-                        text=text,
-                        parse_mode=row.payload.get("parse_mode"),
-                        reply_markup=_without_urls(markup),
-                    )
-                )
+            if reply is not None:
+                await self.bot(reply)
+            else:
+                await self._send_text(row, chat_id, str(text), markup)
             # Counted again from the answer: network jitter must not bring two messages to one
             # chat closer than the interval when they arrive.
             self._chat_ready[chat_id] = time.monotonic() + self.config.per_chat_interval
@@ -434,6 +449,43 @@ class DeliveryWorker:
                 delay=self._backoff(row.attempts),
             )
         return Outcome("sent")
+
+    async def _send_text(
+        self, row: Claimed, chat_id: int, text: str, markup: InlineKeyboardMarkup | None
+    ) -> None:
+        """A notice or a card: its rendered text with the buttons its kind carries."""
+        parse_mode = row.payload.get("parse_mode")
+        try:
+            await self.bot(
+                SendMessage(chat_id=chat_id, text=text, parse_mode=parse_mode, reply_markup=markup)
+            )
+        except TelegramBadRequest as exc:
+            if not _has_url(markup):
+                raise
+            # Telegram refuses link buttons to addresses it deems invalid (localhost, a bad
+            # AFTERSALES_PUBLIC_URL): the card still goes, without its link.
+            log.warning("card %s refused with its panel link (%s): sent without", row.id, exc)
+            await self._pace(chat_id)
+            await self.bot(
+                SendMessage(
+                    chat_id=chat_id,
+                    text=text,
+                    parse_mode=parse_mode,
+                    reply_markup=_without_urls(markup),
+                )
+            )
+
+
+def _reply_method(row: Claimed) -> TelegramMethod[Any] | None:
+    """The Bot API call a conversation reply row stands for (bot/replies.py writes them), or
+    None for a rendered notice or card."""
+    name = row.payload.get("method")
+    if name is None:
+        return None
+    method = REPLY_METHODS.get(str(name))
+    if method is None:
+        raise ValueError(f"outbox {row.id}: unknown Bot API method {name!r}")
+    return method.model_validate(row.payload.get("params") or {})
 
 
 def _has_url(markup: InlineKeyboardMarkup | None) -> bool:

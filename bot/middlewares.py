@@ -8,8 +8,10 @@ For every update, in this order:
 3. A transaction opens; the update's id is written first (`InboundUpdate`, unique), then the
    customer is resolved from the Telegram user, the handler runs with the session, the
    customer, the service context and a `Replies` collector injected; the FSM state is read and
-   written through the same session. Commit; or, on any error, roll back.
-4. The collected answers are sent after the commit, outside the transaction.
+   written through the same session; the collected answers are written to the outbox
+   (bot/replies.py). Commit; or, on any error, roll back.
+4. After the commit the delivery worker is woken to send the answers, and a pressed button's
+   answer is sent directly (outside the transaction).
 
 Why no network inside the transaction: the database code is synchronous and runs on the event
 loop. A transaction that awaited Telegram would hold SQLite's write lock (or PostgreSQL row
@@ -18,8 +20,9 @@ the same reason units of work in one process take turns (`asyncio.Lock`); they c
 network waits, so the turn is short.
 
 Errors are handled by type (domain errors, database errors, anything else): the customer gets a
-short apology and a way on, the error is logged with the update, the update is recorded as
-handled and the customer's open case (if any) gets a `bot.error` event. Never silence.
+short apology and a way on (queued like any answer, in the transaction that records the update
+as handled; sent directly if even that fails), the error is logged with the update and the
+customer's open case (if any) gets a `bot.error` event. Never silence.
 """
 
 from __future__ import annotations
@@ -161,11 +164,13 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                 # asked to send it again in any case.
                 log.error("could not download the file of update %s: %s", external_id, exc)
                 replies.say("error.media_download")
+                self._queue_alone(replies, data)
                 await replies.flush(bot)
                 return UNHANDLED
         result: Any = UNHANDLED
         failure: BaseException | None = None
         customer_id: int | None = None
+        queued = 0
         async with self._turn:
             with self.sessions() as session:
                 try:
@@ -205,6 +210,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                         self.storage.flush(session)
                     else:
                         result = await handler(event, data)
+                    queued = replies.queue(session, self.clock())
                     session.commit()
                 except Exception as exc:
                     # Whatever the type, the update's work is undone as a whole; `_report` and
@@ -212,14 +218,14 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                     session.rollback()
                     failure = exc
             if failure is not None:
-                self._report(failure, event, external_id, customer_id)
                 replies.discard()
-            if failure is not None and private:
-                # Customers get the apology; a group (the agents') gets only the log line.
-                replies.say(
-                    error_text_key(failure),
-                    markup=self._way_on(replies),
-                )
+                if private:
+                    # Customers get the apology; a group (the agents') gets only the log line.
+                    replies.say(error_text_key(failure), markup=self._way_on(replies))
+                queued = self._report(failure, event, external_id, customer_id, replies)
+        if queued:
+            _wake_delivery(data)
+        # The button's answer; and everything, if the database could not queue the apology.
         await replies.flush(bot)
         return result
 
@@ -258,11 +264,31 @@ class UnitOfWorkMiddleware(BaseMiddleware):
     def _way_on(self, replies: Replies) -> InlineKeyboardMarkup:
         return keyboards.main_menu(replies.t)
 
+    def _queue_alone(self, replies: Replies, data: dict[str, Any]) -> None:
+        """Queue `replies` in a transaction of their own (no update's work to join). If the
+        database cannot take them, they stay for `flush` to send directly."""
+        try:
+            with self.sessions() as session:
+                queued = replies.queue(session, self.clock())
+                session.commit()
+        except SQLAlchemyError:
+            log.exception("could not queue an answer: sending it directly")
+            return
+        if queued:
+            _wake_delivery(data)
+
     def _report(
-        self, exc: BaseException, event: Update, external_id: str, customer_id: int | None
-    ) -> None:
+        self,
+        exc: BaseException,
+        event: Update,
+        external_id: str,
+        customer_id: int | None,
+        replies: Replies,
+    ) -> int:
         """Log the error with the update, record the update as handled (a redelivery must not
-        repeat the apology) and show the error on the customer's open case."""
+        repeat the apology), show the error on the customer's open case and queue the
+        apology, all in one transaction. Returns how many messages were queued (none when the
+        database itself fails: the apology then stays in `replies`, sent directly)."""
         dump = event.model_dump_json(exclude_none=True)
         if isinstance(exc, DomainError):
             log.warning("update %s refused (%s): %s | update=%s", external_id, exc.code, exc, dump)
@@ -294,7 +320,18 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                             detail=str(exc)[:500],
                             update_id=event.update_id,
                         )
+                queued = replies.queue(session, self.clock())
                 session.commit()
+                return queued
         except SQLAlchemyError:
             # The database itself is failing: the log line above is all that can be kept.
             log.exception("could not record the failure of update %s", external_id)
+            return 0
+
+
+def _wake_delivery(data: dict[str, Any]) -> None:
+    """Tell this process's delivery worker (the Dispatcher's `delivery`, set by the runtime)
+    that replies were committed, so it sends them now rather than at its next tick."""
+    worker = data.get("delivery")
+    if worker is not None:
+        worker.wake()

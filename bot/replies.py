@@ -1,10 +1,17 @@
-"""What the bot answers to one update, collected while the update is handled and sent after its
-transaction commits.
+"""What the bot answers to one update, collected while the update is handled, then written to
+the outbox in the update's own transaction.
 
 Handlers never call Telegram themselves: a network wait inside the unit of work would hold the
 database (SQLite's write lock, PostgreSQL row locks) while other updates queue behind it, and an
 answer sent before the commit could announce something that is then rolled back. If the handler
 fails, what it collected is dropped and the customer gets the apology instead.
+
+Every message to a chat (a text, new buttons under one of the bot's messages) becomes an outbox
+row (`queue`): the delivery worker sends it within Telegram's limits (30 a second for the bot,
+one a second per chat), retries it, and a crash after the commit resends it rather than losing
+it. Only the answer to a pressed button (`answerCallbackQuery`) is sent directly, after the
+commit (`flush`): it is no chat message (no per-chat limit), it must come within seconds to
+stop the button's spinner, and losing it loses nothing but the spinner.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiogram import Bot
@@ -34,16 +42,24 @@ from aiogram.types import (
     ReplyKeyboardRemove,
     ReplyParameters,
 )
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
 
 from bot.i18n import Texts
+from tickets.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
 
-# A flood wait longer than this is not worth holding the customer's answer for: the answer is
-# dropped (logged) and the customer's next message gets a fresh one.
+# A flood wait longer than this is not worth holding a button's answer for: the answer is
+# dropped (logged); the spinner stops by itself.
 MAX_INLINE_RETRY_AFTER = 5
+
+# The outbox row of a chat message: kind "bot_answer", the Bot API method's name and parameters in
+# the payload (the delivery worker rebuilds the method from them; see bot/delivery.py).
+REPLY_KIND = "bot_answer"
+_QUEUE_REPLY = insert(OutboxMessage)
 
 
 @dataclass
@@ -115,9 +131,35 @@ class Replies:
         self.methods.clear()
         self._callback_answered = False
 
+    def queue(self, session: Session, now: datetime) -> int:
+        """Write the collected chat messages to the outbox, in order, in `session`'s
+        transaction (the update's own). The button's answer stays for `flush`. Returns how
+        many rows were written."""
+        rows = [
+            {
+                "channel": "telegram",
+                "recipient": str(self.chat_id),
+                "ticket_id": None,
+                "kind": REPLY_KIND,
+                "payload": {"method": method.__api_method__, "params": _params(method)},
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for method in self.methods
+            if not isinstance(method, AnswerCallbackQuery)
+        ]
+        if rows:
+            # One multi-row INSERT: ids (hence the sending order) follow the list's order.
+            session.execute(_QUEUE_REPLY, rows)
+        self.methods = [m for m in self.methods if isinstance(m, AnswerCallbackQuery)]
+        return len(rows)
+
     async def flush(self, bot: Bot) -> int:
-        """Send what was collected, in order; every failure is logged with its method, none
-        stops the rest. Returns how many were sent."""
+        """Send what is left after `queue` (the button's answer; everything, when the
+        database could not take the rows), in order; every failure is logged with its
+        method, none stops the rest. Returns how many were sent."""
         self.answer_callback()
         sent = 0
         for method in self.methods:
@@ -157,3 +199,14 @@ class Replies:
                 )
                 return False
         return False
+
+
+def _params(method: TelegramMethod[Any]) -> dict[str, Any]:
+    """A method's parameters as JSON, as few as say it all. Unset options are left out (they
+    hold aiogram's `Default` markers, which are no JSON); the keyboard keeps its literal flags
+    (`remove_keyboard: true` is its default, and without it the keyboard means nothing)."""
+    params = method.model_dump(mode="json", exclude_defaults=True, exclude={"reply_markup"})
+    markup = getattr(method, "reply_markup", None)
+    if markup is not None:
+        params["reply_markup"] = markup.model_dump(mode="json", exclude_none=True)
+    return params

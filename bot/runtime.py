@@ -138,6 +138,9 @@ class BotRuntime:
             clock=clock,
             agent_language=policy.agent_language,
         )
+        # Handlers' answers go to the outbox; the middleware wakes this worker after each
+        # commit (bot/middlewares.py), so an answer is sent at once, within the limits.
+        self.dispatcher["delivery"] = self.worker
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -187,6 +190,7 @@ class BotRuntime:
     async def stop(self) -> None:
         """Stop polling and the worker (after its current pass), close the bot's session."""
         self._stop.set()
+        self.worker.wake()
         if not self.uses_webhook:
             with contextlib.suppress(RuntimeError):  # polling had not started: nothing to stop
                 await self.dispatcher.stop_polling()

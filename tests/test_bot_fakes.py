@@ -15,7 +15,7 @@ import io
 import json
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,9 @@ from aiogram.types import (
     User,
 )
 from PIL import Image
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.delivery import DeliveryConfig, DeliveryWorker
 
 BOT_TOKEN = "42:TEST"
 
@@ -156,6 +159,40 @@ def jpeg(color: str = "red", size: tuple[int, int] = (64, 48), *, gps: bool = Tr
     return out.getvalue()
 
 
+# The delivery worker in tests: Telegram's pace is tested in test_bot_delivery, not waited for.
+FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0)
+
+
+def with_delivery(
+    dp: Dispatcher,
+    bot: Bot,
+    sessions: sessionmaker[Session],
+    settings: Any,
+    clock: Callable[[], datetime],
+) -> Dispatcher:
+    """`dp` with its delivery worker (as `BotRuntime` sets it), which `feed_and_deliver` runs."""
+    dp["delivery"] = DeliveryWorker(
+        bot=bot, sessions=sessions, settings=settings, config=FAST, clock=clock
+    )
+    return dp
+
+
+async def feed_and_deliver(dp: Dispatcher, bot: Bot, update: Update) -> list[Any]:
+    """Feed one update through the real Dispatcher and deliver the outbox (the worker the
+    runtime would wake), as Telegram would see it: the Bot API calls the update caused, in
+    order (what was queued before it is delivered first and left out)."""
+    session = bot.session
+    assert isinstance(session, FakeSession)
+    worker = dp.workflow_data.get("delivery")
+    if worker is not None:
+        await worker.drain()  # what was queued before (a case opened elsewhere) is not ours
+    before = len(session.requests)
+    await dp.feed_update(bot, update)
+    if worker is not None:
+        await worker.drain()
+    return session.requests[before:]
+
+
 class Customer:
     """One Telegram user in a private chat with the bot, feeding updates to a Dispatcher."""
 
@@ -195,10 +232,9 @@ class Customer:
         )
 
     async def feed(self, update: Update) -> list[Any]:
-        """Feed one update through the real Dispatcher; the Bot API calls it caused."""
-        before = len(self.session.requests)
-        await self.dp.feed_update(self.bot, update)
-        return self.session.requests[before:]
+        """Feed one update through the real Dispatcher, then let its delivery worker send what
+        was queued; the Bot API calls it caused."""
+        return await feed_and_deliver(self.dp, self.bot, update)
 
     def _update(self, **fields: Any) -> Update:
         self.update_id += 1
@@ -332,9 +368,7 @@ class GroupMember:
         )
 
     async def feed(self, update: Update) -> list[Any]:
-        before = len(self.session.requests)
-        await self.dp.feed_update(self.bot, update)
-        return self.session.requests[before:]
+        return await feed_and_deliver(self.dp, self.bot, update)
 
     def _update(self, **fields: Any) -> Update:
         self.update_id += 1

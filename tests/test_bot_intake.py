@@ -28,6 +28,7 @@ from tests.test_bot_fakes import (
     buttons_of,
     jpeg,
     texts_of,
+    with_delivery,
 )
 from tickets.config import Policy
 from tickets.models import (
@@ -65,12 +66,12 @@ def bot() -> Bot:
 
 @pytest.fixture
 def make_dp(
-    sessions: sessionmaker[Session], settings: Any, scripts: Any
+    sessions: sessionmaker[Session], settings: Any, scripts: Any, bot: Bot
 ) -> Callable[[], Dispatcher]:
     """A new Dispatcher on the same database each call (a restart of the bot)."""
 
     def make() -> Dispatcher:
-        return build_dispatcher(
+        dp = build_dispatcher(
             sessions,
             settings,
             scripts,
@@ -79,6 +80,7 @@ def make_dp(
             events_isolation=SimpleEventIsolation(),
             clock=lambda: NOW,
         )
+        return with_delivery(dp, bot, sessions, settings, lambda: NOW)
 
     return make
 
@@ -116,6 +118,18 @@ def only_case(session: Session) -> Ticket:
     tickets = list(session.scalars(select(Ticket)))
     assert len(tickets) == 1, [x.number for x in tickets]
     return tickets[0]
+
+
+def last_notice(session: Session, case: Ticket) -> str:
+    """The text of the newest notice (a script) queued to the case's customer."""
+    text = session.scalar(
+        select(OutboxMessage.payload)
+        .where(OutboxMessage.ticket_id == case.id, OutboxMessage.kind == "notice")
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    )["text"]
+    assert case.number in text
+    return str(text)
 
 
 def state_of(session: Session, user_id: int) -> str | None:
@@ -190,7 +204,9 @@ async def test_linked_customer_walks_a_return_in_chinese_with_photos(
     sent = await me.press(NavCb(action="confirm"))
     with sessions() as s:
         case = only_case(s)
-        assert texts_of(sent) == [t("zh-CN", "intake.submitted", case_no=case.number)]
+        # The case's notice (number and promised time, from the shop's script), then the menu.
+        assert texts_of(sent) == [last_notice(s, case), t("zh-CN", "menu.prompt")]
+        assert "2026年11月23日" in texts_of(sent)[0]
         assert (case.kind, case.reason, case.channel, case.status) == (
             "return_refund",
             "quality_defect",
@@ -254,7 +270,7 @@ async def test_new_customer_proves_an_order_in_english_and_gets_a_refund_only(
 
     with sessions() as s:
         case = only_case(s)
-        assert texts_of(sent) == [t("en", "intake.submitted", case_no=case.number)]
+        assert texts_of(sent) == [last_notice(s, case), t("en", "menu.prompt")]
         assert (case.kind, case.status, case.language) == ("refund_only", "refund_pending", "en")
         assert [(i.sku, i.quantity) for i in case.items] == [("TEA", 1)]
         owner = s.get(CustomerRow, case.customer_id)
@@ -578,10 +594,11 @@ async def test_withdraw_a_submitted_request(
     sent = await me.press(CaseCb(number=number, action="withdraw"))
     assert texts_of(sent) == [t("zh-CN", "cases.confirm_withdraw", case_no=number)]
     sent = await me.press(CaseCb(number=number, action="withdraw_yes"))
-    assert texts_of(sent) == [t("zh-CN", "cases.withdrawn", case_no=number)]
     with sessions() as s:
         case = s.scalar(select(Ticket).where(Ticket.number == number))
         assert case is not None and case.status == "cancelled"
+        assert texts_of(sent) == [last_notice(s, case), t("zh-CN", "menu.prompt")]
+        assert "撤销" in texts_of(sent)[0]
 
 
 async def test_someone_elses_case_is_refused(
@@ -607,7 +624,8 @@ async def test_free_text_goes_to_the_open_case_and_a_person_can_be_asked_for(
     sent = await me.text("I need help with a gift card")
     with sessions() as s:
         case = only_case(s)
-        assert texts_of(sent) == [t("en", "human.opened", case_no=case.number)]
+        # The new case's notice says its number and when we answer; nothing said twice.
+        assert texts_of(sent) == [last_notice(s, case)]
         assert (case.kind, case.reason, case.order_id) == ("complaint", "other", None)
     sent = await me.text("any news?")
     with sessions() as s:
@@ -665,7 +683,7 @@ async def test_every_kind_of_request_in_both_languages(
     sent = await me.press(NavCb(action="confirm"))
     with sessions() as s:
         case = only_case(s)
-        assert texts_of(sent) == [t(lang, "intake.submitted", case_no=case.number)]
+        assert texts_of(sent) == [last_notice(s, case), t(lang, "menu.prompt")]
         assert (case.kind, case.language, case.channel) == (kind, lang, "telegram")
         assert case.reason == ReasonCb.unpack(reasons[0]).reason
         assert len(case.attachments) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiogram import Bot
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.runtime import SECRET_HEADER, WEBHOOK_PATH, BotRuntime, build_bot
 from tests.test_bot_fakes import BOT_TOKEN, FakeSession
 from tickets.config import Policy
-from tickets.models import InboundUpdate
+from tickets.models import InboundUpdate, OutboxMessage
 
 
 def test_build_bot_uses_a_self_hosted_api_server(settings: Any) -> None:
@@ -72,9 +73,14 @@ def test_webhook_checks_the_secret_and_handles_the_update(
         assert again.status_code == 200
         junk = client.post(WEBHOOK_PATH, json={"nope": 1}, headers={SECRET_HEADER: "s3cret-token"})
         assert junk.status_code == 400
-    assert len(fake.sent()) == 1  # the redelivery did nothing
+    # The answer was queued (the worker is not running here): once, the redelivery did
+    # nothing; the worker then sends it.
     with sessions() as s:
         assert s.scalar(select(func.count(InboundUpdate.id))) == 1
+        assert s.scalar(select(func.count(OutboxMessage.id))) == 1
+    assert fake.sent() == []
+    asyncio.run(runtime.worker.drain())
+    assert len(fake.sent()) == 1
 
 
 def test_a_webhook_without_a_secret_setting_refuses_everything(

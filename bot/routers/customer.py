@@ -747,7 +747,7 @@ async def submit(
     try:
         # A savepoint: a refusal leaves the rest of this update's work (the state) intact.
         with db.begin_nested():
-            ticket = cases.submit_intake(
+            cases.submit_intake(
                 db,
                 customer=customer,
                 ctx=svc,
@@ -771,7 +771,9 @@ async def submit(
         await ask("kind", state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     await state.clear()
-    await show_menu(reply, "intake.submitted", case_no=ticket.number)
+    # The case's number and promised time come in its notice (a script, queued by the
+    # service with the case); here only the way on.
+    await show_menu(reply)
 
 
 # ---------------------------------------------------------------- files, at any moment
@@ -962,7 +964,8 @@ async def case_action(
                 "cases.not_possible", case_no=number, status=reply.t(f"status.{ticket.status}")
             )
             return
-        await show_menu(reply, "cases.withdrawn", case_no=number)
+        # That it is withdrawn is said by the case's notice (a script); here only the way on.
+        await show_menu(reply)
 
 
 @on_message(Tracking.number, F.text)
@@ -1278,12 +1281,15 @@ async def talk(
     text = (message.text or message.caption or "").strip()
     data = await state.get_data()
     case = cases.latest_open_case(db, customer)
+    await state.clear()
     if case is not None:
         cases.add_to_case(
             db, ticket=case, text=text, files=[], message_id=message.message_id, ctx=svc
         )
+        reply.say("human.opened", case_no=case.number)
     else:
-        case = cases.submit_intake(
+        # The new case's notice (a script, queued with it) tells its number and when we answer.
+        cases.submit_intake(
             db,
             customer=customer,
             ctx=svc,
@@ -1294,8 +1300,6 @@ async def talk(
             description=text,
             evidence=data.get("evidence", []),
         )
-    await state.clear()
-    reply.say("human.opened", case_no=case.number)
 
 
 # ---------------------------------------------------------------- everything else
