@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.methods import SendMessage
 from aiogram.types import ReplyKeyboardMarkup
 from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.fsm_storage import DatabaseStorage
 from bot.i18n import Texts
 from bot.keyboards import CaseCb, ItemCb, KindCb, MenuCb, NavCb, OrderCb, ReasonCb
@@ -450,6 +453,71 @@ async def test_the_same_update_twice_makes_one_message(
         )
         assert texts == ["Where is my refund?"]
         assert s.scalar(select(func.count(InboundUpdate.id))) == 1
+
+
+async def test_an_answer_is_queued_with_the_update_and_survives_flood_control_and_a_crash(
+    sessions: sessionmaker[Session], settings: Any, scripts: Any, bot: Bot
+) -> None:
+    """The answer is written with the update; Telegram saying 429 delays it, a process that
+    dies before sending leaves it for the next one; it arrives once, in order."""
+    add_order(sessions)
+    number = open_case_for(sessions, scripts)
+    clock = [NOW]
+    dp = build_dispatcher(
+        sessions,
+        settings,
+        scripts,
+        Policy(),
+        storage=DatabaseStorage(sessions),
+        events_isolation=SimpleEventIsolation(),
+        clock=lambda: clock[0],
+    )
+    me = Customer(dp, bot, user_id=5001, language="en")
+    fake = me.session
+    worker = DeliveryWorker(
+        bot=bot,
+        sessions=sessions,
+        settings=settings,
+        config=DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0),
+        clock=lambda: clock[0],
+    )
+    await worker.drain()  # the case's opening notice, out of the way
+    before = len(fake.requests)
+
+    def to_me() -> list[str]:
+        return [m.text for m in fake.requests[before:] if isinstance(m, SendMessage)]
+
+    # No worker runs in this process (it "dies" before sending): the answers wait, queued.
+    await me.text("Where is my refund?")
+    await me.text("It was the green tea")
+    assert to_me() == []
+    with sessions() as s:
+        queued = list(
+            s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.kind == "bot_answer")
+                .order_by(OutboxMessage.id)
+            )
+        )
+        assert [(o.recipient, o.status, o.payload["method"]) for o in queued] == [
+            ("5001", "pending", "sendMessage"),
+            ("5001", "pending", "sendMessage"),
+        ]
+    # The next process's worker; Telegram first says "too many requests, retry after 3".
+    fake.queue_error(SendMessage, 429, "Too Many Requests: retry after 3", retry_after=3)
+    answer = t("en", "cases.message_added", case_no=number)
+    await worker.drain()
+    # Refused: it waits its 3 s, and the second answer waits behind it (order kept).
+    assert to_me() == [answer]
+    clock[0] = NOW + timedelta(seconds=4)
+    await worker.drain()
+    # Three tries in all (the first refused), each answer delivered once.
+    assert to_me() == [answer] * 3
+    with sessions() as s:
+        statuses = s.scalars(
+            select(OutboxMessage.status).where(OutboxMessage.kind == "bot_answer")
+        ).all()
+        assert statuses == ["sent", "sent"]
 
 
 async def test_a_restart_mid_intake_continues_where_the_customer_was(
