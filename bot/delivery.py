@@ -9,7 +9,7 @@ How a row is delivered once:
    pushed a lease ahead, and committed. No other worker will take them during the lease.
 2. **Send**, outside any transaction: one coroutine per chat (that chat's rows in order, at
    most one message per `per_chat_interval`), all of them through one rate limiter (about 30
-   messages a second for the bot).
+   messages a second for the bot; a group, the agents', one per `group_interval`).
 3. **Record** (one short transaction per row): sent; or rescheduled (`retry_after` honoured,
    network and 5xx errors backed off exponentially), or failed (blocked by the customer, a
    request Telegram refuses, out of attempts) with `last_error` and an event on the case.
@@ -77,6 +77,9 @@ class DeliveryConfig:
 
     rate_per_second: float = 30.0
     per_chat_interval: float = 1.0
+    # Telegram allows a group about 20 messages a minute (the agents' group, by its negative
+    # chat id): a burst of cards after a sweep would otherwise meet flood waits.
+    group_interval: float = 3.0
     batch_size: int = 100
     # Longer than the slowest send can take (the bot's request timeout), so a lease never
     # expires while its message is still on the wire.
@@ -356,13 +359,17 @@ class DeliveryWorker:
             return self.settings.agent_chat_id
         return int(row.recipient)
 
+    def _interval(self, chat_id: int) -> float:
+        """The least time between two messages to this chat (groups have negative ids)."""
+        return self.config.group_interval if chat_id < 0 else self.config.per_chat_interval
+
     async def _pace(self, chat_id: int) -> None:
         ready = self._chat_ready.get(chat_id, 0.0)
         wait = ready - time.monotonic()
         if wait > 0:
             await self.sleep(wait)
         await self.limiter.acquire()
-        self._chat_ready[chat_id] = time.monotonic() + self.config.per_chat_interval
+        self._chat_ready[chat_id] = time.monotonic() + self._interval(chat_id)
 
     def _markup(self, row: Claimed) -> InlineKeyboardMarkup | None:
         """The buttons a row carries: an agents' card about a case gets "take it" and "open
@@ -414,7 +421,7 @@ class DeliveryWorker:
                 await self._send_text(row, chat_id, str(text), markup)
             # Counted again from the answer: network jitter must not bring two messages to one
             # chat closer than the interval when they arrive.
-            self._chat_ready[chat_id] = time.monotonic() + self.config.per_chat_interval
+            self._chat_ready[chat_id] = time.monotonic() + self._interval(chat_id)
         except TelegramRetryAfter as exc:
             delay = min(float(exc.retry_after), self.config.max_retry_after)
             # Telegram says this chat (or the bot) must wait: nothing goes to it before then.

@@ -26,7 +26,7 @@ from tickets.scripts import format_moment
 from tickets.service import SYSTEM, Actor, Context, open_case, perform_action
 
 TEXTS = Texts.load()
-FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0)
+FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
 
 
 def t(lang: str, key: str, **values: Any) -> str:

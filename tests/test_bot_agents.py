@@ -49,7 +49,7 @@ from tickets.service import Context
 TEXTS = Texts.load()
 CHAT = -100123
 PANEL = "https://desk.example.com"
-FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0)
+FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
 
 
 def t(lang: str, key: str, **values: Any) -> str:

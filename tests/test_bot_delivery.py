@@ -25,7 +25,7 @@ from tickets.orders import upsert_order
 from tickets.schemas import OrderIn, TicketCreate
 from tickets.service import SYSTEM, Context, open_case
 
-FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0)
+FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
 
 
 class Clock:
@@ -209,7 +209,9 @@ async def test_attempts_are_bounded(
         s.query(OutboxMessage).delete()
         s.commit()
     ident = queue(sessions, "hello", ticket_id=case.id)[0]
-    config = DeliveryConfig(rate_per_second=1000, per_chat_interval=0, max_attempts=2)
+    config = DeliveryConfig(
+        rate_per_second=1000, per_chat_interval=0, group_interval=0, max_attempts=2
+    )
     w = worker(bot, sessions, settings, clock, config)
     for _ in range(2):
         fake.queue_error(SendMessage, 500, "Internal Server Error")
@@ -300,6 +302,23 @@ async def test_rate_limits_overall_and_per_chat(
     same_chat = [t for t, m in zip(times, fake.requests, strict=True) if m.chat_id == 5001]
     gaps = [b - a for a, b in itertools.pairwise(same_chat)]
     assert all(g >= 0.19 for g in gaps), gaps
+
+
+async def test_a_group_gets_at_most_one_message_per_group_interval(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    """Telegram allows a group about 20 messages a minute: cards to the agents' group (a
+    negative chat id) are spaced by `group_interval`, a private chat by its own interval."""
+    queue(sessions, "a", "b", "c", recipient="-1001234")
+    queue(sessions, "1", "2", recipient="5001")
+    config = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.25)
+    await worker(bot, sessions, settings, clock, config).run_once()
+    group = [t for t, m in zip(fake.times, fake.requests, strict=True) if m.chat_id == -1001234]
+    private = [t for t, m in zip(fake.times, fake.requests, strict=True) if m.chat_id == 5001]
+    assert len(group) == 3 and len(private) == 2
+    assert all(b - a >= 0.24 for a, b in itertools.pairwise(group))
+    # The private chat did not wait behind the group.
+    assert private[-1] < group[1]
 
 
 async def test_a_row_without_text_fails_visibly(

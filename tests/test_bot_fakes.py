@@ -160,7 +160,7 @@ def jpeg(color: str = "red", size: tuple[int, int] = (64, 48), *, gps: bool = Tr
 
 
 # The delivery worker in tests: Telegram's pace is tested in test_bot_delivery, not waited for.
-FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0)
+FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
 
 
 def with_delivery(
