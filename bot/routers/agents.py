@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 from aiogram import Bot, F, Router
+from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,8 +36,8 @@ REPLY_MAX = 4096
 def make_router(*, chat_id: int, public_url: str | None) -> Router:
     """The agents' router: updates of the agents' chat only."""
     router = Router(name="agents")
-    router.message.filter(F.chat.id == chat_id)
-    router.callback_query.filter(F.message.chat.id == chat_id)
+    router.message.filter(InChat(chat_id))
+    router.callback_query.filter(InChat(chat_id))
 
     @router.callback_query(AgentCb.filter(F.action == "take"))
     async def take(
@@ -81,7 +82,7 @@ def make_router(*, chat_id: int, public_url: str | None) -> Router:
                 keyboards.agent_card(reply.t, number, public_url=public_url, take=False),
             )
 
-    @router.message(_replies_to_bot)
+    @router.message(RepliesToBot())
     async def reply_to_card(
         message: Message,
         db: Session,
@@ -125,10 +126,30 @@ def make_router(*, chat_id: int, public_url: str | None) -> Router:
     return router
 
 
-def _replies_to_bot(message: Message, bot: Bot) -> bool:
-    """Whether the message answers one of the bot's own messages."""
-    target = message.reply_to_message
-    return target is not None and target.from_user is not None and target.from_user.id == bot.id
+# Filters are async on purpose: aiogram runs a synchronous filter (a magic `F.chat.id`, a plain
+# function) in a worker thread, one thread hop per check on every update.
+
+
+class InChat(Filter):
+    """The update comes from this chat: the message's, or the chat of the message a button was
+    pressed under (as `F.chat.id == chat_id` / `F.message.chat.id == chat_id`)."""
+
+    def __init__(self, chat_id: int) -> None:
+        self.chat_id = chat_id
+
+    async def __call__(self, event: Message | CallbackQuery) -> bool:
+        message = event if isinstance(event, Message) else event.message
+        return message is not None and message.chat.id == self.chat_id
+
+
+class RepliesToBot(Filter):
+    """The message answers one of the bot's own messages."""
+
+    async def __call__(self, message: Message, bot: Bot) -> bool:
+        target = message.reply_to_message
+        return (
+            target is not None and target.from_user is not None and target.from_user.id == bot.id
+        )
 
 
 def case_of(message: Message, prefix: str) -> str | None:

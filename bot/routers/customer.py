@@ -16,8 +16,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from aiogram import F, Router
-from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
+from aiogram import Router
+from aiogram.filters import Command, CommandObject, CommandStart, Filter, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
@@ -74,8 +74,12 @@ _HANDLERS: list[tuple[str, tuple[Any, ...], Callable[..., Any]]] = []
 
 
 def _on(event: str, *filters: Any) -> Callable[[Handler], Handler]:
+    # A bare state (`Intake.order`) is a synchronous filter, which aiogram runs in a worker
+    # thread; StateFilter tests the same thing without leaving the event loop.
+    checks = tuple(StateFilter(f) if isinstance(f, State) else f for f in filters)
+
     def register(handler: Handler) -> Handler:
-        _HANDLERS.append((event, filters, handler))
+        _HANDLERS.append((event, checks, handler))
         return handler
 
     return register
@@ -91,11 +95,45 @@ def on_callback(*filters: Any) -> Callable[[Handler], Handler]:
     return _on("callback_query", *filters)
 
 
+# Filters are async on purpose: aiogram runs a synchronous filter (a magic `F.text`, a plain
+# function) in a worker thread, one thread hop per check on every update.
+
+
+class PrivateChat(Filter):
+    """The update comes from a private chat: the message's chat, or the chat of the message a
+    button was pressed under (as `F.chat.type == "private"` / `F.message.chat.type == ...`)."""
+
+    async def __call__(self, event: Message | CallbackQuery) -> bool:
+        message = event if isinstance(event, Message) else event.message
+        return message is not None and message.chat.type == "private"
+
+
+class Has(Filter):
+    """The message carries at least one of these fields, non-empty (as `F.text`, or
+    `F.photo | F.video | F.document`)."""
+
+    def __init__(self, *fields: str) -> None:
+        self.fields = fields
+
+    async def __call__(self, message: Message) -> bool:
+        return any(getattr(message, name) for name in self.fields)
+
+
+class TextMatches(Filter):
+    """The message's text matches `pattern` from its start (as `F.text.regexp(pattern)`)."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+
+    async def __call__(self, message: Message) -> bool:
+        return message.text is not None and self.pattern.match(message.text) is not None
+
+
 def make_router() -> Router:
     """The customer router, for private chats only, with every handler in declaration order."""
     router = Router(name="customer")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(PrivateChat())
+    router.callback_query.filter(PrivateChat())
     for event, filters, handler in _HANDLERS:
         getattr(router, event).register(handler, *filters)
     return router
@@ -473,7 +511,7 @@ async def take_order_no(
     await ask("proof", state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
-@on_message(Intake.order, F.text)
+@on_message(Intake.order, Has("text"))
 async def order_typed(
     message: Message,
     state: FSMContext,
@@ -543,7 +581,7 @@ async def proof_failed(*, state: FSMContext, reply: Replies) -> None:
     reply.say("intake.proof_failed", left=PROOF_TRIES - tries)
 
 
-@on_message(Intake.proof, F.contact)
+@on_message(Intake.proof, Has("contact"))
 async def proof_contact(
     message: Message,
     state: FSMContext,
@@ -565,7 +603,7 @@ async def proof_contact(
     await proven(order, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
-@on_message(Intake.proof, F.text.regexp(r"^\s*\d{4}\s*$"))
+@on_message(Intake.proof, TextMatches(r"^\s*\d{4}\s*$"))
 async def proof_digits(
     message: Message,
     state: FSMContext,
@@ -653,7 +691,7 @@ async def reason_picked(
     await ask("description", state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
-@on_message(Intake.description, F.text)
+@on_message(Intake.description, Has("text"))
 async def description_typed(
     message: Message,
     state: FSMContext,
@@ -671,7 +709,7 @@ async def description_typed(
     await ask("evidence", state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
-@on_message(Intake.evidence, F.text)
+@on_message(Intake.evidence, Has("text"))
 async def evidence_text(message: Message, state: FSMContext, reply: Replies) -> None:
     """Words at the evidence step are added to the description, never dropped."""
     data = await state.get_data()
@@ -794,7 +832,7 @@ def first_of_album(item: Media, data: dict[str, Any]) -> bool:
     return item.media_group_id is None or item.media_group_id != data.get("album_answered")
 
 
-@on_message(F.photo | F.video | F.document)
+@on_message(Has("photo", "video", "document"))
 async def files_received(
     message: Message,
     state: FSMContext,
@@ -968,7 +1006,7 @@ async def case_action(
         await show_menu(reply)
 
 
-@on_message(Tracking.number, F.text)
+@on_message(Tracking.number, Has("text"))
 async def tracking_typed(
     message: Message,
     state: FSMContext,
@@ -1094,7 +1132,7 @@ async def address_of_order(
     await book_pickup(address.strip(), state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
-@on_message(PickupBooking.address, F.text)
+@on_message(PickupBooking.address, Has("text"))
 async def address_typed(
     message: Message,
     state: FSMContext,
@@ -1225,7 +1263,7 @@ async def rating_pressed(
         reply.edit_markup(query.message.message_id, None)
 
 
-@on_message(Rating.comment, F.text)
+@on_message(Rating.comment, Has("text"))
 async def rating_comment(
     message: Message,
     state: FSMContext,
@@ -1268,7 +1306,7 @@ async def leave_side_step(query: CallbackQuery, state: FSMContext, reply: Replie
 # ---------------------------------------------------------------- talking to a person
 
 
-@on_message(Talk.message, F.text)
+@on_message(Talk.message, Has("text"))
 async def talk(
     message: Message,
     state: FSMContext,
@@ -1333,7 +1371,7 @@ async def side_step_guide(message: Message, reply: Replies) -> None:
     reply.say("intake.guide_text_expected", keyboards.only_nav(reply.t, back=False))
 
 
-@on_message(F.text)
+@on_message(Has("text"))
 async def free_text(
     message: Message,
     state: FSMContext,
