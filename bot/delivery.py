@@ -44,8 +44,15 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.methods import EditMessageReplyMarkup, SendMessage, TelegramMethod
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.methods import (
+    EditMessageReplyMarkup,
+    SendDocument,
+    SendMessage,
+    SendPhoto,
+    SendVideo,
+    TelegramMethod,
+)
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from aiolimiter import AsyncLimiter
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -54,10 +61,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import keyboards
 from bot.i18n import Texts
 from tickets.db import unit_of_work
+from tickets.exceptions import InvalidInput
 from tickets.models import OutboxMessage, Ticket, utcnow
 from tickets.outbox import notify_agents
 from tickets.service import SYSTEM, record_event
 from tickets.settings import Settings
+from tickets.storage import AttachmentStore
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +151,11 @@ class DeliveryWorker:
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         agent_language: str = "zh-CN",
+        store: AttachmentStore | None = None,
     ) -> None:
         self.bot = bot
+        # Where a reply's files are read from (an agent's photo from the agents' chat).
+        self.store = store or AttachmentStore(settings.media_dir)
         self.sessions = sessions
         self.settings = settings
         self.config = config or DeliveryConfig()
@@ -407,8 +419,12 @@ class DeliveryWorker:
             return Outcome("skipped", error="skipped: no AFTERSALES_AGENT_CHAT_ID configured")
         try:
             reply = _reply_method(row)
+            if reply is None and row.payload.get("attachment"):
+                reply = self._file_method(row, chat_id)
         except ValueError as exc:  # pydantic's ValidationError included: a row we can't read
             return Outcome("failed", error=f"unreadable reply: {exc}")
+        except (OSError, InvalidInput) as exc:
+            return Outcome("failed", error=f"the file is missing from the store: {exc}")
         text = row.payload.get("text")
         if reply is None and not text:
             return Outcome("failed", error="nothing to send: the row has no rendered text")
@@ -456,6 +472,23 @@ class DeliveryWorker:
                 delay=self._backoff(row.attempts),
             )
         return Outcome("sent")
+
+    def _file_method(self, row: Claimed, chat_id: int) -> TelegramMethod[Any]:
+        """A photo, video or document from the attachment store (the cleaned copy: no
+        location metadata), with the row's text as its caption."""
+        file = row.payload["attachment"]
+        kind = str(file.get("kind") or "document")
+        data = self.store.path(str(file["storage_key"])).read_bytes()
+        upload = BufferedInputFile(data, filename=str(file.get("name") or f"{kind}-{row.id}"))
+        caption = row.payload.get("text") or None
+        parse_mode = row.payload.get("parse_mode") if caption else None
+        if kind == "photo":
+            return SendPhoto(chat_id=chat_id, photo=upload, caption=caption, parse_mode=parse_mode)
+        if kind == "video":
+            return SendVideo(chat_id=chat_id, video=upload, caption=caption, parse_mode=parse_mode)
+        return SendDocument(
+            chat_id=chat_id, document=upload, caption=caption, parse_mode=parse_mode
+        )
 
     async def _send_text(
         self, row: Claimed, chat_id: int, text: str, markup: InlineKeyboardMarkup | None

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiogram import Bot
 from aiogram.types import Message
 
-from tickets.storage import AttachmentStore, MediaRejected, StoredFile
+from tickets.storage import MB, AttachmentStore, MediaLimits, MediaRejected, StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +90,12 @@ async def fetch_media(bot: Bot, message: Message, store: AttachmentStore) -> lis
             )
         ]
     return [Media(message_id=mid, media_group_id=group, kind=stored.kind, stored=stored)]
+
+
+def rejection_text(item: Media, t: Callable[..., str], limits: MediaLimits) -> str:
+    """Why a file was not kept, in words for whoever sent it (`t`: their language's texts)."""
+    if item.rejected == "too_large":
+        return t(
+            "intake.media_too_large", limit_mb=(item.limit or limits.for_kind(item.kind)) // MB
+        )
+    return t("intake.media_not_image")

@@ -48,6 +48,7 @@ from bot.i18n import Texts
 from bot.identity import resolve_customer
 from bot.media import Media, fetch_media
 from bot.replies import Replies
+from bot.routers.agents import answers_the_bot
 from tickets.config import Policy
 from tickets.exceptions import (
     Conflict,
@@ -156,7 +157,11 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             callback_query_id=event.callback_query.id if event.callback_query else None,
         )
         media: list[Media] = []
-        if event.message is not None and private:
+        # Files are fetched from customers, and from agents answering one of the bot's cards
+        # (a photo for the customer); the agents' other talk in their group is left alone.
+        if event.message is not None and (
+            private or (agents_chat and answers_the_bot(event.message, bot))
+        ):
             try:
                 media = await fetch_media(bot, event.message, self.store)
             except TelegramAPIError as exc:

@@ -4,14 +4,16 @@ taking a case, answering a customer by replying to a card, and strangers told wh
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.methods import AnswerCallbackQuery, EditMessageReplyMarkup, SendMessage
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.methods import AnswerCallbackQuery, EditMessageReplyMarkup, SendMessage, SendPhoto
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
+from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,9 +26,11 @@ from bot.runtime import build_dispatcher
 from tests.conftest import NOW
 from tests.test_bot_fakes import (
     BOT_TOKEN,
+    STICKER,
     Customer,
     FakeSession,
     GroupMember,
+    jpeg,
     texts_of,
     with_delivery,
 )
@@ -382,6 +386,54 @@ async def test_replies_that_cannot_go_through_are_explained(
     )
     with sessions() as s:
         assert s.scalar(select(func.count(MessageRow.id)).where(MessageRow.author == "agent")) == 0
+
+
+async def test_a_photo_replied_to_a_card_reaches_the_customer_cleaned_and_stays_on_the_case(
+    dp: Dispatcher,
+    bot: Bot,
+    fake: FakeSession,
+    sessions: sessionmaker[Session],
+    agents_settings: Any,
+    scripts: Any,
+) -> None:
+    add_order(sessions)
+    add_agent(sessions)
+    number = open_case_for(sessions, scripts)
+    wang = GroupMember(dp, bot, chat_id=CHAT)
+    card = wang.bots_message(f"🆕 {number}")
+    # A photo taken on the agent's phone, its position in the EXIF, captioned for the customer.
+    sent = await wang.photo(jpeg("blue", gps=True), caption="贴这个标签寄回", reply_to=card)
+    in_group = [m for m in sent if isinstance(m, SendMessage) and m.chat_id == CHAT]
+    assert texts_of(in_group) == [t("zh-CN", "agents.reply_sent", case_no=number)]
+    [photo] = [m for m in sent if isinstance(m, SendPhoto)]
+    assert (photo.chat_id, photo.caption) == (5001, "贴这个标签寄回")
+    assert isinstance(photo.photo, BufferedInputFile)
+    # What the customer gets is the cleaned copy: no location of the agent's phone.
+    assert Image.open(io.BytesIO(photo.photo.data)).getexif().get_ifd(0x8825) == {}
+    with sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        [msg] = [m for m in ticket.messages if m.author == "agent"]
+        assert msg.text == "贴这个标签寄回" and msg.agent is not None
+        assert [a.kind for a in msg.attachments] == ["photo"]
+        assert (
+            s.scalar(
+                select(func.count(OutboxMessage.id)).where(
+                    OutboxMessage.ticket_id == ticket.id,
+                    OutboxMessage.kind == "reply",
+                    OutboxMessage.status == "sent",
+                )
+            )
+            == 1
+        )
+
+    # A photo to the group that answers no card is the agents' own: not even downloaded.
+    before = len(fake.requests)
+    assert await wang.photo(jpeg("green")) == []
+    assert fake.requests[before:] == []
+    # A reply with nothing for the customer is explained.
+    sent = await wang.send(sticker=STICKER, reply_to_message=card)
+    assert texts_of(sent) == [t("zh-CN", "agents.reply_empty")]
 
 
 async def test_the_agents_own_talk_is_left_alone(

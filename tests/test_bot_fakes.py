@@ -30,7 +30,10 @@ from aiogram.methods import (
     GetFile,
     GetMe,
     GetUpdates,
+    SendDocument,
     SendMessage,
+    SendPhoto,
+    SendVideo,
     TelegramMethod,
 )
 from aiogram.types import (
@@ -121,15 +124,17 @@ class FakeSession(BaseSession):
         raise TelegramNetworkError(method=GetFile(file_id="?"), message=f"no file at {url}")
 
     def _default(self, bot: Bot, method: TelegramMethod[Any]) -> Any:
-        if isinstance(method, SendMessage):
+        if isinstance(method, SendMessage | SendPhoto | SendDocument | SendVideo):
             self._message_id += 1
-            return {
+            sent: dict[str, Any] = {
                 "message_id": self._message_id,
                 "date": 0,
                 "chat": {"id": method.chat_id, "type": "private"},
                 "from": {"id": bot.id, "is_bot": True, "first_name": "Bot"},
-                "text": method.text,
             }
+            if isinstance(method, SendMessage):
+                return {**sent, "text": method.text}
+            return {**sent, "caption": method.caption}
         if isinstance(method, GetMe):
             return {"id": bot.id, "is_bot": True, "first_name": "Bot", "username": "tbot"}
         if isinstance(method, GetUpdates):
@@ -191,6 +196,30 @@ async def feed_and_deliver(dp: Dispatcher, bot: Bot, update: Update) -> list[Any
     if worker is not None:
         await worker.drain()
     return session.requests[before:]
+
+
+STICKER = Sticker(
+    file_id="st",
+    file_unique_id="ust",
+    type="regular",
+    width=512,
+    height=512,
+    is_animated=False,
+    is_video=False,
+)
+
+
+def photo_sizes(session: FakeSession, n: str, data: bytes) -> list[PhotoSize]:
+    """The sizes Telegram lists for a photo (smallest first), their files served by `session`:
+    a thumbnail and the original, which holds `data`."""
+    session.files[f"files/small{n}"] = jpeg("gray", (8, 6), gps=False)
+    session.files[f"files/big{n}"] = data
+    return [
+        PhotoSize(file_id=f"small{n}", file_unique_id=f"us{n}", width=8, height=6),
+        PhotoSize(
+            file_id=f"big{n}", file_unique_id=f"ub{n}", width=64, height=48, file_size=len(data)
+        ),
+    ]
 
 
 class Customer:
@@ -270,19 +299,7 @@ class Customer:
         self, data: bytes, *, media_group_id: str | None = None, caption: str | None = None
     ) -> Message:
         """A photo message: a thumbnail size and the original; only the original holds `data`."""
-        n = self.message_id + 1
-        self.file(f"small{n}", jpeg("gray", (8, 6), gps=False))
-        self.file(f"big{n}", data)
-        sizes = [
-            PhotoSize(file_id=f"small{n}", file_unique_id=f"us{n}", width=8, height=6),
-            PhotoSize(
-                file_id=f"big{n}",
-                file_unique_id=f"ub{n}",
-                width=64,
-                height=48,
-                file_size=len(data),
-            ),
-        ]
+        sizes = photo_sizes(self.session, f"{self.user.id}-{self.message_id + 1}", data)
         return self._next_message(photo=sizes, media_group_id=media_group_id, caption=caption)
 
     async def photo(
@@ -315,16 +332,7 @@ class Customer:
         return await self.send(contact=contact)
 
     async def sticker(self) -> list[Any]:
-        sticker = Sticker(
-            file_id="st",
-            file_unique_id="ust",
-            type="regular",
-            width=512,
-            height=512,
-            is_animated=False,
-            is_video=False,
-        )
-        return await self.send(sticker=sticker)
+        return await self.send(sticker=STICKER)
 
 
 class GroupMember:
@@ -375,14 +383,23 @@ class GroupMember:
         return Update(update_id=self.update_id, **fields)
 
     async def say(self, text: str, *, reply_to: Message | None = None) -> list[Any]:
+        return await self.send(text=text, reply_to_message=reply_to)
+
+    async def photo(
+        self, data: bytes, *, caption: str | None = None, reply_to: Message | None = None
+    ) -> list[Any]:
+        """A photo posted in the group (with a caption, as a reply to `reply_to` if given)."""
+        sizes = photo_sizes(self.session, f"{self.user.id}-{self.message_id + 1}", data)
+        return await self.send(photo=sizes, caption=caption, reply_to_message=reply_to)
+
+    async def send(self, **fields: Any) -> list[Any]:
         self.message_id += 1
         message = Message(
             message_id=self.message_id,
             date=datetime(2026, 11, 22, 2, 0, tzinfo=UTC),
             chat=self.chat,
             from_user=self.user,
-            text=text,
-            reply_to_message=reply_to,
+            **fields,
         )
         return await self.feed(self._update(message=message))
 

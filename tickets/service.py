@@ -1167,9 +1167,12 @@ def add_reply(
     reply: ReplyCreate,
     actor: Actor,
     ctx: Context,
+    attachments: Sequence[Attachment] = (),
 ) -> Message:
     """An agent's reply to the customer (queued for delivery), or an internal note. With
-    `script`, the text is that script filled from the case and `variables`."""
+    `script`, the text is that script filled from the case and `variables`. `attachments`
+    (stored files: a photo sent from the agents' chat) go with it, the text as their caption
+    when it fits."""
     ticket = _load(session, number, for_update=True)
     parse_mode = None
     if reply.script is not None:
@@ -1189,7 +1192,7 @@ def add_reply(
         parse_mode = "HTML"
     else:
         body = reply.text or ""
-    if not body.strip():
+    if not body.strip() and not attachments:
         raise InvalidInput(
             "a reply needs text (or a script)", [{"loc": "text", "msg": "empty reply"}]
         )
@@ -1202,6 +1205,11 @@ def add_reply(
         created_at=ctx.now,
     )
     session.add(msg)
+    for a in attachments:
+        # In the session before it joins the message, so the cascade has somewhere to go.
+        a.ticket = ticket
+        session.add(a)
+        a.message = msg
     ticket.updated_at = ctx.now
     session.flush()
     record_event(
@@ -1216,15 +1224,31 @@ def add_reply(
     if not reply.internal:
         if actor.agent is not None:
             sla.on_agent_response(session=session, ticket=ticket, ctx=ctx)
-        notify_customer(
-            session=session,
-            ticket=ticket,
-            kind="reply",
-            payload={"text": body, "message_id": msg.id, "parse_mode": parse_mode},
-            now=ctx.now,
-        )
+        for payload in _reply_payloads(body, parse_mode, msg.id, attachments):
+            notify_customer(
+                session=session, ticket=ticket, kind="reply", payload=payload, now=ctx.now
+            )
     session.flush()
     return msg
+
+
+# Telegram's longest caption under a photo or file.
+CAPTION_MAX = 1024
+
+
+def _reply_payloads(
+    body: str, parse_mode: str | None, message_id: int, attachments: Sequence[Attachment]
+) -> list[dict[str, Any]]:
+    """The outbox payloads of one reply, one per Telegram message: the text; each file after
+    it (one file and a short text: the file with the text as its caption)."""
+    base = {"message_id": message_id, "parse_mode": parse_mode}
+    files = [
+        {"kind": a.kind, "storage_key": a.storage_key, "name": a.original_name} for a in attachments
+    ]
+    if len(files) == 1 and len(body) <= CAPTION_MAX:
+        return [{**base, "text": body, "attachment": files[0]}]
+    texts = [{**base, "text": body}] if body.strip() else []
+    return texts + [{**base, "text": "", "attachment": f} for f in files]
 
 
 def add_customer_message(

@@ -4,7 +4,9 @@ buttons under the cards the delivery worker posts there, and replies to those ca
 - "Take it" assigns the case to the agent who pressed it (the `assign` action, as that agent,
   exactly as the panel's "take" does).
 - A Telegram reply to a card (or to any message of the bot naming a case) answers the customer
-  on that case, as that agent (`add_reply`): it goes through the outbox like a panel reply.
+  on that case, as that agent (`add_reply`): it goes through the outbox like a panel reply. A
+  photo, video or file sent as that reply is stored like a customer's evidence (checked, its
+  location metadata stripped), shown on the case, and sent to the customer with its caption.
 
 Agents are matched by `Agent.telegram_user_id` (the middleware injects `agent`); someone whose
 Telegram account is linked to no active agent is told, privately when the Telegram API allows
@@ -23,12 +25,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import keyboards
+from bot.cases import attachments_from
 from bot.keyboards import AgentCb
+from bot.media import Media, rejection_text
 from bot.replies import Replies
 from tickets.exceptions import DomainError
 from tickets.models import Agent, Ticket
 from tickets.schemas import ActionRequest, ReplyCreate
 from tickets.service import Actor, Context, add_reply, perform_action
+from tickets.storage import AttachmentStore
 
 REPLY_MAX = 4096
 
@@ -89,8 +94,11 @@ def make_router(*, chat_id: int, public_url: str | None) -> Router:
         agent: Agent | None,
         reply: Replies,
         svc: Context,
+        media: list[Media],
+        store: AttachmentStore,
     ) -> None:
-        """A reply to one of the bot's messages about a case: the answer goes to the customer."""
+        """A reply to one of the bot's messages about a case: the answer (words, a photo or a
+        file with its caption) goes to the customer."""
         assert message.reply_to_message is not None
         number = case_of(message.reply_to_message, svc.case_prefix)
         if agent is None:
@@ -102,9 +110,16 @@ def make_router(*, chat_id: int, public_url: str | None) -> Router:
         if number is None:
             reply.send_text(reply.t("agents.reply_no_case"), reply_to=message.message_id)
             return
-        text = (message.text or "").strip()
-        if not text:
-            reply.send_text(reply.t("agents.reply_text_only"), reply_to=message.message_id)
+        refused = [m for m in media if m.stored is None]
+        if refused:
+            reply.send_text(
+                rejection_text(refused[0], reply.t, store.limits), reply_to=message.message_id
+            )
+            return
+        text = (message.text or message.caption or "").strip()
+        files = [{**m.stored.to_dict(), "message_id": m.message_id} for m in media if m.stored]
+        if not text and not files:
+            reply.send_text(reply.t("agents.reply_empty"), reply_to=message.message_id)
             return
         try:
             with db.begin_nested():
@@ -114,6 +129,7 @@ def make_router(*, chat_id: int, public_url: str | None) -> Router:
                     reply=ReplyCreate(text=text[:REPLY_MAX]),
                     actor=Actor(kind="agent", agent=agent),
                     ctx=svc,
+                    attachments=attachments_from(files, svc),
                 )
         except DomainError as exc:
             reply.send_text(
@@ -146,10 +162,13 @@ class RepliesToBot(Filter):
     """The message answers one of the bot's own messages."""
 
     async def __call__(self, message: Message, bot: Bot) -> bool:
-        target = message.reply_to_message
-        return (
-            target is not None and target.from_user is not None and target.from_user.id == bot.id
-        )
+        return answers_the_bot(message, bot)
+
+
+def answers_the_bot(message: Message, bot: Bot) -> bool:
+    """The message is a Telegram reply to one of this bot's own messages."""
+    target = message.reply_to_message
+    return target is not None and target.from_user is not None and target.from_user.id == bot.id
 
 
 def case_of(message: Message, prefix: str) -> str | None:

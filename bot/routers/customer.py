@@ -57,7 +57,7 @@ from bot.keyboards import (
     ReasonCb,
     SlotCb,
 )
-from bot.media import Media
+from bot.media import Media, rejection_text
 from bot.replies import Replies
 from tickets.exceptions import ActionNotAllowed, DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, CaseStatus, Customer, Order
@@ -65,7 +65,7 @@ from tickets.policy import EvidenceNeed
 from tickets.schemas import ActionRequest, Pickup
 from tickets.scripts import Money, format_moment, format_money
 from tickets.service import Context
-from tickets.storage import MB, MediaLimits, StoredFile
+from tickets.storage import MediaLimits, StoredFile
 from tickets.workflow import allowed_actions
 
 # Handlers are declared here and registered on a fresh Router by `make_router()`: a router can
@@ -819,12 +819,7 @@ async def submit(
 
 def media_problem(item: Media, reply: Replies, limits: MediaLimits) -> None:
     """Tell the customer why a file was not kept."""
-    if item.rejected == "too_large":
-        reply.say(
-            "intake.media_too_large", limit_mb=(item.limit or limits.for_kind(item.kind)) // MB
-        )
-    else:
-        reply.say("intake.media_not_image")
+    reply.send_text(rejection_text(item, reply.t, limits))
 
 
 def first_of_album(item: Media, data: dict[str, Any]) -> bool:
