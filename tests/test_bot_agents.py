@@ -279,6 +279,24 @@ async def test_take_it_assigns_the_case_to_the_linked_agent(
     assert answer.text == TEXTS.plain("zh-CN", "agents.already_yours", case_no=number)
     assert texts_of(again) == []
 
+    # A colleague pressing the same (stale) button does not take it from Wang: told who has it.
+    with sessions() as s:
+        s.add(Agent(username="li", display_name="Li Na", role="agent", telegram_user_id=778))
+        s.commit()
+    li = GroupMember(dp, bot, chat_id=CHAT, user_id=778, first_update=80_000)
+    late = await li.press(AgentCb(action="take", number=number), on=card)
+    [answer] = [r for r in late if isinstance(r, AnswerCallbackQuery)]
+    assert answer.show_alert is True
+    assert answer.text == TEXTS.plain(
+        "zh-CN", "agents.taken_by_other", case_no=number, agent="Wang Fang"
+    )
+    assert texts_of(late) == []
+    [edit] = [r for r in late if isinstance(r, EditMessageReplyMarkup)]
+    assert AgentCb(action="take", number=number).pack() not in [
+        b[1] for b in buttons(edit.reply_markup)
+    ]
+    assert case_row(sessions, number).assignee_id == ticket.assignee_id
+
 
 async def test_a_stranger_pressing_take_it_is_told_to_ask_an_admin(
     dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any

@@ -2,7 +2,8 @@
 buttons under the cards the delivery worker posts there, and replies to those cards.
 
 - "Take it" assigns the case to the agent who pressed it (the `assign` action, as that agent,
-  exactly as the panel's "take" does).
+  exactly as the panel's "take" does); a case a colleague has already taken is not taken from
+  them: the presser is told who has it.
 - A Telegram reply to a card (or to any message of the bot naming a case) answers the customer
   on that case, as that agent (`add_reply`): it goes through the outbox like a panel reply. A
   photo, video or file sent as that reply is stored like a customer's evidence (checked, its
@@ -60,9 +61,30 @@ def make_router(*, chat_id: int, public_url: str | None) -> Router:
                 reply.plain("agents.not_linked", user_id=query.from_user.id), alert=True
             )
             return
-        assignee = db.scalar(select(Ticket.assignee_id).where(Ticket.number == number))
-        if assignee == agent.id:
+        assignee = db.scalar(
+            select(Agent)
+            .join(Ticket, Ticket.assignee_id == Agent.id)
+            .where(Ticket.number == number)
+        )
+        if assignee is not None and assignee.id == agent.id:
             reply.answer_callback(reply.plain("agents.already_yours", case_no=number))
+            return
+        if assignee is not None:
+            # Taken meanwhile (another card's button, the panel): "take it" never takes a case
+            # from a colleague; a lead reassigns in the panel. The stale button goes.
+            reply.answer_callback(
+                reply.plain(
+                    "agents.taken_by_other",
+                    case_no=number,
+                    agent=assignee.display_name or assignee.username,
+                ),
+                alert=True,
+            )
+            if query.message is not None:
+                reply.edit_markup(
+                    query.message.message_id,
+                    keyboards.agent_card(reply.t, number, public_url=public_url, take=False),
+                )
             return
         try:
             with db.begin_nested():
