@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from aiogram.exceptions import DataNotDictLikeError
 from aiogram.fsm.state import State
@@ -25,7 +25,7 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,15 +37,21 @@ from tickets.settings import Settings
 _CACHE = "aftersales.fsm"
 
 
+# The statements are Core ones on the table, run on the session's connection: the ORM's
+# execution path (autoflush, bulk-insert bookkeeping) costs more than the statements themselves,
+# and no FsmRecord object is ever pending in an update's session.
+_TABLE = cast(Table, FsmRecord.__table__)
+
+
 def _upsert(insert: Any) -> Any:
-    stmt = insert(FsmRecord).values(
+    stmt = insert(_TABLE).values(
         key=bindparam("k"),
         state=bindparam("s"),
-        data=bindparam("d", type_=FsmRecord.__table__.c.data.type),
-        updated_at=bindparam("u", type_=FsmRecord.__table__.c.updated_at.type),
+        data=bindparam("d", type_=_TABLE.c.data.type),
+        updated_at=bindparam("u", type_=_TABLE.c.updated_at.type),
     )
     return stmt.on_conflict_do_update(
-        index_elements=[FsmRecord.key],
+        index_elements=[_TABLE.c.key],
         set_={
             "state": stmt.excluded.state,
             "data": stmt.excluded.data,
@@ -57,8 +63,8 @@ def _upsert(insert: Any) -> Any:
 # Built once: every update of a conversation writes through them, and a statement built anew
 # each time pays for its construction and its cache key again.
 _UPSERTS = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
-_READ = select(FsmRecord.state, FsmRecord.data).where(FsmRecord.key == bindparam("k"))
-_DELETE = delete(FsmRecord).where(FsmRecord.key == bindparam("k"))
+_READ = select(_TABLE.c.state, _TABLE.c.data).where(_TABLE.c.key == bindparam("k"))
+_DELETE = delete(_TABLE).where(_TABLE.c.key == bindparam("k"))
 
 
 class DatabaseStorage(BaseStorage):
@@ -120,20 +126,20 @@ class DatabaseStorage(BaseStorage):
 
     @staticmethod
     def _read(session: Session, key: str) -> tuple[str | None, dict[str, Any]] | None:
-        row = session.execute(_READ, {"k": key}).one_or_none()
+        row = session.connection().execute(_READ, {"k": key}).one_or_none()
         if row is None:
             return None
         return row.state, dict(row.data or {})
 
     @staticmethod
     def _write(session: Session, key: str, state: str | None, data: dict[str, Any]) -> None:
+        conn = session.connection()
         if state is None and not data:
-            session.execute(_DELETE, {"k": key})
+            conn.execute(_DELETE, {"k": key})
             return
         # One upsert: two processes writing the same new key never collide on the primary key.
-        dialect = session.get_bind().dialect.name
-        stmt = _UPSERTS["postgresql" if dialect == "postgresql" else "sqlite"]
-        session.execute(stmt, {"k": key, "s": state, "d": data, "u": utcnow()})
+        stmt = _UPSERTS["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+        conn.execute(stmt, {"k": key, "s": state, "d": data, "u": utcnow()})
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from tickets.models import Customer, Order, Ticket
 from tickets.scripts import resolve_language
+
+# Built once: every update runs it (a statement built anew pays for its cache key again).
+_BY_TELEGRAM_ID = select(Customer).where(Customer.telegram_user_id == bindparam("tg"))
 
 
 def resolve_customer(
@@ -19,7 +22,7 @@ def resolve_customer(
 ) -> Customer:
     """The customer of this Telegram account, created on first contact with the language
     Telegram reports (a language chosen later with /language is kept)."""
-    customer = session.scalar(select(Customer).where(Customer.telegram_user_id == telegram_user_id))
+    customer = session.execute(_BY_TELEGRAM_ID, {"tg": telegram_user_id}).scalar_one_or_none()
     if customer is None:
         customer = Customer(
             name=name[:200],

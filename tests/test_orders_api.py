@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tests.conftest import Api, order_json
+from tickets.exceptions import NotFound
 from tickets.models import Customer, Order
-from tickets.orders import upsert_order
+from tickets.orders import get_order, upsert_order
 from tickets.schemas import OrderIn
 
 
@@ -64,3 +66,22 @@ def test_reimport_without_phone_keeps_the_customer(session: Session, now: dateti
     assert outcome == "unchanged"
     assert session.scalar(select(func.count()).select_from(Customer)) == 1
     assert session.scalar(select(func.count()).select_from(Order)) == 1
+
+
+def test_an_order_is_read_whole_in_order(session: Session, now: datetime) -> None:
+    """get_order loads lines, units, payments and customer in one joined statement: each
+    collection once, in its own order, whatever the join multiplies."""
+    payments = [
+        {"method": "alipay", "amount": "100.00", "kind": "deposit"},
+        {"method": "wechat", "amount": "137.77", "kind": "balance"},
+    ]
+    upsert_order(session=session, data=OrderIn(**order_json("E1", payments=payments)), now=now)
+    upsert_order(session=session, data=OrderIn(**order_json("E2")), now=now)
+    session.expunge_all()
+    order = get_order(session=session, order_no="E1")
+    assert [ln.sku for ln in order.lines] == ["JACKET-M", "SOCKS", "TEA"]
+    assert [[u.unit_index for u in ln.units] for ln in order.lines] == [[1], [1, 2], [1, 2, 3]]
+    assert [(p.method, p.amount) for p in order.payments] == [("alipay", 10000), ("wechat", 13777)]
+    assert order.customer.phone == "13800138000"
+    with pytest.raises(NotFound):
+        get_order(session=session, order_no="NOPE")

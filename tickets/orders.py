@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from babel.numbers import is_currency
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from tickets.exceptions import Conflict, InvalidInput, NotFound
 from tickets.models import (
@@ -271,17 +271,23 @@ def upsert_order(
     return order, outcome
 
 
-def get_order(*, session: Session, order_no: str) -> Order:
-    """The order with this number, or NotFound."""
-    order = session.scalar(
-        select(Order)
-        .where(Order.order_no == order_no)
-        .options(
-            selectinload(Order.lines).selectinload(OrderLine.units),
-            selectinload(Order.payments),
-            selectinload(Order.customer),
-        )
+# One statement for the order with its lines, units, payments and customer: joined, not
+# "selectin" (five statements), which costs about four times as much in SQLAlchemy's loading
+# alone. The join repeats the order per line x unit x payment: a handful of payments at most.
+_ORDER = (
+    select(Order)
+    .where(Order.order_no == bindparam("order_no"))
+    .options(
+        joinedload(Order.lines).joinedload(OrderLine.units),
+        joinedload(Order.payments),
+        joinedload(Order.customer),
     )
+)
+
+
+def get_order(*, session: Session, order_no: str) -> Order:
+    """The order with this number (lines, units, payments and customer loaded), or NotFound."""
+    order = session.execute(_ORDER, {"order_no": order_no}).unique().scalar_one_or_none()
     if order is None:
         raise NotFound(f"no order {order_no}", order_no=order_no)
     return order
