@@ -41,9 +41,6 @@ FINISHED_STATUSES = [CaseStatus.closed.value, CaseStatus.resolved.value, CaseSta
 # A bare "1".."5" typed this long after a case finished still rates it (the closing notice
 # asks for a number); later it is just a message.
 RATING_WINDOW = timedelta(days=7)
-# Pickups: how many working days are offered, and the two slots of each day (local time).
-PICKUP_DAYS = 3
-PICKUP_SLOTS = {"am": (time(9, 0), time(12, 0)), "pm": (time(14, 0), time(18, 0))}
 
 
 def actor_for(customer: Customer) -> Actor:
@@ -232,10 +229,11 @@ class Slot:
         return f"{self.day.isoformat()} {self.start:%H:%M}-{self.end:%H:%M}"
 
 
-def pickup_slots(ticket: Ticket, ctx: Context, days: int = PICKUP_DAYS) -> list[Slot]:
-    """The slots of the next `days` working days from tomorrow, on the calendar of the case's
-    group (holidays and make-up days included); a slot counts when the desk works at its
-    middle."""
+def pickup_slots(ticket: Ticket, ctx: Context) -> list[Slot]:
+    """The slots of the policy's next working days (`pickup.days`) from tomorrow, on the
+    calendar of the case's group (holidays and make-up days included); a slot counts when the
+    desk works at its middle."""
+    days = ctx.policy.pickup.days
     tz: ZoneInfo = ctx.tz
     calendar = calendar_for(ctx.policy.sla.calendars_for(str(tz)), ticket.group)
     today = ctx.now.astimezone(tz).date()
@@ -244,7 +242,7 @@ def pickup_slots(ticket: Ticket, ctx: Context, days: int = PICKUP_DAYS) -> list[
     for ahead in range(1, 31):
         day = today + timedelta(days=ahead)
         open_parts = []
-        for part, (start, end) in PICKUP_SLOTS.items():
+        for part, (start, end) in ctx.policy.pickup.slots().items():
             middle = (
                 datetime.combine(day, start, tz)
                 + (datetime.combine(day, end, tz) - datetime.combine(day, start, tz)) / 2

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.cases import pickup_slots
+from tests.conftest import NOW
 from tickets.config import Policy, load_policy
 from tickets.exceptions import InvalidInput
+from tickets.service import Context
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +31,8 @@ def test_example_file_equals_the_defaults() -> None:
         ('[sla.calendars.default]\ntimezone = "Mars/Olympus"', "Mars/Olympus"),
         ("colour = 3", "colour: Extra inputs are not permitted"),
         ("this is not toml", "not valid TOML"),
+        ('[pickup]\nam = ["12:00:00", "09:00:00"]', "pickup.am: the slot must end after it starts"),
+        ("[pickup]\ndays = 0", "pickup.days"),
     ],
 )
 def test_bad_policy_is_refused_with_the_reason(tmp_path: Path, text: str, expected: str) -> None:
@@ -34,3 +41,22 @@ def test_bad_policy_is_refused_with_the_reason(tmp_path: Path, text: str, expect
     with pytest.raises(InvalidInput) as err:
         load_policy(path)
     assert expected in err.value.message
+
+
+def test_pickup_slots_follow_the_policy(tmp_path: Path) -> None:
+    """A shop whose courier comes 08:00-11:30 and 13:00-17:00 offers those, for two days."""
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        '[pickup]\ndays = 2\nam = ["08:00:00", "11:30:00"]\npm = ["13:00:00", "17:00:00"]',
+        encoding="utf-8",
+    )
+    policy = load_policy(path)
+    ctx = Context(policy=policy, now=NOW, tz=ZoneInfo("Asia/Shanghai"))
+    slots = pickup_slots(SimpleNamespace(group="service"), ctx)  # type: ignore[arg-type]
+    # NOW is Sunday 22 Nov in Shanghai: Monday and Tuesday, each morning and afternoon.
+    assert [s.value for s in slots] == [
+        "2026-11-23 08:00-11:30",
+        "2026-11-23 13:00-17:00",
+        "2026-11-24 08:00-11:30",
+        "2026-11-24 13:00-17:00",
+    ]

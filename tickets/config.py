@@ -8,6 +8,7 @@ sense is refused at start-up with the reason, never half-applied.
 from __future__ import annotations
 
 import tomllib
+from datetime import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -242,6 +243,27 @@ class SlaSettings(_Strict):
         return rule
 
 
+class PickupSettings(_Strict):
+    """Courier pickups a customer may book for a return: the next `days` working days of the
+    case group's calendar, each with a morning and an afternoon slot (the shop's local time)."""
+
+    days: int = Field(default=3, ge=1, le=14)
+    am: tuple[time, time] = (time(9, 0), time(12, 0))
+    pm: tuple[time, time] = (time(14, 0), time(18, 0))
+
+    @model_validator(mode="after")
+    def _slots_in_order(self) -> PickupSettings:
+        for part in ("am", "pm"):
+            start, end = getattr(self, part)
+            if start >= end:
+                raise ValueError(f"pickup.{part}: the slot must end after it starts")
+        return self
+
+    def slots(self) -> dict[str, tuple[time, time]]:
+        """The day's slots by part (am, pm), in order."""
+        return {"am": self.am, "pm": self.pm}
+
+
 class Policy(_Strict):
     """Every rule a lead may change without a deploy."""
 
@@ -284,6 +306,7 @@ class Policy(_Strict):
     )
     sla: SlaSettings = Field(default_factory=SlaSettings)
     return_address: str = "上海市青浦区华新镇 售后仓 3 号门 (After-sales warehouse, gate 3)"
+    pickup: PickupSettings = Field(default_factory=PickupSettings)
 
     @model_validator(mode="after")
     def _groups_known(self) -> Policy:
