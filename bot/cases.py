@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from tickets import sla
@@ -69,14 +69,18 @@ def attachments_from(files: Iterable[dict[str, Any]], ctx: Context) -> list[Atta
     return rows
 
 
+# Built once: every free message of a customer runs it.
+_LATEST_OPEN = (
+    select(Ticket)
+    .where(Ticket.customer_id == bindparam("customer_id"), Ticket.status.in_(LIVE_STATUSES))
+    .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+    .limit(1)
+)
+
+
 def latest_open_case(session: Session, customer: Customer) -> Ticket | None:
     """The customer's most recently active open case, which their free messages go to."""
-    return session.scalar(
-        select(Ticket)
-        .where(Ticket.customer_id == customer.id, Ticket.status.in_(LIVE_STATUSES))
-        .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
-        .limit(1)
-    )
+    return session.scalar(_LATEST_OPEN, {"customer_id": customer.id})
 
 
 def open_cases(session: Session, customer: Customer, limit: int = 10) -> list[Ticket]:

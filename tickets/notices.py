@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, object_session
 
 from tickets.models import OutboxMessage, SlaClock, Ticket
@@ -114,6 +114,12 @@ def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
     return facts
 
 
+# Built once (building a statement costs more than running it): a case's clocks still counting.
+_RUNNING_CLOCKS = select(SlaClock.clock, SlaClock.due_at).where(
+    SlaClock.ticket_id == bindparam("ticket_id"), SlaClock.met_at.is_(None)
+)
+
+
 def _promises(ticket: Ticket, ctx: Context) -> Callable[[str], datetime]:
     """What the case's clocks promise: a running clock's due time (business hours, pauses and
     legal limits included), else its target from now. One source for every date a customer
@@ -121,11 +127,7 @@ def _promises(ticket: Ticket, ctx: Context) -> Callable[[str], datetime]:
     session = object_session(ticket)
     running: dict[str, datetime] = {}
     if session is not None and ticket.id is not None:
-        rows = session.execute(
-            select(SlaClock.clock, SlaClock.due_at).where(
-                SlaClock.ticket_id == ticket.id, SlaClock.met_at.is_(None)
-            )
-        )
+        rows = session.execute(_RUNNING_CLOCKS, {"ticket_id": ticket.id})
         running = {name: due for name, due in rows}
 
     def due(name: str) -> datetime:

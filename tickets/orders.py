@@ -350,22 +350,27 @@ def order_to_read(order: Order) -> OrderRead:
     )
 
 
+# Built once (building a statement costs more than running it): the units among `unit_ids`
+# that an open case names or that were refunded.
+_TAKEN = (
+    select(TicketUnit.unit_id)
+    .join(Ticket)
+    .where(
+        TicketUnit.unit_id.in_(bindparam("unit_ids", expanding=True)),
+        or_(
+            Ticket.status.in_([s.value for s in OPEN_STATUSES]),
+            TicketUnit.status == UnitStatus.refunded.value,
+        ),
+    )
+)
+_TAKEN_BY_OTHERS = _TAKEN.where(Ticket.id != bindparam("exclude"))
+
+
 def units_taken(session: Session, order: Order, *, exclude_ticket: int | None = None) -> set[int]:
     """Ids of this order's units that an open case already names, or that were refunded."""
     unit_ids = [u.id for ln in order.lines for u in ln.units]
     if not unit_ids:
         return set()
-    query = (
-        select(TicketUnit.unit_id)
-        .join(Ticket)
-        .where(
-            TicketUnit.unit_id.in_(unit_ids),
-            or_(
-                Ticket.status.in_([s.value for s in OPEN_STATUSES]),
-                TicketUnit.status == UnitStatus.refunded.value,
-            ),
-        )
-    )
-    if exclude_ticket is not None:
-        query = query.where(Ticket.id != exclude_ticket)
-    return set(session.scalars(query))
+    if exclude_ticket is None:
+        return set(session.scalars(_TAKEN, {"unit_ids": unit_ids}))
+    return set(session.scalars(_TAKEN_BY_OTHERS, {"unit_ids": unit_ids, "exclude": exclude_ticket}))

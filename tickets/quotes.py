@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from tickets.config import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS, Policy
@@ -58,27 +58,46 @@ def unit_passes(outcome: str, reason: str) -> bool:
     return outcome == UnitStatus.damaged.value and reason in SELLER_FAULT_REASONS
 
 
+# Built once (building a statement costs more than running it): the order's counted refunds,
+# each with its ledger lines (or one row of NULLs when it has none).
+_LEDGER = (
+    select(
+        Refund.id,
+        Refund.shipping_refunded,
+        Refund.promotion_clawback,
+        Refund.shipping_clawback,
+        RefundLine.kind,
+        RefundLine.unit_id,
+        RefundLine.payment_id,
+        RefundLine.amount,
+    )
+    .outerjoin(RefundLine, RefundLine.refund_id == Refund.id)
+    .where(Refund.order_id == bindparam("order_id"), Refund.status.in_(COUNTED))
+)
+
+
 def quote_order(session: Session, order: Order) -> QuoteOrder:
     """The order and its ledger as the calculator sees them."""
     per_unit: dict[int, int] = defaultdict(int)
     per_payment: dict[int, int] = defaultdict(int)
-    rows = session.execute(
-        select(RefundLine.kind, RefundLine.unit_id, RefundLine.payment_id, RefundLine.amount)
-        .join(Refund)
-        .where(Refund.order_id == order.id, Refund.status.in_(COUNTED))
-    )
-    for kind, unit_id, payment_id, amount in rows:
+    # Per refund (counted once, however many lines it has): shipping refunded, promotion and
+    # shipping clawed back.
+    totals: dict[int, tuple[int, int, int]] = {}
+    for (
+        refund_id,
+        shipping,
+        promotion,
+        clawback,
+        kind,
+        unit_id,
+        payment_id,
+        amount,
+    ) in session.execute(_LEDGER, {"order_id": order.id}):
+        totals[refund_id] = (shipping or 0, promotion or 0, clawback or 0)
         if kind == "unit" and unit_id is not None:
             per_unit[unit_id] += amount
         elif kind == "payment" and payment_id is not None:
             per_payment[payment_id] += amount
-    totals = session.execute(
-        select(
-            func.coalesce(func.sum(Refund.shipping_refunded), 0),
-            func.coalesce(func.sum(Refund.promotion_clawback), 0),
-            func.coalesce(func.sum(Refund.shipping_clawback), 0),
-        ).where(Refund.order_id == order.id, Refund.status.in_(COUNTED))
-    ).one()
     return QuoteOrder(
         currency=order.currency,
         status=order.status,
@@ -120,9 +139,9 @@ def quote_order(session: Session, order: Order) -> QuoteOrder:
         exchange_rate=Decimal(order.exchange_rate) if order.exchange_rate else None,
         presale=order.presale,
         delivered_at=order.delivered_at,
-        shipping_refunded_so_far=int(totals[0]),
-        promotion_clawed_back=int(totals[1]),
-        shipping_clawed_back=int(totals[2]),
+        shipping_refunded_so_far=sum(t[0] for t in totals.values()),
+        promotion_clawed_back=sum(t[1] for t in totals.values()),
+        shipping_clawed_back=sum(t[2] for t in totals.values()),
     )
 
 

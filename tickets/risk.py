@@ -1,10 +1,10 @@
 """Risk signals (风控) and auto-approval: which cases may move on without a human.
 
-Two steps, so the rules stay pure and testable: `collect_risk_facts` runs a few bounded queries
-(each one through an index, each one capped) and returns plain `RiskFacts`; `assess` turns facts
-and the shop's `RiskRules` (the `[risk]` section of the policy TOML) into a level and the signals
-that fired, in words an agent reads (templates/policy/reasons.<language>.toml, section [risk]).
-`decide_auto_approval` then applies `AutoApprovalRules` (`[auto_approval]`).
+Two steps, so the rules stay pure and testable: `collect_risk_facts` runs one statement of a few
+bounded queries (each one through an index, each one capped) and returns plain `RiskFacts`;
+`assess` turns facts and the shop's `RiskRules` (the `[risk]` section of the policy TOML) into a
+level and the signals that fired, in words an agent reads (templates/policy/reasons.<language>.toml,
+section [risk]). `decide_auto_approval` then applies `AutoApprovalRules` (`[auto_approval]`).
 
 High risk never refuses anything: it holds automation and sends the case to a human (DOMAIN.md,
 风控). A signal is a reason to look, not a verdict.
@@ -27,14 +27,16 @@ Interpretations:
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import CompoundSelect, Select, bindparam, func, literal, select, union_all
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from tickets.models import CaseKind, CaseStatus, Customer, Order, OrderStatus, Ticket
 from tickets.policy import policy_texts
@@ -331,6 +333,81 @@ def _span(rule: SamePhoneRule, placed_at: datetime, now: datetime) -> tuple[date
     return placed_at - period, min(placed_at + period, now)
 
 
+def _earliest(at: InstrumentedAttribute[datetime], *where: Any) -> Select[Any]:
+    """The timestamps `at` of the rows matching `where`, earliest first, capped at
+    2 x MAX_COUNT rows."""
+    return select(at.label("at")).where(*where).order_by(at).limit(2 * MAX_COUNT)
+
+
+def _between(at: InstrumentedAttribute[datetime], low: str, high: str) -> tuple[Any, Any]:
+    """`at` within the bound parameters `low` and `high`, both included."""
+    return at >= bindparam(low), at <= bindparam(high)
+
+
+@lru_cache(maxsize=16)
+def _facts_statement(
+    *, with_order: bool, phone: bool, address: bool, exclude: bool
+) -> CompoundSelect[Any]:
+    """The one statement `collect_risk_facts` runs, for one shape of request: up to six
+    queries, each through an index and capped, joined by UNION ALL and tagged with the fact
+    they read (`fact`, `at`). Built once per shape: building it costs several times what
+    running it does."""
+    cases: list[Any] = [Ticket.status != CaseStatus.draft.value]
+    if exclude:
+        cases.append(Ticket.id != bindparam("exclude"))
+    parts: dict[str, Select[Any]] = {
+        # This customer's cases in the repeat-claims period (ix_tickets_customer_id).
+        "customer_cases": _earliest(
+            Ticket.created_at,
+            Ticket.customer_id == bindparam("customer_id"),
+            *_between(Ticket.created_at, "repeat_since", "now"),
+            *cases,
+        ),
+        # The customer's first order (ix_orders_customer_id).
+        "first_order_at": select(func.min(Order.placed_at).label("at")).where(
+            Order.customer_id == bindparam("customer_id")
+        ),
+        # Cancelled orders in the period (ix_orders_customer_id, then the customer's rows).
+        "cancelled_orders": _earliest(
+            Order.placed_at,
+            Order.customer_id == bindparam("customer_id"),
+            Order.status == OrderStatus.cancelled.value,
+            *_between(Order.placed_at, "cancel_since", "now"),
+        ),
+    }
+    if with_order:
+        # Other cases for this order in the duplicate window (ix_tickets_order_id).
+        parts["order_cases"] = _earliest(
+            Ticket.created_at,
+            Ticket.order_id == bindparam("order_id"),
+            *_between(Ticket.created_at, "duplicate_since", "now"),
+            *cases,
+        )
+    if with_order and phone:
+        # Orders with the same phone around this one (ix_customers_phone ->
+        # ix_orders_customer_id).
+        parts["same_phone_orders"] = _earliest(
+            Order.placed_at,
+            Customer.phone == bindparam("phone"),
+            *_between(Order.placed_at, "phone_from", "phone_to"),
+        ).join(Customer, Customer.id == Order.customer_id)
+    if with_order and address:
+        # Orders to the same address around this one: exact text, so an index can serve it
+        # (needs one on orders.address, or on a normalised address key: see the module's
+        # report).
+        parts["same_address_orders"] = _earliest(
+            Order.placed_at,
+            Order.address == bindparam("address"),
+            *_between(Order.placed_at, "address_from", "address_to"),
+        )
+    # Each part as a subquery (a capped, ordered member of a UNION must be one), tagged.
+    tagged = []
+    for name, part in parts.items():
+        sub = part.subquery()
+        tagged.append(select(literal(name).label("fact"), sub.c.at))
+    return union_all(*tagged)
+
+
 def collect_risk_facts(
     *,
     session: Session,
@@ -342,8 +419,8 @@ def collect_risk_facts(
     rules: RiskRules | None = None,
     exclude_ticket_id: int | None = None,
 ) -> RiskFacts:
-    """Read what the signals need: at most seven small queries, each through an index and
-    capped at 2 x MAX_COUNT rows, bounded in time by `rules`' periods (the defaults if None).
+    """Read what the signals need in one statement (`_facts_statement`), bounded in time by
+    `rules`' periods (the defaults if None).
 
     Indexes: customers.phone, orders.customer_id, tickets.order_id, tickets.customer_id exist;
     the address query needs an index on orders.address (see the module's report).
@@ -351,97 +428,51 @@ def collect_risk_facts(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     rules = rules or RiskRules()
-    cap = 2 * MAX_COUNT
-    not_draft = Ticket.status != CaseStatus.draft.value
-    facts: dict[str, Any] = {
+    phone = bool(customer.phone)
+    address = order is not None and bool(order.address.strip())
+    params: dict[str, Any] = {
+        "customer_id": customer.id,
         "now": now,
-        "kind": CaseKind(kind).value if kind is not None else None,
-        "note": note,
-        "phone": customer.phone,
+        "repeat_since": now - timedelta(days=rules.repeat_claims.period_days),
+        "cancel_since": now - timedelta(days=rules.cancel_reorder.period_days),
     }
-
-    # This customer's cases in the repeat-claims period (ix_tickets_customer_id).
-    since = now - timedelta(days=rules.repeat_claims.period_days)
-    q = select(Ticket.created_at).where(
-        Ticket.customer_id == customer.id,
-        Ticket.created_at >= since,
-        Ticket.created_at <= now,
-        not_draft,
-    )
     if exclude_ticket_id is not None:
-        q = q.where(Ticket.id != exclude_ticket_id)
-    facts["customer_cases"] = tuple(session.scalars(q.order_by(Ticket.created_at).limit(cap)))
-
-    # The customer's first order (ix_orders_customer_id); without one, the customer's row.
-    first = session.scalar(
-        select(func.min(Order.placed_at)).where(Order.customer_id == customer.id)
-    )
-    facts["first_order_at"] = first or customer.created_at
-
-    # Cancelled orders in the period (ix_orders_customer_id, then the customer's rows only).
-    since = now - timedelta(days=rules.cancel_reorder.period_days)
-    facts["cancelled_orders"] = tuple(
-        session.scalars(
-            select(Order.placed_at)
-            .where(
-                Order.customer_id == customer.id,
-                Order.status == OrderStatus.cancelled.value,
-                Order.placed_at >= since,
-                Order.placed_at <= now,
-            )
-            .order_by(Order.placed_at)
-            .limit(cap)
+        params["exclude"] = exclude_ticket_id
+    if order is not None:
+        params.update(
+            order_id=order.id,
+            duplicate_since=now - timedelta(minutes=rules.duplicate_request.minutes),
         )
-    )
-    if order is None:
-        return RiskFacts(**facts)
-
-    facts.update(address=order.address, placed_at=order.placed_at, paid_at=order.paid_at)
-
-    # Other cases for this order in the duplicate window (ix_tickets_order_id).
-    q = select(Ticket.created_at).where(
-        Ticket.order_id == order.id,
-        Ticket.created_at >= now - timedelta(minutes=rules.duplicate_request.minutes),
-        Ticket.created_at <= now,
-        not_draft,
-    )
-    if exclude_ticket_id is not None:
-        q = q.where(Ticket.id != exclude_ticket_id)
-    facts["order_cases"] = tuple(session.scalars(q.order_by(Ticket.created_at).limit(cap)))
-
-    # Orders with the same phone around this one (ix_customers_phone -> ix_orders_customer_id).
-    if customer.phone:
-        lo, hi = _span(rules.same_phone, order.placed_at, now)
-        facts["same_phone_orders"] = tuple(
-            session.scalars(
-                select(Order.placed_at)
-                .join(Customer, Customer.id == Order.customer_id)
-                .where(
-                    Customer.phone == customer.phone,
-                    Order.placed_at >= lo,
-                    Order.placed_at <= hi,
-                )
-                .order_by(Order.placed_at)
-                .limit(cap)
+        if phone:
+            params["phone"] = customer.phone
+            params["phone_from"], params["phone_to"] = _span(rules.same_phone, order.placed_at, now)
+        if address:
+            params["address"] = order.address
+            params["address_from"], params["address_to"] = _span(
+                rules.same_address, order.placed_at, now
             )
-        )
-
-    # Orders to the same address around this one: exact text, so an index can serve it (needs
-    # one on orders.address, or on a normalised address key: see the module's report).
-    if order.address.strip():
-        lo, hi = _span(rules.same_address, order.placed_at, now)
-        facts["same_address_orders"] = tuple(
-            session.scalars(
-                select(Order.placed_at)
-                .where(
-                    Order.address == order.address,
-                    Order.placed_at >= lo,
-                    Order.placed_at <= hi,
-                )
-                .order_by(Order.placed_at)
-                .limit(cap)
-            )
-        )
+    statement = _facts_statement(
+        with_order=order is not None,
+        phone=phone,
+        address=address,
+        exclude=exclude_ticket_id is not None,
+    )
+    found: dict[str, list[datetime]] = defaultdict(list)
+    for fact, at in session.execute(statement, params):
+        if at is not None:
+            found[fact].append(at)
+    first = found.pop("first_order_at", None)
+    facts: dict[str, Any] = {name: tuple(sorted(times)) for name, times in found.items()}
+    facts.update(
+        now=now,
+        kind=CaseKind(kind).value if kind is not None else None,
+        note=note,
+        phone=customer.phone,
+        # Without an order, the customer counts from their row's creation.
+        first_order_at=first[0] if first else customer.created_at,
+    )
+    if order is not None:
+        facts.update(address=order.address, placed_at=order.placed_at, paid_at=order.paid_at)
     return RiskFacts(**facts)
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -107,18 +107,27 @@ class Context:
 # ---------------------------------------------------------------- small pieces
 
 
+def _count_case(insert: Any) -> Any:
+    counters = CaseCounter.__table__
+    return (
+        insert(counters)
+        .values(day=bindparam("day"), last=1)
+        .on_conflict_do_update(index_elements=["day"], set_={"last": counters.c.last + 1})
+        .returning(counters.c.last)
+    )
+
+
+# Built once, and run as Core on the session's connection (the ORM's execution path costs more
+# than the statement): the counter is never an object in the session.
+_COUNT_CASE = {"postgresql": _count_case(postgresql.insert), "sqlite": _count_case(sqlite.insert)}
+
+
 def next_case_number(*, session: Session, prefix: str, now: datetime, tz: ZoneInfo) -> str:
     """AS-20261122-0001: per shop-day counter, safe under concurrent writers (one upsert)."""
     day = now.astimezone(tz).strftime("%Y%m%d")
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(CaseCounter)
-        .values(day=day, last=1)
-        .on_conflict_do_update(index_elements=["day"], set_={"last": CaseCounter.last + 1})
-        .returning(CaseCounter.last)
-    )
-    last = session.execute(stmt).scalar_one()
+    conn = session.connection()
+    stmt = _COUNT_CASE["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    last = conn.execute(stmt, {"day": day}).scalar_one()
     return f"{prefix}-{day}-{last:04d}"
 
 
@@ -300,22 +309,36 @@ def pick_units(
     return picked
 
 
-def _duplicate_of(*, session: Session, order: Order, kind: CaseKind, ctx: Context) -> Ticket | None:
-    window = ctx.now - timedelta(minutes=ctx.policy.duplicate_window_minutes)
-    return session.scalar(
-        select(Ticket)
-        .where(
-            Ticket.order_id == order.id,
-            or_(
-                and_(
-                    Ticket.kind == kind.value, Ticket.status.in_([s.value for s in OPEN_STATUSES])
-                ),
-                and_(Ticket.created_at >= window, Ticket.status != CaseStatus.cancelled.value),
+# Built once (building a statement costs more than running it): the latest case of an order
+# that a new one of `kind` would duplicate, open and of that kind, or recent and not cancelled.
+_DUPLICATE = (
+    select(Ticket.number, Ticket.kind, Ticket.status)
+    .where(
+        Ticket.order_id == bindparam("order_id"),
+        or_(
+            and_(
+                Ticket.kind == bindparam("kind"),
+                Ticket.status.in_([s.value for s in OPEN_STATUSES]),
             ),
-        )
-        .order_by(Ticket.id.desc())
-        .limit(1)
+            and_(
+                Ticket.created_at >= bindparam("since"),
+                Ticket.status != CaseStatus.cancelled.value,
+            ),
+        ),
     )
+    .order_by(Ticket.id.desc())
+    .limit(1)
+)
+
+
+def _duplicate_of(
+    *, session: Session, order: Order, kind: CaseKind, ctx: Context
+) -> Row[str, str, str] | None:
+    """The number, kind and status of a case this request would duplicate, if any (columns,
+    not the case: only they are shown)."""
+    window = ctx.now - timedelta(minutes=ctx.policy.duplicate_window_minutes)
+    params = {"order_id": order.id, "kind": kind.value, "since": window}
+    return session.execute(_DUPLICATE, params).first()
 
 
 def open_case(
