@@ -59,9 +59,14 @@ GOODS_KINDS = frozenset({CaseKind.return_refund, CaseKind.exchange})
 ITEM_KINDS = frozenset({CaseKind.refund_only, CaseKind.return_refund, CaseKind.exchange})
 
 
+# The bundled texts' directory (a resolved path is a few system calls; texts are read on every
+# eligibility check, several times per update of the bot).
+_TEXTS_DIR = Path(__file__).resolve().parent.parent / "templates" / "policy"
+
+
 def texts_dir() -> Path:
     """templates/policy at the repository root (next to the tickets package)."""
-    return Path(__file__).resolve().parent.parent / "templates" / "policy"
+    return _TEXTS_DIR
 
 
 # ---------------------------------------------------------------- settings
