@@ -46,6 +46,7 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import (
     EditMessageReplyMarkup,
+    EditMessageText,
     SendDocument,
     SendMessage,
     SendPhoto,
@@ -63,7 +64,7 @@ from bot.i18n import Texts
 from tickets.db import unit_of_work
 from tickets.exceptions import InvalidInput
 from tickets.models import OutboxMessage, Ticket, utcnow
-from tickets.outbox import notify_agents
+from tickets.outbox import CARD_TAKEN, notify_agents
 from tickets.service import SYSTEM, record_event
 from tickets.settings import Settings
 from tickets.storage import AttachmentStore
@@ -74,6 +75,8 @@ CHANNELS = ("telegram", "agents")
 # Notices that end a case and ask for a rating: they get the 1-5 buttons (a row may also ask
 # for them itself with payload "keyboard": "satisfaction").
 SATISFACTION_SCRIPTS = frozenset({"notice_closed"})
+# How many of a case's latest cards are updated when it is taken (CARD_TAKEN rows).
+CARDS_UPDATED = 3
 # The Bot API calls a conversation reply may be (bot/replies.py), by their API names.
 REPLY_METHODS: dict[str, type[TelegramMethod[Any]]] = {
     m.__api_method__: m for m in (SendMessage, EditMessageReplyMarkup)
@@ -123,6 +126,9 @@ class Outcome:
     delay: float = 0.0
     # Failures the agents must hear about (the customer blocked the bot).
     unreachable: bool = False
+    # The Telegram message a card became (kept on its row: the card is edited when the case
+    # is taken, see `_update_cards`).
+    message_id: int | None = None
 
 
 @dataclass
@@ -278,6 +284,8 @@ class DeliveryWorker:
                 db_row.status = "sent"
                 db_row.sent_at = now
                 db_row.last_error = outcome.error
+                if outcome.message_id is not None:
+                    db_row.payload = {**db_row.payload, "telegram_message_id": outcome.message_id}
                 return outcome.result
             db_row.last_error = outcome.error
             if outcome.result == "retry" and row.attempts < self.config.max_attempts:
@@ -426,15 +434,18 @@ class DeliveryWorker:
         except (OSError, InvalidInput) as exc:
             return Outcome("failed", error=f"the file is missing from the store: {exc}")
         text = row.payload.get("text")
-        if reply is None and not text:
+        if reply is None and not text and row.kind != CARD_TAKEN:
             return Outcome("failed", error="nothing to send: the row has no rendered text")
-        await self._pace(chat_id)
-        markup = self._markup(row) if reply is None else None
+        sent_id: int | None = None
         try:
-            if reply is not None:
+            if row.kind == CARD_TAKEN:
+                await self._update_cards(row, chat_id)
+            elif reply is not None:
+                await self._pace(chat_id)
                 await self.bot(reply)
             else:
-                await self._send_text(row, chat_id, str(text), markup)
+                await self._pace(chat_id)
+                sent_id = await self._send_text(row, chat_id, str(text), self._markup(row))
             # Counted again from the answer: network jitter must not bring two messages to one
             # chat closer than the interval when they arrive.
             self._chat_ready[chat_id] = time.monotonic() + self._interval(chat_id)
@@ -471,7 +482,63 @@ class DeliveryWorker:
                 error=f"{type(exc).__name__}: {exc.message}",
                 delay=self._backoff(row.attempts),
             )
-        return Outcome("sent")
+        return Outcome("sent", message_id=sent_id if row.channel == "agents" else None)
+
+    async def _update_cards(self, row: Claimed, chat_id: int) -> None:
+        """The case was taken: its latest cards in the agents' chat say by whom and lose their
+        "take it" button. A card Telegram no longer lets us edit (deleted, unchanged) is left
+        as it is; flood waits and network errors retry the row (edits repeat harmlessly)."""
+        number = str(row.payload.get("number") or "")
+        taken = self.texts.get(
+            self.agent_language, "agents.taken", case_no=number, agent=row.payload.get("agent")
+        )
+
+        def t(key: str, **values: Any) -> str:
+            return self.texts.get(self.agent_language, key, **values)
+
+        markup = keyboards.agent_card(t, number, public_url=self.settings.public_url, take=False)
+        for message_id, text, parse_mode in self._cards_of(row):
+            await self._pace(chat_id)
+            try:
+                await self.bot(
+                    EditMessageText(
+                        chat_id=chat_id,
+                        message_id=message_id,
+                        text=f"{text}\n\n{taken}",
+                        parse_mode=parse_mode,
+                        reply_markup=markup,
+                    )
+                )
+            except TelegramBadRequest as exc:
+                log.info("card %s of %s not updated: %s", message_id, number, exc.message)
+
+    def _cards_of(self, row: Claimed) -> list[tuple[int, str, str | None]]:
+        """(message id, text, parse mode) of the case's cards sent before `row`, the newest
+        few (the ones agents still look at), oldest first."""
+        if row.ticket_id is None:
+            return []
+        with self.sessions() as session:
+            earlier = session.scalars(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.ticket_id == row.ticket_id,
+                    OutboxMessage.channel == "agents",
+                    OutboxMessage.status == "sent",
+                    OutboxMessage.id < row.id,
+                )
+                .order_by(OutboxMessage.id.desc())
+                .limit(20)
+            ).all()
+            cards = [
+                (
+                    int(c.payload["telegram_message_id"]),
+                    str(c.payload["text"]),
+                    c.payload.get("parse_mode"),
+                )
+                for c in earlier
+                if c.kind != CARD_TAKEN and c.payload.get("telegram_message_id")
+            ]
+        return list(reversed(cards[:CARDS_UPDATED]))
 
     def _file_method(self, row: Claimed, chat_id: int) -> TelegramMethod[Any]:
         """A photo, video or document from the attachment store (the cleaned copy: no
@@ -492,11 +559,12 @@ class DeliveryWorker:
 
     async def _send_text(
         self, row: Claimed, chat_id: int, text: str, markup: InlineKeyboardMarkup | None
-    ) -> None:
-        """A notice or a card: its rendered text with the buttons its kind carries."""
+    ) -> int:
+        """A notice or a card: its rendered text with the buttons its kind carries. Returns
+        the id of the message it became."""
         parse_mode = row.payload.get("parse_mode")
         try:
-            await self.bot(
+            sent = await self.bot(
                 SendMessage(chat_id=chat_id, text=text, parse_mode=parse_mode, reply_markup=markup)
             )
         except TelegramBadRequest as exc:
@@ -506,7 +574,7 @@ class DeliveryWorker:
             # AFTERSALES_PUBLIC_URL): the card still goes, without its link.
             log.warning("card %s refused with its panel link (%s): sent without", row.id, exc)
             await self._pace(chat_id)
-            await self.bot(
+            sent = await self.bot(
                 SendMessage(
                     chat_id=chat_id,
                     text=text,
@@ -514,6 +582,7 @@ class DeliveryWorker:
                     reply_markup=_without_urls(markup),
                 )
             )
+        return sent.message_id
 
 
 def _reply_method(row: Claimed) -> TelegramMethod[Any] | None:

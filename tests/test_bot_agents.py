@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.methods import AnswerCallbackQuery, EditMessageReplyMarkup, SendMessage, SendPhoto
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    SendMessage,
+    SendPhoto,
+)
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from PIL import Image
 from sqlalchemy import func, select
@@ -48,6 +54,7 @@ from tickets.models import (
 )
 from tickets.models import Message as MessageRow
 from tickets.scheduled import run_sweep
+from tickets.service import SYSTEM as SYSTEM_ACTOR
 from tickets.service import Context
 
 TEXTS = Texts.load()
@@ -244,26 +251,38 @@ def test_the_case_of_a_message_comes_from_its_button_or_its_text() -> None:
 
 
 async def test_take_it_assigns_the_case_to_the_linked_agent(
-    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
+    dp: Dispatcher, bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], scripts: Any
 ) -> None:
     add_order(sessions)
     add_agent(sessions)
     number = open_case_for(sessions, scripts)
     wang = GroupMember(dp, bot, chat_id=CHAT, user_id=777)
-    from bot.keyboards import agent_card
-
-    card = wang.bots_message(
-        f"🆕 {number}", agent_card(lambda k, **v: t("zh-CN", k, **v), number, public_url=PANEL)
-    )
+    # The new case's card, as the worker posted it in the group.
+    await dp["delivery"].drain()
+    [posted] = [m for m in fake.sent() if m.chat_id == CHAT]
+    with sessions() as s:
+        row = s.scalar(select(OutboxMessage).where(OutboxMessage.kind == "case.created"))
+        assert row is not None
+        card = wang.bots_message(
+            posted.text, posted.reply_markup, message_id=row.payload["telegram_message_id"]
+        )
     sent = await wang.press(AgentCb(action="take", number=number), on=card)
 
     [answer] = [r for r in sent if isinstance(r, AnswerCallbackQuery)]
     assert answer.text == TEXTS.plain("zh-CN", "agents.taken_toast", case_no=number)
-    assert texts_of(sent) == [t("zh-CN", "agents.taken", case_no=number, agent="Wang Fang")]
+    assert texts_of(sent) == []  # no chatter in the group: the card itself says it
     [edit] = [r for r in sent if isinstance(r, EditMessageReplyMarkup)]
     assert edit.message_id == card.message_id
     assert buttons(edit.reply_markup) == [
         (t("zh-CN", "agents.btn_panel"), None, f"{PANEL}/panel/cases/{number}")
+    ]
+    # The card now says who has the case, and offers it no more.
+    [updated] = [r for r in sent if isinstance(r, EditMessageText)]
+    assert (updated.chat_id, updated.message_id) == (CHAT, card.message_id)
+    taken = t("zh-CN", "agents.taken", case_no=number, agent="Wang Fang")
+    assert updated.text == f"{posted.text}\n\n{taken}"
+    assert AgentCb(action="take", number=number).pack() not in [
+        b[1] for b in buttons(updated.reply_markup)
     ]
     with sessions() as s:
         ticket = s.scalar(select(Ticket).where(Ticket.number == number))
@@ -296,6 +315,51 @@ async def test_take_it_assigns_the_case_to_the_linked_agent(
         b[1] for b in buttons(edit.reply_markup)
     ]
     assert case_row(sessions, number).assignee_id == ticket.assignee_id
+
+
+async def test_a_case_assigned_in_the_panel_updates_its_cards_in_the_group(
+    dp: Dispatcher,
+    bot: Bot,
+    fake: FakeSession,
+    sessions: sessionmaker[Session],
+    agents_settings: Any,
+    scripts: Any,
+) -> None:
+    from tickets.schemas import ActionRequest
+    from tickets.service import Actor, perform_action
+
+    add_order(sessions)
+    add_agent(sessions)
+    number = open_case_for(sessions, scripts)
+    w = worker(bot, sessions, agents_settings)
+    await w.drain()
+    [card] = [m for m in fake.sent() if m.chat_id == CHAT]
+    before = len(fake.requests)
+    with sessions() as s:
+        lead = Agent(username="lead", display_name="Lead", role="lead")
+        s.add(lead)
+        s.flush()
+        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        request = ActionRequest(action="assign", assignee="wang")
+        perform_action(
+            session=s,
+            number=number,
+            request=request,
+            actor=Actor(kind="agent", agent=lead),
+            ctx=ctx,
+        )
+        s.commit()
+    await w.drain()
+    [edit] = [r for r in fake.requests[before:] if isinstance(r, EditMessageText)]
+    taken = t("zh-CN", "agents.taken", case_no=number, agent="Wang Fang")
+    assert edit.text == f"{card.text}\n\n{taken}"
+    assert [b[1] for b in buttons(edit.reply_markup)] == [None]  # the panel link only
+    # Assigning it to the same agent again changes nothing in the group.
+    with sessions() as s:
+        perform_action(session=s, number=number, request=request, actor=SYSTEM_ACTOR, ctx=ctx)
+        s.commit()
+    await w.drain()
+    assert len([r for r in fake.requests[before:] if isinstance(r, EditMessageText)]) == 1
 
 
 async def test_a_stranger_pressing_take_it_is_told_to_ask_an_admin(

@@ -13,6 +13,10 @@ from sqlalchemy.orm import Session
 
 from tickets.models import Channel, OutboxMessage, Ticket
 
+# The kind of an agents' row that does not post a card but updates the case's earlier cards in
+# the agents' chat: taken, by whom (payload: number, agent), no "take it" any more.
+CARD_TAKEN = "card.taken"
+
 
 def customer_address(ticket: Ticket) -> tuple[str, str] | None:
     """Where this case's customer can be reached: (channel, recipient), or None (phone cases)."""

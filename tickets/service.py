@@ -51,7 +51,7 @@ from tickets.models import (
 from tickets.money import format_amount
 from tickets.notices import agent_card, arrival_days, queue_notice, refund_route, render_for_case
 from tickets.orders import find_or_make_customer, get_order, units_taken
-from tickets.outbox import notify_agents, notify_customer
+from tickets.outbox import CARD_TAKEN, notify_agents, notify_customer
 from tickets.policy import check_request, evidence_needed, order_facts
 from tickets.quotes import refund_from_quote, ticket_quote, unit_passes
 from tickets.risk import RiskAssessment, assess, collect_risk_facts, decide_auto_approval
@@ -783,6 +783,15 @@ def _assign(
         if agent is None:
             raise InvalidInput(
                 f"no active agent {req.assignee}", [{"loc": "assignee", "msg": "unknown agent"}]
+            )
+        if t.assignee_id != agent.id:
+            # The cards in the agents' chat say who has it now (and offer it no more).
+            notify_agents(
+                session=session,
+                ticket=t,
+                kind=CARD_TAKEN,
+                payload={"number": t.number, "agent": agent.display_name or agent.username},
+                now=ctx.now,
             )
         t.assignee = agent
         changes["assignee"] = agent.username

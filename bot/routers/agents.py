@@ -101,7 +101,8 @@ def make_router(*, chat_id: int, public_url: str | None) -> Router:
             )
             return
         reply.answer_callback(reply.plain("agents.taken_toast", case_no=number))
-        reply.say("agents.taken", case_no=number, agent=agent.display_name or agent.username)
+        # The group learns who took it from the case's cards, which the delivery worker edits
+        # (the assignment queues that, wherever it is made); this one loses its button now.
         if query.message is not None:
             # The card keeps its link to the panel; its "take it" has been used.
             reply.edit_markup(
