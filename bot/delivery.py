@@ -72,9 +72,6 @@ from tickets.storage import AttachmentStore
 log = logging.getLogger(__name__)
 
 CHANNELS = ("telegram", "agents")
-# Notices that end a case and ask for a rating: they get the 1-5 buttons (a row may also ask
-# for them itself with payload "keyboard": "satisfaction").
-SATISFACTION_SCRIPTS = frozenset({"notice_closed"})
 # How many of a case's latest cards are updated when it is taken (CARD_TAKEN rows).
 CARDS_UPDATED = 3
 # The Bot API calls a conversation reply may be (bot/replies.py), by their API names.
@@ -393,7 +390,7 @@ class DeliveryWorker:
 
     def _markup(self, row: Claimed) -> InlineKeyboardMarkup | None:
         """The buttons a row carries: an agents' card about a case gets "take it" and "open
-        in the panel"; a closing notice gets the 1-5 rating."""
+        in the panel"; a notice asking for a rating gets the 1-5 buttons."""
         payload = row.payload
         if row.channel == "agents":
             number = payload.get("number") or payload.get("case_no")
@@ -404,10 +401,8 @@ class DeliveryWorker:
                 return self.texts.get(self.agent_language, key, **values)
 
             return keyboards.agent_card(t, str(number), public_url=self.settings.public_url)
-        wants = payload.get("keyboard") == "satisfaction" or (
-            payload.get("script") in SATISFACTION_SCRIPTS
-        )
-        if wants and row.ticket_id is not None:
+        # A notice whose script asks for a rating (`asks_rating`, tickets/notices.py).
+        if payload.get("keyboard") == "satisfaction" and row.ticket_id is not None:
             language = str(payload.get("language") or "zh-CN")
 
             def tc(key: str, **values: Any) -> str:

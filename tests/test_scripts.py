@@ -337,6 +337,24 @@ def test_override_replaces_a_bundled_script(tmp_path: Path) -> None:
     assert "木棉" not in lib.render("notice_closed", "zh-CN", values, timezone=SHANGHAI)
 
 
+def test_which_notices_ask_for_a_rating_is_the_script_s_to_say(tmp_path: Path) -> None:
+    """The bundled closing notice asks; an override that does not say keeps asking, one that
+    says `asks_rating = false` stops; a shop's own notice may ask too."""
+    lib = load_library(BUNDLED)
+    assert {s.name for s in lib.list() if s.asks_rating} == {"notice_closed"}
+    closing = dict(
+        category="notification",
+        variables='customer_name = { type = "str", sample = "Ann" }',
+        body="Thanks {{ customer_name }}!",
+    )
+    write(tmp_path / "keeps", "notice_closed", "en", **closing)
+    write(tmp_path / "stops", "notice_closed", "en", extra="asks_rating = false", **closing)
+    write_both(tmp_path / "own", "notice_goodbye", extra="asks_rating = true", **closing)
+    assert load_library(BUNDLED, tmp_path / "keeps").get("notice_closed", "en").asks_rating
+    assert not load_library(BUNDLED, tmp_path / "stops").get("notice_closed", "en").asks_rating
+    assert load_library(BUNDLED, tmp_path / "own").get("notice_goodbye", "zh-CN").asks_rating
+
+
 def test_a_shop_adds_its_own_script(tmp_path: Path) -> None:
     write_both(tmp_path, "info_opening_hours", body="Hi {{ customer_name }}, we answer 9-21.")
     lib = load_library(BUNDLED, tmp_path)

@@ -197,6 +197,9 @@ def queue_notice(
             ticket=ticket, script=script, ctx=ctx, variables=variables
         )
         payload["parse_mode"] = "HTML"
+        if ctx.scripts.get(script, ticket.language).asks_rating is True:
+            # The delivery worker puts the 1-5 buttons under it (bot/delivery.py).
+            payload["keyboard"] = "satisfaction"
     else:
         payload["variables"] = {k: str(v) for k, v in (variables or {}).items()}
     return notify_customer(

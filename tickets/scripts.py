@@ -71,7 +71,9 @@ NOTICE_NAMES: Final = (
 _BABEL_LOCALE: Final[dict[str, str]] = {"zh-CN": "zh_Hans_CN", "en": "en"}
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _FILE_RE: Final = re.compile(r"^(?P<name>[a-z][a-z0-9_]{0,63})\.(?P<lang>zh-CN|en)\.md$")
-_FRONT_KEYS: Final = frozenset({"name", "category", "title", "when", "refuses", "variables"})
+_FRONT_KEYS: Final = frozenset(
+    {"name", "category", "title", "when", "refuses", "asks_rating", "variables"}
+)
 _VAR_KEYS: Final = frozenset({"type", "sample", "default", "choices", "limit", "description"})
 # Telegram's HTML parse mode: these tags (without attributes) and these named entities.
 _TELEGRAM_TAGS: Final = frozenset(
@@ -228,6 +230,9 @@ class Script:
     # notice_refused); an override cannot drop this.
     refuses: bool
     template: Template = field(repr=False, compare=False)
+    # Sent to a customer, it carries the 1-5 satisfaction buttons (a notice that ends a case).
+    # None in a file that does not say: a shop's override then keeps the bundled script's.
+    asks_rating: bool | None = None
     # The names a caller may pass: the script's own, and for an override of a bundled script
     # the bundled one's (so an override that uses fewer variables never breaks a caller).
     accepts: frozenset[str] = frozenset()
@@ -477,8 +482,10 @@ def _load_file(path: Path, origin: Literal["bundled", "shop"]) -> Script:
     if front["category"] not in CATEGORIES:
         raise ValueError(f"category must be one of {', '.join(CATEGORIES)}")
     refuses = front.get("refuses", False)
-    if not isinstance(refuses, bool):
-        raise ValueError("refuses must be true or false")
+    asks_rating = front.get("asks_rating")
+    for key, flag in (("refuses", refuses), ("asks_rating", asks_rating)):
+        if flag is not None and not isinstance(flag, bool):
+            raise ValueError(f"{key} must be true or false")
     raw_vars = front.get("variables", {})
     if not isinstance(raw_vars, dict):
         raise ValueError("variables must be a table")
@@ -501,6 +508,7 @@ def _load_file(path: Path, origin: Literal["bundled", "shop"]) -> Script:
         origin=origin,
         refuses=refuses or front["category"] == "refusal",
         template=template,
+        asks_rating=asks_rating,
         accepts=frozenset(variables),
     )
 
@@ -863,6 +871,8 @@ def load_library(
             if original is not None:
                 # The code passes the bundled script's variables: an override may use fewer.
                 script = replace(script, accepts=script.accepts | original.accepts)
+                if script.asks_rating is None:
+                    script = replace(script, asks_rating=original.asks_rating)
             scripts[key] = script
     library = ScriptLibrary(
         scripts,
