@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Agent, ApiToken, AuditEntry, Role
 
-_hasher = PasswordHasher()
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 MIN_PASSWORD = 10
+
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    # Imported on the first password, not when the server starts: argon2 loads a C library
+    # through cffi (about 0.4 MB the server would carry idle; bench/serve_footprint.py).
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
 
 
 def hash_password(password: str) -> str:
@@ -27,19 +36,22 @@ def hash_password(password: str) -> str:
             f"the password is too short: use at least {MIN_PASSWORD} characters",
             [{"loc": "password", "msg": "too short"}],
         )
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 def verify_password(agent: Agent, password: str) -> bool:
     """Whether the password matches; a hash with old parameters is upgraded in place."""
+    from argon2.exceptions import InvalidHashError, VerificationError  # lazily: see _hasher()
+
     if not agent.password_hash:
         return False
+    hasher = _hasher()
     try:
-        _hasher.verify(agent.password_hash, password)
+        hasher.verify(agent.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
-    if _hasher.check_needs_rehash(agent.password_hash):
-        agent.password_hash = _hasher.hash(password)
+    if hasher.check_needs_rehash(agent.password_hash):
+        agent.password_hash = hasher.hash(password)
     return True
 
 
