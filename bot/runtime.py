@@ -23,7 +23,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.types import Update
 from fastapi import APIRouter, Request, Response, status
@@ -182,10 +182,17 @@ class BotRuntime:
                     allowed_updates=self.dispatcher.resolve_used_update_types(),
                 )
                 return
+            except TelegramNetworkError as exc:
+                # Telegram unreachable (no network, a wrong AFTERSALES_TELEGRAM_API_URL): one
+                # line, not a traceback every few seconds (printing one also keeps every
+                # source file it names in memory).
+                log.warning(
+                    "Telegram polling failed (%s); trying again in %ss", exc, POLL_RETRY_SECONDS
+                )
             except TelegramAPIError:
                 log.exception("Telegram polling failed; trying again in %ss", POLL_RETRY_SECONDS)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=POLL_RETRY_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=POLL_RETRY_SECONDS)
 
     async def stop(self) -> None:
         """Stop polling and the worker (after its current pass), close the bot's session."""
