@@ -55,7 +55,7 @@ from aiogram.methods import (
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from aiolimiter import AsyncLimiter
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,6 +72,10 @@ from tickets.storage import AttachmentStore
 log = logging.getLogger(__name__)
 
 CHANNELS = ("telegram", "agents")
+# Telegram takes photos up to 10 MB (sendPhoto); a bigger one goes as a document (50 MB).
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+# Telegram's answer to an edit that changes nothing.
+NOT_MODIFIED = "message is not modified"
 # How many of a case's latest cards are updated when it is taken (CARD_TAKEN rows).
 CARDS_UPDATED = 3
 # The Bot API calls a conversation reply may be (bot/replies.py), by their API names.
@@ -99,6 +103,10 @@ class DeliveryConfig:
     # A flood wait longer than this is capped: the row is tried again then (and waits again).
     max_retry_after: float = 3600.0
     idle_seconds: float = 0.5
+    # A chat not ready for longer than this (its pace, a flood wait) gets its rows put back
+    # until then, rather than a pass that waits for it: one slow chat must not hold up the
+    # others (a customer's answer behind the agents' group, say).
+    max_inline_wait: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ class DeliveryWorker:
         texts: Texts | None = None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
         agent_language: str = "zh-CN",
         store: AttachmentStore | None = None,
     ) -> None:
@@ -166,6 +175,8 @@ class DeliveryWorker:
         self.agent_language = agent_language
         self.clock = clock
         self.sleep = sleep
+        # The pace's clock (seconds); a test moves it with its own `clock`.
+        self.monotonic = monotonic
         # One message per 1/rate seconds, no burst: a burst of 30 at once would break the
         # rate over any one-second window that starts just before it.
         self.limiter = AsyncLimiter(1, 1 / self.config.rate_per_second)
@@ -194,6 +205,11 @@ class DeliveryWorker:
                 # The database is unavailable: nothing was lost (rows stay pending), try later.
                 log.exception("delivery pass failed; retrying shortly")
                 report = DeliveryReport()
+            except Exception:
+                # A bug must not stop delivery for good: logged, and the next pass goes on
+                # (claimed rows come back when their lease ends).
+                log.exception("delivery pass failed unexpectedly; retrying shortly")
+                report = DeliveryReport()
             if report.claimed == 0 and not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.config.idle_seconds)
@@ -221,9 +237,13 @@ class DeliveryWorker:
         """One pass: claim the due rows, send them, record each outcome."""
         rows = self._claim()
         report = DeliveryReport(claimed=len(rows))
+        # By the Telegram chat they go to: the agents' cards and the bot's answers in the
+        # agents' group are one sequence, paced together.
         by_chat: dict[str, list[Claimed]] = {}
         for row in rows:
-            by_chat.setdefault(f"{row.channel}:{row.recipient}", []).append(row)
+            target = self._target(row)
+            key = f"chat:{target}" if target is not None else f"{row.channel}:{row.recipient}"
+            by_chat.setdefault(key, []).append(row)
         await asyncio.gather(
             *(self._deliver_chat(chat_rows, report) for chat_rows in by_chat.values())
         )
@@ -246,7 +266,7 @@ class DeliveryWorker:
             )
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
-            rows = list(session.scalars(query))
+            rows = _in_chat_order(session, list(session.scalars(query)))
             lease_until = now + timedelta(seconds=self.config.lease_seconds)
             claimed = []
             for row in rows:
@@ -294,9 +314,10 @@ class DeliveryWorker:
             self._show_failure(session, row, db_row, outcome, now)
         return "failed"
 
-    def _release(self, rows: list[Claimed], delay: float, why: str) -> None:
-        """Give back rows not tried because an earlier row of the same chat must wait: they
-        keep their place behind it and lose no attempt."""
+    def _release(self, rows: list[Claimed], delay: float, why: str | None) -> None:
+        """Give back rows not tried because their chat must wait (an earlier row's retry, the
+        chat's pace): they keep their place and lose no attempt. `why` goes on the rows (a
+        pace is no error: None leaves them as they were)."""
         if not rows:
             return
         until = self.clock() + timedelta(seconds=delay)
@@ -306,7 +327,8 @@ class DeliveryWorker:
                 if db_row is not None and db_row.status == "pending":
                     db_row.attempts = max(db_row.attempts - 1, 0)
                     db_row.next_attempt_at = until
-                    db_row.last_error = why
+                    if why is not None:
+                        db_row.last_error = why
 
     def _show_failure(
         self,
@@ -357,6 +379,13 @@ class DeliveryWorker:
 
     async def _deliver_chat(self, rows: list[Claimed], report: DeliveryReport) -> None:
         for i, row in enumerate(rows):
+            chat_id = self._target(row)
+            wait = self._chat_ready.get(chat_id or 0, 0.0) - self.monotonic()
+            if chat_id is not None and wait > self.config.max_inline_wait:
+                # Not worth holding the pass for: back in the queue, due when the chat is.
+                self._release(rows[i:], wait, None)
+                report.retried += len(rows) - i
+                return
             outcome = await self._send(row)
             report.outcomes[row.id] = outcome
             final = self._record(row, outcome)
@@ -382,11 +411,11 @@ class DeliveryWorker:
 
     async def _pace(self, chat_id: int) -> None:
         ready = self._chat_ready.get(chat_id, 0.0)
-        wait = ready - time.monotonic()
+        wait = ready - self.monotonic()
         if wait > 0:
             await self.sleep(wait)
         await self.limiter.acquire()
-        self._chat_ready[chat_id] = time.monotonic() + self._interval(chat_id)
+        self._chat_ready[chat_id] = self.monotonic() + self._interval(chat_id)
 
     def _markup(self, row: Claimed) -> InlineKeyboardMarkup | None:
         """The buttons a row carries: an agents' card about a case gets "take it" and "open
@@ -423,7 +452,7 @@ class DeliveryWorker:
         try:
             reply = _reply_method(row)
             if reply is None and row.payload.get("attachment"):
-                reply = self._file_method(row, chat_id)
+                reply = await self._file_method(row, chat_id)
         except ValueError as exc:  # pydantic's ValidationError included: a row we can't read
             return Outcome("failed", error=f"unreadable reply: {exc}")
         except (OSError, InvalidInput) as exc:
@@ -435,6 +464,9 @@ class DeliveryWorker:
         try:
             if row.kind == CARD_TAKEN:
                 await self._update_cards(row, chat_id)
+            elif isinstance(reply, SendPhoto):
+                await self._pace(chat_id)
+                await self._send_photo(reply)
             elif reply is not None:
                 await self._pace(chat_id)
                 await self.bot(reply)
@@ -443,11 +475,11 @@ class DeliveryWorker:
                 sent_id = await self._send_text(row, chat_id, str(text), self._markup(row))
             # Counted again from the answer: network jitter must not bring two messages to one
             # chat closer than the interval when they arrive.
-            self._chat_ready[chat_id] = time.monotonic() + self._interval(chat_id)
+            self._chat_ready[chat_id] = self.monotonic() + self._interval(chat_id)
         except TelegramRetryAfter as exc:
             delay = min(float(exc.retry_after), self.config.max_retry_after)
             # Telegram says this chat (or the bot) must wait: nothing goes to it before then.
-            self._chat_ready[chat_id] = time.monotonic() + delay
+            self._chat_ready[chat_id] = self.monotonic() + delay
             return Outcome(
                 "retry", error=f"flood control: retry after {exc.retry_after}s", delay=delay
             )
@@ -457,7 +489,12 @@ class DeliveryWorker:
             return Outcome(
                 "failed", error=f"the chat moved to {exc.migrate_to_chat_id}: update the setting"
             )
-        except (TelegramBadRequest, TelegramNotFound) as exc:
+        except TelegramBadRequest as exc:
+            if NOT_MODIFIED in exc.message:
+                # An edit to what the message already shows (a button pressed twice): done.
+                return Outcome("sent", error=f"already so: {exc.message}")
+            return Outcome("failed", error=f"refused by Telegram: {exc.message}")
+        except TelegramNotFound as exc:
             return Outcome("failed", error=f"refused by Telegram: {exc.message}")
         except TelegramUnauthorizedError as exc:
             # The token was revoked: every message would fail alike; keep them for a new token.
@@ -493,7 +530,8 @@ class DeliveryWorker:
 
         markup = keyboards.agent_card(t, number, public_url=self.settings.public_url, take=False)
         for message_id, text, parse_mode in self._cards_of(row):
-            await self._pace(chat_id)
+            # Edits, not new messages: only the bot's overall rate holds them.
+            await self.limiter.acquire()
             try:
                 await self.bot(
                     EditMessageText(
@@ -535,22 +573,43 @@ class DeliveryWorker:
             ]
         return list(reversed(cards[:CARDS_UPDATED]))
 
-    def _file_method(self, row: Claimed, chat_id: int) -> TelegramMethod[Any]:
+    async def _file_method(self, row: Claimed, chat_id: int) -> TelegramMethod[Any]:
         """A photo, video or document from the attachment store (the cleaned copy: no
-        location metadata), with the row's text as its caption."""
+        location metadata), with the row's text as its caption. A photo too big for Telegram's
+        photos goes as a document."""
         file = row.payload["attachment"]
         kind = str(file.get("kind") or "document")
-        data = self.store.path(str(file["storage_key"])).read_bytes()
-        upload = BufferedInputFile(data, filename=str(file.get("name") or f"{kind}-{row.id}"))
+        path = self.store.path(str(file["storage_key"]))
+        data = await asyncio.to_thread(path.read_bytes)  # up to the video limit: off the loop
+        name = str(file.get("name") or f"{kind}-{row.id}{path.suffix}")
+        upload = BufferedInputFile(data, filename=name)
         caption = row.payload.get("text") or None
         parse_mode = row.payload.get("parse_mode") if caption else None
-        if kind == "photo":
+        if kind == "photo" and len(data) <= PHOTO_MAX_BYTES:
             return SendPhoto(chat_id=chat_id, photo=upload, caption=caption, parse_mode=parse_mode)
         if kind == "video":
             return SendVideo(chat_id=chat_id, video=upload, caption=caption, parse_mode=parse_mode)
         return SendDocument(
             chat_id=chat_id, document=upload, caption=caption, parse_mode=parse_mode
         )
+
+    async def _send_photo(self, photo: SendPhoto) -> None:
+        """A photo; one Telegram refuses as a photo (its sides too long, too narrow) goes
+        as a document, which keeps it whole."""
+        try:
+            await self.bot(photo)
+        except TelegramBadRequest as exc:
+            if "PHOTO" not in exc.message.upper():
+                raise
+            log.info("photo to %s refused as a photo (%s): sent as a file", photo.chat_id, exc)
+            await self.bot(
+                SendDocument(
+                    chat_id=photo.chat_id,
+                    document=photo.photo,
+                    caption=photo.caption,
+                    parse_mode=photo.parse_mode,
+                )
+            )
 
     async def _send_text(
         self, row: Claimed, chat_id: int, text: str, markup: InlineKeyboardMarkup | None
@@ -578,6 +637,36 @@ class DeliveryWorker:
                 )
             )
         return sent.message_id
+
+
+def _in_chat_order(session: Session, due: list[OutboxMessage]) -> list[OutboxMessage]:
+    """The due rows that may go now: in each chat, those before its first pending row that is
+    not due (a retry waiting out its delay, a row another worker is sending). A later message
+    never overtakes an earlier one to the same chat."""
+    if not due:
+        return []
+    chats = {(r.channel, r.recipient) for r in due}
+    pending = session.execute(
+        select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.recipient)
+        .where(
+            OutboxMessage.status == "pending",
+            tuple_(OutboxMessage.channel, OutboxMessage.recipient).in_(chats),
+            OutboxMessage.id <= max(r.id for r in due),
+        )
+        .order_by(OutboxMessage.id)
+    ).all()
+    due_ids = {r.id for r in due}
+    blocked: set[tuple[str, str]] = set()
+    allowed: set[int] = set()
+    for ident, channel, recipient in pending:
+        chat = (channel, recipient)
+        if chat in blocked:
+            continue
+        if ident in due_ids:
+            allowed.add(ident)
+        else:
+            blocked.add(chat)
+    return [r for r in due if r.id in allowed]
 
 
 def _reply_method(row: Claimed) -> TelegramMethod[Any] | None:

@@ -219,6 +219,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                         result = await handler(event, data)
                     queued = replies.queue(session, self.clock())
                     session.commit()
+                    replies.committed()
                 except Exception as exc:
                     # Whatever the type, the update's work is undone as a whole; `_report` and
                     # `error_text_key` then log and answer it by its type.
@@ -278,6 +279,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             with self.sessions() as session:
                 queued = replies.queue(session, self.clock())
                 session.commit()
+                replies.committed()
         except SQLAlchemyError:
             log.exception("could not queue an answer: sending it directly")
             return
@@ -329,6 +331,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                         )
                 queued = replies.queue(session, self.clock())
                 session.commit()
+                replies.committed()
                 return queued
         except SQLAlchemyError:
             # The database itself is failing: the log line above is all that can be kept.

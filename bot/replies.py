@@ -135,8 +135,9 @@ class Replies:
 
     def queue(self, session: Session, now: datetime) -> int:
         """Write the collected chat messages to the outbox, in order, in `session`'s
-        transaction (the update's own). The button's answer stays for `flush`. Returns how
-        many rows were written."""
+        transaction (the update's own); once it commits, `committed()` forgets them (until
+        then, a failed commit leaves them here for `flush` to send directly). The button's
+        answer stays for `flush`. Returns how many rows were written."""
         rows = [
             {
                 "channel": "telegram",
@@ -155,8 +156,12 @@ class Replies:
         if rows:
             # One multi-row INSERT: ids (hence the sending order) follow the list's order.
             session.connection().execute(_QUEUE_REPLY, rows)
-        self.methods = [m for m in self.methods if isinstance(m, AnswerCallbackQuery)]
         return len(rows)
+
+    def committed(self) -> None:
+        """The transaction that `queue` wrote to has committed: the outbox has the messages
+        now, only the button's answer is left to `flush`."""
+        self.methods = [m for m in self.methods if isinstance(m, AnswerCallbackQuery)]
 
     async def flush(self, bot: Bot) -> int:
         """Send what is left after `queue` (the button's answer; everything, when the

@@ -168,6 +168,73 @@ async def test_retry_after_is_honoured_and_later_messages_to_the_chat_wait_in_or
     assert row(sessions, first).status == row(sessions, second).status == "sent"
 
 
+async def test_a_message_queued_after_a_refused_one_does_not_overtake_it(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    """A row queued while an earlier row of the same chat waits out a 429 waits behind it,
+    even though it is due itself (a later pass)."""
+    [first] = queue(sessions, "first")
+    fake.queue_error(SendMessage, 429, "Too Many Requests: retry after 7", retry_after=7)
+    w = worker(bot, sessions, settings, clock)
+    await w.run_once()
+    [second] = queue(sessions, "second")
+    assert (await w.run_once()).claimed == 0
+    assert row(sessions, second).attempts == 0
+    clock.now = NOW + timedelta(seconds=7)
+    w._chat_ready.clear()  # the test's clock moved, not the real one
+    await w.drain()
+    assert [m.text for m in fake.sent() if m.chat_id == 5001] == ["first", "first", "second"]
+    assert row(sessions, first).status == row(sessions, second).status == "sent"
+
+
+async def test_a_chat_that_must_wait_does_not_hold_up_the_others(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    """Three cards for the agents' group (one per 5 s) and a customer's answer: the answer
+    goes in the same pass; the pass does not sleep out the group's pace, it puts the later
+    cards back, due when the group is."""
+    cards = queue(sessions, "card 1", "card 2", "card 3", recipient="-1001234")
+    [answer] = queue(sessions, "your answer", recipient="5001")
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    config = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=5.0)
+    w = DeliveryWorker(
+        bot=bot, sessions=sessions, settings=settings, config=config, clock=clock, sleep=sleep
+    )
+    await w.run_once()
+    assert [m.text for m in fake.sent()] == ["card 1", "your answer"]
+    assert sum(slept) <= config.max_inline_wait
+    assert row(sessions, answer).status == "sent"
+    later = [row(sessions, c) for c in cards[1:]]
+    assert all(r.status == "pending" and r.attempts == 0 for r in later)
+    assert all(NOW < r.next_attempt_at <= NOW + timedelta(seconds=5) for r in later)
+
+
+async def test_an_edit_telegram_calls_not_modified_counts_as_done(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    from aiogram.methods import EditMessageReplyMarkup
+
+    from bot.replies import Replies
+
+    replies = Replies(texts=Texts.load(), language="en", chat_id=5001)
+    replies.edit_markup(77, None)
+    with sessions() as s:
+        replies.queue(s, NOW)
+        s.commit()
+    fake.queue_error(
+        EditMessageReplyMarkup,
+        400,
+        "Bad Request: message is not modified: specified new message content and reply "
+        "markup are exactly the same as a current content and reply markup of the message",
+    )
+    report = await worker(bot, sessions, settings, clock).run_once()
+    assert (report.sent, report.failed) == (1, 0)
+
+
 async def test_server_and_network_errors_are_retried_with_backoff(
     bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
 ) -> None:

@@ -480,6 +480,7 @@ async def test_an_answer_is_queued_with_the_update_and_survives_flood_control_an
         settings=settings,
         config=DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0),
         clock=lambda: clock[0],
+        monotonic=lambda: (clock[0] - NOW).total_seconds(),
     )
     await worker.drain()  # the case's opening notice, out of the way
     before = len(fake.requests)

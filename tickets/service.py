@@ -56,7 +56,7 @@ from tickets.policy import check_request, evidence_needed, order_facts
 from tickets.quotes import refund_from_quote, ticket_quote, unit_passes
 from tickets.risk import RiskAssessment, assess, collect_risk_facts, decide_auto_approval
 from tickets.schemas import ActionRequest, ItemIn, ReplyCreate, TicketCreate
-from tickets.scripts import Money, ScriptLibrary
+from tickets.scripts import Money, ScriptLibrary, telegram_length
 from tickets.workflow import (
     ACTIONS,
     TALK_KINDS,
@@ -1277,7 +1277,11 @@ def _reply_payloads(
     files = [
         {"kind": a.kind, "storage_key": a.storage_key, "name": a.original_name} for a in attachments
     ]
-    if len(files) == 1 and len(body) <= CAPTION_MAX:
+    # As Telegram counts: visible characters (tags aside) in UTF-16 units, plain text as is.
+    length = (
+        telegram_length(body)[0] if parse_mode == "HTML" else len(body.encode("utf-16-le")) // 2
+    )
+    if len(files) == 1 and length <= CAPTION_MAX:
         return [{**base, "text": body, "attachment": files[0]}]
     texts = [{**base, "text": body}] if body.strip() else []
     return texts + [{**base, "text": "", "attachment": f} for f in files]

@@ -101,14 +101,8 @@ def make_router(*, chat_id: int, public_url: str | None) -> Router:
             )
             return
         reply.answer_callback(reply.plain("agents.taken_toast", case_no=number))
-        # The group learns who took it from the case's cards, which the delivery worker edits
-        # (the assignment queues that, wherever it is made); this one loses its button now.
-        if query.message is not None:
-            # The card keeps its link to the panel; its "take it" has been used.
-            reply.edit_markup(
-                query.message.message_id,
-                keyboards.agent_card(reply.t, number, public_url=public_url, take=False),
-            )
+        # The group learns who took it from the case's cards, this one included, which the
+        # delivery worker edits (the assignment queued that: tickets/service.py `_assign`).
 
     @router.message(RepliesToBot())
     async def reply_to_card(

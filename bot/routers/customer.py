@@ -1314,7 +1314,6 @@ async def talk(
     text = (message.text or message.caption or "").strip()
     data = await state.get_data()
     case = cases.latest_open_case(db, customer)
-    await state.clear()
     if case is not None:
         cases.add_to_case(
             db, ticket=case, text=text, files=[], message_id=message.message_id, ctx=svc
@@ -1333,6 +1332,8 @@ async def talk(
             description=text,
             evidence=data.get("evidence", []),
         )
+    # Cleared after the work: with Redis the state is not part of the transaction.
+    await state.clear()
 
 
 # ---------------------------------------------------------------- everything else
