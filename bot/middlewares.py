@@ -159,10 +159,17 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             callback_query_id=event.callback_query.id if event.callback_query else None,
         )
         media: list[Media] = []
-        # Files are fetched from customers, and from agents answering one of the bot's cards
-        # (a photo for the customer); the agents' other talk in their group is left alone.
+        # Files are fetched from customers, and from linked agents answering one of the bot's
+        # cards (a photo for the customer); the agents' other talk in their group, and anyone
+        # there who is not an agent, is left alone.
         if event.message is not None and (
-            private or (agents_chat and answers_the_bot(event.message, bot))
+            private
+            or (
+                agents_chat
+                and answers_the_bot(event.message, bot)
+                and user is not None
+                and self._is_agent(user)
+            )
         ):
             try:
                 media = await fetch_media(bot, event.message, self.store)
@@ -268,6 +275,12 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             .order_by(Agent.id)
             .limit(1)
         )
+
+    def _is_agent(self, user: User) -> bool:
+        """This Telegram account is a linked, active agent (read before the update's own
+        transaction, like `_seen`)."""
+        with self.sessions() as session:
+            return self._agent(session, user) is not None
 
     def _way_on(self, replies: Replies) -> InlineKeyboardMarkup:
         return keyboards.main_menu(replies.t)

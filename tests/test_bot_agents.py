@@ -15,6 +15,7 @@ from aiogram.methods import (
     AnswerCallbackQuery,
     EditMessageReplyMarkup,
     EditMessageText,
+    GetFile,
     SendDocument,
     SendMessage,
     SendPhoto,
@@ -510,6 +511,11 @@ async def test_a_photo_replied_to_a_card_reaches_the_customer_cleaned_and_stays_
     before = len(fake.requests)
     assert await wang.photo(jpeg("green")) == []
     assert fake.requests[before:] == []
+    # Nor is one from a member who is no agent: they are told to get linked.
+    stranger = GroupMember(dp, bot, chat_id=CHAT, user_id=4242, first_update=90_000)
+    sent = await stranger.photo(jpeg("red"), reply_to=card)
+    assert not [r for r in sent if isinstance(r, GetFile)]
+    assert texts_of(sent) == [t("zh-CN", "agents.not_linked", user_id=4242)]
     # A reply with nothing for the customer is explained.
     sent = await wang.send(sticker=STICKER, reply_to_message=card)
     assert texts_of(sent) == [t("zh-CN", "agents.reply_empty")]
