@@ -154,7 +154,7 @@ class Replies:
             if not isinstance(method, AnswerCallbackQuery)
         ]
         if rows:
-            # One multi-row INSERT: ids (hence the sending order) follow the list's order.
+            # Inserted in the list's order: ids, hence the sending order, follow it.
             session.connection().execute(_QUEUE_REPLY, rows)
         return len(rows)
 
