@@ -373,7 +373,11 @@ class DeliveryWorker:
             )
 
     def _unreachable_text(self, ticket: Ticket) -> str:
-        return self.texts.get(self.agent_language, "agents.unreachable", case_no=ticket.number)
+        return self._agent_text("agents.unreachable", case_no=ticket.number)
+
+    def _agent_text(self, key: str, **values: Any) -> str:
+        """A text in the agents' language (their chat's cards and notices)."""
+        return self.texts.get(self.agent_language, key, **values)
 
     # ------------------------------------------------------------ sending
 
@@ -426,10 +430,9 @@ class DeliveryWorker:
             if not number:
                 return None
 
-            def t(key: str, **values: Any) -> str:
-                return self.texts.get(self.agent_language, key, **values)
-
-            return keyboards.agent_card(t, str(number), public_url=self.settings.public_url)
+            return keyboards.agent_card(
+                self._agent_text, str(number), public_url=self.settings.public_url
+            )
         # A notice whose script asks for a rating (`asks_rating`, tickets/notices.py).
         if payload.get("keyboard") == "satisfaction" and row.ticket_id is not None:
             language = str(payload.get("language") or "zh-CN")
@@ -521,14 +524,10 @@ class DeliveryWorker:
         "take it" button. A card Telegram no longer lets us edit (deleted, unchanged) is left
         as it is; flood waits and network errors retry the row (edits repeat harmlessly)."""
         number = str(row.payload.get("number") or "")
-        taken = self.texts.get(
-            self.agent_language, "agents.taken", case_no=number, agent=row.payload.get("agent")
+        taken = self._agent_text("agents.taken", case_no=number, agent=row.payload.get("agent"))
+        markup = keyboards.agent_card(
+            self._agent_text, number, public_url=self.settings.public_url, take=False
         )
-
-        def t(key: str, **values: Any) -> str:
-            return self.texts.get(self.agent_language, key, **values)
-
-        markup = keyboards.agent_card(t, number, public_url=self.settings.public_url, take=False)
         for message_id, text, parse_mode in self._cards_of(row):
             # Edits, not new messages: only the bot's overall rate holds them.
             await self.limiter.acquire()

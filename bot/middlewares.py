@@ -165,7 +165,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         if event.message is not None and (
             private
             or (
-                agents_chat
+                has_file
+                and agents_chat
                 and answers_the_bot(event.message, bot)
                 and user is not None
                 and self._is_agent(user)

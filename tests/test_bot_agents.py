@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from aiogram import Bot, Dispatcher
-from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import (
     AnswerCallbackQuery,
     EditMessageReplyMarkup,
@@ -26,11 +25,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.delivery import DeliveryConfig, DeliveryWorker
-from bot.fsm_storage import DatabaseStorage
 from bot.i18n import Texts
 from bot.keyboards import AgentCb
 from bot.routers.agents import case_of
-from bot.runtime import build_dispatcher
 from tests.conftest import NOW
 from tests.test_bot_fakes import (
     BOT_TOKEN,
@@ -38,6 +35,7 @@ from tests.test_bot_fakes import (
     Customer,
     FakeSession,
     GroupMember,
+    dispatcher,
     jpeg,
     texts_of,
     with_delivery,
@@ -86,15 +84,7 @@ def bot(fake: FakeSession) -> Bot:
 
 @pytest.fixture
 def dp(sessions: sessionmaker[Session], agents_settings: Any, scripts: Any, bot: Bot) -> Dispatcher:
-    dp = build_dispatcher(
-        sessions,
-        agents_settings,
-        scripts,
-        Policy(),
-        storage=DatabaseStorage(sessions),
-        events_isolation=SimpleEventIsolation(),
-        clock=lambda: NOW,
-    )
+    dp = dispatcher(sessions, agents_settings, scripts)
     return with_delivery(dp, bot, sessions, agents_settings, lambda: NOW)
 
 
@@ -558,16 +548,9 @@ async def test_the_agents_own_talk_is_left_alone(
 async def test_without_an_agents_chat_a_group_gets_nothing(
     bot: Bot, sessions: sessionmaker[Session], settings: Any, scripts: Any
 ) -> None:
-    plain = build_dispatcher(
-        sessions,
-        settings,
-        scripts,
-        Policy(),
-        storage=DatabaseStorage(sessions),
-        events_isolation=SimpleEventIsolation(),
-        clock=lambda: NOW,
+    plain = with_delivery(
+        dispatcher(sessions, settings, scripts), bot, sessions, settings, lambda: NOW
     )
-    with_delivery(plain, bot, sessions, settings, lambda: NOW)
     add_order(sessions)
     add_agent(sessions)
     number = open_case_for(sessions, scripts)

@@ -24,6 +24,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.session.base import BaseSession
 from aiogram.exceptions import TelegramNetworkError
 from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import (
     AnswerCallbackQuery,
     EditMessageReplyMarkup,
@@ -52,6 +53,10 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.delivery import DeliveryConfig, DeliveryWorker
+from bot.fsm_storage import DatabaseStorage
+from bot.runtime import build_dispatcher
+from tests.conftest import NOW
+from tickets.config import Policy
 
 BOT_TOKEN = "42:TEST"
 
@@ -166,6 +171,24 @@ def jpeg(color: str = "red", size: tuple[int, int] = (64, 48), *, gps: bool = Tr
 
 # The delivery worker in tests: Telegram's pace is tested in test_bot_delivery, not waited for.
 FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
+
+
+def dispatcher(
+    sessions: sessionmaker[Session],
+    settings: Any,
+    scripts: Any,
+    clock: Callable[[], datetime] = lambda: NOW,
+) -> Dispatcher:
+    """The bot's Dispatcher as the runtime builds it, its state in the test database."""
+    return build_dispatcher(
+        sessions,
+        settings,
+        scripts,
+        Policy(),
+        storage=DatabaseStorage(sessions),
+        events_isolation=SimpleEventIsolation(),
+        clock=clock,
+    )
 
 
 def with_delivery(

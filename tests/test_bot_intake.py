@@ -10,25 +10,24 @@ from typing import Any
 
 import pytest
 from aiogram import Bot, Dispatcher
-from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import SendMessage
 from aiogram.types import ReplyKeyboardMarkup
 from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.delivery import DeliveryConfig, DeliveryWorker
-from bot.fsm_storage import DatabaseStorage
+from bot.delivery import DeliveryWorker
 from bot.i18n import Texts
 from bot.keyboards import CaseCb, ItemCb, KindCb, MenuCb, NavCb, OrderCb, ReasonCb
-from bot.runtime import build_dispatcher
 from tests.conftest import NOW, order_json
 from tests.test_bot_fakes import (
     BOT_TOKEN,
+    FAST,
     Customer,
     FakeSession,
     answered_callbacks,
     buttons_of,
+    dispatcher,
     jpeg,
     texts_of,
     with_delivery,
@@ -74,16 +73,9 @@ def make_dp(
     """A new Dispatcher on the same database each call (a restart of the bot)."""
 
     def make() -> Dispatcher:
-        dp = build_dispatcher(
-            sessions,
-            settings,
-            scripts,
-            Policy(),
-            storage=DatabaseStorage(sessions),
-            events_isolation=SimpleEventIsolation(),
-            clock=lambda: NOW,
+        return with_delivery(
+            dispatcher(sessions, settings, scripts), bot, sessions, settings, lambda: NOW
         )
-        return with_delivery(dp, bot, sessions, settings, lambda: NOW)
 
     return make
 
@@ -463,22 +455,14 @@ async def test_an_answer_is_queued_with_the_update_and_survives_flood_control_an
     add_order(sessions)
     number = open_case_for(sessions, scripts)
     clock = [NOW]
-    dp = build_dispatcher(
-        sessions,
-        settings,
-        scripts,
-        Policy(),
-        storage=DatabaseStorage(sessions),
-        events_isolation=SimpleEventIsolation(),
-        clock=lambda: clock[0],
-    )
+    dp = dispatcher(sessions, settings, scripts, clock=lambda: clock[0])
     me = Customer(dp, bot, user_id=5001, language="en")
     fake = me.session
     worker = DeliveryWorker(
         bot=bot,
         sessions=sessions,
         settings=settings,
-        config=DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0),
+        config=FAST,
         clock=lambda: clock[0],
         monotonic=lambda: (clock[0] - NOW).total_seconds(),
     )
