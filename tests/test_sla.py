@@ -360,3 +360,37 @@ def test_an_unanswered_case_is_offered_back_to_its_group(world: World) -> None:
         assert s.scalar(select(Ticket.assignee_id).where(Ticket.number == n)) is None
     assert world.events(n, "case.offered") == ["case.offered"]
     assert "0 offered back" in world.sweep("23 13:05")  # escalated now, not offered twice
+
+
+def test_a_case_waiting_for_evidence_keeps_no_shop_clock_running(world: World) -> None:
+    """A quality claim without a photo goes straight to needs_info: the customer has the turn,
+    so no shop clock runs (DOMAIN.md: needs info pauses the shop's clocks), the automatic
+    request for a photo included: it is not a person's first response."""
+    n = _open(world, "23 10:00", reason="quality_defect")
+    with world.sessions() as s:
+        assert s.scalar(select(Ticket.status).where(Ticket.number == n)) == "needs_info"
+    clocks = world.clocks(n)
+    assert clocks["first_response"][0] == "paused"
+    assert clocks["review"][0] == "paused"
+    assert clocks["customer_reply"][0] == "running"
+    # Sweeps past the 2 h first response (due Mon 12:00 had it run) and past the review's
+    # 12 h, while the customer still owes the photo (72 h: until Thu 10:00).
+    for when in ("23 11:31", "23 12:01", "23 13:05", "24 10:00", "24 17:00"):
+        report = world.sweep(when)
+        assert "0 warned, 0 breached" in report, (when, report)
+    assert world.events(n, "sla.") == []
+    with world.sessions() as s:
+        cards = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.channel == "agents"))
+        assert [k for k in cards if k.startswith("sla.")] == []
+    # The customer answers on Tuesday 10:00: the first response runs again with the 2 h it
+    # had left (paused from the start), due Tue 12:00; the review its 12 h from Tue 10:00
+    # (Tue 10-12, 13:30-18 = 6.5 h, Wed a holiday, Thu 9-12 = 3 h, Thu 13:30 + 2.5 h = 16:00).
+    with world.sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == n))
+        add_customer_message(session=s, ticket=ticket, text="照片", ctx=world.ctx("24 10:00"))
+        s.commit()
+    clocks = world.clocks(n)
+    assert clocks["first_response"] == ("running", at("24 12:00"))
+    assert clocks["review"] == ("running", at("26 16:00"))
+    # Now the shop has the turn again, and its clock is watched as usual.
+    assert "1 breached" in world.sweep("24 12:01")

@@ -44,8 +44,19 @@ CLOCK_WHILE = {
     S.escalated.value: "platform_evidence",
 }
 
-# The shop's clocks that wait while the customer owes an answer (needs info).
-PAUSED_WHILE_WAITING = ("review", "complaint_resolution", "inspection", "platform_evidence")
+# The shop's clocks that wait while the customer owes an answer (needs info): DOMAIN.md says
+# needs info pauses the shop's clocks, all of them. First response included: a case the policy
+# sends straight to needs info (missing evidence) has only had an automatic request, not a
+# person's answer, so its first response pauses and runs again when the customer answers (an
+# agent's own request for information stops it first, as any answer does).
+PAUSED_WHILE_WAITING = (
+    "first_response",
+    "review",
+    "complaint_resolution",
+    "inspection",
+    "platform_evidence",
+    "refused_delivery_contact",
+)
 
 
 @dataclass(frozen=True)
