@@ -29,6 +29,7 @@ from api.routes import sla as sla_routes
 from tickets.config import load_policy
 from tickets.db import make_engine, make_sessionmaker
 from tickets.models import utcnow
+from tickets.outbox import delivered_channels
 from tickets.scheduled import run_sweep
 from tickets.scripts import bundled_scripts_dir, load_library
 from tickets.settings import Settings
@@ -118,6 +119,10 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     app.state.scripts = scripts
     # The clock every request reads `now` from (tests fix it; nothing else reads the time).
     app.state.clock = overrides.pop("clock", None) or utcnow
+    # The channels something delivers (tickets/outbox.py): from the settings (the bot's token),
+    # or given (a test standing in for a running bot).
+    channels = overrides.pop("channels", None)
+    app.state.channels = delivered_channels(settings) if channels is None else channels
     # The Telegram bot when a token is set: polling, or the webhook route (bot/runtime.py).
     app.state.bot = None
     if settings.telegram_token:

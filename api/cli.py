@@ -208,6 +208,7 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
 
     from api.deps import context_for
     from tickets.config import load_policy
+    from tickets.outbox import delivered_channels
     from tickets.scheduled import run_sweep
     from tickets.scripts import bundled_scripts_dir, load_library
 
@@ -229,6 +230,8 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
     state = argparse.Namespace(
         policy=policy,
         settings=settings,
+        # Reminders are queued for the bot only when this shop runs one (the same settings).
+        channels=delivered_channels(settings),
         scripts=load_library(
             bundled_scripts_dir(), settings.scripts_dir, limits=policy.script_limits()
         ),

@@ -182,9 +182,17 @@ def scripts() -> Any:
 @pytest.fixture
 def app(settings: Any, engine: Engine, sessions: sessionmaker[Session], scripts: Any) -> Any:
     from api.app import create_app
+    from tickets.outbox import DEFAULT_CHANNELS
 
+    # As when the bot runs: customer messages and agents' cards are queued for it (the bot
+    # itself is not started; tests of a desk without one build their app with `channels`).
     return create_app(
-        settings, engine=engine, sessions=sessions, scripts=scripts, clock=lambda: NOW
+        settings,
+        engine=engine,
+        sessions=sessions,
+        scripts=scripts,
+        clock=lambda: NOW,
+        channels=DEFAULT_CHANNELS,
     )
 
 

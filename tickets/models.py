@@ -208,6 +208,9 @@ class OrderLine(Base):
     # Discount on the whole line (all its units), minor units.
     discount: Mapped[int] = mapped_column(BigInteger, default=0)
     gift_value: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A gift line (price 0, gift_value declared) may name the paid line it came with, by sku;
+    # without it the gift belongs to the order's paid lines (MONEY.md's gift rule).
+    gift_for: Mapped[str | None] = mapped_column(String(64))
     no_reason_return: Mapped[bool] = mapped_column(Boolean, default=True)
 
     order: Mapped[Order] = relationship(back_populates="lines")
@@ -470,7 +473,8 @@ class OutboxMessage(Base):
     )
     kind: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sent|failed
+    # pending | sent | failed | undeliverable (no channel delivers it: never sent, see outbox.py)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)

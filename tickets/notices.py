@@ -188,9 +188,10 @@ def queue_notice(
     script: str,
     ctx: Context,
     variables: dict[str, Any] | None = None,
-) -> OutboxMessage | None:
-    """Render `script` for this case's customer and queue it. Without a script library (a
-    bare service call in a test) the outbox row carries the script name and variables."""
+) -> OutboxMessage:
+    """Render `script` for this case's customer and queue it (undeliverable, with why, when
+    no channel of theirs is delivered). Without a script library (a bare service call in a
+    test) the outbox row carries the script name and variables."""
     payload: dict[str, Any] = {"script": script}
     if ctx.scripts is not None:
         payload["text"] = render_for_case(
@@ -203,7 +204,12 @@ def queue_notice(
     else:
         payload["variables"] = {k: str(v) for k, v in (variables or {}).items()}
     return notify_customer(
-        session=session, ticket=ticket, kind="notice", payload=payload, now=ctx.now
+        session=session,
+        ticket=ticket,
+        kind="notice",
+        payload=payload,
+        now=ctx.now,
+        channels=ctx.channels,
     )
 
 

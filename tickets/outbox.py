@@ -2,36 +2,111 @@
 
 A delivery worker (bot/delivery.py) sends them later; nothing here talks to Telegram. A crash
 between "decided" and "sent" therefore resends, never forgets.
+
+No row waits on a channel that nothing delivers. Every message to a customer goes through
+`notify_customer`, which looks at the channels delivered in this deployment (`Context.channels`,
+from `delivered_channels(settings)`): a message nobody can deliver (a phone case's customer with
+no chat, the bot switched off, the web chat not built yet) is written as `undeliverable`, with
+why, and an event on its case, so the agent sees it on the case and in the API's answer, and no
+worker ever picks it up later (weeks late) or leaves it waiting unseen.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.orm import Session
 
-from tickets.models import Channel, OutboxMessage, Ticket
+from tickets.models import Channel, Event, OutboxMessage, Ticket
+
+if TYPE_CHECKING:
+    from tickets.settings import Settings
 
 # The kind of an agents' row that does not post a card but updates the case's earlier cards in
 # the agents' chat: taken, by whom (payload: number, agent), no "take it" any more.
 CARD_TAKEN = "card.taken"
 
+# What is delivered, by channel: a channel counts as delivered in a deployment when its
+# deliverer runs there, which the settings say (every process of one shop reads the same ones).
+# Telegram and the agents' chat: the bot's delivery worker (bot/delivery.py), run wherever a bot
+# token is set; the agents' cards need their chat too. The web chat, when it comes, registers
+# "web" here with its own switch (and delivers `web` rows): nothing else has to change.
+DELIVERERS: dict[str, Callable[[Settings], bool]] = {
+    Channel.telegram.value: lambda s: bool(s.telegram_token),
+    "agents": lambda s: bool(s.telegram_token) and s.agent_chat_id is not None,
+}
 
-def customer_address(ticket: Ticket) -> tuple[str, str] | None:
-    """Where this case's customer can be reached: (channel, recipient), or None (phone cases)."""
+# What a bare service call assumes (a test, the bot's own process: its worker runs there).
+DEFAULT_CHANNELS = frozenset({Channel.telegram.value, "agents"})
+
+# Why a customer message is not sent, by reason code (machines read the code; people the text).
+NO_CHAT = "no_chat"
+CHANNEL_OFF = "channel_off"
+WHY = {
+    NO_CHAT: "not sent: the customer has no chat with us; call them",
+    f"{CHANNEL_OFF}:telegram": "not sent: the Telegram bot is off (no AFTERSALES_TELEGRAM_TOKEN)",
+    f"{CHANNEL_OFF}:web": "not sent: the web chat is not running",
+}
+
+# The event on a case when a message to its customer cannot be sent.
+UNDELIVERABLE_EVENT = "delivery.undeliverable"
+
+DeliveryState = Literal["queued", "sent", "failed", "undeliverable"]
+# An outbox row's status, as the case shows its message.
+STATE_OF_STATUS: dict[str, DeliveryState] = {
+    "pending": "queued",
+    "sent": "sent",
+    "failed": "failed",
+    "undeliverable": "undeliverable",
+}
+
+
+def delivered_channels(settings: Settings) -> frozenset[str]:
+    """The channels something delivers with these settings (DELIVERERS)."""
+    return frozenset(name for name, on in DELIVERERS.items() if on(settings))
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Where a case's customer is reached: a delivered channel and recipient, or why not."""
+
+    channel: str
+    recipient: str
+    reason: str | None = None
+
+    @property
+    def why(self) -> str | None:
+        if self.reason is None:
+            return None
+        return WHY.get(self.reason, f"not sent: {self.reason}")
+
+
+def customer_chats(ticket: Ticket) -> list[tuple[str, str]]:
+    """The chats this case's customer has, best first: the case's own channel (a web case's
+    web chat), then Telegram when their account is linked (whatever channel opened the case)."""
     customer = ticket.customer
-    if customer.telegram_user_id is not None and ticket.channel in (
-        Channel.telegram.value,
-        Channel.api.value,
-        Channel.platform.value,
-        Channel.phone.value,
-        Channel.email.value,
-    ):
-        return ("telegram", str(customer.telegram_user_id))
+    chats = []
     if ticket.channel == Channel.web.value:
-        return ("web", str(customer.id))
-    return None
+        chats.append((Channel.web.value, str(customer.id)))
+    if customer.telegram_user_id is not None:
+        chats.append((Channel.telegram.value, str(customer.telegram_user_id)))
+    return chats
+
+
+def reach(ticket: Ticket, channels: Iterable[str]) -> Reach:
+    """The first of the customer's chats that something delivers; else why none is."""
+    delivered = frozenset(channels)
+    chats = customer_chats(ticket)
+    for channel, recipient in chats:
+        if channel in delivered:
+            return Reach(channel, recipient)
+    if not chats:
+        return Reach("none", "", NO_CHAT)
+    channel, recipient = chats[0]
+    return Reach(channel, recipient, f"{CHANNEL_OFF}:{channel}")
 
 
 def notify_customer(
@@ -41,16 +116,16 @@ def notify_customer(
     kind: str,
     payload: dict[str, Any],
     now: datetime,
+    channels: Iterable[str],
     dedupe_key: str | None = None,
-) -> OutboxMessage | None:
-    """Queue a message to the case's customer; None when they have no reachable channel."""
-    address = customer_address(ticket)
-    if address is None:
-        return None
-    channel, recipient = address
+) -> OutboxMessage:
+    """Queue a message to the case's customer on a channel something delivers (`channels`:
+    `Context.channels`). When none does, the row is written `undeliverable` with why (and an
+    event on the case), never left pending: the one place every customer message passes."""
+    where = reach(ticket, channels)
     row = OutboxMessage(
-        channel=channel,
-        recipient=recipient,
+        channel=where.channel,
+        recipient=where.recipient,
         ticket_id=ticket.id,
         kind=kind,
         payload={"language": ticket.language, **payload},
@@ -58,7 +133,30 @@ def notify_customer(
         created_at=now,
         dedupe_key=dedupe_key,
     )
+    if where.reason is not None:
+        row.status = "undeliverable"
+        row.last_error = where.why
+        row.payload = {**row.payload, "undeliverable": where.reason}
     session.add(row)
+    if where.reason is not None:
+        session.flush()  # the row's id goes on the event
+        session.add(
+            Event(
+                ticket=ticket,
+                type=UNDELIVERABLE_EVENT,
+                actor="system",
+                at=now,
+                data={
+                    "outbox_id": row.id,
+                    "kind": kind,
+                    "script": payload.get("script"),
+                    "message_id": payload.get("message_id"),
+                    "channel": where.channel,
+                    "reason": where.reason,
+                    "why": where.why,
+                },
+            )
+        )
     return row
 
 
@@ -70,8 +168,13 @@ def notify_agents(
     payload: dict[str, Any],
     now: datetime,
     dedupe_key: str | None = None,
-) -> OutboxMessage:
-    """Queue a card for the agents (their Telegram chat when configured, and the panel)."""
+    channels: Iterable[str] | None = None,
+) -> OutboxMessage | None:
+    """Queue a card for the agents' Telegram chat. None, and no row, when no chat of theirs
+    is delivered (`channels` without "agents": no bot, or no agents' chat set): the panel
+    shows every case anyway. `channels` None: the caller is the deliverer (the worker)."""
+    if channels is not None and "agents" not in frozenset(channels):
+        return None
     row = OutboxMessage(
         channel="agents",
         recipient="agents",

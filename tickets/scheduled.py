@@ -109,6 +109,7 @@ def _tell_agents(
         now=ctx.now,
         payload=_card(t, clock, what, ctx, **(card or {})),
         dedupe_key=f"sla:{clock.id}:{what}",
+        channels=ctx.channels,
     )
 
 

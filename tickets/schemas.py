@@ -38,6 +38,9 @@ class OrderLineIn(_In):
     unit_price: Money = Field(ge=0)
     discount: Money = Field(default=Decimal(0), ge=0)
     gift_value: Money = Field(default=Decimal(0), ge=0)
+    # A gift line (unit_price 0, gift_value declared) may name the paid line it came with;
+    # without it the gift belongs to the order's paid lines (README, "Gifts").
+    gift_for: str | None = Field(default=None, min_length=1, max_length=64)
     no_reason_return: bool = True
 
 
@@ -83,6 +86,7 @@ class OrderLineRead(BaseModel):
     unit_price: str
     discount: str
     gift_value: str
+    gift_for: str | None = None
     no_reason_return: bool
     unit_nets: list[str]
 
@@ -224,6 +228,17 @@ class SlaRead(BaseModel):
     state: Literal["running", "paused", "met", "breached"]
 
 
+class DeliveryRead(BaseModel):
+    """Where a message to the customer stands: queued (waiting for its worker), sent, failed
+    (the channel refused it: `why`), undeliverable (no channel of the customer's is delivered,
+    `reason` no_chat or channel_off:<channel>; never sent, never retried)."""
+
+    state: Literal["queued", "sent", "failed", "undeliverable"]
+    channel: str | None = None
+    reason: str | None = None
+    why: str | None = None
+
+
 class MessageRead(BaseModel):
     id: int
     author: Literal["customer", "agent", "system"]
@@ -232,6 +247,8 @@ class MessageRead(BaseModel):
     internal: bool
     at: AwareDatetime
     attachments: list[int]
+    # A reply to the customer: how its delivery stands; None for notes and customer messages.
+    delivery: DeliveryRead | None = None
 
 
 class AttachmentRead(BaseModel):

@@ -51,7 +51,7 @@ from tickets.models import (
 from tickets.money import format_amount
 from tickets.notices import agent_card, arrival_days, queue_notice, refund_route, render_for_case
 from tickets.orders import find_or_make_customer, get_order, units_taken
-from tickets.outbox import CARD_TAKEN, notify_agents, notify_customer
+from tickets.outbox import CARD_TAKEN, DEFAULT_CHANNELS, notify_agents, notify_customer
 from tickets.policy import check_request, evidence_needed, order_facts
 from tickets.quotes import refund_from_quote, ticket_quote, unit_passes
 from tickets.risk import RiskAssessment, assess, collect_risk_facts, decide_auto_approval
@@ -102,6 +102,9 @@ class Context:
     case_prefix: str = "AS"
     scripts: ScriptLibrary | None = None
     shop_name: str = "Demo Shop"
+    # The channels something delivers in this deployment (tickets/outbox.py): a message to a
+    # customer none of whose chats is among them is written undeliverable, never left waiting.
+    channels: frozenset[str] = DEFAULT_CHANNELS
 
 
 # ---------------------------------------------------------------- small pieces
@@ -501,6 +504,7 @@ def open_case(
         kind="case.created",
         payload=agent_card(ticket, "case.created", ctx, data={"kind": ticket.kind}),
         now=ctx.now,
+        channels=ctx.channels,
     )
     _apply_guards(session=session, ticket=ticket, ctx=ctx, photos=photos, risk=risk)
     session.flush()
@@ -792,6 +796,7 @@ def _assign(
                 kind=CARD_TAKEN,
                 payload={"number": t.number, "agent": agent.display_name or agent.username},
                 now=ctx.now,
+                channels=ctx.channels,
             )
         t.assignee = agent
         changes["assignee"] = agent.username
@@ -1258,7 +1263,12 @@ def add_reply(
             sla.on_agent_response(session=session, ticket=ticket, ctx=ctx)
         for payload in _reply_payloads(body, parse_mode, msg.id, attachments):
             notify_customer(
-                session=session, ticket=ticket, kind="reply", payload=payload, now=ctx.now
+                session=session,
+                ticket=ticket,
+                kind="reply",
+                payload=payload,
+                now=ctx.now,
+                channels=ctx.channels,
             )
     session.flush()
     return msg

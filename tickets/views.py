@@ -9,11 +9,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tickets.config import Policy
-from tickets.models import CaseKind, CaseStatus, Refund, RefundStatus, Role, Ticket
+from tickets.models import (
+    CaseKind,
+    CaseStatus,
+    OutboxMessage,
+    Refund,
+    RefundStatus,
+    Role,
+    Ticket,
+)
 from tickets.money import format_amount
+from tickets.outbox import STATE_OF_STATUS
 from tickets.quotes import ticket_quote
 from tickets.schemas import (
     AttachmentRead,
+    DeliveryRead,
     EventRead,
     ItemRead,
     MessageRead,
@@ -66,6 +76,42 @@ def refund_view(
     }
 
 
+# When one reply went as several Telegram messages (text, then files), it reads as its worst.
+_WORST_FIRST = ("undeliverable", "failed", "queued", "sent")
+
+
+def message_deliveries(session: Session, ticket_id: int) -> dict[int, DeliveryRead]:
+    """How each reply of the case stands, by message id, from its outbox rows (one per
+    Telegram message it became): its worst state, and why."""
+    rows = session.execute(
+        select(
+            OutboxMessage.payload,
+            OutboxMessage.status,
+            OutboxMessage.channel,
+            OutboxMessage.last_error,
+        )
+        .where(OutboxMessage.ticket_id == ticket_id, OutboxMessage.kind == "reply")
+        .order_by(OutboxMessage.id)
+    ).all()
+    out: dict[int, DeliveryRead] = {}
+    for payload, status, channel, last_error in rows:
+        message_id = (payload or {}).get("message_id")
+        if not isinstance(message_id, int):
+            continue
+        state = STATE_OF_STATUS.get(status, "queued")
+        seen = out.get(message_id)
+        if seen is not None and _WORST_FIRST.index(seen.state) <= _WORST_FIRST.index(state):
+            continue
+        out[message_id] = DeliveryRead(
+            state=state,
+            channel=None if channel == "none" else channel,
+            reason=(payload or {}).get("undeliverable"),
+            # A pace or a retry's note on a queued row is no reason the agent needs.
+            why=last_error if state in ("failed", "undeliverable") else None,
+        )
+    return out
+
+
 def ticket_to_read(
     session: Session,
     ticket: Ticket,
@@ -78,6 +124,7 @@ def ticket_to_read(
     sla: list[SlaRead] | None = None,
 ) -> TicketRead:
     """The Ticket JSON of a case (load it with service.get_ticket first)."""
+    deliveries = message_deliveries(session, ticket.id)
     units_by_line: dict[int, list[Any]] = {}
     for u in ticket.units:
         units_by_line.setdefault(u.unit.line_id, []).append(u.status)
@@ -129,6 +176,7 @@ def ticket_to_read(
                 internal=m.internal,
                 at=m.created_at,
                 attachments=[a.id for a in m.attachments],
+                delivery=deliveries.get(m.id),
             )
             for m in ticket.messages
         ],

@@ -144,6 +144,22 @@ EVENT: Final = {
     "evidence.added": N_("Evidence added"),
     "bot.error": N_("Bot error"),
     "delivery.failed": N_("Message not delivered"),
+    "delivery.undeliverable": N_("Message not sent"),
+}
+
+# Where a reply to the customer stands (tickets/outbox.py).
+DELIVERY: Final = {
+    "queued": N_("queued"),
+    "sent": N_("sent"),
+    "failed": N_("not delivered"),
+    "undeliverable": N_("not sent"),
+}
+
+# Why a message to the customer was not sent, by reason code (tickets/outbox.py).
+UNDELIVERABLE: Final = {
+    "no_chat": N_("Not sent: the customer has no chat with us. Call them."),
+    "channel_off:telegram": N_("Not sent: the Telegram bot is off."),
+    "channel_off:web": N_("Not sent: the web chat is not running."),
 }
 
 SCRIPT_CATEGORY: Final = {
@@ -187,6 +203,8 @@ TABLES: Final = {
     "clock": CLOCK,
     "refund_status": REFUND_STATUS,
     "event": EVENT,
+    "delivery": DELIVERY,
+    "undeliverable": UNDELIVERABLE,
     "script_category": SCRIPT_CATEGORY,
     "queue": QUEUE,
     "role": ROLE,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -35,10 +36,11 @@ from tickets.exceptions import (
 )
 from tickets.models import Agent, Attachment, Event, Order, OrderLine, Role, Ticket
 from tickets.notices import case_facts, render_for_case
+from tickets.outbox import UNDELIVERABLE_EVENT
 from tickets.schemas import ActionRequest, ReplyCreate
 from tickets.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
 from tickets.service import Actor, Context, add_reply, get_ticket, perform_action
-from tickets.views import ticket_to_read
+from tickets.views import message_deliveries, ticket_to_read
 
 router = APIRouter()
 
@@ -92,10 +94,18 @@ class TimelineEntry:
     item: Any
 
 
+def _shown_on_its_message(event: Any) -> bool:
+    """An event the conversation already shows: a message said, or a reply not sent (its
+    message carries that, with why)."""
+    if event.type in _SHOWN_AS_MESSAGES:
+        return True
+    return event.type == UNDELIVERABLE_EVENT and event.data.get("message_id") is not None
+
+
 def _timeline(read: Any) -> list[TimelineEntry]:
     entries = [TimelineEntry(m.at, "message", m) for m in read.messages]
     entries += [
-        TimelineEntry(e.at, "event", e) for e in read.events if e.type not in _SHOWN_AS_MESSAGES
+        TimelineEntry(e.at, "event", e) for e in read.events if not _shown_on_its_message(e)
     ]
     # Stable: at equal times events (the cause) come before messages (what was said).
     return sorted(entries, key=lambda e: (e.at, 0 if e.kind == "event" else 1))
@@ -178,6 +188,8 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         "is_mine": ticket.assignee_id == agent.id,
         "can_take": ticket.assignee_id != agent.id and "assign" in read.allowed_actions,
         "done": request.query_params.get("done"),
+        # Why a reply just posted was not sent (a reason code, named by the labels).
+        "unsent_why": request.query_params.get("why"),
         "problem": None,
     }
 
@@ -445,8 +457,11 @@ def reply(
                     variables=_variables(filled.script, form),
                     language=language,
                 )
-        add_reply(session=session, number=number, reply=body, actor=Actor("agent", agent), ctx=ctx)
+        msg = add_reply(
+            session=session, number=number, reply=body, actor=Actor("agent", agent), ctx=ctx
+        )
         session.flush()
+        delivery = None if internal else message_deliveries(session, msg.ticket_id).get(msg.id)
     except ValidationError as exc:
         session.rollback()
         problem = InvalidInput(str(exc.errors()[0]["msg"]))
@@ -454,6 +469,12 @@ def reply(
     except DomainError as exc:
         session.rollback()
         return case_page(request, session, agent, number, problem=exc, status_code=_status_for(exc))
+    if delivery is not None and delivery.state == "undeliverable":
+        # Kept on the case, and the agent told at once that it went nowhere, and why.
+        return RedirectResponse(
+            f"/panel/cases/{number}?done=unsent&why={quote(delivery.reason or '')}",
+            status.HTTP_303_SEE_OTHER,
+        )
     done = "note" if internal else "reply"
     return RedirectResponse(f"/panel/cases/{number}?done={done}", status.HTTP_303_SEE_OTHER)
 

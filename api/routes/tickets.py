@@ -22,7 +22,7 @@ from tickets.service import (
     open_case,
     perform_action,
 )
-from tickets.views import ticket_summary, ticket_to_read
+from tickets.views import message_deliveries, ticket_summary, ticket_to_read
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 files = APIRouter(prefix="/attachments", tags=["attachments"])
@@ -156,7 +156,12 @@ def reply(
     ctx: ContextDep,
 ) -> MessageRead:
     """Reply to the customer (queued for delivery) or add an internal note (`internal: true`).
-    `{"script": name, "variables": {...}}` fills a reply script instead of free text."""
+    `{"script": name, "variables": {...}}` fills a reply script instead of free text.
+
+    The reply is always kept on the case (201). Its `delivery` says whether it is on its way
+    (`queued`) or `undeliverable`, with why: a customer with no chat (a phone case: call
+    them), or a channel nothing delivers here (the bot off). An undeliverable reply is never
+    sent later."""
     msg = add_reply(session=session, number=number, reply=body, actor=actor, ctx=ctx)
     return MessageRead(
         id=msg.id,
@@ -166,6 +171,7 @@ def reply(
         internal=msg.internal,
         at=msg.created_at,
         attachments=[],
+        delivery=None if msg.internal else message_deliveries(session, msg.ticket_id).get(msg.id),
     )
 
 
