@@ -108,6 +108,7 @@ COLUMNS: dict[str, _Column] = {
     "unit_price": _line_col("money", "unit_price"),
     "line_discount": _line_col("money", "discount"),
     "gift_value": _line_col("money", "gift_value"),
+    "gift_for": _line_col("text", "gift_for"),
     "no_reason_return": _line_col("bool", "no_reason_return"),
 }
 _ORDER = {c.target: name for name, c in COLUMNS.items() if c.order_level}

@@ -59,6 +59,7 @@ def _priced(data: OrderIn, loc: str) -> dict[str, Any]:
                 {"loc": f"{loc}.lines.{i}.discount", "msg": "line discount exceeds the line amount"}
             )
         lines.append((line, price, discount, gift))
+    errors += _gift_errors(data, [price for _, price, _, _ in lines], loc)
     shipping = _minor(data.shipping_fee, cur, f"{loc}.shipping_fee", errors)
     order_discount = _minor(data.order_discount, cur, f"{loc}.order_discount", errors)
     threshold = (
@@ -103,6 +104,24 @@ def _priced(data: OrderIn, loc: str) -> dict[str, Any]:
         "paid_total": paid_total,
         "payments": payments,
     }
+
+
+def _gift_errors(data: OrderIn, prices: list[int], loc: str) -> list[dict[str, Any]]:
+    """A gift line's `gift_for` names another line of the order, a paid one, and the gift
+    itself is free (its value is declared in gift_value, not paid)."""
+    errors: list[dict[str, Any]] = []
+    paid = {ln.sku for ln, price in zip(data.lines, prices, strict=True) if price > 0}
+    for i, (line, price) in enumerate(zip(data.lines, prices, strict=True)):
+        if line.gift_for is None:
+            continue
+        field = f"{loc}.lines.{i}.gift_for"
+        if price != 0:
+            errors.append({"loc": field, "msg": "only a free gift line (unit_price 0) names one"})
+        elif line.gift_for == line.sku:
+            errors.append({"loc": field, "msg": "a gift cannot be its own line's gift"})
+        elif line.gift_for not in paid:
+            errors.append({"loc": field, "msg": f"no paid line {line.gift_for} on this order"})
+    return errors
 
 
 def unit_nets(line_amounts: list[tuple[int, int]], order_discount: int) -> list[list[int]]:
@@ -154,7 +173,15 @@ def find_or_make_customer(
 
 def _lines_fingerprint(order: Order) -> list[tuple[Any, ...]]:
     return [
-        (ln.sku, ln.quantity, ln.unit_price, ln.discount, ln.gift_value, [u.net for u in ln.units])
+        (
+            ln.sku,
+            ln.quantity,
+            ln.unit_price,
+            ln.discount,
+            ln.gift_value,
+            ln.gift_for,
+            [u.net for u in ln.units],
+        )
         for ln in order.lines
     ]
 
@@ -179,7 +206,7 @@ def upsert_order(
         priced["order_discount"],
     )
     new_lines = [
-        (ln.sku, ln.quantity, price, disc, gift, line_nets)
+        (ln.sku, ln.quantity, price, disc, gift, ln.gift_for, line_nets)
         for (ln, price, disc, gift), line_nets in zip(priced["lines"], nets, strict=True)
     ]
     header = {
@@ -246,6 +273,7 @@ def upsert_order(
                     unit_price=price,
                     discount=disc,
                     gift_value=gift,
+                    gift_for=ln.gift_for,
                     no_reason_return=ln.no_reason_return,
                     units=[OrderUnit(unit_index=j + 1, net=n) for j, n in enumerate(line_nets)],
                 )
@@ -336,6 +364,7 @@ def order_to_read(order: Order) -> OrderRead:
                 unit_price=format_amount(ln.unit_price, cur),
                 discount=format_amount(ln.discount, cur),
                 gift_value=format_amount(ln.gift_value, cur),
+                gift_for=ln.gift_for,
                 no_reason_return=ln.no_reason_return,
                 unit_nets=[format_amount(u.net, cur) for u in ln.units],
             )

@@ -108,6 +108,7 @@ def quote_order(session: Session, order: Order) -> QuoteOrder:
                 unit_price=ln.unit_price,
                 discount=ln.discount,
                 gift_value=ln.gift_value,
+                gift_for=ln.gift_for,
                 category=ln.category,
                 no_reason_return=ln.no_reason_return,
                 units=tuple(

@@ -21,9 +21,17 @@ How a request that cannot be honoured is answered, consistently:
 
 Interpretations of MONEY.md (the rule numbers cited in each quote line):
 
-- Rule 6: `gift_value` is the declared value of the free gift that came with a line; it is
-  shared across the line's units (largest remainder) and each returned unit's share is
-  deducted on a customer-choice return unless the line's gift came back.
+- Rule 6, the contract's form (DESIGN.md's Order JSON): a gift is its own line, free
+  (`unit_price` 0) with its declared value in `gift_value`, and may name the paid line it came
+  with (`gift_for`); without it the gift belongs to all the order's paid lines. Its value is
+  shared across those lines' units like a coupon (in proportion to their nets, largest
+  remainder, to the cent), and each returned unit's share is deducted on a customer-choice
+  return while the gift is kept: not named in `gifts_returned` and none of its units in the
+  returned parcel. Returning the units one by one deducts what returning them together does;
+  returning all of them deducts the gift's whole value (as far as their refunds go).
+- Rule 6, the older form, still read: `gift_value` on a paid line is the value of the gift
+  that came with that line, shared evenly across the line's units, each returned unit's share
+  deducted unless `gifts_returned` names the line.
 - Rule 5 and the free-shipping part of rule 7 are kept on an order-level ledger
   (`promotion_clawed_back`, `shipping_clawed_back`): what the kept items owe is recomputed on
   each return and only the difference with what was already deducted is applied, so returning
@@ -125,7 +133,10 @@ class QuoteUnit:
 
 @dataclass(frozen=True)
 class QuoteLine:
-    """An order line; `discount` is on the whole line, `gift_value` is its free gift's value."""
+    """An order line; `discount` is on the whole line. `gift_value`: on a free line (a gift
+    line, `unit_price` 0) its declared value, `gift_for` naming the paid line it came with
+    (None: the order's paid lines); on a paid line, the value of the gift that came with it
+    (the older form)."""
 
     sku: str
     quantity: int
@@ -135,6 +146,13 @@ class QuoteLine:
     gift_value: int = 0
     category: str = ""
     no_reason_return: bool = True
+    gift_for: str | None = None
+
+    @property
+    def is_gift(self) -> bool:
+        """A gift line as the contract has it: free, its value declared (or its paid line
+        named)."""
+        return self.unit_price == 0 and (self.gift_value > 0 or self.gift_for is not None)
 
 
 @dataclass(frozen=True)
@@ -438,6 +456,12 @@ def _validate_order(order: QuoteOrder) -> None:
             raise QuoteError("a line needs one unit per quantity", f"{loc}.units")
         if min(line.unit_price, line.discount, line.gift_value) < 0:
             raise QuoteError("amounts must not be negative", loc)
+        if line.gift_for is not None:
+            paid_skus = {ln.sku for ln in order.lines if ln.unit_price > 0}
+            if line.unit_price != 0:
+                raise QuoteError("only a free gift line names one", f"{loc}.gift_for")
+            if line.gift_for not in paid_skus:
+                raise QuoteError(f"no paid line {line.gift_for} on this order", f"{loc}.gift_for")
         for j, unit in enumerate(line.units):
             if unit.unit_id in seen_units:
                 raise QuoteError(f"unit {unit.unit_id} appears twice", f"{loc}.units.{j}")
@@ -524,6 +548,35 @@ def _even_shares(total: int, weights: list[int]) -> list[int]:
     if total and not any(weights):
         weights = [1] * len(weights)
     return allocate(total, weights)
+
+
+def _kept_gift_shares(
+    order: QuoteOrder, request: QuoteRequest, picked: list[tuple[QuoteLine, QuoteUnit]]
+) -> list[dict[int, int]]:
+    """For each gift line the customer keeps, its declared value shared across the units it
+    belongs to (its `gift_for` line's, else every paid line's) in proportion to their nets,
+    like a coupon: {unit id: share}. A gift is kept unless `gifts_returned` names it or one
+    of its units is in the returned parcel."""
+    back = {
+        u.unit_id for _, u in picked if request.outcomes.get(u.unit_id, "resalable") not in NOT_BACK
+    }
+    out = []
+    for gift in order.lines:
+        if not gift.is_gift or gift.gift_value == 0 or gift.sku in request.gifts_returned:
+            continue
+        if any(u.unit_id in back for u in gift.units):
+            continue
+        owners = [
+            u
+            for line in order.lines
+            if line.unit_price > 0 and gift.gift_for in (None, line.sku)
+            for u in line.units
+        ]
+        if not owners:
+            continue  # a gift on an order with nothing paid: nothing it could be taken from
+        shares = _even_shares(gift.gift_value, [u.net for u in owners])
+        out.append({u.unit_id: share for u, share in zip(owners, shares, strict=True)})
+    return out
 
 
 def _paid_bases(order: QuoteOrder) -> tuple[dict[int, int], int]:
@@ -738,8 +791,11 @@ def quote_refund(
     remaining: dict[int, int] = {}
     line_index = {u.unit_id: j for line in order.lines for j, u in enumerate(line.units)}
     gift_shares = {
-        line.sku: _even_shares(line.gift_value, [1] * line.quantity) for line in order.lines
+        line.sku: _even_shares(line.gift_value, [1] * line.quantity)
+        for line in order.lines
+        if line.unit_price > 0
     }
+    kept_gifts = _kept_gift_shares(order, request, picked)
     for line, unit in picked:
         deds: list[Adjustment] = []
         left = unit.net
@@ -753,8 +809,11 @@ def quote_refund(
             and not refused
             and line.sku not in request.gifts_returned
         )
-        if gift_applies:
+        if gift_applies and line.sku in gift_shares:
             left = _take(left, gift_shares[line.sku][line_index[unit.unit_id]], R_GIFT, deds)
+        if gift_applies:
+            for shares in kept_gifts:
+                left = _take(left, shares.get(unit.unit_id, 0), R_GIFT, deds)
         unit_deds[unit.unit_id] = deds
         remaining[unit.unit_id] = left
     for sku in sorted(request.restocking_fee_skus):
