@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Api, order_json
-from tests.test_importer import write_csv
+from tests.test_importer import write_csv, write_xlsx
 from tickets.importer import parse_order_file
 from tickets.money import allocate, to_minor
 from tickets.orders import unit_nets
@@ -382,8 +382,14 @@ def test_the_import_files_take_a_gift_for_column(tmp_path: Path) -> None:
         ["F1", "delivered", "2024-03-01T10:00:00+08:00", "张伟", "TEA", "1", "168.00", "", ""],
         ["F1", "", "", "", "TOWEL", "1", "0", "15.00", "TEA"],
     ]
+    want = [("TEA", 0, None), ("TOWEL", 15, "TEA")]
     orders = parse_order_file(write_csv(tmp_path / "gifts.csv", rows))
-    assert [(ln.sku, ln.gift_value, ln.gift_for) for ln in orders[0].lines] == [
-        ("TEA", 0, None),
-        ("TOWEL", 15, "TEA"),
-    ]
+    assert [(ln.sku, ln.gift_value, ln.gift_for) for ln in orders[0].lines] == want
+    # The same in a workbook, numbers as numbers and the blank gift_for an empty cell.
+    cells: list[list[Any]] = [header]
+    for row in rows[1:]:
+        cells.append([None if v == "" else v for v in row])
+    cells[1][5], cells[1][6] = 1, 168.0
+    cells[2][5], cells[2][6], cells[2][7] = 1, 0, 15.0
+    orders = parse_order_file(write_xlsx(tmp_path / "gifts.xlsx", cells))
+    assert [(ln.sku, ln.gift_value, ln.gift_for) for ln in orders[0].lines] == want
