@@ -43,7 +43,7 @@ def _sweep_job(app: FastAPI) -> Callable[[], Awaitable[None]]:
         ctx = context_for(app.state, app.state.clock())
         # The sweep is synchronous database work: off the event loop, one at a time.
         report = await asyncio.to_thread(run_sweep, sessions=app.state.sessions, ctx=ctx)
-        if report.clocks or report.failed:
+        if report.clocks or report.failed or report.undeliverable:
             log.info("SLA sweep: %s", report)
 
     return sweep

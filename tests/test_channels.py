@@ -314,3 +314,65 @@ def test_the_panel_shows_a_reply_that_was_not_sent(
         s.commit()
     page = panel.get(url).text
     assert "未发出：该客户没有与我们的聊天渠道，请致电联系。" in page
+
+
+def test_the_sweep_settles_rows_left_waiting_on_a_channel_nothing_delivers(
+    bot_off: Api, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    """Rows queued while the bot was on (or by an older version, or on `web`) and never sent:
+    once the bot is off, the next sweep marks them undeliverable and shows them on the case;
+    with the bot on, a Telegram row is left for it."""
+    from tickets.config import Policy
+    from tickets.service import Context
+
+    _order(bot_off, "S1", telegram_user_id=5005)
+    # Opened while the bot ran (the default context): its notice waits for Telegram.
+    with sessions() as s:
+        from tickets.schemas import TicketCreate
+        from tickets.service import SYSTEM, open_case
+
+        ticket = open_case(
+            session=s,
+            request=TicketCreate.model_validate(
+                {
+                    "order_no": "S1",
+                    "kind": "return_refund",
+                    "reason": "no_reason",
+                    "items": [{"sku": "SOCKS", "quantity": 1}],
+                }
+            ),
+            actor=SYSTEM,
+            ctx=Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts),  # type: ignore[arg-type]
+        )
+        web = OutboxMessage(
+            channel="web",
+            recipient=str(ticket.customer_id),
+            ticket_id=ticket.id,
+            kind="notice",
+            payload={"text": "from an older version"},
+            next_attempt_at=NOW,
+            created_at=NOW,
+        )
+        s.add(web)
+        number = ticket.number
+        s.commit()
+    assert {(r.channel, r.status) for r in _rows(sessions, number)} == {
+        ("telegram", "pending"),
+        ("agents", "pending"),
+        ("web", "pending"),
+    }
+    # A sweep where the bot runs: only the web row (nothing ever delivers web) is settled.
+    on = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+    assert run_sweep(sessions=sessions, ctx=on).undeliverable == 1
+    assert {(r.channel, r.status) for r in _rows(sessions, number)} == {
+        ("telegram", "pending"),
+        ("agents", "pending"),
+        ("web", "undeliverable"),
+    }
+    # The bot switched off: the desk's own sweep settles the rest.
+    state = bot_off.client.app.state
+    assert run_sweep(sessions=sessions, ctx=context_for(state, NOW)).undeliverable == 2
+    assert _waiting_on_nothing(sessions, frozenset()) == []
+    case = bot_off.get(f"/api/v1/tickets/{number}").json()
+    reasons = [e["data"]["reason"] for e in case["events"] if e["type"] == "delivery.undeliverable"]
+    assert reasons == ["channel_off:web", "channel_off:telegram"]  # the agents' card: no event

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tickets.models import Channel, Event, OutboxMessage, Ticket
@@ -49,6 +50,7 @@ WHY = {
     NO_CHAT: "not sent: the customer has no chat with us; call them",
     f"{CHANNEL_OFF}:telegram": "not sent: the Telegram bot is off (no AFTERSALES_TELEGRAM_TOKEN)",
     f"{CHANNEL_OFF}:web": "not sent: the web chat is not running",
+    f"{CHANNEL_OFF}:agents": "not sent: no agents' chat (no bot, or no AFTERSALES_AGENT_CHAT_ID)",
 }
 
 # The event on a case when a message to its customer cannot be sent.
@@ -140,24 +142,55 @@ def notify_customer(
     session.add(row)
     if where.reason is not None:
         session.flush()  # the row's id goes on the event
-        session.add(
-            Event(
-                ticket=ticket,
-                type=UNDELIVERABLE_EVENT,
-                actor="system",
-                at=now,
-                data={
-                    "outbox_id": row.id,
-                    "kind": kind,
-                    "script": payload.get("script"),
-                    "message_id": payload.get("message_id"),
-                    "channel": where.channel,
-                    "reason": where.reason,
-                    "why": where.why,
-                },
-            )
-        )
+        event = _undeliverable_event(row, ticket.id, now)
+        event.ticket = ticket  # on the case's loaded events too (its JSON in this request)
+        session.add(event)
     return row
+
+
+def _undeliverable_event(row: OutboxMessage, ticket_id: int, now: datetime) -> Event:
+    """The case's record of a message to its customer that will never be sent, and why."""
+    return Event(
+        ticket_id=ticket_id,
+        type=UNDELIVERABLE_EVENT,
+        actor="system",
+        at=now,
+        data={
+            "outbox_id": row.id,
+            "kind": row.kind,
+            "script": row.payload.get("script"),
+            "message_id": row.payload.get("message_id"),
+            "channel": None if row.channel == "none" else row.channel,
+            "reason": row.payload.get("undeliverable"),
+            "why": row.last_error,
+        },
+    )
+
+
+def settle_undelivered(
+    session: Session, *, channels: Iterable[str], now: datetime, limit: int = 500
+) -> int:
+    """The net under `notify_customer`: rows still pending on a channel nothing delivers here
+    (queued before the bot was switched off, or by an older version) become undeliverable, with
+    why, a customer's on their case too, rather than wait unseen and go out weeks late. Run by
+    the SLA sweep; returns how many it settled (at most `limit` a call)."""
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status == "pending", OutboxMessage.channel.notin_(set(channels)))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # another sweeper's rows: theirs
+    rows = session.scalars(query).all()
+    for row in rows:
+        reason = f"{CHANNEL_OFF}:{row.channel}"
+        row.status = "undeliverable"
+        row.last_error = WHY.get(reason, f"not sent: nothing delivers {row.channel}")
+        row.payload = {**row.payload, "undeliverable": reason}
+        if row.channel != "agents" and row.ticket_id is not None:
+            session.add(_undeliverable_event(row, row.ticket_id, now))
+    return len(rows)
 
 
 def notify_agents(

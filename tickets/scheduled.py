@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from tickets import sla
 from tickets.models import Agent, Event, Priority, Role, SlaClock, Ticket
 from tickets.notices import agent_card, agent_texts, queue_notice
-from tickets.outbox import notify_agents
+from tickets.outbox import notify_agents, settle_undelivered
 from tickets.schemas import ActionRequest
 from tickets.service import Actor, Context, perform_action, record_event
 
@@ -52,6 +52,8 @@ class SweepReport:
     closed: int = 0
     failed: int = 0
     skipped: int = 0
+    # Outbox rows found waiting on a channel nothing delivers, settled as undeliverable.
+    undeliverable: int = 0
     clocks: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -327,9 +329,13 @@ def run_sweep(
     batch: int = 500,
     on_clock: Callable[[int], None] | None = None,
 ) -> SweepReport:
-    """One sweep as of ctx.now: every clock whose next check is due, each in its own
+    """One sweep as of ctx.now: first any outbox row left waiting on a channel nothing
+    delivers (tickets/outbox.py), then every clock whose next check is due, each in its own
     transaction."""
     report = SweepReport()
+    with sessions() as s:
+        report.undeliverable = settle_undelivered(s, channels=ctx.channels, now=ctx.now)
+        s.commit()
     seen: set[int] = set()
     while True:
         with sessions() as s:
