@@ -108,6 +108,8 @@ RULE3 = order(
         (TOWEL_B, back(1), "100.00", ["100.00"]),
         (TOWEL_B, back(2), "35.00", ["35.00"]),
         (TOWEL_B, back(2, 3), "70.00", ["35.00", "35.00"]),
+        # Its paid line named as returning its gift (as the older form says it): 50.00.
+        (TOWEL_B, back(2, gifts_returned=frozenset({"B"})), "50.00", ["50.00"]),
         # Thirds: 33.33 - 3.33 = 30.00, 30.00, and 33.33 - 3.34 = 29.99; all three:
         # 99.99 - 10.00 = 89.99.
         (THIRDS, back(1), "30.00", ["30.00"]),
@@ -135,6 +137,7 @@ RULE3 = order(
         "gift-for-b-a",
         "gift-for-b-one",
         "gift-for-b-both",
+        "gift-for-b-named-by-its-line",
         "thirds-first",
         "thirds-last",
         "thirds-all",
@@ -149,7 +152,7 @@ def test_gift_line_by_hand(
     assert refunds(o, request_) == (amount, units)
     q = quote_refund(o, request_)
     has_gift = any(a.rule == R_GIFT for u in q.lines for a in u.deductions)
-    assert has_gift == (amount not in ("100.00", "200.00"))
+    assert has_gift == (amount not in ("100.00", "200.00", "50.00"))
 
 
 def test_one_by_one_deducts_what_together_does() -> None:
@@ -157,6 +160,18 @@ def test_one_by_one_deducts_what_together_does() -> None:
     alone = [quote_refund(THIRDS, back(u)).amount for u in (1, 2, 3)]
     assert alone == [3000, 3000, 2999]
     assert sum(alone) == quote_refund(THIRDS, back(1, 2, 3)).amount == m("89.99")
+
+
+def test_a_gift_back_in_an_earlier_return_is_no_longer_kept() -> None:
+    """The towel returned first (its own case: refunds 0.00), then A: nothing deducted,
+    100.00. The other way round, A first deducts its 15.00 share and the towel sent later
+    gives nothing back (no ledger keeps gift deductions; an agent refunds it as goodwill)."""
+    from tickets.refunds import after_refund
+
+    towel_first = after_refund(TOWEL, quote_refund(TOWEL, back(4)))
+    assert refunds(towel_first, back(1)) == ("100.00", ["100.00"])
+    a_first = after_refund(TOWEL, quote_refund(TOWEL, back(1)))
+    assert refunds(a_first, back(4)) == ("0.00", ["0.00"])
 
 
 def test_the_older_form_still_reads() -> None:

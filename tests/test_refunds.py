@@ -1070,7 +1070,10 @@ def test_property_one_by_one_equals_together(
     order, chosen, reason, policy = scenario
     together = quote_refund(order, ask("return_refund", reason, *chosen), policy)
     current, amounts, collected = order, [], together.collect
-    for unit_id in chosen:
+    # A free gift line comes back first (with its goods, or before them): one sent back after
+    # its goods were refunded does not give back the deduction made then (tickets/refunds.py).
+    free = {u.unit_id for line in order.lines if line.unit_price == 0 for u in line.units}
+    for unit_id in sorted(chosen, key=lambda u: u not in free):
         quote = quote_refund(current, ask("return_refund", reason, unit_id), policy)
         _assert_within_paid(current, quote)
         amounts.append(quote.amount)

@@ -555,17 +555,21 @@ def _kept_gift_shares(
 ) -> list[dict[int, int]]:
     """For each gift line the customer keeps, its declared value shared across the units it
     belongs to (its `gift_for` line's, else every paid line's) in proportion to their nets,
-    like a coupon: {unit id: share}. A gift is kept unless `gifts_returned` names it or one
-    of its units is in the returned parcel."""
+    like a coupon: {unit id: share}. A gift is kept unless one of its units is in the returned
+    parcel (or came back earlier) or `gifts_returned` names it (or, as the older form did, the
+    line it came with). A gift sent back after its goods were refunded does not give back what
+    was deducted then: no ledger keeps it (the agent refunds it as goodwill)."""
     back = {
         u.unit_id for _, u in picked if request.outcomes.get(u.unit_id, "resalable") not in NOT_BACK
     }
     out = []
     for gift in order.lines:
-        if not gift.is_gift or gift.gift_value == 0 or gift.sku in request.gifts_returned:
+        if not gift.is_gift or gift.gift_value == 0:
             continue
-        if any(u.unit_id in back for u in gift.units):
+        if {gift.sku, gift.gift_for} & request.gifts_returned:
             continue
+        if any(u.unit_id in back or u.returned for u in gift.units):
+            continue  # in this parcel, or came back with an earlier return
         owners = [
             u
             for line in order.lines
@@ -803,15 +807,11 @@ def quote_refund(
         left = _take(left, unit.refunded_so_far, R_ALREADY, deds)
         if kind != "refund_only" and request.outcomes.get(unit.unit_id) in NOT_BACK:
             left = _take(left, left, R_NOT_RETURNED, deds)
-        gift_applies = (
-            group == CUSTOMER_CHOICE
-            and kind == "return_refund"
-            and not refused
-            and line.sku not in request.gifts_returned
-        )
-        if gift_applies and line.sku in gift_shares:
+        # Rule 6: goods back on a customer-choice return while a gift stays with the customer.
+        gifts_apply = group == CUSTOMER_CHOICE and kind == "return_refund" and not refused
+        if gifts_apply and line.sku in gift_shares and line.sku not in request.gifts_returned:
             left = _take(left, gift_shares[line.sku][line_index[unit.unit_id]], R_GIFT, deds)
-        if gift_applies:
+        if gifts_apply:
             for shares in kept_gifts:
                 left = _take(left, shares.get(unit.unit_id, 0), R_GIFT, deds)
         unit_deds[unit.unit_id] = deds
