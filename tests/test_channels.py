@@ -303,6 +303,9 @@ def test_the_panel_shows_a_reply_that_was_not_sent(
     assert page.count("Not sent: the customer has no chat with us. Call them.") == 3
     assert '<span class="tag delivery undeliverable">not sent</span>' in page
     assert "Message not sent" in page  # the notice of receipt, on the timeline
+    # The reason in the address is text, never markup.
+    page = panel.get(url, params={"done": "unsent", "why": "<b>x</b>"}).text
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
     # In Chinese for a Chinese-speaking agent.
     panel.cookies.set("lang", "zh-CN")
     with sessions() as s:
