@@ -7,6 +7,7 @@ Schema comes from the Alembic migrations, so every test also runs on what `migra
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -75,6 +76,27 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+class _OneAtATime(Session):
+    """A session of the shared test connection: one DBAPI connection cannot serve two threads
+    at once (the delivery worker records several chats' outcomes in threads), so a session
+    holds the connection, in a `with` block, for its thread alone."""
+
+    _turn = threading.RLock()
+
+    def __enter__(self) -> _OneAtATime:
+        # Bounded: a test body that holds a session across an await that needs a thread's
+        # session would otherwise hang.
+        if not self._turn.acquire(timeout=20):
+            raise RuntimeError("test connection busy for 20 s: a session held across an await?")
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            self._turn.release()
+
+
 @pytest.fixture
 def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
     """A session factory whose every session joins one outer transaction, rolled back after
@@ -82,7 +104,10 @@ def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
     conn = engine.connect()
     outer = conn.begin()
     factory = sessionmaker(
-        bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        class_=_OneAtATime,
+        bind=conn,
+        expire_on_commit=False,
+        join_transaction_mode="create_savepoint",
     )
     yield factory
     outer.rollback()
