@@ -45,6 +45,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
+        busy_timeout = float(kwargs["connect_args"].get("timeout", 5))
+        writers = threading.Lock()
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -66,12 +68,43 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             if info.get(READ_ONLY, False) != read:
                 conn.exec_driver_sql(f"PRAGMA query_only={int(read)}")
                 info[READ_ONLY] = read
-            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+            if read:
+                conn.exec_driver_sql("BEGIN")
+                return
+            # Writers of this process queue on a lock of ours first: SQLite's own busy wait
+            # polls (sleeps of 1, 2, 5, 10... ms), so a writer would sleep on after the lock
+            # came free; ours wakes the next one at once. Bounded by the busy timeout, after
+            # which SQLite decides (another process may hold its lock).
+            if not info.get(_HOLDS_WRITERS) and writers.acquire(timeout=busy_timeout):
+                info[_HOLDS_WRITERS] = True
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                _release(conn.connection.info)
+                raise
+
+        def _release(info: dict[Any, Any]) -> None:
+            if info.pop(_HOLDS_WRITERS, False):
+                writers.release()
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn: Connection) -> None:
+            _release(conn.connection.info)
+
+        @event.listens_for(engine, "checkin")
+        def _sqlite_returned(_dbapi_conn: Any, record: Any) -> None:
+            # A connection given back with its transaction still open (the pool rolls it
+            # back itself): never keep the lock with it.
+            _release(record.info)
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
 
+
+# Set on a pooled connection while its transaction holds the engine's writers' lock.
+_HOLDS_WRITERS = "aftersales_holds_writers"
 
 # The execution option that makes a transaction a reader (SQLite: deferred, query_only).
 READ_ONLY = "aftersales_read_only"
