@@ -272,7 +272,16 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                 media=media,
             )
 
-        done = await self.threads.run(work)
+        handed = asyncio.ensure_future(self.threads.run(work))
+        try:
+            done = await asyncio.shield(handed)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: the unit of work runs to its end (commit or
+            # rollback). The conversation's lock is kept until it has, so the chat's next
+            # update cannot overtake it.
+            with contextlib.suppress(Exception):
+                await handed
+            raise
         if done.committed and buffer is not None:
             try:
                 await buffer.write_back(self.storage)
