@@ -481,3 +481,65 @@ def test_get_requests_answer_while_a_writer_holds_the_sqlite_lock(
                 holding_the_lock.rollback()
     finally:
         writer.dispose()
+
+
+def test_the_panels_pages_are_served_by_read_only_transactions(
+    tmp_path: Path, settings: Any
+) -> None:
+    """On a real SQLite file the pages run in readers (query_only): a page that wrote in its
+    read would fail here, and an expired panel session is still cleaned up (apart)."""
+    import re
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from api.app import create_app
+    from tickets.auth import create_agent
+    from tickets.models import PanelSession, Role
+
+    url = f"sqlite:///{tmp_path / 'panel.db'}"
+    upgrade(url)
+    app = create_app(settings.model_copy(update={"database_url": url}))
+    writer = make_engine(url)
+    writers = make_sessionmaker(writer)
+    try:
+        with unit_of_work(writers) as s:
+            create_agent(
+                session=s,
+                username="lena",
+                role=Role.lead,
+                group="service",
+                password="a long enough password",
+                now=NOW,
+            )
+        with TestClient(app) as client:
+            form = client.get("/panel/login")
+            token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+            assert token is not None
+            logged_in = client.post(
+                "/panel/login",
+                data={
+                    "username": "lena",
+                    "password": "a long enough password",
+                    "login_token": token.group(1),
+                },
+                follow_redirects=False,
+            )
+            assert logged_in.status_code == 303
+            for page in ("/panel", "/panel/queue", "/panel/dashboard", "/panel/me"):
+                assert client.get(page).status_code == 200, page
+            # The session went stale: the next page touches it (a write apart from the read).
+            with unit_of_work(writers) as s:
+                s.execute(update(PanelSession).values(last_seen_at=NOW - timedelta(hours=1)))
+            assert client.get("/panel/queue").status_code == 200
+            with writers() as s:
+                assert s.scalar(select(PanelSession.last_seen_at)) != NOW - timedelta(hours=1)
+            # Expired: deleted, and the browser is sent to log in.
+            with unit_of_work(writers) as s:
+                s.execute(update(PanelSession).values(expires_at=NOW - timedelta(hours=1)))
+            gone = client.get("/panel/queue", follow_redirects=False)
+            assert gone.status_code == 303 and "/panel/login" in gone.headers["location"]
+            with writers() as s:
+                assert s.scalar(select(func.count()).select_from(PanelSession)) == 0
+    finally:
+        writer.dispose()
