@@ -163,6 +163,19 @@ async def test_the_guard_refuses_a_database_call_on_the_event_loop(
     assert await in_thread(in_a_worker) == 1
 
 
+async def test_the_apps_own_engine_is_guarded(tmp_path: Path, settings: Any) -> None:
+    from api.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'guarded.db'}"
+    app = create_app(settings.model_copy(update={"database_url": url}))
+    try:
+        for factory in (app.state.sessions, app.state.read_sessions):
+            with pytest.raises(EventLoopDatabaseCall), factory() as s:
+                s.execute(text("SELECT 1"))
+    finally:
+        app.state.engine.dispose()
+
+
 # ---------------------------------------------------------------- concurrency and order
 
 
