@@ -27,7 +27,7 @@ from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
 from tickets.config import load_policy
-from tickets.db import make_engine, make_sessionmaker
+from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
 from tickets.models import utcnow
 from tickets.outbox import delivered_channels
 from tickets.scheduled import run_sweep
@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 def _sweep_job(app: FastAPI) -> Callable[[], Awaitable[None]]:
     async def sweep() -> None:
         ctx = context_for(app.state, app.state.clock())
-        # The sweep is synchronous database work: off the event loop, one at a time.
+        # The sweep is synchronous database work: off the event loop, one at a time (the
+        # scheduler's max_instances=1: a sweep still running when the next is due is skipped).
         report = await asyncio.to_thread(run_sweep, sessions=app.state.sessions, ctx=ctx)
         if report.clocks or report.failed or report.undeliverable:
             log.info("SLA sweep: %s", report)
@@ -66,6 +67,10 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     sweep runs every `sla.sweep_seconds` in the same process (APScheduler)."""
     owns_engine = overrides.get("engine") is None
     engine = overrides.pop("engine", None) or make_engine(settings.database_url)
+    if owns_engine:
+        # No database call on the event loop, by construction (tickets/db.py): a route or a
+        # worker that forgets fails loudly instead of freezing the server.
+        guard_event_loop(engine)
     policy = load_policy(settings.policy_file)
     # A shop override that breaks a check stops the start here, with the file and the reason.
     scripts = overrides.pop("scripts", None) or load_library(
@@ -114,7 +119,11 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessions = overrides.pop("sessions", None) or make_sessionmaker(engine)
+    given_sessions = overrides.pop("sessions", None)
+    app.state.sessions = given_sessions or make_sessionmaker(engine)
+    # Reads (GET routes, pages, /healthz): on SQLite they never take nor wait for the write
+    # lock. Tests that pass their own sessions get them for reads too.
+    app.state.read_sessions = given_sessions or read_sessionmaker(engine)
     app.state.policy = policy
     app.state.scripts = scripts
     # The clock every request reads `now` from (tests fix it; nothing else reads the time).
@@ -152,7 +161,7 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     def healthz() -> JSONResponse:
         """200 when the database answers, 503 when it does not."""
         try:
-            with app.state.sessions() as session:
+            with app.state.read_sessions() as session:
                 session.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             return JSONResponse(

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tickets.db import make_engine, make_sessionmaker, schema_is_current, unit_of_work, upgrade
+from tickets.db import (
+    guard_event_loop,
+    make_engine,
+    make_sessionmaker,
+    schema_is_current,
+    unit_of_work,
+    upgrade,
+)
 from tickets.exceptions import DomainError, InvalidInput
 from tickets.models import Role, utcnow
 from tickets.settings import Settings, get_settings
@@ -70,6 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    guard_event_loop(engine)  # no database call on the event loop (tickets/db.py)
     app = create_app(settings, engine=engine, scheduler=not args.no_scheduler)
     base = f"http://{args.host}:{args.port}"
     print(f"aftersales serving on {base}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,14 +10,22 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from tickets.auth import agent_for_token
+from tickets.auth import live_token, token_is_stale, touch_token
+from tickets.db import unit_of_work
 from tickets.models import Agent
 from tickets.service import Actor, Context
 
+# Requests that change nothing: their transaction only reads (tickets/db.py: on SQLite it
+# never takes nor waits for the write lock, and refuses to write).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the route returns, rolled back on error."""
-    factory = request.app.state.sessions
+    """One transaction per request: committed when the route returns, rolled back on error.
+    A GET's is a reader (`SAFE_METHODS`); the little bookkeeping a read needs (a token's last
+    use) goes through `write_apart`."""
+    state = request.app.state
+    factory = state.read_sessions if request.method in SAFE_METHODS else state.sessions
     with factory() as session:
         try:
             yield session
@@ -28,6 +36,17 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def write_apart(request: Request, session: Session, write: Callable[[Session], object]) -> None:
+    """Do a small write the request needs whatever its method: in the request's session when
+    it may write, else (a GET's reader) in a short transaction of its own, committed now."""
+    if request.method not in SAFE_METHODS:
+        write(session)
+        return
+    with unit_of_work(request.app.state.sessions) as writer:
+        write(writer)
+
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `aftersales create-token`")
 
@@ -45,14 +64,17 @@ def current_agent(
             headers={"WWW-Authenticate": "Bearer"},
         )
     now = request.app.state.clock()
-    agent = agent_for_token(session=session, token=credentials.credentials, now=now)
-    if agent is None:
+    row = live_token(session=session, token=credentials.credentials)
+    if row is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "unknown or revoked token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return agent
+    if token_is_stale(row, now):
+        token_id = row.id
+        write_apart(request, session, lambda w: touch_token(session=w, token_id=token_id, now=now))
+    return row.agent
 
 
 CurrentAgent = Annotated[Agent, Depends(current_agent)]

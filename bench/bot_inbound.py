@@ -11,8 +11,8 @@ Every customer (already linked to their order, so no proof step) walks a refund-
 /start ORDER, kind, item +, done, reason, description, done, confirm, then two messages to the
 case they opened. Each update is stored (dedupe row), read and writes the conversation state,
 and queues its answers; the confirm opens the case (its notice rendered into the outbox); the
-messages land on the case. Goal (issue 6): at least 1000 updates/s on SQLite and at least 40 %
-of the bare Dispatcher's rate.
+messages land on the case. Goal (issue 18, replacing issue 6's): at least 40 % of the "floor
+with state" measured in the same run, on SQLite and on PostgreSQL.
 
 Two floors are measured in the same run. The floor of any bot that keeps what it is sent: the
 bare echo Dispatcher plus one committed INSERT per update (a session, the write lock, the row,
@@ -46,8 +46,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.fsm_storage import DatabaseStorage
 from bot.keyboards import ItemCb, KindCb, NavCb, ReasonCb
 from bot.runtime import build_dispatcher
+from bot.threads import UnitOfWorkThreads
 from tickets.config import Policy
-from tickets.db import make_engine, make_sessionmaker, unit_of_work, upgrade
+from tickets.db import guard_event_loop, make_engine, make_sessionmaker, unit_of_work, upgrade
 from tickets.models import Customer as CustomerRow
 from tickets.models import FsmRecord, InboundUpdate, OutboxMessage, Ticket
 from tickets.models import Message as MessageRow
@@ -176,9 +177,10 @@ def mounted(updates: list[Update], bot: Bot) -> list[Update]:
 
 
 async def feed(dp: Dispatcher, bot: Bot, updates: list[Update]) -> float:
+    """Hand every update over at once, a task each, as aiogram's polling does (a batch of
+    getUpdates); the time until all are handled."""
     started = time.perf_counter()
-    for update in updates:
-        await dp.feed_update(bot, update)
+    await asyncio.gather(*(dp.feed_update(bot, update) for update in updates))
     return time.perf_counter() - started
 
 
@@ -209,11 +211,15 @@ async def feed_steps(
 class StoreEachUpdate(BaseMiddleware):
     """A floor's durable work around the handler, committed: the update's id; with `state`,
     also what every step of a conversation does at the least (the customer read, the
-    conversation state read and written, one answer queued), as plain statements."""
+    conversation state read and written, one answer queued), as plain statements. Like the
+    intake, off the event loop: one hand-off per update to the same kind of unit-of-work
+    threads (bot/threads.py), where the whole transaction runs; the handler (the echo's
+    answer, network) runs on the loop after it."""
 
     def __init__(self, sessions: sessionmaker[Session], *, state: bool) -> None:
         self.sessions = sessions
         self.state = state
+        self.threads = UnitOfWorkThreads()
         self.insert = insert(cast(Table, InboundUpdate.__table__))
         fsm = cast(Table, FsmRecord.__table__)
         customers = cast(Table, CustomerRow.__table__)
@@ -234,21 +240,29 @@ class StoreEachUpdate(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         assert isinstance(event, Update) and event.message is not None
+        message = event.message
+
+        async def work() -> None:
+            self.store(event.update_id, message.chat.id, message.text)
+
+        await self.threads.run(work)
+        return await handler(event, data)
+
+    def store(self, update_id: int, user: int, text: str | None) -> None:
         with self.sessions() as session:
             db = session.connection()
             source = "state floor" if self.state else "floor"
-            row = {"source": source, "external_id": str(event.update_id), "received_at": NOW}
+            row = {"source": source, "external_id": str(update_id), "received_at": NOW}
             db.execute(self.insert, row)
-            user, key = event.message.chat.id, f"floor:{event.message.chat.id}"
+            key = f"floor:{user}"
             if self.state:
                 db.execute(self.customer, {"user": user}).first()
                 db.execute(self.read_state, {"key": key}).first()
-            result = await handler(event, data)
             if self.state:
                 db.execute(
                     self.write_state, {"key": key, "state": "s", "data": {}, "updated_at": NOW}
                 )
-                answer = {"text": event.message.text}
+                answer = {"text": text}
                 db.execute(
                     self.answer,
                     [
@@ -266,7 +280,6 @@ class StoreEachUpdate(BaseMiddleware):
                     ],
                 )
             session.commit()
-        return result
 
 
 def echo_dispatcher(
@@ -302,6 +315,8 @@ async def main_async(customers: int, url: str | None, steps: bool = False) -> No
         for n in range(customers):
             upsert_order(session=s, data=OrderIn.model_validate(order(n)), now=NOW)
     scripts = load_library(bundled_scripts_dir())
+    # The app's rule holds here too: a database call on the loop would fail the run.
+    guard_event_loop(engine)
     dp = build_dispatcher(
         sessions,
         settings,
@@ -332,11 +347,16 @@ async def main_async(customers: int, url: str | None, steps: bool = False) -> No
     else:
         intake_time = await feed(dp, bot, updates)
 
-    with sessions() as s:
-        cases = s.query(Ticket).count()
-        stored = s.query(InboundUpdate).filter(InboundUpdate.source == "telegram").count()
-        answers = s.query(OutboxMessage).filter(OutboxMessage.kind == "bot_answer").count()
-        messages = s.query(MessageRow).filter(MessageRow.author == "customer").count()
+    def counts() -> tuple[int, int, int, int]:
+        with sessions() as s:
+            return (
+                s.query(Ticket).count(),
+                s.query(InboundUpdate).filter(InboundUpdate.source == "telegram").count(),
+                s.query(OutboxMessage).filter(OutboxMessage.kind == "bot_answer").count(),
+                s.query(MessageRow).filter(MessageRow.author == "customer").count(),
+            )
+
+    cases, stored, answers, messages = await asyncio.to_thread(counts)
     assert cases == customers, f"{cases} cases for {customers} customers"
     assert stored == len(updates)
     assert messages == 2 * customers
@@ -354,8 +374,12 @@ async def main_async(customers: int, url: str | None, steps: bool = False) -> No
     print(f"full intake:              {intake_rate:8.0f} updates/s")
     print(f"intake / bare:            {intake_rate / echo_rate:8.1%}")
     print(f"intake / floor:           {intake_rate / floor_rate:8.1%}")
+    print(f"intake / floor with state:{intake_rate / state_rate:8.1%}")
     print(f"goal: >= 1000 updates/s:  {'met' if intake_rate >= 1000 else 'NOT met'}")
     print(f"goal: >= 40 % of bare:    {'met' if intake_rate >= 0.4 * echo_rate else 'NOT met'}")
+    # Issue 18's goal, which replaces the two above.
+    met = "met" if intake_rate >= 0.4 * state_rate else "NOT met"
+    print(f"goal: >= 40 % of state:   {met}")
     if steps:
         print("per step (mean per customer):")
         for name, sec, count in zip(STEPS, seconds, statements, strict=True):

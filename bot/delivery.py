@@ -14,11 +14,13 @@ How a row is delivered once:
    network and 5xx errors backed off exponentially), or failed (blocked by the customer, a
    request Telegram refuses, out of attempts) with `last_error` and an event on the case.
 
-Why not keep the claiming transaction open while sending: the database code is synchronous on
-the event loop, so a transaction waiting on Telegram would hold SQLite's write lock (or a pooled
-PostgreSQL connection and its row locks) while every other update blocks the loop behind it.
-The lease gives the same guarantee: a row is sent again only if the process dies between
-Telegram accepting it and step 3 (then once more after the lease: resend, never forget).
+Sending is the event loop's (network); every database step (claim, record, release, the cards
+read) runs in a thread (`asyncio.to_thread`): a wait for SQLite's write lock, held by a request
+that needs the loop to finish, must never block the loop (the guard in tickets/db.py refuses
+it). Why not keep the claiming transaction open while sending: it would hold SQLite's write
+lock (or a pooled PostgreSQL connection and its row locks) for as long as Telegram takes. The
+lease gives the same guarantee: a row is sent again only if the process dies between Telegram
+accepting it and step 3 (then once more after the lease: resend, never forget).
 """
 
 from __future__ import annotations
@@ -235,7 +237,7 @@ class DeliveryWorker:
 
     async def run_once(self) -> DeliveryReport:
         """One pass: claim the due rows, send them, record each outcome."""
-        rows = self._claim()
+        rows = await asyncio.to_thread(self._claim)
         report = DeliveryReport(claimed=len(rows))
         # By the Telegram chat they go to: the agents' cards and the bot's answers in the
         # agents' group are one sequence, paced together.
@@ -387,12 +389,12 @@ class DeliveryWorker:
             wait = self._chat_ready.get(chat_id or 0, 0.0) - self.monotonic()
             if chat_id is not None and wait > self.config.max_inline_wait:
                 # Not worth holding the pass for: back in the queue, due when the chat is.
-                self._release(rows[i:], wait, None)
+                await asyncio.to_thread(self._release, rows[i:], wait, None)
                 report.retried += len(rows) - i
                 return
             outcome = await self._send(row)
             report.outcomes[row.id] = outcome
-            final = self._record(row, outcome)
+            final = await asyncio.to_thread(self._record, row, outcome)
             counter = {"sent": "sent", "skipped": "skipped", "retry": "retried"}.get(
                 final, "failed"
             )
@@ -400,7 +402,9 @@ class DeliveryWorker:
             if final == "retry":
                 # Later messages to this chat wait behind it, in order.
                 rest = rows[i + 1 :]
-                self._release(rest, outcome.delay, f"waiting behind outbox {row.id}")
+                await asyncio.to_thread(
+                    self._release, rest, outcome.delay, f"waiting behind outbox {row.id}"
+                )
                 report.retried += len(rest)
                 return
 
@@ -528,7 +532,7 @@ class DeliveryWorker:
         markup = keyboards.agent_card(
             self._agent_text, number, public_url=self.settings.public_url, take=False
         )
-        for message_id, text, parse_mode in self._cards_of(row):
+        for message_id, text, parse_mode in await asyncio.to_thread(self._cards_of, row):
             # Edits, not new messages: only the bot's overall rate holds them.
             await self.limiter.acquire()
             try:

@@ -4,11 +4,20 @@ request; aiogram's RedisStorage instead when AFTERSALES_REDIS_URL is set.
 While an update is handled, the state is read and written through that update's own session
 (`bind`), so it commits or rolls back with everything else the update did: a handler that fails
 leaves the customer at the step they were on, never at a step whose work was undone. Outside an
-update (a script, a test) each call is a short transaction of its own.
+update (a script, a test) each call is a short transaction of its own, in a thread (never a
+database wait on the event loop).
+
+With Redis the update's handlers run on a unit-of-work thread's loop (bot/threads.py), where
+the Redis client (made for the main loop) cannot be awaited: the middleware reads the
+conversation into a `BufferedState` before the hand-off and writes it back after the
+database commit, under the same per-chat lock. The crash window: a process killed between the
+commit and the write-back keeps the update's work (and its dedupe row, so a redelivery is
+ignored) but not its step; the customer is one step behind and repeats it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -141,29 +150,94 @@ class DatabaseStorage(BaseStorage):
         stmt = _UPSERTS["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
         conn.execute(stmt, {"k": key, "s": state, "d": data, "u": utcnow()})
 
+    def _set(self, k: str, state: str | None, data: dict[str, Any] | None) -> None:
+        """Replace the state (or, with `data`, the data) of conversation `k`."""
+        old_state, old_data = self._load(k)
+        if data is None:
+            self._store(k, state, old_data)
+        else:
+            self._store(k, old_state, data)
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        # Bound: on the update's unit-of-work thread already. Unbound: a transaction of its
+        # own, in a thread (the guard in tickets/db.py refuses it on the loop).
+        if self._bound.get() is not None:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state
-        k = self._key(key)
-        _, data = self._load(k)
-        self._store(k, value, data)
+        await self._call(self._set, self._key(key), value, None)
 
     async def get_state(self, key: StorageKey) -> str | None:
-        return self._load(self._key(key))[0]
+        state, _ = await self._call(self._load, self._key(key))
+        return cast(str | None, state)
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         if not isinstance(data, dict):
             raise DataNotDictLikeError(
                 f"Data must be a dict or dict-like object, got {type(data).__name__}"
             )
-        k = self._key(key)
-        state, _ = self._load(k)
-        self._store(k, state, dict(data))
+        await self._call(self._set, self._key(key), None, dict(data))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        return self._load(self._key(key))[1]
+        _, data = await self._call(self._load, self._key(key))
+        return cast(dict[str, Any], data)
 
     async def close(self) -> None:
         """Nothing to close: the sessions belong to the caller's engine."""
+
+
+class BufferedState(BaseStorage):
+    """One conversation's state and data, read before the hand-off from a storage the unit of
+    work's loop cannot await (Redis), kept here while the handler runs, written back after the
+    commit (`write_back`; module doc). Only the update's own conversation is served."""
+
+    def __init__(self, key: StorageKey, state: str | None, data: dict[str, Any]) -> None:
+        self.key = key
+        self.state = state
+        self.data = dict(data)
+        self.changed = False
+
+    @classmethod
+    async def read(cls, storage: BaseStorage, key: StorageKey) -> BufferedState:
+        return cls(key, await storage.get_state(key), await storage.get_data(key))
+
+    def _own(self, key: StorageKey) -> None:
+        if key != self.key:
+            raise RuntimeError("a handler may only touch its own conversation's state")
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        self._own(key)
+        self.state = state.state if isinstance(state, State) else state
+        self.changed = True
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        self._own(key)
+        return self.state
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        self._own(key)
+        if not isinstance(data, dict):
+            raise DataNotDictLikeError(
+                f"Data must be a dict or dict-like object, got {type(data).__name__}"
+            )
+        self.data = dict(data)
+        self.changed = True
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        self._own(key)
+        return dict(self.data)
+
+    async def write_back(self, storage: BaseStorage) -> None:
+        """Write what the handler changed to `storage` (on the loop that owns it)."""
+        if self.changed:
+            await storage.set_data(self.key, self.data)
+            await storage.set_state(self.key, self.state)
+            self.changed = False
+
+    async def close(self) -> None:
+        """Nothing to close: the real storage is the caller's."""
 
 
 def build_storage(

@@ -2,22 +2,27 @@
 
 For every update, in this order:
 
-1. The message's file, if any, is downloaded and stored (before the transaction: see below),
-   unless the update was already handled.
-2. A redelivered update (its id already stored) does nothing at all.
-3. A transaction opens; the update's id is written first (`InboundUpdate`, unique), then the
-   customer is resolved from the Telegram user, the handler runs with the session, the
-   customer, the service context and a `Replies` collector injected; the FSM state is read and
-   written through the same session; the collected answers are written to the outbox
-   (bot/replies.py). Commit; or, on any error, roll back.
-4. After the commit the delivery worker is woken to send the answers, and a pressed button's
-   answer is sent directly (outside the transaction).
+1. On the event loop: the update's conversation lock is taken (aiogram's events isolation for
+   its FSM key: in-process, or Redis when AFTERSALES_REDIS_URL is set, so several processes
+   agree), behind a first-come-first-served lock of this process: one chat's updates (and the
+   parts of an album) are handled in the order they came, different chats at the same time.
+2. Still on the loop (network only): the message's file, if any, is downloaded and stored,
+   unless the update was already handled (checked in a thread); with Redis, the conversation's
+   state is read into a buffer (bot/fsm_storage.py).
+3. Hand-off to a unit-of-work thread (bot/threads.py), which does the whole database part: a
+   transaction opens; the update's id is written first (`InboundUpdate`, unique: a redelivered
+   update does nothing at all), the customer is resolved from the Telegram user, the handler
+   chain runs to its end (on that thread's own loop) with the session, the customer, the
+   service context, the conversation's `state` and a `Replies` collector injected; the FSM
+   state is written through the same session; the answers are written to the outbox
+   (bot/replies.py). Commit; or, on any error, roll back and record the failure.
+4. Back on the loop: with Redis, the state is written back; the delivery worker is woken to
+   send the answers, and a pressed button's answer is sent directly.
 
-Why no network inside the transaction: the database code is synchronous and runs on the event
-loop. A transaction that awaited Telegram would hold SQLite's write lock (or PostgreSQL row
-locks) while another update's handler blocks the loop waiting for that lock: a deadlock. For
-the same reason units of work in one process take turns (`asyncio.Lock`); they contain no
-network waits, so the turn is short.
+Why: the database code is synchronous. On the loop, a wait for SQLite's write lock (held by an
+HTTP request's thread that needs the loop to finish) froze the whole server; the guard in
+tickets/db.py now refuses any database call on the loop. And no network inside the
+transaction: an answer sent before the commit could announce work that is then rolled back.
 
 Errors are handled by type (domain errors, database errors, anything else): the customer gets a
 short apology and a way on (queued like any answer, in the transaction that records the update
@@ -28,27 +33,33 @@ customer's open case (if any) gets a `bot.error` event. Never silence.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
-from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.middleware import FSMContextMiddleware
+from aiogram.fsm.storage.base import StorageKey
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import InlineKeyboardMarkup, TelegramObject, Update, User
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import keyboards
-from bot.fsm_storage import DatabaseStorage
+from bot.fsm_storage import BufferedState, DatabaseStorage
 from bot.i18n import Texts
 from bot.identity import resolve_customer
 from bot.media import Media, fetch_media
 from bot.replies import Replies
 from bot.routers.agents import answers_the_bot
+from bot.threads import UnitOfWorkThreads, shared_threads
 from tickets.config import Policy
 from tickets.exceptions import (
     Conflict,
@@ -95,8 +106,41 @@ def error_text_key(exc: BaseException) -> str:
     return "error.generic"
 
 
+@dataclass
+class _Done:
+    """What an update's unit of work hands back to the loop."""
+
+    result: Any = UNHANDLED
+    queued: int = 0
+    committed: bool = False
+
+
+class _Turns:
+    """First come, first served per conversation in this process (asyncio's locks queue their
+    waiters in order); a key's lock is dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[StorageKey, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: StorageKey) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class UnitOfWorkMiddleware(BaseMiddleware):
-    """The per-update transaction, dedupe, customer, media and error handling (module doc)."""
+    """The per-update ordering, transaction, dedupe, customer, conversation state, media and
+    error handling (module doc). Takes the place of aiogram's FSM middleware (`fsm`: its
+    storage, events isolation and key strategy), which must not be registered as well."""
 
     def __init__(
         self,
@@ -107,8 +151,9 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         scripts: ScriptLibrary | None,
         texts: Texts,
         store: AttachmentStore,
-        storage: BaseStorage,
+        fsm: FSMContextMiddleware,
         clock: Callable[[], datetime],
+        threads: UnitOfWorkThreads | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
@@ -116,9 +161,11 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         self.scripts = scripts
         self.texts = texts
         self.store = store
-        self.storage = storage
+        self.fsm = fsm
+        self.storage = fsm.storage
         self.clock = clock
-        self._turn = asyncio.Lock()
+        self.threads = threads or shared_threads()
+        self._turns = _Turns()
 
     def context(self, now: datetime) -> Context:
         """The service context of one update."""
@@ -134,16 +181,34 @@ class UnitOfWorkMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         if not isinstance(event, Update):
             return await handler(event, data)
+        data["fsm_storage"] = self.storage
+        conversation = self.fsm.resolve_event_context(cast(Bot, data["bot"]), data)
+        if conversation is None:
+            return await self._handle(handler, event, data, None)
+        async with self._turn(conversation.key):
+            return await self._handle(handler, event, data, conversation)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, key: StorageKey) -> AsyncIterator[None]:
+        """The conversation's lock: this process's queue first (keeps the arrival order), then
+        the storage's isolation when it reaches other processes (Redis)."""
+        isolation = self.fsm.events_isolation
+        async with self._turns.hold(key):
+            if isinstance(isolation, SimpleEventIsolation):
+                yield
+            else:
+                async with isolation.lock(key):
+                    yield
+
+    async def _handle(
+        self,
+        handler: Handler,
+        event: Update,
+        data: dict[str, Any],
+        conversation: FSMContext | None,
+    ) -> Any:
         bot: Bot = data["bot"]
         external_id = f"{bot.id}:{event.update_id}"
-        # A file is fetched before the transaction: check first that this is no redelivery
-        # (for other updates the unique row written first in the transaction is the check).
-        has_file = event.message is not None and bool(
-            event.message.photo or event.message.video or event.message.document
-        )
-        if has_file and self._seen(external_id):
-            log.info("update %s already handled: ignored", external_id)
-            return UNHANDLED
         user: User | None = data.get("event_from_user")
         chat = data.get("event_chat")
         private = chat is not None and chat.type == "private"
@@ -159,97 +224,159 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             callback_query_id=event.callback_query.id if event.callback_query else None,
         )
         media: list[Media] = []
-        # Files are fetched from customers, and from linked agents answering one of the bot's
-        # cards (a photo for the customer); the agents' other talk in their group, and anyone
-        # there who is not an agent, is left alone.
-        if event.message is not None and (
-            private
-            or (
-                has_file
-                and agents_chat
-                and answers_the_bot(event.message, bot)
-                and user is not None
-                and self._is_agent(user)
+        message = event.message
+        if message is not None and (message.photo or message.video or message.document):
+            # A file is fetched before the transaction: check first that this is no
+            # redelivery (for other updates the unique row written first in the transaction
+            # is the check). Files are fetched from customers, and from linked agents
+            # answering one of the bot's cards (a photo for the customer); the agents' other
+            # talk in their group, and anyone there who is not an agent, is left alone.
+            agent_file = agents_chat and user is not None and answers_the_bot(message, bot)
+            seen, from_agent = await asyncio.to_thread(
+                self._before_file, external_id, user if agent_file else None
             )
-        ):
-            try:
-                media = await fetch_media(bot, event.message, self.store)
-            except TelegramAPIError as exc:
-                # Not recorded as handled: a redelivery (webhook) may fetch it; the customer is
-                # asked to send it again in any case.
-                log.error("could not download the file of update %s: %s", external_id, exc)
-                replies.say("error.media_download")
-                self._queue_alone(replies, data)
-                await replies.flush(bot)
+            if seen:
+                log.info("update %s already handled: ignored", external_id)
                 return UNHANDLED
-        result: Any = UNHANDLED
-        failure: BaseException | None = None
-        customer_id: int | None = None
-        queued = 0
-        async with self._turn:
-            with self.sessions() as session:
+            if private or from_agent:
                 try:
-                    # A plain INSERT, not an ORM object: it is written on every update, and
-                    # the unit-of-work flush would cost more than the statement itself.
-                    session.connection().execute(
-                        _RECORD_UPDATE,
-                        {"source": SOURCE, "external_id": external_id, "at": self.clock()},
-                    )
-                except IntegrityError:
-                    # Its id is already stored: a redelivery (or a twin racing this one).
-                    session.rollback()
-                    log.info("update %s already handled: ignored", external_id)
+                    media = await fetch_media(bot, message, self.store)
+                except TelegramAPIError as exc:
+                    # Not recorded as handled: a redelivery (webhook) may fetch it; the
+                    # customer is asked to send it again in any case.
+                    log.error("could not download the file of update %s: %s", external_id, exc)
+                    replies.say("error.media_download")
+                    if await asyncio.to_thread(self._queue_alone, replies):
+                        _wake_delivery(data)
+                    await replies.flush(bot)
                     return UNHANDLED
-                try:
-                    customer = self._customer(session, user) if private and user else None
-                    if customer is not None:
-                        customer_id = customer.id
-                        replies.language = customer.language
-                    agent = None
-                    if agents_chat:
-                        # The agents' chat speaks the agents' language (theirs when linked).
-                        agent = self._agent(session, user) if user else None
-                        replies.language = agent.language if agent else self.policy.agent_language
-                    data.update(
-                        db=session,
-                        customer=customer,
-                        agent=agent,
-                        reply=replies,
-                        svc=self.context(self.clock()),
-                        media=media,
-                        store=self.store,
-                    )
-                    if isinstance(self.storage, DatabaseStorage):
-                        with self.storage.bind(session):
-                            result = await handler(event, data)
-                        self.storage.flush(session)
-                    else:
-                        result = await handler(event, data)
-                    queued = replies.queue(session, self.clock())
-                    session.commit()
-                    replies.committed()
-                except Exception as exc:
-                    # Whatever the type, the update's work is undone as a whole; `_report` and
-                    # `error_text_key` then log and answer it by its type.
-                    session.rollback()
-                    failure = exc
-            if failure is not None:
-                replies.discard()
-                if private:
-                    # Customers get the apology; a group (the agents') gets only the log line.
-                    replies.say(error_text_key(failure), markup=self._way_on(replies))
-                queued = self._report(failure, event, external_id, customer_id, replies)
-        if queued:
+        buffer: BufferedState | None = None
+        if conversation is not None:
+            if isinstance(self.storage, DatabaseStorage):
+                data["state"] = conversation
+            else:
+                # Redis: its client belongs to this loop; the handler gets a copy (fsm_storage).
+                buffer = await BufferedState.read(self.storage, conversation.key)
+                data["state"] = FSMContext(storage=buffer, key=conversation.key)
+
+        async def work() -> _Done:
+            return await self._unit_of_work(
+                handler,
+                event,
+                data,
+                external_id=external_id,
+                user=user,
+                private=private,
+                agents_chat=agents_chat,
+                replies=replies,
+                media=media,
+            )
+
+        handed = asyncio.ensure_future(self.threads.run(work))
+        try:
+            done = await asyncio.shield(handed)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: the unit of work runs to its end (commit or
+            # rollback). The conversation's lock is kept until it has, so the chat's next
+            # update cannot overtake it.
+            with contextlib.suppress(Exception):
+                await handed
+            raise
+        if done.committed and buffer is not None:
+            try:
+                await buffer.write_back(self.storage)
+            except Exception:
+                # The work is committed; the conversation stays a step behind (module doc).
+                log.exception("conversation state of update %s not saved", external_id)
+        if done.queued:
             _wake_delivery(data)
         # The button's answer; and everything, if the database could not queue the apology.
         await replies.flush(bot)
-        return result
+        return done.result
+
+    async def _unit_of_work(
+        self,
+        handler: Handler,
+        event: Update,
+        data: dict[str, Any],
+        *,
+        external_id: str,
+        user: User | None,
+        private: bool,
+        agents_chat: bool,
+        replies: Replies,
+        media: list[Media],
+    ) -> _Done:
+        """The update's transaction, on a unit-of-work thread's own loop (module doc)."""
+        failure: BaseException | None = None
+        customer_id: int | None = None
+        with self.sessions() as session:
+            try:
+                # A plain INSERT, not an ORM object: it is written on every update, and the
+                # unit-of-work flush would cost more than the statement itself.
+                session.connection().execute(
+                    _RECORD_UPDATE,
+                    {"source": SOURCE, "external_id": external_id, "at": self.clock()},
+                )
+            except IntegrityError:
+                # Its id is already stored: a redelivery (or a twin racing this one).
+                session.rollback()
+                log.info("update %s already handled: ignored", external_id)
+                return _Done()
+            try:
+                customer = self._customer(session, user) if private and user else None
+                if customer is not None:
+                    customer_id = customer.id
+                    replies.language = customer.language
+                agent = None
+                if agents_chat:
+                    # The agents' chat speaks the agents' language (theirs when linked).
+                    agent = self._agent(session, user) if user else None
+                    replies.language = agent.language if agent else self.policy.agent_language
+                data.update(
+                    db=session,
+                    customer=customer,
+                    agent=agent,
+                    reply=replies,
+                    svc=self.context(self.clock()),
+                    media=media,
+                    store=self.store,
+                )
+                state: FSMContext | None = data.get("state")
+                if isinstance(self.storage, DatabaseStorage):
+                    with self.storage.bind(session):
+                        if state is not None:
+                            data["raw_state"] = await state.get_state()
+                        result = await handler(event, data)
+                    self.storage.flush(session)
+                else:
+                    if state is not None:
+                        data["raw_state"] = await state.get_state()
+                    result = await handler(event, data)
+                queued = replies.queue(session, self.clock())
+                session.commit()
+                replies.committed()
+                return _Done(result=result, queued=queued, committed=True)
+            except Exception as exc:
+                # Whatever the type, the update's work is undone as a whole; `_report` and
+                # `error_text_key` then log and answer it by its type.
+                session.rollback()
+                failure = exc
+        assert failure is not None  # the only way here
+        replies.discard()
+        if private:
+            # Customers get the apology; a group (the agents') gets only the log line.
+            replies.say(error_text_key(failure), markup=self._way_on(replies))
+        return _Done(queued=self._report(failure, event, external_id, customer_id, replies))
 
     # ------------------------------------------------------------ pieces
 
-    def _seen(self, external_id: str) -> bool:
+    def _before_file(self, external_id: str, agent_user: User | None) -> tuple[bool, bool]:
+        """Read before a file is fetched, in one short transaction (in a thread): whether
+        the update was already handled, and whether `agent_user` (if given) is a linked,
+        active agent."""
         with self.sessions() as session:
-            return (
+            seen = (
                 session.scalar(
                     select(InboundUpdate.id).where(
                         InboundUpdate.source == SOURCE, InboundUpdate.external_id == external_id
@@ -257,6 +384,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                 )
                 is not None
             )
+            agent = not seen and agent_user is not None and self._agent(session, agent_user)
+            return seen, bool(agent)
 
     @staticmethod
     def _customer(session: Session, user: User) -> Customer:
@@ -277,18 +406,13 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             .limit(1)
         )
 
-    def _is_agent(self, user: User) -> bool:
-        """This Telegram account is a linked, active agent (read before the update's own
-        transaction, like `_seen`)."""
-        with self.sessions() as session:
-            return self._agent(session, user) is not None
-
     def _way_on(self, replies: Replies) -> InlineKeyboardMarkup:
         return keyboards.main_menu(replies.t)
 
-    def _queue_alone(self, replies: Replies, data: dict[str, Any]) -> None:
-        """Queue `replies` in a transaction of their own (no update's work to join). If the
-        database cannot take them, they stay for `flush` to send directly."""
+    def _queue_alone(self, replies: Replies) -> int:
+        """Queue `replies` in a transaction of their own (no update's work to join; in a
+        thread). If the database cannot take them, they stay for `flush` to send directly.
+        Returns how many were queued."""
         try:
             with self.sessions() as session:
                 queued = replies.queue(session, self.clock())
@@ -296,9 +420,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                 replies.committed()
         except SQLAlchemyError:
             log.exception("could not queue an answer: sending it directly")
-            return
-        if queued:
-            _wake_delivery(data)
+            return 0
+        return queued
 
     def _report(
         self,

@@ -35,6 +35,7 @@ from bot.fsm_storage import build_storage
 from bot.i18n import Texts
 from bot.middlewares import UnitOfWorkMiddleware
 from bot.routers import agents, customer
+from bot.threads import UnitOfWorkThreads
 from tickets.config import Policy
 from tickets.models import utcnow
 from tickets.scripts import ScriptLibrary
@@ -76,6 +77,7 @@ def build_dispatcher(
     texts: Texts | None = None,
     store: AttachmentStore | None = None,
     clock: Callable[[], datetime] = utcnow,
+    threads: UnitOfWorkThreads | None = None,
 ) -> Dispatcher:
     """The Dispatcher: FSM state in the database (Redis when set), one unit of work per update,
     the customer router (private chats) and, when AFTERSALES_AGENT_CHAT_ID is set, the agents'
@@ -83,9 +85,9 @@ def build_dispatcher(
     if storage is None:
         storage, isolation = build_storage(settings, sessions)
         events_isolation = events_isolation or isolation
-    # The FSM middleware is registered after ours (not by the Dispatcher, before it), so the
-    # state is read inside the update's transaction and its per-user lock: one transaction per
-    # update, and two updates of one customer never interleave.
+    # aiogram's FSM middleware is not registered: ours takes the conversation's lock itself
+    # (it must hold it across the hand-off to the unit-of-work thread) and puts the state in
+    # the handlers' data as aiogram's would (bot/middlewares.py).
     dp = Dispatcher(storage=storage, events_isolation=events_isolation, disable_fsm=True)
     dp.update.outer_middleware(
         UnitOfWorkMiddleware(
@@ -95,11 +97,11 @@ def build_dispatcher(
             scripts=scripts,
             texts=texts or Texts.load(),
             store=store or AttachmentStore(settings.media_dir, limits_from(settings)),
-            storage=storage,
+            fsm=dp.fsm,
             clock=clock,
+            threads=threads,
         )
     )
-    dp.update.outer_middleware(dp.fsm)
     dp.include_router(customer.make_router())
     if settings.agent_chat_id is not None:
         dp.include_router(

@@ -6,19 +6,24 @@ Schema comes from the Alembic migrations, so every test also runs on what `migra
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from tickets.db import make_engine, upgrade
+from tickets.db import EventLoopDatabaseCall, is_worker_thread, make_engine, upgrade
+
+T = TypeVar("T")
 
 PG_URL = os.environ.get("AFTERSALES_TEST_DATABASE_URL")
 ON_CI = os.environ.get("CI", "").lower() == "true"
@@ -75,6 +80,27 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+class _OneAtATime(Session):
+    """A session of the shared test connection: one DBAPI connection cannot serve two threads
+    at once (the delivery worker records several chats' outcomes in threads), so a session
+    holds the connection, in a `with` block, for its thread alone."""
+
+    _turn = threading.RLock()
+
+    def __enter__(self) -> _OneAtATime:
+        # Bounded: a test body that holds a session across an await that needs a thread's
+        # session would otherwise hang.
+        if not self._turn.acquire(timeout=20):
+            raise RuntimeError("test connection busy for 20 s: a session held across an await?")
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            self._turn.release()
+
+
 @pytest.fixture
 def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
     """A session factory whose every session joins one outer transaction, rolled back after
@@ -82,11 +108,58 @@ def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
     conn = engine.connect()
     outer = conn.begin()
     factory = sessionmaker(
-        bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        class_=_OneAtATime,
+        bind=conn,
+        expire_on_commit=False,
+        join_transaction_mode="create_savepoint",
     )
     yield factory
     outer.rollback()
     conn.close()
+
+
+_ROOT = Path(__file__).resolve().parent.parent
+_TESTS = str(_ROOT / "tests") + os.sep
+_RUNTIME = (str(_ROOT / "bot") + os.sep, str(_ROOT / "api") + os.sep)
+
+
+def _code_under_test_on_loop(*_args: Any, **_kwargs: Any) -> None:
+    """The guard of tickets/db.py for the code under test: on a thread that runs an event
+    loop (and is no unit-of-work worker), a database call made by the bot or the API (a frame
+    of bot/ or api/ met first, walking out from the call) fails. The test's own reads and
+    set-ups (a frame of tests/ met first, perhaps through tickets/) are let through: they are
+    not the product, and running each in a thread would only add noise to the tests."""
+    if is_worker_thread():
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if path.startswith(_TESTS):
+            return
+        if path.startswith(_RUNTIME):
+            break
+        frame = frame.f_back  # type: ignore[assignment]
+    raise EventLoopDatabaseCall("database call on the event loop")
+
+
+@pytest.fixture
+def db_guard(engine: Engine) -> Iterator[None]:
+    """The app's rule in a test (`_code_under_test_on_loop`): the bot's and the API's
+    database calls must not run on the event loop's thread."""
+    for name in ("before_cursor_execute", "checkout"):
+        event.listen(engine, name, _code_under_test_on_loop)
+    yield
+    for name in ("before_cursor_execute", "checkout"):
+        event.remove(engine, name, _code_under_test_on_loop)
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """Run `fn` (database reads and writes of a test body) off the event loop."""
+    return await asyncio.to_thread(fn)
 
 
 @pytest.fixture

@@ -25,6 +25,9 @@ from tickets.schemas import ActionRequest, TicketCreate
 from tickets.scripts import format_moment
 from tickets.service import SYSTEM, Actor, Context, open_case, perform_action
 
+# No database call on the event loop (tickets/db.py): the guard is on in every test here.
+pytestmark = pytest.mark.usefixtures("db_guard")
+
 TEXTS = Texts.load()
 FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
 

@@ -57,6 +57,9 @@ from tickets.scheduled import run_sweep
 from tickets.service import SYSTEM as SYSTEM_ACTOR
 from tickets.service import Context
 
+# No database call on the event loop (tickets/db.py): the guard is on in every test here.
+pytestmark = pytest.mark.usefixtures("db_guard")
+
 TEXTS = Texts.load()
 CHAT = -100123
 PANEL = "https://desk.example.com"

@@ -17,13 +17,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.i18n import Texts
-from tests.conftest import NOW, order_json
+from tests.conftest import NOW, in_thread, order_json
 from tests.test_bot_fakes import BOT_TOKEN, FakeSession
 from tickets.config import Policy
 from tickets.models import Event, OutboxMessage, Ticket
 from tickets.orders import upsert_order
 from tickets.schemas import OrderIn, TicketCreate
 from tickets.service import SYSTEM, Context, open_case
+
+# No database call on the event loop (tickets/db.py): the guard is on in every test here.
+pytestmark = pytest.mark.usefixtures("db_guard")
 
 FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
 
@@ -222,9 +225,13 @@ async def test_an_edit_telegram_calls_not_modified_counts_as_done(
 
     replies = Replies(texts=Texts.load(), language="en", chat_id=5001)
     replies.edit_markup(77, None)
-    with sessions() as s:
-        replies.queue(s, NOW)
-        s.commit()
+
+    def queue() -> None:
+        with sessions() as s:
+            replies.queue(s, NOW)
+            s.commit()
+
+    await in_thread(queue)
     fake.queue_error(
         EditMessageReplyMarkup,
         400,

@@ -3,6 +3,7 @@ aiogram's RedisStorage when a Redis URL is set."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from typing import Any
@@ -15,7 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.fsm_storage import DatabaseStorage, build_storage
+from bot.threads import UnitOfWorkThreads
 from tickets.models import FsmRecord
+
+# No database call on the event loop (tickets/db.py): the guard is on in every test here.
+pytestmark = pytest.mark.usefixtures("db_guard")
 
 KEY = StorageKey(bot_id=42, chat_id=5001, user_id=5001)
 
@@ -58,17 +63,27 @@ async def test_bound_writes_commit_or_roll_back_with_the_update(
     sessions: sessionmaker[Session],
 ) -> None:
     storage = DatabaseStorage(sessions)
-    with sessions() as session, storage.bind(session):
-        await storage.set_state(KEY, "Form:step")
-        assert await storage.get_state(KEY) == "Form:step"
-        session.rollback()
+    # Bound, as the middleware binds it: on a unit-of-work thread's own loop.
+    threads = UnitOfWorkThreads(1)
+
+    async def rolled_back() -> None:
+        with sessions() as session, storage.bind(session):
+            await storage.set_state(KEY, "Form:step")
+            assert await storage.get_state(KEY) == "Form:step"
+            session.rollback()
+
+    async def committed() -> None:
+        with sessions() as session, storage.bind(session):
+            await storage.set_state(KEY, "Form:step")
+            await storage.update_data(KEY, {"a": 1})
+            await storage.update_data(KEY, {"b": 2})
+            storage.flush(session)  # the middleware does this just before committing
+            session.commit()
+
+    await threads.run(rolled_back)
     assert await storage.get_state(KEY) is None
-    with sessions() as session, storage.bind(session):
-        await storage.set_state(KEY, "Form:step")
-        await storage.update_data(KEY, {"a": 1})
-        await storage.update_data(KEY, {"b": 2})
-        storage.flush(session)  # the middleware does this just before committing
-        session.commit()
+    await threads.run(committed)
+    await asyncio.to_thread(threads.close)
     assert await storage.get_state(KEY) == "Form:step"
     assert await storage.get_data(KEY) == {"a": 1, "b": 2}
 

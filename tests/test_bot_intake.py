@@ -54,6 +54,9 @@ from tickets.schemas import ActionRequest, OrderIn
 from tickets.service import SYSTEM, Context, perform_action
 from tickets.storage import AttachmentStore
 
+# No database call on the event loop (tickets/db.py): the guard is on in every test here.
+pytestmark = pytest.mark.usefixtures("db_guard")
+
 TEXTS = Texts.load()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiogram import Bot
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -15,6 +16,9 @@ from bot.runtime import SECRET_HEADER, WEBHOOK_PATH, BotRuntime, build_bot
 from tests.test_bot_fakes import BOT_TOKEN, FakeSession
 from tickets.config import Policy
 from tickets.models import InboundUpdate, OutboxMessage
+
+# No database call on the event loop (tickets/db.py): the guard is on in every test here.
+pytestmark = pytest.mark.usefixtures("db_guard")
 
 
 def test_build_bot_uses_a_self_hosted_api_server(settings: Any) -> None:

@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tickets.exceptions import InvalidInput, NotFound
@@ -152,14 +152,33 @@ def audit(
     return entry
 
 
-def agent_for_token(*, session: Session, token: str, now: datetime) -> Agent | None:
-    """The active agent a bearer token belongs to, or None."""
+def live_token(*, session: Session, token: str) -> ApiToken | None:
+    """The unrevoked token row of an active agent for this bearer token, or None. Reads only
+    (a GET's read-only transaction may call it); `token_is_stale` says when to `touch_token`."""
     row = session.scalar(
         select(ApiToken).where(ApiToken.token_hash == _digest(token), ApiToken.revoked_at.is_(None))
     )
     if row is None or not row.agent.active:
         return None
-    # Recorded at most every few minutes, so reading the API does not write on every call.
-    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
+    return row
+
+
+def token_is_stale(row: ApiToken, now: datetime) -> bool:
+    """Its last use is recorded at most every few minutes, so reading the API does not write
+    on every call."""
+    return row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5)
+
+
+def touch_token(*, session: Session, token_id: int, now: datetime) -> None:
+    """Record a token's use (by id: `session` may be another than the one that read it)."""
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+
+
+def agent_for_token(*, session: Session, token: str, now: datetime) -> Agent | None:
+    """The active agent a bearer token belongs to, or None; records its use in `session`."""
+    row = live_token(session=session, token=token)
+    if row is None:
+        return None
+    if token_is_stale(row, now):
         row.last_used_at = now
     return row.agent

@@ -24,10 +24,10 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from api.deps import SessionDep
+from api.deps import SessionDep, write_apart
 from api.panel import i18n
 from api.panel.pages import render
 from tickets.auth import hash_password, verify_password
@@ -113,8 +113,11 @@ def set_session_cookie(response: Response, request: Request, token: str) -> None
     )
 
 
-def session_for(session: Session, token: str | None, now: datetime) -> PanelSession | None:
-    """The live session this cookie token belongs to (with its agent), or None."""
+def session_for(
+    session: Session, token: str | None, now: datetime, request: Request | None = None
+) -> PanelSession | None:
+    """The live session this cookie token belongs to (with its agent), or None. With the
+    `request`, an expired session is deleted apart from a GET's read-only transaction."""
     if not token:
         return None
     row = session.scalar(
@@ -126,7 +129,11 @@ def session_for(session: Session, token: str | None, now: datetime) -> PanelSess
         return None
     too_old = now - row.created_at > timedelta(days=SESSION_MAX_DAYS)
     if row.expires_at <= now or too_old or not row.agent.active:
-        session.delete(row)
+        if request is None:
+            session.delete(row)
+        else:
+            gone = delete(PanelSession).where(PanelSession.id == row.id)
+            write_apart(request, session, lambda w: w.execute(gone))
         return None
     return row
 
@@ -161,7 +168,7 @@ def current_panel_agent(
 ) -> Agent:
     """The logged-in agent of this request (the guard of every panel route but log-in)."""
     now = utcnow()
-    row = session_for(session, request.cookies.get(COOKIE), now)
+    row = session_for(session, request.cookies.get(COOKIE), now, request)
     if row is None:
         if request.method in SAFE_METHODS and "hx-request" not in request.headers:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -176,10 +183,15 @@ def current_panel_agent(
     ):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token: reload")
     if now - row.last_seen_at > TOUCH_EVERY:
-        row.last_seen_at = now
-        row.expires_at = now + timedelta(
+        expires = now + timedelta(
             hours=_setting(request, "panel_session_hours", SESSION_IDLE_HOURS)
         )
+        touch = (
+            update(PanelSession)
+            .where(PanelSession.id == row.id)
+            .values(last_seen_at=now, expires_at=expires)
+        )
+        write_apart(request, session, lambda w: w.execute(touch))
     request.state.panel_session = row
     request.state.panel_agent = row.agent
     request.state.now = now
