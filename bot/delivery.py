@@ -54,13 +54,13 @@ from aiogram.methods import (
     TelegramMethod,
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
-from aiolimiter import AsyncLimiter
-from sqlalchemy import select, tuple_
+from sqlalchemy import Engine, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import keyboards
 from bot.i18n import Texts
+from bot.pacing import Limits, Pacer, build_pacer
 from tickets.db import unit_of_work
 from tickets.exceptions import InvalidInput
 from tickets.models import OutboxMessage, Ticket, utcnow
@@ -164,6 +164,7 @@ class DeliveryWorker:
         monotonic: Callable[[], float] = time.monotonic,
         agent_language: str = "zh-CN",
         store: AttachmentStore | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.bot = bot
         # Where a reply's files are read from (an agent's photo from the agents' chat).
@@ -177,11 +178,25 @@ class DeliveryWorker:
         self.sleep = sleep
         # The pace's clock (seconds); a test moves it with its own `clock`.
         self.monotonic = monotonic
-        # One message per 1/rate seconds, no burst: a burst of 30 at once would break the
-        # rate over any one-second window that starts just before it.
-        self.limiter = AsyncLimiter(1, 1 / self.config.rate_per_second)
-        # When each chat may receive its next message (monotonic seconds).
-        self._chat_ready: dict[int, float] = {}
+        # One message per 1/rate seconds, no burst (a burst of 30 at once would break the
+        # rate over any one-second window that starts just before it), and each chat's pace:
+        # shared by every process through Redis or PostgreSQL, in memory on SQLite
+        # (bot/pacing.py).
+        bind = sessions.kw.get("bind")
+        self.pacer = pacer or build_pacer(
+            settings,
+            Limits(
+                rate_per_second=self.config.rate_per_second,
+                per_chat_interval=self.config.per_chat_interval,
+                group_interval=self.config.group_interval,
+            ),
+            engine=bind if isinstance(bind, Engine) else None,
+            monotonic=monotonic,
+        )
+        # Rows claimed by this process and not yet handed to Telegram: given back at once
+        # when the process stops (`release_unsent`), not left to their lease.
+        self._unsent: dict[int, Claimed] = {}
+        self._stopping = False
         # Set when rows were queued in this process (a conversation's reply): the idle wait
         # ends at once, so a reply does not wait for the next polling pass.
         self._wake = asyncio.Event()
@@ -235,7 +250,10 @@ class DeliveryWorker:
 
     async def run_once(self) -> DeliveryReport:
         """One pass: claim the due rows, send them, record each outcome."""
+        if self._stopping:
+            return DeliveryReport()  # stopping: nothing more is claimed here
         rows = self._claim()
+        self._unsent.update((row.id, row) for row in rows)
         report = DeliveryReport(claimed=len(rows))
         # By the Telegram chat they go to: the agents' cards and the bot's answers in the
         # agents' group are one sequence, paced together.
@@ -383,13 +401,19 @@ class DeliveryWorker:
 
     async def _deliver_chat(self, rows: list[Claimed], report: DeliveryReport) -> None:
         for i, row in enumerate(rows):
+            if self._stopping:
+                return  # stopping: the rest go back to the queue (`release_unsent`)
             chat_id = self._target(row)
-            wait = self._chat_ready.get(chat_id or 0, 0.0) - self.monotonic()
+            wait = await self.pacer.ready_in(chat_id) if chat_id is not None else 0.0
             if chat_id is not None and wait > self.config.max_inline_wait:
                 # Not worth holding the pass for: back in the queue, due when the chat is.
                 self._release(rows[i:], wait, None)
+                self._forget(rows[i:])
                 report.retried += len(rows) - i
                 return
+            # From here on the row may reach Telegram: never given back early (a stop that
+            # cuts its send short leaves it to its lease: resent, never lost).
+            self._unsent.pop(row.id, None)
             outcome = await self._send(row)
             report.outcomes[row.id] = outcome
             final = self._record(row, outcome)
@@ -401,8 +425,29 @@ class DeliveryWorker:
                 # Later messages to this chat wait behind it, in order.
                 rest = rows[i + 1 :]
                 self._release(rest, outcome.delay, f"waiting behind outbox {row.id}")
+                self._forget(rest)
                 report.retried += len(rest)
                 return
+
+    def _forget(self, rows: list[Claimed]) -> None:
+        for row in rows:
+            self._unsent.pop(row.id, None)
+
+    def stop_claiming(self) -> None:
+        """Stopping: no new pass claims rows, and the pass under way sends no further row
+        (the sends on the wire finish and are recorded)."""
+        self._stopping = True
+        self._wake.set()
+
+    def release_unsent(self) -> int:
+        """Give back the rows this process claimed but never began to send, due now: another
+        process sends them at once instead of after their lease. Returns how many."""
+        rows = list(self._unsent.values())
+        self._unsent.clear()
+        if rows:
+            self._release(rows, 0.0, None)
+            log.info("released %d claimed outbox row(s) for other workers", len(rows))
+        return len(rows)
 
     def _target(self, row: Claimed) -> int | None:
         if row.channel == "agents":
@@ -413,13 +458,18 @@ class DeliveryWorker:
         """The least time between two messages to this chat (groups have negative ids)."""
         return self.config.group_interval if chat_id < 0 else self.config.per_chat_interval
 
-    async def _pace(self, chat_id: int) -> None:
-        ready = self._chat_ready.get(chat_id, 0.0)
-        wait = ready - self.monotonic()
+    async def _pace(self, chat_id: int | None) -> None:
+        """Wait for this message's slot: the bot's rate and the chat's pace (None: the bot's
+        rate only), across every process (bot/pacing.py). The chat's own pace is waited out
+        first: a slot reserved ahead for a slow chat would push the bot's mark, and every
+        other chat, behind it."""
+        if chat_id is not None:
+            wait = await self.pacer.ready_in(chat_id)
+            if wait > 0:
+                await self.sleep(wait)
+        wait = await self.pacer.reserve(chat_id)
         if wait > 0:
             await self.sleep(wait)
-        await self.limiter.acquire()
-        self._chat_ready[chat_id] = self.monotonic() + self._interval(chat_id)
 
     def _markup(self, row: Claimed) -> InlineKeyboardMarkup | None:
         """The buttons a row carries: an agents' card about a case gets "take it" and "open
@@ -478,11 +528,12 @@ class DeliveryWorker:
                 sent_id = await self._send_text(row, chat_id, str(text), self._markup(row))
             # Counted again from the answer: network jitter must not bring two messages to one
             # chat closer than the interval when they arrive.
-            self._chat_ready[chat_id] = self.monotonic() + self._interval(chat_id)
+            await self.pacer.hold(chat_id, self._interval(chat_id))
         except TelegramRetryAfter as exc:
             delay = min(float(exc.retry_after), self.config.max_retry_after)
-            # Telegram says this chat (or the bot) must wait: nothing goes to it before then.
-            self._chat_ready[chat_id] = self.monotonic() + delay
+            # Telegram says this chat (or the bot) must wait: nothing goes to it before then,
+            # from any process.
+            await self.pacer.hold(chat_id, delay)
             return Outcome(
                 "retry", error=f"flood control: retry after {exc.retry_after}s", delay=delay
             )
@@ -530,7 +581,7 @@ class DeliveryWorker:
         )
         for message_id, text, parse_mode in self._cards_of(row):
             # Edits, not new messages: only the bot's overall rate holds them.
-            await self.limiter.acquire()
+            await self._pace(None)
             try:
                 await self.bot(
                     EditMessageText(
