@@ -28,6 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,6 +83,14 @@ CARDS_UPDATED = 3
 REPLY_METHODS: dict[str, type[TelegramMethod[Any]]] = {
     m.__api_method__: m for m in (SendMessage, EditMessageReplyMarkup)
 }
+
+
+# The outbox row whose send the current task is making (one task per chat in a pass).
+_SENDING: ContextVar[int | None] = ContextVar("aftersales_sending_row", default=None)
+
+
+class _Stopping(Exception):
+    """The worker stops: a row not yet on the wire goes back to the queue."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +221,7 @@ class DeliveryWorker:
         """Deliver until `stop` is set; an idle pass waits `idle_seconds`, or until `wake()`
         (`stop()` wakes it too)."""
         log.info("delivery worker started")
+        self._stopping = False
         while not stop.is_set():
             self._wake.clear()
             try:
@@ -411,10 +421,14 @@ class DeliveryWorker:
                 self._forget(rows[i:])
                 report.retried += len(rows) - i
                 return
-            # From here on the row may reach Telegram: never given back early (a stop that
-            # cuts its send short leaves it to its lease: resent, never lost).
+            token = _SENDING.set(row.id)
+            try:
+                outcome = await self._send(row)
+            except _Stopping:
+                return  # this row and the rest are given back (`release_unsent`)
+            finally:
+                _SENDING.reset(token)
             self._unsent.pop(row.id, None)
-            outcome = await self._send(row)
             report.outcomes[row.id] = outcome
             final = self._record(row, outcome)
             counter = {"sent": "sent", "skipped": "skipped", "retry": "retried"}.get(
@@ -470,6 +484,14 @@ class DeliveryWorker:
         wait = await self.pacer.reserve(chat_id)
         if wait > 0:
             await self.sleep(wait)
+        row_id = _SENDING.get()
+        if row_id is not None and row_id in self._unsent:
+            # The row's first request. Stopping: it goes back unsent. Otherwise from here on
+            # it may reach Telegram, so it is never given back early (a stop that cuts this
+            # send short leaves it to its lease: sent again, never lost).
+            if self._stopping:
+                raise _Stopping
+            del self._unsent[row_id]
 
     def _markup(self, row: Claimed) -> InlineKeyboardMarkup | None:
         """The buttons a row carries: an agents' card about a case gets "take it" and "open

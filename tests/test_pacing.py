@@ -5,6 +5,7 @@ together. Time is an injected clock; grants are counted per window, nothing is t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import uuid
@@ -43,7 +44,9 @@ async def hammer(pacers: Sequence[Pacer], clock: FakeClock, rounds: int = 40) ->
     grants: list[tuple[int | None, float]] = []
     for _ in range(rounds):
         asks = [
-            (p, rng.choice([*CUSTOMERS, GROUP, None])) for p in pacers for _ in range(rng.randint(1, 4))
+            (p, rng.choice([*CUSTOMERS, GROUP, None]))
+            for p in pacers
+            for _ in range(rng.randint(1, 4))
         ]
         waits = await asyncio.gather(*(p.reserve(chat) for p, chat in asks))
         now = clock.t
@@ -56,7 +59,7 @@ def assert_within_limits(grants: list[Any]) -> None:
     times = sorted(t for _, t in grants)
     assert len(times) >= 100
     # The bot: no two slots closer than 1/30 s, so no one-second window holds more than 30.
-    for a, b in zip(times, times[1:], strict=False):
+    for a, b in itertools.pairwise(times):
         assert b - a >= LIMITS.bot_interval - EPS, (a, b)
     for i, start in enumerate(times):
         in_window = sum(1 for t in times[i:] if t < start + 1.0 - EPS)
@@ -65,7 +68,7 @@ def assert_within_limits(grants: list[Any]) -> None:
     for chat in [*CUSTOMERS, GROUP]:
         mine = sorted(t for c, t in grants if c == chat)
         assert mine, chat
-        for a, b in zip(mine, mine[1:], strict=False):
+        for a, b in itertools.pairwise(mine):
             assert b - a >= LIMITS.interval(chat) - EPS, (chat, a, b)
         for i, start in enumerate(mine):
             per_minute = sum(1 for t in mine[i:] if t < start + 60.0 - EPS)
@@ -102,7 +105,7 @@ async def test_two_database_pacers_keep_the_limits_together(two_db_pacers: Any) 
 
 
 async def test_a_flood_wait_told_to_one_process_holds_the_other(two_db_pacers: Any) -> None:
-    (a, b), clock = two_db_pacers
+    (a, b), _clock = two_db_pacers
     await a.hold(5001, 7.0)
     assert await b.ready_in(5001) == pytest.approx(7.0)
     assert await b.reserve(5001) == pytest.approx(7.0)
@@ -148,7 +151,7 @@ async def test_two_redis_pacers_keep_the_limits_together(two_redis_pacers: Any) 
 
 
 async def test_a_flood_wait_in_redis_holds_the_other_process(two_redis_pacers: Any) -> None:
-    (a, b), clock = two_redis_pacers
+    (a, b), _clock = two_redis_pacers
     await a.hold(GROUP, 30.0)
     assert await b.ready_in(GROUP) == pytest.approx(30.0)
     assert await b.reserve(GROUP) == pytest.approx(30.0)
