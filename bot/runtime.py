@@ -37,6 +37,7 @@ from bot.fsm_storage import build_storage
 from bot.i18n import Texts
 from bot.leader import RETRY_SECONDS, PollerLock
 from bot.middlewares import UnitOfWorkMiddleware
+from bot.polling import Poller
 from bot.routers import agents, customer
 from tickets.config import Policy
 from tickets.models import utcnow
@@ -146,13 +147,22 @@ class BotRuntime:
         # Handlers' answers go to the outbox; the middleware wakes this worker after each
         # commit (bot/middlewares.py), so an answer is sent at once, within the limits.
         self.dispatcher["delivery"] = self.worker
+        # Updates confirmed to Telegram only once handled (bot/polling.py).
+        self.polling = Poller(
+            self.bot,
+            self.dispatcher,
+            allowed_updates=self.dispatcher.resolve_used_update_types(),
+        )
         # Exactly one process polls (bot/leader.py): the others stand by.
         bind = sessions.kw.get("bind")
-        self.poller = PollerLock(
+        self.poller_lock = PollerLock(
             bind if isinstance(bind, Engine) else None, self.bot_id_of(settings)
         )
         self._stop = asyncio.Event()
+        # Set to stop polling (the runtime stops, or the poller lock was lost).
+        self._polling_stop = asyncio.Event()
         self._standing_by = False
+        self._polling_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     @property
@@ -168,6 +178,7 @@ class BotRuntime:
         """Start the delivery worker, and polling or the webhook registration. Telegram being
         unreachable does not stop the rest of the product: it is logged and retried."""
         self._stop.clear()
+        self._polling_stop.clear()
         self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="delivery"))
         if self.uses_webhook:
             try:
@@ -181,7 +192,7 @@ class BotRuntime:
                 # Telegram keeps a webhook set by an earlier run; updates may still arrive.
                 log.exception("could not set the Telegram webhook to %s", self.settings.webhook_url)
         else:
-            self._tasks.append(asyncio.create_task(self._poll(), name="polling"))
+            self._polling_task = asyncio.create_task(self._poll(), name="polling")
 
     async def _pause(self, seconds: float) -> None:
         """Wait `seconds`, or less when the runtime stops."""
@@ -192,7 +203,7 @@ class BotRuntime:
         """Whether this process holds the poller lock (taking it when free); the first
         refusal is logged, not every retry."""
         try:
-            if await self.poller.acquire():
+            if await self.poller_lock.acquire():
                 return True
         except SQLAlchemyError as exc:
             log.warning("could not ask for the poller lock (%s); asking again shortly", exc)
@@ -205,14 +216,14 @@ class BotRuntime:
     async def _watch_lock(self) -> None:
         """While polling: a lost lock (its connection broke) stops polling here, so two
         processes do not poll for long."""
-        while await self.poller.still_held():
+        while await self.poller_lock.still_held():
             await asyncio.sleep(RETRY_SECONDS)
-        with contextlib.suppress(RuntimeError):
-            await self.dispatcher.stop_polling()
+        self._polling_stop.set()
 
     async def _poll(self) -> None:
         """Poll until stopped, while this process holds the poller lock; a failure to start
-        (Telegram unreachable, a bad token) is logged and tried again a little later."""
+        (Telegram unreachable, a bad token) is logged and tried again a little later. When
+        stopped, the updates being handled finish (up to the grace) before the lock goes."""
         self._standing_by = False
         while not self._stop.is_set():
             if not await self._may_poll():
@@ -221,17 +232,13 @@ class BotRuntime:
             if self._standing_by:
                 log.info("the polling process is gone: this one polls Telegram now")
             self._standing_by = False
+            self._polling_stop.clear()
             watch = asyncio.create_task(self._watch_lock(), name="poller-lock")
             try:
                 # Polling replaces a webhook that an earlier run may have left behind.
                 await self.bot.delete_webhook(drop_pending_updates=False)
                 log.info("Telegram polling started")
-                await self.dispatcher.start_polling(
-                    self.bot,
-                    handle_signals=False,
-                    close_bot_session=False,
-                    allowed_updates=self.dispatcher.resolve_used_update_types(),
-                )
+                await self.polling.run(self._polling_stop)
                 continue  # stopped, or the lock was lost: the loop decides
             except TelegramNetworkError as exc:
                 # Telegram unreachable (no network, a wrong AFTERSALES_TELEGRAM_API_URL): one
@@ -245,46 +252,44 @@ class BotRuntime:
             finally:
                 watch.cancel()
             await self._pause(POLL_RETRY_SECONDS)
+        late = await self.polling.finish(STOP_GRACE_SECONDS)
+        if late:
+            log.warning("%d update(s) still running at the stop: Telegram sends them again", late)
         # Another process may poll at once.
-        await self.poller.release()
+        await self.poller_lock.release()
 
     async def stop(self) -> None:
-        """A clean stop (SIGTERM): no more updates are fetched and the ones being handled
-        finish (their answers are in the outbox); the delivery worker claims nothing more,
-        its sends on the wire finish and are recorded, and the rows it claimed but did not
-        send are given back due now, so another process sends them at once rather than
-        after their lease. Then the poller lock goes (another process polls) and the bot's
+        """A clean stop (SIGTERM). No more updates are fetched, and the ones being handled
+        finish (their answers go to the outbox). Then the delivery worker claims nothing
+        more: its sends on the wire finish and are recorded, and the rows it claimed but did
+        not send are given back due now, so another process sends them at once rather than
+        after their lease. The poller lock goes (another process polls) and the bot's
         session closes."""
         self._stop.set()
+        self._polling_stop.set()
+        if self._polling_task is not None:
+            await self._wait_for(self._polling_task, 2 * STOP_GRACE_SECONDS)
+            self._polling_task = None
         self.worker.stop_claiming()
-        if not self.uses_webhook:
-            with contextlib.suppress(RuntimeError):  # polling had not started: nothing to stop
-                await self.dispatcher.stop_polling()
-        # aiogram handles polled updates as tasks and does not wait for them when polling
-        # stops: their transactions would be cut short (and their answers never queued).
-        in_flight = set(getattr(self.dispatcher, "_handle_update_tasks", ()))
-        if in_flight:
-            _, late = await asyncio.wait(in_flight, timeout=STOP_GRACE_SECONDS)
-            if late:
-                log.warning("%d update(s) still running at the stop: cut short", len(late))
         for task in self._tasks:
-            try:
-                await asyncio.wait_for(task, timeout=STOP_GRACE_SECONDS)
-            except TimeoutError:
-                task.cancel()
-                log.warning("%s did not stop in time: cancelled", task.get_name())
+            await self._wait_for(task, STOP_GRACE_SECONDS)
         self._tasks.clear()
         try:
             # Off the loop: a database write (the release of the unsent claims).
             await asyncio.to_thread(self.worker.release_unsent)
         except SQLAlchemyError:
             log.exception("could not give back the claimed rows: they wait out their lease")
-        await self.poller.release()
+        await self.poller_lock.release()
         await self.worker.pacer.close()
-        if self.uses_webhook:
-            # Polling closes the storage itself when it stops (the dispatcher's shutdown).
-            await self.dispatcher.fsm.close()
+        await self.dispatcher.fsm.close()
         await self.bot.session.close()
+
+    @staticmethod
+    async def _wait_for(task: asyncio.Task[Any], seconds: float) -> None:
+        try:
+            await asyncio.wait_for(task, timeout=seconds)
+        except TimeoutError:
+            log.warning("%s did not stop in time: cancelled", task.get_name())
 
     def webhook_router(self) -> APIRouter:
         """POST /telegram/webhook: Telegram's secret-token header checked, the update handled

@@ -11,6 +11,7 @@ in the Makefile's PostgreSQL pass, which CI cannot skip.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -51,13 +52,13 @@ CASES = 6
 
 class FakeBotApi:
     """Telegram's Bot API over HTTP on loopback, in a thread: getMe, deleteWebhook,
-    getUpdates (long polls cut to 0.5 s, so overlapping pollers show), sendMessage."""
+    getUpdates (long polls cut to 0.5 s, so two pollers would overlap), sendMessage."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[int, str]] = []
         self.updates: list[dict[str, Any]] = []
-        self.polling = 0
-        self.most_polling = 0
+        # (start, end) of each getUpdates answered to a client still there.
+        self.polls: list[tuple[float, float]] = []
         self._message_id = 0
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -98,7 +99,9 @@ class FakeBotApi:
         if method == "getme":
             result = {"id": 42, "is_bot": True, "first_name": "Shop", "username": "shop_bot"}
         elif method == "getupdates":
-            result = await self._get_updates(int(params.get("offset") or 0))
+            result = await self._get_updates(
+                request, int(params.get("offset") or 0), float(params.get("timeout") or 0)
+            )
         elif method == "sendmessage":
             chat_id, text = int(str(params["chat_id"])), str(params["text"])
             self.sent.append((chat_id, text))
@@ -111,18 +114,22 @@ class FakeBotApi:
             }
         return web.json_response({"ok": True, "result": result})
 
-    async def _get_updates(self, offset: int) -> list[dict[str, Any]]:
-        self.polling += 1
-        self.most_polling = max(self.most_polling, self.polling)
+    async def _get_updates(
+        self, request: web.Request, offset: int, timeout: float
+    ) -> list[dict[str, Any]]:
+        started = time.monotonic()
         try:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
-            for _ in range(10):
-                if self.updates:
+            for _ in range(10 if timeout else 0):
+                # A poller that hung up (its process stopped) no longer polls.
+                if self.updates or request.transport is None or request.transport.is_closing():
                     break
                 await asyncio.sleep(0.05)
             return list(self.updates)
         finally:
-            self.polling -= 1
+            # A request its client hung up on (a stopping process) polled for no one.
+            if request.transport is not None and not request.transport.is_closing():
+                self.polls.append((started, time.monotonic()))
 
 
 @pytest.fixture
@@ -283,7 +290,10 @@ def test_two_processes_send_once_sweep_once_and_stop_cleanly(
 
         counts = Counter(t for _, t in bot_api.sent if t in mine)
         assert set(counts.values()) == {1}, [t for t, n in counts.items() if n > 1]
-        assert bot_api.most_polling == 1  # never two pollers at once
+        # Never two pollers at once (Telegram would refuse one with 409 Conflict).
+        polls = sorted(bot_api.polls)
+        assert len(polls) > 10
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(polls))
         with make_sessionmaker(engine)() as s:
             pending = s.scalar(select(func.count()).where(OutboxMessage.status == "pending"))
             breaches = s.execute(
