@@ -102,6 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Each worker process builds its own app (and engine) from the environment.
         engine.dispose()
         os.environ[processes.NO_SCHEDULER_ENV] = "1" if args.no_scheduler else ""
+        os.environ[processes.LOG_LEVEL_ENV] = args.log_level
         uvicorn.run(
             "api.cli:app_from_environment",
             factory=True,
@@ -120,8 +121,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def app_from_environment() -> Any:
     """The app of one `serve --workers N` process (uvicorn calls this in each)."""
     from api.app import create_app
-    from api.processes import NO_SCHEDULER_ENV
+    from api.processes import LOG_LEVEL_ENV, NO_SCHEDULER_ENV, configure_logging
 
+    # A spawned process: nothing of the parent's set-up but the environment.
+    configure_logging(os.environ.get(LOG_LEVEL_ENV) or "info")
     return create_app(_settings(), scheduler=not os.environ.get(NO_SCHEDULER_ENV))
 
 

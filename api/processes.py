@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 # Read by `app_from_environment` in each worker process `serve --workers N` starts.
 NO_SCHEDULER_ENV = "AFTERSALES_SERVE_NO_SCHEDULER"
+LOG_LEVEL_ENV = "AFTERSALES_SERVE_LOG_LEVEL"
 # Each process holds its own database pool: more than this is a mistake, not a setting.
 MAX_WORKERS = 32
 

@@ -143,11 +143,21 @@ def bot_api() -> Iterator[FakeBotApi]:
 class Serve:
     """One `aftersales serve` process (this checkout's code), its output in a file."""
 
-    def __init__(self, name: str, env: dict[str, str], tmp: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], tmp: Path, *options: str) -> None:
         self.log = tmp / f"{name}.log"
         self._out = self.log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", "0", "--log-level", "info"],
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "serve",
+                "--port",
+                "0",
+                "--log-level",
+                "info",
+                *options,
+            ],
             cwd=tmp,
             env=env,
             stdout=self._out,
@@ -242,18 +252,42 @@ def start_update(update_id: int, user: int) -> dict[str, Any]:
     }
 
 
-def test_two_processes_send_once_sweep_once_and_stop_cleanly(
-    fresh_db_url: str, bot_api: FakeBotApi, tmp_path: Path
-) -> None:
-    seed(fresh_db_url)
-    env = {
+def environment(url: str, bot_api: FakeBotApi, tmp_path: Path) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")},
         "PYTHONPATH": str(ROOT),
-        "AFTERSALES_DATABASE_URL": fresh_db_url,
+        "AFTERSALES_DATABASE_URL": url,
         "AFTERSALES_TELEGRAM_TOKEN": TOKEN,
         "AFTERSALES_TELEGRAM_API_URL": f"http://127.0.0.1:{bot_api.port}",
         "AFTERSALES_MEDIA_DIR": str(tmp_path / "media"),
     }
+
+
+def test_serve_workers_starts_processes_of_which_one_polls(
+    fresh_db_url: str, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    """`serve --workers 2`: two processes on one port, one polling, the other standing by;
+    a SIGTERM to the parent stops both and exits 0."""
+    serve = Serve(
+        "workers", environment(fresh_db_url, bot_api, tmp_path), tmp_path, "--workers", "2"
+    )
+    try:
+        serve.wait_for(r"Telegram polling started", 120)
+        serve.wait_for(r"another process polls Telegram: this one stands by", 60)
+        assert serve.terminate() == 0, serve.text()
+        log = serve.text()
+        assert log.count("Application shutdown complete") == 2, log
+        assert log.count("Telegram polling started") == 1, log
+        assert "Traceback" not in log, log
+    finally:
+        serve.kill()
+
+
+def test_two_processes_send_once_sweep_once_and_stop_cleanly(
+    fresh_db_url: str, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    seed(fresh_db_url)
+    env = environment(fresh_db_url, bot_api, tmp_path)
     engine = make_engine(fresh_db_url)
     first = Serve("first", env, tmp_path)
     second: Serve | None = None
