@@ -8,8 +8,9 @@ How a row is delivered once:
    `BEGIN IMMEDIATE` serialises claims), their `attempts` incremented and `next_attempt_at`
    pushed a lease ahead, and committed. No other worker will take them during the lease.
 2. **Send**, outside any transaction: one coroutine per chat (that chat's rows in order, at
-   most one message per `per_chat_interval`), all of them through one rate limiter (about 30
-   messages a second for the bot; a group, the agents', one per `group_interval`).
+   most one message per `per_chat_interval`), all of them paced by Telegram's limits (about
+   30 messages a second for the bot; a group, the agents', one per `group_interval`), kept
+   across every process together (bot/pacing.py: Redis, PostgreSQL, or memory on SQLite).
 3. **Record** (one short transaction per row): sent; or rescheduled (`retry_after` honoured,
    network and 5xx errors backed off exponentially), or failed (blocked by the customer, a
    request Telegram refuses, out of attempts) with `last_error` and an event on the case.
@@ -19,6 +20,10 @@ the event loop, so a transaction waiting on Telegram would hold SQLite's write l
 PostgreSQL connection and its row locks) while every other update blocks the loop behind it.
 The lease gives the same guarantee: a row is sent again only if the process dies between
 Telegram accepting it and step 3 (then once more after the lease: resend, never forget).
+
+Stopping (`stop_claiming`, then `release_unsent`): no pass claims more; a row whose first
+request has gone finishes and is recorded; the rows claimed but not yet sent are given back,
+due at once, so another process sends them now rather than after the lease.
 """
 
 from __future__ import annotations
@@ -206,6 +211,7 @@ class DeliveryWorker:
         # when the process stops (`release_unsent`), not left to their lease.
         self._unsent: dict[int, Claimed] = {}
         self._stopping = False
+        self._stopped = asyncio.Event()
         # Set when rows were queued in this process (a conversation's reply): the idle wait
         # ends at once, so a reply does not wait for the next polling pass.
         self._wake = asyncio.Event()
@@ -222,6 +228,7 @@ class DeliveryWorker:
         (`stop()` wakes it too)."""
         log.info("delivery worker started")
         self._stopping = False
+        self._stopped.clear()
         while not stop.is_set():
             self._wake.clear()
             try:
@@ -451,6 +458,7 @@ class DeliveryWorker:
         """Stopping: no new pass claims rows, and the pass under way sends no further row
         (the sends on the wire finish and are recorded)."""
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
 
     def release_unsent(self) -> int:
@@ -477,21 +485,37 @@ class DeliveryWorker:
         rate only), across every process (bot/pacing.py). The chat's own pace is waited out
         first: a slot reserved ahead for a slow chat would push the bot's mark, and every
         other chat, behind it."""
-        if chat_id is not None:
-            wait = await self.pacer.ready_in(chat_id)
-            if wait > 0:
-                await self.sleep(wait)
-        wait = await self.pacer.reserve(chat_id)
-        if wait > 0:
-            await self.sleep(wait)
         row_id = _SENDING.get()
-        if row_id is not None and row_id in self._unsent:
-            # The row's first request. Stopping: it goes back unsent. Otherwise from here on
-            # it may reach Telegram, so it is never given back early (a stop that cuts this
-            # send short leaves it to its lease: sent again, never lost).
+        # The row's first request: until it goes, a stop gives the row back (and cuts the
+        # wait short); from then on it may reach Telegram, so it is never given back early
+        # (a stop that cuts its send short leaves it to its lease: sent again, never lost).
+        first = row_id is not None and row_id in self._unsent
+        if chat_id is not None:
+            await self._wait(await self.pacer.ready_in(chat_id), first)
+        await self._wait(await self.pacer.reserve(chat_id), first)
+        if first and row_id is not None:
             if self._stopping:
                 raise _Stopping
             del self._unsent[row_id]
+
+    async def _wait(self, seconds: float, interruptible: bool) -> None:
+        """Sleep for a slot; a stop ends the sleep of a row not yet sent at once."""
+        if seconds <= 0:
+            return
+        if self._stopping and interruptible:
+            raise _Stopping
+        if not interruptible:
+            await self.sleep(seconds)
+            return
+        slept = asyncio.ensure_future(self.sleep(seconds))
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({slept, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            slept.cancel()
+            stopped.cancel()
+        if self._stopping:
+            raise _Stopping
 
     def _markup(self, row: Claimed) -> InlineKeyboardMarkup | None:
         """The buttons a row carries: an agents' card about a case gets "take it" and "open

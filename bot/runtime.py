@@ -7,6 +7,10 @@ calls. Nothing here runs at import.
   (database, or Redis), the unit-of-work middleware and the customer router.
 - `BotRuntime`: the running parts and their lifecycle: `start()` (polling, or registering the
   webhook) and the delivery worker, `stop()`; `webhook_router()` for the FastAPI app.
+
+Several processes may run it on one PostgreSQL database: each runs a delivery worker and
+serves the webhook; polling runs in the one holding the poller lock (bot/leader.py), which
+confirms updates to Telegram only once handled (bot/polling.py).
 """
 
 from __future__ import annotations
