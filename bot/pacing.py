@@ -5,8 +5,8 @@ One rule, three places to keep it:
 
 - **in the process** (`LocalPacer`): SQLite, where one process runs;
 - **in the database** (`DatabasePacer`): a small table `pace_marks`, one row per key (the bot,
-  a chat) holding when it may next be sent to; each reservation is one short transaction
-  that locks its rows (`FOR UPDATE` on PostgreSQL), run in a worker thread;
+  a chat) holding when it may next be sent to; on PostgreSQL each reservation is one
+  statement that locks its rows (`FOR UPDATE`, in key order), run in a worker thread;
 - **in Redis** (`RedisPacer`, when AFTERSALES_REDIS_URL is set): the same marks, updated by one
   Lua script (atomic on the server), through redis.asyncio.
 
@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, create_engine, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tickets.models import PaceMark
@@ -123,11 +123,31 @@ class LocalPacer:
 _TABLE: Any = PaceMark.__table__
 
 
+# One statement, one round trip: the key rows locked in key order (two reservations never
+# deadlock; a waiting one reads the marks its predecessor committed), the slot taken from
+# them, and each mark moved to the slot plus its interval. No row is returned when a key has
+# no row yet (its first message): the rows are made, and the statement run again.
+_PG_RESERVE = text(
+    """
+    WITH locked AS (
+        SELECT key, ready_at FROM pace_marks WHERE key = ANY(:keys) ORDER BY key FOR UPDATE
+    ), slot AS (
+        SELECT greatest(:now, max(ready_at)) AS at, count(*) AS n FROM locked
+    )
+    UPDATE pace_marks AS p
+    SET ready_at = slot.at + CASE WHEN p.key = :bot THEN :bot_interval ELSE :chat_interval END
+    FROM slot
+    WHERE p.key = ANY(:keys) AND slot.n = :n
+    RETURNING slot.at
+    """
+)
+
+
 class DatabasePacer:
-    """The marks in the `pace_marks` table, shared by every process on the database. Each
-    call is one short transaction in a worker thread (the event loop never waits on it): on
-    PostgreSQL the key rows are locked (`FOR UPDATE`, in key order, so two reservations never
-    deadlock); SQLite's `BEGIN IMMEDIATE` serialises them."""
+    """The marks in the `pace_marks` table, shared by every process on the database, each
+    call in a worker thread (the event loop never waits on it). On PostgreSQL a reservation
+    is one statement in autocommit (`_PG_RESERVE`); SQLite's `BEGIN IMMEDIATE` serialises a
+    short transaction instead (tests; one process serves there)."""
 
     def __init__(
         self,
@@ -136,14 +156,31 @@ class DatabasePacer:
         *,
         namespace: str = "",
         clock: Callable[[], float] = time.time,
+        owns_engine: bool = False,
     ) -> None:
         self.engine = engine
         self.limits = limits
         self.namespace = namespace
         self.clock = clock
-        dialect = engine.dialect.name
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self._lock = dialect == "postgresql"
+        self.owns_engine = owns_engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._insert = postgresql.insert if self._postgres else sqlite.insert
+        self._greatest = func.greatest if self._postgres else func.max
+
+    @classmethod
+    def beside(cls, engine: Engine, limits: Limits, **kwargs: Any) -> DatabasePacer:
+        """A pacer with a small pool of its own on `engine`'s database: autocommit, and
+        commits that do not wait for the disk (a mark lost in a crash costs one message's
+        pace, never a message), so the pace never waits behind the app's pool or fsyncs."""
+        own = create_engine(
+            engine.url,
+            isolation_level="AUTOCOMMIT",
+            pool_size=4,
+            max_overflow=8,
+            pool_pre_ping=True,
+            connect_args={"options": "-c synchronous_commit=off"},
+        )
+        return cls(own, limits, owns_engine=True, **kwargs)
 
     async def ready_in(self, chat_id: int) -> float:
         key = f"{self.namespace}chat:{chat_id}"
@@ -151,42 +188,71 @@ class DatabasePacer:
         return max(mark - self.clock(), 0.0)
 
     async def reserve(self, chat_id: int | None) -> float:
-        return await asyncio.to_thread(self._reserve, _keys(self.namespace, self.limits, chat_id))
+        keys = _keys(self.namespace, self.limits, chat_id)
+        if self._postgres:
+            return await asyncio.to_thread(self._reserve_pg, keys)
+        return await asyncio.to_thread(self._reserve, keys)
 
     async def hold(self, chat_id: int, seconds: float) -> None:
         await asyncio.to_thread(self._hold, f"{self.namespace}chat:{chat_id}", seconds)
 
     async def close(self) -> None:
-        """The engine belongs to whoever built it."""
+        if self.owns_engine:
+            await asyncio.to_thread(self.engine.dispose)
+
+    def _connect(self) -> Any:
+        """A connection whose every statement commits on its own (PostgreSQL); on SQLite a
+        transaction (its BEGIN IMMEDIATE is explicit), committed when the block ends."""
+        if self._postgres:
+            return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self.engine.begin()
 
     def _read(self, key: str) -> float:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             mark = conn.scalar(select(_TABLE.c.ready_at).where(_TABLE.c.key == key))
         return float(mark or 0.0)
 
     def _ensure(self, conn: Any, keys: Sequence[str]) -> None:
-        # Rows made up front, so the reservation below always has a row to lock: two first
-        # messages to a new chat never race on an insert.
+        """The keys' rows, made when missing (a first message): two processes making one at
+        once never collide."""
         conn.execute(
             self._insert(_TABLE)
             .values([{"key": k, "ready_at": 0.0} for k in keys])
             .on_conflict_do_nothing(index_elements=[_TABLE.c.key])
         )
 
-    def _marks(self, conn: Any, keys: Sequence[str]) -> dict[str, float]:
-        query = select(_TABLE.c.key, _TABLE.c.ready_at).where(_TABLE.c.key.in_(keys))
-        query = query.order_by(_TABLE.c.key)
-        if self._lock:
-            query = query.with_for_update()
-        return {k: float(v) for k, v in conn.execute(query)}
+    def _reserve_pg(self, keys: list[tuple[str, float]]) -> float:
+        names = [k for k, _ in keys]
+        intervals = dict(keys)
+        bot = names[0] if names[0].endswith(BOT_KEY) else names[-1]
+        chat_interval = next((i for k, i in keys if k != bot), 0.0)
+        with self._connect() as conn:
+            for _ in range(2):
+                now = self.clock()
+                slot = conn.scalar(
+                    _PG_RESERVE,
+                    {
+                        "keys": names,
+                        "now": now,
+                        "bot": bot,
+                        "bot_interval": intervals[bot],
+                        "chat_interval": chat_interval,
+                        "n": len(names),
+                    },
+                )
+                if slot is not None:
+                    return float(slot) - now
+                self._ensure(conn, names)
+        raise RuntimeError(f"pace marks {names} could not be made")  # pragma: no cover
 
     def _reserve(self, keys: list[tuple[str, float]]) -> float:
         names = [k for k, _ in keys]
         with self.engine.begin() as conn:
             self._ensure(conn, names)
-            marks = self._marks(conn, names)
+            query = select(_TABLE.c.ready_at).where(_TABLE.c.key.in_(names))
+            marks = [float(m) for m in conn.scalars(query)]
             now = self.clock()
-            slot = max([now, *marks.values()])
+            slot = max([now, *marks])
             for key, interval in keys:
                 conn.execute(
                     update(_TABLE).where(_TABLE.c.key == key).values(ready_at=slot + interval)
@@ -194,12 +260,15 @@ class DatabasePacer:
         return slot - now
 
     def _hold(self, key: str, seconds: float) -> None:
-        with self.engine.begin() as conn:
-            self._ensure(conn, [key])
-            mark = self._marks(conn, [key]).get(key, 0.0)
-            until = self.clock() + seconds
-            if until > mark:
-                conn.execute(update(_TABLE).where(_TABLE.c.key == key).values(ready_at=until))
+        until = self.clock() + seconds
+        stmt = self._insert(_TABLE).values(key=key, ready_at=until)
+        # One atomic upsert: the mark moves later, never earlier.
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[_TABLE.c.key],
+            set_={"ready_at": self._greatest(_TABLE.c.ready_at, stmt.excluded.ready_at)},
+        )
+        with self._connect() as conn:
+            conn.execute(stmt)
 
 
 # KEYS: the marks to move; ARGV[1]: now; ARGV[2..]: each key's interval. Returns the slot.
@@ -299,5 +368,5 @@ def build_pacer(
             settings.redis_url, limits, namespace=f"aftersales:pace:{bot_namespace(settings)}"
         )
     if engine is not None and engine.dialect.name == "postgresql":
-        return DatabasePacer(engine, limits, namespace=bot_namespace(settings))
+        return DatabasePacer.beside(engine, limits, namespace=bot_namespace(settings))
     return LocalPacer(limits, clock=monotonic)
