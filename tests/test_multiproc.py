@@ -46,7 +46,7 @@ pytestmark = pytest.mark.skipif(
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "42:TEST"
-ROWS = 450  # 15 s of Telegram's 30 messages a second
+ROWS = 300  # 10 s of Telegram's 30 messages a second
 CASES = 6
 
 
