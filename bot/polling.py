@@ -21,7 +21,7 @@ import contextlib
 import logging
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import TelegramAPIError, TelegramConflictError, TelegramNetworkError
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 
@@ -83,6 +83,16 @@ class Poller:
             busy = bool(self.in_flight)
             try:
                 updates = await self._fetch(stop, timeout=0 if busy else self.long_poll)
+            except TelegramConflictError:
+                # Telegram's 409: another getUpdates (or a webhook) for this bot elsewhere.
+                log.warning(
+                    "Telegram says another client polls this bot (another deployment, or a "
+                    "webhook set); again in %ss",
+                    backoff,
+                )
+                await _wait(stop, backoff)
+                backoff = min(backoff * 2, BACKOFF_CAP)
+                continue
             except TelegramNetworkError as exc:
                 log.warning("Telegram unreachable while polling (%s); again in %ss", exc, backoff)
                 await _wait(stop, backoff)
