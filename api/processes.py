@@ -96,8 +96,10 @@ def exit_cleanly_on_sigterm() -> None:
 
 def configure_logging(level: str) -> None:
     """The product's own log lines (which process polls, leases given back, failures) at
-    the serve's level, beside uvicorn's. aiogram's line per handled update stays quiet."""
+    the serve's level, beside uvicorn's. aiogram's line per handled update and APScheduler's
+    two per sweep stay quiet (their warnings and errors still show)."""
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    for chatty in ("aiogram.event", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
