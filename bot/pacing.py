@@ -175,8 +175,10 @@ class DatabasePacer:
         own = create_engine(
             engine.url,
             isolation_level="AUTOCOMMIT",
-            pool_size=4,
-            max_overflow=8,
+            # A few at once is all the pace needs (a reservation takes under a millisecond);
+            # every process opens its own: PostgreSQL's max_connections is shared by all.
+            pool_size=2,
+            max_overflow=4,
             pool_pre_ping=True,
             connect_args={"options": "-c synchronous_commit=off"},
         )
