@@ -270,7 +270,9 @@ class DeliveryWorker:
         if self._stopping:
             return DeliveryReport()  # stopping: nothing more is claimed here
         rows = self._claim()
-        self._unsent.update((row.id, row) for row in rows)
+        # This pass's rows only: a row left by a pass that failed waits out its lease (it may
+        # be on the wire), never given back early.
+        self._unsent = {row.id: row for row in rows}
         report = DeliveryReport(claimed=len(rows))
         # By the Telegram chat they go to: the agents' cards and the bot's answers in the
         # agents' group are one sequence, paced together.
