@@ -110,10 +110,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
         )
         return 0
     app = create_app(settings, engine=engine, scheduler=not args.no_scheduler)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
+    )
     del serve_lock  # held until here
     return 0
 

@@ -25,6 +25,9 @@ from sqlalchemy.engine import make_url
 # Read by `app_from_environment` in each worker process `serve --workers N` starts.
 NO_SCHEDULER_ENV = "AFTERSALES_SERVE_NO_SCHEDULER"
 LOG_LEVEL_ENV = "AFTERSALES_SERVE_LOG_LEVEL"
+# A stop waits this long for the HTTP requests under way (webhooks included), then the bot's
+# updates and the delivery pass get their own grace (bot/runtime.py): about 30 s in all.
+HTTP_DRAIN_SECONDS = 10
 # Each process holds its own database pool: more than this is a mistake, not a setting.
 MAX_WORKERS = 32
 
