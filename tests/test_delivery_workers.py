@@ -56,9 +56,12 @@ def test_two_workers_send_each_row_once(fresh_db_url: str, tmp_path: Any) -> Non
 
         async def drain() -> None:
             # Passes until nothing is left: the other worker may hold rows for a while.
-            for _ in range(50):
-                await worker.drain()
-                await asyncio.sleep(0.02)
+            try:
+                for _ in range(50):
+                    await worker.drain()
+                    await asyncio.sleep(0.02)
+            finally:
+                await worker.pacer.close()  # on PostgreSQL: its own pool
 
         asyncio.run(drain())
 
