@@ -9,6 +9,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # PostgreSQL for the second pass of the suite; CI=true makes it mandatory.
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# Redis for the shared rate limiter's tests (skipped when unreachable, except on CI).
+export AFTERSALES_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: setup browser run test lint test-sqlite test-postgres bench clean
 

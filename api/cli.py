@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -59,9 +61,17 @@ def _safe_url(url: str) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api import processes
     from api.app import create_app
 
     settings = _settings()
+    try:
+        processes.check_workers(settings.database_url, args.workers)
+        # Held until the process ends: a second `serve` on one SQLite file is refused.
+        serve_lock = processes.hold_sqlite_lock(settings.database_url)
+    except processes.Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     engine = make_engine(settings.database_url)
     if not schema_is_current(engine):
         if settings.is_sqlite:
@@ -77,8 +87,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    guard_event_loop(engine)  # no database call on the event loop (tickets/db.py)
-    app = create_app(settings, engine=engine, scheduler=not args.no_scheduler)
     base = f"http://{args.host}:{args.port}"
     print(f"aftersales serving on {base}")
     print(f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)")
@@ -92,9 +100,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         bot_state = "on, polling"
     print("  Telegram bot:  " + bot_state)
+    if args.workers > 1:
+        print(f"  processes:     {args.workers} (the bot polls in one of them at a time)")
     sys.stdout.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    processes.exit_cleanly_on_sigterm()
+    processes.configure_logging(args.log_level)
+    if args.workers > 1:
+        # Each worker process builds its own app (and engine) from the environment.
+        engine.dispose()
+        os.environ[processes.NO_SCHEDULER_ENV] = "1" if args.no_scheduler else ""
+        os.environ[processes.LOG_LEVEL_ENV] = args.log_level
+        uvicorn.run(
+            "api.cli:app_from_environment",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
+        )
+        return 0
+    guard_event_loop(engine)  # no database call on the event loop (tickets/db.py)
+    app = create_app(settings, engine=engine, scheduler=not args.no_scheduler)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
+    )
+    del serve_lock  # held until here
     return 0
+
+
+def app_from_environment() -> Any:
+    """The app of one `serve --workers N` process (uvicorn calls this in each)."""
+    from api.app import create_app
+    from api.processes import LOG_LEVEL_ENV, NO_SCHEDULER_ENV, configure_logging
+
+    # A spawned process: nothing of the parent's set-up but the environment.
+    configure_logging(os.environ.get(LOG_LEVEL_ENV) or "info")
+    return create_app(_settings(), scheduler=not os.environ.get(NO_SCHEDULER_ENV))
 
 
 def cmd_create_agent(args: argparse.Namespace) -> int:
@@ -267,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-scheduler", action="store_true", help="do not run the SLA sweep")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes to serve with (PostgreSQL only; the bot polls in one of them)",
+    )
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
 

@@ -8,8 +8,9 @@ How a row is delivered once:
    `BEGIN IMMEDIATE` serialises claims), their `attempts` incremented and `next_attempt_at`
    pushed a lease ahead, and committed. No other worker will take them during the lease.
 2. **Send**, outside any transaction: one coroutine per chat (that chat's rows in order, at
-   most one message per `per_chat_interval`), all of them through one rate limiter (about 30
-   messages a second for the bot; a group, the agents', one per `group_interval`).
+   most one message per `per_chat_interval`), all of them paced by Telegram's limits (about
+   30 messages a second for the bot; a group, the agents', one per `group_interval`), kept
+   across every process together (bot/pacing.py: Redis, PostgreSQL, or memory on SQLite).
 3. **Record** (one short transaction per row): sent; or rescheduled (`retry_after` honoured,
    network and 5xx errors backed off exponentially), or failed (blocked by the customer, a
    request Telegram refuses, out of attempts) with `last_error` and an event on the case.
@@ -21,6 +22,10 @@ it). Why not keep the claiming transaction open while sending: it would hold SQL
 lock (or a pooled PostgreSQL connection and its row locks) for as long as Telegram takes. The
 lease gives the same guarantee: a row is sent again only if the process dies between Telegram
 accepting it and step 3 (then once more after the lease: resend, never forget).
+
+Stopping (`stop_claiming`, then `release_unsent`): no pass claims more; a row whose first
+request has gone finishes and is recorded; the rows claimed but not yet sent are given back,
+due at once, so another process sends them now rather than after the lease.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,13 +62,13 @@ from aiogram.methods import (
     TelegramMethod,
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
-from aiolimiter import AsyncLimiter
-from sqlalchemy import select, tuple_
+from sqlalchemy import Engine, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import keyboards
 from bot.i18n import Texts
+from bot.pacing import Limits, Pacer, build_pacer
 from tickets.db import unit_of_work
 from tickets.exceptions import InvalidInput
 from tickets.models import OutboxMessage, Ticket, utcnow
@@ -84,6 +90,14 @@ CARDS_UPDATED = 3
 REPLY_METHODS: dict[str, type[TelegramMethod[Any]]] = {
     m.__api_method__: m for m in (SendMessage, EditMessageReplyMarkup)
 }
+
+
+# The outbox row whose send the current task is making (one task per chat in a pass).
+_SENDING: ContextVar[int | None] = ContextVar("aftersales_sending_row", default=None)
+
+
+class _Stopping(Exception):
+    """The worker stops: a row not yet on the wire goes back to the queue."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +180,7 @@ class DeliveryWorker:
         monotonic: Callable[[], float] = time.monotonic,
         agent_language: str = "zh-CN",
         store: AttachmentStore | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.bot = bot
         # Where a reply's files are read from (an agent's photo from the agents' chat).
@@ -179,11 +194,26 @@ class DeliveryWorker:
         self.sleep = sleep
         # The pace's clock (seconds); a test moves it with its own `clock`.
         self.monotonic = monotonic
-        # One message per 1/rate seconds, no burst: a burst of 30 at once would break the
-        # rate over any one-second window that starts just before it.
-        self.limiter = AsyncLimiter(1, 1 / self.config.rate_per_second)
-        # When each chat may receive its next message (monotonic seconds).
-        self._chat_ready: dict[int, float] = {}
+        # One message per 1/rate seconds, no burst (a burst of 30 at once would break the
+        # rate over any one-second window that starts just before it), and each chat's pace:
+        # shared by every process through Redis or PostgreSQL, in memory on SQLite
+        # (bot/pacing.py).
+        bind = sessions.kw.get("bind")
+        self.pacer = pacer or build_pacer(
+            settings,
+            Limits(
+                rate_per_second=self.config.rate_per_second,
+                per_chat_interval=self.config.per_chat_interval,
+                group_interval=self.config.group_interval,
+            ),
+            engine=bind if isinstance(bind, Engine) else None,
+            monotonic=monotonic,
+        )
+        # Rows claimed by this process and not yet handed to Telegram: given back at once
+        # when the process stops (`release_unsent`), not left to their lease.
+        self._unsent: dict[int, Claimed] = {}
+        self._stopping = False
+        self._stopped = asyncio.Event()
         # Set when rows were queued in this process (a conversation's reply): the idle wait
         # ends at once, so a reply does not wait for the next polling pass.
         self._wake = asyncio.Event()
@@ -199,6 +229,8 @@ class DeliveryWorker:
         """Deliver until `stop` is set; an idle pass waits `idle_seconds`, or until `wake()`
         (`stop()` wakes it too)."""
         log.info("delivery worker started")
+        self._stopping = False
+        self._stopped.clear()
         while not stop.is_set():
             self._wake.clear()
             try:
@@ -237,7 +269,12 @@ class DeliveryWorker:
 
     async def run_once(self) -> DeliveryReport:
         """One pass: claim the due rows, send them, record each outcome."""
+        if self._stopping:
+            return DeliveryReport()  # stopping: nothing more is claimed here
         rows = await asyncio.to_thread(self._claim)
+        # This pass's rows only: a row left by a pass that failed waits out its lease (it may
+        # be on the wire), never given back early.
+        self._unsent = {row.id: row for row in rows}
         report = DeliveryReport(claimed=len(rows))
         # By the Telegram chat they go to: the agents' cards and the bot's answers in the
         # agents' group are one sequence, paced together.
@@ -385,14 +422,24 @@ class DeliveryWorker:
 
     async def _deliver_chat(self, rows: list[Claimed], report: DeliveryReport) -> None:
         for i, row in enumerate(rows):
+            if self._stopping:
+                return  # stopping: the rest go back to the queue (`release_unsent`)
             chat_id = self._target(row)
-            wait = self._chat_ready.get(chat_id or 0, 0.0) - self.monotonic()
+            wait = await self.pacer.ready_in(chat_id) if chat_id is not None else 0.0
             if chat_id is not None and wait > self.config.max_inline_wait:
                 # Not worth holding the pass for: back in the queue, due when the chat is.
                 await asyncio.to_thread(self._release, rows[i:], wait, None)
+                self._forget(rows[i:])
                 report.retried += len(rows) - i
                 return
-            outcome = await self._send(row)
+            token = _SENDING.set(row.id)
+            try:
+                outcome = await self._send(row)
+            except _Stopping:
+                return  # this row and the rest are given back (`release_unsent`)
+            finally:
+                _SENDING.reset(token)
+            self._unsent.pop(row.id, None)
             report.outcomes[row.id] = outcome
             final = await asyncio.to_thread(self._record, row, outcome)
             counter = {"sent": "sent", "skipped": "skipped", "retry": "retried"}.get(
@@ -405,8 +452,30 @@ class DeliveryWorker:
                 await asyncio.to_thread(
                     self._release, rest, outcome.delay, f"waiting behind outbox {row.id}"
                 )
+                self._forget(rest)
                 report.retried += len(rest)
                 return
+
+    def _forget(self, rows: list[Claimed]) -> None:
+        for row in rows:
+            self._unsent.pop(row.id, None)
+
+    def stop_claiming(self) -> None:
+        """Stopping: no new pass claims rows, and the pass under way sends no further row
+        (the sends on the wire finish and are recorded)."""
+        self._stopping = True
+        self._stopped.set()
+        self._wake.set()
+
+    def release_unsent(self) -> int:
+        """Give back the rows this process claimed but never began to send, due now: another
+        process sends them at once instead of after their lease. Returns how many."""
+        rows = list(self._unsent.values())
+        self._unsent.clear()
+        if rows:
+            self._release(rows, 0.0, None)
+            log.info("released %d claimed outbox row(s) for other workers", len(rows))
+        return len(rows)
 
     def _target(self, row: Claimed) -> int | None:
         if row.channel == "agents":
@@ -417,13 +486,42 @@ class DeliveryWorker:
         """The least time between two messages to this chat (groups have negative ids)."""
         return self.config.group_interval if chat_id < 0 else self.config.per_chat_interval
 
-    async def _pace(self, chat_id: int) -> None:
-        ready = self._chat_ready.get(chat_id, 0.0)
-        wait = ready - self.monotonic()
-        if wait > 0:
-            await self.sleep(wait)
-        await self.limiter.acquire()
-        self._chat_ready[chat_id] = self.monotonic() + self._interval(chat_id)
+    async def _pace(self, chat_id: int | None) -> None:
+        """Wait for this message's slot: the bot's rate and the chat's pace (None: the bot's
+        rate only), across every process (bot/pacing.py). The chat's own pace is waited out
+        first: a slot reserved ahead for a slow chat would push the bot's mark, and every
+        other chat, behind it."""
+        row_id = _SENDING.get()
+        # The row's first request: until it goes, a stop gives the row back (and cuts the
+        # wait short); from then on it may reach Telegram, so it is never given back early
+        # (a stop that cuts its send short leaves it to its lease: sent again, never lost).
+        first = row_id is not None and row_id in self._unsent
+        if chat_id is not None:
+            await self._wait(await self.pacer.ready_in(chat_id), first)
+        await self._wait(await self.pacer.reserve(chat_id), first)
+        if first and row_id is not None:
+            if self._stopping:
+                raise _Stopping
+            del self._unsent[row_id]
+
+    async def _wait(self, seconds: float, interruptible: bool) -> None:
+        """Sleep for a slot; a stop ends the sleep of a row not yet sent at once."""
+        if seconds <= 0:
+            return
+        if self._stopping and interruptible:
+            raise _Stopping
+        if not interruptible:
+            await self.sleep(seconds)
+            return
+        slept = asyncio.ensure_future(self.sleep(seconds))
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({slept, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            slept.cancel()
+            stopped.cancel()
+        if self._stopping:
+            raise _Stopping
 
     def _markup(self, row: Claimed) -> InlineKeyboardMarkup | None:
         """The buttons a row carries: an agents' card about a case gets "take it" and "open
@@ -482,11 +580,12 @@ class DeliveryWorker:
                 sent_id = await self._send_text(row, chat_id, str(text), self._markup(row))
             # Counted again from the answer: network jitter must not bring two messages to one
             # chat closer than the interval when they arrive.
-            self._chat_ready[chat_id] = self.monotonic() + self._interval(chat_id)
+            await self.pacer.hold(chat_id, self._interval(chat_id))
         except TelegramRetryAfter as exc:
             delay = min(float(exc.retry_after), self.config.max_retry_after)
-            # Telegram says this chat (or the bot) must wait: nothing goes to it before then.
-            self._chat_ready[chat_id] = self.monotonic() + delay
+            # Telegram says this chat (or the bot) must wait: nothing goes to it before then,
+            # from any process.
+            await self.pacer.hold(chat_id, delay)
             return Outcome(
                 "retry", error=f"flood control: retry after {exc.retry_after}s", delay=delay
             )
@@ -534,7 +633,7 @@ class DeliveryWorker:
         )
         for message_id, text, parse_mode in await asyncio.to_thread(self._cards_of, row):
             # Edits, not new messages: only the bot's overall rate holds them.
-            await self.limiter.acquire()
+            await self._pace(None)
             try:
                 await self.bot(
                     EditMessageText(

@@ -7,6 +7,10 @@ calls. Nothing here runs at import.
   (database, or Redis), the unit-of-work middleware and the customer router.
 - `BotRuntime`: the running parts and their lifecycle: `start()` (polling, or registering the
   webhook) and the delivery worker, `stop()`; `webhook_router()` for the FastAPI app.
+
+Several processes may run it on one PostgreSQL database: each runs a delivery worker and
+serves the webhook; polling runs in the one holding the poller lock (bot/leader.py), which
+confirms updates to Telegram only once handled (bot/polling.py).
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.types import Update
 from fastapi import APIRouter, Request, Response, status
 from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.fsm_storage import build_storage
 from bot.i18n import Texts
+from bot.leader import RETRY_SECONDS, PollerLock
 from bot.middlewares import UnitOfWorkMiddleware
+from bot.polling import Poller
 from bot.routers import agents, customer
 from bot.threads import UnitOfWorkThreads
 from tickets.config import Policy
@@ -50,6 +58,8 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 REQUEST_TIMEOUT = 30
 # How long to wait before polling again after Telegram could not be reached.
 POLL_RETRY_SECONDS = 10
+# How long a stop waits for the updates being handled, and for the delivery pass under way.
+STOP_GRACE_SECONDS = 10
 
 
 def build_bot(settings: Settings) -> Bot:
@@ -143,17 +153,38 @@ class BotRuntime:
         # Handlers' answers go to the outbox; the middleware wakes this worker after each
         # commit (bot/middlewares.py), so an answer is sent at once, within the limits.
         self.dispatcher["delivery"] = self.worker
+        # Updates confirmed to Telegram only once handled (bot/polling.py).
+        self.polling = Poller(
+            self.bot,
+            self.dispatcher,
+            allowed_updates=self.dispatcher.resolve_used_update_types(),
+        )
+        # Exactly one process polls (bot/leader.py): the others stand by.
+        bind = sessions.kw.get("bind")
+        self.poller_lock = PollerLock(
+            bind if isinstance(bind, Engine) else None, self.bot_id_of(settings)
+        )
         self._stop = asyncio.Event()
+        # Set to stop polling (the runtime stops, or the poller lock was lost).
+        self._polling_stop = asyncio.Event()
+        self._standing_by = False
+        self._polling_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     @property
     def uses_webhook(self) -> bool:
         return bool(self.settings.webhook_url)
 
+    @staticmethod
+    def bot_id_of(settings: Settings) -> str:
+        """The bot's numeric id, the token's public part."""
+        return (settings.telegram_token or "").split(":", 1)[0]
+
     async def start(self) -> None:
         """Start the delivery worker, and polling or the webhook registration. Telegram being
         unreachable does not stop the rest of the product: it is logged and retried."""
         self._stop.clear()
+        self._polling_stop.clear()
         self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="delivery"))
         if self.uses_webhook:
             try:
@@ -167,23 +198,54 @@ class BotRuntime:
                 # Telegram keeps a webhook set by an earlier run; updates may still arrive.
                 log.exception("could not set the Telegram webhook to %s", self.settings.webhook_url)
         else:
-            self._tasks.append(asyncio.create_task(self._poll(), name="polling"))
+            self._polling_task = asyncio.create_task(self._poll(), name="polling")
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less when the runtime stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    async def _may_poll(self) -> bool:
+        """Whether this process holds the poller lock (taking it when free); the first
+        refusal is logged, not every retry."""
+        try:
+            if await self.poller_lock.acquire():
+                return True
+        except SQLAlchemyError as exc:
+            log.warning("could not ask for the poller lock (%s); asking again shortly", exc)
+            return False
+        if not self._standing_by:
+            self._standing_by = True
+            log.info("another process polls Telegram: this one stands by to take over")
+        return False
+
+    async def _watch_lock(self) -> None:
+        """While polling: a lost lock (its connection broke) stops polling here, so two
+        processes do not poll for long."""
+        while await self.poller_lock.still_held():
+            await asyncio.sleep(RETRY_SECONDS)
+        self._polling_stop.set()
 
     async def _poll(self) -> None:
-        """Poll until stopped; a failure to start (Telegram unreachable, a bad token) is logged
-        and tried again a little later."""
+        """Poll until stopped, while this process holds the poller lock; a failure to start
+        (Telegram unreachable, a bad token) is logged and tried again a little later. When
+        stopped, the updates being handled finish (up to the grace) before the lock goes."""
+        self._standing_by = False
         while not self._stop.is_set():
+            if not await self._may_poll():
+                await self._pause(RETRY_SECONDS)
+                continue
+            if self._standing_by:
+                log.info("the polling process is gone: this one polls Telegram now")
+            self._standing_by = False
+            self._polling_stop.clear()
+            watch = asyncio.create_task(self._watch_lock(), name="poller-lock")
             try:
                 # Polling replaces a webhook that an earlier run may have left behind.
                 await self.bot.delete_webhook(drop_pending_updates=False)
                 log.info("Telegram polling started")
-                await self.dispatcher.start_polling(
-                    self.bot,
-                    handle_signals=False,
-                    close_bot_session=False,
-                    allowed_updates=self.dispatcher.resolve_used_update_types(),
-                )
-                return
+                await self.polling.run(self._polling_stop)
+                continue  # stopped, or the lock was lost: the loop decides
             except TelegramNetworkError as exc:
                 # Telegram unreachable (no network, a wrong AFTERSALES_TELEGRAM_API_URL): one
                 # line, not a traceback every few seconds (printing one also keeps every
@@ -193,27 +255,47 @@ class BotRuntime:
                 )
             except TelegramAPIError:
                 log.exception("Telegram polling failed; trying again in %ss", POLL_RETRY_SECONDS)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=POLL_RETRY_SECONDS)
+            finally:
+                watch.cancel()
+            await self._pause(POLL_RETRY_SECONDS)
+        late = await self.polling.finish(STOP_GRACE_SECONDS)
+        if late:
+            log.warning("%d update(s) still running at the stop: Telegram sends them again", late)
+        # Another process may poll at once.
+        await self.poller_lock.release()
 
     async def stop(self) -> None:
-        """Stop polling and the worker (after its current pass), close the bot's session."""
+        """A clean stop (SIGTERM). No more updates are fetched, and the ones being handled
+        finish (their answers go to the outbox). Then the delivery worker claims nothing
+        more: its sends on the wire finish and are recorded, and the rows it claimed but did
+        not send are given back due now, so another process sends them at once rather than
+        after their lease. The poller lock goes (another process polls) and the bot's
+        session closes."""
         self._stop.set()
-        self.worker.wake()
-        if not self.uses_webhook:
-            with contextlib.suppress(RuntimeError):  # polling had not started: nothing to stop
-                await self.dispatcher.stop_polling()
+        self._polling_stop.set()
+        if self._polling_task is not None:
+            await self._wait_for(self._polling_task, 2 * STOP_GRACE_SECONDS)
+            self._polling_task = None
+        self.worker.stop_claiming()
         for task in self._tasks:
-            try:
-                await asyncio.wait_for(task, timeout=10)
-            except TimeoutError:
-                task.cancel()
-                log.warning("%s did not stop in time: cancelled", task.get_name())
+            await self._wait_for(task, STOP_GRACE_SECONDS)
         self._tasks.clear()
-        if self.uses_webhook:
-            # Polling closes the storage itself when it stops (the dispatcher's shutdown).
-            await self.dispatcher.fsm.close()
+        try:
+            # Off the loop: a database write (the release of the unsent claims).
+            await asyncio.to_thread(self.worker.release_unsent)
+        except SQLAlchemyError:
+            log.exception("could not give back the claimed rows: they wait out their lease")
+        await self.poller_lock.release()
+        await self.worker.pacer.close()
+        await self.dispatcher.fsm.close()
         await self.bot.session.close()
+
+    @staticmethod
+    async def _wait_for(task: asyncio.Task[Any], seconds: float) -> None:
+        try:
+            await asyncio.wait_for(task, timeout=seconds)
+        except TimeoutError:
+            log.warning("%s did not stop in time: cancelled", task.get_name())
 
     def webhook_router(self) -> APIRouter:
         """POST /telegram/webhook: Telegram's secret-token header checked, the update handled

@@ -163,7 +163,7 @@ async def test_retry_after_is_honoured_and_later_messages_to_the_chat_wait_in_or
     clock.now = NOW + timedelta(seconds=3)
     assert (await w.run_once()).claimed == 0  # still inside the wait
     clock.now = NOW + timedelta(seconds=7)
-    w._chat_ready.clear()  # the test's clock moved, not the real one
+    w.pacer.forget()  # type: ignore[attr-defined]  # the test's clock moved, not the real one
     report = await w.run_once()
     assert report.sent == 2
     texts = [m.text for m in fake.sent() if m.chat_id == 5001]
@@ -184,7 +184,7 @@ async def test_a_message_queued_after_a_refused_one_does_not_overtake_it(
     assert (await w.run_once()).claimed == 0
     assert row(sessions, second).attempts == 0
     clock.now = NOW + timedelta(seconds=7)
-    w._chat_ready.clear()  # the test's clock moved, not the real one
+    w.pacer.forget()  # type: ignore[attr-defined]  # the test's clock moved, not the real one
     await w.drain()
     assert [m.text for m in fake.sent() if m.chat_id == 5001] == ["first", "first", "second"]
     assert row(sessions, first).status == row(sessions, second).status == "sent"

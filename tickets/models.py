@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -622,6 +623,16 @@ class PanelSession(Base):
     user_agent: Mapped[str] = mapped_column(String(300), default="")
 
     agent: Mapped[Agent] = relationship()
+
+
+class PaceMark(Base):
+    """When a Telegram rate key (the bot, one chat) may next be sent to: the pace shared by
+    every process on this database (bot/pacing.py). Seconds since the epoch."""
+
+    __tablename__ = "pace_marks"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    ready_at: Mapped[float] = mapped_column(Float)
 
 
 class FsmRecord(Base):

@@ -1,0 +1,108 @@
+"""Running several `aftersales serve` processes, and stopping one cleanly.
+
+Every process is a full peer: the panel, the API and the webhook answer in each; the delivery
+worker and the SLA sweep run in each (outbox rows and SLA clocks are claimed with
+`FOR UPDATE SKIP LOCKED`, so each is handled once); the bot polls in exactly one of them, the
+holder of a PostgreSQL advisory lock (bot/leader.py), and another takes over when it goes.
+Telegram's limits are kept together through PostgreSQL or Redis (bot/pacing.py).
+
+SQLite allows one process: `serve` holds a lock file next to the database, and a second
+`serve` on it is refused with the reason (`--workers N` too).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from sqlalchemy.engine import make_url
+
+# Read by `app_from_environment` in each worker process `serve --workers N` starts.
+NO_SCHEDULER_ENV = "AFTERSALES_SERVE_NO_SCHEDULER"
+LOG_LEVEL_ENV = "AFTERSALES_SERVE_LOG_LEVEL"
+# A stop waits this long for the HTTP requests under way (webhooks included), then the bot's
+# updates and the delivery pass get their own grace (bot/runtime.py): about 30 s in all.
+HTTP_DRAIN_SECONDS = 10
+# Each process holds its own database pool: more than this is a mistake, not a setting.
+MAX_WORKERS = 32
+
+
+class Refused(Exception):
+    """A way of running that cannot work, with what to do instead."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite database URL (None: not SQLite, or in memory)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def check_workers(url: str, workers: int) -> None:
+    """Refuse several processes on SQLite: its one writer at a time and its file lock make
+    a second process wait on the first, and the bot's state, pace and polling live in one
+    process there."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise Refused(f"--workers must be between 1 and {MAX_WORKERS}")
+    if workers > 1 and make_url(url).drivername.startswith("sqlite"):
+        raise Refused(
+            "--workers needs PostgreSQL: on SQLite one process serves "
+            "(set AFTERSALES_DATABASE_URL=postgresql+psycopg://...)"
+        )
+
+
+def hold_sqlite_lock(url: str) -> IO[str] | None:
+    """On SQLite, take the lock file beside the database for the life of this process; a
+    second `serve` on the same database is refused. Returns the open lock file (keep it)."""
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    lock_path = path.with_name(path.name + ".serve.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = lock_path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        other = handle.read().strip() or "another process"
+        handle.close()
+        raise Refused(
+            f"another `aftersales serve` (pid {other}) already serves the SQLite database "
+            f"{path}: on SQLite one process serves; several need PostgreSQL"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """After a SIGTERM-led shutdown uvicorn raises SIGTERM again, so the process would end as
+    killed (-15) however cleanly it stopped. SIGTERM here means "stop": the shutdown has run
+    (uvicorn restores this handler only after its lifespan ended), so the exit is 0. Before
+    uvicorn starts, the same handler stops the start with 0."""
+
+    def _stopped(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stopped)
+
+
+def configure_logging(level: str) -> None:
+    """The product's own log lines (which process polls, leases given back, failures) at
+    the serve's level, beside uvicorn's. aiogram's line per handled update and APScheduler's
+    two per sweep stay quiet (their warnings and errors still show)."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for chatty in ("aiogram.event", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -1,0 +1,347 @@
+"""Two real `aftersales serve` processes on one PostgreSQL database, with the bot polling a
+fake Bot API over HTTP: every outbox row is sent once across both, the SLA sweeps (one per
+process) never double a notice, only one process polls at a time, and a SIGTERM stops a
+process cleanly (exit 0), giving back the rows it claimed but had not sent: the other process
+sends them at once, not after their 300 s lease, and takes over polling.
+
+PostgreSQL only (several processes are refused on SQLite): skipped in the SQLite pass, run
+in the Makefile's PostgreSQL pass, which CI cannot skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from sqlalchemy import func, select, update
+
+from tests.conftest import ON_CI, PG_URL, order_json
+from tickets.config import Policy
+from tickets.db import make_engine, make_sessionmaker, unit_of_work
+from tickets.models import Event, OutboxMessage, SlaClock, utcnow
+from tickets.orders import upsert_order
+from tickets.schemas import OrderIn, TicketCreate
+from tickets.service import SYSTEM, Context, open_case
+
+pytestmark = pytest.mark.skipif(
+    not PG_URL,
+    reason="several processes need PostgreSQL: runs in the PostgreSQL pass"
+    + (" (make test-postgres, mandatory on CI)" if ON_CI else ""),
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "42:TEST"
+ROWS = 300  # 10 s of Telegram's 30 messages a second
+CASES = 6
+
+
+class FakeBotApi:
+    """Telegram's Bot API over HTTP on loopback, in a thread: getMe, deleteWebhook,
+    getUpdates (long polls cut to 0.5 s, so two pollers would overlap), sendMessage."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str]] = []
+        self.updates: list[dict[str, Any]] = []
+        # (start, end) of each getUpdates answered to a client still there.
+        self.polls: list[tuple[float, float]] = []
+        self._message_id = 0
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def push(self, update: dict[str, Any]) -> None:
+        self._loop.call_soon_threadsafe(self.updates.append, update)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != TOKEN:
+            return web.json_response(
+                {"ok": False, "error_code": 401, "description": "no"}, status=401
+            )
+        params = dict(await request.post())
+        method = request.match_info["method"].lower()
+        result: Any = True
+        if method == "getme":
+            result = {"id": 42, "is_bot": True, "first_name": "Shop", "username": "shop_bot"}
+        elif method == "getupdates":
+            result = await self._get_updates(
+                request, int(params.get("offset") or 0), float(params.get("timeout") or 0)
+            )
+        elif method == "sendmessage":
+            chat_id, text = int(str(params["chat_id"])), str(params["text"])
+            self.sent.append((chat_id, text))
+            self._message_id += 1
+            result = {
+                "message_id": self._message_id,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private"},
+                "text": text,
+            }
+        return web.json_response({"ok": True, "result": result})
+
+    async def _get_updates(
+        self, request: web.Request, offset: int, timeout: float
+    ) -> list[dict[str, Any]]:
+        started = time.monotonic()
+        try:
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            for _ in range(10 if timeout else 0):
+                # A poller that hung up (its process stopped) no longer polls.
+                if self.updates or request.transport is None or request.transport.is_closing():
+                    break
+                await asyncio.sleep(0.05)
+            return list(self.updates)
+        finally:
+            # A request its client hung up on (a stopping process) polled for no one.
+            if request.transport is not None and not request.transport.is_closing():
+                self.polls.append((started, time.monotonic()))
+
+
+@pytest.fixture
+def bot_api() -> Iterator[FakeBotApi]:
+    api = FakeBotApi()
+    api.start()
+    yield api
+    api.stop()
+
+
+class Serve:
+    """One `aftersales serve` process (this checkout's code), its output in a file."""
+
+    def __init__(self, name: str, env: dict[str, str], tmp: Path, *options: str) -> None:
+        self.log = tmp / f"{name}.log"
+        self._out = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "serve",
+                "--port",
+                "0",
+                "--log-level",
+                "info",
+                *options,
+            ],
+            cwd=tmp,
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.text())
+            if found:
+                return found
+            assert self.proc.poll() is None, f"exited early:\n{self.text()}"
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} within {timeout}s:\n{self.text()}")
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._out.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._out.close()
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def seed(url: str) -> None:
+    """Cases opened two days ago (their SLA clocks breached: the sweeps have work), and
+    ROWS notices to as many customers."""
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    from tickets.scripts import bundled_scripts_dir, load_library
+
+    then = utcnow() - timedelta(days=2)
+    ctx = Context(
+        policy=Policy(),
+        now=then,
+        tz=then.tzinfo,  # type: ignore[arg-type]
+        scripts=load_library(bundled_scripts_dir()),
+    )
+    with unit_of_work(sessions) as s:
+        for i in range(CASES):
+            customer = {"name": "Li", "phone": f"1380013{i:04d}", "telegram_user_id": 6000 + i}
+            data = order_json(f"M{i}", customer=customer)
+            upsert_order(session=s, data=OrderIn(**data), now=then)
+            open_case(
+                session=s,
+                request=TicketCreate(order_no=f"M{i}", kind="complaint", reason="service"),
+                actor=SYSTEM,
+                ctx=ctx,
+            )
+        # Not due yet: the processes start before these go out.
+        s.add_all(
+            OutboxMessage(
+                channel="telegram",
+                recipient=str(10_000 + i),
+                kind="test.notice",
+                payload={"text": f"m{i}", "parse_mode": "HTML"},
+                next_attempt_at=utcnow() + timedelta(days=1),
+            )
+            for i in range(ROWS)
+        )
+    engine.dispose()
+
+
+def start_update(update_id: int, user: int) -> dict[str, Any]:
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "date": int(time.time()),
+            "chat": {"id": user, "type": "private"},
+            "from": {"id": user, "is_bot": False, "first_name": "Li", "language_code": "en"},
+            "text": "/start",
+        },
+    }
+
+
+def environment(url: str, bot_api: FakeBotApi, tmp_path: Path) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")},
+        "PYTHONPATH": str(ROOT),
+        "AFTERSALES_DATABASE_URL": url,
+        "AFTERSALES_TELEGRAM_TOKEN": TOKEN,
+        "AFTERSALES_TELEGRAM_API_URL": f"http://127.0.0.1:{bot_api.port}",
+        "AFTERSALES_MEDIA_DIR": str(tmp_path / "media"),
+    }
+
+
+def test_serve_workers_starts_processes_of_which_one_polls(
+    fresh_db_url: str, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    """`serve --workers 2`: two processes on one port, one polling, the other standing by;
+    a SIGTERM to the parent stops both and exits 0."""
+    serve = Serve(
+        "workers", environment(fresh_db_url, bot_api, tmp_path), tmp_path, "--workers", "2"
+    )
+    try:
+        serve.wait_for(r"Telegram polling started", 120)
+        serve.wait_for(r"another process polls Telegram: this one stands by", 60)
+        assert serve.terminate() == 0, serve.text()
+        log = serve.text()
+        assert log.count("Application shutdown complete") == 2, log
+        assert log.count("Telegram polling started") == 1, log
+        assert "Traceback" not in log, log
+    finally:
+        serve.kill()
+
+
+def test_two_processes_send_once_sweep_once_and_stop_cleanly(
+    fresh_db_url: str, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    seed(fresh_db_url)
+    env = environment(fresh_db_url, bot_api, tmp_path)
+    engine = make_engine(fresh_db_url)
+    first = Serve("first", env, tmp_path)
+    second: Serve | None = None
+    try:
+        first.wait_for(r"Telegram polling started")
+        second = Serve("second", env, tmp_path)
+        second.wait_for(r"another process polls Telegram: this one stands by")
+        # Both up (each has swept once at its start): the notices fall due.
+        with unit_of_work(make_sessionmaker(engine)) as s:
+            s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.kind == "test.notice")
+                .values(next_attempt_at=utcnow())
+            )
+        wait_until(lambda: len(bot_api.sent) >= 60, 30, "the first notices sent")
+
+        # SIGTERM the polling process in the middle of its sending.
+        assert first.terminate() == 0, first.text()
+        released = re.search(r"released (\d+) claimed outbox row", first.text())
+        assert released and int(released.group(1)) > 0, first.text()
+
+        # The other process takes over polling, and sends everything, once, long before
+        # any lease (300 s) could have run out.
+        second.wait_for(r"the polling process is gone: this one polls Telegram now", 20)
+        bot_api.push(start_update(900_001, 5555))
+        mine = {f"m{i}" for i in range(ROWS)}
+        wait_until(
+            lambda: {t for _, t in bot_api.sent} >= mine and 5555 in {c for c, _ in bot_api.sent},
+            60,
+            "every notice and the answer to /start sent by the process left",
+        )
+        assert second.terminate() == 0, second.text()
+        second = None
+
+        counts = Counter(t for _, t in bot_api.sent if t in mine)
+        assert set(counts.values()) == {1}, [t for t, n in counts.items() if n > 1]
+        # Never two pollers at once (Telegram would refuse one with 409 Conflict).
+        polls = sorted(bot_api.polls)
+        assert len(polls) > 10
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(polls))
+        with make_sessionmaker(engine)() as s:
+            pending = s.scalar(select(func.count()).where(OutboxMessage.status == "pending"))
+            breaches = s.execute(
+                select(Event.ticket_id, Event.data).where(Event.type == "sla.breached")
+            ).all()
+            clocks = s.scalar(select(func.count()).select_from(SlaClock))
+        assert pending == 0
+        # Each breached clock was told once, though both processes swept.
+        assert breaches and clocks
+        told = Counter((t, json.dumps(d.get("clock"))) for t, d in breaches)
+        assert set(told.values()) == {1}, told
+        assert "Traceback" not in first.text(), first.text()
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+        engine.dispose()
