@@ -272,9 +272,9 @@ class DeliveryWorker:
         if self._stopping:
             return DeliveryReport()  # stopping: nothing more is claimed here
         rows = await asyncio.to_thread(self._claim)
-        # This pass's rows only: a row left by a pass that failed waits out its lease (it may
-        # be on the wire), never given back early.
-        self._unsent = {row.id: row for row in rows}
+        # Passes may overlap (a wake during a pass): each adds its own rows. A row left by a
+        # pass that failed waits out its lease (it may be on the wire), never given back early.
+        self._unsent.update((row.id, row) for row in rows)
         report = DeliveryReport(claimed=len(rows))
         # By the Telegram chat they go to: the agents' cards and the bot's answers in the
         # agents' group are one sequence, paced together.
@@ -283,9 +283,13 @@ class DeliveryWorker:
             target = self._target(row)
             key = f"chat:{target}" if target is not None else f"{row.channel}:{row.recipient}"
             by_chat.setdefault(key, []).append(row)
-        await asyncio.gather(
-            *(self._deliver_chat(chat_rows, report) for chat_rows in by_chat.values())
-        )
+        try:
+            await asyncio.gather(
+                *(self._deliver_chat(chat_rows, report) for chat_rows in by_chat.values())
+            )
+        except BaseException:
+            self._forget(rows)
+            raise
         return report
 
     # ------------------------------------------------------------ claim and record
@@ -502,7 +506,7 @@ class DeliveryWorker:
         if first and row_id is not None:
             if self._stopping:
                 raise _Stopping
-            del self._unsent[row_id]
+            self._unsent.pop(row_id, None)
 
     async def _wait(self, seconds: float, interruptible: bool) -> None:
         """Sleep for a slot; a stop ends the sleep of a row not yet sent at once."""

@@ -89,9 +89,11 @@ async def test_a_row_on_the_wire_when_the_worker_stops_is_finished_and_recorded(
     recorded as sent, so no other process sends it again."""
     [ident] = queue(sessions, "on the wire")
     answered = asyncio.Event()
+    on_the_wire = asyncio.Event()
 
     class SlowSession(FakeSession):
         async def make_request(self, bot: Bot, method: Any, timeout: int | None = None) -> Any:
+            on_the_wire.set()
             await answered.wait()
             return await super().make_request(bot, method, timeout)
 
@@ -105,7 +107,8 @@ async def test_a_row_on_the_wire_when_the_worker_stops_is_finished_and_recorded(
         clock=Clock(NOW),
     )
     run = asyncio.create_task(worker.run_once())
-    await asyncio.sleep(0.05)
+    # The claim runs in a thread: wait for the request itself, not for a guessed time.
+    await asyncio.wait_for(on_the_wire.wait(), timeout=30)
     worker.stop_claiming()
     answered.set()
     assert (await run).sent == 1
