@@ -7,14 +7,25 @@ tickets/orders.py with the currency in hand; times are ISO 8601 with an offset.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Le
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from tickets.config import REASONS
 from tickets.models import CaseKind, CaseStatus, Channel, OrderStatus, Priority, UnitStatus
 
 Money = Decimal
+
+# Every integer a request carries is bounded by the column it is compared with or stored in,
+# so a 25-digit number is a 422 naming the field rather than an overflow in the database.
+# Plain constraints (annotated_types) so the same alias works in a pydantic model and as a
+# FastAPI path, query or form parameter.
+INT32_MAX = 2**31 - 1  # INTEGER: primary keys, versions, quantities
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # BIGINT: Telegram ids
+DbId = Annotated[int, Ge(1), Le(INT32_MAX)]
+DbInt = Annotated[int, Ge(0), Le(INT32_MAX)]
+DbBigInt = Annotated[int, Ge(INT64_MIN), Le(INT64_MAX)]
 
 
 class _In(BaseModel):
@@ -26,7 +37,7 @@ class CustomerIn(_In):
     name: str = Field(default="", max_length=200)
     phone: str | None = Field(default=None, max_length=40)
     email: str | None = Field(default=None, max_length=200)
-    telegram_user_id: int | None = None
+    telegram_user_id: DbBigInt | None = None
     language: Literal["zh-CN", "en"] | None = None
 
 
@@ -168,8 +179,8 @@ class QuoteAsk(_In):
 
 
 class InspectResult(_In):
-    sku: str
-    quantity: int = Field(ge=1)
+    sku: str = Field(max_length=64)
+    quantity: int = Field(ge=1, le=100_000)
     outcome: Literal["resalable", "damaged", "missing", "wrong_item"]
 
 
@@ -183,7 +194,7 @@ class ActionRequest(_In):
 
     action: str
     # The case version the agent saw; when given, a newer case is a 409, never an overwrite.
-    version: int | None = None
+    version: DbInt | None = None
     reason: str | None = Field(default=None, max_length=2000)
     # What a refusal offers instead (a default from the policy when left out).
     alternative: str | None = Field(default=None, max_length=2000)

@@ -24,6 +24,7 @@ from tickets.auth import audit, create_agent, create_token, hash_password
 from tickets.auth import revoke_token as revoke
 from tickets.exceptions import DomainError, InvalidInput
 from tickets.models import Agent, ApiToken, PanelSession, Role, Ticket, utcnow
+from tickets.schemas import DbId
 from tickets.scripts import LANGUAGES, ScriptError, ScriptLibrary
 from tickets.workflow import WORKING
 
@@ -133,7 +134,7 @@ def add_agent(
 
 @router.post("/agents/{agent_id}")
 def change_agent(
-    agent_id: int,
+    agent_id: DbId,
     request: Request,
     session: SessionDep,
     agent: CurrentPanelAgent,
@@ -224,7 +225,7 @@ def add_token(
 
 @router.post("/tokens/{token_id}/revoke")
 def revoke_token(
-    token_id: int, request: Request, session: SessionDep, agent: CurrentPanelAgent
+    token_id: DbId, request: Request, session: SessionDep, agent: CurrentPanelAgent
 ) -> Response:
     """Revoke an API token (admins): the next call with it gets 401."""
     require_role(agent, WRITERS)

@@ -22,9 +22,9 @@ from api.panel.auth import CurrentPanelAgent, require_role, safe_next
 from api.panel.pages import render
 from api.panel.queue import WORKING_STATUSES
 from api.panel.workspace import _problem
-from tickets.exceptions import DomainError, NotFound
+from tickets.exceptions import DomainError, InvalidInput, NotFound
 from tickets.models import Agent, Role, Ticket
-from tickets.schemas import ActionRequest
+from tickets.schemas import INT32_MAX, ActionRequest
 from tickets.service import Actor, Context, perform_action
 
 router = APIRouter()
@@ -62,6 +62,11 @@ def _selected(values: list[str]) -> list[tuple[str, int | None]]:
     for raw in values:
         number, _, version = raw.strip().partition("@")
         if number:
+            if version.isdigit() and int(version) > INT32_MAX:
+                # No case reaches this version (an INTEGER column): a forged value.
+                raise InvalidInput(
+                    f"bad version in {raw.strip()!r}", [{"loc": "case", "msg": "version too large"}]
+                )
             out[number] = int(version) if version.isdigit() else None
     return list(out.items())
 

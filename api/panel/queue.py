@@ -42,7 +42,7 @@ from tickets.models import (
     TicketUnit,
 )
 from tickets.money import format_amount
-from tickets.schemas import ActionRequest
+from tickets.schemas import ActionRequest, DbId, DbInt
 from tickets.service import TicketFilters, list_tickets
 from tickets.workflow import WORKING
 
@@ -315,7 +315,7 @@ def queue_page(
     created_from: Annotated[str, Query(max_length=10)] = "",
     created_to: Annotated[str, Query(max_length=10)] = "",
     q: Annotated[str, Query(max_length=100)] = "",
-    customer: int | None = None,
+    customer: DbId | None = None,
     cursor: str | None = None,
     partial: bool = False,
 ) -> Response:
@@ -416,7 +416,7 @@ def take(
     session: SessionDep,
     agent: CurrentPanelAgent,
     ctx: ContextDep,
-    version: Annotated[int | None, Form()] = None,
+    version: Annotated[DbInt | None, Form()] = None,
     back: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """Assign the case to me (from the queue or the workspace)."""

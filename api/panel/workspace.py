@@ -35,7 +35,7 @@ from tickets.exceptions import (
 )
 from tickets.models import Agent, Attachment, Event, Order, OrderLine, Role, Ticket
 from tickets.notices import case_facts, render_for_case
-from tickets.schemas import ActionRequest, ReplyCreate
+from tickets.schemas import INT32_MAX, ActionRequest, DbId, DbInt, ReplyCreate
 from tickets.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
 from tickets.service import Actor, Context, add_reply, get_ticket, perform_action
 from tickets.views import ticket_to_read
@@ -255,8 +255,8 @@ def action_request(action: str, form: dict[str, str], units: list[Any]) -> Actio
     data: dict[str, Any] = {"action": action}
     version = form.get("version", "").strip()
     if version:
-        if not version.isdigit():
-            raise InvalidInput("bad version", [{"loc": "version", "msg": "not a number"}])
+        if not version.isdigit() or int(version) > INT32_MAX:
+            raise InvalidInput("bad version", [{"loc": "version", "msg": "not a case version"}])
         data["version"] = int(version)
     for name in _FORM_FIELDS:
         value = form.get(name, "").strip()
@@ -484,7 +484,7 @@ def watch(
     request: Request,
     session: SessionDep,
     agent: CurrentPanelAgent,
-    version: int = 0,
+    version: DbInt = 0,
     typing: bool = False,
 ) -> Response:
     """Polled by an open workspace: has the case changed since the page was drawn, and who
@@ -510,7 +510,7 @@ def watch(
 
 @router.get("/files/{attachment_id}")
 def evidence(
-    attachment_id: int,
+    attachment_id: DbId,
     request: Request,
     session: SessionDep,
     agent: CurrentPanelAgent,
