@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests import test_panel_http as base
 from tests.conftest import Api, order_json
+from tests.test_api_refunds import _walk_to_refund_pending
 from tests.test_panel_http import Panel, make_case
-from tickets.models import Customer, Order, Ticket
+from tickets.models import Customer, Order, Refund, Ticket
 
 panel_app = base.panel_app
 alice = base.alice
@@ -121,3 +122,45 @@ def test_a_huge_version_in_an_action_is_a_422(api: Api) -> None:
     r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "approve", "version": HUGE})
     assert r.status_code == 422, r.text
     assert "version" in _names(r)
+
+
+# ---------------------------------------------------------------- amounts no column holds
+
+
+def test_a_unit_price_of_1e20_is_a_422_naming_it(api: Api, sessions: sessionmaker[Session]) -> None:
+    for price in ("1e20", 1e20, "100000000000000000000"):
+        order = order_json("BIG1")
+        order["lines"][0]["unit_price"] = price
+        r = api.post("/api/v1/orders", json={"orders": [order]})
+        assert r.status_code == 422, r.text
+        assert "orders.0.lines.0.unit_price" in _names(r)
+    # Each price in bounds, but a total no BIGINT holds: refused naming the lines.
+    lines = [
+        {"sku": f"GOLD-{i}", "quantity": 100_000, "unit_price": "10000000000"} for i in range(100)
+    ]
+    r = api.post("/api/v1/orders", json={"orders": [order_json("BIG2", lines=lines)]})
+    assert r.status_code == 422, r.text
+    assert "orders.0.lines" in _names(r)
+    assert _count(sessions, Order) == 0
+
+
+def test_a_return_freight_finer_than_the_currency_is_a_422(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    assert api.post("/api/v1/orders", json={"orders": [order_json()]}).status_code == 200
+    items = [{"sku": "JACKET-M", "quantity": 1}]
+    r = api.post(
+        "/api/v1/orders/T1001/refund-quote",
+        json={"items": items, "reason": "quality_defect", "return_freight": "0.001"},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == "return_freight"
+    number = _walk_to_refund_pending(api, "TEA", 1)
+    r = api.post(
+        f"/api/v1/tickets/{number}/actions",
+        json={"action": "propose_refund", "return_freight": "0.001"},
+    )
+    assert r.status_code == 422, r.text
+    assert "return_freight" in _names(r)
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Refund)) == 0

@@ -27,6 +27,12 @@ DbId = Annotated[int, Ge(1), Le(INT32_MAX)]
 DbInt = Annotated[int, Ge(0), Le(INT32_MAX)]
 DbBigInt = Annotated[int, Ge(INT64_MIN), Le(INT64_MAX)]
 
+# An amount in the currency's major unit (yuan, dollars). Ten billion is beyond any one price a
+# shop writes, yet in minor units (up to 3 decimals) it stays far inside a BIGINT column, and a
+# bound checked here refuses "1e20" before anything converts it.
+MONEY_MAX = Decimal(10**10)
+MoneyIn = Annotated[Decimal, Ge(0), Le(MONEY_MAX)]
+
 
 class _In(BaseModel):
     # A misspelt field is an error naming it, not silently dropped.
@@ -46,15 +52,15 @@ class OrderLineIn(_In):
     title: str = Field(default="", max_length=300)
     category: str = Field(default="", max_length=80)
     quantity: int = Field(ge=1, le=100_000)
-    unit_price: Money = Field(ge=0)
-    discount: Money = Field(default=Decimal(0), ge=0)
-    gift_value: Money = Field(default=Decimal(0), ge=0)
+    unit_price: MoneyIn
+    discount: MoneyIn = Decimal(0)
+    gift_value: MoneyIn = Decimal(0)
     no_reason_return: bool = True
 
 
 class PaymentIn(_In):
     method: str = Field(min_length=1, max_length=40)
-    amount: Money = Field(ge=0)
+    amount: MoneyIn
     kind: Literal["full", "deposit", "balance"] = "full"
     paid_at: AwareDatetime | None = None
 
@@ -69,14 +75,14 @@ class OrderIn(_In):
     shipped_at: AwareDatetime | None = None
     delivered_at: AwareDatetime | None = None
     payment_method: str = Field(default="alipay", max_length=40)
-    shipping_fee: Money = Field(default=Decimal(0), ge=0)
-    order_discount: Money = Field(default=Decimal(0), ge=0)
-    free_shipping_threshold: Money | None = Field(default=None, ge=0)
+    shipping_fee: MoneyIn = Decimal(0)
+    order_discount: MoneyIn = Decimal(0)
+    free_shipping_threshold: MoneyIn | None = None
     # The order_discount is a threshold promotion (满减) for spending at least this much.
-    promotion_threshold: Money | None = Field(default=None, ge=0)
+    promotion_threshold: MoneyIn | None = None
     address: str = Field(default="", max_length=1000)
     presale: bool = False
-    exchange_rate: Decimal | None = Field(default=None, gt=0)
+    exchange_rate: Decimal | None = Field(default=None, gt=0, le=1_000_000)
     customer: CustomerIn
     lines: list[OrderLineIn] = Field(min_length=1, max_length=500)
     payments: list[PaymentIn] | None = None
@@ -167,7 +173,7 @@ class QuoteAsk(_In):
     items: list[ItemIn] = Field(min_length=1, max_length=500)
     reason: str
     kind: Literal["refund_only", "return_refund"] = "return_refund"
-    return_freight: Money | None = Field(default=None, ge=0)
+    return_freight: MoneyIn | None = None
     return_freight_receipt: bool = False
 
     @field_validator("reason")
@@ -210,7 +216,7 @@ class ActionRequest(_In):
     group: str | None = None
     priority: Priority | None = None
     # propose_refund: return freight the customer paid (reimbursed on its own line, capped).
-    return_freight: Money | None = Field(default=None, ge=0)
+    return_freight: MoneyIn | None = None
     return_freight_receipt: bool = False
 
 
