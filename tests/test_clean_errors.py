@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -164,3 +165,37 @@ def test_a_return_freight_finer_than_the_currency_is_a_422(
     assert "return_freight" in _names(r)
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Refund)) == 0
+
+
+# ---------------------------------------------------------------- script variables
+
+
+@pytest.mark.parametrize("name", ["ticket", "ctx", "session", "script"])
+def test_a_variable_named_like_the_renderers_own_is_a_422(
+    api: Api, sessions: sessionmaker[Session], name: str
+) -> None:
+    assert api.post("/api/v1/orders", json={"orders": [order_json()]}).status_code == 200
+    r = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "size_fit",
+            "items": [{"sku": "SOCKS", "quantity": 1}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    number = r.json()["number"]
+    r = api.post(
+        f"/api/v1/tickets/{number}/actions", json={"action": "approve", "variables": {name: "x"}}
+    )
+    assert r.status_code == 422, r.text
+    assert name in r.json()["message"]
+    assert r.json()["errors"][0]["loc"] == "variables"
+    r = api.post(
+        f"/api/v1/tickets/{number}/replies",
+        json={"script": "notice_reply", "variables": {name: "x"}},
+    )
+    assert r.status_code == 422, r.text
+    assert name in r.json()["message"]
+    assert api.get(f"/api/v1/tickets/{number}").json()["status"] == "submitted"

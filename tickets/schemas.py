@@ -39,6 +39,22 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# The names the service passes beside a script's variables when it queues a notice
+# (tickets/service.py, _notice): a variable of one of these names would collide with them.
+RESERVED_VARIABLES = frozenset({"ticket", "ctx", "session", "script"})
+MAX_VARIABLES = 50
+
+
+def _script_variables(value: dict[str, Any]) -> dict[str, Any]:
+    taken = sorted(RESERVED_VARIABLES & set(value))
+    if taken:
+        raise ValueError(
+            f"variable {taken[0]!r} is a reserved name (not one of a script's variables): "
+            f"{', '.join(sorted(RESERVED_VARIABLES))} cannot be used"
+        )
+    return value
+
+
 class CustomerIn(_In):
     name: str = Field(default="", max_length=200)
     phone: str | None = Field(default=None, max_length=40)
@@ -205,8 +221,8 @@ class ActionRequest(_In):
     # What a refusal offers instead (a default from the policy when left out).
     alternative: str | None = Field(default=None, max_length=2000)
     # The script the customer receives for this step, and variables it needs beyond the case's.
-    script: str | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
+    script: str | None = Field(default=None, max_length=100)
+    variables: dict[str, Any] = Field(default_factory=dict, max_length=MAX_VARIABLES)
     note: str | None = Field(default=None, max_length=5000)
     tracking_no: str | None = Field(default=None, max_length=80)
     carrier: str | None = Field(default=None, max_length=80)
@@ -219,13 +235,17 @@ class ActionRequest(_In):
     return_freight: MoneyIn | None = None
     return_freight_receipt: bool = False
 
+    check_variables = field_validator("variables")(_script_variables)
+
 
 class ReplyCreate(_In):
     text: str | None = Field(default=None, max_length=4096)
     internal: bool = False
-    script: str | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
+    script: str | None = Field(default=None, max_length=100)
+    variables: dict[str, Any] = Field(default_factory=dict, max_length=MAX_VARIABLES)
     language: Literal["zh-CN", "en"] | None = None
+
+    check_variables = field_validator("variables")(_script_variables)
 
 
 class ItemRead(BaseModel):
