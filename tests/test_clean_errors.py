@@ -5,6 +5,7 @@ Each was a 500 before (issue 12, "Clean errors")."""
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import pytest
@@ -199,3 +200,71 @@ def test_a_variable_named_like_the_renderers_own_is_a_422(
     assert r.status_code == 422, r.text
     assert name in r.json()["message"]
     assert api.get(f"/api/v1/tickets/{number}").json()["status"] == "submitted"
+
+
+# ---------------------------------------------------------------- NUL characters
+
+
+def test_a_nul_in_the_log_in_name_is_a_422_even_anonymously(panel_app: Any) -> None:
+    anon = Panel(panel_app)
+    page = anon.client.get("/panel/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    assert token
+    form = {"username": "admin\x00", "password": "x", "login_token": token.group(1)}
+    r = anon.client.post("/panel/login", data=form)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [
+        {"loc": "form.username", "msg": "must not contain a NUL character (\\u0000)"}
+    ]
+    # The same as multipart/form-data.
+    r = anon.client.post("/panel/login", files={k: (None, v) for k, v in form.items()})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == "form.username"
+
+
+def test_a_nul_in_a_panel_form_or_query_is_a_422(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Any
+) -> None:
+    number = make_case(sessions, ctx, "NUL1")
+    r = alice.post(f"/panel/cases/{number}/reply", {"text": "hello\x00world"})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == "form.text"
+    r = alice.get("/panel/queue", params={"q": "李\x00"})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == "query.q"
+    with sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        assert [m.text for m in ticket.messages if "world" in m.text] == []
+
+
+def test_a_nul_anywhere_in_the_json_api_is_a_422_naming_the_field(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    order = order_json("NUL2")
+    order["customer"]["name"] = "李\x00雷"
+    r = api.post("/api/v1/orders", json={"orders": [order]})
+    assert r.status_code == 422, r.text
+    assert "orders.0.customer.name" in r.json()["message"]
+    r = api.post(
+        "/api/v1/tickets",
+        json={
+            "kind": "complaint",
+            "reason": "service",
+            "description": "rude\x00",
+            "customer": {"name": "x"},
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert "description" in r.json()["message"]
+    r = api.post("/api/v1/scripts/notice_reply/preview", json={"variables": {"text": "\x00"}})
+    assert r.status_code == 422, r.text
+    assert "variables.text" in r.json()["message"]
+    r = api.get("/api/v1/tickets", params={"order_no": "T\x00"})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == "query.order_no"
+    r = api.get("/api/v1/tickets/AS-1%00")
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == "path"
+    assert _count(sessions, Order) == 0
+    assert _count(sessions, Ticket) == 0

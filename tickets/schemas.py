@@ -10,7 +10,14 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from tickets.config import REASONS
 from tickets.models import CaseKind, CaseStatus, Channel, OrderStatus, Priority, UnitStatus
@@ -34,9 +41,42 @@ MONEY_MAX = Decimal(10**10)
 MoneyIn = Annotated[Decimal, Ge(0), Le(MONEY_MAX)]
 
 
+def nul_at(value: Any) -> str | None:
+    """The dotted path of the first text holding a NUL character in JSON-like input, or None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and "\x00" in key:
+                    return name.replace("\x00", "")
+                stack.append((name, sub))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{path}.{i}" if path else str(i), sub) for i, sub in enumerate(item))
+    return None
+
+
 class _In(BaseModel):
     # A misspelt field is an error naming it, not silently dropped.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # PostgreSQL cannot store a NUL in text and no person types one: refused here, once for
+        # every JSON body, naming the field (api/inputs.py does the same for forms and queries).
+        where = nul_at(data)
+        if where is not None:
+            raise ValueError(f"{where or 'value'}: must not contain a NUL character (\\u0000)")
+        return data
+
+
+# The base of every request body: forbids unknown fields, refuses NUL characters.
+InputModel = _In
 
 
 # The names the service passes beside a script's variables when it queues a notice
