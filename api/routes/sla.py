@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -13,6 +11,7 @@ from fastapi.responses import Response
 from api.deps import SessionDep
 from tickets import sla
 from tickets.exceptions import InvalidInput
+from tickets.exports import csv_bytes
 
 router = APIRouter(prefix="/sla", tags=["sla"])
 
@@ -62,7 +61,6 @@ def breaches_csv(
     """The breached clocks of the period, one row each, as CSV (UTF-8 with BOM, for Excel)."""
     since, until = _period(request, since, until)
     rows = sla.breaches(session=session, since=since, until=until, group=group)
-    out = io.StringIO()
     columns = [
         "case",
         "kind",
@@ -74,11 +72,8 @@ def breaches_csv(
         "done_at",
         "minutes_late",
     ]
-    writer = csv.DictWriter(out, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
     return Response(
-        "\ufeff" + out.getvalue(),
+        csv_bytes(columns, ([row.get(c) for c in columns] for row in rows)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="sla-breaches.csv"'},
     )
