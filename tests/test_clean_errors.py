@@ -268,3 +268,41 @@ def test_a_nul_anywhere_in_the_json_api_is_a_422_naming_the_field(
     assert r.json()["errors"][0]["loc"] == "path"
     assert _count(sessions, Order) == 0
     assert _count(sessions, Ticket) == 0
+
+
+# ---------------------------------------------------------------- digits int() does not read
+
+
+@pytest.mark.parametrize("raw", ["²", "--5", "9" * 5000])
+def test_a_number_field_int_cannot_read_is_a_clear_problem(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Any, raw: str
+) -> None:
+    number = make_case(sessions, ctx, "DIG1")
+    # A script's number variable: the reply box says which variable is wrong.
+    r = alice.get(
+        f"/panel/cases/{number}/script",
+        params={"name": "delay_logistics_peak", "language": "en", "var_delay_days": raw},
+    )
+    assert r.status_code == 200, r.text
+    assert "delay_days" in r.text
+    # A version or a quantity: a 422 naming it, nothing done.
+    r = alice.post(f"/panel/cases/{number}/actions/approve", {"version": raw})
+    assert r.status_code == 422, r.text
+    r = alice.post(
+        "/panel/cases/new",
+        {
+            "kind": "return_refund",
+            "reason": "size_fit",
+            "order_no": "DIG1",
+            "channel": "phone",
+            "sku_0": "SOCKS",
+            "qty_0": raw,
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert 'data-error-for="qty_0"' in r.text
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Ticket)) == 1
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        assert ticket.status == "submitted"

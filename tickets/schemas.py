@@ -41,6 +41,15 @@ MONEY_MAX = Decimal(10**10)
 MoneyIn = Annotated[Decimal, Ge(0), Le(MONEY_MAX)]
 
 
+def whole_number(text: str, maximum: int = INT32_MAX) -> int | None:
+    """Form text as a whole number in 0..maximum, or None. ASCII digits only: "²" is a digit to
+    str.isdigit() but not to int(), and a 5000-digit string is past int()'s own limit."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(maximum)):
+        return None
+    value = int(text)
+    return value if value <= maximum else None
+
+
 def nul_at(value: Any) -> str | None:
     """The dotted path of the first text holding a NUL character in JSON-like input, or None."""
     stack: list[tuple[str, Any]] = [("", value)]

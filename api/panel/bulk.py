@@ -24,7 +24,7 @@ from api.panel.queue import WORKING_STATUSES
 from api.panel.workspace import _problem
 from tickets.exceptions import DomainError, InvalidInput, NotFound
 from tickets.models import Agent, Role, Ticket
-from tickets.schemas import INT32_MAX, ActionRequest
+from tickets.schemas import ActionRequest, whole_number
 from tickets.service import Actor, Context, perform_action
 
 router = APIRouter()
@@ -62,12 +62,14 @@ def _selected(values: list[str]) -> list[tuple[str, int | None]]:
     for raw in values:
         number, _, version = raw.strip().partition("@")
         if number:
-            if version.isdigit() and int(version) > INT32_MAX:
-                # No case reaches this version (an INTEGER column): a forged value.
+            seen = whole_number(version) if version else None
+            if version and seen is None:
+                # Not a version any case has (at most an INTEGER): a forged value.
                 raise InvalidInput(
-                    f"bad version in {raw.strip()!r}", [{"loc": "case", "msg": "version too large"}]
+                    f"bad version in {raw.strip()[:80]!r}",
+                    [{"loc": "case", "msg": "not a case version"}],
                 )
-            out[number] = int(version) if version.isdigit() else None
+            out[number] = seen
     return list(out.items())
 
 
