@@ -306,3 +306,31 @@ def test_a_number_field_int_cannot_read_is_a_clear_problem(
         ticket = s.scalar(select(Ticket).where(Ticket.number == number))
         assert ticket is not None
         assert ticket.status == "submitted"
+
+
+# ---------------------------------------------------------------- times datetime cannot hold
+
+
+def test_a_time_beyond_what_datetime_holds_is_a_422_naming_it(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    for params in (
+        {"until": "0001-01-01T00:00:00+00:00"},
+        {"until": "9999-12-31T23:59:59-14:00"},
+    ):
+        for url in ("/api/v1/sla/report", "/api/v1/sla/breaches.csv"):
+            r = api.get(url, params=params)
+            assert r.status_code == 422, (url, r.text)
+            assert r.json()["errors"][0]["loc"] == "query.until"
+    late = "9999-12-31T23:59:59-14:00"
+    order = order_json("Y9", placed_at=late, paid_at=late, shipped_at=late, delivered_at=late)
+    r = api.post("/api/v1/orders", json={"orders": [order]})
+    assert r.status_code == 422, r.text
+    assert "orders.0.placed_at" in r.text
+    assert _count(sessions, Order) == 0
+
+
+def test_the_panel_ignores_a_creation_date_filter_no_case_can_have(alice: Panel) -> None:
+    for params in ({"created_to": "9999-12-31"}, {"created_from": "0001-01-01"}):
+        r = alice.get("/panel/queue", params={"queue": "all", **params})
+        assert r.status_code == 200, r.text

@@ -6,11 +6,13 @@ tickets/orders.py with the currency in hand; times are ISO 8601 with an offset.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -39,6 +41,20 @@ DbBigInt = Annotated[int, Ge(INT64_MIN), Le(INT64_MAX)]
 # bound checked here refuses "1e20" before anything converts it.
 MONEY_MAX = Decimal(10**10)
 MoneyIn = Annotated[Decimal, Ge(0), Le(MONEY_MAX)]
+
+# A time a request carries lies within the years a shop's records have: beyond them, turning it
+# into UTC to store it, or a clock's arithmetic on it (+30 days), overflows datetime.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def plausible_time(value: datetime) -> datetime:
+    if not EARLIEST <= value.replace(tzinfo=value.tzinfo or UTC) < LATEST:
+        raise ValueError("must be a time between the years 1970 and 2999")
+    return value
+
+
+TimeIn = Annotated[AwareDatetime, AfterValidator(plausible_time)]
 
 
 def whole_number(text: str, maximum: int = INT32_MAX) -> int | None:
@@ -127,7 +143,7 @@ class PaymentIn(_In):
     method: str = Field(min_length=1, max_length=40)
     amount: MoneyIn
     kind: Literal["full", "deposit", "balance"] = "full"
-    paid_at: AwareDatetime | None = None
+    paid_at: TimeIn | None = None
 
 
 class OrderIn(_In):
@@ -135,10 +151,10 @@ class OrderIn(_In):
     platform: str = Field(default="shop", max_length=40)
     status: OrderStatus
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
-    placed_at: AwareDatetime
-    paid_at: AwareDatetime | None = None
-    shipped_at: AwareDatetime | None = None
-    delivered_at: AwareDatetime | None = None
+    placed_at: TimeIn
+    paid_at: TimeIn | None = None
+    shipped_at: TimeIn | None = None
+    delivered_at: TimeIn | None = None
     payment_method: str = Field(default="alipay", max_length=40)
     shipping_fee: MoneyIn = Decimal(0)
     order_discount: MoneyIn = Decimal(0)

@@ -42,7 +42,7 @@ from tickets.models import (
     TicketUnit,
 )
 from tickets.money import format_amount
-from tickets.schemas import ActionRequest, DbId, DbInt
+from tickets.schemas import EARLIEST, LATEST, ActionRequest, DbId, DbInt
 from tickets.service import TicketFilters, list_tickets
 from tickets.workflow import WORKING
 
@@ -109,6 +109,8 @@ def day_start(value: str, tz: ZoneInfo, *, next_day: bool = False) -> datetime |
         day = date.fromisoformat(value.strip())
     except ValueError:
         return None
+    if not EARLIEST.year <= day.year < LATEST.year:
+        return None  # no case is that old or that new; the day's arithmetic could overflow
     if next_day:
         day += timedelta(days=1)
     return datetime.combine(day, time(0), tzinfo=tz)

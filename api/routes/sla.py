@@ -7,16 +7,24 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import AfterValidator
 
 from api.deps import SessionDep
 from tickets import sla
 from tickets.exceptions import InvalidInput
 from tickets.exports import csv_bytes
+from tickets.schemas import plausible_time
 
 router = APIRouter(prefix="/sla", tags=["sla"])
 
-Since = Annotated[datetime | None, Query(description="ISO time with offset; default 30 days ago")]
-Until = Annotated[datetime | None, Query(description="ISO time with offset; default now")]
+Since = Annotated[
+    Annotated[datetime, AfterValidator(plausible_time)] | None,
+    Query(description="ISO time with offset; default 30 days ago"),
+]
+Until = Annotated[
+    Annotated[datetime, AfterValidator(plausible_time)] | None,
+    Query(description="ISO time with offset; default now"),
+]
 
 
 def _period(
