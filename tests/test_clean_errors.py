@@ -334,3 +334,16 @@ def test_the_panel_ignores_a_creation_date_filter_no_case_can_have(alice: Panel)
     for params in ({"created_to": "9999-12-31"}, {"created_from": "0001-01-01"}):
         r = alice.get("/panel/queue", params={"queue": "all", **params})
         assert r.status_code == 200, r.text
+
+
+def test_a_non_ascii_log_in_or_csrf_token_is_refused_not_a_500(alice: Panel) -> None:
+    anon = Panel(alice.client.app)
+    anon.client.get("/panel/login")
+    r = anon.client.post(
+        "/panel/login", data={"username": "alice", "password": "x", "login_token": "令牌"}
+    )
+    assert r.status_code in (400, 403, 422), r.text
+    r = alice.client.post("/panel/me/away", data={"csrf_token": "令牌"})
+    assert r.status_code == 403, r.text
+    r = alice.client.post("/panel/me/away", headers={"X-CSRF-Token": "令牌".encode()})
+    assert r.status_code == 403, r.text
