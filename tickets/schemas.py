@@ -17,8 +17,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from tickets.config import REASONS
@@ -66,6 +66,10 @@ def whole_number(text: str, maximum: int = INT32_MAX) -> int | None:
     return value if value <= maximum else None
 
 
+# Fields whose value is free-form JSON rather than a model of its own.
+FREE_FORM = frozenset({"variables"})
+
+
 def nul_at(value: Any) -> str | None:
     """The dotted path of the first text holding a NUL character in JSON-like input, or None."""
     stack: list[tuple[str, Any]] = [("", value)]
@@ -89,15 +93,23 @@ class _In(BaseModel):
     # A misspelt field is an error naming it, not silently dropped.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
+    def _no_nul(cls, value: Any, info: ValidationInfo) -> Any:
         # PostgreSQL cannot store a NUL in text and no person types one: refused here, once for
         # every JSON body, naming the field (api/inputs.py does the same for forms and queries).
-        where = nul_at(data)
+        # Nested models check their own fields; free-form values (script variables) are walked.
+        if isinstance(value, str):
+            where: str | None = "" if "\x00" in value else None
+        elif info.field_name in FREE_FORM:
+            where = nul_at(value)
+        else:
+            return value
         if where is not None:
-            raise ValueError(f"{where or 'value'}: must not contain a NUL character (\\u0000)")
-        return data
+            raise ValueError(
+                f"{where + ': ' if where else ''}must not contain a NUL character (\\u0000)"
+            )
+        return value
 
 
 # The base of every request body: forbids unknown fields, refuses NUL characters.
