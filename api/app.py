@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api import errors
 from api.deps import context_for, current_agent
+from api.inputs import RefuseNul
 from api.panel import install_panel
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
@@ -147,6 +148,7 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
         if settings.webhook_url:
             app.include_router(app.state.bot.webhook_router())
     errors.install(app)
+    app.add_middleware(RefuseNul)
 
     # Every JSON route needs an agent's bearer token: declared once, on the router.
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(current_agent)])

@@ -202,7 +202,13 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
         return 2
     try:
         with sessions() as session:
-            report = import_orders(session=session, path=path, now=utcnow(), dry_run=args.dry_run)
+            report = import_orders(
+                session=session,
+                path=path,
+                now=utcnow(),
+                dry_run=args.dry_run,
+                max_rows=settings.import_max_rows,
+            )
             if args.dry_run:
                 session.rollback()
             else:

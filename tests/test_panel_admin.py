@@ -231,3 +231,34 @@ def test_the_evidence_bundle_holds_the_timeline_and_the_photos(
     assert "missing from storage" in page
     assert "a" * 64 in page
     assert alice.get("/panel/cases/AS-19990101-0001/bundle.zip").status_code == 404
+
+
+def test_an_admin_resetting_a_password_ends_that_agents_sessions(
+    panel_app: Any, sessions: sessionmaker[Session]
+) -> None:
+    boss = _admin(panel_app, sessions)
+    alice_laptop, alice_phone = _as(panel_app, "alice"), _as(panel_app, "alice")
+    bob = _as(panel_app, "bob")
+    with sessions() as s:
+        alice_id = s.scalar(select(Agent.id).where(Agent.username == "alice"))
+        boss_id = s.scalar(select(Agent.id).where(Agent.username == "boss"))
+    r = boss.post(
+        f"/panel/admin/agents/{alice_id}",
+        {"role": "agent", "group": "service", "active": "1", "password": "a brand new secret"},
+    )
+    assert r.status_code == 303, r.text
+    # Whoever held her old password (or a session opened with it) is out, on every device.
+    assert alice_laptop.get("/panel").status_code == 303
+    assert alice_phone.get("/panel").status_code == 303
+    assert Panel(panel_app).login("alice", PASSWORD).status_code == 401
+    assert Panel(panel_app).login("alice", "a brand new secret").status_code == 303
+    # Nobody else's session is touched; an admin resetting their own keeps the one in use.
+    assert bob.get("/panel").status_code == 200
+    other_boss_tab = _as(panel_app, "boss")
+    r = boss.post(
+        f"/panel/admin/agents/{boss_id}",
+        {"role": "admin", "active": "1", "password": "the boss's new secret"},
+    )
+    assert r.status_code == 303, r.text
+    assert boss.get("/panel").status_code == 200
+    assert other_boss_tab.get("/panel").status_code == 303

@@ -19,7 +19,7 @@ import io
 import math
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -28,8 +28,8 @@ from typing import Any
 
 import openpyxl
 from babel.numbers import is_currency
+from defusedxml import DefusedXmlException
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.exceptions import InvalidFileException
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy.orm import Session
@@ -41,6 +41,13 @@ from tickets.orders import UpsertOutcome, upsert_order
 from tickets.schemas import OrderIn
 
 EXAMPLE_TIME = "2024-03-01T10:00:00+08:00"
+# The most rows below the header a file may have (AFTERSALES_IMPORT_MAX_ROWS): a day's orders of
+# a busy shop fit many times; a file beyond it is refused while it is read, not after.
+IMPORT_MAX_ROWS = 100_000
+# An order file needs a few dozen columns; cells beyond these are never read.
+MAX_COLUMNS = 200
+# What an .xlsx may unpack to (its XML parts together).
+XLSX_MAX_UNPACKED_BYTES = 512 * 2**20
 REQUIRED_COLUMNS = ("order_no", "status", "placed_at", "sku", "quantity", "unit_price")
 # A spreadsheet keeps 15 significant digits: a longer number typed into a number cell (a
 # Taobao order number, say) has already lost its last digits, and guessing them is not an option.
@@ -233,22 +240,66 @@ def _read_csv(path: Path) -> list[Row]:
         raise _fail(path, f"cannot read CSV near line {reader.line_num}: {exc}") from None
 
 
-def _read_xlsx(path: Path) -> list[Row]:
+def _unreadable(path: Path, exc: BaseException) -> InvalidInput:
+    what = type(exc).__name__ if isinstance(exc, DefusedXmlException) else str(exc)[:200]
+    return _fail(path, f"cannot read it as an .xlsx workbook ({what or type(exc).__name__})")
+
+
+def _check_zip(path: Path) -> None:
+    """A workbook is a ZIP of XML parts: refuse one that would unpack to more than any order
+    file needs (a few kilobytes that expand to gigabytes) before any part is read. The sizes
+    are the archive's own; zipfile never unpacks a part beyond its stated size."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+    if unpacked > XLSX_MAX_UNPACKED_BYTES:
+        raise _fail(
+            path,
+            f"the workbook unpacks to {unpacked // 2**20} MiB, over the "
+            f"{XLSX_MAX_UNPACKED_BYTES // 2**20} MiB an order file may hold: split it",
+        )
+
+
+def _read_xlsx(path: Path) -> Iterator[Row]:
+    """The rows of the workbook's "orders" sheet (or its first), streamed: a read-only
+    workbook parses the sheet as it is iterated, so the header is checked, and the row limit
+    applied, before the rest is read. The XML is parsed by defusedxml (openpyxl uses it when
+    it is installed): a part declaring entities is refused, never expanded."""
+    _check_zip(path)
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError) as exc:
-        raise _fail(path, f"cannot read it as an .xlsx workbook ({exc})") from None
+    except Exception as exc:
+        # Any failure to open the archive or parse its XML (malformed, entity-declaring,
+        # missing parts) is the file's fault, never a traceback.
+        raise _unreadable(path, exc) from None
     try:
         sheets = book.worksheets
+        if not sheets:
+            raise _fail(path, "the workbook has no sheet")
         sheet = next((s for s in sheets if s.title.strip().lower() == "orders"), sheets[0])
+        # Cells beyond the known columns are cut, so a row claiming 16 384 columns costs
+        # no more than a real one.
+        widest = sheet.max_column if isinstance(sheet.max_column, int) else 0
+        rows = sheet.iter_rows(values_only=True, max_col=min(max(widest, 1), MAX_COLUMNS))
         # Read-only sheets yield every row from 1, empty ones included, so the count is the
         # row number the spreadsheet shows.
-        return [(n, list(r)) for n, r in enumerate(sheet.iter_rows(values_only=True), start=1)]
+        line = 0
+        while True:
+            try:
+                cells = next(rows)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise _unreadable(path, exc) from None
+            line += 1
+            yield line, list(cells)
     finally:
         book.close()
 
 
-def _read_rows(path: Path) -> list[Row]:
+def _read_rows(path: Path) -> Iterable[Row]:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".xlsx"):
         hint = "open it and save as .xlsx or 'CSV UTF-8'" if suffix == ".xls" else ""
@@ -260,6 +311,19 @@ def _read_rows(path: Path) -> list[Row]:
     if not path.is_file():
         raise _fail(path, f"no file at {path}")
     return _read_csv(path) if suffix == ".csv" else _read_xlsx(path)
+
+
+def _limited(path: Path, rows: Iterable[Row], max_rows: int) -> Iterator[Row]:
+    """The rows, refusing the file as soon as it holds more than max_rows below the header
+    (blank rows count: a sheet can claim a million of them)."""
+    for line, cells in rows:
+        if line > max_rows + 1:
+            raise _fail(
+                path,
+                f"the file has more than {max_rows} rows: split it into files of at most "
+                f"{max_rows} rows (AFTERSALES_IMPORT_MAX_ROWS)",
+            )
+        yield line, cells
 
 
 def _empty(value: Any) -> bool:
@@ -618,25 +682,42 @@ def _pydantic_msg(err: ErrorDetails, column: str) -> str:
     return f"{err['msg']} (got {_show(value)})"
 
 
-def _parse(path: Path) -> tuple[list[_ParsedOrder], int]:
+def _parse(path: Path, max_rows: int = IMPORT_MAX_ROWS) -> tuple[list[_ParsedOrder], int]:
     """Every order of the file with the lines it came from, and the number of data rows."""
-    rows = _read_rows(path)
+    source = _read_rows(path)
+    try:
+        return _parse_rows(path, _limited(path, source, max_rows))
+    finally:
+        if isinstance(source, Generator):
+            source.close()  # the workbook closes now, even when a problem stopped the reading
+
+
+def _parse_rows(path: Path, rows: Iterator[Row]) -> tuple[list[_ParsedOrder], int]:
     problems = _Problems()
-    start = next((i for i, (_, cells) in enumerate(rows) if any(map(_not_empty, cells))), None)
-    if start is None:
+    first = next((row for row in rows if any(map(_not_empty, row[1]))), None)
+    if first is None:
         raise _fail(path, "the file is empty: it needs a header row and one row per order line")
     # Line numbers are the spreadsheet's own, so blank rows above the header do no harm.
-    header_line, header_cells = rows[start]
+    header_line, header_cells = first
     if not any(str(c).strip().lower() in COLUMNS for c in header_cells if not _empty(c)) and any(
         ";" in str(c) or "\t" in str(c) for c in header_cells if not _empty(c)
     ):
         # One line of advice beats a complaint about every column of a semicolon CSV.
         raise _fail(path, "columns seem separated by ';' or tabs: save the file as CSV UTF-8")
     index, missing = _header(header_line, header_cells, problems)
+    if len(missing) == len(REQUIRED_COLUMNS):
+        # Not an order file at all (none of the required columns): said before any row is
+        # read. With some of them, the rows are read too, so one round of fixes is enough.
+        errors = problems.as_errors()
+        raise InvalidInput(
+            f"{path.name}: {len(errors)} problem(s) in the header; fix them and import again "
+            "(nothing was imported)",
+            errors,
+        )
     unnamed: dict[int, int] = {}
     groups: dict[str, list[_Row]] = {}
     count = 0
-    for line, cells in rows[start + 1 :]:
+    for line, cells in rows:
         if not any(map(_not_empty, cells)):
             continue  # trailing blank rows are normal in spreadsheets
         count += 1
@@ -687,18 +768,23 @@ def _not_empty(value: Any) -> bool:
 # ---- public API ------------------------------------------------------------------------------
 
 
-def parse_order_file(path: Path) -> list[OrderIn]:
+def parse_order_file(path: Path, max_rows: int = IMPORT_MAX_ROWS) -> list[OrderIn]:
     """Read a .csv or .xlsx order file into orders, in the order they first appear.
 
     Raises InvalidInput listing every problem, each with loc "line N, column" (the header is
     line 1), if any row is bad; then no order is returned at all.
     """
-    parsed, _ = _parse(Path(path))
+    parsed, _ = _parse(Path(path), max_rows)
     return [p.order for p in parsed]
 
 
 def import_orders(
-    *, session: Session, path: Path, now: datetime, dry_run: bool = False
+    *,
+    session: Session,
+    path: Path,
+    now: datetime,
+    dry_run: bool = False,
+    max_rows: int = IMPORT_MAX_ROWS,
 ) -> ImportReport:
     """Parse the whole file, then upsert each order inside the caller's session.
 
@@ -709,7 +795,7 @@ def import_orders(
     does the same work and returns the same report as a real run, then rolls the savepoint
     back, so nothing is written whatever the caller does next.
     """
-    parsed, rows = _parse(Path(path))
+    parsed, rows = _parse(Path(path), max_rows)
     report = ImportReport(rows=rows, dry_run=dry_run)
     invalid: list[dict[str, Any]] = []
     conflicts: list[dict[str, Any]] = []

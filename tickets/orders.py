@@ -23,7 +23,7 @@ from tickets.models import (
     UnitStatus,
 )
 from tickets.money import allocate, format_amount, to_minor
-from tickets.schemas import CustomerIn, OrderIn, OrderLineRead, OrderRead, PaymentRead
+from tickets.schemas import INT64_MAX, CustomerIn, OrderIn, OrderLineRead, OrderRead, PaymentRead
 
 UpsertOutcome = Literal["created", "updated", "unchanged"]
 
@@ -73,6 +73,9 @@ def _priced(data: OrderIn, loc: str) -> dict[str, Any]:
         else None
     )
     goods = sum(price * ln.quantity - discount for ln, price, discount, _ in lines)
+    if goods + shipping > INT64_MAX:
+        # Each amount is bounded by the schema; their sum is stored too (the payment, a BIGINT).
+        errors.append({"loc": f"{loc}.lines", "msg": "the order's total is beyond any real order"})
     if order_discount > goods and not errors:
         errors.append(
             {"loc": f"{loc}.order_discount", "msg": "order discount exceeds the goods amount"}

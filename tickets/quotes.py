@@ -168,11 +168,16 @@ def quote(
 ) -> Quote:
     """The refund of these units of `order`, itemised, with the ledger taken into account.
     Raises InvalidInput naming the field when the calculator cannot read the request."""
-    freight = (
-        ReturnFreight(amount=to_minor(return_freight, order.currency), receipt=freight_receipt)
-        if return_freight
-        else None
-    )
+    freight = None
+    if return_freight:
+        # The schema cannot know the order's currency: "0.001" fits no CNY amount.
+        try:
+            amount = to_minor(return_freight, order.currency)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"return_freight: {exc}", [{"loc": "return_freight", "msg": str(exc)}]
+            ) from None
+        freight = ReturnFreight(amount=amount, receipt=freight_receipt)
     request = QuoteRequest(
         kind=kind,
         reason=reason,

@@ -6,27 +6,137 @@ tickets/orders.py with the currency in hand; times are ISO 8601 with an offset.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from annotated_types import Ge, Le
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from tickets.config import REASONS
 from tickets.models import CaseKind, CaseStatus, Channel, OrderStatus, Priority, UnitStatus
 
 Money = Decimal
 
+# Every integer a request carries is bounded by the column it is compared with or stored in,
+# so a 25-digit number is a 422 naming the field rather than an overflow in the database.
+# Plain constraints (annotated_types) so the same alias works in a pydantic model and as a
+# FastAPI path, query or form parameter.
+INT32_MAX = 2**31 - 1  # INTEGER: primary keys, versions, quantities
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # BIGINT: Telegram ids
+DbId = Annotated[int, Ge(1), Le(INT32_MAX)]
+DbInt = Annotated[int, Ge(0), Le(INT32_MAX)]
+DbBigInt = Annotated[int, Ge(INT64_MIN), Le(INT64_MAX)]
+
+# An amount in the currency's major unit (yuan, dollars). Ten billion is beyond any one price a
+# shop writes, yet in minor units (up to 3 decimals) it stays far inside a BIGINT column, and a
+# bound checked here refuses "1e20" before anything converts it.
+MONEY_MAX = Decimal(10**10)
+MoneyIn = Annotated[Decimal, Ge(0), Le(MONEY_MAX)]
+
+# A time a request carries lies within the years a shop's records have: beyond them, turning it
+# into UTC to store it, or a clock's arithmetic on it (+30 days), overflows datetime.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def plausible_time(value: datetime) -> datetime:
+    if not EARLIEST <= value.replace(tzinfo=value.tzinfo or UTC) < LATEST:
+        raise ValueError("must be a time between the years 1970 and 2999")
+    return value
+
+
+TimeIn = Annotated[AwareDatetime, AfterValidator(plausible_time)]
+
+
+def whole_number(text: str, maximum: int = INT32_MAX) -> int | None:
+    """Form text as a whole number in 0..maximum, or None. ASCII digits only: "²" is a digit to
+    str.isdigit() but not to int(), and a 5000-digit string is past int()'s own limit."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(maximum)):
+        return None
+    value = int(text)
+    return value if value <= maximum else None
+
+
+# Fields whose value is free-form JSON rather than a model of its own.
+FREE_FORM = frozenset({"variables"})
+
+
+def nul_at(value: Any) -> str | None:
+    """The dotted path of the first text holding a NUL character in JSON-like input, or None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and "\x00" in key:
+                    return name.replace("\x00", "")
+                stack.append((name, sub))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{path}.{i}" if path else str(i), sub) for i, sub in enumerate(item))
+    return None
+
 
 class _In(BaseModel):
     # A misspelt field is an error naming it, not silently dropped.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any, info: ValidationInfo) -> Any:
+        # PostgreSQL cannot store a NUL in text and no person types one: refused here, once for
+        # every JSON body, naming the field (api/inputs.py does the same for forms and queries).
+        # Nested models check their own fields; free-form values (script variables) are walked.
+        if isinstance(value, str):
+            where: str | None = "" if "\x00" in value else None
+        elif info.field_name in FREE_FORM:
+            where = nul_at(value)
+        else:
+            return value
+        if where is not None:
+            raise ValueError(
+                f"{where + ': ' if where else ''}must not contain a NUL character (\\u0000)"
+            )
+        return value
+
+
+# The base of every request body: forbids unknown fields, refuses NUL characters.
+InputModel = _In
+
+
+# The names the service passes beside a script's variables when it queues a notice
+# (tickets/service.py, _notice): a variable of one of these names would collide with them.
+RESERVED_VARIABLES = frozenset({"ticket", "ctx", "session", "script"})
+MAX_VARIABLES = 50
+
+
+def _script_variables(value: dict[str, Any]) -> dict[str, Any]:
+    taken = sorted(RESERVED_VARIABLES & set(value))
+    if taken:
+        raise ValueError(
+            f"variable {taken[0]!r} is a reserved name (not one of a script's variables): "
+            f"{', '.join(sorted(RESERVED_VARIABLES))} cannot be used"
+        )
+    return value
 
 
 class CustomerIn(_In):
     name: str = Field(default="", max_length=200)
     phone: str | None = Field(default=None, max_length=40)
     email: str | None = Field(default=None, max_length=200)
-    telegram_user_id: int | None = None
+    telegram_user_id: DbBigInt | None = None
     language: Literal["zh-CN", "en"] | None = None
 
 
@@ -35,9 +145,9 @@ class OrderLineIn(_In):
     title: str = Field(default="", max_length=300)
     category: str = Field(default="", max_length=80)
     quantity: int = Field(ge=1, le=100_000)
-    unit_price: Money = Field(ge=0)
-    discount: Money = Field(default=Decimal(0), ge=0)
-    gift_value: Money = Field(default=Decimal(0), ge=0)
+    unit_price: MoneyIn
+    discount: MoneyIn = Decimal(0)
+    gift_value: MoneyIn = Decimal(0)
     # A gift line (unit_price 0, gift_value declared) may name the paid line it came with;
     # without it the gift belongs to the order's paid lines (README, "Gifts").
     gift_for: str | None = Field(default=None, min_length=1, max_length=64)
@@ -46,9 +156,9 @@ class OrderLineIn(_In):
 
 class PaymentIn(_In):
     method: str = Field(min_length=1, max_length=40)
-    amount: Money = Field(ge=0)
+    amount: MoneyIn
     kind: Literal["full", "deposit", "balance"] = "full"
-    paid_at: AwareDatetime | None = None
+    paid_at: TimeIn | None = None
 
 
 class OrderIn(_In):
@@ -56,19 +166,19 @@ class OrderIn(_In):
     platform: str = Field(default="shop", max_length=40)
     status: OrderStatus
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
-    placed_at: AwareDatetime
-    paid_at: AwareDatetime | None = None
-    shipped_at: AwareDatetime | None = None
-    delivered_at: AwareDatetime | None = None
+    placed_at: TimeIn
+    paid_at: TimeIn | None = None
+    shipped_at: TimeIn | None = None
+    delivered_at: TimeIn | None = None
     payment_method: str = Field(default="alipay", max_length=40)
-    shipping_fee: Money = Field(default=Decimal(0), ge=0)
-    order_discount: Money = Field(default=Decimal(0), ge=0)
-    free_shipping_threshold: Money | None = Field(default=None, ge=0)
+    shipping_fee: MoneyIn = Decimal(0)
+    order_discount: MoneyIn = Decimal(0)
+    free_shipping_threshold: MoneyIn | None = None
     # The order_discount is a threshold promotion (满减) for spending at least this much.
-    promotion_threshold: Money | None = Field(default=None, ge=0)
+    promotion_threshold: MoneyIn | None = None
     address: str = Field(default="", max_length=1000)
     presale: bool = False
-    exchange_rate: Decimal | None = Field(default=None, gt=0)
+    exchange_rate: Decimal | None = Field(default=None, gt=0, le=1_000_000)
     customer: CustomerIn
     lines: list[OrderLineIn] = Field(min_length=1, max_length=500)
     payments: list[PaymentIn] | None = None
@@ -160,7 +270,7 @@ class QuoteAsk(_In):
     items: list[ItemIn] = Field(min_length=1, max_length=500)
     reason: str
     kind: Literal["refund_only", "return_refund"] = "return_refund"
-    return_freight: Money | None = Field(default=None, ge=0)
+    return_freight: MoneyIn | None = None
     return_freight_receipt: bool = False
 
     @field_validator("reason")
@@ -172,8 +282,8 @@ class QuoteAsk(_In):
 
 
 class InspectResult(_In):
-    sku: str
-    quantity: int = Field(ge=1)
+    sku: str = Field(max_length=64)
+    quantity: int = Field(ge=1, le=100_000)
     outcome: Literal["resalable", "damaged", "missing", "wrong_item"]
 
 
@@ -187,13 +297,13 @@ class ActionRequest(_In):
 
     action: str
     # The case version the agent saw; when given, a newer case is a 409, never an overwrite.
-    version: int | None = None
+    version: DbInt | None = None
     reason: str | None = Field(default=None, max_length=2000)
     # What a refusal offers instead (a default from the policy when left out).
     alternative: str | None = Field(default=None, max_length=2000)
     # The script the customer receives for this step, and variables it needs beyond the case's.
-    script: str | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
+    script: str | None = Field(default=None, max_length=100)
+    variables: dict[str, Any] = Field(default_factory=dict, max_length=MAX_VARIABLES)
     note: str | None = Field(default=None, max_length=5000)
     tracking_no: str | None = Field(default=None, max_length=80)
     carrier: str | None = Field(default=None, max_length=80)
@@ -203,16 +313,20 @@ class ActionRequest(_In):
     group: str | None = None
     priority: Priority | None = None
     # propose_refund: return freight the customer paid (reimbursed on its own line, capped).
-    return_freight: Money | None = Field(default=None, ge=0)
+    return_freight: MoneyIn | None = None
     return_freight_receipt: bool = False
+
+    check_variables = field_validator("variables")(_script_variables)
 
 
 class ReplyCreate(_In):
     text: str | None = Field(default=None, max_length=4096)
     internal: bool = False
-    script: str | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
+    script: str | None = Field(default=None, max_length=100)
+    variables: dict[str, Any] = Field(default_factory=dict, max_length=MAX_VARIABLES)
     language: Literal["zh-CN", "en"] | None = None
+
+    check_variables = field_validator("variables")(_script_variables)
 
 
 class ItemRead(BaseModel):

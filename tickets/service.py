@@ -55,7 +55,7 @@ from tickets.outbox import CARD_TAKEN, DEFAULT_CHANNELS, notify_agents, notify_c
 from tickets.policy import check_request, evidence_needed, order_facts
 from tickets.quotes import refund_from_quote, ticket_quote, unit_passes
 from tickets.risk import RiskAssessment, assess, collect_risk_facts, decide_auto_approval
-from tickets.schemas import ActionRequest, ItemIn, ReplyCreate, TicketCreate
+from tickets.schemas import INT32_MAX, ActionRequest, ItemIn, ReplyCreate, TicketCreate
 from tickets.scripts import Money, ScriptLibrary, telegram_length
 from tickets.workflow import (
     ACTIONS,
@@ -1366,9 +1366,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, _, ident = base64.urlsafe_b64decode(padded).decode().partition("|")
         when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
+        number = int(ident)
+        # A case id is an INTEGER: a larger one is no cursor of ours (and would overflow it).
+        if when.tzinfo is None or not 1 <= number <= INT32_MAX:
             raise ValueError
-        return when, int(ident)
+        return when, number
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(
             "bad cursor: pass next_cursor from the previous page as it is",

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     count_cap: int = Field(default=10_000, ge=100)
     # Page size limits for list endpoints.
     page_size_max: int = Field(default=200, ge=1, le=1000)
+    # import-orders refuses a file with more rows than this below its header, as it reads it.
+    import_max_rows: int = Field(default=100_000, ge=1, le=10_000_000)
 
     @field_validator("timezone")
     @classmethod

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from api.deps import SessionDep
-from api.panel.auth import CurrentPanelAgent, require_role
+from api.panel.auth import COOKIE, CurrentPanelAgent, digest, require_role
 from api.panel.intake import _errors_by_field
 from api.panel.labels import SCRIPT_CATEGORY
 from api.panel.pages import render, telegram_html
@@ -24,6 +24,7 @@ from tickets.auth import audit, create_agent, create_token, hash_password
 from tickets.auth import revoke_token as revoke
 from tickets.exceptions import DomainError, InvalidInput
 from tickets.models import Agent, ApiToken, PanelSession, Role, Ticket, utcnow
+from tickets.schemas import DbId
 from tickets.scripts import LANGUAGES, ScriptError, ScriptLibrary
 from tickets.workflow import WORKING
 
@@ -133,7 +134,7 @@ def add_agent(
 
 @router.post("/agents/{agent_id}")
 def change_agent(
-    agent_id: int,
+    agent_id: DbId,
     request: Request,
     session: SessionDep,
     agent: CurrentPanelAgent,
@@ -143,8 +144,8 @@ def change_agent(
     away: Annotated[str, Form(max_length=1)] = "",
     password: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """Change an agent's role, group, active or away (admins). Deactivating ends their
-    sessions; an admin cannot lock themselves out."""
+    """Change an agent's role, group, active or away, or reset their password (admins).
+    Deactivating or a new password ends their sessions; an admin cannot lock themselves out."""
     require_role(agent, WRITERS)
     target = session.get(Agent, agent_id)
     if target is None:
@@ -177,6 +178,14 @@ def change_agent(
     target.away = away == "1"
     if target.active and active != "1":
         session.execute(delete(PanelSession).where(PanelSession.agent_id == target.id))
+    elif password:
+        # A reset password ends every session opened with the old one (as a change of one's own
+        # does), so whoever knew it is out; an admin resetting their own keeps this one.
+        ended = delete(PanelSession).where(PanelSession.agent_id == target.id)
+        if target.id == agent.id:
+            current = digest(request.cookies.get(COOKIE, ""))
+            ended = ended.where(PanelSession.token_hash != current)
+        session.execute(ended)
     target.active = active == "1"
     after = {
         "role": target.role,
@@ -224,7 +233,7 @@ def add_token(
 
 @router.post("/tokens/{token_id}/revoke")
 def revoke_token(
-    token_id: int, request: Request, session: SessionDep, agent: CurrentPanelAgent
+    token_id: DbId, request: Request, session: SessionDep, agent: CurrentPanelAgent
 ) -> Response:
     """Revoke an API token (admins): the next call with it gets 401."""
     require_role(agent, WRITERS)

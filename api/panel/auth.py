@@ -179,7 +179,8 @@ def current_panel_agent(
             headers={"HX-Redirect": "/panel/login"},
         )
     if request.method not in SAFE_METHODS and (
-        csrf is None or not secrets.compare_digest(csrf, row.csrf_token)
+        # Compared as bytes: compare_digest refuses a str with non-ASCII characters (a 500).
+        csrf is None or not secrets.compare_digest(csrf.encode(), row.csrf_token.encode())
     ):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token: reload")
     if now - row.last_seen_at > TOUCH_EVERY:
@@ -295,7 +296,11 @@ def login(
 ) -> Response:
     """Check the credentials; on success a new session and the page asked for."""
     cookie = request.cookies.get(LOGIN_COOKIE, "")
-    if not login_token or not cookie or not secrets.compare_digest(login_token, cookie):
+    if (
+        not login_token
+        or not cookie
+        or not secrets.compare_digest(login_token.encode(), cookie.encode())
+    ):
         return _login_page(
             request,
             error="expired",

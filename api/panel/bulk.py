@@ -22,9 +22,9 @@ from api.panel.auth import CurrentPanelAgent, require_role, safe_next
 from api.panel.pages import render
 from api.panel.queue import WORKING_STATUSES
 from api.panel.workspace import _problem
-from tickets.exceptions import DomainError, NotFound
+from tickets.exceptions import DomainError, InvalidInput, NotFound
 from tickets.models import Agent, Role, Ticket
-from tickets.schemas import ActionRequest
+from tickets.schemas import ActionRequest, whole_number
 from tickets.service import Actor, Context, perform_action
 
 router = APIRouter()
@@ -62,7 +62,14 @@ def _selected(values: list[str]) -> list[tuple[str, int | None]]:
     for raw in values:
         number, _, version = raw.strip().partition("@")
         if number:
-            out[number] = int(version) if version.isdigit() else None
+            seen = whole_number(version) if version else None
+            if version and seen is None:
+                # Not a version any case has (at most an INTEGER): a forged value.
+                raise InvalidInput(
+                    f"bad version in {raw.strip()[:80]!r}",
+                    [{"loc": "case", "msg": "not a case version"}],
+                )
+            out[number] = seen
     return list(out.items())
 
 

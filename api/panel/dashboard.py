@@ -10,8 +10,6 @@ chart exports as CSV and XLSX with the same rows the page shows.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -34,6 +32,7 @@ from api.panel.labels import CLOCK, KIND, label
 from api.panel.pages import render
 from tickets import sla
 from tickets.config import CUSTOMER_CLOCKS
+from tickets.exports import csv_bytes, xlsx_bytes
 from tickets.models import (
     CaseStatus,
     Event,
@@ -478,26 +477,11 @@ def dashboard(
 
 
 def _csv(chart: Chart) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(chart.headers)
-    writer.writerows(["" if v is None else v for v in row] for row in chart.rows)
-    # A BOM, so Excel opens Chinese text as UTF-8.
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    return csv_bytes(chart.headers, chart.rows)
 
 
 def _xlsx(chart: Chart) -> bytes:
-    from openpyxl import Workbook
-
-    book = Workbook()
-    sheet = book.active
-    sheet.title = chart.name
-    sheet.append(chart.headers)
-    for row in chart.rows:
-        sheet.append([float(v) if isinstance(v, Decimal) else v for v in row])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return xlsx_bytes(chart.name, chart.headers, chart.rows)
 
 
 @router.get("/dashboard/export/{chart}")

@@ -22,7 +22,7 @@ from api.panel.pages import render
 from api.panel.workspace import FormFields
 from tickets.exceptions import DomainError, DuplicateCase, InvalidInput, NotFound
 from tickets.models import Role
-from tickets.schemas import TicketCreate
+from tickets.schemas import TicketCreate, whole_number
 from tickets.service import Actor, open_case
 
 router = APIRouter()
@@ -63,11 +63,12 @@ def request_data(form: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, A
         if not sku:
             errors.append({"loc": f"items.{i}.sku", "msg": "which SKU?"})
             continue
-        if not qty.isdigit() or int(qty) < 1:
+        quantity = whole_number(qty)
+        if quantity is None or quantity < 1:
             errors.append({"loc": f"items.{i}.quantity", "msg": "a whole number, 1 or more"})
             continue
         # Index by row, so an error the core names (items.N) lands on the row typed.
-        items.append((i, {"sku": sku, "quantity": int(qty)}))
+        items.append((i, {"sku": sku, "quantity": quantity}))
     data: dict[str, Any] = {
         "kind": form.get("kind", ""),
         "reason": form.get("reason", ""),

@@ -42,7 +42,7 @@ from tickets.models import (
     TicketUnit,
 )
 from tickets.money import format_amount
-from tickets.schemas import ActionRequest
+from tickets.schemas import EARLIEST, LATEST, ActionRequest, DbId, DbInt
 from tickets.service import TicketFilters, list_tickets
 from tickets.workflow import WORKING
 
@@ -109,6 +109,8 @@ def day_start(value: str, tz: ZoneInfo, *, next_day: bool = False) -> datetime |
         day = date.fromisoformat(value.strip())
     except ValueError:
         return None
+    if not EARLIEST.year <= day.year < LATEST.year:
+        return None  # no case is that old or that new; the day's arithmetic could overflow
     if next_day:
         day += timedelta(days=1)
     return datetime.combine(day, time(0), tzinfo=tz)
@@ -315,7 +317,7 @@ def queue_page(
     created_from: Annotated[str, Query(max_length=10)] = "",
     created_to: Annotated[str, Query(max_length=10)] = "",
     q: Annotated[str, Query(max_length=100)] = "",
-    customer: int | None = None,
+    customer: DbId | None = None,
     cursor: str | None = None,
     partial: bool = False,
 ) -> Response:
@@ -416,7 +418,7 @@ def take(
     session: SessionDep,
     agent: CurrentPanelAgent,
     ctx: ContextDep,
-    version: Annotated[int | None, Form()] = None,
+    version: Annotated[DbInt | None, Form()] = None,
     back: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """Assign the case to me (from the queue or the workspace)."""

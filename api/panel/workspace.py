@@ -37,7 +37,7 @@ from tickets.exceptions import (
 from tickets.models import Agent, Attachment, Event, Order, OrderLine, Role, Ticket
 from tickets.notices import case_facts, render_for_case
 from tickets.outbox import UNDELIVERABLE_EVENT
-from tickets.schemas import ActionRequest, ReplyCreate
+from tickets.schemas import INT64_MAX, ActionRequest, DbId, DbInt, ReplyCreate, whole_number
 from tickets.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
 from tickets.service import Actor, Context, add_reply, get_ticket, perform_action
 from tickets.views import message_deliveries, ticket_to_read
@@ -267,9 +267,10 @@ def action_request(action: str, form: dict[str, str], units: list[Any]) -> Actio
     data: dict[str, Any] = {"action": action}
     version = form.get("version", "").strip()
     if version:
-        if not version.isdigit():
-            raise InvalidInput("bad version", [{"loc": "version", "msg": "not a number"}])
-        data["version"] = int(version)
+        seen = whole_number(version)
+        if seen is None:
+            raise InvalidInput("bad version", [{"loc": "version", "msg": "not a case version"}])
+        data["version"] = seen
     for name in _FORM_FIELDS:
         value = form.get(name, "").strip()
         if value:
@@ -326,7 +327,9 @@ def _variables(script: Script | None, form: dict[str, str]) -> dict[str, Any]:
         if not raw:
             continue
         if var.type == "int":
-            out[name] = int(raw) if raw.lstrip("-").isdigit() else raw
+            # Anything else is left as text: the renderer names the variable and its type.
+            value = whole_number(raw.removeprefix("-"), INT64_MAX)
+            out[name] = raw if value is None else -value if raw.startswith("-") else value
         elif var.type == "list":
             out[name] = [line.strip() for line in raw.splitlines() if line.strip()]
         else:
@@ -505,7 +508,7 @@ def watch(
     request: Request,
     session: SessionDep,
     agent: CurrentPanelAgent,
-    version: int = 0,
+    version: DbInt = 0,
     typing: bool = False,
 ) -> Response:
     """Polled by an open workspace: has the case changed since the page was drawn, and who
@@ -531,7 +534,7 @@ def watch(
 
 @router.get("/files/{attachment_id}")
 def evidence(
-    attachment_id: int,
+    attachment_id: DbId,
     request: Request,
     session: SessionDep,
     agent: CurrentPanelAgent,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from api.deps import ContextDep, SessionDep
 from tickets.notices import coerce_variables, render_for_case
+from tickets.schemas import MAX_VARIABLES, InputModel
 from tickets.scripts import ScriptLibrary
 from tickets.service import get_ticket
 
@@ -37,12 +38,10 @@ class ScriptListRead(BaseModel):
     count: int
 
 
-class PreviewRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PreviewRequest(InputModel):
     # Fill from this case's facts; explicit variables override them.
-    number: str | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
+    number: str | None = Field(default=None, max_length=64)
+    variables: dict[str, Any] = Field(default_factory=dict, max_length=MAX_VARIABLES)
     language: Literal["zh-CN", "en"] | None = None
 
 

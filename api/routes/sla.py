@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import AfterValidator
 
 from api.deps import SessionDep
 from tickets import sla
 from tickets.exceptions import InvalidInput
+from tickets.exports import csv_bytes
+from tickets.schemas import plausible_time
 
 router = APIRouter(prefix="/sla", tags=["sla"])
 
-Since = Annotated[datetime | None, Query(description="ISO time with offset; default 30 days ago")]
-Until = Annotated[datetime | None, Query(description="ISO time with offset; default now")]
+Since = Annotated[
+    Annotated[datetime, AfterValidator(plausible_time)] | None,
+    Query(description="ISO time with offset; default 30 days ago"),
+]
+Until = Annotated[
+    Annotated[datetime, AfterValidator(plausible_time)] | None,
+    Query(description="ISO time with offset; default now"),
+]
 
 
 def _period(
@@ -62,7 +69,6 @@ def breaches_csv(
     """The breached clocks of the period, one row each, as CSV (UTF-8 with BOM, for Excel)."""
     since, until = _period(request, since, until)
     rows = sla.breaches(session=session, since=since, until=until, group=group)
-    out = io.StringIO()
     columns = [
         "case",
         "kind",
@@ -74,11 +80,8 @@ def breaches_csv(
         "done_at",
         "minutes_late",
     ]
-    writer = csv.DictWriter(out, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
     return Response(
-        "\ufeff" + out.getvalue(),
+        csv_bytes(columns, ([row.get(c) for c in columns] for row in rows)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="sla-breaches.csv"'},
     )

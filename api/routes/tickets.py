@@ -12,7 +12,7 @@ from api.deps import AgentActor, ContextDep, CurrentAgent, SessionDep
 from tickets import sla
 from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Attachment, CaseKind, CaseStatus, Role
-from tickets.schemas import ActionRequest, MessageRead, ReplyCreate, TicketCreate, TicketList
+from tickets.schemas import ActionRequest, DbId, MessageRead, ReplyCreate, TicketCreate, TicketList
 from tickets.schemas import TicketRead as TicketJSON
 from tickets.service import (
     TicketFilters,
@@ -177,7 +177,7 @@ def reply(
 
 @files.get("/{attachment_id}")
 def download(
-    attachment_id: int, request: Request, session: SessionDep, agent: CurrentAgent
+    attachment_id: DbId, request: Request, session: SessionDep, agent: CurrentAgent
 ) -> FileResponse:
     """An evidence file (agents only)."""
     row = session.get(Attachment, attachment_id)
