@@ -46,7 +46,7 @@ from aiohttp import web
 
 T = TypeVar("T")
 
-TOKEN = "4242:E2E-FAKE-TOKEN"  # noqa: S105 (a fake bot's token)
+TOKEN = "4242:E2E-FAKE-TOKEN"
 BOT_ID = 4242
 # Methods that put a message in a chat: Telegram's limits count these.
 SEND_METHODS = frozenset(
@@ -227,7 +227,12 @@ class FakeBotApi:
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         """Run `coro` on the fake's loop from another thread; its result within `timeout`."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
 
     def set_faults(self, faults: Faults) -> None:
         with self._lock:
@@ -418,9 +423,7 @@ class FakeBotApi:
                 return _error(502, "Bad Gateway")
             if fault == "429":
                 secs = self.faults.retry_after_seconds
-                return _error(
-                    429, f"Too Many Requests: retry after {secs}", {"retry_after": secs}
-                )
+                return _error(429, f"Too Many Requests: retry after {secs}", {"retry_after": secs})
             # Dropped: the connection closes with no answer at all.
             assert request.transport is not None
             request.transport.close()
@@ -484,8 +487,12 @@ class FakeBotApi:
                 result["caption"] = sent.text
                 if m == "sendPhoto":
                     result["photo"] = [
-                        {"file_id": f"out{sent.message_id}", "file_unique_id": "o", "width": 1,
-                         "height": 1}
+                        {
+                            "file_id": f"out{sent.message_id}",
+                            "file_unique_id": "o",
+                            "width": 1,
+                            "height": 1,
+                        }
                     ]
                 else:
                     result["document"] = {"file_id": f"out{sent.message_id}", "file_unique_id": "o"}
@@ -561,8 +568,14 @@ class FakeBotApi:
         path = request.match_info["path"]
         file_id = path.rsplit("/", 1)[-1].removesuffix(".jpg")
         data = self.files.get(file_id)
-        self._record(Call(method="downloadFile", params={"path": path}, at=time.monotonic(),
-                          outcome="ok" if data is not None else "error"))
+        self._record(
+            Call(
+                method="downloadFile",
+                params={"path": path},
+                at=time.monotonic(),
+                outcome="ok" if data is not None else "error",
+            )
+        )
         if data is None:
             return web.Response(status=404, text="Not Found")
         return web.Response(body=data, content_type="image/jpeg")

@@ -1,0 +1,137 @@
+"""What the database says the bot decided, against what the fake Bot API received: every
+answer (an outbox row) delivered exactly once, every customer update stored once.
+
+An outbox row and the call it became are matched by chat, kind of call (a new message or an
+edit) and content (the text, or the edited message's id): per such key, the rows marked sent
+must equal the calls the fake applied. More calls than rows is a message the customer got twice
+(doubled); fewer is one they never got (lost).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from tests.fakes.bot_api import EDIT_METHODS, SEND_METHODS, FakeBotApi
+
+Key = tuple[int, str, str]
+
+
+@dataclass
+class Delivery:
+    rows: int = 0
+    sent: int = 0
+    pending: int = 0
+    failed: int = 0
+    calls: int = 0
+    lost: list[tuple[Key, int, int]] = field(default_factory=list)  # key, rows, calls
+    doubled: list[tuple[Key, int, int]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "sent": self.sent,
+            "pending": self.pending,
+            "failed": self.failed,
+            "calls": self.calls,
+            "lost": len(self.lost),
+            "doubled": len(self.doubled),
+        }
+
+
+def _row_key(row: Any) -> Key:
+    p = row.payload or {}
+    method = str(p.get("method") or "")
+    params = p.get("params") or {}
+    chat = int(row.recipient)
+    if method in EDIT_METHODS or row.kind == "card_taken":
+        return chat, "edit", str(params.get("message_id", row.id))
+    return chat, "send", str(params.get("text") or p.get("text") or "")
+
+
+def _call_key(method: str, chat: int, params: dict[str, Any], text: str | None) -> Key:
+    if method in EDIT_METHODS:
+        return chat, "edit", str(params.get("message_id"))
+    return chat, "send", str(text or "")
+
+
+def delivery(database_url: str, fake: FakeBotApi, *, chats: set[int] | None = None) -> Delivery:
+    """Outbox rows of the telegram and agents channels (of `chats`, when given) against the
+    fake's applied sends and edits to those chats."""
+    from tickets.db import make_engine, make_sessionmaker
+    from tickets.models import OutboxMessage
+
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            rows = session.scalars(
+                select(OutboxMessage).where(OutboxMessage.channel.in_(("telegram", "agents")))
+            ).all()
+    finally:
+        engine.dispose()
+    if chats is not None:
+        rows = [r for r in rows if int(r.recipient) in chats]
+    report = Delivery(rows=len(rows))
+    expected: Counter[Key] = Counter()
+    for row in rows:
+        if row.status == "sent":
+            report.sent += 1
+            expected[_row_key(row)] += 1
+        elif row.status == "failed":
+            report.failed += 1
+            report.failures.append(f"outbox {row.id} to {row.recipient}: {row.last_error}")
+        else:
+            report.pending += 1
+    got: Counter[Key] = Counter()
+    for call in fake.applied(SEND_METHODS | EDIT_METHODS):
+        if call.chat_id is None or (chats is not None and call.chat_id not in chats):
+            continue
+        report.calls += 1
+        got[_call_key(call.method, call.chat_id, call.params, call.text)] += 1
+    for key in expected.keys() | got.keys():
+        if got[key] > expected[key]:
+            report.doubled.append((key, expected[key], got[key]))
+        elif got[key] < expected[key]:
+            report.lost.append((key, expected[key], got[key]))
+    return report
+
+
+def pending_outbox(database_url: str) -> int:
+    """Rows still waiting to be sent on the bot's channels."""
+    from tickets.db import make_engine
+    from tickets.models import OutboxMessage
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(
+                        OutboxMessage.status == "pending",
+                        OutboxMessage.channel.in_(("telegram", "agents")),
+                    )
+                )
+                or 0
+            )
+    finally:
+        engine.dispose()
+
+
+def count(database_url: str, sql: str) -> int:
+    """One number from the database (the benchmarks' counts)."""
+    from sqlalchemy import text
+
+    from tickets.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.scalar(text(sql)) or 0)
+    finally:
+        engine.dispose()
