@@ -26,7 +26,7 @@ from tests.conftest import PG_URL, _fresh_pg_database
 from tests.fakes.bot_api import FakeBotApi
 from tests.fakes.checks import delivery, pending_outbox
 from tests.fakes.customers import converse, make_customers, seed_orders
-from tests.fakes.serve import Serve, Watchdog, as_dict, slowest
+from tests.fakes.serve import Serve, Watchdog, as_dict, by_path, slowest
 
 CUSTOMERS = 24
 # How long one answer of the bot may take before a customer gives up (a frozen server is
@@ -55,7 +55,8 @@ def test_serve_answers_everyone_while_customers_converse(database_url: str, tmp_
     serve = Serve(database_url=database_url, data_dir=tmp_path / "shop", api_url=fake.url)
     watchdog: Watchdog | None = None
     try:
-        token = serve.setup()
+        # migrate + demo + create-token, through the core: the CLI's start-ups cost seconds.
+        token = serve.setup(in_process=True)
         seed_orders(database_url, customers)
         serve.start()
         watchdog = Watchdog(serve.url, token, timeout=20).start()
@@ -84,7 +85,7 @@ def test_serve_answers_everyone_while_customers_converse(database_url: str, tmp_
     assert probes, "the watchdog made no request"
     worst = slowest(probes)
     assert worst is not None and worst.seconds <= MAX_WAIT and worst.status is not None, (
-        f"a request waited {as_dict(worst)} (of {len(probes)}): the server stopped answering"
+        f"a request waited {as_dict(worst)}: the server stopped answering; {by_path(probes)}"
     )
     refused = [p for p in probes if p.status is None or p.status >= 400]
     assert not refused, f"requests refused: {[as_dict(p) for p in refused[:5]]}"

@@ -145,8 +145,13 @@ class Pace:
 class FakeBotApi:
     """The server; `start()` it (or use it as a context manager), then point the bot at `url`."""
 
-    def __init__(self, *, token: str = TOKEN, faults: Faults | None = None) -> None:
+    def __init__(
+        self, *, token: str = TOKEN, faults: Faults | None = None, max_poll_seconds: float = 1.0
+    ) -> None:
         self.token = token
+        # A long poll with nothing to give ends after this (Telegram may end one early too):
+        # a stopping bot is not held up to its whole polling timeout.
+        self.max_poll_seconds = max_poll_seconds
         self.faults = faults or Faults()
         self._random = random.Random(self.faults.seed)
         self._lock = threading.Lock()
@@ -529,7 +534,7 @@ class FakeBotApi:
         p = call.params
         offset = int(p.get("offset") or 0)
         limit = min(int(p.get("limit") or 100), 100)
-        timeout = min(float(p.get("timeout") or 0), 50.0)
+        timeout = min(float(p.get("timeout") or 0), self.max_poll_seconds)
         # Telegram answers an earlier waiting getUpdates with 409 when another comes in.
         if self._poll_waiting is not None and not self._poll_waiting.done():
             self._poll_waiting.set_result(None)

@@ -43,11 +43,10 @@ class Delivery:
         }
 
 
-def _row_key(row: Any) -> Key:
+def _row_key(row: Any, chat: int) -> Key:
     p = row.payload or {}
     method = str(p.get("method") or "")
     params = p.get("params") or {}
-    chat = int(row.recipient)
     if method in EDIT_METHODS or row.kind == "card_taken":
         return chat, "edit", str(params.get("message_id", row.id))
     return chat, "send", str(params.get("text") or p.get("text") or "")
@@ -59,9 +58,23 @@ def _call_key(method: str, chat: int, params: dict[str, Any], text: str | None) 
     return chat, "send", str(text or "")
 
 
-def delivery(database_url: str, fake: FakeBotApi, *, chats: set[int] | None = None) -> Delivery:
-    """Outbox rows of the telegram and agents channels (of `chats`, when given) against the
-    fake's applied sends and edits to those chats."""
+def _chat_of(row: Any, agent_chat: int | None) -> int | None:
+    """The Telegram chat a row goes to: the customer's, or the agents' group (None: none is
+    set, and the row is not for Telegram)."""
+    if row.channel == "agents":
+        return agent_chat
+    return int(row.recipient)
+
+
+def delivery(
+    database_url: str,
+    fake: FakeBotApi,
+    *,
+    chats: set[int] | None = None,
+    agent_chat: int | None = None,
+) -> Delivery:
+    """Outbox rows of the telegram channel, and of the agents' one when their group is set,
+    (to `chats`, when given) against the fake's applied sends and edits to those chats."""
     from tickets.db import make_engine, make_sessionmaker
     from tickets.models import OutboxMessage
 
@@ -73,14 +86,16 @@ def delivery(database_url: str, fake: FakeBotApi, *, chats: set[int] | None = No
             ).all()
     finally:
         engine.dispose()
-    if chats is not None:
-        rows = [r for r in rows if int(r.recipient) in chats]
-    report = Delivery(rows=len(rows))
+    addressed = [(r, _chat_of(r, agent_chat)) for r in rows]
+    mine = [
+        (r, chat) for r, chat in addressed if chat is not None and (chats is None or chat in chats)
+    ]
+    report = Delivery(rows=len(mine))
     expected: Counter[Key] = Counter()
-    for row in rows:
+    for row, chat in mine:
         if row.status == "sent":
             report.sent += 1
-            expected[_row_key(row)] += 1
+            expected[_row_key(row, chat)] += 1
         elif row.status == "failed":
             report.failed += 1
             report.failures.append(f"outbox {row.id} to {row.recipient}: {row.last_error}")
@@ -100,8 +115,8 @@ def delivery(database_url: str, fake: FakeBotApi, *, chats: set[int] | None = No
     return report
 
 
-def pending_outbox(database_url: str) -> int:
-    """Rows still waiting to be sent on the bot's channels."""
+def pending_outbox(database_url: str, channels: tuple[str, ...] = ("telegram",)) -> int:
+    """Rows still waiting to be sent on these channels."""
     from tickets.db import make_engine
     from tickets.models import OutboxMessage
 
@@ -114,7 +129,7 @@ def pending_outbox(database_url: str) -> int:
                     .select_from(OutboxMessage)
                     .where(
                         OutboxMessage.status == "pending",
-                        OutboxMessage.channel.in_(("telegram", "agents")),
+                        OutboxMessage.channel.in_(channels),
                     )
                 )
                 or 0

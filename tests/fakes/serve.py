@@ -89,12 +89,36 @@ class Serve:
             raise ServeFailed(f"aftersales {' '.join(args)}: {done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def setup(self) -> str:
-        """migrate, demo, and an API token for the demo admin (returned)."""
-        self.cli("migrate")
-        self.cli("demo")
-        out = self.cli("create-token", ADMIN[0], "--name", "e2e")
-        return out.strip().splitlines()[-1].strip()
+    def setup(self, *, in_process: bool = False) -> str:
+        """migrate, demo, and an API token for the demo admin (returned). `in_process` does
+        the same through the core in this process: the commands' own start-up (seconds each
+        on a busy machine) saved where only their result matters."""
+        if not in_process:
+            self.cli("migrate")
+            self.cli("demo")
+            out = self.cli("create-token", ADMIN[0], "--name", "e2e")
+            return out.strip().splitlines()[-1].strip()
+        from tickets.auth import create_token
+        from tickets.db import make_engine, make_sessionmaker, unit_of_work, upgrade
+        from tickets.demo import load_demo
+        from tickets.models import utcnow
+        from tickets.settings import Settings
+
+        settings = Settings(
+            database_url=self.database_url,
+            media_dir=self.data_dir / "media",
+            _env_file=None,  # type: ignore[call-arg]
+        )
+        upgrade(self.database_url)
+        engine = make_engine(self.database_url)
+        try:
+            sessions = make_sessionmaker(engine)
+            with unit_of_work(sessions) as session:
+                load_demo(session=session, settings=settings, now=utcnow())
+            with unit_of_work(sessions) as session:
+                return create_token(session=session, username=ADMIN[0], now=utcnow(), name="e2e")
+        finally:
+            engine.dispose()
 
     def start(self, timeout: float = 60) -> None:
         """Start serve on a free port and wait until /healthz answers."""
@@ -257,6 +281,17 @@ class Watchdog:
 
 def slowest(probes: list[Probe]) -> Probe | None:
     return max(probes, key=lambda p: p.seconds, default=None)
+
+
+def by_path(probes: list[Probe]) -> dict[str, str]:
+    """Per path: requests, median and slowest wait (for a failure's message)."""
+    out = {}
+    for path in sorted({p.path for p in probes}):
+        waits = sorted(p.seconds for p in probes if p.path == path)
+        out[path] = (
+            f"{len(waits)} requests, median {waits[len(waits) // 2]:.3f}s, max {waits[-1]:.3f}s"
+        )
+    return out
 
 
 def as_dict(probe: Probe | None) -> dict[str, Any]:
