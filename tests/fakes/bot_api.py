@@ -160,6 +160,7 @@ class FakeBotApi:
         self.files: dict[str, bytes] = {}
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
+        self._last_update_id = 0
         self._message_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
         self._confirmed = 0  # every update below this id was confirmed by an offset
@@ -250,6 +251,7 @@ class FakeBotApi:
         """Queue an update (its `update_id` is set here); thread-safe. Returns its id."""
         with self._lock:
             update_id = next(self._update_ids)
+            self._last_update_id = update_id
             self._updates.append({**update, "update_id": update_id})
         self.loop.call_soon_threadsafe(self._wake_polls)
         return update_id
@@ -312,6 +314,17 @@ class FakeBotApi:
         if caption:
             msg["caption"] = caption
         return self.push({"message": msg})
+
+    @property
+    def pushed(self) -> int:
+        """How many updates were queued in all."""
+        with self._lock:
+            return self._last_update_id
+
+    def unconfirmed(self) -> int:
+        """Updates the bot has not confirmed yet (by a later getUpdates offset)."""
+        with self._lock:
+            return sum(1 for u in self._updates if u["update_id"] >= self._confirmed)
 
     def messages(self, chat_id: int) -> list[BotMessage]:
         with self._lock:

@@ -72,9 +72,11 @@ def delivery(
     *,
     chats: set[int] | None = None,
     agent_chat: int | None = None,
+    after_id: int = 0,
 ) -> Delivery:
     """Outbox rows of the telegram channel, and of the agents' one when their group is set,
-    (to `chats`, when given) against the fake's applied sends and edits to those chats."""
+    (to `chats`, when given; newer than `after_id`, the rows before the server first started,
+    such as the demo's history) against the fake's applied sends and edits to those chats."""
     from tickets.db import make_engine, make_sessionmaker
     from tickets.models import OutboxMessage
 
@@ -82,7 +84,9 @@ def delivery(
     try:
         with make_sessionmaker(engine)() as session:
             rows = session.scalars(
-                select(OutboxMessage).where(OutboxMessage.channel.in_(("telegram", "agents")))
+                select(OutboxMessage).where(
+                    OutboxMessage.channel.in_(("telegram", "agents")), OutboxMessage.id > after_id
+                )
             ).all()
     finally:
         engine.dispose()
