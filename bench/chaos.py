@@ -52,12 +52,14 @@ CHAOS = Faults(server_error=0.10, retry_after=0.05, retry_after_seconds=1, dropp
 
 
 @contextmanager
-def database(kind: str, keep: bool) -> Iterator[str]:
+def database(kind: str, keep: bool, name: str = "chaos") -> Iterator[str]:
+    """A fresh database of its own: a SQLite file in a temporary directory, or a new
+    PostgreSQL database `aftersales_bench_<name>` (bench/common.py)."""
     if kind == "postgres":
-        with fresh_pg_database("chaos", keep=keep) as url:
+        with fresh_pg_database(name, keep=keep) as url:
             yield url
         return
-    tmp = Path(tempfile.mkdtemp(prefix="aftersales-chaos-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"aftersales-{name}-"))
     try:
         yield f"sqlite:///{tmp / 'aftersales.db'}"
     finally:

@@ -222,6 +222,8 @@ class Watchdog:
     base: str
     token: str
     timeout: float = 30.0
+    paths: tuple[str, ...] = ("/healthz", "/api/v1/tickets", "/panel")
+    pause: float = 0.05  # between two requests
     probes: list[Probe] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -266,14 +268,15 @@ class Watchdog:
 
     def _run(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
-        logged_in = False
+        # The panel needs a session; the API and /healthz do not.
+        logged_in = "/panel" not in self.paths
         while not self._stop.is_set():
             if not logged_in:
                 logged_in = self._login()
-            for path in ("/healthz", "/api/v1/tickets", "/panel"):
+            for path in self.paths:
                 if path != "/panel" or logged_in:
                     self._get(path, headers=headers)
-                self._stop.wait(0.05)
+                self._stop.wait(self.pause)
 
     def stop(self) -> list[Probe]:
         self._stop.set()
