@@ -104,7 +104,7 @@ async def load(
         if wait > 0:
             await asyncio.sleep(wait)
 
-    openers = []
+    openers: list[asyncio.Task[bool]] = []
     for chat in ids:
         fake.message(chat, "/start")
         await pace()

@@ -210,9 +210,7 @@ class FakeBotApi:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])
 
     def stop(self) -> None:
         if self._loop is None or self._thread is None:
@@ -566,8 +564,9 @@ class FakeBotApi:
                 break
             self._new_update.clear()
             waiter = asyncio.ensure_future(self._new_update.wait())
+            either: set[asyncio.Future[Any]] = {waiter, mine}
             done, _ = await asyncio.wait(
-                {waiter, mine}, timeout=deadline - time.monotonic(), return_when="FIRST_COMPLETED"
+                either, timeout=deadline - time.monotonic(), return_when="FIRST_COMPLETED"
             )
             waiter.cancel()
             if mine in done and mine.done():

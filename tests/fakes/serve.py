@@ -107,7 +107,7 @@ class Serve:
         settings = Settings(
             database_url=self.database_url,
             media_dir=self.data_dir / "media",
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
         )
         upgrade(self.database_url)
         engine = make_engine(self.database_url)
