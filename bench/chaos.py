@@ -246,8 +246,8 @@ def report(
     )
     print(
         f"outbound:                  {d.sent} rows sent, {d.calls} messages applied; "
-        f"lost {len(d.lost)}, doubled {len(d.doubled)}; {d.pending} still pending, "
-        f"{d.failed} failed"
+        f"lost {len(d.lost)}, doubled {len(d.doubled)}; {d.pending} still pending "
+        f"({len(d.unrecorded)} of them delivered unrecorded), {d.failed} failed"
     )
     print(f"reminders:                 {reminders} sent, {dup_reminders} duplicated")
     print(f"duplicate refunds:         {dup_refunds}")

@@ -103,6 +103,10 @@ def test_serve_answers_everyone_while_customers_converse(database_url: str, tmp_
         problems.append(f"answers not delivered: {report.summary()} {report.failures[:3]}")
     if report.doubled:
         problems.append(f"answers sent twice: {report.doubled[:5]}")
+    if report.unrecorded:
+        problems.append(
+            f"answers delivered but not recorded (sent again later): {report.unrecorded[:5]}"
+        )
     if report.lost:
         problems.append(f"answers marked sent that never arrived: {report.lost[:5]}")
     if report.sent < 10 * len(customers):
