@@ -254,7 +254,8 @@ def report(
     print(
         f"pace:                      {pace.max_per_second}/s most (limit 30), "
         f"{pace.max_per_chat_second} per chat in a second (1), "
-        f"{pace.max_per_group_minute} per group in a minute (20)"
+        f"{pace.max_per_group_minute} per group in a minute (20); the fake's own loop "
+        f"late by {fake.loop_lag_max * 1000:.0f} ms at most (it bunches what arrives meanwhile)"
     )
     print(
         f"server log:                {log_text.count('database is locked')} 'database is locked', "

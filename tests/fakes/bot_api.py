@@ -171,6 +171,8 @@ class FakeBotApi:
         self._chat_changed: dict[int, asyncio.Event] = {}
         self._poll_waiting: asyncio.Future[None] | None = None
         self.port = 0
+        self.loop_lag_max = 0.0
+        self._heartbeat: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -200,8 +202,17 @@ class FakeBotApi:
             raise RuntimeError("the fake Bot API did not start")
         return self
 
+    async def _beat(self) -> None:
+        """How late this loop runs (the process is shared with the test): a call's time is
+        taken when the loop gets to it, so a late loop bunches calls up in the pace."""
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.05)
+            self.loop_lag_max = max(self.loop_lag_max, time.monotonic() - t0 - 0.05)
+
     async def _start_server(self) -> None:
         self._new_update = asyncio.Event()
+        self._heartbeat = asyncio.create_task(self._beat())
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
@@ -215,6 +226,8 @@ class FakeBotApi:
     def stop(self) -> None:
         if self._loop is None or self._thread is None:
             return
+        if self._heartbeat is not None:
+            self._loop.call_soon_threadsafe(self._heartbeat.cancel)
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
