@@ -1,0 +1,149 @@
+"""Loop lag: how long `GET /healthz` and `GET /api/v1/tickets` wait while the bot takes a flood
+of updates, beside the same requests with the bot idle (the floor), measured in the same run.
+
+    python -m bench.loop_lag --db sqlite|postgres [--rate 300] [--seconds 20] [--chats 300]
+
+The real `aftersales serve` process (the demo shop loaded, the bot polling the fake Bot API of
+tests/fakes/bot_api.py over HTTP, the SLA scheduler on). First the floor: the two requests in
+turn, one after the other, for `--seconds` with the bot idle. Then the flood: customers' updates
+pushed into the fake's getUpdates at `--rate` a second across `--chats` chats (/start, then
+texts that each get an answer) for `--seconds`, while the same requests run. Printed: p50, p99
+and the slowest wait of each, flooded and idle, the ratio, and what the bot got through (updates
+confirmed, answers sent). The issue's goal: p99 at most 50 ms under 300 updates/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.chaos import database, load
+from bench.common import log, percentile, print_table
+from tests.fakes.bot_api import FakeBotApi
+from tests.fakes.serve import Probe, Serve, Watchdog
+
+PATHS = ("/healthz", "/api/v1/tickets")
+GOAL_P99_MS = 50.0
+
+
+def measure(serve: Serve, token: str, seconds: float) -> list[Probe]:
+    """The requests in turn for `seconds` (a 10 ms pause between two)."""
+    dog = Watchdog(serve.url, token, timeout=60, paths=PATHS, pause=0.01).start()
+    time.sleep(seconds)
+    return dog.stop()
+
+
+def run(args: argparse.Namespace) -> None:
+    with database(args.db, args.keep, "loop_lag") as url, FakeBotApi() as fake:
+        data = Path(tempfile.mkdtemp(prefix="aftersales-looplag-"))
+        serve = Serve(database_url=url, data_dir=data, api_url=fake.url)
+        try:
+            log(f"setting up ({args.db}): migrate, demo")
+            token = serve.setup()
+            serve.start()
+            time.sleep(2)  # the start-up sweep and the first polls settle
+            log(f"floor: the bot idle, {args.seconds}s")
+            idle = measure(serve, token, args.seconds)
+            log(f"flood: {args.rate} updates/s across {args.chats} chats, {args.seconds}s")
+            sends_before = len(fake.applied())
+            pushed_before = fake.pushed
+            future = asyncio.run_coroutine_threadsafe(
+                load(
+                    fake,
+                    chats=args.chats,
+                    messages=int(args.rate * args.seconds),
+                    cases=0,
+                    rate=args.rate,
+                ),
+                fake.loop,
+            )
+            t0 = time.monotonic()
+            flooded = measure(serve, token, args.seconds)
+            future.result(timeout=args.seconds * 5 + 60)
+            pushed = fake.pushed - pushed_before
+            backlog = fake.unconfirmed()
+            took = time.monotonic() - t0
+            # What the bot got through while the requests were timed (and its backlog then).
+            answers = len(fake.applied()) - sends_before
+        finally:
+            serve.stop()
+            if args.keep:
+                log(f"kept: {data}")
+            else:
+                shutil.rmtree(data, ignore_errors=True)
+    report(args, idle, flooded, pushed=pushed, backlog=backlog, answers=answers, took=took)
+
+
+def _ms(probes: list[Probe], path: str, share: float) -> float:
+    waits = [p.seconds * 1000 for p in probes if p.path == path and p.status is not None]
+    return percentile(waits, share) if waits else float("nan")
+
+
+def report(
+    args: argparse.Namespace,
+    idle: list[Probe],
+    flooded: list[Probe],
+    *,
+    pushed: int,
+    backlog: int,
+    answers: int,
+    took: float,
+) -> None:
+    print(f"database:        {args.db}")
+    print(
+        f"flood:           {pushed} updates pushed in {took:.0f}s ({pushed / took:.0f}/s), "
+        f"{backlog} not yet confirmed at the end; {answers} answers sent meanwhile"
+    )
+    rows = []
+    for path in PATHS:
+        n_idle = sum(1 for p in idle if p.path == path)
+        n_flood = sum(1 for p in flooded if p.path == path)
+        failed = sum(1 for p in flooded if p.path == path and p.status != 200)
+        p99 = _ms(flooded, path, 0.99)
+        rows.append(
+            [
+                path,
+                f"{n_flood}/{n_idle}",
+                _ms(idle, path, 0.5),
+                _ms(idle, path, 0.99),
+                _ms(flooded, path, 0.5),
+                p99,
+                _ms(flooded, path, 1.0),
+                f"{p99 / _ms(idle, path, 0.99):.1f}x",
+                failed,
+                "met" if p99 <= GOAL_P99_MS else "NOT met",
+            ]
+        )
+    print_table(
+        [
+            "request",
+            "n flood/idle",
+            "idle p50 ms",
+            "idle p99 ms",
+            "flood p50 ms",
+            "flood p99 ms",
+            "flood max ms",
+            "p99 ratio",
+            "failed",
+            "p99 <= 50 ms",
+        ],
+        rows,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--rate", type=float, default=300.0, help="updates pushed a second")
+    parser.add_argument("--seconds", type=float, default=20.0, help="each phase's length")
+    parser.add_argument("--chats", type=int, default=300)
+    parser.add_argument("--keep", action="store_true", help="keep the database and the log")
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
