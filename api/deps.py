@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from tickets.auth import agent_for_token
+from tickets.auth import token_for
 from tickets.models import Agent
 from tickets.service import Actor, Context
 
@@ -45,17 +45,32 @@ def current_agent(
             headers={"WWW-Authenticate": "Bearer"},
         )
     now = request.app.state.clock()
-    agent = agent_for_token(session=session, token=credentials.credentials, now=now)
-    if agent is None:
+    row = token_for(session=session, token=credentials.credentials, now=now)
+    if row is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "unknown or revoked token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return agent
+    request.state.token_scopes = frozenset(row.scopes.split())
+    return row.agent
 
 
 CurrentAgent = Annotated[Agent, Depends(current_agent)]
+
+
+def require_scope(scope: str) -> Any:
+    """A dependency: 403 unless the request's token has this scope (tickets/auth.py SCOPES)."""
+
+    def check(request: Request, agent: CurrentAgent) -> None:
+        if scope not in getattr(request.state, "token_scopes", frozenset()):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this token lacks the scope '{scope}' (make one with: aftersales create-token "
+                f"{agent.username} --scope {scope})",
+            )
+
+    return Depends(check)
 
 
 def context_for(state: Any, now: datetime) -> Context:

@@ -7,14 +7,21 @@ import io
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from api.deps import SessionDep
+from api.deps import CurrentAgent, SessionDep
 from tickets import sla
 from tickets.exceptions import InvalidInput
+from tickets.workflow import require
 
-router = APIRouter(prefix="/sla", tags=["sla"])
+
+def _reports_reader(agent: CurrentAgent) -> None:
+    # The team's figures (breaches by agent): leads and admins, as on the panel's dashboard.
+    require(agent.role, "view_reports")
+
+
+router = APIRouter(prefix="/sla", tags=["sla"], dependencies=[Depends(_reports_reader)])
 
 Since = Annotated[datetime | None, Query(description="ISO time with offset; default 30 days ago")]
 Until = Annotated[datetime | None, Query(description="ISO time with offset; default now")]
