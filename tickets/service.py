@@ -1283,10 +1283,13 @@ def _reopen(
                 cases=sorted(holders),
             )
         refund = _current_refund(session, t)
-        if refund is not None and refund.status in LIVE_REFUND:
-            # A refund left live by a close before the rule: the ledger decides if it stands.
-            if ledger_overdraw(session, t.order, refund):
-                _withdraw(session, t, refund, actor, ctx, "its units were refunded meanwhile")
+        # A refund left live by a close before the rule: the ledger decides if it stands.
+        if (
+            refund is not None
+            and refund.status in LIVE_REFUND
+            and ledger_overdraw(session, t.order, refund)
+        ):
+            _withdraw(session, t, refund, actor, ctx, "its units were refunded meanwhile")
     _set_status(
         session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
     )

@@ -41,7 +41,6 @@ from tickets.models import (
     OrderLine,
     Refund,
     RefundStatus,
-    Role,
     Ticket,
     TicketItem,
 )
