@@ -59,7 +59,15 @@ def refund_view(
     except InvalidInput as exc:
         # The order no longer reads as a quote (changed under the case, a ledger the calculator
         # refuses): the case stays readable, with why no amount can be shown.
-        return {"status": "unavailable", "eligible": False, "reasons": [exc.message]}
+        return {
+            "status": "unavailable",
+            "amount": None,
+            "currency": ticket.order.currency if ticket.order else None,
+            "method": None,
+            "eligible": False,
+            "reasons": [exc.message],
+            "breakdown": [],
+        }
     if q is None:
         return None
     body = q.to_json()
