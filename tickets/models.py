@@ -332,7 +332,9 @@ class Ticket(Base):
     group: Mapped[str] = mapped_column(String(40))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     # The agent who opened the case (by phone, e-mail, the API); None when the customer did.
-    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    # An agent's id without a foreign key: agents are deactivated, never deleted, and a plain
+    # column can be dropped again by a downgrade on SQLite (a keyed one cannot).
+    opened_by_id: Mapped[int | None] = mapped_column(Integer)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     reason: Mapped[str] = mapped_column(String(40))
@@ -358,7 +360,7 @@ class Ticket(Base):
 
     customer: Mapped[Customer] = relationship()
     order: Mapped[Order | None] = relationship()
-    assignee: Mapped[Agent | None] = relationship(foreign_keys=[assignee_id])
+    assignee: Mapped[Agent | None] = relationship()
     items: Mapped[list[TicketItem]] = relationship(
         back_populates="ticket", order_by="TicketItem.id", cascade="all, delete-orphan"
     )

@@ -32,16 +32,26 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("touched_by", sa.JSON(), server_default="[]", nullable=False))
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.add_column(sa.Column("opened_by_id", sa.Integer(), nullable=True))
-        batch_op.create_foreign_key(
-            batch_op.f("fk_tickets_opened_by_id_agents"), "agents", ["opened_by_id"], ["id"]
-        )
+    # Cases opened before: their opener is the agent named by the case.created event, so the
+    # maker-checker rule holds for them too.
+    op.execute(
+        "UPDATE tickets SET opened_by_id = (SELECT agents.id FROM events JOIN agents "
+        "ON events.actor = 'agent:' || agents.username WHERE events.ticket_id = tickets.id "
+        "AND events.type = 'case.created' LIMIT 1)"
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("fk_tickets_opened_by_id_agents"), type_="foreignkey")
-        batch_op.drop_column("opened_by_id")
-    with op.batch_alter_table("orders", schema=None) as batch_op:
-        batch_op.drop_column("touched_by")
-    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
-        batch_op.drop_column("scopes")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite drops a plain column in place (3.35+); Alembic's batch mode would copy each
+        # table, which its rows' foreign keys refuse.
+        for table, column in (
+            ("tickets", "opened_by_id"),
+            ("orders", "touched_by"),
+            ("api_tokens", "scopes"),
+        ):
+            op.execute(f'ALTER TABLE {table} DROP COLUMN "{column}"')
+        return
+    op.drop_column("tickets", "opened_by_id")
+    op.drop_column("orders", "touched_by")
+    op.drop_column("api_tokens", "scopes")
