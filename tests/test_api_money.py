@@ -326,3 +326,17 @@ def test_issuing_needs_an_approval_that_satisfied_maker_checker(
     r = _act(api.as_("bob"), number, "issue_refund")
     assert r.status_code == 403
     assert "no agent approved it" in r.json()["message"]
+
+
+def test_taking_a_colleagues_case_is_a_leads_right_everywhere(api: Api) -> None:
+    # The bot's "take it" never took a case from a colleague; the API and the panel now agree.
+    _push(api.as_("shop"))
+    number = _open(api, kind="complaint", reason="service")["number"]
+    _ok(api, number, "assign", assignee="alice")
+    r = _act(api.as_("bob"), number, "assign", assignee="bob")
+    assert r.status_code == 403
+    assert "lead" in r.json()["message"]
+    assert api.get(f"/api/v1/tickets/{number}").json()["assignee"] == "alice"
+    # The assignee hands it on; a lead reassigns.
+    assert _ok(api, number, "assign", assignee="bob")["assignee"] == "bob"
+    assert _ok(api.as_("lena"), number, "assign", assignee="alice")["assignee"] == "alice"

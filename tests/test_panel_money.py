@@ -15,7 +15,7 @@ from tests import test_panel_http as base
 from tests.conftest import order_json
 from tests.test_panel_admin import _admin
 from tests.test_panel_http import Panel, act, make_case
-from tickets.models import ApiToken, Order, Refund, Ticket
+from tickets.models import Agent, ApiToken, Order, Refund, Ticket
 from tickets.service import Context
 
 panel_app = base.panel_app
@@ -98,3 +98,23 @@ def test_an_admin_gives_a_token_the_orders_scope(
         boss.post("/panel/admin/tokens", {"username": "bob", "scope": "everything"}).status_code
         == 422
     )
+
+
+def test_the_take_button_is_offered_only_where_taking_is_allowed(
+    panel_app: Any, alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    number = make_case(sessions, ctx, "M4")
+    act(sessions, ctx, number, "assign", assignee="lena")
+    assert "data-take" not in alice.get(f"/panel/cases/{number}").text
+    page = alice.get(f"/panel/cases/{number}").text
+    version = re.search(r'name="version" value="(\d+)"', page)
+    assert version
+    r = alice.post(f"/panel/cases/{number}/take", {"version": version.group(1)})
+    assert r.status_code == 403
+    with sessions() as s:
+        holder = s.scalar(
+            select(Agent.username)
+            .join(Ticket, Ticket.assignee_id == Agent.id)
+            .where(Ticket.number == number)
+        )
+    assert holder == "lena"

@@ -558,9 +558,21 @@ def _apply_guards(
         ticket.kind in r.kinds and ticket.order.status in r.order_statuses for r in rules.rules
     ):
         return  # no rule could approve it: no quote needed to decide
-    q = ticket_quote(
-        session=session, ticket=ticket, policy=ctx.policy, now=ctx.now, timezone=str(ctx.tz)
-    )
+    try:
+        q = ticket_quote(
+            session=session, ticket=ticket, policy=ctx.policy, now=ctx.now, timezone=str(ctx.tz)
+        )
+    except InvalidInput as exc:
+        # An order the calculator cannot read: a person looks at it; the case is still opened.
+        record_event(
+            session=session,
+            ticket=ticket,
+            type="automation.held",
+            actor=rule_actor,
+            now=ctx.now,
+            reason=exc.message,
+        )
+        return
     decision = decide_auto_approval(
         kind=ticket.kind,
         order_status=ticket.order.status,
@@ -799,6 +811,12 @@ def _assign(
             raise InvalidInput(
                 f"no active agent {req.assignee}", [{"loc": "assignee", "msg": "unknown agent"}]
             )
+        if (
+            actor.agent is not None
+            and t.assignee_id is not None
+            and t.assignee_id not in (agent.id, actor.agent.id)
+        ):
+            require(actor.role, "reassign")
         if t.assignee_id != agent.id:
             # The cards in the agents' chat say who has it now (and offer it no more).
             notify_agents(

@@ -35,6 +35,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "override_policy": LEADS,
     # The team's figures: the dashboard, the SLA report and its breaches by agent.
     "view_reports": LEADS,
+    # Take a case from the colleague it is assigned to (the bot's "take it" never did; the
+    # panel and the API now agree). The assignee may hand their own case on to anyone.
+    "reassign": LEADS,
 }
 
 

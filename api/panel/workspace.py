@@ -39,6 +39,7 @@ from tickets.schemas import ActionRequest, ReplyCreate
 from tickets.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
 from tickets.service import Actor, Context, add_reply, get_ticket, perform_action
 from tickets.views import ticket_to_read
+from tickets.workflow import may
 
 router = APIRouter()
 
@@ -176,7 +177,10 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         "script_languages": LANGUAGES,
         "primary": _primary(read.allowed_actions, read.refund),
         "is_mine": ticket.assignee_id == agent.id,
-        "can_take": ticket.assignee_id != agent.id and "assign" in read.allowed_actions,
+        # Taking a colleague's case is a lead's right (the core's rule): the button says so.
+        "can_take": ticket.assignee_id != agent.id
+        and "assign" in read.allowed_actions
+        and (ticket.assignee_id is None or may(agent.role, "reassign")),
         "done": request.query_params.get("done"),
         "problem": None,
     }
