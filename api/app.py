@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api import errors
-from api.deps import context_for, current_agent
+from api.deps import context_for, current_agent, require_scope
 from api.inputs import RefuseNul
 from api.panel import install_panel
 from api.routes import orders, tickets
@@ -153,10 +153,13 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     # Every JSON route needs an agent's bearer token: declared once, on the router.
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(current_agent)])
     v1.include_router(orders.router)
-    v1.include_router(tickets.router)
-    v1.include_router(tickets.files)
-    v1.include_router(scripts_routes.router)
-    v1.include_router(sla_routes.router)
+    # Working cases (and what it needs: files, scripts, clocks) takes the "cases" scope; an
+    # integration's orders-only token pushes and reads orders and nothing else.
+    cases = [require_scope("cases")]
+    v1.include_router(tickets.router, dependencies=cases)
+    v1.include_router(tickets.files, dependencies=cases)
+    v1.include_router(scripts_routes.router, dependencies=cases)
+    v1.include_router(sla_routes.router, dependencies=cases)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])

@@ -182,7 +182,11 @@ def cmd_create_token(args: argparse.Namespace) -> int:
     try:
         with unit_of_work(sessions) as session:
             token = create_token(
-                session=session, username=args.username, now=utcnow(), name=args.name or ""
+                session=session,
+                username=args.username,
+                now=utcnow(),
+                name=args.name or "",
+                scopes=args.scope,
             )
     except DomainError as exc:
         return _fail(exc)
@@ -353,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("create-token", help="make an API bearer token for an agent")
     p.add_argument("username")
     p.add_argument("--name", help="what the token is for")
+    p.add_argument(
+        "--scope",
+        action="append",
+        choices=("cases", "orders"),
+        help="what the token may do (repeat for both): cases (the default: work cases) or "
+        "orders (push orders, for the shop's integration)",
+    )
     p.set_defaults(func=cmd_create_token)
 
     p = sub.add_parser("import-orders", help="import orders from a .csv or .xlsx file")

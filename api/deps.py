@@ -74,10 +74,25 @@ def current_agent(
     if token_is_stale(row, now):
         token_id = row.id
         write_apart(request, session, lambda w: touch_token(session=w, token_id=token_id, now=now))
+    request.state.token_scopes = frozenset(row.scopes.split())
     return row.agent
 
 
 CurrentAgent = Annotated[Agent, Depends(current_agent)]
+
+
+def require_scope(scope: str) -> Any:
+    """A dependency: 403 unless the request's token has this scope (tickets/auth.py SCOPES)."""
+
+    def check(request: Request, agent: CurrentAgent) -> None:
+        if scope not in getattr(request.state, "token_scopes", frozenset()):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this token lacks the scope '{scope}' (make one with: aftersales create-token "
+                f"{agent.username} --scope {scope})",
+            )
+
+    return Depends(check)
 
 
 def context_for(state: Any, now: datetime) -> Context:

@@ -294,7 +294,8 @@ class Api:
 
 @pytest.fixture
 def api(app: Any, sessions: sessionmaker[Session]) -> Iterator[Api]:
-    """HTTP through the real app, as agents alice (agent), bob (agent), lena (lead)."""
+    """HTTP through the real app, as agents alice (agent), bob (agent), lena (lead), and the
+    shop's integration "shop" (a token that may push orders and nothing else)."""
     from fastapi.testclient import TestClient
 
     from tickets.auth import create_agent, create_token
@@ -309,6 +310,8 @@ def api(app: Any, sessions: sessionmaker[Session]) -> Iterator[Api]:
         ):
             create_agent(session=s, username=name, role=role, group=group, now=NOW)
             tokens[name] = create_token(session=s, username=name, now=NOW)
+        create_agent(session=s, username="shop", role=Role.agent, now=NOW)
+        tokens["shop"] = create_token(session=s, username="shop", now=NOW, scopes=["orders"])
         s.commit()
     with TestClient(app) as client:
         yield Api(client, tokens)

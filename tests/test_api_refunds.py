@@ -12,7 +12,10 @@ from tests.conftest import Api, order_json
 
 
 def _order(api: Api, **over: Any) -> None:
-    assert api.post("/api/v1/orders", json={"orders": [order_json(**over)]}).status_code == 200
+    assert (
+        api.as_("shop").post("/api/v1/orders", json={"orders": [order_json(**over)]}).status_code
+        == 200
+    )
 
 
 def _quote(api: Api, **body: Any) -> Any:
@@ -121,7 +124,7 @@ def test_large_refund_needs_a_second_approver(api: Api) -> None:
         ],
         order_discount="0",
     )
-    assert api.post("/api/v1/orders", json={"orders": [big]}).status_code == 200
+    assert api.as_("shop").post("/api/v1/orders", json={"orders": [big]}).status_code == 200
     number = _walk_to_refund_pending(api, "TV", 1)
     case = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "propose_refund"}).json()
     assert case["refund"]["needs_second_approval"] is True

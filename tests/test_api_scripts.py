@@ -18,7 +18,7 @@ def _case(api: Api, name: str = "李雷", language: str = "zh-CN", **body: Any) 
         "telegram_user_id": 5001,
         "language": language,
     }
-    r = api.post("/api/v1/orders", json={"orders": [order_json(customer=customer)]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order_json(customer=customer)]})
     assert r.status_code == 200, r.text
     r = api.post(
         "/api/v1/tickets",

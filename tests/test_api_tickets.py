@@ -10,7 +10,7 @@ from tests.conftest import Api, order_json
 
 
 def _order(api: Api, **over: Any) -> None:
-    r = api.post("/api/v1/orders", json={"orders": [order_json(**over)]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order_json(**over)]})
     assert r.status_code == 200, r.text
 
 
@@ -277,8 +277,13 @@ def test_no_reason_return_on_day_8_says_why_not(api: Api, app: Any) -> None:
     r = api.post("/api/v1/tickets", json=body)
     assert r.status_code == 422
     assert "November 25, 2026" in r.json()["message"]
-    # An agent may still make an exception; it is on the record.
-    case = api.post("/api/v1/tickets", json={**body, "override_policy": True}).json()
+    # An agent may not make an exception (the panel's rule, now the core's): 403, nothing made.
+    r = api.post("/api/v1/tickets", json={**body, "override_policy": True})
+    assert r.status_code == 403
+    assert "lead" in r.json()["message"]
+    assert api.get("/api/v1/tickets?order_no=T1001").json()["count"] == 0
+    # A lead may; it is on the record.
+    case = api.as_("lena").post("/api/v1/tickets", json={**body, "override_policy": True}).json()
     assert case["status"] == "submitted"
     overridden = next(e for e in case["events"] if e["type"] == "policy.overridden")
     assert overridden["data"]["problems"][0]["loc"] == "reason"

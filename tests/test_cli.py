@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from tests.conftest import order_json
 from tickets.settings import Settings
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -63,6 +64,11 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
     token = r.stdout.strip().splitlines()[-1]
     assert token.startswith("as_")
     assert run(env, "create-token", "nobody").returncode == 2
+    # The shop's integration: a token that may push orders (and only that).
+    r = run(env, "create-token", "wang", "--scope", "orders", "--name", "ERP")
+    assert r.returncode == 0, r.stderr
+    orders_token = r.stdout.strip().splitlines()[-1]
+    assert run(env, "create-token", "wang", "--scope", "everything").returncode == 2
 
     r = run(env, "import-orders", str(DATA / "orders_sample.csv"), "--dry-run")
     assert r.returncode == 0, r.stderr
@@ -89,6 +95,13 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
     with TestClient(create_app(settings)) as client:
         r = client.get("/api/v1/orders/TB20240301001", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200
+        pushed = {"orders": [order_json("PUSHED-1")]}
+        as_desk = {"Authorization": f"Bearer {token}"}
+        as_shop = {"Authorization": f"Bearer {orders_token}"}
+        assert client.post("/api/v1/orders", json=pushed, headers=as_desk).status_code == 403
+        pushed_r = client.post("/api/v1/orders", json=pushed, headers=as_shop)
+        assert pushed_r.status_code == 200, pushed_r.text
+        assert client.get("/api/v1/tickets", headers=as_shop).status_code == 403
         assert r.json()["customer"]["name"] == "张伟"
         assert (
             client.get(
@@ -107,7 +120,11 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
         trail = conn.execute(
             select(AuditEntry.actor, AuditEntry.action).where(AuditEntry.target == "wang")
         ).all()
-    assert [tuple(row) for row in trail] == [("cli", "agent.created"), ("cli", "token.created")]
+    assert [tuple(row) for row in trail] == [
+        ("cli", "agent.created"),
+        ("cli", "token.created"),
+        ("cli", "token.created"),
+    ]
     engine.dispose()
     assert linked == 777001  # the agents' chat knows who presses "take it"
 

@@ -347,7 +347,9 @@ def test_changing_an_order_with_cases_is_a_conflict_naming_its_lines(
     with pytest.raises(Conflict) as exc:
         import_orders(session=session, path=write_csv(tmp_path / "c.csv", rows), now=now)
 
-    assert exc.value.details["errors"][0]["loc"] == "lines 2, 3, 4, order_no"
-    assert "already has after-sales cases" in exc.value.message
+    # The line and the field (the order's money is frozen once it has cases).
+    assert exc.value.details["errors"][0]["loc"] == "line 2, unit_price"
+    assert "168.00 -> 158.00" in exc.value.details["errors"][0]["msg"]
+    assert "cannot change on an order with cases" in exc.value.message
     session.refresh(tea)
     assert tea.lines[0].unit_price == 16800

@@ -17,12 +17,12 @@ from tickets.schemas import OrderIn
 
 def test_batch_upsert_is_idempotent(api: Api) -> None:
     batch = {"orders": [order_json("A1"), order_json("A2")]}
-    assert api.post("/api/v1/orders", json=batch).json() == {
+    assert api.as_("shop").post("/api/v1/orders", json=batch).json() == {
         "created": ["A1", "A2"],
         "updated": [],
         "unchanged": [],
     }
-    assert api.post("/api/v1/orders", json=batch).json() == {
+    assert api.as_("shop").post("/api/v1/orders", json=batch).json() == {
         "created": [],
         "updated": [],
         "unchanged": ["A1", "A2"],
@@ -37,25 +37,27 @@ def test_one_bad_order_writes_nothing(api: Api) -> None:
     bad = order_json("B2", currency="XYZ")
     worse = order_json("B3")
     worse["lines"][0]["unit_price"] = "-1"
-    r = api.post("/api/v1/orders", json={"orders": [order_json("B1"), bad]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order_json("B1"), bad]})
     assert r.status_code == 422
     assert r.json()["errors"] == [{"loc": "orders.1.currency", "msg": "unknown currency XYZ"}]
     assert "nothing was written" in r.json()["message"]
     assert api.get("/api/v1/orders/B1").status_code == 404
-    r = api.post("/api/v1/orders", json={"orders": [worse]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [worse]})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "orders.0.lines.0.unit_price"
 
 
 def test_lines_of_an_order_with_cases_cannot_change(api: Api) -> None:
-    api.post("/api/v1/orders", json={"orders": [order_json("C1")]})
+    api.as_("shop").post("/api/v1/orders", json={"orders": [order_json("C1")]})
     api.post("/api/v1/tickets", json={"order_no": "C1", "kind": "complaint", "reason": "service"})
     changed = order_json("C1")
     changed["lines"][0]["unit_price"] = "89.90"
-    r = api.post("/api/v1/orders", json={"orders": [changed]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [changed]})
     assert r.status_code == 409
     assert "already has after-sales cases" in r.json()["message"]
-    r = api.post("/api/v1/orders", json={"orders": [order_json("C1", status="refused")]})
+    r = api.as_("shop").post(
+        "/api/v1/orders", json={"orders": [order_json("C1", status="refused")]}
+    )
     assert r.json()["updated"] == ["C1"]
 
 

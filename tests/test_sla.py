@@ -250,7 +250,7 @@ def test_silence_reminds_twice_then_closes_with_notice(world: World) -> None:
 
 def test_overdue_filter_and_ticket_json(world: World, api: Any) -> None:
     del world  # the api fixture's clock reads 2026-11-22 10:00 Shanghai
-    r = api.post("/api/v1/orders", json={"orders": [order_json()]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order_json()]})
     assert r.status_code == 200
     case = api.post(
         "/api/v1/tickets", json={"order_no": "T1001", "kind": "complaint", "reason": "service"}
@@ -333,6 +333,11 @@ def test_report_and_breaches_csv(world: World, app: Any, api: Any) -> None:
     on_time = _open(world, "23 10:00", order_no="T2")
     world.act(on_time, "23 10:30", "approve")
     app.state.clock = lambda: at("24 09:00")
+    # The team's figures are for leads, as on the panel's dashboard (one rule in the core).
+    r = api.get("/api/v1/sla/report", params={"since": "2026-11-23T00:00:00+08:00"})
+    assert r.status_code == 403
+    assert api.get("/api/v1/sla/breaches.csv").status_code == 403
+    api = api.as_("lena")
     body = api.get("/api/v1/sla/report", params={"since": "2026-11-23T00:00:00+08:00"}).json()
     clocks = {c["clock"]: c for c in body["clocks"]}
     assert (clocks["first_response"]["met"], clocks["first_response"]["breached"]) == (1, 1)

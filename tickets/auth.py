@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,27 @@ if TYPE_CHECKING:
     from argon2 import PasswordHasher
 
 MIN_PASSWORD = 10
+
+# What an API token may do. "cases": work cases (open, act, reply), read orders and quotes,
+# scripts and SLA figures: every agent's token. "orders": push orders (POST /api/v1/orders),
+# for the shop's integration. Orders decide what a refund may pay, so pushing them is a right of
+# its own, given per token; whoever pushed an order may not be the second approver of its
+# refunds (tickets/service.py _check_second_approver).
+SCOPES = ("cases", "orders")
+DEFAULT_SCOPES = ("cases",)
+
+
+def parse_scopes(scopes: Sequence[str] | None) -> str:
+    """The scopes of a new token as stored (space-separated, in SCOPES order), or
+    InvalidInput naming the unknown one."""
+    wanted = set(scopes or DEFAULT_SCOPES)
+    unknown = sorted(wanted - set(SCOPES))
+    if unknown:
+        raise InvalidInput(
+            f"unknown scope {unknown[0]!r}; scopes: {', '.join(SCOPES)}",
+            [{"loc": "scope", "msg": f"unknown scope {unknown[0]}"}],
+        )
+    return " ".join(s for s in SCOPES if s in wanted)
 
 
 @functools.cache
@@ -105,15 +127,22 @@ def _digest(token: str) -> str:
 
 
 def create_token(
-    *, session: Session, username: str, now: datetime, name: str = "", actor: str = "cli"
+    *,
+    session: Session,
+    username: str,
+    now: datetime,
+    name: str = "",
+    actor: str = "cli",
+    scopes: Sequence[str] | None = None,
 ) -> str:
-    """A new bearer token for the agent; only its hash is stored, so this is the one chance
-    to read it."""
+    """A new bearer token for the agent, with these scopes (default: cases only); only its
+    hash is stored, so this is the one chance to read it."""
+    stored = parse_scopes(scopes)
     agent = session.scalar(select(Agent).where(Agent.username == username))
     if agent is None:
         raise NotFound(f"no agent {username}: create it first with create-agent")
     token = "as_" + secrets.token_urlsafe(32)
-    row = ApiToken(agent=agent, token_hash=_digest(token), name=name, created_at=now)
+    row = ApiToken(agent=agent, token_hash=_digest(token), name=name, created_at=now, scopes=stored)
     session.add(row)
     session.flush()
     audit(
@@ -124,6 +153,7 @@ def create_token(
         now=now,
         token_id=row.id,
         name=name,
+        scopes=stored,
     )
     return token
 

@@ -810,7 +810,13 @@ def import_orders(
                 invalid.extend(_relocate(exc.errors, item))
                 continue
             except Conflict as exc:
-                conflicts.append({"loc": _loc(item.lines, "order_no"), "msg": exc.message})
+                # The money fields it would change, each at its spreadsheet line and column.
+                named = exc.details.get("errors") or []
+                conflicts.extend(
+                    _relocate(named, item)
+                    if named
+                    else [{"loc": _loc(item.lines, "order_no"), "msg": exc.message}]
+                )
                 continue
             _record(report, outcome, item.order.order_no)
     except BaseException:

@@ -182,6 +182,9 @@ class Order(Base):
     # Decimal as text: the rate to the shop's currency at purchase, recorded and never re-read.
     exchange_rate: Mapped[str | None] = mapped_column(String(32))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    # Ids of the agents who created or changed the order through the API (an integration's
+    # account included): none of them may be the second approver of a refund on it.
+    touched_by: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -277,6 +280,9 @@ class ApiToken(Base):
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(80), default="")
+    # What the token may do, space-separated: "cases" (work cases, read orders and quotes),
+    # "orders" (push orders: POST /api/v1/orders). See tickets/auth.py SCOPES.
+    scopes: Mapped[str] = mapped_column(String(80), default="cases", server_default="cases")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
@@ -329,6 +335,10 @@ class Ticket(Base):
     priority: Mapped[str] = mapped_column(String(10), default=Priority.normal.value)
     group: Mapped[str] = mapped_column(String(40))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    # The agent who opened the case (by phone, e-mail, the API); None when the customer did.
+    # An agent's id without a foreign key: agents are deactivated, never deleted, and a plain
+    # column can be dropped again by a downgrade on SQLite (a keyed one cannot).
+    opened_by_id: Mapped[int | None] = mapped_column(Integer)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     reason: Mapped[str] = mapped_column(String(40))

@@ -13,7 +13,10 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from tickets.exceptions import Conflict, InvalidInput, NotFound
 from tickets.models import (
     OPEN_STATUSES,
+    Agent,
+    AuditEntry,
     Customer,
+    Event,
     Order,
     OrderLine,
     OrderUnit,
@@ -174,43 +177,121 @@ def find_or_make_customer(
     return customer
 
 
-def _lines_fingerprint(order: Order) -> list[tuple[Any, ...]]:
-    return [
-        (
-            ln.sku,
-            ln.quantity,
-            ln.unit_price,
-            ln.discount,
-            ln.gift_value,
-            ln.gift_for,
-            [u.net for u in ln.units],
+# Fields of an order that decide what a refund pays (MONEY.md): once the order has cases they
+# never change, so a refund proposed in CNY stays in CNY and a unit's net stays what was paid.
+MONEY_HEADER = (
+    "currency",
+    "payment_method",
+    "shipping_fee",
+    "order_discount",
+    "free_shipping_threshold",
+    "promotion_threshold",
+    "presale",
+    "exchange_rate",
+)
+# Per line: what the money rests on, and what decides eligibility only (corrected in place).
+LINE_MONEY = ("quantity", "unit_price", "discount", "gift_value", "gift_for")
+LINE_FACTS = ("title", "category", "no_reason_return")
+
+
+def _show(value: Any, currency: str, field: str) -> str:
+    if value is None:
+        return "none"
+    if field in {"quantity", "presale", "currency", "payment_method", "exchange_rate", "gift_for"}:
+        return str(value)
+    return format_amount(value, currency)
+
+
+def _money_changes(
+    order: Order,
+    header: dict[str, Any],
+    new_lines: dict[str, tuple[Any, ...]],
+    new_payments: list[tuple[str, int, str]],
+    loc: str,
+) -> list[dict[str, Any]]:
+    """Each money field the re-sent order would change, as {loc, msg}: the header's, each
+    line's (by the line's place in the re-sent order), lines added or removed, the payments."""
+    cur = order.currency
+    out = []
+    for key in MONEY_HEADER:
+        old, new = getattr(order, key), header[key]
+        if old != new:
+            out.append(
+                {
+                    "loc": f"{loc}.{key}",
+                    "msg": f"{key} cannot change on an order with cases "
+                    f"({_show(old, cur, key)} -> {_show(new, cur, key)})",
+                }
+            )
+    old_lines = {ln.sku: ln for ln in order.lines}
+    for i, (sku, values) in enumerate(new_lines.items()):
+        line = old_lines.get(sku)
+        if line is None:
+            out.append(
+                {
+                    "loc": f"{loc}.lines.{i}.sku",
+                    "msg": f"SKU {sku} cannot be added to an order with cases",
+                }
+            )
+            continue
+        for key, new in zip(LINE_MONEY, values, strict=True):
+            old = getattr(line, key)
+            if old != new:
+                out.append(
+                    {
+                        "loc": f"{loc}.lines.{i}.{key}",
+                        "msg": f"{key} of {sku} cannot change on an order with cases "
+                        f"({_show(old, cur, key)} -> {_show(new, cur, key)})",
+                    }
+                )
+    for sku in old_lines.keys() - new_lines.keys():
+        out.append(
+            {"loc": f"{loc}.lines", "msg": f"SKU {sku} cannot be removed from an order with cases"}
         )
-        for ln in order.lines
-    ]
+    old_payments = [(p.method, p.amount, p.kind) for p in order.payments]
+    if not out and old_payments != new_payments:
+        out.append(
+            {"loc": f"{loc}.payments", "msg": "payments cannot change on an order with cases"}
+        )
+    return out
 
 
 def upsert_order(
-    *, session: Session, data: OrderIn, now: datetime, loc: str = "order"
+    *,
+    session: Session,
+    data: OrderIn,
+    now: datetime,
+    loc: str = "order",
+    agent: Agent | None = None,
+    actor: str = "cli",
 ) -> tuple[Order, UpsertOutcome]:
-    """Create or update an order by its number. Units' nets are allocated once, when recorded;
-    the lines of an order that already has cases cannot change (its refunds rest on them)."""
+    """Create or update an order by its number. Units' nets are allocated once, when recorded.
+
+    Once the order has cases its money fields (MONEY_HEADER, each line's LINE_MONEY, the
+    payments) are frozen: a change is a Conflict naming each field. Status, dates, address
+    and the customer may change; a line's title, category or no-reason flag may be corrected
+    (they decide eligibility), and the correction is recorded on each of its cases.
+    `agent` is who pushed it (an API token's agent): recorded in `touched_by`, so that agent
+    is never the second approver of a refund on it. `actor` labels the audit entries."""
     priced = _priced(data, loc)
     order = session.scalar(
         select(Order)
         .where(Order.order_no == data.order_no)
         .options(selectinload(Order.lines).selectinload(OrderLine.units))
     )
-    customer = find_or_make_customer(
-        session, data.customer, order.customer if order is not None else None, now=now
-    )
     cur = data.currency
     nets = unit_nets(
         [(ln.quantity, price * ln.quantity - disc) for ln, price, disc, _ in priced["lines"]],
         priced["order_discount"],
     )
-    new_lines = [
-        (ln.sku, ln.quantity, price, disc, gift, ln.gift_for, line_nets)
-        for (ln, price, disc, gift), line_nets in zip(priced["lines"], nets, strict=True)
+    new_lines = {
+        ln.sku: (ln.quantity, price, disc, gift, ln.gift_for)
+        for ln, price, disc, gift in priced["lines"]
+    }
+    payments = priced["payments"] or [(None, priced["paid_total"])]
+    new_payments = [
+        (p.method if p else data.payment_method, amount, p.kind if p else "full")
+        for p, amount in payments
     ]
     header = {
         "platform": data.platform,
@@ -230,36 +311,62 @@ def upsert_order(
         "exchange_rate": str(data.exchange_rate) if data.exchange_rate is not None else None,
     }
     outcome: UpsertOutcome
+    corrections: list[dict[str, Any]] = []
     if order is None:
+        customer = find_or_make_customer(session, data.customer, None, now=now)
         order = Order(
             order_no=data.order_no, customer=customer, created_at=now, updated_at=now, **header
         )
         session.add(order)
         outcome = "created"
-        lines_changed = True
+        money_changed = True
     else:
-        lines_changed = _lines_fingerprint(order) != new_lines
+        lock_order(session, order)
+        old_lines = {ln.sku: ln for ln in order.lines}
+        money_changed = (
+            any(getattr(order, k) != header[k] for k in MONEY_HEADER)
+            or old_lines.keys() != new_lines.keys()
+            or any(
+                tuple(getattr(old_lines[sku], k) for k in LINE_MONEY) != values
+                for sku, values in new_lines.items()
+            )
+            or [(p.method, p.amount, p.kind) for p in order.payments] != new_payments
+        )
+        has_cases = session.scalar(select(Ticket.id).where(Ticket.order_id == order.id).limit(1))
+        if money_changed and has_cases is not None:
+            errors = _money_changes(order, header, new_lines, new_payments, loc)
+            raise Conflict(
+                f"order {data.order_no} already has after-sales cases: its money cannot change "
+                "(status, dates, address and line titles, categories and no-reason flags may): "
+                + "; ".join(f"{e['loc']}: {e['msg']}" for e in errors),
+                order_no=data.order_no,
+                errors=errors,
+            )
+        if not money_changed:
+            for ln in data.lines:
+                line = old_lines[ln.sku]
+                changed = {
+                    k: [getattr(line, k), getattr(ln, k)]
+                    for k in LINE_FACTS
+                    if getattr(line, k) != getattr(ln, k)
+                }
+                if changed:
+                    corrections.append({"sku": ln.sku, **changed})
+        customer = find_or_make_customer(session, data.customer, order.customer, now=now)
         header_changed = any(getattr(order, k) != v for k, v in header.items()) or (
             order.customer_id != customer.id if customer.id is not None else True
         )
-        if lines_changed:
-            has_cases = session.scalar(
-                select(Ticket.id).where(Ticket.order_id == order.id).limit(1)
-            )
-            if has_cases is not None:
-                raise Conflict(
-                    f"order {data.order_no} already has after-sales cases: its lines and "
-                    "amounts cannot change (only status, dates and address may)",
-                    order_no=data.order_no,
-                )
-        if not lines_changed and not header_changed:
+        if not money_changed and not header_changed and not corrections:
             return order, "unchanged"
         for key, value in header.items():
             setattr(order, key, value)
         order.customer = customer
         order.updated_at = now
         outcome = "updated"
-    if lines_changed:
+    if agent is not None and agent.id not in (order.touched_by or []):
+        # Reassigned, not appended in place: a JSON column is saved when the value is replaced.
+        order.touched_by = [*(order.touched_by or []), agent.id]
+    if money_changed:
         order.lines.clear()
         order.payments.clear()
         session.flush()
@@ -281,9 +388,6 @@ def upsert_order(
                     units=[OrderUnit(unit_index=j + 1, net=n) for j, n in enumerate(line_nets)],
                 )
             )
-        payments = priced["payments"] or [
-            (None, priced["paid_total"]),
-        ]
         for p, amount in payments:
             order.payments.append(
                 Payment(
@@ -294,12 +398,44 @@ def upsert_order(
                 )
             )
     else:
-        # Titles, categories and flags may be corrected without touching the money.
-        for line, ln in zip(order.lines, data.lines, strict=True):
+        by_sku = {ln.sku: ln for ln in data.lines}
+        for line in order.lines:
+            ln = by_sku[line.sku]
             line.title, line.category = ln.title, ln.category
             line.no_reason_return = ln.no_reason_return
+        # Dates may change: a payment recorded without its own time follows the order's.
+        for pay, (p, _amount) in zip(order.payments, payments, strict=True):
+            pay.paid_at = (p.paid_at if p else None) or data.paid_at
     session.flush()
+    if corrections:
+        _record_corrections(session, order, corrections, now=now, actor=actor)
     return order, outcome
+
+
+def _record_corrections(
+    session: Session, order: Order, corrections: list[dict[str, Any]], *, now: datetime, actor: str
+) -> None:
+    """A line's title, category or no-reason flag corrected: in the desk's audit trail, and on
+    each of the order's cases (eligibility may read differently now)."""
+    session.add(
+        AuditEntry(
+            at=now,
+            actor=actor,
+            action="order.corrected",
+            target=order.order_no,
+            data={"lines": corrections},
+        )
+    )
+    for ticket_id in session.scalars(select(Ticket.id).where(Ticket.order_id == order.id)):
+        session.add(
+            Event(
+                ticket_id=ticket_id,
+                type="order.corrected",
+                actor=actor,
+                at=now,
+                data={"order_no": order.order_no, "lines": corrections},
+            )
+        )
 
 
 # One statement for the order with its lines, units, payments and customer: joined, not
@@ -314,6 +450,13 @@ _ORDER = (
         joinedload(Order.customer),
     )
 )
+
+
+def lock_order(session: Session, order: Order) -> None:
+    """Hold the order's row until the transaction ends: whoever changes what its units hold
+    (a new case, an approval, an issue) goes one at a time. PostgreSQL locks the row; SQLite
+    runs one writer at a time already (BEGIN IMMEDIATE, tickets/db.py)."""
+    session.execute(select(Order.id).where(Order.id == order.id).with_for_update())
 
 
 def get_order(*, session: Session, order_no: str) -> Order:

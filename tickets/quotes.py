@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from tickets.config import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS, Policy
@@ -27,7 +27,7 @@ from tickets.models import (
     Ticket,
     UnitStatus,
 )
-from tickets.money import to_minor
+from tickets.money import format_amount, to_minor
 from tickets.refunds import (
     Quote,
     QuoteError,
@@ -40,8 +40,10 @@ from tickets.refunds import (
     quote_refund,
 )
 
-# A refund counts in the ledger once money has gone out.
-COUNTED = (RefundStatus.issued.value, RefundStatus.confirmed.value)
+# A refund counts in the ledger once approved: an approved refund has not gone out yet but
+# holds its units, so no other case can refund them meanwhile (a proposal holds nothing: it
+# is checked against the ledger again when approved and when issued, see ledger_overdraw).
+COUNTED = (RefundStatus.approved.value, RefundStatus.issued.value, RefundStatus.confirmed.value)
 INSPECTED = {
     UnitStatus.resalable.value,
     UnitStatus.damaged.value,
@@ -276,3 +278,65 @@ def refund_from_quote(
             )
         )
     return refund
+
+
+# The order's other counted refunds, summed per ledger key: what each unit, payment and the
+# shipping fee has already given back or holds.
+_OTHERS = (
+    select(RefundLine.kind, RefundLine.unit_id, RefundLine.payment_id, func.sum(RefundLine.amount))
+    .join(Refund, RefundLine.refund_id == Refund.id)
+    .where(
+        Refund.order_id == bindparam("order_id"),
+        Refund.status.in_(COUNTED),
+        Refund.id != bindparam("refund_id"),
+    )
+    .group_by(RefundLine.kind, RefundLine.unit_id, RefundLine.payment_id)
+)
+_OTHERS_SHIPPING = select(func.coalesce(func.sum(Refund.shipping_refunded), 0)).where(
+    Refund.order_id == bindparam("order_id"),
+    Refund.status.in_(COUNTED),
+    Refund.id != bindparam("refund_id"),
+)
+
+
+def ledger_overdraw(session: Session, order: Order, refund: Refund) -> list[str]:
+    """What `refund` would pay back beyond what is left once every other approved, issued or
+    confirmed refund of the order is counted (MONEY.md rules 10 and 12): one line per unit,
+    payment or shipping fee overdrawn; empty when it fits."""
+    params = {"order_id": order.id, "refund_id": refund.id}
+    units: dict[int, int] = {}
+    payments: dict[int, int] = {}
+    for kind, unit_id, payment_id, amount in session.execute(_OTHERS, params):
+        if kind == "unit" and unit_id is not None:
+            units[unit_id] = int(amount or 0)
+        elif kind == "payment" and payment_id is not None:
+            payments[payment_id] = int(amount or 0)
+    cur = order.currency
+    nets = {u.id: (ln.sku, u.unit_index, u.net) for ln in order.lines for u in ln.units}
+    paid = {p.id: (p.method, p.amount) for p in order.payments}
+    problems: list[str] = []
+    for line in refund.lines:
+        if line.kind == "unit" and line.unit_id is not None:
+            sku, index, net = nets.get(line.unit_id, ("?", 0, 0))
+            before = units.get(line.unit_id, 0)
+            if before + line.amount > net:
+                problems.append(
+                    f"unit {index} of {sku} has {format_amount(max(net - before, 0), cur)} "
+                    f"left to refund, not {format_amount(line.amount, cur)}"
+                )
+        elif line.kind == "payment" and line.payment_id is not None:
+            method, amount = paid.get(line.payment_id, ("?", 0))
+            before = payments.get(line.payment_id, 0)
+            if before + line.amount > amount:
+                problems.append(
+                    f"the {method} payment has {format_amount(max(amount - before, 0), cur)} "
+                    f"left to refund, not {format_amount(line.amount, cur)}"
+                )
+    if refund.shipping_refunded:
+        before = int(session.scalar(_OTHERS_SHIPPING, params) or 0)
+        if before + refund.shipping_refunded > order.shipping_fee:
+            problems.append(
+                f"the shipping fee has {format_amount(max(order.shipping_fee - before, 0), cur)} "
+                "left to refund"
+            )
+    return problems

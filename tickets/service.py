@@ -50,19 +50,22 @@ from tickets.models import (
 )
 from tickets.money import format_amount
 from tickets.notices import agent_card, arrival_days, queue_notice, refund_route, render_for_case
-from tickets.orders import find_or_make_customer, get_order, units_taken
+from tickets.orders import find_or_make_customer, get_order, lock_order, units_taken
 from tickets.outbox import CARD_TAKEN, DEFAULT_CHANNELS, notify_agents, notify_customer
 from tickets.policy import check_request, evidence_needed, order_facts
-from tickets.quotes import refund_from_quote, ticket_quote, unit_passes
+from tickets.quotes import ledger_overdraw, refund_from_quote, ticket_quote, unit_passes
 from tickets.risk import RiskAssessment, assess, collect_risk_facts, decide_auto_approval
 from tickets.schemas import INT32_MAX, ActionRequest, ItemIn, ReplyCreate, TicketCreate
 from tickets.scripts import Money, ScriptLibrary, telegram_length
 from tickets.workflow import (
     ACTIONS,
+    LIVE_REFUND,
+    REFUND_KINDS,
     TALK_KINDS,
     Transition,
     allowed_actions,
     find_transition,
+    require,
 )
 
 
@@ -360,9 +363,14 @@ def open_case(
     refund_pending.
     """
     kind = CaseKind(request.kind)
+    if request.override_policy:
+        # Before anything is read: the same answer whether or not the policy would refuse.
+        require(actor.role, "override_policy")
     order: Order | None = None
     if request.order_no:
         order = get_order(session=session, order_no=request.order_no)
+        # Two requests for the same units at once: the second waits, then sees them taken.
+        lock_order(session, order)
         customer = order.customer
     elif kind in TALK_KINDS and request.customer is not None:
         customer = find_or_make_customer(session, request.customer, now=ctx.now)
@@ -393,8 +401,8 @@ def open_case(
             tz=ctx.tz,
             language=request.language or customer.language,
         )
-        if problems and request.override_policy and actor.agent is not None:
-            # An agent may make an exception (goodwill); it is on the record.
+        if problems and request.override_policy:
+            # A lead may make an exception (goodwill, checked above); it is on the record.
             overridden = [p.to_error() for p in problems]
         elif problems:
             raise InvalidInput(
@@ -444,6 +452,7 @@ def open_case(
         group=group,
         order=order,
         customer=customer,
+        opened_by_id=actor.agent.id if actor.agent is not None else None,
         reason=request.reason,
         description=request.description,
         channel=request.channel.value,
@@ -553,9 +562,21 @@ def _apply_guards(
         ticket.kind in r.kinds and ticket.order.status in r.order_statuses for r in rules.rules
     ):
         return  # no rule could approve it: no quote needed to decide
-    q = ticket_quote(
-        session=session, ticket=ticket, policy=ctx.policy, now=ctx.now, timezone=str(ctx.tz)
-    )
+    try:
+        q = ticket_quote(
+            session=session, ticket=ticket, policy=ctx.policy, now=ctx.now, timezone=str(ctx.tz)
+        )
+    except InvalidInput as exc:
+        # An order the calculator cannot read: a person looks at it; the case is still opened.
+        record_event(
+            session=session,
+            ticket=ticket,
+            type="automation.held",
+            actor=rule_actor,
+            now=ctx.now,
+            reason=exc.message,
+        )
+        return
     decision = decide_auto_approval(
         kind=ticket.kind,
         order_status=ticket.order.status,
@@ -649,14 +670,20 @@ def perform_action(
         )
     kind, status = CaseKind(ticket.kind), CaseStatus(ticket.status)
     by = "agent" if actor.agent is not None else actor.kind
-    transition = find_transition(action=request.action, kind=kind, status=status, by=by)
+    refund_state = refund_state_of(session, ticket)
+    transition = find_transition(
+        action=request.action, kind=kind, status=status, by=by, refund=refund_state
+    )
     if transition is None:
-        allowed = allowed_actions(kind=kind, status=status, role=actor.role, by=by)
+        allowed = allowed_actions(
+            kind=kind, status=status, role=actor.role, by=by, refund=refund_state
+        )
         known = request.action in ACTIONS
         what = f"'{request.action}'" if known else f"unknown action '{request.action}'"
+        refund_note = f" with its refund {refund_state}" if refund_state is not None else ""
         raise ActionNotAllowed(
-            f"{what} is not possible on a {kind.value} case in status {status.value}; "
-            f"allowed now: {', '.join(allowed) or 'none'}",
+            f"{what} is not possible on a {kind.value} case in status {status.value}"
+            f"{refund_note}; allowed now: {', '.join(allowed) or 'none'}",
             allowed,
         )
     if actor.role is not None and actor.role not in transition.roles:
@@ -788,6 +815,12 @@ def _assign(
             raise InvalidInput(
                 f"no active agent {req.assignee}", [{"loc": "assignee", "msg": "unknown agent"}]
             )
+        if (
+            actor.agent is not None
+            and t.assignee_id is not None
+            and t.assignee_id not in (agent.id, actor.agent.id)
+        ):
+            require(actor.role, "reassign")
         if t.assignee_id != agent.id:
             # The cards in the agents' chat say who has it now (and offer it no more).
             notify_agents(
@@ -956,15 +989,100 @@ def _current_refund(session: Session, ticket: Ticket) -> Refund | None:
     )
 
 
+def refund_state_of(session: Session, ticket: Ticket) -> str | None:
+    """Where the case's refund stands ("none": there is none), for the lifecycle table; None
+    for cases that move no money."""
+    if ticket.kind not in REFUND_KINDS:
+        return None
+    refund = _current_refund(session, ticket)
+    return refund.status if refund is not None else "none"
+
+
+def _withdraw(
+    session: Session, t: Ticket, refund: Refund, actor: Actor, ctx: Context, reason: str | None
+) -> None:
+    """Withdraw a proposed or approved refund: its units are free again, on the record."""
+    was = refund.status
+    refund.status = RefundStatus.cancelled.value
+    record_event(
+        session=session,
+        ticket=t,
+        type="refund.withdrawn",
+        actor=actor,
+        now=ctx.now,
+        amount=format_amount(refund.amount, refund.currency),
+        currency=refund.currency,
+        was=was,
+        reason=reason,
+    )
+
+
+def _withdraw_live_refund(
+    session: Session, t: Ticket, actor: Actor, ctx: Context, reason: str | None
+) -> None:
+    """A case that closes or is cancelled keeps no refund that holds units (MONEY.md rule 10):
+    a proposed or approved one is withdrawn, and the events say so."""
+    refund = _current_refund(session, t)
+    if refund is not None and refund.status in LIVE_REFUND:
+        _withdraw(session, t, refund, actor, ctx, reason or f"case {t.status} -> closed")
+
+
+def _touchers(t: Ticket, refund: Refund) -> dict[int, str]:
+    """The agents who had a hand in this refund, each with what they did: proposed it, opened
+    the case, pushed or changed the order it pays back."""
+    out: dict[int, str] = {}
+    if t.order is not None:
+        for agent_id in t.order.touched_by or []:
+            out[int(agent_id)] = "pushed or changed its order"
+    if t.opened_by_id is not None:
+        out[t.opened_by_id] = "opened the case"
+    if refund.proposed_by_id is not None:
+        out[refund.proposed_by_id] = "proposed it"
+    return out
+
+
+def _check_second_approver(t: Ticket, refund: Refund, approver: Agent | None) -> None:
+    """Maker-checker (MONEY.md rule 16): a refund above the large-refund threshold is approved
+    by a person who had no hand in it. The system (auto-approval) may propose it, never approve
+    it; whoever opened the case or pushed its order is a maker too."""
+    if not refund.needs_second_approval:
+        return
+    amount = f"{format_amount(refund.amount, refund.currency)} {refund.currency}"
+    if approver is None:
+        raise PermissionDenied(
+            f"a refund of {amount} is above the large-refund threshold: an agent who had no "
+            "hand in it must approve it"
+        )
+    did = _touchers(t, refund).get(approver.id)
+    if did is not None:
+        raise PermissionDenied(
+            f"a refund of {amount} is above the large-refund threshold and you {did}: another "
+            "agent must approve it"
+        )
+
+
+def _check_ledger(session: Session, t: Ticket, refund: Refund) -> None:
+    """The refund still fits the ledger, every other refund that holds units counted: no unit,
+    payment or shipping fee paid back twice (the order row locked, so two cases on the same
+    units cannot both pass)."""
+    assert t.order is not None
+    lock_order(session, t.order)
+    problems = ledger_overdraw(session, t.order, refund)
+    if problems:
+        raise Conflict(
+            f"the refund of case {t.number} no longer fits the order's ledger: "
+            + "; ".join(problems)
+            + " (withdraw it and propose again)",
+            problems=problems,
+        )
+
+
 def _propose_refund(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
     existing = _current_refund(session, t)
-    if existing is not None and existing.status in (
-        RefundStatus.proposed.value,
-        RefundStatus.approved.value,
-    ):
-        existing.status = RefundStatus.cancelled.value
+    if existing is not None and existing.status in LIVE_REFUND:
+        _withdraw(session, t, existing, actor, ctx, "replaced by a new proposal")
     elif existing is not None and existing.status != RefundStatus.failed.value:
         raise Conflict(f"case {t.number} already has a refund {existing.status}")
     q = ticket_quote(
@@ -1017,15 +1135,9 @@ def _approve_refund(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
     refund = _need_refund(session, t, RefundStatus.proposed)
-    if (
-        refund.needs_second_approval
-        and actor.agent is not None
-        and refund.proposed_by_id == actor.agent.id
-    ):
-        raise PermissionDenied(
-            f"a refund of {format_amount(refund.amount, refund.currency)} {refund.currency} is "
-            "above the large-refund threshold: another agent must approve what you proposed"
-        )
+    _check_second_approver(t, refund, actor.agent)
+    # Approving reserves the units (the ledger counts approved refunds): they must be free.
+    _check_ledger(session, t, refund)
     refund.status = RefundStatus.approved.value
     refund.approved_by_id = actor.agent.id if actor.agent else None
     record_event(
@@ -1042,6 +1154,16 @@ def _issue_refund(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
     refund = _need_refund(session, t, RefundStatus.approved)
+    # Only an approval that satisfied maker-checker lets the money go, checked again now (an
+    # approval recorded before the rule, or by someone who has since pushed the order).
+    approver = session.get(Agent, refund.approved_by_id) if refund.approved_by_id else None
+    if refund.needs_second_approval and approver is None:
+        raise PermissionDenied(
+            "this refund is above the large-refund threshold and no agent approved it: "
+            "withdraw it and have it approved"
+        )
+    _check_second_approver(t, refund, approver)
+    _check_ledger(session, t, refund)
     refund.status = RefundStatus.issued.value
     refund.issued_at = ctx.now
     refund.attempts += 1
@@ -1072,6 +1194,13 @@ def _issue_refund(
         .astimezone(ctx.tz)
         .date(),
     )
+
+
+def _withdraw_refund(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    refund = _need_refund(session, t, RefundStatus.proposed, RefundStatus.approved)
+    _withdraw(session, t, refund, actor, ctx, req.reason)
 
 
 def _confirm_refund(
@@ -1145,6 +1274,7 @@ def _close(
         raise ActionNotAllowed(
             "the replacement has not shipped yet: record ship_exchange first", ["ship_exchange"]
         )
+    _withdraw_live_refund(session, t, actor, ctx, req.reason or "the case was closed")
     _set_status(
         session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
     )
@@ -1157,6 +1287,32 @@ def _reopen(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
     assert tr.target is not None
+    if t.order is not None and t.units:
+        # While the case was closed its units were free: another case may hold them now, or have
+        # refunded them. Then this one cannot take them back.
+        lock_order(session, t.order)
+        mine = {u.unit_id for u in t.units}
+        elsewhere = mine & units_taken(session, t.order, exclude_ticket=t.id)
+        if elsewhere:
+            holders = session.scalars(
+                select(Ticket.number)
+                .join(TicketUnit, TicketUnit.ticket_id == Ticket.id)
+                .where(TicketUnit.unit_id.in_(elsewhere), Ticket.id != t.id)
+                .distinct()
+            ).all()
+            raise Conflict(
+                f"case {t.number} cannot reopen: its units are now held or refunded by case "
+                f"{', '.join(sorted(holders))}",
+                cases=sorted(holders),
+            )
+        refund = _current_refund(session, t)
+        # A refund left live by a close before the rule: the ledger decides if it stands.
+        if (
+            refund is not None
+            and refund.status in LIVE_REFUND
+            and ledger_overdraw(session, t.order, refund)
+        ):
+            _withdraw(session, t, refund, actor, ctx, "its units were refunded meanwhile")
     _set_status(
         session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
     )
@@ -1166,6 +1322,7 @@ def _cancel(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
     assert tr.target is not None
+    _withdraw_live_refund(session, t, actor, ctx, req.reason or "the request was cancelled")
     _set_status(
         session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason
     )
@@ -1184,6 +1341,7 @@ _HANDLERS: dict[str, Handler] = {
     "propose_refund": _propose_refund,
     "approve_refund": _approve_refund,
     "issue_refund": _issue_refund,
+    "withdraw_refund": _withdraw_refund,
     "confirm_refund": _confirm_refund,
     "fail_refund": _fail_refund,
     "ship_exchange": _ship_exchange,

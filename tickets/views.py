@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tickets.config import Policy
+from tickets.exceptions import InvalidInput
 from tickets.models import (
     CaseKind,
     CaseStatus,
@@ -31,7 +32,7 @@ from tickets.schemas import (
     TicketRead,
     TicketSummary,
 )
-from tickets.workflow import TERMINAL, allowed_actions
+from tickets.workflow import REFUND_KINDS, TERMINAL, allowed_actions
 
 
 def refund_view(
@@ -63,7 +64,20 @@ def refund_view(
         }
     if policy is None or ticket.status in TERMINAL:
         return None
-    q = ticket_quote(session=session, ticket=ticket, policy=policy, now=now, timezone=timezone)
+    try:
+        q = ticket_quote(session=session, ticket=ticket, policy=policy, now=now, timezone=timezone)
+    except InvalidInput as exc:
+        # The order no longer reads as a quote (changed under the case, a ledger the calculator
+        # refuses): the case stays readable, with why no amount can be shown.
+        return {
+            "status": "unavailable",
+            "amount": None,
+            "currency": ticket.order.currency if ticket.order else None,
+            "method": None,
+            "eligible": False,
+            "reasons": [exc.message],
+            "breakdown": [],
+        }
     if q is None:
         return None
     body = q.to_json()
@@ -110,6 +124,18 @@ def message_deliveries(session: Session, ticket_id: int) -> dict[int, DeliveryRe
             why=last_error if state in ("failed", "undeliverable") else None,
         )
     return out
+
+
+def _refund_state(session: Session, ticket: Ticket) -> str | None:
+    if ticket.kind not in REFUND_KINDS:
+        return None
+    status = session.scalar(
+        select(Refund.status)
+        .where(Refund.ticket_id == ticket.id, Refund.status != RefundStatus.cancelled.value)
+        .order_by(Refund.id.desc())
+        .limit(1)
+    )
+    return status or "none"
 
 
 def ticket_to_read(
@@ -162,7 +188,10 @@ def ticket_to_read(
         tracking_no=ticket.tracking_no,
         carrier=ticket.carrier,
         allowed_actions=allowed_actions(
-            kind=CaseKind(ticket.kind), status=CaseStatus(ticket.status), role=role
+            kind=CaseKind(ticket.kind),
+            status=CaseStatus(ticket.status),
+            role=role,
+            refund=_refund_state(session, ticket),
         ),
         refund=refund_view(session, ticket, policy=policy, now=now, timezone=timezone),
         sla=sla or [],

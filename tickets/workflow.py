@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tickets.exceptions import PermissionDenied
 from tickets.models import CaseKind, CaseStatus, Role
 
 S = CaseStatus
@@ -24,6 +25,32 @@ ANY_ROLE = frozenset(Role)
 LEADS = frozenset({Role.lead, Role.admin})
 TERMINAL = frozenset({S.closed, S.cancelled, S.refunded, S.resolved})
 WORKING = frozenset(CaseStatus) - TERMINAL - {S.draft}
+# A refund that holds its units in the ledger but has not gone out.
+LIVE_REFUND = frozenset({"proposed", "approved"})
+
+# Rights that are not a step of the lifecycle, by role. The core checks them (`require`), and
+# every front end asks the core, never a list of its own: the panel, the API and the bot agree.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    # Open a case the policy refuses (a goodwill exception, recorded on the case).
+    "override_policy": LEADS,
+    # The team's figures: the dashboard, the SLA report and its breaches by agent.
+    "view_reports": LEADS,
+    # Take a case from the colleague it is assigned to (the bot's "take it" never did; the
+    # panel and the API now agree). The assignee may hand their own case on to anyone.
+    "reassign": LEADS,
+}
+
+
+def may(role: Role | str | None, permission: str) -> bool:
+    """Whether this role has the right (None: not an agent, never)."""
+    return role is not None and Role(role) in PERMISSIONS[permission]
+
+
+def require(role: Role | str | None, permission: str) -> None:
+    """PermissionDenied unless the role has the right, naming the roles that do."""
+    if not may(role, permission):
+        roles = " or ".join(sorted(r.value for r in PERMISSIONS[permission]))
+        raise PermissionDenied(f"'{permission}' needs the role {roles}", permission=permission)
 
 
 @dataclass(frozen=True)
@@ -38,6 +65,8 @@ class Transition:
     # Who may take it: agents (panel, API), the customer (bot, web chat), the system (rules).
     by: frozenset[str] = field(default_factory=lambda: frozenset({"agent", "system"}))
     description: str = ""
+    # Where the case's current refund must stand ("none": there is none), or None: anywhere.
+    refund: frozenset[str] | None = None
 
 
 TRANSITIONS: tuple[Transition, ...] = (
@@ -132,6 +161,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         None,
         REFUND_KINDS,
         description="approve the proposed refund",
+        refund=frozenset({"proposed"}),
     ),
     Transition(
         "issue_refund",
@@ -139,6 +169,17 @@ TRANSITIONS: tuple[Transition, ...] = (
         S.refunded,
         REFUND_KINDS,
         description="send the money",
+        refund=frozenset({"approved"}),
+    ),
+    # A refund proposed or approved holds its units (MONEY.md rule 10): withdrawing it frees
+    # them, on the record. Closing or cancelling a case withdraws its refund the same way.
+    Transition(
+        "withdraw_refund",
+        WORKING,
+        None,
+        REFUND_KINDS,
+        description="withdraw the proposed or approved refund (its units are free again)",
+        refund=LIVE_REFUND,
     ),
     Transition(
         "confirm_refund",
@@ -146,6 +187,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         None,
         REFUND_KINDS,
         description="the money arrived",
+        refund=frozenset({"issued"}),
     ),
     Transition(
         "fail_refund",
@@ -154,6 +196,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         REFUND_KINDS,
         needs=("reason",),
         description="the payment failed; retry",
+        refund=frozenset({"issued"}),
     ),
     Transition(
         "ship_exchange",
@@ -207,22 +250,38 @@ ACTIONS: tuple[str, ...] = tuple(dict.fromkeys(t.action for t in TRANSITIONS))
 
 
 def find_transition(
-    *, action: str, kind: CaseKind, status: CaseStatus, by: str = "agent"
+    *,
+    action: str,
+    kind: CaseKind,
+    status: CaseStatus,
+    by: str = "agent",
+    refund: str | None = None,
 ) -> Transition | None:
-    """The transition this action takes from here, or None when the table has none."""
+    """The transition this action takes from here, or None when the table has none.
+    `refund` is where the case's refund stands ("none" without one); None: not checked."""
     for t in TRANSITIONS:
         if t.action == action and kind in t.kinds and status in t.sources and by in t.by:
+            if refund is not None and t.refund is not None and refund not in t.refund:
+                continue
             return t
     return None
 
 
 def allowed_actions(
-    *, kind: CaseKind, status: CaseStatus, role: Role | None = None, by: str = "agent"
+    *,
+    kind: CaseKind,
+    status: CaseStatus,
+    role: Role | None = None,
+    by: str = "agent",
+    refund: str | None = None,
 ) -> list[str]:
-    """The actions open from this status for this kind (and role, when given), in table order."""
+    """The actions open from this status for this kind (and role, and where the case's refund
+    stands, when given), in table order."""
     out: list[str] = []
     for t in TRANSITIONS:
         if t.action in out or by not in t.by:
+            continue
+        if refund is not None and t.refund is not None and refund not in t.refund:
             continue
         if kind in t.kinds and status in t.sources and (role is None or role in t.roles):
             out.append(t.action)

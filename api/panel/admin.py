@@ -214,20 +214,27 @@ def add_token(
     agent: CurrentPanelAgent,
     username: Annotated[str, Form(max_length=80)] = "",
     name: Annotated[str, Form(max_length=80)] = "",
+    # Nothing ticked: the default of create-token, cases only.
+    scope: Annotated[list[str] | None, Form(max_length=2)] = None,
 ) -> Response:
-    """Make an API token for an agent (admins); shown once, on this page, never again."""
+    """Make an API token for an agent (admins), with what it may do (work cases, push
+    orders); shown once, on this page, never again."""
     require_role(agent, WRITERS)
     owner = session.scalar(select(Agent).where(Agent.username == username, Agent.active))
     if owner is None:
         errors = [{"loc": "token_username", "msg": "no active agent of that name"}]
         return _people(request, session, agent, errors=errors, status_code=422)
-    token = create_token(
-        session=session,
-        username=owner.username,
-        now=utcnow(),
-        name=name,
-        actor=f"agent:{agent.username}",
-    )
+    try:
+        token = create_token(
+            session=session,
+            username=owner.username,
+            now=utcnow(),
+            name=name,
+            actor=f"agent:{agent.username}",
+            scopes=scope,
+        )
+    except InvalidInput as exc:
+        return _people(request, session, agent, errors=exc.errors, status_code=422)
     return _people(request, session, agent, new_token=token)
 
 

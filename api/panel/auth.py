@@ -33,6 +33,7 @@ from api.panel.pages import render
 from tickets.auth import hash_password, verify_password
 from tickets.exceptions import InvalidInput
 from tickets.models import Agent, PanelSession, Role, utcnow
+from tickets.workflow import may
 
 COOKIE = "aftersales_panel"
 LOGIN_COOKIE = "aftersales_login"
@@ -200,6 +201,13 @@ def current_panel_agent(
 
 
 CurrentPanelAgent = Annotated[Agent, Depends(current_panel_agent)]
+
+
+def require_permission(agent: Agent, permission: str) -> None:
+    """403 unless the core grants the agent's role this right (tickets/workflow.py
+    PERMISSIONS): the panel asks the same table as the API and the bot."""
+    if not may(agent.role, permission):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "your role may not do this")
 
 
 def require_role(agent: Agent, roles: Iterable[Role]) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import SessionDep
 from api.panel import i18n
-from api.panel.auth import CurrentPanelAgent, require_role
+from api.panel.auth import CurrentPanelAgent, require_permission
 from api.panel.charts import Bar, Series, bars, stacked_columns
 from api.panel.i18n import N_
 from api.panel.labels import CLOCK, KIND, label
@@ -40,7 +40,6 @@ from tickets.models import (
     OrderLine,
     Refund,
     RefundStatus,
-    Role,
     Ticket,
     TicketItem,
 )
@@ -461,7 +460,7 @@ def dashboard(
     days: int = DEFAULT_DAYS,
 ) -> Response:
     """The dashboard (leads and admins): every chart for the last 7, 30 or 90 days."""
-    require_role(agent, (Role.lead, Role.admin))
+    require_permission(agent, "view_reports")
     days = _days(days)
     lang = i18n.pick_language(agent.language)
     charts = build(
@@ -494,7 +493,7 @@ def export(
     format: Annotated[str, Query(max_length=4)] = "csv",
 ) -> Response:
     """One chart's rows as CSV (UTF-8 with BOM) or XLSX, in the agent's language."""
-    require_role(agent, (Role.lead, Role.admin))
+    require_permission(agent, "view_reports")
     if chart not in CHARTS or format not in FORMATS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such chart or format")
     days = _days(days)

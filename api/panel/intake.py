@@ -20,8 +20,13 @@ from api.panel.auth import CurrentPanelAgent
 from api.panel.labels import KIND, PRIORITY, REASON
 from api.panel.pages import render
 from api.panel.workspace import FormFields
-from tickets.exceptions import DomainError, DuplicateCase, InvalidInput, NotFound
-from tickets.models import Role
+from tickets.exceptions import (
+    DomainError,
+    DuplicateCase,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from tickets.schemas import TicketCreate, whole_number
 from tickets.service import Actor, open_case
 
@@ -159,9 +164,6 @@ def new_case(
     """Open the case as the logged-in agent, or show the form again with the problems."""
     data, errors = request_data(form)
     rows: list[int] = data.pop("_rows")
-    if data["override_policy"] and agent.role == Role.agent.value:
-        errors.append({"loc": "override_policy", "msg": "only a lead may make an exception"})
-        return _form_page(request, form, errors=errors, status_code=403)
     try:
         body = TicketCreate.model_validate(data)
     except ValidationError as exc:
@@ -176,6 +178,10 @@ def new_case(
         with session.begin_nested():
             ticket = open_case(session=session, request=body, actor=Actor("agent", agent), ctx=ctx)
             number = ticket.number
+    except PermissionDenied as exc:
+        # The core's rule (tickets/workflow.py PERMISSIONS), the same as the API's.
+        errors = [{"loc": "override_policy", "msg": "only a lead may make an exception"}]
+        return _form_page(request, form, errors=errors, message=exc.message, status_code=403)
     except DuplicateCase as exc:
         return _form_page(
             request, form, message=exc.message, duplicate=exc.existing, status_code=409

@@ -77,6 +77,7 @@ ACTION: Final = {
     "propose_refund": N_("Propose refund"),
     "approve_refund": N_("Approve refund"),
     "issue_refund": N_("Issue refund"),
+    "withdraw_refund": N_("Withdraw refund"),
     "confirm_refund": N_("Refund arrived"),
     "fail_refund": N_("Refund failed"),
     "ship_exchange": N_("Ship exchange"),
@@ -114,6 +115,7 @@ REFUND_STATUS: Final = {
     "confirmed": N_("confirmed"),
     "failed": N_("failed"),
     "cancelled": N_("cancelled"),
+    "unavailable": N_("unavailable"),
 }
 
 EVENT: Final = {
@@ -127,6 +129,8 @@ EVENT: Final = {
     "refund.issued": N_("Refund issued"),
     "refund.confirmed": N_("Refund arrived"),
     "refund.failed": N_("Refund failed"),
+    "refund.withdrawn": N_("Refund withdrawn"),
+    "order.corrected": N_("Order corrected"),
     "exchange.shipped": N_("Exchange shipped"),
     "sla.warning": N_("SLA warning"),
     "sla.breached": N_("SLA breached"),

@@ -41,6 +41,7 @@ from tickets.schemas import INT64_MAX, ActionRequest, DbId, DbInt, ReplyCreate, 
 from tickets.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
 from tickets.service import Actor, Context, add_reply, get_ticket, perform_action
 from tickets.views import message_deliveries, ticket_to_read
+from tickets.workflow import may
 
 router = APIRouter()
 
@@ -186,7 +187,10 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         "script_languages": LANGUAGES,
         "primary": _primary(read.allowed_actions, read.refund),
         "is_mine": ticket.assignee_id == agent.id,
-        "can_take": ticket.assignee_id != agent.id and "assign" in read.allowed_actions,
+        # Taking a colleague's case is a lead's right (the core's rule): the button says so.
+        "can_take": ticket.assignee_id != agent.id
+        and "assign" in read.allowed_actions
+        and (ticket.assignee_id is None or may(agent.role, "reassign")),
         "done": request.query_params.get("done"),
         # Why a reply just posted was not sent (a reason code, named by the labels).
         "unsent_why": request.query_params.get("why"),

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.deps import CurrentAgent, SessionDep
+from api.deps import CurrentAgent, SessionDep, require_scope
 from tickets.exceptions import InvalidInput
 from tickets.orders import get_order, order_to_read, upsert_order
 from tickets.quotes import quote
@@ -16,13 +16,16 @@ from tickets.service import pick_units
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 
-@router.post("", response_model=OrderUpsertResult)
+@router.post("", response_model=OrderUpsertResult, dependencies=[require_scope("orders")])
 def upsert_orders(
     batch: OrderBatch, request: Request, session: SessionDep, agent: CurrentAgent
 ) -> OrderUpsertResult:
-    """Create or update a batch of orders by order number. All or nothing: one bad order and
-    none is written; the errors name each one (`orders.3.lines.0.unit_price`). Sending the
-    same batch again changes nothing."""
+    """Create or update a batch of orders by order number (a token with the `orders` scope).
+    All or nothing: one bad order and none is written; the errors name each one
+    (`orders.3.lines.0.unit_price`). Sending the same batch again changes nothing. Once an
+    order has cases its money (currency, prices, discounts, shipping, payments) is frozen: a
+    change is a 409 naming each field; status, dates, address and line titles, categories and
+    no-reason flags still change."""
     now = request.app.state.clock()
     result = OrderUpsertResult(created=[], updated=[], unchanged=[])
     errors = []
@@ -33,7 +36,14 @@ def upsert_orders(
             continue
         seen.add(data.order_no)
         try:
-            _order, outcome = upsert_order(session=session, data=data, now=now, loc=f"orders.{i}")
+            _order, outcome = upsert_order(
+                session=session,
+                data=data,
+                now=now,
+                loc=f"orders.{i}",
+                agent=agent,
+                actor=f"agent:{agent.username}",
+            )
         except InvalidInput as exc:
             errors.extend(exc.errors)
             continue

@@ -5,17 +5,24 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import AfterValidator
 
-from api.deps import SessionDep
+from api.deps import CurrentAgent, SessionDep
 from tickets import sla
 from tickets.exceptions import InvalidInput
 from tickets.exports import csv_bytes
 from tickets.schemas import plausible_time
+from tickets.workflow import require
 
-router = APIRouter(prefix="/sla", tags=["sla"])
+
+def _reports_reader(agent: CurrentAgent) -> None:
+    # The team's figures (breaches by agent): leads and admins, as on the panel's dashboard.
+    require(agent.role, "view_reports")
+
+
+router = APIRouter(prefix="/sla", tags=["sla"], dependencies=[Depends(_reports_reader)])
 
 Since = Annotated[
     Annotated[datetime, AfterValidator(plausible_time)] | None,
