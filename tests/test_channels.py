@@ -53,6 +53,9 @@ def _agents(sessions: sessionmaker[Session]) -> dict[str, str]:
             )
             agent.language = "en"
             tokens[name] = create_token(session=s, username=name, now=NOW)
+        # The shop's integration: the token that may push orders (README, "Money").
+        create_agent(session=s, username="shop", role=Role.agent, now=NOW)
+        tokens["shop"] = create_token(session=s, username="shop", now=NOW, scopes=["orders"])
         s.commit()
     return tokens
 
@@ -82,7 +85,7 @@ def _order(api: Api, order_no: str, *, telegram_user_id: int | None) -> None:
     customer = {"name": "李雷", "phone": "13800138000", "telegram_user_id": telegram_user_id}
     if telegram_user_id is None:
         customer = {"name": "王芳", "phone": "13900139000"}
-    r = api.post("/api/v1/orders", json={"orders": [order_json(order_no, customer=customer)]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order_json(order_no, customer=customer)]})
     assert r.status_code == 200, r.text
 
 

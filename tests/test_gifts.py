@@ -309,7 +309,7 @@ def _gift_order(order_no: str = "GIFT1", **line: Any) -> dict[str, Any]:
 def test_a_gift_line_through_the_api_is_deducted_when_kept(api: Api) -> None:
     """The contract's form through POST /api/v1/orders: the towel is B's (SOCKS') gift; one
     pair of socks back without a reason, towel kept: 50.00 - 30.00 / 2 = 35.00."""
-    r = api.post("/api/v1/orders", json={"orders": [_gift_order(gift_for="SOCKS")]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [_gift_order(gift_for="SOCKS")]})
     assert r.status_code == 200, r.text
     lines = api.get("/api/v1/orders/GIFT1").json()["lines"]
     assert [(ln["sku"], ln["gift_for"]) for ln in lines] == [
@@ -330,7 +330,7 @@ def test_a_gift_line_through_the_api_is_deducted_when_kept(api: Api) -> None:
     refund = r.json()["refund"]
     assert refund["amount"] == "35.00"
     # The jacket owes nothing of the socks' towel: 100.00 (the same order again, as GIFT2).
-    r = api.post("/api/v1/orders", json={"orders": [_gift_order("GIFT2", gift_for="SOCKS")]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [_gift_order("GIFT2", gift_for="SOCKS")]})
     assert r.status_code == 200, r.text
     r = api.post(
         "/api/v1/tickets",
@@ -347,7 +347,7 @@ def test_a_gift_line_through_the_api_is_deducted_when_kept(api: Api) -> None:
 
 def test_without_gift_for_the_gift_belongs_to_the_order(api: Api) -> None:
     """No gift_for: 30.00 over the nets 100:50:50; the jacket back: 100.00 - 15.00 = 85.00."""
-    r = api.post("/api/v1/orders", json={"orders": [_gift_order()]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [_gift_order()]})
     assert r.status_code == 200, r.text
     r = api.post(
         "/api/v1/tickets",
@@ -373,7 +373,7 @@ def test_without_gift_for_the_gift_belongs_to_the_order(api: Api) -> None:
 def test_a_bad_gift_for_is_refused_naming_the_field(
     api: Api, line: dict[str, Any], msg: str
 ) -> None:
-    r = api.post("/api/v1/orders", json={"orders": [_gift_order(**line)]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [_gift_order(**line)]})
     assert r.status_code == 422, r.text
     body = r.text
     assert "lines.2.gift_for" in body and msg in body
