@@ -148,7 +148,13 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
         return 2
     try:
         with sessions() as session:
-            report = import_orders(session=session, path=path, now=utcnow(), dry_run=args.dry_run)
+            report = import_orders(
+                session=session,
+                path=path,
+                now=utcnow(),
+                dry_run=args.dry_run,
+                limits=settings.limits,
+            )
             if args.dry_run:
                 session.rollback()
             else:

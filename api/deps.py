@@ -67,6 +67,7 @@ def context_for(state: Any, now: datetime) -> Context:
         case_prefix=state.settings.case_prefix,
         scripts=state.scripts,
         shop_name=state.settings.shop_name,
+        limits=state.settings.limits,
     )
 
 

@@ -35,6 +35,7 @@ from pydantic_core import ErrorDetails
 from sqlalchemy.orm import Session
 
 from tickets.exceptions import Conflict, InvalidInput
+from tickets.limits import DEFAULTS, Limits
 from tickets.models import OrderStatus
 from tickets.money import exponent, to_minor
 from tickets.orders import UpsertOutcome, upsert_order
@@ -697,7 +698,12 @@ def parse_order_file(path: Path) -> list[OrderIn]:
 
 
 def import_orders(
-    *, session: Session, path: Path, now: datetime, dry_run: bool = False
+    *,
+    session: Session,
+    path: Path,
+    now: datetime,
+    dry_run: bool = False,
+    limits: Limits = DEFAULTS,
 ) -> ImportReport:
     """Parse the whole file, then upsert each order inside the caller's session.
 
@@ -718,7 +724,9 @@ def import_orders(
     try:
         for item in parsed:
             try:
-                _, outcome = upsert_order(session=session, data=item.order, now=now, loc="order")
+                _, outcome = upsert_order(
+                    session=session, data=item.order, now=now, loc="order", limits=limits
+                )
             except InvalidInput as exc:
                 invalid.extend(_relocate(exc.errors, item))
                 continue

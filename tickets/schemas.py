@@ -7,14 +7,58 @@ tickets/orders.py with the currency in hand; times are ISO 8601 with an offset.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from tickets.config import REASONS
+from tickets.limits import HARD, VARIABLE_NAME_MAX, variables_errors
 from tickets.models import CaseKind, CaseStatus, Channel, OrderStatus, Priority, UnitStatus
+from tickets.money import MAX_INT_DIGITS, bounded_decimal
 
-Money = Decimal
+
+def _plain_amount(value: Any) -> Any:
+    """A money string is plain digits (the one parser's rule, tickets.money.bounded_decimal):
+    no exponent, sign, NaN or infinity, and bounded; checked before pydantic builds a Decimal.
+    The currency's decimals are checked with the currency in hand (tickets/orders.py)."""
+    if isinstance(value, float):
+        if not 0 <= value < 10**MAX_INT_DIGITS:
+            raise ValueError(f"not an amount between 0 and {HARD.max_amount}")
+        return value
+    if isinstance(value, str | int | Decimal):
+        return bounded_decimal(value, maximum=HARD.max_amount)
+    return value
+
+
+def _bounded_amount(value: Decimal) -> Decimal:
+    return bounded_decimal(value, maximum=HARD.max_amount)
+
+
+# Money travels as a decimal string ("19.99"); bounded here, exact per currency in the core.
+Money = Annotated[Decimal, BeforeValidator(_plain_amount), AfterValidator(_bounded_amount)]
+
+
+def _bounded_variables(value: dict[str, Any]) -> dict[str, Any]:
+    errors = variables_errors(value, HARD)
+    if errors:
+        raise ValueError("; ".join(f"{e['loc']}: {e['msg']}" for e in errors))
+    return value
+
+
+# A script fill's variables: a few short values (the shop's own limit is checked in the core).
+Variables = Annotated[
+    dict[Annotated[str, Field(max_length=VARIABLE_NAME_MAX)], Any],
+    Field(max_length=HARD.variables_per_fill),
+    AfterValidator(_bounded_variables),
+]
 
 
 class _In(BaseModel):
@@ -34,7 +78,7 @@ class OrderLineIn(_In):
     sku: str = Field(min_length=1, max_length=64)
     title: str = Field(default="", max_length=300)
     category: str = Field(default="", max_length=80)
-    quantity: int = Field(ge=1, le=100_000)
+    quantity: int = Field(ge=1, le=HARD.units_per_line)
     unit_price: Money = Field(ge=0)
     discount: Money = Field(default=Decimal(0), ge=0)
     gift_value: Money = Field(default=Decimal(0), ge=0)
@@ -67,12 +111,12 @@ class OrderIn(_In):
     presale: bool = False
     exchange_rate: Decimal | None = Field(default=None, gt=0)
     customer: CustomerIn
-    lines: list[OrderLineIn] = Field(min_length=1, max_length=500)
-    payments: list[PaymentIn] | None = None
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=HARD.lines_per_order)
+    payments: list[PaymentIn] | None = Field(default=None, max_length=HARD.payments_per_order)
 
 
 class OrderBatch(_In):
-    orders: list[OrderIn] = Field(min_length=1, max_length=1000)
+    orders: list[OrderIn] = Field(min_length=1, max_length=HARD.orders_per_batch)
 
 
 class OrderLineRead(BaseModel):
@@ -125,14 +169,14 @@ class OrderUpsertResult(BaseModel):
 
 class ItemIn(_In):
     sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(ge=1, le=100_000)
+    quantity: int = Field(ge=1, le=HARD.units_per_line)
 
 
 class TicketCreate(_In):
     kind: CaseKind
-    reason: str
+    reason: str = Field(max_length=40)
     order_no: str | None = Field(default=None, max_length=64)
-    items: list[ItemIn] = Field(default_factory=list, max_length=500)
+    items: list[ItemIn] = Field(default_factory=list, max_length=HARD.items_per_request)
     description: str = Field(default="", max_length=5000)
     channel: Channel = Channel.api
     priority: Priority = Priority.normal
@@ -153,8 +197,8 @@ class TicketCreate(_In):
 class QuoteAsk(_In):
     """A refund quote request: which items, why, and what kind of request."""
 
-    items: list[ItemIn] = Field(min_length=1, max_length=500)
-    reason: str
+    items: list[ItemIn] = Field(min_length=1, max_length=HARD.items_per_request)
+    reason: str = Field(max_length=40)
     kind: Literal["refund_only", "return_refund"] = "return_refund"
     return_freight: Money | None = Field(default=None, ge=0)
     return_freight_receipt: bool = False
@@ -168,8 +212,8 @@ class QuoteAsk(_In):
 
 
 class InspectResult(_In):
-    sku: str
-    quantity: int = Field(ge=1)
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=HARD.units_per_line)
     outcome: Literal["resalable", "damaged", "missing", "wrong_item"]
 
 
@@ -181,22 +225,22 @@ class Pickup(_In):
 class ActionRequest(_In):
     """One agent action. Parameters travel beside `action` (DESIGN.md, action names)."""
 
-    action: str
+    action: str = Field(max_length=40)
     # The case version the agent saw; when given, a newer case is a 409, never an overwrite.
     version: int | None = None
     reason: str | None = Field(default=None, max_length=2000)
     # What a refusal offers instead (a default from the policy when left out).
     alternative: str | None = Field(default=None, max_length=2000)
     # The script the customer receives for this step, and variables it needs beyond the case's.
-    script: str | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
+    script: str | None = Field(default=None, max_length=100)
+    variables: Variables = Field(default_factory=dict)
     note: str | None = Field(default=None, max_length=5000)
     tracking_no: str | None = Field(default=None, max_length=80)
     carrier: str | None = Field(default=None, max_length=80)
     pickup: Pickup | None = None
-    results: list[InspectResult] | None = None
-    assignee: str | None = None
-    group: str | None = None
+    results: list[InspectResult] | None = Field(default=None, max_length=HARD.results_per_inspect)
+    assignee: str | None = Field(default=None, max_length=80)
+    group: str | None = Field(default=None, max_length=80)
     priority: Priority | None = None
     # propose_refund: return freight the customer paid (reimbursed on its own line, capped).
     return_freight: Money | None = Field(default=None, ge=0)
@@ -206,8 +250,8 @@ class ActionRequest(_In):
 class ReplyCreate(_In):
     text: str | None = Field(default=None, max_length=4096)
     internal: bool = False
-    script: str | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
+    script: str | None = Field(default=None, max_length=100)
+    variables: Variables = Field(default_factory=dict)
     language: Literal["zh-CN", "en"] | None = None
 
 

@@ -314,7 +314,12 @@ def _variables(script: Script | None, form: dict[str, str]) -> dict[str, Any]:
         if not raw:
             continue
         if var.type == "int":
-            out[name] = int(raw) if raw.lstrip("-").isdigit() else raw
+            # A short run of ASCII digits only: anything else is left as text for the
+            # renderer to refuse, naming the variable (int() of 4 000 digits is slow).
+            digits = raw.removeprefix("-")
+            out[name] = (
+                int(raw) if digits.isascii() and digits.isdigit() and len(digits) <= 13 else raw
+            )
         elif var.type == "list":
             out[name] = [line.strip() for line in raw.splitlines() if line.strip()]
         else:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from api.deps import CurrentAgent, SessionDep
 from tickets.exceptions import InvalidInput
+from tickets.limits import check_batch
 from tickets.orders import get_order, order_to_read, upsert_order
 from tickets.quotes import quote
 from tickets.schemas import OrderBatch, OrderRead, OrderUpsertResult, QuoteAsk
@@ -24,6 +25,8 @@ def upsert_orders(
     none is written; the errors name each one (`orders.3.lines.0.unit_price`). Sending the
     same batch again changes nothing."""
     now = request.app.state.clock()
+    limits = request.app.state.settings.limits
+    check_batch(len(batch.orders), limits)
     result = OrderUpsertResult(created=[], updated=[], unchanged=[])
     errors = []
     seen: set[str] = set()
@@ -33,7 +36,9 @@ def upsert_orders(
             continue
         seen.add(data.order_no)
         try:
-            _order, outcome = upsert_order(session=session, data=data, now=now, loc=f"orders.{i}")
+            _order, outcome = upsert_order(
+                session=session, data=data, now=now, loc=f"orders.{i}", limits=limits
+            )
         except InvalidInput as exc:
             errors.extend(exc.errors)
             continue
@@ -61,7 +66,9 @@ def refund_quote(
     units already refunded or in another open case: a 422 naming the item."""
     state = request.app.state
     order = get_order(session=session, order_no=order_no)
-    picked = pick_units(session=session, order=order, items=body.items)
+    picked = pick_units(
+        session=session, order=order, items=body.items, limits=state.settings.limits
+    )
     now = state.clock()
     q = quote(
         session=session,
