@@ -51,10 +51,14 @@ class Settings(BaseSettings):
     media_max_video_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     media_max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     media_max_files: int = Field(default=10, ge=1)
-    # Panel log-ins: lock-out after this many failures in a row, for this long; sessions
-    # expire after this many idle hours.
+    # Panel log-ins (tickets/logins.py): after this many failures from one address on one
+    # account, that address waits before each next try, doubling up to the longest pause; past
+    # this many failures in an hour from everywhere, the account takes one try per pace.
+    # Sessions expire after this many idle hours.
     panel_max_failed_logins: int = Field(default=5, ge=1)
     panel_lockout_minutes: int = Field(default=15, ge=1)
+    panel_account_failures_per_hour: int = Field(default=50, ge=1)
+    panel_account_pace_seconds: int = Field(default=10, ge=1, le=3600)
     panel_session_hours: int = Field(default=12, ge=1)
     # The panel's "breaching soon" queue: a shop clock due within this many minutes.
     panel_breaching_soon_minutes: int = Field(default=60, ge=1)
