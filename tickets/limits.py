@@ -42,6 +42,10 @@ class Limits:
     text_max: int = 5_000
     # The largest amount of money accepted, in the currency's major unit (yuan, dollars).
     max_amount: Decimal = field(default=DEFAULT_MAX_AMOUNT)
+    # Wrong proofs that an order is yours (its phone's last digits), per day: on one order from
+    # anyone, and by one person on any orders (tickets/ownership.py).
+    proof_tries_per_order: int = 5
+    proof_tries_per_person: int = 10
 
 
 # The ceilings of the schemas, and the most a setting may be raised to.
@@ -56,6 +60,8 @@ HARD = Limits(
     variables_per_fill=100,
     text_max=20_000,
     max_amount=Decimal(10) ** 12,
+    proof_tries_per_order=100,
+    proof_tries_per_person=100,
 )
 DEFAULTS = Limits()
 # A variable's name: a script declares short identifiers.

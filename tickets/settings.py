@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         default=DEFAULTS.variables_per_fill, ge=1, le=HARD.variables_per_fill
     )
     limit_text_max: int = Field(default=DEFAULTS.text_max, ge=100, le=HARD.text_max)
+    # Wrong proofs of owning an order (the bot, the web chat) per day: per order, per person.
+    limit_proof_tries_per_order: int = Field(
+        default=DEFAULTS.proof_tries_per_order, ge=1, le=HARD.proof_tries_per_order
+    )
+    limit_proof_tries_per_person: int = Field(
+        default=DEFAULTS.proof_tries_per_person, ge=1, le=HARD.proof_tries_per_person
+    )
     # The largest amount of money accepted anywhere, in the currency's major unit.
     max_amount: Decimal = Field(default=DEFAULTS.max_amount, gt=0, le=HARD.max_amount)
     # Request bodies: the most bytes read from one request, and from one upload (evidence,
@@ -132,6 +139,8 @@ class Settings(BaseSettings):
             variables_per_fill=self.limit_variables_per_fill,
             text_max=self.limit_text_max,
             max_amount=self.max_amount,
+            proof_tries_per_order=self.limit_proof_tries_per_order,
+            proof_tries_per_person=self.limit_proof_tries_per_person,
         )
 
     @property
