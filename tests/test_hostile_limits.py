@@ -184,3 +184,16 @@ def test_script_variables_are_counted_and_sized(api: Api, app: Any) -> None:
 def test_default_limits_are_far_above_a_real_shop() -> None:
     limits = Limits()
     assert limits.units_per_line >= 1000 and limits.lines_per_order >= 200
+
+
+def test_an_exchange_rate_and_a_case_version_are_bounded(api: Api) -> None:
+    r = api.post("/api/v1/orders", json={"orders": [order_json("R1", exchange_rate="1e300000")]})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == "orders.0.exchange_rate"
+    api.post("/api/v1/orders", json={"orders": [order_json("R2")]})
+    number = api.post(
+        "/api/v1/tickets", json={"order_no": "R2", "kind": "complaint", "reason": "service"}
+    ).json()["number"]
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "assign", "version": 10**25})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == "version"

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from tickets.exceptions import Conflict, InvalidInput
 from tickets.limits import DEFAULTS, Limits
 from tickets.models import OrderStatus
-from tickets.money import exponent, to_minor
+from tickets.money import MAX_INT_DIGITS, exponent, to_minor
 from tickets.orders import UpsertOutcome, upsert_order
 from tickets.schemas import OrderIn
 
@@ -300,6 +300,9 @@ def _int(raw: Any) -> int:
 def _float_amount(raw: float, places: int) -> Decimal:
     if not math.isfinite(raw):
         raise _CellError(f"{raw!r} is not an amount: write it like 19.99")
+    if abs(raw) >= 10**MAX_INT_DIGITS:
+        # Bounded before any decimal arithmetic (1e300 would not even quantize).
+        raise _CellError(f"{raw!r} is more than the largest amount accepted")
     # repr is the shortest text that reads back as the same float, so a typed 19.99 stays 19.99.
     exact = Decimal(repr(raw))
     step = Decimal(1).scaleb(-places)

@@ -42,6 +42,22 @@ def _bounded_amount(value: Decimal) -> Decimal:
     return bounded_decimal(value, maximum=HARD.max_amount)
 
 
+def _plain_rate(value: Any) -> Any:
+    if isinstance(value, float):
+        return _plain_amount(value)
+    if isinstance(value, str | int | Decimal):
+        return bounded_decimal(value, maximum=MAX_RATE)
+    return value
+
+
+# A currency's exchange rate: plain digits too, and at most a million to one.
+MAX_RATE = Decimal(1_000_000)
+Rate = Annotated[
+    Decimal,
+    BeforeValidator(_plain_rate),
+    AfterValidator(lambda v: bounded_decimal(v, maximum=MAX_RATE)),
+]
+
 # Money travels as a decimal string ("19.99"); bounded here, exact per currency in the core.
 Money = Annotated[Decimal, BeforeValidator(_plain_amount), AfterValidator(_bounded_amount)]
 
@@ -109,7 +125,7 @@ class OrderIn(_In):
     promotion_threshold: Money | None = Field(default=None, ge=0)
     address: str = Field(default="", max_length=1000)
     presale: bool = False
-    exchange_rate: Decimal | None = Field(default=None, gt=0)
+    exchange_rate: Rate | None = Field(default=None, gt=0)
     customer: CustomerIn
     lines: list[OrderLineIn] = Field(min_length=1, max_length=HARD.lines_per_order)
     payments: list[PaymentIn] | None = Field(default=None, max_length=HARD.payments_per_order)
@@ -227,7 +243,7 @@ class ActionRequest(_In):
 
     action: str = Field(max_length=40)
     # The case version the agent saw; when given, a newer case is a 409, never an overwrite.
-    version: int | None = None
+    version: int | None = Field(default=None, ge=0, le=2_147_483_647)
     reason: str | None = Field(default=None, max_length=2000)
     # What a refusal offers instead (a default from the policy when left out).
     alternative: str | None = Field(default=None, max_length=2000)

@@ -62,7 +62,8 @@ def _selected(values: list[str]) -> list[tuple[str, int | None]]:
     for raw in values:
         number, _, version = raw.strip().partition("@")
         if number:
-            out[number] = int(version) if version.isdigit() else None
+            ok = version.isascii() and version.isdigit() and len(version) <= 9
+            out[number] = int(version) if ok else None
     return list(out.items())
 
 

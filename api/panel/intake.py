@@ -63,7 +63,8 @@ def request_data(form: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, A
         if not sku:
             errors.append({"loc": f"items.{i}.sku", "msg": "which SKU?"})
             continue
-        if not qty.isdigit() or int(qty) < 1:
+        # ASCII digits, a few of them: the core's limits name anything larger.
+        if not (qty.isascii() and qty.isdigit()) or len(qty) > 9 or int(qty) < 1:
             errors.append({"loc": f"items.{i}.quantity", "msg": "a whole number, 1 or more"})
             continue
         # Index by row, so an error the core names (items.N) lands on the row typed.

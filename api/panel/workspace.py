@@ -255,7 +255,7 @@ def action_request(action: str, form: dict[str, str], units: list[Any]) -> Actio
     data: dict[str, Any] = {"action": action}
     version = form.get("version", "").strip()
     if version:
-        if not version.isdigit():
+        if not (version.isascii() and version.isdigit()) or len(version) > 9:
             raise InvalidInput("bad version", [{"loc": "version", "msg": "not a number"}])
         data["version"] = int(version)
     for name in _FORM_FIELDS:
