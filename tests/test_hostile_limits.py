@@ -10,10 +10,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests import test_panel_http as panel
 from tests.conftest import Api, order_json
 from tickets.limits import Limits
 from tickets.models import Order, OrderUnit
 from tickets.money import AmountError, parse_amount
+
+# The shared fixtures of the panel's HTTP tests.
+panel_app = panel.panel_app
+alice = panel.alice
+ctx = panel.ctx
 
 HOSTILE_AMOUNTS = ["1e300000", "1E+30", "NaN", "Infinity", "-1", "0x10", "1_000", "١٢", "9" * 5000]
 
@@ -197,3 +203,22 @@ def test_an_exchange_rate_and_a_case_version_are_bounded(api: Api) -> None:
     r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "assign", "version": 10**25})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "version"
+
+
+def test_the_panels_script_fill_refuses_an_exponent_and_a_huge_value(
+    alice: panel.Panel, sessions: sessionmaker[Session], ctx: Any
+) -> None:
+    number = panel.make_case(sessions, ctx, "P1")
+    url = f"/panel/cases/{number}/script"
+    query = {
+        "name": "compensation_coupon",
+        "language": "en",
+        "var_reason": "a late parcel",
+        "var_valid_until": "2026-12-31",
+    }
+    r = alice.get(url, params={**query, "var_coupon_amount": "1e300000 CNY"})
+    assert r.status_code == 200
+    assert "coupon_amount" in r.text and "must be Money" in r.text
+    r = alice.get(url, params={**query, "var_reason": "x" * 6000})
+    assert r.status_code == 200
+    assert "more than 5000 characters" in r.text
