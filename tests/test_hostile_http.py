@@ -4,8 +4,10 @@ answering while each hostile request is in flight (issue 12, "The desk stays up"
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,6 +56,41 @@ def test_an_anonymous_50mb_body_is_refused_before_it_is_read(live: Live) -> None
     assert _status(answer) == 401
     answer = raw_request(live.host, live.port, _head("POST", "/panel/cases/new", FIFTY_MB))
     assert _status(answer) == 401
+
+
+def _rss() -> int:
+    """This process's resident memory in bytes (the server runs in it, in a thread)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_an_anonymous_client_streaming_50mb_cannot_grow_the_server(live: Live) -> None:
+    """The anonymous client sends all it can: the server answers 401 and closes the connection
+    instead of reading on, so neither the bytes taken nor the memory grow toward 50 MB."""
+    before = _rss()
+    taken = 0
+    answer = b""
+    with socket.create_connection((live.host, live.port), timeout=10) as sock:
+        sock.sendall(_head("POST", "/api/v1/orders", FIFTY_MB).encode())
+        block = b"[" * 65536
+        try:
+            while taken < FIFTY_MB:
+                sock.sendall(block)
+                taken += len(block)
+        except OSError:
+            pass  # closed by the server: what we want
+        try:
+            answer = sock.recv(65536)
+        except OSError:
+            answer = b""
+    assert taken < FIFTY_MB, "the server read the whole anonymous body"
+    if answer:
+        assert _status(answer) == 401
+    grown = _rss() - before
+    print(f"anonymous stream: {taken} bytes taken before the close, RSS grew {grown} bytes")
+    assert grown < 20 * 1024 * 1024
 
 
 def test_a_declared_length_over_the_limit_is_413_before_it_is_read(live: Live) -> None:
