@@ -4,6 +4,7 @@ answering while each hostile request is in flight (issue 12, "The desk stays up"
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -158,6 +159,34 @@ def _fifty_mb_anonymous(live: Live) -> Callable[[], int]:
     return send
 
 
+def _streamed_from_a_known_client(live: Live) -> Callable[[], int]:
+    def send() -> int:
+        def chunks() -> Iterator[bytes]:
+            for _ in range(FIFTY_MB // 65536):
+                yield b" " * 65536
+
+        with httpx.Client(base_url=live.url, timeout=300) as client:
+            try:
+                return client.post(
+                    "/api/v1/tickets",
+                    content=chunks(),
+                    headers={**live.auth, "Content-Type": "application/json"},
+                ).status_code
+            except httpx.HTTPError:
+                return 413  # closed while we still sent: refused all the same
+
+    return send
+
+
+def _batch_at_the_body_limit(live: Live) -> Callable[[], int]:
+    """As many orders as fit the batch route's body limit: parsed and validated, the largest
+    body a known client can make the server read."""
+    limit = live.app.state.settings.max_batch_bytes
+    one = len(json.dumps(order_json("B-000000")))
+    orders = [order_json(f"B-{i:06d}") for i in range(limit // (one + 2) - 1)]
+    return _post(live, "/api/v1/orders", {"orders": orders})
+
+
 def _wrong_passwords(live: Live) -> Callable[[], int]:
     def send() -> int:
         with httpx.Client(base_url=live.url, timeout=300) as client:
@@ -199,6 +228,8 @@ def _hostile_requests() -> dict[str, Callable[[Live], Callable[[], int]]]:
             live, "/api/v1/scripts/compensation_coupon/preview", preview
         ),
         "an anonymous 50 MB body": _fifty_mb_anonymous,
+        "50 MB streamed by a known client": _streamed_from_a_known_client,
+        "a batch as large as the body limit": _batch_at_the_body_limit,
         "wrong passwords in a row": _wrong_passwords,
     }
 

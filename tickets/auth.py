@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import secrets
+import threading
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,11 @@ if TYPE_CHECKING:
     from argon2 import PasswordHasher
 
 MIN_PASSWORD = 10
+# argon2 is made to be costly (64 MiB and a few hundred ms of every core it is given): a flood
+# of log-ins, each checked against a real or a dummy hash, would take every core from the rest
+# of the desk. At most this many checks run at once; the others queue (in their worker
+# threads, never on the event loop) behind them.
+_ARGON2_SLOTS = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
 
 
 @functools.cache
@@ -47,7 +54,8 @@ def verify_password(agent: Agent, password: str) -> bool:
         return False
     hasher = _hasher()
     try:
-        hasher.verify(agent.password_hash, password)
+        with _ARGON2_SLOTS:
+            hasher.verify(agent.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
     if hasher.check_needs_rehash(agent.password_hash):

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     # order files); larger bodies get 413 before they are parsed.
     max_body_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
     # POST /api/v1/orders: a batch of up to AFTERSALES_LIMIT_ORDERS_PER_BATCH orders.
-    max_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    max_batch_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024 * 1024)
 
     @field_validator("timezone")
