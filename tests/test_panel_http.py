@@ -356,6 +356,21 @@ def test_known_and_unknown_names_are_throttled_alike(panel_app: Any) -> None:
     assert [status for status, _, _ in answers["alice"]][-2:] == [429, 429]
 
 
+def test_one_address_trying_name_after_name_is_paced(
+    panel_app: Any, settings: Any, sessions: sessionmaker[Session]
+) -> None:
+    panel_app.state.settings = settings.model_copy(update={"panel_address_failures_per_hour": 3})
+    guesser = Panel(panel_app, client=("203.0.113.50", 40000))
+    answers = [guesser.login(name, "wrong password!").status_code for name in ("a1", "a2", "a3")]
+    assert answers == [401, 401, 429]
+    r = guesser.login("alice")
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    # Others are not affected; the guesser may go on once the pause has passed.
+    assert Panel(panel_app).login("alice").status_code == 303
+    _age_failures(sessions, 2)
+    assert guesser.login("bob").status_code == 303
+
+
 def test_many_addresses_slow_an_account_but_never_lock_it(
     panel_app: Any, settings: Any, sessions: sessionmaker[Session]
 ) -> None:

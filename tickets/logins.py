@@ -10,6 +10,9 @@ which names exist. The rules now:
 - Per account, from every address together: past `account_failures` failures in an hour the
   account is paced (one try per `account_pace`), which slows a guesser with many addresses
   without ever refusing the owner for more than that pace.
+- Per address, over every name: past `address_failures` failures in an hour, the address is
+  paced like a pair (doubling pauses), so trying name after name from one place (each checked
+  against a costly argon2 hash) gets no further than guessing one name.
 - A username that does not exist is counted exactly like one that does, and a paced attempt is
   refused before any password is checked, whoever the name belongs to: the answers (and the
   work behind them) are the same for known and unknown names.
@@ -28,6 +31,7 @@ from tickets import throttle
 
 PAIR = "login"
 ACCOUNT = "login_account"
+ADDRESS = "login_address"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,29 +42,32 @@ class LoginRules:
     longest_pause: timedelta = timedelta(minutes=15)
     account_failures: int = 50
     account_pace: timedelta = timedelta(seconds=10)
+    address_failures: int = 30
     # A pair's count starts again a day after its first failure; an account's, after an hour.
     pair_window: timedelta = timedelta(days=1)
     account_window: timedelta = timedelta(hours=1)
 
 
-def pause_after(failures: int, rules: LoginRules) -> timedelta:
-    """How long an address waits after its `failures`-th failure on one account."""
-    if failures < rules.free_failures:
+def pause_after(failures: int, rules: LoginRules, free: int | None = None) -> timedelta:
+    """How long an address waits after its `failures`-th failure on one account (or, with
+    `free` = address_failures, on any accounts)."""
+    free = rules.free_failures if free is None else free
+    if failures < free:
         return timedelta(0)
-    steps = min(failures - rules.free_failures, 30)
+    steps = min(failures - free, 30)
     return min(timedelta(seconds=2**steps), rules.longest_pause)
 
 
-def _keys(username: str, address: str) -> tuple[str, str]:
+def _keys(username: str, address: str) -> tuple[str, str, str]:
     name = username.strip()
-    return throttle.key_of(name, address), throttle.key_of(name)
+    return throttle.key_of(name, address), throttle.key_of(name), throttle.key_of(address)
 
 
 def wait_before_login(
     session: Session, *, username: str, address: str, now: datetime, rules: LoginRules
 ) -> int:
     """Seconds this address must still wait before trying this username (0: go ahead)."""
-    pair_key, account_key = _keys(username, address)
+    pair_key, account_key, address_key = _keys(username, address)
     waits = [timedelta(0)]
     pair = throttle.count(session, scope=PAIR, key=pair_key, now=now, window=rules.pair_window)
     if pair.last_failed_at is not None:
@@ -70,6 +77,12 @@ def wait_before_login(
     )
     if account.last_failed_at is not None and account.failures >= rules.account_failures:
         waits.append(account.last_failed_at + rules.account_pace - now)
+    place = throttle.count(
+        session, scope=ADDRESS, key=address_key, now=now, window=rules.account_window
+    )
+    if place.last_failed_at is not None:
+        pause = pause_after(place.failures, rules, free=rules.address_failures)
+        waits.append(place.last_failed_at + pause - now)
     longest = max(waits)
     # Rounded up: "wait 0 seconds" would be a lie while any time is left.
     return int(-(-longest.total_seconds() // 1)) if longest > timedelta(0) else 0
@@ -79,13 +92,14 @@ def login_failed(
     session: Session, *, username: str, address: str, now: datetime, rules: LoginRules
 ) -> None:
     """Count a wrong password (or an unknown name: the same)."""
-    pair_key, account_key = _keys(username, address)
+    pair_key, account_key, address_key = _keys(username, address)
     throttle.fail(session, scope=PAIR, key=pair_key, now=now, window=rules.pair_window)
     throttle.fail(session, scope=ACCOUNT, key=account_key, now=now, window=rules.account_window)
+    throttle.fail(session, scope=ADDRESS, key=address_key, now=now, window=rules.account_window)
 
 
 def login_succeeded(session: Session, *, username: str, address: str) -> None:
     """The address proved it knows the password: its own pacing on this account ends (the
     account-wide count runs out with its hour)."""
-    pair_key, _ = _keys(username, address)
+    pair_key, _, _ = _keys(username, address)
     throttle.clear(session, scope=PAIR, key=pair_key)

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     panel_lockout_minutes: int = Field(default=15, ge=1)
     panel_account_failures_per_hour: int = Field(default=50, ge=1)
     panel_account_pace_seconds: int = Field(default=10, ge=1, le=3600)
+    # Past this many failures in an hour from one address over all names, it is paced too.
+    panel_address_failures_per_hour: int = Field(default=30, ge=1)
     panel_session_hours: int = Field(default=12, ge=1)
     # The panel's "breaching soon" queue: a shop clock due within this many minutes.
     panel_breaching_soon_minutes: int = Field(default=60, ge=1)

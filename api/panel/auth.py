@@ -259,6 +259,7 @@ def login_rules(request: Request) -> LoginRules:
         ),
         account_failures=_setting(request, "panel_account_failures_per_hour", 50),
         account_pace=timedelta(seconds=_setting(request, "panel_account_pace_seconds", 10)),
+        address_failures=_setting(request, "panel_address_failures_per_hour", 30),
     )
 
 
