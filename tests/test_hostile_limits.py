@@ -222,3 +222,37 @@ def test_the_panels_script_fill_refuses_an_exponent_and_a_huge_value(
     r = alice.get(url, params={**query, "var_reason": "x" * 6000})
     assert r.status_code == 200
     assert "more than 5000 characters" in r.text
+
+
+def test_inspection_results_are_limited(api: Api, app: Any) -> None:
+    api.post("/api/v1/orders", json={"orders": [order_json("I1")]})
+    number = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "I1",
+            "kind": "return_refund",
+            "reason": "size_fit",
+            "items": [{"sku": "SOCKS", "quantity": 2}],
+        },
+    ).json()["number"]
+    for action in ("approve", "mark_in_transit", "mark_received"):
+        extra = {"tracking_no": "SF1"} if action == "mark_in_transit" else {}
+        assert (
+            api.post(
+                f"/api/v1/tickets/{number}/actions", json={"action": action, **extra}
+            ).status_code
+            == 200
+        )
+    app.state.settings = app.state.settings.model_copy(update={"limit_results_per_inspect": 1})
+    results = [{"sku": "SOCKS", "quantity": 1, "outcome": "resalable"}] * 2
+    r = api.post(
+        f"/api/v1/tickets/{number}/actions", json={"action": "inspect", "results": results}
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"] == [
+        {"loc": "results", "msg": "more than 1 results (the shop's limit)"}
+    ]
+    over = [{"sku": "SOCKS", "quantity": 1, "outcome": "resalable"}] * 1001
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "inspect", "results": over})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == "results"
