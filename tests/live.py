@@ -70,7 +70,7 @@ def serving(app: Any) -> Iterator[Live]:
 @dataclass
 class Watchdog:
     """Polls /healthz back to back in a thread; `gaps` are the seconds between successive
-    answers (and from the start to the first), `statuses` every answer's status."""
+    answers, `statuses` every answer's status."""
 
     url: str
     gaps: list[float] = field(default_factory=list)
@@ -78,7 +78,7 @@ class Watchdog:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _run(self) -> None:
-        last = time.monotonic()
+        last: float | None = None
         with httpx.Client(base_url=self.url, timeout=120) as client:
             while not self._stop.is_set():
                 try:
@@ -87,7 +87,9 @@ class Watchdog:
                     status = 0
                 now = time.monotonic()
                 self.statuses.append(status)
-                self.gaps.append(now - last)
+                # From the first answer on (the client's own start is not the server's).
+                if last is not None:
+                    self.gaps.append(now - last)
                 last = now
                 time.sleep(0.005)
 

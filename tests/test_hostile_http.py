@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -187,22 +188,31 @@ def _batch_at_the_body_limit(live: Live) -> Callable[[], int]:
     return _post(live, "/api/v1/orders", {"orders": orders})
 
 
+def _login_token(page: str) -> str:
+    return page.split('name="login_token" value="', 1)[1].split('"', 1)[0]
+
+
 def _wrong_passwords(live: Live) -> Callable[[], int]:
+    """Wrong passwords in a row on one account, each with the fresh form token the last
+    answer carried (as a browser would): argon2 checks, then paced answers."""
+
     def send() -> int:
         with httpx.Client(base_url=live.url, timeout=300) as client:
-            form = client.get("/panel/login")
-            token = form.text.split('name="login_token" value="', 1)[1].split('"', 1)[0]
-            status = 0
+            page = client.get("/panel/login").text
+            statuses = []
             for _ in range(8):
-                status = client.post(
+                r = client.post(
                     "/panel/login",
                     data={
                         "username": "alice",
                         "password": "wrong!" + PASSWORD,
-                        "login_token": token,
+                        "login_token": _login_token(page),
                     },
-                ).status_code
-            return status
+                )
+                statuses.append(r.status_code)
+                page = r.text
+            assert statuses == [401] * 4 + [429] * 4, statuses
+            return statuses[-1]
 
     return send
 
@@ -245,6 +255,14 @@ def test_healthz_answers_while_a_hostile_request_is_in_flight(live: Live, name: 
         except Exception as exc:  # reported below, with the request's name
             result["error"] = exc
 
+    # A page's first render compiles its template (half a second holding the GIL): done
+    # before measuring, as any running server has done it long ago.
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        assert client.get("/panel/login").status_code == 200
+    # The floor, measured in the same run: the longest gap with nothing hostile in flight.
+    idle = Watchdog(live.url)
+    with idle.watching():
+        time.sleep(0.3)
     dog = Watchdog(live.url)
     with dog.watching():
         hostile = threading.Thread(target=run, name="hostile")
@@ -254,5 +272,8 @@ def test_healthz_answers_while_a_hostile_request_is_in_flight(live: Live, name: 
     assert "error" not in result, result
     assert 400 <= result["status"] < 500, (name, result)
     assert set(dog.statuses) == {200}, (name, dog.statuses)
-    print(f"{name}: {len(dog.gaps)} /healthz answers, longest gap {max(dog.gaps) * 1000:.0f} ms")
+    print(
+        f"{name}: {len(dog.gaps)} /healthz answers, longest gap {max(dog.gaps) * 1000:.0f} ms "
+        f"(idle floor {max(idle.gaps) * 1000:.0f} ms)"
+    )
     assert max(dog.gaps) < GAP, (name, max(dog.gaps))

@@ -46,20 +46,32 @@ def hash_password(password: str) -> str:
     return _hasher().hash(password)
 
 
-def verify_password(agent: Agent, password: str) -> bool:
-    """Whether the password matches; a hash with old parameters is upgraded in place."""
+def password_matches(stored_hash: str | None, password: str) -> bool:
+    """Whether the password matches the stored argon2 hash (False for no hash or a bad one).
+    Touches no database: a caller may run it outside any transaction."""
     from argon2.exceptions import InvalidHashError, VerificationError  # lazily: see _hasher()
 
-    if not agent.password_hash:
+    if not stored_hash:
         return False
-    hasher = _hasher()
     try:
         with _ARGON2_SLOTS:
-            hasher.verify(agent.password_hash, password)
+            _hasher().verify(stored_hash, password)
     except (VerificationError, InvalidHashError):
         return False
-    if hasher.check_needs_rehash(agent.password_hash):
-        agent.password_hash = hasher.hash(password)
+    return True
+
+
+def upgrade_hash(agent: Agent, password: str) -> None:
+    """Re-hash a verified password whose hash has old parameters."""
+    if agent.password_hash and _hasher().check_needs_rehash(agent.password_hash):
+        agent.password_hash = _hasher().hash(password)
+
+
+def verify_password(agent: Agent, password: str) -> bool:
+    """Whether the password matches; a hash with old parameters is upgraded in place."""
+    if not password_matches(agent.password_hash, password):
+        return False
+    upgrade_hash(agent, password)
     return True
 
 

@@ -70,7 +70,8 @@ def wait_before_login(
     pair_key, account_key, address_key = _keys(username, address)
     waits = [timedelta(0)]
     pair = throttle.count(session, scope=PAIR, key=pair_key, now=now, window=rules.pair_window)
-    if pair.last_failed_at is not None:
+    # Only a running pause counts (a clock a little ahead in another process is no pause).
+    if pair.last_failed_at is not None and pause_after(pair.failures, rules):
         waits.append(pair.last_failed_at + pause_after(pair.failures, rules) - now)
     account = throttle.count(
         session, scope=ACCOUNT, key=account_key, now=now, window=rules.account_window
@@ -80,8 +81,8 @@ def wait_before_login(
     place = throttle.count(
         session, scope=ADDRESS, key=address_key, now=now, window=rules.account_window
     )
-    if place.last_failed_at is not None:
-        pause = pause_after(place.failures, rules, free=rules.address_failures)
+    pause = pause_after(place.failures, rules, free=rules.address_failures)
+    if place.last_failed_at is not None and pause:
         waits.append(place.last_failed_at + pause - now)
     longest = max(waits)
     # Rounded up: "wait 0 seconds" would be a lie while any time is left.

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, joinedload
 from api.deps import SessionDep
 from api.panel import i18n
 from api.panel.pages import render
-from tickets.auth import hash_password, verify_password
+from tickets.auth import hash_password, password_matches, upgrade_hash, verify_password
 from tickets.exceptions import InvalidInput
 from tickets.logins import LoginRules, login_failed, login_succeeded, wait_before_login
 from tickets.models import Agent, PanelSession, Role, utcnow
@@ -282,15 +282,23 @@ def check_credentials(
     if wait:
         return None, "wait", wait
     agent = session.scalar(select(Agent).where(Agent.username == username.strip()))
-    if agent is None or not agent.active:
-        verify_password(Agent(password_hash=_dummy_hash()), password)
-        agent = None
-    elif not verify_password(agent, password):
-        agent = None
-    if agent is None:
+    known = agent is not None and agent.active and bool(agent.password_hash)
+    agent_id = agent.id if agent is not None and known else None
+    stored = agent.password_hash if agent is not None and known else _dummy_hash()
+    # End the read before argon2 (a costly check, by design): on SQLite every transaction holds
+    # the database's write lock from its start (BEGIN IMMEDIATE), and a log-in holding it for
+    # the check stalled every other request, /healthz included. Nothing was written yet.
+    session.rollback()
+    matches = password_matches(stored, password)
+    if agent_id is None or not matches:
         login_failed(session, username=username, address=address, now=now, rules=rules)
         wait = wait_before_login(session, username=username, address=address, now=now, rules=rules)
         return None, ("wait" if wait else "bad"), wait
+    agent = session.get(Agent, agent_id)
+    if agent is None or not agent.active:
+        # Removed or deactivated during the check.
+        return None, "bad", 0
+    upgrade_hash(agent, password)
     login_succeeded(session, username=username, address=address)
     return agent, None, 0
 
