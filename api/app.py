@@ -37,8 +37,10 @@ from tickets.scripts import bundled_scripts_dir, load_library
 from tickets.settings import Settings
 
 API_PREFIX = "/api/v1"
-# Path prefixes of routes whose bodies are files: they get AFTERSALES_MAX_UPLOAD_BYTES.
-UPLOAD_ROUTES: tuple[str, ...] = ("/chat/uploads", f"{API_PREFIX}/uploads")
+# Path prefixes of routes whose bodies are files: they get AFTERSALES_MAX_UPLOAD_BYTES instead
+# of AFTERSALES_MAX_BODY_BYTES. None yet (evidence comes through Telegram); a route that takes
+# files (the web chat's uploads) adds its prefix here.
+UPLOAD_ROUTES: tuple[str, ...] = ()
 log = logging.getLogger(__name__)
 
 
@@ -65,16 +67,19 @@ def _release_babel_data() -> None:
     babel.core._global_data = None
 
 
-# Where the webhook route listens (bot/runtime.py), and the header with Telegram's secret.
-WEBHOOK_PATH = "/telegram/webhook"
-WEBHOOK_SECRET_HEADER = b"x-telegram-bot-api-secret-token"
-
-
 def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] | None]:
     """The check BodyGuard runs before a body is read (in a worker thread): a live token for
     the JSON API, a live session for the panel, Telegram's secret for the webhook. Read-only:
     the routes' own dependencies record use and refresh sessions."""
     from api.panel.auth import COOKIE, session_for
+
+    webhook: tuple[str, bytes, str] | None = None
+    if app.state.bot is not None and app.state.settings.webhook_url:
+        # Imported only when the bot runs (aiogram is heavy; bench/serve_footprint.py).
+        from bot.runtime import SECRET_HEADER, WEBHOOK_PATH
+
+        secret = app.state.settings.webhook_secret or ""
+        webhook = (WEBHOOK_PATH, SECRET_HEADER.lower().encode(), secret)
 
     def check(scope: Any) -> tuple[int, str, dict[str, str]] | None:
         path: str = scope["path"]
@@ -101,9 +106,8 @@ def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] 
             if live is None:
                 return 401, "log in first", {"HX-Redirect": "/panel/login"}
             return None
-        if path == WEBHOOK_PATH and state.bot is not None and state.settings.webhook_url:
-            secret = state.settings.webhook_secret
-            given = header(scope, WEBHOOK_SECRET_HEADER) or ""
+        if webhook is not None and path == webhook[0]:
+            given, secret = header(scope, webhook[1]) or "", webhook[2]
             if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
                 return 403, "forbidden", {}
         return None
@@ -222,7 +226,7 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
             routes=(
                 # The log-in form is a few short fields.
                 RouteLimit("/panel/login", 16 * 1024),
-                RouteLimit(f"{API_PREFIX}/orders", settings.max_batch_bytes),
+                RouteLimit(f"{API_PREFIX}/orders", settings.max_batch_bytes, exact=True),
                 # Routes that take files (the web chat's uploads) register their prefix here.
                 *(RouteLimit(prefix, settings.max_upload_bytes) for prefix in UPLOAD_ROUTES),
             ),

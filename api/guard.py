@@ -40,10 +40,15 @@ class BodyTooLarge(HTTPException):
 
 @dataclass(frozen=True)
 class RouteLimit:
-    """Bodies to paths starting with `prefix` may be `limit` bytes."""
+    """Bodies to paths starting with `prefix` (or, `exact`, to that path only) may be `limit`
+    bytes."""
 
     prefix: str
     limit: int
+    exact: bool = False
+
+    def matches(self, path: str) -> bool:
+        return path == self.prefix if self.exact else path.startswith(self.prefix)
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,7 @@ class GuardRules:
     def limit_for(self, path: str) -> int:
         best: RouteLimit | None = None
         for route in self.routes:
-            if path.startswith(route.prefix) and (
-                best is None or len(route.prefix) > len(best.prefix)
-            ):
+            if route.matches(path) and (best is None or len(route.prefix) > len(best.prefix)):
                 best = route
         return best.limit if best is not None else self.default
 

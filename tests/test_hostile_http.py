@@ -277,3 +277,21 @@ def test_healthz_answers_while_a_hostile_request_is_in_flight(live: Live, name: 
         f"(idle floor {max(idle.gaps) * 1000:.0f} ms)"
     )
     assert max(dog.gaps) < GAP, (name, max(dog.gaps))
+
+
+def test_each_route_has_its_body_limit() -> None:
+    from api.guard import GuardRules, RouteLimit
+
+    rules = GuardRules(
+        default=1000,
+        routes=(
+            RouteLimit("/panel/login", 10),
+            RouteLimit("/api/v1/orders", 5000, exact=True),
+            RouteLimit("/chat/uploads", 90_000),
+        ),
+    )
+    assert rules.limit_for("/api/v1/tickets") == 1000
+    assert rules.limit_for("/api/v1/orders") == 5000
+    assert rules.limit_for("/api/v1/orders/T1/refund-quote") == 1000
+    assert rules.limit_for("/panel/login") == 10
+    assert rules.limit_for("/chat/uploads/42") == 90_000
