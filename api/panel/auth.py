@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, joinedload
 from api.deps import SessionDep
 from api.panel import i18n
 from api.panel.pages import render
-from tickets.auth import hash_password, password_matches, upgrade_hash, verify_password
+from tickets.auth import hash_password, password_matches, upgrade_hash
 from tickets.exceptions import InvalidInput
 from tickets.logins import LoginRules, login_failed, login_succeeded, wait_before_login
 from tickets.models import Agent, PanelSession, Role, utcnow
@@ -379,17 +379,24 @@ def change_password(
 ) -> Response:
     """Change the password; every other session of the agent ends, this one gets a new token."""
     problem: str | None = None
-    if not verify_password(agent, current):
+    stored = agent.password_hash
+    # End the transaction before argon2 (a check and a hash, each costly by design): on SQLite
+    # every transaction holds the write lock from its start, and would stall every other
+    # request meanwhile. Only the session guard's touch is committed here.
+    session.commit()
+    new_hash = ""
+    if not password_matches(stored, current):
         problem = "current"
     elif new != confirm:
         problem = "mismatch"
     else:
         try:
-            agent.password_hash = hash_password(new)
+            new_hash = hash_password(new)
         except InvalidInput:
             problem = "short"
     if problem is not None:
         return render(request, "password.html", {"problem": problem, "done": None}, status_code=422)
+    agent.password_hash = new_hash
     session.execute(delete(PanelSession).where(PanelSession.agent_id == agent.id))
     session.flush()
     token, row = start_session(session=session, agent=agent, request=request, now=utcnow())
