@@ -3,6 +3,7 @@ written (issue 12, "The desk stays up")."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,8 @@ from tickets.money import AmountError, parse_amount
 panel_app = panel.panel_app
 alice = panel.alice
 ctx = panel.ctx
+
+NOW_IMPORT = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
 HOSTILE_AMOUNTS = ["1e300000", "1E+30", "NaN", "Infinity", "-1", "0x10", "1_000", "١٢", "9" * 5000]
 
@@ -256,3 +259,28 @@ def test_inspection_results_are_limited(api: Api, app: Any) -> None:
     r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "inspect", "results": over})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "results"
+
+
+def test_an_import_with_hostile_numbers_names_each_cell(tmp_path: Any, session: Session) -> None:
+    from tests.test_importer import locs, write_csv, xlsx_one_line
+    from tickets.exceptions import InvalidInput
+    from tickets.importer import import_orders
+
+    header = ["order_no", "status", "placed_at", "sku", "quantity", "unit_price", "exchange_rate"]
+    row = ["X1", "paid", "2024-03-01T10:00:00+08:00", "A", "9" * 5000, "1e300000", "1e300000"]
+    path = write_csv(tmp_path / "hostile.csv", [header, row])
+    with pytest.raises(InvalidInput) as exc:
+        import_orders(session=session, path=path, now=NOW_IMPORT)
+    found = locs(exc)
+    assert "too large" in found["line 2, quantity"]
+    assert "not an amount" in found["line 2, unit_price"]
+    # A spreadsheet's float cell of 1e300 is refused before any decimal arithmetic.
+    path = xlsx_one_line(tmp_path, unit_price=1e300)
+    with pytest.raises(InvalidInput) as exc:
+        import_orders(session=session, path=path, now=NOW_IMPORT)
+    assert "largest amount" in locs(exc)["line 2, unit_price"]
+    # Within the schema's ceilings but over the shop's: the core's limits name the line.
+    path = xlsx_one_line(tmp_path, quantity=5000)
+    with pytest.raises(InvalidInput) as exc:
+        import_orders(session=session, path=path, now=NOW_IMPORT)
+    assert "units on one line" in next(iter(locs(exc).values()))

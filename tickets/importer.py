@@ -293,6 +293,10 @@ def _int(raw: Any) -> int:
         return int(raw)
     text = repr(raw) if isinstance(raw, bool | float) else _text(raw)
     if isinstance(raw, str) and _WHOLE.fullmatch(text):
+        # A few digits only: the schemas' bounds name anything larger, and int() of thousands
+        # of digits is slow (and refused past 4 300).
+        if len(text.lstrip("+-")) > 18:
+            raise _CellError(f"a number of {len(text)} digits is too large")
         return int(text)
     raise _CellError(f"{text!r} is not a whole number: write it like 2")
 
