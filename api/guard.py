@@ -69,8 +69,13 @@ class GuardRules:
         return best.limit if best is not None else self.default
 
 
+_CODES = {400: "invalid", 401: "unauthorized", 403: "forbidden", 413: "too_large"}
+
+
 async def _answer(send: Send, status: int, message: str, headers: dict[str, str]) -> None:
-    body = json.dumps({"detail": message}).encode()
+    # The API's error shape ({error, message}), and `detail` as FastAPI's own 401 had it.
+    error = _CODES.get(status, "error")
+    body = json.dumps({"error": error, "message": message, "detail": message}).encode()
     raw = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -296,3 +296,11 @@ def test_each_route_has_its_body_limit() -> None:
     assert rules.limit_for("/api/v1/orders/T1/refund-quote") == 1000
     assert rules.limit_for("/panel/login") == 10
     assert rules.limit_for("/chat/uploads/42") == 90_000
+
+
+def test_a_refused_body_gets_the_apis_error_shape(live: Live) -> None:
+    head = _head("POST", "/api/v1/tickets", FIFTY_MB, f"Authorization: Bearer {live.token}\r\n")
+    answer = raw_request(live.host, live.port, head)
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert body["error"] == "too_large"
+    assert body["message"] == "request body over 1048576 bytes"
