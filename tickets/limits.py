@@ -5,8 +5,10 @@ Two layers, one set of names:
   them while parsing, before a row is read or a lock taken. They are also the most a shop may
   raise a setting to.
 - `Limits` are the shop's own limits (AFTERSALES_LIMIT_* settings, defaults below), checked by
-  the core's entry points (`check_order`, `check_items`, `check_variables`) that the API, the
-  panel, the importer and the bot all go through.
+  the core's entry points that the API, the panel, the importer and the bot all go through:
+  `order_errors` (upsert_order), `check_batch`, `check_items` (pick_units), `check_variables`
+  (coerce_variables), the results of an inspection (service._inspect) and the ownership proof
+  (tickets/ownership.py).
 
 A line of 100 000 units once held SQLite's write lock for 35 s; the defaults here are a hundred
 times what a busy shop sends and a small fraction of that cost.
@@ -89,13 +91,6 @@ def order_errors(data: Any, limits: Limits, loc: str) -> list[dict[str, Any]]:
     if data.payments is not None and len(data.payments) > limits.payments_per_order:
         errors.append(_over(f"{loc}.payments", "payments on one order", limits.payments_per_order))
     return errors
-
-
-def check_order(data: Any, limits: Limits, loc: str = "order") -> None:
-    """Refuse an order over the limits (InvalidInput naming each field), before any work."""
-    errors = order_errors(data, limits, loc)
-    if errors:
-        raise InvalidInput("; ".join(f"{e['loc']}: {e['msg']}" for e in errors), errors)
 
 
 def check_batch(count: int, limits: Limits, loc: str = "orders") -> None:
