@@ -6,6 +6,7 @@ Nothing is built at import time; `aftersales serve` (api/cli.py) and the tests c
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,11 +23,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api import errors
 from api.deps import context_for, current_agent, require_scope
+from api.guard import BodyGuard, GuardRules, RouteLimit, cookie, header
 from api.inputs import RefuseNul
 from api.panel import install_panel
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
+from tickets.auth import agent_for_token
 from tickets.config import load_policy
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
 from tickets.models import utcnow
@@ -36,6 +39,10 @@ from tickets.scripts import bundled_scripts_dir, load_library
 from tickets.settings import Settings
 
 API_PREFIX = "/api/v1"
+# Path prefixes of routes whose bodies are files: they get AFTERSALES_MAX_UPLOAD_BYTES instead
+# of AFTERSALES_MAX_BODY_BYTES. None yet (evidence comes through Telegram); a route that takes
+# files (the web chat's uploads) adds its prefix here.
+UPLOAD_ROUTES: tuple[str, ...] = ()
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +68,54 @@ def _release_babel_data() -> None:
     with babel.localedata._cache_lock:
         babel.localedata._cache.clear()
     babel.core._global_data = None
+
+
+def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] | None]:
+    """The check BodyGuard runs before a body is read (in a worker thread): a live token for
+    the JSON API, a live session for the panel, Telegram's secret for the webhook. Read-only:
+    the routes' own dependencies record use and refresh sessions."""
+    from api.panel.auth import COOKIE, session_for
+
+    webhook: tuple[str, bytes, str] | None = None
+    if app.state.bot is not None and app.state.settings.webhook_url:
+        # Imported only when the bot runs (aiogram is heavy; bench/serve_footprint.py).
+        from bot.runtime import SECRET_HEADER, WEBHOOK_PATH
+
+        secret = app.state.settings.webhook_secret or ""
+        webhook = (WEBHOOK_PATH, SECRET_HEADER.lower().encode(), secret)
+
+    def check(scope: Any) -> tuple[int, str, dict[str, str]] | None:
+        path: str = scope["path"]
+        state = app.state
+        if path.startswith(API_PREFIX + "/"):
+            scheme, _, token = (header(scope, b"authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return (
+                    401,
+                    "send 'Authorization: Bearer <token>' (make one with: aftersales "
+                    "create-token USER)",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+            with state.sessions() as session:
+                known = agent_for_token(session=session, token=token.strip(), now=state.clock())
+                session.rollback()
+            if known is None:
+                return 401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"}
+            return None
+        if path.startswith("/panel/") and path != "/panel/login":
+            with state.sessions() as session:
+                live = session_for(session, cookie(scope, COOKIE), utcnow())
+                session.rollback()
+            if live is None:
+                return 401, "log in first", {"HX-Redirect": "/panel/login"}
+            return None
+        if webhook is not None and path == webhook[0]:
+            given, secret = header(scope, webhook[1]) or "", webhook[2]
+            if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+                return 403, "forbidden", {}
+        return None
+
+    return check
 
 
 def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any) -> FastAPI:
@@ -181,6 +236,22 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
         return RedirectResponse("/panel", status_code=307)
 
     install_panel(app)
+    # Outermost (but for Starlette's error handler): who sends a body is checked, and no more
+    # than its route's limit is read, before FastAPI parses anything (api/guard.py).
+    app.add_middleware(
+        BodyGuard,
+        rules=GuardRules(
+            default=settings.max_body_bytes,
+            routes=(
+                # The log-in form is a few short fields.
+                RouteLimit("/panel/login", 16 * 1024),
+                RouteLimit(f"{API_PREFIX}/orders", settings.max_batch_bytes, exact=True),
+                # Routes that take files (the web chat's uploads) register their prefix here.
+                *(RouteLimit(prefix, settings.max_upload_bytes) for prefix in UPLOAD_ROUTES),
+            ),
+            authorize=_authorize(app),
+        ),
+    )
     # Reading the panel's catalogs resolved their locale with Babel.
     _release_babel_data()
     return app

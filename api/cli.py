@@ -212,6 +212,7 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
                 now=utcnow(),
                 dry_run=args.dry_run,
                 max_rows=settings.import_max_rows,
+                limits=settings.limits,
             )
             if args.dry_run:
                 session.rollback()

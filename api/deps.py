@@ -105,6 +105,7 @@ def context_for(state: Any, now: datetime) -> Context:
         scripts=state.scripts,
         shop_name=state.settings.shop_name,
         channels=state.channels,
+        limits=state.settings.limits,
     )
 
 

@@ -70,6 +70,7 @@ from tickets.exceptions import (
     PermissionDenied,
 )
 from tickets.models import OPEN_STATUSES, Agent, Customer, InboundUpdate, Ticket
+from tickets.outbox import delivered_channels
 from tickets.scripts import ScriptLibrary, resolve_language
 from tickets.service import SYSTEM, Context, record_event
 from tickets.settings import Settings
@@ -164,6 +165,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         self.fsm = fsm
         self.storage = fsm.storage
         self.clock = clock
+        self._channels = delivered_channels(settings)
         self.threads = threads or shared_threads()
         self._turns = _Turns()
 
@@ -176,6 +178,9 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             case_prefix=self.settings.case_prefix,
             scripts=self.scripts,
             shop_name=self.settings.shop_name,
+            # The shop's sizes and the channels this deployment delivers, as the API's context.
+            limits=self.settings.limits,
+            channels=self._channels,
         )
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:

@@ -42,6 +42,7 @@ from tickets.models import (
     InboundUpdate,
     Order,
     OutboxMessage,
+    Throttle,
     Ticket,
 )
 from tickets.models import (
@@ -291,6 +292,70 @@ async def test_three_wrong_proofs_end_the_attempt(
         assert state_of(s, 6002) is None
         order = s.scalar(select(Order).where(Order.order_no == "T2003"))
         assert order is not None and order.customer.telegram_user_id is None
+
+
+async def test_starting_over_gives_no_new_guesses_on_an_order(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session]
+) -> None:
+    """Three wrong proofs end a conversation; `/start <order>` used to begin a fresh one, and
+    after 11 guesses an attacker was linked to a stranger's order. Now the order takes 5 wrong
+    proofs a day, from anyone, whatever the conversations."""
+    add_unlinked(sessions, "T2004")
+    attacker = Customer(dp, bot, user_id=6003, language="en")
+    await attacker.text("/start T2004")
+    for guess in ("0000", "0001", "0002"):
+        sent = await attacker.text(guess)
+    assert texts_of(sent)[0] == t("en", "intake.proof_locked")
+    sent = await attacker.text("/start T2004")
+    assert t("en", "intake.ask_proof") in texts_of(sent)
+    sent = await attacker.text("0003")
+    assert texts_of(sent) == [t("en", "intake.proof_failed", left=1)]
+    sent = await attacker.text("0004")
+    assert texts_of(sent)[0] == t("en", "intake.proof_limit")
+    # Starting over: refused before any guess, and even the right digits link nothing.
+    sent = await attacker.text("/start T2004")
+    assert t("en", "intake.proof_limit") in texts_of(sent)
+    assert t("en", "intake.ask_proof") not in texts_of(sent)
+    await attacker.text("8000")
+    # Another account guessing at the same order is refused too (the order's count), in its
+    # own language.
+    other = Customer(dp, bot, user_id=6004, language="zh-CN", first_update=1000)
+    sent = await other.text("/start T2004")
+    assert t("zh-CN", "intake.proof_limit") in texts_of(sent)
+    with sessions() as s:
+        order = s.scalar(select(Order).where(Order.order_no == "T2004"))
+        assert order is not None and order.customer.telegram_user_id is None
+        # A day later the order may be proved again.
+        for row in s.scalars(select(Throttle)):
+            row.window_start -= timedelta(days=1, minutes=1)
+        s.commit()
+    await attacker.text("/start T2004")
+    sent = await attacker.text("8000")
+    assert texts_of(sent)[0] == t("en", "intake.proof_ok", order_no="T2004")
+
+
+async def test_one_account_guessing_across_orders_is_stopped(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session]
+) -> None:
+    """Ten wrong proofs a day per Telegram account, over all orders."""
+    for n in range(4):
+        add_unlinked(sessions, f"T21{n}")
+    attacker = Customer(dp, bot, user_id=6005, language="en")
+    for n in range(3):
+        await attacker.text(f"/start T21{n}")
+        for guess in ("0000", "0001", "0002"):
+            await attacker.text(guess)
+    sent = await attacker.text("/start T213")
+    assert t("en", "intake.ask_proof") in texts_of(sent)
+    sent = await attacker.text("0000")
+    assert texts_of(sent)[0] == t("en", "intake.proof_limit")
+    sent = await attacker.text("/start T213")
+    assert t("en", "intake.proof_limit") in texts_of(sent)
+    # The owner of that order, on their own account, still proves it.
+    owner = Customer(dp, bot, user_id=6006, language="en", first_update=1000)
+    await owner.text("/start T213")
+    sent = await owner.text("8000")
+    assert texts_of(sent)[0] == t("en", "intake.proof_ok", order_no="T213")
 
 
 # ---------------------------------------------------------------- evidence

@@ -85,7 +85,9 @@ def _order(api: Api, order_no: str, *, telegram_user_id: int | None) -> None:
     customer = {"name": "李雷", "phone": "13800138000", "telegram_user_id": telegram_user_id}
     if telegram_user_id is None:
         customer = {"name": "王芳", "phone": "13900139000"}
-    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order_json(order_no, customer=customer)]})
+    r = api.as_("shop").post(
+        "/api/v1/orders", json={"orders": [order_json(order_no, customer=customer)]}
+    )
     assert r.status_code == 200, r.text
 
 

@@ -109,7 +109,9 @@ def test_a_huge_telegram_user_id_is_a_422_and_nothing_is_written(
 
 
 def test_a_huge_version_in_an_action_is_a_422(api: Api) -> None:
-    assert api.as_("shop").post("/api/v1/orders", json={"orders": [order_json()]}).status_code == 200
+    assert (
+        api.as_("shop").post("/api/v1/orders", json={"orders": [order_json()]}).status_code == 200
+    )
     r = api.post(
         "/api/v1/tickets",
         json={
@@ -149,7 +151,9 @@ def test_a_unit_price_of_1e20_is_a_422_naming_it(api: Api, sessions: sessionmake
 def test_a_return_freight_finer_than_the_currency_is_a_422(
     api: Api, sessions: sessionmaker[Session]
 ) -> None:
-    assert api.as_("shop").post("/api/v1/orders", json={"orders": [order_json()]}).status_code == 200
+    assert (
+        api.as_("shop").post("/api/v1/orders", json={"orders": [order_json()]}).status_code == 200
+    )
     items = [{"sku": "JACKET-M", "quantity": 1}]
     r = api.post(
         "/api/v1/orders/T1001/refund-quote",
@@ -175,7 +179,9 @@ def test_a_return_freight_finer_than_the_currency_is_a_422(
 def test_a_variable_named_like_the_renderers_own_is_a_422(
     api: Api, sessions: sessionmaker[Session], name: str
 ) -> None:
-    assert api.as_("shop").post("/api/v1/orders", json={"orders": [order_json()]}).status_code == 200
+    assert (
+        api.as_("shop").post("/api/v1/orders", json={"orders": [order_json()]}).status_code == 200
+    )
     r = api.post(
         "/api/v1/tickets",
         json={

@@ -330,7 +330,9 @@ def test_a_gift_line_through_the_api_is_deducted_when_kept(api: Api) -> None:
     refund = r.json()["refund"]
     assert refund["amount"] == "35.00"
     # The jacket owes nothing of the socks' towel: 100.00 (the same order again, as GIFT2).
-    r = api.as_("shop").post("/api/v1/orders", json={"orders": [_gift_order("GIFT2", gift_for="SOCKS")]})
+    r = api.as_("shop").post(
+        "/api/v1/orders", json={"orders": [_gift_order("GIFT2", gift_for="SOCKS")]}
+    )
     assert r.status_code == 200, r.text
     r = api.post(
         "/api/v1/tickets",

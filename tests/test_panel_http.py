@@ -22,7 +22,7 @@ from api.panel.auth import COOKIE, MAX_FAILED_LOGINS, current_panel_agent
 from tests.conftest import order_json
 from tickets.auth import create_agent
 from tickets.config import Policy
-from tickets.models import Agent, Attachment, PanelSession, Role, Ticket, utcnow
+from tickets.models import Agent, Attachment, PanelSession, Role, Throttle, Ticket, utcnow
 from tickets.orders import upsert_order
 from tickets.schemas import ActionRequest, OrderIn, TicketCreate
 from tickets.service import (
@@ -70,8 +70,13 @@ def panel_app(settings: Any, engine: Engine, sessions: sessionmaker[Session], sc
 class Panel:
     """A browser's cookie jar on the panel, logged in as one agent."""
 
-    def __init__(self, app: Any, base_url: str = "http://testserver") -> None:
-        self.client = TestClient(app, base_url=base_url, follow_redirects=False)
+    def __init__(
+        self,
+        app: Any,
+        base_url: str = "http://testserver",
+        client: tuple[str, int] = ("testclient", 50000),
+    ) -> None:
+        self.client = TestClient(app, base_url=base_url, follow_redirects=False, client=client)
         self.csrf = ""
 
     def login(self, username: str, password: str = PASSWORD) -> Any:
@@ -291,7 +296,16 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(panel_app: Any) -> 
     assert "Wrong username or password" in unknown.text
 
 
-def test_repeated_failures_lock_the_account(
+def _age_failures(sessions: sessionmaker[Session], seconds: float) -> None:
+    """Move every recorded log-in failure `seconds` into the past (time passing)."""
+    with sessions() as s:
+        for row in s.scalars(select(Throttle)):
+            row.last_failed_at -= timedelta(seconds=seconds)
+            row.window_start -= timedelta(seconds=seconds)
+        s.commit()
+
+
+def test_repeated_failures_slow_that_address_down(
     panel_app: Any, sessions: sessionmaker[Session]
 ) -> None:
     p = Panel(panel_app)
@@ -299,22 +313,88 @@ def test_repeated_failures_lock_the_account(
         assert p.login("alice", "wrong password!").status_code == 401
     r = p.login("alice", "wrong password!")
     assert r.status_code == 429
-    assert "locked" in r.text
-    # Locked: even the right password is refused, and no session is made.
+    assert r.headers["retry-after"] == "1"
+    assert "wait 1 seconds" in r.text
+    # Paced: even the right password waits its turn, and no session is made. (The failures
+    # are moved into the future: the pause still runs however slow this machine is.)
+    _age_failures(sessions, -30)
     r = p.login("alice")
     assert r.status_code == 429
     assert COOKIE not in p.client.cookies
-    with sessions() as s:
-        agent = s.scalar(select(Agent).where(Agent.username == "alice"))
-        assert agent is not None
-        assert agent.locked_until is not None
-        agent.locked_until = utcnow() - timedelta(seconds=1)
-        s.commit()
+    # Each further failure doubles the pause.
+    _age_failures(sessions, 40)
+    r = p.login("alice", "wrong password!")
+    assert (r.status_code, r.headers["retry-after"]) == (429, "2")
+    _age_failures(sessions, 3)
     assert p.login("alice").status_code == 303
+    # The success ends this address's pacing.
+    assert Panel(panel_app).login("alice", "wrong password!").status_code == 401
+
+
+def test_a_guesser_does_not_lock_the_owner_out(
+    panel_app: Any, sessions: sessionmaker[Session]
+) -> None:
     with sessions() as s:
-        agent = s.scalar(select(Agent).where(Agent.username == "alice"))
-        assert agent is not None
-        assert (agent.failed_logins, agent.locked_until) == (0, None)
+        create_agent(session=s, username="admin", role=Role.admin, password=PASSWORD, now=utcnow())
+        s.commit()
+    attacker = Panel(panel_app, client=("203.0.113.9", 40000))
+    for _ in range(MAX_FAILED_LOGINS + 3):
+        attacker.login("admin", "wrong password!")
+    _age_failures(sessions, -30)  # the pause runs however slow this machine is
+    assert attacker.login("admin").status_code == 429
+    # The admin, from another address, logs in at once.
+    owner = Panel(panel_app, client=("198.51.100.7", 50000))
+    assert owner.login("admin").status_code == 303
+
+
+def test_known_and_unknown_names_are_throttled_alike(
+    panel_app: Any, sessions: sessionmaker[Session]
+) -> None:
+    known, unknown = Panel(panel_app), Panel(panel_app)
+    answers = {"alice": [], "nobody-here": []}
+    for name, p in (("alice", known), ("nobody-here", unknown)):
+        for attempt in range(MAX_FAILED_LOGINS + 1):
+            if attempt == MAX_FAILED_LOGINS:
+                _age_failures(sessions, -30)  # the pause runs however slow this machine is
+            r = p.login(name, "wrong password!")
+            page = re.sub(r'value="[^"]*"', "", r.text).replace(name, "NAME")
+            page = re.sub(r"\d+", "N", page)  # the seconds left differ by the time taken
+            answers[name].append((r.status_code, "retry-after" in r.headers, page))
+    assert answers["alice"] == answers["nobody-here"]
+    assert [status for status, _, _ in answers["alice"]][-2:] == [429, 429]
+
+
+def test_one_address_trying_name_after_name_is_paced(
+    panel_app: Any, settings: Any, sessions: sessionmaker[Session]
+) -> None:
+    panel_app.state.settings = settings.model_copy(update={"panel_address_failures_per_hour": 3})
+    guesser = Panel(panel_app, client=("203.0.113.50", 40000))
+    answers = [guesser.login(name, "wrong password!").status_code for name in ("a1", "a2", "a3")]
+    assert answers == [401, 401, 429]
+    _age_failures(sessions, -30)  # the pause runs however slow this machine is
+    assert guesser.login("alice").status_code == 429
+    # Others are not affected; the guesser may go on once the pause has passed.
+    assert Panel(panel_app).login("alice").status_code == 303
+    _age_failures(sessions, 40)
+    assert guesser.login("bob").status_code == 303
+
+
+def test_many_addresses_slow_an_account_but_never_lock_it(
+    panel_app: Any, settings: Any, sessions: sessionmaker[Session]
+) -> None:
+    panel_app.state.settings = settings.model_copy(
+        update={"panel_account_failures_per_hour": 6, "panel_account_pace_seconds": 30}
+    )
+    for i in range(6):
+        Panel(panel_app, client=(f"203.0.113.{i}", 40000)).login("lena", "wrong password!")
+    # Past the account's ceiling: every address waits for the account's pace ...
+    owner = Panel(panel_app, client=("198.51.100.7", 50000))
+    r = owner.login("lena")
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) <= 30
+    # ... and once it has passed, the owner is in (one try per pace, never a lock).
+    _age_failures(sessions, 31)
+    assert owner.login("lena").status_code == 303
 
 
 def test_state_changes_need_the_sessions_csrf_token(

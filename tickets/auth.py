@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import secrets
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,11 @@ if TYPE_CHECKING:
     from argon2 import PasswordHasher
 
 MIN_PASSWORD = 10
+# argon2 is made to be costly (64 MiB and a few hundred ms of every core it is given): a flood
+# of log-ins, each checked against a real or a dummy hash, would take every core from the rest
+# of the desk. At most this many checks run at once; the others queue (in their worker
+# threads, never on the event loop) behind them.
+_ARGON2_SLOTS = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
 
 # What an API token may do. "cases": work cases (open, act, reply), read orders and quotes,
 # scripts and SLA figures: every agent's token. "orders": push orders (POST /api/v1/orders),
@@ -61,19 +68,32 @@ def hash_password(password: str) -> str:
     return _hasher().hash(password)
 
 
-def verify_password(agent: Agent, password: str) -> bool:
-    """Whether the password matches; a hash with old parameters is upgraded in place."""
+def password_matches(stored_hash: str | None, password: str) -> bool:
+    """Whether the password matches the stored argon2 hash (False for no hash or a bad one).
+    Touches no database: a caller may run it outside any transaction."""
     from argon2.exceptions import InvalidHashError, VerificationError  # lazily: see _hasher()
 
-    if not agent.password_hash:
+    if not stored_hash:
         return False
-    hasher = _hasher()
     try:
-        hasher.verify(agent.password_hash, password)
+        with _ARGON2_SLOTS:
+            _hasher().verify(stored_hash, password)
     except (VerificationError, InvalidHashError):
         return False
-    if hasher.check_needs_rehash(agent.password_hash):
-        agent.password_hash = hasher.hash(password)
+    return True
+
+
+def upgrade_hash(agent: Agent, password: str) -> None:
+    """Re-hash a verified password whose hash has old parameters."""
+    if agent.password_hash and _hasher().check_needs_rehash(agent.password_hash):
+        agent.password_hash = _hasher().hash(password)
+
+
+def verify_password(agent: Agent, password: str) -> bool:
+    """Whether the password matches; a hash with old parameters is upgraded in place."""
+    if not password_matches(agent.password_hash, password):
+        return False
+    upgrade_hash(agent, password)
     return True
 
 

@@ -35,8 +35,9 @@ from pydantic_core import ErrorDetails
 from sqlalchemy.orm import Session
 
 from tickets.exceptions import Conflict, InvalidInput
+from tickets.limits import DEFAULTS, Limits
 from tickets.models import OrderStatus
-from tickets.money import exponent, to_minor
+from tickets.money import MAX_INT_DIGITS, exponent, to_minor
 from tickets.orders import UpsertOutcome, upsert_order
 from tickets.schemas import OrderIn
 
@@ -357,6 +358,10 @@ def _int(raw: Any) -> int:
         return int(raw)
     text = repr(raw) if isinstance(raw, bool | float) else _text(raw)
     if isinstance(raw, str) and _WHOLE.fullmatch(text):
+        # A few digits only: the schemas' bounds name anything larger, and int() of thousands
+        # of digits is slow (and refused past 4 300).
+        if len(text.lstrip("+-")) > 18:
+            raise _CellError(f"a number of {len(text)} digits is too large")
         return int(text)
     raise _CellError(f"{text!r} is not a whole number: write it like 2")
 
@@ -364,6 +369,9 @@ def _int(raw: Any) -> int:
 def _float_amount(raw: float, places: int) -> Decimal:
     if not math.isfinite(raw):
         raise _CellError(f"{raw!r} is not an amount: write it like 19.99")
+    if abs(raw) >= 10**MAX_INT_DIGITS:
+        # Bounded before any decimal arithmetic (1e300 would not even quantize).
+        raise _CellError(f"{raw!r} is more than the largest amount accepted")
     # repr is the shortest text that reads back as the same float, so a typed 19.99 stays 19.99.
     exact = Decimal(repr(raw))
     step = Decimal(1).scaleb(-places)
@@ -785,6 +793,7 @@ def import_orders(
     now: datetime,
     dry_run: bool = False,
     max_rows: int = IMPORT_MAX_ROWS,
+    limits: Limits = DEFAULTS,
 ) -> ImportReport:
     """Parse the whole file, then upsert each order inside the caller's session.
 
@@ -805,7 +814,9 @@ def import_orders(
     try:
         for item in parsed:
             try:
-                _, outcome = upsert_order(session=session, data=item.order, now=now, loc="order")
+                _, outcome = upsert_order(
+                    session=session, data=item.order, now=now, loc="order", limits=limits
+                )
             except InvalidInput as exc:
                 invalid.extend(_relocate(exc.errors, item))
                 continue

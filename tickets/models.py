@@ -669,3 +669,23 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(120))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Throttle(Base):
+    """Failed guesses at a secret (a panel password, the last digits of an order's phone), per
+    scope and key, counted in a window that starts at the first failure. Kept in the database
+    so every process sees the same count. The key is a SHA-256 of the scoped value (a username
+    and an address, an order number, a Telegram id): nothing here names anyone."""
+
+    __tablename__ = "throttles"
+    __table_args__ = (
+        UniqueConstraint("scope", "key"),
+        Index("ix_throttles_last_failed_at", "last_failed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime]
+    last_failed_at: Mapped[datetime]

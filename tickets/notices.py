@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, object_session
 
+from tickets.limits import DEFAULTS, VARIABLE_INT_MAX, Limits, check_variables
 from tickets.models import OutboxMessage, SlaClock, Ticket
 from tickets.money import to_minor
 from tickets.outbox import notify_customer
@@ -139,10 +140,16 @@ def _promises(ticket: Ticket, ctx: Context) -> Callable[[str], datetime]:
 
 
 def coerce_variables(
-    lib: ScriptLibrary, name: str, language: str, raw: dict[str, Any]
+    lib: ScriptLibrary,
+    name: str,
+    language: str,
+    raw: dict[str, Any],
+    limits: Limits = DEFAULTS,
 ) -> dict[str, Any]:
-    """Variables that came as JSON: "5.00 CNY" becomes Money, ISO strings become dates and
-    times, for the variables the script declares with those types."""
+    """Variables that came as JSON: "5.00 CNY" becomes Money (the one bounded money parser),
+    ISO strings become dates and times, for the variables the script declares with those
+    types. Too many, too long or too large values are refused first (InvalidInput)."""
+    check_variables(raw, limits)
     script = lib.get(name, language)
     out: dict[str, Any] = {}
     for key, value in raw.items():
@@ -151,7 +158,7 @@ def coerce_variables(
             try:
                 if var.type == "money":
                     value = Money.parse(value)
-                elif var.type == "int":
+                elif var.type == "int" and len(value.strip()) <= len(str(VARIABLE_INT_MAX)):
                     value = int(value)
                 elif var.type == "date":
                     value = date.fromisoformat(value)
@@ -177,7 +184,7 @@ def render_for_case(
     lang = language or ticket.language
     accepts = ctx.scripts.get(script, lang).accepts
     facts = {k: v for k, v in case_facts(ticket, ctx).items() if k in accepts}
-    given = coerce_variables(ctx.scripts, script, lang, variables or {})
+    given = coerce_variables(ctx.scripts, script, lang, variables or {}, ctx.limits)
     return ctx.scripts.render(script, lang, {**facts, **given}, timezone=ctx.tz)
 
 

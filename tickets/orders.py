@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from tickets.exceptions import Conflict, InvalidInput, NotFound
+from tickets.limits import DEFAULTS, Limits, order_errors
 from tickets.models import (
     OPEN_STATUSES,
     Agent,
@@ -25,25 +26,35 @@ from tickets.models import (
     TicketUnit,
     UnitStatus,
 )
-from tickets.money import allocate, format_amount, to_minor
+from tickets.money import allocate, format_amount, parse_amount
 from tickets.schemas import INT64_MAX, CustomerIn, OrderIn, OrderLineRead, OrderRead, PaymentRead
 
 UpsertOutcome = Literal["created", "updated", "unchanged"]
 
 
-def _minor(value: Decimal | None, currency: str, loc: str, errors: list[dict[str, Any]]) -> int:
+def _minor(
+    value: Decimal | None,
+    currency: str,
+    loc: str,
+    errors: list[dict[str, Any]],
+    maximum: Decimal | None = None,
+) -> int:
     if value is None:
         return 0
     try:
-        return to_minor(value, currency)
+        return parse_amount(value, currency, maximum=maximum)
     except ValueError as exc:
         errors.append({"loc": loc, "msg": str(exc)})
         return 0
 
 
-def _priced(data: OrderIn, loc: str) -> dict[str, Any]:
+def _priced(data: OrderIn, loc: str, limits: Limits = DEFAULTS) -> dict[str, Any]:
     """Convert every amount of an order to minor units, or raise naming each bad field."""
-    errors: list[dict[str, Any]] = []
+    # Sizes first: nothing below runs for an order over the shop's limits.
+    errors: list[dict[str, Any]] = order_errors(data, limits, loc)
+    if errors:
+        raise InvalidInput("order over the shop's limits", errors)
+    cap = limits.max_amount
     if not is_currency(data.currency):
         errors.append({"loc": f"{loc}.currency", "msg": f"unknown currency {data.currency}"})
         raise InvalidInput("invalid order", errors) from None
@@ -54,24 +65,24 @@ def _priced(data: OrderIn, loc: str) -> dict[str, Any]:
             errors.append({"loc": f"{loc}.lines.{i}.sku", "msg": f"SKU {sku} appears twice"})
     lines = []
     for i, line in enumerate(data.lines):
-        price = _minor(line.unit_price, cur, f"{loc}.lines.{i}.unit_price", errors)
-        discount = _minor(line.discount, cur, f"{loc}.lines.{i}.discount", errors)
-        gift = _minor(line.gift_value, cur, f"{loc}.lines.{i}.gift_value", errors)
+        price = _minor(line.unit_price, cur, f"{loc}.lines.{i}.unit_price", errors, cap)
+        discount = _minor(line.discount, cur, f"{loc}.lines.{i}.discount", errors, cap)
+        gift = _minor(line.gift_value, cur, f"{loc}.lines.{i}.gift_value", errors, cap)
         if discount > price * line.quantity:
             errors.append(
                 {"loc": f"{loc}.lines.{i}.discount", "msg": "line discount exceeds the line amount"}
             )
         lines.append((line, price, discount, gift))
     errors += _gift_errors(data, [price for _, price, _, _ in lines], loc)
-    shipping = _minor(data.shipping_fee, cur, f"{loc}.shipping_fee", errors)
-    order_discount = _minor(data.order_discount, cur, f"{loc}.order_discount", errors)
+    shipping = _minor(data.shipping_fee, cur, f"{loc}.shipping_fee", errors, cap)
+    order_discount = _minor(data.order_discount, cur, f"{loc}.order_discount", errors, cap)
     threshold = (
-        _minor(data.free_shipping_threshold, cur, f"{loc}.free_shipping_threshold", errors)
+        _minor(data.free_shipping_threshold, cur, f"{loc}.free_shipping_threshold", errors, cap)
         if data.free_shipping_threshold is not None
         else None
     )
     promotion = (
-        _minor(data.promotion_threshold, cur, f"{loc}.promotion_threshold", errors)
+        _minor(data.promotion_threshold, cur, f"{loc}.promotion_threshold", errors, cap)
         if data.promotion_threshold is not None
         else None
     )
@@ -85,7 +96,7 @@ def _priced(data: OrderIn, loc: str) -> dict[str, Any]:
         )
     payments = []
     for i, p in enumerate(data.payments or []):
-        payments.append((p, _minor(p.amount, cur, f"{loc}.payments.{i}.amount", errors)))
+        payments.append((p, _minor(p.amount, cur, f"{loc}.payments.{i}.amount", errors, cap)))
     if errors:
         raise InvalidInput("invalid order", errors)
     paid_total = goods - order_discount + shipping
@@ -264,6 +275,7 @@ def upsert_order(
     loc: str = "order",
     agent: Agent | None = None,
     actor: str = "cli",
+    limits: Limits = DEFAULTS,
 ) -> tuple[Order, UpsertOutcome]:
     """Create or update an order by its number. Units' nets are allocated once, when recorded.
 
@@ -272,8 +284,9 @@ def upsert_order(
     and the customer may change; a line's title, category or no-reason flag may be corrected
     (they decide eligibility), and the correction is recorded on each of its cases.
     `agent` is who pushed it (an API token's agent): recorded in `touched_by`, so that agent
-    is never the second approver of a refund on it. `actor` labels the audit entries."""
-    priced = _priced(data, loc)
+    is never the second approver of a refund on it. `actor` labels the audit entries.
+    `limits` are the shop's sizes, checked before any work."""
+    priced = _priced(data, loc, limits)
     order = session.scalar(
         select(Order)
         .where(Order.order_no == data.order_no)

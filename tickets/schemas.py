@@ -15,6 +15,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -22,9 +23,61 @@ from pydantic import (
 )
 
 from tickets.config import REASONS
+from tickets.limits import HARD, VARIABLE_NAME_MAX, variables_errors
 from tickets.models import CaseKind, CaseStatus, Channel, OrderStatus, Priority, UnitStatus
+from tickets.money import MAX_INT_DIGITS, bounded_decimal
 
-Money = Decimal
+
+def _plain_amount(value: Any) -> Any:
+    """A money string is plain digits (the one parser's rule, tickets.money.bounded_decimal):
+    no exponent, sign, NaN or infinity, and bounded; checked before pydantic builds a Decimal.
+    The currency's decimals are checked with the currency in hand (tickets/orders.py)."""
+    if isinstance(value, float):
+        if not 0 <= value < 10**MAX_INT_DIGITS:
+            raise ValueError(f"not an amount between 0 and {HARD.max_amount}")
+        return value
+    if isinstance(value, str | int | Decimal):
+        return bounded_decimal(value, maximum=HARD.max_amount)
+    return value
+
+
+def _bounded_amount(value: Decimal) -> Decimal:
+    return bounded_decimal(value, maximum=HARD.max_amount)
+
+
+def _plain_rate(value: Any) -> Any:
+    if isinstance(value, float):
+        return _plain_amount(value)
+    if isinstance(value, str | int | Decimal):
+        return bounded_decimal(value, maximum=MAX_RATE)
+    return value
+
+
+# A currency's exchange rate: plain digits too, and at most a million to one.
+MAX_RATE = Decimal(1_000_000)
+Rate = Annotated[
+    Decimal,
+    BeforeValidator(_plain_rate),
+    AfterValidator(lambda v: bounded_decimal(v, maximum=MAX_RATE)),
+]
+
+# Money travels as a decimal string ("19.99"); bounded here, exact per currency in the core.
+Money = Annotated[Decimal, BeforeValidator(_plain_amount), AfterValidator(_bounded_amount)]
+
+
+def _bounded_variables(value: dict[str, Any]) -> dict[str, Any]:
+    errors = variables_errors(value, HARD)
+    if errors:
+        raise ValueError("; ".join(f"{e['loc']}: {e['msg']}" for e in errors))
+    return value
+
+
+# A script fill's variables: a few short values (the shop's own limit is checked in the core).
+Variables = Annotated[
+    dict[Annotated[str, Field(max_length=VARIABLE_NAME_MAX)], Any],
+    Field(max_length=HARD.variables_per_fill),
+    AfterValidator(_bounded_variables),
+]
 
 # Every integer a request carries is bounded by the column it is compared with or stored in,
 # so a 25-digit number is a 422 naming the field rather than an overflow in the database.
@@ -40,7 +93,10 @@ DbBigInt = Annotated[int, Ge(INT64_MIN), Le(INT64_MAX)]
 # shop writes, yet in minor units (up to 3 decimals) it stays far inside a BIGINT column, and a
 # bound checked here refuses "1e20" before anything converts it.
 MONEY_MAX = Decimal(10**10)
-MoneyIn = Annotated[Decimal, Ge(0), Le(MONEY_MAX)]
+# Parsed by the one money parser (`Money`: plain digits, bounded) before these bounds apply.
+MoneyIn = Annotated[
+    Decimal, BeforeValidator(_plain_amount), AfterValidator(_bounded_amount), Ge(0), Le(MONEY_MAX)
+]
 
 # A time a request carries lies within the years a shop's records have: beyond them, turning it
 # into UTC to store it, or a clock's arithmetic on it (+30 days), overflows datetime.
@@ -144,7 +200,7 @@ class OrderLineIn(_In):
     sku: str = Field(min_length=1, max_length=64)
     title: str = Field(default="", max_length=300)
     category: str = Field(default="", max_length=80)
-    quantity: int = Field(ge=1, le=100_000)
+    quantity: int = Field(ge=1, le=HARD.units_per_line)
     unit_price: MoneyIn
     discount: MoneyIn = Decimal(0)
     gift_value: MoneyIn = Decimal(0)
@@ -178,14 +234,14 @@ class OrderIn(_In):
     promotion_threshold: MoneyIn | None = None
     address: str = Field(default="", max_length=1000)
     presale: bool = False
-    exchange_rate: Decimal | None = Field(default=None, gt=0, le=1_000_000)
+    exchange_rate: Rate | None = Field(default=None, gt=0)
     customer: CustomerIn
-    lines: list[OrderLineIn] = Field(min_length=1, max_length=500)
-    payments: list[PaymentIn] | None = None
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=HARD.lines_per_order)
+    payments: list[PaymentIn] | None = Field(default=None, max_length=HARD.payments_per_order)
 
 
 class OrderBatch(_In):
-    orders: list[OrderIn] = Field(min_length=1, max_length=1000)
+    orders: list[OrderIn] = Field(min_length=1, max_length=HARD.orders_per_batch)
 
 
 class OrderLineRead(BaseModel):
@@ -239,14 +295,14 @@ class OrderUpsertResult(BaseModel):
 
 class ItemIn(_In):
     sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(ge=1, le=100_000)
+    quantity: int = Field(ge=1, le=HARD.units_per_line)
 
 
 class TicketCreate(_In):
     kind: CaseKind
-    reason: str
+    reason: str = Field(max_length=40)
     order_no: str | None = Field(default=None, max_length=64)
-    items: list[ItemIn] = Field(default_factory=list, max_length=500)
+    items: list[ItemIn] = Field(default_factory=list, max_length=HARD.items_per_request)
     description: str = Field(default="", max_length=5000)
     channel: Channel = Channel.api
     priority: Priority = Priority.normal
@@ -267,8 +323,8 @@ class TicketCreate(_In):
 class QuoteAsk(_In):
     """A refund quote request: which items, why, and what kind of request."""
 
-    items: list[ItemIn] = Field(min_length=1, max_length=500)
-    reason: str
+    items: list[ItemIn] = Field(min_length=1, max_length=HARD.items_per_request)
+    reason: str = Field(max_length=40)
     kind: Literal["refund_only", "return_refund"] = "return_refund"
     return_freight: MoneyIn | None = None
     return_freight_receipt: bool = False
@@ -282,8 +338,8 @@ class QuoteAsk(_In):
 
 
 class InspectResult(_In):
-    sku: str = Field(max_length=64)
-    quantity: int = Field(ge=1, le=100_000)
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=HARD.units_per_line)
     outcome: Literal["resalable", "damaged", "missing", "wrong_item"]
 
 
@@ -295,7 +351,7 @@ class Pickup(_In):
 class ActionRequest(_In):
     """One agent action. Parameters travel beside `action` (DESIGN.md, action names)."""
 
-    action: str
+    action: str = Field(max_length=40)
     # The case version the agent saw; when given, a newer case is a 409, never an overwrite.
     version: DbInt | None = None
     reason: str | None = Field(default=None, max_length=2000)
@@ -303,14 +359,14 @@ class ActionRequest(_In):
     alternative: str | None = Field(default=None, max_length=2000)
     # The script the customer receives for this step, and variables it needs beyond the case's.
     script: str | None = Field(default=None, max_length=100)
-    variables: dict[str, Any] = Field(default_factory=dict, max_length=MAX_VARIABLES)
+    variables: Variables = Field(default_factory=dict)
     note: str | None = Field(default=None, max_length=5000)
     tracking_no: str | None = Field(default=None, max_length=80)
     carrier: str | None = Field(default=None, max_length=80)
     pickup: Pickup | None = None
-    results: list[InspectResult] | None = None
-    assignee: str | None = None
-    group: str | None = None
+    results: list[InspectResult] | None = Field(default=None, max_length=HARD.results_per_inspect)
+    assignee: str | None = Field(default=None, max_length=80)
+    group: str | None = Field(default=None, max_length=80)
     priority: Priority | None = None
     # propose_refund: return freight the customer paid (reimbursed on its own line, capped).
     return_freight: MoneyIn | None = None
@@ -323,7 +379,7 @@ class ReplyCreate(_In):
     text: str | None = Field(default=None, max_length=4096)
     internal: bool = False
     script: str | None = Field(default=None, max_length=100)
-    variables: dict[str, Any] = Field(default_factory=dict, max_length=MAX_VARIABLES)
+    variables: Variables = Field(default_factory=dict)
     language: Literal["zh-CN", "en"] | None = None
 
     check_variables = field_validator("variables")(_script_variables)

@@ -35,6 +35,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
 from tickets.exceptions import DomainError
+from tickets.limits import VARIABLE_INT_MAX
 from tickets.money import to_decimal, to_minor
 
 LANGUAGES: Final = ("zh-CN", "en")
@@ -636,6 +637,10 @@ class ScriptLibrary:
         if var.type == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidVariable(f"{where} must be an int", variable=var.name)
+            if abs(value) > VARIABLE_INT_MAX:
+                raise InvalidVariable(
+                    f"{where} must be at most {VARIABLE_INT_MAX}", variable=var.name
+                )
             return value
         if var.type == "money":
             if not isinstance(value, Money):

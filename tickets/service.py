@@ -28,6 +28,7 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
+from tickets.limits import DEFAULTS, Limits, check_items
 from tickets.models import (
     OPEN_STATUSES,
     Agent,
@@ -108,6 +109,8 @@ class Context:
     # The channels something delivers in this deployment (tickets/outbox.py): a message to a
     # customer none of whose chats is among them is written undeliverable, never left waiting.
     channels: frozenset[str] = DEFAULT_CHANNELS
+    # Sizes checked before any work (the shop's AFTERSALES_LIMIT_* settings).
+    limits: Limits = DEFAULTS
 
 
 # ---------------------------------------------------------------- small pieces
@@ -267,10 +270,11 @@ def get_ticket(*, session: Session, number: str) -> Ticket:
 
 
 def pick_units(
-    *, session: Session, order: Order, items: Sequence[ItemIn]
+    *, session: Session, order: Order, items: Sequence[ItemIn], limits: Limits = DEFAULTS
 ) -> list[tuple[OrderLine, int, list[int]]]:
     """For each requested item, its line and the ids of the units the case will name (the
     lowest-index units not already taken), or InvalidInput naming each bad item."""
+    check_items(items, limits)
     errors: list[dict[str, Any]] = []
     taken = units_taken(session, order)
     by_sku = {ln.sku: ln for ln in order.lines}
@@ -420,7 +424,7 @@ def open_case(
                 f"({duplicate.kind}, {duplicate.status}): add to that one instead",
                 existing=duplicate.number,
             )
-        picked = pick_units(session=session, order=order, items=request.items)
+        picked = pick_units(session=session, order=order, items=request.items, limits=ctx.limits)
     risk = (
         assess(
             collect_risk_facts(
@@ -881,6 +885,12 @@ def _mark_received(
 def _inspect(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
+    if req.results is not None and len(req.results) > ctx.limits.results_per_inspect:
+        limit = ctx.limits.results_per_inspect
+        raise InvalidInput(
+            f"results: more than {limit} results in one inspection",
+            [{"loc": "results", "msg": f"more than {limit} results (the shop's limit)"}],
+        )
     units_by_sku: dict[str, list[TicketUnit]] = {}
     for u in t.units:
         units_by_sku.setdefault(u.unit.line.sku, []).append(u)

@@ -6,11 +6,14 @@ Nothing here is built at import time: the entry point calls `get_settings()` (or
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickets.limits import DEFAULTS, HARD, Limits
 
 # A secret that must never reach production: refused unless the process is the demo/dev one.
 DEV_SECRET = "dev-only-change-me"  # noqa: S105
@@ -48,10 +51,16 @@ class Settings(BaseSettings):
     media_max_video_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     media_max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     media_max_files: int = Field(default=10, ge=1)
-    # Panel log-ins: lock-out after this many failures in a row, for this long; sessions
-    # expire after this many idle hours.
+    # Panel log-ins (tickets/logins.py): after this many failures from one address on one
+    # account, that address waits before each next try, doubling up to the longest pause; past
+    # this many failures in an hour from everywhere, the account takes one try per pace.
+    # Sessions expire after this many idle hours.
     panel_max_failed_logins: int = Field(default=5, ge=1)
     panel_lockout_minutes: int = Field(default=15, ge=1)
+    panel_account_failures_per_hour: int = Field(default=50, ge=1)
+    panel_account_pace_seconds: int = Field(default=10, ge=1, le=3600)
+    # Past this many failures in an hour from one address over all names, it is paced too.
+    panel_address_failures_per_hour: int = Field(default=30, ge=1)
     panel_session_hours: int = Field(default=12, ge=1)
     # The panel's "breaching soon" queue: a shop clock due within this many minutes.
     panel_breaching_soon_minutes: int = Field(default=60, ge=1)
@@ -63,6 +72,47 @@ class Settings(BaseSettings):
     page_size_max: int = Field(default=200, ge=1, le=1000)
     # import-orders refuses a file with more rows than this below its header, as it reads it.
     import_max_rows: int = Field(default=100_000, ge=1, le=10_000_000)
+
+    # Sizes no real shop reaches (tickets/limits.py), checked before any work; a shop may
+    # lower them, or raise them up to the hard ceilings of the request schemas.
+    limit_units_per_line: int = Field(default=DEFAULTS.units_per_line, ge=1, le=HARD.units_per_line)
+    limit_units_per_order: int = Field(
+        default=DEFAULTS.units_per_order, ge=1, le=HARD.units_per_order
+    )
+    limit_lines_per_order: int = Field(
+        default=DEFAULTS.lines_per_order, ge=1, le=HARD.lines_per_order
+    )
+    limit_payments_per_order: int = Field(
+        default=DEFAULTS.payments_per_order, ge=1, le=HARD.payments_per_order
+    )
+    limit_orders_per_batch: int = Field(
+        default=DEFAULTS.orders_per_batch, ge=1, le=HARD.orders_per_batch
+    )
+    limit_items_per_request: int = Field(
+        default=DEFAULTS.items_per_request, ge=1, le=HARD.items_per_request
+    )
+    limit_results_per_inspect: int = Field(
+        default=DEFAULTS.results_per_inspect, ge=1, le=HARD.results_per_inspect
+    )
+    limit_variables_per_fill: int = Field(
+        default=DEFAULTS.variables_per_fill, ge=1, le=HARD.variables_per_fill
+    )
+    limit_text_max: int = Field(default=DEFAULTS.text_max, ge=100, le=HARD.text_max)
+    # Wrong proofs of owning an order (the bot, the web chat) per day: per order, per person.
+    limit_proof_tries_per_order: int = Field(
+        default=DEFAULTS.proof_tries_per_order, ge=1, le=HARD.proof_tries_per_order
+    )
+    limit_proof_tries_per_person: int = Field(
+        default=DEFAULTS.proof_tries_per_person, ge=1, le=HARD.proof_tries_per_person
+    )
+    # The largest amount of money accepted anywhere, in the currency's major unit.
+    max_amount: Decimal = Field(default=DEFAULTS.max_amount, gt=0, le=HARD.max_amount)
+    # Request bodies: the most bytes read from one request, and from one upload (evidence,
+    # order files); larger bodies get 413 before they are parsed.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
+    # POST /api/v1/orders: a batch of up to AFTERSALES_LIMIT_ORDERS_PER_BATCH orders.
+    max_batch_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024 * 1024)
 
     @field_validator("timezone")
     @classmethod
@@ -78,6 +128,24 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def limits(self) -> Limits:
+        """The shop's limits, as the core checks them."""
+        return Limits(
+            units_per_line=self.limit_units_per_line,
+            units_per_order=self.limit_units_per_order,
+            lines_per_order=self.limit_lines_per_order,
+            payments_per_order=self.limit_payments_per_order,
+            orders_per_batch=self.limit_orders_per_batch,
+            items_per_request=self.limit_items_per_request,
+            results_per_inspect=self.limit_results_per_inspect,
+            variables_per_fill=self.limit_variables_per_fill,
+            text_max=self.limit_text_max,
+            max_amount=self.max_amount,
+            proof_tries_per_order=self.limit_proof_tries_per_order,
+            proof_tries_per_person=self.limit_proof_tries_per_person,
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -6,8 +6,9 @@
 - Every state-changing request carries the session's CSRF token (a form field `csrf_token`, or
   the `X-CSRF-Token` header that htmx sends); it is compared on the server in constant time.
   The log-in form itself is protected by a double-submit token (a cookie and a field).
-- Repeated failures lock the account for a while (failed_logins, locked_until). The numbers are
-  settings with defaults here, so a shop changes them without a deploy.
+- Repeated failures slow the guesser down, never lock the owner out: paced per account and
+  address, with a looser pace per account, the same for known and unknown names
+  (tickets/logins.py). The numbers are settings with defaults here.
 - `CurrentPanelAgent` guards the whole router: an anonymous browser GET is sent to the log-in
   page (303), anything else anonymous gets 401, a bad CSRF token 403.
 """
@@ -30,8 +31,9 @@ from sqlalchemy.orm import Session, joinedload
 from api.deps import SessionDep, write_apart
 from api.panel import i18n
 from api.panel.pages import render
-from tickets.auth import hash_password, verify_password
+from tickets.auth import hash_password, password_matches, upgrade_hash
 from tickets.exceptions import InvalidInput
+from tickets.logins import LoginRules, login_failed, login_succeeded, wait_before_login
 from tickets.models import Agent, PanelSession, Role, utcnow
 from tickets.workflow import may
 
@@ -232,6 +234,7 @@ def _login_page(
     next_url: str = "/panel",
     status_code: int = 200,
     lang: str | None = None,
+    wait: int = 0,
 ) -> Response:
     token = secrets.token_urlsafe(24)
     lang = i18n.pick_language(
@@ -245,6 +248,7 @@ def _login_page(
             "error": error,
             "username": username,
             "next": next_url,
+            "wait": wait,
         },
         status_code=status_code,
         lang=lang,
@@ -267,29 +271,57 @@ def login_form(request: Request, next: str = "/panel") -> Response:
     return _login_page(request, next_url=safe_next(next))
 
 
+def login_rules(request: Request) -> LoginRules:
+    """The throttling numbers from the settings (tickets/logins.py)."""
+    return LoginRules(
+        free_failures=_setting(request, "panel_max_failed_logins", MAX_FAILED_LOGINS),
+        longest_pause=timedelta(
+            minutes=_setting(request, "panel_lockout_minutes", LOCKOUT_MINUTES)
+        ),
+        account_failures=_setting(request, "panel_account_failures_per_hour", 50),
+        account_pace=timedelta(seconds=_setting(request, "panel_account_pace_seconds", 10)),
+        address_failures=_setting(request, "panel_address_failures_per_hour", 30),
+    )
+
+
+def client_address(request: Request) -> str:
+    """The address a log-in comes from (the proxy's, unless uvicorn is told to trust it with
+    --forwarded-allow-ips, in which case it is the client's)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 def check_credentials(
     *, session: Session, request: Request, username: str, password: str, now: datetime
-) -> tuple[Agent | None, str | None]:
-    """The agent these credentials open, or None with the reason to show. Failures count
-    toward the lock-out; a locked account refuses even the right password until it opens."""
-    limit = _setting(request, "panel_max_failed_logins", MAX_FAILED_LOGINS)
-    minutes = _setting(request, "panel_lockout_minutes", LOCKOUT_MINUTES)
+) -> tuple[Agent | None, str | None, int]:
+    """The agent these credentials open, or None with the reason to show ("bad", or "wait"
+    with the seconds to wait). Known and unknown names get the same answers from the same
+    work: a paced attempt is refused before any password is checked, and an unknown name is
+    checked against a dummy hash and counted like a wrong password (tickets/logins.py)."""
+    rules = login_rules(request)
+    address = client_address(request)
+    wait = wait_before_login(session, username=username, address=address, now=now, rules=rules)
+    if wait:
+        return None, "wait", wait
     agent = session.scalar(select(Agent).where(Agent.username == username.strip()))
+    known = agent is not None and agent.active and bool(agent.password_hash)
+    agent_id = agent.id if agent is not None and known else None
+    stored = agent.password_hash if agent is not None and known else _dummy_hash()
+    # End the read before argon2 (a costly check, by design): on SQLite every transaction holds
+    # the database's write lock from its start (BEGIN IMMEDIATE), and a log-in holding it for
+    # the check stalled every other request, /healthz included. Nothing was written yet.
+    session.rollback()
+    matches = password_matches(stored, password)
+    if agent_id is None or not matches:
+        login_failed(session, username=username, address=address, now=now, rules=rules)
+        wait = wait_before_login(session, username=username, address=address, now=now, rules=rules)
+        return None, ("wait" if wait else "bad"), wait
+    agent = session.get(Agent, agent_id)
     if agent is None or not agent.active:
-        verify_password(Agent(password_hash=_dummy_hash()), password)
-        return None, "bad"
-    if agent.locked_until is not None and agent.locked_until > now:
-        return None, "locked"
-    if not verify_password(agent, password):
-        agent.failed_logins = (agent.failed_logins or 0) + 1
-        if agent.failed_logins >= limit:
-            agent.locked_until = now + timedelta(minutes=minutes)
-            agent.failed_logins = 0
-            return None, "locked"
-        return None, "bad"
-    agent.failed_logins = 0
-    agent.locked_until = None
-    return agent, None
+        # Removed or deactivated during the check.
+        return None, "bad", 0
+    upgrade_hash(agent, password)
+    login_succeeded(session, username=username, address=address)
+    return agent, None, 0
 
 
 @public.post("/login")
@@ -318,18 +350,22 @@ def login(
             lang=lang,
         )
     now = utcnow()
-    agent, problem = check_credentials(
+    agent, problem, wait = check_credentials(
         session=session, request=request, username=username, password=password, now=now
     )
     if agent is None:
-        return _login_page(
+        response = _login_page(
             request,
             error=problem,
             username=username,
             next_url=safe_next(next),
-            status_code=429 if problem == "locked" else 401,
+            status_code=429 if problem == "wait" else 401,
             lang=lang,
+            wait=wait,
         )
+        if wait:
+            response.headers["Retry-After"] = str(wait)
+        return response
     token, _row = start_session(session=session, agent=agent, request=request, now=now)
     response = RedirectResponse(safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
     set_session_cookie(response, request, token)
@@ -368,17 +404,24 @@ def change_password(
 ) -> Response:
     """Change the password; every other session of the agent ends, this one gets a new token."""
     problem: str | None = None
-    if not verify_password(agent, current):
+    stored = agent.password_hash
+    # End the transaction before argon2 (a check and a hash, each costly by design): on SQLite
+    # every transaction holds the write lock from its start, and would stall every other
+    # request meanwhile. Only the session guard's touch is committed here.
+    session.commit()
+    new_hash = ""
+    if not password_matches(stored, current):
         problem = "current"
     elif new != confirm:
         problem = "mismatch"
     else:
         try:
-            agent.password_hash = hash_password(new)
+            new_hash = hash_password(new)
         except InvalidInput:
             problem = "short"
     if problem is not None:
         return render(request, "password.html", {"problem": problem, "done": None}, status_code=422)
+    agent.password_hash = new_hash
     session.execute(delete(PanelSession).where(PanelSession.agent_id == agent.id))
     session.flush()
     token, row = start_session(session=session, agent=agent, request=request, now=utcnow())

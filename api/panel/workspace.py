@@ -370,7 +370,8 @@ def fill_script(
             variables=_variables(script, form),
             language=language,
         )
-    except ScriptError as exc:
+    except (ScriptError, InvalidInput) as exc:
+        # A value the script refuses, or one over the shop's limits: shown beside the box.
         return Filled(script, None, exc.message, asks)
     return Filled(script, html, None, asks)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from api.deps import CurrentAgent, SessionDep, require_scope
 from tickets.exceptions import InvalidInput
+from tickets.limits import check_batch
 from tickets.orders import get_order, order_to_read, upsert_order
 from tickets.quotes import quote
 from tickets.schemas import OrderBatch, OrderRead, OrderUpsertResult, QuoteAsk
@@ -27,6 +28,8 @@ def upsert_orders(
     change is a 409 naming each field; status, dates, address and line titles, categories and
     no-reason flags still change."""
     now = request.app.state.clock()
+    limits = request.app.state.settings.limits
+    check_batch(len(batch.orders), limits)
     result = OrderUpsertResult(created=[], updated=[], unchanged=[])
     errors = []
     seen: set[str] = set()
@@ -43,6 +46,7 @@ def upsert_orders(
                 loc=f"orders.{i}",
                 agent=agent,
                 actor=f"agent:{agent.username}",
+                limits=limits,
             )
         except InvalidInput as exc:
             errors.extend(exc.errors)
@@ -71,7 +75,9 @@ def refund_quote(
     units already refunded or in another open case: a 422 naming the item."""
     state = request.app.state
     order = get_order(session=session, order_no=order_no)
-    picked = pick_units(session=session, order=order, items=body.items)
+    picked = pick_units(
+        session=session, order=order, items=body.items, limits=state.settings.limits
+    )
     now = state.clock()
     q = quote(
         session=session,

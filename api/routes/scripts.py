@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import ContextDep, SessionDep
 from tickets.notices import coerce_variables, render_for_case
-from tickets.schemas import MAX_VARIABLES, InputModel
+from tickets.schemas import InputModel, Variables
 from tickets.scripts import ScriptLibrary
 from tickets.service import get_ticket
 
@@ -41,7 +41,7 @@ class ScriptListRead(BaseModel):
 class PreviewRequest(InputModel):
     # Fill from this case's facts; explicit variables override them.
     number: str | None = Field(default=None, max_length=64)
-    variables: dict[str, Any] = Field(default_factory=dict, max_length=MAX_VARIABLES)
+    variables: Variables = Field(default_factory=dict)
     language: Literal["zh-CN", "en"] | None = None
 
 
@@ -108,6 +108,9 @@ def preview(
     else:
         language = body.language or "zh-CN"
         text = lib.render(
-            name, language, coerce_variables(lib, name, language, body.variables), timezone=ctx.tz
+            name,
+            language,
+            coerce_variables(lib, name, language, body.variables, ctx.limits),
+            timezone=ctx.tz,
         )
     return PreviewRead(name=name, language=language, text=text)

@@ -59,8 +59,10 @@ from bot.keyboards import (
 )
 from bot.media import Media, rejection_text
 from bot.replies import Replies
+from tickets import ownership
 from tickets.exceptions import ActionNotAllowed, DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, CaseStatus, Customer, Order
+from tickets.ownership import ProofBudget
 from tickets.policy import EvidenceNeed
 from tickets.schemas import ActionRequest, Pickup
 from tickets.scripts import Money, format_moment, format_money
@@ -508,6 +510,9 @@ async def take_order_no(
         await reset(state, keep_evidence=True)
         await show_menu(reply)
         return
+    if _budget(db, order.order_no, customer, svc).exhausted:
+        await proof_refused(state=state, reply=reply)
+        return
     await ask("proof", state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
@@ -568,17 +573,47 @@ async def proven(
     await ask("kind", state=state, db=db, customer=owner, reply=reply, svc=svc)
 
 
-async def proof_failed(*, state: FSMContext, reply: Replies) -> None:
-    """A wrong proof: say so, and after a few tries stop (no guessing digits)."""
-    tries = int((await state.get_data()).get("proof_tries", 0)) + 1
+def _person(customer: Customer) -> str:
+    """Who is proving, as the core's proof limits count people (tickets/ownership.py)."""
+    return f"telegram:{customer.telegram_user_id}"
+
+
+def _budget(db: Session, order_no: str, customer: Customer, svc: Context) -> ProofBudget:
+    return ownership.proof_budget(
+        db, order_no=order_no, person=_person(customer), now=svc.now, limits=svc.limits
+    )
+
+
+async def proof_refused(*, state: FSMContext, reply: Replies) -> None:
+    """Today's wrong proofs on this order, or by this account, are used up: no more guesses,
+    whatever the conversation; a person can still help."""
+    reply.say("intake.proof_limit", markup=ReplyKeyboardRemove())
+    await reset(state, keep_evidence=True)
+    await show_menu(reply)
+
+
+async def proof_failed(
+    *, state: FSMContext, reply: Replies, db: Session, customer: Customer, svc: Context
+) -> None:
+    """A wrong proof: say so, and after a few tries stop (no guessing digits). Each failure is
+    counted in the core against the order and the account for the day, so starting over with
+    `/start <order>` gives no new guesses."""
+    data = await state.get_data()
+    budget = ownership.proof_failed(
+        db, order_no=data["order_no"], person=_person(customer), now=svc.now, limits=svc.limits
+    )
+    tries = int(data.get("proof_tries", 0)) + 1
     await state.update_data(proof_tries=tries)
+    if budget.exhausted:
+        await proof_refused(state=state, reply=reply)
+        return
     if tries >= PROOF_TRIES:
         # A few guesses only: four digits are easy to try one by one.
         reply.say("intake.proof_locked", markup=ReplyKeyboardRemove())
         await reset(state, keep_evidence=True)
         await show_menu(reply)
         return
-    reply.say("intake.proof_failed", left=PROOF_TRIES - tries)
+    reply.say("intake.proof_failed", left=min(PROOF_TRIES - tries, budget.left))
 
 
 @on_message(Intake.proof, Has("contact"))
@@ -597,8 +632,11 @@ async def proof_contact(
         reply.say("intake.proof_other_contact")
         return
     order = order_of(db, (await state.get_data())["order_no"])
+    if _budget(db, order.order_no, customer, svc).exhausted:
+        await proof_refused(state=state, reply=reply)
+        return
     if not phone_matches(order.customer.phone, contact.phone_number):
-        await proof_failed(state=state, reply=reply)
+        await proof_failed(state=state, reply=reply, db=db, customer=customer, svc=svc)
         return
     await proven(order, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
@@ -614,8 +652,11 @@ async def proof_digits(
 ) -> None:
     """Proof by the last four digits of the order's phone."""
     order = order_of(db, (await state.get_data())["order_no"])
+    if _budget(db, order.order_no, customer, svc).exhausted:
+        await proof_refused(state=state, reply=reply)
+        return
     if not last4_matches(order.customer.phone, message.text or ""):
-        await proof_failed(state=state, reply=reply)
+        await proof_failed(state=state, reply=reply, db=db, customer=customer, svc=svc)
         return
     await proven(order, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
