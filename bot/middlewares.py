@@ -70,7 +70,7 @@ from tickets.exceptions import (
     PermissionDenied,
 )
 from tickets.models import OPEN_STATUSES, Agent, Customer, InboundUpdate, Ticket
-from tickets.outbox import delivered_channels
+from tickets.outbox import DEFAULT_CHANNELS, delivered_channels
 from tickets.scripts import ScriptLibrary, resolve_language
 from tickets.service import SYSTEM, Context, record_event
 from tickets.settings import Settings
@@ -165,7 +165,9 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         self.fsm = fsm
         self.storage = fsm.storage
         self.clock = clock
-        self._channels = delivered_channels(settings)
+        # This process runs the bot, so its chats are delivered whatever the settings say
+        # (tests build the bot without a token); the settings add any other channel.
+        self._channels = DEFAULT_CHANNELS | delivered_channels(settings)
         self.threads = threads or shared_threads()
         self._turns = _Turns()
 
