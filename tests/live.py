@@ -47,7 +47,7 @@ def serving(app: Any) -> Iterator[Live]:
             now=utcnow(),
             password=PASSWORD,
         )
-        token = create_token(session=s, username="alice", now=utcnow())
+        token = create_token(session=s, username="alice", now=utcnow(), scopes=["cases", "orders"])
         s.commit()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")

@@ -20,7 +20,11 @@ from tickets.models import OutboxMessage, utcnow
 from tickets.settings import Settings
 
 CHATS, PER_CHAT = 40, 5
-FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
+# Small batches: 200 rows take many passes, so the two workers' claims interleave (a worker
+# that claimed them all in one pass would leave the test nothing to prove).
+FAST = DeliveryConfig(
+    rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0, batch_size=10
+)
 
 
 def test_two_workers_send_each_row_once(fresh_db_url: str, tmp_path: Any) -> None:

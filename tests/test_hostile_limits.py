@@ -58,7 +58,7 @@ def test_an_exponent_price_is_a_422_naming_the_field(
 ) -> None:
     order = order_json("H1")
     order["lines"][1][field] = "1e300000"
-    r = api.post("/api/v1/orders", json={"orders": [order]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order]})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == f"orders.0.lines.1.{field}"
     assert "not an amount" in r.json()["errors"][0]["msg"]
@@ -67,17 +67,21 @@ def test_an_exponent_price_is_a_422_naming_the_field(
 
 def test_order_money_fields_are_bounded(api: Api, sessions: sessionmaker[Session]) -> None:
     for field in ("shipping_fee", "order_discount", "free_shipping_threshold"):
-        r = api.post("/api/v1/orders", json={"orders": [order_json("H2", **{field: "1e99"})]})
+        r = api.as_("shop").post(
+            "/api/v1/orders", json={"orders": [order_json("H2", **{field: "1e99"})]}
+        )
         assert r.status_code == 422, field
         assert r.json()["errors"][0]["loc"] == f"orders.0.{field}"
     # JSON numbers too: 1e20 is a float, far over any amount.
     order = order_json("H2")
     order["lines"][0]["unit_price"] = 1e20
-    r = api.post("/api/v1/orders", json={"orders": [order]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order]})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "orders.0.lines.0.unit_price"
     payments = [{"method": "alipay", "amount": "1e300000"}]
-    r = api.post("/api/v1/orders", json={"orders": [order_json("H2", payments=payments)]})
+    r = api.as_("shop").post(
+        "/api/v1/orders", json={"orders": [order_json("H2", payments=payments)]}
+    )
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "orders.0.payments.0.amount"
     assert _count(sessions, Order) == 0
@@ -85,7 +89,7 @@ def test_order_money_fields_are_bounded(api: Api, sessions: sessionmaker[Session
 
 def test_the_shop_ceiling_on_amounts_is_a_setting(app: Any, api: Api) -> None:
     app.state.settings = app.state.settings.model_copy(update={"max_amount": Decimal(50)})
-    r = api.post("/api/v1/orders", json={"orders": [order_json("H3")]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order_json("H3")]})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "orders.0.lines.0.unit_price"
     assert "largest amount accepted (50)" in r.json()["errors"][0]["msg"]
@@ -96,7 +100,7 @@ def test_a_line_of_100000_units_is_refused_before_any_row(
 ) -> None:
     order = order_json("Q1")
     order["lines"][0]["quantity"] = 100_000
-    r = api.post("/api/v1/orders", json={"orders": [order]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order]})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "orders.0.lines.0.quantity"
     assert "units on one line" in r.json()["errors"][0]["msg"]
@@ -111,28 +115,28 @@ def test_units_per_order_lines_and_batches_are_limited(
         line["quantity"] = 900
     settings = app.state.settings
     app.state.settings = settings.model_copy(update={"limit_units_per_order": 2000})
-    r = api.post("/api/v1/orders", json={"orders": [order]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [order]})
     assert r.status_code == 422
     assert r.json()["errors"] == [
         {"loc": "orders.0.lines", "msg": "more than 2000 units on one order (the shop's limit)"}
     ]
     app.state.settings = settings.model_copy(update={"limit_orders_per_batch": 2})
     batch = [order_json(f"Q3-{i}") for i in range(3)]
-    r = api.post("/api/v1/orders", json={"orders": batch})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": batch})
     assert r.status_code == 422
     assert "more than 2 orders in one batch" in r.json()["message"]
     # The hard ceiling of the schema holds whatever the settings say.
     many = order_json(
         "Q4", lines=[order_json()["lines"][0] | {"sku": f"S{i}"} for i in range(1001)]
     )
-    r = api.post("/api/v1/orders", json={"orders": [many]})
+    r = api.as_("shop").post("/api/v1/orders", json={"orders": [many]})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "orders.0.lines"
     assert _count(sessions, Order) == 0
 
 
 def test_items_per_case_request_are_limited(app: Any, api: Api) -> None:
-    api.post("/api/v1/orders", json={"orders": [order_json("Q5")]})
+    api.as_("shop").post("/api/v1/orders", json={"orders": [order_json("Q5")]})
     app.state.settings = app.state.settings.model_copy(update={"limit_items_per_request": 2})
     items = [{"sku": s, "quantity": 1} for s in ("JACKET-M", "SOCKS", "TEA")]
     r = api.post(
@@ -196,10 +200,12 @@ def test_default_limits_are_far_above_a_real_shop() -> None:
 
 
 def test_an_exchange_rate_and_a_case_version_are_bounded(api: Api) -> None:
-    r = api.post("/api/v1/orders", json={"orders": [order_json("R1", exchange_rate="1e300000")]})
+    r = api.as_("shop").post(
+        "/api/v1/orders", json={"orders": [order_json("R1", exchange_rate="1e300000")]}
+    )
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "orders.0.exchange_rate"
-    api.post("/api/v1/orders", json={"orders": [order_json("R2")]})
+    api.as_("shop").post("/api/v1/orders", json={"orders": [order_json("R2")]})
     number = api.post(
         "/api/v1/tickets", json={"order_no": "R2", "kind": "complaint", "reason": "service"}
     ).json()["number"]
@@ -228,7 +234,7 @@ def test_the_panels_script_fill_refuses_an_exponent_and_a_huge_value(
 
 
 def test_inspection_results_are_limited(api: Api, app: Any) -> None:
-    api.post("/api/v1/orders", json={"orders": [order_json("I1")]})
+    api.as_("shop").post("/api/v1/orders", json={"orders": [order_json("I1")]})
     number = api.post(
         "/api/v1/tickets",
         json={
