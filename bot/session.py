@@ -29,7 +29,7 @@ def keep_response_type(returning: Any) -> None:
         return
     with _lock:
         if returning not in _RESPONSE_TYPES:
-            _RESPONSE_TYPES[returning] = Response[returning]  # type: ignore[valid-type]
+            _RESPONSE_TYPES[returning] = Response[returning]
 
 
 class BotSession(AiohttpSession):
