@@ -122,6 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     guard_event_loop(engine)  # no database call on the event loop (tickets/db.py)
     app = create_app(settings, engine=engine, scheduler=not args.no_scheduler)
+    processes.freeze_startup_heap()
     uvicorn.run(
         app,
         host=args.host,
@@ -136,11 +137,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def app_from_environment() -> Any:
     """The app of one `serve --workers N` process (uvicorn calls this in each)."""
     from api.app import create_app
-    from api.processes import LOG_LEVEL_ENV, NO_SCHEDULER_ENV, configure_logging
+    from api.processes import (
+        LOG_LEVEL_ENV,
+        NO_SCHEDULER_ENV,
+        configure_logging,
+        freeze_startup_heap,
+    )
 
     # A spawned process: nothing of the parent's set-up but the environment.
     configure_logging(os.environ.get(LOG_LEVEL_ENV) or "info")
-    return create_app(_settings(), scheduler=not os.environ.get(NO_SCHEDULER_ENV))
+    app = create_app(_settings(), scheduler=not os.environ.get(NO_SCHEDULER_ENV))
+    freeze_startup_heap()
+    return app
 
 
 def cmd_create_agent(args: argparse.Namespace) -> int:

@@ -34,6 +34,10 @@ BUSY_RECHECK_SECONDS = 0.2
 # Telegram sends at most 100 a call; fewer keeps one slow update from holding many behind
 # the offset.
 BATCH = 100
+# While busy, ask again only once this many of a call's places can hold fresh updates: the
+# ones taken and not yet confirmed come back first, and parsing them again (on the event loop,
+# 100 at a time after every finished update) is what made a flood stall the HTTP side.
+REFETCH_ROOM = BATCH // 2
 # After Telegram could not be reached: wait, doubling up to the cap.
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 30.0
 
@@ -67,6 +71,8 @@ class Poller:
         self.in_flight: dict[int, asyncio.Task[None]] = {}
         self._last_of_chat: dict[int, asyncio.Task[None]] = {}
         self._newest = -1  # the highest update id taken
+        # Set when a finished update leaves room for fresh ones in the next call.
+        self._room = asyncio.Event()
 
     @property
     def offset(self) -> int | None:
@@ -75,11 +81,23 @@ class Poller:
             return min(self.in_flight)
         return self._newest + 1 if self._newest >= 0 else None
 
+    def _again(self) -> int:
+        """How many taken updates the next call would bring back (at most: ids may skip)."""
+        if not self.in_flight:
+            return 0
+        return self._newest - min(self.in_flight) + 1
+
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set; then wait for the updates being handled (the caller's
         grace) and confirm them."""
         backoff = BACKOFF_FIRST
         while not stop.is_set():
+            if BATCH - self._again() < REFETCH_ROOM:
+                # Mostly the ones under way would come back: wait for room (or the recheck).
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), timeout=BUSY_RECHECK_SECONDS)
+                continue
             busy = bool(self.in_flight)
             try:
                 updates = await self._fetch(stop, timeout=0 if busy else self.long_poll)
@@ -153,6 +171,8 @@ class Poller:
 
     def _done(self, update_id: int, key: int | None, task: asyncio.Task[None]) -> None:
         self.in_flight.pop(update_id, None)
+        if BATCH - self._again() >= REFETCH_ROOM:
+            self._room.set()
         if key is not None and self._last_of_chat.get(key) is task:
             del self._last_of_chat[key]
 

@@ -25,7 +25,6 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
@@ -43,6 +42,7 @@ from bot.leader import RETRY_SECONDS, PollerLock
 from bot.middlewares import UnitOfWorkMiddleware
 from bot.polling import Poller
 from bot.routers import agents, customer
+from bot.session import BotSession
 from bot.threads import UnitOfWorkThreads
 from tickets.config import Policy
 from tickets.models import utcnow
@@ -71,7 +71,7 @@ def build_bot(settings: Settings) -> Bot:
         if settings.telegram_api_url
         else PRODUCTION
     )
-    session = AiohttpSession(api=api, timeout=REQUEST_TIMEOUT)
+    session = BotSession(api=api, timeout=REQUEST_TIMEOUT)
     # No default parse mode: every text we send says its own (HTML), user text is escaped.
     return Bot(settings.telegram_token, session=session, default=DefaultBotProperties())
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import pytest
 from aiogram import Bot
+from aiogram.methods import GetUpdates
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.runtime import SECRET_HEADER, WEBHOOK_PATH, BotRuntime, build_bot
+from bot.session import BotSession
 from tests.test_bot_fakes import BOT_TOKEN, FakeSession
 from tickets.config import Policy
 from tickets.models import InboundUpdate, OutboxMessage
@@ -191,3 +195,18 @@ def test_the_app_serves_the_webhook_when_the_settings_ask_for_it(
     without = create_app(settings, engine=engine, sessions=sessions, scripts=scripts)
     assert without.state.bot is None
     assert TestClient(without).post(WEBHOOK_PATH, json=_update(1)).status_code == 404
+
+
+def test_the_bots_reply_models_are_built_once_not_after_every_collection() -> None:
+    # aiogram parses each reply with `Response[T]`; pydantic keeps that class only weakly, so
+    # after a garbage collection the next reply built it again on the event loop (issue 18).
+    session = BotSession()
+    bot = Bot(BOT_TOKEN, session=session)
+    reply = session.check_response(bot, GetUpdates(), 200, '{"ok": true, "result": []}')
+    assert reply.result == []
+    model = weakref.ref(type(reply))
+    del reply
+    gc.collect()
+    assert model() is not None  # still there: the next reply does not build it again
+    again = session.check_response(bot, GetUpdates(), 200, '{"ok": true, "result": []}')
+    assert type(again) is model()

@@ -119,3 +119,30 @@ async def test_a_clean_stop_lets_the_running_update_finish_and_confirms_it() -> 
     assert await w.poller.finish(grace=5) == 0
     assert w.done == ["slow"]
     assert w.offsets()[-1] == 8  # confirmed: a restart does not fetch it again
+
+
+async def test_a_full_window_under_way_is_not_fetched_again_until_there_is_room() -> None:
+    # Telegram sends the unconfirmed updates back first: while most of a batch is under way,
+    # asking again would only bring those back, parsed and dropped (issue 18: that parsing,
+    # after every finished update, kept the event loop from answering /healthz in a flood).
+    w = World()
+    texts = [f"u{i}" for i in range(1, 61)]
+    for text in texts:
+        w.gates[text] = asyncio.Event()
+    w.telegram_sends(*(message(i, 6000 + i, f"u{i}") for i in range(1, 61)))
+    run = asyncio.create_task(w.poller.run(w.stop))
+    await w.until(lambda: len(w.started) == 60)
+    await asyncio.sleep(0.6)  # three of the poller's rechecks
+    assert w.offsets() == [None]  # the 60 taken, nothing asked again meanwhile
+
+    # Ten finished: fifty places of the next batch can hold fresh updates, so it asks again,
+    # confirming the ten.
+    for text in texts[:10]:
+        w.gates[text].set()
+    await w.until(lambda: len(w.offsets()) > 1)
+    assert w.offsets()[1] == 11
+    for text in texts[10:]:
+        w.gates[text].set()
+    await w.until(lambda: len(w.done) == 60)
+    w.stop.set()
+    await run
