@@ -188,6 +188,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         if not isinstance(event, Update):
             return await handler(event, data)
+        event = without_nul(event, cast(Bot, data["bot"]))
         data["fsm_storage"] = self.storage
         conversation = self.fsm.resolve_event_context(cast(Bot, data["bot"]), data)
         if conversation is None:
@@ -481,6 +482,25 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             # The database itself is failing: the log line above is all that can be kept.
             log.exception("could not record the failure of update %s", external_id)
             return 0
+
+
+def without_nul(update: Update, bot: Bot) -> Update:
+    """The update with NUL characters removed from what a person typed (a message's text or
+    caption): no one types one, and PostgreSQL cannot store one in text, so a case's
+    description or message would fail to save (the API refuses them with a 422; a chat
+    cannot be answered with one, so here they are dropped). Telegram's objects are frozen:
+    an update that carries one is rebuilt, the others pass untouched."""
+    message = update.message or update.edited_message
+    if message is None or "\x00" not in (message.text or "") + (message.caption or ""):
+        return update
+    raw = update.model_dump(mode="json", exclude_unset=True)
+    for key in ("message", "edited_message"):
+        part = raw.get(key)
+        if isinstance(part, dict):
+            for field in ("text", "caption"):
+                if isinstance(part.get(field), str):
+                    part[field] = part[field].replace("\x00", "")
+    return Update.model_validate(raw, context={"bot": bot})
 
 
 def _wake_delivery(data: dict[str, Any]) -> None:
