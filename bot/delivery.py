@@ -64,7 +64,7 @@ from aiogram.methods import (
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from sqlalchemy import Engine, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot import keyboards
 from bot.i18n import Texts
@@ -297,14 +297,34 @@ class DeliveryWorker:
     def _claim(self) -> list[Claimed]:
         now = self.clock()
         with unit_of_work(self.sessions) as session:
+            # Only rows no earlier pending row of their chat is waiting before (a retry
+            # waiting out its delay, a row leased by a pass): those are what may go now. Left
+            # in the batch, they could fill it, be dropped by `_in_chat_order` and be read
+            # again on every pass while every other chat waits (issue 18's stall). In id
+            # order: a row's earlier due rows come before it, so the limit never takes a
+            # chat's later rows without its first (ordered by due time, rows given back
+            # behind a retry could come first, and be dropped again).
+            earlier = aliased(OutboxMessage)
+            blocked = (
+                select(earlier.id)
+                .where(
+                    earlier.channel == OutboxMessage.channel,
+                    earlier.recipient == OutboxMessage.recipient,
+                    earlier.status == "pending",
+                    earlier.id < OutboxMessage.id,
+                    earlier.next_attempt_at > now,
+                )
+                .exists()
+            )
             query = (
                 select(OutboxMessage)
                 .where(
                     OutboxMessage.status == "pending",
                     OutboxMessage.next_attempt_at <= now,
                     OutboxMessage.channel.in_(CHANNELS),
+                    ~blocked,
                 )
-                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+                .order_by(OutboxMessage.id)
                 .limit(self.config.batch_size)
             )
             if session.get_bind().dialect.name == "postgresql":
@@ -748,7 +768,10 @@ class DeliveryWorker:
 def _in_chat_order(session: Session, due: list[OutboxMessage]) -> list[OutboxMessage]:
     """The due rows that may go now: in each chat, those before its first pending row that is
     not due (a retry waiting out its delay, a row another worker is sending). A later message
-    never overtakes an earlier one to the same chat."""
+    never overtakes an earlier one to the same chat. The claim's query already leaves out
+    rows behind a waiting one; this catches the rest: on PostgreSQL an earlier row another
+    worker is claiming at this moment (locked, so skipped, yet due in our snapshot), or an
+    earlier due row the batch's limit left out."""
     if not due:
         return []
     chats = {(r.channel, r.recipient) for r in due}
