@@ -535,8 +535,13 @@ class DeliveryWorker:
         # takes a fresh one: sent at once, it would land beside the senders of the next
         # slots, and a stalled process's backlog would arrive as a burst on top of the
         # other processes' pace (issue 18: two processes, 61-76 a second).
+        # Only the bot's mark again then: the chat's turn is taken (another chat slot would
+        # hold it a whole interval more), and its interval is counted again from Telegram's
+        # answer (`hold` in `_send`).
+        key = chat_id
         for _ in range(MAX_RESLOTS):
-            slot = await self.pacer.reserve_at(chat_id)
+            slot = await self.pacer.reserve_at(key)
+            key = None
             await self._wait(slot - self.pacer.clock(), first)
             late = self.pacer.clock() - slot
             if late <= self.pacer.limits.bot_interval:
