@@ -64,6 +64,8 @@ class Pacer(Protocol):
     """Where a message's turn comes from (module doc)."""
 
     limits: Limits
+    # The clock the marks are kept on (seconds).
+    clock: Callable[[], float]
 
     async def ready_in(self, chat_id: int) -> float:
         """Seconds until this chat may receive a message (0: now)."""
@@ -71,6 +73,10 @@ class Pacer(Protocol):
     async def reserve(self, chat_id: int | None) -> float:
         """Take the next slot for one message to `chat_id` (None: one that counts for the bot
         only, an edit); the seconds to wait until it (0: now)."""
+
+    async def reserve_at(self, chat_id: int | None) -> float:
+        """`reserve`, as the slot's time on `clock`: the caller measures its wait from when it
+        reads the answer (a slot given by a thread, or by Redis, reaches the loop later)."""
 
     async def hold(self, chat_id: int, seconds: float) -> None:
         """Nothing goes to this chat before `seconds` from now (a flood wait; the interval
@@ -101,12 +107,15 @@ class LocalPacer:
         return max(self._marks.get(f"chat:{chat_id}", 0.0) - self.clock(), 0.0)
 
     async def reserve(self, chat_id: int | None) -> float:
+        return max(await self.reserve_at(chat_id) - self.clock(), 0.0)
+
+    async def reserve_at(self, chat_id: int | None) -> float:
         now = self.clock()
         keys = _keys("", self.limits, chat_id)
         slot = max([now, *(self._marks.get(k, 0.0) for k, _ in keys)])
         for key, interval in keys:
             self._marks[key] = slot + interval
-        return slot - now
+        return slot
 
     async def hold(self, chat_id: int, seconds: float) -> None:
         key = f"chat:{chat_id}"
@@ -190,6 +199,9 @@ class DatabasePacer:
         return max(mark - self.clock(), 0.0)
 
     async def reserve(self, chat_id: int | None) -> float:
+        return max(await self.reserve_at(chat_id) - self.clock(), 0.0)
+
+    async def reserve_at(self, chat_id: int | None) -> float:
         keys = _keys(self.namespace, self.limits, chat_id)
         if self._postgres:
             return await asyncio.to_thread(self._reserve_pg, keys)
@@ -243,7 +255,7 @@ class DatabasePacer:
                     },
                 )
                 if slot is not None:
-                    return float(slot) - now
+                    return float(slot)
                 self._ensure(conn, names)
         raise RuntimeError(f"pace marks {names} could not be made")  # pragma: no cover
 
@@ -259,7 +271,7 @@ class DatabasePacer:
                 conn.execute(
                     update(_TABLE).where(_TABLE.c.key == key).values(ready_at=slot + interval)
                 )
-        return slot - now
+        return slot
 
     def _hold(self, key: str, seconds: float) -> None:
         until = self.clock() + seconds
@@ -331,13 +343,15 @@ class RedisPacer:
         return max(float(mark or 0.0) - self.clock(), 0.0)
 
     async def reserve(self, chat_id: int | None) -> float:
+        return max(await self.reserve_at(chat_id) - self.clock(), 0.0)
+
+    async def reserve_at(self, chat_id: int | None) -> float:
         keys = _keys(self.namespace, self.limits, chat_id)
-        now = self.clock()
         slot = await self._reserve(
             keys=[k for k, _ in keys],
-            args=[repr(now), *(repr(i) for _, i in keys), REDIS_SLACK_MS],
+            args=[repr(self.clock()), *(repr(i) for _, i in keys), REDIS_SLACK_MS],
         )
-        return max(float(slot) - now, 0.0)
+        return float(slot)
 
     async def hold(self, chat_id: int, seconds: float) -> None:
         await self._hold(

@@ -21,7 +21,12 @@ import contextlib
 import logging
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramAPIError, TelegramConflictError, TelegramNetworkError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramConflictError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+)
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 
@@ -40,6 +45,8 @@ BATCH = 100
 REFETCH_ROOM = BATCH // 2
 # After Telegram could not be reached: wait, doubling up to the cap.
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 30.0
+# A flood wait longer than this (seconds) is cut short: asked again then (and told again).
+RETRY_AFTER_CAP = 3600.0
 
 
 def chat_key(update: Update) -> int | None:
@@ -116,8 +123,16 @@ class Poller:
                 await _wait(stop, backoff)
                 backoff = min(backoff * 2, BACKOFF_CAP)
                 continue
-            except TelegramAPIError:
-                log.exception("polling failed; again in %ss", backoff)
+            except TelegramRetryAfter as exc:
+                # Telegram's flood wait: as long as it says (one line, no traceback).
+                wait = min(float(exc.retry_after), RETRY_AFTER_CAP)
+                log.warning("Telegram asks to wait while polling (%s); again in %ss", exc, wait)
+                await _wait(stop, wait)
+                continue
+            except TelegramAPIError as exc:
+                # A 5xx (Telegram failing for a moment) or a refusal: one warning line, not a
+                # traceback on every retry.
+                log.warning("polling failed (%s); again in %ss", exc, backoff)
                 await _wait(stop, backoff)
                 backoff = min(backoff * 2, BACKOFF_CAP)
                 continue

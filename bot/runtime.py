@@ -26,7 +26,12 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.types import Update
 from fastapi import APIRouter, Request, Response, status
@@ -58,6 +63,10 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 REQUEST_TIMEOUT = 30
 # How long to wait before polling again after Telegram could not be reached.
 POLL_RETRY_SECONDS = 10
+# After a 5xx or a network error at polling start: the first wait, doubled up to the above.
+POLL_BACKOFF_FIRST = 1.0
+# A flood wait longer than this (seconds) is cut short: asked again then (and told again).
+POLL_RETRY_AFTER_CAP = 3600.0
 # How long a stop waits for the updates being handled, and for the delivery pass under way.
 STOP_GRACE_SECONDS = 10
 
@@ -231,6 +240,7 @@ class BotRuntime:
         (Telegram unreachable, a bad token) is logged and tried again a little later. When
         stopped, the updates being handled finish (up to the grace) before the lock goes."""
         self._standing_by = False
+        backoff = POLL_BACKOFF_FIRST
         while not self._stop.is_set():
             if not await self._may_poll():
                 await self._pause(RETRY_SECONDS)
@@ -245,19 +255,27 @@ class BotRuntime:
                 await self.bot.delete_webhook(drop_pending_updates=False)
                 log.info("Telegram polling started")
                 await self.polling.run(self._polling_stop)
+            except TelegramRetryAfter as exc:
+                # Telegram's flood wait (a 429 at polling start): exactly as long as it says.
+                wait = min(float(exc.retry_after), POLL_RETRY_AFTER_CAP)
+                log.warning("Telegram polling failed (%s); trying again in %ss", exc, wait)
+            except (TelegramNetworkError, TelegramServerError) as exc:
+                # Telegram unreachable (no network, a wrong AFTERSALES_TELEGRAM_API_URL) or
+                # failing for a moment (a 5xx): one line, not a traceback every few seconds
+                # (printing one also keeps every source file it names in memory); a short
+                # wait first, doubling while it lasts.
+                wait, backoff = backoff, min(backoff * 2, POLL_RETRY_SECONDS)
+                log.warning("Telegram polling failed (%s); trying again in %ss", exc, wait)
+            except TelegramAPIError as exc:
+                # Telegram refuses (a revoked token, say): nothing a quick retry changes.
+                wait = POLL_RETRY_SECONDS
+                log.error("Telegram polling failed (%s); trying again in %ss", exc, wait)
+            else:
+                backoff = POLL_BACKOFF_FIRST
                 continue  # stopped, or the lock was lost: the loop decides
-            except TelegramNetworkError as exc:
-                # Telegram unreachable (no network, a wrong AFTERSALES_TELEGRAM_API_URL): one
-                # line, not a traceback every few seconds (printing one also keeps every
-                # source file it names in memory).
-                log.warning(
-                    "Telegram polling failed (%s); trying again in %ss", exc, POLL_RETRY_SECONDS
-                )
-            except TelegramAPIError:
-                log.exception("Telegram polling failed; trying again in %ss", POLL_RETRY_SECONDS)
             finally:
                 watch.cancel()
-            await self._pause(POLL_RETRY_SECONDS)
+            await self._pause(wait)
         late = await self.polling.finish(STOP_GRACE_SECONDS)
         if late:
             log.warning("%d update(s) still running at the stop: Telegram sends them again", late)

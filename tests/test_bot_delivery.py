@@ -430,3 +430,25 @@ async def test_the_loop_runs_until_stopped(
     stop.set()
     await asyncio.wait_for(task, timeout=2)
     assert [m.text for m in fake.sent()] == ["hi"]
+
+
+async def test_rows_queued_behind_a_waiting_row_do_not_stall_the_claim(
+    bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
+) -> None:
+    """A chat's first row waits out a retry; its later rows are due earlier than another
+    chat's row and fill a whole batch. They must not be claimed (they would overtake it),
+    and must not stop the other chat's row from going (issue 18: the claim read the same
+    blocked batch on every pass, and nothing was sent again)."""
+    [waiting] = queue(sessions, "first", due=NOW + timedelta(seconds=30))
+    behind = queue(sessions, "second", "third", due=NOW - timedelta(seconds=10))
+    [other] = queue(sessions, "another chat", recipient="6001", due=NOW)
+    w = worker(bot, sessions, settings, clock, DeliveryConfig(**{**vars(FAST), "batch_size": 2}))
+    report = await w.drain()
+    assert report.sent == 1
+    assert [(m.chat_id, m.text) for m in fake.sent()] == [(6001, "another chat")]
+    assert row(sessions, other).status == "sent"
+    assert all(row(sessions, r).status == "pending" for r in (waiting, *behind))
+
+    clock.now = NOW + timedelta(seconds=30)
+    await w.drain()
+    assert [m.text for m in fake.sent() if m.chat_id == 5001] == ["first", "second", "third"]

@@ -210,3 +210,46 @@ def test_the_bots_reply_models_are_built_once_not_after_every_collection() -> No
     assert model() is not None  # still there: the next reply does not build it again
     again = session.check_response(bot, GetUpdates(), 200, '{"ok": true, "result": []}')
     assert type(again) is model()
+
+
+async def test_a_5xx_or_429_at_polling_start_is_one_warning_and_a_short_or_told_wait(
+    settings: Any, sessions: sessionmaker[Session], scripts: Any, caplog: Any
+) -> None:
+    """Telegram failing for a moment at polling start (issue 18's chaos run): each failure
+    one warning line with no traceback; after a 5xx a short wait (not the 10 s of a refusal),
+    after a 429 the wait Telegram asked for; then polling starts and answers."""
+    from aiogram.methods import DeleteWebhook, GetUpdates
+
+    settings = settings.model_copy(update={"telegram_token": BOT_TOKEN})
+    fake = FakeSession()
+    runtime = BotRuntime(
+        settings=settings,
+        sessions=sessions,
+        scripts=scripts,
+        policy=Policy(),
+        bot=Bot(BOT_TOKEN, session=fake),
+    )
+    waits: list[float] = []
+    pause = runtime._pause
+
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+        await pause(0.01)
+
+    runtime._pause = recorded  # type: ignore[method-assign]
+    fake.queue_error(DeleteWebhook, 502, "Bad Gateway")
+    fake.queue_error(DeleteWebhook, 429, "Too Many Requests: retry after 4", retry_after=4)
+    fake.queue(GetUpdates, (200, {"ok": True, "result": [_update(79)]}))
+    caplog.set_level("INFO")
+    await runtime.start()
+    for _ in range(300):
+        if fake.sent():
+            break
+        await asyncio.sleep(0.01)
+    await runtime.stop()
+    assert fake.sent(), "polling started on the third try and answered"
+    assert waits[:2] == [1.0, 4.0]
+    failures = [r for r in caplog.records if "Telegram polling failed" in r.getMessage()]
+    assert [r.levelname for r in failures] == ["WARNING", "WARNING"]
+    assert "Traceback" not in caplog.text
+    assert not any(r.exc_info for r in caplog.records)

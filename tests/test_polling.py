@@ -146,3 +146,33 @@ async def test_a_full_window_under_way_is_not_fetched_again_until_there_is_room(
     await w.until(lambda: len(w.done) == 60)
     w.stop.set()
     await run
+
+
+async def test_a_5xx_or_429_while_polling_is_one_warning_and_the_told_wait(
+    monkeypatch: Any, caplog: Any
+) -> None:
+    """getUpdates answered 502, then 429 with retry_after: one warning line each (no
+    traceback), a short wait after the 5xx, Telegram's own wait after the 429; then the
+    update comes and is handled."""
+    import bot.polling
+
+    waits: list[float] = []
+
+    async def recorded(stop: asyncio.Event, seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(bot.polling, "_wait", recorded)
+    w = World()
+    w.fake.queue_error(GetUpdates, 502, "Bad Gateway")
+    w.fake.queue_error(GetUpdates, 429, "Too Many Requests: retry after 6", retry_after=6)
+    w.telegram_sends(message(1, 100, "hi"))
+    caplog.set_level("INFO")
+    task = asyncio.create_task(w.poller.run(w.stop))
+    await w.until(lambda: w.done == ["hi"])
+    w.stop.set()
+    await task
+    assert waits == [1.0, 6.0]
+    warned = [r for r in caplog.records if r.name == "bot.polling"]
+    assert [r.levelname for r in warned] == ["WARNING", "WARNING"]
+    assert not any(r.exc_info for r in caplog.records)

@@ -474,7 +474,11 @@ class OutboxMessage(Base):
     """An outbound message, written in the same transaction as the change that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at", "id"),
+        # The claim's check for an earlier pending row of the same chat (bot/delivery.py).
+        Index("ix_outbox_chat_pending", "channel", "recipient", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))  # telegram | web | agents
