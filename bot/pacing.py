@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -191,7 +192,11 @@ class DatabasePacer:
             pool_pre_ping=True,
             connect_args={"options": "-c synchronous_commit=off"},
         )
-        return cls(own, limits, owns_engine=True, **kwargs)
+        pacer = cls(own, limits, owns_engine=True, **kwargs)
+        # A worker dropped without `close()` (a test, a failed start) still closes its
+        # connections, rather than leaving them for the garbage collector to find open.
+        weakref.finalize(pacer, own.dispose)
+        return pacer
 
     async def ready_in(self, chat_id: int) -> float:
         key = f"{self.namespace}chat:{chat_id}"

@@ -617,9 +617,9 @@ def test_work_a_return_from_the_workspace(
             select(Message.text).where(Message.ticket_id == ticket_id).order_by(Message.id)
         ).all()
         replies = s.scalars(
-            select(OutboxMessage.payload).where(
-                OutboxMessage.ticket_id == ticket_id, OutboxMessage.kind == "reply"
-            )
+            select(OutboxMessage.payload)
+            .where(OutboxMessage.ticket_id == ticket_id, OutboxMessage.kind == "reply")
+            .order_by(OutboxMessage.id)
         ).all()
     assert texts[-1] == "check stock"
     assert [p["parse_mode"] for p in replies] == ["HTML", None]
