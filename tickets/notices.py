@@ -121,6 +121,24 @@ _RUNNING_CLOCKS = select(SlaClock.clock, SlaClock.due_at).where(
 )
 
 
+def _running_clocks(session: Session, ticket_id: int) -> dict[str, datetime]:
+    """The case's running clocks by name, with their due times, as an autoflushed query would
+    see them. A case just opened has its clocks still pending in the session: they are taken
+    from there instead of flushing the whole unit of work early (a flush costs more than its
+    rows, and `open_case` flushes once more at its end anyway). Only while no stored clock is
+    changed or deleted in memory: then the query must see the change, so it flushes as usual."""
+    if any(isinstance(obj, SlaClock) for obj in (*session.dirty, *session.deleted)):
+        rows = session.execute(_RUNNING_CLOCKS, {"ticket_id": ticket_id})
+        return {name: due for name, due in rows}
+    with session.no_autoflush:
+        rows = session.execute(_RUNNING_CLOCKS, {"ticket_id": ticket_id})
+        running = {name: due for name, due in rows}
+    for obj in session.new:
+        if isinstance(obj, SlaClock) and obj.ticket_id == ticket_id and obj.met_at is None:
+            running[obj.clock] = obj.due_at
+    return running
+
+
 def _promises(ticket: Ticket, ctx: Context) -> Callable[[str], datetime]:
     """What the case's clocks promise: a running clock's due time (business hours, pauses and
     legal limits included), else its target from now. One source for every date a customer
@@ -128,8 +146,7 @@ def _promises(ticket: Ticket, ctx: Context) -> Callable[[str], datetime]:
     session = object_session(ticket)
     running: dict[str, datetime] = {}
     if session is not None and ticket.id is not None:
-        rows = session.execute(_RUNNING_CLOCKS, {"ticket_id": ticket.id})
-        running = {name: due for name, due in rows}
+        running = _running_clocks(session, ticket.id)
 
     def due(name: str) -> datetime:
         if name in running:

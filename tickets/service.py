@@ -10,10 +10,22 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, func, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -147,6 +159,28 @@ def record_event(
     event = Event(ticket=ticket, type=type, actor=actor.label, at=now, data=data)
     session.add(event)
     return event
+
+
+# Built once: the audit row as a plain INSERT (see `_append_event`).
+_INSERT_EVENT = insert(cast(Table, Event.__table__))
+
+
+def _append_event(
+    *, session: Session, ticket: Ticket, type: str, actor: Actor, now: datetime, **data: Any
+) -> None:
+    """`record_event` for a case already stored, written at once as a plain INSERT (the same
+    row, in the same order as the ORM would write it). Through the ORM, an event added after
+    the unit of work's last flush costs a flush of its own at the commit (a customer's message
+    on the bot), and an event on a stored case leaves the case dirty, which makes the next
+    flush walk all its relationships (a new case's final flush cost 2.6 times as much). While
+    the case's events are loaded in the session, the ORM way, so that list stays whole."""
+    if ticket.id is None or "events" in ticket.__dict__:
+        record_event(session=session, ticket=ticket, type=type, actor=actor, now=now, **data)
+        return
+    session.connection().execute(
+        _INSERT_EVENT,
+        {"ticket_id": ticket.id, "type": type, "actor": actor.label, "at": now, "data": data},
+    )
 
 
 def route(*, policy: Policy, kind: str, reason: str, status: str) -> tuple[str, str]:
@@ -472,7 +506,7 @@ def open_case(
         for unit_id in unit_ids:
             ticket.units.append(TicketUnit(unit_id=unit_id, status=UnitStatus.requested.value))
     session.flush()
-    record_event(
+    _append_event(
         session=session,
         ticket=ticket,
         type="case.created",
@@ -482,7 +516,7 @@ def open_case(
         channel=ticket.channel,
         order_no=request.order_no,
     )
-    record_event(
+    _append_event(
         session=session,
         ticket=ticket,
         type="case.routed",
@@ -1484,7 +1518,7 @@ def add_customer_message(
         a.message = msg
     ticket.updated_at = ctx.now
     session.flush()
-    record_event(
+    _append_event(
         session=session,
         ticket=ticket,
         type="customer.message",
