@@ -13,7 +13,7 @@ from aiogram import Bot
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.cli import main
-from api.processes import hold_sqlite_lock
+from api.processes import Refused, check_workers, hold_sqlite_lock
 from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.i18n import Texts
 from tests.conftest import NOW
@@ -136,3 +136,14 @@ def test_serve_refuses_several_processes_on_sqlite(
     finally:
         held.close()
     assert not (tmp_path / "shop.db").exists()  # refused before touching the database
+
+
+def test_serve_refuses_several_webhook_processes_without_redis() -> None:
+    # A proxy spreads one chat's updates over the processes: without Redis's lock two of
+    # them could handle one conversation at once and one state would overwrite the other.
+    pg = "postgresql+psycopg://postgres@127.0.0.1:5432/shop"
+    with pytest.raises(Refused, match="needs Redis"):
+        check_workers(pg, 2, webhook=True, redis=False)
+    check_workers(pg, 2, webhook=True, redis=True)  # Redis keeps each chat in order
+    check_workers(pg, 2, webhook=False, redis=False)  # polling: one process takes updates
+    check_workers(pg, 1, webhook=True, redis=False)  # one process: its own lock holds
