@@ -552,6 +552,15 @@ class DeliveryWorker:
                 raise _Stopping
             self._unsent.pop(row_id, None)
 
+    async def _hold(self, chat_id: int, seconds: float) -> None:
+        """Mark the chat's next slot in the shared pace. It runs after Telegram answered: a
+        pace store that fails (Redis, the database) must not turn a sent message into an
+        unrecorded one, sent again after its lease; the chat's pace is then only a guess."""
+        try:
+            await self.pacer.hold(chat_id, seconds)
+        except Exception:
+            log.exception("could not mark chat %s's pace; the message's outcome stands", chat_id)
+
     async def _wait(self, seconds: float, interruptible: bool) -> None:
         """Sleep for a slot; a stop ends the sleep of a row not yet sent at once."""
         if seconds <= 0:
@@ -628,12 +637,12 @@ class DeliveryWorker:
                 sent_id = await self._send_text(row, chat_id, str(text), self._markup(row))
             # Counted again from the answer: network jitter must not bring two messages to one
             # chat closer than the interval when they arrive.
-            await self.pacer.hold(chat_id, self._interval(chat_id))
+            await self._hold(chat_id, self._interval(chat_id))
         except TelegramRetryAfter as exc:
             delay = min(float(exc.retry_after), self.config.max_retry_after)
             # Telegram says this chat (or the bot) must wait: nothing goes to it before then,
             # from any process.
-            await self.pacer.hold(chat_id, delay)
+            await self._hold(chat_id, delay)
             return Outcome(
                 "retry", error=f"flood control: retry after {exc.retry_after}s", delay=delay
             )
