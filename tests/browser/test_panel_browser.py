@@ -20,6 +20,10 @@ from tickets.demo import PHOTO_SIZE
 pytestmark = pytest.mark.browser
 
 TIMEOUT = 15_000
+# The first log-in of a fresh server was seen, about one run in three on a loaded machine, not
+# to land on the queue within 15 s (it takes 0.1 s otherwise; the cause is not found yet: see
+# the session's closing note). A real hang still fails here.
+LOGIN_TIMEOUT = 60_000
 
 
 def _login(page: Any, base: str, username: str) -> None:
@@ -29,7 +33,7 @@ def _login(page: Any, base: str, username: str) -> None:
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password(username))
     page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/panel(\?.*)?$"))
+    page.wait_for_url(re.compile(r"/panel(\?.*)?$"), timeout=LOGIN_TIMEOUT)
 
 
 def _act(page: Any, action: str) -> None:
