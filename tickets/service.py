@@ -27,7 +27,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from tickets import sla
@@ -48,6 +48,7 @@ from tickets.models import (
     CaseCounter,
     CaseKind,
     CaseStatus,
+    Customer,
     Event,
     Message,
     Order,
@@ -1628,7 +1629,15 @@ def list_tickets(
         query.order_by(Ticket.created_at.desc(), Ticket.id.desc())
         .limit(limit + 1)
         .options(
-            selectinload(Ticket.customer), selectinload(Ticket.order), selectinload(Ticket.assignee)
+            # A queue row names the customer, the order and the assignee: joined in the same
+            # statement, only the columns the rows show (full rows, with the order's JSON and
+            # every date converted, were half of the queue's time).
+            joinedload(Ticket.customer, innerjoin=True).load_only(Customer.name),
+            joinedload(Ticket.order).load_only(Order.order_no, Order.currency),
+            joinedload(Ticket.assignee).load_only(Agent.username, Agent.display_name),
+            defer(Ticket.description),
+            defer(Ticket.risk_signals),
+            defer(Ticket.pickup),
         )
     )
     rows = list(session.scalars(query))
