@@ -16,6 +16,8 @@ from tickets.exceptions import (
 )
 from tickets.scripts import ScriptError, UnknownScript
 
+# The one map from a domain error to its HTTP status, for the JSON API and the panel alike
+# (the most specific class first).
 _STATUS = [
     (UnknownScript, 404),
     (ScriptError, 422),
@@ -27,17 +29,18 @@ _STATUS = [
 ]
 
 
-def _status_for(exc: DomainError) -> int:
+def status_for(exc: DomainError) -> int:
+    """The HTTP status of a refused request (anything else the core refuses is invalid input)."""
     for cls, code in _STATUS:
         if isinstance(exc, cls):
             return code
-    return 400
+    return 422
 
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     body = {"error": exc.code, "message": exc.message, **exc.details}
-    return JSONResponse(body, status_code=_status_for(exc))
+    return JSONResponse(body, status_code=status_for(exc))
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

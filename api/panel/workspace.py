@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from api.deps import ContextDep, SessionDep
+from api.errors import status_for
 from api.panel.auth import CurrentPanelAgent, safe_next
 from api.panel.labels import SCRIPT_CATEGORY, UNIT
 from api.panel.pages import plain_text, render, telegram_html
@@ -59,16 +60,6 @@ async def form_fields(request: Request) -> dict[str, str]:
 
 
 FormFields = Annotated[dict[str, str], Depends(form_fields)]
-
-
-def _status_for(exc: DomainError) -> int:
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, PermissionDenied):
-        return 403
-    if isinstance(exc, Conflict):
-        return 409
-    return 422
 
 
 def _problem(exc: DomainError) -> dict[str, Any]:
@@ -261,7 +252,7 @@ def act_or_explain(
         session.flush()
     except DomainError as exc:
         session.rollback()
-        return case_page(request, session, agent, number, problem=exc, status_code=_status_for(exc))
+        return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
     target = safe_next(back) if back else f"/panel/cases/{number}?done={body.action}"
     return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
 
@@ -314,7 +305,7 @@ def act(
         ticket = get_ticket(session=session, number=number)
         body = action_request(action, form, list(ticket.units))
     except DomainError as exc:
-        return case_page(request, session, agent, number, problem=exc, status_code=_status_for(exc))
+        return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
     return act_or_explain(request, session, agent, ctx, number, body)
 
 
@@ -476,7 +467,7 @@ def reply(
         return case_page(request, session, agent, number, problem=problem, status_code=422)
     except DomainError as exc:
         session.rollback()
-        return case_page(request, session, agent, number, problem=exc, status_code=_status_for(exc))
+        return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
     if delivery is not None and delivery.state == "undeliverable":
         # Kept on the case, and the agent told at once that it went nowhere, and why.
         return RedirectResponse(
