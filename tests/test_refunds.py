@@ -970,14 +970,6 @@ def test_invariant_breach_raises() -> None:
         check_invariants(too_much, quote)
 
 
-def test_reason_codes_match_the_policy_module() -> None:
-    from tickets.config import CUSTOMER_CHOICE_REASONS as CONFIG_CUSTOMER
-    from tickets.config import SELLER_FAULT_REASONS as CONFIG_SELLER
-
-    assert set(CONFIG_SELLER) == SELLER_FAULT_REASONS
-    assert set(CONFIG_CUSTOMER) == CUSTOMER_CHOICE_REASONS
-
-
 # ---------------------------------------------------------------- properties
 
 

@@ -27,21 +27,10 @@ from tickets.exceptions import InvalidInput
 from tickets.models import CaseKind, CaseStatus, Priority
 from tickets.money import to_minor
 from tickets.policy import EligibilityRules
-from tickets.refunds import RefundPolicy
+from tickets.reasons import REASONS
+from tickets.refunds import DEFAULT_ARRIVAL_DAYS, RefundPolicy
 from tickets.risk import AutoApprovalRules, RiskRules
 from tickets.scripts import Money
-
-SELLER_FAULT_REASONS = (
-    "quality_defect",
-    "damaged_in_transit",
-    "wrong_item",
-    "missing_item",
-    "not_as_described",
-    "late_delivery",
-)
-CUSTOMER_CHOICE_REASONS = ("no_reason", "size_fit", "changed_mind")
-COMPLAINT_REASONS = ("service", "other")
-REASONS = SELLER_FAULT_REASONS + CUSTOMER_CHOICE_REASONS + COMPLAINT_REASONS
 
 
 class _Strict(BaseModel):
@@ -76,30 +65,32 @@ def _default_routing() -> list[RoutingRule]:
     ]
 
 
+_DEFAULTS = RefundPolicy()
+
+
+def _units(minor: int) -> Decimal:
+    return Decimal(minor).scaleb(-2)
+
+
 class RefundSettings(_Strict):
     """The refund calculator's settings (MONEY.md); amounts in the order's currency units."""
 
-    return_freight_cap: Decimal = Decimal("20.00")
-    resettle_threshold_promotions: bool = False
-    restocking_fee_rate: Decimal = Field(default=Decimal(0), ge=0, lt=1)
-    no_reason_law_applies: bool = True
-    deduct_outbound_shipping_when_below_free_threshold: bool = True
-    standard_shipping_fee: Decimal = Decimal("10.00")
+    # The defaults are the calculator's own (tickets/refunds.py RefundPolicy), read back from
+    # its minor units of a two-decimal currency into the file's currency units.
+    return_freight_cap: Decimal = _units(_DEFAULTS.return_freight_cap)
+    resettle_threshold_promotions: bool = _DEFAULTS.resettle_threshold_promotions
+    restocking_fee_rate: Decimal = Field(default=_DEFAULTS.restocking_fee_rate, ge=0, lt=1)
+    no_reason_law_applies: bool = _DEFAULTS.no_reason_law_applies
+    deduct_outbound_shipping_when_below_free_threshold: bool = (
+        _DEFAULTS.deduct_outbound_shipping_when_below_free_threshold
+    )
+    standard_shipping_fee: Decimal = _units(_DEFAULTS.standard_shipping_fee)
     # Days a refund takes to arrive, per payment method: (fastest, slowest).
     arrival_days: dict[str, tuple[int, int]] = Field(
-        default_factory=lambda: {
-            "alipay": (1, 3),
-            "wechat": (1, 3),
-            "card": (3, 7),
-            "bank_transfer": (1, 3),
-            "balance": (0, 0),
-            # Coupons and points paid come back in kind, at once (MONEY.md rule 6).
-            "points": (0, 0),
-            "coupon": (0, 0),
-        }
+        default_factory=lambda: dict(DEFAULT_ARRIVAL_DAYS)
     )
     # Refunds above this need a second approver (a different agent than the proposer).
-    large_refund_threshold: Decimal = Decimal("1000.00")
+    large_refund_threshold: Decimal = _units(_DEFAULTS.large_refund_threshold)
 
     def for_currency(self, currency: str, *, no_reason_days: int, timezone: str) -> RefundPolicy:
         """The calculator's policy with amounts in `currency`'s minor units."""

@@ -86,6 +86,10 @@ class CaseKind(StrEnum):
     delivery = "delivery"
 
 
+# Kinds where goods travel back to the shop (a return, an exchange).
+GOODS_KINDS = frozenset({CaseKind.return_refund, CaseKind.exchange})
+
+
 class CaseStatus(StrEnum):
     draft = "draft"
     submitted = "submitted"

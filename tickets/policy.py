@@ -36,25 +36,11 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tickets.models import CaseKind, Order, OrderStatus
+from tickets.models import GOODS_KINDS, CaseKind, Order, OrderStatus
+from tickets.reasons import CUSTOMER_CHOICE_REASONS, REASONS
 from tickets.scripts import format_day
 
-# The same codes as tickets.config (a test checks): config embeds this module's settings, so
-# importing config from here would be a cycle.
-SELLER_FAULT_REASONS = (
-    "quality_defect",
-    "damaged_in_transit",
-    "wrong_item",
-    "missing_item",
-    "not_as_described",
-    "late_delivery",
-)
-CUSTOMER_CHOICE_REASONS = ("no_reason", "size_fit", "changed_mind")
-COMPLAINT_REASONS = ("service", "other")
-REASONS = SELLER_FAULT_REASONS + CUSTOMER_CHOICE_REASONS + COMPLAINT_REASONS
-
 LANGUAGES = ("zh-CN", "en")
-GOODS_KINDS = frozenset({CaseKind.return_refund, CaseKind.exchange})
 # Kinds that name goods and units (a complaint or a delivery problem need not).
 ITEM_KINDS = frozenset({CaseKind.refund_only, CaseKind.return_refund, CaseKind.exchange})
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from tickets.config import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS, Policy
+from tickets.config import Policy
 from tickets.exceptions import InvalidInput
 from tickets.models import (
     CaseKind,
@@ -28,6 +28,7 @@ from tickets.models import (
     UnitStatus,
 )
 from tickets.money import format_amount, to_minor
+from tickets.reasons import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS
 from tickets.refunds import (
     Quote,
     QuoteError,

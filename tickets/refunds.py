@@ -58,20 +58,11 @@ from zoneinfo import ZoneInfo
 
 from babel.numbers import is_currency
 
+from tickets import reasons
 from tickets.money import allocate, format_amount
 
-# The same codes as tickets.config (not imported: config pulls in the database models).
-SELLER_FAULT_REASONS = frozenset(
-    {
-        "quality_defect",
-        "damaged_in_transit",
-        "wrong_item",
-        "missing_item",
-        "not_as_described",
-        "late_delivery",
-    }
-)
-CUSTOMER_CHOICE_REASONS = frozenset({"no_reason", "size_fit", "changed_mind"})
+SELLER_FAULT_REASONS = frozenset(reasons.SELLER_FAULT_REASONS)
+CUSTOMER_CHOICE_REASONS = frozenset(reasons.CUSTOMER_CHOICE_REASONS)
 KINDS = frozenset({"refund_only", "return_refund", "exchange"})
 ORDER_STATUSES = frozenset({"unpaid", "paid", "shipped", "delivered", "cancelled", "refused"})
 OUTCOMES = frozenset({"resalable", "damaged", "missing", "wrong_item"})
@@ -249,23 +240,29 @@ def _default_matrix() -> Mapping[str, ShippingTerms]:
     )
 
 
+# Days a refund takes to arrive, per payment method: (fastest, slowest). Coupons and points
+# paid come back in kind, at once (MONEY.md rule 6).
+DEFAULT_ARRIVAL_DAYS: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {
+        "alipay": (1, 3),
+        "wechat": (1, 3),
+        "card": (3, 7),
+        "bank_transfer": (1, 3),
+        "balance": (0, 0),
+        "points": (0, 0),
+        "coupon": (0, 0),
+    }
+)
+
+
 def _default_arrival() -> Mapping[str, tuple[int, int]]:
-    return MappingProxyType(
-        {
-            "alipay": (1, 3),
-            "wechat": (1, 3),
-            "card": (3, 7),
-            "bank_transfer": (1, 3),
-            "balance": (0, 0),
-            "points": (0, 0),
-            "coupon": (0, 0),
-        }
-    )
+    return DEFAULT_ARRIVAL_DAYS
 
 
 @dataclass(frozen=True)
 class RefundPolicy:
-    """The shop's refund settings; the defaults are MONEY.md's and DOMAIN.md's.
+    """The shop's refund settings; the defaults are MONEY.md's and DOMAIN.md's, the one home of
+    those numbers (the policy file's `[refunds]` section reads its defaults from here).
 
     Amounts are minor units of the order's currency. `no_reason_law_applies` is the Chinese
     seven-day no-reason law: with it, no restocking fee on resalable goods (rule 9).

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tickets.exceptions import PermissionDenied
-from tickets.models import CaseKind, CaseStatus, Role
+from tickets.models import GOODS_KINDS, CaseKind, CaseStatus, Role
 
 S = CaseStatus
 K = CaseKind
 
 ALL_KINDS = frozenset(CaseKind)
-GOODS_KINDS = frozenset({K.return_refund, K.exchange})
 REFUND_KINDS = frozenset({K.refund_only, K.return_refund})
 MONEY_KINDS = frozenset({K.refund_only, K.return_refund, K.exchange})
 TALK_KINDS = frozenset({K.complaint, K.delivery})
