@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.test_bot_fakes import jpeg
 from tickets.exceptions import InvalidInput
+from tickets.settings import Settings
 from tickets.storage import AttachmentStore, MediaLimits, MediaRejected, StoredFile, limits_from
 
 
@@ -122,14 +123,11 @@ def test_stored_files_round_trip_as_plain_json(store: AttachmentStore) -> None:
     assert StoredFile.from_dict({**stored.to_dict(), "message_id": 5}) == stored
 
 
-def test_limits_come_from_settings_when_they_define_them(settings: object) -> None:
-    assert limits_from(settings) == MediaLimits()
+def test_limits_come_from_the_settings(settings: Settings) -> None:
+    assert limits_from(settings) == MediaLimits()  # the defaults agree
 
-    class Custom:
-        media_max_photo_bytes = 5
-        media_max_files = 3
-
-    limits = limits_from(Custom())
+    shop = settings.model_copy(update={"media_max_photo_bytes": 5, "media_max_files": 3})
+    limits = limits_from(shop)
     assert (limits.photo_bytes, limits.max_files, limits.video_bytes) == (
         5,
         3,

@@ -25,6 +25,8 @@ from tickets.exceptions import InvalidInput
 if TYPE_CHECKING:
     from PIL import Image
 
+    from tickets.settings import Settings
+
 MB = 1024 * 1024
 
 # Formats kept as photos, with their MIME type and file extension. Anything else that claims
@@ -75,16 +77,13 @@ class MediaLimits:
         return {"photo": self.photo_bytes, "video": self.video_bytes}.get(kind, self.document_bytes)
 
 
-def limits_from(settings: Any) -> MediaLimits:
-    """The limits named by the settings when they define them (`media_max_photo_bytes`,
-    `media_max_video_bytes`, `media_max_document_bytes`, `media_max_files`), else the
-    defaults."""
-    base = MediaLimits()
+def limits_from(settings: Settings) -> MediaLimits:
+    """The limits the shop's settings name (`AFTERSALES_MEDIA_MAX_*`)."""
     return MediaLimits(
-        photo_bytes=getattr(settings, "media_max_photo_bytes", None) or base.photo_bytes,
-        video_bytes=getattr(settings, "media_max_video_bytes", None) or base.video_bytes,
-        document_bytes=getattr(settings, "media_max_document_bytes", None) or base.document_bytes,
-        max_files=getattr(settings, "media_max_files", None) or base.max_files,
+        photo_bytes=settings.media_max_photo_bytes,
+        video_bytes=settings.media_max_video_bytes,
+        document_bytes=settings.media_max_document_bytes,
+        max_files=settings.media_max_files,
     )
 
 

@@ -49,9 +49,6 @@ router = APIRouter()
 
 PERIODS = (7, 30, 90)
 DEFAULT_DAYS = 30
-# A product whose cases reach this share of the units sold is flagged. A shop overrides it
-# with AFTERSALES_PANEL_PRODUCT_FLAG_PERCENT once the core Settings carry it.
-PRODUCT_FLAG_PERCENT = 20
 # The product chart shows the worst this many; the export has them all.
 PRODUCTS_SHOWN = 15
 # A case is done (for time to resolve) when it first reaches one of these.
@@ -136,8 +133,8 @@ def period(now: datetime, days: int, tz: ZoneInfo) -> tuple[datetime, datetime, 
 
 
 def flag_percent(request: Request) -> int:
-    settings = request.app.state.settings
-    return int(getattr(settings, "panel_product_flag_percent", PRODUCT_FLAG_PERCENT))
+    """A product whose cases reach this share of the units sold is flagged (a setting)."""
+    return int(request.app.state.settings.panel_product_flag_percent)
 
 
 def _pct(value: float | None) -> str:

@@ -56,15 +56,11 @@ PAGE_SIZE = 50
 CUSTOMER_MATCHES = 20
 # Matches nothing: a filter combination that cannot hold (a status outside the queue's).
 _NOTHING = "__none__"
-# "Breaching soon": a running shop clock due within this many minutes (a shop overrides it
-# with the AFTERSALES_PANEL_BREACHING_SOON_MINUTES setting once the core Settings carry it).
-BREACHING_SOON_MINUTES = 60
 
 
 def breaching_soon_minutes(request: Request) -> int:
-    return int(
-        getattr(request.app.state.settings, "panel_breaching_soon_minutes", BREACHING_SOON_MINUTES)
-    )
+    """ "Breaching soon": a running shop clock due within this many minutes (a setting)."""
+    return int(request.app.state.settings.panel_breaching_soon_minutes)
 
 
 def breaching_condition(now: datetime, minutes: int) -> ColumnElement[bool]:
