@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -11,7 +12,7 @@ from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from tickets.exceptions import Conflict, InvalidInput, NotFound
-from tickets.limits import DEFAULTS, Limits, order_errors
+from tickets.limits import DEFAULTS, Limits, check_items, order_errors
 from tickets.models import (
     OPEN_STATUSES,
     Agent,
@@ -27,7 +28,15 @@ from tickets.models import (
     UnitStatus,
 )
 from tickets.money import allocate, format_amount, parse_amount
-from tickets.schemas import INT64_MAX, CustomerIn, OrderIn, OrderLineRead, OrderRead, PaymentRead
+from tickets.schemas import (
+    INT64_MAX,
+    CustomerIn,
+    ItemIn,
+    OrderIn,
+    OrderLineRead,
+    OrderRead,
+    PaymentRead,
+)
 
 UpsertOutcome = Literal["created", "updated", "unchanged"]
 
@@ -562,3 +571,59 @@ def units_taken(session: Session, order: Order, *, exclude_ticket: int | None = 
     if exclude_ticket is None:
         return set(session.scalars(_TAKEN, {"unit_ids": unit_ids}))
     return set(session.scalars(_TAKEN_BY_OTHERS, {"unit_ids": unit_ids, "exclude": exclude_ticket}))
+
+
+def free_units(session: Session, order: Order) -> dict[str, int]:
+    """Per SKU, how many units a new case can still claim (not refunded, not in an open case)."""
+    taken = units_taken(session, order)
+    return {ln.sku: sum(1 for u in ln.units if u.id not in taken) for ln in order.lines}
+
+
+def pick_units(
+    *, session: Session, order: Order, items: Sequence[ItemIn], limits: Limits = DEFAULTS
+) -> list[tuple[OrderLine, int, list[int]]]:
+    """For each requested item, its line and the ids of the units the case will name (the
+    lowest-index units not already taken), or InvalidInput naming each bad item."""
+    check_items(items, limits)
+    errors: list[dict[str, Any]] = []
+    taken = units_taken(session, order)
+    by_sku = {ln.sku: ln for ln in order.lines}
+    picked: list[tuple[OrderLine, int, list[int]]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        line = by_sku.get(item.sku)
+        if line is None:
+            errors.append(
+                {
+                    "loc": f"items.{i}.sku",
+                    "msg": f"order {order.order_no} has no SKU {item.sku}; "
+                    f"it has {', '.join(by_sku)}",
+                }
+            )
+            continue
+        if item.sku in seen:
+            errors.append({"loc": f"items.{i}.sku", "msg": f"SKU {item.sku} is listed twice"})
+            continue
+        seen.add(item.sku)
+        free = [u.id for u in line.units if u.id not in taken]
+        if item.quantity > line.quantity:
+            errors.append(
+                {
+                    "loc": f"items.{i}.quantity",
+                    "msg": f"{item.quantity} units asked but only {line.quantity} of {item.sku} "
+                    "were bought",
+                }
+            )
+        elif item.quantity > len(free):
+            errors.append(
+                {
+                    "loc": f"items.{i}.quantity",
+                    "msg": f"only {len(free)} unit(s) of {item.sku} are not already refunded or in "
+                    "another open case",
+                }
+            )
+        else:
+            picked.append((line, item.quantity, free[: item.quantity]))
+    if errors:
+        raise InvalidInput("some items cannot be claimed", errors)
+    return picked

@@ -9,8 +9,11 @@ and `freight` (return freight reimbursed), counted once their refund is issued o
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
@@ -28,6 +31,8 @@ from tickets.models import (
     UnitStatus,
 )
 from tickets.money import format_amount, to_minor
+from tickets.orders import pick_units
+from tickets.policy import check_request, order_facts
 from tickets.reasons import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS
 from tickets.refunds import (
     Quote,
@@ -40,6 +45,7 @@ from tickets.refunds import (
     ReturnFreight,
     quote_refund,
 )
+from tickets.schemas import ItemIn
 
 # A refund counts in the ledger once approved: an approved refund has not gone out yet but
 # holds its units, so no other case can refund them meanwhile (a proposal holds nothing: it
@@ -197,6 +203,66 @@ def quote(
         return quote_refund(quote_order(session, order), request, rules, now=now)
     except QuoteError as exc:
         raise InvalidInput(str(exc), [{"loc": exc.loc, "msg": str(exc)}]) from exc
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a request would refund, before it is a case: minor units of the order's currency."""
+
+    amount: int
+    currency: str
+
+
+def preview_refund(
+    *,
+    session: Session,
+    order: Order,
+    kind: str,
+    reason: str,
+    items: Mapping[str, int],
+    policy: Policy,
+    now: datetime,
+    timezone: str = "Asia/Shanghai",
+) -> Preview | None:
+    """The refund a request for `items` (quantity per SKU) would pay if it were opened now: the
+    units the case would name (`pick_units`, the same choice as `open_case`) quoted as
+    `ticket_quote` will quote the case. None when the kind refunds nothing, the items cannot be
+    claimed, or the policy refuses the request (as `open_case` would)."""
+    if kind not in (CaseKind.refund_only.value, CaseKind.return_refund.value):
+        return None
+    wanted = [ItemIn(sku=sku, quantity=q) for sku, q in items.items() if q > 0]
+    if not wanted:
+        return None
+    # The one eligibility engine first, exactly as `open_case` asks it.
+    refused = check_request(
+        order_facts=order_facts(order),
+        kind=kind,
+        reason=reason,
+        items=wanted,
+        rules=policy.eligibility,
+        now=now,
+        tz=ZoneInfo(timezone),
+    )
+    if refused:
+        return None
+    try:
+        picked = pick_units(session=session, order=order, items=wanted)
+        estimate = quote(
+            session=session,
+            order=order,
+            kind=kind,
+            reason=reason,
+            unit_ids=[unit for _line, _qty, units in picked for unit in units],
+            policy=policy,
+            now=now,
+            requested_at=now,
+            timezone=timezone,
+        )
+    except InvalidInput:
+        return None
+    if not estimate.eligible:
+        return None
+    return Preview(amount=estimate.amount, currency=estimate.currency)
 
 
 def ticket_quote(

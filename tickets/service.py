@@ -40,7 +40,7 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
-from tickets.limits import DEFAULTS, Limits, check_items
+from tickets.limits import DEFAULTS, Limits
 from tickets.models import (
     OPEN_STATUSES,
     Agent,
@@ -64,12 +64,12 @@ from tickets.models import (
 )
 from tickets.money import format_amount
 from tickets.notices import agent_card, arrival_days, queue_notice, refund_route, render_for_case
-from tickets.orders import find_or_make_customer, get_order, lock_order, units_taken
+from tickets.orders import find_or_make_customer, get_order, lock_order, pick_units, units_taken
 from tickets.outbox import CARD_TAKEN, DEFAULT_CHANNELS, notify_agents, notify_customer
 from tickets.policy import check_request, evidence_needed, order_facts
 from tickets.quotes import ledger_overdraw, refund_from_quote, ticket_quote, unit_passes
 from tickets.risk import RiskAssessment, assess, collect_risk_facts, decide_auto_approval
-from tickets.schemas import INT32_MAX, ActionRequest, ItemIn, ReplyCreate, TicketCreate
+from tickets.schemas import INT32_MAX, ActionRequest, ReplyCreate, TicketCreate
 from tickets.scripts import Money, ScriptLibrary, telegram_length
 from tickets.workflow import (
     ACTIONS,
@@ -302,56 +302,6 @@ def get_ticket(*, session: Session, number: str) -> Ticket:
 
 
 # ---------------------------------------------------------------- opening a case
-
-
-def pick_units(
-    *, session: Session, order: Order, items: Sequence[ItemIn], limits: Limits = DEFAULTS
-) -> list[tuple[OrderLine, int, list[int]]]:
-    """For each requested item, its line and the ids of the units the case will name (the
-    lowest-index units not already taken), or InvalidInput naming each bad item."""
-    check_items(items, limits)
-    errors: list[dict[str, Any]] = []
-    taken = units_taken(session, order)
-    by_sku = {ln.sku: ln for ln in order.lines}
-    picked: list[tuple[OrderLine, int, list[int]]] = []
-    seen: set[str] = set()
-    for i, item in enumerate(items):
-        line = by_sku.get(item.sku)
-        if line is None:
-            errors.append(
-                {
-                    "loc": f"items.{i}.sku",
-                    "msg": f"order {order.order_no} has no SKU {item.sku}; "
-                    f"it has {', '.join(by_sku)}",
-                }
-            )
-            continue
-        if item.sku in seen:
-            errors.append({"loc": f"items.{i}.sku", "msg": f"SKU {item.sku} is listed twice"})
-            continue
-        seen.add(item.sku)
-        free = [u.id for u in line.units if u.id not in taken]
-        if item.quantity > line.quantity:
-            errors.append(
-                {
-                    "loc": f"items.{i}.quantity",
-                    "msg": f"{item.quantity} units asked but only {line.quantity} of {item.sku} "
-                    "were bought",
-                }
-            )
-        elif item.quantity > len(free):
-            errors.append(
-                {
-                    "loc": f"items.{i}.quantity",
-                    "msg": f"only {len(free)} unit(s) of {item.sku} are not already refunded or in "
-                    "another open case",
-                }
-            )
-        else:
-            picked.append((line, item.quantity, free[: item.quantity]))
-    if errors:
-        raise InvalidInput("some items cannot be claimed", errors)
-    return picked
 
 
 # Built once (building a statement costs more than running it): the latest case of an order

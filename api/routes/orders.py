@@ -9,10 +9,9 @@ from fastapi import APIRouter, Request
 from api.deps import CurrentAgent, SessionDep, require_scope
 from tickets.exceptions import InvalidInput
 from tickets.limits import check_batch
-from tickets.orders import get_order, order_to_read, upsert_order
+from tickets.orders import get_order, order_to_read, pick_units, upsert_order
 from tickets.quotes import quote
 from tickets.schemas import OrderBatch, OrderRead, OrderUpsertResult, QuoteAsk
-from tickets.service import pick_units
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 

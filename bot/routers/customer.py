@@ -27,13 +27,11 @@ from sqlalchemy.orm import Session
 from bot import cases, keyboards
 from bot.eligibility import (
     evidence_need,
-    free_units,
     kind_verdicts,
     line_categories,
     needs_items,
     order_of,
     reasons_of,
-    refund_preview,
     verdict_for,
 )
 from bot.i18n import Html
@@ -62,8 +60,10 @@ from bot.replies import Replies
 from tickets import ownership
 from tickets.exceptions import ActionNotAllowed, DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, CaseStatus, Customer, Order
+from tickets.orders import free_units
 from tickets.ownership import ProofBudget
 from tickets.policy import EvidenceNeed
+from tickets.quotes import preview_refund
 from tickets.schemas import ActionRequest, Pickup
 from tickets.scripts import Money, format_moment, format_money
 from tickets.service import Context
@@ -329,10 +329,10 @@ def preview_text(db: Session, data: dict[str, Any], reply: Replies, svc: Context
     parts.append(t("intake.preview_evidence", count=len(data.get("evidence", []))))
     if data.get("order_no") and needs_items(kind):
         order = order_of(db, data["order_no"])
-        estimate = refund_preview(
-            db,
-            order,
-            kind=kind,
+        estimate = preview_refund(
+            session=db,
+            order=order,
+            kind=kind.value,
             reason=data["reason"],
             items=chosen,
             policy=svc.policy,

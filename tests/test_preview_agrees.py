@@ -1,0 +1,130 @@
+"""The refund the customer confirmed is the refund the case proposes.
+
+The bot shows a refund estimate before the customer confirms a request; the case it opens is
+then quoted by the core. Both choose the units (`pick_units`) and quote them
+(`tickets.quotes`) the same way, so for any request on any order, with units already taken by
+earlier cases, the two amounts agree.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from itertools import count
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import order_json
+from tickets.config import Policy
+from tickets.exceptions import DomainError
+from tickets.models import utcnow
+from tickets.orders import get_order, upsert_order
+from tickets.quotes import preview_refund, ticket_quote
+from tickets.reasons import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS
+from tickets.schemas import OrderIn, TicketCreate
+from tickets.service import SYSTEM, Context, open_case
+
+SKUS = {"JACKET-M": 1, "SOCKS": 2, "TEA": 3}  # what order_json bought
+_numbers = count(1)
+
+quantities = st.fixed_dictionaries({sku: st.integers(0, n) for sku, n in SKUS.items()})
+requests = st.tuples(
+    st.sampled_from(["refund_only", "return_refund"]),
+    st.sampled_from(sorted(SELLER_FAULT_REASONS + CUSTOMER_CHOICE_REASONS)),
+    quantities,
+)
+
+
+def _order(order_no: str, status: str, now: Any) -> dict[str, Any]:
+    day = timedelta(days=1)
+    data = order_json(
+        order_no,
+        placed_at=(now - 5 * day).isoformat(),
+        paid_at=(now - 5 * day).isoformat(),
+        shipped_at=(now - 4 * day).isoformat(),
+        delivered_at=(now - 2 * day).isoformat(),
+    )
+    if status == "paid":
+        data.update(status="paid", shipped_at=None, delivered_at=None)
+    return data
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    status=st.sampled_from(["delivered", "paid"]),
+    earlier=st.none() | requests,
+    request=requests,
+)
+def test_the_preview_is_the_cases_quote(
+    sessions: sessionmaker[Session],
+    scripts: Any,
+    status: str,
+    earlier: tuple[str, str, dict[str, int]] | None,
+    request: tuple[str, str, dict[str, int]],
+) -> None:
+    ctx = Context(policy=Policy(), now=utcnow(), tz=ZoneInfo("Asia/Shanghai"), scripts=scripts)
+    order_no = f"PV{next(_numbers)}"
+
+    def submit(s: Session, kind: str, reason: str, items: dict[str, int]) -> Any:
+        return open_case(
+            session=s,
+            request=TicketCreate.model_validate(
+                {
+                    "order_no": order_no,
+                    "kind": kind,
+                    "reason": reason,
+                    "items": [{"sku": k, "quantity": q} for k, q in items.items() if q],
+                    "channel": "telegram",
+                    "description": "as the customer wrote it",
+                }
+            ),
+            actor=SYSTEM,
+            ctx=ctx,
+            photos=1,
+        )
+
+    with sessions() as s:
+        upsert_order(
+            session=s, data=OrderIn.model_validate(_order(order_no, status, ctx.now)), now=ctx.now
+        )
+        s.commit()
+    if earlier is not None and any(earlier[2].values()):
+        # Units an earlier case already holds: the preview and the case both skip them.
+        with sessions() as s:
+            try:
+                submit(s, *earlier)
+                s.commit()
+            except DomainError:
+                s.rollback()
+
+    kind, reason, items = request
+    with sessions() as s:
+        order = get_order(session=s, order_no=order_no)
+        preview = preview_refund(
+            session=s,
+            order=order,
+            kind=kind,
+            reason=reason,
+            items=items,
+            policy=ctx.policy,
+            now=ctx.now,
+            timezone=str(ctx.tz),
+        )
+    if preview is None:
+        return  # nothing was promised
+    with sessions() as s:
+        ticket = submit(s, kind, reason, items)
+        s.flush()
+        quoted = ticket_quote(
+            session=s, ticket=ticket, policy=ctx.policy, now=ctx.now, timezone=str(ctx.tz)
+        )
+        s.rollback()
+    assert quoted is not None and quoted.eligible
+    assert (quoted.amount, quoted.currency) == (preview.amount, preview.currency)
