@@ -29,7 +29,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tickets.models import GOODS_KINDS, CaseKind, Order, OrderStatus
 from tickets.reasons import CUSTOMER_CHOICE_REASONS, REASONS
+from tickets.refunds import no_reason_window_closes
 from tickets.scripts import format_day
 
 LANGUAGES = ("zh-CN", "en")
@@ -414,8 +415,8 @@ class Window:
 
 
 def no_reason_last_day(delivered_at: datetime, *, days: int, tz: tzinfo) -> date:
-    """The window's last day: counted from the day after delivery, in the shop's timezone."""
-    return delivered_at.astimezone(tz).date() + timedelta(days=days)
+    """The window's last day, in the shop's timezone (the day before it closes)."""
+    return (no_reason_window_closes(delivered_at, days, tz) - timedelta(days=1)).date()
 
 
 def no_reason_window(
@@ -429,8 +430,8 @@ def no_reason_window(
     if facts.delivered_at is None:
         return Window("open")
     last = no_reason_last_day(facts.delivered_at, days=rules.no_reason_days, tz=tz)
-    # 24:00 of the last day is 00:00 of the next, local time (DST-safe: built, not added).
-    closes = datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz)
+    # The calculator's rule, the one home of when the window closes.
+    closes = no_reason_window_closes(facts.delivered_at, rules.no_reason_days, tz)
     return Window("open" if now < closes else "closed", last, closes)
 
 
