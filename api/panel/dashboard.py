@@ -1,11 +1,11 @@
-"""The numbers the shop watches (DOMAIN.md): cases per day by kind, reasons, SLA met per clock,
-time to resolve, refunds by route, satisfaction, and the after-sales rate per product (a product
-above the flag rate is a quality problem to chase with the supplier).
+"""The dashboard page: the numbers the shop watches (DOMAIN.md) as charts, in the agent's
+language: cases per day by kind, reasons, SLA met per clock, time to resolve, refunds by route,
+satisfaction, and the after-sales rate per product (a product above the flag rate is a quality
+problem to chase with the supplier).
 
-Every chart is one grouped query (cases per day: one streamed query, grouped by the shop's
-calendar day here, since SQL date functions differ between SQLite and PostgreSQL and the day
-must be the shop's, not UTC's), so the page costs the same queries whatever the volume. Each
-chart exports as CSV and XLSX with the same rows the page shows.
+The numbers come from the core's reports (tickets/reports.py, one grouped query each); this
+module only names, draws and exports them. Each chart exports as CSV and XLSX with the same rows
+the page shows.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from markupsafe import Markup
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.deps import SessionDep
@@ -30,19 +29,9 @@ from api.panel.charts import Bar, Series, bars, stacked_columns
 from api.panel.i18n import N_
 from api.panel.labels import CLOCK, KIND, label
 from api.panel.pages import render
-from tickets import sla
+from tickets import reports
 from tickets.config import CUSTOMER_CLOCKS
 from tickets.exports import csv_bytes, xlsx_bytes
-from tickets.models import (
-    CaseStatus,
-    Event,
-    Order,
-    OrderLine,
-    Refund,
-    RefundStatus,
-    Ticket,
-    TicketItem,
-)
 from tickets.money import format_amount
 
 router = APIRouter()
@@ -51,8 +40,6 @@ PERIODS = (7, 30, 90)
 DEFAULT_DAYS = 30
 # The product chart shows the worst this many; the export has them all.
 PRODUCTS_SHOWN = 15
-# A case is done (for time to resolve) when it first reaches one of these.
-DONE = (CaseStatus.resolved.value, CaseStatus.refunded.value, CaseStatus.closed.value)
 CHARTS = ("cases", "reasons", "sla", "resolve", "refunds", "satisfaction", "products")
 FORMATS = ("csv", "xlsx")
 
@@ -141,14 +128,6 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
 
-def _percentile(values: list[float], share: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-int(share * 100) * len(ordered) // 100))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
 def build(
     session: Session,
     *,
@@ -174,16 +153,10 @@ def build(
             note = note % {"rate": flag}
         return Chart(name, translate(_TITLES[name]), hdrs, rows, note=note, **kw)
 
-    in_period = (Ticket.created_at >= since, Ticket.created_at < until)
-    not_draft = Ticket.status != CaseStatus.draft.value
     out: list[Chart] = []
 
     # Cases per day by kind.
-    per_day: dict[tuple[date, str], int] = {}
-    stmt = select(Ticket.created_at, Ticket.kind).where(*in_period, not_draft)
-    for created, kind in session.execute(stmt.execution_options(yield_per=2000)):
-        key = (created.astimezone(tz).date(), kind)
-        per_day[key] = per_day.get(key, 0) + 1
+    per_day = reports.cases_per_day(session, since=since, until=until, tz=tz)
     kinds = [k for k in KIND if any(kk == k for (_d, kk) in per_day)]
     series = [Series(tr("kind", k), [per_day.get((d, k), 0) for d in day_list]) for k in kinds]
     day_labels = [d.strftime("%m-%d") for d in day_list]
@@ -207,12 +180,7 @@ def build(
     )
 
     # Reasons.
-    counted = sorted(
-        session.execute(
-            select(Ticket.reason, func.count()).where(*in_period, not_draft).group_by(Ticket.reason)
-        ).all(),
-        key=lambda r: (-r[1], r[0]),
-    )
+    counted = reports.reasons(session, since=since, until=until)
     reason_total = sum(n for _r, n in counted) or 1
     rows = [[tr("reason", r), n, round(n / reason_total, 4)] for r, n in counted]
     out.append(
@@ -228,7 +196,7 @@ def build(
     )
 
     # SLA met per clock.
-    report = sla.report(session=session, since=since, until=until)
+    report = reports.report(session=session, since=since, until=until)
     # The shop's promises only: the customer's clocks (shipping the return, answering) are not
     # the shop's service level.
     clocks: list[dict[str, Any]] = [
@@ -280,29 +248,15 @@ def build(
     )
 
     # Time to resolve, per kind: from opening to first reaching a done status in the period.
-    done_at = func.min(Event.at)
-    resolved = session.execute(
-        select(Ticket.kind, Ticket.created_at, done_at)
-        .join(Event, Event.ticket_id == Ticket.id)
-        .where(
-            Event.type == "status.changed",
-            Event.data["to"].as_string().in_(DONE),
-            Event.at >= since,
-            Event.at < until,
-        )
-        .group_by(Ticket.id, Ticket.kind, Ticket.created_at)
-    ).all()
-    hours: dict[str, list[float]] = {}
-    for kind, created, finished in resolved:
-        hours.setdefault(kind, []).append((finished - created).total_seconds() / 3600)
+    hours = reports.hours_to_done(session, since=since, until=until)
     rows = []
     resolve_bars = []
     for k in KIND:
         values = hours.get(k)
         if not values:
             continue
-        median = _percentile(values, 0.5) or 0.0
-        p90 = _percentile(values, 0.9) or 0.0
+        median = reports.percentile(values, 0.5) or 0.0
+        p90 = reports.percentile(values, 0.9) or 0.0
         rows.append(
             [
                 tr("kind", k),
@@ -325,19 +279,10 @@ def build(
     )
 
     # Refunds by route.
-    refunds = session.execute(
-        select(Refund.method, Refund.currency, func.count(), func.sum(Refund.amount))
-        .where(
-            Refund.status.in_([RefundStatus.issued.value, RefundStatus.confirmed.value]),
-            Refund.issued_at >= since,
-            Refund.issued_at < until,
-        )
-        .group_by(Refund.method, Refund.currency)
-        .order_by(func.sum(Refund.amount).desc())
-    ).all()
+    refunds = reports.refunds_by_route(session, since=since, until=until)
     rows = [
-        [method, currency, n, Decimal(format_amount(int(amount or 0), currency))]
-        for method, currency, n, amount in refunds
+        [r.method, r.currency, r.count, Decimal(format_amount(r.amount, r.currency))]
+        for r in refunds
     ]
     out.append(
         chart(
@@ -347,12 +292,12 @@ def build(
             svg=bars(
                 [
                     Bar(
-                        f"{method} · {currency}",
-                        float(amount or 0),
-                        f"{i18n.money(format_amount(int(amount or 0), currency), currency, lang)}"
-                        f" ({n})",
+                        f"{r.method} · {r.currency}",
+                        float(r.amount),
+                        f"{i18n.money(format_amount(r.amount, r.currency), r.currency, lang)}"
+                        f" ({r.count})",
                     )
-                    for method, currency, n, amount in refunds
+                    for r in refunds
                 ],
                 title=translate(_TITLES["refunds"]),
             ),
@@ -360,14 +305,7 @@ def build(
     )
 
     # Satisfaction.
-    scores: dict[int, int] = {
-        int(score or 0): int(n)
-        for score, n in session.execute(
-            select(Ticket.satisfaction, func.count())
-            .where(*in_period, Ticket.satisfaction.is_not(None))
-            .group_by(Ticket.satisfaction)
-        )
-    }
+    scores = reports.satisfaction(session, since=since, until=until)
     rated = sum(scores.values())
     average = sum(s * n for s, n in scores.items()) / rated if rated else None
     rows = [[score, scores.get(score, 0)] for score in range(5, 0, -1)]
@@ -389,38 +327,13 @@ def build(
     )
 
     # After-sales rate per product.
-    cases_by_sku = dict(
-        session.execute(
-            select(TicketItem.sku, func.count(func.distinct(TicketItem.ticket_id)))
-            .join(Ticket, Ticket.id == TicketItem.ticket_id)
-            .where(*in_period, not_draft)
-            .group_by(TicketItem.sku)
-        ).all()
-    )
-    sold = {
-        sku: (int(units or 0), title)
-        for sku, units, title in session.execute(
-            select(OrderLine.sku, func.sum(OrderLine.quantity), func.max(OrderLine.title))
-            .join(Order, Order.id == OrderLine.order_id)
-            .where(
-                Order.placed_at >= since,
-                Order.placed_at < until,
-                Order.status.notin_(["unpaid", "cancelled"]),
-            )
-            .group_by(OrderLine.sku)
-        ).all()
-    }
-    products = []
-    for sku in sorted(set(cases_by_sku) | set(sold)):
-        n = int(cases_by_sku.get(sku, 0))
-        units, title = sold.get(sku, (0, ""))
-        rate = n / units if units else None
-        products.append((sku, title or "", n, units, rate, rate is not None and rate * 100 > flag))
-    products.sort(key=lambda p: (-(p[4] if p[4] is not None else -1), p[0]))
+    products = reports.product_rates(session, since=since, until=until, flag_percent=flag)
     rows = [
-        [sku, title, n, units, round(rate, 4) if rate is not None else None, flagged]
-        for sku, title, n, units, rate, flagged in products
+        [p.sku, p.title, p.cases, p.units_sold, None if p.rate is None else round(p.rate, 4)]
+        for p in products
     ]
+    for row, p in zip(rows, products, strict=True):
+        row.append(p.flagged)
     out.append(
         chart(
             "products",
@@ -428,13 +341,19 @@ def build(
             rows,
             svg=bars(
                 [
-                    Bar(f"{sku} {title}"[:28], rate, f"{_pct(rate)} ({n}/{units})", flagged)
-                    for sku, title, n, units, rate, flagged in products[:PRODUCTS_SHOWN]
-                    if rate is not None
+                    Bar(
+                        f"{p.sku} {p.title}"[:28],
+                        p.rate,
+                        f"{_pct(p.rate)} ({p.cases}/{p.units_sold})",
+                        p.flagged,
+                    )
+                    for p in products[:PRODUCTS_SHOWN]
+                    if p.rate is not None
                 ],
                 title=translate(_TITLES["products"]),
             ),
-            summary=translate(N_("%(num)s flagged")) % {"num": sum(1 for p in products if p[5])},
+            summary=translate(N_("%(num)s flagged"))
+            % {"num": sum(1 for p in products if p.flagged)},
         )
     )
     return out

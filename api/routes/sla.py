@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import AfterValidator
 
 from api.deps import CurrentAgent, SessionDep
-from tickets import sla
+from tickets import reports
 from tickets.exceptions import InvalidInput
 from tickets.exports import csv_bytes
 from tickets.schemas import plausible_time
@@ -62,7 +62,7 @@ def sla_report(
     """Per clock: total, met, breached, open, share met, median and 90th-percentile minutes to
     done; breaches by group and by agent. Clocks started in [since, until)."""
     since, until = _period(request, since, until)
-    return sla.report(session=session, since=since, until=until, group=group)
+    return reports.report(session=session, since=since, until=until, group=group)
 
 
 @router.get("/breaches.csv", response_class=Response)
@@ -75,7 +75,7 @@ def breaches_csv(
 ) -> Response:
     """The breached clocks of the period, one row each, as CSV (UTF-8 with BOM, for Excel)."""
     since, until = _period(request, since, until)
-    rows = sla.breaches(session=session, since=since, until=until, group=group)
+    rows = reports.breaches(session=session, since=since, until=until, group=group)
     columns = [
         "case",
         "kind",
