@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 from tickets import sla
 from tickets.calendar import calendar_for, is_working
 from tickets.exceptions import PermissionDenied
-from tickets.models import OPEN_STATUSES, Attachment, CaseStatus, Channel, Customer, Ticket
+from tickets.models import (
+    OPEN_STATUSES,
+    Attachment,
+    CaseStatus,
+    Channel,
+    Customer,
+    EventType,
+    Ticket,
+)
 from tickets.schemas import ActionRequest, CustomerIn, ItemIn, TicketCreate
 from tickets.service import (
     Actor,
@@ -132,7 +140,7 @@ def submit_intake(
         record_event(
             session=session,
             ticket=ticket,
-            type="evidence.added",
+            type=EventType.evidence_added,
             actor=actor_for(customer),
             now=ctx.now,
             count=len(files),

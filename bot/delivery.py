@@ -71,7 +71,7 @@ from bot.i18n import Texts
 from bot.pacing import Limits, Pacer, build_pacer
 from tickets.db import unit_of_work
 from tickets.exceptions import InvalidInput
-from tickets.models import OutboxMessage, Ticket, utcnow
+from tickets.models import EventType, OutboxMessage, Ticket, utcnow
 from tickets.outbox import CARD_TAKEN, notify_agents
 from tickets.service import SYSTEM, record_event
 from tickets.settings import Settings
@@ -419,7 +419,7 @@ class DeliveryWorker:
         record_event(
             session=session,
             ticket=ticket,
-            type="delivery.failed",
+            type=EventType.delivery_failed,
             actor=SYSTEM,
             now=now,
             outbox_id=row.id,

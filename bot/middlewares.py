@@ -69,7 +69,7 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
-from tickets.models import OPEN_STATUSES, Agent, Customer, InboundUpdate, Ticket
+from tickets.models import OPEN_STATUSES, Agent, Customer, EventType, InboundUpdate, Ticket
 from tickets.outbox import DEFAULT_CHANNELS, delivered_channels
 from tickets.scripts import ScriptLibrary, resolve_language
 from tickets.service import SYSTEM, Context, record_event
@@ -467,7 +467,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                         record_event(
                             session=session,
                             ticket=ticket,
-                            type="bot.error",
+                            type=EventType.bot_error,
                             actor=SYSTEM,
                             now=self.clock(),
                             error=type(exc).__name__,

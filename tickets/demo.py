@@ -41,7 +41,16 @@ from sqlalchemy.orm import Session
 from tickets.auth import create_agent, verify_password
 from tickets.config import load_policy
 from tickets.exceptions import DomainError, InvalidInput
-from tickets.models import Agent, Attachment, Order, OrderStatus, OutboxMessage, Role, Ticket
+from tickets.models import (
+    Agent,
+    Attachment,
+    EventType,
+    Order,
+    OrderStatus,
+    OutboxMessage,
+    Role,
+    Ticket,
+)
 from tickets.orders import upsert_order
 from tickets.schemas import (
     ActionRequest,
@@ -1074,7 +1083,7 @@ def _attach_to_request(
     record_event(
         session=session,
         ticket=ticket,
-        type="evidence.added",
+        type=EventType.evidence_added,
         actor=Actor(kind="customer", customer_id=ticket.customer_id),
         now=ctx.now,
         count=len(rows),

@@ -90,6 +90,42 @@ class CaseKind(StrEnum):
 GOODS_KINDS = frozenset({CaseKind.return_refund, CaseKind.exchange})
 
 
+class EventType(StrEnum):
+    """What a case's audit log records (`Event.type`): the one list of them. Stored as the
+    value; the panel names each (api/panel/labels.py)."""
+
+    case_created = "case.created"
+    case_routed = "case.routed"
+    case_assigned = "case.assigned"
+    status_changed = "status.changed"
+    inspection_recorded = "inspection.recorded"
+    refund_proposed = "refund.proposed"
+    refund_approved = "refund.approved"
+    refund_issued = "refund.issued"
+    refund_confirmed = "refund.confirmed"
+    refund_failed = "refund.failed"
+    refund_withdrawn = "refund.withdrawn"
+    order_corrected = "order.corrected"
+    exchange_shipped = "exchange.shipped"
+    sla_warning = "sla.warning"
+    sla_breached = "sla.breached"
+    sla_escalated = "sla.escalated"
+    customer_reminded = "customer.reminded"
+    note_added = "note.added"
+    reply_sent = "reply.sent"
+    customer_message = "customer.message"
+    risk_assessed = "risk.assessed"
+    policy_overridden = "policy.overridden"
+    automation_held = "automation.held"
+    case_auto_approved = "case.auto_approved"
+    case_offered = "case.offered"
+    satisfaction_recorded = "satisfaction.recorded"
+    evidence_added = "evidence.added"
+    bot_error = "bot.error"
+    delivery_failed = "delivery.failed"
+    delivery_undeliverable = "delivery.undeliverable"
+
+
 class CaseStatus(StrEnum):
     draft = "draft"
     submitted = "submitted"

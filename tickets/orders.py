@@ -19,6 +19,7 @@ from tickets.models import (
     AuditEntry,
     Customer,
     Event,
+    EventType,
     Order,
     OrderLine,
     OrderUnit,
@@ -452,7 +453,7 @@ def _record_corrections(
         session.add(
             Event(
                 ticket_id=ticket_id,
-                type="order.corrected",
+                type=EventType.order_corrected,
                 actor=actor,
                 at=now,
                 data={"order_no": order.order_no, "lines": corrections},

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tickets.models import Channel, Event, OutboxMessage, Ticket
+from tickets.models import Channel, Event, EventType, OutboxMessage, Ticket
 
 if TYPE_CHECKING:
     from tickets.settings import Settings
@@ -54,7 +54,7 @@ WHY = {
 }
 
 # The event on a case when a message to its customer cannot be sent.
-UNDELIVERABLE_EVENT = "delivery.undeliverable"
+UNDELIVERABLE_EVENT = EventType.delivery_undeliverable
 
 DeliveryState = Literal["queued", "sent", "failed", "undeliverable"]
 # An outbox row's status, as the case shows its message.

@@ -21,6 +21,7 @@ from tickets.models import (
     Agent,
     CaseStatus,
     Event,
+    EventType,
     Order,
     OrderLine,
     Refund,
@@ -188,7 +189,7 @@ def hours_to_done(session: Session, *, since: datetime, until: datetime) -> dict
         select(Ticket.kind, Ticket.created_at, func.min(Event.at))
         .join(Event, Event.ticket_id == Ticket.id)
         .where(
-            Event.type == "status.changed",
+            Event.type == EventType.status_changed,
             Event.data["to"].as_string().in_(DONE),
             Event.at >= since,
             Event.at < until,

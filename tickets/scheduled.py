@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from tickets import sla
-from tickets.models import Agent, Event, Priority, Role, SlaClock, Ticket
+from tickets.models import Agent, Event, EventType, Priority, Role, SlaClock, Ticket
 from tickets.notices import agent_card, agent_texts, queue_notice
 from tickets.outbox import notify_agents, settle_undelivered
 from tickets.schemas import ActionRequest
@@ -96,7 +96,7 @@ def _tell_agents(
     clock: SlaClock,
     t: Ticket,
     ctx: Context,
-    what: str,
+    what: EventType,
     *,
     event: dict[str, Any],
     card: dict[str, Any] | None = None,
@@ -123,7 +123,7 @@ def _warn(session: Session, clock: SlaClock, t: Ticket, ctx: Context, report: Sw
         clock,
         t,
         ctx,
-        "sla.warning",
+        EventType.sla_warning,
         event={"clock": clock.clock, "due_at": clock.due_at.isoformat(), "minutes_left": left},
         card={"minutes_left": left},
     )
@@ -140,7 +140,7 @@ def _breach(
         clock,
         t,
         ctx,
-        "sla.breached",
+        EventType.sla_breached,
         event={"clock": clock.clock, "due_at": clock.due_at.isoformat()},
     )
     report.breached += 1
@@ -159,7 +159,7 @@ def _escalate(
         clock,
         t,
         ctx,
-        "sla.escalated",
+        EventType.sla_escalated,
         event={"clock": clock.clock, "priority": [old_priority, t.priority], "leads": leads},
         card={"leads": leads},
     )
@@ -171,7 +171,7 @@ def _offer(session: Session, clock: SlaClock, t: Ticket, ctx: Context, report: S
     free (the assignee may be away or swamped)."""
     clock.offered_at = ctx.now
     answered = session.scalar(
-        select(Event.id).where(Event.ticket_id == t.id, Event.type == "reply.sent").limit(1)
+        select(Event.id).where(Event.ticket_id == t.id, Event.type == EventType.reply_sent).limit(1)
     )
     if t.assignee is None or answered is not None:
         return
@@ -183,7 +183,7 @@ def _offer(session: Session, clock: SlaClock, t: Ticket, ctx: Context, report: S
         clock,
         t,
         ctx,
-        "case.offered",
+        EventType.case_offered,
         event={"offered_from": offered_from, "group": t.group},
         card={"offered_from": offered_from},
     )
@@ -194,7 +194,7 @@ def _last_missing(session: Session, t: Ticket) -> list[str]:
     """What the agent asked for when the case went to needs info."""
     events = session.scalars(
         select(Event)
-        .where(Event.ticket_id == t.id, Event.type == "status.changed")
+        .where(Event.ticket_id == t.id, Event.type == EventType.status_changed)
         .order_by(Event.id.desc())
     )
     for e in events:
@@ -220,7 +220,7 @@ def _customer_clock(
             record_event(
                 session=session,
                 ticket=t,
-                type="customer.reminded",
+                type=EventType.customer_reminded,
                 actor=SWEEPER,
                 now=ctx.now,
                 clock=clock.clock,
@@ -252,7 +252,7 @@ def _customer_clock(
     record_event(
         session=session,
         ticket=t,
-        type="sla.breached",
+        type=EventType.sla_breached,
         actor=SWEEPER,
         now=ctx.now,
         clock=clock.clock,

@@ -50,6 +50,7 @@ from tickets.models import (
     CaseStatus,
     Customer,
     Event,
+    EventType,
     Message,
     Order,
     OrderLine,
@@ -154,7 +155,7 @@ def next_case_number(*, session: Session, prefix: str, now: datetime, tz: ZoneIn
 
 
 def record_event(
-    *, session: Session, ticket: Ticket, type: str, actor: Actor, now: datetime, **data: Any
+    *, session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, **data: Any
 ) -> Event:
     """Append to the case's audit log."""
     event = Event(ticket=ticket, type=type, actor=actor.label, at=now, data=data)
@@ -167,7 +168,7 @@ _INSERT_EVENT = insert(cast(Table, Event.__table__))
 
 
 def _append_event(
-    *, session: Session, ticket: Ticket, type: str, actor: Actor, now: datetime, **data: Any
+    *, session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, **data: Any
 ) -> None:
     """`record_event` for a case already stored, written at once as a plain INSERT (the same
     row, in the same order as the ORM would write it). Through the ORM, an event added after
@@ -207,7 +208,7 @@ def _reroute(*, session: Session, ticket: Ticket, ctx: Context, actor: Actor) ->
         record_event(
             session=session,
             ticket=ticket,
-            type="case.routed",
+            type=EventType.case_routed,
             actor=actor,
             now=ctx.now,
             group=group,
@@ -236,7 +237,7 @@ def _set_status(
     record_event(
         session=session,
         ticket=ticket,
-        type="status.changed",
+        type=EventType.status_changed,
         actor=actor,
         now=ctx.now,
         **{"from": old, "to": status.value, **data},
@@ -460,7 +461,7 @@ def open_case(
     _append_event(
         session=session,
         ticket=ticket,
-        type="case.created",
+        type=EventType.case_created,
         actor=actor,
         now=ctx.now,
         kind=kind.value,
@@ -470,7 +471,7 @@ def open_case(
     _append_event(
         session=session,
         ticket=ticket,
-        type="case.routed",
+        type=EventType.case_routed,
         actor=SYSTEM,
         now=ctx.now,
         group=group,
@@ -481,7 +482,7 @@ def open_case(
         record_event(
             session=session,
             ticket=ticket,
-            type="policy.overridden",
+            type=EventType.policy_overridden,
             actor=actor,
             now=ctx.now,
             problems=overridden,
@@ -490,7 +491,7 @@ def open_case(
         record_event(
             session=session,
             ticket=ticket,
-            type="risk.assessed",
+            type=EventType.risk_assessed,
             actor=SYSTEM,
             now=ctx.now,
             **risk.to_json(),
@@ -560,7 +561,7 @@ def _apply_guards(
         record_event(
             session=session,
             ticket=ticket,
-            type="automation.held",
+            type=EventType.automation_held,
             actor=rule_actor,
             now=ctx.now,
             reason=exc.message,
@@ -579,7 +580,7 @@ def _apply_guards(
             record_event(
                 session=session,
                 ticket=ticket,
-                type="automation.held",
+                type=EventType.automation_held,
                 actor=rule_actor,
                 now=ctx.now,
                 reason=decision.held_because,
@@ -589,7 +590,7 @@ def _apply_guards(
     record_event(
         session=session,
         ticket=ticket,
-        type="case.auto_approved",
+        type=EventType.case_auto_approved,
         actor=auto,
         now=ctx.now,
         rule=decision.rule,
@@ -627,7 +628,7 @@ def _auto_propose(*, session: Session, ticket: Ticket, ctx: Context, actor: Acto
         record_event(
             session=session,
             ticket=ticket,
-            type="automation.held",
+            type=EventType.automation_held,
             actor=actor,
             now=ctx.now,
             reason=exc.message,
@@ -834,7 +835,7 @@ def _assign(
         t.priority = req.priority.value
         changes["priority"] = req.priority.value
     record_event(
-        session=session, ticket=t, type="case.assigned", actor=actor, now=ctx.now, **changes
+        session=session, ticket=t, type=EventType.case_assigned, actor=actor, now=ctx.now, **changes
     )
 
 
@@ -931,7 +932,12 @@ def _inspect(
         "failed": len(t.units) - len(passed),
     }
     record_event(
-        session=session, ticket=t, type="inspection.recorded", actor=actor, now=ctx.now, **summary
+        session=session,
+        ticket=t,
+        type=EventType.inspection_recorded,
+        actor=actor,
+        now=ctx.now,
+        **summary,
     )
     if not passed:
         _set_status(
@@ -1002,7 +1008,7 @@ def _withdraw(
     record_event(
         session=session,
         ticket=t,
-        type="refund.withdrawn",
+        type=EventType.refund_withdrawn,
         actor=actor,
         now=ctx.now,
         amount=format_amount(refund.amount, refund.currency),
@@ -1105,7 +1111,7 @@ def _propose_refund(
     record_event(
         session=session,
         ticket=t,
-        type="refund.proposed",
+        type=EventType.refund_proposed,
         actor=actor,
         now=ctx.now,
         amount=format_amount(refund.amount, refund.currency),
@@ -1138,7 +1144,7 @@ def _approve_refund(
     record_event(
         session=session,
         ticket=t,
-        type="refund.approved",
+        type=EventType.refund_approved,
         actor=actor,
         now=ctx.now,
         amount=format_amount(refund.amount, refund.currency),
@@ -1170,7 +1176,7 @@ def _issue_refund(
     record_event(
         session=session,
         ticket=t,
-        type="refund.issued",
+        type=EventType.refund_issued,
         actor=actor,
         now=ctx.now,
         amount=format_amount(refund.amount, refund.currency),
@@ -1204,7 +1210,9 @@ def _confirm_refund(
     refund = _need_refund(session, t, RefundStatus.issued)
     refund.status = RefundStatus.confirmed.value
     refund.confirmed_at = ctx.now
-    record_event(session=session, ticket=t, type="refund.confirmed", actor=actor, now=ctx.now)
+    record_event(
+        session=session, ticket=t, type=EventType.refund_confirmed, actor=actor, now=ctx.now
+    )
 
 
 def _fail_refund(
@@ -1221,7 +1229,12 @@ def _fail_refund(
                 else (UnitStatus.requested.value)
             )
     record_event(
-        session=session, ticket=t, type="refund.failed", actor=actor, now=ctx.now, reason=req.reason
+        session=session,
+        ticket=t,
+        type=EventType.refund_failed,
+        actor=actor,
+        now=ctx.now,
+        reason=req.reason,
     )
     assert tr.target is not None
     _set_status(session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor)
@@ -1234,7 +1247,7 @@ def _ship_exchange(
     record_event(
         session=session,
         ticket=t,
-        type="exchange.shipped",
+        type=EventType.exchange_shipped,
         actor=actor,
         now=ctx.now,
         tracking_no=req.tracking_no,
@@ -1405,7 +1418,7 @@ def add_reply(
     record_event(
         session=session,
         ticket=ticket,
-        type="note.added" if reply.internal else "reply.sent",
+        type=EventType.note_added if reply.internal else EventType.reply_sent,
         actor=actor,
         now=ctx.now,
         message_id=msg.id,
@@ -1472,7 +1485,7 @@ def add_customer_message(
     _append_event(
         session=session,
         ticket=ticket,
-        type="customer.message",
+        type=EventType.customer_message,
         actor=Actor(kind="customer", customer_id=ticket.customer_id),
         now=ctx.now,
         message_id=msg.id,
@@ -1620,7 +1633,7 @@ def record_satisfaction(
     record_event(
         session=session,
         ticket=ticket,
-        type="satisfaction.recorded",
+        type=EventType.satisfaction_recorded,
         actor=Actor(kind="customer", customer_id=ticket.customer_id),
         now=ctx.now,
         score=score,

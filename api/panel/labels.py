@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from api.panel.i18n import N_
+from tickets.models import EventType
 
 STATUS: Final = {
     "draft": N_("Draft"),
@@ -118,37 +119,37 @@ REFUND_STATUS: Final = {
     "unavailable": N_("unavailable"),
 }
 
-EVENT: Final = {
-    "case.created": N_("Case opened"),
-    "case.routed": N_("Routed to group"),
-    "case.assigned": N_("Assigned"),
-    "status.changed": N_("Status changed"),
-    "inspection.recorded": N_("Inspection recorded"),
-    "refund.proposed": N_("Refund proposed"),
-    "refund.approved": N_("Refund approved"),
-    "refund.issued": N_("Refund issued"),
-    "refund.confirmed": N_("Refund arrived"),
-    "refund.failed": N_("Refund failed"),
-    "refund.withdrawn": N_("Refund withdrawn"),
-    "order.corrected": N_("Order corrected"),
-    "exchange.shipped": N_("Exchange shipped"),
-    "sla.warning": N_("SLA warning"),
-    "sla.breached": N_("SLA breached"),
-    "sla.escalated": N_("SLA escalated"),
-    "customer.reminded": N_("Customer reminded"),
-    "note.added": N_("Internal note"),
-    "reply.sent": N_("Reply sent"),
-    "customer.message": N_("Customer message"),
-    "risk.assessed": N_("Risk assessed"),
-    "policy.overridden": N_("Policy exception"),
-    "automation.held": N_("Automation held"),
-    "case.auto_approved": N_("Approved automatically"),
-    "case.offered": N_("Offered back to the group"),
-    "satisfaction.recorded": N_("Customer rating"),
-    "evidence.added": N_("Evidence added"),
-    "bot.error": N_("Bot error"),
-    "delivery.failed": N_("Message not delivered"),
-    "delivery.undeliverable": N_("Message not sent"),
+EVENT: Final[dict[str, str]] = {
+    EventType.case_created: N_("Case opened"),
+    EventType.case_routed: N_("Routed to group"),
+    EventType.case_assigned: N_("Assigned"),
+    EventType.status_changed: N_("Status changed"),
+    EventType.inspection_recorded: N_("Inspection recorded"),
+    EventType.refund_proposed: N_("Refund proposed"),
+    EventType.refund_approved: N_("Refund approved"),
+    EventType.refund_issued: N_("Refund issued"),
+    EventType.refund_confirmed: N_("Refund arrived"),
+    EventType.refund_failed: N_("Refund failed"),
+    EventType.refund_withdrawn: N_("Refund withdrawn"),
+    EventType.order_corrected: N_("Order corrected"),
+    EventType.exchange_shipped: N_("Exchange shipped"),
+    EventType.sla_warning: N_("SLA warning"),
+    EventType.sla_breached: N_("SLA breached"),
+    EventType.sla_escalated: N_("SLA escalated"),
+    EventType.customer_reminded: N_("Customer reminded"),
+    EventType.note_added: N_("Internal note"),
+    EventType.reply_sent: N_("Reply sent"),
+    EventType.customer_message: N_("Customer message"),
+    EventType.risk_assessed: N_("Risk assessed"),
+    EventType.policy_overridden: N_("Policy exception"),
+    EventType.automation_held: N_("Automation held"),
+    EventType.case_auto_approved: N_("Approved automatically"),
+    EventType.case_offered: N_("Offered back to the group"),
+    EventType.satisfaction_recorded: N_("Customer rating"),
+    EventType.evidence_added: N_("Evidence added"),
+    EventType.bot_error: N_("Bot error"),
+    EventType.delivery_failed: N_("Message not delivered"),
+    EventType.delivery_undeliverable: N_("Message not sent"),
 }
 
 # Where a reply to the customer stands (tickets/outbox.py).

@@ -35,7 +35,7 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
-from tickets.models import Agent, Attachment, Event, Order, OrderLine, Role, Ticket
+from tickets.models import Agent, Attachment, Event, EventType, Order, OrderLine, Role, Ticket
 from tickets.notices import case_facts, render_for_case
 from tickets.outbox import UNDELIVERABLE_EVENT
 from tickets.schemas import INT64_MAX, ActionRequest, DbId, DbInt, ReplyCreate, whole_number
@@ -49,7 +49,9 @@ router = APIRouter()
 # Someone counts as "viewing" a case while their page polled within this many seconds.
 PRESENCE_SECONDS = 15
 # Events already shown as messages in the conversation; the timeline does not repeat them.
-_SHOWN_AS_MESSAGES = frozenset({"reply.sent", "note.added", "customer.message"})
+_SHOWN_AS_MESSAGES = frozenset(
+    {EventType.reply_sent, EventType.note_added, EventType.customer_message}
+)
 _FORM_FIELDS = ("reason", "alternative", "note", "tracking_no", "carrier", "assignee", "group")
 
 
