@@ -708,6 +708,18 @@ def test_naive_now_is_refused() -> None:
         replace(DELIVERED, delivered_at=sh("2026-11-18 15:00").replace(tzinfo=None))
 
 
+def test_every_reason_code_is_in_exactly_one_family() -> None:
+    from tickets.reasons import (
+        COMPLAINT_REASONS,
+        CUSTOMER_CHOICE_REASONS,
+        SELLER_FAULT_REASONS,
+        Reason,
+    )
+
+    families = [SELLER_FAULT_REASONS, CUSTOMER_CHOICE_REASONS, COMPLAINT_REASONS]
+    assert sorted(r for f in families for r in f) == sorted(Reason)
+
+
 def test_reasons_for_each_kind() -> None:
     assert "no_reason" in reasons_for("return_refund")
     assert "no_reason" not in reasons_for(CaseKind.exchange)

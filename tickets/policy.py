@@ -155,7 +155,9 @@ class EligibilityRules(_Rules):
     # The no-reason window in days after the day of delivery; 0: no no-reason returns at all.
     no_reason_days: int = Field(default=7, ge=0)
     # Customer-choice reasons: the window and the excluded categories apply to them.
-    no_reason_reasons: list[str] = Field(default_factory=lambda: list(CUSTOMER_CHOICE_REASONS))
+    no_reason_reasons: list[str] = Field(
+        default_factory=lambda: [r.value for r in CUSTOMER_CHOICE_REASONS]
+    )
     # Categories the law excludes from no-reason returns (art. 6): made to order, fresh and
     # perishable, digital goods, newspapers and periodicals.
     excluded_categories: list[str] = Field(
