@@ -22,7 +22,7 @@ from aiogram.types import (
 
 from bot.routers import agents, customer
 from bot.routers.agents import InChat, RepliesToBot
-from bot.routers.customer import Has, PrivateChat, TextMatches
+from bot.routers.customer.base import Has, PrivateChat, TextMatches
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 USER = User(id=7, is_bot=False, first_name="C")

@@ -1,2 +1,2 @@
-"""Routers by audience: customers in private chats (customer.py), agents in their group
-chat (agents.py)."""
+"""Routers by audience: customers in private chats (customer/, one module per part of the
+conversation), agents in their group chat (agents.py)."""

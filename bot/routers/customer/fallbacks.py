@@ -1,0 +1,120 @@
+"""Everything else: a guide for unexpected input in each state, free text outside any step, what
+the bot cannot read, and old buttons. Registered last: they catch what nothing before took.
+"""
+
+from __future__ import annotations
+
+from aiogram.filters import StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.orm import Session
+
+from bot import cases, keyboards
+from bot.replies import Replies
+from bot.routers.customer.base import Handlers, Has
+from bot.routers.customer.rating import rated
+from bot.routers.customer.states import (
+    RATING,
+    STEPS,
+    TEXT_STEPS,
+    Intake,
+    PickupBooking,
+    Rating,
+    Talk,
+    Tracking,
+)
+from bot.routers.customer.steps import ask, reset, show_menu
+from tickets.models import Customer
+from tickets.service import Context
+
+handlers = Handlers()
+
+
+@handlers.message(StateFilter(Intake))
+async def intake_guide(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Input the step cannot use (a sticker, a voice note, text where a button is expected):
+    a short guide, then the step again."""
+    step = STEPS.get(await state.get_state() or "", "order")
+    if message.text and step == "proof":
+        reply.say("intake.proof_how")
+        return
+    key = "intake.guide_text_expected" if step in TEXT_STEPS else "intake.guide_button_expected"
+    if not message.text:
+        key = "intake.guide_unsupported"
+    reply.say(key)
+    await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+@handlers.message(StateFilter(Tracking.number, Talk.message, PickupBooking.address, Rating.comment))
+async def side_step_guide(message: Message, reply: Replies) -> None:
+    """Anything but text while a tracking number or a message is expected."""
+    reply.say("intake.guide_text_expected", keyboards.only_nav(reply.t, back=False))
+
+
+@handlers.message(Has("text"))
+async def free_text(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Words outside any step: a bare 1-5 rates a case that just finished (its notice asks
+    for a number); else to the open case if there is one, else the menu."""
+    case = cases.latest_open_case(db, customer)
+    score = RATING.match(message.text or "")
+    if score:
+        finished = cases.unrated_case(db, customer, svc.now)
+        if finished is not None and (case is None or finished.updated_at >= case.updated_at):
+            await rated(
+                finished.id,
+                int(score.group(1)),
+                state=state,
+                db=db,
+                customer=customer,
+                reply=reply,
+                svc=svc,
+            )
+            return
+    if case is None:
+        await show_menu(reply)
+        return
+    cases.add_to_case(
+        db, ticket=case, text=message.text or "", files=[], message_id=message.message_id, ctx=svc
+    )
+    reply.say("cases.message_added", case_no=case.number)
+
+
+@handlers.message()
+async def unsupported(message: Message, reply: Replies) -> None:
+    """Stickers, voice notes, locations outside any step: say what works."""
+    reply.say("intake.guide_unsupported", keyboards.main_menu(reply.t))
+
+
+@handlers.callback()
+async def stale_button(
+    query: CallbackQuery,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """A button of another step or of a finished conversation: restate where the customer
+    is (the step they are on is kept)."""
+    reply.answer_callback()
+    step = STEPS.get(await state.get_state() or "")
+    if step is not None:
+        reply.say("intake.guide_stale")
+        await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    await reset(state, keep_evidence=True)
+    await show_menu(reply, "intake.guide_stale")

@@ -1,0 +1,448 @@
+"""The intake of a request, step by step: the order, the proof that it is the customer's, the kind,
+the items, the reason, the description, the evidence, and the submission.
+"""
+
+from __future__ import annotations
+
+from aiogram.filters import StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from sqlalchemy.orm import Session
+
+from bot import cases, keyboards
+from bot.eligibility import (
+    kind_verdicts,
+    line_categories,
+    needs_items,
+    order_of,
+    reasons_of,
+    verdict_for,
+)
+from bot.identity import (
+    LinkedElsewhere,
+    last4_matches,
+    link_order_customer,
+    phone_matches,
+)
+from bot.keyboards import (
+    ItemCb,
+    KindCb,
+    NavCb,
+    OrderCb,
+    ReasonCb,
+)
+from bot.replies import Replies
+from bot.routers.customer.base import Handlers, Has, TextMatches
+from bot.routers.customer.states import (
+    DESCRIPTION_MAX,
+    ORDER_NO,
+    PROOF_TRIES,
+    STEPS,
+    Intake,
+    previous_step,
+)
+from bot.routers.customer.steps import ask, photos_needed, reset, show_menu
+from tickets import ownership
+from tickets.exceptions import DuplicateCase, InvalidInput, NotFound
+from tickets.models import CaseKind, Customer, Order
+from tickets.ownership import ProofBudget
+from tickets.service import Context
+
+handlers = Handlers()
+
+
+async def start_intake(
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+    order_no: str | None = None,
+) -> None:
+    """Begin a new request (at the order step, or straight at `order_no`)."""
+    await reset(state, keep_evidence=True)
+    if order_no is None:
+        await ask("order", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    await state.set_state(Intake.order)
+    await take_order_no(order_no, state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+async def take_order_no(
+    text: str,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """An order number typed, picked or deep-linked: find it, then proof (unless linked)."""
+    order_no = text.strip()
+    if not ORDER_NO.match(order_no):
+        reply.say("intake.order_bad_format")
+        return
+    try:
+        order = order_of(db, order_no)
+    except NotFound:
+        reply.say("intake.order_not_found", order_no=order_no)
+        return
+    await state.update_data(
+        order_no=order.order_no,
+        proof_tries=0,
+        chosen={},
+        kind=None,
+        categories=line_categories(order),
+    )
+    if order.customer_id == customer.id:
+        await ask("kind", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    if not order.customer.phone:
+        reply.say("intake.proof_no_phone")
+        await reset(state, keep_evidence=True)
+        await show_menu(reply)
+        return
+    if _budget(db, order.order_no, customer, svc).exhausted:
+        await proof_refused(state=state, reply=reply)
+        return
+    await ask("proof", state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+@handlers.message(Intake.order, Has("text"))
+async def order_typed(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """The order number, typed."""
+    await take_order_no(
+        message.text or "", state=state, db=db, customer=customer, reply=reply, svc=svc
+    )
+
+
+@handlers.callback(Intake.order, OrderCb.filter())
+async def order_picked(
+    query: CallbackQuery,
+    callback_data: OrderCb,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """One of the customer's recent orders, picked."""
+    reply.answer_callback()
+    recent = (await state.get_data()).get("recent") or []
+    if not 0 <= callback_data.index < len(recent):
+        await ask("order", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    await take_order_no(
+        recent[callback_data.index], state=state, db=db, customer=customer, reply=reply, svc=svc
+    )
+
+
+async def proven(
+    order: Order,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """The order is the customer's: link the account, then ask the kind."""
+    try:
+        owner = link_order_customer(db, me=customer, order=order)
+    except LinkedElsewhere:
+        reply.say("intake.linked_elsewhere", markup=ReplyKeyboardRemove())
+        await reset(state, keep_evidence=True)
+        await show_menu(reply)
+        return
+    reply.say("intake.proof_ok", markup=ReplyKeyboardRemove(), order_no=order.order_no)
+    await ask("kind", state=state, db=db, customer=owner, reply=reply, svc=svc)
+
+
+def _person(customer: Customer) -> str:
+    """Who is proving, as the core's proof limits count people (tickets/ownership.py)."""
+    return f"telegram:{customer.telegram_user_id}"
+
+
+def _budget(db: Session, order_no: str, customer: Customer, svc: Context) -> ProofBudget:
+    return ownership.proof_budget(
+        db, order_no=order_no, person=_person(customer), now=svc.now, limits=svc.limits
+    )
+
+
+async def proof_refused(*, state: FSMContext, reply: Replies) -> None:
+    """Today's wrong proofs on this order, or by this account, are used up: no more guesses,
+    whatever the conversation; a person can still help."""
+    reply.say("intake.proof_limit", markup=ReplyKeyboardRemove())
+    await reset(state, keep_evidence=True)
+    await show_menu(reply)
+
+
+async def proof_failed(
+    *, state: FSMContext, reply: Replies, db: Session, customer: Customer, svc: Context
+) -> None:
+    """A wrong proof: say so, and after a few tries stop (no guessing digits). Each failure is
+    counted in the core against the order and the account for the day, so starting over with
+    `/start <order>` gives no new guesses."""
+    data = await state.get_data()
+    budget = ownership.proof_failed(
+        db, order_no=data["order_no"], person=_person(customer), now=svc.now, limits=svc.limits
+    )
+    tries = int(data.get("proof_tries", 0)) + 1
+    await state.update_data(proof_tries=tries)
+    if budget.exhausted:
+        await proof_refused(state=state, reply=reply)
+        return
+    if tries >= PROOF_TRIES:
+        # A few guesses only: four digits are easy to try one by one.
+        reply.say("intake.proof_locked", markup=ReplyKeyboardRemove())
+        await reset(state, keep_evidence=True)
+        await show_menu(reply)
+        return
+    reply.say("intake.proof_failed", left=min(PROOF_TRIES - tries, budget.left))
+
+
+@handlers.message(Intake.proof, Has("contact"))
+async def proof_contact(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Proof by the customer's own Telegram contact (its phone is the order's)."""
+    contact = message.contact
+    assert contact is not None
+    if message.from_user is None or contact.user_id != message.from_user.id:
+        reply.say("intake.proof_other_contact")
+        return
+    order = order_of(db, (await state.get_data())["order_no"])
+    if _budget(db, order.order_no, customer, svc).exhausted:
+        await proof_refused(state=state, reply=reply)
+        return
+    if not phone_matches(order.customer.phone, contact.phone_number):
+        await proof_failed(state=state, reply=reply, db=db, customer=customer, svc=svc)
+        return
+    await proven(order, state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+@handlers.message(Intake.proof, TextMatches(r"^\s*\d{4}\s*$"))
+async def proof_digits(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Proof by the last four digits of the order's phone."""
+    order = order_of(db, (await state.get_data())["order_no"])
+    if _budget(db, order.order_no, customer, svc).exhausted:
+        await proof_refused(state=state, reply=reply)
+        return
+    if not last4_matches(order.customer.phone, message.text or ""):
+        await proof_failed(state=state, reply=reply, db=db, customer=customer, svc=svc)
+        return
+    await proven(order, state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+@handlers.callback(Intake.kind, KindCb.filter())
+async def kind_picked(
+    query: CallbackQuery,
+    callback_data: KindCb,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """A kind of request, if the order is open to it now."""
+    reply.answer_callback()
+    data = await state.get_data()
+    order = order_of(db, data["order_no"])
+    verdicts = kind_verdicts(
+        order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
+    )
+    verdict = verdict_for(verdicts, callback_data.kind)
+    if verdict is None or not verdict.allowed:
+        await ask("kind", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    kind = CaseKind(verdict.kind)
+    reasons = list(reasons_of(verdict, svc.policy))
+    await state.update_data(kind=kind.value, chosen={}, reason=None, reasons=reasons)
+    step = "items" if needs_items(kind) else "reason"
+    await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+@handlers.callback(Intake.items, ItemCb.filter())
+async def item_changed(
+    query: CallbackQuery, callback_data: ItemCb, state: FSMContext, reply: Replies
+) -> None:
+    """A quantity tapped up or down: the keyboard is updated in place."""
+    data = await state.get_data()
+    lines = data.get("lines") or []
+    chosen: dict[str, int] = dict(data.get("chosen") or {})
+    if not 0 <= callback_data.index < len(lines) or callback_data.delta == 0:
+        reply.answer_callback()
+        return
+    line = lines[callback_data.index]
+    qty = min(max(chosen.get(line["sku"], 0) + callback_data.delta, 0), line["free"])
+    if qty == chosen.get(line["sku"], 0):
+        reply.answer_callback()
+        return
+    chosen[line["sku"]] = qty
+    await state.update_data(chosen=chosen)
+    reply.answer_callback()
+    if query.message is not None:
+        reply.edit_markup(query.message.message_id, keyboards.items(reply.t, lines, chosen))
+
+
+@handlers.callback(Intake.reason, ReasonCb.filter())
+async def reason_picked(
+    query: CallbackQuery,
+    callback_data: ReasonCb,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """A reason, if the kind offers it."""
+    reply.answer_callback()
+    data = await state.get_data()
+    if callback_data.reason not in (data.get("reasons") or []):
+        await ask("reason", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    await state.update_data(reason=callback_data.reason)
+    await ask("description", state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+@handlers.message(Intake.description, Has("text"))
+async def description_typed(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """The description, then the evidence step."""
+    text = (message.text or "").strip()
+    if len(text) > DESCRIPTION_MAX:
+        reply.say("intake.description_too_long", limit=DESCRIPTION_MAX)
+        return
+    await state.update_data(description=text)
+    await ask("evidence", state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+@handlers.message(Intake.evidence, Has("text"))
+async def evidence_text(message: Message, state: FSMContext, reply: Replies) -> None:
+    """Words at the evidence step are added to the description, never dropped."""
+    data = await state.get_data()
+    text = (message.text or "").strip()
+    description = "\n".join(p for p in (data.get("description") or "", text) if p)
+    await state.update_data(description=description[:DESCRIPTION_MAX])
+    reply.say("intake.evidence_noted", keyboards.only_nav(reply.t, extra=("done",)))
+
+
+@handlers.callback(StateFilter(Intake), NavCb.filter())
+async def navigate(
+    query: CallbackQuery,
+    callback_data: NavCb,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Back, cancel, skip, done and confirm, wherever they make sense."""
+    reply.answer_callback()
+    step = STEPS.get(await state.get_state() or "", "")
+    data = await state.get_data()
+    action = callback_data.action
+    if action == "cancel":
+        await reset(state, keep_evidence=False)
+        await show_menu(reply, "nav.cancelled")
+        return
+    if action == "back":
+        target = previous_step(step, data)
+        if target is None:
+            await reset(state, keep_evidence=True)
+            await show_menu(reply)
+        else:
+            if step == "proof":
+                reply.say("intake.back", markup=ReplyKeyboardRemove())
+            await ask(target, state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    if action == "done" and step == "items":
+        if not any(v > 0 for v in (data.get("chosen") or {}).values()):
+            reply.say("intake.items_pick_one")
+            return
+        await ask("reason", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    if action == "skip" and step == "description":
+        await state.update_data(description="")
+        await ask("evidence", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    if action == "done" and step == "evidence":
+        photos = sum(1 for f in data.get("evidence", []) if f.get("kind") == "photo")
+        need = photos_needed(db, data, svc)
+        if not need.satisfied_by(photos):
+            reply.say("intake.evidence_required", need=need.text(reply.language))
+            return
+        await ask("confirm", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    if action == "confirm" and step == "confirm":
+        await submit(state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    # A button of another step (an old message): restate where the customer is.
+    reply.say("intake.guide_stale")
+    if step:
+        await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+async def submit(
+    *, state: FSMContext, db: Session, customer: Customer, reply: Replies, svc: Context
+) -> None:
+    """Open the case from the finished request, or say why it cannot be opened now."""
+    data = await state.get_data()
+    captions = [f["caption"] for f in data.get("evidence", []) if f.get("caption")]
+    description = "\n".join(p for p in [data.get("description") or "", *captions] if p)
+    try:
+        # A savepoint: a refusal leaves the rest of this update's work (the state) intact.
+        with db.begin_nested():
+            cases.submit_intake(
+                db,
+                customer=customer,
+                ctx=svc,
+                order_no=data.get("order_no"),
+                kind=data["kind"],
+                reason=data["reason"],
+                items=data.get("chosen") or {},
+                description=description,
+                evidence=data.get("evidence", []),
+            )
+    except DuplicateCase as exc:
+        await reset(state, keep_evidence=False)
+        await show_menu(
+            reply, "intake.duplicate", order_no=data.get("order_no") or "", case_no=exc.existing
+        )
+        return
+    except InvalidInput:
+        # The order changed under the request (units taken by another case, status moved):
+        # choose again from what is possible now.
+        reply.say("intake.no_longer_possible")
+        await ask("kind", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    await state.clear()
+    # The case's number and promised time come in its notice (a script, queued by the
+    # service with the case); here only the way on.
+    await show_menu(reply)

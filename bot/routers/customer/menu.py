@@ -1,0 +1,117 @@
+"""The menu, the language and the commands (/start, /start ORDER, /menu, /cancel, /language)."""
+
+from __future__ import annotations
+
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.orm import Session
+
+from bot import cases, keyboards
+from bot.keyboards import (
+    LangCb,
+    MenuCb,
+)
+from bot.replies import Replies
+from bot.routers.customer.base import Handlers
+from bot.routers.customer.intake import start_intake
+from bot.routers.customer.my_cases import list_cases
+from bot.routers.customer.states import ORDER_NO, Talk
+from bot.routers.customer.steps import reset, show_menu
+from tickets.models import Customer
+from tickets.service import Context
+
+handlers = Handlers()
+
+
+@handlers.message(CommandStart(deep_link=True))
+async def start_with_order(
+    message: Message,
+    command: CommandObject,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """/start ORDERNO from a shop's order page: straight into the request for that order."""
+    payload = (command.args or "").strip()
+    if not ORDER_NO.match(payload):
+        await reset(state, keep_evidence=True)
+        await show_menu(reply, "menu.greeting", name=customer.name, shop=svc.shop_name)
+        return
+    reply.say("menu.greeting_short", name=customer.name, shop=svc.shop_name)
+    await start_intake(
+        state=state, db=db, customer=customer, reply=reply, svc=svc, order_no=payload
+    )
+
+
+@handlers.message(CommandStart())
+async def start(
+    message: Message, state: FSMContext, customer: Customer, reply: Replies, svc: Context
+) -> None:
+    """/start: greeting and menu (files already sent are kept)."""
+    await reset(state, keep_evidence=True)
+    await show_menu(reply, "menu.greeting", name=customer.name, shop=svc.shop_name)
+
+
+@handlers.message(Command("menu"))
+async def menu(message: Message, state: FSMContext, reply: Replies) -> None:
+    """/menu: back to the menu from anywhere (files already sent are kept)."""
+    await reset(state, keep_evidence=True)
+    await show_menu(reply)
+
+
+@handlers.message(Command("cancel"))
+async def cancel_command(message: Message, state: FSMContext, reply: Replies) -> None:
+    """/cancel: drop the request being filled in, files included."""
+    await reset(state, keep_evidence=False)
+    await show_menu(reply, "nav.cancelled")
+
+
+@handlers.message(Command("language"))
+async def language_command(message: Message, reply: Replies) -> None:
+    """/language: offer both languages."""
+    reply.say("language.prompt", keyboards.languages())
+
+
+@handlers.callback(LangCb.filter())
+async def set_language(
+    query: CallbackQuery, callback_data: LangCb, customer: Customer, reply: Replies
+) -> None:
+    """The customer's language, kept on their record."""
+    if callback_data.code in ("zh-CN", "en"):
+        customer.language = callback_data.code
+        reply.language = callback_data.code
+    reply.answer_callback()
+    await show_menu(reply, "language.set")
+
+
+@handlers.callback(MenuCb.filter())
+async def menu_choice(
+    query: CallbackQuery,
+    callback_data: MenuCb,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """A main-menu button: new request, my requests, a person, language."""
+    reply.answer_callback()
+    action = callback_data.action
+    if action == "new":
+        await start_intake(state=state, db=db, customer=customer, reply=reply, svc=svc)
+    elif action == "mine":
+        await reset(state, keep_evidence=True)
+        list_cases(db, customer, reply, svc)
+    elif action == "human":
+        await reset(state, keep_evidence=True)
+        case = cases.latest_open_case(db, customer)
+        if case is not None:
+            reply.say("human.prompt_case", case_no=case.number)
+        else:
+            await state.set_state(Talk.message)
+            reply.say("human.prompt", keyboards.only_nav(reply.t, back=False))
+    else:
+        reply.say("language.prompt", keyboards.languages())

@@ -1,0 +1,188 @@
+"""Booking a pickup for a return: the slot, then the address (the order's or a typed one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from babel.dates import format_date
+from sqlalchemy.orm import Session
+
+from bot import cases, keyboards
+from bot.keyboards import (
+    AddressCb,
+    SlotCb,
+)
+from bot.replies import Replies
+from bot.routers.customer.base import Handlers, Has
+from bot.routers.customer.states import ADDRESS_MAX, ADDRESS_MIN, BABEL_LOCALES, PickupBooking
+from bot.routers.customer.steps import reset, show_menu
+from tickets.exceptions import ActionNotAllowed
+from tickets.models import Customer
+from tickets.schemas import ActionRequest, Pickup
+from tickets.service import Context
+
+handlers = Handlers()
+
+
+def ask_slot(ticket: Any, reply: Replies, svc: Context) -> None:
+    """The pickup slots of the next working days."""
+    t = reply.t
+    day_pattern = reply.texts.plain(reply.language, "pickup.day")
+    locale = BABEL_LOCALES.get(reply.language, "en")
+    options = [
+        (
+            slot.key,
+            slot.part,
+            reply.plain(
+                f"pickup.slot_{slot.part}",
+                day=format_date(slot.day, day_pattern, locale=locale),
+                start=f"{slot.start:%H:%M}",
+                end=f"{slot.end:%H:%M}",
+            ),
+        )
+        for slot in cases.pickup_slots(ticket, svc)
+    ]
+    reply.say("pickup.ask_slot", keyboards.pickup_slots(t, options), case_no=ticket.number)
+
+
+@handlers.callback(PickupBooking.slot, SlotCb.filter())
+async def slot_picked(
+    query: CallbackQuery,
+    callback_data: SlotCb,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """A time slot: then the address (the order's, or typed)."""
+    reply.answer_callback()
+    number = (await state.get_data()).get("case_no", "")
+    ticket = cases.own_case(db, customer, number)
+    chosen = next(
+        (
+            s
+            for s in cases.pickup_slots(ticket, svc)
+            if (s.key, s.part) == (callback_data.day, callback_data.slot)
+        ),
+        None,
+    )
+    if chosen is None:
+        reply.say("pickup.slot_gone")
+        ask_slot(ticket, reply, svc)
+        return
+    label = reply.plain(
+        f"pickup.slot_{chosen.part}",
+        day=format_date(
+            chosen.day,
+            reply.texts.plain(reply.language, "pickup.day"),
+            locale=BABEL_LOCALES.get(reply.language, "en"),
+        ),
+        start=f"{chosen.start:%H:%M}",
+        end=f"{chosen.end:%H:%M}",
+    )
+    await state.set_state(PickupBooking.address)
+    await state.update_data(pickup_time=chosen.value, pickup_label=label)
+    address = (ticket.order.address if ticket.order is not None else "") or ""
+    if address.strip():
+        reply.say(
+            "pickup.ask_address",
+            keyboards.pickup_address(reply.t, has_address=True),
+            address=address,
+        )
+    else:
+        reply.say("pickup.ask_address_none", keyboards.pickup_address(reply.t, has_address=False))
+
+
+@handlers.callback(PickupBooking.address, AddressCb.filter())
+async def address_of_order(
+    query: CallbackQuery,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Pick up at the order's address."""
+    reply.answer_callback()
+    number = (await state.get_data()).get("case_no", "")
+    ticket = cases.own_case(db, customer, number)
+    address = (ticket.order.address if ticket.order is not None else "") or ""
+    if not address.strip():
+        reply.say("pickup.ask_address_none", keyboards.pickup_address(reply.t, has_address=False))
+        return
+    await book_pickup(address.strip(), state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+@handlers.message(PickupBooking.address, Has("text"))
+async def address_typed(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Another pickup address, typed."""
+    address = " ".join((message.text or "").split())
+    if not ADDRESS_MIN <= len(address) <= ADDRESS_MAX:
+        reply.say(
+            "pickup.address_bad",
+            keyboards.pickup_address(reply.t, has_address=False),
+            min=ADDRESS_MIN,
+            max=ADDRESS_MAX,
+        )
+        return
+    await book_pickup(address, state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+async def book_pickup(
+    address: str,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """The case moves to in transit with the pickup's time and address, as the customer."""
+    data = await state.get_data()
+    number = data.get("case_no", "")
+    try:
+        with db.begin_nested():
+            cases.customer_action(
+                db,
+                customer=customer,
+                number=number,
+                request=ActionRequest(
+                    action="mark_in_transit",
+                    pickup=Pickup(time=data["pickup_time"], address=address),
+                ),
+                ctx=svc,
+            )
+    except ActionNotAllowed:
+        await reset(state, keep_evidence=True)
+        current = cases.own_case(db, customer, number)
+        reply.say("cases.not_possible", case_no=number, status=reply.t(f"status.{current.status}"))
+        return
+    await reset(state, keep_evidence=True)
+    await show_menu(
+        reply, "pickup.booked", case_no=number, slot=data.get("pickup_label", ""), address=address
+    )
+
+
+@handlers.message(PickupBooking.slot)
+async def slot_expected(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Words where a slot button is expected: the slots again."""
+    reply.say("intake.guide_button_expected")
+    ticket = cases.own_case(db, customer, (await state.get_data()).get("case_no", ""))
+    ask_slot(ticket, reply, svc)

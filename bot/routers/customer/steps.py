@@ -1,0 +1,171 @@
+"""Asking each step of the intake: one `ask` that (re)states a step, so "back", a restart and a
+guide after unexpected input all say the same thing; the evidence a draft needs and the summary the
+customer confirms; the menu.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram.fsm.context import FSMContext
+from sqlalchemy.orm import Session
+
+from bot import keyboards
+from bot.eligibility import (
+    evidence_need,
+    kind_verdicts,
+    line_categories,
+    needs_items,
+    order_of,
+)
+from bot.identity import (
+    recent_orders,
+)
+from bot.replies import Replies
+from bot.routers.customer.states import STATE_OF
+from tickets.models import CaseKind, Customer
+from tickets.orders import free_units
+from tickets.policy import EvidenceNeed
+from tickets.quotes import preview_refund
+from tickets.scripts import Money, format_money
+from tickets.service import Context
+
+
+async def ask(
+    step: str,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Put the conversation at `step` and ask its question."""
+    await state.set_state(STATE_OF[step])
+    data = await state.get_data()
+    t = reply.t
+    if step == "order":
+        recent = [o.order_no for o in recent_orders(db, customer)]
+        await state.update_data(recent=recent)
+        if recent:
+            reply.say("intake.ask_order_recent", keyboards.recent_orders(t, recent))
+        else:
+            reply.say("intake.ask_order", keyboards.only_nav(t, back=False))
+    elif step == "proof":
+        reply.say("intake.ask_proof", keyboards.share_contact(t))
+        reply.say("intake.proof_nav", keyboards.only_nav(t))
+    elif step == "kind":
+        order = order_of(db, data["order_no"])
+        verdicts = kind_verdicts(
+            order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
+        )
+        allowed = [v.kind for v in verdicts if v.allowed]
+        refused = [
+            t("intake.kind_unavailable_line", kind=t(f"kind.{v.kind}"), why=v.text)
+            for v in verdicts
+            if not v.allowed
+        ]
+        notes = [t("intake.kind_note", note=n) for v in verdicts if v.allowed for n in v.notes]
+        text = t("intake.ask_kind", order_no=order.order_no)
+        if notes:
+            text += "\n" + "\n".join(dict.fromkeys(notes))
+        if refused:
+            text += "\n\n" + t("intake.kinds_unavailable") + "\n" + "\n".join(refused)
+        reply.send_text(text, keyboards.kinds(t, allowed))
+    elif step == "items":
+        order = order_of(db, data["order_no"])
+        free = free_units(db, order)
+        lines = [
+            {"sku": ln.sku, "title": ln.title or ln.sku, "free": free.get(ln.sku, 0)}
+            for ln in order.lines
+        ]
+        if not any(line["free"] for line in lines):
+            reply.say("intake.items_none_available")
+            await ask("kind", state=state, db=db, customer=customer, reply=reply, svc=svc)
+            return
+        chosen = {k: v for k, v in (data.get("chosen") or {}).items() if v > 0}
+        await state.update_data(lines=lines, chosen=chosen)
+        reply.say("intake.ask_items", keyboards.items(t, lines, chosen))
+    elif step == "reason":
+        codes = data.get("reasons") or []
+        reply.say("intake.ask_reason", keyboards.reasons(t, codes))
+    elif step == "description":
+        reply.say("intake.ask_description", keyboards.only_nav(t, extra=("skip",)))
+    elif step == "evidence":
+        need = photos_needed(db, data, svc)
+        count = len(data.get("evidence", []))
+        if need.any:
+            text = t("intake.ask_evidence_required", count=count, need=need.text(reply.language))
+        else:
+            text = t("intake.ask_evidence", count=count)
+        reply.send_text(text, keyboards.only_nav(t, extra=("done",)))
+    elif step == "confirm":
+        reply.send_text(
+            preview_text(db, data, reply, svc), keyboards.only_nav(t, extra=("confirm",))
+        )
+
+
+def photos_needed(db: Session, data: dict[str, Any], svc: Context) -> EvidenceNeed:
+    """The evidence the request being filled in needs (none without an order)."""
+    if not data.get("order_no"):
+        return EvidenceNeed()
+    categories = data.get("categories")
+    if categories is None:  # a conversation begun before the categories were kept
+        categories = line_categories(order_of(db, data["order_no"]))
+    skus = [sku for sku, q in (data.get("chosen") or {}).items() if q > 0]
+    return evidence_need(
+        categories, policy=svc.policy, kind=data["kind"], reason=data["reason"], skus=skus
+    )
+
+
+def preview_text(db: Session, data: dict[str, Any], reply: Replies, svc: Context) -> str:
+    """The summary the customer confirms, with the refund estimate for refund kinds."""
+    t = reply.t
+    kind = CaseKind(data["kind"])
+    parts = [t("intake.preview_title")]
+    if data.get("order_no"):
+        parts.append(t("intake.preview_order", order_no=data["order_no"]))
+    parts.append(t("intake.preview_kind", kind=t(f"kind.{kind}")))
+    parts.append(t("intake.preview_reason", reason=t(f"reason.{data['reason']}")))
+    chosen = data.get("chosen") or {}
+    titles = {line["sku"]: line["title"] for line in data.get("lines", [])}
+    if needs_items(kind) and chosen:
+        parts.append(t("intake.preview_items"))
+        parts.extend(
+            t("intake.preview_item", title=titles.get(sku, sku), qty=q)
+            for sku, q in chosen.items()
+            if q > 0
+        )
+    if data.get("description"):
+        parts.append(t("intake.preview_description", description=data["description"]))
+    parts.append(t("intake.preview_evidence", count=len(data.get("evidence", []))))
+    if data.get("order_no") and needs_items(kind):
+        order = order_of(db, data["order_no"])
+        estimate = preview_refund(
+            session=db,
+            order=order,
+            kind=kind.value,
+            reason=data["reason"],
+            items=chosen,
+            policy=svc.policy,
+            now=svc.now,
+            timezone=str(svc.tz),
+        )
+        if estimate is not None:
+            amount = format_money(Money(estimate.amount, estimate.currency), reply.language)
+            parts.append(t("intake.preview_refund", amount=amount))
+    parts.append(t("intake.preview_confirm"))
+    return "\n".join(parts)
+
+
+async def show_menu(reply: Replies, key: str = "menu.prompt", **values: Any) -> None:
+    """The main menu, under the text `key`."""
+    reply.say(key, keyboards.main_menu(reply.t), **values)
+
+
+async def reset(state: FSMContext, *, keep_evidence: bool) -> None:
+    """Leave any conversation; files sent before the customer said anything may be kept."""
+    evidence = (await state.get_data()).get("evidence", []) if keep_evidence else []
+    await state.clear()
+    if evidence:
+        await state.update_data(evidence=evidence)
