@@ -123,9 +123,9 @@ def build_dispatcher(
     )
     dp.include_router(customer.make_router())
     if settings.agent_chat_id is not None:
-        dp.include_router(
-            agents.make_router(chat_id=settings.agent_chat_id, public_url=settings.public_url)
-        )
+        # The agents' cards link to the panel: the handlers get its address from here.
+        dp["public_url"] = settings.public_url
+        dp.include_router(agents.make_router(chat_id=settings.agent_chat_id))
     return dp
 
 

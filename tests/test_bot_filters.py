@@ -22,7 +22,7 @@ from aiogram.types import (
 
 from bot.routers import agents, customer
 from bot.routers.agents import InChat, RepliesToBot
-from bot.routers.customer.base import Has, PrivateChat, TextMatches
+from bot.routers.customer.filters import Has, PrivateChat, TextMatches
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 USER = User(id=7, is_bot=False, first_name="C")
@@ -122,7 +122,7 @@ async def test_replies_to_bot_is_a_reply_to_one_of_the_bots_own_messages() -> No
 
 @pytest.mark.parametrize(
     "router",
-    [customer.make_router(), agents.make_router(chat_id=GROUP.id, public_url=None)],
+    [customer.make_router(), agents.make_router(chat_id=GROUP.id)],
     ids=["customer", "agents"],
 )
 def test_no_filter_of_the_routers_leaves_the_event_loop(router: Router) -> None:

@@ -30,6 +30,7 @@ from bot.cases import attachments_from
 from bot.keyboards import AgentCb
 from bot.media import Media, rejection_text
 from bot.replies import Replies
+from bot.routers.handlers import Handlers
 from tickets.exceptions import DomainError
 from tickets.models import Agent, Ticket
 from tickets.schemas import ActionRequest, ReplyCreate
@@ -37,126 +38,6 @@ from tickets.service import Actor, Context, add_reply, perform_action
 from tickets.storage import AttachmentStore
 
 REPLY_MAX = 4096
-
-
-def make_router(*, chat_id: int, public_url: str | None) -> Router:
-    """The agents' router: updates of the agents' chat only."""
-    router = Router(name="agents")
-    router.message.filter(InChat(chat_id))
-    router.callback_query.filter(InChat(chat_id))
-
-    @router.callback_query(AgentCb.filter(F.action == "take"))
-    async def take(
-        query: CallbackQuery,
-        callback_data: AgentCb,
-        db: Session,
-        agent: Agent | None,
-        reply: Replies,
-        svc: Context,
-    ) -> None:
-        """Take it: the case is assigned to the agent who pressed."""
-        number = callback_data.number
-        if agent is None:
-            reply.answer_callback(
-                reply.plain("agents.not_linked", user_id=query.from_user.id), alert=True
-            )
-            return
-        assignee = db.scalar(
-            select(Agent)
-            .join(Ticket, Ticket.assignee_id == Agent.id)
-            .where(Ticket.number == number)
-        )
-        if assignee is not None and assignee.id == agent.id:
-            reply.answer_callback(reply.plain("agents.already_yours", case_no=number))
-            return
-        if assignee is not None:
-            # Taken meanwhile (another card's button, the panel): "take it" never takes a case
-            # from a colleague; a lead reassigns in the panel. The stale button goes.
-            reply.answer_callback(
-                reply.plain(
-                    "agents.taken_by_other",
-                    case_no=number,
-                    agent=assignee.display_name or assignee.username,
-                ),
-                alert=True,
-            )
-            if query.message is not None:
-                reply.edit_markup(
-                    query.message.message_id,
-                    keyboards.agent_card(reply.t, number, public_url=public_url, take=False),
-                )
-            return
-        try:
-            with db.begin_nested():
-                perform_action(
-                    session=db,
-                    number=number,
-                    request=ActionRequest(action="assign", assignee=agent.username),
-                    actor=Actor(kind="agent", agent=agent),
-                    ctx=svc,
-                )
-        except DomainError as exc:
-            reply.answer_callback(
-                reply.plain("agents.not_possible", case_no=number, why=exc.message), alert=True
-            )
-            return
-        reply.answer_callback(reply.plain("agents.taken_toast", case_no=number))
-        # The group learns who took it from the case's cards, this one included, which the
-        # delivery worker edits (the assignment queued that: tickets/service.py `_assign`).
-
-    @router.message(RepliesToBot())
-    async def reply_to_card(
-        message: Message,
-        db: Session,
-        agent: Agent | None,
-        reply: Replies,
-        svc: Context,
-        media: list[Media],
-        store: AttachmentStore,
-    ) -> None:
-        """A reply to one of the bot's messages about a case: the answer (words, a photo or a
-        file with its caption) goes to the customer."""
-        assert message.reply_to_message is not None
-        number = case_of(message.reply_to_message, svc.case_prefix)
-        if agent is None:
-            user_id = message.from_user.id if message.from_user is not None else "?"
-            reply.send_text(
-                reply.t("agents.not_linked", user_id=user_id), reply_to=message.message_id
-            )
-            return
-        if number is None:
-            reply.send_text(reply.t("agents.reply_no_case"), reply_to=message.message_id)
-            return
-        refused = [m for m in media if m.stored is None]
-        if refused:
-            reply.send_text(
-                rejection_text(refused[0], reply.t, store.limits), reply_to=message.message_id
-            )
-            return
-        text = (message.text or message.caption or "").strip()
-        files = [{**m.stored.to_dict(), "message_id": m.message_id} for m in media if m.stored]
-        if not text and not files:
-            reply.send_text(reply.t("agents.reply_empty"), reply_to=message.message_id)
-            return
-        try:
-            with db.begin_nested():
-                add_reply(
-                    session=db,
-                    number=number,
-                    reply=ReplyCreate(text=text[:REPLY_MAX]),
-                    actor=Actor(kind="agent", agent=agent),
-                    ctx=svc,
-                    attachments=attachments_from(files, svc),
-                )
-        except DomainError as exc:
-            reply.send_text(
-                reply.t("agents.not_possible", case_no=number, why=exc.message),
-                reply_to=message.message_id,
-            )
-            return
-        reply.send_text(reply.t("agents.reply_sent", case_no=number), reply_to=message.message_id)
-
-    return router
 
 
 # Filters are async on purpose: aiogram runs a synchronous filter (a magic `F.chat.id`, a plain
@@ -201,3 +82,126 @@ def case_of(message: Message, prefix: str) -> str | None:
     text = message.text or message.caption or ""
     found = re.search(rf"(?<![\w-]){re.escape(prefix)}-\d{{8}}-\d{{4,}}(?![\w-])", text)
     return found.group(0) if found else None
+
+
+handlers = Handlers()
+
+
+@handlers.callback(AgentCb.filter(F.action == "take"))
+async def take(
+    query: CallbackQuery,
+    callback_data: AgentCb,
+    db: Session,
+    agent: Agent | None,
+    reply: Replies,
+    svc: Context,
+    public_url: str | None,
+) -> None:
+    """Take it: the case is assigned to the agent who pressed. (`public_url` comes from the
+    dispatcher's data: bot/runtime.py.)"""
+    number = callback_data.number
+    if agent is None:
+        reply.answer_callback(
+            reply.plain("agents.not_linked", user_id=query.from_user.id), alert=True
+        )
+        return
+    assignee = db.scalar(
+        select(Agent).join(Ticket, Ticket.assignee_id == Agent.id).where(Ticket.number == number)
+    )
+    if assignee is not None and assignee.id == agent.id:
+        reply.answer_callback(reply.plain("agents.already_yours", case_no=number))
+        return
+    if assignee is not None:
+        # Taken meanwhile (another card's button, the panel): "take it" never takes a case
+        # from a colleague; a lead reassigns in the panel. The stale button goes.
+        reply.answer_callback(
+            reply.plain(
+                "agents.taken_by_other",
+                case_no=number,
+                agent=assignee.display_name or assignee.username,
+            ),
+            alert=True,
+        )
+        if query.message is not None:
+            reply.edit_markup(
+                query.message.message_id,
+                keyboards.agent_card(reply.t, number, public_url=public_url, take=False),
+            )
+        return
+    try:
+        with db.begin_nested():
+            perform_action(
+                session=db,
+                number=number,
+                request=ActionRequest(action="assign", assignee=agent.username),
+                actor=Actor(kind="agent", agent=agent),
+                ctx=svc,
+            )
+    except DomainError as exc:
+        reply.answer_callback(
+            reply.plain("agents.not_possible", case_no=number, why=exc.message), alert=True
+        )
+        return
+    reply.answer_callback(reply.plain("agents.taken_toast", case_no=number))
+    # The group learns who took it from the case's cards, this one included, which the
+    # delivery worker edits (the assignment queued that: tickets/service.py `_assign`).
+
+
+@handlers.message(RepliesToBot())
+async def reply_to_card(
+    message: Message,
+    db: Session,
+    agent: Agent | None,
+    reply: Replies,
+    svc: Context,
+    media: list[Media],
+    store: AttachmentStore,
+) -> None:
+    """A reply to one of the bot's messages about a case: the answer (words, a photo or a
+    file with its caption) goes to the customer."""
+    assert message.reply_to_message is not None
+    number = case_of(message.reply_to_message, svc.case_prefix)
+    if agent is None:
+        user_id = message.from_user.id if message.from_user is not None else "?"
+        reply.send_text(reply.t("agents.not_linked", user_id=user_id), reply_to=message.message_id)
+        return
+    if number is None:
+        reply.send_text(reply.t("agents.reply_no_case"), reply_to=message.message_id)
+        return
+    refused = [m for m in media if m.stored is None]
+    if refused:
+        reply.send_text(
+            rejection_text(refused[0], reply.t, store.limits), reply_to=message.message_id
+        )
+        return
+    text = (message.text or message.caption or "").strip()
+    files = [{**m.stored.to_dict(), "message_id": m.message_id} for m in media if m.stored]
+    if not text and not files:
+        reply.send_text(reply.t("agents.reply_empty"), reply_to=message.message_id)
+        return
+    try:
+        with db.begin_nested():
+            add_reply(
+                session=db,
+                number=number,
+                reply=ReplyCreate(text=text[:REPLY_MAX]),
+                actor=Actor(kind="agent", agent=agent),
+                ctx=svc,
+                attachments=attachments_from(files, svc),
+            )
+    except DomainError as exc:
+        reply.send_text(
+            reply.t("agents.not_possible", case_no=number, why=exc.message),
+            reply_to=message.message_id,
+        )
+        return
+    reply.send_text(reply.t("agents.reply_sent", case_no=number), reply_to=message.message_id)
+
+
+def make_router(*, chat_id: int) -> Router:
+    """The agents' router: updates of the agents' chat only."""
+    router = Router(name="agents")
+    router.message.filter(InChat(chat_id))
+    router.callback_query.filter(InChat(chat_id))
+    handlers.register(router)
+    return router

@@ -24,7 +24,7 @@ from bot.routers.customer import (
     rating,
     talk,
 )
-from bot.routers.customer.base import PrivateChat
+from bot.routers.customer.filters import PrivateChat
 
 # The order aiogram tries the parts in: commands and the menu first, the fallbacks last (they
 # take whatever nothing before them did).

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from bot import cases, keyboards
 from bot.replies import Replies
-from bot.routers.customer.base import Handlers, Has
+from bot.routers.customer.filters import Has
 from bot.routers.customer.rating import rated
 from bot.routers.customer.states import (
     RATING,
@@ -24,6 +24,7 @@ from bot.routers.customer.states import (
     Tracking,
 )
 from bot.routers.customer.steps import ask, reset, show_menu
+from bot.routers.handlers import Handlers
 from tickets.models import Customer
 from tickets.service import Context
 

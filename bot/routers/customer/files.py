@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 from bot import cases, keyboards
 from bot.media import Media, rejection_text
 from bot.replies import Replies
-from bot.routers.customer.base import Handlers, Has
+from bot.routers.customer.filters import Has
 from bot.routers.customer.states import CASE_STEPS, STEPS, Intake, Rating, Talk
 from bot.routers.customer.steps import ask
 from bot.routers.customer.talk import talk
+from bot.routers.handlers import Handlers
 from tickets.models import Customer
 from tickets.service import Context
 from tickets.storage import MediaLimits, StoredFile

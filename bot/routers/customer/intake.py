@@ -32,7 +32,7 @@ from bot.keyboards import (
     ReasonCb,
 )
 from bot.replies import Replies
-from bot.routers.customer.base import Handlers, Has, TextMatches
+from bot.routers.customer.filters import Has, TextMatches
 from bot.routers.customer.states import (
     DESCRIPTION_MAX,
     ORDER_NO,
@@ -42,6 +42,7 @@ from bot.routers.customer.states import (
     previous_step,
 )
 from bot.routers.customer.steps import ask, photos_needed, reset, show_menu
+from bot.routers.handlers import Handlers
 from tickets import ownership
 from tickets.exceptions import DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, Customer, Order

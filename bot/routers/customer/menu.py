@@ -13,11 +13,11 @@ from bot.keyboards import (
     MenuCb,
 )
 from bot.replies import Replies
-from bot.routers.customer.base import Handlers
 from bot.routers.customer.intake import start_intake
 from bot.routers.customer.my_cases import list_cases
 from bot.routers.customer.states import ORDER_NO, Talk
 from bot.routers.customer.steps import reset, show_menu
+from bot.routers.handlers import Handlers
 from tickets.models import Customer
 from tickets.service import Context
 

@@ -16,10 +16,11 @@ from bot.keyboards import (
     CaseCb,
 )
 from bot.replies import Replies
-from bot.routers.customer.base import Handlers, Has
+from bot.routers.customer.filters import Has
 from bot.routers.customer.pickup import ask_slot
 from bot.routers.customer.states import TRACKING_NO, PickupBooking, Tracking
 from bot.routers.customer.steps import reset, show_menu
+from bot.routers.handlers import Handlers
 from tickets.exceptions import ActionNotAllowed
 from tickets.models import CaseKind, CaseStatus, Customer
 from tickets.schemas import ActionRequest

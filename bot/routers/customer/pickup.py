@@ -15,9 +15,10 @@ from bot.keyboards import (
     SlotCb,
 )
 from bot.replies import Replies
-from bot.routers.customer.base import Handlers, Has
+from bot.routers.customer.filters import Has
 from bot.routers.customer.states import ADDRESS_MAX, ADDRESS_MIN, BABEL_LOCALES, PickupBooking
 from bot.routers.customer.steps import reset, show_menu
+from bot.routers.handlers import Handlers
 from tickets.exceptions import ActionNotAllowed
 from tickets.models import Customer
 from tickets.schemas import ActionRequest, Pickup

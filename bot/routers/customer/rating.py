@@ -13,9 +13,10 @@ from bot.keyboards import (
     RateCb,
 )
 from bot.replies import Replies
-from bot.routers.customer.base import Handlers, Has
+from bot.routers.customer.filters import Has
 from bot.routers.customer.states import PickupBooking, Rating, Talk, Tracking
 from bot.routers.customer.steps import reset, show_menu
+from bot.routers.handlers import Handlers
 from tickets.exceptions import ActionNotAllowed, InvalidInput
 from tickets.models import Customer
 from tickets.service import Context

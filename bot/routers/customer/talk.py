@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session
 
 from bot import cases
 from bot.replies import Replies
-from bot.routers.customer.base import Handlers, Has
+from bot.routers.customer.filters import Has
 from bot.routers.customer.states import Talk
+from bot.routers.handlers import Handlers
 from tickets.models import CaseKind, Customer
 from tickets.service import Context
 
