@@ -618,7 +618,7 @@ async def test_a_failing_handler_apologises_rolls_back_and_logs_the_update(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("bot.cases.submit_intake", broken)
+    monkeypatch.setattr("tickets.self_service.submit_intake", broken)
     with caplog.at_level(logging.ERROR, logger="bot.middlewares"):
         sent = await me.press(NavCb(action="confirm"))
     assert texts_of(sent) == [t("en", "error.generic")]

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.cases import pickup_slots
 from tests.conftest import NOW
 from tickets.config import Policy, load_policy
 from tickets.exceptions import InvalidInput
+from tickets.self_service import pickup_slots
 from tickets.service import Context
 
 ROOT = Path(__file__).resolve().parent.parent

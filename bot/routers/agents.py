@@ -26,7 +26,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import keyboards
-from bot.cases import attachments_from
 from bot.keyboards import AgentCb
 from bot.media import Media, rejection_text
 from bot.replies import Replies
@@ -34,6 +33,7 @@ from bot.routers.handlers import Handlers
 from tickets.exceptions import DomainError
 from tickets.models import Agent, Ticket
 from tickets.schemas import ActionRequest, ReplyCreate
+from tickets.self_service import attachments_from
 from tickets.service import Actor, Context, add_reply, perform_action
 from tickets.storage import AttachmentStore
 

@@ -9,7 +9,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.orm import Session
 
-from bot import cases, keyboards
+from bot import keyboards
 from bot.replies import Replies
 from bot.routers.customer.filters import Has
 from bot.routers.customer.rating import rated
@@ -25,6 +25,7 @@ from bot.routers.customer.states import (
 )
 from bot.routers.customer.steps import ask, reset, show_menu
 from bot.routers.handlers import Handlers
+from tickets import self_service
 from tickets.models import Customer
 from tickets.service import Context
 
@@ -70,10 +71,10 @@ async def free_text(
 ) -> None:
     """Words outside any step: a bare 1-5 rates a case that just finished (its notice asks
     for a number); else to the open case if there is one, else the menu."""
-    case = cases.latest_open_case(db, customer)
+    case = self_service.latest_open_case(db, customer)
     score = RATING.match(message.text or "")
     if score:
-        finished = cases.unrated_case(db, customer, svc.now)
+        finished = self_service.unrated_case(db, customer, svc.now)
         if finished is not None and (case is None or finished.updated_at >= case.updated_at):
             await rated(
                 finished.id,
@@ -88,7 +89,7 @@ async def free_text(
     if case is None:
         await show_menu(reply)
         return
-    cases.add_to_case(
+    self_service.add_to_case(
         db, ticket=case, text=message.text or "", files=[], message_id=message.message_id, ctx=svc
     )
     reply.say("cases.message_added", case_no=case.number)

@@ -10,7 +10,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from sqlalchemy.orm import Session
 
-from bot import cases, keyboards
+from bot import keyboards
 from bot.media import Media, rejection_text
 from bot.replies import Replies
 from bot.routers.customer.filters import Has
@@ -18,6 +18,7 @@ from bot.routers.customer.states import CASE_STEPS, STEPS, Intake, Rating, Talk
 from bot.routers.customer.steps import ask
 from bot.routers.customer.talk import talk
 from bot.routers.handlers import Handlers
+from tickets import self_service
 from tickets.models import Customer
 from tickets.service import Context
 from tickets.storage import MediaLimits, StoredFile
@@ -61,13 +62,13 @@ async def files_received(
     answer = first_of_album(kept[0], data)
     if raw_state is None or raw_state in CASE_STEPS or raw_state == Rating.comment.state:
         case = (
-            cases.own_case(db, customer, data.get("case_no", ""))
+            self_service.own_case(db, customer, data.get("case_no", ""))
             if raw_state in CASE_STEPS
-            else cases.latest_open_case(db, customer)
+            else self_service.latest_open_case(db, customer)
         )
         if case is not None:
             stored: list[StoredFile] = [m.stored for m in kept if m.stored is not None]
-            cases.add_to_case(
+            self_service.add_to_case(
                 db,
                 ticket=case,
                 text=message.caption or "",

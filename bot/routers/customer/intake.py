@@ -9,7 +9,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 from sqlalchemy.orm import Session
 
-from bot import cases, keyboards
+from bot import keyboards
 from bot.eligibility import (
     kind_verdicts,
     line_categories,
@@ -43,7 +43,7 @@ from bot.routers.customer.states import (
 )
 from bot.routers.customer.steps import ask, photos_needed, reset, show_menu
 from bot.routers.handlers import Handlers
-from tickets import ownership
+from tickets import ownership, self_service
 from tickets.exceptions import DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, Customer, Order
 from tickets.ownership import ProofBudget
@@ -420,7 +420,7 @@ async def submit(
     try:
         # A savepoint: a refusal leaves the rest of this update's work (the state) intact.
         with db.begin_nested():
-            cases.submit_intake(
+            self_service.submit_intake(
                 db,
                 customer=customer,
                 ctx=svc,

@@ -7,7 +7,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.orm import Session
 
-from bot import cases, keyboards
+from bot import keyboards
 from bot.keyboards import (
     LangCb,
     MenuCb,
@@ -18,6 +18,7 @@ from bot.routers.customer.my_cases import list_cases
 from bot.routers.customer.states import ORDER_NO, Talk
 from bot.routers.customer.steps import reset, show_menu
 from bot.routers.handlers import Handlers
+from tickets import self_service
 from tickets.models import Customer
 from tickets.service import Context
 
@@ -107,7 +108,7 @@ async def menu_choice(
         list_cases(db, customer, reply, svc)
     elif action == "human":
         await reset(state, keep_evidence=True)
-        case = cases.latest_open_case(db, customer)
+        case = self_service.latest_open_case(db, customer)
         if case is not None:
             reply.say("human.prompt_case", case_no=case.number)
         else:

@@ -10,7 +10,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.orm import Session
 
-from bot import cases, keyboards
+from bot import keyboards
 from bot.i18n import Html
 from bot.keyboards import (
     CaseCb,
@@ -21,6 +21,7 @@ from bot.routers.customer.pickup import ask_slot
 from bot.routers.customer.states import TRACKING_NO, PickupBooking, Tracking
 from bot.routers.customer.steps import reset, show_menu
 from bot.routers.handlers import Handlers
+from tickets import self_service
 from tickets.exceptions import ActionNotAllowed
 from tickets.models import CaseKind, CaseStatus, Customer
 from tickets.schemas import ActionRequest
@@ -34,7 +35,7 @@ handlers = Handlers()
 def list_cases(db: Session, customer: Customer, reply: Replies, svc: Context) -> None:
     """The customer's open cases, each with its status, next step, deadline and actions."""
     t = reply.t
-    rows = cases.open_cases(db, customer)
+    rows = self_service.open_cases(db, customer)
     if not rows:
         reply.say("cases.none", keyboards.main_menu(t))
         return
@@ -68,7 +69,7 @@ def list_cases(db: Session, customer: Customer, reply: Replies, svc: Context) ->
 def deadline_text(db: Session, ticket: Any, reply: Replies, svc: Context) -> str | None:
     """The case's nearest running deadline, in the shop's timezone and the customer's words:
     theirs (ship by, answer by) or ours (we answer by)."""
-    due = cases.nearest_deadline(db, ticket, svc.now)
+    due = self_service.nearest_deadline(db, ticket, svc.now)
     if due is None:
         return None
     key = f"cases.due_{due.clock}" if due.customers else "cases.due_shop"
@@ -90,7 +91,7 @@ async def case_action(
     """A button under one of the customer's cases: tracking number, withdraw."""
     reply.answer_callback()
     number = callback_data.number
-    ticket = cases.own_case(db, customer, number)
+    ticket = self_service.own_case(db, customer, number)
     if callback_data.action == "track":
         await reset(state, keep_evidence=True)
         await state.set_state(Tracking.number)
@@ -108,7 +109,7 @@ async def case_action(
     elif callback_data.action == "withdraw_yes":
         try:
             with db.begin_nested():
-                cases.customer_action(
+                self_service.customer_action(
                     db,
                     customer=customer,
                     number=number,
@@ -141,7 +142,7 @@ async def tracking_typed(
     number = (await state.get_data()).get("case_no", "")
     try:
         with db.begin_nested():
-            ticket = cases.customer_action(
+            ticket = self_service.customer_action(
                 db,
                 customer=customer,
                 number=number,
@@ -150,7 +151,7 @@ async def tracking_typed(
             )
     except ActionNotAllowed:
         await reset(state, keep_evidence=True)
-        current = cases.own_case(db, customer, number)
+        current = self_service.own_case(db, customer, number)
         reply.say("cases.not_possible", case_no=number, status=reply.t(f"status.{current.status}"))
         return
     await reset(state, keep_evidence=True)

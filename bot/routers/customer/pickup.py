@@ -9,7 +9,7 @@ from aiogram.types import CallbackQuery, Message
 from babel.dates import format_date
 from sqlalchemy.orm import Session
 
-from bot import cases, keyboards
+from bot import keyboards
 from bot.keyboards import (
     AddressCb,
     SlotCb,
@@ -19,6 +19,7 @@ from bot.routers.customer.filters import Has
 from bot.routers.customer.states import ADDRESS_MAX, ADDRESS_MIN, BABEL_LOCALES, PickupBooking
 from bot.routers.customer.steps import reset, show_menu
 from bot.routers.handlers import Handlers
+from tickets import self_service
 from tickets.exceptions import ActionNotAllowed
 from tickets.models import Customer
 from tickets.schemas import ActionRequest, Pickup
@@ -43,7 +44,7 @@ def ask_slot(ticket: Any, reply: Replies, svc: Context) -> None:
                 end=f"{slot.end:%H:%M}",
             ),
         )
-        for slot in cases.pickup_slots(ticket, svc)
+        for slot in self_service.pickup_slots(ticket, svc)
     ]
     reply.say("pickup.ask_slot", keyboards.pickup_slots(t, options), case_no=ticket.number)
 
@@ -61,11 +62,11 @@ async def slot_picked(
     """A time slot: then the address (the order's, or typed)."""
     reply.answer_callback()
     number = (await state.get_data()).get("case_no", "")
-    ticket = cases.own_case(db, customer, number)
+    ticket = self_service.own_case(db, customer, number)
     chosen = next(
         (
             s
-            for s in cases.pickup_slots(ticket, svc)
+            for s in self_service.pickup_slots(ticket, svc)
             if (s.key, s.part) == (callback_data.day, callback_data.slot)
         ),
         None,
@@ -109,7 +110,7 @@ async def address_of_order(
     """Pick up at the order's address."""
     reply.answer_callback()
     number = (await state.get_data()).get("case_no", "")
-    ticket = cases.own_case(db, customer, number)
+    ticket = self_service.own_case(db, customer, number)
     address = (ticket.order.address if ticket.order is not None else "") or ""
     if not address.strip():
         reply.say("pickup.ask_address_none", keyboards.pickup_address(reply.t, has_address=False))
@@ -153,7 +154,7 @@ async def book_pickup(
     number = data.get("case_no", "")
     try:
         with db.begin_nested():
-            cases.customer_action(
+            self_service.customer_action(
                 db,
                 customer=customer,
                 number=number,
@@ -165,7 +166,7 @@ async def book_pickup(
             )
     except ActionNotAllowed:
         await reset(state, keep_evidence=True)
-        current = cases.own_case(db, customer, number)
+        current = self_service.own_case(db, customer, number)
         reply.say("cases.not_possible", case_no=number, status=reply.t(f"status.{current.status}"))
         return
     await reset(state, keep_evidence=True)
@@ -185,5 +186,5 @@ async def slot_expected(
 ) -> None:
     """Words where a slot button is expected: the slots again."""
     reply.say("intake.guide_button_expected")
-    ticket = cases.own_case(db, customer, (await state.get_data()).get("case_no", ""))
+    ticket = self_service.own_case(db, customer, (await state.get_data()).get("case_no", ""))
     ask_slot(ticket, reply, svc)

@@ -7,7 +7,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.orm import Session
 
-from bot import cases, keyboards
+from bot import keyboards
 from bot.keyboards import (
     NavCb,
     RateCb,
@@ -17,6 +17,7 @@ from bot.routers.customer.filters import Has
 from bot.routers.customer.states import PickupBooking, Rating, Talk, Tracking
 from bot.routers.customer.steps import reset, show_menu
 from bot.routers.handlers import Handlers
+from tickets import self_service
 from tickets.exceptions import ActionNotAllowed, InvalidInput
 from tickets.models import Customer
 from tickets.service import Context
@@ -38,7 +39,7 @@ async def rated(
     rated (the customer is told)."""
     try:
         with db.begin_nested():
-            cases.rate(db, customer=customer, ticket_id=ticket_id, score=score, ctx=svc)
+            self_service.rate(db, customer=customer, ticket_id=ticket_id, score=score, ctx=svc)
     except (ActionNotAllowed, InvalidInput):
         reply.say("satisfaction.not_possible")
         return False
@@ -93,7 +94,7 @@ async def rating_comment(
     data = await state.get_data()
     try:
         with db.begin_nested():
-            cases.rate(
+            self_service.rate(
                 db,
                 customer=customer,
                 ticket_id=int(data.get("rated") or 0),

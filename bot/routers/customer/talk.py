@@ -6,11 +6,11 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from sqlalchemy.orm import Session
 
-from bot import cases
 from bot.replies import Replies
 from bot.routers.customer.filters import Has
 from bot.routers.customer.states import Talk
 from bot.routers.handlers import Handlers
+from tickets import self_service
 from tickets.models import CaseKind, Customer
 from tickets.service import Context
 
@@ -29,15 +29,15 @@ async def talk(
     """A message for a person when there is no open case: it opens a complaint to answer."""
     text = (message.text or message.caption or "").strip()
     data = await state.get_data()
-    case = cases.latest_open_case(db, customer)
+    case = self_service.latest_open_case(db, customer)
     if case is not None:
-        cases.add_to_case(
+        self_service.add_to_case(
             db, ticket=case, text=text, files=[], message_id=message.message_id, ctx=svc
         )
         reply.say("human.opened", case_no=case.number)
     else:
         # The new case's notice (a script, queued with it) tells its number and when we answer.
-        cases.submit_intake(
+        self_service.submit_intake(
             db,
             customer=customer,
             ctx=svc,

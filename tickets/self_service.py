@@ -1,6 +1,7 @@
-"""The bot's calls on the case service, with plain values in and out (no Telegram objects).
+"""What a customer does to their own cases, from any channel (the bot today, the web chat next),
+with plain values in and out (no Telegram objects, no HTTP).
 
-Everything a customer does to a case from Telegram goes through here: open one from a finished
+Everything a customer does to a case goes through here: open one from a finished
 intake, add a message (with its files) to the open one, list theirs, send a tracking number,
 withdraw. Each call runs in the update's session and never commits.
 """
