@@ -8,12 +8,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import ContextDep, SessionDep
+from api.offload import OffLoop
 from tickets.notices import coerce_variables, render_for_case
 from tickets.schemas import InputModel, Variables
 from tickets.scripts import ScriptLibrary
 from tickets.service import get_ticket
 
-router = APIRouter(prefix="/scripts", tags=["scripts"])
+router = APIRouter(prefix="/scripts", tags=["scripts"], route_class=OffLoop)
 
 
 class VariableRead(BaseModel):

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from api.deps import AgentActor, ContextDep, CurrentAgent, SessionDep
+from api.offload import OffLoop
 from tickets import sla
 from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Attachment, CaseKind, CaseStatus, Role
@@ -24,7 +25,7 @@ from tickets.service import (
 )
 from tickets.views import message_deliveries, ticket_summary, ticket_to_read
 
-router = APIRouter(prefix="/tickets", tags=["tickets"])
+router = APIRouter(prefix="/tickets", tags=["tickets"], route_class=OffLoop)
 files = APIRouter(prefix="/attachments", tags=["attachments"])
 
 
