@@ -304,3 +304,44 @@ def test_a_refused_body_gets_the_apis_error_shape(live: Live) -> None:
     body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
     assert body["error"] == "too_large"
     assert body["message"] == "request body over 1048576 bytes"
+
+
+def test_a_forged_credential_is_refused_while_another_process_holds_the_write_lock(
+    live: Live, fresh_db_url: str
+) -> None:
+    """The body guard checks a token or a panel cookie in a reader's transaction: while
+    another process holds SQLite's write lock (a long import, a sweep), a forged credential is
+    still answered 401 at once, not after the busy timeout (30 s) in a queue of writers. On
+    PostgreSQL a reader never waits on a writer: the same answer."""
+    from sqlalchemy import text
+
+    from tickets.db import make_engine
+
+    other = make_engine(fresh_db_url)  # another process's engine: its own write lock
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with other.begin() as conn:  # on SQLite: BEGIN IMMEDIATE, the write lock
+            conn.execute(text("UPDATE agents SET display_name = display_name"))
+            holding.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold, name="writer")
+    holder.start()
+    try:
+        assert holding.wait(30)
+        # A few seconds' watchdog (the client's timeout), not a timing assertion: the
+        # answer that waited for the lock came after 30 s.
+        with httpx.Client(base_url=live.url, timeout=5) as client:
+            forged = {"Authorization": "Bearer forged"}
+            r = client.post("/api/v1/tickets", json={}, headers=forged)
+            assert r.status_code == 401, r.text
+            assert r.json()["message"] == "unknown or revoked token"
+            client.cookies.set("aftersales_panel", "forged")
+            r = client.post("/panel/cases/new", data={"x": "1"})
+            assert r.status_code == 401, r.text
+            assert client.get("/healthz").status_code == 200
+    finally:
+        release.set()
+        holder.join(60)
+        other.dispose()
