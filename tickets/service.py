@@ -1124,6 +1124,10 @@ def _check_ledger(session: Session, t: Ticket, refund: Refund) -> None:
 def _propose_refund(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
+    if t.order is not None:
+        # The order's other live refunds decide whether this one needs a second approver
+        # (their sum against the threshold): two proposals on one order go one at a time.
+        lock_order(session, t.order)
     existing = _current_refund(session, t)
     if existing is not None and existing.status in LIVE_REFUND:
         _withdraw(session, t, existing, actor, ctx, "replaced by a new proposal")
