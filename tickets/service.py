@@ -406,9 +406,9 @@ def open_case(
         require(actor.role, "override_policy")
     order: Order | None = None
     if request.order_no:
-        order = get_order(session=session, order_no=request.order_no)
-        # Two requests for the same units at once: the second waits, then sees them taken.
-        lock_order(session, order)
+        # Held before it is read: two requests for the same units at once, the second waits,
+        # then sees them taken; an order re-sent meanwhile is read as re-sent.
+        order = get_order(session=session, order_no=request.order_no, lock=True)
         customer = order.customer
     elif kind in TALK_KINDS and request.customer is not None:
         customer = find_or_make_customer(session, request.customer, now=ctx.now)
