@@ -29,7 +29,7 @@ from api.panel import install_panel
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
-from tickets.auth import agent_for_token
+from tickets.auth import live_token
 from tickets.config import load_policy
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
 from tickets.models import utcnow
@@ -72,8 +72,10 @@ def _release_babel_data() -> None:
 
 def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] | None]:
     """The check BodyGuard runs before a body is read (in a worker thread): a live token for
-    the JSON API, a live session for the panel, Telegram's secret for the webhook. Read-only:
-    the routes' own dependencies record use and refresh sessions."""
+    the JSON API, a live session for the panel, Telegram's secret for the webhook. Read-only,
+    in a reader's transaction: on SQLite a writer's would queue behind whoever holds the write
+    lock, so an anonymous POST could tie up a worker thread for the busy timeout. The routes'
+    own dependencies record a token's use and refresh sessions, apart (api/deps.py)."""
     from api.panel.auth import COOKIE, session_for
 
     webhook: tuple[str, bytes, str] | None = None
@@ -96,14 +98,16 @@ def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] 
                     "create-token USER)",
                     {"WWW-Authenticate": "Bearer"},
                 )
-            with state.sessions() as session:
-                known = agent_for_token(session=session, token=token.strip(), now=state.clock())
+            with state.read_sessions() as session:
+                known = live_token(session=session, token=token.strip())
                 session.rollback()
             if known is None:
                 return 401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"}
             return None
         if path.startswith("/panel/") and path != "/panel/login":
-            with state.sessions() as session:
+            with state.read_sessions() as session:
+                # An expired session is only marked for deletion here, never flushed: the
+                # rollback drops the mark, and the panel's own guard deletes it apart.
                 live = session_for(session, cookie(scope, COOKIE), utcnow())
                 session.rollback()
             if live is None:

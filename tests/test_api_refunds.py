@@ -6,9 +6,10 @@ TEA 0.61, 0.61, 0.62 (sum 8.00)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from tests.conftest import Api, order_json
+from tests.conftest import NOW, Api, order_json
 
 
 def _order(api: Api, **over: Any) -> None:
@@ -111,20 +112,25 @@ def test_ticket_carries_its_quote_then_its_refund(api: Api) -> None:
     assert (case["refund"]["status"], case["refund"]["amount"]) == ("proposed", "53.05")
 
 
-def test_large_refund_needs_a_second_approver(api: Api) -> None:
-    big = order_json(
+def _tvs(api: Api, quantity: int, price: str) -> None:
+    """An order of one line of TVs (no coupon), pushed by the shop's integration."""
+    tvs = order_json(
         lines=[
             {
                 "sku": "TV",
                 "title": "电视",
                 "category": "electronics",
-                "quantity": 1,
-                "unit_price": "3999.00",
+                "quantity": quantity,
+                "unit_price": price,
             }
         ],
         order_discount="0",
     )
-    assert api.as_("shop").post("/api/v1/orders", json={"orders": [big]}).status_code == 200
+    assert api.as_("shop").post("/api/v1/orders", json={"orders": [tvs]}).status_code == 200
+
+
+def test_large_refund_needs_a_second_approver(api: Api) -> None:
+    _tvs(api, 1, "3999.00")
     number = _walk_to_refund_pending(api, "TV", 1)
     case = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "propose_refund"}).json()
     assert case["refund"]["needs_second_approval"] is True
@@ -134,6 +140,67 @@ def test_large_refund_needs_a_second_approver(api: Api) -> None:
     r = api.as_("bob").post(f"/api/v1/tickets/{number}/actions", json={"action": "approve_refund"})
     assert r.status_code == 200
     assert r.json()["refund"]["status"] == "approved"
+
+
+def _later(app: Any) -> None:
+    """Past the duplicate window: another case on the order is a case of its own."""
+    app.state.clock = lambda: NOW + timedelta(hours=2)
+
+
+def test_a_large_refund_split_into_small_ones_still_needs_a_second_approver(
+    api: Api, app: Any
+) -> None:
+    """The threshold (1000.00) holds for the order's live refunds together: two TVs of 700.00
+    refunded on two cases, each under it, and the second still needs another agent."""
+    _tvs(api, 2, "700.00")  # 1400.00 in all, over the threshold (1000.00)
+    first = _walk_to_refund_pending(api, "TV", 1)
+    for action in ("propose_refund", "approve_refund", "issue_refund"):
+        r = api.post(f"/api/v1/tickets/{first}/actions", json={"action": action})
+        assert r.status_code == 200, r.text
+    assert r.json()["refund"]["needs_second_approval"] is False  # 700.00 alone: one person
+    # The quote of the other TV already says so.
+    q = _quote(api, items=[{"sku": "TV", "quantity": 1}], reason="no_reason").json()
+    assert (q["amount"], q["needs_second_approval"]) == ("700.00", True)
+    _later(app)
+    second = _walk_to_refund_pending(api, "TV", 1)
+    case = api.post(f"/api/v1/tickets/{second}/actions", json={"action": "propose_refund"}).json()
+    assert (case["refund"]["amount"], case["refund"]["needs_second_approval"]) == ("700.00", True)
+    r = api.post(f"/api/v1/tickets/{second}/actions", json={"action": "approve_refund"})
+    assert r.status_code == 403, r.text
+    assert "another agent" in r.json()["message"]
+    r = api.as_("bob").post(f"/api/v1/tickets/{second}/actions", json={"action": "approve_refund"})
+    assert r.status_code == 200, r.text
+
+
+def test_only_live_refunds_count_toward_the_threshold(api: Api, app: Any) -> None:
+    """A proposal counts while it is live (two proposals at once: the second is flagged); a
+    withdrawn one no longer does."""
+    _tvs(api, 2, "700.00")  # 1400.00 in all, over the threshold (1000.00)
+    first = _walk_to_refund_pending(api, "TV", 1)
+    _later(app)
+    # A case of another kind on the other TV (one open case per kind and order).
+    second = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "refund_only",
+            "reason": "missing_item",
+            "items": [{"sku": "TV", "quantity": 1}],
+        },
+    ).json()["number"]
+    r = api.post(f"/api/v1/tickets/{second}/actions", json={"action": "approve"})
+    assert r.json()["status"] == "refund_pending", r.text
+    flags = []
+    for number in (first, second):
+        r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "propose_refund"})
+        flags.append(r.json()["refund"]["needs_second_approval"])
+    assert flags == [False, True]
+    for number in (second, first):
+        r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "withdraw_refund"})
+        assert r.status_code == 200, r.text
+    # Both withdrawn: a new proposal stands alone again.
+    r = api.post(f"/api/v1/tickets/{second}/actions", json={"action": "propose_refund"})
+    assert r.json()["refund"]["needs_second_approval"] is False
 
 
 def test_issuing_twice_pays_once(api: Api) -> None:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.conftest import order_json
+import httpx
+import pytest
+from sqlalchemy.orm import Session
+
+from tests.conftest import PG_URL, order_json
 from tickets.auth import create_agent
 from tickets.config import Policy
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
 from tickets.exceptions import Conflict
-from tickets.models import Event, Role, Ticket
+from tickets.models import Event, Role, Ticket, utcnow
 from tickets.orders import upsert_order
 from tickets.schemas import ActionRequest, OrderIn, TicketCreate
 from tickets.service import Actor, Context, open_case, perform_action
@@ -162,3 +169,123 @@ def test_two_agents_issue_the_same_refund_at_once(fresh_db_url: str, now: dateti
             assert issued == 1
     finally:
         engine.dispose()
+
+
+def _someone_waits_for_a_lock(session: Session) -> bool:
+    """Whether (within 30 s) another connection of the database waits for a lock."""
+    from sqlalchemy import text
+
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND datname = current_database()"
+    )
+    for _ in range(600):
+        if session.scalar(query):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(
+    not PG_URL, reason="row locks: runs in the PostgreSQL pass (SQLite runs one writer at a time)"
+)
+def test_an_order_resent_while_its_first_case_opens(
+    fresh_db_url: str, settings: Any, scripts: Any
+) -> None:
+    """The shop re-sends an order with new prices (allowed: it has no case yet) while an agent
+    opens its first case. The case waits for the order's row, then reads the order as it is
+    now; read before the row was locked, it chose units the re-send had replaced (a 500)."""
+    from sqlalchemy import text
+
+    from api.app import create_app
+    from tests.live import serving
+
+    own = settings.model_copy(update={"database_url": fresh_db_url})
+    other = make_engine(fresh_db_url)  # the re-send's connection (another process)
+    # The server runs on the real clock: an order delivered yesterday.
+    day = timedelta(days=1)
+    dates = {
+        f"{name}_at": (utcnow() - day * ago).isoformat()
+        for name, ago in (("placed", 4), ("paid", 4), ("shipped", 3), ("delivered", 1))
+    }
+    with serving(create_app(own, scripts=scripts)) as live:
+        with httpx.Client(base_url=live.url, headers=live.auth, timeout=60) as client:
+            r = client.post("/api/v1/orders", json={"orders": [order_json("R1", **dates)]})
+            assert r.status_code == 200, r.text
+        answer: dict[str, Any] = {}
+
+        def open_case_over_http() -> None:
+            with httpx.Client(base_url=live.url, headers=live.auth, timeout=60) as client:
+                r = client.post(
+                    "/api/v1/tickets",
+                    json={
+                        "order_no": "R1",
+                        "kind": "return_refund",
+                        "reason": "no_reason",
+                        "items": [{"sku": "TEA", "quantity": 1}],
+                    },
+                )
+                answer.update(status=r.status_code, text=r.text)
+
+        resent = order_json("R1", **dates)
+        resent["lines"][2]["unit_price"] = "18.99"
+        with Session(other) as s:
+            # The re-send has the order's row ...
+            s.execute(text("SELECT id FROM orders WHERE order_no = 'R1' FOR UPDATE"))
+            opener = threading.Thread(target=open_case_over_http)
+            opener.start()
+            # ... while the case waits for it.
+            assert _someone_waits_for_a_lock(s), "the case never waited for the order's row"
+            upsert_order(session=s, data=OrderIn(**resent), now=utcnow())
+            s.commit()
+        opener.join(60)
+        assert answer.get("status") == 201, answer
+        with httpx.Client(base_url=live.url, headers=live.auth, timeout=60) as client:
+            number = json.loads(answer["text"])["number"]
+            case = client.get(f"/api/v1/tickets/{number}").json()
+        # The tea at its new price (a no-reason return: the unit's net, coupon shared).
+        assert case["refund"]["status"] == "quote"
+        with Session(other) as s:
+            units = s.scalar(
+                text(
+                    "SELECT count(*) FROM ticket_units tu JOIN order_units ou "
+                    "ON ou.id = tu.unit_id JOIN order_lines ol ON ol.id = ou.line_id "
+                    "WHERE ol.unit_price = 1899"
+                )
+            )
+        assert units == 1
+    other.dispose()
+
+
+@pytest.mark.skipif(
+    not PG_URL, reason="row locks: runs in the PostgreSQL pass (SQLite runs one writer at a time)"
+)
+def test_a_new_order_sent_twice_at_once(fresh_db_url: str, settings: Any, scripts: Any) -> None:
+    """Two pushes of the same new order at once: no row to lock yet, so the second's insert
+    waits for the first's; once that commits, the second is an update (here: unchanged), not a
+    500 on the order number's unique index."""
+
+    from api.app import create_app
+    from tests.live import serving
+
+    own = settings.model_copy(update={"database_url": fresh_db_url})
+    other = make_engine(fresh_db_url)  # the first push's connection (another process)
+    with serving(create_app(own, scripts=scripts)) as live:
+        answer: dict[str, Any] = {}
+
+        def push_over_http() -> None:
+            with httpx.Client(base_url=live.url, headers=live.auth, timeout=60) as client:
+                r = client.post("/api/v1/orders", json={"orders": [order_json("N1")]})
+                answer.update(status=r.status_code, text=r.text)
+
+        with Session(other) as s:
+            upsert_order(session=s, data=OrderIn(**order_json("N1")), now=utcnow())
+            s.flush()  # inserted, not committed
+            pusher = threading.Thread(target=push_over_http)
+            pusher.start()
+            assert _someone_waits_for_a_lock(s), "the second push never waited for the first"
+            s.commit()
+        pusher.join(60)
+        assert answer.get("status") == 200, answer
+        assert json.loads(answer["text"])["unchanged"] == ["N1"]
+    other.dispose()

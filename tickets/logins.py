@@ -16,6 +16,10 @@ which names exist. The rules now:
 - A username that does not exist is counted exactly like one that does, and a paced attempt is
   refused before any password is checked, whoever the name belongs to: the answers (and the
   work behind them) are the same for known and unknown names.
+- A try is counted as a failure *before* its password is checked (`start_attempt`: the counts
+  held, read and raised in one short transaction), and taken back if it succeeds. Counted
+  after the check, N parallel wrong guesses all passed the pause before the first was counted,
+  and each took its argon2 check.
 
 Counts live in the database (tickets/throttle.py), so every process sees them.
 """
@@ -89,18 +93,29 @@ def wait_before_login(
     return int(-(-longest.total_seconds() // 1)) if longest > timedelta(0) else 0
 
 
-def login_failed(
+def start_attempt(
     session: Session, *, username: str, address: str, now: datetime, rules: LoginRules
-) -> None:
-    """Count a wrong password (or an unknown name: the same)."""
+) -> int:
+    """Before any password is checked: the seconds this try must wait (nothing counted), or 0
+    with the try already counted as a failure (`login_succeeded` takes it back). The counts are
+    held while they are read and raised (throttle.lock), so of parallel tries only as many as
+    the pacing allows get through; the caller commits at once, before the costly check."""
     pair_key, account_key, address_key = _keys(username, address)
+    throttle.lock(session, [(PAIR, pair_key), (ACCOUNT, account_key), (ADDRESS, address_key)])
+    wait = wait_before_login(session, username=username, address=address, now=now, rules=rules)
+    if wait:
+        return wait
     throttle.fail(session, scope=PAIR, key=pair_key, now=now, window=rules.pair_window)
     throttle.fail(session, scope=ACCOUNT, key=account_key, now=now, window=rules.account_window)
     throttle.fail(session, scope=ADDRESS, key=address_key, now=now, window=rules.account_window)
+    return 0
 
 
 def login_succeeded(session: Session, *, username: str, address: str) -> None:
-    """The address proved it knows the password: its own pacing on this account ends (the
-    account-wide count runs out with its hour)."""
-    pair_key, _, _ = _keys(username, address)
+    """The address proved it knows the password: its own pacing on this account ends, and the
+    try counted ahead is taken back from the account's and the address's counts (which run out
+    with their hour)."""
+    pair_key, account_key, address_key = _keys(username, address)
     throttle.clear(session, scope=PAIR, key=pair_key)
+    throttle.take_back(session, scope=ACCOUNT, key=account_key)
+    throttle.take_back(session, scope=ADDRESS, key=address_key)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from babel.numbers import is_currency
 from sqlalchemy import bindparam, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from tickets.exceptions import Conflict, InvalidInput, NotFound
@@ -286,6 +287,7 @@ def upsert_order(
     agent: Agent | None = None,
     actor: str = "cli",
     limits: Limits = DEFAULTS,
+    again: bool = False,
 ) -> tuple[Order, UpsertOutcome]:
     """Create or update an order by its number. Units' nets are allocated once, when recorded.
 
@@ -295,12 +297,17 @@ def upsert_order(
     (they decide eligibility), and the correction is recorded on each of its cases.
     `agent` is who pushed it (an API token's agent): recorded in `touched_by`, so that agent
     is never the second approver of a refund on it. `actor` labels the audit entries.
-    `limits` are the shop's sizes, checked before any work."""
+    `limits` are the shop's sizes, checked before any work. `again`: this is the second try,
+    after another writer created the order first (see below)."""
     priced = _priced(data, loc, limits)
+    # Held before it is read (see _lock_order_no): two writers of one order go one at a time,
+    # each on what the other committed.
+    _lock_order_no(session, data.order_no)
     order = session.scalar(
         select(Order)
         .where(Order.order_no == data.order_no)
         .options(selectinload(Order.lines).selectinload(OrderLine.units))
+        .execution_options(populate_existing=True)
     )
     cur = data.currency
     nets = unit_nets(
@@ -336,15 +343,37 @@ def upsert_order(
     outcome: UpsertOutcome
     corrections: list[dict[str, Any]] = []
     if order is None:
-        customer = find_or_make_customer(session, data.customer, None, now=now)
-        order = Order(
-            order_no=data.order_no, customer=customer, created_at=now, updated_at=now, **header
-        )
-        session.add(order)
+        try:
+            with session.begin_nested():
+                customer = find_or_make_customer(session, data.customer, None, now=now)
+                order = Order(
+                    order_no=data.order_no,
+                    customer=customer,
+                    created_at=now,
+                    updated_at=now,
+                    **header,
+                )
+                session.add(order)
+                session.flush()
+        except IntegrityError:
+            if again:
+                raise
+            # Another writer created this order (or its customer) meanwhile: no row to lock
+            # then, its insert waited for ours and has committed. Once more, as an update of
+            # what it made.
+            return upsert_order(
+                session=session,
+                data=data,
+                now=now,
+                loc=loc,
+                agent=agent,
+                actor=actor,
+                limits=limits,
+                again=True,
+            )
         outcome = "created"
         money_changed = True
     else:
-        lock_order(session, order)
         old_lines = {ln.sku: ln for ln in order.lines}
         money_changed = (
             any(getattr(order, k) != header[k] for k in MONEY_HEADER)
@@ -482,9 +511,27 @@ def lock_order(session: Session, order: Order) -> None:
     session.execute(select(Order.id).where(Order.id == order.id).with_for_update())
 
 
-def get_order(*, session: Session, order_no: str) -> Order:
-    """The order with this number (lines, units, payments and customer loaded), or NotFound."""
-    order = session.execute(_ORDER, {"order_no": order_no}).unique().scalar_one_or_none()
+def _lock_order_no(session: Session, order_no: str) -> None:
+    """Hold the row of the order with this number, if there is one, *before* it is loaded:
+    a writer that loaded first and locked after (a case opening while the shop re-sends the
+    order) went on with lines and units the other had replaced meanwhile (a 500, a foreign key
+    to rows gone). PostgreSQL locks the row; SQLite runs one writer at a time already."""
+    session.execute(select(Order.id).where(Order.order_no == order_no).with_for_update())
+
+
+def get_order(*, session: Session, order_no: str, lock: bool = False) -> Order:
+    """The order with this number (lines, units, payments and customer loaded), or NotFound.
+    With `lock`, its row is held until the transaction ends, and it is read once held."""
+    options: dict[str, Any] = {}
+    if lock:
+        _lock_order_no(session, order_no)
+        # Whatever this session read before the lock is read again.
+        options["populate_existing"] = True
+    order = (
+        session.execute(_ORDER, {"order_no": order_no}, execution_options=options)
+        .unique()
+        .scalar_one_or_none()
+    )
     if order is None:
         raise NotFound(f"no order {order_no}", order_no=order_no)
     return order

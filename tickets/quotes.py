@@ -85,8 +85,19 @@ _LEDGER = (
 )
 
 
-def quote_order(session: Session, order: Order) -> QuoteOrder:
-    """The order and its ledger as the calculator sees them."""
+# What the order's live refunds pay back (the large-refund threshold applies to their sum with
+# a new one): every refund but the withdrawn or refused (cancelled) and the failed, and but the
+# case's own (a new proposal replaces the case's live one).
+_LIVE_TOTAL = select(func.coalesce(func.sum(Refund.amount), 0)).where(
+    Refund.order_id == bindparam("order_id"),
+    Refund.status.notin_([RefundStatus.cancelled.value, RefundStatus.failed.value]),
+    Refund.ticket_id != bindparam("ticket_id"),
+)
+
+
+def quote_order(session: Session, order: Order, ticket_id: int | None = None) -> QuoteOrder:
+    """The order and its ledger as the calculator sees them; `ticket_id`: the case the quote
+    is for (its own refund is not one of the order's other refunds)."""
     per_unit: dict[int, int] = defaultdict(int)
     per_payment: dict[int, int] = defaultdict(int)
     # Per refund (counted once, however many lines it has): shipping refunded, promotion and
@@ -152,6 +163,9 @@ def quote_order(session: Session, order: Order) -> QuoteOrder:
         shipping_refunded_so_far=sum(t[0] for t in totals.values()),
         promotion_clawed_back=sum(t[1] for t in totals.values()),
         shipping_clawed_back=sum(t[2] for t in totals.values()),
+        other_refunds=int(
+            session.scalar(_LIVE_TOTAL, {"order_id": order.id, "ticket_id": ticket_id or 0}) or 0
+        ),
     )
 
 
@@ -174,9 +188,11 @@ def quote(
     freight_receipt: bool = False,
     requested_at: datetime | None = None,
     timezone: str = "Asia/Shanghai",
+    ticket_id: int | None = None,
 ) -> Quote:
-    """The refund of these units of `order`, itemised, with the ledger taken into account.
-    Raises InvalidInput naming the field when the calculator cannot read the request."""
+    """The refund of these units of `order` (for case `ticket_id`, if any), itemised, with the
+    ledger taken into account. Raises InvalidInput naming the field when the calculator cannot
+    read the request."""
     freight = None
     if return_freight:
         # The schema cannot know the order's currency: "0.001" fits no CNY amount.
@@ -200,7 +216,7 @@ def quote(
         order.currency, no_reason_days=policy.no_reason_days, timezone=timezone
     )
     try:
-        return quote_refund(quote_order(session, order), request, rules, now=now)
+        return quote_refund(quote_order(session, order, ticket_id), request, rules, now=now)
     except QuoteError as exc:
         raise InvalidInput(str(exc), [{"loc": exc.loc, "msg": str(exc)}]) from exc
 
@@ -306,6 +322,7 @@ def ticket_quote(
         freight_receipt=freight_receipt,
         requested_at=ticket.created_at,
         timezone=timezone,
+        ticket_id=ticket.id,
     )
 
 

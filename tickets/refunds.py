@@ -180,6 +180,10 @@ class QuoteOrder:
     shipping_refunded_so_far: int = 0
     promotion_clawed_back: int = 0
     shipping_clawed_back: int = 0
+    # What the order's other live refunds (proposed, approved, issued or confirmed: not
+    # withdrawn, refused nor failed) pay back. The large-refund threshold applies to their sum
+    # with this one: a large refund split into small ones still needs its second person.
+    other_refunds: int = 0
 
 
 @dataclass(frozen=True)
@@ -972,7 +976,7 @@ def quote_refund(
         routes=tuple(routes),
         eligible=True,
         reasons=(),
-        needs_second_approval=amount > policy.large_refund_threshold,
+        needs_second_approval=order.other_refunds + amount > policy.large_refund_threshold,
         exchange_rate=order.exchange_rate,
         collect=collect,
         notes=tuple(notes),

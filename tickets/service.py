@@ -358,9 +358,9 @@ def open_case(
         require(actor.role, "override_policy")
     order: Order | None = None
     if request.order_no:
-        order = get_order(session=session, order_no=request.order_no)
-        # Two requests for the same units at once: the second waits, then sees them taken.
-        lock_order(session, order)
+        # Held before it is read: two requests for the same units at once, the second waits,
+        # then sees them taken; an order re-sent meanwhile is read as re-sent.
+        order = get_order(session=session, order_no=request.order_no, lock=True)
         customer = order.customer
     elif kind in TALK_KINDS and request.customer is not None:
         customer = find_or_make_customer(session, request.customer, now=ctx.now)
@@ -1081,6 +1081,10 @@ def _check_ledger(session: Session, t: Ticket, refund: Refund) -> None:
 def _propose_refund(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
+    if t.order is not None:
+        # The order's other live refunds decide whether this one needs a second approver
+        # (their sum against the threshold): two proposals on one order go one at a time.
+        lock_order(session, t.order)
     existing = _current_refund(session, t)
     if existing is not None and existing.status in LIVE_REFUND:
         _withdraw(session, t, existing, actor, ctx, "replaced by a new proposal")

@@ -3,7 +3,9 @@
 A secret that can be guessed (a panel password, the last four digits of an order's phone) is
 protected by counting failures per scope and key in a window that starts at the first failure
 and lasts `window`: one atomic upsert per failure, so concurrent guesses from several processes
-all count. The callers decide what a count means (tickets/logins.py, tickets/ownership.py).
+all count. A caller that must decide on a count and add to it in one step (a try counted before
+its costly check, so that parallel tries cannot all slip in) holds the counts with `lock`
+first. The callers decide what a count means (tickets/logins.py, tickets/ownership.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, select
+from sqlalchemy import bindparam, case, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -90,3 +92,33 @@ def fail(session: Session, *, scope: str, key: str, now: datetime, window: timed
 def clear(session: Session, *, scope: str, key: str) -> None:
     """Forget the failures of this key (after a success)."""
     session.execute(delete(Throttle).where(Throttle.scope == scope, Throttle.key == key))
+
+
+# The first of the two 32-bit keys of PostgreSQL's advisory locks taken by `lock` (a space of
+# its own: the single 64-bit keys, bot/leader.py's, never meet these).
+_LOCK_CLASS = 0x74687274  # "thrt"
+
+
+def lock(session: Session, keys: list[tuple[str, str]]) -> None:
+    """Hold these (scope, key) counts until the transaction ends, so that reading them and
+    counting one more is one step however many tries come at once. PostgreSQL: transaction
+    advisory locks, taken in one order (no deadlock between two callers). SQLite: a writer's
+    transaction holds the database's write lock already (tickets/db.py)."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        return
+    for scope, key in sorted(keys):
+        # A signed 32-bit number from the key's hash (two keys sharing one only wait longer).
+        number = int(key_of(scope, key)[:8], 16) - 2**31
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:cls, :key)"), {"cls": _LOCK_CLASS, "key": number}
+        )
+
+
+def take_back(session: Session, *, scope: str, key: str) -> None:
+    """Un-count one failure counted ahead (a try counted before its outcome, which succeeded)."""
+    session.execute(
+        update(Throttle)
+        .where(Throttle.scope == scope, Throttle.key == key, Throttle.failures > 0)
+        .values(failures=Throttle.failures - 1)
+    )

@@ -33,7 +33,7 @@ from api.panel import i18n
 from api.panel.pages import render
 from tickets.auth import hash_password, password_matches, upgrade_hash
 from tickets.exceptions import InvalidInput
-from tickets.logins import LoginRules, login_failed, login_succeeded, wait_before_login
+from tickets.logins import LoginRules, login_succeeded, start_attempt, wait_before_login
 from tickets.models import Agent, PanelSession, Role, utcnow
 from tickets.workflow import may
 
@@ -299,20 +299,21 @@ def check_credentials(
     checked against a dummy hash and counted like a wrong password (tickets/logins.py)."""
     rules = login_rules(request)
     address = client_address(request)
-    wait = wait_before_login(session, username=username, address=address, now=now, rules=rules)
+    # Counted before the check, in one short transaction: parallel guesses cannot all pass.
+    wait = start_attempt(session, username=username, address=address, now=now, rules=rules)
     if wait:
         return None, "wait", wait
     agent = session.scalar(select(Agent).where(Agent.username == username.strip()))
     known = agent is not None and agent.active and bool(agent.password_hash)
     agent_id = agent.id if agent is not None and known else None
-    stored = agent.password_hash if agent is not None and known else _dummy_hash()
-    # End the read before argon2 (a costly check, by design): on SQLite every transaction holds
-    # the database's write lock from its start (BEGIN IMMEDIATE), and a log-in holding it for
-    # the check stalled every other request, /healthz included. Nothing was written yet.
-    session.rollback()
-    matches = password_matches(stored, password)
+    stored = agent.password_hash if agent is not None and known else None
+    # Commit the count, and end the transaction before argon2 (a costly check, by design; the
+    # dummy hash is made on first use): on SQLite every transaction holds the database's write
+    # lock from its start (BEGIN IMMEDIATE), and a log-in holding it for the check stalled
+    # every other request, /healthz included.
+    session.commit()
+    matches = password_matches(stored or _dummy_hash(), password)
     if agent_id is None or not matches:
-        login_failed(session, username=username, address=address, now=now, rules=rules)
         wait = wait_before_login(session, username=username, address=address, now=now, rules=rules)
         return None, ("wait" if wait else "bad"), wait
     agent = session.get(Agent, agent_id)
