@@ -42,7 +42,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import fresh_pg_database, log, reset_pg_database
-from tests.fakes.bot_api import EDIT_METHODS, SEND_METHODS, BotMessage, FakeBotApi, Faults
+from tests.fakes.bot_api import (
+    EDIT_METHODS,
+    PACE_JITTER,
+    SEND_METHODS,
+    BotMessage,
+    FakeBotApi,
+    Faults,
+)
 from tests.fakes.checks import Key, _call_key, count, delivery, pending_outbox
 from tests.fakes.serve import Serve, ServeFailed
 
@@ -127,6 +134,37 @@ async def load(
     return {"messages": sent, "presses": pressed}
 
 
+class LoopLag:
+    """How late the fake's loop runs, moment by moment (the fake keeps only the worst): a
+    call's time is taken when that loop gets to it, so where it ran late the calls bunch up and
+    the pace it sees is above the pace they were sent at."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+
+    async def beat(self) -> None:
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            self.samples.append((now, now - t0 - 0.05))
+
+    def around(self, start: float, end: float) -> float:
+        """The most it was late in [start - 1 s, end + 1 s]."""
+        return max((lag for t, lag in self.samples if start - 1 <= t <= end + 1), default=0.0)
+
+
+def busiest(times: list[float], window: float) -> tuple[int, float]:
+    """The most of the sorted `times` inside any window of `window` seconds, and its start."""
+    best, at, lo = 0, 0.0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window:
+            lo += 1
+        if hi - lo + 1 > best:
+            best, at = hi - lo + 1, times[lo]
+    return best, at
+
+
 def run(args: argparse.Namespace) -> int:
     with (
         database(args.db, args.keep, url=args.database_url) as url,
@@ -170,6 +208,8 @@ def _run(args: argparse.Namespace, url: str, fake: FakeBotApi, serve: Serve) -> 
         f"{args.cases} open cases, {args.kills} SIGKILLs"
     )
     t0 = time.monotonic()
+    lag = LoopLag()
+    beat = asyncio.run_coroutine_threadsafe(lag.beat(), fake.loop)
     future = asyncio.run_coroutine_threadsafe(
         load(fake, chats=args.chats, messages=args.messages, cases=args.cases, rate=args.rate),
         fake.loop,
@@ -202,6 +242,7 @@ def _run(args: argparse.Namespace, url: str, fake: FakeBotApi, serve: Serve) -> 
         time.sleep(1)
     total_s = time.monotonic() - t0
     serve.stop()
+    beat.cancel()
     return report(
         args,
         url,
@@ -212,6 +253,8 @@ def _run(args: argparse.Namespace, url: str, fake: FakeBotApi, serve: Serve) -> 
         restarts=restarts,
         killed_at=killed_at,
         before=before,
+        t0=t0,
+        lag=lag,
     )
 
 
@@ -226,6 +269,8 @@ def report(
     restarts: list[float],
     killed_at: list[float],
     before: int,
+    t0: float,
+    lag: LoopLag,
 ) -> int:
     stored = count(url, "SELECT count(*) FROM inbound_updates WHERE source = 'telegram'")
     distinct = count(
@@ -281,6 +326,17 @@ def report(
         f"{pace.max_per_chat_second} per chat in a second (1), "
         f"{pace.max_per_group_minute} per group in a minute (20); the fake's own loop "
         f"late by {fake.loop_lag_max * 1000:.0f} ms at most (it bunches what arrives meanwhile)"
+    )
+    # Where the pace was highest, and whether the fake's loop was late just then (a 1-s count
+    # above 30 by no more than 30 x that lateness can be the fake's bunching, not the bot's).
+    times = sorted(c.at for c in fake.applied())
+    n1, at1 = busiest(times, 1.0 - PACE_JITTER)
+    n10, _ = busiest(times, 10.0)
+    print(
+        f"  busiest second:          {n1} sends {at1 - t0:.0f}s into the load (SIGKILLs at "
+        + ", ".join(f"{k - t0:.0f}s" for k in killed_at)
+        + f"), the fake's loop up to {lag.around(at1, at1 + 1) * 1000:.0f} ms late then; "
+        f"busiest 10 s: {n10 / 10:.1f}/s"
     )
     print(
         f"server log:                {log_text.count('database is locked')} 'database is locked', "
