@@ -23,16 +23,24 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back on error.
     A GET's is a reader (`SAFE_METHODS`); the little bookkeeping a read needs (a token's last
-    use) goes through `write_apart`."""
+    use) goes through `write_apart`, done once the reader's connection is back in the pool."""
     state = request.app.state
-    factory = state.read_sessions if request.method in SAFE_METHODS else state.sessions
-    with factory() as session:
-        try:
+    reads = request.method in SAFE_METHODS
+    factory = state.read_sessions if reads else state.sessions
+    apart: list[Callable[[Session], object]] = []
+    if reads:
+        request.state.write_apart = apart
+    try:
+        with unit_of_work(factory) as session:
             yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    finally:
+        # Not while the reader holds its connection: GETs as many as the pool's connections,
+        # each holding one and waiting for one more to write, would wait for each other until
+        # the pool's timeout (30 s, then 500s: seen with 32 API clients on one token whose
+        # last use was due to be recorded).
+        for write in apart:
+            with unit_of_work(state.sessions) as writer:
+                write(writer)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -40,9 +48,14 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 def write_apart(request: Request, session: Session, write: Callable[[Session], object]) -> None:
     """Do a small write the request needs whatever its method: in the request's session when
-    it may write, else (a GET's reader) in a short transaction of its own, committed now."""
+    it may write, else (a GET's reader) in a short transaction of its own, committed after
+    the reader's (`get_session`)."""
     if request.method not in SAFE_METHODS:
         write(session)
+        return
+    later = getattr(request.state, "write_apart", None)
+    if later is not None:
+        later.append(write)
         return
     with unit_of_work(request.app.state.sessions) as writer:
         write(writer)

@@ -41,9 +41,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import fresh_pg_database, log
-from tests.fakes.bot_api import BotMessage, FakeBotApi, Faults
-from tests.fakes.checks import count, delivery, pending_outbox
+from bench.common import fresh_pg_database, log, reset_pg_database
+from tests.fakes.bot_api import (
+    EDIT_METHODS,
+    PACE_JITTER,
+    SEND_METHODS,
+    BotMessage,
+    FakeBotApi,
+    Faults,
+)
+from tests.fakes.checks import Key, _call_key, count, delivery, pending_outbox
 from tests.fakes.serve import Serve, ServeFailed
 
 AGENT_CHAT = -100_777
@@ -52,9 +59,13 @@ CHAOS = Faults(server_error=0.10, retry_after=0.05, retry_after_seconds=1, dropp
 
 
 @contextmanager
-def database(kind: str, keep: bool, name: str = "chaos") -> Iterator[str]:
+def database(kind: str, keep: bool, name: str = "chaos", url: str | None = None) -> Iterator[str]:
     """A fresh database of its own: a SQLite file in a temporary directory, or a new
-    PostgreSQL database `aftersales_bench_<name>` (bench/common.py)."""
+    PostgreSQL database `aftersales_bench_<name>` (bench/common.py), or the PostgreSQL
+    database at `url` emptied."""
+    if kind == "postgres" and url:
+        yield reset_pg_database(url)
+        return
     if kind == "postgres":
         with fresh_pg_database(name, keep=keep) as url:
             yield url
@@ -123,8 +134,42 @@ async def load(
     return {"messages": sent, "presses": pressed}
 
 
+class LoopLag:
+    """How late the fake's loop runs, moment by moment (the fake keeps only the worst): a
+    call's time is taken when that loop gets to it, so where it ran late the calls bunch up and
+    the pace it sees is above the pace they were sent at."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+
+    async def beat(self) -> None:
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            self.samples.append((now, now - t0 - 0.05))
+
+    def around(self, start: float, end: float) -> float:
+        """The most it was late in [start - 1 s, end + 1 s]."""
+        return max((lag for t, lag in self.samples if start - 1 <= t <= end + 1), default=0.0)
+
+
+def busiest(times: list[float], window: float) -> tuple[int, float]:
+    """The most of the sorted `times` inside any window of `window` seconds, and its start."""
+    best, at, lo = 0, 0.0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window:
+            lo += 1
+        if hi - lo + 1 > best:
+            best, at = hi - lo + 1, times[lo]
+    return best, at
+
+
 def run(args: argparse.Namespace) -> int:
-    with database(args.db, args.keep) as url, FakeBotApi(faults=Faults()) as fake:
+    with (
+        database(args.db, args.keep, url=args.database_url) as url,
+        FakeBotApi(faults=Faults()) as fake,
+    ):
         data = Path(tempfile.mkdtemp(prefix="aftersales-chaos-shop-"))
         serve_args = ("--workers", str(args.processes)) if args.processes > 1 else ()
         serve = Serve(
@@ -163,15 +208,19 @@ def _run(args: argparse.Namespace, url: str, fake: FakeBotApi, serve: Serve) -> 
         f"{args.cases} open cases, {args.kills} SIGKILLs"
     )
     t0 = time.monotonic()
+    lag = LoopLag()
+    beat = asyncio.run_coroutine_threadsafe(lag.beat(), fake.loop)
     future = asyncio.run_coroutine_threadsafe(
         load(fake, chats=args.chats, messages=args.messages, cases=args.cases, rate=args.rate),
         fake.loop,
     )
     duration = args.messages / args.rate
     restarts: list[float] = []
+    killed_at: list[float] = []
     for k in range(args.kills):
         at = t0 + duration * (k + 1) / (args.kills + 1)
         time.sleep(max(0.0, at - time.monotonic()))
+        killed_at.append(time.monotonic())
         serve.kill()
         r0 = time.monotonic()
         serve.start()
@@ -193,8 +242,19 @@ def _run(args: argparse.Namespace, url: str, fake: FakeBotApi, serve: Serve) -> 
         time.sleep(1)
     total_s = time.monotonic() - t0
     serve.stop()
+    beat.cancel()
     return report(
-        args, url, fake, serve, load_s=load_s, total_s=total_s, restarts=restarts, before=before
+        args,
+        url,
+        fake,
+        serve,
+        load_s=load_s,
+        total_s=total_s,
+        restarts=restarts,
+        killed_at=killed_at,
+        before=before,
+        t0=t0,
+        lag=lag,
     )
 
 
@@ -207,7 +267,10 @@ def report(
     load_s: float,
     total_s: float,
     restarts: list[float],
+    killed_at: list[float],
     before: int,
+    t0: float,
+    lag: LoopLag,
 ) -> int:
     stored = count(url, "SELECT count(*) FROM inbound_updates WHERE source = 'telegram'")
     distinct = count(
@@ -249,6 +312,13 @@ def report(
         f"lost {len(d.lost)}, doubled {len(d.doubled)}; {d.pending} still pending "
         f"({len(d.unrecorded)} of them delivered unrecorded), {d.failed} failed"
     )
+    if d.doubled:
+        at_kill, extra = _doubled_at_kills(fake, d.doubled, killed_at)
+        print(
+            f"  doubled, by when:        {extra} extra message(s), {at_kill} of them one of a "
+            f"pair whose first went out in the {KILL_WINDOW:.0f} s before a SIGKILL (Telegram "
+            "had it, the process died before recording it: README's honest window)"
+        )
     print(f"reminders:                 {reminders} sent, {dup_reminders} duplicated")
     print(f"duplicate refunds:         {dup_refunds}")
     print(
@@ -256,6 +326,17 @@ def report(
         f"{pace.max_per_chat_second} per chat in a second (1), "
         f"{pace.max_per_group_minute} per group in a minute (20); the fake's own loop "
         f"late by {fake.loop_lag_max * 1000:.0f} ms at most (it bunches what arrives meanwhile)"
+    )
+    # Where the pace was highest, and whether the fake's loop was late just then (a 1-s count
+    # above 30 by no more than 30 x that lateness can be the fake's bunching, not the bot's).
+    times = sorted(c.at for c in fake.applied())
+    n1, at1 = busiest(times, 1.0 - PACE_JITTER)
+    n10, _ = busiest(times, 10.0)
+    print(
+        f"  busiest second:          {n1} sends {at1 - t0:.0f}s into the load (SIGKILLs at "
+        + ", ".join(f"{k - t0:.0f}s" for k in killed_at)
+        + f"), the fake's loop up to {lag.around(at1, at1 + 1) * 1000:.0f} ms late then; "
+        f"busiest 10 s: {n10 / 10:.1f}/s"
     )
     print(
         f"server log:                {log_text.count('database is locked')} 'database is locked', "
@@ -274,6 +355,28 @@ def report(
         or not pace.within_limits()
     )
     return 1 if bad else 0
+
+
+# A send that reached the fake this long before a SIGKILL may have been answered and not yet
+# recorded as sent when the process died (the commit after Telegram's answer).
+KILL_WINDOW = 2.0
+
+
+def _doubled_at_kills(
+    fake: FakeBotApi, doubled: list[tuple[Key, int, int]], killed_at: list[float]
+) -> tuple[int, int]:
+    """Of the extra messages (a chat and text applied more often than its rows were sent), how
+    many are matched by a send of that chat and text the fake applied in the KILL_WINDOW
+    seconds before a SIGKILL; and the extra messages in all."""
+    extra = {key: calls - rows for key, rows, calls in doubled}
+    near: Counter[Key] = Counter()
+    for call in fake.applied(SEND_METHODS | EDIT_METHODS):
+        if call.chat_id is None:
+            continue
+        key = _call_key(call.method, call.chat_id, call.params, call.text)
+        if key in extra and any(0 <= kill - call.at <= KILL_WINDOW for kill in killed_at):
+            near[key] += 1
+    return sum(min(n, near[key]) for key, n in extra.items()), sum(extra.values())
 
 
 def _duplicate_reminders(url: str) -> int:
@@ -306,6 +409,9 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--drain", type=float, default=480.0, help="seconds to wait at the end")
     parser.add_argument("--keep", action="store_true", help="keep the database and the log")
+    parser.add_argument(
+        "--database-url", help="PostgreSQL: an existing database to empty and use (not a new one)"
+    )
     args = parser.parse_args()
     if args.processes > 1 and args.db == "sqlite":
         parser.error("several processes need PostgreSQL (--db postgres)")

@@ -38,7 +38,10 @@ def measure(serve: Serve, token: str, seconds: float) -> list[Probe]:
 
 
 def run(args: argparse.Namespace) -> None:
-    with database(args.db, args.keep, "loop_lag") as url, FakeBotApi() as fake:
+    with (
+        database(args.db, args.keep, "loop_lag", url=args.database_url) as url,
+        FakeBotApi() as fake,
+    ):
         data = Path(tempfile.mkdtemp(prefix="aftersales-looplag-"))
         serve = Serve(database_url=url, data_dir=data, api_url=fake.url)
         try:
@@ -142,6 +145,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="each phase's length")
     parser.add_argument("--chats", type=int, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the database and the log")
+    parser.add_argument(
+        "--database-url", help="PostgreSQL: an existing database to empty and use (not a new one)"
+    )
     run(parser.parse_args())
 
 
