@@ -18,7 +18,7 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.panel import install_panel
-from api.panel.auth import COOKIE, MAX_FAILED_LOGINS, current_panel_agent
+from api.panel.auth import COOKIE, current_panel_agent
 from tests.conftest import order_json
 from tickets.auth import create_agent
 from tickets.config import Policy
@@ -33,6 +33,7 @@ from tickets.service import (
     open_case,
     perform_action,
 )
+from tickets.settings import Settings
 
 PASSWORD = "correct horse battery"
 PEOPLE = (
@@ -40,6 +41,9 @@ PEOPLE = (
     ("bob", Role.agent, "finance", "Bob"),
     ("lena", Role.lead, "service", "Lena"),
 )
+
+# The throttle's default (AFTERSALES_PANEL_MAX_FAILED_LOGINS).
+MAX_FAILED_LOGINS = Settings.model_fields["panel_max_failed_logins"].default
 
 
 # ---------------------------------------------------------------- fixtures and helpers

@@ -35,6 +35,7 @@ from tickets.auth import hash_password, password_matches, upgrade_hash
 from tickets.exceptions import InvalidInput
 from tickets.logins import LoginRules, login_succeeded, start_attempt, wait_before_login
 from tickets.models import Agent, PanelSession, Role, utcnow
+from tickets.settings import Settings
 from tickets.workflow import may
 
 COOKIE = "aftersales_panel"
@@ -43,11 +44,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-# Defaults; a shop overrides them with AFTERSALES_PANEL_* settings (read with getattr, so the
-# core Settings need not know about them until it wants to).
-MAX_FAILED_LOGINS = 5
-LOCKOUT_MINUTES = 15
-SESSION_IDLE_HOURS = 12
+# The throttle's and sessions' numbers are settings (AFTERSALES_PANEL_*, tickets/settings.py).
 SESSION_MAX_DAYS = 7
 # How often a session's last_seen_at is written: reading pages must not write on every request.
 TOUCH_EVERY = timedelta(minutes=5)
@@ -60,8 +57,9 @@ def _dummy_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
 
 
-def _setting(request: Request, name: str, default: int) -> int:
-    return int(getattr(request.app.state.settings, name, default))
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def digest(token: str) -> str:
@@ -96,7 +94,7 @@ def start_session(
         csrf_token=secrets.token_urlsafe(32),
         created_at=now,
         last_seen_at=now,
-        expires_at=now + timedelta(hours=_setting(request, "panel_session_hours", 12)),
+        expires_at=now + timedelta(hours=_settings(request).panel_session_hours),
         user_agent=(request.headers.get("user-agent") or "")[:300],
     )
     session.add(row)
@@ -187,9 +185,7 @@ def current_panel_agent(
     ):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token: reload")
     if now - row.last_seen_at > TOUCH_EVERY:
-        expires = now + timedelta(
-            hours=_setting(request, "panel_session_hours", SESSION_IDLE_HOURS)
-        )
+        expires = now + timedelta(hours=_settings(request).panel_session_hours)
         touch = (
             update(PanelSession)
             .where(PanelSession.id == row.id)
@@ -273,14 +269,13 @@ def login_form(request: Request, next: str = "/panel") -> Response:
 
 def login_rules(request: Request) -> LoginRules:
     """The throttling numbers from the settings (tickets/logins.py)."""
+    settings = _settings(request)
     return LoginRules(
-        free_failures=_setting(request, "panel_max_failed_logins", MAX_FAILED_LOGINS),
-        longest_pause=timedelta(
-            minutes=_setting(request, "panel_lockout_minutes", LOCKOUT_MINUTES)
-        ),
-        account_failures=_setting(request, "panel_account_failures_per_hour", 50),
-        account_pace=timedelta(seconds=_setting(request, "panel_account_pace_seconds", 10)),
-        address_failures=_setting(request, "panel_address_failures_per_hour", 30),
+        free_failures=settings.panel_max_failed_logins,
+        longest_pause=timedelta(minutes=settings.panel_lockout_minutes),
+        account_failures=settings.panel_account_failures_per_hour,
+        account_pace=timedelta(seconds=settings.panel_account_pace_seconds),
+        address_failures=settings.panel_address_failures_per_hour,
     )
 
 
