@@ -7,7 +7,10 @@ left stored, each update once; a clean stop lets the running update finish."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.intake import IntakeStore
 from bot.polling import Poller
 from bot.session import BotSession
+from tests.conftest import PG_URL, _fresh_pg_database
 from tests.fakes.bot_api import TOKEN, FakeBotApi
+from tests.fakes.checks import count, pending_outbox
+from tests.fakes.customers import photo_bytes
+from tests.fakes.serve import Serve
 from tests.test_bot_fakes import BOT_TOKEN, FakeSession
+from tickets.db import upgrade
 
 # No database call on the event loop (tickets/db.py): the store is written in threads.
 pytestmark = pytest.mark.usefixtures("db_guard")
@@ -270,3 +278,90 @@ async def test_a_5xx_or_429_while_polling_is_one_warning_and_the_told_wait(
     warned = [r for r in caplog.records if r.name == "bot.polling"]
     assert [r.levelname for r in warned] == ["WARNING", "WARNING"]
     assert not any(r.exc_info for r in caplog.records)
+
+
+# ---------------------------------------------------------------- the real process, SIGKILLed
+
+STORED = "SELECT count(*) FROM polled_updates"
+HANDLED = "SELECT count(*) FROM inbound_updates"
+
+
+def _until(check: Any, seconds: float, what: str, serve: Serve) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not after {seconds}s\n{serve.log()[-3000:]}")
+
+
+def test_a_killed_serve_resumes_its_stored_updates_after_the_restart_each_once(
+    tmp_path: Path,
+) -> None:
+    """`aftersales serve` polling the fake Bot API: a customer's photo hangs on its download
+    (a slow link) and their next two messages wait behind it, all three fetched, stored and
+    confirmed to Telegram; SIGKILL. Telegram will not send them again, yet after the restart
+    they are handled, in order, each once: the customer gets exactly the answers another
+    customer gets for the same three messages sent to the running server."""
+    with contextlib.ExitStack() as stack:
+        if PG_URL:
+            database_url = stack.enter_context(_fresh_pg_database(PG_URL))
+        else:
+            database_url = f"sqlite:///{tmp_path / 'aftersales.db'}"
+        upgrade(database_url)
+        fake = stack.enter_context(FakeBotApi())
+        serve = Serve(database_url=database_url, data_dir=tmp_path / "shop", api_url=fake.url)
+        stack.callback(serve.stop)
+        photo = photo_bytes()
+
+        def sends(chat: int) -> None:
+            fake.photo(chat, photo, caption="broken")
+            fake.message(chat, "/start")
+            fake.message(chat, "/help")
+
+        fake.hold_files()
+        serve.start()
+        killed, control = 810_001, 810_002
+        sends(killed)
+        _until(
+            lambda: (
+                bool([c for c in fake.snapshot() if c.method == "downloadFile:held"])
+                and fake.unconfirmed() == 0
+                and count(database_url, STORED) == 3
+            ),
+            60,
+            "the three updates stored and confirmed, the photo's download under way",
+            serve,
+        )
+        serve.kill()
+        assert count(database_url, STORED) == 3 and count(database_url, HANDLED) == 0
+        assert fake.unconfirmed() == 0  # Telegram has let go of them: only our store has them
+
+        fake.release_files()
+        serve.start()
+        _until(
+            lambda: count(database_url, HANDLED) == 3 and count(database_url, STORED) == 0,
+            60,
+            "the stored updates handled after the restart",
+            serve,
+        )
+        sends(control)
+        _until(lambda: count(database_url, HANDLED) == 6, 60, "the control chat handled", serve)
+        # Their answers go out one a second per chat.
+        _until(
+            lambda: (
+                pending_outbox(database_url) == 0
+                and len(fake.messages(killed)) == len(fake.messages(control)) > 0
+            ),
+            60,
+            "every answer sent",
+            serve,
+        )
+        time.sleep(1.5)  # an answer sent twice would arrive within a second of its first
+        answers = {
+            chat: [m.text.replace(str(chat), "<chat>") for m in fake.messages(chat)]
+            for chat in (killed, control)
+        }
+        assert answers[killed] == answers[control]
+        assert "resuming 3 stored update(s)" in serve.log()
+        assert not serve.bad_log_lines(), serve.bad_log_lines()[:1]
