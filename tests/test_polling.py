@@ -18,6 +18,7 @@ from aiogram import Bot, Dispatcher, Router
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.methods import GetUpdates
 from aiogram.types import Message
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.intake import IntakeStore
@@ -195,6 +196,37 @@ async def test_a_new_poller_resumes_what_a_killed_one_left_stored_each_once(
     assert second.started == ["a1", "a2", "a3"]  # each once, in order; b1 not again
     await second.until_stored(0)
     await second.halt()
+
+
+async def test_a_batch_the_database_could_not_store_is_not_confirmed_and_comes_again(
+    fake: FakeBotApi, sessions: sessionmaker[Session], monkeypatch: Any, caplog: Any
+) -> None:
+    import bot.polling
+
+    async def no_wait(stop: asyncio.Event, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(bot.polling, "_wait", no_wait)
+    w = World(fake, sessions)
+    real = w.poller.store.store
+    failures = [OperationalError("INSERT", {}, Exception("disk I/O error"))]
+
+    def store(updates: Any) -> None:
+        if failures:
+            raise failures.pop()
+        real(updates)
+
+    monkeypatch.setattr(w.poller.store, "store", store)
+    fake.message(5001, "hello")
+    w.start()
+    await w.until(lambda: w.done == ["hello"])
+    # The first call's batch was not stored: the second call did not confirm it (same offset:
+    # none yet), so Telegram sent it again; handled once.
+    offsets = [p.get("offset") for p in w.polls()]
+    assert offsets[:2] == [None, None]
+    assert w.started == ["hello"]
+    assert "could not store 1 polled update(s)" in caplog.text
+    await w.halt()
 
 
 async def test_a_clean_stop_lets_the_running_update_finish_and_keeps_the_rest_stored(
