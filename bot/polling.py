@@ -112,11 +112,6 @@ class Poller:
         """What the next call confirms below: everything stored."""
         return self._newest + 1 if self._newest >= 0 else None
 
-    @property
-    def handling(self) -> int:
-        """How many updates are being handled right now (one per busy chat at most)."""
-        return sum(1 for task in self._drains.values() if not task.done())
-
     async def run(self, stop: asyncio.Event) -> None:
         """Resume what is stored, then poll until `stop` is set. The stored updates go on
         being handled after it returns; `finish` ends that."""
