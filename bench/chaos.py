@@ -53,6 +53,9 @@ from tests.fakes.bot_api import (
 from tests.fakes.checks import Key, _call_key, count, delivery, pending_outbox
 from tests.fakes.serve import Serve, ServeFailed
 
+# Updates polling fetched, stored and confirmed, not yet handled.
+POLLED = "SELECT count(*) FROM polled_updates"
+
 AGENT_CHAT = -100_777
 FIRST_CHAT = 800_001
 CHAOS = Faults(server_error=0.10, retry_after=0.05, retry_after_seconds=1, dropped=0.02)
@@ -233,11 +236,16 @@ def _run(args: argparse.Namespace, url: str, fake: FakeBotApi, serve: Serve) -> 
     last = 0.0
     while time.monotonic() < deadline:
         left = fake.unconfirmed()
+        # Fetched and confirmed, not yet handled (bot/polling.py's store).
+        waiting = count(url, POLLED)
         pending = pending_outbox(url, ("telegram", "agents"))
-        if left == 0 and pending == 0:
+        if left == 0 and waiting == 0 and pending == 0:
             break
         if time.monotonic() - last > 15:
-            log(f"  waiting: {left} updates unconfirmed, {pending} outbox rows pending")
+            log(
+                f"  waiting: {left} updates unconfirmed, {waiting} stored unhandled, "
+                f"{pending} outbox rows pending"
+            )
             last = time.monotonic()
         time.sleep(1)
     total_s = time.monotonic() - t0
@@ -289,6 +297,7 @@ def report(
     outcomes = Counter(c.outcome for c in fake.snapshot())
     log_text = serve.log()
     unconfirmed = fake.unconfirmed()
+    unhandled = count(url, POLLED)
     print(f"database:                  {args.db}, {args.processes} process(es)")
     print(
         f"load:                      {args.messages} messages, {args.chats} chats, "
@@ -305,7 +314,7 @@ def report(
     print(f"time:                      load {load_s:.0f}s, load + drain {total_s:.0f}s")
     print(
         f"inbound:                   {fake.pushed} sent, {stored} stored "
-        f"({distinct} distinct), {unconfirmed} never confirmed"
+        f"({distinct} distinct), {unconfirmed} never confirmed, {unhandled} stored unhandled"
     )
     print(
         f"outbound:                  {d.sent} rows sent, {d.calls} messages applied; "
@@ -347,6 +356,7 @@ def report(
     bad = (
         stored != fake.pushed
         or unconfirmed
+        or unhandled
         or d.lost
         or d.doubled
         or d.pending

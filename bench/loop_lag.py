@@ -24,6 +24,7 @@ from pathlib import Path
 from bench.chaos import database, load
 from bench.common import log, percentile, print_table
 from tests.fakes.bot_api import FakeBotApi
+from tests.fakes.checks import count
 from tests.fakes.serve import Probe, Serve, Watchdog
 
 PATHS = ("/healthz", "/api/v1/tickets")
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> None:
             flooded = measure(serve, token, args.seconds)
             future.result(timeout=args.seconds * 5 + 60)
             pushed = fake.pushed - pushed_before
-            backlog = fake.unconfirmed()
+            # Not yet confirmed to Telegram, or confirmed and stored but not yet handled.
+            backlog = fake.unconfirmed() + count(url, "SELECT count(*) FROM polled_updates")
             took = time.monotonic() - t0
             # What the bot got through while the requests were timed (and its backlog then).
             answers = len(fake.applied()) - sends_before
@@ -99,7 +101,7 @@ def report(
     print(f"database:        {args.db}")
     print(
         f"flood:           {pushed} updates pushed in {took:.0f}s ({pushed / took:.0f}/s), "
-        f"{backlog} not yet confirmed at the end; {answers} answers sent meanwhile"
+        f"{backlog} not yet handled at the end; {answers} answers sent meanwhile"
     )
     rows = []
     for path in PATHS:

@@ -1,17 +1,25 @@
-"""Polling Telegram so that a killed process loses no update.
+"""Polling Telegram with a durable intake: one slow chat does not stall the others, and a
+killed process loses no update.
 
-Telegram forgets an update once a `getUpdates` call asks for a later offset. aiogram's own
-polling asks for the next batch as soon as it has handed the current one to tasks, so the
-updates still being handled are already confirmed: a SIGKILL (or a crash) in that moment
-loses them, their transactions never committed. Here the offset confirms only what is done:
-it stays at the oldest update still being handled. Telegram then sends the unfinished ones
-again with the next batch; they are skipped here (already under way), and after a crash the
-new process handles them again, where the inbound log's unique update id makes a second
-handling a no-op (bot/middlewares.py). So inbound is at least once, and effectively once.
+Telegram forgets an update once a `getUpdates` call asks for a later offset, and one call
+brings at most 100. So each batch is first stored (`polled_updates`, bot/intake.py: one short
+transaction, in a thread) and only then confirmed, by the next call's offset, which asks past
+the whole batch. The stored updates are handled from there: one chat's in the order they came
+(a task per chat drains its queue), different chats at the same time. When one is handled it
+is dropped from the store (in batches, in a thread). An earlier design kept the offset at the
+oldest unfinished update instead; then a chat sending 50 slow updates filled Telegram's window
+and no other chat's update was fetched until they were done.
 
-Updates of one chat are handled in order (each waits for the previous one of its chat);
-different chats concurrently. While some are being handled, Telegram is asked without a
-long poll (it would answer at once with the unconfirmed ones), a few times a second at most.
+A process that starts polling (or takes over from one that stopped or died, bot/leader.py)
+first resumes whatever is stored. A SIGKILL thus loses nothing, and nothing is handled twice:
+each update's id is written in its own transaction when it is handled (`inbound_updates`,
+bot/middlewares.py), so one handled but not yet dropped from the store is a no-op the second
+time. A stop (SIGTERM) starts no more stored updates, lets those being handled finish (the
+caller's grace), and leaves the rest stored for the next poller.
+
+Back-pressure: at `max_backlog` stored updates not yet handled, no more are fetched (Telegram
+keeps them, for up to a day) until some are done; fetching resumes once a batch's worth of
+room is free (half the cap when that is smaller), so a full desk is not asked one by one.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
+from collections.abc import Hashable
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import (
@@ -29,21 +39,20 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.intake import IntakeStore
 
 log = logging.getLogger(__name__)
 
-# Telegram's long poll (seconds) when nothing is being handled.
+# Telegram's long poll (seconds).
 LONG_POLL_SECONDS = 25
-# While updates are being handled: how long to wait for one to finish before asking again.
-BUSY_RECHECK_SECONDS = 0.2
-# Telegram sends at most 100 a call; fewer keeps one slow update from holding many behind
-# the offset.
+# Telegram sends at most 100 a call.
 BATCH = 100
-# While busy, ask again only once this many of a call's places can hold fresh updates: the
-# ones taken and not yet confirmed come back first, and parsing them again (on the event loop,
-# 100 at a time after every finished update) is what made a flood stall the HTTP side.
-REFETCH_ROOM = BATCH // 2
-# After Telegram could not be reached: wait, doubling up to the cap.
+# Stored updates not yet handled, at most (AFTERSALES_POLLING_MAX_BACKLOG).
+DEFAULT_MAX_BACKLOG = 1000
+# After Telegram (or the database) could not be reached: wait, doubling up to the cap.
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 30.0
 # A flood wait longer than this (seconds) is cut short: asked again then (and told again).
 RETRY_AFTER_CAP = 3600.0
@@ -60,54 +69,74 @@ def chat_key(update: Update) -> int | None:
 
 
 class Poller:
-    """Fetches updates and feeds them to the dispatcher, confirming only what is handled."""
+    """Fetches updates, stores them, confirms them, and feeds them to the dispatcher from the
+    store (module doc)."""
 
     def __init__(
         self,
         bot: Bot,
         dispatcher: Dispatcher,
+        sessions: sessionmaker[Session],
         *,
         allowed_updates: list[str] | None = None,
         long_poll: int = LONG_POLL_SECONDS,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
     ) -> None:
+        if max_backlog < 1:
+            raise ValueError("the polling backlog must allow at least one update")
         self.bot = bot
         self.dispatcher = dispatcher
+        self.store = IntakeStore(sessions, bot)
         self.allowed_updates = allowed_updates
         self.long_poll = long_poll
-        # update id -> its task, for every update taken and not yet handled.
-        self.in_flight: dict[int, asyncio.Task[None]] = {}
-        self._last_of_chat: dict[int, asyncio.Task[None]] = {}
-        self._newest = -1  # the highest update id taken
-        # Set when a finished update leaves room for fresh ones in the next call.
-        self._room = asyncio.Event()
+        self.max_backlog = max_backlog
+        # Fetching pauses at the cap and resumes once this much room is free.
+        self._resume_room = max(1, min(BATCH, max_backlog // 2))
+        # Update id -> update, for every update stored and not yet handled here.
+        self.backlog: dict[int, Update] = {}
+        # Per chat (or per update, when no order is needed): its updates waiting, and the task
+        # draining them.
+        self._queues: dict[Hashable, deque[Update]] = {}
+        self._drains: dict[Hashable, asyncio.Task[None]] = {}
+        self._newest = -1  # the highest update id stored
+        self._room = asyncio.Event()  # set when the backlog falls to the resume mark
+        self._paused = False
+        self._stopping = False  # a stop: start no more stored updates
+        # Handled, to be dropped from the store; and the task dropping them.
+        self._handled: list[int] = []
+        self._dropping: set[int] = set()
+        self._forget_task: asyncio.Task[None] | None = None
 
     @property
     def offset(self) -> int | None:
-        """What the next call confirms below: the oldest unfinished update, else the next."""
-        if self.in_flight:
-            return min(self.in_flight)
+        """What the next call confirms below: everything stored."""
         return self._newest + 1 if self._newest >= 0 else None
 
-    def _again(self) -> int:
-        """How many taken updates the next call would bring back (at most: ids may skip)."""
-        if not self.in_flight:
-            return 0
-        return self._newest - min(self.in_flight) + 1
-
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll until `stop` is set; then wait for the updates being handled (the caller's
-        grace) and confirm them."""
+        """Resume what is stored, then poll until `stop` is set. The stored updates go on
+        being handled after it returns; `finish` ends that."""
+        self._stopping = False
+        for key, queue in self._queues.items():
+            # Left by an earlier stop of this poller (the lock lost, then taken again).
+            if key not in self._drains:
+                self._drains[key] = asyncio.create_task(self._drain(key, queue), name=f"chat-{key}")
         backoff = BACKOFF_FIRST
         while not stop.is_set():
-            if BATCH - self._again() < REFETCH_ROOM:
-                # Mostly the ones under way would come back: wait for room (or the recheck).
-                self._room.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), timeout=BUSY_RECHECK_SECONDS)
-                continue
-            busy = bool(self.in_flight)
             try:
-                updates = await self._fetch(stop, timeout=0 if busy else self.long_poll)
+                await self._resume()
+                break
+            except SQLAlchemyError as exc:
+                log.warning("could not read the stored updates (%s); again in %ss", exc, backoff)
+                await _wait(stop, backoff)
+                backoff = min(backoff * 2, BACKOFF_CAP)
+        backoff = BACKOFF_FIRST
+        while not stop.is_set():
+            if len(self.backlog) >= self.max_backlog:
+                await self._wait_for_room(stop)
+                continue
+            room = min(BATCH, self.max_backlog - len(self.backlog))
+            try:
+                updates = await self._fetch(stop, limit=room)
             except TelegramConflictError:
                 # Telegram's 409: another getUpdates (or a webhook) for this bot elsewhere.
                 log.warning(
@@ -136,34 +165,89 @@ class Poller:
                 await _wait(stop, backoff)
                 backoff = min(backoff * 2, BACKOFF_CAP)
                 continue
-            backoff = BACKOFF_FIRST
+            # Telegram sends a batch again while it is not confirmed (a poller killed between
+            # storing it and the next call): those already stored are left out.
             fresh = [u for u in updates or [] if u.update_id > self._newest]
-            for update in fresh:
-                self._take(update)
-            if self.in_flight and not fresh:
-                # Only the unfinished ones came back: wait for one to end, not spin.
-                await asyncio.wait(list(self.in_flight.values()), timeout=BUSY_RECHECK_SECONDS)
+            if fresh:
+                try:
+                    # Off the loop: one short transaction for the whole batch.
+                    await asyncio.to_thread(self.store.store, fresh)
+                except SQLAlchemyError as exc:
+                    # Not stored, so not confirmed: the next call brings the batch again.
+                    log.warning(
+                        "could not store %d polled update(s) (%s); again in %ss",
+                        len(fresh),
+                        exc,
+                        backoff,
+                    )
+                    await _wait(stop, backoff)
+                    backoff = min(backoff * 2, BACKOFF_CAP)
+                    continue
+                for update in fresh:
+                    self._take(update)
+            backoff = BACKOFF_FIRST
 
     async def finish(self, grace: float) -> int:
-        """Wait up to `grace` seconds for the updates being handled, then confirm what is
-        done to Telegram (so a restart does not fetch them again). Returns how many were
-        still running (cut short: Telegram sends them again to whoever polls next)."""
-        if self.in_flight:
-            await asyncio.wait(list(self.in_flight.values()), timeout=grace)
-        late = len(self.in_flight)
+        """Start no more stored updates; wait up to `grace` seconds for those being handled;
+        drop the handled ones from the store and confirm everything stored to Telegram (so a
+        restart does not fetch it again). Returns how many stay stored, unhandled: the next
+        poller (this process restarted, or another one) resumes them."""
+        self._stopping = True
+        running = [t for t in self._drains.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=grace)
+        if self._forget_task is not None:
+            await asyncio.wait([self._forget_task], timeout=grace)
         if self.offset is not None:
             with contextlib.suppress(TelegramAPIError):
                 await self.bot(GetUpdates(offset=self.offset, limit=1, timeout=0))
-        return late
+        return len(self.backlog)
 
-    async def _fetch(self, stop: asyncio.Event, timeout: int) -> list[Update] | None:
+    async def _resume(self) -> None:
+        """Take the updates stored and not known here yet (a previous poller's), oldest first."""
+        known = set(self.backlog) | self._dropping | set(self._handled)
+        stored = await asyncio.to_thread(self.store.pending, known)
+        if stored:
+            log.info("resuming %d stored update(s) left by the previous poller", len(stored))
+        for update in stored:
+            self._take(update)
+
+    async def _wait_for_room(self, stop: asyncio.Event) -> None:
+        if not self._paused:
+            self._paused = True
+            log.warning(
+                "%d updates stored and not yet handled (AFTERSALES_POLLING_MAX_BACKLOG): "
+                "fetching pauses until %d are done",
+                len(self.backlog),
+                self._resume_room,
+            )
+        self._room.clear()
+        if len(self.backlog) > self.max_backlog - self._resume_room:
+            stopped = asyncio.ensure_future(stop.wait())
+            room = asyncio.ensure_future(self._room.wait())
+            try:
+                await asyncio.wait({stopped, room}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+                room.cancel()
+        if len(self.backlog) <= self.max_backlog - self._resume_room:
+            self._paused = False
+            log.info("fetching resumes: %d updates stored and not yet handled", len(self.backlog))
+
+    async def _fetch(self, stop: asyncio.Event, limit: int) -> list[Update] | None:
         call = GetUpdates(
-            offset=self.offset, limit=BATCH, timeout=timeout, allowed_updates=self.allowed_updates
+            offset=self.offset,
+            limit=limit,
+            timeout=self.long_poll,
+            allowed_updates=self.allowed_updates,
         )
-        fetch = asyncio.ensure_future(self.bot(call, request_timeout=timeout + 30))
+        fetch = asyncio.ensure_future(self.bot(call, request_timeout=self.long_poll + 30))
         stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            fetch.cancel()  # not left running (its failure unheard) when polling is cancelled
+            raise
         finally:
             stopped.cancel()
         if not fetch.done():
@@ -175,31 +259,57 @@ class Poller:
         return fetch.result()
 
     def _take(self, update: Update) -> None:
-        self._newest = update.update_id
-        key = chat_key(update)
-        before = self._last_of_chat.get(key) if key is not None else None
-        task = asyncio.create_task(self._handle(update, before), name=f"update-{update.update_id}")
-        self.in_flight[update.update_id] = task
-        if key is not None:
-            self._last_of_chat[key] = task
-        task.add_done_callback(lambda t: self._done(update.update_id, key, t))
+        """Queue a stored update behind its chat's earlier ones."""
+        self._newest = max(self._newest, update.update_id)
+        self.backlog[update.update_id] = update
+        chat = chat_key(update)
+        key: Hashable = ("chat", chat) if chat is not None else ("update", update.update_id)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+        queue.append(update)
+        if key not in self._drains:
+            self._drains[key] = asyncio.create_task(self._drain(key, queue), name=f"chat-{key}")
 
-    def _done(self, update_id: int, key: int | None, task: asyncio.Task[None]) -> None:
-        self.in_flight.pop(update_id, None)
-        if BATCH - self._again() >= REFETCH_ROOM:
-            self._room.set()
-        if key is not None and self._last_of_chat.get(key) is task:
-            del self._last_of_chat[key]
-
-    async def _handle(self, update: Update, before: asyncio.Task[None] | None) -> None:
-        if before is not None:
-            # The chat's previous update first (its outcome is its own affair).
-            await asyncio.wait([before])
+    async def _drain(self, key: Hashable, queue: deque[Update]) -> None:
+        """Handle one chat's stored updates, one after the other."""
         try:
-            await self.dispatcher.feed_update(self.bot, update)
-        except Exception:
-            # Logged and confirmed: an update that fails every time must not come back forever.
-            log.exception("update %s failed", update.update_id)
+            while queue and not self._stopping:
+                update = queue[0]
+                try:
+                    await self.dispatcher.feed_update(self.bot, update)
+                except Exception:
+                    # Logged and dropped: an update that fails every time must not come back
+                    # forever (its failure is recorded by the middleware).
+                    log.exception("update %s failed", update.update_id)
+                queue.popleft()
+                self._handled_one(update.update_id)
+        finally:
+            del self._drains[key]
+            if not queue:
+                del self._queues[key]
+
+    def _handled_one(self, update_id: int) -> None:
+        self.backlog.pop(update_id, None)
+        self._handled.append(update_id)
+        if self._forget_task is None or self._forget_task.done():
+            self._forget_task = asyncio.create_task(self._forget(), name="intake-forget")
+        if len(self.backlog) <= self.max_backlog - self._resume_room:
+            self._room.set()
+
+    async def _forget(self) -> None:
+        """Drop the handled updates from the store, the ones handled meanwhile together."""
+        while self._handled:
+            ids, self._handled = self._handled, []
+            self._dropping.update(ids)
+            try:
+                await asyncio.to_thread(self.store.forget, ids)
+            except SQLAlchemyError as exc:
+                # Left stored: the next poller resumes them, and the dedupe by update id makes
+                # that a no-op.
+                log.warning("could not drop %d handled update(s) from the store: %s", len(ids), exc)
+            finally:
+                self._dropping.difference_update(ids)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -10,7 +10,8 @@ calls. Nothing here runs at import.
 
 Several processes may run it on one PostgreSQL database: each runs a delivery worker and
 serves the webhook; polling runs in the one holding the poller lock (bot/leader.py), which
-confirms updates to Telegram only once handled (bot/polling.py).
+stores each fetched batch before confirming it to Telegram and resumes what a previous poller
+left stored (bot/polling.py).
 """
 
 from __future__ import annotations
@@ -162,11 +163,13 @@ class BotRuntime:
         # Handlers' answers go to the outbox; the middleware wakes this worker after each
         # commit (bot/middlewares.py), so an answer is sent at once, within the limits.
         self.dispatcher["delivery"] = self.worker
-        # Updates confirmed to Telegram only once handled (bot/polling.py).
+        # Updates stored, then confirmed to Telegram, then handled (bot/polling.py).
         self.polling = Poller(
             self.bot,
             self.dispatcher,
+            sessions,
             allowed_updates=self.dispatcher.resolve_used_update_types(),
+            max_backlog=settings.polling_max_backlog,
         )
         # Exactly one process polls (bot/leader.py): the others stand by.
         bind = sessions.kw.get("bind")
@@ -276,9 +279,9 @@ class BotRuntime:
             finally:
                 watch.cancel()
             await self._pause(wait)
-        late = await self.polling.finish(STOP_GRACE_SECONDS)
-        if late:
-            log.warning("%d update(s) still running at the stop: Telegram sends them again", late)
+        left = await self.polling.finish(STOP_GRACE_SECONDS)
+        if left:
+            log.info("%d update(s) left stored at the stop: the next poller resumes them", left)
         # Another process may poll at once.
         await self.poller_lock.release()
 

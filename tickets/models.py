@@ -550,6 +550,23 @@ class InboundUpdate(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PolledUpdate(Base):
+    """An update fetched by polling, stored before Telegram is told it arrived, until it is
+    handled (bot/polling.py): a killed poller's successor resumes it. Its `InboundUpdate`
+    row, written when it is handled, still makes a second handling a no-op."""
+
+    __tablename__ = "polled_updates"
+    __table_args__ = (UniqueConstraint("bot", "update_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The bot's numeric id (the token's public part): two bots on one database, two queues.
+    bot: Mapped[str] = mapped_column(String(40))
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    # The update as Telegram sent it (JSON text: PostgreSQL's jsonb would refuse a NUL).
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # ---------------------------------------------------------------- refunds
 
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     media_dir: Path = Path("./data/media")
     timezone: str = "Asia/Shanghai"
     redis_url: str | None = None
+    # Polling (bot/polling.py): updates stored and not yet handled; at this many, no more are
+    # fetched until some are done (Telegram keeps the rest, for up to a day).
+    polling_max_backlog: int = Field(default=1000, ge=1, le=100_000)
     # Rules as data: a TOML file overriding the manuals' defaults (see policy.example.toml).
     policy_file: Path | None = None
     # A shop's own reply scripts, overriding or adding to templates/scripts/ (same format).

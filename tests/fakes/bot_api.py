@@ -168,6 +168,8 @@ class FakeBotApi:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._new_update: asyncio.Event | None = None
+        # Set: files are served; cleared (`hold_files`): downloads wait, as on a slow link.
+        self._files_open: asyncio.Event | None = None
         self._chat_changed: dict[int, asyncio.Event] = {}
         self._poll_waiting: asyncio.Future[None] | None = None
         self.port = 0
@@ -212,6 +214,8 @@ class FakeBotApi:
 
     async def _start_server(self) -> None:
         self._new_update = asyncio.Event()
+        self._files_open = asyncio.Event()
+        self._files_open.set()
         self._heartbeat = asyncio.create_task(self._beat())
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_post("/bot{token}/{method}", self._handle)
@@ -357,6 +361,15 @@ class FakeBotApi:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=min(left, 1.0))
         return self.messages(chat_id)
+
+    def hold_files(self) -> None:
+        """File downloads wait from now on until `release_files` (a slow link, a stuck one)."""
+        assert self._files_open is not None
+        self.loop.call_soon_threadsafe(self._files_open.clear)
+
+    def release_files(self) -> None:
+        assert self._files_open is not None
+        self.loop.call_soon_threadsafe(self._files_open.set)
 
     # ------------------------------------------------------------ what the bot did
 
@@ -598,6 +611,18 @@ class FakeBotApi:
         path = request.match_info["path"]
         file_id = path.rsplit("/", 1)[-1].removesuffix(".jpg")
         data = self.files.get(file_id)
+        assert self._files_open is not None
+        if not self._files_open.is_set():
+            # Seen now (the bot asked), answered once released.
+            self._record(
+                Call(
+                    method="downloadFile:held",
+                    params={"path": path},
+                    at=time.monotonic(),
+                    outcome="ok",
+                )
+            )
+            await self._files_open.wait()
         self._record(
             Call(
                 method="downloadFile",
