@@ -66,12 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        processes.check_workers(
-            settings.database_url,
-            args.workers,
-            webhook=bool(settings.webhook_url and settings.telegram_token),
-            redis=bool(settings.redis_url),
-        )
+        processes.check_workers(settings.database_url, args.workers)
         # Held until the process ends: a second `serve` on one SQLite file is refused.
         serve_lock = processes.hold_sqlite_lock(settings.database_url)
     except processes.Refused as exc:

@@ -60,23 +60,17 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def check_workers(url: str, workers: int, *, webhook: bool = False, redis: bool = False) -> None:
+def check_workers(url: str, workers: int) -> None:
     """Refuse several processes on SQLite: its one writer at a time and its file lock make
     a second process wait on the first, and the bot's state, pace and polling live in one
-    process there. Refuse several processes taking the webhook without Redis: the proxy
-    spreads one chat's updates over them, and only Redis's lock keeps a conversation's
-    updates one at a time across processes (polling needs no Redis: one process polls)."""
+    process there. On PostgreSQL the webhook needs no Redis: one conversation's updates are
+    kept in order across the processes in the database (bot/middlewares.py)."""
     if not 1 <= workers <= MAX_WORKERS:
         raise Refused(f"--workers must be between 1 and {MAX_WORKERS}")
     if workers > 1 and make_url(url).drivername.startswith("sqlite"):
         raise Refused(
             "--workers needs PostgreSQL: on SQLite one process serves "
             "(set AFTERSALES_DATABASE_URL=postgresql+psycopg://...)"
-        )
-    if workers > 1 and webhook and not redis:
-        raise Refused(
-            "--workers with the webhook needs Redis (AFTERSALES_REDIS_URL): it keeps one "
-            "chat's updates in order across the processes; or poll (no AFTERSALES_WEBHOOK_URL)"
         )
 
 

@@ -23,6 +23,18 @@ lock (or a pooled PostgreSQL connection and its row locks) for as long as Telegr
 lease gives the same guarantee: a row is sent again only if the process dies between Telegram
 accepting it and step 3 (then once more after the lease: resend, never forget).
 
+**Who holds a claim** (issue 18: a killed process's rows used to wait out the whole 5-minute
+lease). Each worker has an id, stamped on the rows it claims (`claimed_by`), and a heartbeat
+(`outbox_workers.seen_at`, every `heartbeat_seconds`, in a thread of its own so a busy event
+loop does not stop it). Each beat also takes back the pending rows whose claimer has not been
+seen for `owner_timeout` seconds (killed, frozen, gone): due at once, they go out from a live
+worker within seconds. A row is let go of (recorded, given back, put to wait) with its claim
+cleared, so a retry's backoff is never cut short by its claimer's death. The exactly-once
+rule is unchanged: the claimer is presumed dead only when its heartbeat stopped, and a worker
+whose own heartbeat has not succeeded for half that time starts no send (its rows may be
+someone else's by now); so a row goes twice only if it was on the wire when its process died
+or froze for longer than `owner_timeout` (as after the lease before).
+
 Stopping (`stop_claiming`, then `release_unsent`): no pass claims more; a row whose first
 request has gone finishes and is recorded; the rows claimed but not yet sent are given back,
 due at once, so another process sends them now rather than after the lease.
@@ -33,7 +45,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -62,7 +76,7 @@ from aiogram.methods import (
     TelegramMethod,
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
-from sqlalchemy import Engine, select, tuple_
+from sqlalchemy import Engine, delete, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -71,7 +85,7 @@ from bot.i18n import Texts
 from bot.pacing import Limits, Pacer, build_pacer
 from tickets.db import unit_of_work
 from tickets.exceptions import InvalidInput
-from tickets.models import EventType, OutboxMessage, Ticket, utcnow
+from tickets.models import EventType, OutboxMessage, OutboxWorker, Ticket, utcnow
 from tickets.outbox import CARD_TAKEN, notify_agents
 from tickets.service import SYSTEM, record_event
 from tickets.settings import Settings
@@ -120,6 +134,11 @@ class DeliveryConfig:
     # Longer than the slowest send can take (the bot's request timeout), so a lease never
     # expires while its message is still on the wire.
     lease_seconds: float = 300.0
+    # The claimer's heartbeat: a row whose claimer has not been seen for `owner_timeout` is
+    # taken back (module doc) long before its lease ends. Several beats fit in the timeout,
+    # so a slow beat (a busy database) is not taken for a death.
+    heartbeat_seconds: float = 5.0
+    owner_timeout: float = 20.0
     max_attempts: int = 10
     backoff_base: float = 2.0
     backoff_cap: float = 600.0
@@ -219,6 +238,10 @@ class DeliveryWorker:
         # Rows claimed by this process and not yet handed to Telegram: given back at once
         # when the process stops (`release_unsent`), not left to their lease.
         self._unsent: dict[int, Claimed] = {}
+        # This worker's id on the rows it claims, and its heartbeat (module doc).
+        self.worker_id = uuid.uuid4().hex
+        self._beaten_at: float | None = None  # time.monotonic() of the last beat that worked
+        self._beating = False
         self._stopping = False
         self._stopped = asyncio.Event()
         # Set when rows were queued in this process (a conversation's reply): the idle wait
@@ -238,6 +261,28 @@ class DeliveryWorker:
         log.info("delivery worker started")
         self._stopping = False
         self._stopped.clear()
+        loop = asyncio.get_running_loop()
+        beats_done = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat,
+            args=(beats_done, lambda: loop.call_soon_threadsafe(self.wake)),
+            name="outbox-heartbeat",
+            daemon=True,
+        )
+        # The first beat before the first claim: rows a killed predecessor left go out now.
+        await asyncio.to_thread(self._beat_safely)
+        self._beating = True
+        beat.start()
+        try:
+            await self._deliver_until(stop)
+        finally:
+            beats_done.set()
+            self._beating = False
+            # The thread's last beat ends within one statement; not waited for on the loop.
+            await asyncio.to_thread(beat.join, self.config.heartbeat_seconds)
+        log.info("delivery worker stopped")
+
+    async def _deliver_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._wake.clear()
             try:
@@ -254,7 +299,68 @@ class DeliveryWorker:
             if report.claimed == 0 and not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.config.idle_seconds)
-        log.info("delivery worker stopped")
+
+    # ------------------------------------------------------------ the heartbeat
+
+    def _heartbeat(self, done: threading.Event, wake: Callable[[], None]) -> None:
+        """Beat every `heartbeat_seconds` until `done` (a thread of its own: module doc)."""
+        while not done.wait(self.config.heartbeat_seconds):
+            try:
+                if self._beat_safely():
+                    wake()
+            except RuntimeError:
+                return  # the loop closed under a stopping process: nothing to wake
+
+    def _beat_safely(self) -> int:
+        try:
+            return self.beat()
+        except SQLAlchemyError:
+            # Not seen this time; the local check in `_pace` stops sends if it lasts.
+            log.exception("delivery heartbeat failed")
+            return 0
+
+    def beat(self) -> int:
+        """One heartbeat: this worker is seen now, and the pending rows of claimers not seen
+        for `owner_timeout` become due at once (their claim cleared). Returns how many."""
+        now = self.clock()
+        stamp = time.monotonic()
+        cutoff = now - timedelta(seconds=self.config.owner_timeout)
+        with unit_of_work(self.sessions) as session:
+            self._seen(session, now)
+            live = select(OutboxWorker.id).where(OutboxWorker.seen_at >= cutoff)
+            freed = session.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.status == "pending",
+                    OutboxMessage.claimed_by.is_not(None),
+                    OutboxMessage.claimed_by.not_in(live),
+                )
+                .values(next_attempt_at=now, claimed_by=None)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            # Workers gone for a day hold nothing any more (their rows were taken back).
+            session.execute(
+                delete(OutboxWorker).where(OutboxWorker.seen_at < now - timedelta(days=1))
+            )
+        self._beaten_at = stamp
+        if freed:
+            log.warning("took back %d outbox row(s) of a delivery worker no longer seen", freed)
+        return int(freed or 0)
+
+    def _seen(self, session: Session, now: datetime) -> None:
+        worker = session.get(OutboxWorker, self.worker_id)
+        if worker is None:
+            session.add(OutboxWorker(id=self.worker_id, seen_at=now))
+        else:
+            worker.seen_at = now
+        session.flush()
+
+    def _alive(self) -> bool:
+        """Whether this worker may still start a send: its heartbeat (when it runs one, in
+        `run`) worked within half the owner timeout, so no other worker has its rows yet."""
+        if not self._beating or self._beaten_at is None:
+            return True
+        return time.monotonic() - self._beaten_at < self.config.owner_timeout / 2
 
     async def drain(self) -> DeliveryReport:
         """Pass after pass until nothing is due now, or a pass only put rows back to wait;
@@ -338,10 +444,15 @@ class DeliveryWorker:
                 query = query.with_for_update(skip_locked=True)
             rows = _in_chat_order(session, list(session.scalars(query)))
             lease_until = now + timedelta(seconds=self.config.lease_seconds)
+            if rows:
+                # Seen as it claims: a worker driven by `run_once` alone (no heartbeat) is
+                # not taken for a dead one the moment its rows are stamped.
+                self._seen(session, now)
             claimed = []
             for row in rows:
                 row.attempts += 1
                 row.next_attempt_at = lease_until
+                row.claimed_by = self.worker_id
                 claimed.append(
                     Claimed(
                         id=row.id,
@@ -367,6 +478,7 @@ class DeliveryWorker:
             if db_row.status != "pending":
                 log.warning("outbox %s was already %s; keeping that", row.id, db_row.status)
                 return "failed"
+            db_row.claimed_by = None
             if outcome.result in ("sent", "skipped"):
                 db_row.status = "sent"
                 db_row.sent_at = now
@@ -394,7 +506,13 @@ class DeliveryWorker:
         with unit_of_work(self.sessions) as session:
             for row in rows:
                 db_row = session.get(OutboxMessage, row.id)
-                if db_row is not None and db_row.status == "pending":
+                # Only rows still this worker's: one taken back meanwhile is another's now.
+                if (
+                    db_row is not None
+                    and db_row.status == "pending"
+                    and db_row.claimed_by == self.worker_id
+                ):
+                    db_row.claimed_by = None
                     db_row.attempts = max(db_row.attempts - 1, 0)
                     db_row.next_attempt_at = until
                     if why is not None:
@@ -549,6 +667,10 @@ class DeliveryWorker:
             log.debug("woke %.3fs after the pace slot: another slot", late)
         if first and row_id is not None:
             if self._stopping:
+                raise _Stopping
+            if not self._alive():
+                # Not seen for too long: the row may be another worker's by now (module doc).
+                log.warning("outbox %s not sent: this worker's heartbeat is failing", row_id)
                 raise _Stopping
             self._unsent.pop(row_id, None)
 

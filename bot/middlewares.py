@@ -19,6 +19,20 @@ For every update, in this order:
 4. Back on the loop: with Redis, the state is written back; the delivery worker is woken to
    send the answers, and a pressed button's answer is sent directly.
 
+**Several processes on PostgreSQL** (issue 18: a proxy spreads one chat's webhook updates over
+the processes, with no Redis to lock them). The unit of work's transaction takes a PostgreSQL
+advisory lock on the conversation first (`pg_advisory_xact_lock`, held to its commit or
+rollback): two processes never handle one conversation at once, and the state it reads is the
+one the previous update committed. Mutual exclusion is not order: so a webhook update is first
+noted as arrived (`update_arrivals`, a short transaction of its own, before it waits for its
+turn), and, under the lock, an update that finds an earlier update of its conversation arrived
+but not yet handled (its id not in `inbound_updates`) steps back (rolls back, lets the lock go,
+gives up its turn in this process) and tries again shortly. An earlier update's arrival stops
+later ones for at most `ORDER_WAIT` seconds (its process may have died: Telegram redelivers
+it, and it runs late). What is not guaranteed: an update that reaches us after a later one of
+its conversation has already been handled (Telegram, or the proxy, delivered them so) runs
+late; nothing can run it earlier.
+
 Why: the database code is synchronous. On the loop, a wait for SQLite's write lock (held by an
 HTTP request's thread that needs the loop to finish) froze the whole server; the guard in
 tickets/db.py now refuses any database call on the loop. And no network inside the
@@ -34,10 +48,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from aiogram import BaseMiddleware, Bot
@@ -48,7 +63,8 @@ from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import InlineKeyboardMarkup, TelegramObject, Update, User
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Engine, Table, bindparam, delete, exists, func, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,7 +85,15 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
-from tickets.models import OPEN_STATUSES, Agent, Customer, EventType, InboundUpdate, Ticket
+from tickets.models import (
+    OPEN_STATUSES,
+    Agent,
+    Customer,
+    EventType,
+    InboundUpdate,
+    Ticket,
+    UpdateArrival,
+)
 from tickets.outbox import DEFAULT_CHANNELS, delivered_channels
 from tickets.scripts import ScriptLibrary, resolve_language
 from tickets.service import SYSTEM, Context, record_event
@@ -90,6 +114,71 @@ _RECORD_UPDATE = insert(cast(Table, InboundUpdate.__table__)).values(
     external_id=bindparam("external_id"),
     received_at=bindparam("at", type_=InboundUpdate.__table__.c.received_at.type),
 )
+
+
+# The data key the webhook sets on its updates (bot/runtime.py): they may reach any process.
+WEBHOOK = "aftersales_webhook"
+# How long an earlier update that arrived (in any process) and is not handled holds back its
+# conversation's later ones: long enough for a busy process to reach it, short enough that a
+# dead one's update (Telegram redelivers it) does not stall the chat for long.
+ORDER_WAIT = 15.0
+# How often an update that stepped back behind an earlier one tries again.
+ORDER_RETRY = 0.05
+
+_ARRIVALS = cast(Table, UpdateArrival.__table__)
+_INBOUND = cast(Table, InboundUpdate.__table__)
+_ARRIVE = (
+    postgresql.insert(_ARRIVALS)
+    .values(
+        chat_key=bindparam("k"),
+        update_id=bindparam("u"),
+        external_id=bindparam("e"),
+        arrived_at=bindparam("at", type_=_ARRIVALS.c.arrived_at.type),
+    )
+    .on_conflict_do_update(
+        index_elements=[_ARRIVALS.c.chat_key, _ARRIVALS.c.update_id],
+        set_={"arrived_at": bindparam("at", type_=_ARRIVALS.c.arrived_at.type)},
+    )
+)
+# An earlier update of the conversation arrived lately and not handled yet.
+_EARLIER = select(
+    exists().where(
+        _ARRIVALS.c.chat_key == bindparam("k"),
+        _ARRIVALS.c.update_id < bindparam("u"),
+        _ARRIVALS.c.arrived_at > bindparam("since", type_=_ARRIVALS.c.arrived_at.type),
+        ~exists().where(
+            _INBOUND.c.source == SOURCE, _INBOUND.c.external_id == _ARRIVALS.c.external_id
+        ),
+    )
+)
+# Once an update may run, its arrival and the earlier ones (handled, or given up on) go.
+_PRUNE = delete(_ARRIVALS).where(
+    _ARRIVALS.c.chat_key == bindparam("k"), _ARRIVALS.c.update_id <= bindparam("u")
+)
+_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock")))
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """A webhook update noted as arrived: its conversation and its id."""
+
+    chat_key: str
+    update_id: int
+    external_id: str
+
+
+def conversation_key(key: StorageKey) -> str:
+    """The conversation's name across processes (its lock, its arrivals)."""
+    return (
+        f"{key.bot_id}:{key.chat_id}:{key.user_id}:{key.thread_id or ''}:"
+        f"{key.business_connection_id or ''}:{key.destiny}"
+    )
+
+
+def advisory_lock_id(name: str) -> int:
+    """A conversation's PostgreSQL advisory lock: 64 bits of a hash of its name (a collision
+    only makes two conversations take turns)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
 
 
 def error_text_key(exc: BaseException) -> str:
@@ -114,6 +203,12 @@ class _Done:
     result: Any = UNHANDLED
     queued: int = 0
     committed: bool = False
+    # An earlier update of the conversation is not handled yet: nothing was done, try again.
+    behind: bool = False
+
+
+# What `_handle` returns for an update that stepped back behind an earlier one.
+_BEHIND = object()
 
 
 class _Turns:
@@ -170,6 +265,10 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         self._channels = DEFAULT_CHANNELS | delivered_channels(settings)
         self.threads = threads or shared_threads()
         self._turns = _Turns()
+        # Several processes may share a PostgreSQL database (module doc): the conversation's
+        # advisory lock, and the webhook's arrivals.
+        bind = sessions.kw.get("bind")
+        self._postgres = isinstance(bind, Engine) and bind.dialect.name == "postgresql"
 
     def context(self, now: datetime) -> Context:
         """The service context of one update."""
@@ -192,9 +291,46 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         data["fsm_storage"] = self.storage
         conversation = self.fsm.resolve_event_context(cast(Bot, data["bot"]), data)
         if conversation is None:
-            return await self._handle(handler, event, data, None)
-        async with self._turn(conversation.key):
-            return await self._handle(handler, event, data, conversation)
+            return await self._handle(handler, event, data, None, None)
+        name = conversation_key(conversation.key)
+        arrival: _Arrival | None = None
+        if self._postgres and data.get(WEBHOOK):
+            # Noted before waiting for a turn: a later update in another process waits for it.
+            arrival = _Arrival(
+                name, event.update_id, f"{cast(Bot, data['bot']).id}:{event.update_id}"
+            )
+            await asyncio.to_thread(self._arrive, arrival)
+        while True:
+            async with self._turn(conversation.key):
+                result = await self._handle(handler, event, data, conversation, arrival)
+            if result is not _BEHIND:
+                return result
+            # Out of the turn: the earlier update may be queued behind this one here.
+            await asyncio.sleep(ORDER_RETRY)
+
+    def _arrive(self, arrival: _Arrival) -> None:
+        with self.sessions() as session:
+            session.connection().execute(
+                _ARRIVE,
+                {
+                    "k": arrival.chat_key,
+                    "u": arrival.update_id,
+                    "e": arrival.external_id,
+                    "at": self.clock(),
+                },
+            )
+            session.commit()
+
+    def _drop_arrival(self, arrival: _Arrival) -> None:
+        """An update given up on without being recorded as handled: it holds back no other."""
+        with self.sessions() as session:
+            session.connection().execute(
+                delete(_ARRIVALS).where(
+                    _ARRIVALS.c.chat_key == arrival.chat_key,
+                    _ARRIVALS.c.update_id == arrival.update_id,
+                )
+            )
+            session.commit()
 
     @contextlib.asynccontextmanager
     async def _turn(self, key: StorageKey) -> AsyncIterator[None]:
@@ -214,6 +350,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         event: Update,
         data: dict[str, Any],
         conversation: FSMContext | None,
+        arrival: _Arrival | None,
     ) -> Any:
         bot: Bot = data["bot"]
         external_id = f"{bot.id}:{event.update_id}"
@@ -253,6 +390,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                     # Not recorded as handled: a redelivery (webhook) may fetch it; the
                     # customer is asked to send it again in any case.
                     log.error("could not download the file of update %s: %s", external_id, exc)
+                    if arrival is not None:
+                        await asyncio.to_thread(self._drop_arrival, arrival)
                     replies.say("error.media_download")
                     if await asyncio.to_thread(self._queue_alone, replies):
                         _wake_delivery(data)
@@ -278,6 +417,10 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                 agents_chat=agents_chat,
                 replies=replies,
                 media=media,
+                lock=advisory_lock_id(conversation_key(conversation.key))
+                if self._postgres and conversation is not None
+                else None,
+                arrival=arrival,
             )
 
         handed = asyncio.ensure_future(self.threads.run(work))
@@ -290,6 +433,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             with contextlib.suppress(Exception):
                 await handed
             raise
+        if done.behind:
+            return _BEHIND
         if done.committed and buffer is not None:
             try:
                 await buffer.write_back(self.storage)
@@ -314,11 +459,19 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         agents_chat: bool,
         replies: Replies,
         media: list[Media],
+        lock: int | None,
+        arrival: _Arrival | None,
     ) -> _Done:
         """The update's transaction, on a unit-of-work thread's own loop (module doc)."""
         failure: BaseException | None = None
         customer_id: int | None = None
         with self.sessions() as session:
+            if lock is not None:
+                # Other processes' units of work on this conversation wait here (module doc).
+                session.connection().execute(_LOCK, {"lock": lock})
+            if arrival is not None and self._behind(session, arrival):
+                session.rollback()
+                return _Done(behind=True)
             try:
                 # A plain INSERT, not an ORM object: it is written on every update, and the
                 # unit-of-work flush would cost more than the statement itself.
@@ -378,6 +531,17 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         return _Done(queued=self._report(failure, event, external_id, customer_id, replies))
 
     # ------------------------------------------------------------ pieces
+
+    def _behind(self, session: Session, arrival: _Arrival) -> bool:
+        """Whether an earlier update of the conversation arrived and is not handled (module
+        doc); if none, the conversation's arrivals up to this one are pruned."""
+        connection = session.connection()
+        since = self.clock() - timedelta(seconds=ORDER_WAIT)
+        key = {"k": arrival.chat_key, "u": arrival.update_id}
+        if connection.execute(_EARLIER, {**key, "since": since}).scalar():
+            return True
+        connection.execute(_PRUNE, key)
+        return False
 
     def _before_file(self, external_id: str, agent_user: User | None) -> tuple[bool, bool]:
         """Read before a file is fetched, in one short transaction (in a thread): whether

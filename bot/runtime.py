@@ -45,7 +45,7 @@ from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.fsm_storage import build_storage
 from bot.i18n import Texts
 from bot.leader import RETRY_SECONDS, PollerLock
-from bot.middlewares import UnitOfWorkMiddleware
+from bot.middlewares import WEBHOOK, UnitOfWorkMiddleware
 from bot.polling import Poller
 from bot.routers import agents, customer
 from bot.session import BotSession
@@ -336,7 +336,8 @@ class BotRuntime:
                 log.warning("webhook body is not a Telegram update: ignored")
                 return Response(status_code=status.HTTP_400_BAD_REQUEST)
             try:
-                await self.dispatcher.feed_update(self.bot, update)
+                # Marked as the webhook's: any process may get the conversation's next one.
+                await self.dispatcher.feed_update(self.bot, update, **{WEBHOOK: True})
             except TelegramAPIError:
                 # Already logged by the dispatcher; Telegram must not redeliver in a loop.
                 log.exception("update %s failed at Telegram", update.update_id)

@@ -2,7 +2,9 @@
 fake Bot API over HTTP: every outbox row is sent once across both, the SLA sweeps (one per
 process) never double a notice, only one process polls at a time, and a SIGTERM stops a
 process cleanly (exit 0), giving back the rows it claimed but had not sent: the other process
-sends them at once, not after their 300 s lease, and takes over polling.
+sends them at once, not after their 300 s lease, and takes over polling. Two webhook processes
+without Redis keep one chat's updates in order; a SIGKILLed process's claimed rows go out
+from the restarted one within seconds of its heartbeat stopping, each once.
 
 PostgreSQL only (several processes are refused on SQLite): skipped in the SQLite pass, run
 in the Makefile's PostgreSQL pass, which CI cannot skip.
@@ -16,10 +18,12 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -33,7 +37,17 @@ from sqlalchemy import func, select, update
 from tests.conftest import ON_CI, PG_URL, order_json
 from tickets.config import Policy
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
-from tickets.models import Event, OutboxMessage, SlaClock, utcnow
+from tickets.models import (
+    Customer,
+    Event,
+    InboundUpdate,
+    Message,
+    OutboxMessage,
+    SlaClock,
+    Ticket,
+    UpdateArrival,
+    utcnow,
+)
 from tickets.orders import upsert_order
 from tickets.schemas import OrderIn, TicketCreate
 from tickets.service import SYSTEM, Context, open_case
@@ -46,6 +60,7 @@ pytestmark = pytest.mark.skipif(
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "42:TEST"
+SECRET = "peers-secret"
 ROWS = 300  # 10 s of Telegram's 30 messages a second
 CASES = 6
 
@@ -59,6 +74,10 @@ class FakeBotApi:
         self.updates: list[dict[str, Any]] = []
         # (start, end) of each getUpdates answered to a client still there.
         self.polls: list[tuple[float, float]] = []
+        # While set, sendMessage is not answered (nor counted) until cleared; a request whose
+        # client went away meanwhile (a killed process) never reached "Telegram".
+        self.hold = threading.Event()
+        self.holding = 0
         self._message_id = 0
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -103,6 +122,8 @@ class FakeBotApi:
                 request, int(params.get("offset") or 0), float(params.get("timeout") or 0)
             )
         elif method == "sendmessage":
+            if self.hold.is_set() and not await self._held(request):
+                return web.json_response({"ok": False, "error_code": 502}, status=502)
             chat_id, text = int(str(params["chat_id"])), str(params["text"])
             self.sent.append((chat_id, text))
             self._message_id += 1
@@ -113,6 +134,18 @@ class FakeBotApi:
                 "text": text,
             }
         return web.json_response({"ok": True, "result": result})
+
+    async def _held(self, request: web.Request) -> bool:
+        """Wait while `hold` is set; False if the client hung up meanwhile."""
+        self.holding += 1
+        try:
+            while self.hold.is_set():
+                if request.transport is None or request.transport.is_closing():
+                    return False
+                await asyncio.sleep(0.05)
+            return True
+        finally:
+            self.holding -= 1
 
     async def _get_updates(
         self, request: web.Request, offset: int, timeout: float
@@ -144,6 +177,7 @@ class Serve:
     """One `aftersales serve` process (this checkout's code), its output in a file."""
 
     def __init__(self, name: str, env: dict[str, str], tmp: Path, *options: str) -> None:
+        self.port = free_port()
         self.log = tmp / f"{name}.log"
         self._out = self.log.open("w")
         self.proc = subprocess.Popen(
@@ -153,7 +187,7 @@ class Serve:
                 "api.cli",
                 "serve",
                 "--port",
-                "0",
+                str(self.port),
                 "--log-level",
                 "info",
                 *options,
@@ -189,6 +223,12 @@ class Serve:
             self.proc.kill()
             self.proc.wait(10)
         self._out.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Any, timeout: float, what: str) -> None:
@@ -341,6 +381,160 @@ def test_two_processes_send_once_sweep_once_and_stop_cleanly(
         assert set(told.values()) == {1}, told
         assert "Traceback" not in first.text(), first.text()
     finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+        engine.dispose()
+
+
+def text_update(update_id: int, user: int, text: str) -> dict[str, Any]:
+    update = start_update(update_id, user)
+    update["message"]["text"] = text
+    return update
+
+
+def post_webhook(port: int, update: dict[str, Any]) -> int:
+    """POST one update to a process's webhook, as Telegram (through a proxy) would."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/telegram/webhook",
+        data=json.dumps(update).encode(),
+        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET},
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 (loopback)
+        return int(answer.status)
+
+
+def test_two_webhook_processes_without_redis_keep_a_chats_updates_in_order(
+    fresh_db_url: str, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    """Two `serve` processes behind a proxy, no Redis: one customer's messages reach them
+    alternately, each sent as soon as the one before has reached its process (not waiting for
+    it to be handled). They land on the customer's case in the order they were written."""
+    seed(fresh_db_url)
+    env = {
+        **environment(fresh_db_url, bot_api, tmp_path),
+        "AFTERSALES_WEBHOOK_URL": "https://shop.example.com/telegram/webhook",
+        "AFTERSALES_WEBHOOK_SECRET": SECRET,
+    }
+    engine = make_engine(fresh_db_url)
+    sessions = make_sessionmaker(engine)
+    peers = [Serve("peer1", env, tmp_path), Serve("peer2", env, tmp_path)]
+    customer = 6000  # has an open case (seed): what they write goes to it
+    texts = [f"note {n:02d}" for n in range(24)]
+    answers: list[int] = []
+    try:
+        for peer in peers:
+            peer.wait_for(r"Telegram webhook set to", 180)
+            peer.wait_for(r"Application startup complete", 60)
+
+        def reached(update_id: int) -> bool:
+            with sessions() as s:
+                return bool(
+                    s.scalar(
+                        select(func.count())
+                        .select_from(UpdateArrival)
+                        .where(UpdateArrival.update_id == update_id)
+                    )
+                    or s.scalar(
+                        select(func.count())
+                        .select_from(InboundUpdate)
+                        .where(InboundUpdate.external_id == f"42:{update_id}")
+                    )
+                )
+
+        posts = []
+        for n, text in enumerate(texts):
+            update_id = 800_000 + n
+            peer = peers[n % 2]
+            post = threading.Thread(
+                target=lambda p=peer.port, u=text_update(update_id, customer, text): answers.append(
+                    post_webhook(p, u)
+                )
+            )
+            post.start()
+            posts.append(post)
+            wait_until(lambda u=update_id: reached(u), 30, f"update {update_id} reached a process")
+        for post in posts:
+            post.join(60)
+        assert answers == [200] * len(texts)
+        with sessions() as s:
+            written = list(
+                s.scalars(
+                    select(Message.text)
+                    .join(Ticket, Ticket.id == Message.ticket_id)
+                    .join(Customer, Customer.id == Ticket.customer_id)
+                    .where(Customer.telegram_user_id == customer, Message.author == "customer")
+                    .order_by(Message.id)
+                )
+            )
+            left = s.scalar(select(func.count()).select_from(UpdateArrival))
+        assert written == texts
+        assert left == 0  # every arrival pruned once handled
+        # Both took a share, and neither saw a traceback.
+        for peer in peers:
+            assert "POST /telegram/webhook" in peer.text(), peer.text()
+            assert "Traceback" not in peer.text(), peer.text()
+    finally:
+        for peer in peers:
+            peer.kill()
+        engine.dispose()
+
+
+def test_a_killed_process_s_claimed_rows_go_out_within_seconds_once(
+    fresh_db_url: str, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    """A process claims outbox rows and is killed (SIGKILL) while its sends hang unanswered.
+    The restarted process sends everything, each row once, about 20-25 s after the kill (the
+    dead worker's heartbeat stopped), not after the rows' 300 s lease."""
+    seed(fresh_db_url)
+    env = environment(fresh_db_url, bot_api, tmp_path)
+    engine = make_engine(fresh_db_url)
+    sessions = make_sessionmaker(engine)
+    # Due before the process starts: its first pass claims a batch of them (a pass whose sends
+    # hang claims nothing more, so the sweep's notices must not come first).
+    with unit_of_work(sessions) as s:
+        s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.kind == "test.notice")
+            .values(next_attempt_at=utcnow())
+        )
+    bot_api.hold.set()
+    first = Serve("killed", env, tmp_path)
+    second: Serve | None = None
+    try:
+        first.wait_for(r"Telegram polling started", 120)
+        wait_until(lambda: bot_api.holding >= 20, 30, "sends on the wire, unanswered")
+        first.kill()  # SIGKILL: nothing given back
+        killed_at = time.monotonic()
+        wait_until(lambda: bot_api.holding == 0, 10, "the killed process's requests gone")
+        bot_api.hold.clear()
+        assert not bot_api.sent
+        with sessions() as s:
+            claimed = s.scalar(
+                select(func.count()).where(
+                    OutboxMessage.claimed_by.is_not(None), OutboxMessage.status == "pending"
+                )
+            )
+        assert claimed and claimed >= 20  # leased for 300 s to a dead process
+
+        second = Serve("restarted", env, tmp_path)
+        mine = {f"m{i}" for i in range(ROWS)}
+        wait_until(
+            lambda: {t for _, t in bot_api.sent} >= mine,
+            90,
+            "every notice sent, the killed process's claimed ones included",
+        )
+        assert time.monotonic() - killed_at < 120  # far from the 300 s lease
+        second.wait_for(r"took back \d+ outbox row\(s\) of a delivery worker no longer seen")
+        counts = Counter(t for _, t in bot_api.sent if t in mine)
+        assert set(counts.values()) == {1}, [t for t, n in counts.items() if n > 1]
+        with sessions() as s:
+            pending = s.scalar(select(func.count()).where(OutboxMessage.status == "pending"))
+        assert pending == 0
+        assert second.terminate() == 0, second.text()
+        second = None
+    finally:
+        bot_api.hold.clear()
         first.kill()
         if second is not None:
             second.kill()

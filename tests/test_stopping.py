@@ -138,38 +138,10 @@ def test_serve_refuses_several_processes_on_sqlite(
     assert not (tmp_path / "shop.db").exists()  # refused before touching the database
 
 
-def test_serve_refuses_several_webhook_processes_without_redis() -> None:
-    # A proxy spreads one chat's updates over the processes: without Redis's lock two of
-    # them could handle one conversation at once and one state would overwrite the other.
-    pg = "postgresql+psycopg://postgres@127.0.0.1:5432/shop"
-    with pytest.raises(Refused, match="needs Redis"):
-        check_workers(pg, 2, webhook=True, redis=False)
-    check_workers(pg, 2, webhook=True, redis=True)  # Redis keeps each chat in order
-    check_workers(pg, 2, webhook=False, redis=False)  # polling: one process takes updates
-    check_workers(pg, 1, webhook=True, redis=False)  # one process: its own lock holds
-
-
-async def test_a_pace_store_failing_after_a_send_still_records_it_sent(
-    sessions: sessionmaker[Session], settings: Any
-) -> None:
-    """The shared pace (Redis, the database) is marked after Telegram answered: if that fails,
-    the message was still sent once and is recorded so (not left leased, to go again)."""
-    [ident] = queue(sessions, "paced")
-    fake = FakeSession()
-    worker = DeliveryWorker(
-        bot=Bot(BOT_TOKEN, session=fake),
-        sessions=sessions,
-        settings=settings,
-        config=DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0),
-        texts=Texts.load(),
-        clock=Clock(NOW),
-    )
-
-    async def broken(chat_id: int, seconds: float) -> None:
-        raise ConnectionError("the pace store is down")
-
-    worker.pacer.hold = broken  # type: ignore[method-assign]
-    report = await worker.run_once()
-    assert report.sent == 1
-    assert len(fake.sent()) == 1
-    assert row(sessions, ident).status == "sent"
+def test_several_webhook_processes_need_no_redis_on_postgresql() -> None:
+    # One conversation's updates keep their order across the processes in PostgreSQL itself
+    # (bot/middlewares.py; tests/test_multiproc.py runs two such processes): no Redis needed.
+    # SQLite still serves from one process.
+    check_workers("postgresql+psycopg://postgres@127.0.0.1:5432/shop", 2)
+    with pytest.raises(Refused, match="needs PostgreSQL"):
+        check_workers("sqlite:///shop.db", 2)

@@ -536,6 +536,19 @@ class OutboxMessage(Base):
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # The delivery worker (`OutboxWorker.id`) whose claim holds the row, while it is leased:
+    # when that worker stops being seen, another takes the row back (bot/delivery.py).
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class OutboxWorker(Base):
+    """A delivery worker's heartbeat: the rows it claims are taken back by the others once it
+    has not been seen for a while (killed, frozen), not after their whole lease."""
+
+    __tablename__ = "outbox_workers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seen_at: Mapped[datetime]
 
 
 class InboundUpdate(Base):
@@ -565,6 +578,20 @@ class PolledUpdate(Base):
     # The update as Telegram sent it (JSON text: PostgreSQL's jsonb would refuse a NUL).
     payload: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UpdateArrival(Base):
+    """A webhook update that reached some process and may not be handled yet, by conversation:
+    a later update of the same conversation, in any process, waits for it (bot/middlewares.py).
+    Handled means its id is in `inbound_updates`; rows are pruned by the conversation's next
+    update."""
+
+    __tablename__ = "update_arrivals"
+
+    chat_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    external_id: Mapped[str] = mapped_column(String(80))
+    arrived_at: Mapped[datetime]
 
 
 # ---------------------------------------------------------------- refunds
