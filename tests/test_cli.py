@@ -143,6 +143,19 @@ def test_check_gives_a_verdict_per_line(env: dict[str, str]) -> None:
     assert "AFTERSALES_TIMEZONE: Value error, unknown timezone 'Mars/Olympus'" in r.stderr
 
 
+def test_migrate_check_says_whether_the_schema_is_current_and_changes_nothing(
+    env: dict[str, str],
+) -> None:
+    r = run(env, "migrate", "--check")
+    assert r.returncode == 3
+    assert "the database schema is behind: run `aftersales migrate`" in r.stderr
+    assert run(env, "migrate", "--check").returncode == 3  # still behind: nothing migrated
+    run(env, "migrate")
+    r = run(env, "migrate", "--check")
+    assert r.returncode == 0, r.stderr
+    assert "database schema is up to date" in r.stdout
+
+
 def test_scripts_check(env: dict[str, str], tmp_path: Path) -> None:
     r = run(env, "scripts", "check")
     assert r.returncode == 0, r.stdout + r.stderr
