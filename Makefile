@@ -1,10 +1,12 @@
 # Two commands: `make run` sets up and runs the product; `make test` sets up and runs every test.
-# Everything installs into ./.venv from requirements.lock (the whole tree, pinned).
+# Everything installs into ./.venv: requirements.lock (what the product runs on, the whole tree
+# pinned) for `make run`; requirements-dev.lock adds the test, lint and type tools for `make test`.
 
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # PostgreSQL for the second pass of the suite; CI=true makes it mandatory.
@@ -12,7 +14,7 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 # Redis for the shared rate limiter's tests (skipped when unreachable, except on CI).
 export AFTERSALES_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup browser run test lint test-sqlite test-postgres bench clean
+.PHONY: setup setup-dev browser run test lint test-sqlite test-postgres bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "needs $(PY) (Python 3.11)"; exit 1; }
@@ -22,7 +24,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
+## What the product runs on (no test tools).
 setup: $(STAMP)
+
+$(DEV_STAMP): $(STAMP) requirements-dev.lock
+	$(BIN)/pip install --quiet -r requirements-dev.lock
+	@touch $(DEV_STAMP)
+
+## The product plus pytest, hypothesis, schemathesis, playwright, ruff, mypy.
+setup-dev: $(DEV_STAMP)
 
 ## The panel's browser tests drive Debian's chromium with a CJK font (installed when missing).
 browser:
@@ -39,15 +49,15 @@ run: setup
 	$(BIN)/aftersales demo
 	$(BIN)/aftersales serve --host $(HOST) --port $(PORT)
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test-sqlite: setup browser
+test-sqlite: setup-dev browser
 	$(BIN)/python -m pytest -W error -q
 
-test-postgres: setup
+test-postgres: setup-dev
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('host=127.0.0.1 port=5432 dbname=test user=postgres', connect_timeout=3).close()" 2>/dev/null; then \
 		AFTERSALES_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -W error -q \
 			--ignore=tests/browser; \
@@ -61,7 +71,7 @@ test-postgres: setup
 ## on PostgreSQL (the browser tests run their own SQLite server, so once is enough).
 test: lint test-sqlite test-postgres
 
-bench: setup
+bench: setup-dev
 	$(BIN)/python -m bench.ticket_list
 
 clean:

@@ -13,8 +13,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import babel.core
-import babel.localedata
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -56,18 +54,6 @@ def _sweep_job(app: FastAPI) -> Callable[[], Awaitable[None]]:
             log.info("SLA sweep: %s", report)
 
     return sweep
-
-
-def _release_babel_data() -> None:
-    """Drop the CLDR data Babel has loaded (the locales read and its global tables, about
-    4.5 MB), which it would otherwise keep for the life of the process. The start-up checks
-    need it once; the first message or page that formats money or a date loads it again (a
-    few milliseconds). Called right after each step that read it: released later, the objects
-    built in between would keep its memory pages (bench/serve_footprint.py). Nothing formats
-    meanwhile: the app serves nothing and runs no job before create_app returns."""
-    with babel.localedata._cache_lock:
-        babel.localedata._cache.clear()
-    babel.core._global_data = None
 
 
 def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] | None]:
@@ -136,8 +122,6 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     scripts = overrides.pop("scripts", None) or load_library(
         bundled_scripts_dir(), settings.scripts_dir, limits=policy.script_limits()
     )
-    # The limits and the check formatted every script's samples with Babel.
-    _release_babel_data()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -256,6 +240,4 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
             authorize=_authorize(app),
         ),
     )
-    # Reading the panel's catalogs resolved their locale with Babel.
-    _release_babel_data()
     return app

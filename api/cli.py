@@ -47,6 +47,17 @@ def _fail(exc: DomainError) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
+    if args.check:
+        engine = make_engine(settings.database_url)
+        try:
+            current = schema_is_current(engine)
+        finally:
+            engine.dispose()
+        if not current:
+            print("the database schema is behind: run `aftersales migrate`", file=sys.stderr)
+            return 3
+        print(f"database schema is up to date: {_safe_url(settings.database_url)}")
+        return 0
     upgrade(settings.database_url)
     print(f"database is up to date: {_safe_url(settings.database_url)}")
     return 0
@@ -72,14 +83,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except processes.Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # Alembic reads the migrations in a child process: the server itself never loads it
+    # (about 11 MB). SQLite is migrated there (nothing to do when current); any other database
+    # is only checked, and a schema behind stops the start.
+    step = ["migrate"] if settings.is_sqlite else ["migrate", "--check"]
+    # Our own command with fixed arguments, no shell.
+    child = [sys.executable, "-m", "api.cli", *step]
+    if subprocess.run(child, check=False).returncode:  # noqa: S603
+        return 2
     engine = make_engine(settings.database_url)
-    if not schema_is_current(engine):
-        if settings.is_sqlite:
-            # In a child process: the server itself never loads Alembic (about 11 MB).
-            subprocess.run([sys.executable, "-m", "api.cli", "migrate"], check=True)
-        else:
-            print("the database schema is behind: run `aftersales migrate` first", file=sys.stderr)
-            return 2
     if settings.webhook_url and not settings.webhook_secret:
         print(
             "AFTERSALES_WEBHOOK_URL needs AFTERSALES_WEBHOOK_SECRET (the token Telegram sends "
@@ -342,6 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="bring the database schema up to date")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only say whether the schema is up to date (exit 3 when it is behind)",
+    )
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("demo", help="load the demo shop (idempotent)")

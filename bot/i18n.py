@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tickets.bundled import bundled
+
 LANGUAGES = ("zh-CN", "en")
-TEXTS_DIR = Path(__file__).resolve().parent / "texts"
+TEXTS_DIR = bundled("bot", "texts")
 
 
 class Html(str):

@@ -143,6 +143,19 @@ def test_check_gives_a_verdict_per_line(env: dict[str, str]) -> None:
     assert "AFTERSALES_TIMEZONE: Value error, unknown timezone 'Mars/Olympus'" in r.stderr
 
 
+def test_migrate_check_says_whether_the_schema_is_current_and_changes_nothing(
+    env: dict[str, str],
+) -> None:
+    r = run(env, "migrate", "--check")
+    assert r.returncode == 3
+    assert "the database schema is behind: run `aftersales migrate`" in r.stderr
+    assert run(env, "migrate", "--check").returncode == 3  # still behind: nothing migrated
+    run(env, "migrate")
+    r = run(env, "migrate", "--check")
+    assert r.returncode == 0, r.stderr
+    assert "database schema is up to date" in r.stdout
+
+
 def test_scripts_check(env: dict[str, str], tmp_path: Path) -> None:
     r = run(env, "scripts", "check")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -174,19 +187,3 @@ def test_sla_sweep_once_as_of_a_given_time(env: dict[str, str]) -> None:
     assert breached > 5 and closed >= 4
     r = run(env, "sla-sweep", "--now", "2099-01-01T09:00:00+08:00")
     assert " 0 breached" in r.stdout and " 0 closed" in r.stdout  # nothing twice
-
-
-def test_the_server_does_not_keep_babel_s_data_after_start(tmp_path: Path) -> None:
-    """The start-up check formats every script with Babel; the server then drops the CLDR
-    data it loaded (bench/serve_footprint.py), and formatting loads it again when needed."""
-    import babel.core
-    import babel.localedata
-
-    from tickets.scripts import Money, format_money
-
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}", _env_file=None)  # type: ignore[call-arg]
-    create_app(settings)
-    assert babel.localedata._cache == {}
-    assert babel.core._global_data is None
-    assert format_money(Money(123456, "CNY"), "zh-CN") == "¥1,234.56"
-    assert babel.localedata._cache

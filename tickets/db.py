@@ -22,9 +22,7 @@ SQLite: WAL, and two kinds of transaction (`make_engine`):
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +33,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from tickets.bundled import bundled
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -178,7 +178,9 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
 
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+def migrations_dir() -> Path:
+    """Alembic's script folder (env.py, versions/), shipped as the `migrations` package."""
+    return bundled("migrations")
 
 
 def alembic_config(url: str) -> Any:
@@ -186,7 +188,7 @@ def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     # '%' is ConfigParser's interpolation character; URLs may carry it (escaped passwords).
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
@@ -200,23 +202,10 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def migration_heads() -> set[str]:
-    """The newest revision(s) of the migrations, read from their files without Alembic (so a
-    server that finds its schema current never loads Alembic's memory)."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        rev = re.search(r"^revision(?:: [^=]+)? = (.+)$", text, re.M)
-        down = re.search(r"^down_revision(?:: [^=]+)? = (.+)$", text, re.M)
-        if rev is None:
-            continue
-        revisions.add(ast.literal_eval(rev.group(1).strip()))
-        below = ast.literal_eval(down.group(1).strip()) if down else None
-        if isinstance(below, str):
-            parents.add(below)
-        elif below:
-            parents.update(below)
-    return revisions - parents
+    """The newest revision(s) of the migrations, as Alembic reads them."""
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory(str(migrations_dir())).get_heads())
 
 
 def schema_is_current(engine: Engine) -> bool:

@@ -11,12 +11,12 @@ import tomllib
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, object_session
 
+from tickets.bundled import bundled
 from tickets.limits import DEFAULTS, VARIABLE_INT_MAX, Limits, check_variables
 from tickets.models import OutboxMessage, SlaClock, Ticket
 from tickets.money import to_minor
@@ -237,7 +237,7 @@ def queue_notice(
     )
 
 
-AGENT_TEXTS = Path(__file__).resolve().parent.parent / "templates" / "agents"
+AGENT_TEXTS = bundled("templates", "agents")
 
 
 @lru_cache(maxsize=4)

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tickets.bundled import bundled
 from tickets.models import GOODS_KINDS, CaseKind, Order, OrderStatus
 from tickets.reasons import CUSTOMER_CHOICE_REASONS, REASONS
 from tickets.refunds import no_reason_window_closes
@@ -48,11 +49,11 @@ ITEM_KINDS = frozenset({CaseKind.refund_only, CaseKind.return_refund, CaseKind.e
 
 # The bundled texts' directory (a resolved path is a few system calls; texts are read on every
 # eligibility check, several times per update of the bot).
-_TEXTS_DIR = Path(__file__).resolve().parent.parent / "templates" / "policy"
+_TEXTS_DIR = bundled("templates", "policy")
 
 
 def texts_dir() -> Path:
-    """templates/policy at the repository root (next to the tickets package)."""
+    """The bundled reason texts: templates/policy, shipped with the code."""
     return _TEXTS_DIR
 
 

@@ -34,6 +34,7 @@ from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
+from tickets.bundled import bundled
 from tickets.exceptions import DomainError
 from tickets.limits import VARIABLE_INT_MAX
 from tickets.money import to_decimal, to_minor
@@ -896,5 +897,5 @@ def load_library(
 
 
 def bundled_scripts_dir() -> Path:
-    """templates/scripts at the repository root (next to the tickets package)."""
-    return Path(__file__).resolve().parent.parent / "templates" / "scripts"
+    """The bundled scripts: templates/scripts, shipped with the code."""
+    return bundled("templates", "scripts")

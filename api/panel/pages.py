@@ -11,7 +11,6 @@ import html
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,10 +22,11 @@ from markupsafe import Markup, escape
 
 from api.panel import i18n
 from api.panel.labels import label
+from tickets.bundled import bundled
 from tickets.money import format_amount
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "panel"
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+TEMPLATES_DIR = bundled("templates", "panel")
+STATIC_DIR = bundled("api", "static")
 
 # Telegram's HTML subset (what reply scripts produce). Anything else in a message stays text.
 _TELEGRAM_TAG = re.compile(

@@ -48,15 +48,20 @@ class Serve:
         token: str | None = TOKEN,
         env: dict[str, str] | None = None,
         serve_args: tuple[str, ...] = (),
+        command: tuple[str, ...] | None = None,
     ) -> None:
         self.database_url = database_url
         self.data_dir = data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir / "serve.log"
         self.serve_args = serve_args
+        # This checkout's code, or the `aftersales` of an installation (tests/test_wheel.py),
+        # which then gets no path to the checkout.
+        self.command = command or (sys.executable, "-m", "api.cli")
+        inherited = ("AFTERSALES_",) if command is None else ("AFTERSALES_", "PYTHONPATH")
         self._env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")},
-            "PYTHONPATH": str(ROOT),
+            **{k: v for k, v in os.environ.items() if not k.startswith(inherited)},
+            **({"PYTHONPATH": str(ROOT)} if command is None else {}),
             "PYTHONUNBUFFERED": "1",
             "AFTERSALES_DATABASE_URL": database_url,
             "AFTERSALES_MEDIA_DIR": str(data_dir / "media"),
@@ -75,9 +80,10 @@ class Serve:
         return f"http://127.0.0.1:{self.port}"
 
     def cli(self, *args: str, timeout: float = 120) -> str:
-        """`aftersales <args>` (this checkout's code); its stdout, or ServeFailed."""
+        """`aftersales <args>` (this checkout's code, or the installed command); its stdout, or
+        ServeFailed."""
         done = subprocess.run(
-            [sys.executable, "-m", "api.cli", *args],
+            [*self.command, *args],
             cwd=self.data_dir,
             env=self._env,
             capture_output=True,
@@ -129,9 +135,7 @@ class Serve:
             log.flush()
             self.proc = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "api.cli",
+                    *self.command,
                     "serve",
                     "--host",
                     "127.0.0.1",
