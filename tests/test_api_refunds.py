@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Api, order_json
+from tests.conftest import Api, walk_to_refund_pending
+from tests.factories import order_json
 
 
 def _order(api: Api, **over: Any) -> None:
@@ -83,27 +84,9 @@ def test_bad_items_name_the_line(api: Api) -> None:
     )  # the one unit left is the third
 
 
-def _walk_to_refund_pending(api: Api, sku: str, quantity: int) -> str:
-    number: str = api.post(
-        "/api/v1/tickets",
-        json={
-            "order_no": "T1001",
-            "kind": "return_refund",
-            "reason": "no_reason",
-            "items": [{"sku": sku, "quantity": quantity}],
-        },
-    ).json()["number"]
-    for action in ("approve", "mark_received", "inspect"):
-        assert (
-            api.post(f"/api/v1/tickets/{number}/actions", json={"action": action}).status_code
-            == 200
-        )
-    return number
-
-
 def test_ticket_carries_its_quote_then_its_refund(api: Api) -> None:
     _order(api)
-    number = _walk_to_refund_pending(api, "TEA", 3)
+    number = walk_to_refund_pending(api, "TEA", 3)
     case = api.get(f"/api/v1/tickets/{number}").json()
     assert (case["refund"]["status"], case["refund"]["amount"]) == ("quote", "53.05")
     api.post(f"/api/v1/tickets/{number}/actions", json={"action": "propose_refund"})
@@ -125,7 +108,7 @@ def test_large_refund_needs_a_second_approver(api: Api) -> None:
         order_discount="0",
     )
     assert api.as_("shop").post("/api/v1/orders", json={"orders": [big]}).status_code == 200
-    number = _walk_to_refund_pending(api, "TV", 1)
+    number = walk_to_refund_pending(api, "TV", 1)
     case = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "propose_refund"}).json()
     assert case["refund"]["needs_second_approval"] is True
     r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "approve_refund"})
@@ -138,7 +121,7 @@ def test_large_refund_needs_a_second_approver(api: Api) -> None:
 
 def test_issuing_twice_pays_once(api: Api) -> None:
     _order(api)
-    number = _walk_to_refund_pending(api, "SOCKS", 1)
+    number = walk_to_refund_pending(api, "SOCKS", 1)
     for action in ("propose_refund", "approve_refund", "issue_refund"):
         assert (
             api.post(f"/api/v1/tickets/{number}/actions", json={"action": action}).status_code

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import context_for
-from tests.conftest import NOW, Api, order_json
+from tests.conftest import Api
+from tests.factories import NOW, order_json
 from tickets.auth import create_agent, create_token
 from tickets.models import OutboxMessage, Role, Ticket
 from tickets.outbox import delivered_channels
@@ -283,8 +284,8 @@ def test_the_panel_shows_a_reply_that_was_not_sent(
     _order(bot_on, "P2", telegram_user_id=None)
     number = _case(bot_on, "P2", channel="phone")
     panel = TestClient(bot_on.client.app, follow_redirects=False)
-    page = panel.get("/panel/login")
-    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    login = panel.get("/panel/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', login.text)
     assert token
     r = panel.post(
         "/panel/login",

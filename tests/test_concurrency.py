@@ -6,7 +6,7 @@ import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from tests.conftest import order_json
+from tests.factories import order_json
 from tickets.auth import create_agent
 from tickets.config import Policy
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
@@ -32,7 +32,7 @@ def test_two_agents_approve_at_once(fresh_db_url: str, now: datetime) -> None:
                 kind="return_refund",
                 reason="no_reason",
                 items=[{"sku": "TEA", "quantity": 1}],
-            ),  # type: ignore[list-item]
+            ),
             actor=Actor(kind="system"),
             ctx=ctx,
         ).number
@@ -107,7 +107,7 @@ def test_two_agents_issue_the_same_refund_at_once(fresh_db_url: str, now: dateti
                 kind="return_refund",
                 reason="no_reason",
                 items=[{"sku": "TEA", "quantity": 1}],
-            ),  # type: ignore[list-item]
+            ),
             actor=Actor(kind="system"),
             ctx=ctx,
         ).number

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.i18n import Texts
-from tests.test_bot_fakes import BOT_TOKEN, FakeSession
+from tests.fakes.telegram import BOT_TOKEN, FakeSession
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
 from tickets.models import OutboxMessage, utcnow
 from tickets.settings import Settings
@@ -41,7 +41,7 @@ def test_two_workers_send_each_row_once(fresh_db_url: str, tmp_path: Any) -> Non
             for n in range(PER_CHAT)
             for chat in range(CHATS)
         )
-    settings = Settings(database_url=fresh_db_url, media_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(database_url=fresh_db_url, media_dir=tmp_path, _env_file=None)
     fakes = [FakeSession(), FakeSession()]
     barrier = threading.Barrier(2)
     engines: list[Any] = []

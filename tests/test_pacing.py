@@ -159,7 +159,7 @@ async def test_a_flood_wait_in_redis_holds_the_other_process(two_redis_pacers: A
 
 def test_the_pace_is_kept_where_the_processes_meet(tmp_path: Any) -> None:
     def settings(**kw: Any) -> Settings:
-        return Settings(_env_file=None, telegram_token="42:secret", **kw)  # type: ignore[call-arg]
+        return Settings(_env_file=None, telegram_token="42:secret", **kw)
 
     sqlite = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
     assert isinstance(build_pacer(settings(), LIMITS, engine=sqlite), LocalPacer)

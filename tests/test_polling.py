@@ -12,7 +12,7 @@ from aiogram.methods import GetUpdates
 from aiogram.types import Message
 
 from bot.polling import Poller
-from tests.test_bot_fakes import BOT_TOKEN, FakeSession
+from tests.fakes.telegram import BOT_TOKEN, FakeSession
 
 
 def message(update_id: int, chat: int, text: str) -> dict[str, Any]:

@@ -31,12 +31,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.delivery import DeliveryWorker
 from bot.i18n import Texts
 from bot.keyboards import ItemCb, KindCb, NavCb, ReasonCb
-from tests.conftest import NOW, in_thread, order_json
-from tests.test_bot_fakes import (
-    BOT_TOKEN,
+from tests.conftest import in_thread
+from tests.factories import NOW, order_json
+from tests.fakes.telegram import (
     FAST,
     Customer,
-    FakeSession,
+    colour_name,
     dispatcher,
     jpeg,
     texts_of,
@@ -69,11 +69,6 @@ def own(fresh_db_url: str) -> Iterator[tuple[Engine, sessionmaker[Session]]]:
     yield engine, make_sessionmaker(engine)
     remove()
     engine.dispose()
-
-
-@pytest.fixture
-def bot() -> Bot:
-    return Bot(BOT_TOKEN, session=FakeSession())
 
 
 # A unit of work started in a context where this is set waits at its first connection
@@ -264,8 +259,7 @@ async def test_an_albums_photos_fed_at_once_land_in_order_with_one_answer(
             seen = []
             for a in case.attachments:
                 with Image.open(store.path(a.storage_key)) as img:
-                    r, g, b = img.convert("RGB").getpixel((5, 5))
-                seen.append(max((r, "red"), (g, "green"), (b, "blue"))[1])
+                    seen.append(colour_name(img))
             return seen
 
     assert await in_thread(colours_on_the_case) == colours
