@@ -23,6 +23,17 @@ class Clock:
         return self.now
 
 
+class SecondsClock:
+    """Seconds (a pacer's `clock`), moved by the test through `t`; one instance may serve
+    several pacers, as one host's clock serves its processes."""
+
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """An event loop whose clock (`time()`) stands still while anything can run and jumps to
     the next timer when nothing can: no task is ready, no thread (`asyncio.to_thread`) is at
