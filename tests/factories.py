@@ -27,6 +27,7 @@ from tickets.service import SYSTEM, Actor, Context, open_case, perform_action
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, a Sunday
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+UTC_ZONE = ZoneInfo("UTC")
 # The panel's agents' password in tests.
 PASSWORD = "correct horse battery"
 
@@ -116,9 +117,10 @@ def add_order(
 # ---------------------------------------------------------------- cases
 
 
-def context(scripts: Any, now: datetime = NOW) -> Context:
-    """The core's context as the app builds it: the default policy, the shop in Shanghai."""
-    return Context(policy=Policy(), now=now, tz=SHANGHAI, scripts=scripts)
+def context(scripts: Any = None, now: datetime = NOW, tz: ZoneInfo = SHANGHAI) -> Context:
+    """The core's context as the app builds it: the default policy, the shop in Shanghai
+    (unless `tz`), the script library if given."""
+    return Context(policy=Policy(), now=now, tz=tz, scripts=scripts)
 
 
 def open_case_for(
@@ -138,7 +140,7 @@ def open_case_for(
                 }
             ),
             actor=SYSTEM,
-            ctx=Context(policy=Policy(), now=NOW, tz=ZoneInfo("UTC"), scripts=scripts),
+            ctx=context(scripts, tz=UTC_ZONE),
         )
         number = ticket.number
         s.commit()

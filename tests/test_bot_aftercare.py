@@ -16,9 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.delivery import DeliveryWorker
 from bot.i18n import Texts
 from bot.keyboards import AddressCb, CaseCb, MenuCb, NavCb, RateCb, SlotCb
-from tests.factories import NOW, add_order, case_row, open_case_for
+from tests.factories import NOW, UTC_ZONE, add_order, case_row, context, open_case_for
 from tests.fakes.telegram import FAST, Customer, FakeSession, buttons_of, texts_of
-from tickets.config import Policy
 from tickets.models import Event, FsmRecord, OutboxMessage, Ticket
 from tickets.schemas import ActionRequest, TicketCreate
 from tickets.scripts import format_moment
@@ -35,7 +34,7 @@ def t(lang: str, key: str, **values: Any) -> str:
 
 
 def ctx_for(scripts: Any) -> Context:
-    return Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+    return context(scripts, tz=UTC_ZONE)
 
 
 def act(

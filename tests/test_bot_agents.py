@@ -28,7 +28,7 @@ from bot.delivery import DeliveryWorker
 from bot.i18n import Texts
 from bot.keyboards import AgentCb
 from bot.routers.agents import case_of
-from tests.factories import NOW, add_order, case_row, open_case_for
+from tests.factories import NOW, UTC_ZONE, add_order, case_row, context, open_case_for
 from tests.fakes.telegram import (
     FAST,
     STICKER,
@@ -310,7 +310,7 @@ async def test_a_case_assigned_in_the_panel_updates_its_cards_in_the_group(
         lead = Agent(username="lead", display_name="Lead", role="lead")
         s.add(lead)
         s.flush()
-        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        ctx = context(scripts, tz=UTC_ZONE)
         request = ActionRequest(action="assign", assignee="wang")
         perform_action(
             session=s,
@@ -361,7 +361,7 @@ async def test_taking_a_finished_case_says_why_not(
     add_agent(sessions)
     number = open_case_for(sessions, scripts)
     with sessions() as s:
-        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        ctx = context(scripts, tz=UTC_ZONE)
         perform_action(
             session=s, number=number, request=ActionRequest(action="cancel"), actor=SYSTEM, ctx=ctx
         )

@@ -18,14 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.i18n import Texts
 from tests.conftest import in_thread
-from tests.factories import NOW, order_json, outbox_row, queue
+from tests.factories import NOW, UTC_ZONE, context, order_json, outbox_row, queue
 from tests.fakes.clock import Clock, VirtualTimeLoop
 from tests.fakes.telegram import FAST, FakeSession
-from tickets.config import Policy
 from tickets.models import Event, OutboxMessage, Ticket
 from tickets.orders import upsert_order
 from tickets.schemas import OrderIn, TicketCreate
-from tickets.service import SYSTEM, Context, open_case
+from tickets.service import SYSTEM, open_case
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
 pytestmark = pytest.mark.usefixtures("db_guard")
@@ -58,7 +57,7 @@ def worker(
 def a_case(sessions: sessionmaker[Session], scripts: Any) -> Ticket:
     with sessions() as s:
         upsert_order(session=s, data=OrderIn.model_validate(order_json()), now=NOW)
-        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        ctx = context(scripts, tz=UTC_ZONE)
         ticket = open_case(
             session=s,
             request=TicketCreate(kind="complaint", reason="service", order_no="T1001"),

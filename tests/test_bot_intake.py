@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.delivery import DeliveryWorker
 from bot.i18n import Texts
 from bot.keyboards import CaseCb, ItemCb, KindCb, MenuCb, NavCb, OrderCb, ReasonCb
-from tests.factories import NOW, add_order, open_case_for, order_json
+from tests.factories import NOW, UTC_ZONE, add_order, context, open_case_for, order_json
 from tests.fakes.telegram import (
     FAST,
     Customer,
@@ -51,7 +51,7 @@ from tickets.orders import get_order, upsert_order
 from tickets.policy import EvidenceNeed
 from tickets.quotes import quote
 from tickets.schemas import ActionRequest, OrderIn
-from tickets.service import SYSTEM, Context, perform_action
+from tickets.service import SYSTEM, perform_action
 from tickets.storage import AttachmentStore
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
@@ -611,7 +611,7 @@ async def test_my_requests_tracking_number_and_withdraw(
     add_order(sessions)
     number = open_case_for(sessions, scripts)
     with sessions() as s:
-        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        ctx = context(scripts, tz=UTC_ZONE)
         perform_action(
             session=s, number=number, request=ActionRequest(action="approve"), actor=SYSTEM, ctx=ctx
         )

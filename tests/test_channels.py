@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import context_for
 from tests.conftest import Api
-from tests.factories import NOW, order_json
+from tests.factories import NOW, UTC_ZONE, context, order_json
 from tickets.auth import create_agent, create_token
 from tickets.models import OutboxMessage, Role, Ticket
 from tickets.outbox import delivered_channels
@@ -331,8 +331,6 @@ def test_the_sweep_settles_rows_left_waiting_on_a_channel_nothing_delivers(
     """Rows queued while the bot was on (or by an older version, or on `web`) and never sent:
     once the bot is off, the next sweep marks them undeliverable and shows them on the case;
     with the bot on, a Telegram row is left for it."""
-    from tickets.config import Policy
-    from tickets.service import Context
 
     _order(bot_off, "S1", telegram_user_id=5005)
     # Opened while the bot ran (the default context): its notice waits for Telegram.
@@ -351,7 +349,7 @@ def test_the_sweep_settles_rows_left_waiting_on_a_channel_nothing_delivers(
                 }
             ),
             actor=SYSTEM,
-            ctx=Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts),  # type: ignore[arg-type]
+            ctx=context(scripts, tz=UTC_ZONE),
         )
         web = OutboxMessage(
             channel="web",
@@ -371,7 +369,7 @@ def test_the_sweep_settles_rows_left_waiting_on_a_channel_nothing_delivers(
         ("web", "pending"),
     }
     # A sweep where the bot runs: only the web row (nothing ever delivers web) is settled.
-    on = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+    on = context(scripts, tz=UTC_ZONE)
     assert run_sweep(sessions=sessions, ctx=on).undeliverable == 1
     assert {(r.channel, r.status) for r in _rows(sessions, number)} == {
         ("telegram", "pending"),

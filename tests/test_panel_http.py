@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.panel.auth import COOKIE, MAX_FAILED_LOGINS, current_panel_agent
 from tests.conftest import Panel, case_numbers, counting, query_diff
-from tests.factories import PASSWORD, act, case_row, make_case
+from tests.factories import PASSWORD, act, case_row, customer_json, make_case
 from tickets.auth import create_agent
 from tickets.models import Agent, Attachment, PanelSession, Role, Throttle, Ticket, utcnow
 from tickets.service import (
@@ -325,9 +325,9 @@ def test_an_agent_is_refused_a_leads_action_on_the_server(
 def test_queues_filters_and_search(
     alice: Panel, sessions: sessionmaker[Session], ctx: Context
 ) -> None:
-    li = {"name": "李雷", "phone": "13800138000", "telegram_user_id": 5001}
-    han = {"name": "韩梅梅", "phone": "13900139000", "telegram_user_id": 5002}
-    lily = {"name": "李莉", "phone": "13700137000", "telegram_user_id": 5003}
+    li = customer_json()
+    han = customer_json("韩梅梅", "13900139000", 5002)
+    lily = customer_json("李莉", "13700137000", 5003)
     a = make_case(sessions, ctx, "Q1", customer=li)
     b = make_case(sessions, ctx, "Q2", kind="exchange", customer=han, channel="phone")
     c = make_case(sessions, ctx, "Q3", kind="complaint", reason="service", items=(), customer=lily)
