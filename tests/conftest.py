@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import NOW, PASSWORD, PEOPLE, add_agent, add_agent_with_token, context
+from tests.factories import order_json as order_json  # for tests written before factories.py
 from tickets.db import EventLoopDatabaseCall, is_worker_thread, make_engine, upgrade
 
 T = TypeVar("T")

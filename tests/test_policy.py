@@ -18,7 +18,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from tests.factories import order_json
+from tests.conftest import order_json
 from tickets import config
 from tickets.models import CaseKind
 from tickets.orders import upsert_order
