@@ -15,8 +15,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import Api
-from tests.factories import NOW, order_json
+from tests.conftest import NOW, Api, order_json
 from tickets.auth import create_token
 from tickets.models import Order, Refund, Ticket
 

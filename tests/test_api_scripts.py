@@ -7,8 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import Api
-from tests.factories import order_json
+from tests.conftest import Api, order_json
 from tickets.models import OutboxMessage
 
 

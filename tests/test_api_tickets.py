@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api
-from tests.factories import order_json
+from tests.conftest import Api, order_json
 
 
 def _order(api: Api, **over: Any) -> None:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.cases import pickup_slots
-from tests.factories import NOW
+from tests.conftest import NOW
 from tickets.config import Policy, load_policy
 from tickets.exceptions import InvalidInput
 from tickets.service import Context

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import order_json
+from tests.conftest import order_json
 from tests.live import PASSWORD, Live, Watchdog, raw_request, serving
 
 FIFTY_MB = 50 * 1024 * 1024

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
-from tests.factories import order_json
+from tests.conftest import order_json
 from tickets.exceptions import InvalidInput
 from tickets.money import allocate, to_minor
 from tickets.orders import order_to_read, upsert_order

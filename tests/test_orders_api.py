@@ -8,8 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tests.conftest import Api
-from tests.factories import order_json
+from tests.conftest import Api, order_json
 from tickets.exceptions import NotFound
 from tickets.models import Customer, Order
 from tickets.orders import get_order, upsert_order

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from tests.factories import NOW, order_json
+from tests.conftest import NOW, order_json
 from tickets.models import Order, Ticket
 from tickets.orders import upsert_order
 from tickets.risk import (

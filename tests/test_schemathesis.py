@@ -15,8 +15,7 @@ from schemathesis import engine
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events
 
-from tests.conftest import Api
-from tests.factories import NOW, order_json
+from tests.conftest import NOW, Api, order_json
 from tickets.auth import create_token
 
 MAX_EXAMPLES = 25
