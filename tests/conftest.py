@@ -7,12 +7,17 @@ Schema comes from the Alembic migrations, so every test also runs on what `migra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
+import shutil
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +26,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.factories import NOW, PASSWORD, PEOPLE, add_agent, add_agent_with_token, context
+from tests.factories import order_json as order_json  # for tests written before factories.py
 from tickets.db import EventLoopDatabaseCall, is_worker_thread, make_engine, upgrade
 
 T = TypeVar("T")
@@ -101,21 +108,30 @@ class _OneAtATime(Session):
             self._turn.release()
 
 
-@pytest.fixture
-def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
-    """A session factory whose every session joins one outer transaction, rolled back after
-    the test: commits inside the code under test become savepoints."""
+@contextmanager
+def _rolled_back(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """A session factory whose every session joins one outer transaction, rolled back at the
+    end of the block: commits inside the code under test become savepoints."""
     conn = engine.connect()
     outer = conn.begin()
-    factory = sessionmaker(
+    factory: sessionmaker[Session] = sessionmaker(
         class_=_OneAtATime,
         bind=conn,
         expire_on_commit=False,
         join_transaction_mode="create_savepoint",
     )
-    yield factory
-    outer.rollback()
-    conn.close()
+    try:
+        yield factory
+    finally:
+        outer.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """The test's sessions on the run's database, rolled back after the test."""
+    with _rolled_back(engine) as factory:
+        yield factory
 
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -181,56 +197,9 @@ def fresh_db_url(tmp_path: Path) -> Iterator[str]:
     yield url
 
 
-NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, a Sunday
-
-
 @pytest.fixture
 def now() -> datetime:
     return NOW
-
-
-def order_json(order_no: str = "T1001", **over: Any) -> dict[str, Any]:
-    """A delivered two-line order with a coupon: the default of most tests."""
-    data: dict[str, Any] = {
-        "order_no": order_no,
-        "platform": "shop",
-        "status": "delivered",
-        "currency": "CNY",
-        "placed_at": "2026-11-15T10:00:00+08:00",
-        "paid_at": "2026-11-15T10:01:00+08:00",
-        "shipped_at": "2026-11-16T09:00:00+08:00",
-        "delivered_at": "2026-11-18T15:00:00+08:00",
-        "payment_method": "alipay",
-        "shipping_fee": "8.00",
-        "order_discount": "30.00",
-        "address": "上海市浦东新区世纪大道 100 号",
-        "customer": {"name": "李雷", "phone": "13800138000", "telegram_user_id": 5001},
-        "lines": [
-            {
-                "sku": "JACKET-M",
-                "title": "羽绒服 M",
-                "category": "apparel",
-                "quantity": 1,
-                "unit_price": "99.90",
-            },
-            {
-                "sku": "SOCKS",
-                "title": "袜子",
-                "category": "apparel",
-                "quantity": 2,
-                "unit_price": "49.95",
-            },
-            {
-                "sku": "TEA",
-                "title": "Green tea",
-                "category": "food",
-                "quantity": 3,
-                "unit_price": "19.99",
-            },
-        ],
-    }
-    data.update(over)
-    return data
 
 
 @pytest.fixture
@@ -240,7 +209,7 @@ def settings(tmp_path: Path) -> Any:
     return Settings(
         database_url="sqlite:///unused.db",
         media_dir=tmp_path / "media",
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 
@@ -292,26 +261,284 @@ class Api:
         return self.client.post(url, headers=self._h(), **kw)
 
 
+def walk_to_refund_pending(api: Api, sku: str, quantity: int) -> str:
+    """T1001's return of `quantity` `sku`, approved, received and inspected: its number."""
+    number: str = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "no_reason",
+            "items": [{"sku": sku, "quantity": quantity}],
+        },
+    ).json()["number"]
+    for action in ("approve", "mark_received", "inspect"):
+        assert (
+            api.post(f"/api/v1/tickets/{number}/actions", json={"action": action}).status_code
+            == 200
+        )
+    return number
+
+
 @pytest.fixture
 def api(app: Any, sessions: sessionmaker[Session]) -> Iterator[Api]:
     """HTTP through the real app, as agents alice (agent), bob (agent), lena (lead), and the
     shop's integration "shop" (a token that may push orders and nothing else)."""
     from fastapi.testclient import TestClient
 
-    from tickets.auth import create_agent, create_token
     from tickets.models import Role
 
     tokens = {}
     with sessions() as s:
-        for name, role, group in (
-            ("alice", Role.agent, "service"),
-            ("bob", Role.agent, "finance"),
-            ("lena", Role.lead, "service"),
-        ):
-            create_agent(session=s, username=name, role=role, group=group, now=NOW)
-            tokens[name] = create_token(session=s, username=name, now=NOW)
-        create_agent(session=s, username="shop", role=Role.agent, now=NOW)
-        tokens["shop"] = create_token(session=s, username="shop", now=NOW, scopes=["orders"])
+        for name, role, group, _ in PEOPLE:
+            tokens[name] = add_agent_with_token(s, name, role, group=group)
+        tokens["shop"] = add_agent_with_token(s, "shop", Role.agent, scopes=["orders"])
         s.commit()
     with TestClient(app) as client:
         yield Api(client, tokens)
+
+
+# ---------------------------------------------------------------- the panel over HTTP
+
+
+@pytest.fixture
+def panel_app(settings: Any, engine: Engine, sessions: sessionmaker[Session], scripts: Any) -> Any:
+    """The app with the panel, and its people (`PEOPLE`, password `PASSWORD`, in English)."""
+    from api.app import create_app
+    from api.panel import install_panel
+    from tickets.models import utcnow
+
+    app = create_app(settings, engine=engine, sessions=sessions, scripts=scripts)
+    install_panel(app)
+    with sessions() as s:
+        for name, role, group, display in PEOPLE:
+            add_agent(
+                s,
+                name,
+                role,
+                group=group,
+                password=PASSWORD,
+                display_name=display,
+                language="en",
+                now=utcnow(),
+            )
+        s.commit()
+    return app
+
+
+class Panel:
+    """A browser's cookie jar on the panel, logged in as one agent."""
+
+    def __init__(
+        self,
+        app: Any,
+        base_url: str = "http://testserver",
+        client: tuple[str, int] = ("testclient", 50000),
+    ) -> None:
+        from fastapi.testclient import TestClient
+
+        self.client = TestClient(app, base_url=base_url, follow_redirects=False, client=client)
+        self.csrf = ""
+
+    def login(self, username: str, password: str = PASSWORD) -> Any:
+        page = self.client.get("/panel/login")
+        token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+        assert token, page.text
+        r = self.client.post(
+            "/panel/login",
+            data={
+                "username": username,
+                "password": password,
+                "login_token": token.group(1),
+                "lang": "en",
+            },
+        )
+        if r.status_code == 303:
+            self.refresh_csrf()
+        return r
+
+    def refresh_csrf(self) -> None:
+        home = self.client.get("/panel")
+        assert home.status_code == 200, home.text
+        found = re.search(r'<meta name="csrf-token" content="([^"]+)">', home.text)
+        assert found
+        self.csrf = found.group(1)
+
+    def get(self, url: str, **kw: Any) -> Any:
+        return self.client.get(url, **kw)
+
+    def post(self, url: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:
+        return self.client.post(url, data={"csrf_token": self.csrf, **(data or {})}, **kw)
+
+
+def logged_in(panel_app: Any, username: str) -> Panel:
+    """A panel session of `username` (one of `PEOPLE`, or an agent the test added)."""
+    p = Panel(panel_app)
+    assert p.login(username).status_code == 303
+    return p
+
+
+def admin_panel(panel_app: Any, sessions: sessionmaker[Session]) -> Panel:
+    """A panel session of a new admin, "boss"."""
+    from tickets.models import Role, utcnow
+
+    with sessions() as s:
+        add_agent(s, "boss", Role.admin, password=PASSWORD, language="en", now=utcnow())
+        s.commit()
+    return logged_in(panel_app, "boss")
+
+
+@pytest.fixture
+def alice(panel_app: Any) -> Panel:
+    return logged_in(panel_app, "alice")
+
+
+@pytest.fixture
+def ctx(scripts: Any) -> Any:
+    """The core's context at the real now (the panel's tests run on the wall clock)."""
+    from tickets.models import utcnow
+
+    return context(scripts, now=utcnow())
+
+
+def case_numbers(page: str) -> list[str]:
+    """The case numbers a queue page lists, in order."""
+    return re.findall(r'<tr data-case="([^"]+)"', page)
+
+
+@contextmanager
+def counting(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements run on `engine` inside the block."""
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def query_diff(few: list[str], many: list[str]) -> str:
+    """Two lists of statements, shortened, for an assertion's message."""
+
+    def short(statements: list[str]) -> list[str]:
+        return [" ".join(q.split())[:150] for q in statements]
+
+    return "\n".join(["-- few:", *short(few), "-- many:", *short(many)])
+
+
+# ---------------------------------------------------------------- the bot, Telegram faked
+
+
+@pytest.fixture
+def fake() -> Any:
+    """Telegram's side of the bot's HTTP session (tests/fakes/telegram.py)."""
+    from tests.fakes.telegram import FakeSession
+
+    return FakeSession()
+
+
+@pytest.fixture
+def bot(fake: Any) -> Any:
+    from aiogram import Bot
+
+    from tests.fakes.telegram import BOT_TOKEN
+
+    return Bot(BOT_TOKEN, session=fake)
+
+
+@pytest.fixture
+def make_dp(sessions: sessionmaker[Session], settings: Any, scripts: Any, bot: Any) -> Any:
+    """A new Dispatcher on the same database each call (a restart of the bot), with its
+    delivery worker."""
+    from tests.fakes.telegram import dispatcher, with_delivery
+
+    def make() -> Any:
+        return with_delivery(
+            dispatcher(sessions, settings, scripts), bot, sessions, settings, lambda: NOW
+        )
+
+    return make
+
+
+@pytest.fixture
+def dp(make_dp: Any) -> Any:
+    return make_dp()
+
+
+# ---------------------------------------------------------------- the importer
+
+
+def order_count(session: Session) -> int:
+    from sqlalchemy import func, select
+
+    from tickets.models import Order
+
+    return session.scalar(select(func.count()).select_from(Order)) or 0
+
+
+def locs(exc: pytest.ExceptionInfo[Any]) -> dict[str, str]:
+    """An InvalidInput's messages by where they point."""
+    return {e["loc"]: e["msg"] for e in exc.value.errors}
+
+
+# ---------------------------------------------------------------- the demo shop
+
+
+@dataclass(frozen=True)
+class DemoShop:
+    """The demo shop as `aftersales demo` loads it at `NOW`, for one test: a session on it
+    and its factory (a clean demo each test: rolled back after it), settings whose media
+    folder holds the demo's photos (the test's own copy), and the summary the load printed."""
+
+    session: Session
+    sessions: sessionmaker[Session]
+    settings: Any
+    summary: str
+
+
+@dataclass(frozen=True)
+class _LoadedDemo:
+    engine: Engine
+    media: Path
+    summary: str
+
+
+@pytest.fixture(scope="session")
+def _loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_LoadedDemo]:
+    """The demo shop loaded once for the run (loading it takes seconds) into a database of
+    its own, committed; each test works on it inside a transaction rolled back after it."""
+    from tickets.demo import load_demo
+    from tickets.settings import Settings
+
+    media = tmp_path_factory.mktemp("demo-media")
+    settings = Settings(database_url="sqlite:///unused.db", media_dir=media, _env_file=None)
+    with contextlib.ExitStack() as stack:
+        if PG_URL:
+            url = stack.enter_context(_fresh_pg_database(PG_URL))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('demo-db') / 'demo.db'}"
+            upgrade(url)
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        with Session(engine) as s:
+            summary = load_demo(session=s, settings=settings, now=NOW)
+            s.commit()
+        yield _LoadedDemo(engine=engine, media=media, summary=summary)
+
+
+@pytest.fixture
+def demo(_loaded_demo: _LoadedDemo, tmp_path: Path) -> Iterator[DemoShop]:
+    """The demo shop, clean for this test (`DemoShop`)."""
+    from tickets.settings import Settings
+
+    media = tmp_path / "demo-media"
+    shutil.copytree(_loaded_demo.media, media)
+    settings = Settings(database_url="sqlite:///unused.db", media_dir=media, _env_file=None)
+    with _rolled_back(_loaded_demo.engine) as factory, factory() as session:
+        yield DemoShop(
+            session=session, sessions=factory, settings=settings, summary=_loaded_demo.summary
+        )

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from tests.conftest import NOW, Api, order_json
+from tests.conftest import NOW, Api, walk_to_refund_pending
+from tests.factories import order_json
 
 
 def _order(api: Api, **over: Any) -> None:
@@ -84,27 +85,9 @@ def test_bad_items_name_the_line(api: Api) -> None:
     )  # the one unit left is the third
 
 
-def _walk_to_refund_pending(api: Api, sku: str, quantity: int) -> str:
-    number: str = api.post(
-        "/api/v1/tickets",
-        json={
-            "order_no": "T1001",
-            "kind": "return_refund",
-            "reason": "no_reason",
-            "items": [{"sku": sku, "quantity": quantity}],
-        },
-    ).json()["number"]
-    for action in ("approve", "mark_received", "inspect"):
-        assert (
-            api.post(f"/api/v1/tickets/{number}/actions", json={"action": action}).status_code
-            == 200
-        )
-    return number
-
-
 def test_ticket_carries_its_quote_then_its_refund(api: Api) -> None:
     _order(api)
-    number = _walk_to_refund_pending(api, "TEA", 3)
+    number = walk_to_refund_pending(api, "TEA", 3)
     case = api.get(f"/api/v1/tickets/{number}").json()
     assert (case["refund"]["status"], case["refund"]["amount"]) == ("quote", "53.05")
     api.post(f"/api/v1/tickets/{number}/actions", json={"action": "propose_refund"})
@@ -131,7 +114,7 @@ def _tvs(api: Api, quantity: int, price: str) -> None:
 
 def test_large_refund_needs_a_second_approver(api: Api) -> None:
     _tvs(api, 1, "3999.00")
-    number = _walk_to_refund_pending(api, "TV", 1)
+    number = walk_to_refund_pending(api, "TV", 1)
     case = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "propose_refund"}).json()
     assert case["refund"]["needs_second_approval"] is True
     r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "approve_refund"})
@@ -153,7 +136,7 @@ def test_a_large_refund_split_into_small_ones_still_needs_a_second_approver(
     """The threshold (1000.00) holds for the order's live refunds together: two TVs of 700.00
     refunded on two cases, each under it, and the second still needs another agent."""
     _tvs(api, 2, "700.00")  # 1400.00 in all, over the threshold (1000.00)
-    first = _walk_to_refund_pending(api, "TV", 1)
+    first = walk_to_refund_pending(api, "TV", 1)
     for action in ("propose_refund", "approve_refund", "issue_refund"):
         r = api.post(f"/api/v1/tickets/{first}/actions", json={"action": action})
         assert r.status_code == 200, r.text
@@ -162,7 +145,7 @@ def test_a_large_refund_split_into_small_ones_still_needs_a_second_approver(
     q = _quote(api, items=[{"sku": "TV", "quantity": 1}], reason="no_reason").json()
     assert (q["amount"], q["needs_second_approval"]) == ("700.00", True)
     _later(app)
-    second = _walk_to_refund_pending(api, "TV", 1)
+    second = walk_to_refund_pending(api, "TV", 1)
     case = api.post(f"/api/v1/tickets/{second}/actions", json={"action": "propose_refund"}).json()
     assert (case["refund"]["amount"], case["refund"]["needs_second_approval"]) == ("700.00", True)
     r = api.post(f"/api/v1/tickets/{second}/actions", json={"action": "approve_refund"})
@@ -176,7 +159,7 @@ def test_only_live_refunds_count_toward_the_threshold(api: Api, app: Any) -> Non
     """A proposal counts while it is live (two proposals at once: the second is flagged); a
     withdrawn one no longer does."""
     _tvs(api, 2, "700.00")  # 1400.00 in all, over the threshold (1000.00)
-    first = _walk_to_refund_pending(api, "TV", 1)
+    first = walk_to_refund_pending(api, "TV", 1)
     _later(app)
     # A case of another kind on the other TV (one open case per kind and order).
     second = api.post(
@@ -205,7 +188,7 @@ def test_only_live_refunds_count_toward_the_threshold(api: Api, app: Any) -> Non
 
 def test_issuing_twice_pays_once(api: Api) -> None:
     _order(api)
-    number = _walk_to_refund_pending(api, "SOCKS", 1)
+    number = walk_to_refund_pending(api, "SOCKS", 1)
     for action in ("propose_refund", "approve_refund", "issue_refund"):
         assert (
             api.post(f"/api/v1/tickets/{number}/actions", json={"action": action}).status_code

@@ -13,13 +13,11 @@ from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.delivery import DeliveryConfig, DeliveryWorker
+from bot.delivery import DeliveryWorker
 from bot.i18n import Texts
 from bot.keyboards import AddressCb, CaseCb, MenuCb, NavCb, RateCb, SlotCb
-from tests.conftest import NOW
-from tests.test_bot_fakes import Customer, FakeSession, buttons_of, texts_of
-from tests.test_bot_intake import add_order, bot, dp, make_dp, open_case_for  # noqa: F401
-from tickets.config import Policy
+from tests.factories import NOW, UTC_ZONE, add_order, case_row, context, open_case_for
+from tests.fakes.telegram import FAST, Customer, FakeSession, buttons_of, texts_of
 from tickets.models import Event, FsmRecord, OutboxMessage, Ticket
 from tickets.schemas import ActionRequest, TicketCreate
 from tickets.scripts import format_moment
@@ -29,7 +27,6 @@ from tickets.service import SYSTEM, Actor, Context, open_case, perform_action
 pytestmark = pytest.mark.usefixtures("db_guard")
 
 TEXTS = Texts.load()
-FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
 
 
 def t(lang: str, key: str, **values: Any) -> str:
@@ -37,7 +34,7 @@ def t(lang: str, key: str, **values: Any) -> str:
 
 
 def ctx_for(scripts: Any) -> Context:
-    return Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+    return context(scripts, tz=UTC_ZONE)
 
 
 def act(
@@ -78,14 +75,6 @@ def closed_complaint(sessions: sessionmaker[Session], scripts: Any) -> Ticket:
         return found
 
 
-def case_of(sessions: sessionmaker[Session], number: str) -> Ticket:
-    with sessions() as s:
-        found = s.scalar(select(Ticket).where(Ticket.number == number))
-        assert found is not None
-        s.expunge(found)
-        return found
-
-
 def ratings(sessions: sessionmaker[Session], ticket_id: int) -> list[dict[str, Any]]:
     with sessions() as s:
         return [
@@ -109,8 +98,8 @@ def state_of(sessions: sessionmaker[Session], user_id: int) -> str | None:
 
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])
 async def test_the_closing_notice_carries_1_to_5_and_a_press_records_score_and_comment(
-    dp: Dispatcher,  # noqa: F811
-    bot: Bot,  # noqa: F811
+    dp: Dispatcher,
+    bot: Bot,
     sessions: sessionmaker[Session],
     settings: Any,
     scripts: Any,
@@ -141,11 +130,11 @@ async def test_the_closing_notice_carries_1_to_5_and_a_press_records_score_and_c
     assert RateCb(ticket=case.id, score=0).pack() in buttons_of(sent)
     edits = [r for r in sent if isinstance(r, EditMessageReplyMarkup)]
     assert len(edits) == 1 and edits[0].reply_markup is None  # the notice's buttons are spent
-    assert case_of(sessions, case.number).satisfaction == 4
+    assert case_row(sessions, case.number).satisfaction == 4
 
     sent = await me.text("Quick and friendly" if lang == "en" else "处理很快，态度很好")
     assert texts_of(sent) == [t(lang, "satisfaction.thanks")]
-    assert case_of(sessions, case.number).satisfaction == 4
+    assert case_row(sessions, case.number).satisfaction == 4
     assert [(r["score"], r["comment"]) for r in ratings(sessions, case.id)] == [
         (4, ""),
         (4, "Quick and friendly" if lang == "en" else "处理很快，态度很好"),
@@ -154,8 +143,8 @@ async def test_the_closing_notice_carries_1_to_5_and_a_press_records_score_and_c
 
 
 async def test_the_comment_can_be_skipped_and_a_typed_number_rates_too(
-    dp: Dispatcher,  # noqa: F811
-    bot: Bot,  # noqa: F811
+    dp: Dispatcher,
+    bot: Bot,
     sessions: sessionmaker[Session],
     scripts: Any,
 ) -> None:
@@ -179,25 +168,25 @@ async def test_the_comment_can_be_skipped_and_a_typed_number_rates_too(
         s.commit()
     sent = await me.text(" 5 ")
     assert texts_of(sent) == [t("en", "satisfaction.ask_comment", score=5)]
-    assert case_of(sessions, case.number).satisfaction == 5
+    assert case_row(sessions, case.number).satisfaction == 5
 
 
 async def test_an_open_case_cannot_be_rated_and_someone_elses_is_refused(
-    dp: Dispatcher,  # noqa: F811
-    bot: Bot,  # noqa: F811
+    dp: Dispatcher,
+    bot: Bot,
     sessions: sessionmaker[Session],
     scripts: Any,
 ) -> None:
     add_order(sessions)
     number = open_case_for(sessions, scripts)
-    ticket = case_of(sessions, number)
+    ticket = case_row(sessions, number)
     me = Customer(dp, bot, user_id=5001, language="en")
     sent = await me.press(RateCb(ticket=ticket.id, score=5))
     assert texts_of(sent) == [t("en", "satisfaction.not_possible")]
     stranger = Customer(dp, bot, user_id=7007, language="en", first_update=100)
     sent = await stranger.press(RateCb(ticket=ticket.id, score=1))
     assert texts_of(sent) == [t("en", "error.forbidden")]
-    assert case_of(sessions, number).satisfaction is None
+    assert case_row(sessions, number).satisfaction is None
     assert ratings(sessions, ticket.id) == []
 
 
@@ -207,13 +196,13 @@ async def test_an_open_case_cannot_be_rated_and_someone_elses_is_refused(
 def awaiting_return(sessions: sessionmaker[Session], scripts: Any) -> str:
     number = open_case_for(sessions, scripts)
     act(sessions, scripts, number, action="approve")
-    assert case_of(sessions, number).status == "awaiting_return"
+    assert case_row(sessions, number).status == "awaiting_return"
     return number
 
 
 async def test_my_requests_shows_the_deadline_and_a_pickup_is_booked_at_the_order_address(
-    dp: Dispatcher,  # noqa: F811
-    bot: Bot,  # noqa: F811
+    dp: Dispatcher,
+    bot: Bot,
     sessions: sessionmaker[Session],
     settings: Any,
     scripts: Any,
@@ -227,7 +216,7 @@ async def test_my_requests_shows_the_deadline_and_a_pickup_is_booked_at_the_orde
     with sessions() as s:
         running = [
             c
-            for c in sla.view(s, case_of(sessions, number), NOW)
+            for c in sla.view(s, case_row(sessions, number), NOW)
             if c.state == "running" and c.due_at
         ]
     nearest = min(running, key=lambda c: c.due_at)  # type: ignore[arg-type, return-value]
@@ -273,7 +262,7 @@ async def test_my_requests_shows_the_deadline_and_a_pickup_is_booked_at_the_orde
             address="上海市浦东新区世纪大道 100 号",
         )
     ]
-    case = case_of(sessions, number)
+    case = case_row(sessions, number)
     assert case.status == "in_transit"
     assert case.pickup == {
         "time": "2026-11-23 09:00-12:00",
@@ -291,8 +280,8 @@ async def test_my_requests_shows_the_deadline_and_a_pickup_is_booked_at_the_orde
 
 
 async def test_a_pickup_at_a_typed_address_in_chinese_with_bad_input_on_the_way(
-    dp: Dispatcher,  # noqa: F811
-    bot: Bot,  # noqa: F811
+    dp: Dispatcher,
+    bot: Bot,
     sessions: sessionmaker[Session],
     scripts: Any,
 ) -> None:
@@ -313,7 +302,7 @@ async def test_a_pickup_at_a_typed_address_in_chinese_with_bad_input_on_the_way(
     await me.sticker()
     sent = await me.text("上海市徐汇区漕溪北路 88 号 3 楼前台")
     assert texts_of(sent)[0].startswith("🚚")
-    case = case_of(sessions, number)
+    case = case_row(sessions, number)
     assert case.status == "in_transit"
     assert case.pickup == {
         "time": "2026-11-24 14:00-18:00",
@@ -322,8 +311,8 @@ async def test_a_pickup_at_a_typed_address_in_chinese_with_bad_input_on_the_way(
 
 
 async def test_a_pickup_can_be_cancelled_and_is_refused_once_the_parcel_moved(
-    dp: Dispatcher,  # noqa: F811
-    bot: Bot,  # noqa: F811
+    dp: Dispatcher,
+    bot: Bot,
     sessions: sessionmaker[Session],
     scripts: Any,
 ) -> None:
@@ -333,24 +322,24 @@ async def test_a_pickup_can_be_cancelled_and_is_refused_once_the_parcel_moved(
     await me.press(CaseCb(number=number, action="pickup"))
     sent = await me.press(NavCb(action="cancel"))
     assert texts_of(sent) == [t("en", "nav.cancelled")]
-    assert case_of(sessions, number).status == "awaiting_return"
+    assert case_row(sessions, number).status == "awaiting_return"
 
     await me.press(CaseCb(number=number, action="pickup"))
     await me.press(SlotCb(day="20261123", slot="pm"))
-    owner = Actor(kind="customer", customer_id=case_of(sessions, number).customer_id)
+    owner = Actor(kind="customer", customer_id=case_row(sessions, number).customer_id)
     # Meanwhile the customer sent a tracking number (from another device, say).
     act(sessions, scripts, number, owner, action="mark_in_transit", tracking_no="SF0001112223")
     sent = await me.press(AddressCb())
     assert texts_of(sent) == [
         t("en", "cases.not_possible", case_no=number, status=t("en", "status.in_transit"))
     ]
-    case = case_of(sessions, number)
+    case = case_row(sessions, number)
     assert case.tracking_no == "SF0001112223" and case.pickup is None
 
 
 async def test_a_submitted_case_shows_when_we_answer(
-    dp: Dispatcher,  # noqa: F811
-    bot: Bot,  # noqa: F811
+    dp: Dispatcher,
+    bot: Bot,
     sessions: sessionmaker[Session],
     scripts: Any,
 ) -> None:

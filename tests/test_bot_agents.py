@@ -24,13 +24,13 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.delivery import DeliveryConfig, DeliveryWorker
+from bot.delivery import DeliveryWorker
 from bot.i18n import Texts
 from bot.keyboards import AgentCb
 from bot.routers.agents import case_of
-from tests.conftest import NOW
-from tests.test_bot_fakes import (
-    BOT_TOKEN,
+from tests.factories import NOW, UTC_ZONE, add_order, case_row, context, open_case_for
+from tests.fakes.telegram import (
+    FAST,
     STICKER,
     Customer,
     FakeSession,
@@ -40,7 +40,6 @@ from tests.test_bot_fakes import (
     texts_of,
     with_delivery,
 )
-from tests.test_bot_intake import add_order, open_case_for
 from tickets.config import Policy
 from tickets.models import (
     Agent,
@@ -63,7 +62,6 @@ pytestmark = pytest.mark.usefixtures("db_guard")
 TEXTS = Texts.load()
 CHAT = -100123
 PANEL = "https://desk.example.com"
-FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
 
 
 def t(lang: str, key: str, **values: Any) -> str:
@@ -73,16 +71,6 @@ def t(lang: str, key: str, **values: Any) -> str:
 @pytest.fixture
 def agents_settings(settings: Any) -> Any:
     return settings.model_copy(update={"agent_chat_id": CHAT, "public_url": PANEL + "/"})
-
-
-@pytest.fixture
-def fake() -> FakeSession:
-    return FakeSession()
-
-
-@pytest.fixture
-def bot(fake: FakeSession) -> Bot:
-    return Bot(BOT_TOKEN, session=fake)
 
 
 @pytest.fixture
@@ -119,14 +107,6 @@ def cards_sent(fake: FakeSession) -> list[SendMessage]:
 def buttons(markup: Any) -> list[tuple[str, str | None, str | None]]:
     assert isinstance(markup, InlineKeyboardMarkup)
     return [(b.text, b.callback_data, b.url) for row in markup.inline_keyboard for b in row]
-
-
-def case_row(sessions: sessionmaker[Session], number: str) -> Ticket:
-    with sessions() as s:
-        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
-        assert ticket is not None
-        s.expunge(ticket)
-        return ticket
 
 
 # ---------------------------------------------------------------- cards
@@ -330,7 +310,7 @@ async def test_a_case_assigned_in_the_panel_updates_its_cards_in_the_group(
         lead = Agent(username="lead", display_name="Lead", role="lead")
         s.add(lead)
         s.flush()
-        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        ctx = context(scripts, tz=UTC_ZONE)
         request = ActionRequest(action="assign", assignee="wang")
         perform_action(
             session=s,
@@ -381,7 +361,7 @@ async def test_taking_a_finished_case_says_why_not(
     add_agent(sessions)
     number = open_case_for(sessions, scripts)
     with sessions() as s:
-        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        ctx = context(scripts, tz=UTC_ZONE)
         perform_action(
             session=s, number=number, request=ActionRequest(action="cancel"), actor=SYSTEM, ctx=ctx
         )

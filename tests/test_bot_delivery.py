@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,38 +17,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.i18n import Texts
-from tests.conftest import NOW, in_thread, order_json
-from tests.test_bot_fakes import BOT_TOKEN, FakeSession
-from tickets.config import Policy
+from tests.conftest import in_thread
+from tests.factories import NOW, UTC_ZONE, context, order_json, outbox_row, queue
+from tests.fakes.clock import Clock, VirtualTimeLoop
+from tests.fakes.telegram import FAST, FakeSession
 from tickets.models import Event, OutboxMessage, Ticket
 from tickets.orders import upsert_order
 from tickets.schemas import OrderIn, TicketCreate
-from tickets.service import SYSTEM, Context, open_case
+from tickets.service import SYSTEM, open_case
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
 pytestmark = pytest.mark.usefixtures("db_guard")
-
-FAST = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.0)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def fake() -> FakeSession:
-    return FakeSession()
-
-
-@pytest.fixture
-def bot(fake: FakeSession) -> Bot:
-    return Bot(BOT_TOKEN, session=fake)
 
 
 @pytest.fixture
@@ -62,6 +41,7 @@ def worker(
     settings: Any,
     clock: Clock,
     config: DeliveryConfig = FAST,
+    **timing: Any,
 ) -> DeliveryWorker:
     return DeliveryWorker(
         bot=bot,
@@ -70,47 +50,14 @@ def worker(
         config=config,
         texts=Texts.load(),
         clock=clock,
+        **timing,
     )
-
-
-def queue(
-    sessions: sessionmaker[Session],
-    *texts: str,
-    recipient: str = "5001",
-    channel: str = "telegram",
-    ticket_id: int | None = None,
-    due: datetime = NOW,
-) -> list[int]:
-    with sessions() as s:
-        rows = [
-            OutboxMessage(
-                channel=channel,
-                recipient=recipient,
-                ticket_id=ticket_id,
-                kind="notice",
-                payload={"text": text, "parse_mode": "HTML", "language": "en"},
-                next_attempt_at=due,
-                created_at=NOW,
-            )
-            for text in texts
-        ]
-        s.add_all(rows)
-        s.commit()
-        return [r.id for r in rows]
-
-
-def row(sessions: sessionmaker[Session], ident: int) -> OutboxMessage:
-    with sessions() as s:
-        found = s.get(OutboxMessage, ident)
-        assert found is not None
-        s.expunge(found)
-        return found
 
 
 def a_case(sessions: sessionmaker[Session], scripts: Any) -> Ticket:
     with sessions() as s:
         upsert_order(session=s, data=OrderIn.model_validate(order_json()), now=NOW)
-        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        ctx = context(scripts, tz=UTC_ZONE)
         ticket = open_case(
             session=s,
             request=TicketCreate(kind="complaint", reason="service", order_no="T1001"),
@@ -135,10 +82,10 @@ async def test_due_rows_are_sent_with_their_text_and_marked_sent(
         (5001, "two", "HTML"),
     ]
     for ident in due:
-        r = row(sessions, ident)
+        r = outbox_row(sessions, ident)
         assert (r.status, r.sent_at, r.attempts) == ("sent", NOW, 1)
-    assert row(sessions, later[0]).status == "pending"
-    assert row(sessions, web[0]).status == "pending"  # another worker's channel
+    assert outbox_row(sessions, later[0]).status == "pending"
+    assert outbox_row(sessions, web[0]).status == "pending"  # another worker's channel
 
     report = await worker(bot, sessions, settings, clock).run_once()
     assert report.claimed == 0 and len(fake.sent()) == 2
@@ -153,12 +100,12 @@ async def test_retry_after_is_honoured_and_later_messages_to_the_chat_wait_in_or
     w = worker(bot, sessions, settings, clock)
     report = await w.run_once()
     assert report.sent == 1  # the other chat is not held up
-    r1, r2 = row(sessions, first), row(sessions, second)
+    r1, r2 = outbox_row(sessions, first), outbox_row(sessions, second)
     assert r1.status == "pending" and r1.next_attempt_at == NOW + timedelta(seconds=7)
     assert "retry after 7" in (r1.last_error or "") and r1.attempts == 1
     assert r2.status == "pending" and r2.next_attempt_at == NOW + timedelta(seconds=7)
     assert r2.attempts == 0  # never tried: it keeps its place behind the first
-    assert row(sessions, other).status == "sent"
+    assert outbox_row(sessions, other).status == "sent"
 
     clock.now = NOW + timedelta(seconds=3)
     assert (await w.run_once()).claimed == 0  # still inside the wait
@@ -168,7 +115,7 @@ async def test_retry_after_is_honoured_and_later_messages_to_the_chat_wait_in_or
     assert report.sent == 2
     texts = [m.text for m in fake.sent() if m.chat_id == 5001]
     assert texts == ["first", "first", "second"]  # the refused try, then each once, in order
-    assert row(sessions, first).status == row(sessions, second).status == "sent"
+    assert outbox_row(sessions, first).status == outbox_row(sessions, second).status == "sent"
 
 
 async def test_a_message_queued_after_a_refused_one_does_not_overtake_it(
@@ -182,12 +129,12 @@ async def test_a_message_queued_after_a_refused_one_does_not_overtake_it(
     await w.run_once()
     [second] = queue(sessions, "second")
     assert (await w.run_once()).claimed == 0
-    assert row(sessions, second).attempts == 0
+    assert outbox_row(sessions, second).attempts == 0
     clock.now = NOW + timedelta(seconds=7)
     w.pacer.forget()  # type: ignore[attr-defined]  # the test's clock moved, not the real one
     await w.drain()
     assert [m.text for m in fake.sent() if m.chat_id == 5001] == ["first", "first", "second"]
-    assert row(sessions, first).status == row(sessions, second).status == "sent"
+    assert outbox_row(sessions, first).status == outbox_row(sessions, second).status == "sent"
 
 
 async def test_a_chat_that_must_wait_does_not_hold_up_the_others(
@@ -210,8 +157,8 @@ async def test_a_chat_that_must_wait_does_not_hold_up_the_others(
     await w.run_once()
     assert [m.text for m in fake.sent()] == ["card 1", "your answer"]
     assert sum(slept) <= config.max_inline_wait
-    assert row(sessions, answer).status == "sent"
-    later = [row(sessions, c) for c in cards[1:]]
+    assert outbox_row(sessions, answer).status == "sent"
+    later = [outbox_row(sessions, c) for c in cards[1:]]
     assert all(r.status == "pending" and r.attempts == 0 for r in later)
     assert all(NOW < r.next_attempt_at <= NOW + timedelta(seconds=5) for r in later)
 
@@ -251,21 +198,21 @@ async def test_server_and_network_errors_are_retried_with_backoff(
     fake.queue(SendMessage, reset)
     w = worker(bot, sessions, settings, clock)
     await w.run_once()
-    r = row(sessions, ident)
+    r = outbox_row(sessions, ident)
     assert r.status == "pending" and r.attempts == 1
     assert r.next_attempt_at == NOW + timedelta(seconds=2)
     assert "TelegramServerError" in (r.last_error or "")
 
     clock.now = NOW + timedelta(seconds=2)
     await w.run_once()
-    r = row(sessions, ident)
+    r = outbox_row(sessions, ident)
     assert r.status == "pending" and r.attempts == 2
     assert r.next_attempt_at == clock.now + timedelta(seconds=4)  # doubled
     assert "TelegramNetworkError" in (r.last_error or "")
 
     clock.now += timedelta(seconds=4)
     await w.run_once()
-    r = row(sessions, ident)
+    r = outbox_row(sessions, ident)
     assert (r.status, r.attempts) == ("sent", 3)
     assert [m.text for m in fake.sent()] == ["hello"] * 3
 
@@ -291,7 +238,7 @@ async def test_attempts_are_bounded(
         fake.queue_error(SendMessage, 500, "Internal Server Error")
         await w.run_once()
         clock.now += timedelta(hours=1)
-    r = row(sessions, ident)
+    r = outbox_row(sessions, ident)
     assert r.status == "failed" and "gave up after 2 attempts" in (r.last_error or "")
     with sessions() as s:
         events = list(s.scalars(select(Event).where(Event.type == "delivery.failed")))
@@ -344,7 +291,7 @@ async def test_agents_rows_go_to_the_agents_chat_when_set(
     ident = queue(sessions, "new case AS-1", channel="agents", recipient="agents")[0]
     await worker(bot, sessions, settings, clock).run_once()
     assert [(m.chat_id, m.text) for m in fake.sent()] == [(-100123, "new case AS-1")]
-    assert row(sessions, ident).status == "sent"
+    assert outbox_row(sessions, ident).status == "sent"
 
 
 async def test_each_row_is_delivered_once_by_two_workers_at_once(
@@ -358,27 +305,53 @@ async def test_each_row_is_delivered_once_by_two_workers_at_once(
     assert sum(r.sent for r in reports) == 40
     texts = [m.text for m in fake.sent()]
     assert sorted(texts) == sorted({*texts}) and len(texts) == 40
-    assert all(row(sessions, i).status == "sent" for i in idents)
+    assert all(outbox_row(sessions, i).status == "sent" for i in idents)
 
 
-async def test_rate_limits_overall_and_per_chat(
+def paced_pass(
+    bot: Bot,
+    fake: FakeSession,
+    sessions: sessionmaker[Session],
+    settings: Any,
+    clock: Clock,
+    config: DeliveryConfig,
+) -> None:
+    """One pass of the worker on virtual time (tests/fakes/clock.py): its pace's clock and
+    the times the fake Telegram records are the loop's, which moves only by what the worker
+    sleeps, so the gaps measured are the pace itself, never the machine's load."""
+    loop = VirtualTimeLoop()
+    fake.clock = loop.time
+    w = worker(bot, sessions, settings, clock, config, monotonic=loop.time)
+    loop.run(w.run_once())
+
+
+def sent_at(fake: FakeSession, chat_id: int) -> list[float]:
+    """When each message to `chat_id` went (seconds on the fake's clock)."""
+    return [
+        t
+        for t, m in zip(fake.times, fake.requests, strict=True)
+        if isinstance(m, SendMessage) and m.chat_id == chat_id
+    ]
+
+
+def test_rate_limits_overall_and_per_chat(
     bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
 ) -> None:
     queue(sessions, "1", "2", "3", recipient="5001")
     for chat in range(6):
         queue(sessions, "x", recipient=str(2000 + chat))
     config = DeliveryConfig(rate_per_second=40, per_chat_interval=0.2)
-    await worker(bot, sessions, settings, clock, config).run_once()
+    paced_pass(bot, fake, sessions, settings, clock, config)
     times = fake.times
     assert len(times) == 9
     span = times[-1] - times[0]
     assert span >= 8 / 40 * 0.9  # no burst: one message per 1/rate seconds
-    same_chat = [t for t, m in zip(times, fake.requests, strict=True) if m.chat_id == 5001]
+    same_chat = sent_at(fake, 5001)
     gaps = [b - a for a, b in itertools.pairwise(same_chat)]
     assert all(g >= 0.19 for g in gaps), gaps
 
 
-async def test_a_group_gets_at_most_one_message_per_group_interval(
+def test_a_group_gets_at_most_one_message_per_group_interval(
     bot: Bot, fake: FakeSession, sessions: sessionmaker[Session], settings: Any, clock: Clock
 ) -> None:
     """Telegram allows a group about 20 messages a minute: cards to the agents' group (a
@@ -386,9 +359,9 @@ async def test_a_group_gets_at_most_one_message_per_group_interval(
     queue(sessions, "a", "b", "c", recipient="-1001234")
     queue(sessions, "1", "2", recipient="5001")
     config = DeliveryConfig(rate_per_second=1000, per_chat_interval=0.0, group_interval=0.25)
-    await worker(bot, sessions, settings, clock, config).run_once()
-    group = [t for t, m in zip(fake.times, fake.requests, strict=True) if m.chat_id == -1001234]
-    private = [t for t, m in zip(fake.times, fake.requests, strict=True) if m.chat_id == 5001]
+    paced_pass(bot, fake, sessions, settings, clock, config)
+    group = sent_at(fake, -1001234)
+    private = sent_at(fake, 5001)
     assert len(group) == 3 and len(private) == 2
     assert all(b - a >= 0.24 for a, b in itertools.pairwise(group))
     # The private chat did not wait behind the group.
@@ -411,8 +384,8 @@ async def test_a_row_without_text_fails_visibly(
         s.commit()
         ident = r.id
     await worker(bot, sessions, settings, clock).run_once()
-    assert row(sessions, ident).status == "failed"
-    assert "no rendered text" in (row(sessions, ident).last_error or "")
+    assert outbox_row(sessions, ident).status == "failed"
+    assert "no rendered text" in (outbox_row(sessions, ident).last_error or "")
     assert fake.sent() == []
 
 
@@ -446,8 +419,8 @@ async def test_rows_queued_behind_a_waiting_row_do_not_stall_the_claim(
     report = await w.drain()
     assert report.sent == 1
     assert [(m.chat_id, m.text) for m in fake.sent()] == [(6001, "another chat")]
-    assert row(sessions, other).status == "sent"
-    assert all(row(sessions, r).status == "pending" for r in (waiting, *behind))
+    assert outbox_row(sessions, other).status == "sent"
+    assert all(outbox_row(sessions, r).status == "pending" for r in (waiting, *behind))
 
     clock.now = NOW + timedelta(seconds=30)
     await w.drain()

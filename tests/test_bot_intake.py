@@ -19,18 +19,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.delivery import DeliveryWorker
 from bot.i18n import Texts
 from bot.keyboards import CaseCb, ItemCb, KindCb, MenuCb, NavCb, OrderCb, ReasonCb
-from tests.conftest import NOW, order_json
-from tests.test_bot_fakes import (
-    BOT_TOKEN,
+from tests.factories import NOW, UTC_ZONE, add_order, context, open_case_for, order_json
+from tests.fakes.telegram import (
     FAST,
     Customer,
-    FakeSession,
     answered_callbacks,
     buttons_of,
+    colour_name,
+    colour_of,
     dispatcher,
     jpeg,
     texts_of,
-    with_delivery,
 )
 from tickets.config import Policy
 from tickets.models import (
@@ -52,7 +51,7 @@ from tickets.orders import get_order, upsert_order
 from tickets.policy import EvidenceNeed
 from tickets.quotes import quote
 from tickets.schemas import ActionRequest, OrderIn
-from tickets.service import SYSTEM, Context, perform_action
+from tickets.service import SYSTEM, perform_action
 from tickets.storage import AttachmentStore
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
@@ -63,39 +62,6 @@ TEXTS = Texts.load()
 
 def t(lang: str, key: str, **values: Any) -> str:
     return TEXTS.get(lang, key, **values)
-
-
-@pytest.fixture
-def bot() -> Bot:
-    return Bot(BOT_TOKEN, session=FakeSession())
-
-
-@pytest.fixture
-def make_dp(
-    sessions: sessionmaker[Session], settings: Any, scripts: Any, bot: Bot
-) -> Callable[[], Dispatcher]:
-    """A new Dispatcher on the same database each call (a restart of the bot)."""
-
-    def make() -> Dispatcher:
-        return with_delivery(
-            dispatcher(sessions, settings, scripts), bot, sessions, settings, lambda: NOW
-        )
-
-    return make
-
-
-@pytest.fixture
-def dp(make_dp: Callable[[], Dispatcher]) -> Dispatcher:
-    return make_dp()
-
-
-def add_order(sessions: sessionmaker[Session], lang: str = "en") -> None:
-    """T1001, its customer already linked to Telegram user 5001, speaking `lang`."""
-    data = order_json()
-    data["customer"]["language"] = lang
-    with sessions() as s:
-        upsert_order(session=s, data=OrderIn.model_validate(data), now=NOW)
-        s.commit()
 
 
 def unlinked(order_no: str, status: str = "delivered") -> dict[str, Any]:
@@ -121,12 +87,14 @@ def only_case(session: Session) -> Ticket:
 
 def last_notice(session: Session, case: Ticket) -> str:
     """The text of the newest notice (a script) queued to the case's customer."""
-    text = session.scalar(
+    payload = session.scalar(
         select(OutboxMessage.payload)
         .where(OutboxMessage.ticket_id == case.id, OutboxMessage.kind == "notice")
         .order_by(OutboxMessage.id.desc())
         .limit(1)
-    )["text"]
+    )
+    assert payload is not None
+    text = payload["text"]
     assert case.number in text
     return str(text)
 
@@ -225,7 +193,7 @@ async def test_linked_customer_walks_a_return_in_chinese_with_photos(
         for a in photos:
             with Image.open(store.path(a.storage_key)) as img:
                 assert not img.getexif(), "location metadata must be stripped"
-                colours.append(img.convert("RGB").getpixel((5, 5)))
+                colours.append(colour_of(img))
         assert colours[0][0] > 200 and colours[1][2] > 200  # red first, then blue
         notices = list(s.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == case.id)))
         assert [(n.channel, n.recipient, n.kind) for n in notices] == [
@@ -391,8 +359,7 @@ async def test_album_of_three_photos_lands_as_three_attachments_in_order(
         seen = []
         for a in case.attachments:
             with Image.open(store.path(a.storage_key)) as img:
-                r, g, b = img.convert("RGB").getpixel((5, 5))
-            seen.append(max((r, "red"), (g, "green"), (b, "blue"))[1])
+                seen.append(colour_name(img))
         assert seen == colours
 
 
@@ -638,39 +605,13 @@ async def test_a_failing_handler_apologises_rolls_back_and_logs_the_update(
 # ---------------------------------------------------------------- my requests and free messages
 
 
-def open_case_for(
-    sessions: sessionmaker[Session], scripts: Any, *, kind: str = "return_refund"
-) -> str:
-    """A submitted case for T1001's customer (5001), opened as the API would."""
-    from tickets.schemas import TicketCreate
-    from tickets.service import open_case
-
-    with sessions() as s:
-        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
-        ticket = open_case(
-            session=s,
-            request=TicketCreate(
-                kind=kind,
-                reason="size_fit",
-                order_no="T1001",
-                items=[{"sku": "SOCKS", "quantity": 1}],  # type: ignore[list-item]
-                channel="api",  # type: ignore[arg-type]
-            ),
-            actor=SYSTEM,
-            ctx=ctx,
-        )
-        number = ticket.number
-        s.commit()
-    return number
-
-
 async def test_my_requests_tracking_number_and_withdraw(
     dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
 ) -> None:
     add_order(sessions)
     number = open_case_for(sessions, scripts)
     with sessions() as s:
-        ctx = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+        ctx = context(scripts, tz=UTC_ZONE)
         perform_action(
             session=s, number=number, request=ActionRequest(action="approve"), actor=SYSTEM, ctx=ctx
         )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.runtime import SECRET_HEADER, WEBHOOK_PATH, BotRuntime, build_bot
 from bot.session import BotSession
-from tests.test_bot_fakes import BOT_TOKEN, FakeSession
+from tests.fakes.telegram import BOT_TOKEN, FakeSession
 from tickets.config import Policy
 from tickets.models import InboundUpdate, OutboxMessage
 

@@ -37,12 +37,12 @@ US = timedelta(microseconds=1)
 WEEKDAY = ["09:00-12:00", "13:30-18:00"]
 
 
-def sh(*args: int) -> datetime:
-    return datetime(*args, tzinfo=SH)
+def sh(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=SH)
 
 
-def ber(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BER)
+def ber(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=BER)
 
 
 def calendar(**fields: Any) -> BusinessCalendar:
@@ -653,7 +653,11 @@ def test_pausing_moves_the_due_time_by_exactly_the_paused_working_time(
     else:
         assert moved == due
     # At the moved due time the whole target is used, and not a microsecond before.
-    clock = {"start": start, "target": target, "pauses": [(pause_start, pause_end)]}
+    clock: dict[str, Any] = {
+        "start": start,
+        "target": target,
+        "pauses": [(pause_start, pause_end)],
+    }
     if moved >= pause_end:
         assert elapsed_fraction(cal, **clock, now=moved) == 1.0
         assert clock_state(cal, **clock, now=moved).status is ClockStatus.running

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import context_for
-from tests.conftest import NOW, Api, order_json
+from tests.conftest import Api
+from tests.factories import NOW, UTC_ZONE, context, order_json
 from tickets.auth import create_agent, create_token
 from tickets.models import OutboxMessage, Role, Ticket
 from tickets.outbox import delivered_channels
@@ -283,8 +284,8 @@ def test_the_panel_shows_a_reply_that_was_not_sent(
     _order(bot_on, "P2", telegram_user_id=None)
     number = _case(bot_on, "P2", channel="phone")
     panel = TestClient(bot_on.client.app, follow_redirects=False)
-    page = panel.get("/panel/login")
-    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    login = panel.get("/panel/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', login.text)
     assert token
     r = panel.post(
         "/panel/login",
@@ -330,8 +331,6 @@ def test_the_sweep_settles_rows_left_waiting_on_a_channel_nothing_delivers(
     """Rows queued while the bot was on (or by an older version, or on `web`) and never sent:
     once the bot is off, the next sweep marks them undeliverable and shows them on the case;
     with the bot on, a Telegram row is left for it."""
-    from tickets.config import Policy
-    from tickets.service import Context
 
     _order(bot_off, "S1", telegram_user_id=5005)
     # Opened while the bot ran (the default context): its notice waits for Telegram.
@@ -350,7 +349,7 @@ def test_the_sweep_settles_rows_left_waiting_on_a_channel_nothing_delivers(
                 }
             ),
             actor=SYSTEM,
-            ctx=Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts),  # type: ignore[arg-type]
+            ctx=context(scripts, tz=UTC_ZONE),
         )
         web = OutboxMessage(
             channel="web",
@@ -370,7 +369,7 @@ def test_the_sweep_settles_rows_left_waiting_on_a_channel_nothing_delivers(
         ("web", "pending"),
     }
     # A sweep where the bot runs: only the web row (nothing ever delivers web) is settled.
-    on = Context(policy=Policy(), now=NOW, tz=NOW.tzinfo, scripts=scripts)  # type: ignore[arg-type]
+    on = context(scripts, tz=UTC_ZONE)
     assert run_sweep(sessions=sessions, ctx=on).undeliverable == 1
     assert {(r.channel, r.status) for r in _rows(sessions, number)} == {
         ("telegram", "pending"),

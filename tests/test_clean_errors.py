@@ -12,15 +12,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests import test_panel_http as base
-from tests.conftest import Api, order_json
-from tests.test_api_refunds import _walk_to_refund_pending
-from tests.test_panel_http import Panel, make_case
+from tests.conftest import Api, Panel, walk_to_refund_pending
+from tests.factories import make_case, order_json
 from tickets.models import Customer, Order, Refund, Ticket
-
-panel_app = base.panel_app
-alice = base.alice
-ctx = base.ctx
 
 HUGE = 10**24  # 25 digits
 
@@ -161,7 +155,7 @@ def test_a_return_freight_finer_than_the_currency_is_a_422(
     )
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["loc"] == "return_freight"
-    number = _walk_to_refund_pending(api, "TEA", 1)
+    number = walk_to_refund_pending(api, "TEA", 1)
     r = api.post(
         f"/api/v1/tickets/{number}/actions",
         json={"action": "propose_refund", "return_freight": "0.001"},
@@ -357,5 +351,5 @@ def test_a_non_ascii_log_in_or_csrf_token_is_refused_not_a_500(alice: Panel) -> 
     assert r.status_code in (400, 403, 422), r.text
     r = alice.client.post("/panel/me/away", data={"csrf_token": "令牌"})
     assert r.status_code == 403, r.text
-    r = alice.client.post("/panel/me/away", headers={"X-CSRF-Token": "令牌".encode()})
+    r = alice.client.post("/panel/me/away", headers={"X-CSRF-Token": "令牌".encode()})  # type: ignore[arg-type]  # raw bytes on purpose
     assert r.status_code == 403, r.text

@@ -91,10 +91,12 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
     assert "line 7, sku" in r.stderr
 
     # The token works against the API, and the imported order is there.
-    settings = Settings(database_url=env["AFTERSALES_DATABASE_URL"], _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(database_url=env["AFTERSALES_DATABASE_URL"], _env_file=None)
     with TestClient(create_app(settings)) as client:
-        r = client.get("/api/v1/orders/TB20240301001", headers={"Authorization": f"Bearer {token}"})
-        assert r.status_code == 200
+        got = client.get(
+            "/api/v1/orders/TB20240301001", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert got.status_code == 200
         pushed = {"orders": [order_json("PUSHED-1")]}
         as_desk = {"Authorization": f"Bearer {token}"}
         as_shop = {"Authorization": f"Bearer {orders_token}"}
@@ -102,7 +104,7 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
         pushed_r = client.post("/api/v1/orders", json=pushed, headers=as_shop)
         assert pushed_r.status_code == 200, pushed_r.text
         assert client.get("/api/v1/tickets", headers=as_shop).status_code == 403
-        assert r.json()["customer"]["name"] == "张伟"
+        assert got.json()["customer"]["name"] == "张伟"
         assert (
             client.get(
                 "/api/v1/orders/NEW-1", headers={"Authorization": f"Bearer {token}"}

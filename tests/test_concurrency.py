@@ -39,7 +39,7 @@ def test_two_agents_approve_at_once(fresh_db_url: str, now: datetime) -> None:
                 kind="return_refund",
                 reason="no_reason",
                 items=[{"sku": "TEA", "quantity": 1}],
-            ),  # type: ignore[list-item]
+            ),
             actor=Actor(kind="system"),
             ctx=ctx,
         ).number
@@ -114,7 +114,7 @@ def test_two_agents_issue_the_same_refund_at_once(fresh_db_url: str, now: dateti
                 kind="return_refund",
                 reason="no_reason",
                 items=[{"sku": "TEA", "quantity": 1}],
-            ),  # type: ignore[list-item]
+            ),
             actor=Actor(kind="system"),
             ctx=ctx,
         ).number

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from bot.delivery import DeliveryConfig, DeliveryWorker, Outcome
 from bot.i18n import Texts
-from tests.test_bot_fakes import BOT_TOKEN, FakeSession
+from tests.fakes.telegram import BOT_TOKEN, FakeSession
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
 from tickets.models import OutboxMessage, utcnow
 from tickets.settings import Settings
@@ -49,7 +49,7 @@ def _worker(
 ) -> tuple[DeliveryWorker, Any]:
     """A worker as one process has it: its own engine (returned, to dispose of)."""
     own = make_engine(url)
-    settings = Settings(database_url=url, media_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(database_url=url, media_dir=tmp_path, _env_file=None)
     worker = DeliveryWorker(
         bot=Bot(BOT_TOKEN, session=fake),
         sessions=make_sessionmaker(own),

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tests.conftest import NOW
+from tests.conftest import DemoShop
+from tests.factories import NOW
 from tickets.auth import verify_password
 from tickets.demo import AGENTS, CASES, DEMO_STATUSES, ORDER_PREFIX, PHOTO_SIZE, Say, load_demo
 from tickets.models import (
@@ -60,10 +61,8 @@ def _counts(session: Session) -> dict[str, int]:
     return {t.__name__: session.scalar(select(func.count()).select_from(t)) or 0 for t in tables}
 
 
-def test_demo_shop_has_every_order_status_feature_and_agent(
-    session: Session, settings: Any
-) -> None:
-    summary = load_demo(session=session, settings=settings, now=NOW)
+def test_demo_shop_has_every_order_status_feature_and_agent(demo: DemoShop) -> None:
+    session, summary = demo.session, demo.summary
     orders = _demo_orders(session)
     assert len(orders) >= 45
     assert {o.status for o in orders} == {s.value for s in OrderStatus}
@@ -124,10 +123,8 @@ def test_demo_shop_has_every_order_status_feature_and_agent(
     assert statuses == {"sent", "undeliverable"}
 
 
-def test_demo_cases_reach_every_status_and_kind_through_the_service(
-    session: Session, settings: Any
-) -> None:
-    load_demo(session=session, settings=settings, now=NOW)
+def test_demo_cases_reach_every_status_and_kind_through_the_service(demo: DemoShop) -> None:
+    session = demo.session
     tickets = _demo_tickets(session)
     assert len(tickets) == len(CASES)
     # Draft is left out: no service function opens a case as a draft.
@@ -185,7 +182,7 @@ def test_demo_cases_reach_every_status_and_kind_through_the_service(
     assert any(not has_cjk(m.text) for m in notes)
 
 
-def test_demo_photos_are_real_files_in_the_store(session: Session, settings: Any) -> None:
+def test_demo_photos_are_real_files_in_the_store(demo: DemoShop) -> None:
     """Each photo a demo customer sends is a real picture in the attachment store (cleaned, with
     its thumbnail), recorded as the bot records it: the request's on the case, a later
     message's on that message; and each file on disk is what its row says (SHA-256)."""
@@ -194,7 +191,7 @@ def test_demo_photos_are_real_files_in_the_store(session: Session, settings: Any
 
     from PIL import Image
 
-    load_demo(session=session, settings=settings, now=NOW)
+    session, settings = demo.session, demo.settings
     by_order = {t.order.order_no: t for t in _demo_tickets(session) if t.order is not None}
     media = settings.media_dir.resolve()
     expected = 0
@@ -243,8 +240,8 @@ def test_demo_photos_are_real_files_in_the_store(session: Session, settings: Any
     assert {t.status for t in rated} == {"closed", "resolved", "refunded"}
 
 
-def test_loading_twice_changes_nothing(session: Session, settings: Any) -> None:
-    load_demo(session=session, settings=settings, now=NOW)
+def test_loading_twice_changes_nothing(demo: DemoShop) -> None:
+    session, settings = demo.session, demo.settings
     before = _counts(session)
     statuses = sorted((t.number, t.status) for t in _demo_tickets(session))
     files = sorted(p.name for p in (settings.media_dir).rglob("*") if p.is_file())
@@ -277,10 +274,10 @@ def test_an_existing_agent_keeps_its_password(session: Session, settings: Any) -
     assert "unchanged" in line
 
 
-def test_loading_is_deterministic(session: Session, settings: Any) -> None:
+def test_loading_is_deterministic(session: Session, settings: Any, demo: DemoShop) -> None:
     """The same now tells the same story: numbers, statuses, times, events, amounts."""
 
-    def snapshot() -> list[Any]:
+    def snapshot(session: Session) -> list[Any]:
         return [
             (
                 t.number,
@@ -297,17 +294,13 @@ def test_loading_is_deterministic(session: Session, settings: Any) -> None:
             for t in _demo_tickets(session)
         ]
 
-    load_demo(session=session, settings=settings, now=NOW)
-    first = snapshot()
-    session.rollback()  # back to the empty database (the test's savepoint)
+    first = snapshot(demo.session)  # the run's demo, loaded once for every test
     assert _demo_tickets(session) == []
     load_demo(session=session, settings=settings, now=NOW)
-    assert snapshot() == first
+    assert snapshot(session) == first
 
 
-def test_every_script_renders_from_a_real_demo_case(
-    session: Session, settings: Any, scripts: Any
-) -> None:
+def test_every_script_renders_from_a_real_demo_case(demo: DemoShop, scripts: Any) -> None:
     """Each script, in both languages, filled from a demo case's own facts; only what a case
     cannot know (a coupon's expiry, a carrier's last scan...) comes from the samples."""
     from zoneinfo import ZoneInfo
@@ -316,7 +309,7 @@ def test_every_script_renders_from_a_real_demo_case(
     from tickets.notices import case_facts, render_for_case
     from tickets.service import Context, get_ticket
 
-    load_demo(session=session, settings=settings, now=NOW)
+    session = demo.session
     number = session.scalar(
         select(Ticket.number).where(Ticket.status == "awaiting_return").order_by(Ticket.id)
     )

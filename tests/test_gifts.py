@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Api, order_json
-from tests.test_importer import write_csv, write_xlsx
+from tests.conftest import Api
+from tests.factories import order_json, write_csv, write_xlsx
 from tickets.importer import parse_order_file
 from tickets.money import allocate, to_minor
 from tickets.orders import unit_nets

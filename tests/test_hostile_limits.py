@@ -11,16 +11,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests import test_panel_http as panel
-from tests.conftest import Api, order_json
+from tests.conftest import Api, Panel, locs
+from tests.factories import make_case, order_json, write_csv, xlsx_one_line
 from tickets.limits import Limits
 from tickets.models import Order, OrderUnit
 from tickets.money import AmountError, parse_amount
 
 # The shared fixtures of the panel's HTTP tests.
-panel_app = panel.panel_app
-alice = panel.alice
-ctx = panel.ctx
 
 NOW_IMPORT = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
@@ -215,9 +212,9 @@ def test_an_exchange_rate_and_a_case_version_are_bounded(api: Api) -> None:
 
 
 def test_the_panels_script_fill_refuses_an_exponent_and_a_huge_value(
-    alice: panel.Panel, sessions: sessionmaker[Session], ctx: Any
+    alice: Panel, sessions: sessionmaker[Session], ctx: Any
 ) -> None:
-    number = panel.make_case(sessions, ctx, "P1")
+    number = make_case(sessions, ctx, "P1")
     url = f"/panel/cases/{number}/script"
     query = {
         "name": "compensation_coupon",
@@ -268,7 +265,6 @@ def test_inspection_results_are_limited(api: Api, app: Any) -> None:
 
 
 def test_an_import_with_hostile_numbers_names_each_cell(tmp_path: Any, session: Session) -> None:
-    from tests.test_importer import locs, write_csv, xlsx_one_line
     from tickets.exceptions import InvalidInput
     from tickets.importer import import_orders
 

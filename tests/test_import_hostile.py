@@ -15,8 +15,8 @@ import openpyxl
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.conftest import NOW
-from tests.test_importer import order_count, sample_rows
+from tests.conftest import order_count
+from tests.factories import NOW, sample_rows
 from tickets.exceptions import InvalidInput
 from tickets.importer import import_orders, parse_order_file
 

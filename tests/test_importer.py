@@ -3,44 +3,22 @@ spreadsheet line, all or nothing, and a re-import that changes nothing."""
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tests.conftest import locs, order_count
+from tests.factories import SAMPLE, sample_rows, write_csv, write_xlsx, xlsx_one_line
 from tickets.exceptions import Conflict, InvalidInput
 from tickets.importer import _float_amount, import_orders, parse_order_file
 from tickets.models import Order, Ticket
 
-SAMPLE = Path(__file__).parent / "data" / "orders_sample.csv"
 MONEY_COLUMNS = {"shipping_fee", "order_discount", "unit_price", "line_discount", "gift_value"}
-
-
-def sample_rows() -> list[list[str]]:
-    with SAMPLE.open(encoding="utf-8", newline="") as f:
-        return list(csv.reader(f))
-
-
-def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
-    buffer = io.StringIO(newline="")
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
-    path.write_bytes(buffer.getvalue().encode(encoding))
-    return path
-
-
-def locs(exc: pytest.ExceptionInfo[InvalidInput]) -> dict[str, str]:
-    return {e["loc"]: e["msg"] for e in exc.value.errors}
-
-
-def order_count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Order)) or 0
 
 
 def test_sample_csv_parses_into_orders() -> None:
@@ -79,19 +57,6 @@ def test_utf8_bom_and_loose_headers_are_accepted(tmp_path: Path) -> None:
     assert parse_order_file(path) == parse_order_file(SAMPLE)
 
 
-def write_xlsx(path: Path, rows: list[list[Any]], sheet: str = "orders") -> Path:
-    book = openpyxl.Workbook()
-    notes = book.active
-    assert notes is not None
-    notes.title = "notes"
-    notes.append(["exported from the shop backend"])
-    orders = book.create_sheet(sheet)
-    for row in rows:
-        orders.append(row)
-    book.save(path)
-    return path
-
-
 def typed(header: list[str], row: list[str]) -> list[Any]:
     """A sample row as a spreadsheet would hold it: numbers and booleans, not text."""
     out: list[Any] = []
@@ -112,19 +77,6 @@ def test_xlsx_with_number_cells_reads_like_the_csv(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path / "orders.xlsx", [header] + [typed(header, r) for r in rows])
 
     assert parse_order_file(path) == parse_order_file(SAMPLE)
-
-
-def xlsx_one_line(tmp_path: Path, **cells: Any) -> Path:
-    values = {
-        "order_no": "X1",
-        "status": "paid",
-        "placed_at": "2024-03-01T10:00:00+08:00",
-        "sku": "A",
-        "quantity": 1,
-        "unit_price": 19.99,
-    }
-    values.update(cells)
-    return write_xlsx(tmp_path / "one.xlsx", [list(values), list(values.values())])
 
 
 def test_xlsx_money_keeps_its_cents(tmp_path: Path) -> None:

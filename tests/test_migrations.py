@@ -18,6 +18,8 @@ def test_stairway_and_models_match(fresh_db_url: str) -> None:
     assert revisions, "no migrations found"
     # fresh_db_url is already at head: walk every revision down and up again.
     for rev in revisions:
+        # A linear history: each revision has one parent (or none).
+        assert not isinstance(rev.down_revision, list | tuple), rev.revision
         command.downgrade(cfg, rev.down_revision or "base")
         command.upgrade(cfg, rev.revision)
         command.downgrade(cfg, rev.down_revision or "base")

@@ -34,7 +34,8 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select, update
 
-from tests.conftest import ON_CI, PG_URL, order_json
+from tests.conftest import ON_CI, PG_URL
+from tests.factories import order_json
 from tickets.config import Policy
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
 from tickets.models import (
@@ -119,7 +120,7 @@ class FakeBotApi:
             result = {"id": 42, "is_bot": True, "first_name": "Shop", "username": "shop_bot"}
         elif method == "getupdates":
             result = await self._get_updates(
-                request, int(params.get("offset") or 0), float(params.get("timeout") or 0)
+                request, int(str(params.get("offset") or 0)), float(str(params.get("timeout") or 0))
             )
         elif method == "sendmessage":
             if self.hold.is_set() and not await self._held(request):

@@ -16,6 +16,7 @@ import pytest
 
 from bot.pacing import DatabasePacer, Limits, LocalPacer, Pacer, RedisPacer, build_pacer
 from tests.conftest import ON_CI
+from tests.fakes.clock import SecondsClock
 from tickets.db import make_engine
 from tickets.settings import Settings
 
@@ -27,17 +28,7 @@ CUSTOMERS = [5001, 5002, 5003, 5004]
 GROUP = -1001234
 
 
-class FakeClock:
-    """Seconds, moved by the test (shared by the two "processes")."""
-
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-async def hammer(pacers: Sequence[Pacer], clock: FakeClock, rounds: int = 40) -> list[Any]:
+async def hammer(pacers: Sequence[Pacer], clock: SecondsClock, rounds: int = 40) -> list[Any]:
     """Both pacers take slots at the same moment, round after round, for customers, the
     agents' group and edits (bot only); returns (chat or None, granted time)."""
     rng = random.Random(7)
@@ -76,14 +67,14 @@ def assert_within_limits(grants: list[Any]) -> None:
 
 
 async def test_one_local_pacer_keeps_the_limits() -> None:
-    clock = FakeClock()
+    clock = SecondsClock()
     assert_within_limits(await hammer([LocalPacer(LIMITS, clock=clock)], clock))
 
 
 async def test_two_processes_in_memory_would_break_them() -> None:
     """Why the pace is shared: two processes each pacing alone send to one chat twice within
     its second (what the shared pacers below prevent)."""
-    clock = FakeClock()
+    clock = SecondsClock()
     a, b = LocalPacer(LIMITS, clock=clock), LocalPacer(LIMITS, clock=clock)
     assert (await a.reserve(5001), await b.reserve(5001)) == (0.0, 0.0)
 
@@ -91,7 +82,7 @@ async def test_two_processes_in_memory_would_break_them() -> None:
 @pytest.fixture
 def two_db_pacers(fresh_db_url: str) -> Any:
     """Two pacers with engines of their own (two processes) on one database."""
-    clock = FakeClock()
+    clock = SecondsClock()
     engines = [make_engine(fresh_db_url) for _ in range(2)]
     yield [DatabasePacer(e, LIMITS, namespace="1:", clock=clock) for e in engines], clock
     for e in engines:
@@ -132,7 +123,7 @@ async def two_redis_pacers() -> AsyncIterator[Any]:
         if ON_CI:
             pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
         pytest.skip(f"Redis at {REDIS_URL} is unreachable (CI runs these)")
-    clock = FakeClock()
+    clock = SecondsClock()
     namespace = f"aftersales:test:{uuid.uuid4().hex[:8]}:"
     pacers = [
         RedisPacer.from_url(REDIS_URL, LIMITS, namespace=namespace, clock=clock) for _ in range(2)
@@ -159,7 +150,7 @@ async def test_a_flood_wait_in_redis_holds_the_other_process(two_redis_pacers: A
 
 def test_the_pace_is_kept_where_the_processes_meet(tmp_path: Any) -> None:
     def settings(**kw: Any) -> Settings:
-        return Settings(_env_file=None, telegram_token="42:secret", **kw)  # type: ignore[call-arg]
+        return Settings(_env_file=None, telegram_token="42:secret", **kw)
 
     sqlite = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
     assert isinstance(build_pacer(settings(), LIMITS, engine=sqlite), LocalPacer)

@@ -12,31 +12,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests import test_panel_http as base
-from tests.test_panel_http import PASSWORD, Panel, make_case
-from tickets.auth import agent_for_token, create_agent
-from tickets.models import Agent, ApiToken, Attachment, AuditEntry, Role, Ticket, utcnow
+from tests.conftest import Panel, admin_panel, logged_in
+from tests.factories import PASSWORD, make_case
+from tickets.auth import agent_for_token
+from tickets.models import Agent, ApiToken, Attachment, AuditEntry, Ticket, utcnow
 from tickets.service import Context
-
-panel_app = base.panel_app
-alice = base.alice
-ctx = base.ctx
-
-
-def _as(panel_app: Any, username: str) -> Panel:
-    p = Panel(panel_app)
-    assert p.login(username).status_code == 303
-    return p
-
-
-def _admin(panel_app: Any, sessions: sessionmaker[Session]) -> Panel:
-    with sessions() as s:
-        boss = create_agent(
-            session=s, username="boss", role=Role.admin, password=PASSWORD, now=utcnow()
-        )
-        boss.language = "en"
-        s.commit()
-    return _as(panel_app, "boss")
 
 
 def test_admin_pages_are_for_admins_and_read_only_for_leads(
@@ -44,7 +24,7 @@ def test_admin_pages_are_for_admins_and_read_only_for_leads(
 ) -> None:
     for url in ("/panel/admin", "/panel/admin/policy", "/panel/admin/scripts"):
         assert alice.get(url).status_code == 403, url
-    lena = _as(panel_app, "lena")
+    lena = logged_in(panel_app, "lena")
     page = lena.get("/panel/admin")
     assert page.status_code == 200
     assert "Read-only" in page.text
@@ -62,7 +42,7 @@ def test_admin_pages_are_for_admins_and_read_only_for_leads(
 def test_an_admin_creates_changes_and_deactivates_agents(
     panel_app: Any, sessions: sessionmaker[Session]
 ) -> None:
-    boss = _admin(panel_app, sessions)
+    boss = admin_panel(panel_app, sessions)
     page = boss.get("/panel/admin")
     assert 'id="new-agent"' in page.text
     # Problems next to their fields.
@@ -123,7 +103,7 @@ def test_an_admin_creates_changes_and_deactivates_agents(
 def test_an_api_token_is_shown_once_and_can_be_revoked(
     panel_app: Any, sessions: sessionmaker[Session]
 ) -> None:
-    boss = _admin(panel_app, sessions)
+    boss = admin_panel(panel_app, sessions)
     r = boss.post("/panel/admin/tokens", {"username": "bob", "name": "ERP sync"})
     assert r.status_code == 200
     assert r.headers["cache-control"] == "no-store"
@@ -157,7 +137,7 @@ def test_an_api_token_is_shown_once_and_can_be_revoked(
 
 
 def test_the_policy_and_the_script_library_read_only(panel_app: Any) -> None:
-    lena = _as(panel_app, "lena")
+    lena = logged_in(panel_app, "lena")
     page = lena.get("/panel/admin/policy")
     assert page.status_code == 200
     for section in ("sla-targets", "calendars", "routing", "policy-eligibility", "policy-risk"):
@@ -236,9 +216,9 @@ def test_the_evidence_bundle_holds_the_timeline_and_the_photos(
 def test_an_admin_resetting_a_password_ends_that_agents_sessions(
     panel_app: Any, sessions: sessionmaker[Session]
 ) -> None:
-    boss = _admin(panel_app, sessions)
-    alice_laptop, alice_phone = _as(panel_app, "alice"), _as(panel_app, "alice")
-    bob = _as(panel_app, "bob")
+    boss = admin_panel(panel_app, sessions)
+    alice_laptop, alice_phone = logged_in(panel_app, "alice"), logged_in(panel_app, "alice")
+    bob = logged_in(panel_app, "bob")
     with sessions() as s:
         alice_id = s.scalar(select(Agent.id).where(Agent.username == "alice"))
         boss_id = s.scalar(select(Agent.id).where(Agent.username == "boss"))
@@ -254,7 +234,7 @@ def test_an_admin_resetting_a_password_ends_that_agents_sessions(
     assert Panel(panel_app).login("alice", "a brand new secret").status_code == 303
     # Nobody else's session is touched; an admin resetting their own keeps the one in use.
     assert bob.get("/panel").status_code == 200
-    other_boss_tab = _as(panel_app, "boss")
+    other_boss_tab = logged_in(panel_app, "boss")
     r = boss.post(
         f"/panel/admin/agents/{boss_id}",
         {"role": "admin", "active": "1", "password": "the boss's new secret"},

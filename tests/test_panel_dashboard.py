@@ -9,63 +9,21 @@ import re
 from typing import Any
 
 from openpyxl import load_workbook
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests import test_panel_http as base
-from tests.test_panel_http import Panel, _diff, act, counting, make_case
-from tickets.models import Ticket
+from tests.conftest import Panel, counting, logged_in, query_diff
+from tests.factories import dashboard_cases, make_case
 from tickets.service import Context
-
-panel_app = base.panel_app
-alice = base.alice
-ctx = base.ctx
-
-
-def _lena(panel_app: Any) -> Panel:
-    lena = Panel(panel_app)
-    assert lena.login("lena").status_code == 303
-    return lena
-
-
-def _shop(sessions: sessionmaker[Session], ctx: Context, n: int = 3) -> list[str]:
-    """n returns of socks (two of them refunded and rated), one refund-only of tea."""
-    made = []
-    for i in range(n):
-        who = {"name": f"顾客{i}", "phone": f"1380000{i:04d}", "telegram_user_id": 8000 + i}
-        made.append(make_case(sessions, ctx, f"D{i}", customer=who))
-    who = {"name": "茶客", "phone": "13999990000", "telegram_user_id": 8999}
-    tea = make_case(
-        sessions,
-        ctx,
-        "DT",
-        kind="refund_only",
-        reason="changed_mind",
-        items=(("TEA", 1),),
-        customer=who,
-        order_status="paid",
-    )
-    for number in made[:2]:
-        act(sessions, ctx, number, "approve")
-        act(sessions, ctx, number, "mark_received")
-        act(sessions, ctx, number, "inspect")
-        act(sessions, ctx, number, "propose_refund")
-        act(sessions, ctx, number, "approve_refund")
-        act(sessions, ctx, number, "issue_refund")
-    with sessions() as s:
-        for number, score in zip(made[:2], (5, 3), strict=False):
-            s.execute(update(Ticket).where(Ticket.number == number).values(satisfaction=score))
-        s.commit()
-    return [*made, tea]
 
 
 def test_the_dashboard_draws_every_chart_for_leads_only(
     panel_app: Any, alice: Panel, sessions: sessionmaker[Session], ctx: Context
 ) -> None:
-    _shop(sessions, ctx)
+    dashboard_cases(sessions, ctx)
     assert alice.get("/panel/dashboard").status_code == 403
     assert alice.get("/panel/dashboard/export/reasons?format=csv").status_code == 403
-    lena = _lena(panel_app)
+    lena = logged_in(panel_app, "lena")
     page = lena.get("/panel/dashboard?days=7")
     assert page.status_code == 200, page.text
     for name in ("cases", "reasons", "sla", "resolve", "refunds", "satisfaction", "products"):
@@ -86,8 +44,8 @@ def test_the_dashboard_draws_every_chart_for_leads_only(
 def test_each_chart_exports_as_csv_and_xlsx(
     panel_app: Any, sessions: sessionmaker[Session], ctx: Context
 ) -> None:
-    _shop(sessions, ctx)
-    lena = _lena(panel_app)
+    dashboard_cases(sessions, ctx)
+    lena = logged_in(panel_app, "lena")
     r = lena.get("/panel/dashboard/export/reasons?days=30&format=csv")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/csv")
@@ -115,8 +73,8 @@ def test_each_chart_exports_as_csv_and_xlsx(
 def test_the_dashboard_costs_the_same_queries_whatever_the_volume(
     panel_app: Any, sessions: sessionmaker[Session], ctx: Context, engine: Engine
 ) -> None:
-    _shop(sessions, ctx, n=1)
-    lena = _lena(panel_app)
+    dashboard_cases(sessions, ctx, n=1)
+    lena = logged_in(panel_app, "lena")
     lena.get("/panel/dashboard")
     with counting(engine) as few:
         assert lena.get("/panel/dashboard").status_code == 200
@@ -126,4 +84,4 @@ def test_the_dashboard_costs_the_same_queries_whatever_the_volume(
     with counting(engine) as many:
         page = lena.get("/panel/dashboard")
     assert re.search(r"11 cases|12 cases", page.text)
-    assert len(many) == len(few), _diff(few, many)
+    assert len(many) == len(few), query_diff(few, many)

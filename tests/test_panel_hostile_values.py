@@ -11,12 +11,9 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests import test_panel_http as base
-from tests.test_panel_http import Panel, make_case
+from tests.conftest import Panel
+from tests.factories import make_case
 from tickets.service import Context
-
-panel_app = base.panel_app
-ctx = base.ctx
 
 HOSTILE = [
     "9" * 25,  # beyond any INTEGER column

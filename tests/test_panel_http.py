@@ -5,191 +5,28 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.panel import install_panel
 from api.panel.auth import COOKIE, current_panel_agent
-from tests.conftest import order_json
+from tests.conftest import Panel, case_numbers, counting, query_diff
+from tests.factories import PASSWORD, act, case_row, customer_json, make_case
 from tickets.auth import create_agent
-from tickets.config import Policy
 from tickets.models import Agent, Attachment, PanelSession, Role, Throttle, Ticket, utcnow
-from tickets.orders import upsert_order
-from tickets.schemas import ActionRequest, OrderIn, TicketCreate
 from tickets.service import (
-    SYSTEM,
-    Actor,
     Context,
     add_customer_message,
-    open_case,
-    perform_action,
 )
 from tickets.settings import Settings
 
-PASSWORD = "correct horse battery"
-PEOPLE = (
-    ("alice", Role.agent, "service", "Alice"),
-    ("bob", Role.agent, "finance", "Bob"),
-    ("lena", Role.lead, "service", "Lena"),
-)
-
 # The throttle's default (AFTERSALES_PANEL_MAX_FAILED_LOGINS).
 MAX_FAILED_LOGINS = Settings.model_fields["panel_max_failed_logins"].default
-
-
-# ---------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture
-def panel_app(settings: Any, engine: Engine, sessions: sessionmaker[Session], scripts: Any) -> Any:
-    from api.app import create_app
-
-    app = create_app(settings, engine=engine, sessions=sessions, scripts=scripts)
-    install_panel(app)
-    with sessions() as s:
-        for name, role, group, display in PEOPLE:
-            agent = create_agent(
-                session=s,
-                username=name,
-                role=role,
-                group=group,
-                password=PASSWORD,
-                display_name=display,
-                now=utcnow(),
-            )
-            agent.language = "en"
-        s.commit()
-    return app
-
-
-class Panel:
-    """A browser's cookie jar on the panel, logged in as one agent."""
-
-    def __init__(
-        self,
-        app: Any,
-        base_url: str = "http://testserver",
-        client: tuple[str, int] = ("testclient", 50000),
-    ) -> None:
-        self.client = TestClient(app, base_url=base_url, follow_redirects=False, client=client)
-        self.csrf = ""
-
-    def login(self, username: str, password: str = PASSWORD) -> Any:
-        page = self.client.get("/panel/login")
-        token = re.search(r'name="login_token" value="([^"]+)"', page.text)
-        assert token, page.text
-        r = self.client.post(
-            "/panel/login",
-            data={
-                "username": username,
-                "password": password,
-                "login_token": token.group(1),
-                "lang": "en",
-            },
-        )
-        if r.status_code == 303:
-            self.refresh_csrf()
-        return r
-
-    def refresh_csrf(self) -> None:
-        home = self.client.get("/panel")
-        assert home.status_code == 200, home.text
-        found = re.search(r'<meta name="csrf-token" content="([^"]+)">', home.text)
-        assert found
-        self.csrf = found.group(1)
-
-    def get(self, url: str, **kw: Any) -> Any:
-        return self.client.get(url, **kw)
-
-    def post(self, url: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:
-        return self.client.post(url, data={"csrf_token": self.csrf, **(data or {})}, **kw)
-
-
-@pytest.fixture
-def alice(panel_app: Any) -> Panel:
-    p = Panel(panel_app)
-    assert p.login("alice").status_code == 303
-    return p
-
-
-@pytest.fixture
-def ctx(scripts: Any) -> Context:
-    return Context(policy=Policy(), now=utcnow(), tz=ZoneInfo("Asia/Shanghai"), scripts=scripts)
-
-
-def make_case(
-    sessions: sessionmaker[Session],
-    ctx: Context,
-    order_no: str,
-    *,
-    kind: str = "return_refund",
-    reason: str = "size_fit",
-    items: tuple[tuple[str, int], ...] = (("SOCKS", 2),),
-    customer: dict[str, Any] | None = None,
-    channel: str = "telegram",
-    order_status: str = "delivered",
-) -> str:
-    # Recent dates, so the no-reason return window is open whenever the test runs.
-    day = timedelta(days=1)
-    data = order_json(
-        order_no,
-        placed_at=(ctx.now - 5 * day).isoformat(),
-        paid_at=(ctx.now - 5 * day).isoformat(),
-        shipped_at=(ctx.now - 4 * day).isoformat(),
-        delivered_at=(ctx.now - 2 * day).isoformat(),
-    )
-    if order_status == "paid":
-        data.update(status="paid", shipped_at=None, delivered_at=None)
-    if customer is not None:
-        data["customer"] = customer
-    with sessions() as s:
-        upsert_order(session=s, data=OrderIn.model_validate(data), now=ctx.now)
-        ticket = open_case(
-            session=s,
-            request=TicketCreate.model_validate(
-                {
-                    "order_no": order_no,
-                    "kind": kind,
-                    "reason": reason,
-                    "items": [{"sku": sku, "quantity": q} for sku, q in items],
-                    "channel": channel,
-                    "description": "too small",
-                }
-            ),
-            actor=SYSTEM,
-            ctx=ctx,
-        )
-        s.commit()
-        return ticket.number
-
-
-def act(sessions: sessionmaker[Session], ctx: Context, number: str, action: str, **kw: Any) -> None:
-    with sessions() as s:
-        agent = s.scalar(select(Agent).where(Agent.username == "lena"))
-        perform_action(
-            session=s,
-            number=number,
-            request=ActionRequest(action=action, **kw),
-            actor=Actor("agent", agent),
-            ctx=ctx,
-        )
-        s.commit()
-
-
-def case_row(sessions: sessionmaker[Session], number: str) -> Ticket:
-    with sessions() as s:
-        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
-        assert ticket is not None
-        return ticket
 
 
 def version_on(page: str) -> int:
@@ -355,7 +192,7 @@ def test_known_and_unknown_names_are_throttled_alike(
     panel_app: Any, sessions: sessionmaker[Session]
 ) -> None:
     known, unknown = Panel(panel_app), Panel(panel_app)
-    answers = {"alice": [], "nobody-here": []}
+    answers: dict[str, list[Any]] = {"alice": [], "nobody-here": []}
     for name, p in (("alice", known), ("nobody-here", unknown)):
         for attempt in range(MAX_FAILED_LOGINS + 1):
             if attempt == MAX_FAILED_LOGINS:
@@ -489,16 +326,12 @@ def test_an_agent_is_refused_a_leads_action_on_the_server(
 # ---------------------------------------------------------------- queues
 
 
-def _numbers(page: str) -> list[str]:
-    return re.findall(r'<tr data-case="([^"]+)"', page)
-
-
 def test_queues_filters_and_search(
     alice: Panel, sessions: sessionmaker[Session], ctx: Context
 ) -> None:
-    li = {"name": "李雷", "phone": "13800138000", "telegram_user_id": 5001}
-    han = {"name": "韩梅梅", "phone": "13900139000", "telegram_user_id": 5002}
-    lily = {"name": "李莉", "phone": "13700137000", "telegram_user_id": 5003}
+    li = customer_json()
+    han = customer_json("韩梅梅", "13900139000", 5002)
+    lily = customer_json("李莉", "13700137000", 5003)
     a = make_case(sessions, ctx, "Q1", customer=li)
     b = make_case(sessions, ctx, "Q2", kind="exchange", customer=han, channel="phone")
     c = make_case(sessions, ctx, "Q3", kind="complaint", reason="service", items=(), customer=lily)
@@ -506,50 +339,51 @@ def test_queues_filters_and_search(
 
     every = alice.get("/panel?queue=all")
     assert every.status_code == 200
-    assert _numbers(every.text) == [c, b, a]  # newest first
-    assert _numbers(alice.get("/panel?queue=waiting").text) == [b]
-    assert _numbers(alice.get("/panel?queue=unassigned").text) == [c, b, a]
-    assert _numbers(alice.get("/panel?queue=mine").text) == []
-    assert _numbers(alice.get("/panel?queue=all&kind=exchange").text) == [b]
-    assert _numbers(alice.get("/panel?queue=all&channel=phone").text) == [b]
-    assert _numbers(alice.get("/panel?queue=all&status=submitted").text) == [c, a]
+    assert case_numbers(every.text) == [c, b, a]  # newest first
+    assert case_numbers(alice.get("/panel?queue=waiting").text) == [b]
+    assert case_numbers(alice.get("/panel?queue=unassigned").text) == [c, b, a]
+    assert case_numbers(alice.get("/panel?queue=mine").text) == []
+    assert case_numbers(alice.get("/panel?queue=all&kind=exchange").text) == [b]
+    assert case_numbers(alice.get("/panel?queue=all&channel=phone").text) == [b]
+    assert case_numbers(alice.get("/panel?queue=all&status=submitted").text) == [c, a]
     # A filter outside the queue gives nothing, never a wider list.
-    assert _numbers(alice.get("/panel?queue=waiting&status=submitted").text) == []
+    assert case_numbers(alice.get("/panel?queue=waiting&status=submitted").text) == []
 
     # Take a case: it moves from unassigned to mine; the counts follow.
     r = alice.post(f"/panel/cases/{a}/take", {"version": case_row(sessions, a).version})
     assert r.status_code == 303
     mine = alice.get("/panel?queue=mine")
-    assert _numbers(mine.text) == [a]
+    assert case_numbers(mine.text) == [a]
     assert re.search(r'data-queue-count="mine">1<', mine.text)
     assert re.search(r'data-queue-count="unassigned">2<', mine.text)
     assert re.search(r'data-queue-count="all">3<', mine.text)
-    assert _numbers(alice.get("/panel?queue=all&assignee=alice").text) == [a]
-    assert _numbers(alice.get("/panel?queue=all&assignee=none").text) == [c, b]
+    assert case_numbers(alice.get("/panel?queue=all&assignee=alice").text) == [a]
+    assert case_numbers(alice.get("/panel?queue=all&assignee=none").text) == [c, b]
 
     # Search: a case number opens it; an order number, a phone, a name filter.
     r = alice.get(f"/panel?q={a.lower()}")
     assert (r.status_code, r.headers["location"]) == (303, f"/panel/cases/{a}")
-    assert _numbers(alice.get("/panel?queue=all&q=Q2").text) == [b]
-    assert _numbers(alice.get("/panel?queue=all&q=13700137000").text) == [c]
-    assert _numbers(alice.get("/panel?queue=all&q=韩梅").text) == [b]
+    assert case_numbers(alice.get("/panel?queue=all&q=Q2").text) == [b]
+    assert case_numbers(alice.get("/panel?queue=all&q=13700137000").text) == [c]
+    assert case_numbers(alice.get("/panel?queue=all&q=韩梅").text) == [b]
     ambiguous = alice.get("/panel?queue=all&q=李")
-    assert _numbers(ambiguous.text) == []
+    assert case_numbers(ambiguous.text) == []
     assert "Several customers match" in ambiguous.text
     picks = re.findall(r"customer=(\d+)", ambiguous.text)
     assert len(set(picks)) == 2
-    assert len(_numbers(alice.get(f"/panel?queue=all&customer={picks[0]}").text)) == 1
+    assert len(case_numbers(alice.get(f"/panel?queue=all&customer={picks[0]}").text)) == 1
     assert "No cases here" in alice.get("/panel?queue=all&q=nobody-like-this").text
     # Words from the conversation find the case (a tracking number pasted in a message).
     with sessions() as s:
         ticket = s.scalar(select(Ticket).where(Ticket.number == c))
+        assert ticket is not None
         add_customer_message(session=s, ticket=ticket, text="快递单号 SF1234567 一直没动", ctx=ctx)
         s.commit()
-    assert _numbers(alice.get("/panel?queue=all&q=SF1234567").text) == [c]
+    assert case_numbers(alice.get("/panel?queue=all&q=SF1234567").text) == [c]
     # The partial the page polls holds just the rows.
     partial = alice.get("/panel?queue=all&partial=1")
     assert "<html" not in partial.text
-    assert _numbers(partial.text) == [c, b, a]
+    assert case_numbers(partial.text) == [c, b, a]
 
 
 def test_queue_pages_are_keyset_paginated(
@@ -563,7 +397,7 @@ def test_queue_pages_are_keyset_paginated(
     url = "/panel?queue=all"
     while url:
         page = alice.get(url)
-        seen += _numbers(page.text)
+        seen += case_numbers(page.text)
         nxt = re.search(r'href="(/panel\?[^"]*cursor=[^"]+)" class="button" rel="next"', page.text)
         url = nxt.group(1).replace("&amp;", "&") if nxt else ""
     assert seen == list(reversed(made))
@@ -738,27 +572,6 @@ def test_language_is_remembered_on_the_agent(alice: Panel, sessions: sessionmake
 # ---------------------------------------------------------------- bounded queries
 
 
-@contextmanager
-def counting(engine: Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(args[2])
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
-def _diff(few: list[str], many: list[str]) -> str:
-    def short(statements: list[str]) -> list[str]:
-        return [" ".join(q.split())[:150] for q in statements]
-
-    return "\n".join(["-- few:", *short(few), "-- many:", *short(many)])
-
-
 def test_the_queue_costs_the_same_queries_for_3_rows_or_30(
     alice: Panel, sessions: sessionmaker[Session], ctx: Context, engine: Engine
 ) -> None:
@@ -767,7 +580,7 @@ def test_the_queue_costs_the_same_queries_for_3_rows_or_30(
     act(sessions, ctx, number, "assign", assignee="bob")
     alice.get("/panel?queue=all")  # warm: nothing first-time-only in the measure
     with counting(engine) as few:
-        assert len(_numbers(alice.get("/panel?queue=all").text)) == 3
+        assert len(case_numbers(alice.get("/panel?queue=all").text)) == 3
     for i in range(3, 30):
         number = make_case(
             sessions, ctx, f"N{i}", kind="refund_only", reason="changed_mind", order_status="paid"
@@ -780,9 +593,9 @@ def test_the_queue_costs_the_same_queries_for_3_rows_or_30(
             act(sessions, ctx, number, "propose_refund")
     with counting(engine) as many:
         page = alice.get("/panel?queue=all").text
-    assert len(_numbers(page)) == 30
+    assert len(case_numbers(page)) == 30
     assert page.count("refund</div>") == 5  # the amount of a proposed refund, when there is one
-    assert len(many) == len(few), _diff(few, many)
+    assert len(many) == len(few), query_diff(few, many)
     assert len(many) <= 15
 
 
@@ -799,4 +612,4 @@ def test_the_workspace_queries_do_not_grow_with_the_conversation(
         assert alice.post(f"{url}/reply", {"text": f"note {i}", "internal": "1"}).status_code == 303
     with counting(engine) as many:
         assert alice.get(url).status_code == 200
-    assert len(many) == len(few), _diff(few, many)
+    assert len(many) == len(few), query_diff(few, many)

@@ -11,16 +11,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests import test_panel_http as base
-from tests.conftest import order_json
-from tests.test_panel_admin import _admin
-from tests.test_panel_http import Panel, act, make_case
+from tests.conftest import Panel, admin_panel
+from tests.factories import act, make_case, order_json
 from tickets.models import Agent, ApiToken, Order, Refund, Ticket
 from tickets.service import Context
-
-panel_app = base.panel_app
-alice = base.alice
-ctx = base.ctx
 
 
 def test_a_case_whose_order_no_longer_adds_up_stays_readable(
@@ -76,7 +70,7 @@ def test_a_live_refund_is_withdrawn_from_the_page_and_closing_lets_it_go(
 def test_an_admin_gives_a_token_the_orders_scope(
     panel_app: Any, sessions: sessionmaker[Session]
 ) -> None:
-    boss = _admin(panel_app, sessions)
+    boss = admin_panel(panel_app, sessions)
     r = boss.post("/panel/admin/tokens", {"username": "bob", "name": "ERP", "scope": "orders"})
     assert r.status_code == 200
     found = re.search(r'id="token-value">([^<]+)<', r.text)

@@ -12,25 +12,13 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests import test_panel_http as base
-from tests.conftest import order_json
-from tests.test_panel_http import Panel, _diff, _numbers, act, case_row, counting, make_case
+from tests.conftest import Panel, case_numbers, counting, logged_in, query_diff
+from tests.factories import PASSWORD, act, case_row, make_case, order_json
 from tickets.auth import create_agent
 from tickets.models import Agent, Event, Role, SlaClock, Ticket, utcnow
 from tickets.orders import upsert_order
 from tickets.schemas import OrderIn
 from tickets.service import Context
-
-# The shared fixtures of the panel's HTTP tests.
-panel_app = base.panel_app
-alice = base.alice
-ctx = base.ctx
-
-
-def _lena(panel_app: Any) -> Panel:
-    lena = Panel(panel_app)
-    assert lena.login("lena").status_code == 303
-    return lena
 
 
 def _set_clocks(sessions: sessionmaker[Session], number: str, due_in: timedelta) -> None:
@@ -72,18 +60,18 @@ def test_breaching_soon_and_overdue_queues_with_counts(
     _set_clocks(sessions, late, timedelta(minutes=-10))
     page = alice.get("/panel?queue=breaching")
     assert page.status_code == 200
-    assert _numbers(page.text) == [soon]
+    assert case_numbers(page.text) == [soon]
     assert _count(page.text, "breaching") == 1
     assert _count(page.text, "overdue") == 1
     assert "Breaching soon" in page.text
-    assert _numbers(alice.get("/panel?queue=overdue").text) == [late]
+    assert case_numbers(alice.get("/panel?queue=overdue").text) == [late]
     # Due in 90 minutes is not "soon" with the default 60 ...
     _set_clocks(sessions, soon, timedelta(minutes=90))
-    assert _numbers(alice.get("/panel?queue=breaching").text) == []
+    assert case_numbers(alice.get("/panel?queue=breaching").text) == []
     # ... and is with a shop setting of 120 (read when present; the core Settings may add it).
-    settings = alice.client.app.state.settings
+    settings = alice.client.app.state.settings  # type: ignore[attr-defined]  # a FastAPI app
     monkeypatch.setitem(settings.__dict__, "panel_breaching_soon_minutes", 120)
-    assert _numbers(alice.get("/panel?queue=breaching").text) == [soon]
+    assert case_numbers(alice.get("/panel?queue=breaching").text) == [soon]
     # A clock the customer runs (shipping the return) is not the shop's lateness.
     act(sessions, ctx, calm, "approve")
     with sessions() as s:
@@ -96,7 +84,7 @@ def test_breaching_soon_and_overdue_queues_with_counts(
             .values(due_at=utcnow() - timedelta(hours=1))
         )
         s.commit()
-    assert calm not in _numbers(alice.get("/panel?queue=overdue").text)
+    assert calm not in case_numbers(alice.get("/panel?queue=overdue").text)
 
 
 def test_risk_and_created_date_filters(
@@ -112,14 +100,14 @@ def test_risk_and_created_date_filters(
             .values(created_at=utcnow() - timedelta(days=10))
         )
         s.commit()
-    assert _numbers(alice.get("/panel?queue=all&risk=high").text) == [risky]
+    assert case_numbers(alice.get("/panel?queue=all&risk=high").text) == [risky]
     today = utcnow().astimezone(ctx.tz).date()
     recent = alice.get(f"/panel?queue=all&created_from={today - timedelta(days=2)}")
-    assert _numbers(recent.text) == [risky]
+    assert case_numbers(recent.text) == [risky]
     before = alice.get(f"/panel?queue=all&created_to={today - timedelta(days=5)}")
-    assert _numbers(before.text) == [old]
+    assert case_numbers(before.text) == [old]
     # Nonsense dates are ignored, not a 500.
-    assert len(_numbers(alice.get("/panel?queue=all&created_from=yesterday").text)) == 2
+    assert len(case_numbers(alice.get("/panel?queue=all&created_from=yesterday").text)) == 2
     # The filter survives paging and the poll: it is in the page's links.
     assert "risk=high" in alice.get("/panel?queue=all&risk=high").text
 
@@ -135,15 +123,15 @@ def test_the_queue_with_new_filters_costs_the_same_queries_for_3_rows_or_30(
         s.commit()
     alice.get(url)
     with counting(engine) as few:
-        assert len(_numbers(alice.get(url).text)) == 3
+        assert len(case_numbers(alice.get(url).text)) == 3
     for i in range(3, 30):
         make_case(sessions, ctx, f"F{i}")
     with sessions() as s:
         s.execute(update(SlaClock).values(due_at=utcnow() + timedelta(minutes=20)))
         s.commit()
     with counting(engine) as many:
-        assert len(_numbers(alice.get(url).text)) == 30
-    assert len(many) == len(few), _diff(few, many)
+        assert len(case_numbers(alice.get(url).text)) == 30
+    assert len(many) == len(few), query_diff(few, many)
 
 
 # ---------------------------------------------------------------- opening a case by hand
@@ -254,7 +242,7 @@ def test_only_a_lead_may_open_a_case_as_an_exception_to_policy(
     r = alice.post("/panel/cases/new", {**late, "override_policy": "1"})
     assert r.status_code == 403
     assert "override_policy" in _errors_for(r.text)
-    lena = _lena(panel_app)
+    lena = logged_in(panel_app, "lena")
     assert 'name="override_policy"' in lena.get("/panel/cases/new").text
     r = lena.post("/panel/cases/new", {**late, "override_policy": "1"})
     assert r.status_code == 303, r.text
@@ -338,7 +326,7 @@ def test_round_robin_skips_agents_who_are_away(
             username="carol",
             role=Role.agent,
             group="service",
-            password=base.PASSWORD,
+            password=PASSWORD,
             now=utcnow(),
         )
         carol.away = True
@@ -347,13 +335,13 @@ def test_round_robin_skips_agents_who_are_away(
     assert {case_row(sessions, n).group for n in made} == {"service"}
     # An agent may not share out cases.
     assert alice.post("/panel/assign/round-robin").status_code == 403
-    lena = _lena(panel_app)
+    lena = logged_in(panel_app, "lena")
     assert 'id="auto-assign"' in lena.get("/panel?queue=unassigned").text
     r = lena.post("/panel/assign/round-robin", {"back": "/panel?queue=unassigned"})
     assert r.status_code == 200, r.text
     assert "4 done, 0 refused." in r.text
     with sessions() as s:
-        names = dict(s.execute(select(Agent.id, Agent.username)).all())
+        names: dict[int | None, str] = dict(s.execute(select(Agent.id, Agent.username)).all())
     owners = [names[case_row(sessions, n).assignee_id] for n in made]
     assert sorted(owners) == ["alice", "alice", "lena", "lena"]
     # Another lead's group is not theirs to share out.

@@ -29,7 +29,7 @@ from tests.fakes.bot_api import TOKEN, FakeBotApi
 from tests.fakes.checks import count, pending_outbox
 from tests.fakes.customers import photo_bytes
 from tests.fakes.serve import Serve
-from tests.test_bot_fakes import BOT_TOKEN, FakeSession
+from tests.fakes.telegram import BOT_TOKEN, FakeSession
 from tickets.db import upgrade
 
 # No database call on the event loop (tickets/db.py): the store is written in threads.
@@ -181,10 +181,11 @@ async def test_a_new_poller_resumes_what_a_killed_one_left_stored_each_once(
     await first.until(lambda: fake.unconfirmed() == 0)  # Telegram has let go of all four
     await first.until_stored(3)  # b1, handled, has left the store
     # Killed: its tasks end where they are, nothing more is written, nothing confirmed.
-    tasks = [first.task, *first.poller._drains.values()]
-    for task in tasks:
+    tasks: list[asyncio.Task[None]] = []
+    for task in (first.task, *first.poller._drains.values()):
         assert task is not None
         task.cancel()
+        tasks.append(task)
     await asyncio.gather(*tasks, return_exceptions=True)
     await first.bot.session.close()
     assert await first.stored() == 3  # a1 cut short, a2 and a3 never started

@@ -46,7 +46,7 @@ def test_two_workers_keep_thirty_a_second_together(fresh_db_url: str, tmp_path: 
             for chat in range(CHATS)
         )
     engine.dispose()
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         database_url=fresh_db_url, telegram_token=TOKEN, media_dir=tmp_path, _env_file=None
     )
     # Small batches: both workers keep claiming while the other sends.

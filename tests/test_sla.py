@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import order_json
+from tests.factories import order_json
 from tickets.auth import create_agent
 from tickets.config import Policy
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
@@ -179,6 +179,7 @@ def test_a_return_walks_through_every_clock(world: World) -> None:
     assert clocks["customer_reply"] == ("running", at("26 14:00"))  # 72 h
     with world.sessions() as s:
         ticket = s.scalar(select(Ticket).where(Ticket.number == n))
+        assert ticket is not None
         add_customer_message(session=s, ticket=ticket, text="照片已上传", ctx=world.ctx("24 10:00"))
         s.commit()
     clocks = world.clocks(n)
@@ -276,7 +277,9 @@ def test_one_bad_clock_does_not_stop_the_sweep(world: World) -> None:
     world.sweep("23 12:01")
     with world.sessions() as s:
         # A priority nobody knows makes escalating case a fail.
-        s.scalar(select(Ticket).where(Ticket.number == a)).priority = "weird"
+        weird = s.scalar(select(Ticket).where(Ticket.number == a))
+        assert weird is not None
+        weird.priority = "weird"
         s.commit()
     report = world.sweep("23 13:05")
     assert "1 escalated" in report and "1 failed" in report
@@ -392,6 +395,7 @@ def test_a_case_waiting_for_evidence_keeps_no_shop_clock_running(world: World) -
     # (Tue 10-12, 13:30-18 = 6.5 h, Wed a holiday, Thu 9-12 = 3 h, Thu 13:30 + 2.5 h = 16:00).
     with world.sessions() as s:
         ticket = s.scalar(select(Ticket).where(Ticket.number == n))
+        assert ticket is not None
         add_customer_message(session=s, ticket=ticket, text="照片", ctx=world.ctx("24 10:00"))
         s.commit()
     clocks = world.clocks(n)

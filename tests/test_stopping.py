@@ -16,9 +16,9 @@ from api.cli import main
 from api.processes import Refused, check_workers, hold_sqlite_lock
 from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.i18n import Texts
-from tests.conftest import NOW
-from tests.test_bot_delivery import Clock, queue, row
-from tests.test_bot_fakes import BOT_TOKEN, FakeSession
+from tests.factories import NOW, outbox_row, queue
+from tests.fakes.clock import Clock
+from tests.fakes.telegram import BOT_TOKEN, FakeSession
 
 # Two messages a second for the bot: the second and third chats wait for their slot.
 SLOW = DeliveryConfig(rate_per_second=2, per_chat_interval=0.0, group_interval=0.0)
@@ -62,9 +62,9 @@ async def test_a_stopping_worker_gives_back_the_rows_it_has_not_sent(
     report = await asyncio.wait_for(run, timeout=10)
     assert report.sent == 1 and [m.text for m in fake.sent()] == ["one"]
     assert worker.release_unsent() == 2
-    assert row(sessions, first).status == "sent"
+    assert outbox_row(sessions, first).status == "sent"
     for ident in (second, third):
-        back = row(sessions, ident)
+        back = outbox_row(sessions, ident)
         # Due now, its claim undone: not left to its 300 s lease.
         assert (back.status, back.next_attempt_at, back.attempts) == ("pending", NOW, 0)
     assert (await worker.run_once()).claimed == 0  # a stopping worker claims nothing
@@ -113,7 +113,7 @@ async def test_a_row_on_the_wire_when_the_worker_stops_is_finished_and_recorded(
     answered.set()
     assert (await run).sent == 1
     assert worker.release_unsent() == 0
-    assert row(sessions, ident).status == "sent"
+    assert outbox_row(sessions, ident).status == "sent"
 
 
 def test_serve_refuses_several_processes_on_sqlite(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.test_bot_fakes import jpeg
+from tests.fakes.telegram import jpeg
 from tickets.exceptions import InvalidInput
 from tickets.settings import Settings
 from tickets.storage import AttachmentStore, MediaLimits, MediaRejected, StoredFile, limits_from
