@@ -13,13 +13,13 @@ from itertools import count
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import order_json
 from tickets.config import Policy
-from tickets.exceptions import DomainError
+from tickets.exceptions import DomainError, DuplicateCase
 from tickets.models import utcnow
 from tickets.orders import get_order, upsert_order
 from tickets.quotes import preview_refund, ticket_quote
@@ -53,7 +53,7 @@ def _order(order_no: str, status: str, now: Any) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=30,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -120,7 +120,12 @@ def test_the_preview_is_the_cases_quote(
     if preview is None:
         return  # nothing was promised
     with sessions() as s:
-        ticket = submit(s, kind, reason, items)
+        try:
+            ticket = submit(s, kind, reason, items)
+        except DuplicateCase:
+            # The earlier case already asks for this: the customer is sent to it at submit,
+            # and no refund is opened to compare (the preview is only an estimate).
+            assume(False)
         s.flush()
         quoted = ticket_quote(
             session=s, ticket=ticket, policy=ctx.policy, now=ctx.now, timezone=str(ctx.tz)
