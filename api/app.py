@@ -28,13 +28,13 @@ from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
 from tickets.auth import live_token
-from tickets.config import load_policy
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
+from tickets.messages.outbox import delivered_channels
+from tickets.messages.scripts import bundled_scripts_dir, load_library
 from tickets.models import utcnow
-from tickets.outbox import delivered_channels
-from tickets.scheduled import run_sweep
-from tickets.scripts import bundled_scripts_dir, load_library
+from tickets.policy.rules import load_policy
 from tickets.settings import Settings
+from tickets.sla.sweep import run_sweep
 
 API_PREFIX = "/api/v1"
 # Path prefixes of routes whose bodies are files: they get AFTERSALES_MAX_UPLOAD_BYTES instead
@@ -172,8 +172,8 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     app.state.scripts = scripts
     # The clock every request reads `now` from (tests fix it; nothing else reads the time).
     app.state.clock = overrides.pop("clock", None) or utcnow
-    # The channels something delivers (tickets/outbox.py): from the settings (the bot's token),
-    # or given (a test standing in for a running bot).
+    # The channels something delivers (tickets/messages/outbox.py): from the settings (the bot's
+    # token), or given (a test standing in for a running bot).
     channels = overrides.pop("channels", None)
     app.state.channels = delivered_channels(settings) if channels is None else channels
     # The Telegram bot when a token is set: polling, or the webhook route (bot/runtime.py).

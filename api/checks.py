@@ -8,9 +8,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from tickets.config import load_policy
 from tickets.db import make_engine, schema_is_current
 from tickets.exceptions import InvalidInput
+from tickets.policy.rules import load_policy
 from tickets.settings import DEV_SECRET, Settings
 
 

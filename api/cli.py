@@ -216,7 +216,7 @@ def cmd_create_token(args: argparse.Namespace) -> int:
 
 
 def cmd_import_orders(args: argparse.Namespace) -> int:
-    from tickets.importer import import_orders
+    from tickets.orders.importer import import_orders
 
     settings = _settings()
     sessions = make_sessionmaker(make_engine(settings.database_url))
@@ -264,11 +264,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_scripts_check(args: argparse.Namespace) -> int:
-    from tickets.scripts import LibraryRefused, bundled_scripts_dir, load_library
+    from tickets.messages.scripts import LibraryRefused, bundled_scripts_dir, load_library
 
     settings = _settings()
     try:
-        from tickets.config import load_policy
+        from tickets.policy.rules import load_policy
 
         limits = load_policy(settings.policy_file).script_limits()
         lib = load_library(bundled_scripts_dir(), settings.scripts_dir, limits=limits, verify=False)
@@ -292,10 +292,10 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from api.deps import context_for
-    from tickets.config import load_policy
-    from tickets.outbox import delivered_channels
-    from tickets.scheduled import run_sweep
-    from tickets.scripts import bundled_scripts_dir, load_library
+    from tickets.messages.outbox import delivered_channels
+    from tickets.messages.scripts import bundled_scripts_dir, load_library
+    from tickets.policy.rules import load_policy
+    from tickets.sla.sweep import run_sweep
 
     settings = _settings()
     if args.now:

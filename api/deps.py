@@ -11,9 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from tickets.auth import live_token, token_is_stale, touch_token
+from tickets.context import Actor, Context
 from tickets.db import unit_of_work
 from tickets.models import Agent
-from tickets.service import Actor, Context
 
 # Requests that change nothing: their transaction only reads (tickets/db.py: on SQLite it
 # never takes nor waits for the write lock, and refuses to write).

@@ -14,7 +14,7 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
-from tickets.scripts import ScriptError, UnknownScript
+from tickets.messages.scripts import ScriptError, UnknownScript
 
 # The one map from a domain error to its HTTP status, for the JSON API and the panel alike
 # (the most specific class first).

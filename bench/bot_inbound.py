@@ -47,14 +47,14 @@ from bot.fsm_storage import DatabaseStorage
 from bot.keyboards import ItemCb, KindCb, NavCb, ReasonCb
 from bot.runtime import build_dispatcher
 from bot.threads import UnitOfWorkThreads
-from tickets.config import Policy
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, unit_of_work, upgrade
+from tickets.messages.scripts import bundled_scripts_dir, load_library
 from tickets.models import Customer as CustomerRow
 from tickets.models import FsmRecord, InboundUpdate, OutboxMessage, Ticket
 from tickets.models import Message as MessageRow
-from tickets.orders import upsert_order
+from tickets.orders.store import upsert_order
+from tickets.policy.rules import Policy
 from tickets.schemas import OrderIn
-from tickets.scripts import bundled_scripts_dir, load_library
 from tickets.settings import Settings
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)

@@ -37,11 +37,11 @@ from bench.common import (
     sizes_of,
     vacuum_analyze,
 )
-from tickets.config import Policy
+from tickets.context import Context
 from tickets.db import make_engine, make_sessionmaker
-from tickets.scheduled import run_sweep
-from tickets.scripts import bundled_scripts_dir, load_library
-from tickets.service import Context
+from tickets.messages.scripts import bundled_scripts_dir, load_library
+from tickets.policy.rules import Policy
+from tickets.sla.sweep import run_sweep
 
 OPEN = "status NOT IN ('closed','refunded','resolved','cancelled')"
 

@@ -83,11 +83,12 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from bot import keyboards
 from bot.i18n import Texts
 from bot.pacing import Limits, Pacer, build_pacer
+from tickets.cases.events import record_event
+from tickets.context import SYSTEM
 from tickets.db import unit_of_work
 from tickets.exceptions import InvalidInput
+from tickets.messages.outbox import CARD_TAKEN, notify_agents
 from tickets.models import EventType, OutboxMessage, OutboxWorker, Ticket, utcnow
-from tickets.outbox import CARD_TAKEN, notify_agents
-from tickets.service import SYSTEM, record_event
 from tickets.settings import Settings
 from tickets.storage import AttachmentStore
 
@@ -714,7 +715,7 @@ class DeliveryWorker:
             return keyboards.agent_card(
                 self._agent_text, str(number), public_url=self.settings.public_url
             )
-        # A notice whose script asks for a rating (`asks_rating`, tickets/notices.py).
+        # A notice whose script asks for a rating (`asks_rating`, tickets/messages/notices.py).
         if payload.get("keyboard") == "satisfaction" and row.ticket_id is not None:
             language = str(payload.get("language") or "zh-CN")
 

@@ -1,11 +1,11 @@
 """The one place the bot asks "what may this customer request on this order, and for how much".
 
 Every answer comes from the core, so the bot's menus, the API's 422 and the panel agree: the
-kinds open now and the reasons each allows (tickets.policy.eligible_kinds, in the customer's
-language), the evidence a claim needs (tickets.policy.evidence_needed), the units still free
-(tickets.orders.free_units) and the refund estimate (tickets.quotes.preview_refund: the units
-`open_case` will name, quoted as the case will be). The bot calls nothing else for these
-decisions.
+kinds open now and the reasons each allows (tickets.policy.eligibility.eligible_kinds, in the
+customer's language), the evidence a claim needs (tickets.policy.eligibility.evidence_needed), the
+units still free (tickets.orders.store.free_units) and the refund estimate
+(tickets.refunds.ledger.preview_refund: the units `open_case` will name, quoted as the case will
+be). The bot calls nothing else for these decisions.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from datetime import datetime, tzinfo
 
 from sqlalchemy.orm import Session
 
-from tickets.config import Policy
 from tickets.models import CaseKind, Order
-from tickets.orders import get_order
-from tickets.policy import (
+from tickets.orders.store import get_order
+from tickets.policy.eligibility import (
     ITEM_KINDS,
     EvidenceNeed,
     KindVerdict,
@@ -28,6 +27,7 @@ from tickets.policy import (
     order_facts,
     reasons_for,
 )
+from tickets.policy.rules import Policy
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ _ORDERS = "aftersales.orders"
 
 
 def order_of(session: Session, order_no: str) -> Order:
-    """The order (tickets.orders.get_order), loaded once per unit of work: several steps of one
-    update ask for it, and each load is five queries."""
+    """The order (tickets.orders.store.get_order), loaded once per unit of work: several steps of
+    one update ask for it, and each load is five queries."""
     cache: dict[str, Order] = session.info.setdefault(_ORDERS, {})
     order = cache.get(order_no)
     if order is None:

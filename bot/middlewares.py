@@ -71,12 +71,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import keyboards
 from bot.fsm_storage import BufferedState, DatabaseStorage
 from bot.i18n import Texts
-from bot.identity import resolve_customer
 from bot.media import Media, fetch_media
 from bot.replies import Replies
 from bot.routers.agents import answers_the_bot
 from bot.threads import UnitOfWorkThreads, shared_threads
-from tickets.config import Policy
+from tickets.cases.events import record_event
+from tickets.context import SYSTEM, Context
+from tickets.customers import resolve_customer
 from tickets.exceptions import (
     Conflict,
     DomainError,
@@ -85,6 +86,8 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
+from tickets.messages.outbox import DEFAULT_CHANNELS, delivered_channels
+from tickets.messages.scripts import ScriptLibrary, resolve_language
 from tickets.models import (
     OPEN_STATUSES,
     Agent,
@@ -94,9 +97,7 @@ from tickets.models import (
     Ticket,
     UpdateArrival,
 )
-from tickets.outbox import DEFAULT_CHANNELS, delivered_channels
-from tickets.scripts import ScriptLibrary, resolve_language
-from tickets.service import SYSTEM, Context, record_event
+from tickets.policy.rules import Policy
 from tickets.settings import Settings
 from tickets.storage import AttachmentStore
 

@@ -50,9 +50,9 @@ from bot.polling import Poller
 from bot.routers import agents, customer
 from bot.session import BotSession
 from bot.threads import UnitOfWorkThreads
-from tickets.config import Policy
+from tickets.messages.scripts import ScriptLibrary
 from tickets.models import utcnow
-from tickets.scripts import ScriptLibrary
+from tickets.policy.rules import Policy
 from tickets.settings import Settings
 from tickets.storage import AttachmentStore, limits_from
 

@@ -216,7 +216,7 @@ def settings(tmp_path: Path) -> Any:
 @pytest.fixture(scope="session")
 def scripts() -> Any:
     """The bundled script library, loaded and checked once for the run."""
-    from tickets.scripts import bundled_scripts_dir, load_library
+    from tickets.messages.scripts import bundled_scripts_dir, load_library
 
     return load_library(bundled_scripts_dir())
 
@@ -224,7 +224,7 @@ def scripts() -> Any:
 @pytest.fixture
 def app(settings: Any, engine: Engine, sessions: sessionmaker[Session], scripts: Any) -> Any:
     from api.app import create_app
-    from tickets.outbox import DEFAULT_CHANNELS
+    from tickets.messages.outbox import DEFAULT_CHANNELS
 
     # As when the bot runs: customer messages and agents' cards are queued for it (the bot
     # itself is not started; tests of a desk without one build their app with `channels`).

@@ -19,11 +19,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tickets.auth import create_agent, create_token
-from tickets.config import Policy
+from tickets.cases.lifecycle import perform_action
+from tickets.cases.opening import open_case
+from tickets.context import SYSTEM, Actor, Context
 from tickets.models import Agent, OutboxMessage, Role, Ticket
-from tickets.orders import upsert_order
+from tickets.orders.store import upsert_order
+from tickets.policy.rules import Policy
 from tickets.schemas import ActionRequest, OrderIn, TicketCreate
-from tickets.service import SYSTEM, Actor, Context, open_case, perform_action
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, a Sunday
 SHANGHAI = ZoneInfo("Asia/Shanghai")

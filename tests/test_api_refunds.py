@@ -208,7 +208,7 @@ def test_threshold_promotion_resettles_when_the_shop_says_so(api: Api, app: Any)
     _order(api, promotion_threshold="200.00")
     body = {"items": [{"sku": "JACKET-M", "quantity": 1}], "reason": "no_reason"}
     assert _quote(api, **body).json()["amount"] == "88.36"  # default: the allocation stands
-    from tickets.config import Policy
+    from tickets.policy.rules import Policy
 
     app.state.policy = Policy.model_validate({"refunds": {"resettle_threshold_promotions": True}})
     q = _quote(api, **body).json()

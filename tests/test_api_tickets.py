@@ -389,7 +389,7 @@ def test_reply_and_internal_note(api: Api) -> None:
 
 
 def test_count_is_capped_beyond_the_setting(api: Api, sessions: Any) -> None:
-    from tickets.service import TicketFilters, list_tickets
+    from tickets.cases.queries import TicketFilters, list_tickets
 
     for i in range(4):
         _order(api, order_no=f"K{i}")
@@ -408,11 +408,12 @@ def test_a_customer_cannot_act_on_someone_elses_case(api: Api, sessions: Any, no
 
     from sqlalchemy import select
 
-    from tickets.config import Policy
+    from tickets.cases.lifecycle import perform_action
+    from tickets.context import Actor, Context
     from tickets.exceptions import NotFound
     from tickets.models import Ticket
+    from tickets.policy.rules import Policy
     from tickets.schemas import ActionRequest
-    from tickets.service import Actor, Context, perform_action
 
     _order(api)
     case = api.post(
@@ -465,10 +466,11 @@ def test_a_finished_case_takes_a_rating(api: Api, sessions: Any, now: Any) -> No
 
     from sqlalchemy import select
 
-    from tickets.config import Policy
+    from tickets.cases.conversation import record_satisfaction
+    from tickets.context import Context
     from tickets.exceptions import ActionNotAllowed, InvalidInput
     from tickets.models import Ticket
-    from tickets.service import Context, record_satisfaction
+    from tickets.policy.rules import Policy
 
     _order(api)
     number = api.post(

@@ -18,10 +18,12 @@ from bot.i18n import Texts
 from bot.keyboards import AddressCb, CaseCb, MenuCb, NavCb, RateCb, SlotCb
 from tests.factories import NOW, UTC_ZONE, add_order, case_row, context, open_case_for
 from tests.fakes.telegram import FAST, Customer, FakeSession, buttons_of, texts_of
+from tickets.cases.lifecycle import perform_action
+from tickets.cases.opening import open_case
+from tickets.context import SYSTEM, Actor, Context
+from tickets.messages.scripts import format_moment
 from tickets.models import Event, FsmRecord, OutboxMessage, Ticket
 from tickets.schemas import ActionRequest, TicketCreate
-from tickets.scripts import format_moment
-from tickets.service import SYSTEM, Actor, Context, open_case, perform_action
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
 pytestmark = pytest.mark.usefixtures("db_guard")
@@ -207,7 +209,7 @@ async def test_my_requests_shows_the_deadline_and_a_pickup_is_booked_at_the_orde
     settings: Any,
     scripts: Any,
 ) -> None:
-    from tickets import sla
+    from tickets.sla import clocks as sla
 
     add_order(sessions)
     number = awaiting_return(sessions, scripts)

@@ -40,7 +40,8 @@ from tests.fakes.telegram import (
     texts_of,
     with_delivery,
 )
-from tickets.config import Policy
+from tickets.context import SYSTEM as SYSTEM_ACTOR
+from tickets.context import Context
 from tickets.models import (
     Agent,
     Event,
@@ -52,9 +53,8 @@ from tickets.models import (
     Customer as CustomerRow,
 )
 from tickets.models import Message as MessageRow
-from tickets.scheduled import run_sweep
-from tickets.service import SYSTEM as SYSTEM_ACTOR
-from tickets.service import Context
+from tickets.policy.rules import Policy
+from tickets.sla.sweep import run_sweep
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
 pytestmark = pytest.mark.usefixtures("db_guard")
@@ -296,8 +296,9 @@ async def test_a_case_assigned_in_the_panel_updates_its_cards_in_the_group(
     agents_settings: Any,
     scripts: Any,
 ) -> None:
+    from tickets.cases.lifecycle import perform_action
+    from tickets.context import Actor
     from tickets.schemas import ActionRequest
-    from tickets.service import Actor, perform_action
 
     add_order(sessions)
     add_agent(sessions)
@@ -354,8 +355,9 @@ async def test_a_stranger_pressing_take_it_is_told_to_ask_an_admin(
 async def test_taking_a_finished_case_says_why_not(
     dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
 ) -> None:
+    from tickets.cases.lifecycle import perform_action
+    from tickets.context import SYSTEM
     from tickets.schemas import ActionRequest
-    from tickets.service import SYSTEM, perform_action
 
     add_order(sessions)
     add_agent(sessions)

@@ -21,10 +21,11 @@ from tests.conftest import in_thread
 from tests.factories import NOW, UTC_ZONE, context, order_json, outbox_row, queue
 from tests.fakes.clock import Clock, VirtualTimeLoop
 from tests.fakes.telegram import FAST, FakeSession
+from tickets.cases.opening import open_case
+from tickets.context import SYSTEM
 from tickets.models import Event, OutboxMessage, Ticket
-from tickets.orders import upsert_order
+from tickets.orders.store import upsert_order
 from tickets.schemas import OrderIn, TicketCreate
-from tickets.service import SYSTEM, open_case
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
 pytestmark = pytest.mark.usefixtures("db_guard")

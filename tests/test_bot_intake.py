@@ -31,7 +31,8 @@ from tests.fakes.telegram import (
     jpeg,
     texts_of,
 )
-from tickets.config import Policy
+from tickets.cases.lifecycle import perform_action
+from tickets.context import SYSTEM
 from tickets.models import (
     Customer as CustomerRow,
 )
@@ -47,11 +48,11 @@ from tickets.models import (
 from tickets.models import (
     Message as MessageRow,
 )
-from tickets.orders import get_order, upsert_order
-from tickets.policy import EvidenceNeed
-from tickets.quotes import quote
+from tickets.orders.store import get_order, upsert_order
+from tickets.policy.eligibility import EvidenceNeed
+from tickets.policy.rules import Policy
+from tickets.refunds.ledger import quote
 from tickets.schemas import ActionRequest, OrderIn
-from tickets.service import SYSTEM, perform_action
 from tickets.storage import AttachmentStore
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.

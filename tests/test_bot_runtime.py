@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.runtime import SECRET_HEADER, WEBHOOK_PATH, BotRuntime, build_bot
 from bot.session import BotSession
 from tests.fakes.telegram import BOT_TOKEN, FakeSession
-from tickets.config import Policy
 from tickets.models import InboundUpdate, OutboxMessage
+from tickets.policy.rules import Policy
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
 pytestmark = pytest.mark.usefixtures("db_guard")

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tickets.calendar import (
+from tickets.exceptions import InvalidInput
+from tickets.sla.calendar import (
     WEEKDAYS,
     BusinessCalendar,
     ClockStatus,
@@ -26,7 +27,6 @@ from tickets.calendar import (
     is_working,
     load_calendars,
 )
-from tickets.exceptions import InvalidInput
 
 SH = ZoneInfo("Asia/Shanghai")
 BER = ZoneInfo("Europe/Berlin")

@@ -1,6 +1,6 @@
-"""No message to a customer waits on a channel nothing delivers (tickets/outbox.py): through the
-HTTP app (replies, lifecycle notices, the sweep's reminders) and the panel, on a desk with the
-bot off, with it on, and for web-chat cases (no web chat yet)."""
+"""No message to a customer waits on a channel nothing delivers (tickets/messages/outbox.py):
+through the HTTP app (replies, lifecycle notices, the sweep's reminders) and the panel, on a desk
+with the bot off, with it on, and for web-chat cases (no web chat yet)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from api.deps import context_for
 from tests.conftest import Api
 from tests.factories import NOW, UTC_ZONE, context, order_json
 from tickets.auth import create_agent, create_token
+from tickets.messages.outbox import delivered_channels
 from tickets.models import OutboxMessage, Role, Ticket
-from tickets.outbox import delivered_channels
-from tickets.scheduled import run_sweep
+from tickets.sla.sweep import run_sweep
 
 PASSWORD = "correct horse battery"
 
@@ -271,7 +271,7 @@ def test_the_web_chat_only_has_to_register_its_channel(
 ) -> None:
     """The design the web chat will use: a deliverer registered for "web" makes the channel
     delivered, and a web case's messages then queue there."""
-    from tickets import outbox
+    from tickets.messages import outbox
 
     assert "web" not in delivered_channels(settings)
     monkeypatch.setitem(outbox.DELIVERERS, "web", lambda s: True)
@@ -335,8 +335,9 @@ def test_the_sweep_settles_rows_left_waiting_on_a_channel_nothing_delivers(
     _order(bot_off, "S1", telegram_user_id=5005)
     # Opened while the bot ran (the default context): its notice waits for Telegram.
     with sessions() as s:
+        from tickets.cases.opening import open_case
+        from tickets.context import SYSTEM
         from tickets.schemas import TicketCreate
-        from tickets.service import SYSTEM, open_case
 
         ticket = open_case(
             session=s,

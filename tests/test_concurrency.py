@@ -15,13 +15,15 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import PG_URL, order_json
 from tickets.auth import create_agent
-from tickets.config import Policy
+from tickets.cases.lifecycle import perform_action
+from tickets.cases.opening import open_case
+from tickets.context import Actor, Context
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
 from tickets.exceptions import Conflict
 from tickets.models import Event, Role, Ticket, utcnow
-from tickets.orders import upsert_order
+from tickets.orders.store import upsert_order
+from tickets.policy.rules import Policy
 from tickets.schemas import ActionRequest, OrderIn, TicketCreate
-from tickets.service import Actor, Context, open_case, perform_action
 
 
 def test_two_agents_approve_at_once(fresh_db_url: str, now: datetime) -> None:

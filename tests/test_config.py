@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.conftest import NOW
-from tickets.config import Policy, load_policy
+from tickets.context import Context
 from tickets.exceptions import InvalidInput
+from tickets.policy.rules import Policy, load_policy
 from tickets.self_service import pickup_slots
-from tickets.service import Context
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -305,9 +305,10 @@ def test_every_script_renders_from_a_real_demo_case(demo: DemoShop, scripts: Any
     cannot know (a coupon's expiry, a carrier's last scan...) comes from the samples."""
     from zoneinfo import ZoneInfo
 
-    from tickets.config import Policy
-    from tickets.notices import case_facts, render_for_case
-    from tickets.service import Context, get_ticket
+    from tickets.cases.status import get_ticket
+    from tickets.context import Context
+    from tickets.messages.notices import case_facts, render_for_case
+    from tickets.policy.rules import Policy
 
     session = demo.session
     number = session.scalar(

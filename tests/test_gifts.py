@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from tests.conftest import Api
 from tests.factories import order_json, write_csv, write_xlsx
-from tickets.importer import parse_order_file
 from tickets.money import allocate, to_minor
-from tickets.orders import unit_nets
-from tickets.refunds import (
+from tickets.orders.importer import parse_order_file
+from tickets.orders.store import unit_nets
+from tickets.refunds.calculator import (
     R_GIFT,
     QuoteError,
     QuoteLine,
@@ -166,7 +166,7 @@ def test_a_gift_back_in_an_earlier_return_is_no_longer_kept() -> None:
     """The towel returned first (its own case: refunds 0.00), then A: nothing deducted,
     100.00. The other way round, A first deducts its 15.00 share and the towel sent later
     gives nothing back (no ledger keeps gift deductions; an agent refunds it as goodwill)."""
-    from tickets.refunds import after_refund
+    from tickets.refunds.calculator import after_refund
 
     towel_first = after_refund(TOWEL, quote_refund(TOWEL, back(4)))
     assert refunds(towel_first, back(1)) == ("100.00", ["100.00"])

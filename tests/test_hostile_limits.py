@@ -266,7 +266,7 @@ def test_inspection_results_are_limited(api: Api, app: Any) -> None:
 
 def test_an_import_with_hostile_numbers_names_each_cell(tmp_path: Any, session: Session) -> None:
     from tickets.exceptions import InvalidInput
-    from tickets.importer import import_orders
+    from tickets.orders.importer import import_orders
 
     header = ["order_no", "status", "placed_at", "sku", "quantity", "unit_price", "exchange_rate"]
     row = ["X1", "paid", "2024-03-01T10:00:00+08:00", "A", "9" * 5000, "1e300000", "1e300000"]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from tests.conftest import order_count
 from tests.factories import NOW, sample_rows
 from tickets.exceptions import InvalidInput
-from tickets.importer import import_orders, parse_order_file
+from tickets.orders.importer import import_orders, parse_order_file
 
 LAUGHS = (
     '<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from tests.conftest import locs, order_count
 from tests.factories import SAMPLE, sample_rows, write_csv, write_xlsx, xlsx_one_line
 from tickets.exceptions import Conflict, InvalidInput
-from tickets.importer import _float_amount, import_orders, parse_order_file
 from tickets.models import Order, Ticket
+from tickets.orders.importer import _float_amount, import_orders, parse_order_file
 
 MONEY_COLUMNS = {"shipping_fee", "order_discount", "unit_price", "line_discount", "gift_value"}
 

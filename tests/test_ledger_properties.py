@@ -29,7 +29,9 @@ from sqlalchemy.orm import Session
 
 from tests.factories import NOW, order_json
 from tickets.auth import create_agent
-from tickets.config import Policy
+from tickets.cases.lifecycle import perform_action
+from tickets.cases.opening import open_case
+from tickets.context import SYSTEM, Actor, Context
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
 from tickets.exceptions import Conflict, DomainError
 from tickets.models import (
@@ -44,9 +46,9 @@ from tickets.models import (
     TicketItem,
     TicketUnit,
 )
-from tickets.orders import upsert_order
+from tickets.orders.store import upsert_order
+from tickets.policy.rules import Policy
 from tickets.schemas import ActionRequest, OrderIn, TicketCreate
-from tickets.service import SYSTEM, Actor, Context, open_case, perform_action
 
 TZ = ZoneInfo("Asia/Shanghai")
 HELD = ("approved", "issued", "confirmed")

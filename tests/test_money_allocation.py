@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from tests.conftest import order_json
 from tickets.exceptions import InvalidInput
 from tickets.money import allocate, to_minor
-from tickets.orders import order_to_read, upsert_order
+from tickets.orders.store import order_to_read, upsert_order
 from tickets.schemas import OrderIn
 
 

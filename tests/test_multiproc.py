@@ -36,7 +36,8 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import ON_CI, PG_URL
 from tests.factories import order_json
-from tickets.config import Policy
+from tickets.cases.opening import open_case
+from tickets.context import SYSTEM, Context
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
 from tickets.models import (
     Customer,
@@ -49,9 +50,9 @@ from tickets.models import (
     UpdateArrival,
     utcnow,
 )
-from tickets.orders import upsert_order
+from tickets.orders.store import upsert_order
+from tickets.policy.rules import Policy
 from tickets.schemas import OrderIn, TicketCreate
-from tickets.service import SYSTEM, Context, open_case
 
 pytestmark = pytest.mark.skipif(
     not PG_URL,
@@ -246,7 +247,7 @@ def seed(url: str) -> None:
     ROWS notices to as many customers."""
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
-    from tickets.scripts import bundled_scripts_dir, load_library
+    from tickets.messages.scripts import bundled_scripts_dir, load_library
 
     then = utcnow() - timedelta(days=2)
     ctx = Context(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from tests.conftest import Api, order_json
 from tickets.exceptions import NotFound
 from tickets.models import Customer, Order
-from tickets.orders import get_order, upsert_order
+from tickets.orders.store import get_order, upsert_order
 from tickets.schemas import OrderIn
 
 

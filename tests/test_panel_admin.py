@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import Panel, admin_panel, logged_in
 from tests.factories import PASSWORD, make_case
 from tickets.auth import agent_for_token
+from tickets.context import Context
 from tickets.models import Agent, ApiToken, Attachment, AuditEntry, Ticket, utcnow
-from tickets.service import Context
 
 
 def test_admin_pages_are_for_admins_and_read_only_for_leads(

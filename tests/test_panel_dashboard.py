@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import Panel, counting, logged_in, query_diff
 from tests.factories import dashboard_cases, make_case
-from tickets.service import Context
+from tickets.context import Context
 
 
 def test_the_dashboard_draws_every_chart_for_leads_only(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import Panel
 from tests.factories import make_case
-from tickets.service import Context
+from tickets.context import Context
 
 HOSTILE = [
     "9" * 25,  # beyond any INTEGER column

@@ -18,11 +18,9 @@ from api.panel.auth import COOKIE, current_panel_agent
 from tests.conftest import Panel, case_numbers, counting, query_diff
 from tests.factories import PASSWORD, act, case_row, customer_json, make_case
 from tickets.auth import create_agent
+from tickets.cases.conversation import add_customer_message
+from tickets.context import Context
 from tickets.models import Agent, Attachment, PanelSession, Role, Throttle, Ticket, utcnow
-from tickets.service import (
-    Context,
-    add_customer_message,
-)
 from tickets.settings import Settings
 
 # The throttle's default (AFTERSALES_PANEL_MAX_FAILED_LOGINS).

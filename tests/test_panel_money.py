@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import Panel, admin_panel
 from tests.factories import act, make_case, order_json
+from tickets.context import Context
 from tickets.models import Agent, ApiToken, Order, Refund, Ticket
-from tickets.service import Context
 
 
 def test_a_case_whose_order_no_longer_adds_up_stays_readable(

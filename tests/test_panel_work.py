@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import Panel, case_numbers, counting, logged_in, query_diff
 from tests.factories import PASSWORD, act, case_row, make_case, order_json
 from tickets.auth import create_agent
+from tickets.context import Context
 from tickets.models import Agent, Event, Role, SlaClock, Ticket, utcnow
-from tickets.orders import upsert_order
+from tickets.orders.store import upsert_order
 from tickets.schemas import OrderIn
-from tickets.service import Context
 
 
 def _set_clocks(sessions: sessionmaker[Session], number: str, due_in: timedelta) -> None:

@@ -1,4 +1,4 @@
-"""Eligibility (tickets/policy.py): hand-worked cases from DOMAIN.md and the 7-day law.
+"""Eligibility (tickets/policy/eligibility.py): hand-worked cases from DOMAIN.md and the 7-day law.
 
 Every expected value below was worked out from the rules, not read off the code: the comment
 beside a case gives the arithmetic (delivery date in Shanghai, day 1, last day, closing moment).
@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import order_json
 from tickets.models import CaseKind
-from tickets.orders import upsert_order
-from tickets.policy import (
+from tickets.orders.store import upsert_order
+from tickets.policy.eligibility import (
     REASONS,
     EligibilityRules,
     EvidenceNeed,
@@ -37,7 +37,7 @@ from tickets.policy import (
     reasons_for,
     texts_dir,
 )
-from tickets.refunds import no_reason_window_closes
+from tickets.refunds.calculator import no_reason_window_closes
 from tickets.schemas import OrderIn
 
 SH = ZoneInfo("Asia/Shanghai")

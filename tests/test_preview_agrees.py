@@ -2,8 +2,8 @@
 
 The bot shows a refund estimate before the customer confirms a request; the case it opens is
 then quoted by the core. Both choose the units (`pick_units`) and quote them
-(`tickets.quotes`) the same way, so for any request on any order, with units already taken by
-earlier cases, the two amounts agree.
+(`tickets.refunds.ledger`) the same way, so for any request on any order, with units already taken
+by earlier cases, the two amounts agree.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import order_json
-from tickets.config import Policy
+from tickets.cases.opening import open_case
+from tickets.context import SYSTEM, Context
 from tickets.exceptions import DomainError, DuplicateCase
 from tickets.models import utcnow
-from tickets.orders import get_order, upsert_order
-from tickets.quotes import preview_refund, ticket_quote
+from tickets.orders.store import get_order, upsert_order
+from tickets.policy.rules import Policy
 from tickets.reasons import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS
+from tickets.refunds.ledger import preview_refund, ticket_quote
 from tickets.schemas import OrderIn, TicketCreate
-from tickets.service import SYSTEM, Context, open_case
 
 SKUS = {"JACKET-M": 1, "SOCKS": 2, "TEA": 3}  # what order_json bought
 _numbers = count(1)

@@ -1,4 +1,4 @@
-"""The refund calculator (tickets/refunds.py) against MONEY.md rules 1-16.
+"""The refund calculator (tickets/refunds/calculator.py) against MONEY.md rules 1-16.
 
 A table of quotes worked out by hand (the arithmetic beside each), a few tests that need more
 than one quote (ledger, one by one), the refusals, and hypothesis properties over random orders:
@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickets.money import allocate, to_minor
-from tickets.orders import unit_nets
-from tickets.refunds import (
+from tickets.orders.store import unit_nets
+from tickets.refunds.calculator import (
     CUSTOMER_CHOICE_REASONS,
     R_ALREADY,
     R_EXCHANGE,
@@ -70,7 +70,7 @@ def build(
     payments: list[tuple[str, str, str]] | None = None,
     **order_fields: Any,
 ) -> QuoteOrder:
-    """An order recorded the way tickets/orders.py records one (rule 3 allocation at order
+    """An order recorded the way tickets/orders/store.py records one (rule 3 allocation at order
     time). A line is (sku, quantity, unit_price[, line_discount[, gift_value[, no_reason]]]);
     unit ids run 1, 2, 3... across lines; one alipay payment of the total unless given as
     (method, amount, kind)."""
@@ -1063,7 +1063,8 @@ def test_property_one_by_one_equals_together(
     together = quote_refund(order, ask("return_refund", reason, *chosen), policy)
     current, amounts, collected = order, [], together.collect
     # A free gift line comes back first (with its goods, or before them): one sent back after
-    # its goods were refunded does not give back the deduction made then (tickets/refunds.py).
+    # its goods were refunded does not give back the deduction made then
+    # (tickets/refunds/calculator.py).
     free = {u.unit_id for line in order.lines if line.unit_price == 0 for u in line.units}
     for unit_id in sorted(chosen, key=lambda u: u not in free):
         quote = quote_refund(current, ask("return_refund", reason, unit_id), policy)

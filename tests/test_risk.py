@@ -1,4 +1,4 @@
-"""Risk signals and auto-approval (tickets/risk.py).
+"""Risk signals and auto-approval (tickets/policy/risk.py).
 
 Each signal is shown firing at its threshold and not firing one step past it, on a real
 database (orders go in through upsert_order, cases as rows), then the level rules and the
@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import NOW, order_json
 from tickets.models import Order, Ticket
-from tickets.orders import upsert_order
-from tickets.risk import (
+from tickets.orders.store import upsert_order
+from tickets.policy.risk import (
     SIGNALS,
     AutoApprovalRules,
     FakePhoneRule,

@@ -51,7 +51,7 @@ from tickets.db import (
     upgrade,
 )
 from tickets.models import InboundUpdate, OutboxMessage, Ticket
-from tickets.orders import upsert_order
+from tickets.orders.store import upsert_order
 from tickets.schemas import OrderIn
 from tickets.storage import AttachmentStore
 
@@ -288,7 +288,7 @@ async def test_conversation_state_in_redis_is_kept_between_updates(
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from bot.runtime import build_dispatcher
-    from tickets.config import Policy
+    from tickets.policy.rules import Policy
 
     _, sessions = own
     user_id = 800_000 + uuid.uuid4().int % 100_000

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from markupsafe import Markup
 
-from tickets.scripts import (
+from tickets.messages.scripts import (
     CAPTION_LIMIT,
     LANGUAGES,
     MESSAGE_LIMIT,

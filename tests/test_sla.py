@@ -17,13 +17,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import order_json
 from tickets.auth import create_agent
-from tickets.config import Policy
+from tickets.cases.conversation import add_customer_message
+from tickets.cases.lifecycle import perform_action
+from tickets.cases.opening import open_case
+from tickets.context import Actor, Context
 from tickets.db import make_engine, make_sessionmaker, unit_of_work
 from tickets.models import Event, OutboxMessage, Role, SlaClock, Ticket
-from tickets.orders import upsert_order
-from tickets.scheduled import run_sweep
+from tickets.orders.store import upsert_order
+from tickets.policy.rules import Policy
 from tickets.schemas import ActionRequest, OrderIn, TicketCreate
-from tickets.service import Actor, Context, add_customer_message, open_case, perform_action
+from tickets.sla.sweep import run_sweep
 
 SH = ZoneInfo("Asia/Shanghai")
 

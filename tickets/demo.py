@@ -39,7 +39,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tickets.auth import create_agent, verify_password
-from tickets.config import load_policy
+from tickets.cases.conversation import add_customer_message, add_reply, record_satisfaction
+from tickets.cases.events import record_event
+from tickets.cases.lifecycle import perform_action as _perform
+from tickets.cases.opening import open_case
+from tickets.context import Actor, Context
 from tickets.exceptions import DomainError, InvalidInput
 from tickets.models import (
     Agent,
@@ -51,7 +55,8 @@ from tickets.models import (
     Role,
     Ticket,
 )
-from tickets.orders import upsert_order
+from tickets.orders.store import upsert_order
+from tickets.policy.rules import load_policy
 from tickets.schemas import (
     ActionRequest,
     CustomerIn,
@@ -61,16 +66,6 @@ from tickets.schemas import (
     ReplyCreate,
     TicketCreate,
 )
-from tickets.service import (
-    Actor,
-    Context,
-    add_customer_message,
-    add_reply,
-    open_case,
-    record_event,
-    record_satisfaction,
-)
-from tickets.service import perform_action as _perform
 from tickets.settings import Settings
 from tickets.storage import AttachmentStore, limits_from
 

@@ -7,8 +7,8 @@ Two layers, one set of names:
 - `Limits` are the shop's own limits (AFTERSALES_LIMIT_* settings, defaults below), checked by
   the core's entry points that the API, the panel, the importer and the bot all go through:
   `order_errors` (upsert_order), `check_batch`, `check_items` (pick_units), `check_variables`
-  (coerce_variables), the results of an inspection (service._inspect) and the ownership proof
-  (tickets/ownership.py).
+  (coerce_variables), the results of an inspection (cases.actions.returns.inspect_goods) and the
+  ownership proof (tickets/ownership.py).
 
 A line of 100 000 units once held SQLite's write lock for 35 s; the defaults here are a hundred
 times what a busy shop sends and a small fraction of that cost.

@@ -30,7 +30,7 @@ from tickets.models import (
     Ticket,
     TicketItem,
 )
-from tickets.sla import BREACHED
+from tickets.sla.clocks import BREACHED
 
 # A case is done (for time to resolve) when it first reaches one of these.
 DONE = (CaseStatus.resolved.value, CaseStatus.refunded.value, CaseStatus.closed.value)

@@ -1,7 +1,7 @@
 """The JSON shapes of the public contracts (DESIGN.md): orders, tickets, actions, replies.
 
 Money travels as decimal strings ("19.99") and is converted to integer minor units by
-tickets/orders.py with the currency in hand; times are ISO 8601 with an offset.
+tickets/orders/store.py with the currency in hand; times are ISO 8601 with an offset.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from pydantic import (
     field_validator,
 )
 
-from tickets.config import REASONS
 from tickets.limits import HARD, VARIABLE_NAME_MAX, variables_errors
 from tickets.models import CaseKind, CaseStatus, Channel, OrderStatus, Priority, UnitStatus
 from tickets.money import MAX_INT_DIGITS, bounded_decimal
+from tickets.policy.rules import REASONS
 
 
 def _plain_amount(value: Any) -> Any:
     """A money string is plain digits (the one parser's rule, tickets.money.bounded_decimal):
     no exponent, sign, NaN or infinity, and bounded; checked before pydantic builds a Decimal.
-    The currency's decimals are checked with the currency in hand (tickets/orders.py)."""
+    The currency's decimals are checked with the currency in hand (tickets/orders/store.py)."""
     if isinstance(value, float):
         if not 0 <= value < 10**MAX_INT_DIGITS:
             raise ValueError(f"not an amount between 0 and {HARD.max_amount}")
@@ -173,7 +173,7 @@ InputModel = _In
 
 
 # The names the service passes beside a script's variables when it queues a notice
-# (tickets/service.py, _notice): a variable of one of these names would collide with them.
+# (tickets/cases/, _notice): a variable of one of these names would collide with them.
 RESERVED_VARIABLES = frozenset({"ticket", "ctx", "session", "script"})
 MAX_VARIABLES = 50
 

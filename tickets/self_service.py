@@ -17,8 +17,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from tickets import sla
-from tickets.calendar import calendar_for, is_working
+from tickets.cases.conversation import add_customer_message, record_satisfaction
+from tickets.cases.events import record_event
+from tickets.cases.lifecycle import perform_action
+from tickets.cases.opening import open_case
+from tickets.cases.queries import TicketFilters, list_tickets
+from tickets.context import Actor, Context
 from tickets.exceptions import PermissionDenied
 from tickets.models import (
     OPEN_STATUSES,
@@ -30,22 +34,13 @@ from tickets.models import (
     Ticket,
 )
 from tickets.schemas import ActionRequest, CustomerIn, ItemIn, TicketCreate
-from tickets.service import (
-    Actor,
-    Context,
-    TicketFilters,
-    add_customer_message,
-    list_tickets,
-    open_case,
-    perform_action,
-    record_event,
-    record_satisfaction,
-)
+from tickets.sla import clocks as sla
+from tickets.sla.calendar import calendar_for, is_working
 from tickets.storage import StoredFile
 
 # Cases the customer is still talking about (a draft is the bot's own, not yet submitted).
 LIVE_STATUSES = [s.value for s in OPEN_STATUSES if s is not CaseStatus.draft]
-# Cases a customer may rate (tickets.service.record_satisfaction accepts these).
+# Cases a customer may rate (tickets.cases.conversation.record_satisfaction accepts these).
 FINISHED_STATUSES = [CaseStatus.closed.value, CaseStatus.resolved.value, CaseStatus.refunded.value]
 # A bare "1".."5" typed this long after a case finished still rates it (the closing notice
 # asks for a number); later it is just a message.
@@ -280,7 +275,7 @@ class Deadline:
 
 
 def nearest_deadline(session: Session, ticket: Ticket, now: datetime) -> Deadline | None:
-    """The running clock due soonest (tickets.sla.view), or None."""
+    """The running clock due soonest (tickets.sla.clocks.view), or None."""
     running = [c for c in sla.view(session, ticket, now) if c.state == sla.RUNNING and c.due_at]
     if not running:
         return None

@@ -23,9 +23,9 @@ from api.panel.pages import render, telegram_html
 from tickets.auth import audit, create_agent, create_token, hash_password
 from tickets.auth import revoke_token as revoke
 from tickets.exceptions import DomainError, InvalidInput
+from tickets.messages.scripts import LANGUAGES, ScriptError, ScriptLibrary
 from tickets.models import Agent, ApiToken, PanelSession, Role, Ticket, utcnow
 from tickets.schemas import DbId
-from tickets.scripts import LANGUAGES, ScriptError, ScriptLibrary
 from tickets.workflow import WORKING
 
 router = APIRouter(prefix="/admin")

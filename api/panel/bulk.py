@@ -22,10 +22,11 @@ from api.panel.auth import CurrentPanelAgent, require_role, safe_next
 from api.panel.pages import render
 from api.panel.queue import WORKING_STATUSES
 from api.panel.workspace import _problem
+from tickets.cases.lifecycle import perform_action
+from tickets.context import Actor, Context
 from tickets.exceptions import DomainError, InvalidInput, NotFound
 from tickets.models import Agent, Role, Ticket
 from tickets.schemas import ActionRequest, whole_number
-from tickets.service import Actor, Context, perform_action
 
 router = APIRouter()
 

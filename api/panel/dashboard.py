@@ -30,9 +30,9 @@ from api.panel.i18n import N_
 from api.panel.labels import CLOCK, KIND, label
 from api.panel.pages import render
 from tickets import reports
-from tickets.config import CUSTOMER_CLOCKS
 from tickets.exports import csv_bytes, xlsx_bytes
 from tickets.money import format_amount
+from tickets.policy.rules import CUSTOMER_CLOCKS
 
 router = APIRouter()
 

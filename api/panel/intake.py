@@ -1,6 +1,6 @@
 """Open a case by hand: a request that came by phone, e-mail or a platform's message centre.
 
-The form posts to `tickets.service.open_case` with the agent as the actor, so the same
+The form posts to `tickets.cases.opening.open_case` with the agent as the actor, so the same
 eligibility, duplicate, risk and routing rules apply as for the bot. A refusal shows each
 problem next to its field (the core's errors carry `loc`: `order_no`, `items.0.quantity`...)
 and keeps what the agent typed. Only leads and admins may tick "exception to policy"
@@ -20,6 +20,8 @@ from api.panel.auth import CurrentPanelAgent
 from api.panel.labels import KIND, PRIORITY, REASON
 from api.panel.pages import render
 from api.panel.workspace import FormFields
+from tickets.cases.opening import open_case
+from tickets.context import Actor
 from tickets.exceptions import (
     DomainError,
     DuplicateCase,
@@ -28,7 +30,6 @@ from tickets.exceptions import (
     PermissionDenied,
 )
 from tickets.schemas import TicketCreate, whole_number
-from tickets.service import Actor, open_case
 
 router = APIRouter()
 

@@ -152,7 +152,7 @@ EVENT: Final[dict[str, str]] = {
     EventType.delivery_undeliverable: N_("Message not sent"),
 }
 
-# Where a reply to the customer stands (tickets/outbox.py).
+# Where a reply to the customer stands (tickets/messages/outbox.py).
 DELIVERY: Final = {
     "queued": N_("queued"),
     "sent": N_("sent"),
@@ -160,7 +160,7 @@ DELIVERY: Final = {
     "undeliverable": N_("not sent"),
 }
 
-# Why a message to the customer was not sent, by reason code (tickets/outbox.py).
+# Why a message to the customer was not sent, by reason code (tickets/messages/outbox.py).
 UNDELIVERABLE: Final = {
     "no_chat": N_("Not sent: the customer has no chat with us. Call them."),
     "channel_off:telegram": N_("Not sent: the Telegram bot is off."),

@@ -26,8 +26,7 @@ from api.panel.auth import CurrentPanelAgent
 from api.panel.labels import CHANNEL, KIND, PRIORITY, QUEUE, RISK, STATUS
 from api.panel.pages import render
 from api.panel.workspace import act_or_explain
-from tickets import sla
-from tickets.config import CUSTOMER_CLOCKS
+from tickets.cases.queries import TicketFilters, list_tickets
 from tickets.models import (
     Agent,
     CaseStatus,
@@ -42,8 +41,9 @@ from tickets.models import (
     TicketUnit,
 )
 from tickets.money import format_amount
+from tickets.policy.rules import CUSTOMER_CLOCKS
 from tickets.schemas import EARLIEST, LATEST, ActionRequest, DbId, DbInt
-from tickets.service import TicketFilters, list_tickets
+from tickets.sla import clocks as sla
 from tickets.workflow import WORKING
 
 router = APIRouter()
@@ -121,7 +121,7 @@ def list_rows(
     cursor: str | None = None,
     count_cap: int = 10_000,
 ) -> tuple[list[Ticket], int, str | None]:
-    """`tickets.service.list_tickets` with the panel's extra conditions."""
+    """`tickets.cases.queries.list_tickets` with the panel's extra conditions."""
     return list_tickets(
         session=session,
         filters=replace(filters, extra=(*filters.extra, *narrowing.conditions())),

@@ -26,7 +26,11 @@ from api.errors import status_for
 from api.panel.auth import CurrentPanelAgent, safe_next
 from api.panel.labels import SCRIPT_CATEGORY, UNIT
 from api.panel.pages import plain_text, render, telegram_html
-from tickets import sla
+from tickets.cases.conversation import add_reply
+from tickets.cases.lifecycle import perform_action
+from tickets.cases.serialize import message_deliveries, ticket_to_read
+from tickets.cases.status import get_ticket
+from tickets.context import Actor, Context
 from tickets.exceptions import (
     ActionNotAllowed,
     Conflict,
@@ -35,13 +39,12 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
+from tickets.messages.notices import case_facts, render_for_case
+from tickets.messages.outbox import UNDELIVERABLE_EVENT
+from tickets.messages.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
 from tickets.models import Agent, Attachment, Event, EventType, Order, OrderLine, Role, Ticket
-from tickets.notices import case_facts, render_for_case
-from tickets.outbox import UNDELIVERABLE_EVENT
 from tickets.schemas import INT64_MAX, ActionRequest, DbId, DbInt, ReplyCreate, whole_number
-from tickets.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
-from tickets.service import Actor, Context, add_reply, get_ticket, perform_action
-from tickets.views import message_deliveries, ticket_to_read
+from tickets.sla import clocks as sla
 from tickets.workflow import may
 
 router = APIRouter()

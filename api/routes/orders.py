@@ -10,8 +10,8 @@ from api.deps import CurrentAgent, SessionDep, require_scope
 from api.offload import OffLoop
 from tickets.exceptions import InvalidInput
 from tickets.limits import check_batch
-from tickets.orders import get_order, order_to_read, pick_units, upsert_order
-from tickets.quotes import quote
+from tickets.orders.store import get_order, order_to_read, pick_units, upsert_order
+from tickets.refunds.ledger import quote
 from tickets.schemas import OrderBatch, OrderRead, OrderUpsertResult, QuoteAsk
 
 router = APIRouter(prefix="/orders", tags=["orders"], route_class=OffLoop)

@@ -9,10 +9,10 @@ from pydantic import BaseModel, Field
 
 from api.deps import ContextDep, SessionDep
 from api.offload import OffLoop
-from tickets.notices import coerce_variables, render_for_case
+from tickets.cases.status import get_ticket
+from tickets.messages.notices import coerce_variables, render_for_case
+from tickets.messages.scripts import ScriptLibrary
 from tickets.schemas import InputModel, Variables
-from tickets.scripts import ScriptLibrary
-from tickets.service import get_ticket
 
 router = APIRouter(prefix="/scripts", tags=["scripts"], route_class=OffLoop)
 

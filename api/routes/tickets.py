@@ -10,20 +10,17 @@ from sqlalchemy.orm import Session
 
 from api.deps import AgentActor, ContextDep, CurrentAgent, SessionDep
 from api.offload import OffLoop
-from tickets import sla
+from tickets.cases.conversation import add_reply
+from tickets.cases.lifecycle import perform_action
+from tickets.cases.opening import open_case
+from tickets.cases.queries import TicketFilters, list_tickets
+from tickets.cases.serialize import message_deliveries, ticket_summary, ticket_to_read
+from tickets.cases.status import get_ticket
 from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Attachment, CaseKind, CaseStatus, Role
 from tickets.schemas import ActionRequest, DbId, MessageRead, ReplyCreate, TicketCreate, TicketList
 from tickets.schemas import TicketRead as TicketJSON
-from tickets.service import (
-    TicketFilters,
-    add_reply,
-    get_ticket,
-    list_tickets,
-    open_case,
-    perform_action,
-)
-from tickets.views import message_deliveries, ticket_summary, ticket_to_read
+from tickets.sla import clocks as sla
 
 router = APIRouter(prefix="/tickets", tags=["tickets"], route_class=OffLoop)
 files = APIRouter(prefix="/attachments", tags=["attachments"])

@@ -30,11 +30,13 @@ from bot.keyboards import AgentCb
 from bot.media import Media, rejection_text
 from bot.replies import Replies
 from bot.routers.handlers import Handlers
+from tickets.cases.conversation import add_reply
+from tickets.cases.lifecycle import perform_action
+from tickets.context import Actor, Context
 from tickets.exceptions import DomainError
 from tickets.models import Agent, Ticket
 from tickets.schemas import ActionRequest, ReplyCreate
 from tickets.self_service import attachments_from
-from tickets.service import Actor, Context, add_reply, perform_action
 from tickets.storage import AttachmentStore
 
 REPLY_MAX = 4096
@@ -144,7 +146,7 @@ async def take(
         return
     reply.answer_callback(reply.plain("agents.taken_toast", case_no=number))
     # The group learns who took it from the case's cards, this one included, which the
-    # delivery worker edits (the assignment queued that: tickets/service.py `_assign`).
+    # delivery worker edits (the assignment queued that: tickets/cases/ `_assign`).
 
 
 @handlers.message(RepliesToBot())

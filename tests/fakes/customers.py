@@ -252,7 +252,7 @@ def seed_orders(database_url: str, customers: list[Customer]) -> None:
     """The customers' orders, written through the core before the server starts (as a shop's
     order import would), so the run measures the conversations alone."""
     from tickets.db import make_engine, make_sessionmaker, unit_of_work
-    from tickets.orders import upsert_order
+    from tickets.orders.store import upsert_order
     from tickets.schemas import OrderIn
 
     engine = make_engine(database_url)

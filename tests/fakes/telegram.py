@@ -55,7 +55,7 @@ from bot.delivery import DeliveryConfig, DeliveryWorker
 from bot.fsm_storage import DatabaseStorage
 from bot.runtime import build_dispatcher
 from tests.factories import NOW
-from tickets.config import Policy
+from tickets.policy.rules import Policy
 
 BOT_TOKEN = "42:TEST"
 

@@ -26,8 +26,8 @@ from bot.routers.customer.states import (
 from bot.routers.customer.steps import ask, reset, show_menu
 from bot.routers.handlers import Handlers
 from tickets import self_service
+from tickets.context import Context
 from tickets.models import Customer
-from tickets.service import Context
 
 handlers = Handlers()
 

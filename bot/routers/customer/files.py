@@ -19,8 +19,8 @@ from bot.routers.customer.steps import ask
 from bot.routers.customer.talk import talk
 from bot.routers.handlers import Handlers
 from tickets import self_service
+from tickets.context import Context
 from tickets.models import Customer
-from tickets.service import Context
 from tickets.storage import MediaLimits, StoredFile
 
 handlers = Handlers()

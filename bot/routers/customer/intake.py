@@ -18,12 +18,6 @@ from bot.eligibility import (
     reasons_of,
     verdict_for,
 )
-from bot.identity import (
-    LinkedElsewhere,
-    last4_matches,
-    link_order_customer,
-    phone_matches,
-)
 from bot.keyboards import (
     ItemCb,
     KindCb,
@@ -44,10 +38,16 @@ from bot.routers.customer.states import (
 from bot.routers.customer.steps import ask, photos_needed, reset, show_menu
 from bot.routers.handlers import Handlers
 from tickets import ownership, self_service
+from tickets.context import Context
+from tickets.customers import (
+    LinkedElsewhere,
+    last4_matches,
+    link_order_customer,
+    phone_matches,
+)
 from tickets.exceptions import DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, Customer, Order
 from tickets.ownership import ProofBudget
-from tickets.service import Context
 
 handlers = Handlers()
 

@@ -19,8 +19,8 @@ from bot.routers.customer.states import ORDER_NO, Talk
 from bot.routers.customer.steps import reset, show_menu
 from bot.routers.handlers import Handlers
 from tickets import self_service
+from tickets.context import Context
 from tickets.models import Customer
-from tickets.service import Context
 
 handlers = Handlers()
 

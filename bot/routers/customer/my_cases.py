@@ -22,11 +22,11 @@ from bot.routers.customer.states import TRACKING_NO, PickupBooking, Tracking
 from bot.routers.customer.steps import reset, show_menu
 from bot.routers.handlers import Handlers
 from tickets import self_service
+from tickets.context import Context
 from tickets.exceptions import ActionNotAllowed
+from tickets.messages.scripts import format_moment
 from tickets.models import CaseKind, CaseStatus, Customer
 from tickets.schemas import ActionRequest
-from tickets.scripts import format_moment
-from tickets.service import Context
 from tickets.workflow import allowed_actions
 
 handlers = Handlers()

@@ -20,10 +20,10 @@ from bot.routers.customer.states import ADDRESS_MAX, ADDRESS_MIN, BABEL_LOCALES,
 from bot.routers.customer.steps import reset, show_menu
 from bot.routers.handlers import Handlers
 from tickets import self_service
+from tickets.context import Context
 from tickets.exceptions import ActionNotAllowed
 from tickets.models import Customer
 from tickets.schemas import ActionRequest, Pickup
-from tickets.service import Context
 
 handlers = Handlers()
 

@@ -18,9 +18,9 @@ from bot.routers.customer.states import PickupBooking, Rating, Talk, Tracking
 from bot.routers.customer.steps import reset, show_menu
 from bot.routers.handlers import Handlers
 from tickets import self_service
+from tickets.context import Context
 from tickets.exceptions import ActionNotAllowed, InvalidInput
 from tickets.models import Customer
-from tickets.service import Context
 
 handlers = Handlers()
 

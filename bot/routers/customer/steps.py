@@ -18,17 +18,17 @@ from bot.eligibility import (
     needs_items,
     order_of,
 )
-from bot.identity import (
-    recent_orders,
-)
 from bot.replies import Replies
 from bot.routers.customer.states import STATE_OF
+from tickets.context import Context
+from tickets.customers import (
+    recent_orders,
+)
+from tickets.messages.scripts import Money, format_money
 from tickets.models import CaseKind, Customer
-from tickets.orders import free_units
-from tickets.policy import EvidenceNeed
-from tickets.quotes import preview_refund
-from tickets.scripts import Money, format_money
-from tickets.service import Context
+from tickets.orders.store import free_units
+from tickets.policy.eligibility import EvidenceNeed
+from tickets.refunds.ledger import preview_refund
 
 
 async def ask(

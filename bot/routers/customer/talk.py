@@ -11,8 +11,8 @@ from bot.routers.customer.filters import Has
 from bot.routers.customer.states import Talk
 from bot.routers.handlers import Handlers
 from tickets import self_service
+from tickets.context import Context
 from tickets.models import CaseKind, Customer
-from tickets.service import Context
 
 handlers = Handlers()
 

@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session, object_session
 
 from tickets.bundled import bundled
 from tickets.limits import DEFAULTS, VARIABLE_INT_MAX, Limits, check_variables
+from tickets.messages.outbox import notify_customer
+from tickets.messages.scripts import Money, ScriptLibrary
 from tickets.models import OutboxMessage, SlaClock, Ticket
 from tickets.money import to_minor
-from tickets.outbox import notify_customer
-from tickets.scripts import Money, ScriptLibrary
 
 if TYPE_CHECKING:
-    from tickets.service import Context
+    from tickets.context import Context
 
 # Our payment-method names to the scripts' refund routes.
 ROUTES = {

@@ -38,7 +38,7 @@ from tickets.exceptions import Conflict, InvalidInput
 from tickets.limits import DEFAULTS, Limits
 from tickets.models import OrderStatus
 from tickets.money import MAX_INT_DIGITS, exponent, to_minor
-from tickets.orders import UpsertOutcome, upsert_order
+from tickets.orders.store import UpsertOutcome, upsert_order
 from tickets.schemas import OrderIn
 
 EXAMPLE_TIME = "2024-03-01T10:00:00+08:00"

@@ -1,5 +1,5 @@
 """Refund quotes from the database: an order's rows and its refund ledger turned into the
-calculator's input (tickets/refunds.py), and a quote turned back into ledger rows.
+calculator's input (tickets/refunds/calculator.py), and a quote turned back into ledger rows.
 
 The calculator is pure; this module is the only place that knows how the ledger is stored:
 refund lines of kind `unit` (what each unit got back), `payment` (what each payment paid back)
@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from tickets.config import Policy
 from tickets.exceptions import InvalidInput
 from tickets.models import (
     CaseKind,
@@ -31,10 +30,11 @@ from tickets.models import (
     UnitStatus,
 )
 from tickets.money import format_amount, to_minor
-from tickets.orders import pick_units
-from tickets.policy import check_request, order_facts
+from tickets.orders.store import pick_units
+from tickets.policy.eligibility import check_request, order_facts
+from tickets.policy.rules import Policy
 from tickets.reasons import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS
-from tickets.refunds import (
+from tickets.refunds.calculator import (
     Quote,
     QuoteError,
     QuoteLine,

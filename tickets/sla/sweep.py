@@ -20,12 +20,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from tickets import sla
+from tickets.cases.events import record_event
+from tickets.cases.lifecycle import perform_action
+from tickets.context import Actor, Context
+from tickets.messages.notices import agent_card, agent_texts, queue_notice
+from tickets.messages.outbox import notify_agents, settle_undelivered
 from tickets.models import Agent, Event, EventType, Priority, Role, SlaClock, Ticket
-from tickets.notices import agent_card, agent_texts, queue_notice
-from tickets.outbox import notify_agents, settle_undelivered
 from tickets.schemas import ActionRequest
-from tickets.service import Actor, Context, perform_action, record_event
+from tickets.sla import clocks as sla
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +332,7 @@ def run_sweep(
     on_clock: Callable[[int], None] | None = None,
 ) -> SweepReport:
     """One sweep as of ctx.now: first any outbox row left waiting on a channel nothing
-    delivers (tickets/outbox.py), then every clock whose next check is due, each in its own
+    delivers (tickets/messages/outbox.py), then every clock whose next check is due, each in its own
     transaction."""
     report = SweepReport()
     with sessions() as s:

@@ -10,8 +10,8 @@ import re
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from tickets.messages.scripts import resolve_language
 from tickets.models import Customer, Order, Ticket
-from tickets.scripts import resolve_language
 
 # Built once: every update runs it (a statement built anew pays for its cache key again).
 _BY_TELEGRAM_ID = select(Customer).where(Customer.telegram_user_id == bindparam("tg"))

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tickets.config import Policy
 from tickets.exceptions import InvalidInput
+from tickets.messages.outbox import STATE_OF_STATUS
 from tickets.models import (
     CaseKind,
     CaseStatus,
@@ -20,8 +20,8 @@ from tickets.models import (
     Ticket,
 )
 from tickets.money import format_amount
-from tickets.outbox import STATE_OF_STATUS
-from tickets.quotes import ticket_quote
+from tickets.policy.rules import Policy
+from tickets.refunds.ledger import ticket_quote
 from tickets.schemas import (
     AttachmentRead,
     DeliveryRead,
@@ -149,7 +149,7 @@ def ticket_to_read(
     attachment_url: str = "/api/v1/attachments/{id}",
     sla: list[SlaRead] | None = None,
 ) -> TicketRead:
-    """The Ticket JSON of a case (load it with service.get_ticket first)."""
+    """The Ticket JSON of a case (load it with cases.status.get_ticket first)."""
     deliveries = message_deliveries(session, ticket.id)
     units_by_line: dict[int, list[Any]] = {}
     for u in ticket.units:

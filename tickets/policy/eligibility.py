@@ -37,10 +37,10 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tickets.bundled import bundled
+from tickets.messages.scripts import format_day
 from tickets.models import GOODS_KINDS, CaseKind, Order, OrderStatus
 from tickets.reasons import CUSTOMER_CHOICE_REASONS, REASONS
-from tickets.refunds import no_reason_window_closes
-from tickets.scripts import format_day
+from tickets.refunds.calculator import no_reason_window_closes
 
 LANGUAGES = ("zh-CN", "en")
 # Kinds that name goods and units (a complaint or a delivery problem need not).

@@ -22,15 +22,15 @@ from pydantic import (
     model_validator,
 )
 
-from tickets.calendar import BusinessCalendar, default_calendar
 from tickets.exceptions import InvalidInput
+from tickets.messages.scripts import Money
 from tickets.models import CaseKind, CaseStatus, Priority
 from tickets.money import to_minor
-from tickets.policy import EligibilityRules
+from tickets.policy.eligibility import EligibilityRules
+from tickets.policy.risk import AutoApprovalRules, RiskRules
 from tickets.reasons import REASONS
-from tickets.refunds import DEFAULT_ARRIVAL_DAYS, RefundPolicy
-from tickets.risk import AutoApprovalRules, RiskRules
-from tickets.scripts import Money
+from tickets.refunds.calculator import DEFAULT_ARRIVAL_DAYS, RefundPolicy
+from tickets.sla.calendar import BusinessCalendar, default_calendar
 
 
 class _Strict(BaseModel):
@@ -75,8 +75,8 @@ def _units(minor: int) -> Decimal:
 class RefundSettings(_Strict):
     """The refund calculator's settings (MONEY.md); amounts in the order's currency units."""
 
-    # The defaults are the calculator's own (tickets/refunds.py RefundPolicy), read back from
-    # its minor units of a two-decimal currency into the file's currency units.
+    # The defaults are the calculator's own (tickets/refunds/calculator.py RefundPolicy), read back
+    # from its minor units of a two-decimal currency into the file's currency units.
     return_freight_cap: Decimal = _units(_DEFAULTS.return_freight_cap)
     resettle_threshold_promotions: bool = _DEFAULTS.resettle_threshold_promotions
     restocking_fee_rate: Decimal = Field(default=_DEFAULTS.restocking_fee_rate, ge=0, lt=1)
@@ -268,11 +268,12 @@ class Policy(_Strict):
     )
     default_group: str = "service"
     routing: list[RoutingRule] = Field(default_factory=_default_routing)
-    # Who may ask for what, when (windows, excluded categories, evidence): tickets/policy.py.
+    # Who may ask for what, when (windows, excluded categories, evidence):
+    # tickets/policy/eligibility.py.
     eligibility: EligibilityRules = Field(default_factory=EligibilityRules)
-    # Signals of abuse and their thresholds: tickets/risk.py.
+    # Signals of abuse and their thresholds: tickets/policy/risk.py.
     risk: RiskRules = Field(default_factory=RiskRules)
-    # What goes through without a human (never a risky case): tickets/risk.py.
+    # What goes through without a human (never a risky case): tickets/policy/risk.py.
     auto_approval: AutoApprovalRules = Field(default_factory=AutoApprovalRules)
     # The language of texts written for agents (risk signals, system notes).
     agent_language: Literal["zh-CN", "en"] = "zh-CN"

@@ -1,9 +1,9 @@
 """SLA clocks on cases: which promise starts, pauses, resumes and stops at each step.
 
 Every promise of DOMAIN.md's service-targets table is a row in `sla_clocks` with its target,
-calendar and pauses; its due time comes from tickets/calendar.py (business time on the group's
+calendar and pauses; its due time comes from tickets/sla/calendar.py (business time on the group's
 calendar, or elapsed time; a legal limit wins when earlier). `next_check_at` says when the sweep
-(tickets/scheduled.py) must look at it next, so the sweep reads only the clocks that are due.
+(tickets/sla/sweep.py) must look at it next, so the sweep reads only the clocks that are due.
 
 All functions take `now` through the service Context; none reads the time.
 """
@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Exists, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
-from tickets.calendar import BusinessCalendar, calendar_for, due_at
-from tickets.config import CUSTOMER_CLOCKS, ClockRule, Policy
 from tickets.models import CaseKind, CaseStatus, SlaClock, Ticket
+from tickets.policy.rules import CUSTOMER_CLOCKS, ClockRule, Policy
 from tickets.schemas import SlaRead
+from tickets.sla.calendar import BusinessCalendar, calendar_for, due_at
 from tickets.workflow import TERMINAL
 
 if TYPE_CHECKING:
-    from tickets.service import Context
+    from tickets.context import Context
 
 RUNNING = "running"
 PAUSED = "paused"

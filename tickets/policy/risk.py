@@ -39,7 +39,7 @@ from sqlalchemy import CompoundSelect, Select, bindparam, func, literal, select,
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from tickets.models import CaseKind, CaseStatus, Customer, Order, OrderStatus, Ticket
-from tickets.policy import policy_texts
+from tickets.policy.eligibility import policy_texts
 
 Level = Literal["low", "medium", "high"]
 SignalLevel = Literal["medium", "high"]

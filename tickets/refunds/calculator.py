@@ -734,8 +734,8 @@ def _round_fee(value: Decimal) -> int:
 def no_reason_window_closes(delivered_at: datetime, days: int, tz: tzinfo) -> datetime:
     """When a no-reason return window ends: counted from the day after delivery, it closes at
     24:00 of the `days`-th day, in the shop's timezone (《网络购买商品七日无理由退货暂行办法》).
-    The one home of this rule: the eligibility rules (tickets/policy.py) ask it too. 24:00 is
-    00:00 of the next day, local time (DST-safe: built, not added)."""
+    The one home of this rule: the eligibility rules (tickets/policy/eligibility.py) ask it too.
+    24:00 is 00:00 of the next day, local time (DST-safe: built, not added)."""
     delivered_on = delivered_at.astimezone(tz).date()
     last_day = delivered_on + timedelta(days=days)
     return datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=tz)

@@ -1,0 +1,1 @@
+"""The handlers of the lifecycle's actions, one module per family."""

@@ -1,0 +1,190 @@
+"""The actions on goods coming back and going out: in transit, received, inspected, and
+an exchange shipped.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from tickets.cases.events import case_notice, record_event
+from tickets.cases.status import set_status
+from tickets.context import Actor, Context
+from tickets.exceptions import (
+    InvalidInput,
+)
+from tickets.models import (
+    CaseKind,
+    CaseStatus,
+    EventType,
+    Ticket,
+    TicketUnit,
+    UnitStatus,
+)
+from tickets.refunds.ledger import unit_passes
+from tickets.schemas import ActionRequest
+from tickets.workflow import (
+    Transition,
+)
+
+
+def mark_in_transit(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    t.tracking_no, t.carrier = req.tracking_no, req.carrier
+    t.pickup = req.pickup.model_dump() if req.pickup else None
+    set_status(
+        session=session,
+        ticket=t,
+        status=tr.target,
+        ctx=ctx,
+        actor=actor,
+        tracking_no=req.tracking_no,
+        carrier=req.carrier,
+        pickup=t.pickup,
+    )
+
+
+def mark_received(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    assert tr.target is not None
+    for u in t.units:
+        if u.status == UnitStatus.requested.value:
+            u.status = UnitStatus.received.value
+    set_status(session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor)
+    case_notice(session=session, ticket=t, script="notice_parcel_received", ctx=ctx)
+
+
+def inspect_goods(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    if req.results is not None and len(req.results) > ctx.limits.results_per_inspect:
+        limit = ctx.limits.results_per_inspect
+        raise InvalidInput(
+            f"results: more than {limit} results in one inspection",
+            [{"loc": "results", "msg": f"more than {limit} results (the shop's limit)"}],
+        )
+    units_by_sku: dict[str, list[TicketUnit]] = {}
+    for u in t.units:
+        units_by_sku.setdefault(u.unit.line.sku, []).append(u)
+    outcomes: dict[int, str] = {}
+    if req.results is None:
+        outcomes = {u.id: UnitStatus.resalable.value for u in t.units}
+    else:
+        errors = []
+        cursor: dict[str, int] = {}
+        for i, r in enumerate(req.results):
+            pool = units_by_sku.get(r.sku)
+            if pool is None:
+                errors.append(
+                    {
+                        "loc": f"results.{i}.sku",
+                        "msg": f"SKU {r.sku} is not in this case; it has {', '.join(units_by_sku)}",
+                    }
+                )
+                continue
+            start = cursor.get(r.sku, 0)
+            if start + r.quantity > len(pool):
+                errors.append(
+                    {
+                        "loc": f"results.{i}.quantity",
+                        "msg": f"the case has {len(pool)} unit(s) of {r.sku}; "
+                        f"results name {start + r.quantity}",
+                    }
+                )
+                continue
+            for u in pool[start : start + r.quantity]:
+                outcomes[u.id] = r.outcome
+            cursor[r.sku] = start + r.quantity
+        missing = [u for u in t.units if u.id not in outcomes]
+        if not errors and missing:
+            skus = sorted({u.unit.line.sku for u in missing})
+            errors.append(
+                {
+                    "loc": "results",
+                    "msg": f"every unit needs an outcome; missing for {', '.join(skus)}",
+                }
+            )
+        if errors:
+            raise InvalidInput("the inspection results do not match the case", errors)
+    for u in t.units:
+        u.status = outcomes[u.id]
+    passed = [u for u in t.units if unit_passes(u.status, t.reason)]
+    summary = {
+        "results": [
+            {"sku": u.unit.line.sku, "unit": u.unit.unit_index, "outcome": u.status}
+            for u in t.units
+        ],
+        "passed": len(passed),
+        "failed": len(t.units) - len(passed),
+    }
+    record_event(
+        session=session,
+        ticket=t,
+        type=EventType.inspection_recorded,
+        actor=actor,
+        now=ctx.now,
+        **summary,
+    )
+    if not passed:
+        set_status(
+            session=session,
+            ticket=t,
+            status=CaseStatus.refused,
+            ctx=ctx,
+            actor=actor,
+            reason="inspection failed",
+        )
+        findings = sorted({u.status for u in t.units})
+        case_notice(
+            session=session,
+            ticket=t,
+            script="notice_inspection_failed",
+            ctx=ctx,
+            **({"finding": req.reason or ", ".join(findings)} | req.variables),
+        )
+        return
+    if t.kind == CaseKind.exchange.value:
+        target = CaseStatus.exchange_shipping
+    else:
+        target = CaseStatus.refund_pending
+    set_status(
+        session=session,
+        ticket=t,
+        status=target,
+        ctx=ctx,
+        actor=actor,
+        partial=len(passed) < len(t.units),
+    )
+    case_notice(
+        session=session,
+        ticket=t,
+        script="notice_inspection_passed",
+        ctx=ctx,
+        outcome="exchange" if t.kind == CaseKind.exchange.value else "refund",
+    )
+
+
+def ship_exchange(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    t.exchange_tracking_no = req.tracking_no
+    record_event(
+        session=session,
+        ticket=t,
+        type=EventType.exchange_shipped,
+        actor=actor,
+        now=ctx.now,
+        tracking_no=req.tracking_no,
+        carrier=req.carrier,
+    )
+    case_notice(
+        session=session,
+        ticket=t,
+        script="notice_exchange_shipped",
+        ctx=ctx,
+        tracking_no=req.tracking_no,
+        carrier=req.carrier or "",
+        item_name=", ".join(i.line.title or i.sku for i in t.items) or t.number,
+    )

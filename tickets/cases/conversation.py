@@ -1,0 +1,200 @@
+"""The conversation on a case: an agent's reply (and its parts for the transports), a
+customer's message, and the customer's satisfaction rating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tickets.cases.events import append_event, record_event
+from tickets.cases.status import load_ticket, set_status
+from tickets.context import Actor, Context
+from tickets.exceptions import (
+    ActionNotAllowed,
+    InvalidInput,
+)
+from tickets.messages.notices import (
+    render_for_case,
+)
+from tickets.messages.outbox import notify_customer
+from tickets.messages.scripts import telegram_length
+from tickets.models import (
+    Attachment,
+    CaseStatus,
+    EventType,
+    Message,
+    Ticket,
+)
+from tickets.schemas import ReplyCreate
+from tickets.sla import clocks as sla
+
+# ---------------------------------------------------------------- conversation
+
+
+def add_reply(
+    *,
+    session: Session,
+    number: str,
+    reply: ReplyCreate,
+    actor: Actor,
+    ctx: Context,
+    attachments: Sequence[Attachment] = (),
+) -> Message:
+    """An agent's reply to the customer (queued for delivery), or an internal note. With
+    `script`, the text is that script filled from the case and `variables`. `attachments`
+    (stored files: a photo sent from the agents' chat) go with it, the text as their caption
+    when it fits."""
+    ticket = load_ticket(session, number, for_update=True)
+    parse_mode = None
+    if reply.script is not None:
+        if reply.text is not None:
+            raise InvalidInput(
+                "send either text or a script, not both", [{"loc": "text", "msg": "both given"}]
+            )
+        if ctx.scripts is None:
+            raise InvalidInput("reply scripts are not loaded", [{"loc": "script", "msg": "none"}])
+        body = render_for_case(
+            ticket=ticket,
+            script=reply.script,
+            ctx=ctx,
+            variables=reply.variables,
+            language=reply.language,
+        )
+        parse_mode = "HTML"
+    else:
+        body = reply.text or ""
+    if not body.strip() and not attachments:
+        raise InvalidInput(
+            "a reply needs text (or a script)", [{"loc": "text", "msg": "empty reply"}]
+        )
+    msg = Message(
+        ticket=ticket,
+        author="agent" if actor.agent else "system",
+        agent=actor.agent,
+        text=body,
+        internal=reply.internal,
+        created_at=ctx.now,
+    )
+    session.add(msg)
+    for a in attachments:
+        # In the session before it joins the message, so the cascade has somewhere to go.
+        a.ticket = ticket
+        session.add(a)
+        a.message = msg
+    ticket.updated_at = ctx.now
+    session.flush()
+    record_event(
+        session=session,
+        ticket=ticket,
+        type=EventType.note_added if reply.internal else EventType.reply_sent,
+        actor=actor,
+        now=ctx.now,
+        message_id=msg.id,
+        script=reply.script,
+    )
+    if not reply.internal:
+        if actor.agent is not None:
+            sla.on_agent_response(session=session, ticket=ticket, ctx=ctx)
+        for payload in _reply_payloads(body, parse_mode, msg.id, attachments):
+            notify_customer(
+                session=session,
+                ticket=ticket,
+                kind="reply",
+                payload=payload,
+                now=ctx.now,
+                channels=ctx.channels,
+            )
+    session.flush()
+    return msg
+
+
+# Telegram's longest caption under a photo or file.
+CAPTION_MAX = 1024
+
+
+def _reply_payloads(
+    body: str, parse_mode: str | None, message_id: int, attachments: Sequence[Attachment]
+) -> list[dict[str, Any]]:
+    """The outbox payloads of one reply, one per Telegram message: the text; each file after
+    it (one file and a short text: the file with the text as its caption)."""
+    base = {"message_id": message_id, "parse_mode": parse_mode}
+    files = [
+        {"kind": a.kind, "storage_key": a.storage_key, "name": a.original_name} for a in attachments
+    ]
+    # As Telegram counts: visible characters (tags aside) in UTF-16 units, plain text as is.
+    length = (
+        telegram_length(body)[0] if parse_mode == "HTML" else len(body.encode("utf-16-le")) // 2
+    )
+    if len(files) == 1 and length <= CAPTION_MAX:
+        return [{**base, "text": body, "attachment": files[0]}]
+    texts = [{**base, "text": body}] if body.strip() else []
+    return texts + [{**base, "text": "", "attachment": f} for f in files]
+
+
+def add_customer_message(
+    *,
+    session: Session,
+    ticket: Ticket,
+    text: str,
+    ctx: Context,
+    attachments: Sequence[Attachment] = (),
+) -> Message:
+    """A customer's message on their case; an answer to a request for information puts the case
+    back in the queue."""
+    msg = Message(ticket=ticket, author="customer", text=text, created_at=ctx.now)
+    session.add(msg)
+    for a in attachments:
+        # In the session before it joins the message, so the cascade has somewhere to go.
+        a.ticket = ticket
+        session.add(a)
+        a.message = msg
+    ticket.updated_at = ctx.now
+    session.flush()
+    append_event(
+        session=session,
+        ticket=ticket,
+        type=EventType.customer_message,
+        actor=Actor(kind="customer", customer_id=ticket.customer_id),
+        now=ctx.now,
+        message_id=msg.id,
+        attachments=len(attachments),
+    )
+    if ticket.status == CaseStatus.needs_info.value:
+        set_status(
+            session=session,
+            ticket=ticket,
+            status=CaseStatus.submitted,
+            ctx=ctx,
+            actor=Actor(kind="customer", customer_id=ticket.customer_id),
+            rule="the customer answered",
+        )
+    return msg
+
+
+def record_satisfaction(
+    *, session: Session, ticket: Ticket, score: int, ctx: Context, comment: str = ""
+) -> None:
+    """The customer's rating of a finished case (1-5) and an optional comment; a later answer
+    replaces an earlier one, and each is in the events."""
+    if not 1 <= score <= 5:
+        raise InvalidInput("a rating is 1 to 5", [{"loc": "score", "msg": "out of range"}])
+    if ticket.status not in (
+        CaseStatus.closed.value,
+        CaseStatus.resolved.value,
+        CaseStatus.refunded.value,
+    ):
+        raise ActionNotAllowed("only a finished case can be rated", [])
+    ticket.satisfaction = score
+    ticket.updated_at = ctx.now
+    record_event(
+        session=session,
+        ticket=ticket,
+        type=EventType.satisfaction_recorded,
+        actor=Actor(kind="customer", customer_id=ticket.customer_id),
+        now=ctx.now,
+        score=score,
+        comment=comment[:1000],
+    )

@@ -1,0 +1,1 @@
+"""What the core says: the scripts (texts), notices and the outbox."""

@@ -1,0 +1,1 @@
+"""Orders: the store (lookups, locks, units) and the importer."""

@@ -1,0 +1,2 @@
+"""The shop's policy: its rules (windows, reasons, routing, clocks), eligibility
+and risk."""
