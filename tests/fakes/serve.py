@@ -160,12 +160,19 @@ class Serve:
                 if found:
                     self.port = int(found[-1])
             if self.port is not None:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                try:
+                    r = httpx.get(f"{self.url}/healthz", timeout=2)
+                    self.last_health = f"{r.status_code} {r.text[:200]}"
+                    if r.status_code == 200:
                         return
+                except httpx.HTTPError as exc:
+                    self.last_health = repr(exc)
             time.sleep(0.1)
         self.stop()
-        raise ServeFailed(f"serve did not answer /healthz within {timeout}s:\n{self.log()}")
+        last = getattr(self, "last_health", None)
+        raise ServeFailed(
+            f"serve did not answer /healthz within {timeout}s (last answer: {last}):\n{self.log()}"
+        )
 
     def _signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
