@@ -24,6 +24,7 @@ from api.deps import context_for, current_agent, require_scope
 from api.guard import BodyGuard, GuardRules, RouteLimit, cookie, header
 from api.inputs import RefuseNul
 from api.panel import install_panel
+from api.priority import MarkForeground
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
@@ -141,7 +142,8 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
             sched.start()
         runtime = app.state.bot
         if runtime is not None:
-            await runtime.start()
+            # On a loop of its own: the bot's work never queues before a request's.
+            await runtime.start(own_loop=True)
         try:
             yield
         finally:
@@ -240,4 +242,7 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
             authorize=_authorize(app),
         ),
     )
+    # Outside it all: people's requests in flight are counted, and the bot's units of work give
+    # way to them (tickets/foreground.py); the webhook's posts are the bot's own work.
+    app.add_middleware(MarkForeground, exclude=frozenset({"/telegram/webhook"}))
     return app

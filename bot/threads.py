@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from tickets.db import mark_worker_thread
+from tickets.foreground import FOREGROUND
 
 T = TypeVar("T")
 
@@ -52,6 +53,8 @@ class UnitOfWorkThreads:
         return runner
 
     def _run(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        # People's requests first (tickets/foreground.py): a short wait, here, off the loop.
+        FOREGROUND.give_way()
         # The caller's context (copied when handed off) is the task's: context variables set
         # by the caller, and by `work` before its first await, are seen by the handlers.
         return self._runner().run(work(), context=contextvars.copy_context())

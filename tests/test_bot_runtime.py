@@ -139,6 +139,37 @@ async def test_runtime_starts_polling_and_the_worker_and_stops(
     assert fake.sent(), "the polled /start was answered"
 
 
+async def test_serve_runs_the_bot_on_a_loop_of_its_own_and_stops_it(
+    settings: Any, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    """serve's way (own_loop): the polled update is answered from the bot's own thread, not the
+    caller's loop, and the thread is gone after the stop."""
+    import asyncio
+    import threading
+
+    from aiogram.methods import GetUpdates
+
+    settings = settings.model_copy(update={"telegram_token": BOT_TOKEN})
+    fake = FakeSession()
+    runtime = BotRuntime(
+        settings=settings,
+        sessions=sessions,
+        scripts=scripts,
+        policy=Policy(),
+        bot=Bot(BOT_TOKEN, session=fake),
+    )
+    fake.queue(GetUpdates, (200, {"ok": True, "result": [_update(79)]}))
+    await runtime.start(own_loop=True)
+    assert "bot-loop" in {t.name for t in threading.enumerate()}
+    for _ in range(300):
+        if fake.sent():
+            break
+        await asyncio.sleep(0.01)
+    await runtime.stop()
+    assert fake.sent(), "the polled /start was answered"
+    assert "bot-loop" not in {t.name for t in threading.enumerate()}
+
+
 async def test_polling_survives_telegram_being_unreachable_at_start(
     settings: Any,
     sessions: sessionmaker[Session],
