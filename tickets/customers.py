@@ -136,10 +136,7 @@ def link_order_customer(session: Session, *, me: Customer, order: Order) -> Cust
     owner.language, owner.language_chosen = me.language, me.language_chosen
     if not owner.name:
         owner.name = me.name
-    # Nobody else is linked to a placeholder (it never proved an order); kept right anyway.
-    session.execute(
-        update(Customer).where(Customer.linked_to_id == me.id).values(linked_to_id=owner.id)
-    )
+    # Nobody is linked to it: a customer with nothing on it never kept an order's customer.
     session.delete(me)
     session.flush()
     return owner

@@ -40,6 +40,7 @@ class TicketFilters:
     group: str | None = None
     assignee: str | None = None  # a username, or "none" for unassigned
     order_no: str | None = None
+    customer_id: int | None = None
     priority: str | None = None
     channel: str | None = None
     # Only cases with a shop clock past due at this time.
@@ -89,6 +90,8 @@ def _filtered(query: Select[Any], f: TicketFilters, session: Session) -> Select[
     if f.order_no:
         order_id = session.scalar(select(Order.id).where(Order.order_no == f.order_no))
         query = query.where(Ticket.order_id == (order_id if order_id is not None else -1))
+    if f.customer_id is not None:
+        query = query.where(Ticket.customer_id == f.customer_id)
     if f.overdue_at is not None:
         query = query.where(sla.overdue_condition(f.overdue_at))
     if f.extra:
