@@ -65,9 +65,7 @@ async def complaint_on_the_order(me: Customer, lang: str) -> None:
 
 def number_of(sessions: sessionmaker[Session], order_no: str) -> str:
     with sessions() as s:
-        number = s.scalar(
-            select(Ticket.number).join(Ticket.order).where(Ticket.order.has(order_no=order_no))
-        )
+        number = s.scalar(select(Ticket.number).where(Ticket.order.has(order_no=order_no)))
         assert number is not None
         return number
 
