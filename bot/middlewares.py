@@ -77,7 +77,7 @@ from bot.routers.agents import answers_the_bot
 from bot.threads import UnitOfWorkThreads, shared_threads
 from tickets.cases.events import record_event
 from tickets.context import SYSTEM, Context
-from tickets.customers import resolve_customer
+from tickets.customers import account_ids, resolve_customer
 from tickets.exceptions import (
     Conflict,
     DomainError,
@@ -622,7 +622,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                     ticket = session.scalar(
                         select(Ticket)
                         .where(
-                            Ticket.customer_id == customer_id,
+                            Ticket.customer_id.in_(account_ids(customer_id)),
                             Ticket.status.in_([s.value for s in OPEN_STATUSES]),
                         )
                         .order_by(Ticket.updated_at.desc(), Ticket.id.desc())

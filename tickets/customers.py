@@ -1,13 +1,21 @@
 """Who is writing: the Telegram user turned into our `Customer`, and an order proved theirs.
 
 Telegram objects stop here: the rest of the bot sees a `Customer` row and plain values.
+
+One person may be several customer rows: the shop's orders name a customer by phone, and a
+person with two phones is two customers. The row that holds the Telegram id is the account;
+proving an order bought with another phone links that phone's customer to the account
+(`Customer.linked_to`) instead of moving the Telegram id (which left the first phone's cases
+with no chat: My requests empty, replies undeliverable). Everything a customer reaches
+(their cases, replies, notices) follows the account: `account_ids`, `speaks_for`,
+`telegram_of`.
 """
 
 from __future__ import annotations
 
 import re
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tickets.messages.scripts import resolve_language
@@ -20,8 +28,9 @@ _BY_TELEGRAM_ID = select(Customer).where(Customer.telegram_user_id == bindparam(
 def resolve_customer(
     session: Session, *, telegram_user_id: int, name: str, language_code: str | None
 ) -> Customer:
-    """The customer of this Telegram account, created on first contact with the language
-    Telegram reports (a language chosen later with /language is kept)."""
+    """The customer of this Telegram account (its account row), created on first contact.
+    Until the customer chooses a language (/language), they get the one Telegram says they
+    read, whoever created the row (the shop's import defaults to zh-CN)."""
     customer = session.execute(_BY_TELEGRAM_ID, {"tg": telegram_user_id}).scalar_one_or_none()
     if customer is None:
         customer = Customer(
@@ -31,7 +40,48 @@ def resolve_customer(
         )
         session.add(customer)
         session.flush()
+    elif language_code and not customer.language_chosen:
+        telegrams = resolve_language(language_code)
+        if customer.language != telegrams:
+            set_language(session, customer, telegrams, chosen=False)
     return customer
+
+
+def set_language(session: Session, customer: Customer, language: str, *, chosen: bool) -> None:
+    """The language of the account and of every customer linked to it (their cases' notices
+    are written in it); `chosen` when the customer picked it, which Telegram then never
+    overrides."""
+    customer.language, customer.language_chosen = language, chosen
+    session.execute(
+        update(Customer)
+        .where(Customer.linked_to_id == customer.id)
+        .values(language=language, language_chosen=chosen)
+    )
+
+
+def account_ids(customer_id: int | ColumnElement[int]) -> Select[int]:
+    """The ids of the customers a Telegram account reaches: its own row's (`customer_id`) and
+    those of the customers it proved orders of (other phones)."""
+    return select(Customer.id).where(
+        or_(Customer.id == customer_id, Customer.linked_to_id == customer_id)
+    )
+
+
+def speaks_for(customer: Customer, acting_customer_id: int | None) -> bool:
+    """Whether the customer acting (by id: the account's row) may act for `customer`: it is
+    them, or a customer whose order their account proved."""
+    return acting_customer_id is not None and acting_customer_id in (
+        customer.id,
+        customer.linked_to_id,
+    )
+
+
+def telegram_of(customer: Customer) -> int | None:
+    """The Telegram account that reaches this customer: theirs, or the account linked to it."""
+    if customer.telegram_user_id is not None:
+        return customer.telegram_user_id
+    account = customer.linked_to
+    return account.telegram_user_id if account is not None else None
 
 
 def digits(phone: str | None) -> str:
@@ -60,36 +110,45 @@ class LinkedElsewhere(Exception):
 
 
 def link_order_customer(session: Session, *, me: Customer, order: Order) -> Customer:
-    """Make this Telegram account the order's customer (after proof). The placeholder created
-    on first contact is merged away when nothing hangs on it; returns the customer to act as.
-    Raises LinkedElsewhere when the order's customer is a different Telegram account."""
+    """Make this Telegram account reach the order's customer (after proof); returns the
+    customer to act as (the account's row). A placeholder made on first contact, with nothing
+    on it, is merged away: the order's customer takes the Telegram id. A customer with orders
+    or cases keeps it, and the order's customer (another phone) is linked to them, so every
+    case of either stays reachable. Raises LinkedElsewhere when the order's customer belongs
+    to a different Telegram account."""
     owner = order.customer
-    if owner.id == me.id:
+    if speaks_for(owner, me.id):
         return me
-    if owner.telegram_user_id is not None and owner.telegram_user_id != me.telegram_user_id:
+    if owner.telegram_user_id is not None or owner.linked_to_id is not None:
         raise LinkedElsewhere(order.order_no)
-    telegram_id, language = me.telegram_user_id, me.language
+    has_orders = session.scalar(select(func.count(Order.id)).where(Order.customer_id == me.id))
+    has_cases = session.scalar(select(func.count(Ticket.id)).where(Ticket.customer_id == me.id))
+    if has_orders or has_cases:
+        owner.linked_to = me
+        owner.language, owner.language_chosen = me.language, me.language_chosen
+        session.flush()
+        return me
+    telegram_id = me.telegram_user_id
     # The Telegram id is unique: free it on the placeholder before the owner takes it.
     me.telegram_user_id = None
     session.flush()
     owner.telegram_user_id = telegram_id
-    owner.language = language
+    owner.language, owner.language_chosen = me.language, me.language_chosen
     if not owner.name:
         owner.name = me.name
-    has_orders = session.scalar(select(func.count(Order.id)).where(Order.customer_id == me.id))
-    has_cases = session.scalar(select(func.count(Ticket.id)).where(Ticket.customer_id == me.id))
-    if not has_orders and not has_cases:
-        session.delete(me)
+    # Nobody is linked to it: a customer with nothing on it never kept an order's customer.
+    session.delete(me)
     session.flush()
     return owner
 
 
 def recent_orders(session: Session, customer: Customer, limit: int = 5) -> list[Order]:
-    """The customer's latest orders, newest first (a linked customer picks from these)."""
+    """The account's latest orders (all its phones'), newest first (a linked customer picks
+    from these)."""
     return list(
         session.scalars(
             select(Order)
-            .where(Order.customer_id == customer.id)
+            .where(Order.customer_id.in_(account_ids(customer.id)))
             .order_by(Order.placed_at.desc(), Order.id.desc())
             .limit(limit)
         )

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -193,10 +194,19 @@ class Customer(Base):
     phone: Mapped[str | None] = mapped_column(String(40), index=True)
     email: Mapped[str | None] = mapped_column(String(200))
     telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # A customer of another phone whose order a Telegram account proved theirs: the row that
+    # holds that account (tickets/customers.py). Its chat reaches this customer's cases, and the
+    # account sees them, so one person with two phones keeps every case. None on the account's
+    # own row, and on customers no Telegram account has claimed.
+    linked_to_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     language: Mapped[str] = mapped_column(String(10), default="zh-CN")
+    # Whether the customer picked `language` themselves (/language). Otherwise it is a default
+    # (the shop's, or zh-CN) and the bot follows what Telegram says they read.
+    language_chosen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     orders: Mapped[list[Order]] = relationship(back_populates="customer")
+    linked_to: Mapped[Customer | None] = relationship(remote_side=[id])
 
 
 class Order(Base):

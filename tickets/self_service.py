@@ -14,15 +14,16 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, bindparam, select
 from sqlalchemy.orm import Session
 
 from tickets.cases.conversation import add_customer_message, record_satisfaction
-from tickets.cases.events import record_event
+from tickets.cases.events import case_number_in, record_event
 from tickets.cases.lifecycle import perform_action
 from tickets.cases.opening import open_case
 from tickets.cases.queries import TicketFilters, list_tickets
 from tickets.context import Actor, Context
+from tickets.customers import account_ids, speaks_for
 from tickets.exceptions import PermissionDenied
 from tickets.models import (
     OPEN_STATUSES,
@@ -73,10 +74,19 @@ def attachments_from(files: Iterable[dict[str, Any]], ctx: Context) -> list[Atta
     return rows
 
 
+def _theirs(customer: Customer) -> ColumnElement[bool]:
+    """Cases of this customer's Telegram account: theirs and those of the customers (other
+    phones) whose orders the account proved (tickets/customers.py)."""
+    return Ticket.customer_id.in_(account_ids(customer.id))
+
+
 # Built once: every free message of a customer runs it.
 _LATEST_OPEN = (
     select(Ticket)
-    .where(Ticket.customer_id == bindparam("customer_id"), Ticket.status.in_(LIVE_STATUSES))
+    .where(
+        Ticket.customer_id.in_(account_ids(bindparam("customer_id"))),
+        Ticket.status.in_(LIVE_STATUSES),
+    )
     .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
     .limit(1)
 )
@@ -88,13 +98,41 @@ def latest_open_case(session: Session, customer: Customer) -> Ticket | None:
 
 
 def open_cases(session: Session, customer: Customer, limit: int = 10) -> list[Ticket]:
-    """The customer's open cases, newest first."""
+    """The customer's open cases (every phone's of their account), newest first."""
     rows, _, _ = list_tickets(
         session=session,
-        filters=TicketFilters(customer_id=customer.id, status=LIVE_STATUSES),
+        filters=TicketFilters(status=LIVE_STATUSES, extra=(_theirs(customer),)),
         limit=limit,
     )
     return rows
+
+
+@dataclass(frozen=True)
+class NamedCase:
+    """A case number in a customer's message, and the case when it is one of their account's
+    (none when it is unknown or someone else's: the customer cannot tell the two apart)."""
+
+    number: str
+    ticket: Ticket | None
+
+    @property
+    def live(self) -> bool:
+        """Whether someone still follows the case (a message on it is read)."""
+        return self.ticket is not None and self.ticket.status in LIVE_STATUSES
+
+
+def named_case(session: Session, customer: Customer, text: str, *, prefix: str) -> NamedCase | None:
+    """The case a customer's message names ("any news on AS-20261122-0001?"), whichever of
+    their account's cases it is (not only the latest); None when it names none."""
+    number = case_number_in(text, prefix)
+    if number is None:
+        return None
+    ticket = session.scalar(
+        select(Ticket).where(
+            Ticket.number == number, _theirs(customer), Ticket.status != CaseStatus.draft.value
+        )
+    )
+    return NamedCase(number=number, ticket=ticket)
 
 
 def submit_intake(
@@ -171,7 +209,7 @@ def add_to_case(
 def own_case(session: Session, customer: Customer, number: str) -> Ticket:
     """The customer's case with this number; someone else's is refused."""
     ticket = session.scalar(select(Ticket).where(Ticket.number == number))
-    if ticket is None or ticket.customer_id != customer.id:
+    if ticket is None or not speaks_for(ticket.customer, customer.id):
         raise PermissionDenied(f"case {number} is not this customer's")
     return ticket
 
@@ -191,7 +229,7 @@ def unrated_case(session: Session, customer: Customer, now: datetime) -> Ticket 
     return session.scalar(
         select(Ticket)
         .where(
-            Ticket.customer_id == customer.id,
+            _theirs(customer),
             Ticket.status.in_(FINISHED_STATUSES),
             Ticket.satisfaction.is_(None),
             Ticket.updated_at >= now - RATING_WINDOW,
@@ -212,7 +250,7 @@ def rate(
 ) -> Ticket:
     """The customer's rating (and comment) of their own finished case."""
     ticket = session.get(Ticket, ticket_id)
-    if ticket is None or ticket.customer_id != customer.id:
+    if ticket is None or not speaks_for(ticket.customer, customer.id):
         raise PermissionDenied(f"case {ticket_id} is not this customer's")
     record_satisfaction(session=session, ticket=ticket, score=score, ctx=ctx, comment=comment)
     return ticket

@@ -17,8 +17,6 @@ bot stays silent.
 
 from __future__ import annotations
 
-import re
-
 from aiogram import Bot, F, Router
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message
@@ -31,6 +29,7 @@ from bot.media import Media, rejection_text
 from bot.replies import Replies
 from bot.routers.handlers import Handlers
 from tickets.cases.conversation import add_reply
+from tickets.cases.events import case_number_in
 from tickets.cases.lifecycle import perform_action
 from tickets.context import Actor, Context
 from tickets.exceptions import DomainError
@@ -81,9 +80,7 @@ def case_of(message: Message, prefix: str) -> str | None:
                 data = button.callback_data or ""
                 if data.startswith(AgentCb.__prefix__ + ":"):
                     return AgentCb.unpack(data).number
-    text = message.text or message.caption or ""
-    found = re.search(rf"(?<![\w-]){re.escape(prefix)}-\d{{8}}-\d{{4,}}(?![\w-])", text)
-    return found.group(0) if found else None
+    return case_number_in(message.text or message.caption or "", prefix)
 
 
 handlers = Handlers()

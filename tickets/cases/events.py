@@ -5,6 +5,8 @@ case.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -54,6 +56,20 @@ def next_case_number(*, session: Session, prefix: str, now: datetime, tz: ZoneIn
     stmt = _COUNT_CASE["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
     last = conn.execute(stmt, {"day": day}).scalar_one()
     return f"{prefix}-{day}-{last:04d}"
+
+
+def case_number_in(text: str, prefix: str) -> str | None:
+    """The first case number a person wrote in `text`, as `next_case_number` makes it: in
+    any letter case, with spaces or other marks between its parts, in full-width characters
+    (a Chinese keyboard's), e.g. "as 20261122 0001" -> "AS-20261122-0001"."""
+    plain = unicodedata.normalize("NFKC", text)
+    found = re.search(
+        rf"(?<![A-Za-z0-9]){re.escape(prefix)}[^A-Za-z0-9]{{0,3}}([0-9]{{8}})"
+        rf"[^A-Za-z0-9]{{0,3}}([0-9]{{4,}})(?![0-9])",
+        plain,
+        re.IGNORECASE,
+    )
+    return f"{prefix.upper()}-{found[1]}-{found[2]}" if found else None
 
 
 def record_event(

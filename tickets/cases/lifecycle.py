@@ -37,6 +37,7 @@ from tickets.cases.actions.review import (
 )
 from tickets.cases.status import load_ticket, set_status
 from tickets.context import Actor, Context
+from tickets.customers import speaks_for
 from tickets.exceptions import (
     ActionNotAllowed,
     Conflict,
@@ -66,7 +67,7 @@ def perform_action(
 ) -> Ticket:
     """Apply one action to a case, or refuse it with the reason (and the allowed actions)."""
     ticket = load_ticket(session, number, for_update=True)
-    if actor.kind == "customer" and actor.customer_id != ticket.customer_id:
+    if actor.kind == "customer" and not speaks_for(ticket.customer, actor.customer_id):
         # Not "forbidden": a customer must not learn that someone else's case exists.
         raise NotFound(f"no case {number}", number=number)
     if request.version is not None and request.version != ticket.version:

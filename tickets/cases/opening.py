@@ -28,6 +28,7 @@ from tickets.cases.events import (
 from tickets.cases.routing import route
 from tickets.cases.status import set_status
 from tickets.context import SYSTEM, Actor, Context
+from tickets.customers import speaks_for
 from tickets.exceptions import (
     DuplicateCase,
     InvalidInput,
@@ -140,7 +141,7 @@ def open_case(
                 }
             ],
         )
-    if actor.kind == "customer" and actor.customer_id != customer.id:
+    if actor.kind == "customer" and not speaks_for(customer, actor.customer_id):
         raise PermissionDenied("this order belongs to someone else")
     picked: list[tuple[OrderLine, int, list[int]]] = []
     overridden: list[dict[str, str]] = []

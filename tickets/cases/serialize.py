@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tickets.customers import telegram_of
 from tickets.exceptions import InvalidInput
 from tickets.messages.outbox import STATE_OF_STATUS
 from tickets.models import (
@@ -165,7 +166,8 @@ def ticket_to_read(
         customer={
             "name": ticket.customer.name,
             "phone": ticket.customer.phone,
-            "telegram_user_id": ticket.customer.telegram_user_id,
+            # The account that reaches them: theirs, or the one that proved their order.
+            "telegram_user_id": telegram_of(ticket.customer),
             "language": ticket.customer.language,
         },
         reason=ticket.reason,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tickets.customers import telegram_of
 from tickets.models import Channel, Event, EventType, OutboxMessage, Ticket
 
 if TYPE_CHECKING:
@@ -88,13 +89,15 @@ class Reach:
 
 def customer_chats(ticket: Ticket) -> list[tuple[str, str]]:
     """The chats this case's customer has, best first: the case's own channel (a web case's
-    web chat), then Telegram when their account is linked (whatever channel opened the case)."""
+    web chat), then Telegram when a Telegram account reaches them (theirs, or the account that
+    proved their order: tickets/customers.py), whatever channel opened the case."""
     customer = ticket.customer
     chats = []
     if ticket.channel == Channel.web.value:
         chats.append((Channel.web.value, str(customer.id)))
-    if customer.telegram_user_id is not None:
-        chats.append((Channel.telegram.value, str(customer.telegram_user_id)))
+    telegram = telegram_of(customer)
+    if telegram is not None:
+        chats.append((Channel.telegram.value, str(telegram)))
     return chats
 
 

@@ -70,7 +70,12 @@ async def free_text(
     svc: Context,
 ) -> None:
     """Words outside any step: a bare 1-5 rates a case that just finished (its notice asks
-    for a number); else to the open case if there is one, else the menu."""
+    for a number); words naming a case go to that case; else to the open case if there is
+    one, else the menu."""
+    named = self_service.named_case(db, customer, message.text or "", prefix=svc.case_prefix)
+    if named is not None:
+        to_named_case(named, message, db=db, reply=reply, svc=svc)
+        return
     case = self_service.latest_open_case(db, customer)
     score = RATING.match(message.text or "")
     if score:
@@ -93,6 +98,32 @@ async def free_text(
         db, ticket=case, text=message.text or "", files=[], message_id=message.message_id, ctx=svc
     )
     reply.say("cases.message_added", case_no=case.number)
+
+
+def to_named_case(
+    named: self_service.NamedCase, message: Message, *, db: Session, reply: Replies, svc: Context
+) -> None:
+    """A message naming a case: on it when it is theirs and followed; else they are told (the
+    same words for a case that does not exist and for someone else's)."""
+    if named.ticket is None:
+        reply.say("cases.named_unknown", keyboards.main_menu(reply.t), case_no=named.number)
+    elif not named.live:
+        reply.say(
+            "cases.named_finished",
+            keyboards.main_menu(reply.t),
+            case_no=named.number,
+            status=reply.t(f"status.{named.ticket.status}"),
+        )
+    else:
+        self_service.add_to_case(
+            db,
+            ticket=named.ticket,
+            text=message.text or "",
+            files=[],
+            message_id=message.message_id,
+            ctx=svc,
+        )
+        reply.say("cases.message_added", case_no=named.number)
 
 
 @handlers.message()

@@ -44,6 +44,7 @@ from tickets.customers import (
     last4_matches,
     link_order_customer,
     phone_matches,
+    speaks_for,
 )
 from tickets.exceptions import DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, Customer, Order
@@ -96,7 +97,8 @@ async def take_order_no(
         kind=None,
         categories=line_categories(order),
     )
-    if order.customer_id == customer.id:
+    if speaks_for(order.customer, customer.id):
+        # Theirs, or another phone's order their account proved before: no proof again.
         await ask("kind", state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if not order.customer.phone:

@@ -20,6 +20,7 @@ from bot.routers.customer.steps import reset, show_menu
 from bot.routers.handlers import Handlers
 from tickets import self_service
 from tickets.context import Context
+from tickets.customers import set_language as choose_language
 from tickets.models import Customer
 
 handlers = Handlers()
@@ -78,11 +79,12 @@ async def language_command(message: Message, reply: Replies) -> None:
 
 @handlers.callback(LangCb.filter())
 async def set_language(
-    query: CallbackQuery, callback_data: LangCb, customer: Customer, reply: Replies
+    query: CallbackQuery, callback_data: LangCb, db: Session, customer: Customer, reply: Replies
 ) -> None:
-    """The customer's language, kept on their record."""
+    """The customer's language, kept on their record as their choice (Telegram's language no
+    longer overrides it)."""
     if callback_data.code in ("zh-CN", "en"):
-        customer.language = callback_data.code
+        choose_language(db, customer, callback_data.code, chosen=True)
         reply.language = callback_data.code
     reply.answer_callback()
     await show_menu(reply, "language.set")
