@@ -38,7 +38,7 @@ from tickets.messages.notices import (
 )
 from tickets.messages.outbox import notify_agents
 from tickets.models import (
-    OPEN_STATUSES,
+    HOLDING_STATUSES,
     CaseKind,
     CaseStatus,
     EventType,
@@ -71,6 +71,7 @@ from tickets.workflow import (
 
 # Built once (building a statement costs more than running it): the latest case of an order
 # that a new one of `kind` would duplicate, open and of that kind, or recent and not cancelled.
+# A refused case is neither: its notice invites the customer to ask again.
 _DUPLICATE = (
     select(Ticket.number, Ticket.kind, Ticket.status)
     .where(
@@ -78,11 +79,11 @@ _DUPLICATE = (
         or_(
             and_(
                 Ticket.kind == bindparam("kind"),
-                Ticket.status.in_([s.value for s in OPEN_STATUSES]),
+                Ticket.status.in_([s.value for s in HOLDING_STATUSES]),
             ),
             and_(
                 Ticket.created_at >= bindparam("since"),
-                Ticket.status != CaseStatus.cancelled.value,
+                Ticket.status.notin_([CaseStatus.cancelled.value, CaseStatus.refused.value]),
             ),
         ),
     )
