@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.i18n import Texts
-from bot.keyboards import ItemCb, KindCb, MenuCb, NavCb, OrderCb, ReasonCb
+from bot.keyboards import CaseCb, ItemCb, KindCb, MenuCb, NavCb, OrderCb, ReasonCb
 from tests.factories import UTC_ZONE, add_order, case_row, context, open_case_for
-from tests.fakes.telegram import Customer, texts_of
+from tests.fakes.telegram import Customer, FakeSession, texts_of
 from tickets.cases.lifecycle import perform_action
 from tickets.context import SYSTEM, Actor
 from tickets.exceptions import Conflict
@@ -112,3 +112,90 @@ async def test_a_refused_request_frees_its_items_for_the_request_its_notice_invi
     with pytest.raises(Conflict, match=new.number):
         act(sessions, scripts, refused, action="escalate", reason="the customer disagrees")
     assert case_row(sessions, refused).status == "refused"
+
+
+# ---------------------------------------------------------------- the approval notice
+
+
+def awaiting_return(sessions: sessionmaker[Session], scripts: Any) -> str:
+    number = open_case_for(sessions, scripts)
+    act(sessions, scripts, number, action="approve")
+    assert case_row(sessions, number).status == "awaiting_return"
+    return number
+
+
+async def delivered(dp: Dispatcher, bot: Bot) -> list[SendMessage]:
+    """What the delivery worker sends of what is queued (a notice from an agent's action)."""
+    fake = bot.session
+    assert isinstance(fake, FakeSession)
+    before = len(fake.sent())
+    await dp["delivery"].drain()
+    return fake.sent()[before:]
+
+
+PICKUP_TYPED = {"en": "Pickup", "zh-CN": "上门取件"}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_the_approval_notice_carries_the_tracking_and_pickup_buttons(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = awaiting_return(sessions, scripts)
+    notice = (await delivered(dp, bot))[-1]  # after the "received" notice
+    assert f"RMA-{number.split('-', 1)[1]}" in notice.text
+    # The word it tells the customer to type is one the bot understands (below).
+    assert PICKUP_TYPED[lang] in notice.text
+    assert isinstance(notice.reply_markup, InlineKeyboardMarkup)
+    buttons = [b for row in notice.reply_markup.inline_keyboard for b in row]
+    assert [(b.text, b.callback_data) for b in buttons] == [
+        (t(lang, "cases.btn_track"), CaseCb(number=number, action="track").pack()),
+        (t(lang, "cases.btn_pickup"), CaseCb(number=number, action="pickup").pack()),
+    ]
+
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    sent = await me.press(CaseCb(number=number, action="pickup"))
+    assert texts_of(sent) == [t(lang, "pickup.ask_slot", case_no=number)]
+    await me.press(NavCb(action="cancel"))
+    sent = await me.press(CaseCb(number=number, action="track"))
+    assert texts_of(sent) == [t(lang, "cases.ask_tracking", case_no=number)]
+    sent = await me.text("SF 1428 8300 16625")
+    assert texts_of(sent) == [
+        t(lang, "cases.tracking_saved", case_no=number, tracking_no="SF1428830016625")
+    ]
+    assert case_row(sessions, number).status == "in_transit"
+    # The notice's button, pressed again once the parcel is on its way: said so at once.
+    sent = await me.press(CaseCb(number=number, action="pickup"))
+    assert texts_of(sent) == [
+        t(lang, "cases.not_possible", case_no=number, status=t(lang, "status.in_transit"))
+    ]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_typing_pickup_or_a_tracking_number_as_the_notice_says_sends_the_return(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = awaiting_return(sessions, scripts)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+
+    # Words that are neither go to the case, as before.
+    sent = await me.text("thanks" if lang == "en" else "好的，谢谢")
+    assert texts_of(sent) == [t(lang, "cases.message_added", case_no=number)]
+
+    for typed in (PICKUP_TYPED[lang], f"“{PICKUP_TYPED[lang]}”", "book a pickup"):
+        sent = await me.text(typed)
+        assert texts_of(sent) == [t(lang, "pickup.ask_slot", case_no=number)], typed
+        await me.press(NavCb(action="cancel"))
+    assert case_row(sessions, number).status == "awaiting_return"
+
+    sent = await me.text("YT7520 0131 4456")
+    assert texts_of(sent) == [
+        t(lang, "cases.tracking_saved", case_no=number, tracking_no="YT752001314456")
+    ]
+    case = case_row(sessions, number)
+    assert (case.status, case.tracking_no) == ("in_transit", "YT752001314456")
+    # Nothing awaits a return any more: a number is just a message on the case.
+    sent = await me.text("YT7520 0131 4457")
+    assert texts_of(sent) == [t(lang, "cases.message_added", case_no=number)]
+    assert case_row(sessions, number).tracking_no == "YT752001314456"

@@ -205,6 +205,12 @@ def render_for_case(
     return ctx.scripts.render(script, lang, {**facts, **given}, timezone=ctx.tz)
 
 
+# Notices that ask the customer to ship the return: they carry the two ways of doing it as
+# buttons (the tracking number, a pickup), and the words they quote work when typed too
+# (tickets.self_service.return_reply).
+SHIPPING_NOTICES = frozenset({"notice_approved", "notice_ship_reminder"})
+
+
 def queue_notice(
     *,
     session: Session,
@@ -225,6 +231,10 @@ def queue_notice(
         if ctx.scripts.get(script, ticket.language).asks_rating is True:
             # The delivery worker puts the 1-5 buttons under it (bot/delivery.py).
             payload["keyboard"] = "satisfaction"
+        elif script in SHIPPING_NOTICES:
+            # The delivery worker puts "tracking number" and "book a pickup" under it.
+            payload["keyboard"] = "return_shipping"
+            payload["case_no"] = ticket.number
     else:
         payload["variables"] = {k: str(v) for k, v in (variables or {}).items()}
     return notify_customer(
