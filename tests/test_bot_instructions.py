@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.i18n import Texts
 from bot.keyboards import CaseCb, ItemCb, KindCb, MenuCb, NavCb, OrderCb, ReasonCb
-from tests.factories import UTC_ZONE, add_order, case_row, context, open_case_for
-from tests.fakes.telegram import Customer, FakeSession, texts_of
+from tests.factories import UTC_ZONE, add_order, case_row, context, open_case_for, order_json
+from tests.fakes.telegram import Customer, FakeSession, buttons_of, texts_of
 from tickets.cases.lifecycle import perform_action
 from tickets.context import SYSTEM, Actor
 from tickets.exceptions import Conflict
-from tickets.models import Ticket
+from tickets.models import OutboxMessage, Ticket
+from tickets.policy.eligibility import policy_texts
 from tickets.schemas import ActionRequest
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
@@ -199,3 +200,95 @@ async def test_typing_pickup_or_a_tracking_number_as_the_notice_says_sends_the_r
     sent = await me.text("YT7520 0131 4457")
     assert texts_of(sent) == [t(lang, "cases.message_added", case_no=number)]
     assert case_row(sessions, number).tracking_no == "YT752001314456"
+
+
+# ---------------------------------------------------------------- words for a person
+
+
+def notice_of(sessions: sessionmaker[Session], case: Ticket) -> str:
+    """The text of the newest notice queued to the case's customer."""
+    with sessions() as s:
+        payload = s.scalar(
+            select(OutboxMessage.payload)
+            .where(OutboxMessage.ticket_id == case.id, OutboxMessage.kind == "notice")
+            .order_by(OutboxMessage.id.desc())
+            .limit(1)
+        )
+    assert payload is not None
+    return str(payload["text"])
+
+
+# What a "we've received your complaint" would say, and what a conversation's notice says.
+COMPLAINT_WORD = {"en": "complaint", "zh-CN": "投诉"}
+MESSAGE_WORD = {"en": "message", "zh-CN": "留言"}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_talk_to_a_person_is_a_conversation_not_a_complaint(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    sent = await me.press(MenuCb(action="human"))
+    assert texts_of(sent) == [t(lang, "human.prompt")]
+    question = "When will my parcel ship?" if lang == "en" else "我的包裹什么时候发货？"
+    sent = await me.text(question)
+    [case] = cases(sessions)
+    assert (case.kind, case.reason, case.status, case.description) == (
+        "complaint",
+        "question",
+        "submitted",
+        question,
+    )
+    notice = notice_of(sessions, case)
+    assert texts_of(sent) == [notice]
+    assert MESSAGE_WORD[lang] in notice and COMPLAINT_WORD[lang] not in notice
+    assert case.number in notice
+
+
+def closed_order(status: str) -> dict[str, Any]:
+    over: dict[str, Any] = {"status": status, "shipped_at": None, "delivered_at": None}
+    if status == "unpaid":
+        over["paid_at"] = None
+    return order_json(**over)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("status", ["cancelled", "unpaid"])
+async def test_a_closed_order_says_why_once_and_what_is_typed_reaches_a_person(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], lang: str, status: str
+) -> None:
+    add_order(sessions, lang=lang, data=closed_order(status))
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.press(MenuCb(action="new"))
+    sent = await me.press(OrderCb(index=0))
+    why = policy_texts(lang).get("verdicts", f"order_{status}", order_no="T1001")
+    # One reason for the order, said once (not once per kind), and no kind to press.
+    assert texts_of(sent) == [t(lang, "intake.kinds_none", why=why)]
+    assert not [b for b in buttons_of(sent) if b.startswith("k:")]
+
+    typed = "The refund has not arrived yet" if lang == "en" else "退款还没有到账"
+    sent = await me.text(typed)
+    [case] = cases(sessions)
+    assert (case.kind, case.reason, case.status, case.description) == (
+        "complaint",
+        "question",
+        "submitted",
+        typed,
+    )
+    with sessions() as s:
+        row = s.get(Ticket, case.id)
+        assert row is not None and row.order is not None and row.order.order_no == "T1001"
+        # The agents hear of it like of any new case: it is in their queue.
+        assert s.scalar(
+            select(OutboxMessage.id).where(
+                OutboxMessage.ticket_id == case.id, OutboxMessage.kind == "case.created"
+            )
+        )
+    notice = notice_of(sessions, case)
+    assert texts_of(sent) == [notice]
+    assert MESSAGE_WORD[lang] in notice and COMPLAINT_WORD[lang] not in notice
+
+    # The conversation goes on on that case.
+    sent = await me.text("?")
+    assert texts_of(sent) == [t(lang, "cases.message_added", case_no=case.number)]

@@ -28,12 +28,15 @@ from tickets.exceptions import PermissionDenied
 from tickets.models import (
     OPEN_STATUSES,
     Attachment,
+    CaseKind,
     CaseStatus,
     Channel,
     Customer,
     EventType,
+    Order,
     Ticket,
 )
+from tickets.reasons import Reason
 from tickets.schemas import ActionRequest, CustomerIn, ItemIn, TicketCreate
 from tickets.sla import clocks as sla
 from tickets.sla.calendar import calendar_for, is_working
@@ -145,6 +148,51 @@ def submit_intake(
         )
     session.flush()
     return ticket
+
+
+def ask_a_person(
+    session: Session,
+    *,
+    customer: Customer,
+    ctx: Context,
+    text: str,
+    message_id: int,
+    order_no: str | None = None,
+    evidence: Sequence[dict[str, Any]] = (),
+) -> tuple[Ticket, bool]:
+    """The customer's words for a person: on their open case (of `order_no` when one is
+    named), else on a new conversation an agent answers from the queue (a complaint of reason
+    `question`, about that order if named, whatever its state). The case, and whether it is
+    new (its notice then says it is a conversation, and when we answer)."""
+    if order_no is None:
+        case = latest_open_case(session, customer)
+    else:
+        case = session.scalar(
+            select(Ticket)
+            .join(Ticket.order)
+            .where(
+                Ticket.customer_id == customer.id,
+                Ticket.status.in_(LIVE_STATUSES),
+                Order.order_no == order_no,
+            )
+            .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+            .limit(1)
+        )
+    if case is not None:
+        add_to_case(session, ticket=case, text=text, files=[], message_id=message_id, ctx=ctx)
+        return case, False
+    opened = submit_intake(
+        session,
+        customer=customer,
+        ctx=ctx,
+        order_no=order_no,
+        kind=CaseKind.complaint.value,
+        reason=Reason.question.value,
+        items={},
+        description=text,
+        evidence=evidence,
+    )
+    return opened, True
 
 
 def add_to_case(

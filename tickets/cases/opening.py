@@ -57,6 +57,7 @@ from tickets.orders.store import (
 )
 from tickets.policy.eligibility import check_request, evidence_needed, order_facts
 from tickets.policy.risk import RiskAssessment, assess, collect_risk_facts, decide_auto_approval
+from tickets.reasons import Reason
 from tickets.refunds.ledger import ticket_quote
 from tickets.schemas import ActionRequest, TicketCreate
 from tickets.sla import clocks as sla
@@ -143,9 +144,17 @@ def open_case(
         )
     if actor.kind == "customer" and actor.customer_id != customer.id:
         raise PermissionDenied("this order belongs to someone else")
+    # A question claims nothing: no policy on claims applies to it, and it is never a
+    # duplicate (the customer may ask about any order, a cancelled one too).
+    question = request.reason == Reason.question.value
+    if question and (kind is not CaseKind.complaint or request.items):
+        raise InvalidInput(
+            "a question is a conversation: kind complaint, no items",
+            [{"loc": "reason", "msg": "question goes with kind complaint and no items"}],
+        )
     picked: list[tuple[OrderLine, int, list[int]]] = []
     overridden: list[dict[str, str]] = []
-    if order is not None:
+    if order is not None and not question:
         problems = check_request(
             order_facts=order_facts(order),
             kind=kind.value,
@@ -190,7 +199,7 @@ def open_case(
             ctx.policy.risk,
             ctx.policy.agent_language,
         )
-        if order is not None
+        if order is not None and not question
         else None
     )
     group, rule = route(

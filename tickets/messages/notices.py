@@ -22,6 +22,7 @@ from tickets.messages.outbox import notify_customer
 from tickets.messages.scripts import Money, ScriptLibrary
 from tickets.models import OutboxMessage, SlaClock, Ticket
 from tickets.money import to_minor
+from tickets.reasons import Reason
 
 if TYPE_CHECKING:
     from tickets.context import Context
@@ -87,6 +88,8 @@ def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
     facts: dict[str, Any] = {
         **base_variables(ticket),
         "kind": ticket.kind,
+        # A customer's words for a person are a conversation, not the complaint it is filed as.
+        "topic": "question" if ticket.reason == Reason.question.value else "request",
         "shop_name": ctx.shop_name,
         "return_address": p.return_address,
         "pack_items": pack_items(ticket),
