@@ -5,6 +5,7 @@ and delivery worker with Telegram faked at the HTTP-session boundary, in both la
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -21,8 +22,18 @@ from tests.fakes.telegram import Customer, FakeSession, buttons_of, texts_of
 from tickets.cases.lifecycle import perform_action
 from tickets.context import SYSTEM, Actor
 from tickets.exceptions import Conflict
-from tickets.models import OutboxMessage, Ticket
+from tickets.messages.notices import ROUTES, case_facts, inspection_finding
+from tickets.models import (
+    CaseKind,
+    CaseStatus,
+    Channel,
+    OrderStatus,
+    OutboxMessage,
+    Ticket,
+    UnitStatus,
+)
 from tickets.policy.eligibility import policy_texts
+from tickets.reasons import Reason
 from tickets.schemas import ActionRequest
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
@@ -292,3 +303,108 @@ async def test_a_closed_order_says_why_once_and_what_is_typed_reaches_a_person(
     # The conversation goes on on that case.
     sent = await me.text("?")
     assert texts_of(sent) == [t(lang, "cases.message_added", case_no=case.number)]
+
+
+# ---------------------------------------------------------------- no raw code in a customer's text
+
+
+# Every code the core keeps: kinds, statuses, unit outcomes, order statuses, reasons, channels,
+# payment methods and routes, product categories, and every choice a script maps to words.
+def code_values(scripts: Any) -> set[str]:
+    enums = (CaseKind, CaseStatus, UnitStatus, OrderStatus, Reason, Channel)
+    codes = {member.value for enum in enums for member in enum}
+    codes |= set(ROUTES) | set(ROUTES.values())
+    codes |= set(policy_texts("en").tables["categories"])
+    for script in scripts.list():
+        for var in script.variables.values():
+            codes |= {str(c) for c in var.choices or ()}
+    return codes
+
+
+def raw_codes(text: str, lang: str, codes: set[str]) -> set[str]:
+    """Codes showing in a text: any snake_case word; in Chinese, any code at all (an English
+    text may say "damaged" or "refund" as words)."""
+    words = set(re.findall(r"[A-Za-z]+(?:_[A-Za-z]+)*", text))
+    found = {w for w in words if "_" in w}
+    if lang == "zh-CN":
+        found |= words & codes
+    return found
+
+
+def fact_variants(ticket: Ticket, ctx: Any, lang: str) -> list[dict[str, Any]]:
+    """The case's facts (what the core fills every script with) under every code they carry:
+    each kind, reason, payment method and product category in turn."""
+    order, line = ticket.order, ticket.items[0].line
+    assert order is not None
+    ticket.language = lang
+    variants = []
+    for kind in CaseKind:
+        ticket.kind = kind.value
+        variants.append(case_facts(ticket, ctx))
+    for reason in Reason:
+        ticket.reason = reason.value
+        variants.append(case_facts(ticket, ctx))
+    for method in [*ROUTES, "cash_on_delivery"]:
+        order.payment_method = method
+        variants.append(case_facts(ticket, ctx))
+    for category in [*policy_texts(lang).tables["categories"], "apparel"]:
+        line.category = category
+        variants.append(case_facts(ticket, ctx))
+    # What the inspection found, each outcome alone and all together (inspect_goods).
+    for outcome in [*UnitStatus, *[list(UnitStatus)]]:
+        found = outcome if isinstance(outcome, list) else [outcome]
+        variants.append({"finding": inspection_finding(found, lang)})
+    return variants
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_no_script_a_customer_can_receive_shows_a_raw_code(
+    sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = open_case_for(sessions, scripts)
+    codes = code_values(scripts)
+    ctx = context(scripts, tz=UTC_ZONE)
+    seen: dict[str, set[str]] = {}
+    with sessions() as s, s.no_autoflush:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        variants = fact_variants(ticket, ctx, lang)
+        for name in scripts.names():
+            script = scripts.get(name, lang)
+            base = scripts.sample_variables(name, lang)
+            tries = [{k: v for k, v in f.items() if k in script.accepts} for f in variants]
+            tries += [
+                {var.name: choice}
+                for var in script.variables.values()
+                for choice in var.choices or ()
+            ]
+            for values in tries:
+                text = scripts.render(name, lang, {**base, **values}, timezone=UTC_ZONE)
+                if found := raw_codes(text, lang, codes):
+                    seen.setdefault(name, set()).update(found)
+        s.rollback()
+    assert seen == {}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_the_inspection_failed_notice_says_what_was_found_in_words(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = awaiting_return(sessions, scripts)
+    act(sessions, scripts, number, action="mark_received")
+    act(
+        sessions,
+        scripts,
+        number,
+        action="inspect",
+        results=[{"sku": "SOCKS", "quantity": 1, "outcome": "damaged"}],
+    )
+    assert case_row(sessions, number).status == "refused"
+    notice = (await delivered(dp, bot))[-1]
+    assert number in notice.text
+    finding = policy_texts(lang).get("outcomes", "damaged")
+    # "很抱歉结果未通过：damaged" no more: the finding in words, where the code was.
+    said = f"</b>: {finding}." if lang == "en" else f"</b>：{finding}。"
+    assert said in notice.text

@@ -8,7 +8,7 @@ will read; a script that cannot render is an error in the same transaction, neve
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from tickets.messages.outbox import notify_customer
 from tickets.messages.scripts import Money, ScriptLibrary
 from tickets.models import OutboxMessage, SlaClock, Ticket
 from tickets.money import to_minor
+from tickets.policy.eligibility import policy_texts
 from tickets.reasons import Reason
 
 if TYPE_CHECKING:
@@ -63,6 +64,12 @@ def refund_route(method: str) -> str:
 def pack_items(ticket: Ticket) -> list[str]:
     """What the customer packs: each item's title and quantity."""
     return [f"{i.line.title or i.sku} ×{i.quantity}" for i in ticket.items] or [ticket.number]
+
+
+def inspection_finding(outcomes: Iterable[str], language: str) -> str:
+    """What the inspection found, in the customer's words (never the outcome codes)."""
+    texts = policy_texts(language)
+    return texts.join([texts.name("outcomes", o) for o in dict.fromkeys(outcomes)])
 
 
 def base_variables(ticket: Ticket) -> dict[str, Any]:
@@ -109,7 +116,8 @@ def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
         facts["carrier"] = ticket.carrier
     if first is not None:
         facts["item_name"] = first.title or first.sku
-        facts["category_name"] = first.category
+        # In the customer's words (a shop's own category has none: its name is shown).
+        facts["category_name"] = policy_texts(ticket.language).name("categories", first.category)
     if order is not None:
         facts["order_no"] = order.order_no
         facts["route"] = refund_route(order.payment_method)
