@@ -17,10 +17,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.i18n import Texts
 from bot.keyboards import CaseCb, ItemCb, KindCb, MenuCb, NavCb, OrderCb, ReasonCb
-from tests.factories import UTC_ZONE, add_order, case_row, context, open_case_for, order_json
+from tests.factories import (
+    UTC_ZONE,
+    act_on,
+    add_order,
+    case_row,
+    context,
+    open_case_for,
+    order_json,
+)
 from tests.fakes.telegram import Customer, FakeSession, buttons_of, texts_of
-from tickets.cases.lifecycle import perform_action
-from tickets.context import SYSTEM, Actor
 from tickets.exceptions import Conflict
 from tickets.messages.notices import ROUTES, case_facts, inspection_finding
 from tickets.models import (
@@ -34,7 +40,6 @@ from tickets.models import (
 )
 from tickets.policy.eligibility import policy_texts
 from tickets.reasons import Reason
-from tickets.schemas import ActionRequest
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
 pytestmark = pytest.mark.usefixtures("db_guard")
@@ -45,24 +50,6 @@ LANGS = ["zh-CN", "en"]
 
 def t(lang: str, key: str, **values: Any) -> str:
     return TEXTS.get(lang, key, **values)
-
-
-def act(
-    sessions: sessionmaker[Session],
-    scripts: Any,
-    number: str,
-    actor: Actor = SYSTEM,
-    **request: Any,
-) -> None:
-    with sessions() as s:
-        perform_action(
-            session=s,
-            number=number,
-            request=ActionRequest(**request),
-            actor=actor,
-            ctx=context(scripts, tz=UTC_ZONE),
-        )
-        s.commit()
 
 
 def labels(sent: list[Any]) -> list[str]:
@@ -93,7 +80,7 @@ async def test_a_refused_request_frees_its_items_for_the_request_its_notice_invi
 ) -> None:
     add_order(sessions, lang=lang)
     refused = open_case_for(sessions, scripts)  # one pair of socks, size or fit
-    act(sessions, scripts, refused, action="refuse", reason="the tags were removed")
+    act_on(sessions, scripts, refused, action="refuse", reason="the tags were removed")
     assert case_row(sessions, refused).status == "refused"
 
     me = Customer(dp, bot, user_id=5001, language=lang)
@@ -122,7 +109,7 @@ async def test_a_refused_request_frees_its_items_for_the_request_its_notice_invi
         assert [u.unit_id for u in again.units] == [u.unit_id for u in before.units]
     # The refused case cannot take the pair back while the new request holds it.
     with pytest.raises(Conflict, match=new.number):
-        act(sessions, scripts, refused, action="escalate", reason="the customer disagrees")
+        act_on(sessions, scripts, refused, action="escalate", reason="the customer disagrees")
     assert case_row(sessions, refused).status == "refused"
 
 
@@ -131,7 +118,7 @@ async def test_a_refused_request_frees_its_items_for_the_request_its_notice_invi
 
 def awaiting_return(sessions: sessionmaker[Session], scripts: Any) -> str:
     number = open_case_for(sessions, scripts)
-    act(sessions, scripts, number, action="approve")
+    act_on(sessions, scripts, number, action="approve")
     assert case_row(sessions, number).status == "awaiting_return"
     return number
 
@@ -234,6 +221,25 @@ COMPLAINT_WORD = {"en": "complaint", "zh-CN": "投诉"}
 MESSAGE_WORD = {"en": "message", "zh-CN": "留言"}
 
 
+def conversation_opened(
+    sessions: sessionmaker[Session], sent: list[Any], words: str, lang: str
+) -> Ticket:
+    """The one case, a conversation holding `words`, and its notice (all that was sent), which
+    says a message was received, not a complaint."""
+    [case] = cases(sessions)
+    assert (case.kind, case.reason, case.status, case.description) == (
+        "complaint",
+        "question",
+        "submitted",
+        words,
+    )
+    notice = notice_of(sessions, case)
+    assert texts_of(sent) == [notice]
+    assert MESSAGE_WORD[lang] in notice and COMPLAINT_WORD[lang] not in notice
+    assert case.number in notice
+    return case
+
+
 @pytest.mark.parametrize("lang", LANGS)
 async def test_talk_to_a_person_is_a_conversation_not_a_complaint(
     dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], lang: str
@@ -243,18 +249,8 @@ async def test_talk_to_a_person_is_a_conversation_not_a_complaint(
     sent = await me.press(MenuCb(action="human"))
     assert texts_of(sent) == [t(lang, "human.prompt")]
     question = "When will my parcel ship?" if lang == "en" else "我的包裹什么时候发货？"
-    sent = await me.text(question)
-    [case] = cases(sessions)
-    assert (case.kind, case.reason, case.status, case.description) == (
-        "complaint",
-        "question",
-        "submitted",
-        question,
-    )
-    notice = notice_of(sessions, case)
-    assert texts_of(sent) == [notice]
-    assert MESSAGE_WORD[lang] in notice and COMPLAINT_WORD[lang] not in notice
-    assert case.number in notice
+    case = conversation_opened(sessions, await me.text(question), question, lang)
+    assert case.order_id is None
 
 
 def closed_order(status: str) -> dict[str, Any]:
@@ -279,14 +275,7 @@ async def test_a_closed_order_says_why_once_and_what_is_typed_reaches_a_person(
     assert not [b for b in buttons_of(sent) if b.startswith("k:")]
 
     typed = "The refund has not arrived yet" if lang == "en" else "退款还没有到账"
-    sent = await me.text(typed)
-    [case] = cases(sessions)
-    assert (case.kind, case.reason, case.status, case.description) == (
-        "complaint",
-        "question",
-        "submitted",
-        typed,
-    )
+    case = conversation_opened(sessions, await me.text(typed), typed, lang)
     with sessions() as s:
         row = s.get(Ticket, case.id)
         assert row is not None and row.order is not None and row.order.order_no == "T1001"
@@ -296,10 +285,6 @@ async def test_a_closed_order_says_why_once_and_what_is_typed_reaches_a_person(
                 OutboxMessage.ticket_id == case.id, OutboxMessage.kind == "case.created"
             )
         )
-    notice = notice_of(sessions, case)
-    assert texts_of(sent) == [notice]
-    assert MESSAGE_WORD[lang] in notice and COMPLAINT_WORD[lang] not in notice
-
     # The conversation goes on on that case.
     sent = await me.text("?")
     assert texts_of(sent) == [t(lang, "cases.message_added", case_no=case.number)]
@@ -393,8 +378,8 @@ async def test_the_inspection_failed_notice_says_what_was_found_in_words(
 ) -> None:
     add_order(sessions, lang=lang)
     number = awaiting_return(sessions, scripts)
-    act(sessions, scripts, number, action="mark_received")
-    act(
+    act_on(sessions, scripts, number, action="mark_received")
+    act_on(
         sessions,
         scripts,
         number,
