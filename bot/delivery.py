@@ -705,7 +705,8 @@ class DeliveryWorker:
 
     def _markup(self, row: Claimed) -> InlineKeyboardMarkup | None:
         """The buttons a row carries: an agents' card about a case gets "take it" and "open
-        in the panel"; a notice asking for a rating gets the 1-5 buttons."""
+        in the panel"; a notice asking for a rating gets the 1-5 buttons; one asking to ship
+        the return gets "tracking number" and "book a pickup"."""
         payload = row.payload
         if row.channel == "agents":
             number = payload.get("number") or payload.get("case_no")
@@ -715,14 +716,19 @@ class DeliveryWorker:
             return keyboards.agent_card(
                 self._agent_text, str(number), public_url=self.settings.public_url
             )
+        language = str(payload.get("language") or "zh-CN")
+
+        def tc(key: str, **values: Any) -> str:
+            return self.texts.get(language, key, **values)
+
         # A notice whose script asks for a rating (`asks_rating`, tickets/messages/notices.py).
         if payload.get("keyboard") == "satisfaction" and row.ticket_id is not None:
-            language = str(payload.get("language") or "zh-CN")
-
-            def tc(key: str, **values: Any) -> str:
-                return self.texts.get(language, key, **values)
-
             return keyboards.satisfaction(tc, row.ticket_id)
+        # A notice asking to ship the return (SHIPPING_NOTICES): the two ways of doing it.
+        if payload.get("keyboard") == "return_shipping" and payload.get("case_no"):
+            return keyboards.case_actions(
+                tc, str(payload["case_no"]), track=True, pickup=True, withdraw=False
+            )
         return None
 
     def _backoff(self, attempts: int) -> float:

@@ -202,6 +202,26 @@ def act(sessions: sessionmaker[Session], ctx: Context, number: str, action: str,
         s.commit()
 
 
+def act_on(
+    sessions: sessionmaker[Session],
+    scripts: Any,
+    number: str,
+    actor: Actor = SYSTEM,
+    **request: Any,
+) -> None:
+    """`actor` (the system unless given) performs the action `request` names on case `number`,
+    the shop in UTC, committed (the notices it queues go to the outbox)."""
+    with sessions() as s:
+        perform_action(
+            session=s,
+            number=number,
+            request=ActionRequest(**request),
+            actor=actor,
+            ctx=context(scripts, tz=UTC_ZONE),
+        )
+        s.commit()
+
+
 def case_row(sessions: sessionmaker[Session], number: str) -> Ticket:
     """Case `number` as stored now, detached from its session."""
     with sessions() as s:

@@ -16,14 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.delivery import DeliveryWorker
 from bot.i18n import Texts
 from bot.keyboards import AddressCb, CaseCb, MenuCb, NavCb, RateCb, SlotCb
-from tests.factories import NOW, UTC_ZONE, add_order, case_row, context, open_case_for
+from tests.factories import NOW, UTC_ZONE, act_on, add_order, case_row, context, open_case_for
 from tests.fakes.telegram import FAST, Customer, FakeSession, buttons_of, texts_of
-from tickets.cases.lifecycle import perform_action
 from tickets.cases.opening import open_case
 from tickets.context import SYSTEM, Actor, Context
 from tickets.messages.scripts import format_moment
 from tickets.models import Event, FsmRecord, OutboxMessage, Ticket
-from tickets.schemas import ActionRequest, TicketCreate
+from tickets.schemas import TicketCreate
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
 pytestmark = pytest.mark.usefixtures("db_guard")
@@ -39,24 +38,6 @@ def ctx_for(scripts: Any) -> Context:
     return context(scripts, tz=UTC_ZONE)
 
 
-def act(
-    sessions: sessionmaker[Session],
-    scripts: Any,
-    number: str,
-    actor: Actor = SYSTEM,
-    **request: Any,
-) -> None:
-    with sessions() as s:
-        perform_action(
-            session=s,
-            number=number,
-            request=ActionRequest(**request),
-            actor=actor,
-            ctx=ctx_for(scripts),
-        )
-        s.commit()
-
-
 def closed_complaint(sessions: sessionmaker[Session], scripts: Any) -> Ticket:
     """T1001's complaint, answered, resolved and closed: its closing notice is in the outbox."""
     with sessions() as s:
@@ -68,8 +49,8 @@ def closed_complaint(sessions: sessionmaker[Session], scripts: Any) -> Ticket:
         )
         number = ticket.number
         s.commit()
-    act(sessions, scripts, number, action="resolve", reason="apologised, coupon sent")
-    act(sessions, scripts, number, action="close")
+    act_on(sessions, scripts, number, action="resolve", reason="apologised, coupon sent")
+    act_on(sessions, scripts, number, action="close")
     with sessions() as s:
         found = s.scalar(select(Ticket).where(Ticket.number == number))
         assert found is not None and found.status == "closed"
@@ -197,7 +178,7 @@ async def test_an_open_case_cannot_be_rated_and_someone_elses_is_refused(
 
 def awaiting_return(sessions: sessionmaker[Session], scripts: Any) -> str:
     number = open_case_for(sessions, scripts)
-    act(sessions, scripts, number, action="approve")
+    act_on(sessions, scripts, number, action="approve")
     assert case_row(sessions, number).status == "awaiting_return"
     return number
 
@@ -330,7 +311,7 @@ async def test_a_pickup_can_be_cancelled_and_is_refused_once_the_parcel_moved(
     await me.press(SlotCb(day="20261123", slot="pm"))
     owner = Actor(kind="customer", customer_id=case_row(sessions, number).customer_id)
     # Meanwhile the customer sent a tracking number (from another device, say).
-    act(sessions, scripts, number, owner, action="mark_in_transit", tracking_no="SF0001112223")
+    act_on(sessions, scripts, number, owner, action="mark_in_transit", tracking_no="SF0001112223")
     sent = await me.press(AddressCb())
     assert texts_of(sent) == [
         t("en", "cases.not_possible", case_no=number, status=t("en", "status.in_transit"))

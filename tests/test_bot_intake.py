@@ -692,7 +692,7 @@ async def test_free_text_goes_to_the_open_case_and_a_person_can_be_asked_for(
         case = only_case(s)
         # The new case's notice says its number and when we answer; nothing said twice.
         assert texts_of(sent) == [last_notice(s, case)]
-        assert (case.kind, case.reason, case.order_id) == ("complaint", "other", None)
+        assert (case.kind, case.reason, case.order_id) == ("complaint", "question", None)
     sent = await me.text("any news?")
     with sessions() as s:
         case = only_case(s)

@@ -711,12 +711,18 @@ def test_naive_now_is_refused() -> None:
 def test_every_reason_code_is_in_exactly_one_family() -> None:
     from tickets.reasons import (
         COMPLAINT_REASONS,
+        CONVERSATION_REASONS,
         CUSTOMER_CHOICE_REASONS,
         SELLER_FAULT_REASONS,
         Reason,
     )
 
-    families = [SELLER_FAULT_REASONS, CUSTOMER_CHOICE_REASONS, COMPLAINT_REASONS]
+    families = [
+        SELLER_FAULT_REASONS,
+        CUSTOMER_CHOICE_REASONS,
+        COMPLAINT_REASONS,
+        CONVERSATION_REASONS,
+    ]
     assert sorted(r for f in families for r in f) == sorted(Reason)
 
 

@@ -149,6 +149,11 @@ OPEN_STATUSES = frozenset(
     for s in CaseStatus
     if s not in {CaseStatus.closed, CaseStatus.cancelled, CaseStatus.refunded, CaseStatus.resolved}
 )
+# Open cases whose units no other request may name. A refused request lets go of them: the
+# refusal notice invites the customer to ask again, and a new request must be able to name the
+# same items (tickets/orders/store.py units_taken keeps, on a refused case, only the units the
+# shop already has back: their fate is argued on that case).
+HOLDING_STATUSES = OPEN_STATUSES - {CaseStatus.refused}
 
 
 class Priority(StrEnum):

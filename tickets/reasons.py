@@ -26,6 +26,9 @@ class Reason(StrEnum):
     changed_mind = "changed_mind"
     service = "service"
     other = "other"
+    # A customer's words for a person, no claim ("talk to a person", a question about a closed
+    # order): a conversation an agent answers, opened as a complaint that names no goods.
+    question = "question"
 
 
 R = Reason
@@ -39,5 +42,8 @@ SELLER_FAULT_REASONS: tuple[Reason, ...] = (
 )
 CUSTOMER_CHOICE_REASONS: tuple[Reason, ...] = (R.no_reason, R.size_fit, R.changed_mind)
 COMPLAINT_REASONS: tuple[Reason, ...] = (R.service, R.other)
+CONVERSATION_REASONS: tuple[Reason, ...] = (R.question,)
 # Every code, in the order forms and lists show them.
-REASONS: tuple[Reason, ...] = SELLER_FAULT_REASONS + CUSTOMER_CHOICE_REASONS + COMPLAINT_REASONS
+REASONS: tuple[Reason, ...] = (
+    SELLER_FAULT_REASONS + CUSTOMER_CHOICE_REASONS + COMPLAINT_REASONS + CONVERSATION_REASONS
+)

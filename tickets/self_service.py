@@ -8,6 +8,7 @@ withdraw. Each call runs in the update's session and never commits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -28,12 +29,15 @@ from tickets.exceptions import PermissionDenied
 from tickets.models import (
     OPEN_STATUSES,
     Attachment,
+    CaseKind,
     CaseStatus,
     Channel,
     Customer,
     EventType,
+    Order,
     Ticket,
 )
+from tickets.reasons import Reason
 from tickets.schemas import ActionRequest, CustomerIn, ItemIn, TicketCreate
 from tickets.sla import clocks as sla
 from tickets.sla.calendar import calendar_for, is_working
@@ -184,6 +188,51 @@ def submit_intake(
     return ticket
 
 
+def ask_a_person(
+    session: Session,
+    *,
+    customer: Customer,
+    ctx: Context,
+    text: str,
+    message_id: int,
+    order_no: str | None = None,
+    evidence: Sequence[dict[str, Any]] = (),
+) -> tuple[Ticket, bool]:
+    """The customer's words for a person: on their open case (of `order_no` when one is
+    named), else on a new conversation an agent answers from the queue (a complaint of reason
+    `question`, about that order if named, whatever its state). The case, and whether it is
+    new (its notice then says it is a conversation, and when we answer)."""
+    if order_no is None:
+        case = latest_open_case(session, customer)
+    else:
+        case = session.scalar(
+            select(Ticket)
+            .join(Ticket.order)
+            .where(
+                Ticket.customer_id == customer.id,
+                Ticket.status.in_(LIVE_STATUSES),
+                Order.order_no == order_no,
+            )
+            .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+            .limit(1)
+        )
+    if case is not None:
+        add_to_case(session, ticket=case, text=text, files=[], message_id=message_id, ctx=ctx)
+        return case, False
+    opened = submit_intake(
+        session,
+        customer=customer,
+        ctx=ctx,
+        order_no=order_no,
+        kind=CaseKind.complaint.value,
+        reason=Reason.question.value,
+        items={},
+        description=text,
+        evidence=evidence,
+    )
+    return opened, True
+
+
 def add_to_case(
     session: Session,
     *,
@@ -204,6 +253,51 @@ def add_to_case(
         row.ticket = ticket
         session.add(row)
     add_customer_message(session=session, ticket=ticket, text=text, ctx=ctx, attachments=rows)
+
+
+# What the notices asking the customer to ship (tickets.messages.notices.SHIPPING_NOTICES) tell
+# them to reply for a pickup, casefolded (and the label of the button beside it, typed).
+PICKUP_WORDS = frozenset(
+    {"pickup", "pick up", "pick-up", "book a pickup"}
+    | {"上门取件", "预约上门取件", "预约取件", "取件"}
+)
+# A typed tracking number: 8 to 40 letters, digits or dashes, at least 6 of them digits (so a
+# word, a "thanks" or an order's short reference is not taken for one).
+TRACKING_LIKE = re.compile(r"^(?=(?:\D*\d){6})[A-Za-z0-9-]{8,40}$")
+# Quotes and end punctuation a customer may type around the word the notice quotes.
+_AROUND = " \t\n\"'“”‘’「」『』.,!?。，！？"
+
+
+@dataclass(frozen=True)
+class ReturnReply:
+    """A customer's words that answer a notice asking them to ship the return: the case that
+    awaits it, and the tracking number given (None: they want a pickup)."""
+
+    case: Ticket
+    tracking_no: str | None
+
+
+def return_reply(session: Session, customer: Customer, text: str) -> ReturnReply | None:
+    """What the customer's free words mean for their case awaiting a return (the most recently
+    active one): a tracking number, or a pickup wanted; None when they mean neither, or no case
+    awaits a return."""
+    words = text.strip(_AROUND).casefold()
+    compact = text.strip(_AROUND).replace(" ", "")
+    pickup = words in PICKUP_WORDS
+    if not pickup and not TRACKING_LIKE.match(compact):
+        return None
+    case = session.scalar(
+        select(Ticket)
+        .where(
+            Ticket.customer_id == customer.id,
+            Ticket.status == CaseStatus.awaiting_return.value,
+        )
+        .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+        .limit(1)
+    )
+    if case is None:
+        return None
+    return ReturnReply(case=case, tracking_no=None if pickup else compact)
 
 
 def own_case(session: Session, customer: Customer, number: str) -> Ticket:

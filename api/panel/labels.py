@@ -63,6 +63,7 @@ REASON: Final = {
     "changed_mind": N_("Changed mind"),
     "service": N_("Service"),
     "other": N_("Other"),
+    "question": N_("Question"),
 }
 
 ACTION: Final = {

@@ -30,6 +30,7 @@ from tickets.cases.actions.review import (
     assign,
     cancel,
     close,
+    hold_units_again,
     refuse,
     reopen,
     request_info,
@@ -46,6 +47,7 @@ from tickets.exceptions import (
     PermissionDenied,
 )
 from tickets.models import (
+    HOLDING_STATUSES,
     CaseKind,
     CaseStatus,
     Message,
@@ -99,6 +101,9 @@ def perform_action(
             f"'{request.action}' needs the role {' or '.join(r.value for r in transition.roles)}"
         )
     _check_needs(transition, request)
+    if status is CaseStatus.refused and transition.target in HOLDING_STATUSES:
+        # A refused case let go of its units (the customer may have asked again for them).
+        hold_units_again(session, ticket, request.action)
     handler = _HANDLERS.get(request.action)
     if handler is not None:
         handler(session, ticket, request, actor, ctx, transition)

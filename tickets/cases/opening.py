@@ -39,7 +39,7 @@ from tickets.messages.notices import (
 )
 from tickets.messages.outbox import notify_agents
 from tickets.models import (
-    OPEN_STATUSES,
+    HOLDING_STATUSES,
     CaseKind,
     CaseStatus,
     EventType,
@@ -58,6 +58,7 @@ from tickets.orders.store import (
 )
 from tickets.policy.eligibility import check_request, evidence_needed, order_facts
 from tickets.policy.risk import RiskAssessment, assess, collect_risk_facts, decide_auto_approval
+from tickets.reasons import Reason
 from tickets.refunds.ledger import ticket_quote
 from tickets.schemas import ActionRequest, TicketCreate
 from tickets.sla import clocks as sla
@@ -72,6 +73,7 @@ from tickets.workflow import (
 
 # Built once (building a statement costs more than running it): the latest case of an order
 # that a new one of `kind` would duplicate, open and of that kind, or recent and not cancelled.
+# A refused case is neither: its notice invites the customer to ask again.
 _DUPLICATE = (
     select(Ticket.number, Ticket.kind, Ticket.status)
     .where(
@@ -79,11 +81,11 @@ _DUPLICATE = (
         or_(
             and_(
                 Ticket.kind == bindparam("kind"),
-                Ticket.status.in_([s.value for s in OPEN_STATUSES]),
+                Ticket.status.in_([s.value for s in HOLDING_STATUSES]),
             ),
             and_(
                 Ticket.created_at >= bindparam("since"),
-                Ticket.status != CaseStatus.cancelled.value,
+                Ticket.status.notin_([CaseStatus.cancelled.value, CaseStatus.refused.value]),
             ),
         ),
     )
@@ -143,9 +145,17 @@ def open_case(
         )
     if actor.kind == "customer" and not speaks_for(customer, actor.customer_id):
         raise PermissionDenied("this order belongs to someone else")
+    # A question claims nothing: no policy on claims applies to it, and it is never a
+    # duplicate (the customer may ask about any order, a cancelled one too).
+    question = request.reason == Reason.question.value
+    if question and (kind is not CaseKind.complaint or request.items):
+        raise InvalidInput(
+            "a question is a conversation: kind complaint, no items",
+            [{"loc": "reason", "msg": "question goes with kind complaint and no items"}],
+        )
     picked: list[tuple[OrderLine, int, list[int]]] = []
     overridden: list[dict[str, str]] = []
-    if order is not None:
+    if order is not None and not question:
         problems = check_request(
             order_facts=order_facts(order),
             kind=kind.value,
@@ -190,7 +200,7 @@ def open_case(
             ctx.policy.risk,
             ctx.policy.agent_language,
         )
-        if order is not None
+        if order is not None and not question
         else None
     )
     group, rule = route(

@@ -8,7 +8,7 @@ will read; a script that cannot render is an error in the same transaction, neve
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,8 @@ from tickets.messages.outbox import notify_customer
 from tickets.messages.scripts import Money, ScriptLibrary
 from tickets.models import OutboxMessage, SlaClock, Ticket
 from tickets.money import to_minor
+from tickets.policy.eligibility import policy_texts
+from tickets.reasons import Reason
 
 if TYPE_CHECKING:
     from tickets.context import Context
@@ -64,6 +66,12 @@ def pack_items(ticket: Ticket) -> list[str]:
     return [f"{i.line.title or i.sku} ×{i.quantity}" for i in ticket.items] or [ticket.number]
 
 
+def inspection_finding(outcomes: Iterable[str], language: str) -> str:
+    """What the inspection found, in the customer's words (never the outcome codes)."""
+    texts = policy_texts(language)
+    return texts.join([texts.name("outcomes", o) for o in dict.fromkeys(outcomes)])
+
+
 def base_variables(ticket: Ticket) -> dict[str, Any]:
     return {"customer_name": ticket.customer.name or "", "case_no": ticket.number}
 
@@ -87,6 +95,8 @@ def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
     facts: dict[str, Any] = {
         **base_variables(ticket),
         "kind": ticket.kind,
+        # A customer's words for a person are a conversation, not the complaint it is filed as.
+        "topic": "question" if ticket.reason == Reason.question.value else "request",
         "shop_name": ctx.shop_name,
         "return_address": p.return_address,
         "pack_items": pack_items(ticket),
@@ -106,7 +116,8 @@ def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
         facts["carrier"] = ticket.carrier
     if first is not None:
         facts["item_name"] = first.title or first.sku
-        facts["category_name"] = first.category
+        # In the customer's words (a shop's own category has none: its name is shown).
+        facts["category_name"] = policy_texts(ticket.language).name("categories", first.category)
     if order is not None:
         facts["order_no"] = order.order_no
         facts["route"] = refund_route(order.payment_method)
@@ -205,6 +216,12 @@ def render_for_case(
     return ctx.scripts.render(script, lang, {**facts, **given}, timezone=ctx.tz)
 
 
+# Notices that ask the customer to ship the return: they carry the two ways of doing it as
+# buttons (the tracking number, a pickup), and the words they quote work when typed too
+# (tickets.self_service.return_reply).
+SHIPPING_NOTICES = frozenset({"notice_approved", "notice_ship_reminder"})
+
+
 def queue_notice(
     *,
     session: Session,
@@ -225,6 +242,10 @@ def queue_notice(
         if ctx.scripts.get(script, ticket.language).asks_rating is True:
             # The delivery worker puts the 1-5 buttons under it (bot/delivery.py).
             payload["keyboard"] = "satisfaction"
+        elif script in SHIPPING_NOTICES:
+            # The delivery worker puts "tracking number" and "book a pickup" under it.
+            payload["keyboard"] = "return_shipping"
+            payload["case_no"] = ticket.number
     else:
         payload["variables"] = {k: str(v) for k, v in (variables or {}).items()}
     return notify_customer(

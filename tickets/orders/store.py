@@ -8,16 +8,17 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from babel.numbers import is_currency
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from tickets.exceptions import Conflict, InvalidInput, NotFound
 from tickets.limits import DEFAULTS, Limits, check_items, order_errors
 from tickets.models import (
-    OPEN_STATUSES,
+    HOLDING_STATUSES,
     Agent,
     AuditEntry,
+    CaseStatus,
     Customer,
     Event,
     EventType,
@@ -596,14 +597,19 @@ def order_to_read(order: Order) -> OrderRead:
 
 
 # Built once (building a statement costs more than running it): the units among `unit_ids`
-# that an open case names or that were refunded.
+# that an open case holds (HOLDING_STATUSES; a refused one only those it has back from the
+# customer) or that were refunded.
 _TAKEN = (
     select(TicketUnit.unit_id)
     .join(Ticket)
     .where(
         TicketUnit.unit_id.in_(bindparam("unit_ids", expanding=True)),
         or_(
-            Ticket.status.in_([s.value for s in OPEN_STATUSES]),
+            Ticket.status.in_([s.value for s in HOLDING_STATUSES]),
+            and_(
+                Ticket.status == CaseStatus.refused.value,
+                TicketUnit.status != UnitStatus.requested.value,
+            ),
             TicketUnit.status == UnitStatus.refunded.value,
         ),
     )
@@ -612,7 +618,8 @@ _TAKEN_BY_OTHERS = _TAKEN.where(Ticket.id != bindparam("exclude"))
 
 
 def units_taken(session: Session, order: Order, *, exclude_ticket: int | None = None) -> set[int]:
-    """Ids of this order's units that an open case already names, or that were refunded."""
+    """Ids of this order's units that an open case holds (a refused request's are free again,
+    but for those the shop has back), or that were refunded."""
     unit_ids = [u.id for ln in order.lines for u in ln.units]
     if not unit_ids:
         return set()
@@ -622,7 +629,8 @@ def units_taken(session: Session, order: Order, *, exclude_ticket: int | None = 
 
 
 def free_units(session: Session, order: Order) -> dict[str, int]:
-    """Per SKU, how many units a new case can still claim (not refunded, not in an open case)."""
+    """Per SKU, how many units a new case can still claim (not refunded, not held by an open
+    case)."""
     taken = units_taken(session, order)
     return {ln.sku: sum(1 for u in ln.units if u.id not in taken) for ln in order.lines}
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from bot import keyboards
 from bot.replies import Replies
 from bot.routers.customer.filters import Has
+from bot.routers.customer.my_cases import record_tracking, start_pickup
 from bot.routers.customer.rating import rated
 from bot.routers.customer.states import (
     RATING,
@@ -70,8 +71,9 @@ async def free_text(
     svc: Context,
 ) -> None:
     """Words outside any step: a bare 1-5 rates a case that just finished (its notice asks
-    for a number); words naming a case go to that case; else to the open case if there is
-    one, else the menu."""
+    for a number); words naming a case go to that case; a tracking number or "Pickup" sends
+    the return of a case awaiting it (its notice asks for them); else to the open case if there
+    is one, else the menu."""
     named = self_service.named_case(db, customer, message.text or "", prefix=svc.case_prefix)
     if named is not None:
         to_named_case(named, message, db=db, reply=reply, svc=svc)
@@ -91,6 +93,22 @@ async def free_text(
                 svc=svc,
             )
             return
+    # The approval notice says "reply with the tracking number, or reply 'Pickup'": so it works.
+    answer = self_service.return_reply(db, customer, message.text or "")
+    if answer is not None:
+        if answer.tracking_no is None:
+            await start_pickup(answer.case, state=state, reply=reply, svc=svc)
+        else:
+            await record_tracking(
+                answer.case.number,
+                answer.tracking_no,
+                state=state,
+                db=db,
+                customer=customer,
+                reply=reply,
+                svc=svc,
+            )
+        return
     if case is None:
         await show_menu(reply)
         return

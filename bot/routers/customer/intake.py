@@ -4,6 +4,7 @@ the items, the reason, the description, the evidence, and the submission.
 
 from __future__ import annotations
 
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
@@ -283,6 +284,41 @@ async def kind_picked(
     await state.update_data(kind=kind.value, chosen={}, reason=None, reasons=reasons)
     step = "items" if needs_items(kind) else "reason"
     await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+@handlers.message(Intake.kind, Has("text"))
+async def kind_typed(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Words at the kind step of an order closed to every request (unpaid, cancelled): its
+    reason says "tell us here", so they go to a person, about that order. Where a kind is
+    open, the buttons are the answer (the guide in fallbacks.py)."""
+    data = await state.get_data()
+    order = order_of(db, data["order_no"])
+    verdicts = kind_verdicts(
+        order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
+    )
+    if any(v.allowed for v in verdicts):
+        raise SkipHandler
+    case, opened = self_service.ask_a_person(
+        db,
+        customer=customer,
+        ctx=svc,
+        text=(message.text or "").strip()[:DESCRIPTION_MAX],
+        message_id=message.message_id,
+        order_no=order.order_no,
+        evidence=data.get("evidence", []),
+    )
+    # Files sent meanwhile went with a new conversation; else they wait for the next request.
+    await reset(state, keep_evidence=not opened)
+    # A new conversation's notice (a script) tells its number and when we answer.
+    if not opened:
+        reply.say("intake.kind_typed", order_no=order.order_no, case_no=case.number)
 
 
 @handlers.callback(Intake.items, ItemCb.filter())

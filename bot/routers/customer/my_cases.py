@@ -92,16 +92,17 @@ async def case_action(
     reply.answer_callback()
     number = callback_data.number
     ticket = self_service.own_case(db, customer, number)
+    if callback_data.action in ("track", "pickup") and not can_ship(ticket):
+        # A notice's button pressed after the parcel moved (or from another device).
+        reply.say("cases.not_possible", case_no=number, status=reply.t(f"status.{ticket.status}"))
+        return
     if callback_data.action == "track":
         await reset(state, keep_evidence=True)
         await state.set_state(Tracking.number)
         await state.update_data(case_no=number)
         reply.say("cases.ask_tracking", keyboards.only_nav(reply.t, back=False), case_no=number)
     elif callback_data.action == "pickup":
-        await reset(state, keep_evidence=True)
-        await state.set_state(PickupBooking.slot)
-        await state.update_data(case_no=number)
-        ask_slot(ticket, reply, svc)
+        await start_pickup(ticket, state=state, reply=reply, svc=svc)
     elif callback_data.action == "withdraw":
         reply.say(
             "cases.confirm_withdraw", keyboards.confirm_withdraw(reply.t, number), case_no=number
@@ -125,6 +126,22 @@ async def case_action(
         await show_menu(reply)
 
 
+def can_ship(ticket: Any) -> bool:
+    """Whether the customer may send the return now (a tracking number or a pickup)."""
+    actions = allowed_actions(
+        kind=CaseKind(ticket.kind), status=CaseStatus(ticket.status), by="customer"
+    )
+    return "mark_in_transit" in actions
+
+
+async def start_pickup(ticket: Any, *, state: FSMContext, reply: Replies, svc: Context) -> None:
+    """Book a pickup for this case: its slots first."""
+    await reset(state, keep_evidence=True)
+    await state.set_state(PickupBooking.slot)
+    await state.update_data(case_no=ticket.number)
+    ask_slot(ticket, reply, svc)
+
+
 @handlers.message(Tracking.number, Has("text"))
 async def tracking_typed(
     message: Message,
@@ -140,6 +157,22 @@ async def tracking_typed(
         reply.say("cases.tracking_bad", keyboards.only_nav(reply.t, back=False))
         return
     number = (await state.get_data()).get("case_no", "")
+    await record_tracking(
+        number, tracking_no, state=state, db=db, customer=customer, reply=reply, svc=svc
+    )
+
+
+async def record_tracking(
+    number: str,
+    tracking_no: str,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """The case moves to in transit with this tracking number, as the customer."""
     try:
         with db.begin_nested():
             ticket = self_service.customer_action(

@@ -60,17 +60,27 @@ async def ask(
             order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
         )
         allowed = [v.kind for v in verdicts if v.allowed]
-        refused = [
-            t("intake.kind_unavailable_line", kind=t(f"kind.{v.kind}"), why=v.text)
-            for v in verdicts
-            if not v.allowed
+        if not allowed:
+            # The order is closed to every request (unpaid, cancelled): its one reason, said
+            # once; what the customer writes here goes to a person (intake.kind_typed).
+            why = "\n".join(dict.fromkeys(v.text for v in verdicts))
+            reply.say("intake.kinds_none", keyboards.only_nav(t), why=why)
+            return
+        # Kinds refused for the same reason share one line.
+        refused: dict[str, list[str]] = {}
+        for v in verdicts:
+            if not v.allowed:
+                refused.setdefault(v.text, []).append(t(f"kind.{v.kind}"))
+        why_lines = [
+            t("intake.kind_unavailable_line", kind=", ".join(kinds), why=why)
+            for why, kinds in refused.items()
         ]
         notes = [t("intake.kind_note", note=n) for v in verdicts if v.allowed for n in v.notes]
         text = t("intake.ask_kind", order_no=order.order_no)
         if notes:
             text += "\n" + "\n".join(dict.fromkeys(notes))
-        if refused:
-            text += "\n\n" + t("intake.kinds_unavailable") + "\n" + "\n".join(refused)
+        if why_lines:
+            text += "\n\n" + t("intake.kinds_unavailable") + "\n" + "\n".join(why_lines)
         reply.send_text(text, keyboards.kinds(t, allowed))
     elif step == "items":
         order = order_of(db, data["order_no"])

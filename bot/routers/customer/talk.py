@@ -12,7 +12,7 @@ from bot.routers.customer.states import Talk
 from bot.routers.handlers import Handlers
 from tickets import self_service
 from tickets.context import Context
-from tickets.models import CaseKind, Customer
+from tickets.models import Customer
 
 handlers = Handlers()
 
@@ -26,27 +26,19 @@ async def talk(
     reply: Replies,
     svc: Context,
 ) -> None:
-    """A message for a person when there is no open case: it opens a complaint to answer."""
+    """A message for a person: to the open case, else a new conversation an agent answers."""
     text = (message.text or message.caption or "").strip()
     data = await state.get_data()
-    case = self_service.latest_open_case(db, customer)
-    if case is not None:
-        self_service.add_to_case(
-            db, ticket=case, text=text, files=[], message_id=message.message_id, ctx=svc
-        )
+    case, opened = self_service.ask_a_person(
+        db,
+        customer=customer,
+        ctx=svc,
+        text=text,
+        message_id=message.message_id,
+        evidence=data.get("evidence", []),
+    )
+    # A new one's notice (a script, queued with it) tells its number and when we answer.
+    if not opened:
         reply.say("human.opened", case_no=case.number)
-    else:
-        # The new case's notice (a script, queued with it) tells its number and when we answer.
-        self_service.submit_intake(
-            db,
-            customer=customer,
-            ctx=svc,
-            order_no=None,
-            kind=CaseKind.complaint.value,
-            reason="other",
-            items={},
-            description=text,
-            evidence=data.get("evidence", []),
-        )
     # Cleared after the work: with Redis the state is not part of the transaction.
     await state.clear()

@@ -12,6 +12,7 @@ from tickets.context import Actor, Context
 from tickets.exceptions import (
     InvalidInput,
 )
+from tickets.messages.notices import inspection_finding
 from tickets.models import (
     CaseKind,
     CaseStatus,
@@ -136,13 +137,13 @@ def inspect_goods(
             actor=actor,
             reason="inspection failed",
         )
-        findings = sorted({u.status for u in t.units})
+        finding = req.reason or inspection_finding(sorted({u.status for u in t.units}), t.language)
         case_notice(
             session=session,
             ticket=t,
             script="notice_inspection_failed",
             ctx=ctx,
-            **({"finding": req.reason or ", ".join(findings)} | req.variables),
+            **({"finding": finding} | req.variables),
         )
         return
     if t.kind == CaseKind.exchange.value:

@@ -170,28 +170,35 @@ def close(
     )
 
 
+def hold_units_again(session: Session, t: Ticket, what: str) -> None:
+    """A case that let go of its units (closed, or refused: tickets.models.HOLDING_STATUSES)
+    takes them back as it comes to life again; another case may hold them now, or have
+    refunded them, and then it cannot (Conflict naming that case)."""
+    if t.order is None or not t.units:
+        return
+    lock_order(session, t.order)
+    mine = {u.unit_id for u in t.units}
+    elsewhere = mine & units_taken(session, t.order, exclude_ticket=t.id)
+    if elsewhere:
+        holders = session.scalars(
+            select(Ticket.number)
+            .join(TicketUnit, TicketUnit.ticket_id == Ticket.id)
+            .where(TicketUnit.unit_id.in_(elsewhere), Ticket.id != t.id)
+            .distinct()
+        ).all()
+        raise Conflict(
+            f"case {t.number} cannot {what}: its units are now held or refunded by case "
+            f"{', '.join(sorted(holders))}",
+            cases=sorted(holders),
+        )
+
+
 def reopen(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
     assert tr.target is not None
     if t.order is not None and t.units:
-        # While the case was closed its units were free: another case may hold them now, or have
-        # refunded them. Then this one cannot take them back.
-        lock_order(session, t.order)
-        mine = {u.unit_id for u in t.units}
-        elsewhere = mine & units_taken(session, t.order, exclude_ticket=t.id)
-        if elsewhere:
-            holders = session.scalars(
-                select(Ticket.number)
-                .join(TicketUnit, TicketUnit.ticket_id == Ticket.id)
-                .where(TicketUnit.unit_id.in_(elsewhere), Ticket.id != t.id)
-                .distinct()
-            ).all()
-            raise Conflict(
-                f"case {t.number} cannot reopen: its units are now held or refunded by case "
-                f"{', '.join(sorted(holders))}",
-                cases=sorted(holders),
-            )
+        hold_units_again(session, t, "reopen")
         refund = current_refund(session, t)
         # A refund left live by a close before the rule: the ledger decides if it stands.
         if (
