@@ -15,8 +15,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.i18n import Texts
 from bot.keyboards import ItemCb, KindCb, MenuCb, NavCb, ReasonCb
+from bot.routers.customer.files import ALBUM_WAIT
 from tests.factories import NOW, add_order, customer_json, order_json
-from tests.fakes.telegram import Customer, buttons_of, texts_of
+from tests.fakes.clock import Clock
+from tests.fakes.telegram import (
+    Customer,
+    buttons_of,
+    dispatcher,
+    jpeg,
+    texts_of,
+    with_delivery,
+)
 from tickets.messages.scripts import Money, format_money
 from tickets.models import FsmRecord, Ticket
 from tickets.orders.store import get_order, upsert_order
@@ -49,6 +58,13 @@ def cases(sessions: sessionmaker[Session]) -> int:
 def toasts(sent: list[Any]) -> list[str | None]:
     """The notices shown on pressed buttons."""
     return [r.text for r in sent if isinstance(r, AnswerCallbackQuery)]
+
+
+async def delivered(me: Customer) -> list[Any]:
+    """What the delivery worker sends now, no update fed (a held answer come due)."""
+    before = len(me.session.requests)
+    await me.dp["delivery"].drain()
+    return me.session.requests[before:]
 
 
 async def to_summary(me: Customer, *, kind: str = "exchange") -> list[Any]:
@@ -242,3 +258,48 @@ async def test_the_refund_estimate_shows_its_short_breakdown_from_the_core(
     assert t(lang, "intake.preview_refund", amount=money(preview.amount)) in summary
     # What was paid, less the deduction, is the estimate.
     assert item.net - deduction.amount == preview.amount
+
+
+# ---------------------------------------------------------------- albums
+
+
+@LANGS
+async def test_a_photo_then_an_album_of_three_is_answered_once_counting_all_four(
+    bot: Bot, sessions: sessionmaker[Session], settings: Any, scripts: Any, lang: str
+) -> None:
+    clock = Clock(NOW)
+    dp = with_delivery(
+        dispatcher(sessions, settings, scripts, clock), bot, sessions, settings, clock
+    )
+    add_order(sessions, lang=lang)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.text("/start T1001")
+    await me.press(KindCb(kind="exchange"))
+    await me.press(ItemCb(index=0, delta=1))
+    await me.press(NavCb(action="done"))
+    await me.press(ReasonCb(reason="damaged_in_transit"))
+    await me.press(NavCb(action="skip"))
+    sent = await me.photo(jpeg("red"))
+    assert texts_of(sent) == [t(lang, "intake.evidence_received", count=1)]
+    held = []
+    for colour in ("green", "blue", "white"):
+        held += await me.photo(jpeg(colour), media_group_id="album-7")
+    assert texts_of(held) == []  # held for the album's other parts
+    clock.now += ALBUM_WAIT
+    sent = await delivered(me)
+    assert texts_of(sent) == [t(lang, "intake.evidence_received", count=4)]
+    assert NavCb(action="done").pack() in buttons_of(sent)
+
+    # A part that comes after the answer went out is answered again, with the whole count.
+    sent = await me.photo(jpeg("black"), media_group_id="album-7")
+    clock.now += ALBUM_WAIT
+    sent += await delivered(me)
+    assert texts_of(sent) == [t(lang, "intake.evidence_received", count=5)]
+    # What the customer does next waits for the held answer, never overtakes it.
+    await me.photo(jpeg("gray"), media_group_id="album-8")
+    sent = await me.press(NavCb(action="done"))
+    assert texts_of(sent) == []
+    clock.now += ALBUM_WAIT
+    sent = await delivered(me)
+    assert texts_of(sent)[0] == t(lang, "intake.evidence_received", count=6)
+    assert texts_of(sent)[1].startswith(t(lang, "intake.preview_title"))

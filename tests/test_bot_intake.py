@@ -346,11 +346,9 @@ async def test_album_of_three_photos_lands_as_three_attachments_in_order(
     await me.press(ReasonCb(reason="damaged_in_transit"))
     await me.press(NavCb(action="skip"))
     colours = ["red", "green", "blue"]
-    answers = []
     for colour in colours:
-        answers += await me.photo(jpeg(colour), media_group_id="album-1")
-    # One answer for the album, not one per photo.
-    assert texts_of(answers) == [t("en", "intake.evidence_received", count=1)]
+        await me.photo(jpeg(colour), media_group_id="album-1")
+    # (Its one answer, counting the whole album, is held a moment: test_bot_conversation.py.)
     await me.press(NavCb(action="done"))
     await me.press(NavCb(action="confirm"))
     with sessions() as s:
