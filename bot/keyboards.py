@@ -32,7 +32,8 @@ class LangCb(CallbackData, prefix="lang"):
 
 
 class NavCb(CallbackData, prefix="nav"):
-    """Moving through the intake: back, cancel, done, skip, confirm."""
+    """Moving through the intake: back, cancel, done, skip, confirm; discard and edit (a
+    finished request met on the way to a new one)."""
 
     action: str
 
@@ -143,6 +144,15 @@ def languages() -> InlineKeyboardMarkup:
 def only_nav(t: T, *, back: bool = True, extra: Sequence[str] = ()) -> InlineKeyboardMarkup:
     """Just the navigation row (and `extra` actions)."""
     return _rows(nav_row(t, back=back, extra=extra))
+
+
+def ready_to_send(t: T) -> InlineKeyboardMarkup:
+    """A finished request met on the way to a new one: send it, discard it, or keep editing."""
+    return _rows(
+        [_button(t("intake.btn_send_ready"), NavCb(action="confirm"))],
+        [_button(t("intake.btn_discard_ready"), NavCb(action="discard"))],
+        [_button(t("intake.btn_keep_editing"), NavCb(action="edit"))],
+    )
 
 
 def recent_orders(t: T, order_nos: Sequence[str]) -> InlineKeyboardMarkup:

@@ -12,14 +12,21 @@ one a second per chat), retries it, and a crash after the commit resends it rath
 it. Only the answer to a pressed button (`answerCallbackQuery`) is sent directly, after the
 commit (`flush`): it is no chat message (no per-chat limit), it must come within seconds to
 stop the button's spinner, and losing it loses nothing but the spinner.
+
+An answer to a burst (`say_settled`: the parts of an album come as one update each) is held back
+a moment on its outbox row, and a later part's answer replaces the row's text while it is still
+unsent: the customer reads one answer, saying how the burst ended ("3 files", not "1"). Rows
+queued after it wait behind it (the chat's order holds). A part that comes after the answer went
+out gets an answer of its own, again with the whole count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from aiogram import Bot
@@ -42,7 +49,7 @@ from aiogram.types import (
     ReplyKeyboardRemove,
     ReplyParameters,
 )
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, update
 from sqlalchemy.orm import Session
 
 from bot.i18n import Texts
@@ -61,7 +68,8 @@ MAX_INLINE_RETRY_AFTER = 5
 REPLY_KIND = "bot_answer"
 # On the table and the session's connection: the ORM's bulk-insert path costs more than the
 # INSERT (every update writes one).
-_QUEUE_REPLY = insert(cast(Table, OutboxMessage.__table__))
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_QUEUE_REPLY = insert(_OUTBOX)
 
 
 @dataclass
@@ -74,6 +82,8 @@ class Replies:
     callback_query_id: str | None = None
     methods: list[TelegramMethod[Any]] = field(default_factory=list)
     _callback_answered: bool = False
+    # Held answers (`say_settled`), by the id of their method: (burst key, how long held).
+    _settled: dict[int, tuple[str, timedelta]] = field(default_factory=dict)
 
     def t(self, key: str, **values: Any) -> str:
         """A text in the customer's language."""
@@ -86,6 +96,21 @@ class Replies:
     def say(self, key: str, markup: Markup | None = None, **values: Any) -> None:
         """Send the text `key` (filled with `values`) to the chat."""
         self.send_text(self.t(key, **values), markup)
+
+    def say_settled(
+        self,
+        key: str,
+        markup: Markup | None = None,
+        *,
+        burst: str,
+        wait: timedelta,
+        **values: Any,
+    ) -> None:
+        """Like `say`, as the one answer to a burst of updates named `burst` (module doc): held
+        `wait` in the outbox, replaced by the next part's answer while still unsent."""
+        self.say(key, markup, **values)
+        if self.methods and self.chat_id is not None:
+            self._settled[id(self.methods[-1])] = (burst, wait)
 
     def send_text(
         self, text: str, markup: Markup | None = None, *, reply_to: int | None = None
@@ -131,6 +156,7 @@ class Replies:
     def discard(self) -> None:
         """Forget everything collected (the handler failed; its answers would be wrong)."""
         self.methods.clear()
+        self._settled.clear()
         self._callback_answered = False
 
     def queue(self, session: Session, now: datetime) -> int:
@@ -138,8 +164,11 @@ class Replies:
         transaction (the update's own); once it commits, `committed()` forgets them (until
         then, a failed commit leaves them here for `flush` to send directly). The button's
         answer stays for `flush`. Returns how many rows were written."""
-        rows = [
-            {
+        rows = []
+        for method in self.methods:
+            if isinstance(method, AnswerCallbackQuery):
+                continue
+            row = {
                 "channel": "telegram",
                 "recipient": str(self.chat_id),
                 "ticket_id": None,
@@ -149,19 +178,43 @@ class Replies:
                 "attempts": 0,
                 "next_attempt_at": now,
                 "created_at": now,
+                "dedupe_key": None,
             }
-            for method in self.methods
-            if not isinstance(method, AnswerCallbackQuery)
-        ]
+            settled = self._settled.get(id(method))
+            if settled is not None:
+                burst, wait = settled
+                row["next_attempt_at"] = now + wait
+                prefix = f"burst:{self.chat_id}:{burst}:"
+                if self._replace_held(session, prefix, row):
+                    continue
+                row["dedupe_key"] = prefix + uuid.uuid4().hex[:16]
+            rows.append(row)
         if rows:
             # Inserted in the list's order: ids, hence the sending order, follow it.
             session.connection().execute(_QUEUE_REPLY, rows)
         return len(rows)
 
+    def _replace_held(self, session: Session, prefix: str, row: dict[str, Any]) -> bool:
+        """Put `row`'s message in place of the burst's held answer, if one is still unsent and
+        unclaimed (a claimed one may be on the wire: `row` then goes as a new answer)."""
+        replaced = session.connection().execute(
+            update(_OUTBOX)
+            .where(
+                _OUTBOX.c.channel == row["channel"],
+                _OUTBOX.c.recipient == row["recipient"],
+                _OUTBOX.c.status == "pending",
+                _OUTBOX.c.claimed_by.is_(None),
+                _OUTBOX.c.dedupe_key.startswith(prefix, autoescape=True),
+            )
+            .values(payload=row["payload"], next_attempt_at=row["next_attempt_at"])
+        )
+        return bool(replaced.rowcount)
+
     def committed(self) -> None:
         """The transaction that `queue` wrote to has committed: the outbox has the messages
         now, only the button's answer is left to `flush`."""
         self.methods = [m for m in self.methods if isinstance(m, AnswerCallbackQuery)]
+        self._settled.clear()
 
     async def flush(self, bot: Bot) -> int:
         """Send what is left after `queue` (the button's answer; everything, when the

@@ -110,6 +110,48 @@ def test_full_return_walks_every_step(api: Api) -> None:
     assert actors == {"agent:bob"}
 
 
+def test_a_booked_pickup_waits_for_the_agent_to_mark_it_collected(api: Api) -> None:
+    _order(api)
+    r = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "exchange",
+            "reason": "size_fit",
+            "items": [{"sku": "SOCKS", "quantity": 1}],
+            "channel": "phone",
+        },
+    )
+    assert r.status_code == 201, r.text
+    number = r.json()["number"]
+    _act(api, number, "approve")
+    # An address no courier could find is refused, naming the field and why.
+    r = api.post(
+        f"/api/v1/tickets/{number}/actions",
+        json={"action": "mark_in_transit", "pickup": {"time": "tomorrow am", "address": "short"}},
+    )
+    assert r.status_code == 422, r.text
+    assert any(e["loc"] == "pickup.address" for e in r.json()["errors"]), r.text
+    pickup = {"time": "tomorrow 09:00-12:00", "address": "上海市浦东新区世纪大道 100 号"}
+    case = _act(api, number, "mark_in_transit", pickup=pickup)
+    # Booked: nothing is on its way until a courier came.
+    assert case["status"] == "pickup_booked"
+    assert case["allowed_actions"][:2] == ["cancel", "escalate"]
+    assert {"mark_collected", "mark_in_transit", "mark_received"} <= set(case["allowed_actions"])
+    case = _act(api, number, "mark_collected", tracking_no="JD0001", carrier="JD Logistics")
+    assert (case["status"], case["tracking_no"]) == ("in_transit", "JD0001")
+    assert "mark_collected" not in case["allowed_actions"]
+    transitions = [
+        (e["data"]["from"], e["data"]["to"])
+        for e in case["events"]
+        if e["type"] == "status.changed"
+    ]
+    assert transitions[-2:] == [
+        ("awaiting_return", "pickup_booked"),
+        ("pickup_booked", "in_transit"),
+    ]
+
+
 def test_wrong_action_names_the_allowed_ones(api: Api) -> None:
     _order(api)
     number = api.post(

@@ -246,7 +246,8 @@ async def test_my_requests_shows_the_deadline_and_a_pickup_is_booked_at_the_orde
         )
     ]
     case = case_row(sessions, number)
-    assert case.status == "in_transit"
+    # Booked, not yet on its way: no courier has come.
+    assert case.status == "pickup_booked"
     assert case.pickup == {
         "time": "2026-11-23 09:00-12:00",
         "address": "上海市浦东新区世纪大道 100 号",
@@ -281,12 +282,12 @@ async def test_a_pickup_at_a_typed_address_in_chinese_with_bad_input_on_the_way(
     assert texts_of(sent)[0] == t("zh-CN", "pickup.slot_gone")
     await me.press(SlotCb(day="20261124", slot="pm"))
     sent = await me.text("家")
-    assert texts_of(sent) == [t("zh-CN", "pickup.address_bad", min=5, max=300)]
+    assert texts_of(sent) == [t("zh-CN", "pickup.address_too_short", min=8)]
     await me.sticker()
     sent = await me.text("上海市徐汇区漕溪北路 88 号 3 楼前台")
     assert texts_of(sent)[0].startswith("🚚")
     case = case_row(sessions, number)
-    assert case.status == "in_transit"
+    assert case.status == "pickup_booked"
     assert case.pickup == {
         "time": "2026-11-24 14:00-18:00",
         "address": "上海市徐汇区漕溪北路 88 号 3 楼前台",
@@ -318,6 +319,59 @@ async def test_a_pickup_can_be_cancelled_and_is_refused_once_the_parcel_moved(
     ]
     case = case_row(sessions, number)
     assert case.tracking_no == "SF0001112223" and case.pickup is None
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+async def test_a_pickup_address_a_courier_cannot_find_is_refused_with_why(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = awaiting_return(sessions, scripts)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.press(CaseCb(number=number, action="pickup"))
+    await me.press(SlotCb(day="20261124", slot="pm"))
+    sent = await me.text("short")
+    assert texts_of(sent) == [t(lang, "pickup.address_too_short", min=8)]
+    sent = await me.text("12 34 56 78 90")  # digits alone name no street
+    assert texts_of(sent) == [t(lang, "pickup.address_no_letters")]
+    sent = await me.text("x" * 301)
+    assert texts_of(sent) == [t(lang, "pickup.address_too_long", max=300)]
+    assert case_row(sessions, number).status == "awaiting_return"
+    sent = await me.text("Flat 3, 88 Caoxi North Road, Xuhui")
+    assert texts_of(sent)[0].startswith("🚚")
+    assert case_row(sessions, number).status == "pickup_booked"
+
+
+async def test_a_pickup_stays_booked_until_the_courier_collects_it(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    add_order(sessions, lang="zh-CN")
+    number = awaiting_return(sessions, scripts)
+    me = Customer(dp, bot, user_id=5001, language="zh-CN")
+    await me.press(CaseCb(number=number, action="pickup"))
+    await me.press(SlotCb(day="20261123", slot="am"))
+    await me.press(AddressCb())
+    sent = await me.press(MenuCb(action="mine"))
+    assert t("zh-CN", "status.pickup_booked") in texts_of(sent)[1]
+    assert t("zh-CN", "next.pickup_booked") in texts_of(sent)[1]
+    # Another slot: booked again, still waiting for the courier, on the record.
+    await me.press(CaseCb(number=number, action="pickup"))
+    await me.press(SlotCb(day="20261125", slot="pm"))
+    await me.press(AddressCb())
+    case = case_row(sessions, number)
+    assert case.status == "pickup_booked" and case.pickup is not None
+    assert case.pickup["time"] == "2026-11-25 14:00-18:00"
+    with sessions() as s:
+        types = list(s.scalars(select(Event.type).where(Event.ticket_id == case.id)))
+    assert "pickup.rebooked" in types
+
+    # The courier came: an agent (or the carrier's feed) marks it collected.
+    act_on(sessions, scripts, number, action="mark_collected", tracking_no="JD0001", carrier="JD")
+    case = case_row(sessions, number)
+    assert (case.status, case.tracking_no, case.carrier) == ("in_transit", "JD0001", "JD")
+    assert case.pickup is not None  # where it was collected stays on the case
+    sent = await me.press(MenuCb(action="mine"))
+    assert t("zh-CN", "status.in_transit") in texts_of(sent)[1]
 
 
 async def test_a_submitted_case_shows_when_we_answer(

@@ -115,7 +115,8 @@ async def test_linked_customer_walks_a_return_in_chinese_with_photos(
     me = Customer(dp, bot, user_id=5001, language="zh-CN")
 
     sent = await me.text("/start")
-    assert texts_of(sent) == [t("zh-CN", "menu.greeting", name="李雷", shop=settings.shop_name)]
+    # Greeted by the name the customer gave Telegram, not the order's recipient (李雷).
+    assert texts_of(sent) == [t("zh-CN", "menu.greeting", name="Li Lei", shop=settings.shop_name)]
     assert MenuCb(action="new").pack() in buttons_of(sent)
 
     sent = await me.press(MenuCb(action="new"))
@@ -345,11 +346,9 @@ async def test_album_of_three_photos_lands_as_three_attachments_in_order(
     await me.press(ReasonCb(reason="damaged_in_transit"))
     await me.press(NavCb(action="skip"))
     colours = ["red", "green", "blue"]
-    answers = []
     for colour in colours:
-        answers += await me.photo(jpeg(colour), media_group_id="album-1")
-    # One answer for the album, not one per photo.
-    assert texts_of(answers) == [t("en", "intake.evidence_received", count=1)]
+        await me.photo(jpeg(colour), media_group_id="album-1")
+    # (Its one answer, counting the whole album, is held a moment: test_bot_conversation.py.)
     await me.press(NavCb(action="done"))
     await me.press(NavCb(action="confirm"))
     with sessions() as s:

@@ -486,6 +486,25 @@ def test_work_a_return_from_the_workspace(
     assert bad.status_code in (409, 422)
 
 
+def test_the_workspace_offers_marking_a_booked_pickup_collected(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    number = make_case(sessions, ctx, "PK1")
+    act(sessions, ctx, number, "approve")
+    pickup = {"time": "tomorrow 09:00-12:00", "address": "上海市浦东新区世纪大道 100 号"}
+    act(sessions, ctx, number, "mark_in_transit", pickup=pickup)
+    url = f"/panel/cases/{number}"
+    page = alice.get(url).text
+    assert "Pickup booked" in page
+    assert 'data-action-form="mark_collected"' in page
+    version = version_on(page)
+    r = alice.post(f"{url}/actions/mark_collected", {"version": version, "tracking_no": ""})
+    assert r.status_code == 303, r.text
+    case = case_row(sessions, number)
+    assert (case.status, case.tracking_no) == ("in_transit", None)
+    assert 'data-action-form="mark_collected"' not in alice.get(url).text
+
+
 def test_the_watch_poll_reports_changes_and_other_viewers(
     panel_app: Any, alice: Panel, sessions: sessionmaker[Session], ctx: Context
 ) -> None:

@@ -224,10 +224,14 @@ async def test_one_chats_updates_are_handled_in_the_order_they_came(
 async def test_an_albums_photos_fed_at_once_land_in_order_with_one_answer(
     own: tuple[Engine, sessionmaker[Session]], bot: Bot, settings: Any, scripts: Any
 ) -> None:
+    from bot.routers.customer.files import ALBUM_WAIT
+    from tests.fakes.clock import Clock
+
     _, sessions = own
     await in_thread(lambda: add_order(sessions))
-    dp = dispatcher(sessions, settings, scripts)
-    worker = DeliveryWorker(bot=bot, sessions=sessions, settings=settings, config=FAST)
+    clock = Clock(NOW)
+    dp = dispatcher(sessions, settings, scripts, clock)
+    worker = DeliveryWorker(bot=bot, sessions=sessions, settings=settings, config=FAST, clock=clock)
     dp["delivery"] = worker
     me = Customer(dp, bot, user_id=5001, language="en")
     await me.text("/start T1001")
@@ -245,8 +249,11 @@ async def test_an_albums_photos_fed_at_once_land_in_order_with_one_answer(
     # As polling hands them over: each part a task of its own, all at once.
     await asyncio.gather(*(dp.feed_update(bot, u) for u in album))
     await worker.drain()
+    assert texts_of(me.session.requests[before:]) == []  # the answer waits for the album
+    clock.now += ALBUM_WAIT
+    await worker.drain()
     assert texts_of(me.session.requests[before:]) == [
-        TEXTS.get("en", "intake.evidence_received", count=1)
+        TEXTS.get("en", "intake.evidence_received", count=3)
     ]
     await me.press(NavCb(action="done"))
     await me.press(NavCb(action="confirm"))

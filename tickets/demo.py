@@ -433,6 +433,7 @@ CASES: tuple[DemoCase, ...] = (
                     Act("customer", "mark_in_transit", 20,
                         {"tracking_no": "SF1402938475612", "carrier": "SF Express"}),
                     Say("Shipped today, tracking SF1402938475612.", 0.05))),
+    # ---- pickup_booked (the courier has not come yet)
     DemoCase(10, "exchange", "size_fit", (("DOWN-JKT-M", 1),), "M码偏小，想换L码。", 80,
              steps=(Act("xiaomei", "approve", 2),
                     Reply("xiaomei", "L码有货，已为您预留。可以预约快递上门取件。", 0.1),
@@ -666,6 +667,7 @@ DEMO_STATUSES = frozenset(
         "submitted",
         "needs_info",
         "awaiting_return",
+        "pickup_booked",
         "in_transit",
         "inspecting",
         "refund_pending",

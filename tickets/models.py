@@ -108,6 +108,7 @@ class EventType(StrEnum):
     refund_withdrawn = "refund.withdrawn"
     order_corrected = "order.corrected"
     exchange_shipped = "exchange.shipped"
+    pickup_rebooked = "pickup.rebooked"
     sla_warning = "sla.warning"
     sla_breached = "sla.breached"
     sla_escalated = "sla.escalated"
@@ -132,6 +133,9 @@ class CaseStatus(StrEnum):
     submitted = "submitted"
     needs_info = "needs_info"
     awaiting_return = "awaiting_return"
+    # A courier pickup is booked: nothing has moved yet (the carrier or an agent marks it
+    # collected, then it is in transit).
+    pickup_booked = "pickup_booked"
     in_transit = "in_transit"
     inspecting = "inspecting"
     refund_pending = "refund_pending"

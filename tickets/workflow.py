@@ -100,7 +100,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     ),
     Transition(
         "cancel",
-        frozenset({S.draft, S.submitted, S.needs_info, S.awaiting_return, S.refused}),
+        frozenset(
+            {S.draft, S.submitted, S.needs_info, S.awaiting_return, S.pickup_booked, S.refused}
+        ),
         S.cancelled,
         by=frozenset({"agent", "customer", "system"}),
         description="withdraw the request",
@@ -112,6 +114,7 @@ TRANSITIONS: tuple[Transition, ...] = (
                 S.submitted,
                 S.needs_info,
                 S.awaiting_return,
+                S.pickup_booked,
                 S.in_transit,
                 S.inspecting,
                 S.refund_pending,
@@ -123,18 +126,29 @@ TRANSITIONS: tuple[Transition, ...] = (
         description="a platform or the customer escalated",
     ),
     Transition("assign", WORKING, None, description="give the case to an agent or group"),
+    # A tracking number: the parcel is on its way (in transit). A pickup alone is only booked
+    # (pickup booked, where it may be booked again): no courier has come yet. The service
+    # decides, as for an inspection.
     Transition(
         "mark_in_transit",
-        frozenset({S.awaiting_return}),
-        S.in_transit,
+        frozenset({S.awaiting_return, S.pickup_booked}),
+        None,
         GOODS_KINDS,
         needs=("tracking_no|pickup",),
         by=frozenset({"agent", "customer"}),
-        description="the parcel is on its way back",
+        description="the parcel is on its way back (tracking number), or a pickup is booked",
+    ),
+    Transition(
+        "mark_collected",
+        frozenset({S.pickup_booked}),
+        S.in_transit,
+        GOODS_KINDS,
+        by=frozenset({"agent", "system"}),
+        description="the courier collected the booked pickup: the parcel is on its way back",
     ),
     Transition(
         "mark_received",
-        frozenset({S.awaiting_return, S.in_transit}),
+        frozenset({S.awaiting_return, S.pickup_booked, S.in_transit}),
         S.inspecting,
         GOODS_KINDS,
         description="the parcel arrived",
@@ -222,6 +236,7 @@ TRANSITIONS: tuple[Transition, ...] = (
                 S.refused,
                 S.needs_info,
                 S.awaiting_return,
+                S.pickup_booked,
                 S.escalated,
             }
         ),

@@ -21,6 +21,7 @@ from tickets.cases.actions.refunds import (
 )
 from tickets.cases.actions.returns import (
     inspect_goods,
+    mark_collected,
     mark_in_transit,
     mark_received,
     ship_exchange,
@@ -161,6 +162,7 @@ _HANDLERS: dict[str, Handler] = {
     "refuse": refuse,
     "assign": assign,
     "mark_in_transit": mark_in_transit,
+    "mark_collected": mark_collected,
     "mark_received": mark_received,
     "inspect": inspect_goods,
     "propose_refund": propose_refund,

@@ -241,6 +241,10 @@ class PickupSettings(_Strict):
     days: int = Field(default=3, ge=1, le=14)
     am: tuple[time, time] = (time(9, 0), time(12, 0))
     pm: tuple[time, time] = (time(14, 0), time(18, 0))
+    # A courier needs an address they can find: at least this many letters and digits
+    # (spaces and punctuation do not count; "北京市朝阳区建国路88号" has 13, "short" 5).
+    address_min_length: int = Field(default=8, ge=1, le=200)
+    address_max_length: int = Field(default=300, ge=20, le=1000)
 
     @model_validator(mode="after")
     def _slots_in_order(self) -> PickupSettings:
@@ -253,6 +257,16 @@ class PickupSettings(_Strict):
     def slots(self) -> dict[str, tuple[time, time]]:
         """The day's slots by part (am, pm), in order."""
         return {"am": self.am, "pm": self.pm}
+
+    def address_problem(self, address: str) -> str | None:
+        """Why a pickup address is not plausible (too_short, too_long, no_letters), or None."""
+        if len(address.strip()) > self.address_max_length:
+            return "too_long"
+        if sum(1 for c in address if c.isalnum()) < self.address_min_length:
+            return "too_short"
+        if not any(c.isalpha() for c in address):
+            return "no_letters"  # a number alone is no address
+        return None
 
 
 class Policy(_Strict):

@@ -35,6 +35,7 @@ from tickets.policy.eligibility import check_request, order_facts
 from tickets.policy.rules import Policy
 from tickets.reasons import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS
 from tickets.refunds.calculator import (
+    Adjustment,
     Quote,
     QuoteError,
     QuoteLine,
@@ -43,6 +44,7 @@ from tickets.refunds.calculator import (
     QuoteRequest,
     QuoteUnit,
     ReturnFreight,
+    Route,
     quote_refund,
 )
 from tickets.schemas import ItemIn
@@ -222,11 +224,55 @@ def quote(
 
 
 @dataclass(frozen=True)
+class PreviewItem:
+    """One SKU of a preview: how many units, and what was paid for them (their nets)."""
+
+    sku: str
+    quantity: int
+    net: int
+
+
+@dataclass(frozen=True)
 class Preview:
-    """What a request would refund, before it is a case: minor units of the order's currency."""
+    """What a request would refund, before it is a case: minor units of the order's currency,
+    with the short breakdown a customer reads before submitting (MONEY.md: the customer sees
+    the number before submitting): what was paid per item, the deductions and additions by
+    rule (units' and the order's together), and the routes the money takes back."""
 
     amount: int
     currency: str
+    items: tuple[PreviewItem, ...] = ()
+    deductions: tuple[Adjustment, ...] = ()
+    additions: tuple[Adjustment, ...] = ()
+    routes: tuple[Route, ...] = ()
+
+
+def _by_rule(adjustments: list[Adjustment]) -> tuple[Adjustment, ...]:
+    """Adjustments summed per rule, in the order each rule first appears."""
+    sums: dict[str, int] = {}
+    for a in adjustments:
+        sums[a.rule] = sums.get(a.rule, 0) + a.amount
+    return tuple(Adjustment(amount=v, rule=k) for k, v in sums.items() if v)
+
+
+def preview_of(estimate: Quote) -> Preview:
+    """A quote's short breakdown (`Preview`)."""
+    items: dict[str, tuple[int, int]] = {}
+    for u in estimate.lines:
+        qty, net = items.get(u.sku, (0, 0))
+        items[u.sku] = (qty + 1, net + u.net)
+    return Preview(
+        amount=estimate.amount,
+        currency=estimate.currency,
+        items=tuple(PreviewItem(sku=k, quantity=q, net=n) for k, (q, n) in items.items()),
+        deductions=_by_rule(
+            [d for u in estimate.lines for d in u.deductions] + list(estimate.deductions)
+        ),
+        additions=_by_rule(
+            [a for u in estimate.lines for a in u.additions] + list(estimate.additions)
+        ),
+        routes=estimate.routes,
+    )
 
 
 def preview_refund(
@@ -278,7 +324,7 @@ def preview_refund(
         return None
     if not estimate.eligible:
         return None
-    return Preview(amount=estimate.amount, currency=estimate.currency)
+    return preview_of(estimate)
 
 
 def ticket_quote(

@@ -4,6 +4,7 @@ request being filled in, to the case of a side step, or to the latest open case.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aiogram.fsm.context import FSMContext
@@ -24,6 +25,10 @@ from tickets.models import Customer
 from tickets.storage import MediaLimits, StoredFile
 
 handlers = Handlers()
+
+# How long the answer to an album waits for its other parts: Telegram sends them one update
+# each, within a second of one another.
+ALBUM_WAIT = timedelta(seconds=1.5)
 
 
 def media_problem(item: Media, reply: Replies, limits: MediaLimits) -> None:
@@ -91,10 +96,21 @@ async def files_received(
         evidence.append(entry)
     await state.update_data(evidence=evidence, album_answered=kept[0].media_group_id)
     if step == "evidence":
-        if answer:
+        group = kept[0].media_group_id
+        if group is None:
             reply.say(
                 "intake.evidence_received",
                 keyboards.only_nav(reply.t, extra=("done",)),
+                count=len(evidence),
+            )
+        else:
+            # Every part of an album answers; the answer is held and each part's replaces the
+            # last, so the customer reads one, counting the whole album (bot/replies.py).
+            reply.say_settled(
+                "intake.evidence_received",
+                keyboards.only_nav(reply.t, extra=("done",)),
+                burst=group,
+                wait=ALBUM_WAIT,
                 count=len(evidence),
             )
         return

@@ -4,6 +4,8 @@ the items, the reason, the description, the evidence, and the submission.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
@@ -333,15 +335,25 @@ async def item_changed(
         reply.answer_callback()
         return
     line = lines[callback_data.index]
-    qty = min(max(chosen.get(line["sku"], 0) + callback_data.delta, 0), line["free"])
+    wanted = chosen.get(line["sku"], 0) + callback_data.delta
+    qty = min(max(wanted, 0), line["free"])
     if qty == chosen.get(line["sku"], 0):
-        reply.answer_callback()
+        # + past the most: say why nothing moved, on the button itself.
+        reply.answer_callback(most_text(line, reply) if wanted > line["free"] else None)
         return
     chosen[line["sku"]] = qty
     await state.update_data(chosen=chosen)
     reply.answer_callback()
     if query.message is not None:
         reply.edit_markup(query.message.message_id, keyboards.items(reply.t, lines, chosen))
+
+
+def most_text(line: dict[str, Any], reply: Replies) -> str:
+    """Why + stops at this line's number: what was bought, and what other requests hold."""
+    bought = int(line.get("bought", line["free"]))  # states kept before "bought" was
+    if bought > line["free"]:
+        return reply.plain("intake.items_most_taken", bought=bought, most=line["free"])
+    return reply.plain("intake.items_most", bought=bought, most=line["free"])
 
 
 @handlers.callback(Intake.reason, ReasonCb.filter())

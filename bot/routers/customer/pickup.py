@@ -16,7 +16,7 @@ from bot.keyboards import (
 )
 from bot.replies import Replies
 from bot.routers.customer.filters import Has
-from bot.routers.customer.states import ADDRESS_MAX, ADDRESS_MIN, BABEL_LOCALES, PickupBooking
+from bot.routers.customer.states import BABEL_LOCALES, PickupBooking
 from bot.routers.customer.steps import reset, show_menu
 from bot.routers.handlers import Handlers
 from tickets import self_service
@@ -111,11 +111,13 @@ async def address_of_order(
     reply.answer_callback()
     number = (await state.get_data()).get("case_no", "")
     ticket = self_service.own_case(db, customer, number)
-    address = (ticket.order.address if ticket.order is not None else "") or ""
-    if not address.strip():
+    address = " ".join(((ticket.order.address if ticket.order is not None else "") or "").split())
+    if not address:
         reply.say("pickup.ask_address_none", keyboards.pickup_address(reply.t, has_address=False))
         return
-    await book_pickup(address.strip(), state=state, db=db, customer=customer, reply=reply, svc=svc)
+    if not address_ok(address, reply, svc):  # the order's own address, too short to find
+        return
+    await book_pickup(address, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
 @handlers.message(PickupBooking.address, Has("text"))
@@ -127,17 +129,27 @@ async def address_typed(
     reply: Replies,
     svc: Context,
 ) -> None:
-    """Another pickup address, typed."""
+    """Another pickup address, typed: one a courier can find (the core's rule), or why not."""
     address = " ".join((message.text or "").split())
-    if not ADDRESS_MIN <= len(address) <= ADDRESS_MAX:
-        reply.say(
-            "pickup.address_bad",
-            keyboards.pickup_address(reply.t, has_address=False),
-            min=ADDRESS_MIN,
-            max=ADDRESS_MAX,
-        )
+    if not address_ok(address, reply, svc):
         return
     await book_pickup(address, state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+def address_ok(address: str, reply: Replies, svc: Context) -> bool:
+    """Whether the policy takes this pickup address; if not, the customer is told why and
+    asked to type it again."""
+    rules = svc.policy.pickup
+    problem = rules.address_problem(address)
+    if problem is None:
+        return True
+    reply.say(
+        f"pickup.address_{problem}",
+        keyboards.pickup_address(reply.t, has_address=False),
+        min=rules.address_min_length,
+        max=rules.address_max_length,
+    )
+    return False
 
 
 async def book_pickup(
@@ -149,7 +161,8 @@ async def book_pickup(
     reply: Replies,
     svc: Context,
 ) -> None:
-    """The case moves to in transit with the pickup's time and address, as the customer."""
+    """The pickup is booked on the case, with its time and address, as the customer: the case
+    waits for the courier (pickup booked) until the carrier or an agent marks it collected."""
     data = await state.get_data()
     number = data.get("case_no", "")
     try:

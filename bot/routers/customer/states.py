@@ -51,7 +51,6 @@ class Rating(StatesGroup):
 # Side steps about one case (its number in the state's data as case_no): files sent meanwhile
 # go to that case.
 CASE_STEPS = {Tracking.number.state, PickupBooking.slot.state, PickupBooking.address.state}
-ADDRESS_MIN, ADDRESS_MAX = 5, 300
 RATING = re.compile(r"^\s*([1-5])\s*$")
 BABEL_LOCALES = {"zh-CN": "zh_Hans_CN", "en": "en"}
 

@@ -28,7 +28,8 @@ from tickets.messages.scripts import Money, format_money
 from tickets.models import CaseKind, Customer
 from tickets.orders.store import free_units
 from tickets.policy.eligibility import EvidenceNeed
-from tickets.refunds.ledger import preview_refund
+from tickets.refunds import calculator as calc
+from tickets.refunds.ledger import Preview, preview_refund
 
 
 async def ask(
@@ -86,7 +87,12 @@ async def ask(
         order = order_of(db, data["order_no"])
         free = free_units(db, order)
         lines = [
-            {"sku": ln.sku, "title": ln.title or ln.sku, "free": free.get(ln.sku, 0)}
+            {
+                "sku": ln.sku,
+                "title": ln.title or ln.sku,
+                "free": free.get(ln.sku, 0),
+                "bought": ln.quantity,
+            }
             for ln in order.lines
         ]
         if not any(line["free"] for line in lines):
@@ -162,10 +168,72 @@ def preview_text(db: Session, data: dict[str, Any], reply: Replies, svc: Context
             timezone=str(svc.tz),
         )
         if estimate is not None:
-            amount = format_money(Money(estimate.amount, estimate.currency), reply.language)
-            parts.append(t("intake.preview_refund", amount=amount))
+            parts.extend(refund_breakdown(estimate, titles, reply))
     parts.append(t("intake.preview_confirm"))
     return "\n".join(parts)
+
+
+# The calculator's rules (agents read them as they are) to the words a customer reads.
+RULE_TEXTS = {
+    calc.R_ALREADY: "already",
+    calc.R_PRESALE_UNPAID: "presale_unpaid",
+    calc.R_NOT_RETURNED: "not_returned",
+    calc.R_GIFT: "gift",
+    calc.R_RESTOCK: "restock",
+    calc.R_EXCHANGE: "exchange",
+    calc.R_SHIPPING: "shipping_share",
+    calc.R_FREIGHT: "freight",
+    calc.R_FREE_SHIP: "free_shipping",
+    calc.R_FREE_SHIP_BACK: "free_shipping_back",
+    calc.R_RESETTLE: "resettle",
+    calc.R_RESETTLE_BACK: "resettle_back",
+    calc.R_REFUSED_OUT: "refused_out",
+    calc.R_REFUSED_BACK: "refused_back",
+    calc.R_OVERRIDE_OUT: "override_out",
+    calc.R_ORDER_CAP: "order_cap",
+}
+
+
+def refund_breakdown(estimate: Preview, titles: dict[str, str], reply: Replies) -> list[str]:
+    """The estimate and its short breakdown, as the core's preview has it (nothing recomputed
+    here): what was paid per item, each deduction and addition, and where the money goes back
+    and how long it takes."""
+    t = reply.t
+
+    def money(amount: int) -> str:
+        return format_money(Money(amount, estimate.currency), reply.language)
+
+    def rule(key: str) -> str:
+        return t(f"refund.rule_{RULE_TEXTS.get(key, 'other')}")
+
+    lines = [t("intake.preview_refund", amount=money(estimate.amount))]
+    lines.extend(
+        t("refund.item", title=titles.get(i.sku, i.sku), qty=i.quantity, amount=money(i.net))
+        for i in estimate.items
+    )
+    lines.extend(
+        t("refund.deduction", amount=money(d.amount), what=rule(d.rule))
+        for d in estimate.deductions
+    )
+    lines.extend(
+        t("refund.addition", amount=money(a.amount), what=rule(a.rule)) for a in estimate.additions
+    )
+    for r in estimate.routes:
+        way = f"refund.via_{r.method}"
+        via = t(way) if reply.texts.has(way) else t("refund.via_other")
+        if r.arrival_max_days == 0:
+            lines.append(t("refund.route_at_once", amount=money(r.amount), via=via))
+        else:
+            lines.append(
+                t(
+                    "refund.route",
+                    amount=money(r.amount),
+                    via=via,
+                    low=r.arrival_min_days,
+                    high=r.arrival_max_days,
+                )
+            )
+    return lines
 
 
 async def show_menu(reply: Replies, key: str = "menu.prompt", **values: Any) -> None:

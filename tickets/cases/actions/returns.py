@@ -27,21 +27,81 @@ from tickets.workflow import (
     Transition,
 )
 
+# Why a pickup address is refused, in words for the API (the bot says it in the customer's).
+ADDRESS_PROBLEMS = {
+    "too_short": "needs at least {min} letters or digits: a street, a number, a building",
+    "too_long": "is longer than {max} characters",
+    "no_letters": "needs letters, not only digits",
+}
+
+
+def check_pickup_address(address: str, ctx: Context) -> None:
+    """InvalidInput naming `pickup.address` when a courier could not find it (the policy's
+    `pickup.address_problem`), for every front end alike."""
+    rules = ctx.policy.pickup
+    problem = rules.address_problem(address)
+    if problem is not None:
+        msg = "the address " + ADDRESS_PROBLEMS[problem].format(
+            min=rules.address_min_length, max=rules.address_max_length
+        )
+        raise InvalidInput(f"pickup.address: {msg}", [{"loc": "pickup.address", "msg": msg}])
+
 
 def mark_in_transit(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
+    """A tracking number puts the parcel in transit; a pickup alone is booked, and waits for
+    the courier (`mark_collected`): until then nothing is on its way."""
+    if req.tracking_no is None and req.pickup is not None:
+        check_pickup_address(req.pickup.address, ctx)
+        t.pickup = req.pickup.model_dump()
+        t.tracking_no, t.carrier = None, req.carrier
+        status = CaseStatus.pickup_booked
+        if t.status == status.value:
+            # Booked again (another slot or address): on the record, the status stays.
+            record_event(
+                session=session,
+                ticket=t,
+                type=EventType.pickup_rebooked,
+                actor=actor,
+                now=ctx.now,
+                pickup=t.pickup,
+            )
+            return
+    else:
+        t.tracking_no, t.carrier = req.tracking_no, req.carrier
+        t.pickup = None
+        status = CaseStatus.in_transit
+    set_status(
+        session=session,
+        ticket=t,
+        status=status,
+        ctx=ctx,
+        actor=actor,
+        tracking_no=t.tracking_no,
+        carrier=t.carrier,
+        pickup=t.pickup,
+    )
+
+
+def mark_collected(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    """The courier took the booked parcel: in transit, with the carrier's tracking number
+    when there is one (the pickup stays on the case)."""
     assert tr.target is not None
-    t.tracking_no, t.carrier = req.tracking_no, req.carrier
-    t.pickup = req.pickup.model_dump() if req.pickup else None
+    if req.tracking_no:
+        t.tracking_no = req.tracking_no
+    if req.carrier:
+        t.carrier = req.carrier
     set_status(
         session=session,
         ticket=t,
         status=tr.target,
         ctx=ctx,
         actor=actor,
-        tracking_no=req.tracking_no,
-        carrier=req.carrier,
+        tracking_no=t.tracking_no,
+        carrier=t.carrier,
         pickup=t.pickup,
     )
 
