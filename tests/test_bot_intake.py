@@ -774,3 +774,16 @@ async def test_a_file_over_the_limit_is_refused_before_downloading(
     with sessions() as s:
         case = s.scalar(select(Ticket).where(Ticket.number == number))
         assert case is not None and case.attachments == []
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_an_order_number_typed_in_any_case_and_with_spaces_is_found(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], lang: str
+) -> None:
+    add_order(sessions, lang=lang, data=order_json("VIC-1"))
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.press(MenuCb(action="new"))
+    sent = await me.text("vic-2")
+    assert texts_of(sent) == [t(lang, "intake.order_not_found", order_no="vic-2")]
+    sent = await me.text("  vic - 1 ")
+    assert texts_of(sent)[0].startswith(t(lang, "intake.ask_kind", order_no="VIC-1"))

@@ -47,6 +47,7 @@ from tickets.customers import (
 )
 from tickets.exceptions import DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, Customer, Order
+from tickets.orders.store import normalise_order_no
 from tickets.ownership import ProofBudget
 
 handlers = Handlers()
@@ -80,14 +81,17 @@ async def take_order_no(
     svc: Context,
 ) -> None:
     """An order number typed, picked or deep-linked: find it, then proof (unless linked)."""
-    order_no = text.strip()
+    typed = text.strip()
+    # The core finds the order however it was typed (case, spaces); the format is checked on
+    # the same normalised form.
+    order_no = normalise_order_no(typed)
     if not ORDER_NO.match(order_no):
         reply.say("intake.order_bad_format")
         return
     try:
         order = order_of(db, order_no)
     except NotFound:
-        reply.say("intake.order_not_found", order_no=order_no)
+        reply.say("intake.order_not_found", order_no=typed)
         return
     await state.update_data(
         order_no=order.order_no,
