@@ -787,3 +787,70 @@ async def test_an_order_number_typed_in_any_case_and_with_spaces_is_found(
     assert texts_of(sent) == [t(lang, "intake.order_not_found", order_no="vic-2")]
     sent = await me.text("  vic - 1 ")
     assert texts_of(sent)[0].startswith(t(lang, "intake.ask_kind", order_no="VIC-1"))
+
+
+def mixed_order(order_no: str = "MIX1") -> dict[str, Any]:
+    """T1001's jacket and socks, and a fresh cake: no no-reason return for the cake."""
+    data = order_json(order_no)
+    data["lines"].append(
+        {
+            "sku": "CAKE",
+            "title": "Birthday cake",
+            "category": "fresh_food",
+            "quantity": 1,
+            "unit_price": "59.00",
+        }
+    )
+    return data
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_a_mixed_order_offers_each_item_only_what_it_may_get(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], lang: str
+) -> None:
+    add_order(sessions, lang=lang, data=mixed_order())
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.text("/start MIX1")
+    sent = await me.press(KindCb(kind="return_refund"))
+    # Beside the items: the cake cannot go back without a reason, and why.
+    items_text = texts_of(sent)[0]
+    assert items_text.startswith(t(lang, "intake.ask_items"))
+    assert "Birthday cake" in items_text
+    why = "cannot be returned without a reason" if lang == "en" else "不支持无理由退换"
+    assert why in items_text
+
+    # The cake alone: no no-reason return offered, the reason shown; a quality claim is.
+    await me.press(ItemCb(index=3, delta=1))
+    sent = await me.press(NavCb(action="done"))
+    assert ReasonCb(reason="no_reason").pack() not in buttons_of(sent)
+    assert ReasonCb(reason="changed_mind").pack() not in buttons_of(sent)
+    assert ReasonCb(reason="quality_defect").pack() in buttons_of(sent)
+    assert "Birthday cake" in texts_of(sent)[0] and why in texts_of(sent)[0]
+    # A reason not offered (an old button) is not taken.
+    sent = await me.press(ReasonCb(reason="no_reason"))
+    assert texts_of(sent)[0].startswith(t(lang, "intake.ask_reason"))
+
+    # The jacket alone: the no-reason return is offered, with no note.
+    await me.press(NavCb(action="back"))
+    await me.press(ItemCb(index=3, delta=-1))
+    await me.press(ItemCb(index=0, delta=1))
+    sent = await me.press(NavCb(action="done"))
+    assert ReasonCb(reason="no_reason").pack() in buttons_of(sent)
+    assert texts_of(sent) == [t(lang, "intake.ask_reason")]
+
+    # The jacket and the cake for a quality problem: offered, estimated and opened as shown.
+    await me.press(NavCb(action="back"))
+    await me.press(ItemCb(index=3, delta=1))
+    await me.press(NavCb(action="done"))
+    await me.press(ReasonCb(reason="quality_defect"))
+    await me.text("the cream was sour" if lang == "en" else "奶油变质了")
+    await me.photo(jpeg("red"))
+    sent = await me.press(NavCb(action="done"))
+    preview = texts_of(sent)[0]
+    assert t(lang, "intake.preview_refund", amount="").split("<b>")[0] in preview
+    sent = await me.press(NavCb(action="confirm"))
+    assert t(lang, "intake.no_longer_possible") not in texts_of(sent)
+    with sessions() as s:
+        case = only_case(s)
+        assert (case.kind, case.reason) == ("return_refund", "quality_defect")
+        assert sorted(i.sku for i in case.items) == ["CAKE", "JACKET-M"]

@@ -662,6 +662,19 @@ def line_verdicts(
     return out
 
 
+def reasons_for_lines(
+    verdicts: Sequence[LineVerdict], skus: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The reasons open to every one of the lines `skus` (one case has one reason for all its
+    items), in the kind's order, and why some reasons are closed to some of them (each line's
+    `why`, once)."""
+    chosen = [v for v in verdicts if v.sku in skus]
+    if not chosen:
+        return (), ()
+    reasons = tuple(r for r in chosen[0].reasons if all(r in v.reasons for v in chosen[1:]))
+    return reasons, tuple(dict.fromkeys(v.why for v in chosen if v.why))
+
+
 def check_request(
     *,
     order_facts: OrderFacts,

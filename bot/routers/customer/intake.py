@@ -13,6 +13,7 @@ from bot import keyboards
 from bot.eligibility import (
     kind_verdicts,
     line_categories,
+    line_offers,
     needs_items,
     order_of,
     reasons_of,
@@ -49,6 +50,7 @@ from tickets.exceptions import DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, Customer, Order
 from tickets.orders.store import normalise_order_no
 from tickets.ownership import ProofBudget
+from tickets.policy.eligibility import reasons_for_lines
 
 handlers = Handlers()
 
@@ -282,7 +284,9 @@ async def kind_picked(
         return
     kind = CaseKind(verdict.kind)
     reasons = list(reasons_of(verdict, svc.policy))
-    await state.update_data(kind=kind.value, chosen={}, reason=None, reasons=reasons)
+    await state.update_data(
+        kind=kind.value, chosen={}, reason=None, reasons=reasons, reason_notes=[]
+    )
     step = "items" if needs_items(kind) else "reason"
     await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
@@ -388,9 +392,21 @@ async def navigate(
             await ask(target, state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if action == "done" and step == "items":
-        if not any(v > 0 for v in (data.get("chosen") or {}).values()):
+        skus = [sku for sku, q in (data.get("chosen") or {}).items() if q > 0]
+        if not skus:
             reply.say("intake.items_pick_one")
             return
+        # Only the reasons every chosen item may get, with why the others are not offered.
+        offers = line_offers(
+            order_of(db, data["order_no"]),
+            policy=svc.policy,
+            kind=data["kind"],
+            now=svc.now,
+            tz=svc.tz,
+            language=reply.language,
+        )
+        reasons, notes = reasons_for_lines(offers, skus)
+        await state.update_data(reasons=list(reasons), reason_notes=list(notes))
         await ask("reason", state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if action == "skip" and step == "description":

@@ -15,6 +15,7 @@ from bot.eligibility import (
     evidence_need,
     kind_verdicts,
     line_categories,
+    line_offers,
     needs_items,
     order_of,
 )
@@ -85,10 +86,23 @@ async def ask(
             return
         chosen = {k: v for k, v in (data.get("chosen") or {}).items() if v > 0}
         await state.update_data(lines=lines, chosen=chosen)
-        reply.say("intake.ask_items", keyboards.items(t, lines, chosen))
+        # Beside the items, what some of them cannot get, and why (the cake of a mixed order).
+        offers = line_offers(
+            order,
+            policy=svc.policy,
+            kind=data["kind"],
+            now=svc.now,
+            tz=svc.tz,
+            language=reply.language,
+        )
+        notes = [t("intake.kind_note", note=v.why) for v in offers if v.why and free.get(v.sku)]
+        text = "\n".join([t("intake.ask_items"), *notes])
+        reply.send_text(text, keyboards.items(t, lines, chosen))
     elif step == "reason":
         codes = data.get("reasons") or []
-        reply.say("intake.ask_reason", keyboards.reasons(t, codes))
+        notes = [t("intake.kind_note", note=why) for why in data.get("reason_notes") or []]
+        text = "\n".join([t("intake.ask_reason"), *notes])
+        reply.send_text(text, keyboards.reasons(t, codes))
     elif step == "description":
         reply.say("intake.ask_description", keyboards.only_nav(t, extra=("skip",)))
     elif step == "evidence":
