@@ -32,6 +32,7 @@ from tests.fakes.telegram import (
     texts_of,
 )
 from tickets.cases.lifecycle import perform_action
+from tickets.cases.opening import open_case
 from tickets.context import SYSTEM
 from tickets.models import (
     Customer as CustomerRow,
@@ -52,7 +53,7 @@ from tickets.orders.store import get_order, upsert_order
 from tickets.policy.eligibility import EvidenceNeed
 from tickets.policy.rules import Policy
 from tickets.refunds.ledger import quote
-from tickets.schemas import ActionRequest, OrderIn
+from tickets.schemas import ActionRequest, OrderIn, TicketCreate
 from tickets.storage import AttachmentStore
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
@@ -854,3 +855,94 @@ async def test_a_mixed_order_offers_each_item_only_what_it_may_get(
         case = only_case(s)
         assert (case.kind, case.reason) == ("return_refund", "quality_defect")
         assert sorted(i.sku for i in case.items) == ["CAKE", "JACKET-M"]
+
+
+def open_earlier_case(
+    sessions: sessionmaker[Session], scripts: Any, kind: str, before: timedelta
+) -> str:
+    """A case of `kind` on T1001, opened `before` the bot's now."""
+    with sessions() as s:
+        ticket = open_case(
+            session=s,
+            request=TicketCreate.model_validate(
+                {
+                    "kind": kind,
+                    "reason": "size_fit" if kind != "complaint" else "service",
+                    "order_no": "T1001",
+                    "items": [{"sku": "SOCKS", "quantity": 1}] if kind != "complaint" else [],
+                    "channel": "api",
+                }
+            ),
+            actor=SYSTEM,
+            ctx=context(scripts, now=NOW - before),
+        )
+        number = ticket.number
+        s.commit()
+    return number
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_a_case_in_the_way_is_named_at_once_and_words_go_to_it(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = open_earlier_case(sessions, scripts, "complaint", timedelta(minutes=5))
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    sent = await me.text("/start T1001")
+    # Right after the order: the case is named, and within the duplicate window no new
+    # request of any kind is offered (each says why).
+    text = texts_of(sent)[-1]
+    assert t(lang, "intake.duplicate", order_no="T1001", case_no=number) in text
+    assert not [b for b in buttons_of(sent) if b.startswith("k:")]
+    assert t(lang, "intake.kind_has_case", case_no=number) in text
+    words = "The courier was rude" if lang == "en" else "快递员态度很差"
+    sent = await me.text(words)
+    assert texts_of(sent) == [t(lang, "intake.added_to_case", case_no=number)]
+    with sessions() as s:
+        case = only_case(s)
+        said = [m for m in case.messages if m.author == "customer"]
+        assert [m.text for m in said] == [words]
+        assert state_of(s, 5001) is None
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_an_older_open_case_blocks_only_its_own_kind(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = open_earlier_case(sessions, scripts, "return_refund", timedelta(hours=3))
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    sent = await me.text("/start T1001")
+    assert KindCb(kind="return_refund").pack() not in buttons_of(sent)
+    assert KindCb(kind="complaint").pack() in buttons_of(sent)
+    line = t(
+        lang,
+        "intake.kind_unavailable_line",
+        kind=t(lang, "kind.return_refund"),
+        why=t(lang, "intake.kind_has_case", case_no=number),
+    )
+    assert line in texts_of(sent)[-1]
+    # Another kind goes on as usual.
+    sent = await me.press(KindCb(kind="complaint"))
+    assert texts_of(sent) == [t(lang, "intake.ask_reason")]
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_a_case_opened_meanwhile_gets_what_was_typed_at_submit(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.text("/start T1001")
+    await me.press(KindCb(kind="complaint"))
+    await me.press(ReasonCb(reason="service"))
+    words = "The courier was rude" if lang == "en" else "快递员态度很差"
+    await me.text(words)
+    await me.press(NavCb(action="done"))
+    # Meanwhile an agent opened a case on the order (by phone, say).
+    number = open_earlier_case(sessions, scripts, "complaint", timedelta(0))
+    sent = await me.press(NavCb(action="confirm"))
+    assert texts_of(sent) == [t(lang, "intake.added_to_case", case_no=number)]
+    with sessions() as s:
+        case = only_case(s)
+        assert [m.text for m in case.messages if m.author == "customer"] == [words]

@@ -5,6 +5,7 @@ allows it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import (
@@ -99,6 +100,30 @@ def _duplicate_of(
     window = ctx.now - timedelta(minutes=ctx.policy.duplicate_window_minutes)
     params = {"order_id": order.id, "kind": kind.value, "since": window}
     return session.execute(_DUPLICATE, params).first()
+
+
+@dataclass(frozen=True)
+class CaseInTheWay:
+    """The order's case a new request would duplicate (`open_case` refuses it): its number,
+    kind and status, and the kinds it blocks (all of them within the duplicate window)."""
+
+    number: str
+    kind: str
+    status: str
+    blocks: frozenset[str]
+
+
+def case_in_the_way(*, session: Session, order: Order, ctx: Context) -> CaseInTheWay | None:
+    """Before the customer chooses anything: the case that would make a new request on this
+    order a duplicate (the same rule as `open_case`'s, asked per kind), so they can be sent to
+    it at once instead of at Submit."""
+    found = {k: _duplicate_of(session=session, order=order, kind=k, ctx=ctx) for k in CaseKind}
+    rows = [r for r in found.values() if r is not None]
+    if not rows:
+        return None
+    first = rows[0]
+    blocks = frozenset(k.value for k, r in found.items() if r is not None)
+    return CaseInTheWay(number=first.number, kind=first.kind, status=first.status, blocks=blocks)
 
 
 def open_case(

@@ -4,6 +4,9 @@ the items, the reason, the description, the evidence, and the submission.
 
 from __future__ import annotations
 
+from typing import Any
+
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
@@ -291,6 +294,52 @@ async def kind_picked(
     await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
+@handlers.message(Intake.kind, Has("text"))
+async def kind_step_text(
+    message: Message,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """Words at the kind step when the order already has a case in the way: they go to that
+    case (with any files sent meanwhile), as the step said. Otherwise the usual guide."""
+    data = await state.get_data()
+    number = data.get("existing_case")
+    text = (message.text or "").strip()
+    if not number or not text:
+        raise SkipHandler
+    await add_to_existing(
+        number, text, data, state=state, db=db, customer=customer, reply=reply, svc=svc
+    )
+
+
+async def add_to_existing(
+    number: str,
+    text: str,
+    data: dict[str, Any],
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """What the customer wrote and sent in this conversation, added to their case `number`
+    (as their message, so agents see it), then the menu."""
+    self_service.add_intake_to_case(
+        db,
+        customer=customer,
+        number=number,
+        text=text[:DESCRIPTION_MAX],
+        evidence=data.get("evidence", []),
+        ctx=svc,
+    )
+    await reset(state, keep_evidence=False)
+    await show_menu(reply, "intake.added_to_case", case_no=number)
+
+
 @handlers.callback(Intake.items, ItemCb.filter())
 async def item_changed(
     query: CallbackQuery, callback_data: ItemCb, state: FSMContext, reply: Replies
@@ -452,6 +501,19 @@ async def submit(
                 evidence=data.get("evidence", []),
             )
     except DuplicateCase as exc:
+        # A case opened meanwhile (another chat, an agent): what was typed and sent goes to it.
+        if exc.existing and (description or data.get("evidence")):
+            await add_to_existing(
+                exc.existing,
+                description,
+                data,
+                state=state,
+                db=db,
+                customer=customer,
+                reply=reply,
+                svc=svc,
+            )
+            return
         await reset(state, keep_evidence=False)
         await show_menu(
             reply, "intake.duplicate", order_no=data.get("order_no") or "", case_no=exc.existing

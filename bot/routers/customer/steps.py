@@ -21,6 +21,7 @@ from bot.eligibility import (
 )
 from bot.replies import Replies
 from bot.routers.customer.states import STATE_OF
+from tickets.cases.opening import case_in_the_way
 from tickets.context import Context
 from tickets.customers import (
     recent_orders,
@@ -60,16 +61,28 @@ async def ask(
         verdicts = kind_verdicts(
             order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
         )
-        allowed = [v.kind for v in verdicts if v.allowed]
+        # A case already in the way is named now, not at Submit: what the customer writes
+        # here goes to it, and only the kinds it does not block are offered.
+        existing = case_in_the_way(session=db, order=order, ctx=svc)
+        blocks = existing.blocks if existing is not None else frozenset()
+        number = existing.number if existing is not None else None
+        await state.update_data(existing_case=number)
+        allowed = [v.kind for v in verdicts if v.allowed and v.kind not in blocks]
         refused = [
-            t("intake.kind_unavailable_line", kind=t(f"kind.{v.kind}"), why=v.text)
+            t(
+                "intake.kind_unavailable_line",
+                kind=t(f"kind.{v.kind}"),
+                why=t("intake.kind_has_case", case_no=number) if v.allowed else v.text,
+            )
             for v in verdicts
-            if not v.allowed
+            if not v.allowed or v.kind in blocks
         ]
         notes = [t("intake.kind_note", note=n) for v in verdicts if v.allowed for n in v.notes]
         text = t("intake.ask_kind", order_no=order.order_no)
         if notes:
             text += "\n" + "\n".join(dict.fromkeys(notes))
+        if number is not None:
+            text += "\n\n" + t("intake.duplicate", order_no=order.order_no, case_no=number)
         if refused:
             text += "\n\n" + t("intake.kinds_unavailable") + "\n" + "\n".join(refused)
         reply.send_text(text, keyboards.kinds(t, allowed))
