@@ -946,3 +946,40 @@ async def test_a_case_opened_meanwhile_gets_what_was_typed_at_submit(
     with sessions() as s:
         case = only_case(s)
         assert [m.text for m in case.messages if m.author == "customer"] == [words]
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_a_refund_only_held_by_risk_says_so_on_the_case_and_to_the_customer(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], lang: str
+) -> None:
+    # A first order placed three hours ago, not shipped: the new-customer signal holds the
+    # automatic approval (the default rule takes no risk signal).
+    placed = (NOW - timedelta(hours=3)).isoformat()
+    data = order_json(
+        "T9", status="paid", placed_at=placed, paid_at=placed, shipped_at=None, delivered_at=None
+    )
+    add_order(sessions, lang=lang, data=data)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.text("/start T9")
+    await me.press(KindCb(kind="refund_only"))
+    await me.press(ItemCb(index=0, delta=1))
+    await me.press(NavCb(action="done"))
+    await me.press(ReasonCb(reason="changed_mind"))
+    await me.press(NavCb(action="skip"))
+    await me.press(NavCb(action="done"))
+    sent = await me.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = only_case(s)
+        assert (case.status, case.risk_level) == ("submitted", "medium")
+        # The customer is told a person checks it, and within how long (the review target).
+        held = last_notice(s, case)
+        assert held in texts_of(sent)
+        hours = Policy().sla.clocks["review"].hours
+        assert f"{hours:g}" in held
+        assert ("a member of our team will review it" if lang == "en" else "人工") in held
+        # The agents read on the case which signal held it.
+        notes = [m.text for m in case.messages if m.author == "system"]
+        assert any("new_customer" in n for n in notes), notes
+        events = list(s.scalars(select(Event).where(Event.ticket_id == case.id)))
+        held_events = [e for e in events if e.type == "automation.held"]
+        assert held_events and held_events[0].data["signals"] == ["new_customer"]
