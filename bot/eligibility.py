@@ -2,8 +2,10 @@
 
 Every answer comes from the core, so the bot's menus, the API's 422 and the panel agree: the
 kinds open now and the reasons each allows (tickets.policy.eligibility.eligible_kinds, in the
-customer's language), the evidence a claim needs (tickets.policy.eligibility.evidence_needed), the
-units still free (tickets.orders.store.free_units) and the refund estimate
+customer's language), per item the reasons it may get and why not the others
+(tickets.policy.eligibility.line_verdicts), the evidence a claim needs
+(tickets.policy.eligibility.evidence_needed), the units still free
+(tickets.orders.store.free_units) and the refund estimate
 (tickets.refunds.ledger.preview_refund: the units `open_case` will name, quoted as the case will
 be). The bot calls nothing else for these decisions.
 """
@@ -22,8 +24,10 @@ from tickets.policy.eligibility import (
     ITEM_KINDS,
     EvidenceNeed,
     KindVerdict,
+    LineVerdict,
     eligible_kinds,
     evidence_needed,
+    line_verdicts,
     order_facts,
     reasons_for,
 )
@@ -38,6 +42,21 @@ def kind_verdicts(
     """For every kind, whether the order is open to it now, why not, and its open reasons."""
     return eligible_kinds(
         order_facts=order_facts(order),
+        rules=policy.eligibility,
+        now=now,
+        tz=tz,
+        language=language,
+    )
+
+
+def line_offers(
+    order: Order, *, policy: Policy, kind: str, now: datetime, tz: tzinfo, language: str
+) -> list[LineVerdict]:
+    """For each line of the order, the reasons it may be claimed for with `kind` now, and why
+    not the others, in the customer's words (tickets.policy.eligibility.line_verdicts)."""
+    return line_verdicts(
+        order_facts=order_facts(order),
+        kind=kind,
         rules=policy.eligibility,
         now=now,
         tz=tz,

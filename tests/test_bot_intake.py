@@ -32,6 +32,7 @@ from tests.fakes.telegram import (
     texts_of,
 )
 from tickets.cases.lifecycle import perform_action
+from tickets.cases.opening import open_case
 from tickets.context import SYSTEM
 from tickets.models import (
     Customer as CustomerRow,
@@ -52,7 +53,7 @@ from tickets.orders.store import get_order, upsert_order
 from tickets.policy.eligibility import EvidenceNeed
 from tickets.policy.rules import Policy
 from tickets.refunds.ledger import quote
-from tickets.schemas import ActionRequest, OrderIn
+from tickets.schemas import ActionRequest, OrderIn, TicketCreate
 from tickets.storage import AttachmentStore
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
@@ -773,3 +774,211 @@ async def test_a_file_over_the_limit_is_refused_before_downloading(
     with sessions() as s:
         case = s.scalar(select(Ticket).where(Ticket.number == number))
         assert case is not None and case.attachments == []
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_an_order_number_typed_in_any_case_and_with_spaces_is_found(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], lang: str
+) -> None:
+    add_order(sessions, lang=lang, data=order_json("VIC-1"))
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.press(MenuCb(action="new"))
+    sent = await me.text("vic-2")
+    assert texts_of(sent) == [t(lang, "intake.order_not_found", order_no="vic-2")]
+    sent = await me.text("  vic - 1 ")
+    assert texts_of(sent)[0].startswith(t(lang, "intake.ask_kind", order_no="VIC-1"))
+
+
+def mixed_order(order_no: str = "MIX1") -> dict[str, Any]:
+    """T1001's jacket and socks, and a fresh cake: no no-reason return for the cake."""
+    data = order_json(order_no)
+    data["lines"].append(
+        {
+            "sku": "CAKE",
+            "title": "Birthday cake",
+            "category": "fresh_food",
+            "quantity": 1,
+            "unit_price": "59.00",
+        }
+    )
+    return data
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_a_mixed_order_offers_each_item_only_what_it_may_get(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], lang: str
+) -> None:
+    add_order(sessions, lang=lang, data=mixed_order())
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.text("/start MIX1")
+    sent = await me.press(KindCb(kind="return_refund"))
+    # Beside the items: the cake cannot go back without a reason, and why.
+    items_text = texts_of(sent)[0]
+    assert items_text.startswith(t(lang, "intake.ask_items"))
+    assert "Birthday cake" in items_text
+    why = "cannot be returned without a reason" if lang == "en" else "不支持无理由退换"
+    assert why in items_text
+
+    # The cake alone: no no-reason return offered, the reason shown; a quality claim is.
+    await me.press(ItemCb(index=3, delta=1))
+    sent = await me.press(NavCb(action="done"))
+    assert ReasonCb(reason="no_reason").pack() not in buttons_of(sent)
+    assert ReasonCb(reason="changed_mind").pack() not in buttons_of(sent)
+    assert ReasonCb(reason="quality_defect").pack() in buttons_of(sent)
+    assert "Birthday cake" in texts_of(sent)[0] and why in texts_of(sent)[0]
+    # A reason not offered (an old button) is not taken.
+    sent = await me.press(ReasonCb(reason="no_reason"))
+    assert texts_of(sent)[0].startswith(t(lang, "intake.ask_reason"))
+
+    # The jacket alone: the no-reason return is offered, with no note.
+    await me.press(NavCb(action="back"))
+    await me.press(ItemCb(index=3, delta=-1))
+    await me.press(ItemCb(index=0, delta=1))
+    sent = await me.press(NavCb(action="done"))
+    assert ReasonCb(reason="no_reason").pack() in buttons_of(sent)
+    assert texts_of(sent) == [t(lang, "intake.ask_reason")]
+
+    # The jacket and the cake for a quality problem: offered, estimated and opened as shown.
+    await me.press(NavCb(action="back"))
+    await me.press(ItemCb(index=3, delta=1))
+    await me.press(NavCb(action="done"))
+    await me.press(ReasonCb(reason="quality_defect"))
+    await me.text("the cream was sour" if lang == "en" else "奶油变质了")
+    await me.photo(jpeg("red"))
+    sent = await me.press(NavCb(action="done"))
+    preview = texts_of(sent)[0]
+    assert t(lang, "intake.preview_refund", amount="").split("<b>")[0] in preview
+    sent = await me.press(NavCb(action="confirm"))
+    assert t(lang, "intake.no_longer_possible") not in texts_of(sent)
+    with sessions() as s:
+        case = only_case(s)
+        assert (case.kind, case.reason) == ("return_refund", "quality_defect")
+        assert sorted(i.sku for i in case.items) == ["CAKE", "JACKET-M"]
+
+
+def open_earlier_case(
+    sessions: sessionmaker[Session], scripts: Any, kind: str, before: timedelta
+) -> str:
+    """A case of `kind` on T1001, opened `before` the bot's now."""
+    with sessions() as s:
+        ticket = open_case(
+            session=s,
+            request=TicketCreate.model_validate(
+                {
+                    "kind": kind,
+                    "reason": "size_fit" if kind != "complaint" else "service",
+                    "order_no": "T1001",
+                    "items": [{"sku": "SOCKS", "quantity": 1}] if kind != "complaint" else [],
+                    "channel": "api",
+                }
+            ),
+            actor=SYSTEM,
+            ctx=context(scripts, now=NOW - before),
+        )
+        number = ticket.number
+        s.commit()
+    return number
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_a_case_in_the_way_is_named_at_once_and_words_go_to_it(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = open_earlier_case(sessions, scripts, "complaint", timedelta(minutes=5))
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    sent = await me.text("/start T1001")
+    # Right after the order: the case is named, and within the duplicate window no new
+    # request of any kind is offered (each says why).
+    text = texts_of(sent)[-1]
+    assert t(lang, "intake.duplicate", order_no="T1001", case_no=number) in text
+    assert not [b for b in buttons_of(sent) if b.startswith("k:")]
+    assert t(lang, "intake.kind_has_case", case_no=number) in text
+    words = "The courier was rude" if lang == "en" else "快递员态度很差"
+    sent = await me.text(words)
+    assert texts_of(sent) == [t(lang, "intake.added_to_case", case_no=number)]
+    with sessions() as s:
+        case = only_case(s)
+        said = [m for m in case.messages if m.author == "customer"]
+        assert [m.text for m in said] == [words]
+        assert state_of(s, 5001) is None
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_an_older_open_case_blocks_only_its_own_kind(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = open_earlier_case(sessions, scripts, "return_refund", timedelta(hours=3))
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    sent = await me.text("/start T1001")
+    assert KindCb(kind="return_refund").pack() not in buttons_of(sent)
+    assert KindCb(kind="complaint").pack() in buttons_of(sent)
+    line = t(
+        lang,
+        "intake.kind_unavailable_line",
+        kind=t(lang, "kind.return_refund"),
+        why=t(lang, "intake.kind_has_case", case_no=number),
+    )
+    assert line in texts_of(sent)[-1]
+    # Another kind goes on as usual.
+    sent = await me.press(KindCb(kind="complaint"))
+    assert texts_of(sent) == [t(lang, "intake.ask_reason")]
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_a_case_opened_meanwhile_gets_what_was_typed_at_submit(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.text("/start T1001")
+    await me.press(KindCb(kind="complaint"))
+    await me.press(ReasonCb(reason="service"))
+    words = "The courier was rude" if lang == "en" else "快递员态度很差"
+    await me.text(words)
+    await me.press(NavCb(action="done"))
+    # Meanwhile an agent opened a case on the order (by phone, say).
+    number = open_earlier_case(sessions, scripts, "complaint", timedelta(0))
+    sent = await me.press(NavCb(action="confirm"))
+    assert texts_of(sent) == [t(lang, "intake.added_to_case", case_no=number)]
+    with sessions() as s:
+        case = only_case(s)
+        assert [m.text for m in case.messages if m.author == "customer"] == [words]
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_a_refund_only_held_by_risk_says_so_on_the_case_and_to_the_customer(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], lang: str
+) -> None:
+    # A first order placed three hours ago, not shipped: the new-customer signal holds the
+    # automatic approval (the default rule takes no risk signal).
+    placed = (NOW - timedelta(hours=3)).isoformat()
+    data = order_json(
+        "T9", status="paid", placed_at=placed, paid_at=placed, shipped_at=None, delivered_at=None
+    )
+    add_order(sessions, lang=lang, data=data)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    await me.text("/start T9")
+    await me.press(KindCb(kind="refund_only"))
+    await me.press(ItemCb(index=0, delta=1))
+    await me.press(NavCb(action="done"))
+    await me.press(ReasonCb(reason="changed_mind"))
+    await me.press(NavCb(action="skip"))
+    await me.press(NavCb(action="done"))
+    sent = await me.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = only_case(s)
+        assert (case.status, case.risk_level) == ("submitted", "medium")
+        # The customer is told a person checks it, and within how long (the review target).
+        held = last_notice(s, case)
+        assert held in texts_of(sent)
+        hours = Policy().sla.clocks["review"].hours
+        assert f"{hours:g}" in held
+        assert ("a member of our team will review it" if lang == "en" else "人工") in held
+        # The agents read on the case which signal held it.
+        notes = [m.text for m in case.messages if m.author == "system"]
+        assert any("new_customer" in n for n in notes), notes
+        events = list(s.scalars(select(Event).where(Event.ticket_id == case.id)))
+        held_events = [e for e in events if e.type == "automation.held"]
+        assert held_events and held_events[0].data["signals"] == ["new_customer"]

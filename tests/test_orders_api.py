@@ -33,6 +33,32 @@ def test_batch_upsert_is_idempotent(api: Api) -> None:
     assert api.get("/api/v1/orders/NOPE").status_code == 404
 
 
+def test_an_order_number_is_found_in_any_case_and_with_spaces(api: Api) -> None:
+    api.as_("shop").post("/api/v1/orders", json={"orders": [order_json("VIC-1")]})
+    for typed in ("vic-1", "Vic-1", " VIC - 1 ", "VIC-1"):
+        got = api.get(f"/api/v1/orders/{typed}")
+        assert got.status_code == 200, typed
+        assert got.json()["order_no"] == "VIC-1"
+    # A case opened on the number as typed names the stored order.
+    made = api.post(
+        "/api/v1/tickets",
+        json={"order_no": "vic-1", "kind": "complaint", "reason": "service"},
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["order_no"] == "VIC-1"
+    assert api.get("/api/v1/orders/VIC-2").status_code == 404
+
+
+def test_two_orders_one_number_apart_from_case_is_no_guess(session: Session, now: datetime) -> None:
+    for number in ("ab-1", "AB-1"):
+        upsert_order(session=session, data=OrderIn.model_validate(order_json(number)), now=now)
+    # Each found as stored; typed any other way, both match: ambiguous, so not found.
+    assert get_order(session=session, order_no="ab-1").order_no == "ab-1"
+    assert get_order(session=session, order_no="AB-1").order_no == "AB-1"
+    with pytest.raises(NotFound):
+        get_order(session=session, order_no="Ab-1")
+
+
 def test_one_bad_order_writes_nothing(api: Api) -> None:
     bad = order_json("B2", currency="XYZ")
     worse = order_json("B3")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from string import Formatter
 from typing import Any
@@ -31,13 +31,16 @@ from tickets.policy.eligibility import (
     check_request,
     eligible_kinds,
     evidence_needed,
+    line_verdicts,
     no_reason_window,
+    no_reason_window_closes,
     order_facts,
     policy_texts,
     reasons_for,
     texts_dir,
 )
-from tickets.refunds.calculator import no_reason_window_closes
+from tickets.policy.rules import Policy
+from tickets.refunds.ledger import quote
 from tickets.schemas import OrderIn
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -890,3 +893,87 @@ def test_demo_style_day_8_from_a_row(session: Session) -> None:
     )
     assert p.code == "window_closed"
     assert "2026年11月25日 24:00" in p.message
+
+
+# ---------------------------------------------------------------- per line: one home
+
+
+def test_each_line_is_offered_only_the_reasons_it_may_get_with_why_beside_it() -> None:
+    mixed = replace(DELIVERED, lines=(JACKET, MANGO))
+    for language, why in (("en", "cannot be returned without a reason"), ("zh-CN", "不支持无理由")):
+        jacket, mango = line_verdicts(
+            order_facts=mixed,
+            kind="return_refund",
+            rules=RULES,
+            now=sh("2026-11-20 12:00"),
+            tz=SH,
+            language=language,
+        )
+        assert "no_reason" in jacket.reasons and jacket.why == ""
+        assert "no_reason" not in mango.reasons and "quality_defect" in mango.reasons
+        assert MANGO.title in mango.why and why in mango.why
+    # The same rule refuses the request that asks for the barred reason, and only that item.
+    assert problems(mixed, "return_refund", "no_reason", [Item("JACKET-M", 1), Item("MANGO", 1)])
+    assert problems(mixed, "return_refund", "no_reason", [Item("MANGO", 1)]) == [
+        ("items.0.sku", "line_excluded")
+    ]
+    assert problems(mixed, "return_refund", "no_reason", [Item("JACKET-M", 1)]) == []
+    # A kind closed to the order leaves every line without reasons.
+    closed = line_verdicts(
+        order_facts=replace(mixed, status="unpaid"),
+        kind="refund_only",
+        rules=RULES,
+        now=sh("2026-11-20 12:00"),
+        tz=SH,
+        language="en",
+    )
+    assert all(v.reasons == () for v in closed)
+
+
+def test_a_quote_refuses_what_a_case_could_not_ask(session: Session) -> None:
+    # The refund quote (API, preview, case) asks the same eligibility rules as open_case.
+    data = order_json("MIX1")
+    data["lines"].append(
+        {
+            "sku": "CAKE",
+            "title": "Birthday cake",
+            "category": "fresh_food",
+            "quantity": 1,
+            "unit_price": "59.00",
+        }
+    )
+    now = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+    order, _ = upsert_order(session=session, data=OrderIn.model_validate(data), now=now)
+    cake = [u.id for ln in order.lines if ln.sku == "CAKE" for u in ln.units]
+    jacket = [u.id for ln in order.lines if ln.sku == "JACKET-M" for u in ln.units]
+
+    def ask(units: list[int], reason: str, at: datetime) -> Any:
+        return quote(
+            session=session,
+            order=order,
+            kind="return_refund",
+            reason=reason,
+            unit_ids=units,
+            policy=Policy(),
+            now=at,
+            requested_at=at,
+        )
+
+    refused = ask(cake, "no_reason", now)
+    assert not refused.eligible and "Birthday cake" in refused.reasons[0]
+    assert ask(cake, "quality_defect", now).eligible
+    assert ask(jacket, "no_reason", now).eligible
+    # The window is judged when the customer asked, not when the refund is quoted.
+    asked = datetime(2026, 11, 25, 15, 59, tzinfo=UTC)
+    late = quote(
+        session=session,
+        order=order,
+        kind="return_refund",
+        reason="no_reason",
+        unit_ids=jacket,
+        policy=Policy(),
+        now=asked + timedelta(days=5),
+        requested_at=asked,
+    )
+    assert late.eligible
+    assert not ask(jacket, "no_reason", asked + timedelta(minutes=1)).eligible

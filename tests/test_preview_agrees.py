@@ -1,9 +1,11 @@
 """The refund the customer confirmed is the refund the case proposes.
 
 The bot shows a refund estimate before the customer confirms a request; the case it opens is
-then quoted by the core. Both choose the units (`pick_units`) and quote them
-(`tickets.refunds.ledger`) the same way, so for any request on any order, with units already taken
-by earlier cases, the two amounts agree.
+then quoted by the core. Both choose the units (`pick_units`), ask the one eligibility home
+(tickets/policy/eligibility.py) and quote them (`tickets.refunds.ledger`) the same way, so for any
+request on any order (a mixed one: clothes and fresh food), with units already taken by earlier
+cases, the two agree: no estimate for what the case would refuse, and the same amount for the
+rest.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tickets.reasons import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS
 from tickets.refunds.ledger import preview_refund, ticket_quote
 from tickets.schemas import OrderIn, TicketCreate
 
-SKUS = {"JACKET-M": 1, "SOCKS": 2, "TEA": 3}  # what order_json bought
+SKUS = {"JACKET-M": 1, "SOCKS": 2, "TEA": 3, "CAKE": 1}  # what order_json bought, and a cake
 _numbers = count(1)
 
 quantities = st.fixed_dictionaries({sku: st.integers(0, n) for sku, n in SKUS.items()})
@@ -47,6 +49,17 @@ def _order(order_no: str, status: str, now: Any) -> dict[str, Any]:
         paid_at=(now - 5 * day).isoformat(),
         shipped_at=(now - 4 * day).isoformat(),
         delivered_at=(now - 2 * day).isoformat(),
+    )
+    # A mixed order: fresh food beside the clothes, never a no-reason return (the one
+    # eligibility home decides per line, for the preview and the case alike).
+    data["lines"].append(
+        {
+            "sku": "CAKE",
+            "title": "Birthday cake",
+            "category": "fresh_food",
+            "quantity": 1,
+            "unit_price": "59.00",
+        }
     )
     if status == "paid":
         data.update(status="paid", shipped_at=None, delivered_at=None)
@@ -118,8 +131,6 @@ def test_the_preview_is_the_cases_quote(
             now=ctx.now,
             timezone=str(ctx.tz),
         )
-    if preview is None:
-        return  # nothing was promised
     with sessions() as s:
         try:
             ticket = submit(s, kind, reason, items)
@@ -127,10 +138,15 @@ def test_the_preview_is_the_cases_quote(
             # The earlier case already asks for this: the customer is sent to it at submit,
             # and no refund is opened to compare (the preview is only an estimate).
             assume(False)
+        except DomainError:
+            # Refused at submit (the policy, the units): the preview promised nothing either.
+            assert preview is None, "an estimate was shown for a request the case refuses"
+            return
+        assert preview is not None, "the case opened: the preview must have shown its refund"
         s.flush()
         quoted = ticket_quote(
             session=s, ticket=ticket, policy=ctx.policy, now=ctx.now, timezone=str(ctx.tz)
         )
         s.rollback()
-    assert quoted is not None and quoted.eligible
+    assert quoted is not None and quoted.eligible, quoted
     assert (quoted.amount, quoted.currency) == (preview.amount, preview.currency)

@@ -233,6 +233,28 @@ def ask_a_person(
     return opened, True
 
 
+def add_intake_to_case(
+    session: Session,
+    *,
+    customer: Customer,
+    number: str,
+    text: str,
+    evidence: Sequence[dict[str, Any]],
+    ctx: Context,
+) -> Ticket:
+    """What the customer typed and sent while filling in a request that turned out to be for
+    their existing case: added to that case as their message (with the files), so agents see
+    it and nothing they wrote is lost."""
+    ticket = own_case(session, customer, number)
+    rows = attachments_from(evidence, ctx)
+    for row in rows:
+        # In the session before the service links them to the message (see add_to_case).
+        row.ticket = ticket
+        session.add(row)
+    add_customer_message(session=session, ticket=ticket, text=text, ctx=ctx, attachments=rows)
+    return ticket
+
+
 def add_to_case(
     session: Session,
     *,

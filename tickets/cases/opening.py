@@ -5,6 +5,8 @@ allows it.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import (
@@ -36,6 +38,7 @@ from tickets.exceptions import (
 )
 from tickets.messages.notices import (
     agent_card,
+    agent_texts,
 )
 from tickets.messages.outbox import notify_agents
 from tickets.models import (
@@ -102,6 +105,30 @@ def _duplicate_of(
     window = ctx.now - timedelta(minutes=ctx.policy.duplicate_window_minutes)
     params = {"order_id": order.id, "kind": kind.value, "since": window}
     return session.execute(_DUPLICATE, params).first()
+
+
+@dataclass(frozen=True)
+class CaseInTheWay:
+    """The order's case a new request would duplicate (`open_case` refuses it): its number,
+    kind and status, and the kinds it blocks (all of them within the duplicate window)."""
+
+    number: str
+    kind: str
+    status: str
+    blocks: frozenset[str]
+
+
+def case_in_the_way(*, session: Session, order: Order, ctx: Context) -> CaseInTheWay | None:
+    """Before the customer chooses anything: the case that would make a new request on this
+    order a duplicate (the same rule as `open_case`'s, asked per kind), so they can be sent to
+    it at once instead of at Submit."""
+    found = {k: _duplicate_of(session=session, order=order, kind=k, ctx=ctx) for k in CaseKind}
+    rows = [r for r in found.values() if r is not None]
+    if not rows:
+        return None
+    first = rows[0]
+    blocks = frozenset(k.value for k, r in found.items() if r is not None)
+    return CaseInTheWay(number=first.number, kind=first.kind, status=first.status, blocks=blocks)
 
 
 def open_case(
@@ -359,7 +386,9 @@ def _apply_guards(
                 actor=rule_actor,
                 now=ctx.now,
                 reason=decision.held_because,
+                signals=list(risk.codes),
             )
+            _say_held(session=session, ticket=ticket, ctx=ctx, risk=risk)
         return
     auto = Actor(kind="system", rule=f"auto-approval: {decision.rule}")
     record_event(
@@ -378,6 +407,34 @@ def _apply_guards(
     approve(session, ticket, ActionRequest(action="approve"), auto, ctx, transition)
     if ticket.status == CaseStatus.refund_pending.value:
         _auto_propose(session=session, ticket=ticket, ctx=ctx, actor=auto)
+
+
+def _say_held(*, session: Session, ticket: Ticket, ctx: Context, risk: RiskAssessment) -> None:
+    """A request an auto-approval rule would have taken, held by risk: the agents read which
+    signals held it on the case, and the customer is told a person checks it, and by when
+    (the review clock), instead of waiting for an approval that is not coming by itself."""
+    if not risk.needs_human:
+        # High risk has its note already (the signals, with the priority raised).
+        texts = agent_texts(ctx.policy.agent_language)
+        system_message(
+            session,
+            ticket,
+            ctx,
+            texts["automation_held"].format(
+                level=risk.level,
+                signals="; ".join(f"{s.code}: {s.text}" for s in risk.signals),
+            ),
+        )
+    # The shop's script for it, with the review target in hours (business hours may make the
+    # clock's due time later; the script promises the target, as the shop wrote it).
+    hours = ctx.policy.sla.clocks["review"].hours
+    case_notice(
+        session=session,
+        ticket=ticket,
+        script="refusal_held_for_review",
+        ctx=ctx,
+        review_hours=math.ceil(hours),
+    )
 
 
 def _auto_propose(*, session: Session, ticket: Ticket, ctx: Context, actor: Actor) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from babel.numbers import is_currency
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
@@ -520,19 +520,53 @@ def _lock_order_no(session: Session, order_no: str) -> None:
     session.execute(select(Order.id).where(Order.order_no == order_no).with_for_update())
 
 
-def get_order(*, session: Session, order_no: str, lock: bool = False) -> Order:
-    """The order with this number (lines, units, payments and customer loaded), or NotFound.
-    With `lock`, its row is held until the transaction ends, and it is read once held."""
+def normalise_order_no(typed: str) -> str:
+    """An order number as people type it, made comparable: no spaces anywhere (a number read
+    aloud or copied from a label: "vic 1"), upper case (`vic-1` is `VIC-1`)."""
+    return "".join(typed.split()).upper()
+
+
+# Built once: the stored number matching a typed one once both are normalised (spaces gone,
+# upper case). Asked only when the exact number is not found, so the usual lookup stays an
+# index seek.
+_LOOSE_NUMBER = (
+    select(Order.order_no)
+    .where(func.upper(func.replace(Order.order_no, " ", "")) == bindparam("normalised"))
+    .limit(2)
+)
+
+
+def _loose_order_no(session: Session, order_no: str) -> str | None:
+    """The stored number of the one order matching `order_no` in any case and with any
+    spaces; None when none does, or two do (ambiguous: never a guess)."""
+    found = list(session.scalars(_LOOSE_NUMBER, {"normalised": normalise_order_no(order_no)}))
+    return found[0] if len(found) == 1 else None
+
+
+def _load_order(session: Session, order_no: str, lock: bool) -> Order | None:
     options: dict[str, Any] = {}
     if lock:
         _lock_order_no(session, order_no)
         # Whatever this session read before the lock is read again.
         options["populate_existing"] = True
-    order = (
+    return (
         session.execute(_ORDER, {"order_no": order_no}, execution_options=options)
         .unique()
         .scalar_one_or_none()
     )
+
+
+def get_order(*, session: Session, order_no: str, lock: bool = False) -> Order:
+    """The order with this number (lines, units, payments and customer loaded), or NotFound.
+    A number typed in another case or with spaces (`vic-1` or `VIC - 1` for `VIC-1`) finds its
+    order when exactly one matches, so the bot, the API and the panel agree on it. With
+    `lock`, its row is held until the transaction ends, and it is read once held."""
+    order = _load_order(session, order_no, lock)
+    if order is None:
+        # Asked only on a miss: the exact number stays one index seek.
+        stored = _loose_order_no(session, order_no)
+        if stored is not None and stored != order_no:
+            order = _load_order(session, stored, lock)
     if order is None:
         raise NotFound(f"no order {order_no}", order_no=order_no)
     return order

@@ -40,7 +40,6 @@ from tickets.bundled import bundled
 from tickets.messages.scripts import format_day
 from tickets.models import GOODS_KINDS, CaseKind, Order, OrderStatus
 from tickets.reasons import CUSTOMER_CHOICE_REASONS, REASONS
-from tickets.refunds.calculator import no_reason_window_closes
 
 LANGUAGES = ("zh-CN", "en")
 # Kinds that name goods and units (a complaint or a delivery problem need not).
@@ -356,6 +355,19 @@ class KindVerdict:
 
 
 @dataclass(frozen=True)
+class LineVerdict:
+    """What one line of the order may be claimed for, for one kind, now: `reasons`, the reason
+    codes open to it (the kind's open reasons less those the line is barred from), and `why`,
+    in the customer's words, when some of the kind's reasons are closed to this line ('' when
+    none is)."""
+
+    sku: str
+    title: str
+    reasons: tuple[str, ...]
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class Problem:
     """One reason a request cannot be taken as it is: where (`loc`, a field path) and why."""
 
@@ -417,6 +429,16 @@ class Window:
     closes_at: datetime | None = None
 
 
+def no_reason_window_closes(delivered_at: datetime, days: int, tz: tzinfo) -> datetime:
+    """When a no-reason return window ends: counted from the day after delivery, it closes at
+    24:00 of the `days`-th day, in the shop's timezone (《网络购买商品七日无理由退货暂行办法》).
+    The one home of this rule. 24:00 is 00:00 of the next day, local time (DST-safe: built,
+    not added)."""
+    delivered_on = delivered_at.astimezone(tz).date()
+    last_day = delivered_on + timedelta(days=days)
+    return datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+
+
 def no_reason_last_day(delivered_at: datetime, *, days: int, tz: tzinfo) -> date:
     """The window's last day, in the shop's timezone (the day before it closes)."""
     return (no_reason_window_closes(delivered_at, days, tz) - timedelta(days=1)).date()
@@ -433,7 +455,6 @@ def no_reason_window(
     if facts.delivered_at is None:
         return Window("open")
     last = no_reason_last_day(facts.delivered_at, days=rules.no_reason_days, tz=tz)
-    # The calculator's rule, the one home of when the window closes.
     closes = no_reason_window_closes(facts.delivered_at, rules.no_reason_days, tz)
     return Window("open" if now < closes else "closed", last, closes)
 
@@ -462,20 +483,26 @@ def _line_name(line: LineFacts) -> str:
     return line.title or line.sku
 
 
+def _no_reason_bar(line: LineFacts, rules: EligibilityRules) -> str | None:
+    """Why this line can never be returned or exchanged without a reason (a text key of
+    [notes] and [problems]), or None: the one home of that per-line rule, asked by the kind's
+    verdict, the per-line offer and the request's check alike."""
+    if rules.excluded(line.category):
+        return "line_excluded"
+    if not line.no_reason_return:
+        return "line_not_returnable"
+    return None
+
+
 def _line_notes(facts: OrderFacts, rules: EligibilityRules) -> list[tuple[str, dict[str, Any]]]:
     notes: list[tuple[str, dict[str, Any]]] = []
     for line in facts.lines:
-        if rules.excluded(line.category):
-            notes.append(("line_excluded", {"line": line}))
-        elif not line.no_reason_return:
-            notes.append(("line_not_returnable", {"line": line}))
+        bar = _no_reason_bar(line, rules)
+        if bar is not None:
+            notes.append((bar, {"line": line}))
         elif rules.sealed_only(line.category):
             notes.append(("sealed_only", {"line": line}))
     return notes
-
-
-def _returnable_without_reason(line: LineFacts, rules: EligibilityRules) -> bool:
-    return line.no_reason_return and not rules.excluded(line.category)
 
 
 def _refund_only(
@@ -529,9 +556,7 @@ def _decide(
                 if window.last_day is not None:
                     d.notes.append(("no_reason_open", {"last_day": window.last_day}))
                 d.notes.extend(_line_notes(facts, rules))
-                if facts.lines and not any(
-                    _returnable_without_reason(ln, rules) for ln in facts.lines
-                ):
+                if facts.lines and all(_no_reason_bar(ln, rules) for ln in facts.lines):
                     d.reasons = [r for r in d.reasons if r not in choice]
             else:
                 key = "no_reason_off" if window.state == "off" else "no_reason_closed"
@@ -605,6 +630,49 @@ def eligible_kinds(
         _render(_decide(order_facts, kind, rules, now, tz), order_facts, rules, texts)
         for kind in CaseKind
     ]
+
+
+def line_verdicts(
+    *,
+    order_facts: OrderFacts,
+    kind: CaseKind | str,
+    rules: EligibilityRules,
+    now: datetime,
+    tz: tzinfo,
+    language: str,
+) -> list[LineVerdict]:
+    """For each line of the order, the reasons it may be claimed for with this kind now, and
+    why not the others: what the bot offers beside each item, and what `check_request`
+    refuses per item (the same rule, `_no_reason_bar`). A kind closed to the order leaves
+    every line without reasons (its verdict says why)."""
+    _aware(now)
+    texts = policy_texts(language)
+    case_kind = CaseKind(kind)
+    d = _decide(order_facts, case_kind, rules, now, tz)
+    open_reasons = tuple(d.reasons) if d.allowed else ()
+    out = []
+    for line in order_facts.lines:
+        bar = _no_reason_bar(line, rules) if case_kind in GOODS_KINDS else None
+        reasons = open_reasons
+        why = ""
+        if bar is not None and any(r in rules.no_reason_reasons for r in open_reasons):
+            reasons = tuple(r for r in open_reasons if r not in rules.no_reason_reasons)
+            why = _note_text(texts, bar, {"line": line}, rules.no_reason_days)
+        out.append(LineVerdict(sku=line.sku, title=_line_name(line), reasons=reasons, why=why))
+    return out
+
+
+def reasons_for_lines(
+    verdicts: Sequence[LineVerdict], skus: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The reasons open to every one of the lines `skus` (one case has one reason for all its
+    items), in the kind's order, and why some reasons are closed to some of them (each line's
+    `why`, once)."""
+    chosen = [v for v in verdicts if v.sku in skus]
+    if not chosen:
+        return (), ()
+    reasons = tuple(r for r in chosen[0].reasons if all(r in v.reasons for v in chosen[1:]))
+    return reasons, tuple(dict.fromkeys(v.why for v in chosen if v.why))
 
 
 def check_request(
@@ -728,8 +796,8 @@ def _item_problems(
                     ),
                 )
             )
-        if no_reason_goods and not _returnable_without_reason(line, rules):
-            code = "line_excluded" if rules.excluded(line.category) else "line_not_returnable"
+        code = _no_reason_bar(line, rules) if no_reason_goods else None
+        if code is not None:
             problems.append(
                 Problem(
                     f"items.{i}.sku",

@@ -92,7 +92,7 @@ class RefundSettings(_Strict):
     # Refunds above this need a second approver (a different agent than the proposer).
     large_refund_threshold: Decimal = _units(_DEFAULTS.large_refund_threshold)
 
-    def for_currency(self, currency: str, *, no_reason_days: int, timezone: str) -> RefundPolicy:
+    def for_currency(self, currency: str) -> RefundPolicy:
         """The calculator's policy with amounts in `currency`'s minor units."""
         return RefundPolicy(
             return_freight_cap=to_minor(self.return_freight_cap, currency),
@@ -105,8 +105,6 @@ class RefundSettings(_Strict):
             standard_shipping_fee=to_minor(self.standard_shipping_fee, currency),
             arrival_days=dict(self.arrival_days),
             large_refund_threshold=to_minor(self.large_refund_threshold, currency),
-            no_reason_days=no_reason_days,
-            timezone=timezone,
         )
 
 

@@ -13,9 +13,11 @@ How a request that cannot be honoured is answered, consistently:
   payments that do not add up to the order; a unit named twice. A caller's mistake (a 422).
 - ``eligible=False`` with `reasons` in plain words: the input is well formed but the policy
   refuses it: more units than bought or than are left, units already refunded, a restocking fee
-  on a resalable no-reason return, an unpaid or cancelled order, a no-reason return of a line
-  that excludes it, goods that came back damaged after a no-reason return... Every reason found
-  is listed; the amount is 0 and there are no routes and no lines.
+  on a resalable no-reason return, goods that came back damaged after a no-reason return, and
+  whatever the eligibility rules refused (`QuoteRequest.refused_by_policy`: an unpaid or
+  cancelled order, a kind or reason closed now, the no-reason window, a line that excludes
+  it), decided by tickets/policy/eligibility.py alone and passed in by the caller. Every
+  reason found is listed; the amount is 0 and there are no routes and no lines.
 - `QuoteInvariantError`: the calculator produced a quote breaking rule 12 (parts not summing to
   their whole, more than was paid going back). A bug here, never the customer's fault.
 
@@ -50,11 +52,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from babel.numbers import is_currency
 
@@ -176,7 +177,6 @@ class QuoteOrder:
     promotion_threshold: int | None = None
     exchange_rate: Decimal | None = None
     presale: bool = False
-    delivered_at: datetime | None = None
     shipping_refunded_so_far: int = 0
     promotion_clawed_back: int = 0
     shipping_clawed_back: int = 0
@@ -223,8 +223,10 @@ class QuoteRequest:
     refused_on_delivery: bool = False
     override_refusal: bool = False
     replacement_price: int | None = None
-    # When the customer asked (the no-reason window is judged then, not at refund time).
-    requested_at: datetime | None = None
+    # What the eligibility rules refuse (tickets/policy/eligibility.py, the one home of what a
+    # unit may be claimed for: order status, kind, reason, the no-reason window and excluded
+    # lines), in words, as the caller found them: listed first among the refusals.
+    refused_by_policy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -282,9 +284,6 @@ class RefundPolicy:
     arrival_days: Mapping[str, tuple[int, int]] = field(default_factory=_default_arrival)
     default_arrival_days: tuple[int, int] = (1, 7)
     large_refund_threshold: int = 100_000
-    no_reason_days: int = 7
-    # The shop's timezone: the no-reason window ends at local midnight.
-    timezone: str = "Asia/Shanghai"
 
 
 # ---------------------------------------------------------------- outputs
@@ -655,41 +654,13 @@ def _refusals(
     request: QuoteRequest,
     picked: list[tuple[QuoteLine, QuoteUnit]],
     policy: RefundPolicy,
-    now: datetime | None,
 ) -> list[str]:
-    """Every reason the policy refuses this request, in plain words (empty: eligible)."""
-    reasons: list[str] = []
+    """Every reason this request is refused, in plain words (empty: eligible): the
+    eligibility rules' (`request.refused_by_policy`), then the money's own: goods that came
+    back damaged after a change of mind, a restocking fee the law or the facts forbid."""
+    reasons: list[str] = list(request.refused_by_policy)
     group = _group(request.reason)
     kind = request.kind
-    if order.status == "unpaid":
-        reasons.append("The order is not paid: there is nothing to refund.")
-    elif order.status == "cancelled":
-        reasons.append("The order was cancelled: its refund has already been handled.")
-    elif order.status == "paid" and kind != "refund_only":
-        reasons.append("The order has not shipped yet: ask for a refund only, nothing to return.")
-    elif (
-        order.status in {"shipped", "delivered"}
-        and kind == "refund_only"
-        and group == CUSTOMER_CHOICE
-        and not request.refused_on_delivery
-    ):
-        reasons.append(
-            "The goods have shipped: a change of mind needs the goods back (a return and refund)."
-        )
-    if group == CUSTOMER_CHOICE and kind == "return_refund":
-        for sku in sorted({line.sku for line, _ in picked if not line.no_reason_return}):
-            reasons.append(f"{sku} is not eligible for a no-reason return.")
-        asked = request.requested_at or now
-        if order.delivered_at is not None and asked is not None:
-            closes = no_reason_window_closes(
-                order.delivered_at, policy.no_reason_days, ZoneInfo(policy.timezone)
-            )
-            if asked >= closes:
-                last_day = (closes - timedelta(days=1)).astimezone(ZoneInfo(policy.timezone))
-                reasons.append(
-                    f"The {policy.no_reason_days}-day no-reason return window closed at the end "
-                    f"of {last_day.date().isoformat()}."
-                )
     if group == CUSTOMER_CHOICE and kind != "refund_only" and not request.override_refusal:
         damaged = [u.unit_id for _, u in picked if request.outcomes.get(u.unit_id) == "damaged"]
         if damaged:
@@ -731,16 +702,6 @@ def _round_fee(value: Decimal) -> int:
 # ---------------------------------------------------------------- the calculator
 
 
-def no_reason_window_closes(delivered_at: datetime, days: int, tz: tzinfo) -> datetime:
-    """When a no-reason return window ends: counted from the day after delivery, it closes at
-    24:00 of the `days`-th day, in the shop's timezone (《网络购买商品七日无理由退货暂行办法》).
-    The one home of this rule: the eligibility rules (tickets/policy/eligibility.py) ask it too.
-    24:00 is 00:00 of the next day, local time (DST-safe: built, not added)."""
-    delivered_on = delivered_at.astimezone(tz).date()
-    last_day = delivered_on + timedelta(days=days)
-    return datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
-
-
 def quote_refund(
     order: QuoteOrder,
     request: QuoteRequest,
@@ -751,14 +712,14 @@ def quote_refund(
     """Quote the refund of `request` on `order` under `policy` (defaults: MONEY.md's).
 
     Raises QuoteError for unreadable input; answers eligible=False with reasons for a request
-    the policy refuses. `now` (timezone-aware) dates the no-reason window and the arrivals.
+    the policy refuses. `now` (timezone-aware) dates the arrivals.
     """
     policy = policy or RefundPolicy()
     _validate_order(order)
     _validate_request(request, order, now)
     reasons: list[str] = []
     picked = _resolve(order, request, reasons)
-    reasons += _refusals(order, request, picked, policy, now)
+    reasons += _refusals(order, request, picked, policy)
     if reasons:
         return Quote(
             amount=0,

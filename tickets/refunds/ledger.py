@@ -8,7 +8,7 @@ and `freight` (return freight reimbursed), counted once their refund is issued o
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from tickets.exceptions import InvalidInput
 from tickets.models import (
     CaseKind,
+    Event,
+    EventType,
     Order,
     OrderStatus,
     Refund,
@@ -33,7 +35,10 @@ from tickets.money import format_amount, to_minor
 from tickets.orders.store import pick_units
 from tickets.policy.eligibility import check_request, order_facts
 from tickets.policy.rules import Policy
-from tickets.reasons import CUSTOMER_CHOICE_REASONS, SELLER_FAULT_REASONS
+from tickets.reasons import CUSTOMER_CHOICE_REASONS, REASONS, SELLER_FAULT_REASONS
+from tickets.refunds.calculator import (
+    KINDS as QUOTED_KINDS,
+)
 from tickets.refunds.calculator import (
     Adjustment,
     Quote,
@@ -161,7 +166,6 @@ def quote_order(session: Session, order: Order, ticket_id: int | None = None) ->
         order_discount=order.order_discount,
         exchange_rate=Decimal(order.exchange_rate) if order.exchange_rate else None,
         presale=order.presale,
-        delivered_at=order.delivered_at,
         shipping_refunded_so_far=sum(t[0] for t in totals.values()),
         promotion_clawed_back=sum(t[1] for t in totals.values()),
         shipping_clawed_back=sum(t[2] for t in totals.values()),
@@ -174,6 +178,34 @@ def quote_order(session: Session, order: Order, ticket_id: int | None = None) ->
 def _refused_on_delivery(order: Order, reason: str) -> bool:
     """A parcel the customer refused for personal reasons (MONEY.md rule 7)."""
     return order.status == OrderStatus.refused.value and reason in CUSTOMER_CHOICE_REASONS
+
+
+def policy_refusals(
+    *,
+    order: Order,
+    kind: str,
+    reason: str,
+    unit_ids: list[int],
+    policy: Policy,
+    at: datetime,
+    timezone: str,
+) -> tuple[str, ...]:
+    """What the eligibility rules (tickets/policy/eligibility.py, their one home) refuse in a
+    claim of these units, judged `at` the time it was asked, in words: the same check
+    `open_case` makes, so a quote never allows what a case could not ask, nor the reverse."""
+    sku_of = {u.id: ln.sku for ln in order.lines for u in ln.units}
+    # Units the order does not have are the calculator's to name (a 422), not a refusal.
+    per_sku = Counter(sku_of[u] for u in unit_ids if u in sku_of)
+    problems = check_request(
+        order_facts=order_facts(order),
+        kind=kind,
+        reason=reason,
+        items=[ItemIn(sku=sku, quantity=q) for sku, q in per_sku.items()],
+        rules=policy.eligibility,
+        now=at,
+        tz=ZoneInfo(timezone),
+    )
+    return tuple(p.message for p in problems)
 
 
 def quote(
@@ -191,10 +223,13 @@ def quote(
     requested_at: datetime | None = None,
     timezone: str = "Asia/Shanghai",
     ticket_id: int | None = None,
+    policy_waived: bool = False,
 ) -> Quote:
     """The refund of these units of `order` (for case `ticket_id`, if any), itemised, with the
-    ledger taken into account. Raises InvalidInput naming the field when the calculator cannot
-    read the request."""
+    ledger taken into account, refused where the eligibility rules refuse the claim as asked
+    at `requested_at` (`now` if None; the no-reason window is judged then, not at refund
+    time), unless a lead waived them (`policy_waived`). Raises InvalidInput naming the field
+    when the calculator cannot read the request."""
     freight = None
     if return_freight:
         # The schema cannot know the order's currency: "0.001" fits no CNY amount.
@@ -205,6 +240,18 @@ def quote(
                 f"return_freight: {exc}", [{"loc": "return_freight", "msg": str(exc)}]
             ) from None
         freight = ReturnFreight(amount=amount, receipt=freight_receipt)
+    refused: tuple[str, ...] = ()
+    if not policy_waived and kind in QUOTED_KINDS and reason in REASONS:
+        # An unknown kind or reason is the calculator's to name (a 422), not a refusal.
+        refused = policy_refusals(
+            order=order,
+            kind=kind,
+            reason=reason,
+            unit_ids=unit_ids,
+            policy=policy,
+            at=requested_at or now,
+            timezone=timezone,
+        )
     request = QuoteRequest(
         kind=kind,
         reason=reason,
@@ -212,11 +259,9 @@ def quote(
         outcomes=outcomes or {},
         return_freight=freight,
         refused_on_delivery=_refused_on_delivery(order, reason),
-        requested_at=requested_at,
+        refused_by_policy=refused,
     )
-    rules = policy.refunds.for_currency(
-        order.currency, no_reason_days=policy.no_reason_days, timezone=timezone
-    )
+    rules = policy.refunds.for_currency(order.currency)
     try:
         return quote_refund(quote_order(session, order, ticket_id), request, rules, now=now)
     except QuoteError as exc:
@@ -288,24 +333,13 @@ def preview_refund(
 ) -> Preview | None:
     """The refund a request for `items` (quantity per SKU) would pay if it were opened now: the
     units the case would name (`pick_units`, the same choice as `open_case`) quoted as
-    `ticket_quote` will quote the case. None when the kind refunds nothing, the items cannot be
-    claimed, or the policy refuses the request (as `open_case` would)."""
+    `ticket_quote` will quote the case, the eligibility rules included (`quote`). None when
+    the kind refunds nothing, the items cannot be claimed, or the policy refuses the request
+    (as `open_case` would: the same rules, asked the same way)."""
     if kind not in (CaseKind.refund_only.value, CaseKind.return_refund.value):
         return None
     wanted = [ItemIn(sku=sku, quantity=q) for sku, q in items.items() if q > 0]
     if not wanted:
-        return None
-    # The one eligibility engine first, exactly as `open_case` asks it.
-    refused = check_request(
-        order_facts=order_facts(order),
-        kind=kind,
-        reason=reason,
-        items=wanted,
-        rules=policy.eligibility,
-        now=now,
-        tz=ZoneInfo(timezone),
-    )
-    if refused:
         return None
     try:
         picked = pick_units(session=session, order=order, items=wanted)
@@ -325,6 +359,17 @@ def preview_refund(
     if not estimate.eligible:
         return None
     return preview_of(estimate)
+
+
+# Built once: whether a case was opened against the policy by a lead (its override event).
+_WAIVED = (
+    select(Event.id)
+    .where(
+        Event.ticket_id == bindparam("ticket_id"),
+        Event.type == EventType.policy_overridden.value,
+    )
+    .limit(1)
+)
 
 
 def ticket_quote(
@@ -355,6 +400,8 @@ def ticket_quote(
     if not units:
         return None
     outcomes = {u.unit_id: u.status for u in units if u.status in INSPECTED}
+    # A lead who opened the case against the policy waived it for the case's refund too.
+    waived = session.scalar(_WAIVED, {"ticket_id": ticket.id}) is not None
     return quote(
         session=session,
         order=ticket.order,
@@ -369,6 +416,7 @@ def ticket_quote(
         requested_at=ticket.created_at,
         timezone=timezone,
         ticket_id=ticket.id,
+        policy_waived=waived,
     )
 
 

@@ -16,6 +16,7 @@ from bot import keyboards
 from bot.eligibility import (
     kind_verdicts,
     line_categories,
+    line_offers,
     needs_items,
     order_of,
     reasons_of,
@@ -51,7 +52,9 @@ from tickets.customers import (
 )
 from tickets.exceptions import DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, Customer, Order
+from tickets.orders.store import normalise_order_no
 from tickets.ownership import ProofBudget
+from tickets.policy.eligibility import reasons_for_lines
 
 handlers = Handlers()
 
@@ -84,14 +87,17 @@ async def take_order_no(
     svc: Context,
 ) -> None:
     """An order number typed, picked or deep-linked: find it, then proof (unless linked)."""
-    order_no = text.strip()
+    typed = text.strip()
+    # The core finds the order however it was typed (case, spaces); the format is checked on
+    # the same normalised form.
+    order_no = normalise_order_no(typed)
     if not ORDER_NO.match(order_no):
         reply.say("intake.order_bad_format")
         return
     try:
         order = order_of(db, order_no)
     except NotFound:
-        reply.say("intake.order_not_found", order_no=order_no)
+        reply.say("intake.order_not_found", order_no=typed)
         return
     await state.update_data(
         order_no=order.order_no,
@@ -283,7 +289,9 @@ async def kind_picked(
         return
     kind = CaseKind(verdict.kind)
     reasons = list(reasons_of(verdict, svc.policy))
-    await state.update_data(kind=kind.value, chosen={}, reason=None, reasons=reasons)
+    await state.update_data(
+        kind=kind.value, chosen={}, reason=None, reasons=reasons, reason_notes=[]
+    )
     step = "items" if needs_items(kind) else "reason"
     await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
@@ -297,10 +305,19 @@ async def kind_typed(
     reply: Replies,
     svc: Context,
 ) -> None:
-    """Words at the kind step of an order closed to every request (unpaid, cancelled): its
-    reason says "tell us here", so they go to a person, about that order. Where a kind is
-    open, the buttons are the answer (the guide in fallbacks.py)."""
+    """Words at the kind step. When the order already has a case in the way, they go to
+    that case (with any files sent meanwhile), as the step said. When the order is closed to
+    every request (unpaid, cancelled), its reason says "tell us here", so they go to a person,
+    about that order. Where a kind is open, the buttons are the answer (the guide in
+    fallbacks.py)."""
     data = await state.get_data()
+    number = data.get("existing_case")
+    text = (message.text or "").strip()
+    if number and text:
+        await add_to_existing(
+            number, text, data, state=state, db=db, customer=customer, reply=reply, svc=svc
+        )
+        return
     order = order_of(db, data["order_no"])
     verdicts = kind_verdicts(
         order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
@@ -311,7 +328,7 @@ async def kind_typed(
         db,
         customer=customer,
         ctx=svc,
-        text=(message.text or "").strip()[:DESCRIPTION_MAX],
+        text=text[:DESCRIPTION_MAX],
         message_id=message.message_id,
         order_no=order.order_no,
         evidence=data.get("evidence", []),
@@ -321,6 +338,31 @@ async def kind_typed(
     # A new conversation's notice (a script) tells its number and when we answer.
     if not opened:
         reply.say("intake.kind_typed", order_no=order.order_no, case_no=case.number)
+
+
+async def add_to_existing(
+    number: str,
+    text: str,
+    data: dict[str, Any],
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """What the customer wrote and sent in this conversation, added to their case `number`
+    (as their message, so agents see it), then the menu."""
+    self_service.add_intake_to_case(
+        db,
+        customer=customer,
+        number=number,
+        text=text[:DESCRIPTION_MAX],
+        evidence=data.get("evidence", []),
+        ctx=svc,
+    )
+    await reset(state, keep_evidence=False)
+    await show_menu(reply, "intake.added_to_case", case_no=number)
 
 
 @handlers.callback(Intake.items, ItemCb.filter())
@@ -434,9 +476,21 @@ async def navigate(
             await ask(target, state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if action == "done" and step == "items":
-        if not any(v > 0 for v in (data.get("chosen") or {}).values()):
+        skus = [sku for sku, q in (data.get("chosen") or {}).items() if q > 0]
+        if not skus:
             reply.say("intake.items_pick_one")
             return
+        # Only the reasons every chosen item may get, with why the others are not offered.
+        offers = line_offers(
+            order_of(db, data["order_no"]),
+            policy=svc.policy,
+            kind=data["kind"],
+            now=svc.now,
+            tz=svc.tz,
+            language=reply.language,
+        )
+        reasons, notes = reasons_for_lines(offers, skus)
+        await state.update_data(reasons=list(reasons), reason_notes=list(notes))
         await ask("reason", state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if action == "skip" and step == "description":
@@ -482,6 +536,19 @@ async def submit(
                 evidence=data.get("evidence", []),
             )
     except DuplicateCase as exc:
+        # A case opened meanwhile (another chat, an agent): what was typed and sent goes to it.
+        if exc.existing and (description or data.get("evidence")):
+            await add_to_existing(
+                exc.existing,
+                description,
+                data,
+                state=state,
+                db=db,
+                customer=customer,
+                reply=reply,
+                svc=svc,
+            )
+            return
         await reset(state, keep_evidence=False)
         await show_menu(
             reply, "intake.duplicate", order_no=data.get("order_no") or "", case_no=exc.existing

@@ -15,11 +15,13 @@ from bot.eligibility import (
     evidence_need,
     kind_verdicts,
     line_categories,
+    line_offers,
     needs_items,
     order_of,
 )
 from bot.replies import Replies
 from bot.routers.customer.states import STATE_OF
+from tickets.cases.opening import case_in_the_way
 from tickets.context import Context
 from tickets.customers import (
     recent_orders,
@@ -60,8 +62,14 @@ async def ask(
         verdicts = kind_verdicts(
             order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
         )
-        allowed = [v.kind for v in verdicts if v.allowed]
-        if not allowed:
+        # A case already in the way is named now, not at Submit: what the customer writes
+        # here goes to it, and only the kinds it does not block are offered.
+        existing = case_in_the_way(session=db, order=order, ctx=svc)
+        blocks = existing.blocks if existing is not None else frozenset()
+        number = existing.number if existing is not None else None
+        await state.update_data(existing_case=number)
+        allowed = [v.kind for v in verdicts if v.allowed and v.kind not in blocks]
+        if not any(v.allowed for v in verdicts):
             # The order is closed to every request (unpaid, cancelled): its one reason, said
             # once; what the customer writes here goes to a person (intake.kind_typed).
             why = "\n".join(dict.fromkeys(v.text for v in verdicts))
@@ -72,6 +80,9 @@ async def ask(
         for v in verdicts:
             if not v.allowed:
                 refused.setdefault(v.text, []).append(t(f"kind.{v.kind}"))
+            elif v.kind in blocks:
+                why_case = t("intake.kind_has_case", case_no=number)
+                refused.setdefault(why_case, []).append(t(f"kind.{v.kind}"))
         why_lines = [
             t("intake.kind_unavailable_line", kind=", ".join(kinds), why=why)
             for why, kinds in refused.items()
@@ -80,6 +91,8 @@ async def ask(
         text = t("intake.ask_kind", order_no=order.order_no)
         if notes:
             text += "\n" + "\n".join(dict.fromkeys(notes))
+        if number is not None:
+            text += "\n\n" + t("intake.duplicate", order_no=order.order_no, case_no=number)
         if why_lines:
             text += "\n\n" + t("intake.kinds_unavailable") + "\n" + "\n".join(why_lines)
         reply.send_text(text, keyboards.kinds(t, allowed))
@@ -101,10 +114,23 @@ async def ask(
             return
         chosen = {k: v for k, v in (data.get("chosen") or {}).items() if v > 0}
         await state.update_data(lines=lines, chosen=chosen)
-        reply.say("intake.ask_items", keyboards.items(t, lines, chosen))
+        # Beside the items, what some of them cannot get, and why (the cake of a mixed order).
+        offers = line_offers(
+            order,
+            policy=svc.policy,
+            kind=data["kind"],
+            now=svc.now,
+            tz=svc.tz,
+            language=reply.language,
+        )
+        notes = [t("intake.kind_note", note=v.why) for v in offers if v.why and free.get(v.sku)]
+        text = "\n".join([t("intake.ask_items"), *notes])
+        reply.send_text(text, keyboards.items(t, lines, chosen))
     elif step == "reason":
         codes = data.get("reasons") or []
-        reply.say("intake.ask_reason", keyboards.reasons(t, codes))
+        notes = [t("intake.kind_note", note=why) for why in data.get("reason_notes") or []]
+        text = "\n".join([t("intake.ask_reason"), *notes])
+        reply.send_text(text, keyboards.reasons(t, codes))
     elif step == "description":
         reply.say("intake.ask_description", keyboards.only_nav(t, extra=("skip",)))
     elif step == "evidence":
