@@ -43,7 +43,10 @@ def get_session(request: Request) -> Iterator[Session]:
                 write(writer)
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# Ended when the route returns, before its answer is sent (FastAPI's default ends it after):
+# a write is committed before the client hears it succeeded, and the page a redirect leads to
+# sees it (tests/test_api_pool.py).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def write_apart(request: Request, session: Session, write: Callable[[Session], object]) -> None:

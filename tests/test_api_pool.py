@@ -38,3 +38,40 @@ def test_a_get_records_its_tokens_use_after_giving_back_its_connection(
         assert used is not None and used.replace(tzinfo=later.tzinfo) == later
     finally:
         engine.dispose()
+
+
+def test_a_write_is_committed_before_its_answer_leaves(
+    fresh_db_url: str, settings: Any, scripts: Any
+) -> None:
+    """A write's answer (here the panel's log-in, a redirect the browser follows at once)
+    leaves only once its transaction is committed, so the next request sees it and a failed
+    commit is never answered as a success. FastAPI ends a `yield` dependency after the answer
+    is sent unless told otherwise (api/deps.py): the page after a log-in, a language switch or
+    an action showed the old state (the browser test saw it under load). Here every commit of
+    the server waits 1 s first."""
+    import time
+
+    import httpx
+    from sqlalchemy import event
+
+    from api.app import create_app
+    from tests.live import PASSWORD, serving
+
+    engine = make_engine(fresh_db_url)
+    try:
+        own = settings.model_copy(update={"database_url": fresh_db_url})
+        app = create_app(own, engine=engine, scripts=scripts)
+        with serving(app) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+            page = client.get("/panel/login").text
+            login_token = page.split('name="login_token" value="', 1)[1].split('"', 1)[0]
+            event.listen(engine, "commit", lambda conn: time.sleep(1.0))
+            logged_in = client.post(
+                "/panel/login",
+                data={"username": "alice", "password": PASSWORD, "login_token": login_token},
+            )
+            assert logged_in.status_code == 303, logged_in.text
+            # At once, as a browser follows the redirect: the new session is there.
+            queue = client.get("/panel")
+            assert queue.status_code == 200, "the log-in was answered before it was committed"
+    finally:
+        engine.dispose()
