@@ -110,6 +110,7 @@ CLOCK: Final = {
     "complaint_resolution": N_("Complaint resolution"),
     "refused_delivery_contact": N_("Refused-delivery contact"),
     "platform_evidence": N_("Platform evidence"),
+    "pickup_collection": N_("Pickup collection"),
 }
 
 REFUND_STATUS: Final = {

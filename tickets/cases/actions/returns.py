@@ -23,6 +23,7 @@ from tickets.models import (
 )
 from tickets.refunds.ledger import unit_passes
 from tickets.schemas import ActionRequest
+from tickets.sla import clocks as sla
 from tickets.workflow import (
     Transition,
 )
@@ -67,6 +68,7 @@ def mark_in_transit(
                 now=ctx.now,
                 pickup=t.pickup,
             )
+            sla.on_pickup_rebooked(session=session, ticket=t, ctx=ctx)
             return
     else:
         t.tracking_no, t.carrier = req.tracking_no, req.carrier
