@@ -729,6 +729,9 @@ class DeliveryWorker:
             return keyboards.case_actions(
                 tc, str(payload["case_no"]), track=True, pickup=True, withdraw=False
             )
+        # A notice refusing goods the shop has back (CHOICE_NOTICES): the customer's choices.
+        if payload.get("keyboard") == "refused_goods" and payload.get("case_no"):
+            return keyboards.refused_goods(tc, str(payload["case_no"]))
         return None
 
     def _backoff(self, attempts: int) -> float:

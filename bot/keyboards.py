@@ -60,7 +60,8 @@ class ReasonCb(CallbackData, prefix="r"):
 
 
 class CaseCb(CallbackData, prefix="c"):
-    """An action on one of the customer's cases: track, pickup, withdraw, withdraw_yes."""
+    """An action on one of the customer's cases: track, pickup, withdraw, withdraw_yes,
+    refund_anyway, send_back."""
 
     number: str
     action: str
@@ -240,6 +241,14 @@ def pickup_address(t: T, *, has_address: bool) -> InlineKeyboardMarkup:
     """Use the order's address (when it has one), or cancel."""
     first = [_button(t("pickup.btn_use_address"), AddressCb())] if has_address else []
     return _rows(first, nav_row(t, back=False))
+
+
+def refused_goods(t: T, number: str) -> InlineKeyboardMarkup:
+    """The choices after goods were refused on inspection: the refund anyway, the item back."""
+    return _rows(
+        [_button(t("cases.btn_refund_anyway"), CaseCb(number=number, action="refund_anyway"))],
+        [_button(t("cases.btn_send_back"), CaseCb(number=number, action="send_back"))],
+    )
 
 
 def satisfaction(t: T, ticket_id: int) -> InlineKeyboardMarkup:

@@ -108,7 +108,13 @@ class Replies:
     ) -> None:
         """Like `say`, as the one answer to a burst of updates named `burst` (module doc): held
         `wait` in the outbox, replaced by the next part's answer while still unsent."""
-        self.say(key, markup, **values)
+        self.send_settled(self.t(key, **values), markup, burst=burst, wait=wait)
+
+    def send_settled(
+        self, text: str, markup: Markup | None = None, *, burst: str, wait: timedelta
+    ) -> None:
+        """`send_text`, as the one answer to the burst `burst` (see `say_settled`)."""
+        self.send_text(text, markup)
         if self.methods and self.chat_id is not None:
             self._settled[id(self.methods[-1])] = (burst, wait)
 

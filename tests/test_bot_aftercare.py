@@ -5,6 +5,7 @@ the real Dispatcher and delivery worker with Telegram faked at the HTTP-session 
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiogram import Bot, Dispatcher
@@ -21,7 +22,7 @@ from tests.fakes.telegram import FAST, Customer, FakeSession, buttons_of, texts_
 from tickets.cases.opening import open_case
 from tickets.context import SYSTEM, Actor, Context
 from tickets.messages.scripts import format_moment
-from tickets.models import Event, FsmRecord, OutboxMessage, Ticket
+from tickets.models import Event, FsmRecord, OutboxMessage, SlaClock, Ticket
 from tickets.schemas import TicketCreate
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
@@ -183,6 +184,21 @@ def awaiting_return(sessions: sessionmaker[Session], scripts: Any) -> str:
     return number
 
 
+def collection_clock(sessions: sessionmaker[Session], number: str) -> tuple[str, str]:
+    """The case's group and when its running pickup_collection clock is due (Shanghai time)."""
+    with sessions() as s:
+        row = s.execute(
+            select(Ticket.group, SlaClock.due_at)
+            .join(SlaClock, SlaClock.ticket_id == Ticket.id)
+            .where(
+                Ticket.number == number,
+                SlaClock.clock == "pickup_collection",
+                SlaClock.met_at.is_(None),
+            )
+        ).one()
+    return row.group, row.due_at.astimezone(ZoneInfo("Asia/Shanghai")).isoformat()
+
+
 async def test_my_requests_shows_the_deadline_and_a_pickup_is_booked_at_the_order_address(
     dp: Dispatcher,
     bot: Bot,
@@ -246,12 +262,14 @@ async def test_my_requests_shows_the_deadline_and_a_pickup_is_booked_at_the_orde
         )
     ]
     case = case_row(sessions, number)
-    # Booked, not yet on its way: no courier has come.
+    # Booked, not yet on its way: no courier has come. Logistics has two working days from
+    # the slot (Mon 09:00) before the sweep chases the courier: Tuesday 18:00.
     assert case.status == "pickup_booked"
     assert case.pickup == {
         "time": "2026-11-23 09:00-12:00",
         "address": "上海市浦东新区世纪大道 100 号",
     }
+    assert collection_clock(sessions, number) == ("logistics", "2026-11-24T18:00:00+08:00")
     with sessions() as s:
         event = s.scalar(
             select(Event)
@@ -292,6 +310,8 @@ async def test_a_pickup_at_a_typed_address_in_chinese_with_bad_input_on_the_way(
         "time": "2026-11-24 14:00-18:00",
         "address": "上海市徐汇区漕溪北路 88 号 3 楼前台",
     }
+    # Tue 14-18, Wed 9-12, 13:30-18, Thu 9-12, 13:30-14:00: 15 working hours from the slot.
+    assert collection_clock(sessions, number) == ("logistics", "2026-11-26T14:00:00+08:00")
 
 
 async def test_a_pickup_can_be_cancelled_and_is_refused_once_the_parcel_moved(

@@ -406,3 +406,87 @@ def test_a_case_waiting_for_evidence_keeps_no_shop_clock_running(world: World) -
     assert clocks["review"] == ("running", at("26 16:00"))
     # Now the shop has the turn again, and its clock is watched as usual.
     assert "1 breached" in world.sweep("24 12:01")
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_a_booked_pickup_nobody_collects_alerts_logistics(
+    sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    """A booked pickup has a clock (the policy's `pickup_collection`, two working days from the
+    booked slot by default): logistics is warned, then told of the breach, in the agents'
+    language; collecting the parcel stops it, and booking again counts from the new slot."""
+    policy = Policy.model_validate({"agent_language": lang})
+    world = World(sessions, scripts, policy)
+    n = _open(world, "23 10:00")
+    world.act(n, "23 11:00", "approve")
+    # Booked on Monday for Tuesday morning: the courier cannot be late before Tuesday 09:00;
+    # 15 working hours from then (Tue 9-12, 13:30-18; Wed the same) end on Wednesday 18:00.
+    world.act(
+        n,
+        "23 11:30",
+        "mark_in_transit",
+        pickup={"time": "2026-11-24 09:00-12:00", "address": "上海市浦东新区世纪大道 100 号"},
+    )
+    assert world.clocks(n)["pickup_collection"] == ("running", at("25 18:00"))
+    with world.sessions() as s:
+        assert s.scalar(select(Ticket.group).where(Ticket.number == n)) == "logistics"
+
+    # Booked again for Thursday afternoon: the courier's time counts from the new slot.
+    world.act(
+        n,
+        "24 12:30",
+        "mark_in_transit",
+        pickup={"time": "2026-11-26 14:00-18:00", "address": "上海市浦东新区世纪大道 100 号"},
+    )
+    # Thu 14-18 (4 h), Fri 9-12, 13:30-18 (7.5 h), Sat 10-13:30 (3.5 h).
+    assert world.clocks(n)["pickup_collection"] == ("running", at("28 13:30"))
+    assert "0 breached" in world.sweep("25 18:30")  # the first slot's due time: nothing
+    assert "1 warned" in world.sweep("28 10:30")
+    assert "1 breached" in world.sweep("28 13:31")
+    assert world.events(n, "sla.") == ["sla.warning", "sla.breached"]
+    with world.sessions() as s:
+        card = s.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.channel == "agents", OutboxMessage.kind == "sla.breached"
+            )
+        ).one()
+        texts = {"zh-CN": "上门取件未揽收已超时", "en": "pickup not collected breached"}
+        assert texts[lang] in card.payload["text"]
+        assert card.payload["group"] == "logistics" and card.payload["clock"] == (
+            "pickup_collection"
+        )
+
+    # The courier came at last: the clock stops (late, on the record), transit starts.
+    world.act(n, "28 15:00", "mark_collected", tracking_no="SF200")
+    clocks = world.clocks(n)
+    assert clocks["pickup_collection"][0] == "breached"
+    assert clocks["transit"][0] == "running"
+    with world.sessions() as s:
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(SlaClock)
+                .join(Ticket)
+                .where(Ticket.number == n, SlaClock.met_at.is_(None))
+                .where(SlaClock.clock == "pickup_collection")
+            )
+            == 0
+        )
+
+
+def test_a_pickup_collected_in_time_or_given_up_meets_its_clock(
+    sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    world = World(sessions, scripts, Policy())
+    pickup = {"time": "2026-11-24 14:00-18:00", "address": "上海市浦东新区世纪大道 100 号"}
+    collected = _open(world, "23 10:00")
+    world.act(collected, "23 11:00", "approve")
+    world.act(collected, "23 11:30", "mark_in_transit", pickup=pickup)
+    world.act(collected, "24 15:00", "mark_collected")
+    assert world.clocks(collected)["pickup_collection"][0] == "met"
+    # A tracking number after all (the customer took it to the post office): stopped too.
+    shipped = _open(world, "23 10:00", order_no="T1002")
+    world.act(shipped, "23 11:00", "approve")
+    world.act(shipped, "23 11:30", "mark_in_transit", pickup=pickup)
+    world.act(shipped, "24 09:00", "mark_in_transit", tracking_no="SF300")
+    assert world.clocks(shipped)["pickup_collection"][0] == "met"

@@ -118,6 +118,10 @@ class EventType(StrEnum):
     customer_message = "customer.message"
     risk_assessed = "risk.assessed"
     policy_overridden = "policy.overridden"
+    # The customer's answers to a failed inspection (notice_inspection_failed): the refund
+    # anyway, shipping both ways theirs; or the item back.
+    refusal_overridden = "refusal.overridden"
+    send_back_requested = "send_back.requested"
     automation_held = "automation.held"
     case_auto_approved = "case.auto_approved"
     case_offered = "case.offered"

@@ -36,6 +36,8 @@ from tickets.models import (
     EventType,
     Order,
     Ticket,
+    TicketUnit,
+    UnitStatus,
 )
 from tickets.reasons import Reason
 from tickets.schemas import ActionRequest, CustomerIn, ItemIn, TicketCreate
@@ -288,6 +290,47 @@ PICKUP_WORDS = frozenset(
 TRACKING_LIKE = re.compile(r"^(?=(?:\D*\d){6})[A-Za-z0-9-]{8,40}$")
 # Quotes and end punctuation a customer may type around the word the notice quotes.
 _AROUND = " \t\n\"'“”‘’「」『』.,!?。，！？"
+
+
+# What the notice of a failed inspection (notice_inspection_failed; also the refusal script
+# refusal_not_resalable) tells the customer to reply, casefolded, by the action it takes (the
+# lifecycle's refund_anyway and send_back), with the labels of the notice's buttons, typed.
+CHOICE_WORDS: dict[str, frozenset[str]] = {
+    "refund_anyway": frozenset({"refund", "退款", "仍然退款", "refund anyway"}),
+    "send_back": frozenset({"return", "send it back", "寄回", "退回", "寄回给我"}),
+}
+
+
+@dataclass(frozen=True)
+class ChoiceReply:
+    """A customer's words that answer the choice a refusal of their returned goods offers:
+    the case, and the action they chose."""
+
+    case: Ticket
+    action: str
+
+
+def choice_reply(session: Session, customer: Customer, text: str) -> ChoiceReply | None:
+    """What the customer's free words mean for their case refused with its goods back (the
+    most recently active one): the refund anyway or the item back; None when they mean neither,
+    or no such case is theirs."""
+    words = text.strip(_AROUND).casefold()
+    action = next((a for a, said in CHOICE_WORDS.items() if words in said), None)
+    if action is None:
+        return None
+    case = session.scalar(
+        select(Ticket)
+        .where(
+            _theirs(customer),
+            Ticket.status == CaseStatus.refused.value,
+            Ticket.units.any(TicketUnit.status != UnitStatus.requested.value),
+        )
+        .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+        .limit(1)
+    )
+    if case is None:
+        return None
+    return ChoiceReply(case=case, action=action)
 
 
 @dataclass(frozen=True)

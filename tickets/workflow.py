@@ -250,6 +250,27 @@ TRANSITIONS: tuple[Transition, ...] = (
         roles=LEADS,
         description="reopen a finished case (leads only)",
     ),
+    # The customer's answer to a refusal of goods the shop has back (a failed inspection,
+    # notice_inspection_failed): the refund anyway, shipping both ways theirs (DOMAIN.md: a
+    # refusal overridden at the customer's request), finance refunding the rest; or the item
+    # back, shipped to them free by logistics (the case stays refused until an agent closes
+    # it). The service checks the goods are back (tickets/cases/actions/returns.py).
+    Transition(
+        "refund_anyway",
+        frozenset({S.refused}),
+        S.refund_pending,
+        frozenset({K.return_refund}),
+        by=frozenset({"customer"}),
+        description="the customer takes the refund less the shipping both ways",
+    ),
+    Transition(
+        "send_back",
+        frozenset({S.refused}),
+        None,
+        GOODS_KINDS,
+        by=frozenset({"customer"}),
+        description="the customer wants the refused item back, shipped free",
+    ),
     # The customer answers a request for information, or amends a refused request.
     Transition(
         "resubmit",

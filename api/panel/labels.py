@@ -110,6 +110,7 @@ CLOCK: Final = {
     "complaint_resolution": N_("Complaint resolution"),
     "refused_delivery_contact": N_("Refused-delivery contact"),
     "platform_evidence": N_("Platform evidence"),
+    "pickup_collection": N_("Pickup collection"),
 }
 
 REFUND_STATUS: Final = {
@@ -146,6 +147,8 @@ EVENT: Final[dict[str, str]] = {
     EventType.customer_message: N_("Customer message"),
     EventType.risk_assessed: N_("Risk assessed"),
     EventType.policy_overridden: N_("Policy exception"),
+    EventType.refusal_overridden: N_("Refund taken, shipping both ways the customer's"),
+    EventType.send_back_requested: N_("Item to ship back to the customer"),
     EventType.automation_held: N_("Automation held"),
     EventType.case_auto_approved: N_("Approved automatically"),
     EventType.case_offered: N_("Offered back to the group"),

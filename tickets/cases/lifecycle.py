@@ -24,6 +24,8 @@ from tickets.cases.actions.returns import (
     mark_collected,
     mark_in_transit,
     mark_received,
+    refund_anyway,
+    send_back,
     ship_exchange,
 )
 from tickets.cases.actions.review import (
@@ -176,4 +178,6 @@ _HANDLERS: dict[str, Handler] = {
     "close": close,
     "reopen": reopen,
     "cancel": cancel,
+    "refund_anyway": refund_anyway,
+    "send_back": send_back,
 }

@@ -220,6 +220,10 @@ def render_for_case(
 # buttons (the tracking number, a pickup), and the words they quote work when typed too
 # (tickets.self_service.return_reply).
 SHIPPING_NOTICES = frozenset({"notice_approved", "notice_ship_reminder"})
+# Notices offering the choice after goods were refused on inspection: they carry the refund
+# anyway and the item back as buttons, and the words they quote work when typed too
+# (tickets.self_service.choice_reply).
+CHOICE_NOTICES = frozenset({"notice_inspection_failed", "refusal_not_resalable"})
 
 
 def queue_notice(
@@ -245,6 +249,10 @@ def queue_notice(
         elif script in SHIPPING_NOTICES:
             # The delivery worker puts "tracking number" and "book a pickup" under it.
             payload["keyboard"] = "return_shipping"
+            payload["case_no"] = ticket.number
+        elif script in CHOICE_NOTICES:
+            # The delivery worker puts "refund anyway" and "send it back" under it.
+            payload["keyboard"] = "refused_goods"
             payload["case_no"] = ticket.number
     else:
         payload["variables"] = {k: str(v) for k, v in (variables or {}).items()}

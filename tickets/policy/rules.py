@@ -57,6 +57,12 @@ def _default_routing() -> list[RoutingRule]:
         RoutingRule(
             name="delivery problems go to logistics", group="logistics", kinds=[CaseKind.delivery]
         ),
+        # Logistics chases the courier while a booked pickup waits (its clock, and its cards).
+        RoutingRule(
+            name="booked pickups go to logistics",
+            group="logistics",
+            statuses=[CaseStatus.pickup_booked],
+        ),
         RoutingRule(
             name="quality claims go to product/quality",
             group="quality",
@@ -117,6 +123,7 @@ SHOP_CLOCKS = (
     "complaint_resolution",
     "refused_delivery_contact",
     "platform_evidence",
+    "pickup_collection",
 )
 # Clocks that run on the customer: reminders, then the case closes with notice.
 CUSTOMER_CLOCKS = ("customer_shipping", "customer_reply")
@@ -147,6 +154,9 @@ def _default_clocks() -> dict[str, ClockRule]:
         "complaint_resolution": ClockRule(hours=24),
         "refused_delivery_contact": ClockRule(hours=2),
         "platform_evidence": ClockRule(hours=24, calendar="calendar"),
+        # A booked pickup the courier has not collected: two working days of the default
+        # calendar (7.5 h each), from the booked slot's start, then logistics chases it.
+        "pickup_collection": ClockRule(hours=15),
         "customer_shipping": ClockRule(
             hours=168, calendar="calendar", remind_after_hours=[72, 144]
         ),

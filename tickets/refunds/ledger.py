@@ -224,6 +224,7 @@ def quote(
     timezone: str = "Asia/Shanghai",
     ticket_id: int | None = None,
     policy_waived: bool = False,
+    override_refusal: bool = False,
 ) -> Quote:
     """The refund of these units of `order` (for case `ticket_id`, if any), itemised, with the
     ledger taken into account, refused where the eligibility rules refuse the claim as asked
@@ -260,6 +261,7 @@ def quote(
         return_freight=freight,
         refused_on_delivery=_refused_on_delivery(order, reason),
         refused_by_policy=refused,
+        override_refusal=override_refusal,
     )
     rules = policy.refunds.for_currency(order.currency)
     try:
@@ -372,6 +374,18 @@ _WAIVED = (
 )
 
 
+# Built once: whether the customer took the refund a failed inspection refused, shipping both
+# ways theirs (tickets.cases.actions.returns.refund_anyway).
+_OVERRIDDEN = (
+    select(Event.id)
+    .where(
+        Event.ticket_id == bindparam("ticket_id"),
+        Event.type == EventType.refusal_overridden.value,
+    )
+    .limit(1)
+)
+
+
 def ticket_quote(
     *,
     session: Session,
@@ -390,12 +404,19 @@ def ticket_quote(
     ):
         return None
     # Units that failed inspection (damaged after a change of mind, missing, wrong item) are
-    # not refunded; their proof stays on the case and the refusal offers the alternative.
+    # not refunded; their proof stays on the case and the refusal offers the alternative. A
+    # customer who took that alternative (the refund anyway, shipping both ways theirs) has
+    # the damaged ones refunded under the calculator's override rule.
+    overridden = session.scalar(_OVERRIDDEN, {"ticket_id": ticket.id}) is not None
     units = [
         u
         for u in ticket.units
         if u.status != UnitStatus.refunded.value
-        and (u.status not in INSPECTED or unit_passes(u.status, ticket.reason))
+        and (
+            u.status not in INSPECTED
+            or unit_passes(u.status, ticket.reason)
+            or (overridden and u.status == UnitStatus.damaged.value)
+        )
     ]
     if not units:
         return None
@@ -417,6 +438,7 @@ def ticket_quote(
         timezone=timezone,
         ticket_id=ticket.id,
         policy_waived=waived,
+        override_refusal=overridden,
     )
 
 

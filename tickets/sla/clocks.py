@@ -10,6 +10,7 @@ All functions take `now` through the service Context; none reads the time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +43,11 @@ CLOCK_WHILE = {
     S.in_transit.value: "transit",
     S.inspecting.value: "inspection",
     S.escalated.value: "platform_evidence",
+    # The courier has to come: from the booked slot (tickets.self_service.Slot.value) on.
+    S.pickup_booked.value: "pickup_collection",
 }
+# A pickup's time as the bot books it, in the shop's local time: "2026-11-23 09:00-12:00".
+PICKUP_SLOT = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})-\d{2}:\d{2}\s*$")
 
 # The shop's clocks that wait while the customer owes an answer (needs info): DOMAIN.md says
 # needs info pauses the shop's clocks, all of them. First response included: a case the policy
@@ -150,10 +155,17 @@ def _live(session: Session, ticket: Ticket, name: str) -> SlaClock | None:
 
 
 def start(
-    *, session: Session, ticket: Ticket, name: str, ctx: Context, fresh: bool = False
+    *,
+    session: Session,
+    ticket: Ticket,
+    name: str,
+    ctx: Context,
+    fresh: bool = False,
+    counts_from: datetime | None = None,
 ) -> SlaClock:
     """Start `name` on the case (a no-op when it already runs); a restart is a new round.
-    `fresh`: the case was just opened, so it has no clocks to look up."""
+    `fresh`: the case was just opened, so it has no clocks to look up. `counts_from`: the
+    clock counts from then when it is later than now (a booked pickup's slot)."""
     rounds: list[int] = []
     if not fresh:
         live = _live(session, ticket, name)
@@ -173,7 +185,7 @@ def start(
         round=max(rounds, default=0) + 1,
         calendar=ticket.group if resolved.rule.calendar == "business" else "24/7",
         target_seconds=int(resolved.rule.hours * 3600),
-        started_at=ctx.now,
+        started_at=max(ctx.now, counts_from) if counts_from is not None else ctx.now,
         state=RUNNING,
         pauses=[],
         reminders_sent=0,
@@ -289,9 +301,42 @@ def on_status_change(
     if old in CLOCK_WHILE:
         stop(session=session, ticket=ticket, name=CLOCK_WHILE[old], ctx=ctx)
     if new in CLOCK_WHILE:
-        start(session=session, ticket=ticket, name=CLOCK_WHILE[new], ctx=ctx)
+        start(
+            session=session,
+            ticket=ticket,
+            name=CLOCK_WHILE[new],
+            ctx=ctx,
+            counts_from=pickup_slot_start(ticket, ctx) if new == S.pickup_booked.value else None,
+        )
     if new == S.refund_pending.value:
         start(session=session, ticket=ticket, name="refund_arrival", ctx=ctx)
+
+
+def pickup_slot_start(ticket: Ticket, ctx: Context) -> datetime | None:
+    """When the case's booked pickup slot begins (the courier cannot be late before), or None
+    when its time is not a slot the bot books (an agent's free text: counted from now)."""
+    slot = PICKUP_SLOT.match(str((ticket.pickup or {}).get("time") or ""))
+    if slot is None:
+        return None
+    try:
+        local = datetime.fromisoformat(f"{slot.group(1)}T{slot.group(2)}")
+    except ValueError:
+        return None
+    return local.replace(tzinfo=ctx.tz)
+
+
+def on_pickup_rebooked(*, session: Session, ticket: Ticket, ctx: Context) -> None:
+    """Another slot or address: the courier's time counts from the new slot. The old round
+    ends (breached if the courier was already late for it, on the record; met otherwise)."""
+    stop(session=session, ticket=ticket, name="pickup_collection", ctx=ctx)
+    session.flush()
+    start(
+        session=session,
+        ticket=ticket,
+        name="pickup_collection",
+        ctx=ctx,
+        counts_from=pickup_slot_start(ticket, ctx),
+    )
 
 
 def view(session: Session, ticket: Ticket, now: datetime) -> list[SlaRead]:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from bot import keyboards
 from bot.replies import Replies
 from bot.routers.customer.filters import Has
-from bot.routers.customer.my_cases import record_tracking, start_pickup
+from bot.routers.customer.my_cases import choose, record_tracking, start_pickup
 from bot.routers.customer.rating import rated
 from bot.routers.customer.states import (
     RATING,
@@ -108,6 +108,19 @@ async def free_text(
                 reply=reply,
                 svc=svc,
             )
+        return
+    # The notice of a failed inspection says "reply 'Refund' or 'Return'": so it works too.
+    choice = self_service.choice_reply(db, customer, message.text or "")
+    if choice is not None:
+        await choose(
+            choice.case.number,
+            choice.action,
+            state=state,
+            db=db,
+            customer=customer,
+            reply=reply,
+            svc=svc,
+        )
         return
     if case is None:
         await show_menu(reply)

@@ -4,19 +4,17 @@ request being filled in, to the case of a side step, or to the latest open case.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from sqlalchemy.orm import Session
 
-from bot import keyboards
 from bot.media import Media, rejection_text
 from bot.replies import Replies
 from bot.routers.customer.filters import Has
 from bot.routers.customer.states import CASE_STEPS, STEPS, Intake, Rating, Talk
-from bot.routers.customer.steps import ask
+from bot.routers.customer.steps import ask, evidence_taken
 from bot.routers.customer.talk import talk
 from bot.routers.handlers import Handlers
 from tickets import self_service
@@ -26,9 +24,9 @@ from tickets.storage import MediaLimits, StoredFile
 
 handlers = Handlers()
 
-# How long the answer to an album waits for its other parts: Telegram sends them one update
-# each, within a second of one another.
-ALBUM_WAIT = timedelta(seconds=1.5)
+# Steps where a file is the evidence the request asks for, taken without a Done: on to the
+# summary when it is all the request needs.
+EVIDENCE_STEPS = frozenset({"description", "evidence", "confirm"})
 
 
 def media_problem(item: Media, reply: Replies, limits: MediaLimits) -> None:
@@ -95,24 +93,20 @@ async def files_received(
             entry["caption"] = message.caption
         evidence.append(entry)
     await state.update_data(evidence=evidence, album_answered=kept[0].media_group_id)
-    if step == "evidence":
-        group = kept[0].media_group_id
-        if group is None:
-            reply.say(
-                "intake.evidence_received",
-                keyboards.only_nav(reply.t, extra=("done",)),
-                count=len(evidence),
-            )
-        else:
-            # Every part of an album answers; the answer is held and each part's replaces the
-            # last, so the customer reads one, counting the whole album (bot/replies.py).
-            reply.say_settled(
-                "intake.evidence_received",
-                keyboards.only_nav(reply.t, extra=("done",)),
-                burst=group,
-                wait=ALBUM_WAIT,
-                count=len(evidence),
-            )
+    if step in EVIDENCE_STEPS:
+        if step == "description":
+            # The photo says it (its caption goes with it): no words needed, nothing to skip.
+            await state.update_data(description=data.get("description") or "")
+        # An album is answered once, counting every part: the answer is held and each part's
+        # replaces it while unsent (bot/replies.py).
+        await evidence_taken(
+            state=state,
+            db=db,
+            customer=customer,
+            reply=reply,
+            svc=svc,
+            burst=kept[0].media_group_id,
+        )
         return
     if step is None:
         # Files before any words (or while talking to a person): keep them, ask which order.

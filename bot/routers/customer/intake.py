@@ -16,7 +16,6 @@ from bot import keyboards
 from bot.eligibility import (
     kind_verdicts,
     line_categories,
-    line_offers,
     needs_items,
     order_of,
     reasons_of,
@@ -33,13 +32,21 @@ from bot.replies import Replies
 from bot.routers.customer.filters import Has, TextMatches
 from bot.routers.customer.states import (
     DESCRIPTION_MAX,
+    ORDER_AND_DIGITS,
     ORDER_NO,
     PROOF_TRIES,
     STEPS,
     Intake,
     previous_step,
 )
-from bot.routers.customer.steps import ask, photos_needed, reset, show_menu
+from bot.routers.customer.steps import (
+    ask,
+    evidence_taken,
+    items_chosen,
+    photos_needed,
+    reset,
+    show_menu,
+)
 from bot.routers.handlers import Handlers
 from tickets import ownership, self_service
 from tickets.context import Context
@@ -54,7 +61,6 @@ from tickets.exceptions import DuplicateCase, InvalidInput, NotFound
 from tickets.models import CaseKind, Customer, Order
 from tickets.orders.store import normalise_order_no
 from tickets.ownership import ProofBudget
-from tickets.policy.eligibility import reasons_for_lines
 
 handlers = Handlers()
 
@@ -86,24 +92,21 @@ async def take_order_no(
     reply: Replies,
     svc: Context,
 ) -> None:
-    """An order number typed, picked or deep-linked: find it, then proof (unless linked)."""
+    """An order number typed, picked or deep-linked: find it, then proof (unless linked). The
+    last 4 digits of the order's phone may come after the number ("T1001 8000"): the proof
+    then needs no message of its own."""
     typed = text.strip()
-    # The core finds the order however it was typed (case, spaces); the format is checked on
-    # the same normalised form.
-    order_no = normalise_order_no(typed)
-    if not ORDER_NO.match(order_no):
-        reply.say("intake.order_bad_format")
+    found = _find_typed_order(db, typed)
+    if isinstance(found, str):
+        reply.say(found, order_no=typed)
         return
-    try:
-        order = order_of(db, order_no)
-    except NotFound:
-        reply.say("intake.order_not_found", order_no=typed)
-        return
+    order, digits = found
     await state.update_data(
         order_no=order.order_no,
         proof_tries=0,
         chosen={},
         kind=None,
+        items_auto=False,
         categories=line_categories(order),
     )
     if speaks_for(order.customer, customer.id):
@@ -118,7 +121,35 @@ async def take_order_no(
     if _budget(db, order.order_no, customer, svc).exhausted:
         await proof_refused(state=state, reply=reply)
         return
+    if digits is not None:
+        await state.set_state(Intake.proof)
+        await check_last4(
+            order, digits, state=state, db=db, customer=customer, reply=reply, svc=svc
+        )
+        return
     await ask("proof", state=state, db=db, customer=customer, reply=reply, svc=svc)
+
+
+def _find_typed_order(db: Session, typed: str) -> tuple[Order, str | None] | str:
+    """The order a customer typed, with the 4 digits typed after its number (if any); else the
+    text key saying why none was found. The number alone is tried last, so "T1001 8000" never
+    hides an order numbered "T10018000" the core would find (normalised, spaces dropped)."""
+    split = ORDER_AND_DIGITS.match(typed)
+    tries = [(split.group(1), split.group(2))] if split else []
+    tries.append((typed, None))
+    well_formed = False
+    for raw, digits in tries:
+        # The core finds the order however it was typed (case, spaces); the format is checked
+        # on the same normalised form.
+        order_no = normalise_order_no(raw)
+        if not ORDER_NO.match(order_no):
+            continue
+        well_formed = True
+        try:
+            return order_of(db, order_no), digits
+        except NotFound:
+            continue
+    return "intake.order_not_found" if well_formed else "intake.order_bad_format"
 
 
 @handlers.message(Intake.order, Has("text"))
@@ -257,10 +288,27 @@ async def proof_digits(
 ) -> None:
     """Proof by the last four digits of the order's phone."""
     order = order_of(db, (await state.get_data())["order_no"])
+    await check_last4(
+        order, message.text or "", state=state, db=db, customer=customer, reply=reply, svc=svc
+    )
+
+
+async def check_last4(
+    order: Order,
+    digits: str,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """The last four digits of the order's phone, typed at the proof step or after the order
+    number: proven, or one wrong try counted."""
     if _budget(db, order.order_no, customer, svc).exhausted:
         await proof_refused(state=state, reply=reply)
         return
-    if not last4_matches(order.customer.phone, message.text or ""):
+    if not last4_matches(order.customer.phone, digits):
         await proof_failed(state=state, reply=reply, db=db, customer=customer, svc=svc)
         return
     await proven(order, state=state, db=db, customer=customer, reply=reply, svc=svc)
@@ -290,7 +338,7 @@ async def kind_picked(
     kind = CaseKind(verdict.kind)
     reasons = list(reasons_of(verdict, svc.policy))
     await state.update_data(
-        kind=kind.value, chosen={}, reason=None, reasons=reasons, reason_notes=[]
+        kind=kind.value, chosen={}, reason=None, reasons=reasons, reason_notes=[], items_auto=False
     )
     step = "items" if needs_items(kind) else "reason"
     await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
@@ -433,7 +481,8 @@ async def description_typed(
         reply.say("intake.description_too_long", limit=DESCRIPTION_MAX)
         return
     await state.update_data(description=text)
-    await ask("evidence", state=state, db=db, customer=customer, reply=reply, svc=svc)
+    # Files sent before are the evidence: the summary at once when they are enough.
+    await evidence_taken(state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
 @handlers.message(Intake.evidence, Has("text"))
@@ -476,26 +525,12 @@ async def navigate(
             await ask(target, state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if action == "done" and step == "items":
-        skus = [sku for sku, q in (data.get("chosen") or {}).items() if q > 0]
-        if not skus:
-            reply.say("intake.items_pick_one")
-            return
-        # Only the reasons every chosen item may get, with why the others are not offered.
-        offers = line_offers(
-            order_of(db, data["order_no"]),
-            policy=svc.policy,
-            kind=data["kind"],
-            now=svc.now,
-            tz=svc.tz,
-            language=reply.language,
-        )
-        reasons, notes = reasons_for_lines(offers, skus)
-        await state.update_data(reasons=list(reasons), reason_notes=list(notes))
-        await ask("reason", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        await items_chosen(state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if action == "skip" and step == "description":
         await state.update_data(description="")
-        await ask("evidence", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        # Files sent before are the evidence: the summary at once when they are enough.
+        await evidence_taken(state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if action == "done" and step == "evidence":
         photos = sum(1 for f in data.get("evidence", []) if f.get("kind") == "photo")
@@ -503,6 +538,11 @@ async def navigate(
         if not need.satisfied_by(photos):
             reply.say("intake.evidence_required", need=need.text(reply.language))
             return
+        await ask("confirm", state=state, db=db, customer=customer, reply=reply, svc=svc)
+        return
+    if action == "done" and step == "confirm":
+        # A Done under an earlier message, after a photo already brought the summary: it
+        # meant "that's all", so the summary again, not "an earlier step's button".
         await ask("confirm", state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if action == "confirm" and step == "confirm":

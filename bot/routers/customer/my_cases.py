@@ -24,7 +24,8 @@ from bot.routers.handlers import Handlers
 from tickets import self_service
 from tickets.context import Context
 from tickets.exceptions import ActionNotAllowed
-from tickets.messages.scripts import format_moment
+from tickets.messages.notices import shipping_both_ways
+from tickets.messages.scripts import format_moment, format_money
 from tickets.models import CaseKind, CaseStatus, Customer
 from tickets.schemas import ActionRequest
 from tickets.workflow import allowed_actions
@@ -124,6 +125,52 @@ async def case_action(
             return
         # That it is withdrawn is said by the case's notice (a script); here only the way on.
         await show_menu(reply)
+    elif callback_data.action in CHOICES:
+        await choose(
+            number,
+            callback_data.action,
+            state=state,
+            db=db,
+            customer=customer,
+            reply=reply,
+            svc=svc,
+        )
+
+
+# The choices after goods were refused (tickets.self_service.CHOICE_WORDS), and what the
+# customer is told once it is taken.
+CHOICES = {"refund_anyway": "cases.refund_anyway_taken", "send_back": "cases.send_back_taken"}
+
+
+async def choose(
+    number: str,
+    action: str,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """The customer's choice after their returned goods were refused, as the customer: the
+    refund anyway (shipping both ways theirs) or the item back; once the case moved on (or
+    nothing of theirs arrived to refund), they are told so."""
+    await reset(state, keep_evidence=True)
+    try:
+        with db.begin_nested():
+            ticket = self_service.customer_action(
+                db, customer=customer, number=number, request=ActionRequest(action=action), ctx=svc
+            )
+    except ActionNotAllowed:
+        current = self_service.own_case(db, customer, number)
+        reply.say("cases.not_possible", case_no=number, status=reply.t(f"status.{current.status}"))
+        return
+    await show_menu(
+        reply,
+        CHOICES[action],
+        case_no=ticket.number,
+        shipping=format_money(shipping_both_ways(ticket, svc), reply.language),
+    )
 
 
 def can_ship(ticket: Any) -> bool:

@@ -15,6 +15,9 @@ from bot.eligibility import (
 from tickets.models import CaseKind
 
 ORDER_NO = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+# An order number with the last 4 digits of its phone after it ("T1001 8000"), the way the
+# order step invites: one message instead of two.
+ORDER_AND_DIGITS = re.compile(r"^(.*\S)\s+(\d{4})$")
 TRACKING_NO = re.compile(r"^[A-Za-z0-9\-]{6,40}$")
 PROOF_TRIES = 3
 DESCRIPTION_MAX = 2000
@@ -78,7 +81,13 @@ def previous_step(step: str, data: dict[str, Any]) -> str | None:
         "proof": "order",
         "kind": "order",
         "items": "kind",
-        "reason": "items" if kind and needs_items(CaseKind(kind)) else "kind",
+        # Items chosen for the customer (the order's one item, one unit) have no step to go
+        # back to.
+        "reason": (
+            "items"
+            if kind and needs_items(CaseKind(kind)) and not data.get("items_auto")
+            else "kind"
+        ),
         "description": "reason",
         "evidence": "description",
         "confirm": "evidence",

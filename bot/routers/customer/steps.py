@@ -5,9 +5,11 @@ customer confirms; the menu.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aiogram.fsm.context import FSMContext
+from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy.orm import Session
 
 from bot import keyboards
@@ -29,9 +31,13 @@ from tickets.customers import (
 from tickets.messages.scripts import Money, format_money
 from tickets.models import CaseKind, Customer
 from tickets.orders.store import free_units
-from tickets.policy.eligibility import EvidenceNeed
+from tickets.policy.eligibility import EvidenceNeed, reasons_for_lines
 from tickets.refunds import calculator as calc
 from tickets.refunds.ledger import Preview, preview_refund
+
+# How long the answer to an album waits for its other parts: Telegram sends them one update
+# each, within a second of one another.
+ALBUM_WAIT = timedelta(seconds=1.5)
 
 
 async def ask(
@@ -113,7 +119,16 @@ async def ask(
             await ask("kind", state=state, db=db, customer=customer, reply=reply, svc=svc)
             return
         chosen = {k: v for k, v in (data.get("chosen") or {}).items() if v > 0}
-        await state.update_data(lines=lines, chosen=chosen)
+        offered = [line for line in lines if line["free"]]
+        if not chosen and len(offered) == 1:
+            # The order's one returnable item is the one meant: chosen for the customer, and
+            # with a single unit there is nothing left to choose (no step, no Done).
+            chosen = {offered[0]["sku"]: 1}
+            if offered[0]["free"] == 1:
+                await state.update_data(lines=lines, chosen=chosen, items_auto=True)
+                await items_chosen(state=state, db=db, customer=customer, reply=reply, svc=svc)
+                return
+        await state.update_data(lines=lines, chosen=chosen, items_auto=False)
         # Beside the items, what some of them cannot get, and why (the cake of a mixed order).
         offers = line_offers(
             order,
@@ -129,22 +144,93 @@ async def ask(
     elif step == "reason":
         codes = data.get("reasons") or []
         notes = [t("intake.kind_note", note=why) for why in data.get("reason_notes") or []]
+        if data.get("items_auto"):
+            # Chosen for them: said, so the customer knows what the request is about.
+            titles = {line["sku"]: line["title"] for line in data.get("lines", [])}
+            notes = [
+                t("intake.item_chosen", title=titles.get(sku, sku), qty=q)
+                for sku, q in (data.get("chosen") or {}).items()
+            ] + notes
         text = "\n".join([t("intake.ask_reason"), *notes])
         reply.send_text(text, keyboards.reasons(t, codes))
     elif step == "description":
         reply.say("intake.ask_description", keyboards.only_nav(t, extra=("skip",)))
     elif step == "evidence":
-        need = photos_needed(db, data, svc)
-        count = len(data.get("evidence", []))
-        if need.any:
-            text = t("intake.ask_evidence_required", count=count, need=need.text(reply.language))
-        else:
-            text = t("intake.ask_evidence", count=count)
-        reply.send_text(text, keyboards.only_nav(t, extra=("done",)))
+        reply.send_text(*evidence_prompt(db, data, reply, svc))
     elif step == "confirm":
         reply.send_text(
             preview_text(db, data, reply, svc), keyboards.only_nav(t, extra=("confirm",))
         )
+
+
+async def items_chosen(
+    *, state: FSMContext, db: Session, customer: Customer, reply: Replies, svc: Context
+) -> bool:
+    """The items are chosen: on to the reasons every chosen item may get, with why the others
+    are not offered (False, and the customer told, when none is chosen)."""
+    data = await state.get_data()
+    skus = [sku for sku, q in (data.get("chosen") or {}).items() if q > 0]
+    if not skus:
+        reply.say("intake.items_pick_one")
+        return False
+    offers = line_offers(
+        order_of(db, data["order_no"]),
+        policy=svc.policy,
+        kind=data["kind"],
+        now=svc.now,
+        tz=svc.tz,
+        language=reply.language,
+    )
+    reasons, notes = reasons_for_lines(offers, skus)
+    await state.update_data(reasons=list(reasons), reason_notes=list(notes))
+    await ask("reason", state=state, db=db, customer=customer, reply=reply, svc=svc)
+    return True
+
+
+async def evidence_taken(
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+    burst: str | None = None,
+) -> None:
+    """Files kept at the description, evidence or summary step, or the description given with
+    files already sent: when they are all the request needs, straight to the summary (no Done
+    to press; more files may still come and update it); else what is still missing. One
+    message either way, the one answer to an album (`burst`: held, each part's replacing it)."""
+    data = await state.get_data()
+    files = data.get("evidence", [])
+    photos = sum(1 for f in files if f.get("kind") == "photo")
+    need = photos_needed(db, data, svc)
+    t = reply.t
+    if files and need.satisfied_by(photos):
+        await state.set_state(STATE_OF["confirm"])
+        text = t("intake.evidence_ready", count=len(files)) + "\n\n"
+        text += preview_text(db, data, reply, svc)
+        markup = keyboards.only_nav(t, extra=("confirm",))
+    else:
+        await state.set_state(STATE_OF["evidence"])
+        text, markup = evidence_prompt(db, data, reply, svc)
+    if burst is None:
+        reply.send_text(text, markup)
+    else:
+        reply.send_settled(text, markup, burst=burst, wait=ALBUM_WAIT)
+
+
+def evidence_prompt(
+    db: Session, data: dict[str, Any], reply: Replies, svc: Context
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The evidence step's question: what the request needs, and how many files so far."""
+    t = reply.t
+    need = photos_needed(db, data, svc)
+    count = len(data.get("evidence", []))
+    if need.any:
+        text = t("intake.ask_evidence_required", count=count, need=need.text(reply.language))
+    else:
+        text = t("intake.ask_evidence", count=count)
+    return text, keyboards.only_nav(t, extra=("done",))
 
 
 def photos_needed(db: Session, data: dict[str, Any], svc: Context) -> EvidenceNeed:

@@ -10,9 +10,11 @@ from tickets.cases.events import case_notice, record_event
 from tickets.cases.status import set_status
 from tickets.context import Actor, Context
 from tickets.exceptions import (
+    ActionNotAllowed,
     InvalidInput,
 )
-from tickets.messages.notices import inspection_finding
+from tickets.messages.notices import agent_card, inspection_finding, shipping_both_ways
+from tickets.messages.outbox import notify_agents
 from tickets.models import (
     CaseKind,
     CaseStatus,
@@ -23,6 +25,7 @@ from tickets.models import (
 )
 from tickets.refunds.ledger import unit_passes
 from tickets.schemas import ActionRequest
+from tickets.sla import clocks as sla
 from tickets.workflow import (
     Transition,
 )
@@ -67,6 +70,7 @@ def mark_in_transit(
                 now=ctx.now,
                 pickup=t.pickup,
             )
+            sla.on_pickup_rebooked(session=session, ticket=t, ctx=ctx)
             return
     else:
         t.tracking_no, t.carrier = req.tracking_no, req.carrier
@@ -248,4 +252,73 @@ def ship_exchange(
         tracking_no=req.tracking_no,
         carrier=req.carrier or "",
         item_name=", ".join(i.line.title or i.sku for i in t.items) or t.number,
+    )
+
+
+def _goods_back(t: Ticket) -> bool:
+    """Whether the shop has the case's goods (received or inspected): only then may the
+    customer choose between the refund anyway and the item back."""
+    return t.status == CaseStatus.refused.value and any(
+        u.status != UnitStatus.requested.value for u in t.units
+    )
+
+
+def refund_anyway(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    """The customer takes the refund of goods the inspection refused, the shipping both ways
+    theirs: the refusal is overridden (the case's quote then counts those units, with the
+    shipping rule, tickets.refunds.ledger.ticket_quote) and finance refunds the rest."""
+    assert tr.target is not None
+    if not _goods_back(t) or any(
+        u.status in (UnitStatus.missing.value, UnitStatus.wrong_item.value) for u in t.units
+    ):
+        # Nothing of theirs arrived to refund (missing, another item): the item back, or a
+        # person, is the way on.
+        raise ActionNotAllowed(
+            f"case {t.number}: no returned goods to refund less the shipping", ["send_back"]
+        )
+    record_event(
+        session=session,
+        ticket=t,
+        type=EventType.refusal_overridden,
+        actor=actor,
+        now=ctx.now,
+        shipping_both_ways=str(shipping_both_ways(t, ctx)),
+    )
+    set_status(session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor)
+
+
+def send_back(
+    session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
+) -> None:
+    """The customer wants the refused goods back: logistics is asked to ship them, free (the
+    case goes to logistics, with a card); asked twice, it is asked once."""
+    if not _goods_back(t):
+        raise ActionNotAllowed(f"case {t.number}: the shop does not have the goods", [])
+    if any(e.type == EventType.send_back_requested.value for e in t.events):
+        return
+    record_event(
+        session=session, ticket=t, type=EventType.send_back_requested, actor=actor, now=ctx.now
+    )
+    group = "logistics" if "logistics" in ctx.policy.groups else t.group
+    if group != t.group:
+        record_event(
+            session=session,
+            ticket=t,
+            type=EventType.case_routed,
+            actor=actor,
+            now=ctx.now,
+            group=group,
+            previous_group=t.group,
+            rule="the customer wants the item back",
+        )
+        t.group = group
+    notify_agents(
+        session=session,
+        ticket=t,
+        kind="case.send_back",
+        payload=agent_card(t, "case.send_back", ctx),
+        now=ctx.now,
+        channels=ctx.channels,
     )
