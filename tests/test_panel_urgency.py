@@ -138,31 +138,42 @@ def test_queues_list_the_nearest_due_first_and_sort_by_a_column_kept_in_the_url(
     _all_due(sessions, late, -timedelta(hours=1))
     _all_due(sessions, soon, timedelta(minutes=30))
     act(sessions, ctx, theirs, "approve")  # no shop clock runs: last
-    page = alice.get("/panel?queue=all").text
+    page = alice.get("/panel?queue=unassigned").text
     assert case_numbers(page) == [late, soon, calm, theirs]
+    # "All cases", mostly closed ones with no clock, keeps newest first; due is one click away.
+    every = alice.get("/panel?queue=all").text
+    assert case_numbers(every) == [theirs, soon, late, calm]
+    assert 'href="/panel?queue=all&amp;sort=due"' in every
     # Newest first is one click away, and the headers link to their orders.
-    assert 'href="/panel?queue=all&amp;sort=-created"' in page
-    assert re.search(r'aria-sort="ascending"><a href="/panel\?queue=all&amp;sort=-due"', page)
-    newest = alice.get("/panel?queue=all&sort=-created").text
+    assert 'href="/panel?queue=unassigned&amp;sort=-created"' in page
+    assert re.search(
+        r'aria-sort="ascending"><a href="/panel\?queue=unassigned&amp;sort=-due"', page
+    )
+    newest = alice.get("/panel?queue=unassigned&sort=-created").text
     assert case_numbers(newest) == [theirs, soon, late, calm]
     assert 'aria-current="true" data-order="-created"' in newest
     with sessions() as s:
         s.execute(update(Ticket).where(Ticket.number == calm).values(risk_level="high"))
         s.commit()
-    assert case_numbers(alice.get("/panel?queue=all&sort=risk").text)[0] == calm
-    assert case_numbers(alice.get("/panel?queue=all&sort=-due").text) == [theirs, calm, soon, late]
+    assert case_numbers(alice.get("/panel?queue=unassigned&sort=risk").text)[0] == calm
+    assert case_numbers(alice.get("/panel?queue=unassigned&sort=-due").text) == [
+        theirs,
+        calm,
+        soon,
+        late,
+    ]
     # The order is in the poll's URL and the next page's, with the filters.
-    risky = alice.get("/panel?queue=all&sort=-due&kind=return_refund").text
-    assert "/panel?queue=all&amp;kind=return_refund&amp;sort=-due&amp;partial=1" in risky
+    risky = alice.get("/panel?queue=unassigned&sort=-due&kind=return_refund").text
+    assert "/panel?queue=unassigned&amp;kind=return_refund&amp;sort=-due&amp;partial=1" in risky
     # A hand-edited order is the default order, not an error.
-    assert case_numbers(alice.get("/panel?queue=all&sort=drop+table").text)[0] == late
+    assert case_numbers(alice.get("/panel?queue=unassigned&sort=drop+table").text)[0] == late
 
     # Paged in the nearest-due order: every case once, in order.
     import api.panel.queue as queue_module
 
     monkeypatch.setattr(queue_module, "PAGE_SIZE", 3)
     seen: list[str] = []
-    url = "/panel?queue=all"
+    url = "/panel?queue=unassigned"
     while url:
         page = alice.get(url).text
         seen += case_numbers(page)
