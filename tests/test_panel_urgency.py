@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import Api, Panel, case_numbers, logged_in
-from tests.factories import act, case_row, customer_json, make_case, order_json
+from tests.factories import act, case_row, customer_json, make_case, recent_order_json
 from tickets.cases.conversation import add_customer_message
 from tickets.context import Context
 from tickets.models import SlaClock, Ticket, utcnow
@@ -293,14 +293,7 @@ def test_search_forgives_case_and_finds_parts(
 def test_the_new_case_form_finds_an_order_typed_in_any_case(
     panel_app: Any, sessions: sessionmaker[Session], ctx: Context
 ) -> None:
-    day = timedelta(days=1)
-    data = order_json(
-        "DEMO-0046",
-        placed_at=(ctx.now - 5 * day).isoformat(),
-        paid_at=(ctx.now - 5 * day).isoformat(),
-        shipped_at=(ctx.now - 4 * day).isoformat(),
-        delivered_at=(ctx.now - 2 * day).isoformat(),
-    )
+    data = recent_order_json("DEMO-0046", ctx.now)
     with sessions() as s:
         upsert_order(session=s, data=OrderIn.model_validate(data), now=ctx.now)
         s.commit()
