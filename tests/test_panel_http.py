@@ -335,15 +335,15 @@ def test_queues_filters_and_search(
     c = make_case(sessions, ctx, "Q3", kind="complaint", reason="service", items=(), customer=lily)
     act(sessions, ctx, b, "approve")  # awaiting_return: waiting on the customer
 
-    every = alice.get("/panel?queue=all")
+    every = alice.get("/panel?queue=all&sort=-created")
     assert every.status_code == 200
-    assert case_numbers(every.text) == [c, b, a]  # newest first
+    assert case_numbers(every.text) == [c, b, a]  # newest first, as asked
     assert case_numbers(alice.get("/panel?queue=waiting").text) == [b]
-    assert case_numbers(alice.get("/panel?queue=unassigned").text) == [c, b, a]
+    assert case_numbers(alice.get("/panel?queue=unassigned&sort=-created").text) == [c, b, a]
     assert case_numbers(alice.get("/panel?queue=mine").text) == []
     assert case_numbers(alice.get("/panel?queue=all&kind=exchange").text) == [b]
     assert case_numbers(alice.get("/panel?queue=all&channel=phone").text) == [b]
-    assert case_numbers(alice.get("/panel?queue=all&status=submitted").text) == [c, a]
+    assert case_numbers(alice.get("/panel?queue=all&status=submitted&sort=-created").text) == [c, a]
     # A filter outside the queue gives nothing, never a wider list.
     assert case_numbers(alice.get("/panel?queue=waiting&status=submitted").text) == []
 
@@ -356,7 +356,7 @@ def test_queues_filters_and_search(
     assert re.search(r'data-queue-count="unassigned">2<', mine.text)
     assert re.search(r'data-queue-count="all">3<', mine.text)
     assert case_numbers(alice.get("/panel?queue=all&assignee=alice").text) == [a]
-    assert case_numbers(alice.get("/panel?queue=all&assignee=none").text) == [c, b]
+    assert case_numbers(alice.get("/panel?queue=all&assignee=none&sort=-created").text) == [c, b]
 
     # Search: a case number opens it; an order number, a phone, a name filter.
     r = alice.get(f"/panel?q={a.lower()}")
@@ -379,7 +379,7 @@ def test_queues_filters_and_search(
         s.commit()
     assert case_numbers(alice.get("/panel?queue=all&q=SF1234567").text) == [c]
     # The partial the page polls holds just the rows.
-    partial = alice.get("/panel?queue=all&partial=1")
+    partial = alice.get("/panel?queue=all&sort=-created&partial=1")
     assert "<html" not in partial.text
     assert case_numbers(partial.text) == [c, b, a]
 
@@ -392,7 +392,7 @@ def test_queue_pages_are_keyset_paginated(
     monkeypatch.setattr(queue_module, "PAGE_SIZE", 2)
     made = [make_case(sessions, ctx, f"P{i}") for i in range(5)]
     seen: list[str] = []
-    url = "/panel?queue=all"
+    url = "/panel?queue=all&sort=-created"
     while url:
         page = alice.get(url)
         seen += case_numbers(page.text)

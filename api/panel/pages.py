@@ -108,6 +108,13 @@ def build_environment(catalogs: dict[str, i18n.Catalog]) -> Environment:
         return gettext(ctx, key) % {"span": span}
 
     @pass_context
+    def gap(ctx: Context, value: datetime | None) -> str:
+        """How far `value` is from the page's `now`, either way: '3h 10m' (late or left)."""
+        if value is None:
+            return ""
+        return i18n.duration((value - ctx["now"]).total_seconds(), ctx["lang"])
+
+    @pass_context
     def age(ctx: Context, value: datetime | None) -> str:
         if value is None:
             return ""
@@ -117,7 +124,9 @@ def build_environment(catalogs: dict[str, i18n.Catalog]) -> Environment:
         """Integer minor units (the database's money) as the decimal string `money` takes."""
         return format_amount(amount, currency)
 
-    env.globals.update(tr=tr, money=money, moment=moment, until=until, age=age, minor=minor)
+    env.globals.update(
+        tr=tr, money=money, moment=moment, until=until, gap=gap, age=age, minor=minor
+    )
     env.filters["telegram"] = telegram_html
     return env
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.deps import ContextDep, SessionDep
@@ -26,7 +26,14 @@ from api.panel.auth import CurrentPanelAgent
 from api.panel.labels import CHANNEL, KIND, PRIORITY, QUEUE, RISK, STATUS
 from api.panel.pages import render
 from api.panel.workspace import act_or_explain
-from tickets.cases.queries import TicketFilters, list_tickets
+from tickets.cases.queries import (
+    NEAREST_DUE,
+    NEWEST_FIRST,
+    SORTS,
+    TicketFilters,
+    filter_conditions,
+    list_tickets,
+)
 from tickets.models import (
     Agent,
     CaseStatus,
@@ -41,6 +48,7 @@ from tickets.models import (
     TicketUnit,
 )
 from tickets.money import format_amount
+from tickets.orders.store import find_order_id, normalise_order_no
 from tickets.policy.rules import CUSTOMER_CLOCKS
 from tickets.schemas import EARLIEST, LATEST, ActionRequest, DbId, DbInt
 from tickets.sla import clocks as sla
@@ -52,8 +60,24 @@ QUEUES = tuple(QUEUE)
 WORKING_STATUSES = sorted(s.value for s in WORKING)
 WAITING_STATUSES = [CaseStatus.needs_info.value, CaseStatus.awaiting_return.value]
 PAGE_SIZE = 50
+# Where an empty queue points, most urgent first.
+NEXT_STEPS = ("overdue", "breaching", "unassigned", "group")
+# The column headers that sort, and the order a first click asks for (a second reverses it).
+SORT_COLUMNS = {
+    "kind": "kind",
+    "customer": "customer",
+    "status": "status",
+    "sla": "due",
+    "risk": "risk",
+    "assignee": "assignee",
+    "age": NEWEST_FIRST,
+}
 # Search answers at most this many customers to choose from; a name matching more is too vague.
 CUSTOMER_MATCHES = 20
+# Search: this many digits find phones ending in them ("the last four digits")...
+PHONE_TAIL = 4
+# ... and this many characters find order numbers holding them (fewer match too much).
+PARTIAL_ORDER = 3
 # Matches nothing: a filter combination that cannot hold (a status outside the queue's).
 _NOTHING = "__none__"
 
@@ -120,6 +144,7 @@ def list_rows(
     limit: int,
     cursor: str | None = None,
     count_cap: int = 10_000,
+    sort: str = NEAREST_DUE,
 ) -> tuple[list[Ticket], int, str | None]:
     """`tickets.cases.queries.list_tickets` with the panel's extra conditions."""
     return list_tickets(
@@ -128,6 +153,7 @@ def list_rows(
         limit=limit,
         cursor=cursor,
         count_cap=count_cap,
+        sort=sort,
     )
 
 
@@ -136,7 +162,8 @@ class RowExtras:
     amount: str | None = None
     currency: str | None = None
     amount_is_refund: bool = False
-    sla_due: datetime | None = None
+    # The clock that matters most now: which, when due, and how near (late, soon, ok).
+    urgency: sla.Urgency | None = None
 
 
 def queue_filters(queue: str, agent: Agent, now: datetime) -> TicketFilters:
@@ -156,39 +183,29 @@ def queue_filters(queue: str, agent: Agent, now: datetime) -> TicketFilters:
     return TicketFilters()
 
 
-def _queue_condition(queue: str, agent: Agent, now: datetime, soon: int) -> ColumnElement[bool]:
-    """The same queues as SQL conditions, for counting them all in one statement."""
-    working = Ticket.status.in_(WORKING_STATUSES)
-    if queue == "overdue":
-        return and_(working, sla.overdue_condition(now))
-    if queue == "breaching":
-        return and_(working, breaching_condition(now, soon))
-    if queue == "mine":
-        return and_(Ticket.assignee_id == agent.id, working)
-    if queue == "unassigned":
-        return and_(Ticket.assignee_id.is_(None), working)
-    if queue == "group":
-        return and_(Ticket.group == (agent.group or _NOTHING), working)
-    if queue == "waiting":
-        return Ticket.status.in_(WAITING_STATUSES)
-    return Ticket.id.is_not(None)
-
-
 def queue_counts(
     session: Session, agent: Agent, cap: int, now: datetime, soon: int
 ) -> dict[str, int]:
-    """Each queue's size, counted up to `cap` (cap + 1 means "more"), in one query."""
+    """Each queue's size, counted up to `cap` (cap + 1 means "more"), in one query, from the
+    same filters its page is listed with (so a queue's count and its rows agree)."""
     columns = []
     for queue in QUEUES:
+        narrowing = Narrowing(breaching=(now, soon) if queue == "breaching" else None)
+        conditions = filter_conditions(queue_filters(queue, agent, now), session)
         capped = (
-            select(Ticket.id)
-            .where(_queue_condition(queue, agent, now, soon))
-            .limit(cap + 1)
-            .subquery()
+            select(Ticket.id).where(*conditions, *narrowing.conditions()).limit(cap + 1).subquery()
         )
         columns.append(select(func.count()).select_from(capped).scalar_subquery().label(queue))
     row = session.execute(select(*columns)).one()
     return {queue: int(getattr(row, queue)) for queue in QUEUES}
+
+
+def default_order(queue: str) -> str:
+    """The work queues list the nearest due first (missed clocks first of all). "All cases"
+    lists newest first: most of it is closed, with no clock to be near, and ordering a whole
+    ledger by a per-case due time would read every case (a million in the benchmark) per page
+    where newest first seeks an index; its "Nearest due" is one click away."""
+    return NEWEST_FIRST if queue == "all" else NEAREST_DUE
 
 
 def merge(base: TicketFilters, **chosen: Any) -> TicketFilters:
@@ -212,8 +229,11 @@ def merge(base: TicketFilters, **chosen: Any) -> TicketFilters:
     return replace(out, **rest)
 
 
-def row_extras(session: Session, tickets: list[Ticket]) -> dict[int, RowExtras]:
-    """Amount and nearest SLA due for a page of tickets: three queries for the whole page."""
+def row_extras(
+    session: Session, tickets: list[Ticket], now: datetime, soon: int
+) -> dict[int, RowExtras]:
+    """Amount and most urgent SLA clock for a page of tickets: three queries for the whole
+    page."""
     ids = [t.id for t in tickets]
     if not ids:
         return {}
@@ -234,14 +254,7 @@ def row_extras(session: Session, tickets: list[Ticket]) -> dict[int, RowExtras]:
             .group_by(TicketUnit.ticket_id)
         )
     }
-    due: dict[int, datetime] = {
-        ticket_id: at
-        for ticket_id, at in session.execute(
-            select(SlaClock.ticket_id, func.min(SlaClock.due_at))
-            .where(SlaClock.ticket_id.in_(ids), SlaClock.state == "running")
-            .group_by(SlaClock.ticket_id)
-        )
-    }
+    urgent = sla.urgencies(session, ids, now, timedelta(minutes=soon))
     out: dict[int, RowExtras] = {}
     for t in tickets:
         if t.id in refunds:
@@ -252,30 +265,45 @@ def row_extras(session: Session, tickets: list[Ticket]) -> dict[int, RowExtras]:
             extras = RowExtras(format_amount(int(claimed[t.id]), cur), cur)
         else:
             extras = RowExtras()
-        out[t.id] = replace(extras, sla_due=due.get(t.id))
+        out[t.id] = replace(extras, urgency=urgent.get(t.id))
     return out
 
 
 def search(session: Session, text: str) -> tuple[str | None, dict[str, Any], list[Customer]]:
-    """What a search box entry means: a case number (open it), an order number, a phone, part
-    of a name, or else words from the description or the conversation. Returns (case to open,
-    filters to apply, customers to choose from)."""
+    """What a search box entry means, in any case: a case number (open it); an order number,
+    whole (as `get_order` matches it) or in part (without its prefix: `0046`); the last digits
+    of a phone; part of a name; or else words from the description or the conversation.
+    Returns (case to open, filters to apply, customers to choose from)."""
     text = text.strip()
     if not text:
         return None, {}, []
     number = session.scalar(select(Ticket.number).where(Ticket.number == text.upper()))
     if number is not None:
         return number, {}, []
-    if session.scalar(select(Order.id).where(Order.order_no == text)) is not None:
+    if find_order_id(session=session, order_no=text) is not None:
         return None, {"order_no": text}, []
+    # Part of an order number, or a phone's last digits: every case they find, in one list.
+    key = normalise_order_no(text)
+    partial = [
+        Ticket.order_id.in_(
+            select(Order.id).where(
+                func.upper(func.replace(Order.order_no, " ", "")).contains(key, autoescape=True)
+            )
+        )
+    ]
+    digits = "".join(text.split()).removeprefix("+")
+    if digits.isdigit() and len(digits) >= PHONE_TAIL:
+        partial.append(
+            Ticket.customer_id.in_(select(Customer.id).where(Customer.phone.endswith(digits)))
+        )
+    if len(key) >= PARTIAL_ORDER:
+        anything = or_(*partial)
+        if session.scalar(select(Ticket.id).where(anything).limit(1)) is not None:
+            return None, {"extra": (anything,)}, []
     found: list[Customer] = list(
         session.scalars(
             select(Customer)
-            .where(
-                or_(Customer.phone == text, Customer.name.contains(text, autoescape=True))
-                if not text.replace("+", "").isdigit()
-                else Customer.phone == text
-            )
+            .where(Customer.name.icontains(text, autoescape=True))
             .order_by(Customer.id.desc())
             .limit(CUSTOMER_MATCHES)
         )
@@ -286,8 +314,8 @@ def search(session: Session, text: str) -> tuple[str | None, dict[str, Any], lis
         return None, {}, found
     # Nobody by that name or phone: the words a customer or an agent wrote (the description,
     # the conversation), e.g. a tracking number pasted in a message.
-    said = Ticket.description.contains(text, autoescape=True) | Ticket.id.in_(
-        select(Message.ticket_id).where(Message.text.contains(text, autoescape=True))
+    said = Ticket.description.icontains(text, autoescape=True) | Ticket.id.in_(
+        select(Message.ticket_id).where(Message.text.icontains(text, autoescape=True))
     )
     return None, {"extra": (said,)}, []
 
@@ -315,12 +343,19 @@ def queue_page(
     q: Annotated[str, Query(max_length=100)] = "",
     customer: DbId | None = None,
     cursor: str | None = None,
+    sort: Annotated[str, Query(max_length=20)] = "",
     partial: bool = False,
 ) -> Response:
-    """A queue page: counts per queue, filters, search, one page of rows."""
+    """A queue page: counts per queue, filters, search, one page of rows (nearest due first
+    unless a column header chose another order)."""
     if queue not in QUEUES:
         # A search from the top bar looks everywhere; otherwise agents start on their own work.
         queue = "all" if q or customer else ("mine" if agent.role == "agent" else "unassigned")
+    default_sort = default_order(queue)
+    if not sort:
+        sort = default_sort
+    elif sort not in SORTS:
+        sort, cursor = default_sort, None  # a hand-edited order: the default, from the top
     open_number, searched, customers = search(session, q)
     if open_number is not None:
         return RedirectResponse(f"/panel/cases/{open_number}", status.HTTP_303_SEE_OTHER)
@@ -362,6 +397,7 @@ def queue_page(
             limit=PAGE_SIZE,
             cursor=cursor,
             count_cap=cap,
+            sort=sort,
         )
     params = {
         "queue": queue,
@@ -377,18 +413,41 @@ def queue_page(
         "q": q,
         "customer": customer or "",
     }
+    filtered = any(v for k, v in params.items() if k != "queue")
+    params["sort"] = sort if sort != default_sort else ""
     query = urlencode({k: v for k, v in params.items() if v}, doseq=True)
+    # The column headers' links: the same page in another order (from its first page).
+    unsorted = urlencode({k: v for k, v in params.items() if v and k != "sort"}, doseq=True)
     agents = session.scalars(
         select(Agent).where(Agent.active.is_(True)).order_by(Agent.username).limit(200)
     ).all()
+    counts = queue_counts(session, agent, cap, now, soon)
+    next_steps = []
+    if not rows and not filtered and not cursor:
+        # An empty queue on its own (an agent's empty "Mine" on Monday morning) points at the
+        # queues where work waits, most urgent first, with their counts.
+        next_steps = [
+            (name, counts[name])
+            for name in NEXT_STEPS
+            if name != queue and counts[name] and (name != "group" or agent.group)
+        ]
     context = {
+        # One `now` for the counts, the rows and how late each is (one read snapshot too).
+        "now": now,
         "queue": queue,
         "queues": QUEUES,
-        "counts": queue_counts(session, agent, cap, now, soon),
+        "counts": counts,
+        "next_steps": next_steps,
         "cap": cap,
         "soon": soon,
         "rows": rows,
-        "extras": row_extras(session, rows),
+        "extras": row_extras(session, rows, now, soon),
+        "sort": sort,
+        "sorts": SORT_COLUMNS,
+        "nearest_due": NEAREST_DUE,
+        "newest_first": NEWEST_FIRST,
+        "unsorted": unsorted,
+        "filtered": filtered,
         "count": count,
         "next_cursor": next_cursor,
         "cursor": cursor,
@@ -404,7 +463,8 @@ def queue_page(
         "risks": RISK,
         "back": f"/panel?{query}",
     }
-    return render(request, "queue_rows.html" if partial else "queue.html", context)
+    # The 15-second poll takes the rows, the match count and the queues' counts together.
+    return render(request, "queue_poll.html" if partial else "queue.html", context)
 
 
 @router.post("/cases/{number}/take")

@@ -13,7 +13,7 @@ from api.offload import OffLoop
 from tickets.cases.conversation import add_reply
 from tickets.cases.lifecycle import perform_action
 from tickets.cases.opening import open_case
-from tickets.cases.queries import TicketFilters, list_tickets
+from tickets.cases.queries import NEWEST_FIRST, SORTS, TicketFilters, check_sort, list_tickets
 from tickets.cases.serialize import message_deliveries, ticket_summary, ticket_to_read
 from tickets.cases.status import get_ticket
 from tickets.exceptions import InvalidInput, NotFound
@@ -88,11 +88,23 @@ def list_cases(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
+    sort: Annotated[
+        str,
+        Query(
+            max_length=20,
+            description="the order: " + ", ".join(SORTS) + " ('-' reverses; 'due': the "
+            "nearest shop SLA due time first, missed ones first of all)",
+        ),
+    ] = NEWEST_FIRST,
 ) -> TicketList:
-    """The queue, newest first. Filters combine; `status` and `kind` take several values
-    (repeated or comma-separated). Pass `next_cursor` back as `cursor` for the next page.
-    `count` is exact up to AFTERSALES_COUNT_CAP; above it `count_capped` is true."""
+    """The queue, newest first unless `sort` says otherwise (the panel's orders: `due`,
+    `created`, `priority`, `risk`, `status`, `kind`, `customer`, `assignee`, each reversed by a
+    leading `-`). Filters combine; `status` and `kind` take several values (repeated or
+    comma-separated). Pass `next_cursor` back as `cursor` for the next page, with the same
+    `sort`. `count` is exact up to AFTERSALES_COUNT_CAP; above it `count_capped` is true.
+    `order_no` matches the order's number in any case and with any spaces."""
     settings = request.app.state.settings
+    check_sort(sort)
     filters = TicketFilters(
         status=_csv(status_, {s.value for s in CaseStatus}, "status"),
         kind=_csv(kind, {k.value for k in CaseKind}, "kind"),
@@ -110,6 +122,7 @@ def list_cases(
         limit=min(limit, settings.page_size_max),
         cursor=cursor,
         count_cap=cap,
+        sort=sort,
     )
     return TicketList(
         data=[ticket_summary(t) for t in rows],

@@ -5,28 +5,18 @@ listing itself.
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    func,
-    select,
-    tuple_,
-)
-from sqlalchemy.orm import Session, defer, joinedload
+from sqlalchemy import ColumnElement, case, func, literal, select, tuple_
+from sqlalchemy.orm import QueryableAttribute, Session, defer, joinedload
 
-from tickets.exceptions import (
-    InvalidInput,
-)
-from tickets.models import (
-    Agent,
-    Customer,
-    Order,
-    Ticket,
-)
+from tickets.exceptions import InvalidInput
+from tickets.models import Agent, CaseKind, CaseStatus, Customer, Order, Priority, Ticket
+from tickets.orders.store import find_order_id
 from tickets.schemas import INT32_MAX
 from tickets.sla import clocks as sla
 
@@ -49,54 +39,123 @@ class TicketFilters:
     extra: tuple[ColumnElement[bool], ...] = ()
 
 
-def encode_cursor(created_at: datetime, ticket_id: int) -> str:
-    raw = f"{created_at.isoformat()}|{ticket_id}".encode()
+def _rank(column: QueryableAttribute[str], order: Sequence[str]) -> ColumnElement[int]:
+    """A code's place in `order` (unknown codes last), to sort by meaning, not by spelling."""
+    return case({code: i for i, code in enumerate(order)}, value=column, else_=len(order))
+
+
+def _name_of(column: Any, key: Any, owner: Any) -> ColumnElement[str]:
+    return func.coalesce(select(column).where(key == owner).correlate(Ticket).scalar_subquery(), "")
+
+
+def _aware(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError("naive")
+    return when
+
+
+# The orders a queue can be read in (the panel's column headers, the API's `sort`): what each
+# orders by, never NULL so a keyset cursor can compare it, and how a cursor's key is read back.
+# Ascending is the natural first click: nearest due, oldest, most urgent, highest risk, the
+# lifecycle's order, A to Z; a "-" in front reverses it.
+_Column = ColumnElement[Any] | QueryableAttribute[Any]
+_SORT_KEYS: dict[str, tuple[Callable[[], _Column], Callable[[str], Any]]] = {
+    "due": (sla.nearest_due, _aware),
+    "created": (lambda: Ticket.created_at, _aware),
+    "priority": (lambda: _rank(Ticket.priority, [p.value for p in reversed(Priority)]), int),
+    "risk": (lambda: _rank(Ticket.risk_level, ["high", "medium", "low"]), int),
+    "status": (lambda: _rank(Ticket.status, [s.value for s in CaseStatus]), int),
+    "kind": (lambda: _rank(Ticket.kind, [k.value for k in CaseKind]), int),
+    "customer": (lambda: _name_of(Customer.name, Customer.id, Ticket.customer_id), str),
+    "assignee": (lambda: _name_of(Agent.username, Agent.id, Ticket.assignee_id), str),
+}
+SORTS: tuple[str, ...] = tuple(name for key in _SORT_KEYS for name in (key, f"-{key}"))
+NEWEST_FIRST = "-created"
+NEAREST_DUE = "due"
+
+
+def check_sort(sort: str) -> str:
+    """`sort` when it is one of SORTS, else InvalidInput naming the choices."""
+    if sort not in SORTS:
+        raise InvalidInput(
+            f"unknown sort {sort!r}; use one of: {', '.join(SORTS)}",
+            [{"loc": "sort", "msg": "unknown sort"}],
+        )
+    return sort
+
+
+def encode_cursor(key: Any, ticket_id: int, sort: str = NEWEST_FIRST) -> str:
+    """Where the next page starts. Newest first keeps its first format (cursors handed out
+    before sorting existed still work); other orders carry their name and key."""
+    if sort == NEWEST_FIRST:
+        raw = f"{key.isoformat()}|{ticket_id}".encode()
+    else:
+        raw = json.dumps([sort, key, ticket_id], default=_iso).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def decode_cursor(cursor: str, sort: str = NEWEST_FIRST) -> tuple[Any, int]:
+    """(key, case id) of a cursor made for `sort`; InvalidInput for anything else."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        created, _, ident = base64.urlsafe_b64decode(padded).decode().partition("|")
-        when = datetime.fromisoformat(created)
-        number = int(ident)
+        text = base64.urlsafe_b64decode(padded).decode()
+        if sort == NEWEST_FIRST:
+            created, _, ident = text.partition("|")
+            key: Any = _aware(created)
+            number = int(ident)
+        else:
+            made_for, raw_key, number = json.loads(text)
+            if made_for != sort or not isinstance(number, int) or isinstance(number, bool):
+                raise ValueError
+            key = _SORT_KEYS[sort.lstrip("-")][1](str(raw_key))
         # A case id is an INTEGER: a larger one is no cursor of ours (and would overflow it).
-        if when.tzinfo is None or not 1 <= number <= INT32_MAX:
+        if not 1 <= number <= INT32_MAX:
             raise ValueError
-        return when, number
-    except (ValueError, UnicodeDecodeError) as exc:
+        return key, number
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput(
-            "bad cursor: pass next_cursor from the previous page as it is",
+            "bad cursor: pass next_cursor from the previous page as it is, with the same sort",
             [{"loc": "cursor", "msg": "not a cursor from this API"}],
         ) from exc
 
 
-def _filtered(query: Select[Any], f: TicketFilters, session: Session) -> Select[Any]:
+def filter_conditions(f: TicketFilters, session: Session) -> list[ColumnElement[bool]]:
+    """The filters as SQL conditions on Ticket: one home for what a queue holds, whether its
+    page is listed or only counted."""
+    out: list[ColumnElement[bool]] = []
     if f.status:
-        query = query.where(Ticket.status.in_(f.status))
+        out.append(Ticket.status.in_(f.status))
     if f.kind:
-        query = query.where(Ticket.kind.in_(f.kind))
+        out.append(Ticket.kind.in_(f.kind))
     if f.group:
-        query = query.where(Ticket.group == f.group)
+        out.append(Ticket.group == f.group)
     if f.priority:
-        query = query.where(Ticket.priority == f.priority)
+        out.append(Ticket.priority == f.priority)
     if f.channel:
-        query = query.where(Ticket.channel == f.channel)
+        out.append(Ticket.channel == f.channel)
     if f.assignee == "none":
-        query = query.where(Ticket.assignee_id.is_(None))
+        out.append(Ticket.assignee_id.is_(None))
     elif f.assignee:
-        agent_id = session.scalar(select(Agent.id).where(Agent.username == f.assignee))
-        query = query.where(Ticket.assignee_id == (agent_id if agent_id is not None else -1))
+        # A subquery, not a lookup first: no statement of its own (an unknown name: nothing).
+        agent_id = select(Agent.id).where(Agent.username == f.assignee).scalar_subquery()
+        out.append(Ticket.assignee_id == agent_id)
     if f.order_no:
-        order_id = session.scalar(select(Order.id).where(Order.order_no == f.order_no))
-        query = query.where(Ticket.order_id == (order_id if order_id is not None else -1))
+        # The number as people type it (any case, spaces): the order get_order would find.
+        order_id = find_order_id(session=session, order_no=f.order_no)
+        out.append(Ticket.order_id == (order_id if order_id is not None else -1))
     if f.customer_id is not None:
-        query = query.where(Ticket.customer_id == f.customer_id)
+        out.append(Ticket.customer_id == f.customer_id)
     if f.overdue_at is not None:
-        query = query.where(sla.overdue_condition(f.overdue_at))
-    if f.extra:
-        query = query.where(*f.extra)
-    return query
+        out.append(sla.overdue_condition(f.overdue_at))
+    out.extend(f.extra)
+    return out
 
 
 def list_tickets(
@@ -106,17 +165,25 @@ def list_tickets(
     limit: int,
     cursor: str | None = None,
     count_cap: int = 10_000,
+    sort: str = NEWEST_FIRST,
 ) -> tuple[list[Ticket], int, str | None]:
-    """A page of the queue, newest first, keyset-paginated (stable while cases arrive), with
-    the count of matching cases (at most `count_cap` + 1: more means "over the cap") and the
-    cursor of the next page."""
-    query = _filtered(select(Ticket), filters, session)
+    """A page of the queue in the order `sort` names (one of SORTS; newest first unless told),
+    keyset-paginated (stable while cases arrive), with the count of matching cases (at most
+    `count_cap` + 1: more means "over the cap") and the cursor of the next page."""
+    check_sort(sort)
+    conditions = filter_conditions(filters, session)
+    descending = sort.startswith("-")
+    key = _SORT_KEYS[sort.lstrip("-")][0]().label("sort_key")
+    query = select(Ticket, key).where(*conditions)
     if cursor:
-        created, ident = decode_cursor(cursor)
+        after, ident = decode_cursor(cursor, sort)
         # A row-value comparison: the index seeks straight to the page (no growing filter).
-        query = query.where(tuple_(Ticket.created_at, Ticket.id) < tuple_(created, ident))
+        here = tuple_(key.element, Ticket.id)
+        there = tuple_(literal(after, key.type), literal(ident, Ticket.id.type))
+        query = query.where(here < there if descending else here > there)
+    ordering = (key.desc(), Ticket.id.desc()) if descending else (key.asc(), Ticket.id.asc())
     query = (
-        query.order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        query.order_by(*ordering)
         .limit(limit + 1)
         .options(
             # A queue row names the customer, the order and the assignee: joined in the same
@@ -130,13 +197,13 @@ def list_tickets(
             defer(Ticket.pickup),
         )
     )
-    rows = list(session.scalars(query))
+    found = session.execute(query).all()
     # Counted up to a cap, so a queue over a million cases costs what a full page costs: an
     # agent needs "10 000+" there, not the exact figure (the caller shows count_capped).
-    capped = _filtered(select(Ticket.id), filters, session).limit(count_cap + 1).subquery()
+    capped = select(Ticket.id).where(*conditions).limit(count_cap + 1).subquery()
     count = session.scalar(select(func.count()).select_from(capped)) or 0
+    rows = [row[0] for row in found[:limit]]
     next_cursor = None
-    if len(rows) > limit and rows[:limit]:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    if len(found) > limit and rows:
+        next_cursor = encode_cursor(found[limit - 1][1], rows[-1].id, sort)
     return rows, count, next_cursor

@@ -572,6 +572,17 @@ def get_order(*, session: Session, order_no: str, lock: bool = False) -> Order:
     return order
 
 
+def find_order_id(*, session: Session, order_no: str) -> int | None:
+    """The id of the order `get_order` finds for this number (the same matching: exact, else
+    the one order equal in any case and with any spaces), without loading it: for filters."""
+    found = session.scalar(select(Order.id).where(Order.order_no == order_no))
+    if found is None:
+        stored = _loose_order_no(session, order_no)
+        if stored is not None and stored != order_no:
+            found = session.scalar(select(Order.id).where(Order.order_no == stored))
+    return found
+
+
 def order_to_read(order: Order) -> OrderRead:
     """The Order JSON of DESIGN.md, with each unit's stored net."""
     cur = order.currency

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Exists, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Exists, and_, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from tickets.models import CaseKind, CaseStatus, SlaClock, Ticket
+from tickets.models import CaseKind, CaseStatus, SlaClock, Ticket, UTCDateTime
 from tickets.policy.rules import CUSTOMER_CLOCKS, ClockRule, Policy
-from tickets.schemas import SlaRead
+from tickets.schemas import LATEST, SlaRead
 from tickets.sla.calendar import BusinessCalendar, calendar_for, due_at
 from tickets.workflow import TERMINAL
 
@@ -366,3 +366,69 @@ def overdue_condition(now: datetime) -> Exists:
             and_(SlaClock.state == BREACHED, SlaClock.met_at.is_(None)),
         ),
     )
+
+
+# A clock still counting against someone: running, or breached and not yet done (a breached
+# clock is done when its step is, `met_at` set). Paused clocks wait on the customer: no due.
+_COUNTING = and_(SlaClock.met_at.is_(None), SlaClock.state.in_((RUNNING, BREACHED)))
+
+
+def nearest_due() -> ColumnElement[datetime]:
+    """Per case (correlated on Ticket), the earliest due time of its counting shop clocks, or
+    LATEST when none counts: the queue's "nearest due first" order. A missed clock has the
+    earliest due of all, so the latest cases come first."""
+    earliest = (
+        select(func.min(SlaClock.due_at))
+        .where(SlaClock.ticket_id == Ticket.id, SlaClock.clock.notin_(CUSTOMER_CLOCKS), _COUNTING)
+        .correlate(Ticket)
+        .scalar_subquery()
+    )
+    return func.coalesce(earliest, literal(LATEST, UTCDateTime()), type_=UTCDateTime())
+
+
+LATE = "late"
+SOON = "soon"
+ON_TIME = "ok"
+# The customer's own clock (shipping the return, answering): shown, never the shop's lateness.
+CUSTOMERS = "customer"
+
+
+@dataclass(frozen=True)
+class Urgency:
+    """What a queue row says about a case's time: which clock, when due, and how near."""
+
+    clock: str
+    due_at: datetime
+    level: str  # LATE, SOON, ON_TIME or CUSTOMERS
+
+
+def urgencies(
+    session: Session, ticket_ids: list[int], now: datetime, soon: timedelta
+) -> dict[int, Urgency]:
+    """Per case, its most urgent counting clock, in one query: the shop's clock due first (a
+    missed one is late, one due within `soon` is soon, as the breaching-soon queue counts it),
+    else the customer's. Cases with no counting clock are left out."""
+    if not ticket_ids:
+        return {}
+    best: dict[int, tuple[str, datetime, str]] = {}
+    for ticket_id, name, due, state in session.execute(
+        select(SlaClock.ticket_id, SlaClock.clock, SlaClock.due_at, SlaClock.state)
+        .where(SlaClock.ticket_id.in_(ticket_ids), _COUNTING)
+        .order_by(SlaClock.ticket_id, SlaClock.due_at, SlaClock.id)
+    ):
+        held = best.get(ticket_id)
+        # The shop's clocks before the customer's; within each, the earliest due (the order).
+        if held is None or (is_customer_clock(held[0]) and not is_customer_clock(name)):
+            best[ticket_id] = (name, due, state)
+    out: dict[int, Urgency] = {}
+    for ticket_id, (name, due, state) in best.items():
+        if is_customer_clock(name):
+            level = CUSTOMERS
+        elif state == BREACHED or due < now:
+            level = LATE
+        elif due < now + soon:
+            level = SOON
+        else:
+            level = ON_TIME
+        out[ticket_id] = Urgency(clock=name, due_at=due, level=level)
+    return out
