@@ -109,9 +109,17 @@ def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] 
     return check
 
 
-def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    scheduler: bool = False,
+    scripts_checked: bool = False,
+    **overrides: Any,
+) -> FastAPI:
     """The whole HTTP side of the product for these settings; with `scheduler`, the SLA
-    sweep runs every `sla.sweep_seconds` in the same process (APScheduler)."""
+    sweep runs every `sla.sweep_seconds` in the same process (APScheduler). The reply scripts
+    are checked here unless `scripts_checked` says a process of their own just did
+    (`aftersales serve`'s preflight child, api/preflight.py)."""
     owns_engine = overrides.get("engine") is None
     engine = overrides.pop("engine", None) or make_engine(settings.database_url)
     if owns_engine:
@@ -119,9 +127,13 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
         # worker that forgets fails loudly instead of freezing the server.
         guard_event_loop(engine)
     policy = load_policy(settings.policy_file)
-    # A shop override that breaks a check stops the start here, with the file and the reason.
+    # A shop override that breaks a check stops the start here (or in serve's preflight
+    # child), with the file and the reason.
     scripts = overrides.pop("scripts", None) or load_library(
-        bundled_scripts_dir(), settings.scripts_dir, limits=policy.script_limits()
+        bundled_scripts_dir(),
+        settings.scripts_dir,
+        limits=policy.script_limits(),
+        verify=not scripts_checked,
     )
 
     @asynccontextmanager
