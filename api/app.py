@@ -129,10 +129,11 @@ def create_app(
     policy = load_policy(settings.policy_file)
     # A shop override that breaks a check stops the start here (or in serve's preflight
     # child), with the file and the reason.
+    # Checked there, the scripts (and the limits, in money) are read here when first needed.
     scripts = overrides.pop("scripts", None) or load_library(
         bundled_scripts_dir(),
         settings.scripts_dir,
-        limits=policy.script_limits(),
+        limits=policy.script_limits,
         verify=not scripts_checked,
     )
 
