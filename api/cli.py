@@ -96,7 +96,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # touches the database before it has ended well.
     preflight = subprocess.Popen([sys.executable, "-m", "api.preflight"])
     try:
-        app = None if args.workers > 1 else _single_process_app(settings, args)
+        with processes.startup_heap():
+            app = None if args.workers > 1 else _single_process_app(settings, args)
     except BaseException:
         preflight.terminate()
         preflight.wait()
@@ -149,35 +150,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _single_process_app(settings: Settings, args: argparse.Namespace) -> Any:
     """The app of a one-process serve, its scripts checked by the preflight child."""
     from api.app import create_app
-    from api.processes import freeze_startup_heap
 
     engine = make_engine(settings.database_url)
     guard_event_loop(engine)  # no database call on the event loop (tickets/db.py)
-    app = create_app(settings, engine=engine, scheduler=not args.no_scheduler, scripts_checked=True)
-    freeze_startup_heap()
-    return app
+    scheduler = not args.no_scheduler
+    return create_app(settings, engine=engine, scheduler=scheduler, scripts_checked=True)
 
 
 def app_from_environment() -> Any:
     """The app of one `serve --workers N` process (uvicorn calls this in each)."""
-    from api.app import create_app
-    from api.processes import (
-        LOG_LEVEL_ENV,
-        NO_SCHEDULER_ENV,
-        configure_logging,
-        freeze_startup_heap,
-    )
+    from api.processes import LOG_LEVEL_ENV, NO_SCHEDULER_ENV, configure_logging, startup_heap
 
     # A spawned process: nothing of the parent's set-up but the environment.
     configure_logging(os.environ.get(LOG_LEVEL_ENV) or "info")
-    # `serve` ran the preflight child (api/preflight.py) before starting the workers.
-    app = create_app(
-        settings_or_exit(),
-        scheduler=not os.environ.get(NO_SCHEDULER_ENV),
-        scripts_checked=True,
-    )
-    freeze_startup_heap()
-    return app
+    with startup_heap():
+        from api.app import create_app
+
+        # `serve` ran the preflight child (api/preflight.py) before starting the workers.
+        return create_app(
+            settings_or_exit(),
+            scheduler=not os.environ.get(NO_SCHEDULER_ENV),
+            scripts_checked=True,
+        )
 
 
 def cmd_create_agent(args: argparse.Namespace) -> int:
