@@ -6,7 +6,6 @@ Nothing is built at import time; `aftersales serve` (api/cli.py) and the tests c
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from api.priority import MarkForeground
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
+from api.telegram_webhook import SECRET_HEADER, WEBHOOK_PATH, secret_matches, webhook_router
 from tickets.auth import live_token
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
 from tickets.messages.outbox import delivered_channels
@@ -65,13 +65,8 @@ def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] 
     own dependencies record a token's use and refresh sessions, apart (api/deps.py)."""
     from api.panel.auth import COOKIE, session_for
 
-    webhook: tuple[str, bytes, str] | None = None
-    if app.state.bot is not None and app.state.settings.webhook_url:
-        # Imported only when the bot runs (aiogram is heavy; bench/serve_footprint.py).
-        from bot.runtime import SECRET_HEADER, WEBHOOK_PATH
-
-        secret = app.state.settings.webhook_secret or ""
-        webhook = (WEBHOOK_PATH, SECRET_HEADER.lower().encode(), secret)
+    webhook = app.state.bot is not None and bool(app.state.settings.webhook_url)
+    secret, secret_header = app.state.settings.webhook_secret, SECRET_HEADER.lower().encode()
 
     def check(scope: Any) -> tuple[int, str, dict[str, str]] | None:
         path: str = scope["path"]
@@ -100,18 +95,28 @@ def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] 
             if live is None:
                 return 401, "log in first", {"HX-Redirect": "/panel/login"}
             return None
-        if webhook is not None and path == webhook[0]:
-            given, secret = header(scope, webhook[1]) or "", webhook[2]
-            if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-                return 403, "forbidden", {}
+        if (
+            webhook
+            and path == WEBHOOK_PATH
+            and not secret_matches(header(scope, secret_header) or "", secret)
+        ):
+            return 403, "forbidden", {}
         return None
 
     return check
 
 
-def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    scheduler: bool = False,
+    scripts_checked: bool = False,
+    **overrides: Any,
+) -> FastAPI:
     """The whole HTTP side of the product for these settings; with `scheduler`, the SLA
-    sweep runs every `sla.sweep_seconds` in the same process (APScheduler)."""
+    sweep runs every `sla.sweep_seconds` in the same process (APScheduler). The reply scripts
+    are checked here unless `scripts_checked` says a process of their own just did
+    (`aftersales serve`'s preflight child, api/preflight.py)."""
     owns_engine = overrides.get("engine") is None
     engine = overrides.pop("engine", None) or make_engine(settings.database_url)
     if owns_engine:
@@ -119,9 +124,14 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
         # worker that forgets fails loudly instead of freezing the server.
         guard_event_loop(engine)
     policy = load_policy(settings.policy_file)
-    # A shop override that breaks a check stops the start here, with the file and the reason.
+    # A shop override that breaks a check stops the start here (or in serve's preflight
+    # child), with the file and the reason.
+    # Checked there, the scripts (and the limits, in money) are read here when first needed.
     scripts = overrides.pop("scripts", None) or load_library(
-        bundled_scripts_dir(), settings.scripts_dir, limits=policy.script_limits()
+        bundled_scripts_dir(),
+        settings.scripts_dir,
+        limits=policy.script_limits,
+        verify=not scripts_checked,
     )
 
     @asynccontextmanager
@@ -178,7 +188,8 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     # token), or given (a test standing in for a running bot).
     channels = overrides.pop("channels", None)
     app.state.channels = delivered_channels(settings) if channels is None else channels
-    # The Telegram bot when a token is set: polling, or the webhook route (bot/runtime.py).
+    # The Telegram bot when a token is set (bot/runtime.py): polling, or fed by the webhook
+    # route (api/telegram_webhook.py).
     app.state.bot = None
     if settings.telegram_token:
         from bot.runtime import BotRuntime
@@ -191,7 +202,9 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
             clock=app.state.clock,
         )
         if settings.webhook_url:
-            app.include_router(app.state.bot.webhook_router())
+            app.include_router(
+                webhook_router(app.state.bot.feed_webhook_update, secret=settings.webhook_secret)
+            )
     errors.install(app)
     app.add_middleware(RefuseNul)
 
@@ -244,5 +257,5 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
     )
     # Outside it all: people's requests in flight are counted, and the bot's units of work give
     # way to them (tickets/foreground.py); the webhook's posts are the bot's own work.
-    app.add_middleware(MarkForeground, exclude=frozenset({"/telegram/webhook"}))
+    app.add_middleware(MarkForeground, exclude=frozenset({WEBHOOK_PATH}))
     return app

@@ -27,7 +27,8 @@ from tickets.models import Role, utcnow
 from tickets.settings import Settings, get_settings
 
 
-def _settings() -> Settings:
+def settings_or_exit() -> Settings:
+    """The settings from the environment, or the exit with each refused one named."""
     try:
         return get_settings()
     except ValidationError as exc:
@@ -46,7 +47,7 @@ def _fail(exc: DomainError) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = settings_or_exit()
     if args.check:
         engine = make_engine(settings.database_url)
         try:
@@ -73,9 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api import processes
-    from api.app import create_app
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         processes.check_workers(settings.database_url, args.workers)
         # Held until the process ends: a second `serve` on one SQLite file is refused.
@@ -83,21 +83,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except processes.Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # Alembic reads the migrations in a child process: the server itself never loads it
-    # (about 11 MB). SQLite is migrated there (nothing to do when current); any other database
-    # is only checked, and a schema behind stops the start.
-    step = ["migrate"] if settings.is_sqlite else ["migrate", "--check"]
-    # Our own command with fixed arguments, no shell.
-    child = [sys.executable, "-m", "api.cli", *step]
-    if subprocess.run(child, check=False).returncode:  # noqa: S603
-        return 2
-    engine = make_engine(settings.database_url)
     if settings.webhook_url and not settings.webhook_secret:
         print(
             "AFTERSALES_WEBHOOK_URL needs AFTERSALES_WEBHOOK_SECRET (the token Telegram sends "
             "with every update)",
             file=sys.stderr,
         )
+        return 2
+    # The schema and the reply scripts are checked in a child process (api/preflight.py), so
+    # Alembic and what the checks allocate never stay in the server. It runs while this
+    # process imports and builds the app (seconds: the two use two cores at once); nothing
+    # touches the database before it has ended well.
+    preflight = subprocess.Popen([sys.executable, "-m", "api.preflight"])
+    try:
+        with processes.startup_heap():
+            app = None if args.workers > 1 else _single_process_app(settings, args)
+    except BaseException:
+        preflight.terminate()
+        preflight.wait()
+        raise
+    if preflight.wait():
         return 2
     base = f"http://{args.host}:{args.port}"
     print(f"aftersales serving on {base}")
@@ -117,9 +122,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     processes.exit_cleanly_on_sigterm()
     processes.configure_logging(args.log_level)
-    if args.workers > 1:
+    if app is None:
         # Each worker process builds its own app (and engine) from the environment.
-        engine.dispose()
         os.environ[processes.NO_SCHEDULER_ENV] = "1" if args.no_scheduler else ""
         os.environ[processes.LOG_LEVEL_ENV] = args.log_level
         uvicorn.run(
@@ -132,9 +136,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
         )
         return 0
-    guard_event_loop(engine)  # no database call on the event loop (tickets/db.py)
-    app = create_app(settings, engine=engine, scheduler=not args.no_scheduler)
-    processes.freeze_startup_heap()
     uvicorn.run(
         app,
         host=args.host,
@@ -146,27 +147,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _single_process_app(settings: Settings, args: argparse.Namespace) -> Any:
+    """The app of a one-process serve, its scripts checked by the preflight child."""
+    from api.app import create_app
+
+    engine = make_engine(settings.database_url)
+    guard_event_loop(engine)  # no database call on the event loop (tickets/db.py)
+    scheduler = not args.no_scheduler
+    return create_app(settings, engine=engine, scheduler=scheduler, scripts_checked=True)
+
+
 def app_from_environment() -> Any:
     """The app of one `serve --workers N` process (uvicorn calls this in each)."""
-    from api.app import create_app
-    from api.processes import (
-        LOG_LEVEL_ENV,
-        NO_SCHEDULER_ENV,
-        configure_logging,
-        freeze_startup_heap,
-    )
+    from api.processes import LOG_LEVEL_ENV, NO_SCHEDULER_ENV, configure_logging, startup_heap
 
     # A spawned process: nothing of the parent's set-up but the environment.
     configure_logging(os.environ.get(LOG_LEVEL_ENV) or "info")
-    app = create_app(_settings(), scheduler=not os.environ.get(NO_SCHEDULER_ENV))
-    freeze_startup_heap()
-    return app
+    with startup_heap():
+        from api.app import create_app
+
+        # `serve` ran the preflight child (api/preflight.py) before starting the workers.
+        return create_app(
+            settings_or_exit(),
+            scheduler=not os.environ.get(NO_SCHEDULER_ENV),
+            scripts_checked=True,
+        )
 
 
 def cmd_create_agent(args: argparse.Namespace) -> int:
     from tickets.auth import create_agent
 
-    settings = _settings()
+    settings = settings_or_exit()
     password = None
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -197,7 +208,7 @@ def cmd_create_agent(args: argparse.Namespace) -> int:
 def cmd_create_token(args: argparse.Namespace) -> int:
     from tickets.auth import create_token
 
-    settings = _settings()
+    settings = settings_or_exit()
     sessions = make_sessionmaker(make_engine(settings.database_url))
     try:
         with unit_of_work(sessions) as session:
@@ -218,7 +229,7 @@ def cmd_create_token(args: argparse.Namespace) -> int:
 def cmd_import_orders(args: argparse.Namespace) -> int:
     from tickets.orders.importer import import_orders
 
-    settings = _settings()
+    settings = settings_or_exit()
     sessions = make_sessionmaker(make_engine(settings.database_url))
     path = Path(args.file)
     if not path.is_file():
@@ -248,7 +259,7 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from tickets.demo import load_demo
 
-    settings = _settings()
+    settings = settings_or_exit()
     engine = make_engine(settings.database_url)
     if settings.is_sqlite:
         upgrade(settings.database_url)
@@ -266,7 +277,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_scripts_check(args: argparse.Namespace) -> int:
     from tickets.messages.scripts import LibraryRefused, bundled_scripts_dir, load_library
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         from tickets.policy.rules import load_policy
 
@@ -297,7 +308,7 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
     from tickets.policy.rules import load_policy
     from tickets.sla.sweep import run_sweep
 
-    settings = _settings()
+    settings = settings_or_exit()
     if args.now:
         try:
             now = datetime.fromisoformat(args.now)
@@ -330,7 +341,7 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from api.checks import run_checks
 
-    ok = run_checks(_settings(), out=sys.stdout)
+    ok = run_checks(settings_or_exit(), out=sys.stdout)
     return 0 if ok else 1
 
 

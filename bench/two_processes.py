@@ -47,8 +47,8 @@ from typing import Any
 import aiohttp
 from sqlalchemy import text
 
+from api.telegram_webhook import SECRET_HEADER, WEBHOOK_PATH
 from bench.common import fresh_pg_database, log, percentile, print_table, reset_pg_database
-from bot.runtime import SECRET_HEADER, WEBHOOK_PATH
 from tests.fakes.bot_api import FakeBotApi
 from tests.fakes.serve import Serve
 from tickets.db import make_engine

@@ -6,7 +6,8 @@ calls. Nothing here runs at import.
 - `build_dispatcher(sessions, settings, scripts, policy)`: the Dispatcher with the FSM storage
   (database, or Redis), the unit-of-work middleware and the customer router.
 - `BotRuntime`: the running parts and their lifecycle: `start()` (polling, or registering the
-  webhook) and the delivery worker, `stop()`; `webhook_router()` for the FastAPI app.
+  webhook) and the delivery worker, `stop()`; `feed_webhook_update()` handles what Telegram
+  POSTs to the webhook route (api/telegram_webhook.py, the HTTP side).
   `serve` starts it with `own_loop=True`: the bot then runs on an event loop of its own, in a
   thread of its own (`BotLoop`), so a flood of updates and sends never queues in front of the
   HTTP requests on the server's loop (README, "Architecture").
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import threading
 from collections.abc import Callable, Coroutine
@@ -39,7 +39,6 @@ from aiogram.exceptions import (
 )
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.types import Update
-from fastapi import APIRouter, Request, Response, status
 from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -64,8 +63,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-WEBHOOK_PATH = "/telegram/webhook"
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 # Requests to Telegram give up after this long; the outbox lease is much longer (delivery.py).
 REQUEST_TIMEOUT = 30
 # How long to wait before polling again after Telegram could not be reached.
@@ -378,37 +375,26 @@ class BotRuntime:
         except TimeoutError:
             log.warning("%s did not stop in time: cancelled", task.get_name())
 
-    def webhook_router(self) -> APIRouter:
-        """POST /telegram/webhook: Telegram's secret-token header checked, the update handled
-        before answering (it is stored and deduplicated by the middleware, so a redelivery after
-        a crash is safe)."""
-        router = APIRouter(tags=["telegram"])
-        secret = self.settings.webhook_secret
+    async def feed_webhook_update(self, body: bytes) -> bool:
+        """Handle one update Telegram POSTed to the webhook (the request's body), before the
+        answer; False when it is not a Telegram update. The update is stored and deduplicated by
+        the middleware, so a redelivery after a crash is safe."""
+        # Parsed, validated and handled on the bot's loop (BotLoop's doc).
+        return await self._on_bot_loop(self._webhook_update(body))
 
-        @router.post(WEBHOOK_PATH, include_in_schema=False)
-        async def telegram_webhook(request: Request) -> Response:
-            given = request.headers.get(SECRET_HEADER, "")
-            if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-                return Response(status_code=status.HTTP_403_FORBIDDEN)
-            body = await request.body()
-            # Parsed, validated and handled on the bot's loop (BotLoop's doc).
-            return await self._on_bot_loop(self._webhook_update(body))
-
-        return router
-
-    async def _webhook_update(self, body: bytes) -> Response:
+    async def _webhook_update(self, body: bytes) -> bool:
         try:
             update = Update.model_validate_json(body, context={"bot": self.bot})
         except (ValueError, ValidationError):
             log.warning("webhook body is not a Telegram update: ignored")
-            return Response(status_code=status.HTTP_400_BAD_REQUEST)
+            return False
         try:
             # Marked as the webhook's: any process may get the conversation's next one.
             await self.dispatcher.feed_update(self.bot, update, **{WEBHOOK: True})
         except TelegramAPIError:
             # Already logged by the dispatcher; Telegram must not redeliver in a loop.
             log.exception("update %s failed at Telegram", update.update_id)
-        return Response(status_code=status.HTTP_200_OK)
+        return True
 
 
 async def run_polling(runtime: BotRuntime) -> None:

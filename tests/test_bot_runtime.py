@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.runtime import SECRET_HEADER, WEBHOOK_PATH, BotRuntime, build_bot
+from api.telegram_webhook import SECRET_HEADER, WEBHOOK_PATH, webhook_router
+from bot.runtime import BotRuntime, build_bot
 from bot.session import BotSession
 from tests.fakes.telegram import BOT_TOKEN, FakeSession
 from tickets.models import InboundUpdate, OutboxMessage
@@ -69,7 +70,7 @@ def test_webhook_checks_the_secret_and_handles_the_update(
         bot=Bot(BOT_TOKEN, session=fake),
     )
     app = FastAPI()
-    app.include_router(runtime.webhook_router())
+    app.include_router(webhook_router(runtime.feed_webhook_update, secret="s3cret-token"))
     with TestClient(app) as client:
         assert client.post(WEBHOOK_PATH, json=_update(1)).status_code == 403
         bad = client.post(WEBHOOK_PATH, json=_update(1), headers={SECRET_HEADER: "wrong"})
@@ -81,6 +82,8 @@ def test_webhook_checks_the_secret_and_handles_the_update(
         assert again.status_code == 200
         junk = client.post(WEBHOOK_PATH, json={"nope": 1}, headers={SECRET_HEADER: "s3cret-token"})
         assert junk.status_code == 400
+        text = client.post(WEBHOOK_PATH, content=b"{", headers={SECRET_HEADER: "s3cret-token"})
+        assert text.status_code == 400
     # The answer was queued (the worker is not running here): once, the redelivery did
     # nothing; the worker then sends it.
     with sessions() as s:
@@ -103,7 +106,7 @@ def test_a_webhook_without_a_secret_setting_refuses_everything(
         bot=Bot(BOT_TOKEN, session=FakeSession()),
     )
     app = FastAPI()
-    app.include_router(runtime.webhook_router())
+    app.include_router(webhook_router(runtime.feed_webhook_update, secret=None))
     with TestClient(app) as client:
         response = client.post(WEBHOOK_PATH, json=_update(1), headers={SECRET_HEADER: ""})
         assert response.status_code == 403

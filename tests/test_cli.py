@@ -175,6 +175,36 @@ def test_scripts_check(env: dict[str, str], tmp_path: Path) -> None:
     assert "shopname" in r.stdout
 
 
+def test_serve_refuses_to_start_with_a_script_override_that_breaks_a_check(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # The check runs in serve's preflight child (api/preflight.py), not in the server.
+    shop = tmp_path / "shop_scripts"
+    shop.mkdir()
+    bundled = Path(__file__).resolve().parent.parent / "templates" / "scripts"
+    text = (bundled / "notice_closed.zh-CN.md").read_text(encoding="utf-8")
+    (shop / "notice_closed.zh-CN.md").write_text(
+        text.replace("{{ shop_name }}", "{{ shopname }}"), encoding="utf-8"
+    )
+    r = run({**env, "AFTERSALES_SCRIPTS_DIR": str(shop)}, "serve", "--port", "0")
+    assert r.returncode == 2
+    assert "the reply scripts do not pass their checks" in r.stderr
+    assert "notice_closed.zh-CN.md" in r.stderr and "shopname" in r.stderr
+    assert "serving on" not in r.stdout
+
+
+def test_serve_refuses_to_start_with_a_bad_policy_file_and_says_why_once(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('default_group = "nobody"\n', encoding="utf-8")
+    r = run({**env, "AFTERSALES_POLICY_FILE": str(policy)}, "serve", "--port", "0")
+    assert r.returncode == 2
+    assert r.stderr.count("policy.toml is refused") == 1, r.stderr
+    assert "default_group 'nobody' is not one of the groups" in r.stderr
+    assert "serving on" not in r.stdout
+
+
 def test_sla_sweep_once_as_of_a_given_time(env: dict[str, str]) -> None:
     r = run(env, "sla-sweep", "--now", "next tuesday")
     assert r.returncode == 2

@@ -272,6 +272,35 @@ def test_compensation_stays_within_the_shop_limits(library: ScriptLibrary, tmp_p
         )
 
 
+def test_a_library_loaded_unchecked_reads_its_folders_and_limits_when_first_used(
+    tmp_path: Path,
+) -> None:
+    # `aftersales serve` loads it so (its preflight child checked the same folders): nothing is
+    # read at start-up, and the first message or page gets the shop's scripts and limits.
+    asked: list[str] = []
+
+    def shop_limits() -> dict[str, Money]:
+        asked.append("limits")
+        return {
+            "coupon": Money(10000, "CNY"),
+            "gift": Money(3000, "CNY"),
+            "goodwill": Money(5000, "CNY"),
+        }
+
+    library = load_library(BUNDLED, tmp_path, limits=shop_limits, verify=False)
+    text = (BUNDLED / "notice_closed.zh-CN.md").read_text(encoding="utf-8")
+    (tmp_path / "notice_closed.zh-CN.md").write_text(
+        text.replace("{{ shop_name }}", "{{ shop_name }}（店铺）"), encoding="utf-8"
+    )
+    assert asked == []
+    values = library.sample_variables("compensation_coupon", "en")
+    values["coupon_amount"] = Money(5000, "CNY")
+    assert "CN¥50.00" in library.render("compensation_coupon", "en", values, timezone=SHANGHAI)
+    closed = library.sample_variables("notice_closed", "zh-CN")
+    assert "（店铺）" in library.render("notice_closed", "zh-CN", closed, timezone=SHANGHAI)
+    assert asked == ["limits"]  # read once
+
+
 def test_dates_are_in_the_shop_timezone(library: ScriptLibrary) -> None:
     values = library.sample_variables("notice_parcel_received", "zh-CN")
     values["received_at"] = dt.datetime(2026, 11, 22, 18, 30, tzinfo=dt.UTC)

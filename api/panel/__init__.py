@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.panel import admin, auth, bulk, bundle, dashboard, intake, queue, workspace
-from api.panel.i18n import load_catalogs
+from api.panel.i18n import LazyCatalogs
 from api.panel.pages import STATIC_DIR, TEMPLATES_DIR, PanelState, build_environment
 
 PREFIX = "/panel"
@@ -33,7 +33,8 @@ def install_panel(app: FastAPI) -> None:
     Idempotent, so a test or an entry point may call it on an app that already has it."""
     if getattr(app.state, "panel", None) is not None:
         return
-    catalogs = load_catalogs(TEMPLATES_DIR / "i18n")
+    # Read by the first page, not now (api/panel/i18n.py).
+    catalogs = LazyCatalogs(TEMPLATES_DIR / "i18n")
     state = PanelState(env=build_environment(catalogs), catalogs=catalogs)
     app.state.panel = state
     app.add_exception_handler(auth.LoginRequired, auth.login_redirect)

@@ -2,8 +2,9 @@
 
 English is the source language (the msgids); Chinese lives in
 `templates/panel/i18n/zh_CN/LC_MESSAGES/panel.po`. The `.po` file is read with Babel when the
-panel is installed, so a translator edits one text file and nothing has to be compiled before
-the product runs. A missing translation falls back to the English text, never to a blank.
+first page is rendered (not at start-up: a server nobody has opened the panel of keeps none of
+it), so a translator edits one text file and nothing has to be compiled before the product
+runs. A missing translation falls back to the English text, never to a blank.
 
 Dates are shown in the shop's timezone and money in the case's currency, both formatted by
 Babel for the agent's language.
@@ -11,6 +12,8 @@ Babel for the agent's language.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -19,7 +22,6 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
-from babel.messages.pofile import read_po
 from babel.numbers import format_currency
 
 LANGUAGES: Final = ("zh-CN", "en")
@@ -55,6 +57,9 @@ class Catalog:
 
 def load_catalogs(i18n_dir: Path) -> dict[str, Catalog]:
     """Every language's catalog; English is the identity."""
+    # Babel's .po reader is loaded with the catalogs, not with the server.
+    from babel.messages.pofile import read_po
+
     catalogs = {"en": Catalog("en")}
     for language, folder in _PO_DIRS.items():
         path = i18n_dir / folder / "LC_MESSAGES" / "panel.po"
@@ -71,6 +76,32 @@ def load_catalogs(i18n_dir: Path) -> dict[str, Catalog]:
                 catalog.messages[str(message.id)] = str(message.string)
         catalogs[language] = catalog
     return catalogs
+
+
+class LazyCatalogs(Mapping[str, Catalog]):
+    """Every language's catalog, read from `i18n_dir` when the first one is asked for (by the
+    first page rendered), once, whichever request threads ask at the same time."""
+
+    def __init__(self, i18n_dir: Path) -> None:
+        self._dir = i18n_dir
+        self._catalogs: dict[str, Catalog] | None = None
+        self._lock = threading.Lock()
+
+    def _loaded(self) -> dict[str, Catalog]:
+        if self._catalogs is None:
+            with self._lock:
+                if self._catalogs is None:
+                    self._catalogs = load_catalogs(self._dir)
+        return self._catalogs
+
+    def __getitem__(self, language: str) -> Catalog:
+        return self._loaded()[language]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
 
 
 def pick_language(value: str | None) -> str:

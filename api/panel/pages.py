@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,7 +44,7 @@ class PanelState:
     """What the panel keeps on `app.state.panel`: its templates and catalogs."""
 
     env: Environment
-    catalogs: dict[str, i18n.Catalog]
+    catalogs: Mapping[str, i18n.Catalog]
     # Who has which case open: {number: {username: (display name, monotonic time, typing)}}.
     presence: dict[str, dict[str, tuple[str, float, bool]]] = field(default_factory=dict)
 
@@ -62,7 +63,7 @@ def plain_text(telegram: str) -> str:
     return html.unescape(_ANY_TAG.sub("", telegram))
 
 
-def build_environment(catalogs: dict[str, i18n.Catalog]) -> Environment:
+def build_environment(catalogs: Mapping[str, i18n.Catalog]) -> Environment:
     """The panel's environment; `_()` and `{% trans %}` translate to the context's `lang`."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),

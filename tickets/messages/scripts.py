@@ -3,8 +3,9 @@
 One file per script and language, `<name>.<lang>.md` (lang `zh-CN` or `en`): a TOML front
 matter block between `+++` lines, then a Jinja2 body (templates/scripts/README.md describes
 the format). The bundled folder ships every script; a shop's folder (a setting) overrides any
-of them, or adds its own, without forking. Everything is checked when the library loads: a
-script that would fail at send time is refused at start-up with the file and the reason.
+of them, or adds its own, without forking. Everything is checked at start-up (when the library
+loads, or in `aftersales serve`'s preflight child): a script that would fail at send time is
+refused with the file and the reason.
 
 Rendering runs in one `ImmutableSandboxedEnvironment` with `StrictUndefined`: a missing or
 misspelt variable is an error naming it, never a blank. Every string value is HTML-escaped
@@ -18,8 +19,9 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import re
+import threading
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -538,21 +540,49 @@ def _load_dir(
 # The library
 
 
-class ScriptLibrary:
-    """Every script in both languages: the bundled ones with the shop's overrides applied."""
+@dataclass(frozen=True, slots=True)
+class _Contents:
+    """What the folders hold: the scripts in force (the shop's overrides applied), the bundled
+    ones, the compensation limits, and the files that could not be read."""
 
-    def __init__(
-        self,
-        scripts: Mapping[tuple[str, str], Script],
-        *,
-        bundled: Mapping[tuple[str, str], Script],
-        limits: Mapping[str, Money],
-        load_problems: Sequence[str] = (),
-    ) -> None:
-        self._scripts = dict(scripts)
-        self._bundled = dict(bundled)
-        self._limits = dict(limits)
-        self._load_problems = builtins.list(load_problems)
+    scripts: dict[tuple[str, str], Script]
+    bundled: dict[tuple[str, str], Script]
+    limits: dict[str, Money]
+    load_problems: builtins.list[str]
+
+
+class ScriptLibrary:
+    """Every script in both languages: the bundled ones with the shop's overrides applied,
+    read by `read` once, when first needed (load_library says when)."""
+
+    def __init__(self, read: Callable[[], _Contents]) -> None:
+        self._read = read
+        self._read_once: _Contents | None = None
+        self._lock = threading.Lock()
+
+    def _contents(self) -> _Contents:
+        # Request threads and the bot's threads may ask first at the same time: one reads.
+        if self._read_once is None:
+            with self._lock:
+                if self._read_once is None:
+                    self._read_once = self._read()
+        return self._read_once
+
+    @property
+    def _scripts(self) -> dict[tuple[str, str], Script]:
+        return self._contents().scripts
+
+    @property
+    def _bundled(self) -> dict[tuple[str, str], Script]:
+        return self._contents().bundled
+
+    @property
+    def _limits(self) -> dict[str, Money]:
+        return self._contents().limits
+
+    @property
+    def _load_problems(self) -> builtins.list[str]:
+        return self._contents().load_problems
 
     @property
     def limits(self) -> Mapping[str, Money]:
@@ -859,33 +889,42 @@ def load_library(
     bundled: Path,
     override: Path | None = None,
     *,
-    limits: Mapping[str, Money] | None = None,
+    limits: Mapping[str, Money] | Callable[[], Mapping[str, Money]] | None = None,
     verify: bool = True,
 ) -> ScriptLibrary:
-    """The bundled scripts with the shop's folder (if any) applied on top.
+    """The bundled scripts with the shop's folder (if any) applied on top; `limits` are the
+    compensation limits, or what makes them.
 
-    With `verify` (the default: start-up), any problem refuses the whole library with a
-    LibraryRefused naming each file and reason; with verify=False the problems are left for
-    `library.check()` (the CLI's `aftersales scripts check` lists them all).
+    With `verify` (the default) the folders are read at once and any problem refuses the whole
+    library with a LibraryRefused naming each file and reason. With verify=False they are read
+    when the library is first used, and the problems are left for `library.check()` (the CLI's
+    `aftersales scripts check` lists them all): `aftersales serve`, whose preflight child has
+    just checked the same folders, keeps neither the compiled templates nor Babel's currency
+    tables (the limits' and the samples' money) until a message or a page needs a script.
     """
-    problems = _Problems()
-    base = _load_dir(Path(bundled), "bundled", problems)
-    scripts = dict(base)
-    if override is not None:
-        for key, script in _load_dir(Path(override), "shop", problems).items():
-            original = base.get(key)
-            if original is not None:
-                # The code passes the bundled script's variables: an override may use fewer.
-                script = replace(script, accepts=script.accepts | original.accepts)
-                if script.asks_rating is None:
-                    script = replace(script, asks_rating=original.asks_rating)
-            scripts[key] = script
-    library = ScriptLibrary(
-        scripts,
-        bundled=base,
-        limits=DEFAULT_LIMITS if limits is None else limits,
-        load_problems=problems.items,
-    )
+
+    def read() -> _Contents:
+        problems = _Problems()
+        base = _load_dir(Path(bundled), "bundled", problems)
+        scripts = dict(base)
+        if override is not None:
+            for key, script in _load_dir(Path(override), "shop", problems).items():
+                original = base.get(key)
+                if original is not None:
+                    # The code passes the bundled script's variables: an override may use fewer.
+                    script = replace(script, accepts=script.accepts | original.accepts)
+                    if script.asks_rating is None:
+                        script = replace(script, asks_rating=original.asks_rating)
+                scripts[key] = script
+        given = limits() if callable(limits) else limits
+        return _Contents(
+            scripts=scripts,
+            bundled=base,
+            limits=dict(DEFAULT_LIMITS if given is None else given),
+            load_problems=problems.items,
+        )
+
+    library = ScriptLibrary(read)
     if verify:
         found = library.check()
         if found:
