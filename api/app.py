@@ -147,6 +147,8 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
         try:
             yield
         finally:
+            if getattr(app.state, "web_chat", None) is not None:
+                await app.state.web_chat.hub.stop()
             if runtime is not None:
                 await runtime.stop()
             if sched is not None:
@@ -226,6 +228,11 @@ def create_app(settings: Settings, *, scheduler: bool = False, **overrides: Any)
         return RedirectResponse("/panel", status_code=307)
 
     install_panel(app)
+    if settings.web_chat:
+        # The web chat (no Telegram token needed); off, its routes do not exist: 404.
+        from api.chat import install_chat
+
+        install_chat(app)
     # Outermost (but for Starlette's error handler): who sends a body is checked, and no more
     # than its route's limit is read, before FastAPI parses anything (api/guard.py).
     app.add_middleware(
