@@ -157,6 +157,8 @@ def create_app(
         try:
             yield
         finally:
+            if getattr(app.state, "web_chat", None) is not None:
+                await app.state.web_chat.hub.stop()
             if runtime is not None:
                 await runtime.stop()
             if sched is not None:
@@ -239,6 +241,11 @@ def create_app(
         return RedirectResponse("/panel", status_code=307)
 
     install_panel(app)
+    if settings.web_chat:
+        # The web chat (no Telegram token needed); off, its routes do not exist: 404.
+        from api.chat import install_chat
+
+        install_chat(app)
     # Outermost (but for Starlette's error handler): who sends a body is checked, and no more
     # than its route's limit is read, before FastAPI parses anything (api/guard.py).
     app.add_middleware(

@@ -53,6 +53,7 @@ from sqlalchemy import Table, insert, update
 from sqlalchemy.orm import Session
 
 from bot.i18n import Texts
+from tickets.customers import chat_channel
 from tickets.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,8 @@ class Replies:
             if isinstance(method, AnswerCallbackQuery):
                 continue
             row = {
-                "channel": "telegram",
+                # A web chat's answers go to its page (api/chat.py), Telegram's to Telegram.
+                "channel": chat_channel(self.chat_id).value,
                 "recipient": str(self.chat_id),
                 "ticket_id": None,
                 "kind": REPLY_KIND,

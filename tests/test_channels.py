@@ -28,8 +28,11 @@ PASSWORD = "correct horse battery"
 def _desk(
     settings: Any, engine: Engine, sessions: sessionmaker[Session], scripts: Any, **over: Any
 ) -> Any:
-    """The app as `aftersales serve` builds it from these settings (no channels given)."""
+    """The app as `aftersales serve` builds it from these settings (no channels given); the
+    web chat off unless asked (these tests are about Telegram and the desk)."""
     from api.app import create_app
+
+    over.setdefault("web_chat", False)
 
     return create_app(
         settings.model_copy(update=over),
@@ -243,8 +246,8 @@ def test_the_sweep_s_reminders_follow_the_same_rule(
 def test_a_web_chat_case_goes_to_telegram_or_says_why_not(
     bot_on: Api, sessions: sessionmaker[Session]
 ) -> None:
-    """Nothing delivers the web channel yet: a web case's customer who linked Telegram is
-    answered there; one who did not is told undeliverable, never queued on `web`."""
+    """The web chat off: a web case's customer who linked Telegram is answered there; one
+    with no chat at all is told undeliverable, never queued on `web`."""
     _order(bot_on, "W1", telegram_user_id=5004)
     linked = _case(bot_on, "W1", channel="web")
     r = bot_on.post(f"/api/v1/tickets/{linked}/replies", json={"text": "Hi"})
@@ -254,7 +257,7 @@ def test_a_web_chat_case_goes_to_telegram_or_says_why_not(
     web_only = _case(bot_on, "W2", channel="web")
     r = bot_on.post(f"/api/v1/tickets/{web_only}/replies", json={"text": "Hi"})
     assert r.status_code == 201
-    assert r.json()["delivery"]["reason"] == "channel_off:web"
+    assert r.json()["delivery"]["reason"] == "no_chat"
     with sessions() as s:
         assert (
             s.scalar(
@@ -266,16 +269,10 @@ def test_a_web_chat_case_goes_to_telegram_or_says_why_not(
         )
 
 
-def test_the_web_chat_only_has_to_register_its_channel(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The design the web chat will use: a deliverer registered for "web" makes the channel
-    delivered, and a web case's messages then queue there."""
-    from tickets.messages import outbox
-
-    assert "web" not in delivered_channels(settings)
-    monkeypatch.setitem(outbox.DELIVERERS, "web", lambda s: True)
+def test_the_web_chat_only_has_to_register_its_channel(settings: Any) -> None:
+    """The web chat registers its channel: delivered unless AFTERSALES_WEB_CHAT is off."""
     assert "web" in delivered_channels(settings)
+    assert "web" not in delivered_channels(settings.model_copy(update={"web_chat": False}))
 
 
 def test_the_panel_shows_a_reply_that_was_not_sent(

@@ -9,6 +9,13 @@ proving an order bought with another phone links that phone's customer to the ac
 with no chat: My requests empty, replies undeliverable). Everything a customer reaches
 (their cases, replies, notices) follows the account: `account_ids`, `speaks_for`,
 `telegram_of`.
+
+The web chat (api/chat.py) is a second chat of the same kind: a browser session gets a chat id
+from `WEB_CHAT_BASE` up, a range Telegram's user ids never reach (they have at most 52
+significant bits), and the customer row holds it as `web_chat_id` beside any Telegram id. The
+bot's handlers serve both alike; `chat_channel` tells which one a chat id is. Proving an order
+from the web chat joins that chat to the order's customer, Telegram account or not: a customer
+who also uses Telegram is one customer.
 """
 
 from __future__ import annotations
@@ -19,10 +26,26 @@ from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select, upda
 from sqlalchemy.orm import Session
 
 from tickets.messages.scripts import resolve_language
-from tickets.models import Customer, Order, Ticket
+from tickets.models import Channel, Customer, Order, Ticket
+
+# Web chat ids start here: Telegram's never reach 2**52, and a 64-bit column holds up to 2**63.
+WEB_CHAT_BASE = 1 << 62
+WEB_CHAT_LAST = (1 << 63) - 1
+
+
+def is_web_chat(chat_id: int | None) -> bool:
+    """Whether this chat id is a web chat's (never a Telegram chat's)."""
+    return chat_id is not None and WEB_CHAT_BASE <= chat_id <= WEB_CHAT_LAST
+
+
+def chat_channel(chat_id: int | None) -> Channel:
+    """The channel a conversation's chat id belongs to."""
+    return Channel.web if is_web_chat(chat_id) else Channel.telegram
+
 
 # Built once: every update runs it (a statement built anew pays for its cache key again).
 _BY_TELEGRAM_ID = select(Customer).where(Customer.telegram_user_id == bindparam("tg"))
+_BY_WEB_CHAT = select(Customer).where(Customer.web_chat_id == bindparam("web"))
 
 
 def resolve_customer(
@@ -30,12 +53,19 @@ def resolve_customer(
 ) -> Customer:
     """The customer of this Telegram account (its account row), created on first contact.
     Until the customer chooses a language (/language), they get the one Telegram says they
-    read, whoever created the row (the shop's import defaults to zh-CN)."""
-    customer = session.execute(_BY_TELEGRAM_ID, {"tg": telegram_user_id}).scalar_one_or_none()
+    read, whoever created the row (the shop's import defaults to zh-CN). A web chat's id
+    (`is_web_chat`) names the customer holding that web chat instead, the browser's language
+    standing for Telegram's."""
+    web = is_web_chat(telegram_user_id)
+    if web:
+        customer = session.execute(_BY_WEB_CHAT, {"web": telegram_user_id}).scalar_one_or_none()
+    else:
+        customer = session.execute(_BY_TELEGRAM_ID, {"tg": telegram_user_id}).scalar_one_or_none()
     if customer is None:
         customer = Customer(
             name=name[:200],
-            telegram_user_id=telegram_user_id,
+            telegram_user_id=None if web else telegram_user_id,
+            web_chat_id=telegram_user_id if web else None,
             language=resolve_language(language_code),
         )
         session.add(customer)
@@ -84,6 +114,14 @@ def telegram_of(customer: Customer) -> int | None:
     return account.telegram_user_id if account is not None else None
 
 
+def web_chat_of(customer: Customer) -> int | None:
+    """The web chat that reaches this customer: theirs, or the account's it is linked to."""
+    if customer.web_chat_id is not None:
+        return customer.web_chat_id
+    account = customer.linked_to
+    return account.web_chat_id if account is not None else None
+
+
 def digits(phone: str | None) -> str:
     """Only the digits of a phone number, without a leading China country code."""
     only = re.sub(r"\D", "", phone or "")
@@ -106,7 +144,8 @@ def last4_matches(order_phone: str | None, given: str) -> bool:
 
 
 class LinkedElsewhere(Exception):
-    """The order's customer is already another Telegram account."""
+    """The order's customer is already another Telegram account (or, from the web chat, the
+    proving chat has cases of its own under another customer)."""
 
 
 def link_order_customer(session: Session, *, me: Customer, order: Order) -> Customer:
@@ -119,11 +158,11 @@ def link_order_customer(session: Session, *, me: Customer, order: Order) -> Cust
     owner = order.customer
     if speaks_for(owner, me.id):
         return me
+    if me.web_chat_id is not None and me.telegram_user_id is None:
+        return _join_web_chat(session, me=me, owner=owner, order_no=order.order_no)
     if owner.telegram_user_id is not None or owner.linked_to_id is not None:
         raise LinkedElsewhere(order.order_no)
-    has_orders = session.scalar(select(func.count(Order.id)).where(Order.customer_id == me.id))
-    has_cases = session.scalar(select(func.count(Ticket.id)).where(Ticket.customer_id == me.id))
-    if has_orders or has_cases:
+    if _has_anything(session, me):
         owner.linked_to = me
         owner.language, owner.language_chosen = me.language, me.language_chosen
         session.flush()
@@ -140,6 +179,45 @@ def link_order_customer(session: Session, *, me: Customer, order: Order) -> Cust
     session.delete(me)
     session.flush()
     return owner
+
+
+def _has_anything(session: Session, customer: Customer) -> bool:
+    has_orders = session.scalar(
+        select(func.count(Order.id)).where(Order.customer_id == customer.id)
+    )
+    has_cases = session.scalar(
+        select(func.count(Ticket.id)).where(Ticket.customer_id == customer.id)
+    )
+    return bool(has_orders or has_cases)
+
+
+def _join_web_chat(session: Session, *, me: Customer, owner: Customer, order_no: str) -> Customer:
+    """A web chat proved `owner`'s order: the chat becomes the account's (the owner's, or the
+    Telegram account it is linked to), so the web chat and Telegram are one customer. The web
+    chat's placeholder, with nothing on it, goes; one with cases of its own keeps them, and the
+    order's customer is linked to it, as a Telegram account's would be, when nothing else holds
+    the owner. The account's earlier web chat (another browser) gives way to this one."""
+    account = owner.linked_to or owner
+    if _has_anything(session, me):
+        if account.telegram_user_id is not None or owner.linked_to_id is not None:
+            raise LinkedElsewhere(order_no)
+        if account.web_chat_id is not None:
+            raise LinkedElsewhere(order_no)
+        owner.linked_to = me
+        owner.language, owner.language_chosen = me.language, me.language_chosen
+        session.flush()
+        return me
+    web_chat = me.web_chat_id
+    me.web_chat_id = None
+    session.flush()
+    account.web_chat_id = web_chat
+    if not account.language_chosen:
+        account.language, account.language_chosen = me.language, me.language_chosen
+    if not account.name:
+        account.name = me.name
+    session.delete(me)
+    session.flush()
+    return account
 
 
 def recent_orders(session: Session, customer: Customer, limit: int = 5) -> list[Order]:

@@ -207,6 +207,9 @@ class Customer(Base):
     phone: Mapped[str | None] = mapped_column(String(40), index=True)
     email: Mapped[str | None] = mapped_column(String(200))
     telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # The browser session's chat on the web chat (api/chat.py): an id in a range Telegram's
+    # never reach (tickets/customers.py, WEB_CHAT_BASE), so every handler of the bot serves it.
+    web_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     # A customer of another phone whose order a Telegram account proved theirs: the row that
     # holds that account (tickets/customers.py). Its chat reaches this customer's cases, and the
     # account sees them, so one person with two phones keeps every case. None on the account's

@@ -152,15 +152,17 @@ def submit_intake(
     items: dict[str, int],
     description: str,
     evidence: Sequence[dict[str, Any]],
+    channel: Channel = Channel.telegram,
 ) -> Ticket:
-    """Open the case the customer described, with their files attached in order."""
+    """Open the case the customer described, with their files attached in order; `channel`
+    is the chat it was described in (the case's notices go there first)."""
     request = TicketCreate(
         kind=kind,
         reason=reason,
         order_no=order_no,
         items=[ItemIn(sku=sku, quantity=q) for sku, q in items.items() if q > 0],
         description=description[:5000],
-        channel=Channel.telegram,
+        channel=channel,
         language=customer.language if customer.language in ("zh-CN", "en") else None,
         customer=(
             None
@@ -199,6 +201,7 @@ def ask_a_person(
     message_id: int,
     order_no: str | None = None,
     evidence: Sequence[dict[str, Any]] = (),
+    channel: Channel = Channel.telegram,
 ) -> tuple[Ticket, bool]:
     """The customer's words for a person: on their open case (of `order_no` when one is
     named), else on a new conversation an agent answers from the queue (a complaint of reason
@@ -231,6 +234,7 @@ def ask_a_person(
         items={},
         description=text,
         evidence=evidence,
+        channel=channel,
     )
     return opened, True
 

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Case numbers look like AS-20261122-0001.
     case_prefix: str = Field(default="AS", pattern=r"^[A-Z]{1,6}$")
+    # The web chat at /chat (api/chat.py): off, every chat route answers 404. A browser's
+    # session lasts this many idle days; each session may send this many messages a minute, and
+    # each address open this many sessions an hour.
+    web_chat: bool = True
+    web_chat_session_days: int = Field(default=30, ge=1, le=365)
+    web_chat_messages_per_minute: int = Field(default=30, ge=1, le=1000)
+    web_chat_sessions_per_hour: int = Field(default=20, ge=1, le=10_000)
     # Evidence from customers: size limits per kind, and files per request.
     media_max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     media_max_video_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)

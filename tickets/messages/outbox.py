@@ -6,7 +6,7 @@ between "decided" and "sent" therefore resends, never forgets.
 No row waits on a channel that nothing delivers. Every message to a customer goes through
 `notify_customer`, which looks at the channels delivered in this deployment (`Context.channels`,
 from `delivered_channels(settings)`): a message nobody can deliver (a phone case's customer with
-no chat, the bot switched off, the web chat not built yet) is written as `undeliverable`, with
+no chat, the bot switched off, the web chat switched off) is written as `undeliverable`, with
 why, and an event on its case, so the agent sees it on the case and in the API's answer, and no
 worker ever picks it up later (weeks late) or leaves it waiting unseen.
 """
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tickets.customers import telegram_of
+from tickets.customers import telegram_of, web_chat_of
 from tickets.models import Channel, Event, EventType, OutboxMessage, Ticket
 
 if TYPE_CHECKING:
@@ -34,10 +34,11 @@ CARD_TAKEN = "card.taken"
 # What is delivered, by channel: a channel counts as delivered in a deployment when its
 # deliverer runs there, which the settings say (every process of one shop reads the same ones).
 # Telegram and the agents' chat: the bot's delivery worker (bot/delivery.py), run wherever a bot
-# token is set; the agents' cards need their chat too. The web chat, when it comes, registers
-# "web" here with its own switch (and delivers `web` rows): nothing else has to change.
+# token is set; the agents' cards need their chat too. The web chat: every process serving HTTP
+# pushes `web` rows to the pages that are open (api/chat.py), unless AFTERSALES_WEB_CHAT is off.
 DELIVERERS: dict[str, Callable[[Settings], bool]] = {
     Channel.telegram.value: lambda s: bool(s.telegram_token),
+    Channel.web.value: lambda s: bool(s.web_chat),
     "agents": lambda s: bool(s.telegram_token) and s.agent_chat_id is not None,
 }
 
@@ -50,7 +51,7 @@ CHANNEL_OFF = "channel_off"
 WHY = {
     NO_CHAT: "not sent: the customer has no chat with us; call them",
     f"{CHANNEL_OFF}:telegram": "not sent: the Telegram bot is off (no AFTERSALES_TELEGRAM_TOKEN)",
-    f"{CHANNEL_OFF}:web": "not sent: the web chat is not running",
+    f"{CHANNEL_OFF}:web": "not sent: the web chat is off (AFTERSALES_WEB_CHAT)",
     f"{CHANNEL_OFF}:agents": "not sent: no agents' chat (no bot, or no AFTERSALES_AGENT_CHAT_ID)",
 }
 
@@ -90,14 +91,19 @@ class Reach:
 def customer_chats(ticket: Ticket) -> list[tuple[str, str]]:
     """The chats this case's customer has, best first: the case's own channel (a web case's
     web chat), then Telegram when a Telegram account reaches them (theirs, or the account that
-    proved their order: tickets/customers.py), whatever channel opened the case."""
+    proved their order: tickets/customers.py), then the web chat, whatever channel opened the
+    case. A web chat's recipient is its chat id, as the bot's own answers there name it."""
     customer = ticket.customer
     chats = []
-    if ticket.channel == Channel.web.value:
-        chats.append((Channel.web.value, str(customer.id)))
+    web = web_chat_of(customer)
+    web_chat = (Channel.web.value, str(web)) if web is not None else None
+    if web_chat is not None and ticket.channel == Channel.web.value:
+        chats.append(web_chat)
     telegram = telegram_of(customer)
     if telegram is not None:
         chats.append((Channel.telegram.value, str(telegram)))
+    if web_chat is not None and web_chat not in chats:
+        chats.append(web_chat)
     return chats
 
 

@@ -52,6 +52,7 @@ from tickets import ownership, self_service
 from tickets.context import Context
 from tickets.customers import (
     LinkedElsewhere,
+    chat_channel,
     last4_matches,
     link_order_customer,
     phone_matches,
@@ -210,7 +211,10 @@ async def proven(
 
 
 def _person(customer: Customer) -> str:
-    """Who is proving, as the core's proof limits count people (tickets/ownership.py)."""
+    """Who is proving, as the core's proof limits count people (tickets/ownership.py): the
+    Telegram account, or the web chat (whose address is limited too: api/chat.py)."""
+    if customer.telegram_user_id is None and customer.web_chat_id is not None:
+        return f"web:{customer.web_chat_id}"
     return f"telegram:{customer.telegram_user_id}"
 
 
@@ -380,6 +384,7 @@ async def kind_typed(
         message_id=message.message_id,
         order_no=order.order_no,
         evidence=data.get("evidence", []),
+        channel=chat_channel(reply.chat_id),
     )
     # Files sent meanwhile went with a new conversation; else they wait for the next request.
     await reset(state, keep_evidence=not opened)
@@ -574,6 +579,7 @@ async def submit(
                 items=data.get("chosen") or {},
                 description=description,
                 evidence=data.get("evidence", []),
+                channel=chat_channel(reply.chat_id),
             )
     except DuplicateCase as exc:
         # A case opened meanwhile (another chat, an agent): what was typed and sent goes to it.

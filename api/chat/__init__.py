@@ -1,0 +1,389 @@
+"""The web chat at /chat: customers without Telegram talk to the same bot from a web page.
+
+`install_chat(app)` is the one call the composition root makes, when AFTERSALES_WEB_CHAT is on
+(off, no chat route exists: every one answers 404). It needs no Telegram token.
+
+- `GET /chat`: the page (templates/chat/chat.html, api/static/chat.js), in the browser's
+  language (zh-CN or en) with a switch; it opens the browser's session (api/chat/identity.py).
+- `POST /chat/send` `{"id", "text"}`, `POST /chat/press` `{"id", "data", "message"}`: a text,
+  a button press. `id` is the page's own id for it (a retry with the same id is handled once).
+  Each becomes a Telegram update fed to a Dispatcher built by the bot's own factory
+  (bot/runtime.py `build_dispatcher`), with a bot whose session never calls Telegram
+  (bot/web.py): every handler, filter, state and fallback of the bot serves the page.
+- `GET /chat/events`: the conversation as server-sent events, resumed by `Last-Event-ID`
+  (api/chat/stream.py).
+
+The JSON routes refuse cross-site requests (the `Origin` must be this site's) and bodies that
+are not JSON, and are rate-limited per session and per address. Whatever ids a request names,
+it acts only as its cookie's chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+
+from api.chat import identity
+from api.chat.stream import ECHO_KIND, WEB, Hub, Row
+from api.panel.auth import client_address
+from tickets.bundled import bundled
+from tickets.messages.scripts import resolve_language
+from tickets.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/chat"
+TEMPLATES_DIR = bundled("templates", "chat")
+LANGUAGES = ("zh-CN", "en")
+# The page's own id for a message: letters, digits, - and _.
+CLIENT_ID = r"^[A-Za-z0-9_-]{8,64}$"
+# Telegram's own limits: a message's text, a button's data.
+TEXT_MAX = 4096
+DATA_MAX = 64
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+M = TypeVar("M", bound=BaseModel)
+
+
+class TextIn(BaseModel):
+    id: Annotated[str, Field(pattern=CLIENT_ID)]
+    text: Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
+
+
+class PressIn(BaseModel):
+    id: Annotated[str, Field(pattern=CLIENT_ID)]
+    data: Annotated[str, Field(min_length=1, max_length=DATA_MAX)]
+    # The outbox row id of the bot's message the button is under (its id on the page).
+    message: Annotated[int, Field(ge=0, le=2**62)]
+
+
+class LanguageIn(BaseModel):
+    language: Annotated[str, Field(pattern=r"^(zh-CN|en)$")]
+
+
+class WebChat:
+    """The web chat's parts in one process: the Dispatcher and its web bot, the event hub,
+    the limits, the page's templates."""
+
+    def __init__(self, app: FastAPI) -> None:
+        # The bot's modules come in only with the chat (aiogram is heavy).
+        from bot.i18n import Texts
+        from bot.runtime import build_dispatcher
+        from bot.web import build_web_bot
+
+        state = app.state
+        self.settings = state.settings
+        self.clock = state.clock
+        self.sessions = state.sessions
+        self.texts = Texts.load()
+        self.bot = build_web_bot()
+        self.dispatcher = build_dispatcher(
+            state.sessions,
+            state.settings,
+            state.scripts,
+            state.policy,
+            texts=self.texts,
+            clock=state.clock,
+        )
+        self.hub = Hub(state.sessions, state.clock)
+        self.limits = identity.Limits.of(
+            self.settings.web_chat_messages_per_minute, self.settings.web_chat_sessions_per_hour
+        )
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"])
+        )
+
+    @property
+    def secret(self) -> str:
+        return str(self.settings.secret_key)
+
+    def updates(self, chat_id: int, language: str) -> Any:
+        from bot.web import WebUpdates
+
+        return WebUpdates(self.bot, chat_id, language)
+
+    async def feed(self, chat_id: int, update: Any) -> None:
+        """Handle one update of the chat as the bot handles Telegram's, then wake its page."""
+        try:
+            await self.dispatcher.feed_update(self.bot, update)
+        finally:
+            self.hub.wake(str(chat_id))
+
+    def echo(self, chat_id: int, client_id: str, text: str) -> None:
+        """Write the customer's own message to the conversation (stream.py's doc); once."""
+        now = self.clock()
+        with self.sessions() as session:
+            try:
+                session.execute(
+                    insert(OutboxMessage).values(
+                        channel=WEB,
+                        recipient=str(chat_id),
+                        kind=ECHO_KIND,
+                        payload={"text": text},
+                        status="sent",
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                        sent_at=now,
+                        dedupe_key=f"web-echo:{chat_id}:{client_id}",
+                    )
+                )
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # sent again by the page: shown once
+
+    def render(self, row: Row) -> dict[str, Any] | None:
+        """What the page shows for one outbox row (None: nothing)."""
+        from bot.delivery import customer_markup
+
+        payload = row.payload
+        if row.kind == ECHO_KIND:
+            return {"type": "mine", "text": str(payload.get("text") or "")}
+        method = payload.get("method")
+        params = payload.get("params") or {}
+        if method == "sendMessage":
+            return {
+                "type": "bot",
+                "id": row.id,
+                "html": _html(str(params.get("text") or ""), params.get("parse_mode")),
+                **_markup(params.get("reply_markup")),
+            }
+        if method == "editMessageReplyMarkup":
+            return {
+                "type": "markup",
+                "target": int(params["message_id"]),
+                "buttons": _markup(params.get("reply_markup")).get("buttons", []),
+            }
+        if method is not None:
+            return None
+        text = payload.get("text")
+        attachment = payload.get("attachment")
+        if not text and not attachment:
+            return None
+        markup = customer_markup(self.texts, payload, row.ticket_id)
+        event: dict[str, Any] = {
+            "type": "bot",
+            "id": row.id,
+            "html": _html(str(text or ""), payload.get("parse_mode")),
+            **_markup(markup.model_dump(mode="json", exclude_none=True) if markup else None),
+        }
+        if attachment:
+            event["file"] = {
+                "url": f"{PREFIX}/files/{row.id}",
+                "kind": str(attachment.get("kind") or "document"),
+            }
+        return event
+
+
+def _html(text: str, parse_mode: Any) -> str:
+    """Telegram HTML as it is (the page keeps only Telegram's tags); plain text escaped."""
+    return text if parse_mode == "HTML" else html.escape(text)
+
+
+def _markup(markup: Any) -> dict[str, Any]:
+    """A Telegram keyboard as the page draws it: inline buttons (a press sends their data, a
+    link opens), a reply keyboard (a press sends its text; a contact request has no web
+    equivalent: the customer types the digits), or the keyboard removed."""
+    if not isinstance(markup, dict):
+        return {}
+    if "inline_keyboard" in markup:
+        rows = [
+            [
+                {"text": b.get("text", ""), "data": b.get("callback_data"), "url": b.get("url")}
+                for b in row
+                if b.get("callback_data") or b.get("url")
+            ]
+            for row in markup["inline_keyboard"]
+        ]
+        return {"buttons": [r for r in rows if r]}
+    if "keyboard" in markup:
+        rows = [
+            [b.get("text", "") for b in row if not b.get("request_contact")]
+            for row in markup["keyboard"]
+        ]
+        return {"keyboard": [r for r in rows if r]}
+    if markup.get("remove_keyboard"):
+        return {"keyboard": []}
+    return {}
+
+
+# ---------------------------------------------------------------- requests
+
+
+def _chat(request: Request) -> WebChat:
+    chat: WebChat = request.app.state.web_chat
+    return chat
+
+
+def _language(request: Request) -> str:
+    chosen = request.cookies.get(identity.LANGUAGE_COOKIE)
+    if chosen in LANGUAGES:
+        return str(chosen)
+    return resolve_language(request.headers.get("accept-language"))
+
+
+def _session(request: Request) -> int | None:
+    return identity.chat_of(_chat(request).secret, request.cookies.get(identity.COOKIE))
+
+
+def _same_site(request: Request) -> bool:
+    """Whether the request comes from this site's own page (module doc)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        # Browsers send Origin on every cross-site POST; without one, a fetch metadata header
+        # (when sent) must say same-origin.
+        return request.headers.get("sec-fetch-site") in (None, "same-origin")
+    own = {
+        f"{request.url.scheme}://{request.headers.get('host', '')}",
+        _chat(request).settings.public_url.rstrip("/"),
+    }
+    return origin.rstrip("/") in own
+
+
+def _refusal(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _guard(request: Request) -> tuple[int, JSONResponse | None]:
+    """The chat of a JSON request, or the refusal: a foreign site, no session, too many."""
+    if not _same_site(request):
+        return 0, _refusal(403, "cross-site request refused")
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return 0, _refusal(415, "send JSON")
+    chat_id = _session(request)
+    if chat_id is None:
+        return 0, _refusal(401, "open /chat first")
+    if not _chat(request).limits.message(chat_id, client_address(request)):
+        return 0, _refusal(429, "too many messages: wait a minute")
+    return chat_id, None
+
+
+def _set_session(response: Response, chat: WebChat, chat_id: int) -> None:
+    response.set_cookie(
+        identity.COOKIE,
+        identity.session_cookie(chat.secret, chat_id),
+        max_age=chat.settings.web_chat_session_days * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=chat.settings.public_url.startswith("https://"),
+        path=PREFIX,
+    )
+
+
+@router.get("", response_class=HTMLResponse)
+async def page(request: Request) -> Response:
+    """The chat page; a browser without a session gets one."""
+    chat = _chat(request)
+    chat_id = _session(request)
+    if chat_id is None and not chat.limits.sessions_per_address.allow(client_address(request)):
+        return HTMLResponse("Too many new chats from this address: try again later.", 429)
+    language = _language(request)
+    texts = {
+        lang: {
+            key: chat.texts.plain(lang, f"web.{key}")
+            for key in ("title", "placeholder", "send", "offline", "online", "switch", "busy")
+        }
+        for lang in LANGUAGES
+    }
+    body = chat.env.get_template("chat.html").render(
+        language=language, texts=texts, t=texts[language], shop=chat.settings.shop_name
+    )
+    response = HTMLResponse(body)
+    # Renewed on every visit: the session lasts its days after the last use.
+    _set_session(response, chat, chat_id if chat_id is not None else identity.new_chat_id())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _body(request: Request, model: type[M]) -> M | JSONResponse:
+    """The request's JSON as `model`, read after the guard (a foreign site's body is never
+    parsed), or a 422 naming the field."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return JSONResponse(
+            {"detail": jsonable_encoder(exc.errors(include_url=False, include_input=False))},
+            status_code=422,
+        )
+
+
+@router.post("/send")
+async def send(request: Request) -> Response:
+    """A text from the page, handled as the bot handles a Telegram message."""
+    chat_id, refused = _guard(request)
+    if refused is not None:
+        return refused
+    body = await _body(request, TextIn)
+    if isinstance(body, JSONResponse):
+        return body
+    chat = _chat(request)
+    await asyncio.to_thread(chat.echo, chat_id, body.id, body.text)
+    update = chat.updates(chat_id, _language(request)).text(body.id, body.text, chat.clock())
+    await chat.feed(chat_id, update)
+    return JSONResponse({"ok": True})
+
+
+@router.post("/press")
+async def press(request: Request) -> Response:
+    """A button press from the page, handled as the bot handles Telegram's."""
+    chat_id, refused = _guard(request)
+    if refused is not None:
+        return refused
+    body = await _body(request, PressIn)
+    if isinstance(body, JSONResponse):
+        return body
+    chat = _chat(request)
+    updates = chat.updates(chat_id, _language(request))
+    await chat.feed(chat_id, updates.press(body.id, body.data, body.message, chat.clock()))
+    return JSONResponse({"ok": True})
+
+
+@router.post("/language")
+async def language(request: Request) -> Response:
+    """The page's language switch: the page's words, and the bot's until the customer picks
+    one with /language (as Telegram's language does)."""
+    if not _same_site(request):
+        return _refusal(403, "cross-site request refused")
+    body = await _body(request, LanguageIn)
+    if isinstance(body, JSONResponse):
+        return body
+    response = JSONResponse({"ok": True})
+    response.set_cookie(
+        identity.LANGUAGE_COOKIE, body.language, max_age=365 * 86400, samesite="lax", path=PREFIX
+    )
+    return response
+
+
+@router.get("/events")
+async def events(request: Request) -> Response:
+    """The conversation as server-sent events, resumed after `Last-Event-ID`."""
+    chat_id = _session(request)
+    if chat_id is None:
+        return _refusal(401, "open /chat first")
+    chat = _chat(request)
+    given = request.headers.get("last-event-id") or request.query_params.get("after")
+    after = int(given) if given and given.isdigit() and len(given) < 20 else None
+    return StreamingResponse(
+        chat.hub.events(str(chat_id), after, chat.render),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def install_chat(app: FastAPI) -> None:
+    """Add the web chat to the app (module doc)."""
+    app.state.web_chat = WebChat(app)
+    app.include_router(router)
+
+
+__all__ = ["install_chat"]

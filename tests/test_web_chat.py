@@ -1,0 +1,384 @@
+"""The web chat (/chat) through the real HTTP app: a customer without Telegram talks to the same
+bot from a page, on the real test database; the same intake runs on both channels."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import pytest
+from aiogram import Bot, Dispatcher
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.i18n import Texts
+from bot.keyboards import ItemCb, KindCb, NavCb, ReasonCb
+from tests.conftest import Api
+from tests.factories import NOW, order_json
+from tests.fakes.telegram import Customer, buttons_of, texts_of
+from tickets.customers import is_web_chat
+from tickets.models import Customer as CustomerRow
+from tickets.models import OutboxMessage, Ticket
+from tickets.orders.store import upsert_order
+from tickets.schemas import OrderIn
+
+# No database call on the event loop (tickets/db.py): the guard is on in every test here.
+pytestmark = pytest.mark.usefixtures("db_guard")
+
+TEXTS = Texts.load()
+
+
+def t(lang: str, key: str, **values: Any) -> str:
+    return TEXTS.get(lang, key, **values)
+
+
+@pytest.fixture
+def app(settings: Any, engine: Any, sessions: sessionmaker[Session], scripts: Any) -> Any:
+    """The app as `serve` builds it with the web chat on (its channel delivered) and the bot's
+    channels too (as when a token is set)."""
+    from api.app import create_app
+    from tickets.messages.outbox import DEFAULT_CHANNELS
+
+    return fast_streams(
+        create_app(
+            settings,
+            engine=engine,
+            sessions=sessions,
+            scripts=scripts,
+            clock=lambda: NOW,
+            channels=DEFAULT_CHANNELS | {"web"},
+        )
+    )
+
+
+def fast_streams(app: Any) -> Any:
+    """The test client tells a stream its reader left only at the stream's next write: idle
+    streams write often here, so a finished read ends at once."""
+    app.state.web_chat.hub.keepalive_seconds = 0.05
+    return app
+
+
+def add_unlinked(sessions: sessionmaker[Session], order_no: str, status: str = "delivered") -> None:
+    """An order whose customer has a phone but no chat with us yet."""
+    data = order_json(order_no, status=status)
+    data["customer"] = {"name": "Emma", "phone": "+86 138-0013-8000"}
+    if status == "paid":
+        data["shipped_at"] = data["delivered_at"] = None
+    with sessions() as s:
+        upsert_order(session=s, data=OrderIn.model_validate(data), now=NOW)
+        s.commit()
+
+
+class Said:
+    """What the bot said to one step: its texts and the data of its buttons."""
+
+    def __init__(self, texts: list[str], buttons: list[str]) -> None:
+        self.texts = texts
+        self.buttons = buttons
+
+
+class Chat(Protocol):
+    language: str
+
+    async def text(self, text: str) -> Said: ...
+
+    async def press(self, data: Any) -> Said: ...
+
+
+class TelegramChat:
+    """A Telegram customer (tests/fakes/telegram.py)."""
+
+    def __init__(self, customer: Customer, language: str) -> None:
+        self.customer = customer
+        self.language = language
+
+    async def text(self, text: str) -> Said:
+        sent = await self.customer.text(text)
+        return Said(texts_of(sent), buttons_of(sent))
+
+    async def press(self, data: Any) -> Said:
+        sent = await self.customer.press(data)
+        return Said(texts_of(sent), buttons_of(sent))
+
+
+class WebPage:
+    """A browser on /chat: it posts texts and presses, and reads the event stream, reconnecting
+    each time after the last event it has (as the page's EventSource does after a drop)."""
+
+    def __init__(self, client: TestClient, language: str) -> None:
+        self.client = client
+        self.language = language
+        self.last: int | None = None
+        self.n = 0
+        # The buttons under each bot message on the page, by the message's id.
+        self.buttons: dict[int, list[str]] = {}
+        self.seen: list[dict[str, Any]] = []
+        # A browser sends its languages with every request.
+        client.headers["Accept-Language"] = language
+        page = client.get("/chat")
+        assert page.status_code == 200, page.text
+        assert self.read() == []
+
+    def read(self, after: int | None = -1) -> list[dict[str, Any]]:
+        """The events from after the last one read (or `after`) until the stream is idle."""
+        start = self.last if after == -1 else after
+        headers = {"Last-Event-ID": str(start)} if start is not None else {}
+        events: list[dict[str, Any]] = []
+        with self.client.stream("GET", "/chat/events", headers=headers) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            fields: dict[str, str] = {}
+            for line in r.iter_lines():
+                if line == "":
+                    if fields.get("event") == "idle":
+                        break
+                    if "id" in fields:
+                        self.last = int(fields["id"])
+                    if fields.get("event") == "chat":
+                        events.append(json.loads(fields["data"]))
+                    fields = {}
+                elif not line.startswith(":"):
+                    key, _, value = line.partition(":")
+                    fields[key] = value.lstrip(" ")
+        for event in events:
+            if event["type"] == "bot":
+                self.buttons[event["id"]] = [
+                    b["data"] for row in event.get("buttons", []) for b in row
+                ]
+            elif event["type"] == "markup":
+                self.buttons[event["target"]] = [b["data"] for row in event["buttons"] for b in row]
+        self.seen.extend(events)
+        return events
+
+    def _id(self) -> str:
+        self.n += 1
+        return f"page-msg-{self.n:04d}"
+
+    def post_text(self, text: str, **kw: Any) -> Any:
+        return self.client.post("/chat/send", json={"id": self._id(), "text": text}, **kw)
+
+    def said(self, events: list[dict[str, Any]]) -> Said:
+        texts = [e["html"] for e in events if e["type"] == "bot"]
+        buttons = [
+            b["data"]
+            for e in events
+            if e["type"] in ("bot", "markup")
+            for row in e.get("buttons", [])
+            for b in row
+        ]
+        return Said(texts, buttons)
+
+    async def text(self, text: str) -> Said:
+        r = self.post_text(text)
+        assert r.status_code == 200, r.text
+        events = self.read()
+        assert events[0] == {"type": "mine", "text": text}
+        return self.said(events[1:])
+
+    async def press(self, data: Any) -> Said:
+        packed = data.pack() if hasattr(data, "pack") else str(data)
+        # The newest message on the page that shows this button.
+        message = max(m for m, datas in self.buttons.items() if packed in datas)
+        r = self.client.post(
+            "/chat/press", json={"id": self._id(), "data": packed, "message": message}
+        )
+        assert r.status_code == 200, r.text
+        return self.said(self.read())
+
+
+@pytest.fixture(params=["telegram", "web"])
+def channel(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def talk(channel: str, app: Any, dp: Dispatcher, bot: Bot) -> Iterator[Any]:
+    """A new customer on `channel`, in the language asked: the same conversation either way."""
+    clients: list[TestClient] = []
+
+    def make(language: str) -> Chat:
+        if channel == "telegram":
+            return TelegramChat(Customer(dp, bot, user_id=6001, language=language), language)
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return WebPage(client, language)
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+async def test_a_new_customer_proves_an_order_and_files_a_refund_on_either_channel(
+    talk: Any, channel: str, language: str, sessions: sessionmaker[Session]
+) -> None:
+    add_unlinked(sessions, "T2002", status="paid")
+    me: Chat = talk(language)
+
+    said = await me.text("/start T2002")  # the shop's order page links here
+    assert t(language, "intake.ask_proof") in said.texts
+    said = await me.text("1111")
+    assert said.texts == [t(language, "intake.proof_failed", left=2)]
+    said = await me.text("8000")
+    assert said.texts[0] == t(language, "intake.proof_ok", order_no="T2002")
+    assert KindCb(kind="refund_only").pack() in said.buttons
+    assert KindCb(kind="return_refund").pack() not in said.buttons  # not shipped
+
+    await me.press(KindCb(kind="refund_only"))
+    said = await me.press(ItemCb(index=2, delta=1))
+    assert ItemCb(index=2, delta=-1).pack() in said.buttons  # the quantities shown again
+    await me.press(NavCb(action="done"))
+    await me.press(ReasonCb(reason="changed_mind"))
+    said = await me.press(NavCb(action="skip"))
+    assert said.texts == [t(language, "intake.ask_evidence", count=0)]
+    said = await me.press(NavCb(action="done"))
+    assert said.texts and NavCb(action="confirm").pack() in said.buttons
+    said = await me.press(NavCb(action="confirm"))
+
+    with sessions() as s:
+        case = s.scalars(select(Ticket)).one()
+        assert case.number in said.texts[0]
+        assert said.texts[-1] == t(language, "menu.prompt")
+        assert (case.kind, case.status, case.language) == (
+            "refund_only",
+            "refund_pending",
+            language,
+        )
+        assert case.channel == channel
+        owner = s.get(CustomerRow, case.customer_id)
+        assert owner is not None and owner.name == "Emma"
+        if channel == "web":
+            assert owner.telegram_user_id is None and is_web_chat(owner.web_chat_id)
+        else:
+            assert owner.telegram_user_id == 6001 and owner.web_chat_id is None
+        # The placeholder made on first contact was merged into the order's customer.
+        assert s.scalar(select(CustomerRow.id).where(CustomerRow.name == "Web chat")) is None
+
+
+# ---------------------------------------------------------------- the web chat itself
+
+
+def web_page(app: Any, language: str = "en") -> WebPage:
+    client = TestClient(app)
+    return WebPage(client, language)
+
+
+async def test_an_agents_answer_reaches_the_page_once_even_across_reconnects(
+    app: Any, api: Api, sessions: sessionmaker[Session]
+) -> None:
+    add_unlinked(sessions, "W100")
+    page = web_page(app, "zh-CN")
+    await page.text("/start W100")
+    await page.text("8000")
+    said = await page.press(KindCb(kind="complaint"))
+    reason = next(b for b in said.buttons if b.startswith("r:"))
+    await page.press(reason)
+    await page.text("包裹里少了一件")
+    await page.press(NavCb(action="done"))
+    said = await page.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = s.scalars(select(Ticket)).one()
+    assert case.number in said.texts[0]
+    last_before = page.last
+    r = api.post(f"/api/v1/tickets/{case.number}/replies", json={"text": "We are on it <3"})
+    assert r.status_code == 201, r.text
+    assert r.json()["delivery"]["channel"] == "web"
+    # The page was closed meanwhile: it reads from where it was, and gets the answer once.
+    answer = page.read()
+    assert [e["html"] for e in answer if e["type"] == "bot"] == ["We are on it &lt;3"]
+    assert page.read() == []
+    # A reconnect from the same place (the event was lost on the way) gets it again, once.
+    again = page.read(after=last_before)
+    assert [e["html"] for e in again if e["type"] == "bot"] == ["We are on it &lt;3"]
+    with sessions() as s:
+        row = s.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.ticket_id == case.id)
+            .order_by(OutboxMessage.id.desc())
+        ).first()
+        assert row is not None and (row.channel, row.status) == ("web", "sent")
+
+
+async def test_the_conversation_is_there_after_closing_the_tab(app: Any) -> None:
+    page = web_page(app, "en")
+    said = await page.text("/start")
+    assert said.texts
+    # A new tab of the same browser (its cookie) shows the conversation so far, in order.
+    history = page.read(after=None)
+    assert history[0] == {"type": "mine", "text": "/start"}
+    assert [e["html"] for e in history if e["type"] == "bot"] == said.texts
+
+
+async def test_two_customers_never_see_each_other(
+    app: Any, sessions: sessionmaker[Session]
+) -> None:
+    add_unlinked(sessions, "W200")
+    alice = web_page(app, "en")
+    mallory = web_page(app, "en")
+    await alice.text("/start W200")
+    await alice.text("8000")
+    alices_message = max(alice.buttons)
+    assert mallory.read(after=None) == []
+    # Mallory names Alice's message in a press: she acts only as herself.
+    r = mallory.client.post(
+        "/chat/press",
+        json={
+            "id": "mallory-0001",
+            "data": KindCb(kind="refund_only").pack(),
+            "message": alices_message,
+        },
+    )
+    assert r.status_code == 200
+    seen = mallory.read()
+    assert all("W200" not in json.dumps(e, ensure_ascii=False) for e in seen)
+    assert all(e["type"] != "mine" or e["text"] != "8000" for e in mallory.read(after=None))
+    # Mallory's cookie with Alice's id but not her signature is no session.
+    chat_id = alice.client.cookies["aftersales_chat"].split(".")[0]
+    with TestClient(app, cookies={"aftersales_chat": f"{chat_id}.forged"}) as forged:
+        with forged.stream("GET", "/chat/events") as r:
+            assert r.status_code == 401
+        r = forged.post("/chat/send", json={"id": "forged-0001", "text": "hello"})
+        assert r.status_code == 401
+
+
+async def test_cross_site_and_non_json_posts_are_refused(app: Any) -> None:
+    page = web_page(app)
+    r = page.post_text("hi", headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403
+    r = page.client.post(
+        "/chat/send",
+        content="id=abcdefgh&text=hi",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 415
+    assert page.post_text("hi", headers={"Origin": "http://testserver"}).status_code == 200
+    with TestClient(app) as stranger:
+        assert stranger.post("/chat/send", json={"id": "abcdefgh", "text": "x"}).status_code == 401
+
+
+async def test_a_session_sending_too_fast_is_slowed(
+    settings: Any, engine: Any, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    from api.app import create_app
+
+    settings.web_chat_messages_per_minute = 2
+    app = create_app(settings, engine=engine, sessions=sessions, scripts=scripts, clock=lambda: NOW)
+    page = web_page(fast_streams(app))
+    assert [page.post_text("hi").status_code for _ in range(3)] == [200, 200, 429]
+
+
+async def test_a_shop_that_turns_the_web_chat_off_gets_404_everywhere(
+    settings: Any, engine: Any, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    from api.app import create_app
+
+    settings.web_chat = False
+    app = create_app(settings, engine=engine, sessions=sessions, scripts=scripts, clock=lambda: NOW)
+    with TestClient(app) as client:
+        assert client.get("/chat").status_code == 404
+        assert client.get("/chat/events").status_code == 404
+        assert client.post("/chat/send", json={"id": "abcdefgh", "text": "x"}).status_code == 404
+        assert client.post("/chat/press", json={}).status_code == 404
