@@ -136,6 +136,8 @@ class RowExtras:
     amount: str | None = None
     currency: str | None = None
     amount_is_refund: bool = False
+    # Where the refund stands (proposed, approved, ...): a proposal is not yet an approval.
+    refund_status: str | None = None
     sla_due: datetime | None = None
 
 
@@ -218,13 +220,13 @@ def row_extras(session: Session, tickets: list[Ticket]) -> dict[int, RowExtras]:
     if not ids:
         return {}
     currency = {t.id: (t.order.currency if t.order else None) for t in tickets}
-    refunds: dict[int, tuple[int, str]] = {}
-    for ticket_id, amount, cur in session.execute(
-        select(Refund.ticket_id, Refund.amount, Refund.currency)
+    refunds: dict[int, tuple[int, str, str]] = {}
+    for ticket_id, amount, cur, state in session.execute(
+        select(Refund.ticket_id, Refund.amount, Refund.currency, Refund.status)
         .where(Refund.ticket_id.in_(ids), Refund.status != RefundStatus.cancelled.value)
         .order_by(Refund.id)
     ):
-        refunds[ticket_id] = (amount, cur)  # the latest wins
+        refunds[ticket_id] = (amount, cur, state)  # the latest wins
     claimed: dict[int, int] = {
         ticket_id: total
         for ticket_id, total in session.execute(
@@ -245,8 +247,8 @@ def row_extras(session: Session, tickets: list[Ticket]) -> dict[int, RowExtras]:
     out: dict[int, RowExtras] = {}
     for t in tickets:
         if t.id in refunds:
-            minor, cur = refunds[t.id]
-            extras = RowExtras(format_amount(minor, cur), cur, True)
+            minor, cur, state = refunds[t.id]
+            extras = RowExtras(format_amount(minor, cur), cur, True, state)
         elif claimed.get(t.id) is not None and currency[t.id]:
             cur = currency[t.id] or "CNY"
             extras = RowExtras(format_amount(int(claimed[t.id]), cur), cur)
