@@ -62,8 +62,12 @@ def _confirmed(hold: Hold, ticket: Ticket, request: ActionRequest) -> bool:
     if hold.code in request.confirm:
         return True
     # High risk: typing the case number is as deliberate as ticking "I have checked".
-    typed = "".join((request.confirm_number or "").split()).upper()
-    return hold.code == HIGH_RISK and typed == ticket.number
+    # Compared without spaces, dashes and letter case: "as 20261122 0001" is the number too.
+    return hold.code == HIGH_RISK and _bare(request.confirm_number or "") == _bare(ticket.number)
+
+
+def _bare(number: str) -> str:
+    return "".join(c for c in number if c.isalnum()).upper()
 
 
 def check_confirmed(ticket: Ticket, request: ActionRequest) -> None:
