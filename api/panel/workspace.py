@@ -79,23 +79,21 @@ async def form_fields(request: Request) -> dict[str, str]:
 FormFields = Annotated[dict[str, str], Depends(form_fields)]
 
 
+# What kind of refusal the page explains, most specific class first.
+_PROBLEM_KINDS: tuple[tuple[type[DomainError], str], ...] = (
+    (SecondApproverRequired, "second_approver"),
+    (ConfirmationRequired, "confirm"),
+    (HeldForPerson, "held"),
+    (ActionNotAllowed, "not_allowed"),
+    (Conflict, "conflict"),
+    (PermissionDenied, "forbidden"),
+)
+
+
 def _problem(exc: DomainError) -> dict[str, Any]:
     """What the page says about a refused request (`details`: the core's facts, for the page
     to say it in the agent's language)."""
-    if isinstance(exc, SecondApproverRequired):
-        kind = "second_approver"
-    elif isinstance(exc, ConfirmationRequired):
-        kind = "confirm"
-    elif isinstance(exc, HeldForPerson):
-        kind = "held"
-    elif isinstance(exc, ActionNotAllowed):
-        kind = "not_allowed"
-    elif isinstance(exc, Conflict):
-        kind = "conflict"
-    elif isinstance(exc, PermissionDenied):
-        kind = "forbidden"
-    else:
-        kind = "invalid"
+    kind = next((k for cls, k in _PROBLEM_KINDS if isinstance(exc, cls)), "invalid")
     errors = [] if kind == "confirm" else getattr(exc, "errors", [])
     return {"kind": kind, "message": exc.message, "errors": errors, "details": exc.details}
 
