@@ -93,11 +93,12 @@ def apply_each(
     outcomes = []
     for number, body in requests:
         try:
+            detail: str | None
             if foresee:
                 seen = foresee_in_bulk(
                     session=session, number=number, request=body, actor=actor, ctx=ctx
                 )
-                status, detail = seen.status, seen.assignee or body.group or ""
+                status, detail = seen.status, (seen.assignee if body.assignee else body.group)
             else:
                 with session.begin_nested():
                     ticket = perform_in_bulk(
@@ -108,7 +109,9 @@ def apply_each(
         except DomainError as exc:
             outcomes.append(Outcome(number, False, _problem(exc), version=body.version))
             continue
-        outcomes.append(Outcome(number, True, detail=detail, status=status, version=body.version))
+        outcomes.append(
+            Outcome(number, True, detail=detail or "", status=status, version=body.version)
+        )
     return outcomes
 
 

@@ -2,7 +2,9 @@
 the demo shop in the queue, open it, look at the customer's photos (thumbnails and full size),
 reply from a script, approve the return, mark it received, record the inspection, propose the
 refund; a second agent, already looking at the case, sees the change without reloading, approves
-and issues the refund, and closes the case. Screenshots of the queue, the workspace and the
+and issues the refund, and closes the case. A lead assigns and approves in bulk: the
+confirmation page lists each case and what will happen, leaving out the held ones with why,
+before anything moves. Screenshots of the queue, the workspace and the
 dashboard in both languages are saved under test-artifacts/screenshots/."""
 
 from __future__ import annotations

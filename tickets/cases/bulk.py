@@ -29,7 +29,8 @@ def perform_in_bulk(
     *, session: Session, number: str, request: ActionRequest, actor: Actor, ctx: Context
 ) -> Ticket:
     """Take the action on one case of a bulk action; HeldForPerson when the case is left out."""
-    check_bulk(load_ticket(session, number), request.action)
+    # Locked before it is judged: what holds it is read as it stands, not as it stood.
+    check_bulk(load_ticket(session, number, for_update=True), request.action)
     return perform_action(session=session, number=number, request=request, actor=actor, ctx=ctx)
 
 
