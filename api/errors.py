@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from tickets.exceptions import (
     ActionNotAllowed,
+    ConfirmationRequired,
     Conflict,
     DomainError,
     InvalidInput,
@@ -22,6 +23,7 @@ _STATUS = [
     (UnknownScript, 404),
     (ScriptError, 422),
     (NotFound, 404),
+    (ConfirmationRequired, 422),
     (InvalidInput, 422),
     (ActionNotAllowed, 409),
     (Conflict, 409),

@@ -119,7 +119,9 @@ def test_an_agent_who_pushed_the_order_and_opened_the_case_cannot_approve_its_re
     number = case["number"]
     r = _act(pusher, number, "approve_refund")
     assert r.status_code == 403
-    assert "another agent" in r.json()["message"]
+    assert r.json()["error"] == "second_approver_required"
+    assert "a second person must approve" in r.json()["message"]
+    assert "you opened the case" in r.json()["message"]
     assert "issue_refund" not in case["allowed_actions"]  # nothing approved yet
     assert _act(pusher, number, "issue_refund").status_code == 409
     # Bob had no hand in it: he approves, and then the money may go.

@@ -119,7 +119,12 @@ def test_large_refund_needs_a_second_approver(api: Api) -> None:
     assert case["refund"]["needs_second_approval"] is True
     r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "approve_refund"})
     assert r.status_code == 403
-    assert "another agent" in r.json()["message"]
+    # The real reason, not "your role may not": the two-person rule, its threshold, and why.
+    assert r.json()["error"] == "second_approver_required"
+    assert r.json()["message"] == (
+        "a second person must approve refunds over 1000.00 CNY; you proposed this one"
+    )
+    assert (r.json()["did"], r.json()["threshold"]) == ("proposed", "1000.00")
     r = api.as_("bob").post(f"/api/v1/tickets/{number}/actions", json={"action": "approve_refund"})
     assert r.status_code == 200
     assert r.json()["refund"]["status"] == "approved"
@@ -150,7 +155,8 @@ def test_a_large_refund_split_into_small_ones_still_needs_a_second_approver(
     assert (case["refund"]["amount"], case["refund"]["needs_second_approval"]) == ("700.00", True)
     r = api.post(f"/api/v1/tickets/{second}/actions", json={"action": "approve_refund"})
     assert r.status_code == 403, r.text
-    assert "another agent" in r.json()["message"]
+    assert r.json()["error"] == "second_approver_required"
+    assert "a second person must approve refunds over 1000.00 CNY" in r.json()["message"]
     r = api.as_("bob").post(f"/api/v1/tickets/{second}/actions", json={"action": "approve_refund"})
     assert r.status_code == 200, r.text
 

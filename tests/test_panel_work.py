@@ -261,6 +261,19 @@ def _selected(sessions: sessionmaker[Session], *numbers: str) -> list[str]:
     return [f"{n}@{case_row(sessions, n).version}" for n in numbers]
 
 
+def _go(panel: Panel, confirm_page: Any) -> Any:
+    """Press the confirmation page's button: its form, as the browser would post it."""
+    form = confirm_page.text[confirm_page.text.index('id="bulk-go"') :]
+    form = form[: form.index("</form>")]
+    fields: dict[str, Any] = {}
+    for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', form):
+        if name == "case":
+            fields.setdefault("case", []).append(value)
+        elif name != "csrf_token":
+            fields[name] = value
+    return panel.post("/panel/bulk", fields)
+
+
 def test_bulk_approve_does_each_case_on_its_own(
     alice: Panel, sessions: sessionmaker[Session], ctx: Context
 ) -> None:
@@ -269,14 +282,18 @@ def test_bulk_approve_does_each_case_on_its_own(
     c = _case(sessions, ctx, "K3")
     d = _case(sessions, ctx, "K4")
     picked = _selected(sessions, a, b, c, d)
-    act(sessions, ctx, b, "approve")  # already approved: not possible again
-    with sessions() as s:
-        s.execute(update(Ticket).where(Ticket.number == c).values(risk_level="high"))
-        s.commit()
     page = alice.get("/panel?queue=all")
     assert 'id="bulk"' in page.text
     assert f'value="{picked[0]}" form="bulk"' in page.text
     r = alice.post("/panel/bulk", {"action": "approve", "case": picked, "back": "/panel?queue=all"})
+    assert r.status_code == 200, r.text
+    assert "4 will go ahead, 0 left out." in r.text
+    # Between the confirmation page and the click, b is approved and c turns out high risk.
+    act(sessions, ctx, b, "approve")
+    with sessions() as s:
+        s.execute(update(Ticket).where(Ticket.number == c).values(risk_level="high"))
+        s.commit()
+    r = _go(alice, r)
     assert r.status_code == 200, r.text
     assert "2 done, 2 refused." in r.text
     refused = dict(re.findall(r'data-refused="([^"]+)"><td.*?<b>([^<]+)</b>', r.text, re.S))
@@ -296,8 +313,13 @@ def test_bulk_assign_reports_a_stale_row_and_assigns_the_rest(
     act(sessions, ctx, b, "assign", priority="high")  # someone changed b after the page was drawn
     r = alice.post("/panel/bulk", {"action": "assign", "assignee": "bob", "case": picked})
     assert r.status_code == 200
-    assert "1 done, 1 refused." in r.text
+    # Said before anything is done: a goes to Bob, b was changed by someone else.
+    assert "1 will go ahead, 1 left out." in r.text
+    assert "Assigned to Bob" in r.text
     assert "Someone else changed it first" in r.text
+    assert case_row(sessions, a).assignee_id is None
+    r = _go(alice, r)
+    assert "1 done, 0 refused." in r.text
     with sessions() as s:
         bob = s.scalar(select(Agent.id).where(Agent.username == "bob"))
     assert case_row(sessions, a).assignee_id == bob
@@ -306,6 +328,7 @@ def test_bulk_assign_reports_a_stale_row_and_assigns_the_rest(
     r = alice.post(
         "/panel/bulk", {"action": "assign", "group": "logistics", "case": _selected(sessions, b)}
     )
+    r = _go(alice, r)
     assert "1 done, 0 refused." in r.text
     assert case_row(sessions, b).group == "logistics"
     assert alice.post("/panel/bulk", {"action": "assign", "assignee": "bob"}).status_code == 422

@@ -56,3 +56,29 @@ class DuplicateCase(Conflict):
 
 class PermissionDenied(DomainError):
     code = "forbidden"
+
+
+class SecondApproverRequired(PermissionDenied):
+    """Maker-checker: a large refund needs a person who had no hand in it (`did`: what this
+    one did: proposed, opened, order, system), above `threshold` in `currency`."""
+
+    code = "second_approver_required"
+
+
+class ConfirmationRequired(InvalidInput):
+    """The action is possible, but the case asks a person to confirm it deliberately (`needs`:
+    the holds to confirm, tickets.cases.holds), not with a bare click."""
+
+    code = "confirmation_required"
+
+    def __init__(self, message: str, needs: list[str]) -> None:
+        super().__init__(message, [{"loc": "confirm", "msg": f"confirm {n}"} for n in needs])
+        self.details["needs"] = needs
+        self.needs = needs
+
+
+class HeldForPerson(Conflict):
+    """A bulk action leaves this case out: the policy holds it for one person's look
+    (`holds`: its hold codes, tickets.cases.holds)."""
+
+    code = "held_for_person"

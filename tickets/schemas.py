@@ -414,6 +414,13 @@ class ActionRequest(_In):
     # propose_refund: return freight the customer paid (reimbursed on its own line, capped).
     return_freight: MoneyIn | None = None
     return_freight_receipt: bool = False
+    # What the agent deliberately confirms on a case the policy holds for a person
+    # (tickets/cases/holds.py): approving it at high risk, or without the evidence it awaits.
+    confirm: list[Literal["high_risk", "awaiting_evidence"]] = Field(
+        default_factory=list, max_length=2
+    )
+    # The case number typed: confirms high risk as ticking "high_risk" does.
+    confirm_number: str | None = Field(default=None, max_length=40)
 
     check_variables = field_validator("variables")(_script_variables)
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.panel import admin, auth, bulk, bundle, dashboard, intake, queue, workspace
+from api.panel import (
+    admin,
+    approvals,
+    auth,
+    bulk,
+    bundle,
+    dashboard,
+    intake,
+    queue,
+    workspace,
+)
 from api.panel.i18n import LazyCatalogs
 from api.panel.pages import STATIC_DIR, TEMPLATES_DIR, PanelState, build_environment
 
@@ -22,6 +32,7 @@ router.include_router(queue.router, prefix=PREFIX)
 router.include_router(intake.router, prefix=PREFIX)
 router.include_router(workspace.router, prefix=PREFIX)
 router.include_router(bulk.router, prefix=PREFIX)
+router.include_router(approvals.router, prefix=PREFIX)
 router.include_router(dashboard.router, prefix=PREFIX)
 router.include_router(admin.router, prefix=PREFIX)
 router.include_router(bundle.router, prefix=PREFIX)

@@ -2,9 +2,13 @@
 automatic assignment (round robin within a group, skipping agents who are away), and the
 agent's own "away" switch.
 
-Each case is done in its own savepoint: a case the core refuses (its status moved on, someone
-changed it first, the role may not) is rolled back alone and reported with the reason, and the
-others still go through. The request's transaction commits what was done.
+A bulk action first shows what it will do to each case (the core's own answer, found in a
+savepoint rolled back: tickets/cases/bulk.py), and which cases it leaves out and why (the
+policy holds them for a person: evidence awaited, a platform dispute, high risk); only the
+confirmed cases then go. Each case is done in its own savepoint: a case the core refuses (its
+status moved on, someone changed it first, the role may not) is rolled back alone and reported
+with the reason, and the others still go through. The request's transaction commits what was
+done.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from api.panel.auth import CurrentPanelAgent, require_role, safe_next
 from api.panel.pages import render
 from api.panel.queue import WORKING_STATUSES
 from api.panel.workspace import _problem
-from tickets.cases.lifecycle import perform_action
+from tickets.cases.bulk import foresee_in_bulk, perform_in_bulk
 from tickets.context import Actor, Context
-from tickets.exceptions import DomainError, InvalidInput, NotFound
+from tickets.exceptions import DomainError, InvalidInput
 from tickets.models import Agent, Role, Ticket
 from tickets.schemas import ActionRequest, whole_number
 
@@ -55,6 +59,8 @@ class Outcome:
     done: bool
     problem: dict[str, Any] | None = None
     detail: str = ""  # what was done (the assignee), for the summary
+    status: str = ""  # the status it is left in (done), or will be (foreseen)
+    version: int | None = None  # the version the agent saw, carried to the confirmation
 
 
 def _selected(values: list[str]) -> list[tuple[str, int | None]]:
@@ -79,31 +85,50 @@ def apply_each(
     actor: Actor,
     ctx: Context,
     requests: list[tuple[str, ActionRequest]],
+    *,
+    foresee: bool = False,
 ) -> list[Outcome]:
-    """Apply each request in its own savepoint; a refusal rolls back that case only."""
+    """Apply each request in its own savepoint; a refusal rolls back that case only. With
+    `foresee`, only say what each would do (the confirmation page): nothing is kept."""
     outcomes = []
     for number, body in requests:
         try:
-            with session.begin_nested():
-                perform_action(session=session, number=number, request=body, actor=actor, ctx=ctx)
-                session.flush()
+            detail: str | None
+            if foresee:
+                seen = foresee_in_bulk(
+                    session=session, number=number, request=body, actor=actor, ctx=ctx
+                )
+                status, detail = seen.status, (seen.assignee if body.assignee else body.group)
+            else:
+                with session.begin_nested():
+                    ticket = perform_in_bulk(
+                        session=session, number=number, request=body, actor=actor, ctx=ctx
+                    )
+                    session.flush()
+                status, detail = ticket.status, body.assignee or body.group or ""
         except DomainError as exc:
-            outcomes.append(Outcome(number, False, _problem(exc)))
+            outcomes.append(Outcome(number, False, _problem(exc), version=body.version))
             continue
-        outcomes.append(Outcome(number, True, detail=body.assignee or body.group or ""))
+        outcomes.append(
+            Outcome(number, True, detail=detail or "", status=status, version=body.version)
+        )
     return outcomes
 
 
-def _high_risk_refusal(number: str) -> Outcome:
-    return Outcome(
-        number,
-        False,
-        {
-            "kind": "high_risk",
-            "message": "high risk: open the case and decide it on its own",
-            "errors": [],
-        },
-    )
+def _requests(
+    action: str, selected: list[tuple[str, int | None]], assignee: str, group: str
+) -> list[tuple[str, ActionRequest]]:
+    if action == "approve":
+        return [(n, ActionRequest(action="approve", version=v)) for n, v in selected]
+    return [
+        (
+            n,
+            ActionRequest(
+                action="assign", assignee=assignee or None, group=group or None, version=v
+            ),
+        )
+        for n, v in selected
+    ]
 
 
 @router.post("/bulk")
@@ -114,11 +139,14 @@ def bulk(
     ctx: ContextDep,
     form: FormLists,
 ) -> Response:
-    """Assign or approve the selected rows; a summary of what was done and what was refused."""
+    """Assign or approve the selected rows, in two steps: first a page saying what will happen
+    to each case (and which are left out, and why), then, confirmed, a summary of what was done
+    and what was refused."""
     action = (form.get("action") or [""])[-1]
     assignee = (form.get("assignee") or [""])[-1].strip()
     group = (form.get("group") or [""])[-1].strip()
     back = safe_next((form.get("back") or ["/panel"])[-1])
+    confirmed = (form.get("confirmed") or [""])[-1] == "1"
     selected = _selected(form.get("case", []))
     problem: str | None = None
     if action not in BULK_ACTIONS:
@@ -142,33 +170,37 @@ def bulk(
             },
             status_code=422,
         )
-    numbers = [n for n, _v in selected]
-    risk = dict(
-        session.execute(
-            select(Ticket.number, Ticket.risk_level).where(Ticket.number.in_(numbers))
-        ).all()
-    )
-    requests: list[tuple[str, ActionRequest]] = []
-    early: dict[str, Outcome] = {}
-    for number, version in selected:
-        if number not in risk:
-            early[number] = Outcome(number, False, _problem(NotFound(f"no case {number}")))
-        elif action == "approve" and risk[number] == "high":
-            # High risk holds automation and goes to a human: a bulk click is not a look.
-            early[number] = _high_risk_refusal(number)
-        elif action == "approve":
-            requests.append((number, ActionRequest(action="approve", version=version)))
-        else:
-            body = ActionRequest(
-                action="assign", assignee=assignee or None, group=group or None, version=version
+    requests = _requests(action, selected, assignee, group)
+    actor = Actor("agent", agent)
+    if not confirmed:
+        outcomes = apply_each(session, actor, ctx, requests, foresee=True)
+        cases = {
+            t.number: t
+            for t in session.scalars(
+                select(Ticket).where(Ticket.number.in_([n for n, _v in selected]))
             )
-            requests.append((number, body))
-    applied = {o.number: o for o in apply_each(session, Actor("agent", agent), ctx, requests)}
-    outcomes = [early.get(n) or applied[n] for n in numbers]
+        }
+        return render(
+            request,
+            "bulk_confirm.html",
+            {
+                "outcomes": outcomes,
+                "cases": cases,
+                "action": action,
+                "assignee": assignee,
+                "group": group,
+                "back": back,
+            },
+        )
     return render(
         request,
         "bulk_result.html",
-        {"outcomes": outcomes, "action": action, "problem": None, "back": back},
+        {
+            "outcomes": apply_each(session, actor, ctx, requests),
+            "action": action,
+            "problem": None,
+            "back": back,
+        },
     )
 
 

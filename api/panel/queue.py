@@ -164,6 +164,8 @@ class RowExtras:
     amount_is_refund: bool = False
     # The clock that matters most now: which, when due, and how near (late, soon, ok).
     urgency: sla.Urgency | None = None
+    # Where the refund stands (proposed, approved, ...): a proposal is not yet an approval.
+    refund_status: str | None = None
 
 
 def queue_filters(queue: str, agent: Agent, now: datetime) -> TicketFilters:
@@ -238,13 +240,13 @@ def row_extras(
     if not ids:
         return {}
     currency = {t.id: (t.order.currency if t.order else None) for t in tickets}
-    refunds: dict[int, tuple[int, str]] = {}
-    for ticket_id, amount, cur in session.execute(
-        select(Refund.ticket_id, Refund.amount, Refund.currency)
+    refunds: dict[int, tuple[int, str, str]] = {}
+    for ticket_id, amount, cur, state in session.execute(
+        select(Refund.ticket_id, Refund.amount, Refund.currency, Refund.status)
         .where(Refund.ticket_id.in_(ids), Refund.status != RefundStatus.cancelled.value)
         .order_by(Refund.id)
     ):
-        refunds[ticket_id] = (amount, cur)  # the latest wins
+        refunds[ticket_id] = (amount, cur, state)  # the latest wins
     claimed: dict[int, int] = {
         ticket_id: total
         for ticket_id, total in session.execute(
@@ -258,8 +260,8 @@ def row_extras(
     out: dict[int, RowExtras] = {}
     for t in tickets:
         if t.id in refunds:
-            minor, cur = refunds[t.id]
-            extras = RowExtras(format_amount(minor, cur), cur, True)
+            minor, cur, state = refunds[t.id]
+            extras = RowExtras(format_amount(minor, cur), cur, True, refund_status=state)
         elif claimed.get(t.id) is not None and currency[t.id]:
             cur = currency[t.id] or "CNY"
             extras = RowExtras(format_amount(int(claimed[t.id]), cur), cur)

@@ -26,23 +26,33 @@ from api.errors import status_for
 from api.panel.auth import CurrentPanelAgent, safe_next
 from api.panel.labels import SCRIPT_CATEGORY, UNIT
 from api.panel.pages import plain_text, render, telegram_html
+from tickets.cases.actions.refunds import (
+    approval_blocker,
+    current_refund,
+    large_refund_threshold,
+)
 from tickets.cases.conversation import add_reply
+from tickets.cases.holds import AWAITING_EVIDENCE, HIGH_RISK, to_confirm
 from tickets.cases.lifecycle import perform_action
 from tickets.cases.serialize import message_deliveries, ticket_to_read
 from tickets.cases.status import get_ticket
 from tickets.context import Actor, Context
 from tickets.exceptions import (
     ActionNotAllowed,
+    ConfirmationRequired,
     Conflict,
     DomainError,
+    HeldForPerson,
     InvalidInput,
     NotFound,
     PermissionDenied,
+    SecondApproverRequired,
 )
 from tickets.messages.notices import case_facts, render_for_case
 from tickets.messages.outbox import UNDELIVERABLE_EVENT
 from tickets.messages.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
 from tickets.models import Agent, Attachment, Event, EventType, Order, OrderLine, Role, Ticket
+from tickets.money import format_amount
 from tickets.schemas import INT64_MAX, ActionRequest, DbId, DbInt, ReplyCreate, whole_number
 from tickets.sla import clocks as sla
 from tickets.workflow import may
@@ -55,6 +65,8 @@ PRESENCE_SECONDS = 15
 _SHOWN_AS_MESSAGES = frozenset(
     {EventType.reply_sent, EventType.note_added, EventType.customer_message}
 )
+# The holds an agent may tick as checked on the approve form.
+CONFIRMABLE = (HIGH_RISK, AWAITING_EVIDENCE)
 _FORM_FIELDS = ("reason", "alternative", "note", "tracking_no", "carrier", "assignee", "group")
 
 
@@ -67,18 +79,23 @@ async def form_fields(request: Request) -> dict[str, str]:
 FormFields = Annotated[dict[str, str], Depends(form_fields)]
 
 
+# What kind of refusal the page explains, most specific class first.
+_PROBLEM_KINDS: tuple[tuple[type[DomainError], str], ...] = (
+    (SecondApproverRequired, "second_approver"),
+    (ConfirmationRequired, "confirm"),
+    (HeldForPerson, "held"),
+    (ActionNotAllowed, "not_allowed"),
+    (Conflict, "conflict"),
+    (PermissionDenied, "forbidden"),
+)
+
+
 def _problem(exc: DomainError) -> dict[str, Any]:
-    """What the page says about a refused request."""
-    if isinstance(exc, ActionNotAllowed):
-        kind = "not_allowed"
-    elif isinstance(exc, Conflict):
-        kind = "conflict"
-    elif isinstance(exc, PermissionDenied):
-        kind = "forbidden"
-    else:
-        kind = "invalid"
-    errors = getattr(exc, "errors", [])
-    return {"kind": kind, "message": exc.message, "errors": errors}
+    """What the page says about a refused request (`details`: the core's facts, for the page
+    to say it in the agent's language)."""
+    kind = next((k for cls, k in _PROBLEM_KINDS if isinstance(exc, cls)), "invalid")
+    errors = [] if kind == "confirm" else getattr(exc, "errors", [])
+    return {"kind": kind, "message": exc.message, "errors": errors, "details": exc.details}
 
 
 # ---------------------------------------------------------------- reading a case
@@ -165,6 +182,19 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
     ]
     scripts: ScriptLibrary = request.app.state.scripts
     language = ticket.language if ticket.language in LANGUAGES else "zh-CN"
+    # Maker-checker, asked of the core: the maker is not offered the approve button, and is
+    # told why (the threshold, and what they did), before pressing anything.
+    second: dict[str, Any] | None = None
+    if "approve_refund" in read.allowed_actions:
+        refund = current_refund(session, ticket)
+        did = approval_blocker(ticket, refund, agent) if refund is not None else None
+        if refund is not None and did is not None:
+            threshold = large_refund_threshold(state.policy, refund.currency)
+            second = {
+                "did": did,
+                "threshold": format_amount(threshold, refund.currency),
+                "currency": refund.currency,
+            }
     return {
         "t": read,
         "ticket": ticket,
@@ -174,6 +204,7 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         "attachments": attachments,
         "loose_attachments": [a for a in read.attachments if a.id not in in_messages],
         "units": units,
+        # No outcome is chosen for the agent: each unit's is picked after looking at it.
         "unit_outcomes": ["resalable", "damaged", "missing", "wrong_item"],
         "unit_labels": UNIT,
         "agents": agents,
@@ -182,6 +213,9 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         "script_language": language,
         "script_languages": LANGUAGES,
         "primary": _primary(read.allowed_actions, read.refund),
+        "second_approver": second,
+        # Approving this case alone asks what the agent checked (high risk, evidence awaited).
+        "confirm_holds": [h.code for h in to_confirm(ticket, "approve")],
         "is_mine": ticket.assignee_id == agent.id,
         # Taking a colleague's case is a lead's right (the core's rule): the button says so.
         "can_take": ticket.assignee_id != agent.id
@@ -277,9 +311,25 @@ def action_request(action: str, form: dict[str, str], units: list[Any]) -> Actio
             data[name] = value
     if form.get("priority"):
         data["priority"] = form["priority"]
+    # What the agent deliberately confirmed on a held case (tickets/cases/holds.py).
+    data["confirm"] = [c for c in CONFIRMABLE if form.get(f"confirm_{c}") == "1"]
+    if form.get("confirm_number", "").strip():
+        data["confirm_number"] = form["confirm_number"].strip()
     if form.get("pickup_time") and form.get("pickup_address"):
         data["pickup"] = {"time": form["pickup_time"], "address": form["pickup_address"]}
     if action == "inspect":
+        # Nothing is chosen for the agent (no one-click "resalable"): a unit left unchosen is
+        # named, and nothing is recorded.
+        unchosen = [
+            {
+                "loc": f"outcome_{u.id}",
+                "msg": f"choose what {u.unit.line.sku} #{u.unit.unit_index} is",
+            }
+            for u in units
+            if not form.get(f"outcome_{u.id}", "").strip()
+        ]
+        if unchosen:
+            raise InvalidInput("choose an outcome for every unit after looking at it", unchosen)
         # One result per unit, in the case's unit order: the core hands a SKU's results to its
         # units in that same order.
         data["results"] = [
@@ -311,7 +361,8 @@ def act(
         body = action_request(action, form, list(ticket.units))
     except DomainError as exc:
         return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
-    return act_or_explain(request, session, agent, ctx, number, body)
+    # A list the action was taken from (the approvals) is where the agent goes back to.
+    return act_or_explain(request, session, agent, ctx, number, body, back=form.get("back", ""))
 
 
 # ---------------------------------------------------------------- replying

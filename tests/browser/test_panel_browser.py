@@ -2,7 +2,9 @@
 the demo shop in the queue, open it, look at the customer's photos (thumbnails and full size),
 reply from a script, approve the return, mark it received, record the inspection, propose the
 refund; a second agent, already looking at the case, sees the change without reloading, approves
-and issues the refund, and closes the case. Screenshots of the queue, the workspace and the
+and issues the refund, and closes the case. A lead assigns and approves in bulk: the
+confirmation page lists each case and what will happen, leaving out the held ones with why,
+before anything moves. Screenshots of the queue, the workspace and the
 dashboard in both languages are saved under test-artifacts/screenshots/."""
 
 from __future__ import annotations
@@ -116,6 +118,9 @@ def test_two_agents_work_a_return_to_the_end(shop: Shop, chromium: Any, screensh
     page.wait_for_selector("#done")
     assert "来回运费都由我们承担" in page.locator(".timeline").inner_text()
 
+    # The demo's fresh return is from a high-risk customer: approving it is deliberate.
+    if page.locator("#confirm-risk").count():
+        page.check("#confirm-risk")
     _act(page, "approve")
     _act(page, "mark_received")
     # The inspection, per unit: back unworn with its tags, so resalable and refunded.
@@ -161,7 +166,7 @@ def test_two_agents_work_a_return_to_the_end(shop: Shop, chromium: Any, screensh
     finance.close()
 
 
-def test_a_lead_assigns_in_bulk_and_reads_the_dashboard(
+def test_a_lead_works_in_bulk_and_reads_the_dashboard(
     shop: Shop, chromium: Any, screenshots: Path
 ) -> None:
     base = shop.base_url
@@ -179,6 +184,10 @@ def test_a_lead_assigns_in_bulk_and_reads_the_dashboard(
         rows.nth(i).locator('input[name="case"]').check()
     page.select_option('#bulk select[name="assignee"]', "xiaomei")
     page.click("#bulk-assign")
+    # First what will happen to each, then, confirmed, it happens.
+    page.wait_for_selector("#bulk-confirm")
+    assert page.locator('#bulk-plan-table tr[data-going="yes"]').count() == 2
+    page.click("#bulk-confirm-go")
     page.wait_for_selector("#bulk-summary")
     assert "完成 2 件" in page.locator("#bulk-summary").inner_text()
     page.goto(f"{base}/panel?queue=all&assignee=xiaomei")
@@ -186,6 +195,41 @@ def test_a_lead_assigns_in_bulk_and_reads_the_dashboard(
         r.get_attribute("data-case") for r in page.locator("#queue-rows tr[data-case]").all()
     }
     assert set(chosen) <= assigned
+
+    # Monday morning: she ticks every case and approves. Before anything moves, a page lists
+    # each case and what will happen to it; the platform disputes, the cases waiting for the
+    # customer's photos and the high-risk ones are left out, each saying why.
+    page.goto(f"{base}/panel?queue=all")
+    page.check("[data-select-all]")
+    ticked = page.locator('#queue-rows input[name="case"]:checked').count()
+    assert ticked == min(shop.cases, 50)
+    page.click("#bulk-approve")
+    page.wait_for_selector("#bulk-confirm")
+    plan = page.locator("#bulk-plan-table tr[data-plan]")
+    assert plan.count() == ticked
+
+    def row(order_no: str) -> Any:
+        return page.locator("#bulk-plan-table tr[data-plan]", has_text=order_no)
+
+    dispute, photos = row("DEMO-0019"), row("DEMO-0005")
+    assert dispute.get_attribute("data-going") == "no"
+    assert "平台介入：以平台裁决为准" in dispute.inner_text()
+    assert photos.get_attribute("data-going") == "no"
+    assert "等待客户补充凭证" in photos.inner_text()
+    assert row(shop.order_no).get_attribute("data-going") == "no"  # high risk
+    assert "高风险" in row(shop.order_no).inner_text()
+    going = page.locator('#bulk-plan-table tr[data-going="yes"]')
+    assert going.count() >= 1
+    approved = [going.nth(i).get_attribute("data-plan") for i in range(going.count())]
+    assert "目前尚未做任何更改" in page.locator("#bulk-plan").inner_text()
+    page.screenshot(path=str(screenshots / "bulk-confirm-zh.png"), full_page=True)
+    page.click("#bulk-confirm-go")
+    page.wait_for_selector("#bulk-summary")
+    assert f"完成 {len(approved)} 件，拒绝 0 件。" in page.locator("#bulk-summary").inner_text()
+    page.goto(f"{base}/panel?queue=all")
+    for number in approved:
+        assert "待审核" not in page.locator(f'tr[data-case="{number}"]').inner_text()
+    assert "平台介入" in page.locator("tr[data-case]", has_text="DEMO-0019").inner_text()
 
     # The dashboard, in Chinese, then in English: every chart drawn.
     page.goto(f"{base}/panel/dashboard")

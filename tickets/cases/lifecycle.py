@@ -39,6 +39,7 @@ from tickets.cases.actions.review import (
     request_info,
     resolve,
 )
+from tickets.cases.holds import check_confirmed
 from tickets.cases.status import load_ticket, set_status
 from tickets.context import Actor, Context
 from tickets.customers import speaks_for
@@ -104,6 +105,10 @@ def perform_action(
             f"'{request.action}' needs the role {' or '.join(r.value for r in transition.roles)}"
         )
     _check_needs(transition, request)
+    if actor.agent is not None:
+        # A person approving a held case says what they checked (the system never approves
+        # one: automation holds it).
+        check_confirmed(ticket, request)
     if status is CaseStatus.refused and transition.target in HOLDING_STATUSES:
         # A refused case let go of its units (the customer may have asked again for them).
         hold_units_again(session, ticket, request.action)

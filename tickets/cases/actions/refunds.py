@@ -19,6 +19,7 @@ from tickets.exceptions import (
     Conflict,
     InvalidInput,
     PermissionDenied,
+    SecondApproverRequired,
 )
 from tickets.messages.notices import (
     arrival_days,
@@ -28,16 +29,18 @@ from tickets.messages.scripts import Money
 from tickets.models import (
     Agent,
     CaseKind,
+    CaseStatus,
     EventType,
     Refund,
     RefundStatus,
     Ticket,
     UnitStatus,
 )
-from tickets.money import format_amount
+from tickets.money import format_amount, to_minor
 from tickets.orders.store import (
     lock_order,
 )
+from tickets.policy.rules import Policy
 from tickets.refunds.ledger import ledger_overdraw, refund_from_quote, ticket_quote
 from tickets.schemas import ActionRequest
 from tickets.workflow import (
@@ -96,38 +99,81 @@ def withdraw_live_refund(
         withdraw(session, t, refund, actor, ctx, reason or f"case {t.status} -> closed")
 
 
+# What a maker did, in the words the refusal uses ("... and you proposed this one").
+MAKER_DID = {
+    "proposed": "you proposed this one",
+    "opened": "you opened the case",
+    "order": "you pushed or changed its order",
+    "system": "the system may propose it, never approve it",
+}
+
+
 def _touchers(t: Ticket, refund: Refund) -> dict[int, str]:
-    """The agents who had a hand in this refund, each with what they did: proposed it, opened
-    the case, pushed or changed the order it pays back."""
+    """The agents who had a hand in this refund, each with what they did (MAKER_DID): proposed
+    it, opened the case, pushed or changed the order it pays back."""
     out: dict[int, str] = {}
     if t.order is not None:
         for agent_id in t.order.touched_by or []:
-            out[int(agent_id)] = "pushed or changed its order"
+            out[int(agent_id)] = "order"
     if t.opened_by_id is not None:
-        out[t.opened_by_id] = "opened the case"
+        out[t.opened_by_id] = "opened"
     if refund.proposed_by_id is not None:
-        out[refund.proposed_by_id] = "proposed it"
+        out[refund.proposed_by_id] = "proposed"
     return out
 
 
-def _check_second_approver(t: Ticket, refund: Refund, approver: Agent | None) -> None:
+def approval_blocker(t: Ticket, refund: Refund, approver: Agent | None) -> str | None:
+    """Why this approver may not approve this refund under maker-checker (a MAKER_DID code),
+    or None when they may (a refund under the threshold: anyone)."""
+    if not refund.needs_second_approval:
+        return None
+    if approver is None:
+        return "system"
+    return _touchers(t, refund).get(approver.id)
+
+
+def large_refund_threshold(policy: Policy, currency: str) -> int:
+    """Above this (minor units of `currency`) a refund needs a second person."""
+    return to_minor(policy.refunds.large_refund_threshold, currency)
+
+
+def _check_second_approver(
+    t: Ticket, refund: Refund, approver: Agent | None, policy: Policy
+) -> None:
     """Maker-checker (MONEY.md rule 16): a refund above the large-refund threshold is approved
     by a person who had no hand in it. The system (auto-approval) may propose it, never approve
-    it; whoever opened the case or pushed its order is a maker too."""
-    if not refund.needs_second_approval:
+    it; whoever opened the case or pushed its order is a maker too. The refusal says so, with
+    the threshold, not "your role may not": no role may approve its own refund."""
+    did = approval_blocker(t, refund, approver)
+    if did is None:
         return
-    amount = f"{format_amount(refund.amount, refund.currency)} {refund.currency}"
-    if approver is None:
-        raise PermissionDenied(
-            f"a refund of {amount} is above the large-refund threshold: an agent who had no "
-            "hand in it must approve it"
+    threshold = large_refund_threshold(policy, refund.currency)
+    raise SecondApproverRequired(
+        f"a second person must approve refunds over "
+        f"{format_amount(threshold, refund.currency)} {refund.currency}; {MAKER_DID[did]}",
+        did=did,
+        threshold=format_amount(threshold, refund.currency),
+        currency=refund.currency,
+    )
+
+
+def awaiting_second_approval(
+    session: Session, agent: Agent, *, limit: int = 200
+) -> list[tuple[Ticket, Refund]]:
+    """Proposed refunds that need a second person and that this agent may approve (someone
+    else made them), oldest first: the approvals a lead works through."""
+    rows = session.execute(
+        select(Ticket, Refund)
+        .join(Refund, Refund.ticket_id == Ticket.id)
+        .where(
+            Refund.status == RefundStatus.proposed.value,
+            Refund.needs_second_approval.is_(True),
+            Ticket.status == CaseStatus.refund_pending.value,
         )
-    did = _touchers(t, refund).get(approver.id)
-    if did is not None:
-        raise PermissionDenied(
-            f"a refund of {amount} is above the large-refund threshold and you {did}: another "
-            "agent must approve it"
-        )
+        .order_by(Refund.created_at, Refund.id)
+        .limit(limit)
+    ).all()
+    return [(t, r) for t, r in rows if approval_blocker(t, r, agent) is None]
 
 
 def _check_ledger(session: Session, t: Ticket, refund: Refund) -> None:
@@ -208,7 +254,7 @@ def approve_refund(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
     refund = _need_refund(session, t, RefundStatus.proposed)
-    _check_second_approver(t, refund, actor.agent)
+    _check_second_approver(t, refund, actor.agent, ctx.policy)
     # Approving reserves the units (the ledger counts approved refunds): they must be free.
     _check_ledger(session, t, refund)
     refund.status = RefundStatus.approved.value
@@ -235,7 +281,7 @@ def issue_refund(
             "this refund is above the large-refund threshold and no agent approved it: "
             "withdraw it and have it approved"
         )
-    _check_second_approver(t, refund, approver)
+    _check_second_approver(t, refund, approver, ctx.policy)
     _check_ledger(session, t, refund)
     refund.status = RefundStatus.issued.value
     refund.issued_at = ctx.now
