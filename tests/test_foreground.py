@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
@@ -30,6 +31,30 @@ def test_a_request_is_counted_while_in_flight_and_the_webhook_is_not() -> None:
     with TestClient(app) as client:
         assert client.get("/seen").json() == 1
         assert client.post("/telegram/webhook").json() == 0
+    assert FOREGROUND.in_flight == 0
+
+
+def test_an_open_stream_stops_counting_once_its_answer_starts() -> None:
+    """The web chat's events stay open as long as the page: a person is not waiting on them,
+    and the bot must not give way for as long as a customer keeps the chat open."""
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+    seen: list[int] = []
+
+    @app.get("/events")
+    async def events() -> StreamingResponse:
+        async def stream() -> AsyncIterator[str]:
+            yield "data: one\n\n"
+            seen.append(FOREGROUND.in_flight)
+            yield "data: two\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    app.add_middleware(MarkForeground)
+    with TestClient(app) as client:
+        assert "two" in client.get("/events").text
+    assert seen == [0]
     assert FOREGROUND.in_flight == 0
 
 
