@@ -133,6 +133,8 @@ class Serve:
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start {self.starts} =====\n".encode())
             log.flush()
+            # Where this run's lines begin: an earlier run's port line must never be taken.
+            start_of_run = log.tell()
             self.proc = subprocess.Popen(
                 [
                     *self.command,
@@ -149,14 +151,14 @@ class Serve:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        start_of_run = self.log_path.stat().st_size
         deadline = time.monotonic() + timeout
         self.port = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServeFailed(f"serve exited with {self.proc.returncode}:\n{self.log()}")
             if self.port is None:
-                found = _LISTENING.findall(self.log()[start_of_run - 200 :])
+                run_log = self.log_path.read_bytes()[start_of_run:]
+                found = _LISTENING.findall(run_log.decode("utf-8", errors="replace"))
                 if found:
                     self.port = int(found[-1])
             if self.port is not None:
