@@ -199,7 +199,13 @@ async def test_linked_customer_walks_a_return_in_chinese_with_photos(
                 assert not img.getexif(), "location metadata must be stripped"
                 colours.append(colour_of(img))
         assert colours[0][0] > 200 and colours[1][2] > 200  # red first, then blue
-        notices = list(s.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == case.id)))
+        notices = list(
+            s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.ticket_id == case.id)
+                .order_by(OutboxMessage.id)
+            )
+        )
         assert [(n.channel, n.recipient, n.kind) for n in notices] == [
             ("telegram", "5001", "notice"),
             ("agents", "agents", "case.created"),
