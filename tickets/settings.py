@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     panel_breaching_soon_minutes: int = Field(default=60, ge=1)
     # The dashboard flags a product whose after-sales rate is above this percentage.
     panel_product_flag_percent: int = Field(default=20, ge=1, le=100)
+    # A case's customer history (tickets/cases/history.py): the most recent this many cases
+    # and orders shown, and counted up to the cap (then "more than").
+    panel_history_limit: int = Field(default=10, ge=1, le=100)
+    panel_history_count_cap: int = Field(default=200, ge=10, le=10_000)
     # Lists count matching rows exactly up to this many, then say "more" (count_capped).
     count_cap: int = Field(default=10_000, ge=100)
     # Page size limits for list endpoints.

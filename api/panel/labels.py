@@ -201,6 +201,14 @@ ORDER_STATUS: Final = {
     "refused": N_("refused on delivery"),
 }
 
+# Why a case or an order is in a case's customer history (tickets/cases/history.py).
+HISTORY_WHY: Final = {
+    "same_customer": N_("same customer"),
+    "linked_customer": N_("linked account"),
+    "same_phone": N_("same phone"),
+    "same_address": N_("same address"),
+}
+
 ROLE: Final = {"agent": N_("Agent"), "lead": N_("Lead"), "admin": N_("Admin")}
 
 TABLES: Final = {
@@ -221,6 +229,7 @@ TABLES: Final = {
     "queue": QUEUE,
     "role": ROLE,
     "order_status": ORDER_STATUS,
+    "history_why": HISTORY_WHY,
 }
 
 

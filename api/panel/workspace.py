@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -32,6 +32,7 @@ from tickets.cases.actions.refunds import (
     large_refund_threshold,
 )
 from tickets.cases.conversation import add_reply
+from tickets.cases.history import LISTED_SIGNALS, customer_history, signal_history
 from tickets.cases.holds import AWAITING_EVIDENCE, HIGH_RISK, to_confirm
 from tickets.cases.lifecycle import perform_action
 from tickets.cases.serialize import message_deliveries, ticket_to_read
@@ -225,6 +226,14 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         # Why a reply just posted was not sent (a reason code, named by the labels).
         "unsent_why": request.query_params.get("why"),
         "problem": None,
+        "history": customer_history(
+            session=session,
+            ticket=ticket,
+            limit=state.settings.panel_history_limit,
+            cap=state.settings.panel_history_count_cap,
+        ),
+        # The risk signals whose count opens a list of what it counted.
+        "listed_signals": LISTED_SIGNALS,
     }
 
 
@@ -267,6 +276,48 @@ def workspace(
     """The case workspace."""
     _seen(request, number, agent, typing=False)
     return case_page(request, session, agent, number)
+
+
+@router.get("/cases/{number}/history")
+def history(
+    number: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    signal: Annotated[str, Query(max_length=40)] = "",
+) -> Response:
+    """The customer's history of a case; with `signal`, exactly what that risk signal counted
+    (the cases of "3rd request in 30 days")."""
+    try:
+        ticket = get_ticket(session=session, number=number)
+    except NotFound:
+        return render(request, "not_found.html", {"number": number}, status_code=404)
+    # The whole list (up to the count's cap) where the case page shows the most recent few.
+    limit = cap = request.app.state.settings.panel_history_count_cap
+    if signal in LISTED_SIGNALS:
+        found = signal_history(
+            session=session,
+            ticket=ticket,
+            signal=signal,
+            rules=request.app.state.policy.risk,
+            limit=limit,
+            cap=cap,
+        )
+    else:
+        found = customer_history(session=session, ticket=ticket, limit=limit, cap=cap)
+    text = next(
+        (
+            s.get("text")
+            for s in ticket.risk_signals
+            if isinstance(s, dict) and s.get("code") == signal
+        ),
+        None,
+    )
+    return render(
+        request,
+        "history.html",
+        {"ticket": ticket, "history": found, "signal": found.signal, "signal_text": text},
+    )
 
 
 # ---------------------------------------------------------------- acting on a case
