@@ -38,10 +38,13 @@ from tickets.settings import Settings
 from tickets.sla.sweep import run_sweep
 
 API_PREFIX = "/api/v1"
-# Path prefixes of routes whose bodies are files: they get AFTERSALES_MAX_UPLOAD_BYTES instead
-# of AFTERSALES_MAX_BODY_BYTES. None yet (evidence comes through Telegram); a route that takes
-# files (the web chat's uploads) adds its prefix here.
-UPLOAD_ROUTES: tuple[str, ...] = ()
+# Routes whose bodies are files, as (path prefix, path suffix): they get
+# AFTERSALES_MAX_UPLOAD_BYTES instead of AFTERSALES_MAX_BODY_BYTES. An agent's reply with files,
+# from the panel and from the API.
+UPLOAD_ROUTES: tuple[tuple[str, str], ...] = (
+    ("/panel/cases/", "/reply"),
+    (f"{API_PREFIX}/tickets/", "/replies/files"),
+)
 log = logging.getLogger(__name__)
 
 
@@ -256,8 +259,11 @@ def create_app(
                 # The log-in form is a few short fields.
                 RouteLimit("/panel/login", 16 * 1024),
                 RouteLimit(f"{API_PREFIX}/orders", settings.max_batch_bytes, exact=True),
-                # Routes that take files (the web chat's uploads) register their prefix here.
-                *(RouteLimit(prefix, settings.max_upload_bytes) for prefix in UPLOAD_ROUTES),
+                # Routes that take files (agents' replies with photos or PDFs).
+                *(
+                    RouteLimit(prefix, settings.max_upload_bytes, suffix=suffix)
+                    for prefix, suffix in UPLOAD_ROUTES
+                ),
             ),
             authorize=_authorize(app),
         ),

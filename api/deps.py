@@ -14,6 +14,7 @@ from tickets.auth import live_token, token_is_stale, touch_token
 from tickets.context import Actor, Context
 from tickets.db import unit_of_work
 from tickets.models import Agent
+from tickets.storage import AttachmentStore, limits_from
 
 # Requests that change nothing: their transaction only reads (tickets/db.py: on SQLite it
 # never takes nor waits for the write lock, and refuses to write).
@@ -132,6 +133,16 @@ def service_context(request: Request) -> Context:
 
 
 ContextDep = Annotated[Context, Depends(service_context)]
+
+
+def attachment_store(request: Request) -> AttachmentStore:
+    """The evidence store with the shop's limits (`AFTERSALES_MEDIA_*`): agents' files in
+    replies go where customers' photos do, through the same checks."""
+    settings = request.app.state.settings
+    return AttachmentStore(settings.media_dir, limits_from(settings))
+
+
+StoreDep = Annotated[AttachmentStore, Depends(attachment_store)]
 
 
 def agent_actor(agent: CurrentAgent) -> Actor:

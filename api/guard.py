@@ -40,15 +40,22 @@ class BodyTooLarge(HTTPException):
 
 @dataclass(frozen=True)
 class RouteLimit:
-    """Bodies to paths starting with `prefix` (or, `exact`, to that path only) may be `limit`
-    bytes."""
+    """Bodies to paths starting with `prefix` (or, `exact`, to that path only; with `suffix`,
+    and ending with it: a route with the case number in the middle) may be `limit` bytes."""
 
     prefix: str
     limit: int
     exact: bool = False
+    suffix: str = ""
 
     def matches(self, path: str) -> bool:
-        return path == self.prefix if self.exact else path.startswith(self.prefix)
+        if self.exact:
+            return path == self.prefix
+        return path.startswith(self.prefix) and path.endswith(self.suffix)
+
+    @property
+    def specificity(self) -> int:
+        return len(self.prefix) + len(self.suffix)
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class GuardRules:
     def limit_for(self, path: str) -> int:
         best: RouteLimit | None = None
         for route in self.routes:
-            if route.matches(path) and (best is None or len(route.prefix) > len(best.prefix)):
+            if route.matches(path) and (best is None or route.specificity > best.specificity):
                 best = route
         return best.limit if best is not None else self.default
 

@@ -6,7 +6,9 @@ checked by the schemas (tickets/schemas.py names the field); this middleware che
 schemas never see: the path, the query string and form bodies (the panel, the log-in page).
 
 Forms are scanned as the app reads them, chunk by chunk, never buffered or read ahead, so a body
-limit or an authentication check in front of the parser still comes first.
+limit or an authentication check in front of the parser still comes first. The contents of a
+file in a multipart form (an agent's photo or PDF: binary, full of NUL bytes) are not text and
+are let through; its part's headers (the file's name) are checked like any field.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 NUL = "\x00"
 _URLENCODED_NUL = re.compile(rb"%00|\x00", re.IGNORECASE)
 _PART_NAME = re.compile(rb'name="([^"]{0,200})"')
+_BOUNDARY = re.compile(rb'boundary="?([^";,\s]{1,70})')
 # The bytes of a form kept to name the field a NUL is in: a field's name comes right before it.
 _TAIL = 4096
 
@@ -64,22 +67,62 @@ def _query_loc(query: bytes) -> str | None:
 class _FormScanner:
     """Finds a NUL in a form body as it streams past, and the field it is in."""
 
-    def __init__(self, multipart: bool) -> None:
+    def __init__(self, multipart: bool, boundary: bytes = b"") -> None:
         self.multipart = multipart
+        # Where a part starts: its delimiter line (a value never contains it, by definition).
+        self.delimiter = b"--" + boundary if boundary else b""
+        # Whether the kept tail starts inside a file's contents.
+        self.tail_in_file = False
         self.tail = b""
 
     def feed(self, chunk: bytes) -> str | None:
         data = self.tail + chunk
-        if self.multipart:
-            hit = data.find(b"\x00")
-        else:
+        if not self.multipart:
             found = _URLENCODED_NUL.search(data)
-            hit = found.start() if found else -1
-        if hit >= 0:
-            return self._field(data[:hit])
-        # Enough to see a '%00' split over two chunks, and the name of the field it is in.
-        self.tail = data[-_TAIL:]
+            if found:
+                return self._field(data[: found.start()])
+            # Enough to see a '%00' split over two chunks, and the name of the field it is in.
+            self.tail = data[-_TAIL:]
+            return None
+        spans = self._spans(data)
+        fresh = len(self.tail)  # the tail was checked with the chunk before
+        for start, end, is_file in spans:
+            if not is_file and end > fresh:
+                hit = data.find(b"\x00", max(start, fresh), end)
+                if hit >= 0:
+                    return self._field(data[:hit])
+        cut = max(0, len(data) - _TAIL)
+        for start, end, is_file in spans:
+            if start <= cut < end:
+                if not is_file and start >= len(data) - 2 * _TAIL:
+                    cut = start  # never cut a part's headers in two: keep them whole
+                self.tail_in_file = is_file
+                break
+        self.tail = data[cut:]
         return None
+
+    def _spans(self, data: bytes) -> list[tuple[int, int, bool]]:
+        """`data` cut into (start, end, is a file's contents): a part's delimiter and headers
+        are text, then its contents, a file's when its headers name a filename."""
+        if not self.delimiter:
+            return [(0, len(data), False)]
+        spans: list[tuple[int, int, bool]] = []
+        at, in_file = 0, self.tail_in_file
+        while at < len(data):
+            part = data.find(self.delimiter, at)
+            if part < 0:
+                spans.append((at, len(data), in_file))
+                break
+            spans.append((at, part, in_file))
+            ends = data.find(b"\r\n\r\n", part)
+            if ends < 0:
+                # The headers go on in the next chunk: text until then.
+                spans.append((part, len(data), False))
+                break
+            spans.append((part, ends + 4, False))
+            in_file = b"filename=" in data[part:ends].lower()
+            at = ends + 4
+        return spans
 
     def _field(self, before: bytes) -> str:
         if self.multipart:
@@ -106,11 +149,17 @@ class RefuseNul:
         if loc is not None:
             await _refuse(send, loc)
             return
-        ctype = dict(scope.get("headers", [])).get(b"content-type", b"").lower()
+        raw_ctype = dict(scope.get("headers", [])).get(b"content-type", b"")
+        ctype = raw_ctype.lower()
         if not ctype.startswith((b"application/x-www-form-urlencoded", b"multipart/form-data")):
             await self.app(scope, receive, send)
             return
-        scanner = _FormScanner(multipart=ctype.startswith(b"multipart/"))
+        # The boundary as sent: it is case-sensitive.
+        found_boundary = _BOUNDARY.search(raw_ctype)
+        scanner = _FormScanner(
+            multipart=ctype.startswith(b"multipart/"),
+            boundary=found_boundary.group(1) if found_boundary else b"",
+        )
         found: list[str] = []
         started = False
 

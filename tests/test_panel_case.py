@@ -6,16 +6,22 @@ proposer, the approvals list)."""
 
 from __future__ import annotations
 
+import io
 import re
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import Panel
+from bot.delivery import DeliveryWorker
+from bot.i18n import Texts
+from tests.conftest import Panel, in_thread
 from tests.factories import make_case, recent_order_json
+from tests.fakes.clock import Clock
+from tests.fakes.telegram import FAST
 from tickets.context import Context
-from tickets.models import Customer, Order, Ticket
+from tickets.models import Attachment, Customer, Message, Order, OutboxMessage, Ticket, utcnow
 from tickets.orders.store import upsert_order
 from tickets.schemas import OrderIn
 
@@ -123,3 +129,184 @@ def test_a_repeat_claims_signal_opens_exactly_the_cases_it_counted(
     assert old not in listed.text
     # The customer's whole history still has the old one.
     assert old in _history_numbers(alice.get(f"/panel/cases/{third}/history").text)
+
+
+# ---------------------------------------------------------------- agents' files in replies
+
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+def _telegram_on(panel: Panel) -> None:
+    """Replies to a Telegram customer are queued for the bot (the test app runs none)."""
+    from tickets.messages.outbox import DEFAULT_CHANNELS
+
+    panel.client.app.state.channels = DEFAULT_CHANNELS  # type: ignore[attr-defined]
+
+
+def _replies(sessions: sessionmaker[Session], number: str) -> list[OutboxMessage]:
+    with sessions() as s:
+        ticket_id = s.scalar(select(Ticket.id).where(Ticket.number == number))
+        return list(
+            s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.ticket_id == ticket_id, OutboxMessage.kind == "reply")
+                .order_by(OutboxMessage.id)
+            )
+        )
+
+
+async def test_an_agent_attaches_a_photo_and_a_pdf_and_the_customer_gets_them_cleaned(
+    alice: Panel,
+    sessions: sessionmaker[Session],
+    ctx: Context,
+    bot: Any,
+    fake: Any,
+    settings: Any,
+) -> None:
+    from aiogram.methods import SendDocument, SendMessage, SendPhoto
+    from aiogram.types import BufferedInputFile
+    from PIL import Image
+
+    from tests.fakes.telegram import jpeg
+
+    _telegram_on(alice)
+    number = make_case(sessions, ctx, "F1", customer=_who(20))
+    sent = await in_thread(
+        lambda: alice.post(
+            f"/panel/cases/{number}/reply",
+            {"text": "Here is the label and the size chart"},
+            files=[
+                ("files", ("label.pdf", PDF, "application/pdf")),
+                ("files", ("chart.jpg", jpeg("blue", gps=True), "image/jpeg")),
+            ],
+        )
+    )
+    assert sent.status_code == 303, sent.text
+    assert sent.headers["location"].endswith("done=reply")
+    page = await in_thread(lambda: alice.get(f"/panel/cases/{number}"))
+    # On the case, in the agent's message: the photo's thumbnail and the PDF as a file.
+    assert re.search(r'class="msg agent.*?<img src="/panel/files/\d+\?thumb=1"', page.text, re.S)
+    assert "document · " in page.text
+    rows = _replies(sessions, number)
+    assert [r.payload.get("attachment", {}).get("kind") for r in rows] == [
+        None,
+        "document",
+        "photo",
+    ]
+
+    worker = DeliveryWorker(
+        bot=bot,
+        sessions=sessions,
+        settings=settings,
+        config=FAST,
+        texts=Texts.load(),
+        clock=Clock(utcnow() + timedelta(minutes=1)),
+    )
+    await worker.drain()
+    to_customer = [r for r in fake.requests if getattr(r, "chat_id", None) == 80020]
+    # After the case's own notices: the reply's text, then each file.
+    assert [type(r) for r in to_customer[-3:]] == [SendMessage, SendDocument, SendPhoto]
+    document, photo = to_customer[-2], to_customer[-1]
+    assert isinstance(document.document, BufferedInputFile)
+    assert document.document.data == PDF and document.document.filename == "label.pdf"
+    assert isinstance(photo.photo, BufferedInputFile)
+    # The cleaned copy: no GPS position of the agent's phone.
+    assert Image.open(io.BytesIO(photo.photo.data)).getexif().get_ifd(0x8825) == {}
+
+
+def test_files_are_checked_before_anything_is_written(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    _telegram_on(alice)
+    number = make_case(sessions, ctx, "F2", customer=_who(21))
+    # A program named like a PDF: the type is read from the bytes.
+    r = alice.post(
+        f"/panel/cases/{number}/reply",
+        {"text": "see attached"},
+        files=[("files", ("label.pdf", b"MZ\x90\x00\x03" + b"\x00" * 100, "application/pdf"))],
+    )
+    assert r.status_code == 422
+    assert "not a photo or a PDF" in r.text
+    # Over the shop's count of files in one message.
+    many = [("files", (f"p{i}.pdf", PDF, "application/pdf")) for i in range(11)]
+    r = alice.post(f"/panel/cases/{number}/reply", {"text": "many"}, files=many)
+    assert r.status_code == 422
+    assert "at most 10" in r.text
+    assert _replies(sessions, number) == []
+    with sessions() as s:
+        assert s.scalar(select(func.count(Message.id)).where(Message.author == "agent")) == 0
+
+
+def test_the_api_reply_takes_files_with_the_same_checks(
+    api: Any, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    from tests.fakes.telegram import jpeg
+
+    number = make_case(sessions, ctx, "F3", customer=_who(22))
+    r = api.post(
+        f"/api/v1/tickets/{number}/replies/files",
+        data={"text": "the label"},
+        files=[("files", ("label.pdf", PDF, "application/pdf"))],
+    )
+    assert r.status_code == 201, r.text
+    assert len(r.json()["attachments"]) == 1
+    case = api.get(f"/api/v1/tickets/{number}").json()
+    [attachment] = [a for a in case["attachments"] if a["id"] in r.json()["attachments"]]
+    assert attachment["kind"] == "document"
+    r = api.post(
+        f"/api/v1/tickets/{number}/replies/files",
+        files=[("files", ("x.png", b"GIF89a" + b"\x00" * 50, "image/png"))],
+    )
+    assert r.status_code == 422
+    assert "not a photo or a PDF" in r.json()["message"]
+    r = api.post(
+        f"/api/v1/tickets/{number}/replies/files",
+        data={"internal": "true"},
+        files=[("files", ("me.jpg", jpeg("red"), "image/jpeg"))],
+    )
+    assert r.status_code == 201 and r.json()["internal"] is True
+
+
+def test_a_nul_in_a_text_field_beside_a_file_is_still_refused(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    """A file's bytes may hold NULs (a PDF, a photo); the form's text fields may not
+    (api/inputs.py)."""
+    _telegram_on(alice)
+    number = make_case(sessions, ctx, "F4", customer=_who(23))
+    binary = PDF + b"\x00\x01\x00" * 5000
+    r = alice.post(
+        f"/panel/cases/{number}/reply",
+        {"text": "bad\x00text"},
+        files=[("files", ("label.pdf", binary, "application/pdf"))],
+    )
+    assert r.status_code == 422 and "form.text" in r.text
+    assert _replies(sessions, number) == []
+    r = alice.post(
+        f"/panel/cases/{number}/reply",
+        {"text": "fine"},
+        files=[("files", ("label.pdf", binary, "application/pdf"))],
+    )
+    assert r.status_code == 303
+    with sessions() as s:
+        [name] = s.scalars(select(Attachment.original_name).where(Attachment.kind == "document"))
+    assert name == "label.pdf"
+
+
+def test_the_nul_scanner_tells_a_files_bytes_from_text_in_any_chunking() -> None:
+    from api.inputs import _FormScanner
+
+    def body(text: bytes) -> bytes:
+        return (
+            b'--XyZ\r\nContent-Disposition: form-data; name="files"; filename="a.pdf"\r\n'
+            b"Content-Type: application/pdf\r\n\r\n" + b"%PDF\x00\x00" * 3000 + b"\r\n"
+            b'--XyZ\r\nContent-Disposition: form-data; name="text"\r\n\r\n' + text + b"\r\n"
+            b"--XyZ--\r\n"
+        )
+
+    for size in (7, 100, 4096, 5000, 1 << 20):
+        for text, refused in ((b"hello", None), (b"he\x00llo", "form.text")):
+            scanner = _FormScanner(multipart=True, boundary=b"XyZ")
+            data = body(text)
+            hits = [scanner.feed(data[i : i + size]) for i in range(0, len(data), size)]
+            assert next((h for h in hits if h), None) == refused, (size, text)

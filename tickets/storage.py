@@ -37,6 +37,12 @@ PHOTO_FORMATS: dict[str, tuple[str, str]] = {
     "WEBP": ("image/webp", ".webp"),
 }
 
+# What an agent may attach to a reply (a photo, a size chart, a shipping label): the type is
+# read from the file's first bytes, never from its name or the browser's word.
+AGENT_FILE_TYPES = "JPEG, PNG, WebP, PDF"
+_PHOTO_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+_PDF_MAGIC = b"%PDF-"
+
 # File name extensions for documents, by MIME type; unknown types keep no extension.
 DOCUMENT_EXTENSIONS: dict[str, str] = {
     "video/mp4": ".mp4",
@@ -50,7 +56,8 @@ DOCUMENT_EXTENSIONS: dict[str, str] = {
 
 
 class MediaRejected(InvalidInput):
-    """A file the store will not keep; `reason` is one of too_large, not_an_image, empty."""
+    """A file the store will not keep; `reason` is one of too_large, not_an_image, empty,
+    too_many (files in one request), not_allowed (a type agents may not send)."""
 
     code = "media_rejected"
 
@@ -178,6 +185,32 @@ class AttachmentStore:
             size=len(data),
             mime=mime,
             original_name=original_name,
+        )
+
+    def check_count(self, count: int) -> None:
+        """Refuse a request carrying more files than the shop allows, before reading any."""
+        if count > self.limits.max_files:
+            raise MediaRejected(
+                f"{count} files: at most {self.limits.max_files} in one message",
+                reason="too_many",
+                limit=self.limits.max_files,
+            )
+
+    def store_agent_file(self, data: bytes, *, original_name: str = "") -> StoredFile:
+        """A file an agent attaches to a reply, kept by what it is (sniffed from its bytes):
+        a photo (checked, re-encoded, metadata stripped) or a PDF (kept as is); anything else
+        is refused, naming what is accepted."""
+        if not data:
+            raise MediaRejected("the file is empty", reason="empty")
+        if data.startswith(_PHOTO_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+            return self.store_photo(data, original_name=original_name)
+        if data.startswith(_PDF_MAGIC):
+            return self.store_file(
+                data, kind="document", mime="application/pdf", original_name=original_name
+            )
+        raise MediaRejected(
+            f"{original_name or 'the file'} is not a photo or a PDF ({AGENT_FILE_TYPES})",
+            reason="not_allowed",
         )
 
     # ------------------------------------------------------------ internals

@@ -9,6 +9,7 @@ overwrite. Evidence files are served here too, so they are behind the panel's lo
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +21,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
+from starlette.datastructures import UploadFile as StarletteUpload
 
-from api.deps import ContextDep, SessionDep
+from api.deps import ContextDep, SessionDep, StoreDep
 from api.errors import status_for
 from api.panel.auth import CurrentPanelAgent, safe_next
 from api.panel.labels import SCRIPT_CATEGORY, UNIT
@@ -31,7 +33,7 @@ from tickets.cases.actions.refunds import (
     current_refund,
     large_refund_threshold,
 )
-from tickets.cases.conversation import add_reply
+from tickets.cases.conversation import Upload, add_reply, store_reply_files
 from tickets.cases.history import LISTED_SIGNALS, customer_history, signal_history
 from tickets.cases.holds import AWAITING_EVIDENCE, HIGH_RISK, to_confirm
 from tickets.cases.lifecycle import perform_action
@@ -78,6 +80,27 @@ async def form_fields(request: Request) -> dict[str, str]:
 
 
 FormFields = Annotated[dict[str, str], Depends(form_fields)]
+
+
+async def form_uploads(request: Request) -> AsyncIterator[list[Upload]]:
+    """The files posted in the form's `files` field, not read yet (an empty file input sends
+    a part with no name: not a file). Read by the route, in its worker thread; their spooled
+    copies are closed once it is done."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        yield []
+        return
+    form = await request.form()
+    try:
+        yield [
+            Upload(name=f.filename or "", size=f.size, read=f.file.read)
+            for f in form.getlist("files")
+            if isinstance(f, StarletteUpload) and f.filename
+        ]
+    finally:
+        await form.close()
+
+
+FormUploads = Annotated[list[Upload], Depends(form_uploads)]
 
 
 # What kind of refusal the page explains, most specific class first.
@@ -232,6 +255,7 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
             limit=state.settings.panel_history_limit,
             cap=state.settings.panel_history_count_cap,
         ),
+        "max_files": state.settings.media_max_files,
         # The risk signals whose count opens a list of what it counted.
         "listed_signals": LISTED_SIGNALS,
     }
@@ -545,9 +569,11 @@ def reply(
     agent: CurrentPanelAgent,
     ctx: ContextDep,
     form: FormFields,
+    uploads: FormUploads,
+    store: StoreDep,
 ) -> Response:
     """Send a reply (a script when its text was left as filled, else the text as typed), or
-    add an internal note."""
+    add an internal note, with the files attached (photos, PDFs: the core's checks)."""
     text = form.get("text", "")
     internal = form.get("internal") == "1"
     name = form.get("script", "")
@@ -563,8 +589,14 @@ def reply(
                     variables=_variables(filled.script, form),
                     language=language,
                 )
+        files = store_reply_files(store=store, uploads=uploads, ctx=ctx)
         msg = add_reply(
-            session=session, number=number, reply=body, actor=Actor("agent", agent), ctx=ctx
+            session=session,
+            number=number,
+            reply=body,
+            actor=Actor("agent", agent),
+            ctx=ctx,
+            attachments=files,
         )
         session.flush()
         delivery = None if internal else message_deliveries(session, msg.ticket_id).get(msg.id)

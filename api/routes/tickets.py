@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Form, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
-from api.deps import AgentActor, ContextDep, CurrentAgent, SessionDep
+from api.deps import AgentActor, ContextDep, CurrentAgent, SessionDep, StoreDep
 from api.offload import OffLoop
-from tickets.cases.conversation import add_reply
+from tickets.cases.conversation import Upload, add_reply, store_reply_files
 from tickets.cases.lifecycle import perform_action
 from tickets.cases.opening import open_case
 from tickets.cases.queries import NEWEST_FIRST, SORTS, TicketFilters, check_sort, list_tickets
 from tickets.cases.serialize import message_deliveries, ticket_summary, ticket_to_read
 from tickets.cases.status import get_ticket
+from tickets.context import Actor
 from tickets.exceptions import InvalidInput, NotFound
-from tickets.models import Attachment, CaseKind, CaseStatus, Role
+from tickets.models import Attachment, CaseKind, CaseStatus, Message, Role
 from tickets.schemas import ActionRequest, DbId, MessageRead, ReplyCreate, TicketCreate, TicketList
 from tickets.schemas import TicketRead as TicketJSON
 from tickets.sla import clocks as sla
@@ -174,6 +175,11 @@ def reply(
     them), or a channel nothing delivers here (the bot off). An undeliverable reply is never
     sent later."""
     msg = add_reply(session=session, number=number, reply=body, actor=actor, ctx=ctx)
+    return _message(session, msg, actor)
+
+
+def _message(session: Session, msg: Message, actor: Actor) -> MessageRead:
+    session.flush()
     return MessageRead(
         id=msg.id,
         author="agent",
@@ -181,9 +187,35 @@ def reply(
         text=msg.text,
         internal=msg.internal,
         at=msg.created_at,
-        attachments=[],
+        attachments=[a.id for a in msg.attachments],
         delivery=None if msg.internal else message_deliveries(session, msg.ticket_id).get(msg.id),
     )
+
+
+@router.post("/{number}/replies/files", response_model=MessageRead, status_code=201)
+def reply_with_files(
+    number: str,
+    files: list[UploadFile],
+    session: SessionDep,
+    actor: AgentActor,
+    ctx: ContextDep,
+    store: StoreDep,
+    text: Annotated[str, Form(max_length=4096)] = "",
+    internal: Annotated[bool, Form()] = False,
+) -> MessageRead:
+    """A reply (or an internal note) with files, as `multipart/form-data`: `files` (photos:
+    JPEG, PNG, WebP, re-encoded without their metadata; PDFs), and optionally `text` (the
+    caption when there is one file and it fits) and `internal`. The same checks as the
+    panel's: at most AFTERSALES_MEDIA_MAX_FILES files, each within its size limit, the type read
+    from the bytes (anything else: a 422 naming the file). Delivered like any reply: Telegram
+    gets a photo or a document, the web chat shows it."""
+    uploads = [Upload(name=f.filename or "", size=f.size, read=f.file.read) for f in files]
+    stored = store_reply_files(store=store, uploads=uploads, ctx=ctx)
+    body = ReplyCreate(text=text, internal=internal)
+    msg = add_reply(
+        session=session, number=number, reply=body, actor=actor, ctx=ctx, attachments=stored
+    )
+    return _message(session, msg, actor)
 
 
 @files.get("/{attachment_id}")

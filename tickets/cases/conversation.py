@@ -4,7 +4,8 @@ customer's message, and the customer's satisfaction rating.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -30,8 +31,58 @@ from tickets.models import (
 )
 from tickets.schemas import ReplyCreate
 from tickets.sla import clocks as sla
+from tickets.storage import AttachmentStore, MediaRejected
 
 # ---------------------------------------------------------------- conversation
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file an agent sent with a reply, not read yet: its name, the size its request
+    declared (None: unknown), and how to read it."""
+
+    name: str
+    size: int | None
+    read: Callable[[], bytes]
+
+
+# The longest original file name kept (Attachment.original_name).
+NAME_MAX = 300
+
+
+def store_reply_files(
+    *, store: AttachmentStore, uploads: Sequence[Upload], ctx: Context
+) -> list[Attachment]:
+    """Files an agent attaches to a reply (the panel's and the API's one rule): at most the
+    shop's count, each within the size limits before it is read, then kept by what its bytes
+    say it is (a photo, cleaned of its metadata, or a PDF; nothing else). Rows to pass to
+    `add_reply`. Raises MediaRejected naming the file."""
+    store.check_count(len(uploads))
+    largest = max(store.limits.photo_bytes, store.limits.document_bytes)
+    for upload in uploads:
+        if upload.size is not None and upload.size > largest:
+            raise MediaRejected(
+                f"{upload.name or 'a file'} is {upload.size} bytes: over the limit of {largest}",
+                reason="too_large",
+                limit=largest,
+            )
+    rows = []
+    for upload in uploads:
+        # Only the file's own name (a browser may send a path), as text a database keeps.
+        name = upload.name.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "")[:NAME_MAX]
+        stored = store.store_agent_file(upload.read(), original_name=name)
+        rows.append(
+            Attachment(
+                kind=stored.kind,
+                mime=stored.mime,
+                size=stored.size,
+                sha256=stored.sha256,
+                storage_key=stored.storage_key,
+                original_name=stored.original_name,
+                created_at=ctx.now,
+            )
+        )
+    return rows
 
 
 def add_reply(
