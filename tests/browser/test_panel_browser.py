@@ -90,9 +90,13 @@ def test_two_agents_work_a_return_to_the_end(shop: Shop, chromium: Any, screensh
         page.wait_for_function(
             "(img) => img.complete && img.naturalWidth > 0", arg=thumbs.nth(i).element_handle()
         )
-    # ... and open at full size: the very file the customer sent.
+    # ... open large in the page's viewer, and at full size a click away: the very file the
+    # customer sent.
+    page.locator(".msg.customer .thumbs a").first.click()
+    page.wait_for_selector("#viewer:not([hidden])")
     with agent.expect_page() as opened:
-        page.locator(".msg.customer .thumbs a").first.click()
+        page.click("#viewer-original")
+    page.keyboard.press("Escape")
     full = opened.value
     full.wait_for_load_state()
     size = full.evaluate("[document.images[0].naturalWidth, document.images[0].naturalHeight]")
