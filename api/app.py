@@ -40,9 +40,10 @@ from tickets.sla.sweep import run_sweep
 API_PREFIX = "/api/v1"
 # Routes whose bodies are files, as (path prefix, path suffix): they get
 # AFTERSALES_MAX_UPLOAD_BYTES instead of AFTERSALES_MAX_BODY_BYTES. An agent's reply with files,
-# from the panel and from the API.
+# from the panel and from the API, and the phone-call form's new case with its files.
 UPLOAD_ROUTES: tuple[tuple[str, str], ...] = (
     ("/panel/cases/", "/reply"),
+    ("/panel/cases/new", ""),
     (f"{API_PREFIX}/tickets/", "/replies/files"),
 )
 log = logging.getLogger(__name__)

@@ -310,3 +310,94 @@ def test_the_nul_scanner_tells_a_files_bytes_from_text_in_any_chunking() -> None
             data = body(text)
             hits = [scanner.feed(data[i : i + size]) for i in range(0, len(data), size)]
             assert next((h for h in hits if h), None) == refused, (size, text)
+
+
+# ---------------------------------------------------------------- the phone-call form
+
+
+def test_the_phone_form_ticks_the_orders_items_and_the_case_is_the_agents(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    from tests.fakes.telegram import jpeg
+
+    _order(sessions, ctx, "P-100", customer=_who(30))
+    form = alice.get("/panel/cases/new")
+    assert 'name="take" value="1" id="take" checked' in form.text
+    # No quantity is pre-filled anywhere: nothing to make a complaint fail.
+    assert 'name="qty_0"' not in form.text
+    # The order is looked up as typed (in any case): its lines to tick, with how many.
+    items = alice.get("/panel/cases/new/items?order_no=p-100")
+    assert items.status_code == 200
+    assert re.findall(r'data-line="([^"]+)"', items.text) == ["JACKET-M", "SOCKS", "TEA"]
+    assert 'name="qty_1" min="1" max="2" value="2"' in items.text
+    assert "no order" in alice.get("/panel/cases/new/items?order_no=P-999").text.lower()
+    # Without JavaScript, "Look up" draws the same lines in the form, keeping what was typed.
+    looked = alice.get("/panel/cases/new?lookup=1&order_no=P-100&description=called+at+9")
+    assert 'data-line="SOCKS"' in looked.text and "called at 9</textarea>" in looked.text
+
+    r = alice.post(
+        "/panel/cases/new",
+        {
+            "order_no": "p-100",
+            "kind": "return_refund",
+            "reason": "quality_defect",
+            "channel": "phone",
+            "take": "1",
+            # Socks ticked, one of two; the jacket's quantity left as drawn but not ticked.
+            "sku_1": "SOCKS",
+            "qty_1": "1",
+            "qty_0": "1",
+            "description": "the seam is open",
+        },
+        files=[("files", ("seam.jpg", jpeg("red", gps=True), "image/jpeg"))],
+    )
+    assert r.status_code == 303, r.text
+    number = r.headers["location"].split("/")[-1].split("?")[0]
+    with sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        assert [(i.sku, i.quantity) for i in ticket.items] == [("SOCKS", 1)]
+        assert ticket.assignee is not None and ticket.assignee.username == "alice"
+        assert [a.kind for a in ticket.attachments] == ["photo"]
+        # The photo counts as the quality claim's evidence: not sent to wait for one.
+        assert ticket.status != "needs_info"
+    page = alice.get(f"/panel/cases/{number}")
+    assert "Evidence" in page.text and "data-photo" in page.text
+
+
+def test_a_complaint_without_an_order_opens_and_may_be_left_to_the_queue(
+    alice: Panel, sessions: sessionmaker[Session]
+) -> None:
+    r = alice.post(
+        "/panel/cases/new",
+        {
+            "kind": "complaint",
+            "reason": "service",
+            "channel": "phone",
+            "customer_name": "王五",
+            "customer_phone": "13311112222",
+            # What an old form pre-filled: a quantity with no item. Not an item.
+            "qty_0": "1",
+        },
+    )
+    assert r.status_code == 303, r.text
+    number = r.headers["location"].split("/")[-1].split("?")[0]
+    with sessions() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        assert ticket.items == [] and ticket.assignee_id is None
+
+
+def test_the_api_opens_a_case_taken_by_its_agent(api: Any, sessions: sessionmaker[Session]) -> None:
+    r = api.post(
+        "/api/v1/tickets",
+        json={
+            "kind": "complaint",
+            "reason": "service",
+            "channel": "phone",
+            "customer": {"name": "赵六", "phone": "13322223333"},
+            "take": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["assignee"] is not None

@@ -354,6 +354,9 @@ class TicketCreate(_In):
     customer: CustomerIn | None = None
     # An agent's exception to the eligibility policy (goodwill); recorded on the case.
     override_policy: bool = False
+    # The agent opening the case takes it: it starts assigned to them (a phone call's case is
+    # the caller's agent's). Only an agent may.
+    take: bool = False
 
     @field_validator("reason")
     @classmethod

@@ -5,21 +5,28 @@ eligibility, duplicate, risk and routing rules apply as for the bot. A refusal s
 problem next to its field (the core's errors carry `loc`: `order_no`, `items.0.quantity`...)
 and keeps what the agent typed. Only leads and admins may tick "exception to policy"
 (TicketCreate.override_policy); the core records the exception on the case.
+
+No SKU is typed: the agent looks the order up (as they type its number, or with "Look up"
+without JavaScript) and ticks its lines with quantities. The case starts as the agent's own
+(`take`, unticked to leave it to the queue), with the files they attach (photos, PDFs: the
+same checks as a reply's).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
-from api.deps import ContextDep, SessionDep
+from api.deps import ContextDep, SessionDep, StoreDep
 from api.panel.auth import CurrentPanelAgent
 from api.panel.labels import KIND, PRIORITY, REASON
 from api.panel.pages import render
-from api.panel.workspace import FormFields
+from api.panel.workspace import FormFields, FormUploads
+from tickets.cases.conversation import store_reply_files
 from tickets.cases.opening import open_case
 from tickets.context import Actor
 from tickets.exceptions import (
@@ -29,14 +36,14 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
+from tickets.models import Order
+from tickets.orders.store import get_order
 from tickets.schemas import TicketCreate, whole_number
 
 router = APIRouter()
 
-# Channels a request opened by hand comes from (the bot and the API open their own).
+# Channels a request opened by hand come from (the bot and the API open their own).
 HAND_CHANNELS = ("phone", "email", "platform")
-# Item rows on the form; a request naming more SKUs is rare enough to open as two.
-ITEM_ROWS = 5
 CUSTOMER_LANGUAGES = ("zh-CN", "en")
 
 
@@ -57,23 +64,27 @@ def _errors_by_field(errors: list[dict[str, Any]]) -> dict[str, list[str]]:
     return out
 
 
-def request_data(form: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The TicketCreate fields from the form, and the problems found before the core sees it."""
+def request_data(
+    form: dict[str, str], most_items: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The TicketCreate fields from the form, and the problems found before the core sees it.
+    Items are the order's lines the agent ticked (`sku_N`, the line's SKU, with `qty_N`): an
+    unticked line is no item, whatever its quantity says, so a complaint without items (or
+    without an order) never fails on a pre-filled quantity. At most `most_items` rows read."""
     errors: list[dict[str, Any]] = []
     items = []
-    for i in range(ITEM_ROWS):
+    rows = sorted(int(key[4:]) for key in form if key.startswith("sku_") and key[4:].isdigit())[
+        :most_items
+    ]
+    for i in rows:
         sku = form.get(f"sku_{i}", "").strip()
-        qty = form.get(f"qty_{i}", "").strip()
-        if not sku and not qty:
-            continue
         if not sku:
-            errors.append({"loc": f"items.{i}.sku", "msg": "which SKU?"})
             continue
-        quantity = whole_number(qty)
+        quantity = whole_number(form.get(f"qty_{i}", "").strip())
         if quantity is None or quantity < 1:
             errors.append({"loc": f"items.{i}.quantity", "msg": "a whole number, 1 or more"})
             continue
-        # Index by row, so an error the core names (items.N) lands on the row typed.
+        # Index by row, so an error the core names (items.N) lands on the row ticked.
         items.append((i, {"sku": sku, "quantity": quantity}))
     data: dict[str, Any] = {
         "kind": form.get("kind", ""),
@@ -84,6 +95,7 @@ def request_data(form: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, A
         "channel": form.get("channel", ""),
         "priority": form.get("priority", "") or "normal",
         "override_policy": form.get("override_policy") == "1",
+        "take": form.get("take") == "1",
     }
     if form.get("language") in CUSTOMER_LANGUAGES:
         data["language"] = form["language"]
@@ -92,7 +104,7 @@ def request_data(form: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, A
         data["customer"] = {"name": name, "phone": phone or None}
     if data["channel"] not in HAND_CHANNELS:
         errors.append({"loc": "channel", "msg": "phone, e-mail or platform"})
-    # The core numbers items as sent; map them back to the rows they were typed on.
+    # The core numbers items as sent; map them back to the rows they were ticked on.
     data["_rows"] = [i for i, _item in items]
     return data, errors
 
@@ -114,8 +126,20 @@ def _remap_items(errors: list[dict[str, Any]], rows: list[int]) -> list[dict[str
     return out
 
 
+def order_lines(session: Session, order_no: str) -> tuple[Order | None, str | None]:
+    """The order the agent looked up, with its lines to tick (None and why when there is
+    none: the number as typed, in any case, as `get_order` finds it)."""
+    if not order_no.strip():
+        return None, None
+    try:
+        return get_order(session=session, order_no=order_no.strip()), None
+    except NotFound as exc:
+        return None, exc.message
+
+
 def _form_page(
     request: Request,
+    session: Session,
     form: dict[str, str],
     *,
     errors: list[dict[str, Any]] | None = None,
@@ -124,6 +148,7 @@ def _form_page(
     status_code: int = 200,
 ) -> Response:
     policy = request.app.state.policy
+    order, missing = order_lines(session, form.get("order_no", ""))
     return render(
         request,
         "case_new.html",
@@ -136,22 +161,42 @@ def _form_page(
             "reasons": REASON,
             "priorities": PRIORITY,
             "channels": HAND_CHANNELS,
-            "rows": range(ITEM_ROWS),
+            "order": order,
+            "order_missing": missing,
             "customer_languages": CUSTOMER_LANGUAGES,
             "groups": policy.groups,
+            "max_files": request.app.state.settings.media_max_files,
         },
         status_code=status_code,
     )
 
 
 @router.get("/cases/new")
-def new_case_form(request: Request, agent: CurrentPanelAgent) -> Response:
-    """The form for a request that came by phone, e-mail or a platform."""
-    defaults = {"channel": "phone", "priority": "normal", "qty_0": "1"}
-    order_no = request.query_params.get("order_no", "")
-    if order_no:
-        defaults["order_no"] = order_no
-    return _form_page(request, defaults)
+def new_case_form(request: Request, session: SessionDep, agent: CurrentPanelAgent) -> Response:
+    """The form for a request that came by phone, e-mail or a platform; with `order_no`, the
+    order's lines to tick (the "Look up" button, without JavaScript)."""
+    # The case is the agent's own by default: a phone call's caller talks to them.
+    defaults = {"channel": "phone", "priority": "normal", "take": "1"}
+    if request.query_params.get("lookup") or request.query_params.get("order_no"):
+        # What the agent typed before looking the order up is kept.
+        defaults = {**dict(request.query_params), "take": request.query_params.get("take", "")}
+    return _form_page(request, session, defaults)
+
+
+@router.get("/cases/new/items")
+def new_case_items(
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    order_no: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    """The looked-up order's lines to tick (htmx fragment, as the order number is typed)."""
+    order, missing = order_lines(session, order_no)
+    return render(
+        request,
+        "_order_items.html",
+        {"order": order, "order_missing": missing, "values": {}, "field_errors": {}},
+    )
 
 
 @router.post("/cases/new")
@@ -161,9 +206,12 @@ def new_case(
     agent: CurrentPanelAgent,
     ctx: ContextDep,
     form: FormFields,
+    uploads: FormUploads,
+    store: StoreDep,
 ) -> Response:
-    """Open the case as the logged-in agent, or show the form again with the problems."""
-    data, errors = request_data(form)
+    """Open the case as the logged-in agent, with the files attached (the core's checks), or
+    show the form again with the problems."""
+    data, errors = request_data(form, ctx.limits.items_per_request)
     rows: list[int] = data.pop("_rows")
     try:
         body = TicketCreate.model_validate(data)
@@ -171,32 +219,45 @@ def new_case(
         errors += [
             {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
         ]
-        return _form_page(request, form, errors=_remap_items(errors, rows), status_code=422)
+        return _form_page(
+            request, session, form, errors=_remap_items(errors, rows), status_code=422
+        )
     if errors:
-        return _form_page(request, form, errors=errors, status_code=422)
+        return _form_page(request, session, form, errors=errors, status_code=422)
     try:
         # A savepoint: a refusal after the core wrote something (a new customer) leaves nothing.
         with session.begin_nested():
-            ticket = open_case(session=session, request=body, actor=Actor("agent", agent), ctx=ctx)
+            files = store_reply_files(store=store, uploads=uploads, ctx=ctx)
+            ticket = open_case(
+                session=session,
+                request=body,
+                actor=Actor("agent", agent),
+                ctx=ctx,
+                attachments=files,
+            )
             number = ticket.number
     except PermissionDenied as exc:
         # The core's rule (tickets/workflow.py PERMISSIONS), the same as the API's.
         errors = [{"loc": "override_policy", "msg": "only a lead may make an exception"}]
-        return _form_page(request, form, errors=errors, message=exc.message, status_code=403)
+        return _form_page(
+            request, session, form, errors=errors, message=exc.message, status_code=403
+        )
     except DuplicateCase as exc:
         return _form_page(
-            request, form, message=exc.message, duplicate=exc.existing, status_code=409
+            request, session, form, message=exc.message, duplicate=exc.existing, status_code=409
         )
     except NotFound as exc:
         where = "order_no" if body.order_no else "kind"
         return _form_page(
-            request, form, errors=[{"loc": where, "msg": exc.message}], status_code=422
+            request, session, form, errors=[{"loc": where, "msg": exc.message}], status_code=422
         )
     except InvalidInput as exc:
         errors = _remap_items(exc.errors, rows) or [{"loc": "form", "msg": exc.message}]
-        return _form_page(request, form, errors=errors, message=exc.message, status_code=422)
+        return _form_page(
+            request, session, form, errors=errors, message=exc.message, status_code=422
+        )
     except DomainError as exc:
-        return _form_page(request, form, message=exc.message, status_code=422)
+        return _form_page(request, session, form, message=exc.message, status_code=422)
     return RedirectResponse(
         f"/panel/cases/{number}?done=opened", status_code=status.HTTP_303_SEE_OTHER
     )

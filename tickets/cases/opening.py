@@ -6,6 +6,7 @@ allows it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -43,6 +44,7 @@ from tickets.messages.notices import (
 from tickets.messages.outbox import notify_agents
 from tickets.models import (
     HOLDING_STATUSES,
+    Attachment,
     CaseKind,
     CaseStatus,
     EventType,
@@ -138,15 +140,22 @@ def open_case(
     actor: Actor,
     ctx: Context,
     photos: int = 0,
+    attachments: Sequence[Attachment] = (),
 ) -> Ticket:
     """Open a case from a complete request (any channel) and queue its first notices.
 
     `photos` is how many photo attachments came with the request (the bot stores them, then
-    attaches them to the case). The guards of the lifecycle apply at once: a quality claim
-    without a photo waits in needs_info; a refund-only on an unshipped order goes straight to
-    refund_pending.
+    attaches them to the case); `attachments` are stored files to put on the case as its
+    evidence (an agent's, from the phone-call form), their photos counted too. The guards of
+    the lifecycle apply at once: a quality claim without a photo waits in needs_info; a
+    refund-only on an unshipped order goes straight to refund_pending. With `take`, the agent
+    opening it is its assignee from the start.
     """
     kind = CaseKind(request.kind)
+    if request.take and actor.agent is None:
+        raise InvalidInput(
+            "only an agent takes the case they open", [{"loc": "take", "msg": "not an agent"}]
+        )
     if request.override_policy:
         # Before anything is read: the same answer whether or not the policy would refuse.
         require(actor.role, "override_policy")
@@ -307,6 +316,30 @@ def open_case(
         now=ctx.now,
         channels=ctx.channels,
     )
+    if attachments:
+        for row in attachments:
+            row.ticket = ticket
+            session.add(row)
+        photos += sum(1 for a in attachments if a.kind == "photo")
+        record_event(
+            session=session,
+            ticket=ticket,
+            type=EventType.evidence_added,
+            actor=actor,
+            now=ctx.now,
+            count=len(attachments),
+            photos=photos,
+        )
+    if request.take and actor.agent is not None:
+        ticket.assignee = actor.agent
+        record_event(
+            session=session,
+            ticket=ticket,
+            type=EventType.case_assigned,
+            actor=actor,
+            now=ctx.now,
+            assignee=actor.agent.username,
+        )
     _apply_guards(session=session, ticket=ticket, ctx=ctx, photos=photos, risk=risk)
     session.flush()
     return ticket
