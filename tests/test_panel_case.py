@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.delivery import DeliveryWorker
 from bot.i18n import Texts
 from tests.conftest import Panel, in_thread
-from tests.factories import make_case, recent_order_json
+from tests.factories import case_row, make_case, recent_order_json
 from tests.fakes.clock import Clock
 from tests.fakes.telegram import FAST
 from tickets.context import Context
@@ -401,3 +401,85 @@ def test_the_api_opens_a_case_taken_by_its_agent(api: Any, sessions: sessionmake
     )
     assert r.status_code == 201, r.text
     assert r.json()["assignee"] is not None
+
+
+# ---------------------------------------------------------------- a reply from a stale page
+
+
+def _version(page: str) -> str:
+    found = re.search(r'name="version" value="(\d+)"', page)
+    assert found
+    return found.group(1)
+
+
+def test_a_reply_from_a_stale_page_is_not_sent_and_keeps_the_text(
+    alice: Panel, panel_app: Any, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    from tests.conftest import logged_in
+
+    _telegram_on(alice)
+    number = make_case(sessions, ctx, "S1", customer=_who(40))
+    page = alice.get(f"/panel/cases/{number}")
+    seen = _version(page.text)
+    assert 'id="reply"' in page.text and "data-stale-warning=" in page.text
+    # Bob answers first, from his own page.
+    bob = logged_in(panel_app, "bob")
+    bobs = bob.get(f"/panel/cases/{number}")
+    r = bob.post(
+        f"/panel/cases/{number}/reply", {"text": "Bob here", "version": _version(bobs.text)}
+    )
+    assert r.status_code == 303
+    # Alice's reply, from the page drawn before Bob's: refused, her words kept, nothing sent.
+    r = alice.post(
+        f"/panel/cases/{number}/reply", {"text": "Alice: we will refund you", "version": seen}
+    )
+    assert r.status_code == 409
+    assert 'id="reply-kept"' in r.text
+    assert "Alice: we will refund you</textarea>" in r.text
+    assert "Bob here" in r.text  # the case as it is now
+    assert [row.payload["text"] for row in _replies(sessions, number)] == ["Bob here"]
+    # Sent again from the fresh page: it goes.
+    r = alice.post(
+        f"/panel/cases/{number}/reply",
+        {"text": "Alice: we will refund you", "version": _version(r.text)},
+    )
+    assert r.status_code == 303
+    assert len(_replies(sessions, number)) == 2
+    # A note never conflicts: it goes to no customer.
+    r = alice.post(
+        f"/panel/cases/{number}/reply", {"text": "checked", "internal": "1", "version": seen}
+    )
+    assert r.status_code == 303
+
+
+def test_a_refusal_refused_as_stale_keeps_what_the_agent_typed(
+    alice: Panel, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    from tests.factories import act
+
+    number = make_case(sessions, ctx, "S2", customer=_who(41))
+    seen = _version(alice.get(f"/panel/cases/{number}").text)
+    act(sessions, ctx, number, "assign", priority="high")  # a lead changes the case meanwhile
+    r = alice.post(
+        f"/panel/cases/{number}/actions/refuse",
+        {
+            "version": seen,
+            "reason": "worn and washed, tags removed",
+            "alternative": "a 10 yuan coupon",
+        },
+    )
+    assert r.status_code == 409
+    assert re.search(r'<details class="action" data-action-form="refuse"\s+open', r.text)
+    assert "worn and washed, tags removed</textarea>" in r.text
+    assert "a 10 yuan coupon</textarea>" in r.text
+    assert case_row(sessions, number).status == "submitted"
+
+
+def test_the_api_reply_refuses_a_stale_version(
+    api: Any, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    number = make_case(sessions, ctx, "S3", customer=_who(42))
+    version = api.get(f"/api/v1/tickets/{number}").json()["version"]
+    assert api.post(f"/api/v1/tickets/{number}/replies", json={"text": "one"}).status_code == 201
+    r = api.post(f"/api/v1/tickets/{number}/replies", json={"text": "two", "version": version})
+    assert r.status_code == 409 and r.json()["version"] == version + 1

@@ -434,6 +434,9 @@ class ReplyCreate(_In):
     script: str | None = Field(default=None, max_length=100)
     variables: Variables = Field(default_factory=dict)
     language: Literal["zh-CN", "en"] | None = None
+    # The case version the agent saw; when given, a newer case is a 409 (someone answered, or
+    # acted, meanwhile), never a second answer sent blind.
+    version: DbInt | None = None
 
     check_variables = field_validator("variables")(_script_variables)
 

@@ -282,7 +282,10 @@ def case_page(
     *,
     problem: DomainError | None = None,
     status_code: int = 200,
+    kept: dict[str, str] | None = None,
 ) -> Response:
+    """The workspace; after a refusal, with why, and what the agent typed (`kept`: the form
+    they sent, `form` naming it: `reply` or an action) back in its fields."""
     try:
         context = case_context(request, session, agent, number)
     except NotFound:
@@ -290,6 +293,7 @@ def case_page(
     if problem is not None:
         context["problem"] = _problem(problem)
         context["done"] = None
+    context["kept"] = kept or {}
     return render(request, "case.html", context, status_code=status_code)
 
 
@@ -356,9 +360,11 @@ def act_or_explain(
     body: ActionRequest,
     *,
     back: str = "",
+    form: dict[str, str] | None = None,
 ) -> Response:
     """Apply the action and go back (Post/Redirect/Get), or show the case as it is now with
-    the reason the action was refused. Nothing of a refused action is kept."""
+    the reason the action was refused. Nothing of a refused action is saved; what the agent
+    typed in its form (`form`: a refusal's reason, say) is back in its fields."""
     try:
         perform_action(
             session=session, number=number, request=body, actor=Actor("agent", agent), ctx=ctx
@@ -366,7 +372,10 @@ def act_or_explain(
         session.flush()
     except DomainError as exc:
         session.rollback()
-        return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
+        kept = {**(form or {}), "form": body.action}
+        return case_page(
+            request, session, agent, number, problem=exc, status_code=status_for(exc), kept=kept
+        )
     target = safe_next(back) if back else f"/panel/cases/{number}?done={body.action}"
     return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
 
@@ -435,9 +444,19 @@ def act(
         ticket = get_ticket(session=session, number=number)
         body = action_request(action, form, list(ticket.units))
     except DomainError as exc:
-        return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
+        return case_page(
+            request,
+            session,
+            agent,
+            number,
+            problem=exc,
+            status_code=status_for(exc),
+            kept={**form, "form": action},
+        )
     # A list the action was taken from (the approvals) is where the agent goes back to.
-    return act_or_explain(request, session, agent, ctx, number, body, back=form.get("back", ""))
+    return act_or_explain(
+        request, session, agent, ctx, number, body, back=form.get("back", ""), form=form
+    )
 
 
 # ---------------------------------------------------------------- replying
@@ -578,9 +597,15 @@ def reply(
     internal = form.get("internal") == "1"
     name = form.get("script", "")
     language = form.get("language", "")
+    kept = {**form, "form": "reply"}
     try:
         ticket = get_ticket(session=session, number=number)
-        body = ReplyCreate(text=text, internal=internal)
+        # The version the page was drawn at: a case changed since is refused by the core, as
+        # the action buttons are (a colleague answered meanwhile, or the customer wrote).
+        seen = whole_number(form.get("version", "").strip())
+        if seen is None and form.get("version", "").strip():
+            raise InvalidInput("bad version", [{"loc": "version", "msg": "not a case version"}])
+        body = ReplyCreate(text=text, internal=internal, version=seen)
         if name and not internal and language in LANGUAGES:
             filled = fill_script(ticket, ctx, name, language, form)
             if filled.html is not None and _same_text(text, plain_text(filled.html)):
@@ -588,6 +613,7 @@ def reply(
                     script=name,
                     variables=_variables(filled.script, form),
                     language=language,
+                    version=seen,
                 )
         files = store_reply_files(store=store, uploads=uploads, ctx=ctx)
         msg = add_reply(
@@ -603,10 +629,14 @@ def reply(
     except ValidationError as exc:
         session.rollback()
         problem = InvalidInput(str(exc.errors()[0]["msg"]))
-        return case_page(request, session, agent, number, problem=problem, status_code=422)
+        return case_page(
+            request, session, agent, number, problem=problem, status_code=422, kept=kept
+        )
     except DomainError as exc:
         session.rollback()
-        return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
+        return case_page(
+            request, session, agent, number, problem=exc, status_code=status_for(exc), kept=kept
+        )
     if delivery is not None and delivery.state == "undeliverable":
         # Kept on the case, and the agent told at once that it went nowhere, and why.
         return RedirectResponse(

@@ -58,6 +58,14 @@
   document.addEventListener("input", (e) => {
     if (e.target && e.target.id === "reply-text") lastTyped = Date.now();
   });
+  // ---- case: a reply from a page the case has moved on from (the watch poll saw a change) is
+  // not sent blind. The server refuses it anyway (the page's version) and keeps the text; this
+  // asks first, so the agent reads what changed before anything else happens.
+  document.addEventListener("submit", (e) => {
+    const form = e.target;
+    if (!form || form.id !== "reply" || !document.getElementById("stale")) return;
+    if (!confirm(form.dataset.staleWarning)) e.preventDefault();
+  });
   // ---- queue: select every row for a bulk action (the poll pauses while rows are selected)
   document.addEventListener("change", (e) => {
     const t = e.target;

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tickets.cases.events import append_event, record_event
-from tickets.cases.status import load_ticket, set_status
+from tickets.cases.status import check_version, load_ticket, set_status
 from tickets.context import Actor, Context
 from tickets.exceptions import (
     ActionNotAllowed,
@@ -95,10 +95,16 @@ def add_reply(
     attachments: Sequence[Attachment] = (),
 ) -> Message:
     """An agent's reply to the customer (queued for delivery), or an internal note. With
-    `script`, the text is that script filled from the case and `variables`. `attachments`
+    `script`, the text is that script filled from the case and `variables`; with `version`, a
+    case changed since that version is a Conflict (nothing written). `attachments`
     (stored files: a photo sent from the agents' chat) go with it, the text as their caption
     when it fits."""
     ticket = load_ticket(session, number, for_update=True)
+    # Two agents answering the same message: the second, from a page drawn before the first's
+    # reply, is refused (and keeps what they typed) instead of both going out. A note goes to
+    # no customer: it never conflicts.
+    if not reply.internal:
+        check_version(ticket, reply.version)
     parse_mode = None
     if reply.script is not None:
         if reply.text is not None:

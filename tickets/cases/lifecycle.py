@@ -40,7 +40,7 @@ from tickets.cases.actions.review import (
     resolve,
 )
 from tickets.cases.holds import check_confirmed
-from tickets.cases.status import load_ticket, set_status
+from tickets.cases.status import check_version, load_ticket, set_status
 from tickets.context import Actor, Context
 from tickets.customers import speaks_for
 from tickets.exceptions import (
@@ -76,12 +76,7 @@ def perform_action(
     if actor.kind == "customer" and not speaks_for(ticket.customer, actor.customer_id):
         # Not "forbidden": a customer must not learn that someone else's case exists.
         raise NotFound(f"no case {number}", number=number)
-    if request.version is not None and request.version != ticket.version:
-        raise Conflict(
-            f"case {number} changed since you looked at it (version {request.version}, now "
-            f"{ticket.version}): reload it and try again",
-            version=ticket.version,
-        )
+    check_version(ticket, request.version)
     kind, status = CaseKind(ticket.kind), CaseStatus(ticket.status)
     by = "agent" if actor.agent is not None else actor.kind
     refund_state = refund_state_of(session, ticket)

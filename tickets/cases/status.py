@@ -15,6 +15,7 @@ from tickets.cases.events import record_event
 from tickets.cases.routing import reroute
 from tickets.context import Actor, Context
 from tickets.exceptions import (
+    Conflict,
     NotFound,
 )
 from tickets.models import (
@@ -82,6 +83,17 @@ def load_ticket(session: Session, number: str, *, for_update: bool = False) -> T
     if ticket is None:
         raise NotFound(f"no case {number}", number=number)
     return ticket
+
+
+def check_version(ticket: Ticket, seen: int | None) -> None:
+    """Refuse a change made from a stale view: the agent saw version `seen` (None: not said)
+    and the case has moved on since. The action buttons and the reply box alike."""
+    if seen is not None and seen != ticket.version:
+        raise Conflict(
+            f"case {ticket.number} changed since you looked at it (version {seen}, now "
+            f"{ticket.version}): reload it and try again",
+            version=ticket.version,
+        )
 
 
 def get_ticket(*, session: Session, number: str) -> Ticket:
