@@ -222,6 +222,7 @@ def create_app(
     cases = [require_scope("cases")]
     v1.include_router(tickets.router, dependencies=cases)
     v1.include_router(tickets.files, dependencies=cases)
+    v1.include_router(tickets.approvals, dependencies=cases)
     v1.include_router(scripts_routes.router, dependencies=cases)
     v1.include_router(sla_routes.router, dependencies=cases)
     app.include_router(v1)

@@ -483,3 +483,48 @@ def test_the_api_reply_refuses_a_stale_version(
     assert api.post(f"/api/v1/tickets/{number}/replies", json={"text": "one"}).status_code == 201
     r = api.post(f"/api/v1/tickets/{number}/replies", json={"text": "two", "version": version})
     assert r.status_code == 409 and r.json()["version"] == version + 1
+
+
+# ---------------------------------------------------------------- the API's contract
+
+
+def test_allowed_actions_never_offer_the_proposer_the_approval_and_leads_list_theirs(
+    api: Any, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    from tests.test_panel_approvals import _tv_at_refund_pending
+
+    number = _tv_at_refund_pending(sessions, ctx, "A1")
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "propose_refund"})
+    assert r.status_code == 200, r.text
+    # Alice proposed it: the answer to her own action, and her reading of the case, leave the
+    # approval out; Lena (anyone else) is offered it.
+    assert "approve_refund" not in r.json()["allowed_actions"]
+    assert "approve_refund" not in api.get(f"/api/v1/tickets/{number}").json()["allowed_actions"]
+    lena = api.as_("lena")
+    assert "approve_refund" in lena.get(f"/api/v1/tickets/{number}").json()["allowed_actions"]
+    # "Waiting for my approval" as JSON: Lena's list has it, with who proposed it; Alice's not.
+    mine = lena.get("/api/v1/approvals").json()
+    assert mine["count"] == 1
+    [row] = mine["data"]
+    assert (row["number"], row["amount"], row["currency"]) == (number, "3999.00", "CNY")
+    assert (row["proposed_by"], row["refund_status"]) == ("alice", "proposed")
+    assert api.get("/api/v1/approvals").json() == {"data": [], "count": 0}
+    r = lena.post(f"/api/v1/tickets/{number}/actions", json={"action": "approve_refund"})
+    assert r.status_code == 200
+    assert lena.get("/api/v1/approvals").json()["count"] == 0
+
+
+def test_the_panel_nav_counts_what_waits_for_my_approval(
+    alice: Panel, panel_app: Any, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    from tests.conftest import logged_in
+    from tests.test_panel_approvals import _tv_at_refund_pending
+
+    number = _tv_at_refund_pending(sessions, ctx, "A2")
+    url = f"/panel/cases/{number}"
+    r = alice.post(f"{url}/actions/propose_refund", {"version": _version(alice.get(url).text)})
+    assert r.status_code == 303, r.text
+    lena = logged_in(panel_app, "lena")
+    assert 'hx-get="/panel/approvals/count"' in lena.get("/panel").text
+    assert lena.get("/panel/approvals/count").text == '<span class="count" data-count="1">1</span>'
+    assert alice.get("/panel/approvals/count").text == ""

@@ -540,6 +540,24 @@ class TicketSummary(BaseModel):
     risk_level: str
 
 
+class ApprovalRead(BaseModel):
+    """A large refund waiting for this agent as the second person (maker-checker)."""
+
+    number: str
+    kind: CaseKind
+    amount: str
+    currency: str
+    refund_status: str
+    proposed_by: str | None
+    proposed_at: AwareDatetime
+    risk_level: str
+
+
+class ApprovalList(BaseModel):
+    data: list[ApprovalRead]
+    count: int
+
+
 class TicketList(BaseModel):
     data: list[TicketSummary]
     count: int

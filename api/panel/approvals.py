@@ -2,12 +2,14 @@
 person (maker-checker, MONEY.md rule 16). The core says which refunds this agent may approve
 (tickets/cases/actions/refunds.py `awaiting_second_approval`); the page lists them, oldest first,
 each with its amount, who proposed it and when, and an approve button that comes back here.
+Their count is the nav's badge (`/panel/approvals/count`); the JSON API lists the same
+(`GET /api/v1/approvals`).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from api.deps import SessionDep
@@ -41,3 +43,11 @@ def approvals(request: Request, session: SessionDep, agent: CurrentPanelAgent) -
     return render(
         request, "approvals.html", {"rows": rows, "done": request.query_params.get("done")}
     )
+
+
+@router.get("/approvals/count")
+def approvals_count(request: Request, session: SessionDep, agent: CurrentPanelAgent) -> Response:
+    """How many refunds wait for this agent's approval: the nav's badge (htmx, fetched apart
+    from the page so no page waits for it, and refreshed)."""
+    count = len(awaiting_second_approval(session, agent))
+    return HTMLResponse(f'<span class="count" data-count="{count}">{count}</span>' if count else "")

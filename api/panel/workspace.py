@@ -187,6 +187,7 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         policy=state.policy,
         now=now,
         timezone=state.settings.timezone,
+        viewer=agent,
     )
     attachments = {a.id: a for a in read.attachments}
     in_messages = {i for m in read.messages for i in m.attachments}
@@ -209,7 +210,7 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
     # Maker-checker, asked of the core: the maker is not offered the approve button, and is
     # told why (the threshold, and what they did), before pressing anything.
     second: dict[str, Any] | None = None
-    if "approve_refund" in read.allowed_actions:
+    if read.refund is not None and read.refund.get("status") == "proposed":
         refund = current_refund(session, ticket)
         did = approval_blocker(ticket, refund, agent) if refund is not None else None
         if refund is not None and did is not None:

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import AgentActor, ContextDep, CurrentAgent, SessionDep, StoreDep
 from api.offload import OffLoop
+from tickets.cases.actions.refunds import awaiting_second_approval
 from tickets.cases.conversation import Upload, add_reply, store_reply_files
 from tickets.cases.lifecycle import perform_action
 from tickets.cases.opening import open_case
@@ -18,22 +20,34 @@ from tickets.cases.serialize import message_deliveries, ticket_summary, ticket_t
 from tickets.cases.status import get_ticket
 from tickets.context import Actor
 from tickets.exceptions import InvalidInput, NotFound
-from tickets.models import Attachment, CaseKind, CaseStatus, Message, Role
-from tickets.schemas import ActionRequest, DbId, MessageRead, ReplyCreate, TicketCreate, TicketList
+from tickets.models import Agent, Attachment, CaseKind, CaseStatus, Message, Role
+from tickets.money import format_amount
+from tickets.schemas import (
+    ActionRequest,
+    ApprovalList,
+    ApprovalRead,
+    DbId,
+    MessageRead,
+    ReplyCreate,
+    TicketCreate,
+    TicketList,
+)
 from tickets.schemas import TicketRead as TicketJSON
 from tickets.sla import clocks as sla
 
 router = APIRouter(prefix="/tickets", tags=["tickets"], route_class=OffLoop)
 files = APIRouter(prefix="/attachments", tags=["attachments"])
+approvals = APIRouter(prefix="/approvals", tags=["tickets"])
 
 
-def _read(request: Request, session: Session, number: str, role: Role | None) -> TicketJSON:
+def _read(request: Request, session: Session, number: str, viewer: Agent) -> TicketJSON:
     ticket = get_ticket(session=session, number=number)
     state = request.app.state
     return ticket_to_read(
         session,
         ticket,
-        role=role,
+        role=Role(viewer.role),
+        viewer=viewer,
         sla=sla.view(session, ticket, state.clock()),
         policy=state.policy,
         now=state.clock(),
@@ -53,7 +67,8 @@ def create_ticket(
     A second open request of the same kind for the same order (or any within the duplicate
     window) is a 409 naming the existing case."""
     ticket = open_case(session=session, request=body, actor=actor, ctx=ctx)
-    return _read(request, session, ticket.number, actor.role)
+    assert actor.agent is not None  # AgentActor: always an agent
+    return _read(request, session, ticket.number, actor.agent)
 
 
 def _csv(values: list[str] | None, allowed: set[str], name: str) -> list[str]:
@@ -139,7 +154,7 @@ def read_ticket(
 ) -> TicketJSON:
     """A case with its items, messages, attachments, events, refund, SLA clocks and the
     actions allowed now."""
-    return _read(request, session, number, Role(agent.role))
+    return _read(request, session, number, agent)
 
 
 @router.post("/{number}/actions", response_model=TicketJSON)
@@ -155,7 +170,8 @@ def act(
     An action the status does not allow is a 409 listing the allowed ones; a stale `version`
     is a 409 too."""
     perform_action(session=session, number=number, request=body, actor=actor, ctx=ctx)
-    return _read(request, session, number, actor.role)
+    assert actor.agent is not None  # AgentActor: always an agent
+    return _read(request, session, number, actor.agent)
 
 
 @router.post("/{number}/replies", response_model=MessageRead, status_code=201)
@@ -228,3 +244,32 @@ def download(
     if row is None or not (media / row.storage_key).is_file():
         raise NotFound("no such attachment")
     return FileResponse(media / row.storage_key, media_type=row.mime)
+
+
+@approvals.get("", response_model=ApprovalList)
+def waiting_for_my_approval(session: SessionDep, agent: CurrentAgent) -> ApprovalList:
+    """The large refunds someone else proposed that wait for this agent as the second person
+    (the panel's "Waiting for my approval"), oldest first. Refunds they proposed, or whose case
+    or order they handled, wait for a colleague and are not listed."""
+    pending = awaiting_second_approval(session, agent)
+    makers = {r.proposed_by_id for _t, r in pending if r.proposed_by_id is not None}
+    names: dict[int, str] = {
+        agent_id: username
+        for agent_id, username in session.execute(
+            select(Agent.id, Agent.username).where(Agent.id.in_(makers)).order_by(Agent.id)
+        )
+    }
+    data = [
+        ApprovalRead(
+            number=t.number,
+            kind=CaseKind(t.kind),
+            amount=format_amount(r.amount, r.currency),
+            currency=r.currency,
+            refund_status=r.status,
+            proposed_by=names.get(r.proposed_by_id) if r.proposed_by_id else None,
+            proposed_at=r.created_at,
+            risk_level=t.risk_level,
+        )
+        for t, r in pending
+    ]
+    return ApprovalList(data=data, count=len(data))

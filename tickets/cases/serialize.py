@@ -8,10 +8,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tickets.cases.actions.refunds import approval_blocker, current_refund
 from tickets.customers import telegram_of
 from tickets.exceptions import InvalidInput
 from tickets.messages.outbox import STATE_OF_STATUS
 from tickets.models import (
+    Agent,
     CaseKind,
     CaseStatus,
     OutboxMessage,
@@ -139,6 +141,24 @@ def _refund_state(session: Session, ticket: Ticket) -> str | None:
     return status or "none"
 
 
+def _allowed_for(
+    session: Session, ticket: Ticket, role: Role | None, viewer: Agent | None
+) -> list[str]:
+    """The actions the status and the role allow; for a viewer, less the refund approval the
+    two-person rule would refuse them (tickets/cases/actions/refunds.py, one rule)."""
+    allowed = allowed_actions(
+        kind=CaseKind(ticket.kind),
+        status=CaseStatus(ticket.status),
+        role=role,
+        refund=_refund_state(session, ticket),
+    )
+    if viewer is not None and "approve_refund" in allowed:
+        refund = current_refund(session, ticket)
+        if refund is not None and approval_blocker(ticket, refund, viewer) is not None:
+            allowed = [a for a in allowed if a != "approve_refund"]
+    return allowed
+
+
 def ticket_to_read(
     session: Session,
     ticket: Ticket,
@@ -149,8 +169,11 @@ def ticket_to_read(
     timezone: str = "Asia/Shanghai",
     attachment_url: str = "/api/v1/attachments/{id}",
     sla: list[SlaRead] | None = None,
+    viewer: Agent | None = None,
 ) -> TicketRead:
-    """The Ticket JSON of a case (load it with cases.status.get_ticket first)."""
+    """The Ticket JSON of a case (load it with cases.status.get_ticket first). With `viewer`,
+    `allowed_actions` are theirs: no `approve_refund` for someone the two-person rule keeps
+    from approving this refund (its proposer, whoever opened the case or pushed its order)."""
     deliveries = message_deliveries(session, ticket.id)
     units_by_line: dict[int, list[Any]] = {}
     for u in ticket.units:
@@ -189,12 +212,7 @@ def ticket_to_read(
         rma_no=ticket.rma_no,
         tracking_no=ticket.tracking_no,
         carrier=ticket.carrier,
-        allowed_actions=allowed_actions(
-            kind=CaseKind(ticket.kind),
-            status=CaseStatus(ticket.status),
-            role=role,
-            refund=_refund_state(session, ticket),
-        ),
+        allowed_actions=_allowed_for(session, ticket, role, viewer),
         refund=refund_view(session, ticket, policy=policy, now=now, timezone=timezone),
         sla=sla or [],
         risk={"level": ticket.risk_level, "signals": ticket.risk_signals},
