@@ -272,9 +272,12 @@ def walk_to_refund_pending(api: Api, sku: str, quantity: int) -> str:
             "items": [{"sku": sku, "quantity": quantity}],
         },
     ).json()["number"]
-    for action in ("approve", "mark_received", "inspect"):
+    found = [{"sku": sku, "quantity": quantity, "outcome": "resalable"}]
+    for action, params in (("approve", {}), ("mark_received", {}), ("inspect", {"results": found})):
         assert (
-            api.post(f"/api/v1/tickets/{number}/actions", json={"action": action}).status_code
+            api.post(
+                f"/api/v1/tickets/{number}/actions", json={"action": action, **params}
+            ).status_code
             == 200
         )
     return number

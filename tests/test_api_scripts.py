@@ -54,7 +54,7 @@ def test_each_step_queues_its_notice_in_the_customers_language(
         ("approve", {}),
         ("mark_in_transit", {"tracking_no": "SF1"}),
         ("mark_received", {}),
-        ("inspect", {}),
+        ("inspect", {"results": [{"sku": "SOCKS", "quantity": 1, "outcome": "resalable"}]}),
         ("propose_refund", {}),
         ("approve_refund", {}),
         ("issue_refund", {}),

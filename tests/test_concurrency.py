@@ -120,11 +120,14 @@ def test_two_agents_issue_the_same_refund_at_once(fresh_db_url: str, now: dateti
             actor=Actor(kind="system"),
             ctx=ctx,
         ).number
+        found = [{"sku": "TEA", "quantity": 1, "outcome": "resalable"}]
         for action in ("approve", "mark_received", "inspect", "propose_refund"):
             perform_action(
                 session=s,
                 number=number,
-                request=ActionRequest(action=action),
+                request=ActionRequest(
+                    action=action, results=found if action == "inspect" else None
+                ),
                 actor=Actor(kind="agent", agent=agents[0]),
                 ctx=ctx,
             )

@@ -528,3 +528,20 @@ def test_the_panel_nav_counts_what_waits_for_my_approval(
     assert 'hx-get="/panel/approvals/count"' in lena.get("/panel").text
     assert lena.get("/panel/approvals/count").text == '<span class="count" data-count="1">1</span>'
     assert alice.get("/panel/approvals/count").text == ""
+
+
+def test_an_inspection_without_results_records_nothing(
+    api: Any, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    number = make_case(sessions, ctx, "I1", customer=_who(50))
+    for action in ("approve", "mark_received"):
+        assert (
+            api.post(f"/api/v1/tickets/{number}/actions", json={"action": action}).status_code
+            == 200
+        )
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "inspect"})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == "results"
+    case = api.get(f"/api/v1/tickets/{number}").json()
+    assert case["status"] == "inspecting"
+    assert {s for i in case["items"] for s in i["units"]} == {"received"}

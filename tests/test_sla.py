@@ -204,7 +204,9 @@ def test_a_return_walks_through_every_clock(world: World) -> None:
     assert clocks["transit"][0] == "met"
     # Received on Sunday: the 24 working hours start Monday 09:00.
     assert clocks["inspection"][0] == "running"
-    world.act(n, "30 10:00", "inspect")
+    world.act(
+        n, "30 10:00", "inspect", results=[{"sku": "SOCKS", "quantity": 1, "outcome": "resalable"}]
+    )
     world.act(n, "30 10:05", "propose_refund")
     world.act(n, "30 10:06", "approve_refund")
     world.act(n, "30 10:07", "issue_refund")

@@ -367,6 +367,12 @@ class DemoCase:
     steps: tuple[Step, ...] = ()
 
 
+def _passed(sku: str, quantity: int) -> dict[str, Any]:
+    """An inspection's parameters finding every unit of `sku` resalable (the core assumes no
+    outcome: the inspector says what they found)."""
+    return {"results": [{"sku": sku, "quantity": quantity, "outcome": "resalable"}]}
+
+
 def _note(by: str, text: str, after: float) -> Reply:
     return Reply(by, text, after, internal=True)
 
@@ -490,7 +496,7 @@ CASES: tuple[DemoCase, ...] = (
                     Act("customer", "mark_in_transit", 18,
                         {"tracking_no": "SF1405566778899", "carrier": "顺丰速运"}),
                     Act("laowang", "mark_received", 30),
-                    Act("qc.zhang", "inspect", 5),
+                    Act("qc.zhang", "inspect", 5, _passed("RUN-42", 1)),
                     Act("laowang", "ship_exchange", 4,
                         {"tracking_no": "SF1409876543210", "carrier": "顺丰速运"}),
                     Reply("xiaomei", "换货的43码已发出，顺丰单号 SF1409876543210，请注意查收。",
@@ -501,7 +507,7 @@ CASES: tuple[DemoCase, ...] = (
                     Act("customer", "mark_in_transit", 22,
                         {"tracking_no": "YT7790011223", "carrier": "YTO Express"}),
                     Act("laowang", "mark_received", 36),
-                    Act("qc.zhang", "inspect", 4),
+                    Act("qc.zhang", "inspect", 4, _passed("TEE-WHT-L", 1)),
                     _note("tom", "Size M out of stock until Thursday; customer agreed to wait.",
                           2),
                     Reply("tom", "Size M is back in stock on Thursday: we'll ship your "
@@ -608,7 +614,7 @@ CASES: tuple[DemoCase, ...] = (
                     Act("customer", "mark_in_transit", 24,
                         {"tracking_no": "EMS1122334455", "carrier": "EMS"}),
                     Act("laowang", "mark_received", 30),
-                    Act("qc.zhang", "inspect", 3),
+                    Act("qc.zhang", "inspect", 3, _passed("PILLOW-LTX", 1)),
                     Act("finance.li", "propose_refund", 2),
                     Act("finlead", "approve_refund", 1),
                     Act("finance.li", "issue_refund", 1),
