@@ -104,3 +104,97 @@ def test_an_agent_sends_a_pdf_from_the_case_page(
     served = page.request.get(shop.base_url + (link.get_attribute("href") or ""))
     assert served.status == 200 and served.body() == PDF
     page.screenshot(path=str(screenshots / "case-reply-with-file-en.png"))
+
+
+def _free_order(db_url: str) -> tuple[str, str]:
+    """A delivered demo order no case is about, and its first line's SKU."""
+    from sqlalchemy import select
+
+    from tickets.db import make_engine, make_sessionmaker
+    from tickets.models import Order, OrderStatus, Ticket
+
+    engine = make_engine(db_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            order = s.scalar(
+                select(Order)
+                .where(
+                    Order.status == OrderStatus.delivered.value,
+                    Order.id.not_in(select(Ticket.order_id).where(Ticket.order_id.is_not(None))),
+                )
+                .order_by(Order.order_no)
+                .limit(1)
+            )
+            assert order is not None, "the demo has no delivered order without a case"
+            return order.order_no, order.lines[0].sku
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("lang", ["en", pytest.param("zh-CN", id="zh")])
+def test_a_phone_call_becomes_a_case_by_ticking_the_orders_items(
+    shop: Shop, chromium: Any, screenshots: Path, tmp_path: Path, fresh_db_url: str, lang: str
+) -> None:
+    from PIL import Image
+
+    order_no, sku = _free_order(fresh_db_url)
+    photo = tmp_path / "seam.png"
+    Image.new("RGB", (64, 48), "red").save(photo)
+    page = _agent(chromium, shop, "xiaomei", lang)
+    page.goto(f"{shop.base_url}/panel/cases/new")
+    # The caller reads the order number in lower case: its lines appear to tick, no SKU typed.
+    page.fill("input[name=order_no]", order_no.lower())
+    line = page.locator(f'#order-lines tr[data-line="{sku}"]')
+    line.wait_for()
+    line.locator("input[type=checkbox]").check()
+    line.locator("input[type=number]").fill("1")
+    page.select_option("select[name=kind]", "return_refund")
+    page.select_option("select[name=reason]", "quality_defect")
+    page.fill("textarea[name=description]", "the seam opened after one wash")
+    page.set_input_files("#case-files", str(photo))
+    assert page.locator("#take").is_checked()
+    page.screenshot(path=str(screenshots / f"case-new-phone-{lang}.png"), full_page=True)
+    page.locator("#new-case-form button.primary").click()
+    page.wait_for_selector("#done")
+    # The new case: the agent's own, the ticked item only, the photo as its evidence (so it
+    # does not wait for one).
+    assert "xiaomei" in page.locator(".case-head .meta").inner_text()
+    items = page.locator("section.card:has(h3) table.grid.compact").all_inner_texts()
+    assert any(sku in text for text in items)
+    assert page.locator(".thumbs a[data-photo] img").count() == 1
+    assert "needs_info" not in (page.locator(".case-head .status").get_attribute("class") or "")
+
+
+def test_a_reply_from_a_stale_page_warns_and_keeps_the_text(
+    shop: Shop, chromium: Any, screenshots: Path
+) -> None:
+    xiaomei = _agent(chromium, shop, "xiaomei", "en")
+    tom = _agent(chromium, shop, "tom", "en")
+    url = f"{shop.base_url}/panel/cases/{shop.case}"
+    xiaomei.goto(url)
+    tom.goto(url)
+    tom.fill("#reply-text", "Tom here: we are on it.")
+    tom.click("#reply button[type=submit]")
+    tom.wait_for_selector("#done")
+    # Xiaomei's page learns the case changed (its poll), and her send asks first.
+    xiaomei.wait_for_selector("#stale", timeout=TIMEOUT)
+    xiaomei.fill("#reply-text", "Xiaomei: a refund is on its way.")
+    asked: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    xiaomei.once("dialog", accept)
+    xiaomei.click("#reply button[type=submit]")
+    xiaomei.wait_for_selector("#reply-kept")
+    assert asked and "changed since you opened this page" in asked[0]
+    # Nothing went: the case as it is now (Tom's reply), her words still in the box.
+    assert "Tom here: we are on it." in xiaomei.locator(".timeline").inner_text()
+    assert "Xiaomei: a refund is on its way." not in xiaomei.locator(".timeline").inner_text()
+    assert xiaomei.locator("#reply-text").input_value() == "Xiaomei: a refund is on its way."
+    xiaomei.screenshot(path=str(screenshots / "case-stale-reply-en.png"))
+    # Read, sent again: it goes.
+    xiaomei.click("#reply button[type=submit]")
+    xiaomei.wait_for_selector("#done")
+    assert "Xiaomei: a refund is on its way." in xiaomei.locator(".timeline").inner_text()
