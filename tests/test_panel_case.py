@@ -545,3 +545,20 @@ def test_an_inspection_without_results_records_nothing(
     case = api.get(f"/api/v1/tickets/{number}").json()
     assert case["status"] == "inspecting"
     assert {s for i in case["items"] for s in i["units"]} == {"received"}
+
+
+def test_the_history_costs_the_same_few_queries_however_long_it_is(
+    alice: Panel, engine: Any, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    from tests.conftest import counting, query_diff
+
+    first = make_case(sessions, ctx, "Q0", customer=_who(60))
+    alice.get(f"/panel/cases/{first}")  # warm: nothing first-time-only in the measure
+    with counting(engine) as few:
+        alice.get(f"/panel/cases/{first}")
+    for i in range(1, 8):
+        make_case(sessions, ctx, f"Q{i}", customer=_who(60))
+    with counting(engine) as many:
+        page = alice.get(f"/panel/cases/{first}").text
+    assert len(_history_numbers(page)) == 7
+    assert len(many) == len(few), query_diff(few, many)
