@@ -50,7 +50,7 @@ def test_each_step_queues_its_notice_in_the_customers_language(
     api: Api, sessions: sessionmaker[Session]
 ) -> None:
     number = _case(api, name="Emma <b>&</b> Co", language="en")
-    for action, params in [
+    steps: list[tuple[str, dict[str, Any]]] = [
         ("approve", {}),
         ("mark_in_transit", {"tracking_no": "SF1"}),
         ("mark_received", {}),
@@ -59,7 +59,8 @@ def test_each_step_queues_its_notice_in_the_customers_language(
         ("approve_refund", {}),
         ("issue_refund", {}),
         ("close", {}),
-    ]:
+    ]
+    for action, params in steps:
         r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": action, **params})
         assert r.status_code == 200, r.text
     rows = _outbox(sessions)

@@ -138,10 +138,10 @@ def inspect_goods(
         # No outcome is assumed: an inspection that names none records nothing (a default of
         # "resalable" was one click from refunding goods nobody looked at). Every front end,
         # the panel, the API and the bot, asks for one per unit.
-        skus = ", ".join(sorted(units_by_sku))
+        named = ", ".join(sorted(units_by_sku))
         raise InvalidInput(
             "an inspection needs its results: an outcome for every unit, after looking at it",
-            [{"loc": "results", "msg": f"give results [{{sku, quantity, outcome}}] for {skus}"}],
+            [{"loc": "results", "msg": f"give results [{{sku, quantity, outcome}}] for {named}"}],
         )
     else:
         errors = []
