@@ -187,7 +187,7 @@ def agent_replies(
 def parcel_stuck(sessions: sessionmaker[Session], scripts: Any) -> str:
     """A case on T1001 an agent answered with delay_parcel_stuck ("reply 1 or 2")."""
     number = open_case_for(sessions, scripts)
-    stuck = {**STUCK, "last_scan_at": datetime.fromisoformat(STUCK["last_scan_at"])}
+    stuck: dict[str, Any] = {**STUCK, "last_scan_at": datetime.fromisoformat(STUCK["last_scan_at"])}
     agent_replies(sessions, scripts, number, script="delay_parcel_stuck", **stuck)
     return number
 
