@@ -552,3 +552,32 @@ def test_a_high_risk_return_moves_up_the_queue_with_its_signals_written(api: Api
     assert case["priority"] == "high"
     note = next(m for m in case["messages"] if m["author"] == "system")
     assert note["internal"] and note["text"]
+
+
+def test_an_agent_records_the_choice_of_a_customer_who_called(api: Api) -> None:
+    # The failed-inspection notice offers the refund anyway or the item back; a customer who
+    # answers by phone gets the same, recorded by the agent (the bot takes its own).
+    _order(api)
+    r = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "size_fit",
+            "items": [{"sku": "SOCKS", "quantity": 1}],
+            "channel": "phone",
+        },
+    )
+    assert r.status_code == 201, r.text
+    number = r.json()["number"]
+    _act(api, number, "approve")
+    _act(api, number, "mark_received")
+    case = _act(
+        api, number, "inspect", results=[{"sku": "SOCKS", "quantity": 1, "outcome": "damaged"}]
+    )
+    assert case["status"] == "refused"
+    assert {"refund_anyway", "send_back"} <= set(case["allowed_actions"])
+    case = _act(api, number, "refund_anyway")
+    assert case["status"] == "refund_pending"
+    overridden = [e for e in case["events"] if e["type"] == "refusal.overridden"]
+    assert len(overridden) == 1 and overridden[0]["actor"].startswith("agent:")
