@@ -1,6 +1,7 @@
 """The process set README's "Running in production" documents, started as written: PostgreSQL,
-`aftersales serve --workers 2` (two processes on one port, as deploy/systemd/aftersales.service
-runs it), the bot in webhook mode with its secret, Telegram (a fake over HTTP) posting each
+`aftersales serve` with the options deploy/systemd/aftersales.service gives it (`--workers 2`:
+two processes on one port) and the settings of deploy/aftersales.env.example (the bot in
+webhook mode with its secret), Telegram (a fake over HTTP) posting each
 update to /telegram/webhook as it would through the proxy. A case is walked end to end:
 customers open theirs through the bot (with a photo), an agent answers each through the JSON
 API, and every customer receives the answer in their chat, once.
@@ -11,6 +12,7 @@ the PostgreSQL pass, which CI cannot skip.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 from tests.conftest import ON_CI, PG_URL, _fresh_pg_database
 from tests.fakes.bot_api import FakeBotApi
 from tests.fakes.customers import converse, make_customers, seed_orders
-from tests.fakes.serve import Serve
+from tests.fakes.serve import ROOT, Serve
 
 pytestmark = pytest.mark.skipif(
     not PG_URL,
@@ -29,9 +31,39 @@ pytestmark = pytest.mark.skipif(
     + (" (make test-postgres, mandatory on CI)" if ON_CI else ""),
 )
 
-PUBLIC_URL = "https://desk.example.com"
-WEBHOOK_URL = f"{PUBLIC_URL}/telegram/webhook"
+DEPLOY = ROOT / "deploy"
 SECRET = "guide-webhook-secret_0123456789"
+
+
+def unit_serve_args() -> tuple[str, ...]:
+    """`serve`'s options as deploy/systemd/aftersales.service runs it, but its address (the
+    test takes a free port on loopback)."""
+    unit = (DEPLOY / "systemd" / "aftersales.service").read_text(encoding="utf-8")
+    (line,) = [x for x in unit.splitlines() if x.startswith("ExecStart=")]
+    words = shlex.split(line.removeprefix("ExecStart="))
+    assert words[0].endswith("/aftersales") and words[1] == "serve", line
+    args, rest = [], iter(words[2:])
+    for word in rest:
+        if word in ("--host", "--port"):
+            next(rest)
+        else:
+            args.append(word)
+    return tuple(args)
+
+
+def guide_settings() -> dict[str, str]:
+    """deploy/aftersales.env.example's settings (comments and CHANGE-ME values left out)."""
+    out = {}
+    for line in (DEPLOY / "aftersales.env.example").read_text(encoding="utf-8").splitlines():
+        name, _, value = line.partition("=")
+        if line.startswith("AFTERSALES_") and "CHANGE-ME" not in value:
+            out[name] = value
+    return out
+
+
+GUIDE = guide_settings()
+PUBLIC_URL = GUIDE["AFTERSALES_PUBLIC_URL"]
+WEBHOOK_URL = GUIDE["AFTERSALES_WEBHOOK_URL"]
 CUSTOMERS = 4
 ANSWER_TIMEOUT = 30.0
 
@@ -50,13 +82,19 @@ def test_the_documented_process_set_walks_a_case(database_url: str, tmp_path: Pa
         database_url=database_url,
         data_dir=tmp_path / "desk",
         api_url=fake.url,
-        serve_args=("--workers", "2"),
+        serve_args=unit_serve_args(),
         env={
-            "AFTERSALES_PUBLIC_URL": PUBLIC_URL,
-            "AFTERSALES_WEBHOOK_URL": WEBHOOK_URL,
+            # The guide's settings (the media folder, the database and the token are the
+            # test's own), with a real secret in place of CHANGE-ME.
+            **{
+                k: v
+                for k, v in GUIDE.items()
+                if k not in ("AFTERSALES_MEDIA_DIR", "AFTERSALES_DATABASE_URL")
+            },
             "AFTERSALES_WEBHOOK_SECRET": SECRET,
         },
     )
+    assert unit_serve_args() == ("--workers", "2")
     try:
         token = desk.setup(in_process=True)
         seed_orders(database_url, customers)
