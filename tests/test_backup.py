@@ -197,6 +197,20 @@ def agents(env: dict[str, str]) -> set[str]:
         engine.dispose()
 
 
+def with_manifest(archive: Path, out: Path, **changes: str) -> Path:
+    """A copy of `archive` whose manifest says `changes`."""
+    with tarfile.open(archive) as src, tarfile.open(out, "w") as dst:
+        for member in src:
+            data = src.extractfile(member)
+            if member.name == "manifest.json":
+                assert data is not None
+                raw = json.dumps({**json.loads(data.read()), **changes}).encode()
+                member.size = len(raw)
+                data = io.BytesIO(raw)
+            dst.addfile(member, data)
+    return out
+
+
 def test_restore_refuses_a_newer_schema_and_a_database_with_data_unless_forced(
     databases: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -211,21 +225,17 @@ def test_restore_refuses_a_newer_schema_and_a_database_with_data_unless_forced(
     assert made.returncode == 0, made.stderr
 
     # A backup from a release newer than this one: refused, nothing touched.
-    newer = tmp_path / "newer.tar"
-    with tarfile.open(archive) as src, tarfile.open(newer, "w") as dst:
-        for member in src:
-            data = src.extractfile(member)
-            if member.name == "manifest.json":
-                assert data is not None
-                manifest = json.loads(data.read())
-                manifest["schema_revision"] = "9999_from_the_future"
-                raw = json.dumps(manifest).encode()
-                member.size = len(raw)
-                data = io.BytesIO(raw)
-            dst.addfile(member, data)
+    newer = with_manifest(archive, tmp_path / "newer.tar", schema_revision="9999_from_the_future")
     r = cli(second, "restore", "--force", str(newer))
     assert r.returncode == 2
     assert "9999_from_the_future" in r.stderr and "newer than this build knows" in r.stderr
+    assert agents(second) == {"bob"}
+    # A backup of the other kind of database: refused, nothing touched.
+    other_kind = "sqlite" if PG_URL else "postgresql"
+    foreign = with_manifest(archive, tmp_path / "foreign.tar", backend=other_kind)
+    r = cli(second, "restore", "--force", str(foreign))
+    assert r.returncode == 2
+    assert f"restore it into a {other_kind} database" in r.stderr
     assert agents(second) == {"bob"}
 
     # A database that holds data is not overwritten unless asked.

@@ -103,7 +103,7 @@ def backup(*, database_url: str, media_dir: Path, target: Path, now: datetime) -
             revision = _sqlite_backup(database_url, dump)
         else:
             revision = _pg_dump(database_url, dump)
-        media = sorted(p for p in media_dir.rglob("*") if p.is_file()) if media_dir.is_dir() else []
+        media = _media_files(media_dir)
         manifest = Manifest(
             format=FORMAT,
             backend=backend,
@@ -120,6 +120,16 @@ def backup(*, database_url: str, media_dir: Path, target: Path, now: datetime) -
                 tar.add(path, arcname=f"{MEDIA}/{path.relative_to(media_dir).as_posix()}")
         os.replace(partial, target)
     return manifest
+
+
+def _media_files(media_dir: Path) -> list[Path]:
+    """The stored files, in order; not the store's half-written ones (`.incoming-*`, renamed
+    into place when complete: tickets/storage.py), which may be gone by the time they are read."""
+    if not media_dir.is_dir():
+        return []
+    return sorted(
+        p for p in media_dir.rglob("*") if p.is_file() and not p.name.startswith(".incoming-")
+    )
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
@@ -311,7 +321,9 @@ def restore(*, database_url: str, media_dir: Path, archive: Path, force: bool) -
             "the target database already holds data: restore into an empty database, or add "
             "--force to replace it"
         )
-    with tempfile.TemporaryDirectory(prefix=".aftersales-restore-") as work:
+    with tempfile.TemporaryDirectory(
+        prefix=".aftersales-restore-", dir=_scratch(database_url)
+    ) as work:
         dump = Path(work) / "database"
         with _archive(archive) as tar:
             _extract_database(tar, manifest, dump)
@@ -322,6 +334,16 @@ def restore(*, database_url: str, media_dir: Path, archive: Path, force: bool) -
     with _archive(archive) as tar:
         _extract_media(tar, media_dir)
     return manifest
+
+
+def _scratch(database_url: str) -> Path | None:
+    """Where to unpack the database: beside a SQLite file (the copy is moved into place from
+    there, on one file system), else the system's temporary folder."""
+    if backend_of(database_url) == "sqlite":
+        folder = sqlite_file(database_url).resolve().parent
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    return None
 
 
 @contextmanager
@@ -361,12 +383,9 @@ def _sqlite_restore(database_url: str, dump: Path) -> None:
     """The copy replaces the database file, with the old file's write-ahead log removed (it
     belongs to the old database). The caller holds the serve lock: no serve runs on it."""
     target = sqlite_file(database_url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(target.name + ".restoring")
-    shutil.copyfile(dump, staged)
     for suffix in ("-wal", "-shm"):
         target.with_name(target.name + suffix).unlink(missing_ok=True)
-    os.replace(staged, target)
+    os.replace(dump, target)  # unpacked beside it (_scratch): one file system, one rename
 
 
 def _pg_restore(database_url: str, dump: Path) -> None:
