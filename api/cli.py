@@ -1,5 +1,6 @@
 """The `aftersales` command: serve, migrate, demo, import-orders, create-agent, create-token,
-sla-sweep, scripts check, check. Each subcommand is one unit of work with a clear verdict."""
+sla-sweep, scripts check, check, backup, restore. Each subcommand is one unit of work with a
+clear verdict."""
 
 from __future__ import annotations
 
@@ -339,10 +340,78 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from api.checks import run_checks
+    from api.checks import production_refusals, run_checks
 
-    ok = run_checks(settings_or_exit(), out=sys.stdout)
+    settings = settings_or_exit()
+    ok = run_checks(settings, out=sys.stdout)
+    if args.production:
+        refusals = production_refusals(settings, workers=args.workers)
+        for refusal in refusals:
+            print(f"FAIL  production: {refusal}")
+        if not refusals:
+            print("ok    production: nothing unsafe found")
+        ok = ok and not refusals
     return 0 if ok else 1
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from tickets.backup import BackupRefused, backup
+
+    settings = settings_or_exit()
+    target = Path(args.file)
+    try:
+        manifest = backup(
+            database_url=settings.database_url,
+            media_dir=settings.media_dir,
+            target=target,
+            now=utcnow(),
+        )
+    except BackupRefused as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(
+        f"backup written to {target}: {manifest.backend} database at schema "
+        f"{manifest.schema_revision}, {manifest.media_files} media files"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from api import processes
+    from tickets.backup import BackupRefused, restore
+
+    settings = settings_or_exit()
+    try:
+        # A SQLite database is replaced only while no serve runs on it (serve's own lock).
+        serve_lock = processes.hold_sqlite_lock(settings.database_url)
+    except processes.Refused as exc:
+        print(f"error: stop serve first: {exc}", file=sys.stderr)
+        return 2
+    try:
+        manifest = restore(
+            database_url=settings.database_url,
+            media_dir=settings.media_dir,
+            archive=Path(args.file),
+            force=args.force,
+        )
+    except BackupRefused as exc:
+        print(f"error: nothing was restored: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        del serve_lock
+    print(
+        f"restored {args.file} (taken {manifest.created_at}) into "
+        f"{_safe_url(settings.database_url)}: schema {manifest.schema_revision}, "
+        f"{manifest.media_files} media files into {settings.media_dir}"
+    )
+    engine = make_engine(settings.database_url)
+    try:
+        current = schema_is_current(engine)
+    finally:
+        engine.dispose()
+    if not current:
+        print("the backup is from an older release: run `aftersales migrate` before serving")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -418,7 +487,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_scripts_check)
 
     p = sub.add_parser("check", help="check settings, database and Telegram")
+    p.add_argument(
+        "--production",
+        action="store_true",
+        help="also refuse what is unsafe on a real shop's server (README: Running in production)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with --production: the processes the desk will run as (serve --workers N, peers)",
+    )
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "backup", help="the database and the media files in one archive (safe while serve runs)"
+    )
+    p.add_argument("file", help="the archive to write (a tar file)")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="put a backup's database and media files in place")
+    p.add_argument("file", help="an archive `aftersales backup` wrote")
+    p.add_argument(
+        "--force", action="store_true", help="replace a database that already holds data"
+    )
+    p.set_defaults(func=cmd_restore)
     return parser
 
 

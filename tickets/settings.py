@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     shop_name: str = "Demo Shop 演示店铺"
     # Shown in links printed by the CLI and sent to agents.
     public_url: str = "http://127.0.0.1:8000"
+    # A reverse proxy in front terminates TLS although AFTERSALES_PUBLIC_URL says http (an
+    # internal address): `check --production` then accepts the http public URL.
+    behind_tls_proxy: bool = False
     # Case numbers look like AS-20261122-0001.
     case_prefix: str = Field(default="AS", pattern=r"^[A-Z]{1,6}$")
     # The web chat at /chat (api/chat.py): off, every chat route answers 404. A browser's
