@@ -30,7 +30,7 @@ from pydantic_core import InitErrorDetails
 from tickets.limits import HARD, VARIABLE_NAME_MAX, variables_errors
 from tickets.models import CaseKind, CaseStatus, Channel, OrderStatus, Priority, UnitStatus
 from tickets.money import MAX_INT_DIGITS, bounded_decimal
-from tickets.policy.rules import REASONS
+from tickets.reasons import REASONS
 
 
 def _plain_amount(value: Any) -> Any:
