@@ -581,3 +581,42 @@ def test_an_agent_records_the_choice_of_a_customer_who_called(api: Api) -> None:
     assert case["status"] == "refund_pending"
     overridden = [e for e in case["events"] if e["type"] == "refusal.overridden"]
     assert len(overridden) == 1 and overridden[0]["actor"].startswith("agent:")
+
+
+def test_each_action_says_what_it_takes(api: Api) -> None:
+    # OpenAPI: one request schema per action (told apart by `action`), with what it needs
+    # required, instead of one flat schema of every parameter of every action.
+    from tickets.schemas import ACTION_PARAMS, ActionRequest
+    from tickets.workflow import ACTIONS
+
+    assert set(ACTION_PARAMS) == set(ACTIONS)
+    assert all(p in ActionRequest.model_fields for ps in ACTION_PARAMS.values() for p in ps)
+    spec = api.get("/api/v1/openapi.json").json()
+    body = spec["paths"]["/api/v1/tickets/{number}/actions"]["post"]["requestBody"]
+    choices = body["content"]["application/json"]["schema"]["oneOf"]
+    assert len(choices) == len(ACTIONS)
+    refuse = spec["components"]["schemas"]["RefuseAction"]
+    assert set(refuse["required"]) == {"action", "reason"}
+    assert "tracking_no" not in refuse["properties"]
+
+    _order(api)
+    r = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "size_fit",
+            "items": [{"sku": "SOCKS", "quantity": 1}],
+            "channel": "phone",
+        },
+    )
+    number = r.json()["number"]
+    # A parameter the action cannot use is refused naming it, and nothing changes.
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "approve", "carrier": "SF"})
+    assert r.status_code == 422, r.text
+    assert "carrier" in r.text
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "fly"})
+    assert r.status_code == 422 and "refuse" in r.text, r.text
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "refuse"})
+    assert r.status_code == 422 and "reason" in r.text, r.text
+    assert api.get(f"/api/v1/tickets/{number}").json()["status"] == "submitted"
