@@ -25,17 +25,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, event
 
 if TYPE_CHECKING:
-    from prometheus_client import (
-        CollectorRegistry,
-        Counter,
-        Gauge,
-        Histogram,
-        disable_created_metrics,
-    )
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-    # No `_created` series beside each counter: a scraper sees a restart as the counter
-    # falling back, and the extra series only doubles what it stores.
-    disable_created_metrics()
 # prometheus_client's own variable: set, every process counts in files there (module doc).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -91,7 +82,7 @@ def _make() -> Instruments:
 
     # No `_created` series beside each counter: a scraper sees a restart as the counter
     # falling back, and the extra series only doubles what it stores.
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     # A registry of our own: prometheus_client's default one carries the process and
     # platform collectors, which mean nothing summed over several processes.
     registry = CollectorRegistry(auto_describe=True)
