@@ -368,3 +368,29 @@ def test_desk_counts_clocks_warned_breached_and_due(
     gone = counts(NOW)
     assert gone.cases[(case["status"], case["group"])] == 0
     assert all(gone.clocks[(clock, state)] == 0 for clock in running for state in ("running",))
+
+
+def test_requests_are_counted_by_route_template_never_by_path(api: Any) -> None:
+    from tickets.telemetry import instruments
+
+    def count(method: str, route: str, status: str) -> float:
+        labels = {"method": method, "route": route, "status": status}
+        got = instruments().registry.get_sample_value("aftersales_http_requests_total", labels)
+        return got or 0.0
+
+    asked = [
+        # A case that does not exist: its route's template, whatever the number.
+        ("GET", "/api/v1/tickets/AS-20990101-0001", "/api/v1/tickets/{number}", "404"),
+        ("GET", "/api/v1/tickets/AS-20990101-0002", "/api/v1/tickets/{number}", "404"),
+        # Refused before any route (no token): by area.
+        ("POST", "/api/v1/tickets", "/api/v1/*", "401"),
+        # No route at all.
+        ("GET", "/wp-login.php", "other", "404"),
+        ("GET", "/panel/no-such-page", "/panel/*", "404"),
+    ]
+    before = {(m, r, s): count(m, r, s) for m, _, r, s in asked}
+    for method, path, _, _ in asked:
+        api.client.request(method, path, headers=api._h() if method == "GET" else {})
+    for key, n in before.items():
+        expected = sum(1 for m, _, r, s in asked if (m, r, s) == key)
+        assert count(*key) - n == expected, key
