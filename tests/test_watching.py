@@ -265,7 +265,8 @@ def test_metrics_and_json_logs_of_a_walked_case(database_url: str, tmp_path: Pat
     assert value(after, "aftersales_sla_clocks_due") >= 0
     # The pool: every process's connections.
     assert value(after, "aftersales_db_pool_size") >= 5 * WORKERS
-    assert 0 <= value(after, "aftersales_db_pool_checked_out") <= 3 * WORKERS
+    # In use: never below none, never above what the pools may open (5 + 10 overflow each).
+    assert 0 <= value(after, "aftersales_db_pool_checked_out") <= 15 * WORKERS
 
     # The server's output: every line one JSON object, with the ids of what it is about.
     lines = [line for line in serve.log().splitlines() if line and not line.startswith("=====")]
