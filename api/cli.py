@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import subprocess
 import sys
@@ -72,8 +73,6 @@ def _safe_url(url: str) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from api import processes
 
     settings = settings_or_exit()
@@ -91,6 +90,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # Before anything counts: where the processes count for /metrics (api/processes.py).
+    with processes.shared_metrics(args.workers):
+        served = _serve(args, settings)
+    del serve_lock  # held until here
+    return served
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """`serve` once its settings are checked: the preflight child, the app, uvicorn."""
+    import uvicorn
+
+    from api import processes
+
     # The schema and the reply scripts are checked in a child process (api/preflight.py), so
     # Alembic and what the checks allocate never stay in the server. It runs while this
     # process imports and builds the app (seconds: the two use two cores at once); nothing
@@ -106,25 +118,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if preflight.wait():
         return 2
     base = f"http://{args.host}:{args.port}"
-    print(f"aftersales serving on {base}")
-    print(f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)")
-    print(f"  JSON API docs: {base}/api/v1/docs")
-    print(f"  health:        {base}/healthz")
-    print("  SLA sweep:     " + ("off (--no-scheduler)" if args.no_scheduler else "on"))
     if not settings.telegram_token:
         bot_state = "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)"
     elif settings.webhook_url:
         bot_state = f"on, webhook {settings.webhook_url}"
     else:
         bot_state = "on, polling"
-    print("  Telegram bot:  " + bot_state)
+    banner = [
+        f"aftersales serving on {base}",
+        f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)",
+        f"  JSON API docs: {base}/api/v1/docs",
+        f"  health:        {base}/healthz",
+        "  metrics:       "
+        + (f"{base}/metrics" if settings.metrics_token else "off (AFTERSALES_METRICS_TOKEN)"),
+        "  SLA sweep:     " + ("off (--no-scheduler)" if args.no_scheduler else "on"),
+        "  Telegram bot:  " + bot_state,
+    ]
     if args.workers > 1:
-        print(f"  processes:     {args.workers} (the bot polls in one of them at a time)")
-    sys.stdout.flush()
+        banner.append(f"  processes:     {args.workers} (the bot polls in one of them at a time)")
     processes.exit_cleanly_on_sigterm()
-    processes.configure_logging(args.log_level)
+    processes.configure_logging(args.log_level, settings.log_format)
+    if settings.log_format == "json":
+        # Every line of the output is JSON then, the banner's too.
+        for line in banner:
+            logging.getLogger("aftersales.serve").info(line.strip())
+    else:
+        print("\n".join(banner))
+        sys.stdout.flush()
+    log_config = processes.uvicorn_log_config(settings.log_format)
     if app is None:
-        # Each worker process builds its own app (and engine) from the environment.
+        # Each worker process builds its own app (and engine) from the environment, and
+        # counts for /metrics in files all of them read (api/processes.py).
         os.environ[processes.NO_SCHEDULER_ENV] = "1" if args.no_scheduler else ""
         os.environ[processes.LOG_LEVEL_ENV] = args.log_level
         uvicorn.run(
@@ -134,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            log_config=log_config,
             timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
         )
         return 0
@@ -142,9 +167,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        log_config=log_config,
         timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
     )
-    del serve_lock  # held until here
     return 0
 
 
@@ -163,13 +188,14 @@ def app_from_environment() -> Any:
     from api.processes import LOG_LEVEL_ENV, NO_SCHEDULER_ENV, configure_logging, startup_heap
 
     # A spawned process: nothing of the parent's set-up but the environment.
-    configure_logging(os.environ.get(LOG_LEVEL_ENV) or "info")
+    settings = settings_or_exit()
+    configure_logging(os.environ.get(LOG_LEVEL_ENV) or "info", settings.log_format)
     with startup_heap():
         from api.app import create_app
 
         # `serve` ran the preflight child (api/preflight.py) before starting the workers.
         return create_app(
-            settings_or_exit(),
+            settings,
             scheduler=not os.environ.get(NO_SCHEDULER_ENV),
             scripts_checked=True,
         )
