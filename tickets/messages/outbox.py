@@ -40,10 +40,13 @@ DELIVERERS: dict[str, Callable[[Settings], bool]] = {
     Channel.telegram.value: lambda s: bool(s.telegram_token),
     Channel.web.value: lambda s: bool(s.web_chat),
     "agents": lambda s: bool(s.telegram_token) and s.agent_chat_id is not None,
+    # The shop's webhooks (tickets/webhooks.py): sent by every process that runs the background
+    # work (api/hooks_delivery.py), whatever the chat settings.
+    "webhook": lambda s: True,
 }
 
 # What a bare service call assumes (a test, the bot's own process: its worker runs there).
-DEFAULT_CHANNELS = frozenset({Channel.telegram.value, "agents"})
+DEFAULT_CHANNELS = frozenset({Channel.telegram.value, "agents", "webhook"})
 
 # Why a customer message is not sent, by reason code (machines read the code; people the text).
 NO_CHAT = "no_chat"
