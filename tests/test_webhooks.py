@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -23,8 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
 from api.hooks_delivery import LEASE_SECONDS, HooksWorker
-from tests.conftest import Api, walk_to_refund_pending
-from tests.factories import add_agent_with_token, context, order_json
+from tests.conftest import Api, Panel, admin_panel, in_thread, logged_in, walk_to_refund_pending
+from tests.factories import NOW, add_agent_with_token, context, order_json
 from tests.fakes.clock import Clock
 from tickets.exceptions import InvalidInput
 from tickets.models import (
@@ -629,3 +630,105 @@ def test_the_api_is_for_admins_and_the_webhooks_scope(
     with sessions() as s:
         assert [w.kind for w in s.scalars(select(WebhookSubscription))] == ["refund_executor"]
         assert s.scalars(select(WebhookAttempt)).all() == []
+
+
+# ---------------------------------------------------------------- the panel
+
+
+def test_the_panel_pages_are_for_admins_and_show_the_secret_once(
+    panel_app: Any, alice: Panel, sessions: sessionmaker[Session]
+) -> None:
+    assert alice.get("/panel/admin/webhooks").status_code == 403
+    lena = logged_in(panel_app, "lena")
+    page = lena.get("/panel/admin/webhooks")
+    assert (page.status_code, 'id="new-webhook"' in page.text) == (200, False)
+    assert (
+        lena.post("/panel/admin/webhooks", {"url": "https://erp.example.com/h"}).status_code == 403
+    )
+    boss = admin_panel(panel_app, sessions)
+    # A bad URL is named and nothing is made.
+    r = boss.post(
+        "/panel/admin/webhooks", {"url": "http://erp.example.com/h", "events": "case.created"}
+    )
+    assert r.status_code == 422
+    assert "https://" in r.text
+    r = boss.post(
+        "/panel/admin/webhooks",
+        {"url": "https://erp.example.com/h", "events": ["case.created", "refund.issued"]},
+    )
+    assert r.status_code == 201
+    secret = re.search(r'id="secret-value">(whsec_[^<]+)<', r.text)
+    assert secret is not None
+    page = boss.get("/panel/admin/webhooks")
+    assert "erp.example.com" in page.text
+    assert secret.group(1) not in page.text  # shown once
+    # Without the CSRF token, nothing changes.
+    with sessions() as s:
+        sub = s.scalars(select(WebhookSubscription)).one()
+        assert sub.events == ["case.created", "refund.issued"]
+    r = boss.client.post(f"/panel/admin/webhooks/{sub.id}", data={"enabled": ""})
+    assert r.status_code == 403
+    assert boss.post(f"/panel/admin/webhooks/{sub.id}", {"enabled": ""}).status_code == 303
+    with sessions() as s:
+        assert s.get(WebhookSubscription, sub.id).enabled is False  # type: ignore[union-attr]
+
+
+async def test_the_delivery_log_in_the_panel_shows_attempts_replays_and_the_switch_off(
+    panel_app: Any,
+    receiver: Receiver,
+    sessions: sessionmaker[Session],
+    scripts: Any,
+    clock: Clock,
+) -> None:
+    boss = admin_panel(panel_app, sessions)
+    panel_app.state.settings = panel_app.state.settings.model_copy(
+        update={"hooks_allow_private": True}
+    )
+    r = await in_thread(
+        lambda: boss.post(
+            "/panel/admin/webhooks", {"url": receiver.url + "/p", "events": ["case.created"]}
+        )
+    )
+    assert r.status_code == 201
+    receiver.answer("/p", (500, b"oops"), (500, b"oops"))
+    with sessions() as s:
+        sub_id = s.scalars(select(WebhookSubscription.id)).one()
+    await in_thread(lambda: _open_a_case(sessions, scripts))
+    rules = HookRules(allow_private=True, timeout_seconds=2, disable_after_failures=2)
+    worker = sender(sessions, scripts, clock, rules)
+    await worker.drain()
+    clock.now += timedelta(seconds=5)
+    await worker.drain()
+    page = await in_thread(lambda: boss.get(f"/panel/admin/webhooks/{sub_id}"))
+    assert page.text.count("data-attempt=") == 2
+    assert "oops" in page.text and "HTTP 500" in page.text
+    listing = await in_thread(lambda: boss.get("/panel/admin/webhooks"))
+    assert f'data-disabled="{sub_id}"' in listing.text
+    assert "2 failed attempts in a row" in listing.text
+    # Switched on again, the missed delivery replayed from the log: it arrives.
+    await in_thread(lambda: boss.post(f"/panel/admin/webhooks/{sub_id}", {"enabled": "1"}))
+    with sessions() as s:
+        row_id = s.scalars(select(OutboxMessage.id).where(OutboxMessage.channel == "webhook")).one()
+    r = await in_thread(lambda: boss.post(f"/panel/admin/webhooks/{sub_id}/replay/{row_id}"))
+    assert r.status_code == 303
+    await worker.drain()
+    assert [x.json()["type"] for x in receiver.at("/p")] == ["case.created"] * 3
+    page = await in_thread(lambda: boss.get(f"/panel/admin/webhooks/{sub_id}"))
+    assert page.text.count("data-attempt=") == 3
+
+
+def _open_a_case(sessions: sessionmaker[Session], scripts: Any) -> None:
+    from tickets.cases.opening import open_case
+    from tickets.context import SYSTEM
+    from tickets.orders.store import upsert_order
+    from tickets.schemas import OrderIn, TicketCreate
+
+    with sessions() as s:
+        upsert_order(session=s, data=OrderIn.model_validate(order_json()), now=NOW)
+        open_case(
+            session=s,
+            request=TicketCreate(kind="complaint", reason="service", order_no="T1001"),
+            actor=SYSTEM,
+            ctx=context(scripts),
+        )
+        s.commit()

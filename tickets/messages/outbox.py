@@ -40,13 +40,10 @@ DELIVERERS: dict[str, Callable[[Settings], bool]] = {
     Channel.telegram.value: lambda s: bool(s.telegram_token),
     Channel.web.value: lambda s: bool(s.web_chat),
     "agents": lambda s: bool(s.telegram_token) and s.agent_chat_id is not None,
-    # The shop's webhooks (tickets/webhooks.py): sent by every process that runs the background
-    # work (api/hooks_delivery.py), whatever the chat settings.
-    "webhook": lambda s: True,
 }
 
 # What a bare service call assumes (a test, the bot's own process: its worker runs there).
-DEFAULT_CHANNELS = frozenset({Channel.telegram.value, "agents", "webhook"})
+DEFAULT_CHANNELS = frozenset({Channel.telegram.value, "agents"})
 
 # Why a customer message is not sent, by reason code (machines read the code; people the text).
 NO_CHAT = "no_chat"
@@ -188,7 +185,13 @@ def settle_undelivered(
     the SLA sweep; returns how many it settled (at most `limit` a call)."""
     query = (
         select(OutboxMessage)
-        .where(OutboxMessage.status == "pending", OutboxMessage.channel.notin_(set(channels)))
+        .where(
+            OutboxMessage.status == "pending",
+            OutboxMessage.channel.notin_(set(channels)),
+            # The shop's webhooks are no chat: their sender (api/hooks_delivery.py) runs
+            # wherever the background work does, and gives up on a row by its own rules.
+            OutboxMessage.channel != "webhook",
+        )
         .order_by(OutboxMessage.id)
         .limit(limit)
     )
