@@ -204,6 +204,9 @@ class HooksWorker:
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
+            # The answer is read raw, and bounded: a compressed one could expand past the
+            # bound in one chunk.
+            "accept-encoding": "identity",
             "webhook-id": row.webhook_id,
             "webhook-timestamp": str(int(at.timestamp())),
             "webhook-signature": signature,

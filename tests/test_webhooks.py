@@ -27,6 +27,8 @@ from api.hooks_delivery import LEASE_SECONDS, HooksWorker
 from tests.conftest import Api, Panel, admin_panel, in_thread, logged_in, walk_to_refund_pending
 from tests.factories import NOW, add_agent_with_token, context, order_json
 from tests.fakes.clock import Clock
+from tickets.cases.opening import open_case
+from tickets.context import SYSTEM
 from tickets.exceptions import InvalidInput
 from tickets.models import (
     OutboxMessage,
@@ -37,6 +39,8 @@ from tickets.models import (
     WebhookSubscription,
     utcnow,
 )
+from tickets.orders.store import upsert_order
+from tickets.schemas import OrderIn, TicketCreate
 from tickets.webhooks import HookRules, check_url
 
 # No database call on the event loop (tickets/db.py): the worker's claims and records run in
@@ -718,11 +722,6 @@ async def test_the_delivery_log_in_the_panel_shows_attempts_replays_and_the_swit
 
 
 def _open_a_case(sessions: sessionmaker[Session], scripts: Any) -> None:
-    from tickets.cases.opening import open_case
-    from tickets.context import SYSTEM
-    from tickets.orders.store import upsert_order
-    from tickets.schemas import OrderIn, TicketCreate
-
     with sessions() as s:
         upsert_order(session=s, data=OrderIn.model_validate(order_json()), now=NOW)
         open_case(
@@ -732,3 +731,69 @@ def _open_a_case(sessions: sessionmaker[Session], scripts: Any) -> None:
             ctx=context(scripts),
         )
         s.commit()
+
+
+# ---------------------------------------------------------------- one transaction, one process
+
+
+def test_a_change_rolled_back_queues_nothing(sessions: sessionmaker[Session], scripts: Any) -> None:
+    with sessions() as s:
+        s.add(
+            WebhookSubscription(
+                url="https://erp.example.com/h", events=["case.created"], secret="whsec_AAAA"
+            )
+        )
+        s.commit()
+    with sessions() as s:
+        upsert_order(session=s, data=OrderIn.model_validate(order_json()), now=NOW)
+        open_case(
+            session=s,
+            request=TicketCreate(kind="complaint", reason="service", order_no="T1001"),
+            actor=SYSTEM,
+            ctx=context(scripts),
+        )
+        queued = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.channel == "webhook"))
+        assert list(queued) == ["case.created"]  # written with the case ...
+        s.rollback()
+    with sessions() as s:
+        # ... and gone with it.
+        assert (
+            s.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")).all() == []
+        )
+
+
+def test_serve_sends_webhooks_where_the_background_work_runs(
+    settings: Any,
+    engine: Any,
+    sessions: sessionmaker[Session],
+    scripts: Any,
+    receiver: Receiver,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    app = create_app(
+        settings.model_copy(update={"hooks_allow_private": True}),
+        engine=engine,
+        sessions=sessions,
+        scripts=scripts,
+        scheduler=True,
+    )
+    with sessions() as s:
+        token = add_agent_with_token(s, "root", Role.admin)
+        s.commit()
+    with TestClient(app) as client:
+        r = client.post(
+            "/api/v1/webhooks",
+            json={"url": receiver.url + "/serve", "events": ["case.created"]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        receiver.secrets["/serve"] = r.json()["secret"]
+        _open_a_case(sessions, scripts)
+        # The sender polls every second: wait (bounded) for the delivery, nothing timed.
+        for _ in range(300):
+            if receiver.at("/serve"):
+                break
+            time.sleep(0.1)
+    assert [b["type"] for b in receiver.verified("/serve")] == ["case.created"]
