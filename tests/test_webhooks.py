@@ -797,3 +797,49 @@ def test_serve_sends_webhooks_where_the_background_work_runs(
                 break
             time.sleep(0.1)
     assert [b["type"] for b in receiver.verified("/serve")] == ["case.created"]
+
+
+def test_deleting_a_subscription_takes_its_log_and_unsent_rows(
+    admin: Api, sessions: sessionmaker[Session]
+) -> None:
+    sub = admin.post(
+        "/api/v1/webhooks", json={"url": "https://erp.example.com/h", "events": ["case.created"]}
+    ).json()
+    with sessions() as s:
+        s.add(
+            OutboxMessage(
+                channel="webhook",
+                recipient=f"{sub['id']}:1",
+                kind="case.created",
+                payload={"subscription_id": sub["id"], "webhook_id": "msg_x", "body": {}},
+            )
+        )
+        s.flush()
+        row_id = s.scalars(select(OutboxMessage.id).where(OutboxMessage.channel == "webhook")).one()
+        s.add(
+            WebhookAttempt(
+                subscription_id=sub["id"], outbox_id=row_id, webhook_id="msg_x", event_type="x"
+            )
+        )
+        s.commit()
+    r = admin.client.delete(
+        f"/api/v1/webhooks/{sub['id']}", headers={"Authorization": f"Bearer {admin.tokens['root']}"}
+    )
+    assert r.status_code == 204
+    assert admin.get(f"/api/v1/webhooks/{sub['id']}").status_code == 404
+    with sessions() as s:
+        assert s.scalars(select(WebhookAttempt)).all() == []
+        row = s.get(OutboxMessage, row_id)
+        assert row is not None and (row.status, row.last_error) == (
+            "failed",
+            "not sent: the subscription was deleted",
+        )
+
+
+def test_a_deleted_subscriptions_id_is_never_handed_out_again(admin: Api) -> None:
+    body = {"url": "https://erp.example.com/h", "events": ["case.created"]}
+    first = admin.post("/api/v1/webhooks", json=body).json()["id"]
+    admin.client.delete(
+        f"/api/v1/webhooks/{first}", headers={"Authorization": f"Bearer {admin.tokens['root']}"}
+    )
+    assert admin.post("/api/v1/webhooks", json=body).json()["id"] > first

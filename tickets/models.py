@@ -814,6 +814,9 @@ class WebhookSubscription(Base):
     system that sends an issued refund's money and answers whether it went."""
 
     __tablename__ = "webhook_subscriptions"
+    # Ids never handed out again (SQLite reuses the highest one once deleted): a deleted
+    # subscription's rows and log name its id, and must never reach a later one.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # events | refund_executor (tickets/webhooks.py KINDS)

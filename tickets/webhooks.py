@@ -450,11 +450,14 @@ def queue_case_event(
     hooks = _hook_types(audit_type, data)
     if not hooks:
         return
-    subs = session.scalars(
-        select(WebhookSubscription)
-        .where(WebhookSubscription.enabled.is_(True))
-        .order_by(WebhookSubscription.id)
-    ).all()
+    # Without flushing what the unit of work holds: the subscriptions do not depend on it, and
+    # an early flush costs the bot's intake (tickets/cases/events.py append_event).
+    with session.no_autoflush:
+        subs = session.scalars(
+            select(WebhookSubscription)
+            .where(WebhookSubscription.enabled.is_(True))
+            .order_by(WebhookSubscription.id)
+        ).all()
     if not subs:
         return
     if ticket.id is None:
@@ -659,6 +662,10 @@ def record(
     failed), the subscription's run of failures (switched off past the limits), and the
     executor's answer applied to the refund. Returns what the row became."""
     now = ctx.now
+    row = session.get(OutboxMessage, hook.id)
+    sub = session.get(WebhookSubscription, hook.subscription_id)
+    if sub is None:
+        return "gone"  # deleted while the request was on the wire: its log went with it
     session.add(
         WebhookAttempt(
             subscription_id=hook.subscription_id,
@@ -674,8 +681,6 @@ def record(
             duration_ms=result.duration_ms,
         )
     )
-    row = session.get(OutboxMessage, hook.id)
-    sub = session.get(WebhookSubscription, hook.subscription_id)
     if row is None or row.status != "pending":
         return "gone"
     row.claimed_by = None
@@ -686,10 +691,9 @@ def record(
         row.status = "sent"
         row.sent_at = now
         row.last_error = None
-        if sub is not None:
-            sub.consecutive_failures = 0
-            sub.failing_since = None
-            sub.last_success_at = now
+        sub.consecutive_failures = 0
+        sub.failing_since = None
+        sub.last_success_at = now
         return "sent"
     row.last_error = error
     if hook.attempts < rules.max_attempts:
@@ -699,7 +703,7 @@ def record(
         row.status = "failed"
         row.last_error = f"gave up after {hook.attempts} attempts: {error}"
         outcome = "failed"
-    if sub is not None and sub.enabled:
+    if sub.enabled:
         sub.consecutive_failures += 1
         sub.failing_since = sub.failing_since or now
         why = _over_the_limit(sub, rules, now)

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("disabled_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("disabled_reason", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_subscriptions")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "webhook_attempts",
