@@ -114,6 +114,10 @@ class HooksWorker:
                 timeout=httpx.Timeout(self.rules.timeout_seconds),
                 # Environment proxies would carry the request past the address checks.
                 trust_env=False,
+                # No connection kept: requests go to a checked address, and a pooled connection
+                # is found by address, so one made (and its certificate checked) for one host
+                # would carry another host's delivery that shares the address.
+                limits=httpx.Limits(max_keepalive_connections=0),
             )
         return self._client
 
