@@ -66,6 +66,7 @@ def _hooks_worker(app: FastAPI) -> Any:
 
     return HooksWorker(
         sessions=app.state.sessions,
+        read_sessions=app.state.read_sessions,
         rules=HookRules.of(app.state.settings),
         context=lambda now: context_for(app.state, now),
         clock=app.state.clock,

@@ -55,6 +55,7 @@ from tickets.webhooks import (
     HookResult,
     HookRules,
     address_allowed,
+    any_due,
     claim,
     idempotency_key,
     record,
@@ -95,8 +96,12 @@ class HooksWorker:
         clock: Callable[[], datetime] = utcnow,
         transport: httpx.AsyncBaseTransport | None = None,
         idle_seconds: float = 1.0,
+        read_sessions: sessionmaker[Session] | None = None,
     ) -> None:
         self.sessions = sessions
+        # Where an idle pass looks first: a reader's transaction, which on SQLite never takes
+        # the write lock (tickets/db.py), so a desk with nothing to send pays no writer a second.
+        self.read_sessions = read_sessions or sessions
         self.rules = rules
         self.context = context
         self.clock = clock
@@ -181,10 +186,16 @@ class HooksWorker:
         return await asyncio.to_thread(self._record, row, result)
 
     def _claim(self) -> list[HookClaim]:
+        now = self.clock()
+        with self.read_sessions() as reader:
+            due = any_due(reader, now=now)
+            reader.rollback()
+        if not due:
+            return []
         with unit_of_work(self.sessions) as session:
             return claim(
                 session,
-                now=self.clock(),
+                now=now,
                 worker_id=self.worker_id,
                 lease_seconds=LEASE_SECONDS,
                 limit=BATCH,

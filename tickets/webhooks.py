@@ -576,6 +576,22 @@ class HookResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Whether any webhook row is due (a read: the sender's idle check before a claim)."""
+    return (
+        session.scalar(
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.status == "pending",
+                OutboxMessage.next_attempt_at <= now,
+                OutboxMessage.channel == CHANNEL,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def claim(
     session: Session, *, now: datetime, worker_id: str, lease_seconds: float, limit: int
 ) -> list[HookClaim]:
