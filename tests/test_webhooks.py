@@ -688,6 +688,8 @@ async def test_the_delivery_log_in_the_panel_shows_attempts_replays_and_the_swit
     panel_app.state.settings = panel_app.state.settings.model_copy(
         update={"hooks_allow_private": True}
     )
+    # One clock for the panel and the sender: a replay is due when the sender looks.
+    panel_app.state.clock = clock
     r = await in_thread(
         lambda: boss.post(
             "/panel/admin/webhooks", {"url": receiver.url + "/p", "events": ["case.created"]}
