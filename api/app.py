@@ -6,6 +6,7 @@ Nothing is built at import time; `aftersales serve` (api/cli.py) and the tests c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,6 +32,7 @@ from api.priority import MarkForeground
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
+from api.routes import webhooks as webhooks_routes
 from api.telegram_webhook import SECRET_HEADER, WEBHOOK_PATH, secret_matches, webhook_router
 from tickets.auth import live_token
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
@@ -64,6 +66,20 @@ def _sweep_job(app: FastAPI) -> Callable[[], Awaitable[None]]:
             log.info("SLA sweep: %s", report)
 
     return sweep
+
+
+def _hooks_worker(app: FastAPI) -> Any:
+    """The webhook sender of this process (api/hooks_delivery.py)."""
+    from api.hooks_delivery import HooksWorker
+    from tickets.webhooks import HookRules
+
+    return HooksWorker(
+        sessions=app.state.sessions,
+        read_sessions=app.state.read_sessions,
+        rules=HookRules.of(app.state.settings),
+        context=lambda now: context_for(app.state, now),
+        clock=app.state.clock,
+    )
 
 
 def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] | None]:
@@ -161,6 +177,9 @@ def create_app(
                 next_run_time=datetime.now(UTC),
             )
             sched.start()
+            # The webhooks to the shop's systems go where the background work runs.
+            hooks_stop = asyncio.Event()
+            hooks_task = asyncio.create_task(_hooks_worker(app).run(hooks_stop))
         runtime = app.state.bot
         if runtime is not None:
             # On a loop of its own: the bot's work never queues before a request's.
@@ -168,6 +187,10 @@ def create_app(
         try:
             yield
         finally:
+            if sched is not None:
+                hooks_stop.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(hooks_task, timeout=settings.hooks_timeout_seconds + 5)
             if getattr(app.state, "web_chat", None) is not None:
                 await app.state.web_chat.hub.stop()
             if runtime is not None:
@@ -231,6 +254,8 @@ def create_app(
     v1.include_router(tickets.files, dependencies=cases)
     v1.include_router(scripts_routes.router, dependencies=cases)
     v1.include_router(sla_routes.router, dependencies=cases)
+    # The shop's webhooks: admins, or a token with the "webhooks" scope (api/routes/webhooks.py).
+    v1.include_router(webhooks_routes.router)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tickets.auth import SCOPES
 from tickets.db import (
     guard_event_loop,
     make_engine,
@@ -492,9 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scope",
         action="append",
-        choices=("cases", "orders"),
-        help="what the token may do (repeat for both): cases (the default: work cases) or "
-        "orders (push orders, for the shop's integration)",
+        choices=SCOPES,
+        help="what the token may do (repeat for several): cases (the default: work cases), "
+        "orders (push orders, for the shop's integration) or webhooks (manage the shop's "
+        "webhook subscriptions)",
     )
     p.set_defaults(func=cmd_create_token)
 

@@ -132,6 +132,19 @@ class Settings(BaseSettings):
     # (off, 404, while unset); log lines as plain text, or one JSON object each.
     metrics_token: str | None = Field(default=None, min_length=16, max_length=200)
     log_format: Literal["text", "json"] = "text"
+    # Webhooks to the shop's systems (tickets/webhooks.py, api/hooks_delivery.py). Development
+    # only: allow http:// URLs and loopback or private addresses (else refused: SSRF).
+    hooks_allow_private: bool = False
+    # One delivery: the longest wait for the whole answer, and the most bytes of it read.
+    hooks_timeout_seconds: float = Field(default=10.0, ge=1, le=60)
+    hooks_max_response_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    # Tries of one delivery (5 s, 10 s, 20 s ... then hourly between them) before it fails.
+    hooks_max_attempts: int = Field(default=15, ge=1, le=100)
+    # A subscription is switched off (and the admins told) after this many failed attempts
+    # in a row, or after failing without a success for this many hours.
+    hooks_disable_after_failures: int = Field(default=50, ge=1, le=10_000)
+    hooks_disable_after_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    hooks_max_subscriptions: int = Field(default=20, ge=1, le=1000)
 
     @field_validator("timezone")
     @classmethod

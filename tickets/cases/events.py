@@ -31,6 +31,7 @@ from tickets.models import (
     Message,
     Ticket,
 )
+from tickets.webhooks import queue_case_event
 
 # ---------------------------------------------------------------- small pieces
 
@@ -76,10 +77,14 @@ def case_number_in(text: str, prefix: str) -> str | None:
 def record_event(
     *, session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, **data: Any
 ) -> Event:
-    """Append to the case's audit log."""
+    """Append to the case's audit log; the shop's webhooks that hear this event are queued
+    in the same transaction (tickets/webhooks.py)."""
     about_case(ticket.number)  # the lines logged from here on name the case
     event = Event(ticket=ticket, type=type, actor=actor.label, at=now, data=data)
     session.add(event)
+    queue_case_event(
+        session=session, ticket=ticket, audit_type=type, actor=actor.label, now=now, data=data
+    )
     return event
 
 
@@ -103,6 +108,9 @@ def append_event(
     session.connection().execute(
         _INSERT_EVENT,
         {"ticket_id": ticket.id, "type": type, "actor": actor.label, "at": now, "data": data},
+    )
+    queue_case_event(
+        session=session, ticket=ticket, audit_type=type, actor=actor.label, now=now, data=data
     )
 
 
