@@ -109,6 +109,8 @@ class Chart:
     svg: Markup = field(default_factory=Markup)
     note: str = ""
     summary: str = ""
+    # Columns holding the shop's own words (product titles): shown as they are, never translated.
+    data_columns: tuple[int, ...] = ()
 
 
 def period(now: datetime, days: int, tz: ZoneInfo) -> tuple[datetime, datetime, list[date]]:
@@ -281,7 +283,7 @@ def build(
     # Refunds by route.
     refunds = reports.refunds_by_route(session, since=since, until=until)
     rows = [
-        [r.method, r.currency, r.count, Decimal(format_amount(r.amount, r.currency))]
+        [tr("payment", r.method), r.currency, r.count, Decimal(format_amount(r.amount, r.currency))]
         for r in refunds
     ]
     out.append(
@@ -292,7 +294,7 @@ def build(
             svg=bars(
                 [
                     Bar(
-                        f"{r.method} · {r.currency}",
+                        f"{tr('payment', r.method)} · {r.currency}",
                         float(r.amount),
                         f"{i18n.money(format_amount(r.amount, r.currency), r.currency, lang)}"
                         f" ({r.count})",
@@ -346,12 +348,14 @@ def build(
                         p.rate,
                         f"{_pct(p.rate)} ({p.cases}/{p.units_sold})",
                         p.flagged,
+                        data=True,
                     )
                     for p in products[:PRODUCTS_SHOWN]
                     if p.rate is not None
                 ],
                 title=translate(_TITLES["products"]),
             ),
+            data_columns=(0, 1),
             summary=translate(N_("%(num)s flagged"))
             % {"num": sum(1 for p in products if p.flagged)},
         )

@@ -111,6 +111,150 @@ CLOCK: Final = {
     "refused_delivery_contact": N_("Refused-delivery contact"),
     "platform_evidence": N_("Platform evidence"),
     "pickup_collection": N_("Pickup collection"),
+    "customer_reply": N_("Customer replies"),
+}
+
+# Where an SLA clock stands (tickets/sla/clocks.py).
+SLA_STATE: Final = {
+    "running": N_("running"),
+    "paused": N_("paused"),
+    "met": N_("met"),
+    "breached": N_("breached"),
+    "stopped": N_("stopped"),
+}
+
+# The default groups (policy.example.toml). A shop's own group codes show as the policy names them.
+GROUP: Final = {
+    "service": N_("Customer service"),
+    "logistics": N_("Logistics"),
+    "quality": N_("Product / quality"),
+    "finance": N_("Finance"),
+}
+
+# Payment methods and refund routes (the calculator's arrival table, tickets/refunds/calculator.py).
+PAYMENT: Final = {
+    "alipay": N_("Alipay"),
+    "wechat": N_("WeChat Pay"),
+    "card": N_("Bank card"),
+    "bank_transfer": N_("Bank transfer"),
+    "balance": N_("Store balance"),
+    "points": N_("Points"),
+    "coupon": N_("Coupon"),
+    "cod": N_("Cash on delivery"),
+    "paypal": N_("PayPal"),
+}
+
+# The rule behind each refund line, as the calculator words it (tickets/refunds/calculator.py's
+# R_* texts are the keys: tests/test_panel_words.py keeps the two in step).
+RULE: Final = {
+    "rules 2-4: the unit's net, what was paid for it": N_(
+        "rules 2-4: the unit's net, what was paid for it"
+    ),
+    "rule 10: already refunded on this unit": N_("rule 10: already refunded on this unit"),
+    "rule 14: presale balance not paid": N_("rule 14: presale balance not paid"),
+    "inspection: unit not in the returned parcel": N_(
+        "inspection: unit not in the returned parcel"
+    ),
+    "rule 6: free gift kept: its declared value": N_("rule 6: free gift kept: its declared value"),
+    "rule 9: restocking fee": N_("rule 9: restocking fee"),
+    "rule 15: price of the replacement": N_("rule 15: price of the replacement"),
+    "rule 7: outbound shipping share": N_("rule 7: outbound shipping share"),
+    "rule 8: return freight reimbursed": N_("rule 8: return freight reimbursed"),
+    "rule 7: kept items below the free-shipping threshold: standard shipping fee": N_(
+        "rule 7: kept items below the free-shipping threshold: standard shipping fee"
+    ),
+    "rule 7: free-shipping deduction given back": N_("rule 7: free-shipping deduction given back"),
+    "rule 5: kept items below the promotion threshold: their discount share": N_(
+        "rule 5: kept items below the promotion threshold: their discount share"
+    ),
+    "rule 5: promotion re-settlement given back": N_("rule 5: promotion re-settlement given back"),
+    "rule 7: parcel refused on delivery: outbound leg": N_(
+        "rule 7: parcel refused on delivery: outbound leg"
+    ),
+    "rule 7: parcel refused on delivery: return leg": N_(
+        "rule 7: parcel refused on delivery: return leg"
+    ),
+    "rule 7: refusal overridden at the customer's request: outbound leg": N_(
+        "rule 7: refusal overridden at the customer's request: outbound leg"
+    ),
+    "rule 10: order-level refunds already paid": N_("rule 10: order-level refunds already paid"),
+}
+
+# The reasons the core itself gives for a status change (an agent's own words stay as typed).
+SYSTEM_REASON: Final = {
+    "inspection failed": N_("inspection failed"),
+    "the claim needs evidence first": N_("the claim needs evidence first"),
+    "the customer answered": N_("the customer answered"),
+}
+
+# Who acted, when it was not an agent: the `system:<rule>` and `customer` actors of the event log
+# (tickets/context.py's Actor.label).
+ACTOR: Final = {
+    "customer": N_("Customer"),
+    "system": N_("System"),
+    "system:lifecycle": N_("System (case rules)"),
+    "system:sla": N_("System (SLA clocks)"),
+    "system:needs_info silence": N_("System (no answer from the customer)"),
+    "system:auto-approval": N_("System (automatic approval)"),
+}
+
+# A reply script's variables, by name, for the reply box (the script's own description, in the
+# customer's language, is the fallback for a name not listed here).
+VARIABLE: Final = {
+    "agent_name": N_("Agent's name"),
+    "alternative": N_("Alternative offered"),
+    "amount": N_("Amount"),
+    "carrier": N_("Carrier"),
+    "case_no": N_("Case number"),
+    "category_name": N_("Category"),
+    "cause": N_("Cause"),
+    "coupon_amount": N_("Coupon amount"),
+    "credited_to": N_("Credited to"),
+    "customer_name": N_("Customer's name"),
+    "delay_days": N_("Days of delay"),
+    "delivered_on": N_("Delivered on"),
+    "expected_by": N_("Expected by"),
+    "extend_days": N_("Days to extend receipt"),
+    "failure": N_("What failed"),
+    "finding": N_("Finding"),
+    "gift_name": N_("Gift"),
+    "gift_value": N_("Gift value"),
+    "goodwill_amount": N_("Goodwill amount"),
+    "inspect_by": N_("Inspected by (date)"),
+    "item_name": N_("Item"),
+    "kind": N_("Kind of request"),
+    "last_scan_at": N_("Last tracking scan"),
+    "message": N_("Message"),
+    "missing": N_("What is missing"),
+    "order_no": N_("Order number"),
+    "outcome": N_("Outcome"),
+    "pack_items": N_("Items to pack"),
+    "reason": N_("Reason"),
+    "received_at": N_("Received at"),
+    "replacement_name": N_("Replacement item"),
+    "reply_by": N_("Reply by"),
+    "respond_by": N_("Respond by"),
+    "return_address": N_("Return address"),
+    "review_hours": N_("Review time (hours)"),
+    "rma_no": N_("RMA number"),
+    "route": N_("Refund route"),
+    "ship_by": N_("Ship by"),
+    "shipping_both_ways": N_("Shipping both ways"),
+    "shop_name": N_("Shop name"),
+    "topic": N_("Topic"),
+    "tracking_no": N_("Tracking number"),
+    "valid_until": N_("Valid until"),
+    "window_days": N_("Window (days)"),
+}
+
+# What a script variable takes (tickets/messages/scripts.py's VARIABLE_TYPES), as a hint.
+VARIABLE_TYPE: Final = {
+    "str": N_("text"),
+    "int": N_("whole number"),
+    "money": N_("amount, e.g. 15.00 CNY"),
+    "date": N_("date, e.g. 2026-12-01"),
+    "datetime": N_("date and time with its offset, e.g. 2026-12-01T18:00+08:00"),
+    "list": N_("one per line"),
 }
 
 REFUND_STATUS: Final = {
@@ -121,6 +265,7 @@ REFUND_STATUS: Final = {
     "failed": N_("failed"),
     "cancelled": N_("cancelled"),
     "unavailable": N_("unavailable"),
+    "quote": N_("quote, not proposed yet"),
 }
 
 EVENT: Final[dict[str, str]] = {
@@ -221,6 +366,14 @@ TABLES: Final = {
     "queue": QUEUE,
     "role": ROLE,
     "order_status": ORDER_STATUS,
+    "sla_state": SLA_STATE,
+    "group": GROUP,
+    "payment": PAYMENT,
+    "rule": RULE,
+    "system_reason": SYSTEM_REASON,
+    "actor": ACTOR,
+    "variable": VARIABLE,
+    "variable_type": VARIABLE_TYPE,
 }
 
 
