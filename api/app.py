@@ -24,6 +24,7 @@ from api.guard import BodyGuard, GuardRules, RouteLimit, cookie, header
 from api.inputs import RefuseNul
 from api.panel import install_panel
 from api.priority import MarkForeground
+from api.routes import agents as agents_routes
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
@@ -220,6 +221,7 @@ def create_app(
     v1.include_router(tickets.files, dependencies=cases)
     v1.include_router(scripts_routes.router, dependencies=cases)
     v1.include_router(sla_routes.router, dependencies=cases)
+    v1.include_router(agents_routes.router, dependencies=cases)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])
