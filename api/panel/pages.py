@@ -40,6 +40,18 @@ _OVERDUE = i18n.N_("overdue %(span)s")
 # When a refund route's money arrives (the calculator's "immediate", "3 days", "1-3 days").
 _IMMEDIATE = i18n.N_("immediately")
 _DAYS = i18n.N_("%(days)s days")
+# Where the policy page looks a key or a value up (the first table naming it wins).
+_POLICY_KEY_TABLES = ("policy_key", "payment", "kind")
+_POLICY_VALUE_TABLES = (
+    "kind",
+    "reason",
+    "risk",
+    "order_status",
+    "group",
+    "category",
+    "status",
+    "payment",
+)
 _ARRIVAL = re.compile(r"^(\d+(?:-\d+)?) days?$")
 
 
@@ -166,6 +178,28 @@ def build_environment(catalogs: Mapping[str, i18n.Catalog]) -> Environment:
         return gettext(ctx, label("group", code)) if code else ""
 
     @pass_context
+    def policy_key(ctx: Context, key: str) -> str:
+        """A policy setting's name for a lead ('escalate_after_minutes' -> 'Escalate after
+        (minutes)'); keys that are codes (a payment route, a kind) by their own name."""
+        for table in _POLICY_KEY_TABLES:
+            known = label(table, key)
+            if known != key:
+                return gettext(ctx, known)
+        return key
+
+    @pass_context
+    def policy_code(ctx: Context, value: Any) -> str | None:
+        """A code among the policy's values (a kind, reason, category ...) in words; None when
+        the value is the shop's own text, shown as written."""
+        if not isinstance(value, str):
+            return None
+        for table in _POLICY_VALUE_TABLES:
+            known = label(table, value)
+            if known != value:
+                return gettext(ctx, known)
+        return None
+
+    @pass_context
     def var_label(ctx: Context, name: str, description: str = "") -> str:
         """A script variable's label: its translated name, else the script's own description."""
         known = label("variable", name)
@@ -190,6 +224,8 @@ def build_environment(catalogs: Mapping[str, i18n.Catalog]) -> Environment:
         group_name=group_name,
         var_label=var_label,
         words=words,
+        policy_key=policy_key,
+        policy_code=policy_code,
     )
     env.filters["telegram"] = telegram_html
     return env

@@ -113,6 +113,8 @@ def test_every_page_of_the_demo_desk_reads_in_chinese(
         "/panel/me",
         "/panel/cases/new",
         "/panel/admin/scripts",
+        "/panel/admin/policy",
+        "/panel/admin",
         *(f"/panel/cases/{n}" for n in cases),
     ]
     untranslated: dict[str, list[str]] = {}
@@ -130,6 +132,12 @@ def test_every_page_of_the_demo_desk_reads_in_chinese(
     assert "客服组" in queue
     assert not re.search(r"^(service|logistics|quality|finance)$", queue, re.MULTILINE)
     page.screenshot(path=str(screenshots / "words-queue-zh.png"), full_page=True)
+    # The policy page reads as settings with their units, not a dump of keys.
+    page.goto(f"{base}/panel/admin/policy")
+    policy = page.locator("main").inner_text()
+    assert "超过多少分钟升级" in policy and "无理由退货期限（天）" in policy
+    assert "定制商品" in policy  # a category code, in words
+    page.screenshot(path=str(screenshots / "words-policy-zh.png"), full_page=True)
     refund_case = _a_case_with(page, base, cases, "#refund-lines [data-refund-line=order]")
     refund = page.locator("#refund").inner_text()
     assert "None" not in refund
@@ -197,6 +205,11 @@ def test_the_same_words_read_in_english(shop: Shop, chromium: Any, screenshots: 
     timeline = page.locator(".timeline").inner_text()
     assert "agent:" not in timeline
     page.screenshot(path=str(screenshots / "words-case-en.png"), full_page=True)
+    page.goto(f"{base}/panel/admin/policy")
+    policy = page.locator("main").inner_text()
+    assert "Escalate after (minutes)" in policy and "No-reason return window (days)" in policy
+    assert "Made to order" in policy
+    page.screenshot(path=str(screenshots / "words-policy-en.png"), full_page=True)
     working = next(n for n, s in cases.items() if s == "submitted")
     page.goto(f"{base}/panel/cases/{working}")
     page.select_option("#script-picker", "delay_parcel_stuck")
