@@ -29,6 +29,7 @@ from api.metrics import install_metrics
 from api.observe import Observe
 from api.panel import install_panel
 from api.priority import MarkForeground
+from api.routes import agents as agents_routes
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
@@ -256,6 +257,7 @@ def create_app(
     v1.include_router(sla_routes.router, dependencies=cases)
     # The shop's webhooks: admins, or a token with the "webhooks" scope (api/routes/webhooks.py).
     v1.include_router(webhooks_routes.router)
+    v1.include_router(agents_routes.router, dependencies=cases)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     panel_breaching_soon_minutes: int = Field(default=60, ge=1)
     # The dashboard flags a product whose after-sales rate is above this percentage.
     panel_product_flag_percent: int = Field(default=20, ge=1, le=100)
+    # ... and gives that rate only for a product with at least this many units sold in the
+    # period: 2 cases on 1 unit is no "200 %" (fewer sold: the counts alone).
+    panel_product_min_sold: int = Field(default=5, ge=1, le=1_000_000)
     # Lists count matching rows exactly up to this many, then say "more" (count_capped).
     count_cap: int = Field(default=10_000, ge=100)
     # Page size limits for list endpoints.

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from api.deps import ContextDep, SessionDep
 from api.panel.auth import CurrentPanelAgent
+from api.panel.i18n import N_
 from api.panel.labels import KIND, PRIORITY, REASON
 from api.panel.pages import render
 from api.panel.workspace import FormFields
@@ -67,11 +68,11 @@ def request_data(form: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, A
         if not sku and not qty:
             continue
         if not sku:
-            errors.append({"loc": f"items.{i}.sku", "msg": "which SKU?"})
+            errors.append({"loc": f"items.{i}.sku", "msg": N_("which SKU?")})
             continue
         quantity = whole_number(qty)
         if quantity is None or quantity < 1:
-            errors.append({"loc": f"items.{i}.quantity", "msg": "a whole number, 1 or more"})
+            errors.append({"loc": f"items.{i}.quantity", "msg": N_("a whole number, 1 or more")})
             continue
         # Index by row, so an error the core names (items.N) lands on the row typed.
         items.append((i, {"sku": sku, "quantity": quantity}))
@@ -91,7 +92,7 @@ def request_data(form: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, A
     if data["order_no"] is None and (name or phone):
         data["customer"] = {"name": name, "phone": phone or None}
     if data["channel"] not in HAND_CHANNELS:
-        errors.append({"loc": "channel", "msg": "phone, e-mail or platform"})
+        errors.append({"loc": "channel", "msg": N_("phone, e-mail or platform")})
     # The core numbers items as sent; map them back to the rows they were typed on.
     data["_rows"] = [i for i, _item in items]
     return data, errors
