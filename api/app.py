@@ -6,7 +6,9 @@ Nothing is built at import time; `aftersales serve` (api/cli.py) and the tests c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,11 +24,16 @@ from api import errors
 from api.deps import context_for, current_agent, require_scope
 from api.guard import BodyGuard, GuardRules, RouteLimit, cookie, header
 from api.inputs import RefuseNul
+from api.metrics import PATH as METRICS_PATH
+from api.metrics import install_metrics
+from api.observe import Observe
 from api.panel import install_panel
 from api.priority import MarkForeground
+from api.routes import agents as agents_routes
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
+from api.routes import webhooks as webhooks_routes
 from api.telegram_webhook import SECRET_HEADER, WEBHOOK_PATH, secret_matches, webhook_router
 from tickets.auth import live_token
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
@@ -36,6 +43,7 @@ from tickets.models import utcnow
 from tickets.policy.rules import load_policy
 from tickets.settings import Settings
 from tickets.sla.sweep import run_sweep
+from tickets.telemetry import instruments, watch_pool
 
 API_PREFIX = "/api/v1"
 # Routes whose bodies are files, as (path prefix, path suffix): they get
@@ -54,11 +62,29 @@ def _sweep_job(app: FastAPI) -> Callable[[], Awaitable[None]]:
         ctx = context_for(app.state, app.state.clock())
         # The sweep is synchronous database work: off the event loop, one at a time (the
         # scheduler's max_instances=1: a sweep still running when the next is due is skipped).
-        report = await asyncio.to_thread(run_sweep, sessions=app.state.sessions, ctx=ctx)
+        started = time.perf_counter()
+        try:
+            report = await asyncio.to_thread(run_sweep, sessions=app.state.sessions, ctx=ctx)
+        finally:
+            instruments().sweep_seconds.observe(time.perf_counter() - started)
         if report.clocks or report.failed or report.undeliverable:
             log.info("SLA sweep: %s", report)
 
     return sweep
+
+
+def _hooks_worker(app: FastAPI) -> Any:
+    """The webhook sender of this process (api/hooks_delivery.py)."""
+    from api.hooks_delivery import HooksWorker
+    from tickets.webhooks import HookRules
+
+    return HooksWorker(
+        sessions=app.state.sessions,
+        read_sessions=app.state.read_sessions,
+        rules=HookRules.of(app.state.settings),
+        context=lambda now: context_for(app.state, now),
+        clock=app.state.clock,
+    )
 
 
 def _authorize(app: FastAPI) -> Callable[[Any], tuple[int, str, dict[str, str]] | None]:
@@ -127,6 +153,8 @@ def create_app(
         # No database call on the event loop, by construction (tickets/db.py): a route or a
         # worker that forgets fails loudly instead of freezing the server.
         guard_event_loop(engine)
+    # The pool's use, for /metrics (tickets/telemetry.py).
+    watch_pool(engine)
     policy = load_policy(settings.policy_file)
     # A shop override that breaks a check stops the start here (or in serve's preflight
     # child), with the file and the reason.
@@ -154,6 +182,9 @@ def create_app(
                 next_run_time=datetime.now(UTC),
             )
             sched.start()
+            # The webhooks to the shop's systems go where the background work runs.
+            hooks_stop = asyncio.Event()
+            hooks_task = asyncio.create_task(_hooks_worker(app).run(hooks_stop))
         runtime = app.state.bot
         if runtime is not None:
             # On a loop of its own: the bot's work never queues before a request's.
@@ -161,6 +192,10 @@ def create_app(
         try:
             yield
         finally:
+            if sched is not None:
+                hooks_stop.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(hooks_task, timeout=settings.hooks_timeout_seconds + 5)
             if getattr(app.state, "web_chat", None) is not None:
                 await app.state.web_chat.hub.stop()
             if runtime is not None:
@@ -225,6 +260,9 @@ def create_app(
     v1.include_router(tickets.approvals, dependencies=cases)
     v1.include_router(scripts_routes.router, dependencies=cases)
     v1.include_router(sla_routes.router, dependencies=cases)
+    # The shop's webhooks: admins, or a token with the "webhooks" scope (api/routes/webhooks.py).
+    v1.include_router(webhooks_routes.router)
+    v1.include_router(agents_routes.router, dependencies=cases)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])
@@ -246,6 +284,7 @@ def create_app(
         return RedirectResponse("/panel", status_code=307)
 
     install_panel(app)
+    install_metrics(app)
     if settings.web_chat:
         # The web chat (no Telegram token needed); off, its routes do not exist: 404.
         from api.chat import install_chat
@@ -272,5 +311,9 @@ def create_app(
     )
     # Outside it all: people's requests in flight are counted, and the bot's units of work give
     # way to them (tickets/foreground.py); the webhook's posts are the bot's own work.
-    app.add_middleware(MarkForeground, exclude=frozenset({WEBHOOK_PATH}))
+    # A scrape is no person waiting either.
+    app.add_middleware(MarkForeground, exclude=frozenset({WEBHOOK_PATH, METRICS_PATH}))
+    # Outermost of all: every answer gets its request id and is counted, refusals included
+    # (api/observe.py).
+    app.add_middleware(Observe)
     return app

@@ -58,7 +58,7 @@ def test_each_chart_exports_as_csv_and_xlsx(
     sheet = load_workbook(io.BytesIO(r.content)).active
     values = [[c.value for c in row] for row in sheet.iter_rows()]
     assert values[0] == ["Route", "Currency", "Refunds", "Amount"]
-    assert values[1][:3] == ["alipay", "CNY", 2]
+    assert values[1][:3] == ["Alipay", "CNY", 2]
     r = lena.get("/panel/dashboard/export/products?format=csv")
     products = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
     socks = next(row for row in products if row[0] == "SOCKS")

@@ -31,8 +31,9 @@ _ARGON2_SLOTS = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
 # scripts and SLA figures: every agent's token. "orders": push orders (POST /api/v1/orders),
 # for the shop's integration. Orders decide what a refund may pay, so pushing them is a right of
 # its own, given per token; whoever pushed an order may not be the second approver of its
-# refunds (tickets/cases/ _check_second_approver).
-SCOPES = ("cases", "orders")
+# refunds (tickets/cases/ _check_second_approver). "webhooks": manage the shop's webhook
+# subscriptions (/api/v1/webhooks; admins may with any token).
+SCOPES = ("cases", "orders", "webhooks")
 DEFAULT_SCOPES = ("cases",)
 
 

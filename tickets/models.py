@@ -809,3 +809,63 @@ class Throttle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime]
     last_failed_at: Mapped[datetime]
+
+
+# ---------------------------------------------------------------- webhooks to the shop
+
+
+class WebhookSubscription(Base):
+    """A URL of the shop's that hears about case events (tickets/webhooks.py), signed per the
+    Standard Webhooks specification with `secret`; or, as `kind` "refund_executor", the shop's
+    system that sends an issued refund's money and answers whether it went."""
+
+    __tablename__ = "webhook_subscriptions"
+    # Ids never handed out again (SQLite reuses the highest one once deleted): a deleted
+    # subscription's rows and log name its id, and must never reach a later one.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # events | refund_executor (tickets/webhooks.py KINDS)
+    kind: Mapped[str] = mapped_column(String(20), default="events")
+    url: Mapped[str] = mapped_column(String(2000))
+    # The event types it hears (tickets/webhooks.py EVENT_TYPES); empty for an executor.
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    # "whsec_" and base64 of 32 random bytes: shown once when made, needed to sign.
+    secret: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+    # The run of failed attempts since the last success: past the settings' limits (so many in
+    # a row, or failing for so long) delivery is switched off and the admins are told.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookAttempt(Base):
+    """One try at sending an outbox row to a subscription: the delivery log admins read."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_subscription_id_id", "subscription_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE")
+    )
+    outbox_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox.id", ondelete="SET NULL"), index=True
+    )
+    webhook_id: Mapped[str] = mapped_column(String(80))
+    event_type: Mapped[str] = mapped_column(String(40))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The receiver's HTTP status, None when no answer came (refused, timed out, unsafe address).
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    # The answer's first bytes (at most tickets/webhooks.py EXCERPT characters).
+    body_excerpt: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)

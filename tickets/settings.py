@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -47,6 +48,9 @@ class Settings(BaseSettings):
     shop_name: str = "Demo Shop 演示店铺"
     # Shown in links printed by the CLI and sent to agents.
     public_url: str = "http://127.0.0.1:8000"
+    # A reverse proxy in front terminates TLS although AFTERSALES_PUBLIC_URL says http (an
+    # internal address): `check --production` then accepts the http public URL.
+    behind_tls_proxy: bool = False
     # Case numbers look like AS-20261122-0001.
     case_prefix: str = Field(default="AS", pattern=r"^[A-Z]{1,6}$")
     # The web chat at /chat (api/chat.py): off, every chat route answers 404. A browser's
@@ -76,6 +80,9 @@ class Settings(BaseSettings):
     panel_breaching_soon_minutes: int = Field(default=60, ge=1)
     # The dashboard flags a product whose after-sales rate is above this percentage.
     panel_product_flag_percent: int = Field(default=20, ge=1, le=100)
+    # ... and gives that rate only for a product with at least this many units sold in the
+    # period: 2 cases on 1 unit is no "200 %" (fewer sold: the counts alone).
+    panel_product_min_sold: int = Field(default=5, ge=1, le=1_000_000)
     # A case's customer history (tickets/cases/history.py): the most recent this many cases
     # and orders shown, and counted up to the cap (then "more than").
     panel_history_limit: int = Field(default=10, ge=1, le=100)
@@ -128,6 +135,24 @@ class Settings(BaseSettings):
     max_batch_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024 * 1024)
 
+    # Watching it (README): GET /metrics answers a scraper sending this as a bearer token
+    # (off, 404, while unset); log lines as plain text, or one JSON object each.
+    metrics_token: str | None = Field(default=None, min_length=16, max_length=200)
+    log_format: Literal["text", "json"] = "text"
+    # Webhooks to the shop's systems (tickets/webhooks.py, api/hooks_delivery.py). Development
+    # only: allow http:// URLs and loopback or private addresses (else refused: SSRF).
+    hooks_allow_private: bool = False
+    # One delivery: the longest wait for the whole answer, and the most bytes of it read.
+    hooks_timeout_seconds: float = Field(default=10.0, ge=1, le=60)
+    hooks_max_response_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    # Tries of one delivery (5 s, 10 s, 20 s ... then hourly between them) before it fails.
+    hooks_max_attempts: int = Field(default=15, ge=1, le=100)
+    # A subscription is switched off (and the admins told) after this many failed attempts
+    # in a row, or after failing without a success for this many hours.
+    hooks_disable_after_failures: int = Field(default=50, ge=1, le=10_000)
+    hooks_disable_after_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    hooks_max_subscriptions: int = Field(default=20, ge=1, le=1000)
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -138,6 +163,12 @@ class Settings(BaseSettings):
                 f"unknown timezone {value!r}: use an IANA name such as Asia/Shanghai"
             ) from exc
         return value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `AFTERSALES_METRICS_TOKEN=` (as .env.example leaves it): metrics off, not refused.
+        return None if value == "" else value
 
     @property
     def tz(self) -> ZoneInfo:

@@ -19,6 +19,7 @@ from api.panel import (
     dashboard,
     intake,
     queue,
+    webhooks,
     workspace,
 )
 from api.panel.i18n import LazyCatalogs
@@ -34,6 +35,7 @@ router.include_router(workspace.router, prefix=PREFIX)
 router.include_router(bulk.router, prefix=PREFIX)
 router.include_router(approvals.router, prefix=PREFIX)
 router.include_router(dashboard.router, prefix=PREFIX)
+router.include_router(webhooks.router, prefix=PREFIX)
 router.include_router(admin.router, prefix=PREFIX)
 router.include_router(bundle.router, prefix=PREFIX)
 router.include_router(auth.account, prefix=PREFIX)

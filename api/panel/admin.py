@@ -26,6 +26,7 @@ from tickets.exceptions import DomainError, InvalidInput
 from tickets.messages.scripts import LANGUAGES, ScriptError, ScriptLibrary
 from tickets.models import Agent, ApiToken, PanelSession, Role, Ticket, utcnow
 from tickets.schemas import DbId
+from tickets.team import mark_away, may_mark_away
 from tickets.workflow import WORKING
 
 router = APIRouter(prefix="/admin")
@@ -76,6 +77,8 @@ def _people(
             "members": members,
             "roles": ROLES,
             "can_edit": agent.role == Role.admin.value,
+            # Whom this lead may mark away or back (tickets/team.py): their group's agents.
+            "may_mark": {a.id for a in agents if may_mark_away(agent, a)},
             "values": form or {},
             "field_errors": _errors_by_field(errors or []),
             "new_token": new_token,
@@ -130,6 +133,23 @@ def add_agent(
     if errors:
         return _people(request, session, agent, form=form, errors=errors, status_code=422)
     return RedirectResponse("/panel/admin?saved=agent", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/agents/{agent_id}/away")
+def set_agent_away(
+    agent_id: DbId,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    away: Annotated[str, Form(max_length=1)] = "",
+) -> Response:
+    """Leads (their group's agents) and admins: mark an agent away, so automatic assignment
+    passes them over, or back (the core's rule, tickets/team.py)."""
+    require_role(agent, READERS)
+    target = session.get(Agent, agent_id)
+    if target is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such agent")
+    mark_away(session=session, actor=agent, target=target, away=away == "1", now=utcnow())
+    return RedirectResponse("/panel/admin?saved=away", status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/agents/{agent_id}")

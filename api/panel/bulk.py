@@ -29,8 +29,9 @@ from api.panel.workspace import _problem
 from tickets.cases.bulk import foresee_in_bulk, perform_in_bulk
 from tickets.context import Actor, Context
 from tickets.exceptions import DomainError, InvalidInput
-from tickets.models import Agent, Role, Ticket
+from tickets.models import Agent, Role, Ticket, utcnow
 from tickets.schemas import ActionRequest, whole_number
+from tickets.team import available_members, mark_away
 
 router = APIRouter()
 
@@ -213,13 +214,7 @@ def round_robin(
     """Give the group's unassigned working cases (oldest first) to its active agents who are not
     away, in turn, starting with the one who holds the fewest working cases. Returns what was
     done and who took part (empty when nobody is available)."""
-    members = list(
-        session.scalars(
-            select(Agent)
-            .where(Agent.group == group, Agent.active.is_(True), Agent.away.is_(False))
-            .order_by(Agent.username)
-        )
-    )
+    members = available_members(session, group)
     if not members:
         return [], []
     load = dict(
@@ -311,9 +306,10 @@ def my_page(request: Request, agent: CurrentPanelAgent) -> Response:
 @router.post("/me/away")
 def set_away(
     request: Request,
+    session: SessionDep,
     agent: CurrentPanelAgent,
     away: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     """Mark myself away (no automatic assignment comes to me) or back."""
-    agent.away = away == "1"
+    mark_away(session=session, actor=agent, target=agent, away=away == "1", now=utcnow())
     return RedirectResponse("/panel/me?saved=1", status_code=status.HTTP_303_SEE_OTHER)

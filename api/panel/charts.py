@@ -26,6 +26,7 @@ class Bar:
     value: float
     text: str  # the value as shown ("42", "87 %", "¥1,234.00")
     flagged: bool = False
+    data: bool = False  # the label is the shop's data (a product title): never translated
 
 
 def _text_width(text: str) -> float:
@@ -52,11 +53,12 @@ def bars(items: Sequence[Bar], *, title: str, width: int = 520) -> Markup:
         y = top + i * row
         length = max(0.0, track * b.value / biggest)
         colour = FLAG if b.flagged else PALETTE[0]
+        raw = ' translate="no"' if b.data else ""
         parts.append(
             f'<text x="{label_w - 8:.0f}" y="{y + 15}" text-anchor="end" font-size="12" '
-            f'fill="{INK}">{escape(b.label)}</text>'
+            f'fill="{INK}"{raw}>{escape(b.label)}</text>'
             f'<rect x="{label_w:.0f}" y="{y + 4}" width="{length:.1f}" height="14" rx="2" '
-            f'fill="{colour}"><title>{escape(b.label)}: {escape(b.text)}</title></rect>'
+            f'fill="{colour}"{raw}><title>{escape(b.label)}: {escape(b.text)}</title></rect>'
             f'<text x="{label_w + length + 6:.1f}" y="{y + 15}" font-size="12" '
             f'fill="{FLAG if b.flagged else MUTED}">{escape(b.text)}</text>'
         )

@@ -40,7 +40,7 @@ PERIODS = (7, 30, 90)
 DEFAULT_DAYS = 30
 # The product chart shows the worst this many; the export has them all.
 PRODUCTS_SHOWN = 15
-CHARTS = ("cases", "reasons", "sla", "resolve", "refunds", "satisfaction", "products")
+CHARTS = ("cases", "reasons", "sla", "resolve", "refunds", "satisfaction", "agents", "products")
 FORMATS = ("csv", "xlsx")
 
 _TITLES = {
@@ -50,6 +50,7 @@ _TITLES = {
     "resolve": N_("Time to resolve"),
     "refunds": N_("Refunds by route"),
     "satisfaction": N_("Satisfaction"),
+    "agents": N_("Per agent"),
     "products": N_("After-sales rate per product"),
 }
 _H = {
@@ -81,6 +82,12 @@ _H = {
     "units_sold": N_("Units sold"),
     "rate": N_("After-sales rate"),
     "flagged": N_("Flagged"),
+    "agent": N_("Agent"),
+    "handled": N_("Cases handled"),
+    "first_response_minutes": N_("First response, median minutes"),
+    "first_responses": N_("First responses"),
+    "resolution_hours": N_("Resolution, median hours"),
+    "csat": N_("Satisfaction, average of 5"),
 }
 _NOTES = {
     "cases": N_("Cases opened in the period, by the shop's calendar day."),
@@ -91,9 +98,14 @@ _NOTES = {
     ),
     "refunds": N_("Refunds issued in the period, by payment route."),
     "satisfaction": N_("Ratings (1 to 5) of cases opened in the period."),
+    "agents": N_(
+        "Cases each agent brought to resolved, refunded or closed in the period, the median "
+        "time to their first response and to done, and their customers' ratings (with how "
+        "many: an average of one rating says little)."
+    ),
     "products": N_(
-        "Cases naming the product ÷ units sold in orders placed in the period; "
-        "above %(rate)s %% is flagged."
+        "Cases naming the product ÷ units sold in orders placed in the period, given from "
+        "%(min)s units sold (fewer: the counts alone); above %(rate)s %% is flagged."
     ),
 }
 
@@ -109,6 +121,8 @@ class Chart:
     svg: Markup = field(default_factory=Markup)
     note: str = ""
     summary: str = ""
+    # Columns holding the shop's own words (product titles): shown as they are, never translated.
+    data_columns: tuple[int, ...] = ()
 
 
 def period(now: datetime, days: int, tz: ZoneInfo) -> tuple[datetime, datetime, list[date]]:
@@ -124,6 +138,11 @@ def flag_percent(request: Request) -> int:
     return int(request.app.state.settings.panel_product_flag_percent)
 
 
+def min_sold(request: Request) -> int:
+    """A product's rate is given only from this many units sold in the period (a setting)."""
+    return int(request.app.state.settings.panel_product_min_sold)
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
@@ -137,6 +156,7 @@ def build(
     lang: str,
     translate: Callable[[str], str],
     flag: int,
+    min_sold: int = 1,
 ) -> list[Chart]:
     """Every chart of the dashboard for the period, in the agent's language."""
     since, until, day_list = period(now, days, tz)
@@ -150,7 +170,7 @@ def build(
     def chart(name: str, hdrs: list[str], rows: list[list[Any]], **kw: Any) -> Chart:
         note = translate(_NOTES[name])
         if name == "products":
-            note = note % {"rate": flag}
+            note = note % {"rate": flag, "min": min_sold}
         return Chart(name, translate(_TITLES[name]), hdrs, rows, note=note, **kw)
 
     out: list[Chart] = []
@@ -281,7 +301,7 @@ def build(
     # Refunds by route.
     refunds = reports.refunds_by_route(session, since=since, until=until)
     rows = [
-        [r.method, r.currency, r.count, Decimal(format_amount(r.amount, r.currency))]
+        [tr("payment", r.method), r.currency, r.count, Decimal(format_amount(r.amount, r.currency))]
         for r in refunds
     ]
     out.append(
@@ -292,7 +312,7 @@ def build(
             svg=bars(
                 [
                     Bar(
-                        f"{r.method} · {r.currency}",
+                        f"{tr('payment', r.method)} · {r.currency}",
                         float(r.amount),
                         f"{i18n.money(format_amount(r.amount, r.currency), r.currency, lang)}"
                         f" ({r.count})",
@@ -326,8 +346,52 @@ def build(
         )
     )
 
+    # Per agent: handled, first response, resolution, satisfaction (each with its count).
+    figures = reports.agent_figures(session, since=since, until=until)
+    rows = [
+        [
+            f.display_name,
+            f.handled,
+            f.first_response_minutes,
+            f.first_responses,
+            f.resolution_hours,
+            f.ratings,
+            f.csat,
+        ]
+        for f in figures
+    ]
+
+    def _agent_text(f: reports.AgentFigures) -> str:
+        rated = f" · ★{f.csat:.1f} ({f.ratings})" if f.csat is not None else ""
+        return f"{f.handled}{rated}"
+
+    out.append(
+        chart(
+            "agents",
+            headers(
+                "agent",
+                "handled",
+                "first_response_minutes",
+                "first_responses",
+                "resolution_hours",
+                "ratings",
+                "csat",
+            ),
+            rows,
+            svg=bars(
+                [Bar(f.display_name[:24], f.handled, _agent_text(f), data=True) for f in figures],
+                title=translate(_TITLES["agents"]),
+            )
+            if figures
+            else Markup(""),
+            data_columns=(0,),
+        )
+    )
+
     # After-sales rate per product.
-    products = reports.product_rates(session, since=since, until=until, flag_percent=flag)
+    products = reports.product_rates(
+        session, since=since, until=until, flag_percent=flag, min_sold=min_sold
+    )
     rows = [
         [p.sku, p.title, p.cases, p.units_sold, None if p.rate is None else round(p.rate, 4)]
         for p in products
@@ -346,12 +410,14 @@ def build(
                         p.rate,
                         f"{_pct(p.rate)} ({p.cases}/{p.units_sold})",
                         p.flagged,
+                        data=True,
                     )
                     for p in products[:PRODUCTS_SHOWN]
                     if p.rate is not None
                 ],
                 title=translate(_TITLES["products"]),
             ),
+            data_columns=(0, 1),
             summary=translate(N_("%(num)s flagged"))
             % {"num": sum(1 for p in products if p.flagged)},
         )
@@ -387,6 +453,7 @@ def dashboard(
         lang=lang,
         translate=_translator_for(request, lang),
         flag=flag_percent(request),
+        min_sold=min_sold(request),
     )
     return render(request, "dashboard.html", {"charts": charts, "days": days, "periods": PERIODS})
 
@@ -424,6 +491,7 @@ def export(
             lang=lang,
             translate=_translator_for(request, lang),
             flag=flag_percent(request),
+            min_sold=min_sold(request),
         )
         if c.name == chart
     )

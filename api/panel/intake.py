@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import ContextDep, SessionDep, StoreDep
 from api.panel.auth import CurrentPanelAgent
+from api.panel.i18n import N_
 from api.panel.labels import KIND, PRIORITY, REASON
 from api.panel.pages import render
 from api.panel.workspace import FormFields, FormUploads
@@ -82,7 +83,7 @@ def request_data(
             continue
         quantity = whole_number(form.get(f"qty_{i}", "").strip())
         if quantity is None or quantity < 1:
-            errors.append({"loc": f"items.{i}.quantity", "msg": "a whole number, 1 or more"})
+            errors.append({"loc": f"items.{i}.quantity", "msg": N_("a whole number, 1 or more")})
             continue
         # Index by row, so an error the core names (items.N) lands on the row ticked.
         items.append((i, {"sku": sku, "quantity": quantity}))
@@ -103,7 +104,7 @@ def request_data(
     if data["order_no"] is None and (name or phone):
         data["customer"] = {"name": name, "phone": phone or None}
     if data["channel"] not in HAND_CHANNELS:
-        errors.append({"loc": "channel", "msg": "phone, e-mail or platform"})
+        errors.append({"loc": "channel", "msg": N_("phone, e-mail or platform")})
     # The core numbers items as sent; map them back to the rows they were ticked on.
     data["_rows"] = [i for i, _item in items]
     return data, errors

@@ -37,6 +37,22 @@ _ANY_TAG = re.compile(r"<[^>]+>")
 # Time left on a clock; marked here so the catalog extractor sees them.
 _IN = i18n.N_("in %(span)s")
 _OVERDUE = i18n.N_("overdue %(span)s")
+# When a refund route's money arrives (the calculator's "immediate", "3 days", "1-3 days").
+_IMMEDIATE = i18n.N_("immediately")
+_DAYS = i18n.N_("%(days)s days")
+# Where the policy page looks a key or a value up (the first table naming it wins).
+_POLICY_KEY_TABLES = ("policy_key", "payment", "kind")
+_POLICY_VALUE_TABLES = (
+    "kind",
+    "reason",
+    "risk",
+    "order_status",
+    "group",
+    "category",
+    "status",
+    "payment",
+)
+_ARRIVAL = re.compile(r"^(\d+(?:-\d+)?) days?$")
 
 
 @dataclass
@@ -121,12 +137,95 @@ def build_environment(catalogs: Mapping[str, i18n.Catalog]) -> Environment:
             return ""
         return i18n.duration((ctx["now"] - value).total_seconds(), ctx["lang"])
 
+    @pass_context
+    def words(ctx: Context, message: str | None) -> str:
+        """A message known only at run time (an error the panel words with N_) in the page's
+        language; unlike `_()` it formats nothing, so a '%' in it is just a character."""
+        return gettext(ctx, message) if message else ""
+
+    @pass_context
+    def actor(ctx: Context, value: str | None) -> str:
+        """Who acted, as the event log names them (`agent:tom`, `customer`, `system:sla` ...),
+        in words: the agent's display name (from the page's `people`), else a translated role."""
+        if not value:
+            return ""
+        kind, _sep, rest = value.partition(":")
+        if kind == "agent" and rest:
+            people: Mapping[str, str] = ctx.get("people") or {}
+            return people.get(rest) or rest
+        if kind == "system" and rest.startswith("auto-approval"):
+            value = "system:auto-approval"
+        known = label("actor", value)
+        if known == value and kind == "system":
+            known = label("actor", "system")
+        return gettext(ctx, known)
+
+    @pass_context
+    def arrival(ctx: Context, value: str | None) -> str:
+        """A refund route's arrival ('1-3 days', 'immediate') in the page's language."""
+        if not value:
+            return ""
+        if value == "immediate":
+            return gettext(ctx, _IMMEDIATE)
+        match = _ARRIVAL.match(value)
+        if match is None:
+            return value
+        return gettext(ctx, _DAYS) % {"days": match.group(1)}
+
+    @pass_context
+    def group_name(ctx: Context, code: str | None) -> str:
+        """A group's name: the default groups' translated, a shop's own as the code."""
+        return gettext(ctx, label("group", code)) if code else ""
+
+    @pass_context
+    def policy_key(ctx: Context, key: str) -> str:
+        """A policy setting's name for a lead ('escalate_after_minutes' -> 'Escalate after
+        (minutes)'); keys that are codes (a payment route, a kind) by their own name."""
+        for table in _POLICY_KEY_TABLES:
+            known = label(table, key)
+            if known != key:
+                return gettext(ctx, known)
+        return key
+
+    @pass_context
+    def policy_code(ctx: Context, value: Any) -> str | None:
+        """A code among the policy's values (a kind, reason, category ...) in words; None when
+        the value is the shop's own text, shown as written."""
+        if not isinstance(value, str):
+            return None
+        for table in _POLICY_VALUE_TABLES:
+            known = label(table, value)
+            if known != value:
+                return gettext(ctx, known)
+        return None
+
+    @pass_context
+    def var_label(ctx: Context, name: str, description: str = "") -> str:
+        """A script variable's label: its translated name, else the script's own description."""
+        known = label("variable", name)
+        if known != name:
+            return gettext(ctx, known)
+        return description or name
+
     def minor(amount: int, currency: str) -> str:
         """Integer minor units (the database's money) as the decimal string `money` takes."""
         return format_amount(amount, currency)
 
     env.globals.update(
-        tr=tr, money=money, moment=moment, until=until, gap=gap, age=age, minor=minor
+        tr=tr,
+        money=money,
+        moment=moment,
+        until=until,
+        gap=gap,
+        age=age,
+        minor=minor,
+        actor=actor,
+        arrival=arrival,
+        group_name=group_name,
+        var_label=var_label,
+        words=words,
+        policy_key=policy_key,
+        policy_code=policy_code,
     )
     env.filters["telegram"] = telegram_html
     return env

@@ -26,7 +26,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from api.deps import ContextDep, SessionDep, StoreDep
 from api.errors import status_for
 from api.panel.auth import CurrentPanelAgent, safe_next
-from api.panel.labels import SCRIPT_CATEGORY, UNIT
+from api.panel.labels import SCRIPT_CATEGORY, SYSTEM_REASON, UNIT
 from api.panel.pages import plain_text, render, telegram_html
 from tickets.cases.actions.refunds import (
     approval_blocker,
@@ -172,6 +172,12 @@ def script_choices(scripts: ScriptLibrary, language: str) -> dict[str, list[Scri
     return out
 
 
+def script_titles(scripts: ScriptLibrary, language: str) -> dict[str, str]:
+    """Each script's title in `language` (the agent's), by name."""
+    lang = language if language in LANGUAGES else "zh-CN"
+    return {s.name: s.title for s in scripts.list(language=lang)}
+
+
 def case_context(request: Request, session: Session, agent: Agent, number: str) -> dict[str, Any]:
     """Everything the workspace shows, in a bounded number of queries."""
     ticket = get_ticket(session=session, number=number)
@@ -207,6 +213,12 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
     ]
     scripts: ScriptLibrary = request.app.state.scripts
     language = ticket.language if ticket.language in LANGUAGES else "zh-CN"
+    # Refund lines name an order unit by id: the page names it by its item and position.
+    unit_by_id = {
+        u.id: {"sku": line.sku, "title": line.title, "index": u.unit_index}
+        for line in (order.lines if order else [])
+        for u in line.units
+    }
     # Maker-checker, asked of the core: the maker is not offered the approve button, and is
     # told why (the threshold, and what they did), before pressing anything.
     second: dict[str, Any] | None = None
@@ -233,6 +245,12 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         "unit_outcomes": ["resalable", "damaged", "missing", "wrong_item"],
         "unit_labels": UNIT,
         "agents": agents,
+        # Agents named as the page shows them (event actors, messages, the assignee).
+        "people": {a.username: a.display_name or a.username for a in agents},
+        "unit_by_id": unit_by_id,
+        # Scripts are titled in the agent's language, whichever language the reply goes in.
+        "script_titles": script_titles(scripts, agent.language),
+        "system_reasons": SYSTEM_REASON,
         "groups": request.app.state.policy.groups,
         "scripts": script_choices(scripts, language),
         "script_language": language,
@@ -491,6 +509,9 @@ class Filled:
     html: str | None
     error: str | None
     asks: list[Any]  # the variables the agent must (or may) give: not known from the case
+    # Why, for the page to say in the agent's language: the core's error code and variable.
+    error_code: str | None = None
+    error_variable: str | None = None
 
 
 def fill_script(
@@ -501,7 +522,7 @@ def fill_script(
     try:
         script = scripts.get(name, language)
     except ScriptError as exc:
-        return Filled(None, None, exc.message, [])
+        return Filled(None, None, exc.message, [], exc.code)
     known = case_facts(ticket, ctx)
     asks = [v for v in script.variables.values() if v.name not in known]
     try:
@@ -514,7 +535,7 @@ def fill_script(
         )
     except (ScriptError, InvalidInput) as exc:
         # A value the script refuses, or one over the shop's limits: shown beside the box.
-        return Filled(script, None, exc.message, asks)
+        return Filled(script, None, exc.message, asks, exc.code, getattr(exc, "variable", None))
     return Filled(script, html, None, asks)
 
 

@@ -23,7 +23,7 @@ from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Agent, Attachment, CaseKind, CaseStatus, Message, Role
 from tickets.money import format_amount
 from tickets.schemas import (
-    ActionRequest,
+    ActionBody,
     ApprovalList,
     ApprovalRead,
     DbId,
@@ -31,6 +31,7 @@ from tickets.schemas import (
     ReplyCreate,
     TicketCreate,
     TicketList,
+    action_request,
 )
 from tickets.schemas import TicketRead as TicketJSON
 from tickets.sla import clocks as sla
@@ -160,7 +161,7 @@ def read_ticket(
 @router.post("/{number}/actions", response_model=TicketJSON)
 def act(
     number: str,
-    body: ActionRequest,
+    body: ActionBody,
     request: Request,
     session: SessionDep,
     actor: AgentActor,
@@ -169,7 +170,9 @@ def act(
     """Change a case: `{"action": "approve"}`, `{"action": "refuse", "reason": ...}`, ...
     An action the status does not allow is a 409 listing the allowed ones; a stale `version`
     is a 409 too."""
-    perform_action(session=session, number=number, request=body, actor=actor, ctx=ctx)
+    perform_action(
+        session=session, number=number, request=action_request(body), actor=actor, ctx=ctx
+    )
     assert actor.agent is not None  # AgentActor: always an agent
     return _read(request, session, number, actor.agent)
 

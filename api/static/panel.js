@@ -42,6 +42,21 @@
     return at >= 0 && next ? next : null;
   }
 
+  // ---- back to the queue the agent came from (its filters and order), not to the default one
+  function queueUrl() {
+    const url = sessionStorage.getItem("panel.queueUrl") || "";
+    return url.startsWith("/panel?") || url === "/panel" ? url : "/panel";
+  }
+  if (page === "queue") {
+    sessionStorage.setItem("panel.queueUrl", location.pathname + location.search);
+    // On a phone the filters fold away, unless one is set (then they show what is filtered).
+    const filters = document.getElementById("filters");
+    if (filters && !filters.dataset.active && window.matchMedia("(max-width: 700px)").matches) {
+      filters.removeAttribute("open");
+    }
+  }
+  document.querySelectorAll("a.back[data-queue-back]").forEach((a) => { a.href = queueUrl(); });
+
   if (page === "queue") {
     rememberQueue();
     select(0);
@@ -100,7 +115,7 @@
     setTimeout(() => { lastKey = ""; }, 800);
     if (e.key === "?") { toggleHelp(); return; }
     if (e.key === "/") { e.preventDefault(); document.getElementById("search")?.focus(); return; }
-    if (combo === "g q") { location.href = "/panel"; return; }
+    if (combo === "g q") { location.href = queueUrl(); return; }
     if (page === "queue") {
       if (e.key === "j") select(selected + 1);
       else if (e.key === "k") select(selected - 1);

@@ -152,7 +152,8 @@ def shop(fresh_db_url: str, tmp_path: Path) -> Iterator[Shop]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        # Importing the app takes seconds; on a machine shared by several test runs, over 30.
+        deadline = time.monotonic() + 120
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:

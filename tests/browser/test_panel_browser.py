@@ -238,8 +238,10 @@ def test_a_lead_works_in_bulk_and_reads_the_dashboard(
     # The dashboard, in Chinese, then in English: every chart drawn.
     page.goto(f"{base}/panel/dashboard")
     page.wait_for_selector("#chart-products svg")
-    assert page.locator("svg.chart").count() == 7
+    assert page.locator("svg.chart").count() == 8
     assert "每日工单（按类型）" in page.locator("#chart-cases").inner_text()
+    # Per agent: the demo's agents who brought cases to done, by name.
+    assert page.locator("#chart-agents svg text").count() >= 1
     page.screenshot(path=str(screenshots / "dashboard-zh.png"), full_page=True)
     page.click('button[name="language"][value="en"]')
     page.wait_for_selector("#chart-products svg")

@@ -18,6 +18,7 @@ from tickets.exceptions import (
     Conflict,
     NotFound,
 )
+from tickets.logcontext import about_case
 from tickets.models import (
     CaseStatus,
     EventType,
@@ -82,6 +83,7 @@ def load_ticket(session: Session, number: str, *, for_update: bool = False) -> T
     ticket = session.scalar(query)
     if ticket is None:
         raise NotFound(f"no case {number}", number=number)
+    about_case(ticket.number)
     return ticket
 
 

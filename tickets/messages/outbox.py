@@ -185,7 +185,13 @@ def settle_undelivered(
     the SLA sweep; returns how many it settled (at most `limit` a call)."""
     query = (
         select(OutboxMessage)
-        .where(OutboxMessage.status == "pending", OutboxMessage.channel.notin_(set(channels)))
+        .where(
+            OutboxMessage.status == "pending",
+            OutboxMessage.channel.notin_(set(channels)),
+            # The shop's webhooks are no chat: their sender (api/hooks_delivery.py) runs
+            # wherever the background work does, and gives up on a row by its own rules.
+            OutboxMessage.channel != "webhook",
+        )
         .order_by(OutboxMessage.id)
         .limit(limit)
     )

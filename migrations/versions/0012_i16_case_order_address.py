@@ -1,7 +1,7 @@
 """orders by address: an index for the same-address risk signal and a case's customer history
 
 Revision ID: 0003_i16_case
-Revises: 0002_web_chat
+Revises: 0003_hooks
 Create Date: 2026-12-07 18:00:00
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0003_i16_case"
-down_revision: str | None = "0002_web_chat"
+down_revision: str | None = "0003_hooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
