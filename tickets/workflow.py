@@ -160,6 +160,8 @@ TRANSITIONS: tuple[Transition, ...] = (
         None,
         GOODS_KINDS,
         description="record the inspection per unit",
+        # What was found, unit by unit: no outcome is assumed (once "resalable" by default).
+        needs=("results",),
     ),
     Transition(
         "propose_refund",

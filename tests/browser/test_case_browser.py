@@ -158,7 +158,7 @@ def test_a_phone_call_becomes_a_case_by_ticking_the_orders_items(
     page.wait_for_selector("#done")
     # The new case: the agent's own, the ticked item only, the photo as its evidence (so it
     # does not wait for one).
-    assert "xiaomei" in page.locator(".case-head .meta").inner_text()
+    assert "小美" in page.locator(".case-head .meta").inner_text()  # her display name
     items = page.locator("section.card:has(h3) table.grid.compact").all_inner_texts()
     assert any(sku in text for text in items)
     assert page.locator(".thumbs a[data-photo] img").count() == 1

@@ -135,14 +135,8 @@ def inspect_goods(
         units_by_sku.setdefault(u.unit.line.sku, []).append(u)
     outcomes: dict[int, str] = {}
     if req.results is None:
-        # No outcome is assumed: an inspection that names none records nothing (a default of
-        # "resalable" was one click from refunding goods nobody looked at). Every front end,
-        # the panel, the API and the bot, asks for one per unit.
-        named = ", ".join(sorted(units_by_sku))
-        raise InvalidInput(
-            "an inspection needs its results: an outcome for every unit, after looking at it",
-            [{"loc": "results", "msg": f"give results [{{sku, quantity, outcome}}] for {named}"}],
-        )
+        # The lifecycle asks for results (tickets/workflow.py, `needs`): no outcome is assumed.
+        raise InvalidInput("'inspect' needs results", [{"loc": "results", "msg": "none given"}])
     else:
         errors = []
         cursor: dict[str, int] = {}
