@@ -27,7 +27,7 @@ from tickets.policy.rules import load_policy
 
 
 def main() -> int:
-    settings = settings_or_exit()
+    settings = settings_or_exit(warn=False)  # serve, its parent, has warned
     try:
         policy = load_policy(settings.policy_file)
     except InvalidInput:

@@ -152,3 +152,14 @@ def test_serve_prints_the_address_it_really_listens_on(tmp_path: Path) -> None:
         assert f"JSON API docs: {serve.url}/api/v1/docs" in serve.log()
     finally:
         serve.stop()
+
+
+def test_the_example_settings_file_names_only_settings() -> None:
+    """`.env.example` copied to `.env`, as it invites, warns about nothing."""
+    from tickets.settings import unknown_names
+
+    assert unknown_names({}, ROOT / ".env.example") == []
+    assert unknown_names({"AFTERSALES_MEDIA_DIRS": "x"}, None) == [
+        "AFTERSALES_MEDIA_DIRS in the environment is not a setting and is ignored: "
+        "did you mean AFTERSALES_MEDIA_DIR?"
+    ]

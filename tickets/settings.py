@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     scripts_dir: Path | None = None
     # The shop's name, as customers see it in notices.
     shop_name: str = "Demo Shop 演示店铺"
-    # Shown in links printed by the CLI and sent to agents.
+    # Shown in links printed by the CLI and sent to agents. Unset, `serve` and `demo` put the
+    # address serve listens on in its place (api/cli.py).
     public_url: str = "http://127.0.0.1:8000"
     # A reverse proxy in front terminates TLS although AFTERSALES_PUBLIC_URL says http (an
     # internal address): `check --production` then accepts the http public URL.
