@@ -57,8 +57,12 @@ def _fail(exc: DomainError) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = settings_or_exit()
-    if args.check:
+    return migrate(settings_or_exit(), check=args.check)
+
+
+def migrate(settings: Settings, *, check: bool) -> int:
+    """Bring the schema up to date (`check`: only say whether it is, exit 3 when behind)."""
+    if check:
         engine = make_engine(settings.database_url)
         try:
             current = schema_is_current(engine)

@@ -144,12 +144,15 @@ def test_serve_prints_the_address_it_really_listens_on(tmp_path: Path) -> None:
         api_url=None,
         token=None,
         serve_args=("--no-scheduler",),
+        env={"AFTERSALES_TIMEZON": "UTC"},
     )
     serve.start()  # on --port 0: any free port
     try:
         printed = re.findall(r"aftersales serving on (\S+)", serve.log())
         assert printed == [serve.url]
         assert f"JSON API docs: {serve.url}/api/v1/docs" in serve.log()
+        # Said once, by serve (not again by the child that checks the schema and scripts).
+        assert serve.log().count("AFTERSALES_TIMEZON in the environment is not a setting") == 1
     finally:
         serve.stop()
 
