@@ -135,6 +135,10 @@ def test_every_shell_example_runs_as_written(fresh_db_url: str, tmp_path: Path) 
             case = client.get(f"/api/v1/tickets/{phoned[0]['number']}").json()
             assert case["status"] == "resolved", case["status"]
             assert case["description"] == "rude answer on the phone"
+            # What the webhooks example subscribed.
+            hooks = client.get("/api/v1/webhooks")
+            assert hooks.status_code == 200, hooks.text
+            assert "https://erp.example.com/aftersales" in hooks.text, hooks.text
     finally:
         serve.stop()
     assert serve.bad_log_lines() == []
