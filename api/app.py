@@ -16,7 +16,8 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -44,6 +45,10 @@ from tickets.policy.rules import load_policy
 from tickets.settings import Settings
 from tickets.sla.sweep import run_sweep
 from tickets.telemetry import instruments, watch_pool
+
+# Swagger UI, served from the package (api/static/vendor, with its licence), never from a CDN:
+# a shop's offline or firewalled server shows its API docs all the same.
+SWAGGER_UI = "/static/vendor/swagger-ui-5.36.0.css", "/static/vendor/swagger-ui-bundle-5.36.0.js"
 
 API_PREFIX = "/api/v1"
 # Path prefixes of routes whose bodies are files: they get AFTERSALES_MAX_UPLOAD_BYTES instead
@@ -206,7 +211,8 @@ def create_app(
         version="0.1.0",
         summary="After-sales desk: orders, cases, refunds, SLA clocks.",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        # Served below, with Swagger UI's files from the package (no ReDoc).
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -272,6 +278,20 @@ def create_app(
                 status_code=503,
             )
         return JSONResponse({"status": "ok", "database": "ok"})
+
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        """The JSON API's interactive documentation (Swagger UI over /api/v1/openapi.json)."""
+        css, js = SWAGGER_UI
+        return get_swagger_ui_html(
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            title="aftersales API",
+            swagger_css_url=css,
+            swagger_js_url=js,
+            swagger_favicon_url="/static/vendor/swagger-ui-favicon-32x32.png",
+            # No badge fetched from Swagger's online validator.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
