@@ -108,6 +108,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"aftersales serving on {base}")
     print(f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)")
     print(f"  JSON API docs: {base}/api/v1/docs")
+    if settings.web_chat:
+        print(f"  web chat:      {base}/chat   (customers; an order's link: aftersales chat-link)")
+    else:
+        print("  web chat:      off (AFTERSALES_WEB_CHAT=false)")
     print(f"  health:        {base}/healthz")
     print("  SLA sweep:     " + ("off (--no-scheduler)" if args.no_scheduler else "on"))
     if not settings.telegram_token:
@@ -338,6 +342,31 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_chat_link(args: argparse.Namespace) -> int:
+    from tickets.chat_links import link_for_order
+
+    settings = settings_or_exit()
+    if not settings.web_chat:
+        print("the web chat is off (AFTERSALES_WEB_CHAT=false): no link opens it", file=sys.stderr)
+        return 2
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    try:
+        with unit_of_work(sessions) as session:
+            link = link_for_order(
+                session,
+                secret=settings.secret_key,
+                public_url=settings.public_url,
+                order_no=args.order_no,
+                now=utcnow(),
+                hours=settings.web_chat_link_hours,
+            )
+    except DomainError as exc:
+        return _fail(exc)
+    print(f"web chat for order {link.order_no}, until {link.expires_at.isoformat()}:")
+    print(link.url)
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from api.checks import run_checks
 
@@ -416,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
     scripts_sub = p.add_subparsers(dest="scripts_command", required=True)
     q = scripts_sub.add_parser("check", help="render and check every script in every language")
     q.set_defaults(func=cmd_scripts_check)
+
+    p = sub.add_parser(
+        "chat-link", help="a signed link opening the web chat already proved for an order"
+    )
+    p.add_argument("order_no")
+    p.set_defaults(func=cmd_chat_link)
 
     p = sub.add_parser("check", help="check settings, database and Telegram")
     p.set_defaults(func=cmd_check)

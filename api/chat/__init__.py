@@ -5,6 +5,10 @@
 
 - `GET /chat`: the page (templates/chat/chat.html, api/static/chat.js), in the browser's
   language (zh-CN or en) with a switch; it opens the browser's session (api/chat/identity.py).
+  `GET /chat?link=TOKEN`, a signed chat link for an order (tickets/chat_links.py): the chat is
+  proved for that order, the request for it begins, and the browser goes on to `/chat` (the
+  token never stays in its address bar); an expired or tampered link gets a page saying so,
+  and the way to prove the order by its number and the phone's digits instead.
 - `POST /chat/send` `{"id", "text"}`, `POST /chat/press` `{"id", "data", "message"}`: a text,
   a button press. `id` is the page's own id for it (a retry with the same id is handled once).
   Each becomes a Telegram update fed to a Dispatcher built by the bot's own factory
@@ -27,13 +31,20 @@ it acts only as its cookie's chat.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import logging
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import insert
@@ -45,6 +56,9 @@ from api.chat import identity
 from api.chat.stream import ECHO_KIND, WEB, Hub, Row
 from api.panel.auth import client_address
 from tickets.bundled import bundled
+from tickets.chat_links import LINK_PARAM, TOKEN_MAX, LinkRefused, prove_by_link, read_token
+from tickets.customers import LinkedElsewhere
+from tickets.exceptions import NotFound
 from tickets.messages.scripts import resolve_language
 from tickets.models import OutboxMessage
 
@@ -186,6 +200,27 @@ class WebChat:
                 session.commit()
             except IntegrityError:
                 session.rollback()  # sent again by the page: shown once
+
+    def prove(self, chat_id: int, order_no: str, language: str) -> bool:
+        """The chat opened a valid link for `order_no`: prove it the order's (in the core:
+        tickets/chat_links.py). False when it cannot be (the order gone, the chat another
+        customer's): the bot then asks for the proof as without a link."""
+        from bot.web import WEB_NAME
+
+        with self.sessions() as session:
+            try:
+                prove_by_link(
+                    session,
+                    web_chat_id=chat_id,
+                    order_no=order_no,
+                    name=WEB_NAME,
+                    language=language,
+                )
+            except (NotFound, LinkedElsewhere):
+                session.rollback()
+                return False
+            session.commit()
+        return True
 
     def render(self, row: Row) -> dict[str, Any] | None:
         """What the page shows for one outbox row (None: nothing)."""
@@ -336,12 +371,16 @@ def _set_session(response: Response, chat: WebChat, chat_id: int) -> None:
 
 @router.get("", response_class=HTMLResponse)
 async def page(request: Request) -> Response:
-    """The chat page; a browser without a session gets one."""
+    """The chat page; a browser without a session gets one. With a chat link (module doc),
+    the chat proved for its order first."""
     chat = _chat(request)
     chat_id = _session(request)
     if chat_id is None and not chat.limits.sessions_per_address.allow(client_address(request)):
         return HTMLResponse("Too many new chats from this address: try again later.", 429)
     language = _language(request)
+    link = request.query_params.get(LINK_PARAM)
+    if link is not None:
+        return await _open_link(request, chat, chat_id or identity.new_chat_id(), link, language)
     texts = {
         lang: {
             # Placeholders kept for the page to fill in ({name}, {reason}).
@@ -360,6 +399,39 @@ async def page(request: Request) -> Response:
     response = HTMLResponse(body)
     # Renewed on every visit: the session lasts its days after the last use.
     _set_session(response, chat, chat_id if chat_id is not None else identity.new_chat_id())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _open_link(
+    request: Request, chat: WebChat, chat_id: int, link: str, language: str
+) -> Response:
+    """A chat link opened (module doc)."""
+    try:
+        order_no = read_token(chat.secret, link[: TOKEN_MAX + 1], chat.clock())
+    except LinkRefused as exc:
+        body = chat.env.get_template("link.html").render(
+            language=language,
+            t={
+                key: chat.texts.plain(language, f"web.{key}")
+                for key in ("title", f"link_{exc.reason}", "link_prove", "link_open")
+            },
+            reason=exc.reason,
+            shop=chat.settings.shop_name,
+        )
+        # Gone for good (expired), or never valid (tampered): neither is worth retrying.
+        response: Response = HTMLResponse(body, 410 if exc.reason == "expired" else 400)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    await asyncio.to_thread(chat.prove, chat_id, order_no, language)
+    # The request for the order begins as from a Telegram deep link: proved, the bot goes
+    # straight to the kind. Its id comes from the link, so opening it again (a reload) starts
+    # nothing twice.
+    client_id = "link-" + hashlib.sha256(link.encode()).hexdigest()[:40]
+    update = chat.updates(chat_id, language).text(client_id, f"/start {order_no}", chat.clock())
+    await chat.feed(chat_id, update)
+    response = RedirectResponse(PREFIX, status_code=303)
+    _set_session(response, chat, chat_id)
     response.headers["Cache-Control"] = "no-store"
     return response
 
