@@ -64,6 +64,7 @@
         } else {
           el = document.createElement("button");
           el.type = "button";
+          el.dataset.data = b.data;
           el.addEventListener("click", function () {
             el.disabled = true;
             post("/chat/press", { id: newId(), data: b.data, message: messageId }).then(function () { el.disabled = false; });
@@ -132,6 +133,13 @@
     if (follow || ev.type === "mine") log.scrollTop = log.scrollHeight;
   }
 
+  // A message is tried again for about ten minutes (a restart, a phone between networks):
+  // soon at first, then every 10 s.
+  var RETRIES = 65;
+  function later(tries) {
+    return new Promise(function (ok) { setTimeout(ok, Math.min(10000, 500 * Math.pow(2, tries))); });
+  }
+
   function post(url, body, tries) {
     tries = tries || 0;
     return fetch(url, {
@@ -144,16 +152,16 @@
       return r;
     }, function () {
       // The network dropped or the server restarts: the same id again, so it counts once.
-      if (tries > 20) return null;
-      return new Promise(function (ok) { setTimeout(ok, 1000); }).then(function () { return post(url, body, tries + 1); });
+      if (tries > RETRIES) return null;
+      return later(tries).then(function () { return post(url, body, tries + 1); });
     });
   }
 
   function postFile(body, tries) {
     tries = tries || 0;
     return fetch("/chat/upload", { method: "POST", credentials: "same-origin", body: body }).then(null, function () {
-      if (tries > 20) return null;
-      return new Promise(function (ok) { setTimeout(ok, 1000); }).then(function () { return postFile(body, tries + 1); });
+      if (tries > RETRIES) return null;
+      return later(tries).then(function () { return postFile(body, tries + 1); });
     });
   }
 
