@@ -224,7 +224,7 @@ class WebChat:
 
     def render(self, row: Row) -> dict[str, Any] | None:
         """What the page shows for one outbox row (None: nothing)."""
-        from bot.delivery import customer_markup
+        from bot.keyboards import customer_markup
 
         payload = row.payload
         if row.kind == ECHO_KIND:
