@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import pytest
 from aiogram import Bot, Dispatcher
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,13 +18,14 @@ from bot.i18n import Texts
 from bot.keyboards import ItemCb, KindCb, NavCb, ReasonCb
 from tests.conftest import Api
 from tests.factories import NOW, order_json
-from tests.fakes.telegram import Customer, buttons_of, texts_of
+from tests.fakes.telegram import Customer, buttons_of, jpeg, texts_of
 from tests.fakes.web_page import Said, WebPage, fast_streams
 from tickets.customers import is_web_chat
 from tickets.models import Customer as CustomerRow
 from tickets.models import OutboxMessage, Ticket
 from tickets.orders.store import upsert_order
 from tickets.schemas import OrderIn
+from tickets.storage import AttachmentStore
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
 pytestmark = pytest.mark.usefixtures("db_guard")
@@ -72,6 +74,8 @@ class Chat(Protocol):
 
     async def press(self, data: Any) -> Said: ...
 
+    async def photo(self, data: bytes) -> Said: ...
+
 
 class TelegramChat:
     """A Telegram customer (tests/fakes/telegram.py)."""
@@ -87,6 +91,21 @@ class TelegramChat:
     async def press(self, data: Any) -> Said:
         sent = await self.customer.press(data)
         return Said(texts_of(sent), buttons_of(sent))
+
+    async def photo(self, data: bytes) -> Said:
+        sent = await self.customer.photo(data)
+        return Said(texts_of(sent), buttons_of(sent))
+
+
+class WebChat(WebPage):
+    """The page, sending one photo as its picker does (no album: answered at once)."""
+
+    async def photo(self, data: bytes) -> Said:
+        r = self.post_file(data)
+        assert r.status_code == 200, r.text
+        events = self.read()
+        assert events[0]["type"] == "mine" and events[0]["file"]["kind"] == "photo"
+        return self.said(events[1:])
 
 
 @pytest.fixture(params=["telegram", "web"])
@@ -105,7 +124,7 @@ def talk(channel: str, app: Any, dp: Dispatcher, bot: Bot) -> Iterator[Any]:
         client = TestClient(app)
         client.__enter__()
         clients.append(client)
-        return WebPage(client, language)
+        return WebChat(client, language)
 
     yield make
     for client in clients:
@@ -285,3 +304,33 @@ async def test_a_shop_that_turns_the_web_chat_off_gets_404_everywhere(
         assert client.get("/chat/events").status_code == 404
         assert client.post("/chat/send", json={"id": "abcdefgh", "text": "x"}).status_code == 404
         assert client.post("/chat/press", json={}).status_code == 404
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+async def test_a_return_needing_a_photo_takes_it_alike_on_either_channel(
+    talk: Any, channel: str, language: str, settings: Any, sessions: sessionmaker[Session]
+) -> None:
+    add_unlinked(sessions, "T2003")
+    me: Chat = talk(language)
+    await me.text("/start T2003")
+    await me.text("8000")
+    await me.press(KindCb(kind="return_refund"))
+    await me.press(ItemCb(index=0, delta=1))
+    await me.press(NavCb(action="done"))
+    await me.press(ReasonCb(reason="quality_defect"))
+    await me.text("the seam came open")
+    # Not a picture, whatever it says it is: refused in words, on both channels.
+    said = await me.photo(b"MZ\x90\x00 not a picture")
+    assert said.texts == [t(language, "intake.media_not_image")]
+    said = await me.photo(jpeg("red", gps=True))
+    assert said.texts[0].startswith(t(language, "intake.evidence_ready", count=1))
+    said = await me.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = s.scalars(select(Ticket)).one()
+        assert case.number in said.texts[0]
+        assert (case.kind, case.channel) == ("return_refund", channel)
+        assert [a.kind for a in case.attachments] == ["photo"]
+        with Image.open(
+            AttachmentStore(settings.media_dir).path(case.attachments[0].storage_key)
+        ) as img:
+            assert img.getexif().get_ifd(0x8825) == {}, "location metadata must be stripped"

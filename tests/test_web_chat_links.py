@@ -210,3 +210,23 @@ async def test_log_out_forgets_this_browser_and_the_order_brings_the_requests_ba
         with sessions() as s:
             emma = s.scalars(select(CustomerRow).where(CustomerRow.name == "Emma")).one()
             assert emma.web_chat_id == int(client.cookies["aftersales_chat"].split(".")[0])
+
+
+async def test_a_shop_without_the_web_chat_gets_no_link(
+    settings: Any, engine: Any, sessions: sessionmaker[Session], scripts: Any
+) -> None:
+    from api.app import create_app
+    from tests.factories import add_agent_with_token
+    from tickets.models import Role
+
+    settings.web_chat = False
+    app = create_app(settings, engine=engine, sessions=sessions, scripts=scripts, clock=lambda: NOW)
+    with sessions() as s:
+        token = add_agent_with_token(s, "shop", Role.agent, scopes=["orders"])
+        s.commit()
+    with TestClient(app) as client:
+        r = client.get(
+            "/api/v1/orders/W400/chat-link", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert r.status_code == 409
+    assert "web chat is off" in r.json()["message"]
