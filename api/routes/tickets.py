@@ -18,7 +18,15 @@ from tickets.cases.serialize import message_deliveries, ticket_summary, ticket_t
 from tickets.cases.status import get_ticket
 from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Attachment, CaseKind, CaseStatus, Role
-from tickets.schemas import ActionRequest, DbId, MessageRead, ReplyCreate, TicketCreate, TicketList
+from tickets.schemas import (
+    ActionBody,
+    DbId,
+    MessageRead,
+    ReplyCreate,
+    TicketCreate,
+    TicketList,
+    action_request,
+)
 from tickets.schemas import TicketRead as TicketJSON
 from tickets.sla import clocks as sla
 
@@ -144,7 +152,7 @@ def read_ticket(
 @router.post("/{number}/actions", response_model=TicketJSON)
 def act(
     number: str,
-    body: ActionRequest,
+    body: ActionBody,
     request: Request,
     session: SessionDep,
     actor: AgentActor,
@@ -153,7 +161,9 @@ def act(
     """Change a case: `{"action": "approve"}`, `{"action": "refuse", "reason": ...}`, ...
     An action the status does not allow is a 409 listing the allowed ones; a stale `version`
     is a 409 too."""
-    perform_action(session=session, number=number, request=body, actor=actor, ctx=ctx)
+    perform_action(
+        session=session, number=number, request=action_request(body), actor=actor, ctx=ctx
+    )
     return _read(request, session, number, actor.role)
 
 
