@@ -84,23 +84,26 @@ async def test_photos_picked_together_become_the_cases_evidence_without_their_lo
     page: WebPage, settings: Any, sessions: sessionmaker[Session], clock: Clock
 ) -> None:
     await at_evidence(page)
-    # Two photos picked at once: one answer for the album, as on Telegram.
-    said = await page.files(jpeg("red", gps=True), jpeg("blue", gps=True), clock=clock)
-    assert len(said.texts) == 1 and "2 file(s)" in said.texts[0], said.texts
+    # Three photos picked at once: one answer for the album, as on Telegram.
+    said = await page.files(
+        jpeg("red", gps=True), jpeg("lime", gps=True), jpeg("blue", gps=True), clock=clock
+    )
+    assert len(said.texts) == 1 and "3 file(s)" in said.texts[0], said.texts
     await page.press(NavCb(action="done"))
     said = await page.press(NavCb(action="confirm"))
     with sessions() as s:
         case = s.scalars(select(Ticket)).one()
         assert case.number in said.texts[0]
         assert (case.kind, case.channel) == ("return_refund", "web")
-        assert [a.kind for a in case.attachments] == ["photo", "photo"]
+        assert [a.kind for a in case.attachments] == ["photo"] * 3
         store = AttachmentStore(settings.media_dir)
         colours = []
         for a in case.attachments:
             with Image.open(store.path(a.storage_key)) as img:
                 assert img.getexif().get_ifd(0x8825) == {}, "location metadata must be stripped"
                 colours.append(colour_of(img))
-        assert colours[0][0] > 200 and colours[1][2] > 200  # red first, then blue
+        # In the order they were picked (the page sends them so): red, green, blue.
+        assert [max(range(3), key=lambda i: c[i]) for c in colours] == [0, 1, 2], colours
 
 
 async def test_a_file_that_is_no_image_is_refused_in_words_and_nothing_is_kept(
