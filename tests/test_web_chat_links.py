@@ -230,3 +230,37 @@ async def test_a_shop_without_the_web_chat_gets_no_link(
         )
     assert r.status_code == 409
     assert "web chat is off" in r.json()["message"]
+
+
+async def test_a_strangers_link_never_joins_their_order_to_this_browsers_account(
+    app: Any, settings: Any, sessions: sessionmaker[Session]
+) -> None:
+    """Any page may make a browser open a link (a plain GET): Mallory's link, opened in Emma's
+    browser, must not tie Mallory's order to Emma's account (proving it again would then open
+    Emma's cases to Mallory). It opens in a chat of its own; Emma's stays hers."""
+    data = order_json("W401", status="delivered")
+    data["customer"] = {"name": "Mallory", "phone": "+86 139-0013-9000"}
+    with sessions() as s:
+        upsert_order(session=s, data=OrderIn.model_validate(data), now=NOW)
+        s.commit()
+    with TestClient(app) as client:
+        page = WebPage(client, "en")
+        await page.text("/start W400")
+        await page.text("8000")  # Emma's browser: her account, with her order
+        emmas = client.cookies["aftersales_chat"]
+        link = chat_link(
+            secret=settings.secret_key,
+            public_url=settings.public_url,
+            order_no="W401",
+            now=NOW,
+            hours=1,
+        )
+        r = client.get(path_of(link.url), follow_redirects=False)
+        assert r.status_code == 303
+        assert client.cookies["aftersales_chat"] != emmas  # a chat of its own
+    with sessions() as s:
+        emma = s.scalars(select(CustomerRow).where(CustomerRow.name == "Emma")).one()
+        mallory = s.scalars(select(CustomerRow).where(CustomerRow.name == "Mallory")).one()
+        assert emma.web_chat_id == int(emmas.split(".")[0])
+        assert mallory.linked_to_id is None
+        assert mallory.web_chat_id is not None and mallory.web_chat_id != emma.web_chat_id

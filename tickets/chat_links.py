@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
-from tickets.customers import link_order_customer, resolve_customer
+from tickets.customers import has_history, link_order_customer, resolve_customer, speaks_for
 from tickets.models import Customer
 from tickets.orders.store import get_order
 
@@ -112,11 +112,19 @@ def link_for_order(
 
 def prove_by_link(
     session: Session, *, web_chat_id: int, order_no: str, name: str, language: str
-) -> Customer:
+) -> Customer | None:
     """The web chat opened with a valid link for `order_no`: it is proved the order's, as by
     the phone's digits (tickets/customers.py `link_order_customer`: the chat joins the order's
     customer, a customer who also uses Telegram staying one). Returns the customer the chat
-    now acts as. NotFound when the order is gone; LinkedElsewhere as for a proof by digits."""
+    now acts as; NotFound when the order is gone.
+
+    None when the chat is already somebody's with a history (orders or cases) of its own and
+    not this order's: a link never joins two customers. Any page may make a browser open a
+    link (it is a plain GET), so joining would let a stranger's link tie their order to the
+    browser's account, and proving that order again would then open the account to them. The
+    caller opens the link in a new chat instead."""
     order = get_order(session=session, order_no=order_no)
     me = resolve_customer(session, telegram_user_id=web_chat_id, name=name, language_code=language)
+    if not speaks_for(order.customer, me.id) and has_history(session, me):
+        return None
     return link_order_customer(session, me=me, order=order)

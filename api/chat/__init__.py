@@ -65,8 +65,6 @@ from tickets.models import OutboxMessage
 log = logging.getLogger(__name__)
 
 PREFIX = "/chat"
-# The upload route (api/app.py gives it the upload body limit).
-UPLOAD_PATH = f"{PREFIX}/upload"
 TEMPLATES_DIR = bundled("templates", "chat")
 LANGUAGES = ("zh-CN", "en")
 # The page's own id for a message: letters, digits, - and _.
@@ -201,15 +199,17 @@ class WebChat:
             except IntegrityError:
                 session.rollback()  # sent again by the page: shown once
 
-    def prove(self, chat_id: int, order_no: str, language: str) -> bool:
+    def prove(self, chat_id: int, order_no: str, language: str) -> bool | None:
         """The chat opened a valid link for `order_no`: prove it the order's (in the core:
-        tickets/chat_links.py). False when it cannot be (the order gone, the chat another
-        customer's): the bot then asks for the proof as without a link."""
+        tickets/chat_links.py). False when it cannot be (the order gone, the order's customer
+        followed from elsewhere): the bot then asks for the proof as without a link. None
+        when the chat is another customer's with a history: the link needs a chat of its
+        own."""
         from bot.web import WEB_NAME
 
         with self.sessions() as session:
             try:
-                prove_by_link(
+                proved = prove_by_link(
                     session,
                     web_chat_id=chat_id,
                     order_no=order_no,
@@ -219,6 +219,9 @@ class WebChat:
             except (NotFound, LinkedElsewhere):
                 session.rollback()
                 return False
+            if proved is None:
+                session.rollback()
+                return None
             session.commit()
         return True
 
@@ -423,7 +426,13 @@ async def _open_link(
         response: Response = HTMLResponse(body, 410 if exc.reason == "expired" else 400)
         response.headers["Cache-Control"] = "no-store"
         return response
-    await asyncio.to_thread(chat.prove, chat_id, order_no, language)
+    if await asyncio.to_thread(chat.prove, chat_id, order_no, language) is None:
+        # The browser's chat is another customer's: the link opens in a new one (theirs is
+        # kept: proving their order brings it back).
+        if not chat.limits.sessions_per_address.allow(client_address(request)):
+            return HTMLResponse("Too many new chats from this address: try again later.", 429)
+        chat_id = identity.new_chat_id()
+        await asyncio.to_thread(chat.prove, chat_id, order_no, language)
     # The request for the order begins as from a Telegram deep link: proved, the bot goes
     # straight to the kind. Its id comes from the link, so opening it again (a reload) starts
     # nothing twice.
@@ -517,8 +526,9 @@ async def upload(request: Request) -> Response:
             return _refusal(422, "no file")
         data = await sent.read()
         mime = (sent.content_type or "application/octet-stream")[:100]
-        # The one text of the form no pattern checks (api/inputs.py leaves uploads alone).
+        # The texts of the form no pattern checks (api/inputs.py leaves uploads alone).
         name = (sent.filename or "").replace("\x00", "")[:200]
+        mime = mime.replace("\x00", "")
     finally:
         await form.close()
     if not data:
