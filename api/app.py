@@ -52,9 +52,8 @@ SWAGGER_UI = "/static/vendor/swagger-ui-5.36.0.css", "/static/vendor/swagger-ui-
 
 API_PREFIX = "/api/v1"
 # Path prefixes of routes whose bodies are files: they get AFTERSALES_MAX_UPLOAD_BYTES instead
-# of AFTERSALES_MAX_BODY_BYTES. None yet (evidence comes through Telegram); a route that takes
-# files (the web chat's uploads) adds its prefix here.
-UPLOAD_ROUTES: tuple[str, ...] = ()
+# of AFTERSALES_MAX_BODY_BYTES: the web chat's uploads (api/chat/).
+UPLOAD_ROUTES: tuple[str, ...] = ("/chat/upload",)
 log = logging.getLogger(__name__)
 
 
@@ -249,7 +248,7 @@ def create_app(
                 webhook_router(app.state.bot.feed_webhook_update, secret=settings.webhook_secret)
             )
     errors.install(app)
-    app.add_middleware(RefuseNul)
+    app.add_middleware(RefuseNul, file_routes=UPLOAD_ROUTES)
 
     # Every JSON route needs an agent's bearer token: declared once, on the router.
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(current_agent)])

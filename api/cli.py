@@ -154,6 +154,12 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
         f"aftersales serving on {base}",
         f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)",
         f"  JSON API docs: {base}/api/v1/docs",
+        "  web chat:      "
+        + (
+            f"{base}/chat   (customers; an order's link: aftersales chat-link)"
+            if settings.web_chat
+            else "off (AFTERSALES_WEB_CHAT=false)"
+        ),
         f"  health:        {base}/healthz",
         "  metrics:       "
         + (f"{base}/metrics" if settings.metrics_token else "off (AFTERSALES_METRICS_TOKEN)"),
@@ -419,6 +425,31 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_chat_link(args: argparse.Namespace) -> int:
+    from tickets.chat_links import link_for_order
+
+    settings = settings_or_exit()
+    if not settings.web_chat:
+        print("the web chat is off (AFTERSALES_WEB_CHAT=false): no link opens it", file=sys.stderr)
+        return 2
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    try:
+        with unit_of_work(sessions) as session:
+            link = link_for_order(
+                session,
+                secret=settings.secret_key,
+                public_url=settings.public_url,
+                order_no=args.order_no,
+                now=utcnow(),
+                hours=settings.web_chat_link_hours,
+            )
+    except DomainError as exc:
+        return _fail(exc)
+    print(f"web chat for order {link.order_no}, until {link.expires_at.isoformat()}:")
+    print(link.url)
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from api.checks import production_refusals, run_checks
 
@@ -572,6 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
     scripts_sub = p.add_subparsers(dest="scripts_command", required=True)
     q = scripts_sub.add_parser("check", help="render and check every script in every language")
     q.set_defaults(func=cmd_scripts_check)
+
+    p = sub.add_parser(
+        "chat-link", help="a signed link opening the web chat already proved for an order"
+    )
+    p.add_argument("order_no")
+    p.set_defaults(func=cmd_chat_link)
 
     p = sub.add_parser("check", help="check settings, database and Telegram")
     p.add_argument(

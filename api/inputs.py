@@ -4,6 +4,8 @@ PostgreSQL cannot store NUL in text, and no person types one: a NUL in a search,
 a reply is a 500 from the database (after other work) unless it is stopped first. JSON bodies are
 checked by the schemas (tickets/schemas.py names the field); this middleware checks what the
 schemas never see: the path, the query string and form bodies (the panel, the log-in page).
+Forms that carry files (the web chat's uploads: photos are binary, full of NUL bytes) are left
+to their route, which checks its few text fields itself.
 
 Forms are scanned as the app reads them, chunk by chunk, never buffered or read ahead, so a body
 limit or an authentication check in front of the parser still comes first.
@@ -93,10 +95,12 @@ class _FormScanner:
 
 
 class RefuseNul:
-    """ASGI middleware: a NUL in the path, the query or a form is a 422 naming where."""
+    """ASGI middleware: a NUL in the path, the query or a form is a 422 naming where (but in
+    the forms of `file_routes`, paths that take files: module doc)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, file_routes: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.file_routes = frozenset(file_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,7 +111,9 @@ class RefuseNul:
             await _refuse(send, loc)
             return
         ctype = dict(scope.get("headers", [])).get(b"content-type", b"").lower()
-        if not ctype.startswith((b"application/x-www-form-urlencoded", b"multipart/form-data")):
+        if not ctype.startswith((b"application/x-www-form-urlencoded", b"multipart/form-data")) or (
+            scope.get("path") in self.file_routes
+        ):
             await self.app(scope, receive, send)
             return
         scanner = _FormScanner(multipart=ctype.startswith(b"multipart/"))

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     web_chat_session_days: int = Field(default=30, ge=1, le=365)
     web_chat_messages_per_minute: int = Field(default=30, ge=1, le=1000)
     web_chat_sessions_per_hour: int = Field(default=20, ge=1, le=10_000)
+    # A signed chat link for an order (tickets/chat_links.py) opens the chat already proved for
+    # it, for this many hours after it is made.
+    web_chat_link_hours: int = Field(default=168, ge=1, le=24 * 365)
     # Evidence from customers: size limits per kind, and files per request.
     media_max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     media_max_video_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
