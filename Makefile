@@ -14,7 +14,7 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 # Redis for the shared rate limiter's tests (skipped when unreachable, except on CI).
 export AFTERSALES_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup setup-dev browser run test lint test-sqlite test-postgres bench clean
+.PHONY: setup setup-dev browser run test lint pg-check test-sqlite test-postgres bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "needs $(PY) (Python 3.11)"; exit 1; }
@@ -44,9 +44,10 @@ browser:
 	fi
 
 ## The product: SQLite under ./data, the demo shop, the API (and the bot when a token is set).
+## Another address: `make run PORT=8011` (or HOST=0.0.0.0 to listen on every interface).
 run: setup
 	$(BIN)/aftersales migrate
-	$(BIN)/aftersales demo
+	$(BIN)/aftersales demo --host $(HOST) --port $(PORT)
 	$(BIN)/aftersales serve --host $(HOST) --port $(PORT)
 
 lint: setup-dev
@@ -57,19 +58,32 @@ lint: setup-dev
 test-sqlite: setup-dev browser
 	$(BIN)/python -m pytest -W error -q
 
+## Can the PostgreSQL pass run (PG_TEST_URL)? Says why not: nothing listening, a refused
+## log-in, a missing database. On CI (CI=true) it must: a failure stops `make test` here, before
+## the long SQLite pass.
+pg-check: setup
+	@if reason=$$($(BIN)/python tests/pg_reachable.py "$(PG_TEST_URL)" 2>&1); then \
+		echo "$$reason: the PostgreSQL pass will run"; \
+	elif [ "$$CI" = "true" ]; then \
+		echo "$$reason"; echo "on CI the suite must run on PostgreSQL: stopped"; exit 1; \
+	else \
+		echo "$$reason"; echo "the PostgreSQL pass will be skipped (CI runs it)"; \
+	fi
+
 test-postgres: setup-dev
-	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('host=127.0.0.1 port=5432 dbname=test user=postgres', connect_timeout=3).close()" 2>/dev/null; then \
+	@if $(BIN)/python tests/pg_reachable.py "$(PG_TEST_URL)" >/dev/null; then \
 		AFTERSALES_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -W error -q \
 			--ignore=tests/browser; \
 	elif [ "$$CI" = "true" ]; then \
-		echo "PostgreSQL at 127.0.0.1:5432 is unreachable: on CI the suite must run on it"; exit 1; \
+		echo "on CI the suite must run on PostgreSQL: failed"; exit 1; \
 	else \
-		echo "PostgreSQL unreachable: skipped the PostgreSQL pass (CI runs it)"; \
+		echo "skipped the PostgreSQL pass (CI runs it)"; \
 	fi
 
-## Every test: lint and types, the suite on SQLite (with the browser tests), then the suite
-## on PostgreSQL (the browser tests run their own SQLite server, so once is enough).
-test: lint test-sqlite test-postgres
+## Every test: lint and types, whether PostgreSQL can be used, the suite on SQLite (with the
+## browser tests), then the suite on PostgreSQL (the browser tests run their own SQLite server,
+## so once is enough).
+test: lint pg-check test-sqlite test-postgres
 
 bench: setup-dev
 	$(BIN)/python -m bench.ticket_list

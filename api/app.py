@@ -16,7 +16,8 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,15 +46,24 @@ from tickets.settings import Settings
 from tickets.sla.sweep import run_sweep
 from tickets.telemetry import instruments, watch_pool
 
+# Swagger UI, served from the package (api/static/vendor, with its licence), never from a CDN:
+# a shop's offline or firewalled server shows its API docs all the same.
+SWAGGER_UI = "/static/vendor/swagger-ui-5.36.0.css", "/static/vendor/swagger-ui-bundle-5.36.0.js"
+
 API_PREFIX = "/api/v1"
 # Routes whose bodies are files, as (path prefix, path suffix): they get
-# AFTERSALES_MAX_UPLOAD_BYTES instead of AFTERSALES_MAX_BODY_BYTES. An agent's reply with files,
-# from the panel and from the API, and the phone-call form's new case with its files.
+# AFTERSALES_MAX_UPLOAD_BYTES instead of AFTERSALES_MAX_BODY_BYTES. The web chat's uploads
+# (api/chat/), an agent's reply with files from the panel and the API, and the phone-call form's
+# new case with its files.
 UPLOAD_ROUTES: tuple[tuple[str, str], ...] = (
+    ("/chat/upload", ""),
     ("/panel/cases/", "/reply"),
     ("/panel/cases/new", ""),
     (f"{API_PREFIX}/tickets/", "/replies/files"),
 )
+# Routes whose forms the NUL filter leaves to the route (api/inputs.py): the web chat's upload
+# checks its own text fields. The others' text fields are checked there, part by part.
+UNSCANNED_FILE_ROUTES: tuple[str, ...] = ("/chat/upload",)
 log = logging.getLogger(__name__)
 
 
@@ -210,7 +220,8 @@ def create_app(
         version="0.1.0",
         summary="After-sales desk: orders, cases, refunds, SLA clocks.",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        # Served below, with Swagger UI's files from the package (no ReDoc).
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -247,7 +258,7 @@ def create_app(
                 webhook_router(app.state.bot.feed_webhook_update, secret=settings.webhook_secret)
             )
     errors.install(app)
-    app.add_middleware(RefuseNul)
+    app.add_middleware(RefuseNul, file_routes=UNSCANNED_FILE_ROUTES)
 
     # Every JSON route needs an agent's bearer token: declared once, on the router.
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(current_agent)])
@@ -278,6 +289,20 @@ def create_app(
             )
         return JSONResponse({"status": "ok", "database": "ok"})
 
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        """The JSON API's interactive documentation (Swagger UI over /api/v1/openapi.json)."""
+        css, js = SWAGGER_UI
+        return get_swagger_ui_html(
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            title="aftersales API",
+            swagger_css_url=css,
+            swagger_js_url=js,
+            swagger_favicon_url="/static/vendor/swagger-ui-favicon-32x32.png",
+            # No badge fetched from Swagger's online validator.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
         """The product's front door is the agents' panel."""
@@ -300,7 +325,7 @@ def create_app(
                 # The log-in form is a few short fields.
                 RouteLimit("/panel/login", 16 * 1024),
                 RouteLimit(f"{API_PREFIX}/orders", settings.max_batch_bytes, exact=True),
-                # Routes that take files (agents' replies with photos or PDFs).
+                # Routes that take files (the web chat's uploads, agents' replies and new cases).
                 *(
                     RouteLimit(prefix, settings.max_upload_bytes, suffix=suffix)
                     for prefix, suffix in UPLOAD_ROUTES

@@ -27,19 +27,26 @@ from tickets.db import (
 )
 from tickets.exceptions import DomainError, InvalidInput
 from tickets.models import Role, utcnow
-from tickets.settings import Settings, get_settings
+from tickets.settings import PREFIX, Settings, get_settings, unknown_names
 
 
-def settings_or_exit() -> Settings:
-    """The settings from the environment, or the exit with each refused one named."""
+def settings_or_exit(*, warn: bool = True) -> Settings:
+    """The settings from the environment, or the exit with each refused one named on a line of
+    its own (no traceback). `warn`: also say, on stderr, which AFTERSALES_ names are no setting
+    (a misspelt one is otherwise ignored without a word)."""
+    if warn:
+        for warning in unknown_names(os.environ):
+            print(f"warning: {warning}", file=sys.stderr)
     try:
         return get_settings()
     except ValidationError as exc:
-        lines = [
-            f"  AFTERSALES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        raise SystemExit("settings refused:\n" + "\n".join(lines)) from None
+        lines = []
+        for e in exc.errors():
+            name = PREFIX + "_".join(str(p) for p in e["loc"]).upper()
+            # pydantic puts "Value error, " before what a validator says: noise to a user.
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"error: {name}: {msg}")
+        raise SystemExit("\n".join(lines)) from None
 
 
 def _fail(exc: DomainError) -> int:
@@ -50,8 +57,12 @@ def _fail(exc: DomainError) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = settings_or_exit()
-    if args.check:
+    return migrate(settings_or_exit(), check=args.check)
+
+
+def migrate(settings: Settings, *, check: bool) -> int:
+    """Bring the schema up to date (`check`: only say whether it is, exit 3 when behind)."""
+    if check:
         engine = make_engine(settings.database_url)
         try:
             current = schema_is_current(engine)
@@ -77,33 +88,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api import processes
 
     settings = settings_or_exit()
+    serve_lock = None
     try:
         processes.check_workers(settings.database_url, args.workers)
         # Held until the process ends: a second `serve` on one SQLite file is refused.
         serve_lock = processes.hold_sqlite_lock(settings.database_url)
+        # Checked before any work, and held until the process ends (uvicorn binds it too).
+        reserved = processes.reserve_port(args.host, args.port)
     except processes.Refused as exc:
+        if serve_lock is not None:
+            serve_lock.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if settings.webhook_url and not settings.webhook_secret:
-        print(
-            "AFTERSALES_WEBHOOK_URL needs AFTERSALES_WEBHOOK_SECRET (the token Telegram sends "
-            "with every update)",
-            file=sys.stderr,
-        )
-        return 2
-    # Before anything counts: where the processes count for /metrics (api/processes.py).
-    with processes.shared_metrics(args.workers):
-        served = _serve(args, settings)
-    del serve_lock  # held until here
-    return served
+    try:
+        if settings.webhook_url and not settings.webhook_secret:
+            print(
+                "AFTERSALES_WEBHOOK_URL needs AFTERSALES_WEBHOOK_SECRET (the token Telegram sends "
+                "with every update)",
+                file=sys.stderr,
+            )
+            return 2
+        # Before anything counts: where the processes count for /metrics (api/processes.py).
+        with processes.shared_metrics(args.workers):
+            # The real port, when --port 0 asked for any free one.
+            return _serve(args, settings, port=reserved.getsockname()[1])
+    finally:
+        reserved.close()
+        if serve_lock is not None:
+            serve_lock.close()
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    """`serve` once its settings are checked: the preflight child, the app, uvicorn."""
+def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
+    """`serve` once its settings are checked and its port and database are its own: the
+    preflight child, the app, uvicorn."""
     import uvicorn
 
     from api import processes
 
+    base = browser_url(args.host, port)
+    public_url_given = "public_url" in settings.model_fields_set
+    if not public_url_given:
+        # Links sent to agents point where this serve listens, unless the shop says otherwise.
+        settings = settings.model_copy(update={"public_url": base})
     # The schema and the reply scripts are checked in a child process (api/preflight.py), so
     # Alembic and what the checks allocate never stay in the server. It runs while this
     # process imports and builds the app (seconds: the two use two cores at once); nothing
@@ -118,7 +144,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         raise
     if preflight.wait():
         return 2
-    base = f"http://{args.host}:{args.port}"
     if not settings.telegram_token:
         bot_state = "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)"
     elif settings.webhook_url:
@@ -129,6 +154,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         f"aftersales serving on {base}",
         f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)",
         f"  JSON API docs: {base}/api/v1/docs",
+        "  web chat:      "
+        + (
+            f"{base}/chat   (customers; an order's link: aftersales chat-link)"
+            if settings.web_chat
+            else "off (AFTERSALES_WEB_CHAT=false)"
+        ),
         f"  health:        {base}/healthz",
         "  metrics:       "
         + (f"{base}/metrics" if settings.metrics_token else "off (AFTERSALES_METRICS_TOKEN)"),
@@ -152,12 +183,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # counts for /metrics in files all of them read (api/processes.py).
         os.environ[processes.NO_SCHEDULER_ENV] = "1" if args.no_scheduler else ""
         os.environ[processes.LOG_LEVEL_ENV] = args.log_level
+        if not public_url_given:
+            os.environ[f"{PREFIX}PUBLIC_URL"] = base
         uvicorn.run(
             "api.cli:app_from_environment",
             factory=True,
             workers=args.workers,
             host=args.host,
-            port=args.port,
+            port=port,
             log_level=args.log_level,
             log_config=log_config,
             timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
@@ -166,12 +199,24 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(
         app,
         host=args.host,
-        port=args.port,
+        port=port,
         log_level=args.log_level,
         log_config=log_config,
         timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
     )
     return 0
+
+
+def browser_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches a server listening on host:port (a wildcard
+    address listens on every interface, and is no address to open)."""
+    if host in ("0.0.0.0", ""):  # noqa: S104 (a name for "every interface", not a bind)
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def _single_process_app(settings: Settings, args: argparse.Namespace) -> Any:
@@ -189,7 +234,7 @@ def app_from_environment() -> Any:
     from api.processes import LOG_LEVEL_ENV, NO_SCHEDULER_ENV, configure_logging, startup_heap
 
     # A spawned process: nothing of the parent's set-up but the environment.
-    settings = settings_or_exit()
+    settings = settings_or_exit(warn=False)  # serve said it once, before the workers started
     configure_logging(os.environ.get(LOG_LEVEL_ENV) or "info", settings.log_format)
     with startup_heap():
         from api.app import create_app
@@ -200,6 +245,17 @@ def app_from_environment() -> Any:
             scheduler=not os.environ.get(NO_SCHEDULER_ENV),
             scripts_checked=True,
         )
+
+
+def port_number(text: str) -> int:
+    """A TCP port for --port: 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 1-65535 (0: any free one)")
+    return port
 
 
 def cmd_create_agent(args: argparse.Namespace) -> int:
@@ -288,6 +344,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tickets.demo import load_demo
 
     settings = settings_or_exit()
+    if "public_url" not in settings.model_fields_set:
+        # The log-ins are printed with the panel's address: the one `serve` will listen on.
+        settings = settings.model_copy(update={"public_url": browser_url(args.host, args.port)})
     engine = make_engine(settings.database_url)
     if settings.is_sqlite:
         upgrade(settings.database_url)
@@ -364,6 +423,31 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
     report = run_sweep(sessions=sessions, ctx=context_for(state, now))
     print(f"SLA sweep as of {now.isoformat()}: {report}")
     return 1 if report.failed else 0
+
+
+def cmd_chat_link(args: argparse.Namespace) -> int:
+    from tickets.chat_links import link_for_order
+
+    settings = settings_or_exit()
+    if not settings.web_chat:
+        print("the web chat is off (AFTERSALES_WEB_CHAT=false): no link opens it", file=sys.stderr)
+        return 2
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    try:
+        with unit_of_work(sessions) as session:
+            link = link_for_order(
+                session,
+                secret=settings.secret_key,
+                public_url=settings.public_url,
+                order_no=args.order_no,
+                now=utcnow(),
+                hours=settings.web_chat_link_hours,
+            )
+    except DomainError as exc:
+        return _fail(exc)
+    print(f"web chat for order {link.order_no}, until {link.expires_at.isoformat()}:")
+    print(link.url)
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -449,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run everything in one process")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_number, default=8000)
     p.add_argument("--no-scheduler", action="store_true", help="do not run the SLA sweep")
     p.add_argument(
         "--workers",
@@ -469,6 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("demo", help="load the demo shop (idempotent)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="where `serve` will listen, for the panel's address printed with the log-ins",
+    )
+    p.add_argument("--port", type=port_number, default=8000, help="the port `serve` will listen on")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("create-agent", help="add an agent who can log in or hold API tokens")
@@ -513,6 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
     scripts_sub = p.add_subparsers(dest="scripts_command", required=True)
     q = scripts_sub.add_parser("check", help="render and check every script in every language")
     q.set_defaults(func=cmd_scripts_check)
+
+    p = sub.add_parser(
+        "chat-link", help="a signed link opening the web chat already proved for an order"
+    )
+    p.add_argument("order_no")
+    p.set_defaults(func=cmd_chat_link)
 
     p = sub.add_parser("check", help="check settings, database and Telegram")
     p.add_argument(

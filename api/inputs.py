@@ -4,6 +4,8 @@ PostgreSQL cannot store NUL in text, and no person types one: a NUL in a search,
 a reply is a 500 from the database (after other work) unless it is stopped first. JSON bodies are
 checked by the schemas (tickets/schemas.py names the field); this middleware checks what the
 schemas never see: the path, the query string and form bodies (the panel, the log-in page).
+The forms of `file_routes` (the web chat's uploads) are left to their route, which checks its
+few text fields itself.
 
 Forms are scanned as the app reads them, chunk by chunk, never buffered or read ahead, so a body
 limit or an authentication check in front of the parser still comes first. The contents of a
@@ -136,10 +138,12 @@ class _FormScanner:
 
 
 class RefuseNul:
-    """ASGI middleware: a NUL in the path, the query or a form is a 422 naming where."""
+    """ASGI middleware: a NUL in the path, the query or a form is a 422 naming where (but in
+    the forms of `file_routes`, paths that take files: module doc)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, file_routes: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.file_routes = frozenset(file_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,7 +155,9 @@ class RefuseNul:
             return
         raw_ctype = dict(scope.get("headers", [])).get(b"content-type", b"")
         ctype = raw_ctype.lower()
-        if not ctype.startswith((b"application/x-www-form-urlencoded", b"multipart/form-data")):
+        if not ctype.startswith((b"application/x-www-form-urlencoded", b"multipart/form-data")) or (
+            scope.get("path") in self.file_routes
+        ):
             await self.app(scope, receive, send)
             return
         # The boundary as sent: it is case-sensitive.

@@ -15,19 +15,18 @@ schema behind) with the reason on stderr when it may not.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import sys
 
-from api.cli import cmd_migrate, settings_or_exit
+from api.cli import migrate, settings_or_exit
 from tickets.exceptions import InvalidInput
 from tickets.messages.scripts import LibraryRefused, bundled_scripts_dir, load_library
 from tickets.policy.rules import load_policy
 
 
 def main() -> int:
-    settings = settings_or_exit()
+    settings = settings_or_exit(warn=False)  # serve, its parent, has warned
     try:
         policy = load_policy(settings.policy_file)
     except InvalidInput:
@@ -37,7 +36,7 @@ def main() -> int:
     # failure still says why on stderr).
     quiet = contextlib.redirect_stdout(io.StringIO()) if settings.log_format == "json" else None
     with quiet or contextlib.nullcontext():
-        migrated = cmd_migrate(argparse.Namespace(check=not settings.is_sqlite))
+        migrated = migrate(settings, check=not settings.is_sqlite)
     if migrated:
         return migrated
     try:

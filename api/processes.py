@@ -12,12 +12,14 @@ SQLite allows one process: `serve` holds a lock file next to the database, and a
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gc
 import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,6 +140,38 @@ def hold_sqlite_lock(url: str) -> IO[str] | None:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Check, before any work, that `serve` can listen on host:port, and hold the port (bound,
+    not listening: uvicorn binds it beside us, as both set SO_REUSEADDR) until the process
+    ends, so nothing else takes it meanwhile; port 0 gets a free one, and the socket says
+    which. A port already in use is refused in one line that says what to do, where uvicorn
+    would print the URLs first and then die with `[Errno 98]`."""
+    # The address family as uvicorn picks it (an IPv6 literal holds a colon).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise Refused(
+                f"port {port} on {host} is already in use (another `aftersales serve`, or "
+                f"another program): stop it, or serve on another port: "
+                f"`aftersales serve --port {port + 1}` (`make run PORT={port + 1}`)"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise Refused(
+                f"port {port} on {host} needs privileges this user does not have: "
+                f"serve on a port above 1023 (`aftersales serve --port 8000`) behind a proxy"
+            ) from None
+        # An unknown host name, or an address that is not this machine's.
+        raise Refused(
+            f"cannot listen on {host} port {port}: {exc.strerror or exc}: "
+            f"use an address of this machine (`--host 127.0.0.1`, or `0.0.0.0` for all)"
+        ) from None
+    return sock
 
 
 def exit_cleanly_on_sigterm() -> None:

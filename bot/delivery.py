@@ -722,7 +722,7 @@ class DeliveryWorker:
             return keyboards.agent_card(
                 self._agent_text, str(number), public_url=self.settings.public_url
             )
-        return customer_markup(self.texts, payload, row.ticket_id)
+        return keyboards.customer_markup(self.texts, payload, row.ticket_id)
 
     def _backoff(self, attempts: int) -> float:
         return float(
@@ -938,32 +938,6 @@ class DeliveryWorker:
                 )
             )
         return sent.message_id
-
-
-def customer_markup(
-    texts: Texts, payload: dict[str, Any], ticket_id: int | None
-) -> InlineKeyboardMarkup | None:
-    """The buttons a notice to a customer carries, in its language, on any chat (Telegram, the
-    web chat): a notice asking for a rating gets the 1-5 buttons; one asking to ship the return
-    gets "tracking number" and "book a pickup"; one refusing goods the shop has back, the
-    customer's choices (refund anyway, send back)."""
-    language = str(payload.get("language") or "zh-CN")
-
-    def tc(key: str, **values: Any) -> str:
-        return texts.get(language, key, **values)
-
-    # A notice whose script asks for a rating (`asks_rating`, tickets/messages/notices.py).
-    if payload.get("keyboard") == "satisfaction" and ticket_id is not None:
-        return keyboards.satisfaction(tc, ticket_id)
-    # A notice asking to ship the return (SHIPPING_NOTICES): the two ways of doing it.
-    if payload.get("keyboard") == "return_shipping" and payload.get("case_no"):
-        return keyboards.case_actions(
-            tc, str(payload["case_no"]), track=True, pickup=True, withdraw=False
-        )
-    # A notice refusing goods the shop has back (CHOICE_NOTICES): the customer's choices.
-    if payload.get("keyboard") == "refused_goods" and payload.get("case_no"):
-        return keyboards.refused_goods(tc, str(payload["case_no"]))
-    return None
 
 
 def _in_chat_order(session: Session, due: list[OutboxMessage]) -> list[OutboxMessage]:

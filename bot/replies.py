@@ -53,7 +53,7 @@ from sqlalchemy import Table, insert, update
 from sqlalchemy.orm import Session
 
 from bot.i18n import Texts
-from tickets.customers import chat_channel
+from tickets.customers import chat_channel, is_web_chat
 from tickets.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ MAX_INLINE_RETRY_AFTER = 5
 # The outbox row of a chat message: kind "bot_answer", the Bot API method's name and parameters in
 # the payload (the delivery worker rebuilds the method from them; see bot/delivery.py).
 REPLY_KIND = "bot_answer"
+# A text key with this suffix (bot/texts/*.toml) is the web chat's wording of the key without it.
+WEB_SUFFIX = "_web"
 # On the table and the session's connection: the ORM's bulk-insert path costs more than the
 # INSERT (every update writes one).
 _OUTBOX = cast(Table, OutboxMessage.__table__)
@@ -86,13 +88,20 @@ class Replies:
     # Held answers (`say_settled`), by the id of their method: (burst key, how long held).
     _settled: dict[int, tuple[str, timedelta]] = field(default_factory=dict)
 
+    def _key(self, key: str) -> str:
+        """The text key for this chat: on the web chat, its `_web` wording when it has one
+        (the page has no Telegram name, contact button or account to speak of)."""
+        if is_web_chat(self.chat_id) and self.texts.has(key + WEB_SUFFIX):
+            return key + WEB_SUFFIX
+        return key
+
     def t(self, key: str, **values: Any) -> str:
-        """A text in the customer's language."""
-        return self.texts.get(self.language, key, **values)
+        """A text in the customer's language (for their channel: `_key`)."""
+        return self.texts.get(self.language, self._key(key), **values)
 
     def plain(self, key: str, **values: Any) -> str:
         """A plain text (no HTML) in the customer's language, for a button's notice."""
-        return self.texts.plain(self.language, key, **values)
+        return self.texts.plain(self.language, self._key(key), **values)
 
     def say(self, key: str, markup: Markup | None = None, **values: Any) -> None:
         """Send the text `key` (filled with `values`) to the chat."""

@@ -7,7 +7,9 @@ bot/routers/customer/ serves the web chat unchanged. What differs is only at the
 - In: a text, a button press or a file from the page (api/chat.py) becomes an `Update` from a
   private chat whose id is the browser session's web chat id (tickets/customers.py: a range
   Telegram's ids never reach). Its update id is derived from the page's own id for the message,
-  so a message the page sends again (a retry after a network drop) is handled once.
+  so a message the page sends again (a retry after a network drop) is handled once. Its message
+  id grows with the time it came, as Telegram's do: the files of an album are kept in the order
+  they were sent by their message ids (tickets/self_service.py `attachments_from`).
 - Out: the handlers' answers go to the outbox as for Telegram (bot/replies.py), on the `web`
   channel; the page's event stream delivers them. The few calls a bot makes directly land on
   `WebSession`, which never calls Telegram: a button's answer is done, a file is read from the
@@ -49,9 +51,27 @@ WEB_BOT_ID = 0
 WEB_BOT_TOKEN = f"{WEB_BOT_ID}:web-chat"
 # The name a web customer has until an order names them (Telegram gives its users' names).
 WEB_NAME = "Web chat"
-# Update ids and message ids derived from the page's ids: 62 and 31 bits.
+# Update ids derived from the page's ids: 62 bits. Message ids (31 bits, within Telegram's
+# own) count milliseconds, wrapping every 24.8 days (an album spanning the wrap would sort its
+# last files first: once in millions).
 _UPDATE_BITS = 62
-_MESSAGE_BITS = 31
+_MESSAGE_SPAN = 1 << 31
+# How far behind the last message id a new one may fall and still be taken for "the same
+# moment" (a clock that stands still, as in tests, or several messages in one millisecond)
+# rather than a wrap.
+_BEHIND_MS = 60_000
+_last_message_id = 0
+
+
+def _message_id(now: datetime) -> int:
+    """A message id for a message that came at `now` (module doc): later than the last one
+    this process gave, when the clock did not move on."""
+    global _last_message_id
+    found = int(now.timestamp() * 1000) % _MESSAGE_SPAN
+    if 0 <= _last_message_id - found < _BEHIND_MS:
+        found = (_last_message_id + 1) % _MESSAGE_SPAN
+    _last_message_id = found
+    return found
 
 
 class WebSession(BaseSession):
@@ -121,13 +141,10 @@ class WebUpdates:
             id=chat_id, is_bot=False, first_name=WEB_NAME, language_code=language.split("-")[0]
         )
 
-    def _ids(self, client_id: str) -> tuple[int, int]:
-        """The update's id and its message's id, from the page's id for the message."""
-        chat = self.chat.id
-        return (
-            _number(chat, client_id, bits=_UPDATE_BITS),
-            _number(chat, client_id, "m", bits=_MESSAGE_BITS),
-        )
+    def _ids(self, client_id: str, now: datetime) -> tuple[int, int]:
+        """The update's id, from the page's id for the message, and its message's id (module
+        doc)."""
+        return _number(self.chat.id, client_id, bits=_UPDATE_BITS), _message_id(now)
 
     def _message(self, message_id: int, now: datetime, **fields: Any) -> Message:
         return Message(
@@ -135,13 +152,13 @@ class WebUpdates:
         )
 
     def text(self, client_id: str, text: str, now: datetime) -> Update:
-        update_id, message_id = self._ids(client_id)
+        update_id, message_id = self._ids(client_id, now)
         return Update(update_id=update_id, message=self._message(message_id, now, text=text))
 
     def press(self, client_id: str, data: str, on_message: int, now: datetime) -> Update:
         """A press on a button under the bot's message `on_message` (its outbox row's id, which
         is the message's id on the page)."""
-        update_id, _ = self._ids(client_id)
+        update_id = _number(self.chat.id, client_id, bits=_UPDATE_BITS)
         shown = Message(
             message_id=on_message,
             date=now,
@@ -171,7 +188,7 @@ class WebUpdates:
     ) -> tuple[Update, str]:
         """A photo, video or document message (several sent at once share `group`, as a
         Telegram album does); and the file id the session must serve its bytes under."""
-        update_id, message_id = self._ids(client_id)
+        update_id, message_id = self._ids(client_id, now)
         file_id = f"web{update_id}"
         fields: dict[str, Any] = {"media_group_id": group}
         if kind == "photo":

@@ -181,6 +181,12 @@ def link_order_customer(session: Session, *, me: Customer, order: Order) -> Cust
     return owner
 
 
+def has_history(session: Session, customer: Customer) -> bool:
+    """Whether the customer has orders or cases of their own (not a placeholder made on
+    first contact)."""
+    return _has_anything(session, customer)
+
+
 def _has_anything(session: Session, customer: Customer) -> bool:
     has_orders = session.scalar(
         select(func.count(Order.id)).where(Order.customer_id == customer.id)

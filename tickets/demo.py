@@ -43,8 +43,9 @@ from tickets.cases.conversation import add_customer_message, add_reply, record_s
 from tickets.cases.events import record_event
 from tickets.cases.lifecycle import perform_action as _perform
 from tickets.cases.opening import open_case
+from tickets.chat_links import link_for_order
 from tickets.context import Actor, Context
-from tickets.exceptions import DomainError, InvalidInput
+from tickets.exceptions import DomainError, InvalidInput, NotFound
 from tickets.models import (
     Agent,
     Attachment,
@@ -237,6 +238,8 @@ class DemoOrder:
 
 
 U = OrderStatus
+# The order `aftersales demo` prints a web chat link for: delivered, with no case yet.
+CHAT_ORDER = "DEMO-0046"
 # fmt: off
 ORDERS: tuple[DemoOrder, ...] = (
     # Orders that carry a demo case (the case of the same number below).
@@ -891,7 +894,9 @@ def load_demo(*, session: Session, settings: Settings, now: datetime) -> str:
         _mark_notices_historic(session, tickets)
         session.flush()
         head = _counts(orders, tickets)
-    return "\n".join([head, "", *_credentials(settings, agent_notes)])
+    return "\n".join(
+        [head, "", *_credentials(settings, agent_notes), *_chat_link(session, settings, now)]
+    )
 
 
 def _ensure_agents(session: Session, now: datetime) -> tuple[dict[str, Agent], dict[str, str]]:
@@ -1180,6 +1185,29 @@ def _counts(orders: dict[int, Order], tickets: list[Ticket]) -> str:
             f"  orders are numbered {ORDER_PREFIX}0001 to {ORDER_PREFIX}{len(orders):04d}.",
         ]
     )
+
+
+def _chat_link(session: Session, settings: Settings, now: datetime) -> list[str]:
+    """The customer's side of the first run: a signed web chat link for a demo order."""
+    if not settings.web_chat:
+        return []
+    try:
+        link = link_for_order(
+            session,
+            secret=settings.secret_key,
+            public_url=settings.public_url,
+            order_no=CHAT_ORDER,
+            now=now,
+            hours=settings.web_chat_link_hours,
+        )
+    except NotFound:
+        return []  # a shop that removed the demo order: no link to show
+    return [
+        "",
+        f"Play the customer of {link.order_no} in the web chat (a signed link, until "
+        f"{link.expires_at:%Y-%m-%d %H:%M} UTC):",
+        f"  {link.url}",
+    ]
 
 
 def _credentials(settings: Settings, notes: dict[str, str]) -> list[str]:

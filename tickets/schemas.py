@@ -671,3 +671,12 @@ class TicketList(BaseModel):
     # True when more cases match than the count cap: `count` is then the cap ("10 000+").
     count_capped: bool = False
     next_cursor: str | None
+
+
+class ChatLinkRead(BaseModel):
+    """A signed link to the web chat for one order (tickets/chat_links.py), for the shop's
+    order page."""
+
+    order_no: str
+    url: str
+    expires_at: AwareDatetime

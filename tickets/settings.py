@@ -6,6 +6,8 @@ Nothing here is built at import time: the entry point calls `get_settings()` (or
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -13,18 +15,33 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from tickets.limits import DEFAULTS, HARD, Limits
 
 # A secret that must never reach production: refused unless the process is the demo/dev one.
 DEV_SECRET = "dev-only-change-me"  # noqa: S105
 
+PREFIX = "AFTERSALES_"
+# The databases the product runs on, as AFTERSALES_DATABASE_URL names them (the drivers the
+# lock file installs: the standard library's sqlite3, and psycopg 3).
+DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+DATABASE_FORMS = (
+    "sqlite:///path/to/file.db or postgresql+psycopg://user:password@host:5432/database"
+)
+# Names with the prefix that are not settings, and so are never reported as misspelt: the test
+# suite's (AFTERSALES_TEST_*, AFTERSALES_LEDGER_EXAMPLES) and what `serve --workers N` hands
+# to its worker processes (AFTERSALES_SERVE_*, api/processes.py).
+NOT_SETTINGS_PREFIXES = (f"{PREFIX}TEST_", f"{PREFIX}SERVE_")
+NOT_SETTINGS = frozenset({f"{PREFIX}LEDGER_EXAMPLES"})
+
 
 class Settings(BaseSettings):
     """Every setting of the product; `.env.example` lists each with its meaning."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AFTERSALES_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
     database_url: str = "sqlite:///./data/aftersales.db"
@@ -46,7 +63,8 @@ class Settings(BaseSettings):
     scripts_dir: Path | None = None
     # The shop's name, as customers see it in notices.
     shop_name: str = "Demo Shop 演示店铺"
-    # Shown in links printed by the CLI and sent to agents.
+    # Shown in links printed by the CLI and sent to agents. Unset, `serve` and `demo` put the
+    # address serve listens on in its place (api/cli.py).
     public_url: str = "http://127.0.0.1:8000"
     # A reverse proxy in front terminates TLS although AFTERSALES_PUBLIC_URL says http (an
     # internal address): `check --production` then accepts the http public URL.
@@ -60,6 +78,9 @@ class Settings(BaseSettings):
     web_chat_session_days: int = Field(default=30, ge=1, le=365)
     web_chat_messages_per_minute: int = Field(default=30, ge=1, le=1000)
     web_chat_sessions_per_hour: int = Field(default=20, ge=1, le=10_000)
+    # A signed chat link for an order (tickets/chat_links.py) opens the chat already proved for
+    # it, for this many hours after it is made.
+    web_chat_link_hours: int = Field(default=168, ge=1, le=24 * 365)
     # Evidence from customers: size limits per kind, and files per request.
     media_max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     media_max_video_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
@@ -153,6 +174,20 @@ class Settings(BaseSettings):
     hooks_disable_after_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     hooks_max_subscriptions: int = Field(default=20, ge=1, le=1000)
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        # Checked here, so every command refuses a URL it cannot use in one line, before any
+        # engine is built (SQLAlchemy would fail later, deep in a traceback).
+        try:
+            driver = make_url(value).drivername
+        except ArgumentError:
+            # The value is not repeated: it may hold a password.
+            raise ValueError(f"not a database URL: use {DATABASE_FORMS}") from None
+        if driver not in DATABASE_DRIVERS:
+            raise ValueError(f"{driver!r} is not supported: use {DATABASE_FORMS}")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -195,6 +230,33 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def unknown_names(environ: Mapping[str, str], env_file: Path | None = Path(".env")) -> list[str]:
+    """A warning for each AFTERSALES_ name in the environment or the `.env` file that no
+    setting reads (a misspelt setting is otherwise silently ignored), naming the closest one."""
+    from dotenv import dotenv_values
+
+    known = sorted(name.upper() for name in Settings.model_fields)
+    found = [(name, "the environment") for name in environ]
+    if env_file is not None and env_file.is_file():
+        found += [(name, str(env_file)) for name in dotenv_values(env_file)]
+    warnings = []
+    for name, where in found:
+        upper = name.upper()
+        if not upper.startswith(PREFIX) or upper.removeprefix(PREFIX) in known:
+            continue
+        if upper in NOT_SETTINGS or upper.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        # Compared without the prefix, which every name shares and would make any two alike.
+        close = difflib.get_close_matches(upper.removeprefix(PREFIX), known, n=1, cutoff=0.6)
+        hint = (
+            f": did you mean {PREFIX}{close[0]}?"
+            if close
+            else " (.env.example lists every setting)"
+        )
+        warnings.append(f"{name} in {where} is not a setting and is ignored{hint}")
+    return warnings
 
 
 def get_settings() -> Settings:

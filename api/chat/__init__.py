@@ -5,11 +5,21 @@
 
 - `GET /chat`: the page (templates/chat/chat.html, api/static/chat.js), in the browser's
   language (zh-CN or en) with a switch; it opens the browser's session (api/chat/identity.py).
+  `GET /chat?link=TOKEN`, a signed chat link for an order (tickets/chat_links.py): the chat is
+  proved for that order, the request for it begins, and the browser goes on to `/chat` (the
+  token never stays in its address bar); an expired or tampered link gets a page saying so,
+  and the way to prove the order by its number and the phone's digits instead.
 - `POST /chat/send` `{"id", "text"}`, `POST /chat/press` `{"id", "data", "message"}`: a text,
   a button press. `id` is the page's own id for it (a retry with the same id is handled once).
   Each becomes a Telegram update fed to a Dispatcher built by the bot's own factory
   (bot/runtime.py `build_dispatcher`), with a bot whose session never calls Telegram
   (bot/web.py): every handler, filter, state and fallback of the bot serves the page.
+- `POST /chat/upload` (multipart: `id`, `group`, `file`): one photo, video or document, as a
+  Telegram message carrying it (the page sends the files picked together one by one, sharing a
+  `group`, as Telegram sends an album): the bot's own media step checks and keeps it
+  (bot/media.py: real images, the size limits, location metadata stripped). Its body is bounded
+  by AFTERSALES_MAX_UPLOAD_BYTES before a byte is read (api/app.py `UPLOAD_ROUTES`).
+- `POST /chat/forget`: log out; this browser forgets its session.
 - `GET /chat/events`: the conversation as server-sent events, resumed by `Last-Event-ID`
   (api/chat/stream.py).
 
@@ -21,22 +31,34 @@ it acts only as its cookie's chat.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import logging
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from api.chat import identity
 from api.chat.stream import ECHO_KIND, WEB, Hub, Row
 from api.panel.auth import client_address
 from tickets.bundled import bundled
+from tickets.chat_links import LINK_PARAM, TOKEN_MAX, LinkRefused, prove_by_link, read_token
+from tickets.customers import LinkedElsewhere
+from tickets.exceptions import NotFound
 from tickets.messages.scripts import resolve_language
 from tickets.models import OutboxMessage
 
@@ -50,6 +72,25 @@ CLIENT_ID = r"^[A-Za-z0-9_-]{8,64}$"
 # Telegram's own limits: a message's text, a button's data.
 TEXT_MAX = 4096
 DATA_MAX = 64
+# The page's own words (bot/texts/*.toml, [web]).
+PAGE_TEXTS = (
+    "title",
+    "placeholder",
+    "send",
+    "offline",
+    "online",
+    "switch",
+    "busy",
+    "camera",
+    "camera_label",
+    "attach",
+    "attach_label",
+    "uploading",
+    "upload_failed",
+    "too_large",
+    "forget",
+    "forget_confirm",
+)
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 M = TypeVar("M", bound=BaseModel)
@@ -65,6 +106,14 @@ class PressIn(BaseModel):
     data: Annotated[str, Field(min_length=1, max_length=DATA_MAX)]
     # The outbox row id of the bot's message the button is under (its id on the page).
     message: Annotated[int, Field(ge=0, le=2**62)]
+
+
+class UploadIn(BaseModel):
+    """The upload's form fields beside the file."""
+
+    id: Annotated[str, Field(pattern=CLIENT_ID)]
+    # Files picked together share one (a Telegram album's media_group_id).
+    group: Annotated[str | None, Field(pattern=CLIENT_ID)] = None
 
 
 class LanguageIn(BaseModel):
@@ -87,6 +136,8 @@ class WebChat:
         self.sessions = state.sessions
         self.texts = Texts.load()
         self.bot = build_web_bot()
+        # Where the web bot's getFile finds an upload's bytes, for the one update reading them.
+        self.files: dict[str, bytes] = self.bot.session.files  # type: ignore[attr-defined]
         self.dispatcher = build_dispatcher(
             state.sessions,
             state.settings,
@@ -119,9 +170,15 @@ class WebChat:
         finally:
             self.hub.wake(str(chat_id))
 
-    def echo(self, chat_id: int, client_id: str, text: str) -> None:
-        """Write the customer's own message to the conversation (stream.py's doc); once."""
+    def echo(
+        self, chat_id: int, client_id: str, text: str, file: dict[str, str] | None = None
+    ) -> None:
+        """Write the customer's own message (a text, or a file's kind and name) to the
+        conversation (stream.py's doc); once."""
         now = self.clock()
+        payload: dict[str, Any] = {"text": text}
+        if file is not None:
+            payload["file"] = file
         with self.sessions() as session:
             try:
                 session.execute(
@@ -129,7 +186,7 @@ class WebChat:
                         channel=WEB,
                         recipient=str(chat_id),
                         kind=ECHO_KIND,
-                        payload={"text": text},
+                        payload=payload,
                         status="sent",
                         attempts=0,
                         next_attempt_at=now,
@@ -142,13 +199,43 @@ class WebChat:
             except IntegrityError:
                 session.rollback()  # sent again by the page: shown once
 
+    def prove(self, chat_id: int, order_no: str, language: str) -> bool | None:
+        """The chat opened a valid link for `order_no`: prove it the order's (in the core:
+        tickets/chat_links.py). False when it cannot be (the order gone, the order's customer
+        followed from elsewhere): the bot then asks for the proof as without a link. None
+        when the chat is another customer's with a history: the link needs a chat of its
+        own."""
+        from bot.web import WEB_NAME
+
+        with self.sessions() as session:
+            try:
+                proved = prove_by_link(
+                    session,
+                    web_chat_id=chat_id,
+                    order_no=order_no,
+                    name=WEB_NAME,
+                    language=language,
+                )
+            except (NotFound, LinkedElsewhere):
+                session.rollback()
+                return False
+            if proved is None:
+                session.rollback()
+                return None
+            session.commit()
+        return True
+
     def render(self, row: Row) -> dict[str, Any] | None:
         """What the page shows for one outbox row (None: nothing)."""
-        from bot.delivery import customer_markup
+        from bot.keyboards import customer_markup
 
         payload = row.payload
         if row.kind == ECHO_KIND:
-            return {"type": "mine", "text": str(payload.get("text") or "")}
+            mine: dict[str, Any] = {"type": "mine", "text": str(payload.get("text") or "")}
+            file = payload.get("file")
+            if isinstance(file, dict):
+                mine["file"] = {"kind": str(file.get("kind")), "name": str(file.get("name"))}
+            return mine
         method = payload.get("method")
         params = payload.get("params") or {}
         if method == "sendMessage":
@@ -254,12 +341,17 @@ def _refusal(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def _guard(request: Request) -> tuple[int, JSONResponse | None]:
-    """The chat of a JSON request, or the refusal: a foreign site, no session, too many."""
+def _guard(
+    request: Request, content_type: str = "application/json"
+) -> tuple[int, JSONResponse | None]:
+    """The chat of a request (JSON, or the upload's form), or the refusal: a foreign site,
+    another body, no session, too many."""
     if not _same_site(request):
         return 0, _refusal(403, "cross-site request refused")
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return 0, _refusal(415, "send JSON")
+    if request.headers.get("content-type", "").split(";")[0].strip() != content_type:
+        return 0, _refusal(
+            415, "send JSON" if content_type == "application/json" else "send a form"
+        )
     chat_id = _session(request)
     if chat_id is None:
         return 0, _refusal(401, "open /chat first")
@@ -282,25 +374,73 @@ def _set_session(response: Response, chat: WebChat, chat_id: int) -> None:
 
 @router.get("", response_class=HTMLResponse)
 async def page(request: Request) -> Response:
-    """The chat page; a browser without a session gets one."""
+    """The chat page; a browser without a session gets one. With a chat link (module doc),
+    the chat proved for its order first."""
     chat = _chat(request)
     chat_id = _session(request)
     if chat_id is None and not chat.limits.sessions_per_address.allow(client_address(request)):
         return HTMLResponse("Too many new chats from this address: try again later.", 429)
     language = _language(request)
+    link = request.query_params.get(LINK_PARAM)
+    if link is not None:
+        return await _open_link(request, chat, chat_id or identity.new_chat_id(), link, language)
     texts = {
         lang: {
-            key: chat.texts.plain(lang, f"web.{key}")
-            for key in ("title", "placeholder", "send", "offline", "online", "switch", "busy")
+            # Placeholders kept for the page to fill in ({name}, {reason}).
+            key: chat.texts.plain(lang, f"web.{key}", name="{name}", reason="{reason}")
+            for key in PAGE_TEXTS
         }
         for lang in LANGUAGES
     }
     body = chat.env.get_template("chat.html").render(
-        language=language, texts=texts, t=texts[language], shop=chat.settings.shop_name
+        language=language,
+        texts=texts,
+        t=texts[language],
+        shop=chat.settings.shop_name,
+        max_upload=chat.settings.max_upload_bytes,
     )
     response = HTMLResponse(body)
     # Renewed on every visit: the session lasts its days after the last use.
     _set_session(response, chat, chat_id if chat_id is not None else identity.new_chat_id())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _open_link(
+    request: Request, chat: WebChat, chat_id: int, link: str, language: str
+) -> Response:
+    """A chat link opened (module doc)."""
+    try:
+        order_no = read_token(chat.secret, link[: TOKEN_MAX + 1], chat.clock())
+    except LinkRefused as exc:
+        body = chat.env.get_template("link.html").render(
+            language=language,
+            t={
+                key: chat.texts.plain(language, f"web.{key}")
+                for key in ("title", f"link_{exc.reason}", "link_prove", "link_open")
+            },
+            reason=exc.reason,
+            shop=chat.settings.shop_name,
+        )
+        # Gone for good (expired), or never valid (tampered): neither is worth retrying.
+        response: Response = HTMLResponse(body, 410 if exc.reason == "expired" else 400)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    if await asyncio.to_thread(chat.prove, chat_id, order_no, language) is None:
+        # The browser's chat is another customer's: the link opens in a new one (theirs is
+        # kept: proving their order brings it back).
+        if not chat.limits.sessions_per_address.allow(client_address(request)):
+            return HTMLResponse("Too many new chats from this address: try again later.", 429)
+        chat_id = identity.new_chat_id()
+        await asyncio.to_thread(chat.prove, chat_id, order_no, language)
+    # The request for the order begins as from a Telegram deep link: proved, the bot goes
+    # straight to the kind. Its id comes from the link, so opening it again (a reload) starts
+    # nothing twice.
+    client_id = "link-" + hashlib.sha256(link.encode()).hexdigest()[:40]
+    update = chat.updates(chat_id, language).text(client_id, f"/start {order_no}", chat.clock())
+    await chat.feed(chat_id, update)
+    response = RedirectResponse(PREFIX, status_code=303)
+    _set_session(response, chat, chat_id)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -348,6 +488,71 @@ async def press(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+def file_kind(mime: str) -> str:
+    """What a file is to the bot, from the type the browser says: a photo (checked to be a
+    real image all the same: bot/media.py), a video, or a document."""
+    if mime.startswith("image/"):
+        return "photo"
+    if mime.startswith("video/"):
+        return "video"
+    return "document"
+
+
+@router.post("/upload")
+async def upload(request: Request) -> Response:
+    """A file from the page (module doc), handled as the bot handles a Telegram photo, video
+    or document: the same checks, the same answers."""
+    chat_id, refused = _guard(request, "multipart/form-data")
+    if refused is not None:
+        return refused
+    try:
+        # One file and its two short fields: anything more is refused before it is kept.
+        form = await request.form(max_files=1, max_fields=2, max_part_size=1024)
+    except HTTPException as exc:
+        if exc.status_code == 413:
+            raise  # over the upload limit (api/guard.py): answered 413
+        return _refusal(400, "send the form with one file: id, group, file")
+    try:
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        try:
+            body = UploadIn.model_validate(fields)
+        except ValidationError as exc:
+            return JSONResponse(
+                {"detail": jsonable_encoder(exc.errors(include_url=False, include_input=False))},
+                status_code=422,
+            )
+        sent = form.get("file")
+        if not isinstance(sent, UploadFile):
+            return _refusal(422, "no file")
+        data = await sent.read()
+        mime = (sent.content_type or "application/octet-stream")[:100]
+        # The texts of the form no pattern checks (api/inputs.py leaves uploads alone).
+        name = (sent.filename or "").replace("\x00", "")[:200]
+        mime = mime.replace("\x00", "")
+    finally:
+        await form.close()
+    if not data:
+        return _refusal(422, "the file is empty")
+    chat = _chat(request)
+    kind = file_kind(mime)
+    await asyncio.to_thread(chat.echo, chat_id, body.id, "", {"kind": kind, "name": name})
+    update, file_id = chat.updates(chat_id, _language(request)).file(
+        body.id,
+        kind=kind,
+        size=len(data),
+        name=name,
+        mime=mime,
+        group=body.group,
+        now=chat.clock(),
+    )
+    chat.files[file_id] = data
+    try:
+        await chat.feed(chat_id, update)
+    finally:
+        chat.files.pop(file_id, None)
+    return JSONResponse({"ok": True})
+
+
 @router.post("/language")
 async def language(request: Request) -> Response:
     """The page's language switch: the page's words, and the bot's until the customer picks
@@ -361,6 +566,18 @@ async def language(request: Request) -> Response:
     response.set_cookie(
         identity.LANGUAGE_COOKIE, body.language, max_age=365 * 86400, samesite="lax", path=PREFIX
     )
+    return response
+
+
+@router.post("/forget")
+async def forget(request: Request) -> Response:
+    """Log out: this browser forgets its session (a shared or borrowed device). The
+    conversation stays the customer's: proving the order again, from any browser, brings
+    their requests back (tickets/customers.py)."""
+    if not _same_site(request):
+        return _refusal(403, "cross-site request refused")
+    response = JSONResponse({"ok": True})
+    response.delete_cookie(identity.COOKIE, path=PREFIX)
     return response
 
 

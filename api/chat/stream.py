@@ -15,6 +15,12 @@ A stream waits, off the database, until it is woken: by the chat's own messages 
 route that fed the update), and by one watcher per process that looks for new `web` rows once a
 second (an agent's answer from the panel, another process) and wakes only the chats they are
 for. Every database step runs in a thread: the event loop never waits on the database.
+
+When the server is told to stop (SIGTERM, Ctrl-C), every open stream ends at once: a page's
+stream never ends by itself, and uvicorn waits for open responses before it stops (its graceful
+shutdown would wait out its whole timeout, then cancel the streams with a traceback each). The
+browsers reconnect after the restart, from their last event. uvicorn has no hook for "stopping
+now": `_on_server_exit` chains the stop signals' handlers it installs.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,6 +88,8 @@ class Hub:
         self.keepalive_seconds = keepalive_seconds
         self._listeners: dict[str, set[asyncio.Event]] = {}
         self._watcher: asyncio.Task[None] | None = None
+        # Set when the server stops (module doc): every stream ends.
+        self.closing = False
 
     @contextlib.contextmanager
     def listen(self, recipient: str) -> Iterator[asyncio.Event]:
@@ -107,6 +117,19 @@ class Hub:
         """Start the watcher (on the running loop) if it is not running."""
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.create_task(self._watch(), name="web-chat-watch")
+            loop = asyncio.get_running_loop()
+
+            def stopping() -> None:
+                loop.call_soon_threadsafe(self.close)
+
+            _on_server_exit(stopping)
+
+    def close(self) -> None:
+        """End every open stream (the server stops: module doc)."""
+        self.closing = True
+        for waiting in self._listeners.values():
+            for event in waiting:
+                event.set()
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -213,6 +236,8 @@ class Hub:
         """The chat's event stream (module doc), from after the row `after` (None: a page
         opened afresh, which gets the latest HISTORY rows)."""
         self.start()
+        if self.closing:
+            return
         with self.listen(recipient) as woken:
             yield f"retry: {RETRY_MS}\n\n"
             if after is None:
@@ -244,6 +269,34 @@ class Hub:
                     await asyncio.wait_for(woken.wait(), timeout=wait)
                 except TimeoutError:
                     yield ": alive\n\n"
+                if self.closing:
+                    return
+
+
+_exit_callbacks: list[Callable[[], None]] = []
+
+
+def _on_server_exit(callback: Callable[[], None]) -> None:
+    """Call `callback` when the server is told to stop (module doc): the stop signals'
+    handlers (uvicorn's, which it installs around its serving, in every worker process) are
+    chained with ours, on the main thread, where signal handlers live. The callback runs in a
+    signal handler: it only schedules its work on the loop."""
+    _exit_callbacks.append(callback)
+    if threading.current_thread() is not threading.main_thread():
+        return  # a test's client serving the app from a thread: no server to stop
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if not callable(previous) or getattr(previous, "_web_chat", False):
+            continue  # nobody handles it (the default: the process just ends), or chained
+
+        def handler(signum: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
+            for call in list(_exit_callbacks):
+                with contextlib.suppress(RuntimeError):  # a loop already closed
+                    call()
+            previous(signum, frame)
+
+        handler._web_chat = True  # type: ignore[attr-defined]
+        signal.signal(sig, handler)
 
 
 def _aware(value: datetime) -> datetime:

@@ -224,6 +224,7 @@ VARIABLE: Final = {
     "gift_value": N_("Gift value"),
     "goodwill_amount": N_("Goodwill amount"),
     "inspect_by": N_("Inspected by (date)"),
+    "review_by": N_("Review due by"),
     "item_name": N_("Item"),
     "kind": N_("Kind of request"),
     "last_scan_at": N_("Last tracking scan"),

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Request
 
 from api.deps import CurrentAgent, SessionDep, require_scope
 from api.offload import OffLoop
-from tickets.exceptions import InvalidInput
+from tickets.chat_links import link_for_order
+from tickets.exceptions import Conflict, InvalidInput
 from tickets.limits import check_batch
 from tickets.orders.store import get_order, order_to_read, pick_units, upsert_order
 from tickets.refunds.ledger import quote
-from tickets.schemas import OrderBatch, OrderRead, OrderUpsertResult, QuoteAsk
+from tickets.schemas import ChatLinkRead, OrderBatch, OrderRead, OrderUpsertResult, QuoteAsk
 
 router = APIRouter(prefix="/orders", tags=["orders"], route_class=OffLoop)
 
@@ -64,6 +65,31 @@ def upsert_orders(
 def read_order(order_no: str, session: SessionDep, agent: CurrentAgent) -> OrderRead:
     """One order with its lines, each unit's stored net, and its payments."""
     return order_to_read(get_order(session=session, order_no=order_no))
+
+
+@router.get(
+    "/{order_no}/chat-link",
+    response_model=ChatLinkRead,
+    dependencies=[require_scope("orders")],
+)
+def order_chat_link(
+    order_no: str, request: Request, session: SessionDep, agent: CurrentAgent
+) -> ChatLinkRead:
+    """A signed link to the web chat for this order (a token with the `orders` scope: the
+    shop's integration puts it on the order page): it opens /chat already proved for the order,
+    until `expires_at` (AFTERSALES_WEB_CHAT_LINK_HOURS). 409 when the web chat is off."""
+    settings = request.app.state.settings
+    if not settings.web_chat:
+        raise Conflict("the web chat is off (AFTERSALES_WEB_CHAT=false)")
+    link = link_for_order(
+        session,
+        secret=settings.secret_key,
+        public_url=settings.public_url,
+        order_no=order_no,
+        now=request.app.state.clock(),
+        hours=settings.web_chat_link_hours,
+    )
+    return ChatLinkRead(order_no=link.order_no, url=link.url, expires_at=link.expires_at)
 
 
 @router.post("/{order_no}/refund-quote")

@@ -1,7 +1,9 @@
 // The web chat page (api/chat/): the conversation arrives as server-sent events (each an outbox
 // row, resumed by Last-Event-ID after a drop or a restart: the browser's EventSource sends it
 // by itself); texts and button presses are posted as JSON with an id of the page's own, sent
-// again with the same id after a network error so the server handles each once.
+// again with the same id after a network error so the server handles each once. Files (the
+// camera, or several picked at once) are posted one by one as forms, those picked together
+// sharing a group (a Telegram album), each with its own id, retried the same way.
 (function () {
   "use strict";
   var texts = JSON.parse(document.getElementById("texts").textContent);
@@ -13,7 +15,9 @@
   // Telegram's HTML subset: anything else in a message is shown as text.
   var ALLOWED = { B: 1, STRONG: 1, I: 1, EM: 1, U: 1, INS: 1, S: 1, STRIKE: 1, DEL: 1, CODE: 1, PRE: 1, A: 1, BLOCKQUOTE: 1, TG_SPOILER: 1 };
 
-  function t(key) { return texts[language][key]; }
+  function t(key, values) {
+    return texts[language][key].replace(/\{(\w+)\}/g, function (m, k) { return values && k in values ? values[k] : m; });
+  }
 
   function newId() {
     var a = new Uint8Array(12);
@@ -60,6 +64,7 @@
         } else {
           el = document.createElement("button");
           el.type = "button";
+          el.dataset.data = b.data;
           el.addEventListener("click", function () {
             el.disabled = true;
             post("/chat/press", { id: newId(), data: b.data, message: messageId }).then(function () { el.disabled = false; });
@@ -98,6 +103,12 @@
     box.className = "msg " + (ev.type === "mine" ? "mine" : "bot");
     if (ev.type === "mine") {
       box.textContent = ev.text;
+      if (ev.file) {
+        var f = document.createElement("div");
+        f.className = "file";
+        f.textContent = (ev.file.kind === "photo" ? "📷 " : "📎 ") + ev.file.name;
+        box.appendChild(f);
+      }
     } else {
       box.dataset.id = ev.id;
       box.appendChild(richText(ev.html || ""));
@@ -122,6 +133,13 @@
     if (follow || ev.type === "mine") log.scrollTop = log.scrollHeight;
   }
 
+  // A message is tried again for about ten minutes (a restart, a phone between networks):
+  // soon at first, then every 10 s.
+  var RETRIES = 65;
+  function later(tries) {
+    return new Promise(function (ok) { setTimeout(ok, Math.min(10000, 500 * Math.pow(2, tries))); });
+  }
+
   function post(url, body, tries) {
     tries = tries || 0;
     return fetch(url, {
@@ -134,10 +152,55 @@
       return r;
     }, function () {
       // The network dropped or the server restarts: the same id again, so it counts once.
-      if (tries > 20) return null;
-      return new Promise(function (ok) { setTimeout(ok, 1000); }).then(function () { return post(url, body, tries + 1); });
+      if (tries > RETRIES) return null;
+      return later(tries).then(function () { return post(url, body, tries + 1); });
     });
   }
+
+  function postFile(body, tries) {
+    tries = tries || 0;
+    return fetch("/chat/upload", { method: "POST", credentials: "same-origin", body: body }).then(null, function () {
+      if (tries > RETRIES) return null;
+      return later(tries).then(function () { return postFile(body, tries + 1); });
+    });
+  }
+
+  function sendFiles(list) {
+    var files = Array.prototype.slice.call(list);
+    var group = files.length > 1 ? newId() : null;
+    // One after the other: the bot takes an album's files in the order they were picked.
+    return files.reduce(function (done, file) {
+      return done.then(function () {
+        if (file.size > window.CHAT_MAX_UPLOAD) {
+          statusEl.textContent = t("upload_failed", { name: file.name, reason: t("too_large") });
+          return null;
+        }
+        statusEl.textContent = t("uploading", { name: file.name });
+        var form = new FormData();
+        form.append("id", newId());
+        if (group) form.append("group", group);
+        form.append("file", file, file.name);
+        return postFile(form).then(function (r) {
+          if (r && r.status === 413) statusEl.textContent = t("upload_failed", { name: file.name, reason: t("too_large") });
+          else if (r && r.status === 429) statusEl.textContent = t("busy");
+          else if (r && r.ok) statusEl.textContent = t("online");
+        });
+      });
+    }, Promise.resolve());
+  }
+
+  ["camera", "files"].forEach(function (id) {
+    var picker = document.getElementById(id);
+    picker.addEventListener("change", function () {
+      var chosen = picker.files;
+      sendFiles(chosen).then(function () { picker.value = ""; });
+    });
+  });
+
+  document.getElementById("forget").addEventListener("click", function () {
+    if (!window.confirm(t("forget_confirm"))) return;
+    post("/chat/forget", {}).then(function () { window.location.replace("/chat"); });
+  });
 
   function sendText(text) {
     text = text.trim();
@@ -159,6 +222,7 @@
     document.getElementById("title").textContent = t("title");
     document.getElementById("send").textContent = t("send");
     document.getElementById("switch").textContent = t("switch");
+    document.getElementById("forget").textContent = t("forget");
     input.placeholder = t("placeholder");
     document.title = t("title");
   });

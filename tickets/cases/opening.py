@@ -34,6 +34,7 @@ from tickets.customers import speaks_for
 from tickets.exceptions import (
     DuplicateCase,
     InvalidInput,
+    NotFound,
     PermissionDenied,
 )
 from tickets.messages.notices import (
@@ -46,6 +47,7 @@ from tickets.models import (
     Attachment,
     CaseKind,
     CaseStatus,
+    Customer,
     EventType,
     Order,
     OrderLine,
@@ -164,6 +166,13 @@ def open_case(
         # then sees them taken; an order re-sent meanwhile is read as re-sent.
         order = get_order(session=session, order_no=request.order_no, lock=True)
         customer = order.customer
+    elif kind in TALK_KINDS and actor.kind == "customer" and actor.customer_id is not None:
+        # A customer talking without an order is themself, from whichever chat: a web chat's
+        # customer has no Telegram id or phone to be found by (tickets/customers.py).
+        found = session.get(Customer, actor.customer_id)
+        if found is None:
+            raise NotFound("no such customer")
+        customer = found
     elif kind in TALK_KINDS and request.customer is not None:
         customer = find_or_make_customer(session, request.customer, now=ctx.now)
         session.flush()

@@ -12,6 +12,7 @@ from bot.routers.customer.states import Talk
 from bot.routers.handlers import Handlers
 from tickets import self_service
 from tickets.context import Context
+from tickets.customers import chat_channel
 from tickets.models import Customer
 
 handlers = Handlers()
@@ -36,6 +37,7 @@ async def talk(
         text=text,
         message_id=message.message_id,
         evidence=data.get("evidence", []),
+        channel=chat_channel(reply.chat_id),
     )
     # A new one's notice (a script, queued with it) tells its number and when we answer.
     if not opened:
