@@ -113,6 +113,8 @@ class EventType(StrEnum):
     sla_breached = "sla.breached"
     sla_escalated = "sla.escalated"
     customer_reminded = "customer.reminded"
+    tag_added = "tag.added"
+    tag_removed = "tag.removed"
     note_added = "note.added"
     reply_sent = "reply.sent"
     customer_message = "customer.message"
@@ -337,6 +339,20 @@ class Agent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SavedView(Base):
+    """An agent's own named queue: a queue page's filters (its query string, checked by
+    tickets/saved_views.py) kept under a name, shown in their sidebar with its live count."""
+
+    __tablename__ = "saved_views"
+    __table_args__ = (UniqueConstraint("agent_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(60))
+    query: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ApiToken(Base):
     """A bearer token for the JSON API; only its SHA-256 is stored."""
 
@@ -446,6 +462,28 @@ class Ticket(Base):
     events: Mapped[list[Event]] = relationship(
         back_populates="ticket", order_by="Event.id", cascade="all, delete-orphan"
     )
+    tags: Mapped[list[TicketTag]] = relationship(
+        order_by="TicketTag.tag", cascade="all, delete-orphan", viewonly=True
+    )
+
+
+class TicketTag(Base):
+    """A word an agent put on a case to find it again ("vip", "supplier-x", "质检"): short,
+    lower-case, letters, digits, "-" and "_" (tickets/cases/tags.py owns the rule)."""
+
+    __tablename__ = "ticket_tags"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "tag"),
+        # A queue filtered by tag looks the tag up first.
+        Index("ix_ticket_tags_tag_ticket", "tag", "ticket_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(32))
+    # Who tagged it (an agent's id, no key: agents are deactivated, never deleted).
+    added_by_id: Mapped[int | None] = mapped_column(Integer)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class TicketItem(Base):

@@ -435,6 +435,18 @@ class ReplyCreate(_In):
     check_variables = field_validator("variables")(_script_variables)
 
 
+class TagsIn(_In):
+    """Tags to put on a case (tickets/cases/tags.py says what a tag may be)."""
+
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(min_length=1, max_length=20)
+
+
+class TagsRead(BaseModel):
+    """A case's tags after a change, A to Z."""
+
+    tags: list[str]
+
+
 class ItemRead(BaseModel):
     sku: str
     quantity: int
@@ -511,6 +523,7 @@ class TicketRead(BaseModel):
     refund: dict[str, Any] | None
     sla: list[SlaRead]
     risk: dict[str, Any]
+    tags: list[str] = Field(default_factory=list)
     messages: list[MessageRead]
     attachments: list[AttachmentRead]
     events: list[EventRead]
@@ -532,6 +545,7 @@ class TicketSummary(BaseModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     risk_level: str
+    tags: list[str] = Field(default_factory=list)
 
 
 class TicketList(BaseModel):

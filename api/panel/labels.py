@@ -143,6 +143,8 @@ EVENT: Final[dict[str, str]] = {
     EventType.sla_escalated: N_("SLA escalated"),
     EventType.customer_reminded: N_("Customer reminded"),
     EventType.note_added: N_("Internal note"),
+    EventType.tag_added: N_("Tagged"),
+    EventType.tag_removed: N_("Tag removed"),
     EventType.reply_sent: N_("Reply sent"),
     EventType.customer_message: N_("Customer message"),
     EventType.risk_assessed: N_("Risk assessed"),

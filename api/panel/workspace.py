@@ -36,6 +36,7 @@ from tickets.cases.holds import AWAITING_EVIDENCE, HIGH_RISK, to_confirm
 from tickets.cases.lifecycle import perform_action
 from tickets.cases.serialize import message_deliveries, ticket_to_read
 from tickets.cases.status import get_ticket
+from tickets.cases.tags import add_tags, remove_tag, tags_of
 from tickets.context import Actor, Context
 from tickets.exceptions import (
     ActionNotAllowed,
@@ -224,6 +225,7 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         "done": request.query_params.get("done"),
         # Why a reply just posted was not sent (a reason code, named by the labels).
         "unsent_why": request.query_params.get("why"),
+        "tags": tags_of(session, ticket.id),
         "problem": None,
     }
 
@@ -363,6 +365,69 @@ def act(
         return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
     # A list the action was taken from (the approvals) is where the agent goes back to.
     return act_or_explain(request, session, agent, ctx, number, body, back=form.get("back", ""))
+
+
+# ---------------------------------------------------------------- tags
+
+
+def _tag_change(
+    request: Request, session: Session, agent: Agent, number: str, change: Any
+) -> Response:
+    """Apply a tag change and come back to the case, or show the case with why not."""
+    try:
+        change()
+        session.flush()
+    except DomainError as exc:
+        session.rollback()
+        return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
+    return RedirectResponse(f"/panel/cases/{number}#tags", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/cases/{number}/tags")
+def tag(
+    number: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    ctx: ContextDep,
+    form: FormFields,
+) -> Response:
+    """Put the tags typed (separated by commas or spaces) on the case."""
+    typed = form.get("tags", "")[:2000].replace("，", ",").replace(",", " ").split()
+    return _tag_change(
+        request,
+        session,
+        agent,
+        number,
+        lambda: add_tags(
+            session=session, number=number, tags=typed, actor=Actor("agent", agent), ctx=ctx
+        ),
+    )
+
+
+@router.post("/cases/{number}/tags/remove")
+def untag(
+    number: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    ctx: ContextDep,
+    form: FormFields,
+) -> Response:
+    """Take one tag off the case."""
+    return _tag_change(
+        request,
+        session,
+        agent,
+        number,
+        lambda: remove_tag(
+            session=session,
+            number=number,
+            tag=form.get("tag", "")[:200],
+            actor=Actor("agent", agent),
+            ctx=ctx,
+        ),
+    )
 
 
 # ---------------------------------------------------------------- replying

@@ -16,9 +16,19 @@ from tickets.cases.opening import open_case
 from tickets.cases.queries import NEWEST_FIRST, SORTS, TicketFilters, check_sort, list_tickets
 from tickets.cases.serialize import message_deliveries, ticket_summary, ticket_to_read
 from tickets.cases.status import get_ticket
+from tickets.cases.tags import add_tags, normalise_tag, remove_tag
 from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Attachment, CaseKind, CaseStatus, Role
-from tickets.schemas import ActionRequest, DbId, MessageRead, ReplyCreate, TicketCreate, TicketList
+from tickets.schemas import (
+    ActionRequest,
+    DbId,
+    MessageRead,
+    ReplyCreate,
+    TagsIn,
+    TagsRead,
+    TicketCreate,
+    TicketList,
+)
 from tickets.schemas import TicketRead as TicketJSON
 from tickets.sla import clocks as sla
 
@@ -83,6 +93,9 @@ def list_cases(
     order_no: str | None = None,
     priority: str | None = None,
     channel: str | None = None,
+    tag: Annotated[
+        str | None, Query(max_length=100, description="only cases with this tag")
+    ] = None,
     overdue: Annotated[
         bool | None, Query(description="only cases with a shop SLA clock past due")
     ] = None,
@@ -113,6 +126,7 @@ def list_cases(
         order_no=order_no,
         priority=priority,
         channel=channel,
+        tag=normalise_tag(tag, "tag") if tag else None,
         overdue_at=request.app.state.clock() if overdue else None,
     )
     cap = settings.count_cap
@@ -184,6 +198,26 @@ def reply(
         attachments=[],
         delivery=None if msg.internal else message_deliveries(session, msg.ticket_id).get(msg.id),
     )
+
+
+@router.post("/{number}/tags", response_model=TagsRead)
+def tag_case(
+    number: str, body: TagsIn, session: SessionDep, actor: AgentActor, ctx: ContextDep
+) -> TagsRead:
+    """Put tags on a case (`{"tags": ["vip", "supplier-x"]}`); the case's tags after. A tag is
+    at most 32 letters, digits, '-' or '_' (stored in lower case); a case carries at most
+    AFTERSALES_LIMIT_TAGS_PER_CASE; anything else is a 422 naming the tag, nothing written."""
+    return TagsRead(
+        tags=add_tags(session=session, number=number, tags=body.tags, actor=actor, ctx=ctx)
+    )
+
+
+@router.delete("/{number}/tags/{tag}", response_model=TagsRead)
+def untag_case(
+    number: str, tag: str, session: SessionDep, actor: AgentActor, ctx: ContextDep
+) -> TagsRead:
+    """Take a tag off a case; the case's tags after."""
+    return TagsRead(tags=remove_tag(session=session, number=number, tag=tag, actor=actor, ctx=ctx))
 
 
 @files.get("/{attachment_id}")

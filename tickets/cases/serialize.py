@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tickets.cases.tags import tags_of
 from tickets.customers import telegram_of
 from tickets.exceptions import InvalidInput
 from tickets.messages.outbox import STATE_OF_STATUS
@@ -198,6 +199,7 @@ def ticket_to_read(
         refund=refund_view(session, ticket, policy=policy, now=now, timezone=timezone),
         sla=sla or [],
         risk={"level": ticket.risk_level, "signals": ticket.risk_signals},
+        tags=tags_of(session, ticket.id),
         messages=[
             MessageRead(
                 id=m.id,
@@ -242,4 +244,6 @@ def ticket_summary(ticket: Ticket) -> TicketSummary:
         created_at=ticket.created_at,
         updated_at=ticket.updated_at,
         risk_level=ticket.risk_level,
+        # Loaded with the page (tickets.cases.queries.list_tickets).
+        tags=[t.tag for t in ticket.tags],
     )

@@ -1,0 +1,64 @@
+"""team: tags on cases, agents' saved views
+
+Revision ID: 0003_team
+Revises: 0002_web_chat
+Create Date: 2026-12-07 18:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import tickets.models
+
+revision: str = "0003_team"
+down_revision: str | None = "0002_web_chat"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "ticket_tags",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("tag", sa.String(length=32), nullable=False),
+        sa.Column("added_by_id", sa.Integer(), nullable=True),
+        sa.Column("added_at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["tickets.id"],
+            name=op.f("fk_ticket_tags_ticket_id_tickets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ticket_tags")),
+        sa.UniqueConstraint("ticket_id", "tag", name=op.f("uq_ticket_tags_ticket_id_tag")),
+    )
+    op.create_index("ix_ticket_tags_tag_ticket", "ticket_tags", ["tag", "ticket_id"])
+    op.create_table(
+        "saved_views",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("agent_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=60), nullable=False),
+        sa.Column("query", sa.String(length=1000), nullable=False),
+        sa.Column("created_at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["agent_id"],
+            ["agents.id"],
+            name=op.f("fk_saved_views_agent_id_agents"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_saved_views")),
+        sa.UniqueConstraint("agent_id", "name", name=op.f("uq_saved_views_agent_id_name")),
+    )
+    op.create_index(op.f("ix_saved_views_agent_id"), "saved_views", ["agent_id"])
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_saved_views_agent_id"), table_name="saved_views")
+    op.drop_table("saved_views")
+    op.drop_index("ix_ticket_tags_tag_ticket", table_name="ticket_tags")
+    op.drop_table("ticket_tags")
