@@ -19,6 +19,7 @@ from api.panel import (
     dashboard,
     intake,
     queue,
+    views,
     workspace,
 )
 from api.panel.i18n import LazyCatalogs
@@ -37,6 +38,7 @@ router.include_router(dashboard.router, prefix=PREFIX)
 router.include_router(admin.router, prefix=PREFIX)
 router.include_router(bundle.router, prefix=PREFIX)
 router.include_router(auth.account, prefix=PREFIX)
+router.include_router(views.router, prefix=PREFIX)
 
 
 def install_panel(app: FastAPI) -> None:

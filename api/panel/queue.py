@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request, status
@@ -45,6 +45,7 @@ from tickets.models import (
     OrderUnit,
     Refund,
     RefundStatus,
+    SavedView,
     SlaClock,
     Ticket,
     TicketUnit,
@@ -52,7 +53,8 @@ from tickets.models import (
 from tickets.money import format_amount
 from tickets.orders.store import find_order_id, normalise_order_no
 from tickets.policy.rules import CUSTOMER_CLOCKS
-from tickets.schemas import EARLIEST, LATEST, ActionRequest, DbId, DbInt
+from tickets.saved_views import clean_query, list_views
+from tickets.schemas import EARLIEST, LATEST, ActionRequest, DbId, DbInt, whole_number
 from tickets.sla import clocks as sla
 from tickets.workflow import WORKING
 
@@ -202,6 +204,75 @@ def queue_counts(
         columns.append(select(func.count()).select_from(capped).scalar_subquery().label(queue))
     row = session.execute(select(*columns)).one()
     return {queue: int(getattr(row, queue)) for queue in QUEUES}
+
+
+def _as_view(query: str) -> str:
+    """The page's query as a view keeps it; "" (nothing to save) when it holds what a view may
+    not (a value a hand-edited URL made too long)."""
+    try:
+        return clean_query(query)
+    except InvalidInput:
+        return ""
+
+
+def view_choices(query: str) -> tuple[Choices, str, int | None]:
+    """A saved view's query string read back as the queue page reads its URL: (the choices,
+    the search text, the customer picked)."""
+    values: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query):
+        values.setdefault(key, []).append(value)
+
+    def one(key: str) -> str:
+        return values.get(key, [""])[0]
+
+    queue = one("queue") if one("queue") in QUEUES else "all"
+    customer = whole_number(one("customer")) if one("customer") else None
+    chosen = Choices(
+        queue=queue,
+        kind=values.get("kind", []),
+        status=values.get("status", []),
+        group=one("group"),
+        assignee=one("assignee"),
+        priority=one("priority"),
+        channel=one("channel"),
+        risk=one("risk"),
+        created_from=one("created_from")[:10],
+        created_to=one("created_to")[:10],
+        tag=one("tag"),
+    )
+    return chosen, one("q")[:100], customer
+
+
+def view_counts(
+    session: Session,
+    agent: Agent,
+    views: list[SavedView],
+    cap: int,
+    now: datetime,
+    soon: int,
+    tz: ZoneInfo,
+    groups: Any,
+) -> dict[int, int]:
+    """Each of the agent's saved views counted as its page would list it, up to `cap`, in one
+    query (each view a capped subquery, as the queues' counts)."""
+    columns = []
+    for view in views:
+        chosen, q, customer = view_choices(view.query)
+        open_number, searched, customers = search(session, q)
+        if customer is not None:
+            searched = {"customer_id": customer}
+        elif open_number is not None:
+            searched = {"extra": (Ticket.number == open_number,)}
+        elif len(customers) > 1:
+            searched = {"extra": (Ticket.id.is_(None),)}  # "pick one": the page lists nothing
+        filters, narrowing = chosen.filters(agent, now, soon, tz, groups, searched)
+        conditions = [*filter_conditions(filters, session), *narrowing.conditions()]
+        capped = select(Ticket.id).where(*conditions).limit(cap + 1).subquery()
+        columns.append(select(func.count()).select_from(capped).scalar_subquery())
+    if not columns:
+        return {}
+    row = session.execute(select(*columns)).one()
+    return {view.id: int(n) for view, n in zip(views, row, strict=True)}
 
 
 def default_order(queue: str) -> str:
@@ -492,6 +563,8 @@ def queue_page(
         select(Agent).where(Agent.active.is_(True)).order_by(Agent.username).limit(200)
     ).all()
     counts = queue_counts(session, agent, cap, now, soon)
+    views = list_views(session, agent)
+    counted_views = view_counts(session, agent, views, cap, now, soon, tz, policy.groups)
     next_steps = []
     if not rows and not filtered and not cursor:
         # An empty queue on its own (an agent's empty "Mine" on Monday morning) points at the
@@ -507,6 +580,10 @@ def queue_page(
         "queue": queue,
         "queues": QUEUES,
         "counts": counts,
+        "views": views,
+        "view_counts": counted_views,
+        # The page's own filters, as a view would keep them (the "save this view" form).
+        "view_query": _as_view(query),
         "next_steps": next_steps,
         "cap": cap,
         "soon": soon,
