@@ -1,0 +1,101 @@
+"""The team tools in a real browser, in Chinese and in English: tags put on a case from its
+page, shown on the queue's rows and filtering the queue; the filtered queue saved as the
+agent's own view, listed in the sidebar with its count, renamed and deleted."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import Shop, password
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT = 15_000
+LOGIN_TIMEOUT = 60_000  # the first writes of a fresh server (see test_panel_browser.py)
+
+
+def _login(chromium: Any, base: str, username: str) -> Any:
+    page = chromium.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{base}/panel")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password(username))
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/panel(\?.*)?$"), timeout=LOGIN_TIMEOUT)
+    return page
+
+
+def _language(page: Any, code: str) -> None:
+    page.click(f'button[name="language"][value="{code}"]')
+    page.wait_for_selector(
+        f'button[name="language"][value="{code}"][aria-current="true"]', timeout=LOGIN_TIMEOUT
+    )
+
+
+def test_tag_a_case_filter_by_it_and_save_the_view(
+    shop: Shop, chromium: Any, screenshots: Path
+) -> None:
+    base = shop.base_url
+    page = _login(chromium, base, "xiaomei")
+    page.goto(f"{base}/panel/cases/{shop.case}")
+    # Xiaomei reads Chinese: the tags line is in her language.
+    assert "标签" in page.locator("#tags").inner_text()
+    page.fill("#add-tags input[name=tags]", "VIP， 破损")
+    page.click("#add-tags button[type=submit]")
+    page.wait_for_selector('#tags [data-tag="vip"]')
+    assert page.locator('#tags [data-tag="破损"]').count() == 1
+    # The timeline says who tagged.
+    assert "已加标签" in page.locator(".timeline").inner_text()
+    page.screenshot(path=str(screenshots / "case-tags-zh.png"), full_page=True)
+
+    # The tag's link lists the cases carrying it: this one, its row showing the tags.
+    page.click('#tags [data-tag="vip"] a')
+    page.wait_for_selector("#tag-filter")
+    rows = page.locator("#queue-rows tr[data-case]")
+    assert rows.count() == 1
+    assert rows.first.get_attribute("data-case") == shop.case
+    assert rows.first.locator('[data-row-tag="破损"]').count() == 1
+
+    # Saved as her own view: it opens the same filters and counts them in the sidebar.
+    page.fill("#save-view input[name=name]", "VIP 工单")
+    page.click("#save-view button[type=submit]")
+    page.wait_for_selector('[data-view-count="VIP 工单"]')
+    assert page.locator('[data-view-count="VIP 工单"]').inner_text() == "1"
+    assert "我的视图" in page.locator("#queue-counts").inner_text()
+    page.goto(f"{base}/panel?queue=mine")
+    assert page.locator('[data-view-count="VIP 工单"]').inner_text() == "1"
+    page.screenshot(path=str(screenshots / "queue-saved-view-zh.png"), full_page=True)
+    page.click('[data-view="VIP 工单"]')
+    page.wait_for_selector("#tag-filter")
+    assert page.locator("#queue-rows tr[data-case]").count() == 1
+
+    # The same in English.
+    _language(page, "en")
+    assert "My views" in page.locator("#queue-counts").inner_text()
+    assert "Save these filters as my view" in page.locator("#save-view").inner_text()
+    page.screenshot(path=str(screenshots / "queue-saved-view-en.png"), full_page=True)
+
+    # Renamed and deleted on the views page.
+    page.click("#manage-views")
+    page.wait_for_selector("#views")
+    row = page.locator('[data-view-row="VIP 工单"]')
+    row.locator("input[name=name]").fill("VIP cases")
+    row.locator("button[type=submit]").first.click()
+    page.wait_for_selector('[data-view-row="VIP cases"]')
+    assert "View renamed." in page.inner_text("main")
+    page.click('[data-delete-view="VIP cases"]')
+    page.wait_for_selector("text=No saved views yet.")
+
+    # A tag taken off from the case page: the case leaves the tag's list.
+    page.goto(f"{base}/panel/cases/{shop.case}")
+    assert "Tags" in page.locator("#tags").inner_text()
+    page.click('[data-untag="vip"]')
+    page.wait_for_selector('#tags [data-tag="破损"]')
+    assert page.locator('#tags [data-tag="vip"]').count() == 0
+    page.screenshot(path=str(screenshots / "case-tags-en.png"), full_page=True)
+    page.goto(f"{base}/panel?queue=all&tag=vip")
+    assert page.locator("#queue-rows tr[data-case]").count() == 0
