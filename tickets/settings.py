@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     # A shop's own reply scripts, overriding or adding to templates/scripts/ (same format).
     scripts_dir: Path | None = None
+    # Macros (a script plus an action in one step): the shop's own file instead of
+    # templates/macros.toml (same format; tickets/macros.py).
+    macros_file: Path | None = None
     # The shop's name, as customers see it in notices.
     shop_name: str = "Demo Shop 演示店铺"
     # Shown in links printed by the CLI and sent to agents.

@@ -18,6 +18,7 @@ from api.panel import (
     bundle,
     dashboard,
     intake,
+    macros,
     queue,
     views,
     workspace,
@@ -32,6 +33,7 @@ router.include_router(queue.router, prefix=PREFIX)
 # Before the workspace, whose /cases/{number} would otherwise take /cases/new.
 router.include_router(intake.router, prefix=PREFIX)
 router.include_router(workspace.router, prefix=PREFIX)
+router.include_router(macros.router, prefix=PREFIX)
 router.include_router(bulk.router, prefix=PREFIX)
 router.include_router(approvals.router, prefix=PREFIX)
 router.include_router(dashboard.router, prefix=PREFIX)

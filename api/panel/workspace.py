@@ -25,7 +25,7 @@ from api.deps import ContextDep, SessionDep
 from api.errors import status_for
 from api.panel.auth import CurrentPanelAgent, safe_next
 from api.panel.labels import SCRIPT_CATEGORY, UNIT
-from api.panel.pages import plain_text, render, telegram_html
+from api.panel.pages import panel_macros, plain_text, render, telegram_html
 from tickets.cases.actions.refunds import (
     approval_blocker,
     current_refund,
@@ -226,6 +226,8 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         # Why a reply just posted was not sent (a reason code, named by the labels).
         "unsent_why": request.query_params.get("why"),
         "tags": tags_of(session, ticket.id),
+        # The shop's macros whose action the case allows now (a script plus the action).
+        "macros": panel_macros(request).usable(read.allowed_actions),
         "problem": None,
     }
 

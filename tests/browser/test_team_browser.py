@@ -99,3 +99,30 @@ def test_tag_a_case_filter_by_it_and_save_the_view(
     page.screenshot(path=str(screenshots / "case-tags-en.png"), full_page=True)
     page.goto(f"{base}/panel?queue=all&tag=vip")
     assert page.locator("#queue-rows tr[data-case]").count() == 0
+
+
+def test_a_macro_is_previewed_then_applied_in_both_languages(
+    shop: Shop, chromium: Any, screenshots: Path
+) -> None:
+    base = shop.base_url
+    page = _login(chromium, base, "xiaomei")
+    page.goto(f"{base}/panel/cases/{shop.case}")
+    # In Chinese: the macro's own title, and what it would do before anything happens.
+    page.click('[data-macro="ask_for_photo"]')
+    page.wait_for_selector("[data-macro-status]")
+    assert page.locator("[data-macro-status]").get_attribute("data-macro-status") == "needs_info"
+    assert "客户将收到" in page.locator("#macro-result").inner_text()
+    assert shop.case in page.locator("[data-macro-text]").inner_text()
+    page.screenshot(path=str(screenshots / "case-macro-preview-zh.png"), full_page=True)
+
+    _language(page, "en")
+    page.click('[data-macro="ask_for_photo"]')
+    page.wait_for_selector("[data-macro-status]")
+    assert "The customer will read:" in page.locator("#macro-result").inner_text()
+    assert "Needs info" in page.locator("[data-macro-status]").inner_text()
+    page.screenshot(path=str(screenshots / "case-macro-preview-en.png"), full_page=True)
+    # Nothing happened yet: the case is still waiting for review.
+    assert page.locator(".case-head .status").inner_text() == "Submitted"
+    page.click("#macro-apply")
+    page.wait_for_selector("#done")
+    assert page.locator(".case-head .status").inner_text() == "Needs info"
