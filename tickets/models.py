@@ -115,6 +115,11 @@ class EventType(StrEnum):
     customer_reminded = "customer.reminded"
     tag_added = "tag.added"
     tag_removed = "tag.removed"
+    case_linked = "case.linked"
+    case_unlinked = "case.unlinked"
+    # A duplicate merged into another case (on the duplicate), and taken in (on the target).
+    case_merged = "case.merged"
+    case_merged_in = "case.merged_in"
     note_added = "note.added"
     reply_sent = "reply.sent"
     customer_message = "customer.message"
@@ -439,6 +444,10 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None]
+    # A duplicate merged into another case (tickets/cases/links.py): that case's id. Its
+    # messages, files and events show in that case's history; it is closed. A plain column,
+    # as opened_by_id (SQLite can drop it again on a downgrade).
+    merged_into_id: Mapped[int | None] = mapped_column(Integer)
     # Optimistic lock: two agents acting at once, exactly one wins (the other gets 409).
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -484,6 +493,21 @@ class TicketTag(Base):
     # Who tagged it (an agent's id, no key: agents are deactivated, never deleted).
     added_by_id: Mapped[int | None] = mapped_column(Integer)
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CaseLink(Base):
+    """Two cases an agent linked as related (the same parcel, the same customer's two
+    requests): one row per pair, the smaller id first (tickets/cases/links.py)."""
+
+    __tablename__ = "case_links"
+    __table_args__ = (UniqueConstraint("ticket_id", "other_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    other_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="related")
+    created_by_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class TicketItem(Base):

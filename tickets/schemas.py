@@ -441,6 +441,25 @@ class TagsIn(_In):
     tags: list[Annotated[str, Field(max_length=100)]] = Field(min_length=1, max_length=20)
 
 
+class LinkIn(_In):
+    """The other case of a link."""
+
+    number: str = Field(min_length=1, max_length=40)
+
+
+class MergeIn(_In):
+    """Merge this case (a duplicate) into `into`; `version`: the duplicate's version seen."""
+
+    into: str = Field(min_length=1, max_length=40)
+    version: DbInt | None = None
+
+
+class LinksRead(BaseModel):
+    """The cases linked to a case after a change."""
+
+    links: list[LinkRead]
+
+
 class TagsRead(BaseModel):
     """A case's tags after a change, A to Z."""
 
@@ -499,6 +518,14 @@ class EventRead(BaseModel):
     data: dict[str, Any]
 
 
+class LinkRead(BaseModel):
+    """A case linked to this one as related."""
+
+    number: str
+    status: str
+    kind: str
+
+
 class TicketRead(BaseModel):
     number: str
     kind: CaseKind
@@ -524,6 +551,9 @@ class TicketRead(BaseModel):
     sla: list[SlaRead]
     risk: dict[str, Any]
     tags: list[str] = Field(default_factory=list)
+    # Cases linked as related, and the case this one was merged into (a closed duplicate).
+    links: list[LinkRead] = Field(default_factory=list)
+    merged_into: str | None = None
     messages: list[MessageRead]
     attachments: list[AttachmentRead]
     events: list[EventRead]

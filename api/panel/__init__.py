@@ -18,6 +18,7 @@ from api.panel import (
     bundle,
     dashboard,
     intake,
+    links,
     macros,
     queue,
     views,
@@ -34,6 +35,7 @@ router.include_router(queue.router, prefix=PREFIX)
 router.include_router(intake.router, prefix=PREFIX)
 router.include_router(workspace.router, prefix=PREFIX)
 router.include_router(macros.router, prefix=PREFIX)
+router.include_router(links.router, prefix=PREFIX)
 router.include_router(bulk.router, prefix=PREFIX)
 router.include_router(approvals.router, prefix=PREFIX)
 router.include_router(dashboard.router, prefix=PREFIX)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import FileResponse
@@ -12,6 +12,7 @@ from api.deps import AgentActor, ContextDep, CurrentAgent, SessionDep
 from api.offload import OffLoop
 from tickets.cases.conversation import add_reply
 from tickets.cases.lifecycle import perform_action
+from tickets.cases.links import link_cases, merge_case, unlink_cases
 from tickets.cases.opening import open_case
 from tickets.cases.queries import NEWEST_FIRST, SORTS, TicketFilters, check_sort, list_tickets
 from tickets.cases.serialize import message_deliveries, ticket_summary, ticket_to_read
@@ -22,6 +23,10 @@ from tickets.models import Attachment, CaseKind, CaseStatus, Role
 from tickets.schemas import (
     ActionRequest,
     DbId,
+    LinkIn,
+    LinkRead,
+    LinksRead,
+    MergeIn,
     MessageRead,
     ReplyCreate,
     TagsIn,
@@ -218,6 +223,52 @@ def untag_case(
 ) -> TagsRead:
     """Take a tag off a case; the case's tags after."""
     return TagsRead(tags=remove_tag(session=session, number=number, tag=tag, actor=actor, ctx=ctx))
+
+
+def _links(found: list[Any]) -> LinksRead:
+    return LinksRead(links=[LinkRead(number=x.number, status=x.status, kind=x.kind) for x in found])
+
+
+@router.post("/{number}/links", response_model=LinksRead)
+def link(
+    number: str, body: LinkIn, session: SessionDep, actor: AgentActor, ctx: ContextDep
+) -> LinksRead:
+    """Link another case to this one as related (`{"number": ...}`); the linked cases after."""
+    return _links(
+        link_cases(session=session, number=number, other=body.number, actor=actor, ctx=ctx)
+    )
+
+
+@router.delete("/{number}/links/{other}", response_model=LinksRead)
+def unlink(
+    number: str, other: str, session: SessionDep, actor: AgentActor, ctx: ContextDep
+) -> LinksRead:
+    """Undo a link; the linked cases after."""
+    return _links(unlink_cases(session=session, number=number, other=other, actor=actor, ctx=ctx))
+
+
+@router.post("/{number}/merge", response_model=TicketJSON)
+def merge(
+    number: str,
+    body: MergeIn,
+    request: Request,
+    session: SessionDep,
+    actor: AgentActor,
+    ctx: ContextDep,
+) -> TicketJSON:
+    """Merge this case (a duplicate) into `into`, a case of the same customer or order: its
+    messages, files and events go to that case's history, and it is closed as merged. Answers
+    the target. A refund in motion on the duplicate is a 409 saying so; another customer's
+    case a 422."""
+    target = merge_case(
+        session=session,
+        number=number,
+        into=body.into,
+        actor=actor,
+        ctx=ctx,
+        version=body.version,
+    )
+    return _read(request, session, target.number, actor.role)
 
 
 @files.get("/{attachment_id}")

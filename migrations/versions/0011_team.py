@@ -1,4 +1,4 @@
-"""team: tags on cases, agents' saved views
+"""team: tags on cases, agents' saved views, linked and merged cases
 
 Revision ID: 0003_team
 Revises: 0002_web_chat
@@ -55,9 +55,41 @@ def upgrade() -> None:
         sa.UniqueConstraint("agent_id", "name", name=op.f("uq_saved_views_agent_id_name")),
     )
     op.create_index(op.f("ix_saved_views_agent_id"), "saved_views", ["agent_id"])
+    op.create_table(
+        "case_links",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("other_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("created_by_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["tickets.id"],
+            name=op.f("fk_case_links_ticket_id_tickets"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["other_id"],
+            ["tickets.id"],
+            name=op.f("fk_case_links_other_id_tickets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_case_links")),
+        sa.UniqueConstraint("ticket_id", "other_id", name=op.f("uq_case_links_ticket_id_other_id")),
+    )
+    op.create_index(op.f("ix_case_links_ticket_id"), "case_links", ["ticket_id"])
+    op.create_index(op.f("ix_case_links_other_id"), "case_links", ["other_id"])
+    with op.batch_alter_table("tickets") as batch:
+        batch.add_column(sa.Column("merged_into_id", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("tickets") as batch:
+        batch.drop_column("merged_into_id")
+    op.drop_index(op.f("ix_case_links_other_id"), table_name="case_links")
+    op.drop_index(op.f("ix_case_links_ticket_id"), table_name="case_links")
+    op.drop_table("case_links")
     op.drop_index(op.f("ix_saved_views_agent_id"), table_name="saved_views")
     op.drop_table("saved_views")
     op.drop_index("ix_ticket_tags_tag_ticket", table_name="ticket_tags")

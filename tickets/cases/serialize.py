@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tickets.cases.links import linked_cases, merged_into_number
 from tickets.cases.tags import tags_of
 from tickets.customers import telegram_of
 from tickets.exceptions import InvalidInput
@@ -15,6 +16,7 @@ from tickets.messages.outbox import STATE_OF_STATUS
 from tickets.models import (
     CaseKind,
     CaseStatus,
+    Event,
     OutboxMessage,
     Refund,
     RefundStatus,
@@ -29,6 +31,7 @@ from tickets.schemas import (
     DeliveryRead,
     EventRead,
     ItemRead,
+    LinkRead,
     MessageRead,
     SlaRead,
     TicketRead,
@@ -224,8 +227,32 @@ def ticket_to_read(
             )
             for a in ticket.attachments
         ],
-        events=[EventRead(type=e.type, actor=e.actor, at=e.at, data=e.data) for e in ticket.events],
+        events=_events_with_merged(session, ticket),
+        links=[
+            LinkRead(number=link.number, status=link.status, kind=link.kind)
+            for link in linked_cases(session, ticket.id)
+        ],
+        merged_into=merged_into_number(session, ticket),
     )
+
+
+def _events_with_merged(session: Session, ticket: Ticket) -> list[EventRead]:
+    """The case's events, and those of the duplicates merged into it (each naming its case as
+    `merged_from`), in time order: the history of everything the case took in."""
+    own = [EventRead(type=e.type, actor=e.actor, at=e.at, data=e.data) for e in ticket.events]
+    merged = session.execute(
+        select(Event, Ticket.number)
+        .join(Ticket, Ticket.id == Event.ticket_id)
+        .where(Ticket.merged_into_id == ticket.id)
+        .order_by(Event.at, Event.id)
+    ).all()
+    if not merged:
+        return own
+    taken = [
+        EventRead(type=e.type, actor=e.actor, at=e.at, data={**e.data, "merged_from": number})
+        for e, number in merged
+    ]
+    return sorted([*own, *taken], key=lambda e: e.at)
 
 
 def ticket_summary(ticket: Ticket) -> TicketSummary:
