@@ -358,6 +358,27 @@ class SavedView(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Notification(Base):
+    """Something an agent should hear about (tickets/notifications.py): a new case in their
+    group, a customer's reply on their case, a colleague's @mention in a note, a case assigned
+    to them. Kept per agent, the newest few hundred; read when they open or dismiss it."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_agent_id_id", "agent_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    # new_case | customer_reply | mention | assigned
+    kind: Mapped[str] = mapped_column(String(20))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(32), default="")
+    # Who caused it (an actor's label) and a short excerpt (a mention's note).
+    by: Mapped[str] = mapped_column(String(120), default="")
+    excerpt: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[datetime | None]
+
+
 class ApiToken(Base):
     """A bearer token for the JSON API; only its SHA-256 is stored."""
 

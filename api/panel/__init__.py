@@ -20,6 +20,7 @@ from api.panel import (
     intake,
     links,
     macros,
+    notifications,
     queue,
     views,
     workspace,
@@ -36,6 +37,7 @@ router.include_router(intake.router, prefix=PREFIX)
 router.include_router(workspace.router, prefix=PREFIX)
 router.include_router(macros.router, prefix=PREFIX)
 router.include_router(links.router, prefix=PREFIX)
+router.include_router(notifications.router, prefix=PREFIX)
 router.include_router(bulk.router, prefix=PREFIX)
 router.include_router(approvals.router, prefix=PREFIX)
 router.include_router(dashboard.router, prefix=PREFIX)

@@ -165,6 +165,14 @@ EVENT: Final[dict[str, str]] = {
     EventType.delivery_undeliverable: N_("Message not sent"),
 }
 
+# An agent's notifications (tickets/notifications.py), by kind.
+NOTIFICATION: Final = {
+    "new_case": N_("New case in your group: %(number)s"),
+    "customer_reply": N_("The customer replied on %(number)s"),
+    "mention": N_("You were mentioned on %(number)s"),
+    "assigned": N_("%(number)s was assigned to you"),
+}
+
 # Where a reply to the customer stands (tickets/messages/outbox.py).
 DELIVERY: Final = {
     "queued": N_("queued"),

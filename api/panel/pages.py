@@ -52,6 +52,8 @@ class PanelState:
     # The shop's macros (tickets/macros.py), read when a case page first needs them.
     macros: Macros | None = None
     macros_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The live notifications' hub (api/panel/notifications.py), made by the first stream.
+    notify_hub: Any = None
 
 
 def panel_macros(request: Request) -> Macros:

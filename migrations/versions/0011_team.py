@@ -1,4 +1,4 @@
-"""team: tags on cases, agents' saved views, linked and merged cases
+"""team: tags on cases, agents' saved views, linked and merged cases, notifications
 
 Revision ID: 0003_team
 Revises: 0002_web_chat
@@ -80,6 +80,32 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_case_links_ticket_id"), "case_links", ["ticket_id"])
     op.create_index(op.f("ix_case_links_other_id"), "case_links", ["other_id"])
+    op.create_table(
+        "notifications",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("agent_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=True),
+        sa.Column("number", sa.String(length=32), nullable=False),
+        sa.Column("by", sa.String(length=120), nullable=False),
+        sa.Column("excerpt", sa.String(length=200), nullable=False),
+        sa.Column("created_at", tickets.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("read_at", tickets.models.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["agent_id"],
+            ["agents.id"],
+            name=op.f("fk_notifications_agent_id_agents"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["tickets.id"],
+            name=op.f("fk_notifications_ticket_id_tickets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
+    )
+    op.create_index("ix_notifications_agent_id_id", "notifications", ["agent_id", "id"])
     with op.batch_alter_table("tickets") as batch:
         batch.add_column(sa.Column("merged_into_id", sa.Integer(), nullable=True))
 
@@ -87,6 +113,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("tickets") as batch:
         batch.drop_column("merged_into_id")
+    op.drop_index("ix_notifications_agent_id_id", table_name="notifications")
+    op.drop_table("notifications")
     op.drop_index(op.f("ix_case_links_other_id"), table_name="case_links")
     op.drop_index(op.f("ix_case_links_ticket_id"), table_name="case_links")
     op.drop_table("case_links")

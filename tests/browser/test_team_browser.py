@@ -126,3 +126,92 @@ def test_a_macro_is_previewed_then_applied_in_both_languages(
     page.click("#macro-apply")
     page.wait_for_selector("#done")
     assert page.locator(".case-head .status").inner_text() == "Needs info"
+
+
+def _assign(url: str, number: str, to: str, note: str | None = None) -> None:
+    """The lead assigns the case to `to` (and writes `note` on it), as the panel would."""
+    from sqlalchemy import select
+
+    from tickets.cases.conversation import add_reply
+    from tickets.cases.lifecycle import perform_action
+    from tickets.context import Actor, Context
+    from tickets.db import make_engine, make_sessionmaker
+    from tickets.models import Agent, utcnow
+    from tickets.policy.rules import Policy
+    from tickets.schemas import ActionRequest, ReplyCreate
+    from tickets.settings import Settings
+
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as s:
+        lead = s.scalar(select(Agent).where(Agent.username == "lead"))
+        ctx = Context(policy=Policy(), now=utcnow(), tz=Settings(_env_file=None).tz)
+        perform_action(
+            session=s,
+            number=number,
+            request=ActionRequest(action="assign", assignee=to),
+            actor=Actor("agent", lead),
+            ctx=ctx,
+        )
+        if note:
+            add_reply(
+                session=s,
+                number=number,
+                reply=ReplyCreate(text=note, internal=True),
+                actor=Actor("agent", lead),
+                ctx=ctx,
+            )
+        s.commit()
+    engine.dispose()
+
+
+def test_notifications_arrive_live_with_a_badge_a_title_count_and_the_browsers_own(
+    shop: Shop, fresh_db_url: str, chromium: Any, screenshots: Path
+) -> None:
+    base = shop.base_url
+    context = chromium.new_context(viewport={"width": 1440, "height": 900})
+    # The browser's own notifications, allowed and recorded (headless chromium shows none).
+    context.add_init_script(
+        "window.__shown = [];"
+        "window.Notification = class { constructor(title) { window.__shown.push(title); }"
+        " static get permission() { return 'granted'; }"
+        " static requestPermission() { return Promise.resolve('granted'); } };"
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{base}/panel")
+    page.fill("input[name=username]", "tom")
+    page.fill("input[name=password]", password("tom"))
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/panel(\?.*)?$"), timeout=LOGIN_TIMEOUT)
+    page.goto(f"{base}/panel?queue=mine")
+    # The stream's first event: the unread count so far (the demo's new cases in his group).
+    page.wait_for_selector("#notifications[data-live]", state="attached")
+    badge = page.locator("#notify-count")
+    start = int(badge.inner_text()) if badge.is_visible() else 0
+
+    _assign(fresh_db_url, shop.case, "tom", note="@tom can you call the customer? @xiaomei FYI")
+    page.wait_for_function(
+        f"document.getElementById('notify-count').textContent === '{start + 2}'", timeout=20_000
+    )
+    assert page.title().startswith(f"({start + 2}) ")
+    shown = page.evaluate("window.__shown")
+    assert f"{shop.case} was assigned to you" in shown
+    assert f"You were mentioned on {shop.case}" in shown
+    page.screenshot(path=str(screenshots / "notifications-badge-en.png"))
+
+    # The list: opening one goes to the case and counts it read.
+    page.click("#notifications")
+    page.wait_for_selector("#notify-list")
+    assert "can you call the customer?" in page.locator("#notify-list").inner_text()
+    page.screenshot(path=str(screenshots / "notifications-list-en.png"), full_page=True)
+    page.click(f'#notify-list a:has-text("{shop.case} was assigned to you")')
+    page.wait_for_url(re.compile(rf"/panel/cases/{shop.case}"))
+    page.wait_for_function(
+        f"document.getElementById('notify-count').textContent === '{start + 1}'", timeout=20_000
+    )
+
+    # Xiaomei reads it in Chinese.
+    zh = _login(chromium, base, "xiaomei")
+    zh.goto(f"{base}/panel/notifications")
+    assert f"有人在 {shop.case} 中提到了您" in zh.locator("#notify-list").inner_text()
+    zh.screenshot(path=str(screenshots / "notifications-list-zh.png"), full_page=True)

@@ -30,6 +30,7 @@ from tickets.models import (
     Message,
     Ticket,
 )
+from tickets.notifications import NOTIFYING, on_event
 
 # ---------------------------------------------------------------- small pieces
 
@@ -75,10 +76,26 @@ def case_number_in(text: str, prefix: str) -> str | None:
 def record_event(
     *, session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, **data: Any
 ) -> Event:
-    """Append to the case's audit log."""
+    """Append to the case's audit log (and notify the agents who should hear of it)."""
     event = Event(ticket=ticket, type=type, actor=actor.label, at=now, data=data)
     session.add(event)
+    _notify(session, ticket, type, actor, now, data)
     return event
+
+
+def _notify(
+    session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, data: Any
+) -> None:
+    if type in NOTIFYING:
+        on_event(
+            session,
+            ticket=ticket,
+            type=type,
+            actor_label=actor.label,
+            actor_agent_id=actor.agent.id if actor.agent is not None else None,
+            now=now,
+            data=data,
+        )
 
 
 # Built once: the audit row as a plain INSERT (see `append_event`).
@@ -101,6 +118,7 @@ def append_event(
         _INSERT_EVENT,
         {"ticket_id": ticket.id, "type": type, "actor": actor.label, "at": now, "data": data},
     )
+    _notify(session, ticket, type, actor, now, data)
 
 
 def case_notice(
