@@ -90,7 +90,10 @@ def test_merge_a_phone_duplicate_into_the_bots_case(api: Api) -> None:
     target = r.json()
     assert target["number"] == bot
     # The duplicate's conversation is in the target now, and its history beside the target's.
-    assert "caller says the parcel is already packed" in [m["text"] for m in target["messages"]]
+    said = [m["text"] for m in target["messages"]]
+    assert "caller says the parcel is already packed" in said
+    # The duplicate's request in its own words, naming it.
+    assert f"{phone}: called about the same return" in said
     taken = [e for e in target["events"] if e["data"].get("merged_from") == phone]
     assert taken and taken[0]["type"] == "case.created"
     assert any(

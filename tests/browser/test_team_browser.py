@@ -215,3 +215,71 @@ def test_notifications_arrive_live_with_a_badge_a_title_count_and_the_browsers_o
     zh.goto(f"{base}/panel/notifications")
     assert f"有人在 {shop.case} 中提到了您" in zh.locator("#notify-list").inner_text()
     zh.screenshot(path=str(screenshots / "notifications-list-zh.png"), full_page=True)
+
+
+def _phone_duplicate(url: str, number: str) -> str:
+    """A complaint taken on the phone from the customer of case `number`, no order named."""
+    from sqlalchemy import select
+
+    from tickets.cases.opening import open_case
+    from tickets.context import SYSTEM, Context
+    from tickets.db import make_engine, make_sessionmaker
+    from tickets.models import Ticket, utcnow
+    from tickets.policy.rules import Policy
+    from tickets.schemas import TicketCreate
+    from tickets.settings import Settings
+
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as s:
+        original = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert original is not None
+        ticket = open_case(
+            session=s,
+            request=TicketCreate.model_validate(
+                {
+                    "kind": "complaint",
+                    "reason": "service",
+                    "channel": "phone",
+                    "description": "called about the same jeans",
+                    "customer": {
+                        "name": original.customer.name,
+                        "phone": original.customer.phone,
+                    },
+                }
+            ),
+            actor=SYSTEM,
+            ctx=Context(policy=Policy(), now=utcnow(), tz=Settings(_env_file=None).tz),
+        )
+        s.commit()
+        duplicate = ticket.number
+    engine.dispose()
+    return duplicate
+
+
+def test_link_then_merge_a_phone_duplicate_in_both_languages(
+    shop: Shop, fresh_db_url: str, chromium: Any, screenshots: Path
+) -> None:
+    base = shop.base_url
+    duplicate = _phone_duplicate(fresh_db_url, shop.case)
+    page = _login(chromium, base, "xiaomei")
+    page.goto(f"{base}/panel/cases/{duplicate}")
+    assert "关联工单" in page.locator("#links").inner_text()
+    page.fill("#link-form input[name=other]", shop.case.lower())
+    page.click("#link-form button[type=submit]")
+    page.wait_for_selector(f'#links [data-link="{shop.case}"]')
+    page.screenshot(path=str(screenshots / "case-linked-zh.png"), full_page=True)
+
+    _language(page, "en")
+    page.click("#merge summary")
+    page.fill("#merge input[name=into]", shop.case)
+    page.check("#merge input[name=confirm]")
+    page.click("#merge-button")
+    page.wait_for_url(re.compile(rf"/panel/cases/{shop.case}\?done=merged"))
+    assert "The duplicate was merged into this case." in page.locator("#done").inner_text()
+    # The duplicate's history is in the target's, each entry saying where it came from.
+    assert page.locator(f'[data-merged-from="{duplicate}"]').count() >= 1
+    assert f"{duplicate}: called about the same jeans" in page.locator(".timeline").inner_text()
+    page.screenshot(path=str(screenshots / "case-merged-en.png"), full_page=True)
+    page.goto(f"{base}/panel/cases/{duplicate}")
+    assert shop.case in page.locator("#merged-into").inner_text()
+    assert page.locator(".case-head .status").inner_text() == "Closed"

@@ -206,6 +206,18 @@ def merge_case(
         update(Attachment).where(Attachment.ticket_id == dup.id).values(ticket_id=target.id),
         execution_options={"synchronize_session": False},
     )
+    if dup.description.strip():
+        # The duplicate's request in its own words (a phone call's notes): in the target's
+        # conversation where it happened, saying where it came from.
+        session.add(
+            Message(
+                ticket_id=target.id,
+                author="system",
+                text=f"{dup.number}: {dup.description}",
+                internal=True,
+                created_at=dup.created_at,
+            )
+        )
     session.expire(dup, ["messages", "attachments"])
     session.expire(target, ["messages", "attachments"])
     dup.merged_into_id = target.id
