@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,6 +23,9 @@ from api import errors
 from api.deps import context_for, current_agent, require_scope
 from api.guard import BodyGuard, GuardRules, RouteLimit, cookie, header
 from api.inputs import RefuseNul
+from api.metrics import PATH as METRICS_PATH
+from api.metrics import install_metrics
+from api.observe import Observe
 from api.panel import install_panel
 from api.priority import MarkForeground
 from api.routes import orders, tickets
@@ -36,6 +40,7 @@ from tickets.models import utcnow
 from tickets.policy.rules import load_policy
 from tickets.settings import Settings
 from tickets.sla.sweep import run_sweep
+from tickets.telemetry import instruments, watch_pool
 
 API_PREFIX = "/api/v1"
 # Path prefixes of routes whose bodies are files: they get AFTERSALES_MAX_UPLOAD_BYTES instead
@@ -50,7 +55,11 @@ def _sweep_job(app: FastAPI) -> Callable[[], Awaitable[None]]:
         ctx = context_for(app.state, app.state.clock())
         # The sweep is synchronous database work: off the event loop, one at a time (the
         # scheduler's max_instances=1: a sweep still running when the next is due is skipped).
-        report = await asyncio.to_thread(run_sweep, sessions=app.state.sessions, ctx=ctx)
+        started = time.perf_counter()
+        try:
+            report = await asyncio.to_thread(run_sweep, sessions=app.state.sessions, ctx=ctx)
+        finally:
+            instruments().sweep_seconds.observe(time.perf_counter() - started)
         if report.clocks or report.failed or report.undeliverable:
             log.info("SLA sweep: %s", report)
 
@@ -123,6 +132,8 @@ def create_app(
         # No database call on the event loop, by construction (tickets/db.py): a route or a
         # worker that forgets fails loudly instead of freezing the server.
         guard_event_loop(engine)
+    # The pool's use, for /metrics (tickets/telemetry.py).
+    watch_pool(engine)
     policy = load_policy(settings.policy_file)
     # A shop override that breaks a check stops the start here (or in serve's preflight
     # child), with the file and the reason.
@@ -244,6 +255,7 @@ def create_app(
         return RedirectResponse("/panel", status_code=307)
 
     install_panel(app)
+    install_metrics(app)
     if settings.web_chat:
         # The web chat (no Telegram token needed); off, its routes do not exist: 404.
         from api.chat import install_chat
@@ -267,5 +279,9 @@ def create_app(
     )
     # Outside it all: people's requests in flight are counted, and the bot's units of work give
     # way to them (tickets/foreground.py); the webhook's posts are the bot's own work.
-    app.add_middleware(MarkForeground, exclude=frozenset({WEBHOOK_PATH}))
+    # A scrape is no person waiting either.
+    app.add_middleware(MarkForeground, exclude=frozenset({WEBHOOK_PATH, METRICS_PATH}))
+    # Outermost of all: every answer gets its request id and is counted, refusals included
+    # (api/observe.py).
+    app.add_middleware(Observe)
     return app

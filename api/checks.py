@@ -1,4 +1,5 @@
-"""`aftersales check`: settings, database and Telegram, each with a clear verdict."""
+"""`aftersales check`: settings, database and Telegram, each with a clear verdict; and
+`check --production`: what is unsafe on a real shop's server, each refused in one line."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from tickets.db import make_engine, schema_is_current
+from tickets.db import make_engine, make_sessionmaker, schema_is_current
 from tickets.exceptions import InvalidInput
 from tickets.policy.rules import load_policy
 from tickets.settings import DEV_SECRET, Settings
@@ -61,3 +62,64 @@ def run_checks(settings: Settings, *, out: TextIO) -> bool:
             ok = False
             say("FAIL", f"Telegram unreachable at {base}: {exc.__class__.__name__}")
     return ok
+
+
+def production_refusals(settings: Settings, *, workers: int = 1) -> list[str]:
+    """What makes this installation unsafe for a real shop, one sentence each (README,
+    "Running in production"); empty when nothing is. `workers`: the processes it will run
+    as (`serve --workers N`, or N peers on one database)."""
+    refusals = []
+    if settings.secret_key == DEV_SECRET:
+        refusals.append(
+            "AFTERSALES_SECRET_KEY is the development default, published in the source: set a "
+            "long random one (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    if settings.is_sqlite and workers > 1:
+        refusals.append(
+            f"SQLite cannot be shared by {workers} processes: use PostgreSQL "
+            "(AFTERSALES_DATABASE_URL=postgresql+psycopg://...) or serve one process"
+        )
+    if not settings.public_url.startswith("https://") and not settings.behind_tls_proxy:
+        refusals.append(
+            f"AFTERSALES_PUBLIC_URL {settings.public_url} is not HTTPS: serve the desk over TLS "
+            "(a reverse proxy, deploy/) and give its https:// address, or set "
+            "AFTERSALES_BEHIND_TLS_PROXY=true if a proxy in front already terminates TLS"
+        )
+    if settings.webhook_url and not settings.webhook_secret:
+        refusals.append(
+            "AFTERSALES_WEBHOOK_URL is set without AFTERSALES_WEBHOOK_SECRET: anyone could post "
+            "updates as Telegram; set a long random secret"
+        )
+    demo = _demo_agents_with_demo_passwords(settings.database_url)
+    if demo:
+        refusals.append(
+            f"demo agents still log in with their published passwords ({', '.join(demo)}): "
+            "deactivate them or change their passwords (the demo shop is for a trial database)"
+        )
+    return refusals
+
+
+def _demo_agents_with_demo_passwords(database_url: str) -> list[str]:
+    """The demo shop's agents (tickets/demo.py) that are active and still accept the demo's
+    published password, by username; empty when the database cannot be read (the ordinary
+    checks say why)."""
+    from sqlalchemy import select
+
+    from tickets.auth import password_matches
+    from tickets.demo import AGENTS
+    from tickets.models import Agent
+
+    published = {a.username: a.password for a in AGENTS}
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            rows = session.execute(
+                select(Agent.username, Agent.password_hash)
+                .where(Agent.username.in_(published), Agent.active.is_(True))
+                .order_by(Agent.username)
+            ).all()
+    except SQLAlchemyError:
+        return []
+    finally:
+        engine.dispose()
+    return [name for name, hashed in rows if password_matches(hashed, published[name])]

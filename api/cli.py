@@ -1,10 +1,12 @@
 """The `aftersales` command: serve, migrate, demo, import-orders, create-agent, create-token,
-sla-sweep, scripts check, check. Each subcommand is one unit of work with a clear verdict."""
+sla-sweep, scripts check, check, backup, restore. Each subcommand is one unit of work with a
+clear verdict."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import subprocess
 import sys
@@ -71,8 +73,6 @@ def _safe_url(url: str) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from api import processes
 
     settings = settings_or_exit()
@@ -90,6 +90,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # Before anything counts: where the processes count for /metrics (api/processes.py).
+    with processes.shared_metrics(args.workers):
+        served = _serve(args, settings)
+    del serve_lock  # held until here
+    return served
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """`serve` once its settings are checked: the preflight child, the app, uvicorn."""
+    import uvicorn
+
+    from api import processes
+
     # The schema and the reply scripts are checked in a child process (api/preflight.py), so
     # Alembic and what the checks allocate never stay in the server. It runs while this
     # process imports and builds the app (seconds: the two use two cores at once); nothing
@@ -105,25 +118,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if preflight.wait():
         return 2
     base = f"http://{args.host}:{args.port}"
-    print(f"aftersales serving on {base}")
-    print(f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)")
-    print(f"  JSON API docs: {base}/api/v1/docs")
-    print(f"  health:        {base}/healthz")
-    print("  SLA sweep:     " + ("off (--no-scheduler)" if args.no_scheduler else "on"))
     if not settings.telegram_token:
         bot_state = "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)"
     elif settings.webhook_url:
         bot_state = f"on, webhook {settings.webhook_url}"
     else:
         bot_state = "on, polling"
-    print("  Telegram bot:  " + bot_state)
+    banner = [
+        f"aftersales serving on {base}",
+        f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)",
+        f"  JSON API docs: {base}/api/v1/docs",
+        f"  health:        {base}/healthz",
+        "  metrics:       "
+        + (f"{base}/metrics" if settings.metrics_token else "off (AFTERSALES_METRICS_TOKEN)"),
+        "  SLA sweep:     " + ("off (--no-scheduler)" if args.no_scheduler else "on"),
+        "  Telegram bot:  " + bot_state,
+    ]
     if args.workers > 1:
-        print(f"  processes:     {args.workers} (the bot polls in one of them at a time)")
-    sys.stdout.flush()
+        banner.append(f"  processes:     {args.workers} (the bot polls in one of them at a time)")
     processes.exit_cleanly_on_sigterm()
-    processes.configure_logging(args.log_level)
+    processes.configure_logging(args.log_level, settings.log_format)
+    if settings.log_format == "json":
+        # Every line of the output is JSON then, the banner's too.
+        for line in banner:
+            logging.getLogger("aftersales.serve").info(line.strip())
+    else:
+        print("\n".join(banner))
+        sys.stdout.flush()
+    log_config = processes.uvicorn_log_config(settings.log_format)
     if app is None:
-        # Each worker process builds its own app (and engine) from the environment.
+        # Each worker process builds its own app (and engine) from the environment, and
+        # counts for /metrics in files all of them read (api/processes.py).
         os.environ[processes.NO_SCHEDULER_ENV] = "1" if args.no_scheduler else ""
         os.environ[processes.LOG_LEVEL_ENV] = args.log_level
         uvicorn.run(
@@ -133,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            log_config=log_config,
             timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
         )
         return 0
@@ -141,9 +167,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        log_config=log_config,
         timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
     )
-    del serve_lock  # held until here
     return 0
 
 
@@ -162,13 +188,14 @@ def app_from_environment() -> Any:
     from api.processes import LOG_LEVEL_ENV, NO_SCHEDULER_ENV, configure_logging, startup_heap
 
     # A spawned process: nothing of the parent's set-up but the environment.
-    configure_logging(os.environ.get(LOG_LEVEL_ENV) or "info")
+    settings = settings_or_exit()
+    configure_logging(os.environ.get(LOG_LEVEL_ENV) or "info", settings.log_format)
     with startup_heap():
         from api.app import create_app
 
         # `serve` ran the preflight child (api/preflight.py) before starting the workers.
         return create_app(
-            settings_or_exit(),
+            settings,
             scheduler=not os.environ.get(NO_SCHEDULER_ENV),
             scripts_checked=True,
         )
@@ -339,10 +366,78 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from api.checks import run_checks
+    from api.checks import production_refusals, run_checks
 
-    ok = run_checks(settings_or_exit(), out=sys.stdout)
+    settings = settings_or_exit()
+    ok = run_checks(settings, out=sys.stdout)
+    if args.production:
+        refusals = production_refusals(settings, workers=args.workers)
+        for refusal in refusals:
+            print(f"FAIL  production: {refusal}")
+        if not refusals:
+            print("ok    production: nothing unsafe found")
+        ok = ok and not refusals
     return 0 if ok else 1
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from tickets.backup import BackupRefused, backup
+
+    settings = settings_or_exit()
+    target = Path(args.file)
+    try:
+        manifest = backup(
+            database_url=settings.database_url,
+            media_dir=settings.media_dir,
+            target=target,
+            now=utcnow(),
+        )
+    except BackupRefused as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(
+        f"backup written to {target}: {manifest.backend} database at schema "
+        f"{manifest.schema_revision}, {manifest.media_files} media files"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from api import processes
+    from tickets.backup import BackupRefused, restore
+
+    settings = settings_or_exit()
+    try:
+        # A SQLite database is replaced only while no serve runs on it (serve's own lock).
+        serve_lock = processes.hold_sqlite_lock(settings.database_url)
+    except processes.Refused as exc:
+        print(f"error: stop serve first: {exc}", file=sys.stderr)
+        return 2
+    try:
+        manifest = restore(
+            database_url=settings.database_url,
+            media_dir=settings.media_dir,
+            archive=Path(args.file),
+            force=args.force,
+        )
+    except BackupRefused as exc:
+        print(f"error: nothing was restored: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        del serve_lock
+    print(
+        f"restored {args.file} (taken {manifest.created_at}) into "
+        f"{_safe_url(settings.database_url)}: schema {manifest.schema_revision}, "
+        f"{manifest.media_files} media files into {settings.media_dir}"
+    )
+    engine = make_engine(settings.database_url)
+    try:
+        current = schema_is_current(engine)
+    finally:
+        engine.dispose()
+    if not current:
+        print("the backup is from an older release: run `aftersales migrate` before serving")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -418,7 +513,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_scripts_check)
 
     p = sub.add_parser("check", help="check settings, database and Telegram")
+    p.add_argument(
+        "--production",
+        action="store_true",
+        help="also refuse what is unsafe on a real shop's server (README: Running in production)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with --production: the processes the desk will run as (serve --workers N, peers)",
+    )
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "backup", help="the database and the media files in one archive (safe while serve runs)"
+    )
+    p.add_argument("file", help="the archive to write (a tar file)")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="put a backup's database and media files in place")
+    p.add_argument("file", help="an archive `aftersales backup` wrote")
+    p.add_argument(
+        "--force", action="store_true", help="replace a database that already holds data"
+    )
+    p.set_defaults(func=cmd_restore)
     return parser
 
 

@@ -16,6 +16,8 @@ schema behind) with the reason on stderr when it may not.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 
 from api.cli import cmd_migrate, settings_or_exit
@@ -31,7 +33,11 @@ def main() -> int:
     except InvalidInput:
         # The server reads the same file while this runs, and says what is wrong with it.
         return 2
-    migrated = cmd_migrate(argparse.Namespace(check=not settings.is_sqlite))
+    # With JSON logs every line of serve's output is JSON: the success line is left out (a
+    # failure still says why on stderr).
+    quiet = contextlib.redirect_stdout(io.StringIO()) if settings.log_format == "json" else None
+    with quiet or contextlib.nullcontext():
+        migrated = cmd_migrate(argparse.Namespace(check=not settings.is_sqlite))
     if migrated:
         return migrated
     try:

@@ -16,12 +16,14 @@ import fcntl
 import gc
 import logging
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy.engine import make_url
 
@@ -55,6 +57,33 @@ def startup_heap() -> Iterator[None]:
         gc.collect()
         gc.freeze()
         gc.enable()
+
+
+@contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """Where the processes of `serve --workers N` count for /metrics (tickets/telemetry.py):
+    `PROMETHEUS_MULTIPROC_DIR` when it is set (an earlier run's files removed first: counts
+    start again at each start), else, with several workers, a fresh directory of this serve,
+    removed when it ends. One process alone counts in memory."""
+    from tickets.telemetry import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for old in Path(given).glob("*.db"):
+            old.unlink(missing_ok=True)
+        yield
+        return
+    if workers <= 1:
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="aftersales-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Refused(Exception):
@@ -123,12 +152,45 @@ def exit_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _stopped)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, fmt: str = "text") -> None:
     """The product's own log lines (which process polls, leases given back, failures) at
     the serve's level, beside uvicorn's. aiogram's line per handled update and APScheduler's
-    two per sweep stay quiet (their warnings and errors still show)."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    two per sweep stay quiet (their warnings and errors still show).
+
+    `fmt` is AFTERSALES_LOG_FORMAT: "text" (lines for a person), or "json": one JSON object a
+    line (time, level, logger, message, and `request_id`, `update_id`, `case` when the line has
+    them: tickets/logcontext.py) for a log shipper; uvicorn's own lines then come through the
+    same handler (`uvicorn_log_config`)."""
+    from tickets.logcontext import LogContext
+
+    handler = logging.StreamHandler()
+    handler.addFilter(LogContext())
+    if fmt == "json":
+        from pythonjsonlogger.core import RESERVED_ATTRS
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter(
+                ["levelname", "name", "message"],
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",
+                # uvicorn's copy of its message with terminal colours.
+                reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+                json_ensure_ascii=False,
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     for chatty in ("aiogram.event", "apscheduler"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def uvicorn_log_config(fmt: str) -> dict[str, Any] | None:
+    """uvicorn's `log_config`: its own coloured lines for "text"; none for "json", so its
+    loggers pass their records to ours (`configure_logging`)."""
+    if fmt == "json":
+        return None
+    from uvicorn.config import LOGGING_CONFIG
+
+    return LOGGING_CONFIG

@@ -87,10 +87,12 @@ from tickets.cases.events import record_event
 from tickets.context import SYSTEM
 from tickets.db import unit_of_work
 from tickets.exceptions import InvalidInput
+from tickets.logcontext import case_scope
 from tickets.messages.outbox import CARD_TAKEN, notify_agents
 from tickets.models import EventType, OutboxMessage, OutboxWorker, Ticket, utcnow
 from tickets.settings import Settings
 from tickets.storage import AttachmentStore
+from tickets.telemetry import instruments
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +179,9 @@ class Outcome:
     # The Telegram message a card became (kept on its row: the card is edited when the case
     # is taken, see `_update_cards`).
     message_id: int | None = None
+    # What kind of error a send that did not go through met, for the metrics (a bounded
+    # label: flood, forbidden, bad_request, ..., tickets/telemetry.py).
+    kind: str | None = None
 
 
 @dataclass
@@ -529,10 +534,9 @@ class DeliveryWorker:
     ) -> None:
         """A message that will not be delivered: on the case's log, and to the agents when the
         customer cannot be reached."""
-        log.warning("outbox %s failed for %s: %s", row.id, row.recipient, db_row.last_error)
-        if row.ticket_id is None:
-            return
-        ticket = session.get(Ticket, row.ticket_id)
+        ticket = session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
+        with case_scope(ticket.number if ticket is not None else None):
+            log.warning("outbox %s failed for %s: %s", row.id, row.recipient, db_row.last_error)
         if ticket is None:
             return
         record_event(
@@ -591,6 +595,8 @@ class DeliveryWorker:
                 _SENDING.reset(token)
             self._unsent.pop(row.id, None)
             report.outcomes[row.id] = outcome
+            if outcome.kind is not None:
+                instruments().delivery_errors.labels(row.channel, outcome.kind).inc()
             final = await asyncio.to_thread(self._record, row, outcome)
             counter = {"sent": "sent", "skipped": "skipped", "retry": "retried"}.get(
                 final, "failed"
@@ -732,12 +738,16 @@ class DeliveryWorker:
             if reply is None and row.payload.get("attachment"):
                 reply = await self._file_method(row, chat_id)
         except ValueError as exc:  # pydantic's ValidationError included: a row we can't read
-            return Outcome("failed", error=f"unreadable reply: {exc}")
+            return Outcome("failed", error=f"unreadable reply: {exc}", kind="unreadable")
         except (OSError, InvalidInput) as exc:
-            return Outcome("failed", error=f"the file is missing from the store: {exc}")
+            return Outcome(
+                "failed", error=f"the file is missing from the store: {exc}", kind="missing_file"
+            )
         text = row.payload.get("text")
         if reply is None and not text and row.kind != CARD_TAKEN:
-            return Outcome("failed", error="nothing to send: the row has no rendered text")
+            return Outcome(
+                "failed", error="nothing to send: the row has no rendered text", kind="empty"
+            )
         sent_id: int | None = None
         try:
             if row.kind == CARD_TAKEN:
@@ -760,38 +770,52 @@ class DeliveryWorker:
             # from any process.
             await self._hold(chat_id, delay)
             return Outcome(
-                "retry", error=f"flood control: retry after {exc.retry_after}s", delay=delay
+                "retry",
+                error=f"flood control: retry after {exc.retry_after}s",
+                delay=delay,
+                kind="flood",
             )
         except TelegramForbiddenError as exc:
-            return Outcome("failed", error=f"forbidden: {exc.message}", unreachable=True)
+            return Outcome(
+                "failed", error=f"forbidden: {exc.message}", unreachable=True, kind="forbidden"
+            )
         except TelegramMigrateToChat as exc:
             return Outcome(
-                "failed", error=f"the chat moved to {exc.migrate_to_chat_id}: update the setting"
+                "failed",
+                error=f"the chat moved to {exc.migrate_to_chat_id}: update the setting",
+                kind="chat_migrated",
             )
         except TelegramBadRequest as exc:
             if NOT_MODIFIED in exc.message:
                 # An edit to what the message already shows (a button pressed twice): done.
                 return Outcome("sent", error=f"already so: {exc.message}")
-            return Outcome("failed", error=f"refused by Telegram: {exc.message}")
+            return Outcome(
+                "failed", error=f"refused by Telegram: {exc.message}", kind="bad_request"
+            )
         except TelegramNotFound as exc:
-            return Outcome("failed", error=f"refused by Telegram: {exc.message}")
+            return Outcome("failed", error=f"refused by Telegram: {exc.message}", kind="not_found")
         except TelegramUnauthorizedError as exc:
             # The token was revoked: every message would fail alike; keep them for a new token.
             log.critical("Telegram refuses the bot token: %s", exc.message)
             return Outcome(
-                "retry", error=f"unauthorized: {exc.message}", delay=self.config.backoff_cap
+                "retry",
+                error=f"unauthorized: {exc.message}",
+                delay=self.config.backoff_cap,
+                kind="unauthorized",
             )
         except (TelegramServerError, TelegramNetworkError) as exc:
             return Outcome(
                 "retry",
                 error=f"{type(exc).__name__}: {exc.message}",
                 delay=self._backoff(row.attempts),
+                kind="server" if isinstance(exc, TelegramServerError) else "network",
             )
         except TelegramAPIError as exc:
             return Outcome(
                 "retry",
                 error=f"{type(exc).__name__}: {exc.message}",
                 delay=self._backoff(row.attempts),
+                kind="other",
             )
         return Outcome("sent", message_id=sent_id if row.channel == "agents" else None)
 

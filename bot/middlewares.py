@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,6 +76,7 @@ from bot.media import Media, fetch_media
 from bot.replies import Replies
 from bot.routers.agents import answers_the_bot
 from bot.threads import UnitOfWorkThreads, shared_threads
+from bot.web import WEB_BOT_ID
 from tickets.cases.events import record_event
 from tickets.context import SYSTEM, Context
 from tickets.customers import account_ids, resolve_customer
@@ -86,6 +88,7 @@ from tickets.exceptions import (
     NotFound,
     PermissionDenied,
 )
+from tickets.logcontext import UPDATE_ID
 from tickets.messages.outbox import DEFAULT_CHANNELS, delivered_channels
 from tickets.messages.scripts import ScriptLibrary, resolve_language
 from tickets.models import (
@@ -100,6 +103,7 @@ from tickets.models import (
 from tickets.policy.rules import Policy
 from tickets.settings import Settings
 from tickets.storage import AttachmentStore
+from tickets.telemetry import instruments
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +210,29 @@ class _Done:
     committed: bool = False
     # An earlier update of the conversation is not handled yet: nothing was done, try again.
     behind: bool = False
+    # How it ended (`OUTCOME`).
+    outcome: str = "failed"
 
 
 # What `_handle` returns for an update that stepped back behind an earlier one.
 _BEHIND = object()
+
+# The data key where `_handle` leaves how an update ended, for the metrics: handled (its work
+# committed), duplicate (already handled: a redelivery), failed (rolled back, the customer got
+# the apology; or a file that could not be fetched).
+OUTCOME = "aftersales_outcome"
+# Update types counted by name; anything else Telegram adds is "other" (a bounded label).
+_COUNTED_TYPES = frozenset(
+    {"message", "edited_message", "callback_query", "my_chat_member", "chat_member"}
+)
+
+
+def _update_type(update: Update) -> str:
+    try:
+        kind = update.event_type
+    except LookupError:  # aiogram's UpdateTypeLookupError: a type it does not know
+        return "other"
+    return kind if kind in _COUNTED_TYPES else "other"
 
 
 class _Turns:
@@ -288,6 +311,23 @@ class UnitOfWorkMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         if not isinstance(event, Update):
             return await handler(event, data)
+        # Every log line of this update carries its id (tickets/logcontext.py), and it is
+        # counted with its outcome and time (tickets/telemetry.py).
+        update_id = UPDATE_ID.set(event.update_id)
+        started = time.perf_counter()
+        data[OUTCOME] = "failed"
+        try:
+            return await self._ordered(handler, event, data)
+        finally:
+            UPDATE_ID.reset(update_id)
+            channel = "web" if cast(Bot, data["bot"]).id == WEB_BOT_ID else "telegram"
+            made = instruments()
+            made.bot_updates.labels(channel, _update_type(event), data[OUTCOME]).inc()
+            made.bot_update_seconds.labels(channel).observe(time.perf_counter() - started)
+
+    async def _ordered(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
+        """The update in its conversation's turn (module doc), as many times as it steps back
+        behind an earlier one."""
         event = without_nul(event, cast(Bot, data["bot"]))
         data["fsm_storage"] = self.storage
         conversation = self.fsm.resolve_event_context(cast(Bot, data["bot"]), data)
@@ -383,6 +423,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             )
             if seen:
                 log.info("update %s already handled: ignored", external_id)
+                data[OUTCOME] = "duplicate"
                 return UNHANDLED
             if private or from_agent:
                 try:
@@ -436,6 +477,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             raise
         if done.behind:
             return _BEHIND
+        data[OUTCOME] = done.outcome
         if done.committed and buffer is not None:
             try:
                 await buffer.write_back(self.storage)
@@ -484,7 +526,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                 # Its id is already stored: a redelivery (or a twin racing this one).
                 session.rollback()
                 log.info("update %s already handled: ignored", external_id)
-                return _Done()
+                return _Done(outcome="duplicate")
             try:
                 customer = self._customer(session, user) if private and user else None
                 if customer is not None:
@@ -518,7 +560,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                 queued = replies.queue(session, self.clock())
                 session.commit()
                 replies.committed()
-                return _Done(result=result, queued=queued, committed=True)
+                return _Done(result=result, queued=queued, committed=True, outcome="handled")
             except Exception as exc:
                 # Whatever the type, the update's work is undone as a whole; `_report` and
                 # `error_text_key` then log and answer it by its type.

@@ -124,6 +124,8 @@ def test_reply_from_a_script_and_preview(api: Api, sessions: sessionmaker[Sessio
         "text": preview,
         "message_id": r.json()["id"],
         "parse_mode": "HTML",
+        # What the customer types next is read against the words it asks for.
+        "script": "compensation_coupon",
     }
     r = api.post(
         "/api/v1/scripts/compensation_coupon/preview",

@@ -552,3 +552,67 @@ def test_a_high_risk_return_moves_up_the_queue_with_its_signals_written(api: Api
     assert case["priority"] == "high"
     note = next(m for m in case["messages"] if m["author"] == "system")
     assert note["internal"] and note["text"]
+
+
+def test_an_agent_records_the_choice_of_a_customer_who_called(api: Api) -> None:
+    # The failed-inspection notice offers the refund anyway or the item back; a customer who
+    # answers by phone gets the same, recorded by the agent (the bot takes its own).
+    _order(api)
+    number = _phone_case(api)
+    _act(api, number, "approve")
+    _act(api, number, "mark_received")
+    case = _act(
+        api, number, "inspect", results=[{"sku": "SOCKS", "quantity": 1, "outcome": "damaged"}]
+    )
+    assert case["status"] == "refused"
+    assert {"refund_anyway", "send_back"} <= set(case["allowed_actions"])
+    case = _act(api, number, "refund_anyway")
+    assert case["status"] == "refund_pending"
+    overridden = [e for e in case["events"] if e["type"] == "refusal.overridden"]
+    assert len(overridden) == 1 and overridden[0]["actor"].startswith("agent:")
+
+
+def test_each_action_says_what_it_takes(api: Api) -> None:
+    # OpenAPI: one request schema per action (told apart by `action`), with what it needs
+    # required, instead of one flat schema of every parameter of every action.
+    from tickets.schemas import ACTION_PARAMS, ActionRequest
+    from tickets.workflow import ACTIONS
+
+    assert set(ACTION_PARAMS) == set(ACTIONS)
+    assert all(p in ActionRequest.model_fields for ps in ACTION_PARAMS.values() for p in ps)
+    spec = api.get("/api/v1/openapi.json").json()
+    body = spec["paths"]["/api/v1/tickets/{number}/actions"]["post"]["requestBody"]
+    choices = body["content"]["application/json"]["schema"]["oneOf"]
+    assert len(choices) == len(ACTIONS)
+    refuse = spec["components"]["schemas"]["RefuseAction"]
+    assert set(refuse["required"]) == {"action", "reason"}
+    assert "tracking_no" not in refuse["properties"]
+
+    _order(api)
+    number = _phone_case(api)
+    # A parameter the action cannot use is refused naming it, and nothing changes.
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "approve", "carrier": "SF"})
+    assert r.status_code == 422, r.text
+    assert "carrier" in r.text
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "fly"})
+    assert r.status_code == 422 and "refuse" in r.text, r.text
+    r = api.post(f"/api/v1/tickets/{number}/actions", json={"action": "refuse"})
+    assert r.status_code == 422 and "reason" in r.text, r.text
+    assert api.get(f"/api/v1/tickets/{number}").json()["status"] == "submitted"
+
+
+def _phone_case(api: Api) -> str:
+    """A return of one pair of T1001's socks, opened from a phone call; its number."""
+    r = api.post(
+        "/api/v1/tickets",
+        json={
+            "order_no": "T1001",
+            "kind": "return_refund",
+            "reason": "size_fit",
+            "items": [{"sku": "SOCKS", "quantity": 1}],
+            "channel": "phone",
+        },
+    )
+    assert r.status_code == 201, r.text
+    number: str = r.json()["number"]
+    return number

@@ -6,6 +6,7 @@ worker with Telegram faked at the HTTP-session boundary, in both languages."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -16,10 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.i18n import Texts
 from bot.keyboards import CaseCb
-from tests.factories import act_on, add_order, case_row, open_case_for
+from tests.factories import UTC_ZONE, act_on, add_order, case_row, context, open_case_for
 from tests.fakes.telegram import Customer, FakeSession, buttons_of, texts_of
+from tickets.cases.conversation import add_reply
+from tickets.context import SYSTEM
 from tickets.messages.scripts import Money, format_money
-from tickets.models import Event, OutboxMessage, Refund, Ticket
+from tickets.models import Event, Message, OutboxMessage, Refund, Ticket
+from tickets.schemas import ReplyCreate
 
 # No database call on the event loop (tickets/db.py): the guard is on in every test here.
 pytestmark = pytest.mark.usefixtures("db_guard")
@@ -158,3 +162,113 @@ async def test_a_review_refusal_takes_the_words_as_a_message(
     sent = await me.text(REFUND[lang])
     assert texts_of(sent) == [t(lang, "cases.message_added", case_no=other)]
     assert case_row(sessions, other).status == "refused"
+
+
+def agent_replies(
+    sessions: sessionmaker[Session],
+    scripts: Any,
+    number: str,
+    text: str | None = None,
+    script: str | None = None,
+    **variables: Any,
+) -> None:
+    """An agent (the system here) answers case `number` with `text` or a reply script."""
+    with sessions() as s:
+        add_reply(
+            session=s,
+            number=number,
+            reply=ReplyCreate(text=text, script=script, variables=variables),
+            actor=SYSTEM,
+            ctx=context(scripts, tz=UTC_ZONE),
+        )
+        s.commit()
+
+
+def parcel_stuck(sessions: sessionmaker[Session], scripts: Any) -> str:
+    """A case on T1001 an agent answered with delay_parcel_stuck ("reply 1 or 2")."""
+    number = open_case_for(sessions, scripts)
+    stuck: dict[str, Any] = {**STUCK, "last_scan_at": datetime.fromisoformat(STUCK["last_scan_at"])}
+    agent_replies(sessions, scripts, number, script="delay_parcel_stuck", **stuck)
+    return number
+
+
+def messages_of(sessions: sessionmaker[Session], number: str) -> list[tuple[str, str]]:
+
+    with sessions() as s:
+        rows = s.scalars(
+            select(Message).join(Ticket).where(Ticket.number == number).order_by(Message.id)
+        )
+        return [(m.author, m.text) for m in rows]
+
+
+# What delay_parcel_stuck offers, as it says it back (templates/scripts/delay_parcel_stuck.*).
+EXTEND = {"en": "Extend the receipt period", "zh-CN": "延长收货时间"}
+STUCK = {
+    "carrier": "ZTO",
+    "tracking_no": "ZT7730012845561",
+    "order_no": "T1001",
+    "customer_name": "Li",
+    "last_scan_at": "2026-11-20T18:42:00+08:00",
+}
+
+
+@LANGS
+async def test_a_number_an_agent_s_script_asks_for_is_taken_as_that_choice(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    # "Reply 1 or 2": before, a typed "2" was one more line on the case and the customer heard
+    # only "Added to your case"; a "1" could even rate a finished case one star.
+    add_order(sessions, lang=lang)
+    number = parcel_stuck(sessions, scripts)
+    await delivered(dp, bot)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    sent = await me.text(" 2 ")
+    assert texts_of(sent) == [t(lang, "cases.script_answered", case_no=number, choice=EXTEND[lang])]
+    # The agent sees the customer's answer right under the script, and the case is theirs.
+    assert messages_of(sessions, number)[-1] == ("customer", " 2 ")
+
+    # Words that are none of the choices are a message as before.
+    sent = await me.text("when will it arrive?")
+    assert texts_of(sent) == [t(lang, "cases.message_added", case_no=number)]
+
+
+@LANGS
+async def test_only_the_last_message_s_question_counts(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = parcel_stuck(sessions, scripts)
+    # A later plain reply: the "1 or 2" question is behind it.
+    agent_replies(sessions, scripts, number, text="The parcel was found, it moves again.")
+    await delivered(dp, bot)
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    sent = await me.text("2")
+    assert texts_of(sent) == [t(lang, "cases.message_added", case_no=number)]
+
+
+# What refusal_not_resalable tells the customer to reply to keep the item.
+KEEP = {"en": "Keep", "zh-CN": "保留"}
+
+
+@LANGS
+async def test_keep_typed_after_a_not_resalable_refusal_sends_the_item_back(
+    dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session], scripts: Any, lang: str
+) -> None:
+    add_order(sessions, lang=lang)
+    number = failed_inspection(sessions, scripts, "damaged")
+    agent_replies(
+        sessions,
+        scripts,
+        number,
+        script="refusal_not_resalable",
+        customer_name="Li",
+        case_no=number,
+        finding="the tags were removed",
+        shipping_both_ways=Money(1600, "CNY"),
+    )
+    sent = await delivered(dp, bot)
+    assert KEEP[lang] in sent[-1].text
+    me = Customer(dp, bot, user_id=5001, language=lang)
+    sent = await me.text(KEEP[lang])
+    assert texts_of(sent)[0] == t(lang, "cases.send_back_taken", case_no=number)
+    assert events(sessions, number, "send_back.requested") == 1

@@ -291,3 +291,54 @@ def test_a_new_order_sent_twice_at_once(fresh_db_url: str, settings: Any, script
         assert answer.get("status") == 200, answer
         assert json.loads(answer["text"])["unchanged"] == ["N1"]
     other.dispose()
+
+
+def test_guesses_sent_at_once_never_outnumber_the_tries_left(
+    fresh_db_url: str, now: datetime
+) -> None:
+    # Ten people guess the same order's phone digits at the same moment (ten web-chat tabs,
+    # ten Telegram accounts) with one wrong try left today on the order: a try is counted before
+    # it is checked, so exactly one is looked at and the other nine are refused unchecked.
+    from tickets import ownership
+    from tickets.limits import Limits
+
+    engine = make_engine(fresh_db_url)
+    sessions = make_sessionmaker(engine)
+    limits = Limits(proof_tries_per_order=5, proof_tries_per_person=100)
+    with unit_of_work(sessions) as s:
+        for i in range(4):  # four wrong tries already today
+            ownership.attempt(
+                s,
+                order_no="T1001",
+                person=f"web:{i}",
+                now=now,
+                limits=limits,
+                matches=lambda: False,
+            )
+    checked: list[str] = []
+    start = threading.Barrier(10)
+
+    def guess(i: int) -> None:
+        def matches() -> bool:
+            checked.append(f"web:{100 + i}")
+            time.sleep(0.1)  # a slow check: the others arrive meanwhile
+            return False
+
+        start.wait()
+        with unit_of_work(sessions) as s:
+            ownership.attempt(
+                s,
+                order_no="T1001",
+                person=f"web:{100 + i}",
+                now=now,
+                limits=limits,
+                matches=matches,
+            )
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    engine.dispose()
+    assert len(checked) == 1, checked

@@ -22,7 +22,6 @@ from tests.conftest import order_json
 from tickets.models import CaseKind
 from tickets.orders.store import upsert_order
 from tickets.policy.eligibility import (
-    REASONS,
     EligibilityRules,
     EvidenceNeed,
     KindVerdict,
@@ -40,6 +39,7 @@ from tickets.policy.eligibility import (
     texts_dir,
 )
 from tickets.policy.rules import Policy
+from tickets.reasons import REASONS
 from tickets.refunds.ledger import quote
 from tickets.schemas import OrderIn
 

@@ -544,3 +544,21 @@ def test_the_sandbox_holds(tmp_path: Path) -> None:
 def test_a_missing_override_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LibraryRefused, match="does not exist"):
         load_library(BUNDLED, tmp_path / "nope")
+
+
+def test_a_word_the_text_asks_for_must_be_declared(tmp_path: Path) -> None:
+    # Whatever a message tells the customer to type must work: the check refuses a script
+    # quoting a reply word its [replies] does not declare (the bot would not understand it).
+    write_both(tmp_path, "info_choice", body='Hi {{ customer_name }}. Reply "Yes" or 回复「好」.')
+    problems = refused_problems(tmp_path)
+    assert any("to reply 'yes'" in p for p in problems)
+    assert any("to reply '好'" in p for p in problems)
+    write_both(
+        tmp_path,
+        "info_choice",
+        body='Hi {{ customer_name }}. Reply "Yes" or 回复「好」.',
+        extra='[replies.accept]\nwords = ["yes", "好"]\nlabel = "Yes"\n',
+    )
+    library = load_library(BUNDLED, tmp_path)
+    choice = library.get("info_choice", "en").choice_for("yes")
+    assert choice is not None and choice.key == "accept"

@@ -4,7 +4,7 @@ while customers converse with it and a watchdog calls /healthz, the JSON API and
 
 What a user would notice, asserted:
 - every customer gets through their conversation (order, proof, request filed, a message to it);
-- no request to the server waited longer than two seconds (a server that stops answering while
+- no request to the server waited longer than a second (a server that stops answering while
   the bot works is the freeze of issue 18);
 - no "database is locked" and no traceback in the server's log;
 - every answer the bot decided (an outbox row) reached Telegram exactly once.
@@ -40,11 +40,10 @@ STEP_TIMEOUT = 15.0
 # a second per chat paces them); this bounds them whatever happens.
 CONVERSATIONS_TIMEOUT = 50.0
 DRAIN_TIMEOUT = 10.0
-# The longest wait that is not a server which stopped answering: on a quiet machine the slowest
-# panel page takes ~0.13 s; a CI run on a busy machine saw every median ten times that and one
-# page 1.1 s. The faults this catches stalled requests for 3 s (a lock held across an await)
-# to 30 s (the freeze).
-MAX_WAIT = 2.0
+# Issue 18's bound: no request waits longer than a second. On a quiet machine the slowest panel
+# page takes ~0.13 s; one CI run saw every median ten times that (another full suite ran on the
+# same machine) and one page at 1.1 s.
+MAX_WAIT = 1.0
 # On PostgreSQL the product runs as several processes (`serve --workers N`, issue 18) when this
 # build has that option: the test then proves them together.
 WORKERS = 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, Union
 
 from annotated_types import Ge, Le
 from pydantic import (
@@ -17,11 +17,14 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     ModelWrapValidatorHandler,
+    Tag,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -30,7 +33,8 @@ from pydantic_core import InitErrorDetails
 from tickets.limits import HARD, VARIABLE_NAME_MAX, variables_errors
 from tickets.models import CaseKind, CaseStatus, Channel, OrderStatus, Priority, UnitStatus
 from tickets.money import MAX_INT_DIGITS, bounded_decimal
-from tickets.policy.rules import REASONS
+from tickets.reasons import REASONS
+from tickets.workflow import TRANSITIONS
 
 
 def _plain_amount(value: Any) -> Any:
@@ -423,6 +427,109 @@ class ActionRequest(_In):
     confirm_number: str | None = Field(default=None, max_length=40)
 
     check_variables = field_validator("variables")(_script_variables)
+
+
+# What each action takes beyond what every action takes (`version`, `reason`, `note`): the
+# JSON API's request schema is one per action (OpenAPI's `oneOf`, told apart by `action`), so a
+# client reads what an action needs, and a parameter it cannot use is refused naming it.
+# tests/test_api_tickets.py checks every action of the lifecycle is here, with what it needs.
+ACTION_COMMON: Final = ("version", "reason", "note")
+ACTION_PARAMS: Final[dict[str, tuple[str, ...]]] = {
+    "approve": ("variables", "confirm", "confirm_number"),
+    "request_info": ("script", "variables"),
+    "refuse": ("alternative", "script", "variables"),
+    "cancel": ("variables",),
+    "escalate": (),
+    "assign": ("assignee", "group", "priority"),
+    "mark_in_transit": ("tracking_no", "carrier", "pickup"),
+    "mark_collected": ("tracking_no", "carrier"),
+    "mark_received": (),
+    "inspect": ("results", "variables"),
+    "propose_refund": ("return_freight", "return_freight_receipt"),
+    "approve_refund": (),
+    "issue_refund": (),
+    "withdraw_refund": (),
+    "confirm_refund": (),
+    "fail_refund": (),
+    "ship_exchange": ("tracking_no", "carrier"),
+    "resolve": (),
+    "close": ("script", "variables"),
+    "reopen": (),
+    "refund_anyway": (),
+    "send_back": (),
+    "resubmit": (),
+}
+
+
+def _required_params(action: str) -> set[str]:
+    """The parameters every transition of `action` needs (one of several, "a|b", is left to
+    the core's check, which names them)."""
+    needs = [set(t.needs) for t in TRANSITIONS if t.action == action]
+    common = set.intersection(*needs) if needs else set()
+    return {n for n in common if "|" not in n}
+
+
+def _action_body(action: str, params: tuple[str, ...]) -> type[BaseModel]:
+    """The request of one action: `action` fixed to its name, and the fields it takes, as
+    ActionRequest declares them (same types, limits and defaults)."""
+    fields: dict[str, Any] = {
+        name: (ActionRequest.model_fields[name].annotation, ActionRequest.model_fields[name])
+        for name in (*ACTION_COMMON, *params)
+    }
+    required = sorted(_required_params(action))
+
+    def document(schema: dict[str, Any]) -> None:
+        # What the action cannot do without (the lifecycle's `needs`) is required in the
+        # documented schema; the core checks it (the same words for the panel and the bot).
+        schema["required"] = [*schema.get("required", []), *required]
+
+    title = "".join(part.capitalize() for part in action.split("_"))
+    model = create_model(
+        f"{title}Action",
+        __base__=_In,
+        __doc__=f"The `{action}` action.",
+        # ActionRequest's checks of a script's variables, where the action takes them.
+        __validators__=(
+            {"check_variables": field_validator("variables")(_script_variables)}
+            if "variables" in fields
+            else None
+        ),
+        action=(Literal[action], ...),
+        **fields,
+    )
+    model.model_config = {**model.model_config, "json_schema_extra": document}
+    model.model_rebuild(force=True)
+    return model
+
+
+def _action_of(value: Any) -> str | None:
+    """Which action a body is (its `action`), for the union below."""
+    if isinstance(value, dict):
+        action = value.get("action")
+        return action if isinstance(action, str) else None
+    return getattr(value, "action", None)
+
+
+ACTION_BODIES: Final = tuple(
+    Annotated[_action_body(a, p), Tag(a)] for a, p in ACTION_PARAMS.items()
+)
+# The JSON API's body of `POST /tickets/{number}/actions`: one of the actions' requests, chosen
+# by its `action` (a function picks it: the NUL check every field has runs on `action` too,
+# which pydantic's field discriminator does not allow).
+ActionBody = Annotated[
+    Union[ACTION_BODIES],  # type: ignore[valid-type]  # noqa: UP007
+    Discriminator(
+        _action_of,
+        custom_error_type="unknown_action",
+        custom_error_message=f"action must be one of: {', '.join(ACTION_PARAMS)}",
+    ),
+]
+
+
+def action_request(body: BaseModel) -> ActionRequest:
+    """The core's request from one action's body (validated again as ActionRequest: its
+    checks of the script's variables run once more, on the same values)."""
+    return ActionRequest.model_validate(body.model_dump(exclude_unset=True))
 
 
 class ReplyCreate(_In):

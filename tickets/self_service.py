@@ -26,6 +26,7 @@ from tickets.cases.queries import TicketFilters, list_tickets
 from tickets.context import Actor, Context
 from tickets.customers import account_ids, speaks_for
 from tickets.exceptions import PermissionDenied
+from tickets.messages.scripts import ReplyChoice, ScriptLibrary, UnknownScript
 from tickets.models import (
     OPEN_STATUSES,
     Attachment,
@@ -35,6 +36,7 @@ from tickets.models import (
     Customer,
     EventType,
     Order,
+    OutboxMessage,
     Ticket,
     TicketUnit,
     UnitStatus,
@@ -338,6 +340,55 @@ def choice_reply(session: Session, customer: Customer, text: str) -> ChoiceReply
 
 
 @dataclass(frozen=True)
+class ScriptAnswer:
+    """A customer's words that answer the last message sent to them, a script asking them to
+    type one of a few words ("reply 1 or 2"): its case and script, and the choice made."""
+
+    case: Ticket
+    script: str
+    choice: ReplyChoice
+
+
+def script_answer(
+    session: Session, customer: Customer, text: str, scripts: ScriptLibrary | None
+) -> ScriptAnswer | None:
+    """What the customer's free words mean when the last thing sent to them (a notice, or an
+    agent's reply from a script) asked them to type one of its words (the script's
+    `[replies]`); None when it did not, or the words are none of them. Only the last message
+    counts: an older question is answered by a later one (a closing notice asking for a
+    rating, another reply)."""
+    words = text.strip(_AROUND).casefold()
+    if scripts is None or not words or len(words) > 40:
+        return None
+    last = session.execute(
+        select(OutboxMessage, Ticket)
+        .join(Ticket, OutboxMessage.ticket_id == Ticket.id)
+        .where(
+            _theirs(customer),
+            OutboxMessage.kind.in_(("notice", "reply")),
+            OutboxMessage.channel != "agents",
+        )
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return None
+    row, case = last
+    name = row.payload.get("script")
+    if not isinstance(name, str):
+        return None
+    # The customer may answer in either language, whichever the script was sent in.
+    for language in dict.fromkeys((case.language, "zh-CN", "en")):
+        try:
+            choice = scripts.get(name, language).choice_for(words)
+        except UnknownScript:
+            continue
+        if choice is not None:
+            return ScriptAnswer(case=case, script=name, choice=choice)
+    return None
+
+
+@dataclass(frozen=True)
 class ReturnReply:
     """A customer's words that answer a notice asking them to ship the return: the case that
     awaits it, and the tracking number given (None: they want a pickup)."""
@@ -358,7 +409,7 @@ def return_reply(session: Session, customer: Customer, text: str) -> ReturnReply
     case = session.scalar(
         select(Ticket)
         .where(
-            Ticket.customer_id == customer.id,
+            _theirs(customer),
             Ticket.status == CaseStatus.awaiting_return.value,
         )
         .order_by(Ticket.updated_at.desc(), Ticket.id.desc())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     shop_name: str = "Demo Shop 演示店铺"
     # Shown in links printed by the CLI and sent to agents.
     public_url: str = "http://127.0.0.1:8000"
+    # A reverse proxy in front terminates TLS although AFTERSALES_PUBLIC_URL says http (an
+    # internal address): `check --production` then accepts the http public URL.
+    behind_tls_proxy: bool = False
     # Case numbers look like AS-20261122-0001.
     case_prefix: str = Field(default="AS", pattern=r"^[A-Z]{1,6}$")
     # The web chat at /chat (api/chat.py): off, every chat route answers 404. A browser's
@@ -131,6 +135,11 @@ class Settings(BaseSettings):
     max_batch_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024 * 1024)
 
+    # Watching it (README): GET /metrics answers a scraper sending this as a bearer token
+    # (off, 404, while unset); log lines as plain text, or one JSON object each.
+    metrics_token: str | None = Field(default=None, min_length=16, max_length=200)
+    log_format: Literal["text", "json"] = "text"
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -141,6 +150,12 @@ class Settings(BaseSettings):
                 f"unknown timezone {value!r}: use an IANA name such as Asia/Shanghai"
             ) from exc
         return value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `AFTERSALES_METRICS_TOKEN=` (as .env.example leaves it): metrics off, not refused.
+        return None if value == "" else value
 
     @property
     def tz(self) -> ZoneInfo:

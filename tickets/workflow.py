@@ -254,13 +254,14 @@ TRANSITIONS: tuple[Transition, ...] = (
     # notice_inspection_failed): the refund anyway, shipping both ways theirs (DOMAIN.md: a
     # refusal overridden at the customer's request), finance refunding the rest; or the item
     # back, shipped to them free by logistics (the case stays refused until an agent closes
-    # it). The service checks the goods are back (tickets/cases/actions/returns.py).
+    # it). The service checks the goods are back (tickets/cases/actions/returns.py). An agent
+    # records it for a customer who answered another way (a phone call, an email).
     Transition(
         "refund_anyway",
         frozenset({S.refused}),
         S.refund_pending,
         frozenset({K.return_refund}),
-        by=frozenset({"customer"}),
+        by=frozenset({"customer", "agent"}),
         description="the customer takes the refund less the shipping both ways",
     ),
     Transition(
@@ -268,7 +269,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         frozenset({S.refused}),
         None,
         GOODS_KINDS,
-        by=frozenset({"customer"}),
+        by=frozenset({"customer", "agent"}),
         description="the customer wants the refused item back, shipped free",
     ),
     # The customer answers a request for information, or amends a refused request.

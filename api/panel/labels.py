@@ -88,6 +88,9 @@ ACTION: Final = {
     "resolve": N_("Resolve"),
     "close": N_("Close"),
     "reopen": N_("Reopen"),
+    # Recorded for the customer who chose by phone or email (the bot and web chat take theirs).
+    "refund_anyway": N_("Customer takes the refund anyway"),
+    "send_back": N_("Customer wants the item back"),
 }
 
 UNIT: Final = {

@@ -21,7 +21,7 @@ from tickets.cases.tags import add_tags, normalise_tag, remove_tag
 from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Attachment, CaseKind, CaseStatus, Role
 from tickets.schemas import (
-    ActionRequest,
+    ActionBody,
     DbId,
     LinkIn,
     LinkRead,
@@ -33,6 +33,7 @@ from tickets.schemas import (
     TagsRead,
     TicketCreate,
     TicketList,
+    action_request,
 )
 from tickets.schemas import TicketRead as TicketJSON
 from tickets.sla import clocks as sla
@@ -163,7 +164,7 @@ def read_ticket(
 @router.post("/{number}/actions", response_model=TicketJSON)
 def act(
     number: str,
-    body: ActionRequest,
+    body: ActionBody,
     request: Request,
     session: SessionDep,
     actor: AgentActor,
@@ -172,7 +173,9 @@ def act(
     """Change a case: `{"action": "approve"}`, `{"action": "refuse", "reason": ...}`, ...
     An action the status does not allow is a 409 listing the allowed ones; a stale `version`
     is a 409 too."""
-    perform_action(session=session, number=number, request=body, actor=actor, ctx=ctx)
+    perform_action(
+        session=session, number=number, request=action_request(body), actor=actor, ctx=ctx
+    )
     return _read(request, session, number, actor.role)
 
 

@@ -11,7 +11,10 @@ What it does:
   Telegram's offset semantics and long polling, sendMessage, sendPhoto, sendDocument, sendVideo,
   editMessageText, editMessageReplyMarkup, answerCallbackQuery, getFile) and serves files at
   `/file/bot<token>/<path>`;
-- takes customers' updates (`message`, `press`, `photo`) into the getUpdates queue;
+- takes customers' updates (`message`, `press`, `photo`) into the getUpdates queue, or, once
+  `deliver_by_webhook(url, secret)` is called, posts each to that URL as Telegram's webhook
+  does (the secret header; each chat's updates one after another, in order, a refused or failed
+  post retried until it is answered 200; chats in parallel);
 - records every call (method, chat, text, time, outcome) and keeps, per chat, the messages the
   bot sent with their current buttons, so a script can read them and press what is offered;
 - injects faults (`Faults`): a share of calls answered 5xx, 429 with `retry_after`, or with the
@@ -175,6 +178,12 @@ class FakeBotApi:
         self.port = 0
         self.loop_lag_max = 0.0
         self._heartbeat: asyncio.Task[None] | None = None
+        # Webhook delivery (deliver_by_webhook): where to post, the secret, a queue per chat.
+        self._webhook: tuple[str, str] | None = None
+        self._webhook_queues: dict[int, asyncio.Queue[dict[str, Any]]] = {}
+        self._webhook_tasks: list[asyncio.Task[None]] = []
+        self.webhook_posts = 0  # answered 200
+        self.webhook_failures = 0  # refused or failed, then retried
 
     # ------------------------------------------------------------ lifecycle
 
@@ -232,6 +241,8 @@ class FakeBotApi:
             return
         if self._heartbeat is not None:
             self._loop.call_soon_threadsafe(self._heartbeat.cancel)
+        for task in self._webhook_tasks:
+            self._loop.call_soon_threadsafe(task.cancel)
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
@@ -267,9 +278,49 @@ class FakeBotApi:
         with self._lock:
             update_id = next(self._update_ids)
             self._last_update_id = update_id
+            if self._webhook is not None:
+                self.loop.call_soon_threadsafe(self._post_later, {**update, "update_id": update_id})
+                return update_id
             self._updates.append({**update, "update_id": update_id})
         self.loop.call_soon_threadsafe(self._wake_polls)
         return update_id
+
+    def deliver_by_webhook(self, url: str, secret: str) -> None:
+        """From now on post each update to `url` (the product's /telegram/webhook, reached as
+        a proxy would) with `secret` in X-Telegram-Bot-Api-Secret-Token, as Telegram does once
+        a webhook is set; getUpdates gets nothing more."""
+        with self._lock:
+            self._webhook = (url, secret)
+
+    def _post_later(self, update: dict[str, Any]) -> None:
+        """On the fake's loop: the update joins its chat's queue (one poster per chat)."""
+        body = update.get("message") or update.get("callback_query") or {}
+        chat = (body.get("chat") or (body.get("message") or {}).get("chat") or {}).get("id", 0)
+        queue = self._webhook_queues.get(chat)
+        if queue is None:
+            queue = self._webhook_queues[chat] = asyncio.Queue()
+            self._webhook_tasks.append(asyncio.create_task(self._post_chat(queue)))
+        queue.put_nowait(update)
+
+    async def _post_chat(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        import aiohttp
+
+        assert self._webhook is not None
+        url, secret = self._webhook
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            while True:
+                update = await queue.get()
+                while True:
+                    try:
+                        async with http.post(url, json=update, headers=headers) as answer:
+                            if answer.status == 200:
+                                self.webhook_posts += 1
+                                break
+                    except (aiohttp.ClientError, TimeoutError):
+                        pass
+                    self.webhook_failures += 1
+                    await asyncio.sleep(0.5)
 
     def _wake_polls(self) -> None:
         assert self._new_update is not None

@@ -99,6 +99,10 @@ def add_reply(
         if actor.agent is not None:
             sla.on_agent_response(session=session, ticket=ticket, ctx=ctx)
         for payload in _reply_payloads(body, parse_mode, msg.id, attachments):
+            if reply.script is not None:
+                # What the customer then types is read against the words it asks for
+                # (tickets.self_service.script_answer).
+                payload["script"] = reply.script
             notify_customer(
                 session=session,
                 ticket=ticket,

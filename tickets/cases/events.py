@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tickets.context import Actor, Context
+from tickets.logcontext import about_case
 from tickets.messages.notices import (
     queue_notice,
 )
@@ -77,6 +78,7 @@ def record_event(
     *, session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, **data: Any
 ) -> Event:
     """Append to the case's audit log (and notify the agents who should hear of it)."""
+    about_case(ticket.number)  # the lines logged from here on name the case
     event = Event(ticket=ticket, type=type, actor=actor.label, at=now, data=data)
     session.add(event)
     _notify(session, ticket, type, actor, now, data)
@@ -111,6 +113,7 @@ def append_event(
     on the bot), and an event on a stored case leaves the case dirty, which makes the next
     flush walk all its relationships (a new case's final flush cost 2.6 times as much). While
     the case's events are loaded in the session, the ORM way, so that list stays whole."""
+    about_case(ticket.number)
     if ticket.id is None or "events" in ticket.__dict__:
         record_event(session=session, ticket=ticket, type=type, actor=actor, now=now, **data)
         return

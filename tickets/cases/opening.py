@@ -5,7 +5,6 @@ allows it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -425,16 +424,9 @@ def _say_held(*, session: Session, ticket: Ticket, ctx: Context, risk: RiskAsses
                 signals="; ".join(f"{s.code}: {s.text}" for s in risk.signals),
             ),
         )
-    # The shop's script for it, with the review target in hours (business hours may make the
-    # clock's due time later; the script promises the target, as the shop wrote it).
-    hours = ctx.policy.sla.clocks["review"].hours
-    case_notice(
-        session=session,
-        ticket=ticket,
-        script="refusal_held_for_review",
-        ctx=ctx,
-        review_hours=math.ceil(hours),
-    )
+    # The shop's script for it, with the review clock's due time (`review_by`, from the case's
+    # facts: the same source as every date the customer is told, business hours included).
+    case_notice(session=session, ticket=ticket, script="refusal_held_for_review", ctx=ctx)
 
 
 def _auto_propose(*, session: Session, ticket: Ticket, ctx: Context, actor: Actor) -> None:

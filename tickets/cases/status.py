@@ -17,6 +17,7 @@ from tickets.context import Actor, Context
 from tickets.exceptions import (
     NotFound,
 )
+from tickets.logcontext import about_case
 from tickets.models import (
     CaseStatus,
     EventType,
@@ -81,6 +82,7 @@ def load_ticket(session: Session, number: str, *, for_update: bool = False) -> T
     ticket = session.scalar(query)
     if ticket is None:
         raise NotFound(f"no case {number}", number=number)
+    about_case(ticket.number)
     return ticket
 
 

@@ -105,6 +105,7 @@ def case_facts(ticket: Ticket, ctx: Context) -> dict[str, Any]:
         "ship_by": due("customer_shipping").astimezone(ctx.tz).date(),
         "received_at": ctx.now,
         "inspect_by": due("inspection"),
+        "review_by": due("review"),
         "window_days": p.no_reason_days,
         "shipping_both_ways": shipping_both_ways(ticket, ctx),
     }

@@ -76,8 +76,14 @@ _BABEL_LOCALE: Final[dict[str, str]] = {"zh-CN": "zh_Hans_CN", "en": "en"}
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _FILE_RE: Final = re.compile(r"^(?P<name>[a-z][a-z0-9_]{0,63})\.(?P<lang>zh-CN|en)\.md$")
 _FRONT_KEYS: Final = frozenset(
-    {"name", "category", "title", "when", "refuses", "asks_rating", "variables"}
+    {"name", "category", "title", "when", "refuses", "asks_rating", "variables", "replies"}
 )
+# A script that asks the customer to type a word ("reply 1 or 2") declares those words: a few
+# choices, each a handful of short words (bounded: they are matched against every free message).
+_REPLY_KEYS: Final = frozenset({"words", "label"})
+MAX_REPLY_CHOICES: Final = 5
+MAX_REPLY_WORDS: Final = 8
+MAX_REPLY_WORD: Final = 40
 _VAR_KEYS: Final = frozenset({"type", "sample", "default", "choices", "limit", "description"})
 # Telegram's HTML parse mode: these tags (without attributes) and these named entities.
 _TELEGRAM_TAGS: Final = frozenset(
@@ -218,6 +224,16 @@ class Variable:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyChoice:
+    """One answer a script asks the customer to type: its key, the words that mean it
+    (casefolded), and how it is said back to them ("Reship with another carrier")."""
+
+    key: str
+    words: frozenset[str]
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class Script:
     """One script in one language, as loaded and compiled."""
 
@@ -240,6 +256,13 @@ class Script:
     # The names a caller may pass: the script's own, and for an override of a bundled script
     # the bundled one's (so an override that uses fewer variables never breaks a caller).
     accepts: frozenset[str] = frozenset()
+    # The words it asks the customer to type (tickets.self_service.script_answer takes them).
+    # None in a file that does not say: a shop's override then keeps the bundled script's.
+    replies: tuple[ReplyChoice, ...] | None = None
+
+    def choice_for(self, words: str) -> ReplyChoice | None:
+        """The choice these typed words (already casefolded and trimmed) make, if any."""
+        return next((c for c in self.replies or () if words in c.words), None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,6 +481,54 @@ def _parse_variable(name: str, spec: Any) -> Variable:
     return Variable(name, var_type, sample, default, choices, limit, description)
 
 
+def _parse_replies(raw: Any) -> tuple[ReplyChoice, ...]:
+    """`[replies.<key>]` tables: `words` (what the customer may type) and `label`."""
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError("replies must be a table of choices like [replies.reship]")
+    if len(raw) > MAX_REPLY_CHOICES:
+        raise ValueError(f"replies: at most {MAX_REPLY_CHOICES} choices")
+    choices: list[ReplyChoice] = []
+    seen: set[str] = set()
+    for key, spec in raw.items():
+        if not _NAME_RE.match(key):
+            raise ValueError(f"reply {key!r} must be lower_snake_case")
+        if not isinstance(spec, dict) or set(spec) - _REPLY_KEYS:
+            raise ValueError(f"reply {key!r} must be a table with words and label")
+        words, label = spec.get("words"), spec.get("label")
+        if (
+            not isinstance(words, list)
+            or not 0 < len(words) <= MAX_REPLY_WORDS
+            or not all(isinstance(w, str) and 0 < len(w.strip()) <= MAX_REPLY_WORD for w in words)
+        ):
+            raise ValueError(
+                f"reply {key!r}: words must be 1-{MAX_REPLY_WORDS} strings of at most "
+                f"{MAX_REPLY_WORD} characters"
+            )
+        if not isinstance(label, str) or not label.strip() or len(label) > 80:
+            raise ValueError(f"reply {key!r}: label must be a string of at most 80 characters")
+        folded = frozenset(w.strip().casefold() for w in words)
+        if folded & seen:
+            raise ValueError(f"reply {key!r}: {sorted(folded & seen)} already mean another choice")
+        seen |= folded
+        choices.append(ReplyChoice(key, folded, label.strip()))
+    return tuple(choices)
+
+
+# Where a text asks the customer to type a word: `reply "Keep"`, `reply "1" or "2"`,
+# 回复「保留」, 回复「1」或「2」 (the quoted words up to the end of the clause).
+_REPLY_CLAUSE: Final = re.compile(r"(?:\b[Rr]eply\b|回复)[^.;。；!！\n]*")
+_QUOTED: Final = re.compile(r"[\"“]([^\"”]{1,40})[\"”]|「([^」]{1,40})」")
+
+
+def quoted_replies(body: str) -> set[str]:
+    """The words a script's text tells the customer to reply with, casefolded."""
+    return {
+        (a or b).strip().casefold()
+        for clause in _REPLY_CLAUSE.findall(body)
+        for a, b in _QUOTED.findall(clause)
+    }
+
+
 def _used_variables(source: str) -> set[str]:
     return set(meta.find_undeclared_variables(_ENV.parse(source)))
 
@@ -494,6 +565,7 @@ def _load_file(path: Path, origin: Literal["bundled", "shop"]) -> Script:
     if not isinstance(raw_vars, dict):
         raise ValueError("variables must be a table")
     variables = {name: _parse_variable(name, spec) for name, spec in raw_vars.items()}
+    replies = _parse_replies(front["replies"]) if "replies" in front else None
     if not body.strip():
         raise ValueError("the body is empty")
     try:
@@ -514,6 +586,7 @@ def _load_file(path: Path, origin: Literal["bundled", "shop"]) -> Script:
         template=template,
         asks_rating=asks_rating,
         accepts=frozenset(variables),
+        replies=replies,
     )
 
 
@@ -795,6 +868,13 @@ class ScriptLibrary:
     def _check_script(self, script: Script, problems: _Problems) -> None:
         where = script.path
         found_before = len(problems.items)
+        for word in sorted(quoted_replies(script.body)):
+            if script.choice_for(word) is None:
+                problems.add(
+                    where,
+                    f"the text asks the customer to reply {word!r}, which [replies] does not "
+                    "declare: a typed word the bot would not understand",
+                )
         declared = set(script.variables)
         used = _used_variables(script.body)
         for name in sorted(used - declared):
@@ -915,6 +995,8 @@ def load_library(
                     script = replace(script, accepts=script.accepts | original.accepts)
                     if script.asks_rating is None:
                         script = replace(script, asks_rating=original.asks_rating)
+                    if script.replies is None:
+                        script = replace(script, replies=original.replies)
                 scripts[key] = script
         given = limits() if callable(limits) else limits
         return _Contents(

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from tickets.cases.events import record_event
 from tickets.cases.lifecycle import perform_action
 from tickets.context import Actor, Context
+from tickets.logcontext import about_case, case_scope
 from tickets.messages.notices import agent_card, agent_texts, queue_notice
 from tickets.messages.outbox import notify_agents, settle_undelivered
 from tickets.models import Agent, Event, EventType, Priority, Role, SlaClock, Ticket
@@ -288,6 +289,7 @@ def handle_clock(session: Session, clock: SlaClock, ctx: Context, report: SweepR
         )
     )
     assert t is not None
+    about_case(t.number)
     if clock.met_at is None and sla.is_customer_clock(clock.clock):
         if clock.state == sla.RUNNING:
             _customer_clock(session, clock, t, ctx, report)
@@ -356,7 +358,8 @@ def run_sweep(
             seen.add(clock_id)
             if on_clock is not None:
                 on_clock(clock_id)
-            with sessions() as s:
+            # The case's number on this clock's log lines only (tickets/logcontext.py).
+            with sessions() as s, case_scope():
                 try:
                     clock = _claim(s, clock_id, ctx.now)
                     if clock is None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from bot import keyboards
 from bot.replies import Replies
 from bot.routers.customer.filters import Has
-from bot.routers.customer.my_cases import choose, record_tracking, start_pickup
+from bot.routers.customer.my_cases import CHOICES, choose, record_tracking, start_pickup
 from bot.routers.customer.rating import rated
 from bot.routers.customer.states import (
     RATING,
@@ -28,7 +28,7 @@ from bot.routers.customer.steps import ask, reset, show_menu
 from bot.routers.handlers import Handlers
 from tickets import self_service
 from tickets.context import Context
-from tickets.models import Customer
+from tickets.models import CaseStatus, Customer
 
 handlers = Handlers()
 
@@ -77,6 +77,12 @@ async def free_text(
     named = self_service.named_case(db, customer, message.text or "", prefix=svc.case_prefix)
     if named is not None:
         to_named_case(named, message, db=db, reply=reply, svc=svc)
+        return
+    # The last message sent asked for a word ("reply 1 or 2", "reply Keep"): so it works.
+    asked = self_service.script_answer(db, customer, message.text or "", svc.scripts)
+    if asked is not None and await answered(
+        asked, message, state=state, db=db, customer=customer, reply=reply, svc=svc
+    ):
         return
     case = self_service.latest_open_case(db, customer)
     score = RATING.match(message.text or "")
@@ -129,6 +135,41 @@ async def free_text(
         db, ticket=case, text=message.text or "", files=[], message_id=message.message_id, ctx=svc
     )
     reply.say("cases.message_added", case_no=case.number)
+
+
+async def answered(
+    answer: self_service.ScriptAnswer,
+    message: Message,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> bool:
+    """The customer typed one of the words the last message asked for: the choices the
+    lifecycle knows (a pickup, the refund anyway, the item back) are taken as their buttons
+    would, while the case still waits for them; any other goes on the case, and the customer
+    hears which choice was noted. False: the case has moved on (the words are then read as any
+    others)."""
+    case, key = answer.case, answer.choice.key
+    if key == "pickup" or key in CHOICES:
+        if key == "pickup" and case.status == CaseStatus.awaiting_return.value:
+            await start_pickup(case, state=state, reply=reply, svc=svc)
+            return True
+        if key in CHOICES and case.status == CaseStatus.refused.value:
+            await choose(
+                case.number, key, state=state, db=db, customer=customer, reply=reply, svc=svc
+            )
+            return True
+        return False
+    if case.status not in self_service.LIVE_STATUSES:
+        return False
+    self_service.add_to_case(
+        db, ticket=case, text=message.text or "", files=[], message_id=message.message_id, ctx=svc
+    )
+    reply.say("cases.script_answered", case_no=case.number, choice=answer.choice.label)
+    return True
 
 
 def to_named_case(

@@ -4,6 +4,7 @@ the items, the reason, the description, the evidence, and the submission.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -219,9 +220,44 @@ def _person(customer: Customer) -> str:
 
 
 def _budget(db: Session, order_no: str, customer: Customer, svc: Context) -> ProofBudget:
+    """Today's wrong tries left (read only: the proof step is not even asked once none is)."""
     return ownership.proof_budget(
         db, order_no=order_no, person=_person(customer), now=svc.now, limits=svc.limits
     )
+
+
+def _attempt(
+    db: Session, order: Order, customer: Customer, svc: Context, matches: Callable[[], bool]
+) -> ownership.ProofOutcome:
+    """One try at proving `order`, counted by the core against the order and the person."""
+    return ownership.attempt(
+        db,
+        order_no=order.order_no,
+        person=_person(customer),
+        now=svc.now,
+        limits=svc.limits,
+        matches=matches,
+    )
+
+
+async def proved(
+    outcome: ownership.ProofOutcome,
+    order: Order,
+    *,
+    state: FSMContext,
+    db: Session,
+    customer: Customer,
+    reply: Replies,
+    svc: Context,
+) -> None:
+    """What a try at the proof step leads to: the order proven, today's tries used up, or one
+    more wrong try."""
+    if outcome.proven:
+        await proven(order, state=state, db=db, customer=customer, reply=reply, svc=svc)
+    elif not outcome.checked or outcome.budget.exhausted:
+        await proof_refused(state=state, reply=reply)
+    else:
+        await proof_failed(outcome.budget, state=state, reply=reply)
 
 
 async def proof_refused(*, state: FSMContext, reply: Replies) -> None:
@@ -232,21 +268,12 @@ async def proof_refused(*, state: FSMContext, reply: Replies) -> None:
     await show_menu(reply)
 
 
-async def proof_failed(
-    *, state: FSMContext, reply: Replies, db: Session, customer: Customer, svc: Context
-) -> None:
-    """A wrong proof: say so, and after a few tries stop (no guessing digits). Each failure is
-    counted in the core against the order and the account for the day, so starting over with
-    `/start <order>` gives no new guesses."""
-    data = await state.get_data()
-    budget = ownership.proof_failed(
-        db, order_no=data["order_no"], person=_person(customer), now=svc.now, limits=svc.limits
-    )
-    tries = int(data.get("proof_tries", 0)) + 1
+async def proof_failed(budget: ProofBudget, *, state: FSMContext, reply: Replies) -> None:
+    """A wrong proof, counted in the core against the order and the account for the day (so
+    starting over with `/start <order>` gives no new guesses): say so, and after a few tries
+    in this conversation stop (no guessing digits)."""
+    tries = int((await state.get_data()).get("proof_tries", 0)) + 1
     await state.update_data(proof_tries=tries)
-    if budget.exhausted:
-        await proof_refused(state=state, reply=reply)
-        return
     if tries >= PROOF_TRIES:
         # A few guesses only: four digits are easy to try one by one.
         reply.say("intake.proof_locked", markup=ReplyKeyboardRemove())
@@ -272,13 +299,10 @@ async def proof_contact(
         reply.say("intake.proof_other_contact")
         return
     order = order_of(db, (await state.get_data())["order_no"])
-    if _budget(db, order.order_no, customer, svc).exhausted:
-        await proof_refused(state=state, reply=reply)
-        return
-    if not phone_matches(order.customer.phone, contact.phone_number):
-        await proof_failed(state=state, reply=reply, db=db, customer=customer, svc=svc)
-        return
-    await proven(order, state=state, db=db, customer=customer, reply=reply, svc=svc)
+    outcome = _attempt(
+        db, order, customer, svc, lambda: phone_matches(order.customer.phone, contact.phone_number)
+    )
+    await proved(outcome, order, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
 @handlers.message(Intake.proof, TextMatches(r"^\s*\d{4}\s*$"))
@@ -309,13 +333,10 @@ async def check_last4(
 ) -> None:
     """The last four digits of the order's phone, typed at the proof step or after the order
     number: proven, or one wrong try counted."""
-    if _budget(db, order.order_no, customer, svc).exhausted:
-        await proof_refused(state=state, reply=reply)
-        return
-    if not last4_matches(order.customer.phone, digits):
-        await proof_failed(state=state, reply=reply, db=db, customer=customer, svc=svc)
-        return
-    await proven(order, state=state, db=db, customer=customer, reply=reply, svc=svc)
+    outcome = _attempt(
+        db, order, customer, svc, lambda: last4_matches(order.customer.phone, digits)
+    )
+    await proved(outcome, order, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
 @handlers.callback(Intake.kind, KindCb.filter())
