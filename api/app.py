@@ -208,6 +208,9 @@ def create_app(
                     await asyncio.wait_for(hooks_task, timeout=settings.hooks_timeout_seconds + 5)
             if getattr(app.state, "web_chat", None) is not None:
                 await app.state.web_chat.hub.stop()
+            panel = getattr(app.state, "panel", None)
+            if panel is not None and panel.notify_hub is not None:
+                await panel.notify_hub.stop()
             if runtime is not None:
                 await runtime.stop()
             if sched is not None:

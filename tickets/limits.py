@@ -48,6 +48,9 @@ class Limits:
     # anyone, and by one person on any orders (tickets/ownership.py).
     proof_tries_per_order: int = 5
     proof_tries_per_person: int = 10
+    # Tags on one case (tickets/cases/tags.py), and saved views (named queues) per agent.
+    tags_per_case: int = 20
+    saved_views_per_agent: int = 20
 
 
 # The ceilings of the schemas, and the most a setting may be raised to.
@@ -64,6 +67,8 @@ HARD = Limits(
     max_amount=Decimal(10) ** 12,
     proof_tries_per_order=100,
     proof_tries_per_person=100,
+    tags_per_case=100,
+    saved_views_per_agent=100,
 )
 DEFAULTS = Limits()
 # A variable's name: a script declares short identifiers.

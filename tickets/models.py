@@ -113,6 +113,13 @@ class EventType(StrEnum):
     sla_breached = "sla.breached"
     sla_escalated = "sla.escalated"
     customer_reminded = "customer.reminded"
+    tag_added = "tag.added"
+    tag_removed = "tag.removed"
+    case_linked = "case.linked"
+    case_unlinked = "case.unlinked"
+    # A duplicate merged into another case (on the duplicate), and taken in (on the target).
+    case_merged = "case.merged"
+    case_merged_in = "case.merged_in"
     note_added = "note.added"
     reply_sent = "reply.sent"
     customer_message = "customer.message"
@@ -343,6 +350,41 @@ class Agent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SavedView(Base):
+    """An agent's own named queue: a queue page's filters (its query string, checked by
+    tickets/saved_views.py) kept under a name, shown in their sidebar with its live count."""
+
+    __tablename__ = "saved_views"
+    __table_args__ = (UniqueConstraint("agent_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(60))
+    query: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """Something an agent should hear about (tickets/notifications.py): a new case in their
+    group, a customer's reply on their case, a colleague's @mention in a note, a case assigned
+    to them. Kept per agent, the newest few hundred; read when they open or dismiss it."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_agent_id_id", "agent_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    # new_case | customer_reply | mention | assigned
+    kind: Mapped[str] = mapped_column(String(20))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(32), default="")
+    # Who caused it (an actor's label) and a short excerpt (a mention's note).
+    by: Mapped[str] = mapped_column(String(120), default="")
+    excerpt: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[datetime | None]
+
+
 class ApiToken(Base):
     """A bearer token for the JSON API; only its SHA-256 is stored."""
 
@@ -429,6 +471,10 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None]
+    # A duplicate merged into another case (tickets/cases/links.py): that case's id. Its
+    # messages, files and events show in that case's history; it is closed. A plain column,
+    # as opened_by_id (SQLite can drop it again on a downgrade).
+    merged_into_id: Mapped[int | None] = mapped_column(Integer)
     # Optimistic lock: two agents acting at once, exactly one wins (the other gets 409).
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -452,6 +498,43 @@ class Ticket(Base):
     events: Mapped[list[Event]] = relationship(
         back_populates="ticket", order_by="Event.id", cascade="all, delete-orphan"
     )
+    tags: Mapped[list[TicketTag]] = relationship(
+        order_by="TicketTag.tag", cascade="all, delete-orphan", viewonly=True
+    )
+
+
+class TicketTag(Base):
+    """A word an agent put on a case to find it again ("vip", "supplier-x", "质检"): short,
+    lower-case, letters, digits, "-" and "_" (tickets/cases/tags.py owns the rule)."""
+
+    __tablename__ = "ticket_tags"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "tag"),
+        # A queue filtered by tag looks the tag up first.
+        Index("ix_ticket_tags_tag_ticket", "tag", "ticket_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(32))
+    # Who tagged it (an agent's id, no key: agents are deactivated, never deleted).
+    added_by_id: Mapped[int | None] = mapped_column(Integer)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CaseLink(Base):
+    """Two cases an agent linked as related (the same parcel, the same customer's two
+    requests): one row per pair, the smaller id first (tickets/cases/links.py)."""
+
+    __tablename__ = "case_links"
+    __table_args__ = (UniqueConstraint("ticket_id", "other_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    other_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="related")
+    created_by_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class TicketItem(Base):

@@ -548,6 +548,37 @@ class ReplyCreate(_In):
     check_variables = field_validator("variables")(_script_variables)
 
 
+class TagsIn(_In):
+    """Tags to put on a case (tickets/cases/tags.py says what a tag may be)."""
+
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(min_length=1, max_length=20)
+
+
+class LinkIn(_In):
+    """The other case of a link."""
+
+    number: str = Field(min_length=1, max_length=40)
+
+
+class MergeIn(_In):
+    """Merge this case (a duplicate) into `into`; `version`: the duplicate's version seen."""
+
+    into: str = Field(min_length=1, max_length=40)
+    version: DbInt | None = None
+
+
+class LinksRead(BaseModel):
+    """The cases linked to a case after a change."""
+
+    links: list[LinkRead]
+
+
+class TagsRead(BaseModel):
+    """A case's tags after a change, A to Z."""
+
+    tags: list[str]
+
+
 class ItemRead(BaseModel):
     sku: str
     quantity: int
@@ -600,6 +631,14 @@ class EventRead(BaseModel):
     data: dict[str, Any]
 
 
+class LinkRead(BaseModel):
+    """A case linked to this one as related."""
+
+    number: str
+    status: str
+    kind: str
+
+
 class TicketRead(BaseModel):
     number: str
     kind: CaseKind
@@ -624,6 +663,10 @@ class TicketRead(BaseModel):
     refund: dict[str, Any] | None
     sla: list[SlaRead]
     risk: dict[str, Any]
+    tags: list[str] = Field(default_factory=list)
+    # Cases linked as related, and the case this one was merged into (a closed duplicate).
+    links: list[LinkRead] = Field(default_factory=list)
+    merged_into: str | None = None
     messages: list[MessageRead]
     attachments: list[AttachmentRead]
     events: list[EventRead]
@@ -645,6 +688,7 @@ class TicketSummary(BaseModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     risk_level: str
+    tags: list[str] = Field(default_factory=list)
 
 
 class ApprovalRead(BaseModel):

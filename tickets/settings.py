@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     # A shop's own reply scripts, overriding or adding to templates/scripts/ (same format).
     scripts_dir: Path | None = None
+    # Macros (a script plus an action in one step): the shop's own file instead of
+    # templates/macros.toml (same format; tickets/macros.py).
+    macros_file: Path | None = None
     # The shop's name, as customers see it in notices.
     shop_name: str = "Demo Shop 演示店铺"
     # Shown in links printed by the CLI and sent to agents. Unset, `serve` and `demo` put the
@@ -147,6 +150,10 @@ class Settings(BaseSettings):
     limit_proof_tries_per_person: int = Field(
         default=DEFAULTS.proof_tries_per_person, ge=1, le=HARD.proof_tries_per_person
     )
+    limit_tags_per_case: int = Field(default=DEFAULTS.tags_per_case, ge=1, le=HARD.tags_per_case)
+    limit_saved_views_per_agent: int = Field(
+        default=DEFAULTS.saved_views_per_agent, ge=1, le=HARD.saved_views_per_agent
+    )
     # The largest amount of money accepted anywhere, in the currency's major unit.
     max_amount: Decimal = Field(default=DEFAULTS.max_amount, gt=0, le=HARD.max_amount)
     # Request bodies: the most bytes read from one request, and from one upload (evidence,
@@ -225,6 +232,8 @@ class Settings(BaseSettings):
             max_amount=self.max_amount,
             proof_tries_per_order=self.limit_proof_tries_per_order,
             proof_tries_per_person=self.limit_proof_tries_per_person,
+            tags_per_case=self.limit_tags_per_case,
+            saved_views_per_agent=self.limit_saved_views_per_agent,
         )
 
     @property

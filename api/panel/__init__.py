@@ -18,7 +18,11 @@ from api.panel import (
     bundle,
     dashboard,
     intake,
+    links,
+    macros,
+    notifications,
     queue,
+    views,
     webhooks,
     workspace,
 )
@@ -32,6 +36,9 @@ router.include_router(queue.router, prefix=PREFIX)
 # Before the workspace, whose /cases/{number} would otherwise take /cases/new.
 router.include_router(intake.router, prefix=PREFIX)
 router.include_router(workspace.router, prefix=PREFIX)
+router.include_router(macros.router, prefix=PREFIX)
+router.include_router(links.router, prefix=PREFIX)
+router.include_router(notifications.router, prefix=PREFIX)
 router.include_router(bulk.router, prefix=PREFIX)
 router.include_router(approvals.router, prefix=PREFIX)
 router.include_router(dashboard.router, prefix=PREFIX)
@@ -39,6 +46,7 @@ router.include_router(webhooks.router, prefix=PREFIX)
 router.include_router(admin.router, prefix=PREFIX)
 router.include_router(bundle.router, prefix=PREFIX)
 router.include_router(auth.account, prefix=PREFIX)
+router.include_router(views.router, prefix=PREFIX)
 
 
 def install_panel(app: FastAPI) -> None:

@@ -292,6 +292,12 @@ EVENT: Final[dict[str, str]] = {
     EventType.sla_escalated: N_("SLA escalated"),
     EventType.customer_reminded: N_("Customer reminded"),
     EventType.note_added: N_("Internal note"),
+    EventType.tag_added: N_("Tagged"),
+    EventType.tag_removed: N_("Tag removed"),
+    EventType.case_linked: N_("Linked to case"),
+    EventType.case_unlinked: N_("Unlinked from case"),
+    EventType.case_merged: N_("Merged into case"),
+    EventType.case_merged_in: N_("Duplicate merged in"),
     EventType.reply_sent: N_("Reply sent"),
     EventType.customer_message: N_("Customer message"),
     EventType.risk_assessed: N_("Risk assessed"),
@@ -306,6 +312,14 @@ EVENT: Final[dict[str, str]] = {
     EventType.bot_error: N_("Bot error"),
     EventType.delivery_failed: N_("Message not delivered"),
     EventType.delivery_undeliverable: N_("Message not sent"),
+}
+
+# An agent's notifications (tickets/notifications.py), by kind.
+NOTIFICATION: Final = {
+    "new_case": N_("New case in your group: %(number)s"),
+    "customer_reply": N_("The customer replied on %(number)s"),
+    "mention": N_("You were mentioned on %(number)s"),
+    "assigned": N_("%(number)s was assigned to you"),
 }
 
 # Where a reply to the customer stands (tickets/messages/outbox.py).

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request, status
@@ -34,6 +34,8 @@ from tickets.cases.queries import (
     filter_conditions,
     list_tickets,
 )
+from tickets.cases.tags import normalise_tag
+from tickets.exceptions import InvalidInput
 from tickets.models import (
     Agent,
     CaseStatus,
@@ -43,6 +45,7 @@ from tickets.models import (
     OrderUnit,
     Refund,
     RefundStatus,
+    SavedView,
     SlaClock,
     Ticket,
     TicketUnit,
@@ -50,7 +53,8 @@ from tickets.models import (
 from tickets.money import format_amount
 from tickets.orders.store import find_order_id, normalise_order_no
 from tickets.policy.rules import CUSTOMER_CLOCKS
-from tickets.schemas import EARLIEST, LATEST, ActionRequest, DbId, DbInt
+from tickets.saved_views import clean_query, list_views
+from tickets.schemas import EARLIEST, LATEST, ActionRequest, DbId, DbInt, whole_number
 from tickets.sla import clocks as sla
 from tickets.workflow import WORKING
 
@@ -202,6 +206,75 @@ def queue_counts(
     return {queue: int(getattr(row, queue)) for queue in QUEUES}
 
 
+def _as_view(query: str) -> str:
+    """The page's query as a view keeps it; "" (nothing to save) when it holds what a view may
+    not (a value a hand-edited URL made too long)."""
+    try:
+        return clean_query(query)
+    except InvalidInput:
+        return ""
+
+
+def view_choices(query: str) -> tuple[Choices, str, int | None]:
+    """A saved view's query string read back as the queue page reads its URL: (the choices,
+    the search text, the customer picked)."""
+    values: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query):
+        values.setdefault(key, []).append(value)
+
+    def one(key: str) -> str:
+        return values.get(key, [""])[0]
+
+    queue = one("queue") if one("queue") in QUEUES else "all"
+    customer = whole_number(one("customer")) if one("customer") else None
+    chosen = Choices(
+        queue=queue,
+        kind=values.get("kind", []),
+        status=values.get("status", []),
+        group=one("group"),
+        assignee=one("assignee"),
+        priority=one("priority"),
+        channel=one("channel"),
+        risk=one("risk"),
+        created_from=one("created_from")[:10],
+        created_to=one("created_to")[:10],
+        tag=one("tag"),
+    )
+    return chosen, one("q")[:100], customer
+
+
+def view_counts(
+    session: Session,
+    agent: Agent,
+    views: list[SavedView],
+    cap: int,
+    now: datetime,
+    soon: int,
+    tz: ZoneInfo,
+    groups: Any,
+) -> dict[int, int]:
+    """Each of the agent's saved views counted as its page would list it, up to `cap`, in one
+    query (each view a capped subquery, as the queues' counts)."""
+    columns = []
+    for view in views:
+        chosen, q, customer = view_choices(view.query)
+        open_number, searched, customers = search(session, q)
+        if customer is not None:
+            searched = {"customer_id": customer}
+        elif open_number is not None:
+            searched = {"extra": (Ticket.number == open_number,)}
+        elif len(customers) > 1:
+            searched = {"extra": (Ticket.id.is_(None),)}  # "pick one": the page lists nothing
+        filters, narrowing = chosen.filters(agent, now, soon, tz, groups, searched)
+        conditions = [*filter_conditions(filters, session), *narrowing.conditions()]
+        capped = select(Ticket.id).where(*conditions).limit(cap + 1).subquery()
+        columns.append(select(func.count()).select_from(capped).scalar_subquery())
+    if not columns:
+        return {}
+    row = session.execute(select(*columns)).one()
+    return {view.id: int(n) for view, n in zip(views, row, strict=True)}
+
+
 def default_order(queue: str) -> str:
     """The work queues list the nearest due first (missed clocks first of all). "All cases"
     lists newest first: most of it is closed, with no clock to be near, and ordering a whole
@@ -326,6 +399,73 @@ def _choices(values: list[str] | None, allowed: dict[str, str]) -> list[str]:
     return [v for v in values or [] if v in allowed]
 
 
+# A tag no case can carry (tags hold no spaces): a malformed tag filter lists nothing.
+_NO_TAG = " "
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What an agent chose on a queue page (the URL's filters), read into the core's filters
+    and the panel's narrowing: one home for it, for the page and for a saved view's count."""
+
+    queue: str
+    kind: list[str] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    group: str = ""
+    assignee: str = ""
+    priority: str = ""
+    channel: str = ""
+    risk: str = ""
+    created_from: str = ""
+    created_to: str = ""
+    tag: str = ""
+
+    @property
+    def tag_code(self) -> str | None:
+        """The tag as stored, `_NO_TAG` when it cannot be one, None when none was chosen."""
+        if not self.tag.strip():
+            return None
+        try:
+            return normalise_tag(self.tag, "tag")
+        except InvalidInput:
+            return _NO_TAG
+
+    @property
+    def tag_shown(self) -> str:
+        code = self.tag_code
+        return self.tag.strip() if code == _NO_TAG else code or ""
+
+    def filters(
+        self,
+        agent: Agent,
+        now: datetime,
+        soon: int,
+        tz: ZoneInfo,
+        groups: Any,
+        searched: dict[str, Any],
+    ) -> tuple[TicketFilters, Narrowing]:
+        filters = merge(
+            queue_filters(self.queue, agent, now),
+            status=_choices(self.status, STATUS),
+            kind=_choices(self.kind, KIND),
+            group=self.group if self.group in groups else None,
+            assignee=self.assignee or None,
+            priority=self.priority if self.priority in PRIORITY else None,
+            channel=self.channel if self.channel in CHANNEL else None,
+            tag=self.tag_code,
+            **searched,
+        )
+        narrowing = Narrowing(
+            risk=self.risk if self.risk in RISK else None,
+            created_from=day_start(self.created_from, tz) if self.created_from else None,
+            created_before=day_start(self.created_to, tz, next_day=True)
+            if self.created_to
+            else None,
+            breaching=(now, soon) if self.queue == "breaching" else None,
+        )
+        return filters, narrowing
+
+
 @router.get("")
 @router.get("/queue")
 def queue_page(
@@ -344,6 +484,7 @@ def queue_page(
     created_to: Annotated[str, Query(max_length=10)] = "",
     q: Annotated[str, Query(max_length=100)] = "",
     customer: DbId | None = None,
+    tag: Annotated[str, Query(max_length=100)] = "",
     cursor: str | None = None,
     sort: Annotated[str, Query(max_length=20)] = "",
     partial: bool = False,
@@ -369,24 +510,21 @@ def queue_page(
     now: datetime = state.clock()
     soon = breaching_soon_minutes(request)
     tz: ZoneInfo = state.settings.tz
-    filters = merge(
-        queue_filters(queue, agent, now),
-        status=_choices(status_, STATUS),
+    chosen = Choices(
+        queue=queue,
         kind=_choices(kind, KIND),
-        group=group if group in policy.groups else None,
-        assignee=assignee or None,
-        priority=priority if priority in PRIORITY else None,
-        channel=channel if channel in CHANNEL else None,
-        **searched,
+        status=_choices(status_, STATUS),
+        group=group,
+        assignee=assignee,
+        priority=priority,
+        channel=channel,
+        risk=risk,
+        created_from=created_from,
+        created_to=created_to,
+        tag=tag,
     )
-    start = day_start(created_from, tz) if created_from else None
-    stop = day_start(created_to, tz, next_day=True) if created_to else None
-    narrowing = Narrowing(
-        risk=risk if risk in RISK else None,
-        created_from=start,
-        created_before=stop,
-        breaching=(now, soon) if queue == "breaching" else None,
-    )
+    filters, narrowing = chosen.filters(agent, now, soon, tz, policy.groups, searched)
+    start, stop = narrowing.created_from, narrowing.created_before
     cap = state.settings.count_cap
     if customers and len(customers) > 1 and "customer_id" not in searched:
         rows: list[Ticket] = []
@@ -414,6 +552,7 @@ def queue_page(
         "created_to": created_to if stop else "",
         "q": q,
         "customer": customer or "",
+        "tag": chosen.tag_shown,
     }
     filtered = any(v for k, v in params.items() if k != "queue")
     params["sort"] = sort if sort != default_sort else ""
@@ -424,6 +563,8 @@ def queue_page(
         select(Agent).where(Agent.active.is_(True)).order_by(Agent.username).limit(200)
     ).all()
     counts = queue_counts(session, agent, cap, now, soon)
+    views = list_views(session, agent)
+    counted_views = view_counts(session, agent, views, cap, now, soon, tz, policy.groups)
     next_steps = []
     if not rows and not filtered and not cursor:
         # An empty queue on its own (an agent's empty "Mine" on Monday morning) points at the
@@ -439,6 +580,10 @@ def queue_page(
         "queue": queue,
         "queues": QUEUES,
         "counts": counts,
+        "views": views,
+        "view_counts": counted_views,
+        # The page's own filters, as a view would keep them (the "save this view" form).
+        "view_query": _as_view(query),
         "next_steps": next_steps,
         "cap": cap,
         "soon": soon,

@@ -27,7 +27,7 @@ from api.deps import ContextDep, SessionDep, StoreDep
 from api.errors import status_for
 from api.panel.auth import CurrentPanelAgent, safe_next
 from api.panel.labels import SCRIPT_CATEGORY, SYSTEM_REASON, UNIT
-from api.panel.pages import plain_text, render, telegram_html
+from api.panel.pages import panel_macros, plain_text, render, telegram_html
 from tickets.cases.actions.refunds import (
     approval_blocker,
     current_refund,
@@ -39,6 +39,7 @@ from tickets.cases.holds import AWAITING_EVIDENCE, HIGH_RISK, to_confirm
 from tickets.cases.lifecycle import perform_action
 from tickets.cases.serialize import message_deliveries, ticket_to_read
 from tickets.cases.status import get_ticket
+from tickets.cases.tags import add_tags, remove_tag, tags_of
 from tickets.context import Actor, Context
 from tickets.exceptions import (
     ActionNotAllowed,
@@ -267,6 +268,9 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         "done": request.query_params.get("done"),
         # Why a reply just posted was not sent (a reason code, named by the labels).
         "unsent_why": request.query_params.get("why"),
+        "tags": tags_of(session, ticket.id),
+        # The shop's macros whose action the case allows now (a script plus the action).
+        "macros": panel_macros(request).usable(read.allowed_actions),
         "problem": None,
         "history": customer_history(
             session=session,
@@ -475,6 +479,69 @@ def act(
     # A list the action was taken from (the approvals) is where the agent goes back to.
     return act_or_explain(
         request, session, agent, ctx, number, body, back=form.get("back", ""), form=form
+    )
+
+
+# ---------------------------------------------------------------- tags
+
+
+def _tag_change(
+    request: Request, session: Session, agent: Agent, number: str, change: Any
+) -> Response:
+    """Apply a tag change and come back to the case, or show the case with why not."""
+    try:
+        change()
+        session.flush()
+    except DomainError as exc:
+        session.rollback()
+        return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
+    return RedirectResponse(f"/panel/cases/{number}#tags", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/cases/{number}/tags")
+def tag(
+    number: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    ctx: ContextDep,
+    form: FormFields,
+) -> Response:
+    """Put the tags typed (separated by commas or spaces) on the case."""
+    typed = form.get("tags", "")[:2000].replace("，", ",").replace(",", " ").split()
+    return _tag_change(
+        request,
+        session,
+        agent,
+        number,
+        lambda: add_tags(
+            session=session, number=number, tags=typed, actor=Actor("agent", agent), ctx=ctx
+        ),
+    )
+
+
+@router.post("/cases/{number}/tags/remove")
+def untag(
+    number: str,
+    request: Request,
+    session: SessionDep,
+    agent: CurrentPanelAgent,
+    ctx: ContextDep,
+    form: FormFields,
+) -> Response:
+    """Take one tag off the case."""
+    return _tag_change(
+        request,
+        session,
+        agent,
+        number,
+        lambda: remove_tag(
+            session=session,
+            number=number,
+            tag=form.get("tag", "")[:200],
+            actor=Actor("agent", agent),
+            ctx=ctx,
+        ),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse
@@ -14,10 +14,12 @@ from api.offload import OffLoop
 from tickets.cases.actions.refunds import awaiting_second_approval
 from tickets.cases.conversation import Upload, add_reply, store_reply_files
 from tickets.cases.lifecycle import perform_action
+from tickets.cases.links import link_cases, merge_case, unlink_cases
 from tickets.cases.opening import open_case
 from tickets.cases.queries import NEWEST_FIRST, SORTS, TicketFilters, check_sort, list_tickets
 from tickets.cases.serialize import message_deliveries, ticket_summary, ticket_to_read
 from tickets.cases.status import get_ticket
+from tickets.cases.tags import add_tags, normalise_tag, remove_tag
 from tickets.context import Actor
 from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Agent, Attachment, CaseKind, CaseStatus, Message, Role
@@ -27,8 +29,14 @@ from tickets.schemas import (
     ApprovalList,
     ApprovalRead,
     DbId,
+    LinkIn,
+    LinkRead,
+    LinksRead,
+    MergeIn,
     MessageRead,
     ReplyCreate,
+    TagsIn,
+    TagsRead,
     TicketCreate,
     TicketList,
     action_request,
@@ -100,6 +108,9 @@ def list_cases(
     order_no: str | None = None,
     priority: str | None = None,
     channel: str | None = None,
+    tag: Annotated[
+        str | None, Query(max_length=100, description="only cases with this tag")
+    ] = None,
     overdue: Annotated[
         bool | None, Query(description="only cases with a shop SLA clock past due")
     ] = None,
@@ -130,6 +141,7 @@ def list_cases(
         order_no=order_no,
         priority=priority,
         channel=channel,
+        tag=normalise_tag(tag, "tag") if tag else None,
         overdue_at=request.app.state.clock() if overdue else None,
     )
     cap = settings.count_cap
@@ -235,6 +247,73 @@ def reply_with_files(
         session=session, number=number, reply=body, actor=actor, ctx=ctx, attachments=stored
     )
     return _message(session, msg, actor)
+
+
+@router.post("/{number}/tags", response_model=TagsRead)
+def tag_case(
+    number: str, body: TagsIn, session: SessionDep, actor: AgentActor, ctx: ContextDep
+) -> TagsRead:
+    """Put tags on a case (`{"tags": ["vip", "supplier-x"]}`); the case's tags after. A tag is
+    at most 32 letters, digits, '-' or '_' (stored in lower case); a case carries at most
+    AFTERSALES_LIMIT_TAGS_PER_CASE; anything else is a 422 naming the tag, nothing written."""
+    return TagsRead(
+        tags=add_tags(session=session, number=number, tags=body.tags, actor=actor, ctx=ctx)
+    )
+
+
+@router.delete("/{number}/tags/{tag}", response_model=TagsRead)
+def untag_case(
+    number: str, tag: str, session: SessionDep, actor: AgentActor, ctx: ContextDep
+) -> TagsRead:
+    """Take a tag off a case; the case's tags after."""
+    return TagsRead(tags=remove_tag(session=session, number=number, tag=tag, actor=actor, ctx=ctx))
+
+
+def _links(found: list[Any]) -> LinksRead:
+    return LinksRead(links=[LinkRead(number=x.number, status=x.status, kind=x.kind) for x in found])
+
+
+@router.post("/{number}/links", response_model=LinksRead)
+def link(
+    number: str, body: LinkIn, session: SessionDep, actor: AgentActor, ctx: ContextDep
+) -> LinksRead:
+    """Link another case to this one as related (`{"number": ...}`); the linked cases after."""
+    return _links(
+        link_cases(session=session, number=number, other=body.number, actor=actor, ctx=ctx)
+    )
+
+
+@router.delete("/{number}/links/{other}", response_model=LinksRead)
+def unlink(
+    number: str, other: str, session: SessionDep, actor: AgentActor, ctx: ContextDep
+) -> LinksRead:
+    """Undo a link; the linked cases after."""
+    return _links(unlink_cases(session=session, number=number, other=other, actor=actor, ctx=ctx))
+
+
+@router.post("/{number}/merge", response_model=TicketJSON)
+def merge(
+    number: str,
+    body: MergeIn,
+    request: Request,
+    session: SessionDep,
+    actor: AgentActor,
+    ctx: ContextDep,
+) -> TicketJSON:
+    """Merge this case (a duplicate) into `into`, a case of the same customer or order: its
+    messages, files and events go to that case's history, and it is closed as merged. Answers
+    the target. A refund in motion on the duplicate is a 409 saying so; another customer's
+    case a 422."""
+    target = merge_case(
+        session=session,
+        number=number,
+        into=body.into,
+        actor=actor,
+        ctx=ctx,
+        version=body.version,
+    )
+    assert actor.agent is not None  # AgentActor: always an agent
+    return _read(request, session, target.number, actor.agent)
 
 
 @files.get("/{attachment_id}")

@@ -31,6 +31,7 @@ from tickets.models import (
     Message,
     Ticket,
 )
+from tickets.notifications import NOTIFYING, on_event
 from tickets.webhooks import queue_case_event
 
 # ---------------------------------------------------------------- small pieces
@@ -78,14 +79,31 @@ def record_event(
     *, session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, **data: Any
 ) -> Event:
     """Append to the case's audit log; the shop's webhooks that hear this event are queued
-    in the same transaction (tickets/webhooks.py)."""
+    in the same transaction (tickets/webhooks.py), and the agents who should hear of it are
+    notified (tickets/notifications.py)."""
     about_case(ticket.number)  # the lines logged from here on name the case
     event = Event(ticket=ticket, type=type, actor=actor.label, at=now, data=data)
     session.add(event)
     queue_case_event(
         session=session, ticket=ticket, audit_type=type, actor=actor.label, now=now, data=data
     )
+    _notify(session, ticket, type, actor, now, data)
     return event
+
+
+def _notify(
+    session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, data: Any
+) -> None:
+    if type in NOTIFYING:
+        on_event(
+            session,
+            ticket=ticket,
+            type=type,
+            actor_label=actor.label,
+            actor_agent_id=actor.agent.id if actor.agent is not None else None,
+            now=now,
+            data=data,
+        )
 
 
 # Built once: the audit row as a plain INSERT (see `append_event`).
@@ -112,6 +130,7 @@ def append_event(
     queue_case_event(
         session=session, ticket=ticket, audit_type=type, actor=actor.label, now=now, data=data
     )
+    _notify(session, ticket, type, actor, now, data)
 
 
 def case_notice(

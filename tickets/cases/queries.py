@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, literal, select, tuple_
-from sqlalchemy.orm import QueryableAttribute, Session, defer, joinedload
+from sqlalchemy.orm import QueryableAttribute, Session, defer, joinedload, selectinload
 
+from tickets.cases.tags import tag_condition
 from tickets.exceptions import InvalidInput
 from tickets.models import Agent, CaseKind, CaseStatus, Customer, Order, Priority, Ticket
 from tickets.orders.store import find_order_id
@@ -33,6 +34,8 @@ class TicketFilters:
     customer_id: int | None = None
     priority: str | None = None
     channel: str | None = None
+    # Only cases carrying this tag (normalised: tickets.cases.tags.normalise_tag).
+    tag: str | None = None
     # Only cases with a shop clock past due at this time.
     overdue_at: datetime | None = None
     # Further conditions of a caller's own (the panel's narrowing: risk, dates, breaching).
@@ -140,6 +143,8 @@ def filter_conditions(f: TicketFilters, session: Session) -> list[ColumnElement[
         out.append(Ticket.priority == f.priority)
     if f.channel:
         out.append(Ticket.channel == f.channel)
+    if f.tag:
+        out.append(tag_condition(f.tag))
     if f.assignee == "none":
         out.append(Ticket.assignee_id.is_(None))
     elif f.assignee:
@@ -192,6 +197,8 @@ def list_tickets(
             joinedload(Ticket.customer, innerjoin=True).load_only(Customer.name),
             joinedload(Ticket.order).load_only(Order.order_no, Order.currency),
             joinedload(Ticket.assignee).load_only(Agent.username, Agent.display_name),
+            # A row shows its tags: one query for the whole page.
+            selectinload(Ticket.tags),
             defer(Ticket.description),
             defer(Ticket.risk_signals),
             defer(Ticket.pickup),

@@ -9,6 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tickets.cases.actions.refunds import approval_blocker, current_refund
+from tickets.cases.links import linked_cases, merged_into_number
+from tickets.cases.tags import tags_of
 from tickets.customers import telegram_of
 from tickets.exceptions import InvalidInput
 from tickets.messages.outbox import STATE_OF_STATUS
@@ -16,6 +18,7 @@ from tickets.models import (
     Agent,
     CaseKind,
     CaseStatus,
+    Event,
     OutboxMessage,
     Refund,
     RefundStatus,
@@ -30,6 +33,7 @@ from tickets.schemas import (
     DeliveryRead,
     EventRead,
     ItemRead,
+    LinkRead,
     MessageRead,
     SlaRead,
     TicketRead,
@@ -216,6 +220,7 @@ def ticket_to_read(
         refund=refund_view(session, ticket, policy=policy, now=now, timezone=timezone),
         sla=sla or [],
         risk={"level": ticket.risk_level, "signals": ticket.risk_signals},
+        tags=tags_of(session, ticket.id),
         messages=[
             MessageRead(
                 id=m.id,
@@ -240,8 +245,32 @@ def ticket_to_read(
             )
             for a in ticket.attachments
         ],
-        events=[EventRead(type=e.type, actor=e.actor, at=e.at, data=e.data) for e in ticket.events],
+        events=_events_with_merged(session, ticket),
+        links=[
+            LinkRead(number=link.number, status=link.status, kind=link.kind)
+            for link in linked_cases(session, ticket.id)
+        ],
+        merged_into=merged_into_number(session, ticket),
     )
+
+
+def _events_with_merged(session: Session, ticket: Ticket) -> list[EventRead]:
+    """The case's events, and those of the duplicates merged into it (each naming its case as
+    `merged_from`), in time order: the history of everything the case took in."""
+    own = [EventRead(type=e.type, actor=e.actor, at=e.at, data=e.data) for e in ticket.events]
+    merged = session.execute(
+        select(Event, Ticket.number)
+        .join(Ticket, Ticket.id == Event.ticket_id)
+        .where(Ticket.merged_into_id == ticket.id)
+        .order_by(Event.at, Event.id)
+    ).all()
+    if not merged:
+        return own
+    taken = [
+        EventRead(type=e.type, actor=e.actor, at=e.at, data={**e.data, "merged_from": number})
+        for e, number in merged
+    ]
+    return sorted([*own, *taken], key=lambda e: e.at)
 
 
 def ticket_summary(ticket: Ticket) -> TicketSummary:
@@ -260,4 +289,6 @@ def ticket_summary(ticket: Ticket) -> TicketSummary:
         created_at=ticket.created_at,
         updated_at=ticket.updated_at,
         risk_level=ticket.risk_level,
+        # Loaded with the page (tickets.cases.queries.list_tickets).
+        tags=[t.tag for t in ticket.tags],
     )

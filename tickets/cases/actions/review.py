@@ -63,17 +63,27 @@ def approve(
         set_status(session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor)
 
 
+def _taken(ctx: Context, t: Ticket, script: str, own: dict[str, Any]) -> dict[str, Any]:
+    """The action's own variables (the reason, what is missing ...) that `script` takes: a
+    script the agent chose (a macro's, tickets/macros.py) may word the step without them."""
+    if ctx.scripts is None:
+        return own
+    accepts = ctx.scripts.get(script, t.language).accepts
+    return {k: v for k, v in own.items() if k in accepts}
+
+
 def request_info(
     session: Session, t: Ticket, req: ActionRequest, actor: Actor, ctx: Context, tr: Transition
 ) -> None:
     assert tr.target is not None
     set_status(session=session, ticket=t, status=tr.target, ctx=ctx, actor=actor, reason=req.reason)
+    script = req.script or "notice_needs_info"
     case_notice(
         session=session,
         ticket=t,
-        script=req.script or "notice_needs_info",
+        script=script,
         ctx=ctx,
-        **({"missing": [req.reason]} | req.variables),
+        **(_taken(ctx, t, script, {"missing": [req.reason]}) | req.variables),
     )
 
 
@@ -85,12 +95,14 @@ def refuse(
     alternative = req.alternative or ctx.policy.refusal_alternative.get(
         t.language, next(iter(ctx.policy.refusal_alternative.values()))
     )
+    script = req.script or "notice_refused"
+    given = {"reason": req.reason, "alternative": alternative}
     case_notice(
         session=session,
         ticket=t,
-        script=req.script or "notice_refused",
+        script=script,
         ctx=ctx,
-        **({"reason": req.reason, "alternative": alternative} | req.variables),
+        **(_taken(ctx, t, script, given) | req.variables),
     )
 
 
