@@ -3,6 +3,7 @@ bot from a page, on the real test database; the same intake runs on both channel
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -222,6 +223,42 @@ async def test_an_agents_answer_reaches_the_page_once_even_across_reconnects(
             .order_by(OutboxMessage.id.desc())
         ).first()
         assert row is not None and (row.channel, row.status) == ("web", "sent")
+
+
+async def test_an_agents_photo_opens_in_the_page_and_only_there(
+    app: Any, api: Api, sessions: sessionmaker[Session]
+) -> None:
+    # The page shows an agent's photo from /chat/files/{row}: it was a broken image (no such
+    # route). Only the page's own conversation gets it.
+    add_unlinked(sessions, "W300")
+    page = web_page(app, "en")
+    await page.text("/start W300")
+    await page.text("8000")
+    said = await page.press(KindCb(kind="complaint"))
+    await page.press(next(b for b in said.buttons if b.startswith("r:")))
+    await page.text("one item missing")
+    await page.press(NavCb(action="done"))
+    await page.press(NavCb(action="confirm"))
+    with sessions() as s:
+        number = s.scalars(select(Ticket.number)).one()
+    r = api.post(
+        f"/api/v1/tickets/{number}/replies/files",
+        data={"text": "what we packed"},
+        files=[("files", ("packed.jpg", jpeg("green"), "image/jpeg"))],
+    )
+    assert r.status_code == 201, r.text
+    [shown] = [e["file"] for e in page.read() if e["type"] == "bot" and e.get("file")]
+    assert shown["kind"] == "photo"
+    got = page.client.get(shown["url"])
+    assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(got.content)) as img:
+        assert img.size[0] > 0 and not img.getexif()
+    # Another customer's page, and no session at all, get nothing.
+    stranger = web_page(app, "en")
+    assert stranger.client.get(shown["url"]).status_code == 404
+    with TestClient(app) as nobody:
+        assert nobody.get(shown["url"]).status_code == 401
+    assert page.client.get("/chat/files/99999999").status_code == 404
 
 
 async def test_the_conversation_is_there_after_closing_the_tab(app: Any) -> None:

@@ -22,6 +22,8 @@
 - `POST /chat/forget`: log out; this browser forgets its session.
 - `GET /chat/events`: the conversation as server-sent events, resumed by `Last-Event-ID`
   (api/chat/stream.py).
+- `GET /chat/files/{row}`: the file an agent's answer carries (a photo, a PDF), for the page's
+  own conversation only (another chat's, or none: 404).
 
 The JSON routes refuse cross-site requests (the `Origin` must be this site's) and bodies that
 are not JSON, and are rate-limited per session and per address. Whatever ids a request names,
@@ -34,11 +36,14 @@ import asyncio
 import hashlib
 import html
 import logging
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi import Path as FastPath
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import (
+    FileResponse,
     HTMLResponse,
     JSONResponse,
     RedirectResponse,
@@ -47,7 +52,7 @@ from fastapi.responses import (
 )
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -60,7 +65,7 @@ from tickets.chat_links import LINK_PARAM, TOKEN_MAX, LinkRefused, prove_by_link
 from tickets.customers import LinkedElsewhere
 from tickets.exceptions import NotFound
 from tickets.messages.scripts import resolve_language
-from tickets.models import OutboxMessage
+from tickets.models import Attachment, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +229,26 @@ class WebChat:
                 return None
             session.commit()
         return True
+
+    def file_of(self, chat_id: int, row_id: int) -> tuple[Path, str] | None:
+        """The file an answer to this chat carries (an agent's photo or PDF), with its type;
+        None when there is no such answer, or it is another chat's (the same answer for both:
+        a row id tells nothing of anyone else's conversation)."""
+        with self.sessions() as session:
+            row = session.get(OutboxMessage, row_id)
+            if row is None or row.channel != WEB or row.recipient != str(chat_id):
+                return None
+            attachment = row.payload.get("attachment")
+            key = attachment.get("storage_key") if isinstance(attachment, dict) else None
+            if not isinstance(key, str):
+                return None
+            mime = session.scalar(
+                select(Attachment.mime).where(Attachment.storage_key == key).limit(1)
+            )
+        path = Path(self.settings.media_dir) / key
+        if not path.is_file():
+            return None
+        return path, mime or "application/octet-stream"
 
     def render(self, row: Row) -> dict[str, Any] | None:
         """What the page shows for one outbox row (None: nothing)."""
@@ -595,6 +620,21 @@ async def events(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+@router.get("/files/{row_id}")
+async def answer_file(
+    row_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], request: Request
+) -> Response:
+    """A file an agent's answer carries, for the page's own conversation only."""
+    chat_id = _session(request)
+    if chat_id is None:
+        return _refusal(401, "open /chat first")
+    found = await asyncio.to_thread(_chat(request).file_of, chat_id, row_id)
+    if found is None:
+        return _refusal(404, "no such file")
+    path, mime = found
+    return FileResponse(path, media_type=mime, headers={"Cache-Control": "private, max-age=3600"})
 
 
 def install_chat(app: FastAPI) -> None:
