@@ -14,7 +14,7 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 # Redis for the shared rate limiter's tests (skipped when unreachable, except on CI).
 export AFTERSALES_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup setup-dev browser run test lint pg-check test-sqlite test-postgres bench clean
+.PHONY: setup setup-dev browser run test lint pg-check test-sqlite test-postgres bench messages clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "needs $(PY) (Python 3.11)"; exit 1; }
@@ -87,6 +87,16 @@ test: lint pg-check test-sqlite test-postgres
 
 bench: setup-dev
 	$(BIN)/python -m bench.ticket_list
+
+## After a change of the bot's or the agents' cards' English texts: extract every marked text
+## (`N_`, `Nn_`: tickets/catalogs.py) and merge it into the Chinese catalogs, whose new entries
+## a translator then fills in (the catalog test fails until they are).
+messages: setup
+	$(BIN)/pybabel -q extract -k Nn_:1,2 --sort-by-file -o $(VENV)/bot.pot bot
+	$(BIN)/pybabel -q update --ignore-obsolete -D bot -l zh_CN -i $(VENV)/bot.pot -d bot/texts
+	$(BIN)/pybabel -q extract -k Nn_:1,2 --sort-by-file -o $(VENV)/agents.pot \
+		tickets/messages/cards.py
+	$(BIN)/pybabel -q update --ignore-obsolete -D agents -l zh_CN -i $(VENV)/agents.pot -d templates/agents
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

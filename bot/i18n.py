@@ -1,23 +1,26 @@
-"""The bot's own words: UI strings per language, read from bot/texts/<language>.toml.
+"""The bot's own words per language: the texts of bot/messages.py through gettext catalogs.
 
-Texts live in files so a shop can read and correct them without reading code. Every language
-must have the same keys with the same placeholders: a missing translation is refused when the
-bot starts, never discovered by a customer.
+English is written in bot/messages.py (the msgids); Chinese in
+bot/texts/zh_CN/LC_MESSAGES/bot.po, the `bot` domain of tickets/catalogs.py (the machinery the
+panel and the agents' cards share). A translation whose {placeholders} differ from its English
+text is refused when the bot starts, never discovered by a customer; a text with no translation
+shows in English (the catalog test keeps every text translated).
 """
 
 from __future__ import annotations
 
 import html
-import string
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bot.messages import MESSAGES
 from tickets.bundled import bundled
+from tickets.catalogs import Catalog, Plural, load_catalogs, mismatched
 
 LANGUAGES = ("zh-CN", "en")
 TEXTS_DIR = bundled("bot", "texts")
+DOMAIN = "bot"
 
 
 class Html(str):
@@ -26,65 +29,42 @@ class Html(str):
     __slots__ = ()
 
 
-def _flatten(prefix: str, table: Mapping[str, Any], out: dict[str, str]) -> None:
-    for key, value in table.items():
-        name = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, Mapping):
-            _flatten(name, value, out)
-        elif isinstance(value, str):
-            out[name] = value
-        else:
-            raise ValueError(f"{name}: a text must be a string, not {type(value).__name__}")
-
-
-def _placeholders(template: str) -> set[str]:
-    return {field for _, field, _, _ in string.Formatter().parse(template) if field}
-
-
 class Texts:
     """Look up and fill a text: `texts.get("en", "intake.ask_order")`."""
 
-    def __init__(self, tables: Mapping[str, Mapping[str, str]]) -> None:
-        self._tables = {lang: dict(table) for lang, table in tables.items()}
-        self._check()
-
-    @classmethod
-    def load(cls, directory: Path = TEXTS_DIR) -> Texts:
-        """Read every language's file; raises ValueError naming what does not match."""
-        tables: dict[str, dict[str, str]] = {}
-        for lang in LANGUAGES:
-            path = directory / f"{lang}.toml"
-            flat: dict[str, str] = {}
-            _flatten("", tomllib.loads(path.read_text(encoding="utf-8")), flat)
-            tables[lang] = flat
-        return cls(tables)
-
-    def _check(self) -> None:
-        problems: list[str] = []
-        reference = self._tables[LANGUAGES[-1]]
-        for lang, table in self._tables.items():
-            for key in sorted(set(reference) ^ set(table)):
-                problems.append(f"{lang}: key {key} is in one language only")
-            for key in set(reference) & set(table):
-                if _placeholders(reference[key]) != _placeholders(table[key]):
-                    problems.append(f"{lang}: {key} has other placeholders than {LANGUAGES[-1]}")
+    def __init__(
+        self, catalogs: Mapping[str, Catalog], messages: Mapping[str, str | Plural] = MESSAGES
+    ) -> None:
+        self._catalogs = dict(catalogs)
+        self._messages = dict(messages)
+        problems = mismatched(self._catalogs, self._messages)
         if problems:
             raise ValueError("bot texts do not match: " + "; ".join(problems))
 
+    @classmethod
+    def load(cls, directory: Path = TEXTS_DIR) -> Texts:
+        """Read every language's catalog; raises ValueError naming what does not match."""
+        return cls(load_catalogs(directory, DOMAIN))
+
     def has(self, key: str) -> bool:
         """Whether a text key exists."""
-        return key in self._tables[LANGUAGES[0]]
+        return key in self._messages
+
+    def _template(self, language: str, key: str, values: Mapping[str, Any]) -> str:
+        catalog = self._catalogs.get(language) or self._catalogs["en"]
+        message = self._messages[key]
+        if isinstance(message, Plural):
+            return catalog.ngettext(message.singular, message.plural, int(values[message.count]))
+        return catalog.gettext(message)
 
     def get(self, language: str, key: str, **values: Any) -> str:
         """The text in `language` (English when the language is unknown), values HTML-escaped
         unless they are `Html`."""
-        table = self._tables.get(language) or self._tables["en"]
-        template = table[key]
         safe = {k: v if isinstance(v, Html) else html.escape(str(v)) for k, v in values.items()}
-        return template.format_map(safe)
+        return self._template(language, key, values).format_map(safe)
 
     def plain(self, language: str, key: str, **values: Any) -> str:
         """The text filled in without escaping, for places Telegram shows as plain text (a
         button's notice); the text itself must hold no HTML."""
-        table = self._tables.get(language) or self._tables["en"]
-        return table[key].format_map({k: str(v) for k, v in values.items()})
+        template = self._template(language, key, values)
+        return template.format_map({k: str(v) for k, v in values.items()})

@@ -238,22 +238,27 @@ async def test_the_refund_estimate_shows_its_short_breakdown_from_the_core(
     (deduction,) = preview.deductions
     (route,) = preview.routes
     assert (route.method, route.arrival_min_days, route.arrival_max_days) == ("alipay", 1, 3)
-    assert [line for line in summary.split("\n") if line.startswith("  ")] == [
-        t(lang, "refund.item", title="羽绒服 M", qty=1, amount=money(item.net)),
-        t(
-            lang,
-            "refund.deduction",
-            amount=money(deduction.amount),
-            what=t(lang, "refund.rule_free_shipping"),
-        ),
-        t(
-            lang,
-            "refund.route",
-            amount=money(preview.amount),
-            via=t(lang, "refund.via_alipay"),
-            low=1,
-            high=3,
-        ),
+    # The breakdown's lines sit indented under the estimate.
+    breakdown = [line for line in summary.split("\n") if line.startswith("  ")]
+    assert breakdown == [
+        "  " + line
+        for line in (
+            t(lang, "refund.item", title="羽绒服 M", qty=1, amount=money(item.net)),
+            t(
+                lang,
+                "refund.deduction",
+                amount=money(deduction.amount),
+                what=t(lang, "refund.rule_free_shipping"),
+            ),
+            t(
+                lang,
+                "refund.route",
+                amount=money(preview.amount),
+                via=t(lang, "refund.via_alipay"),
+                low=1,
+                high=3,
+            ),
+        )
     ]
     assert t(lang, "intake.preview_refund", amount=money(preview.amount)) in summary
     # What was paid, less the deduction, is the estimate.

@@ -88,7 +88,7 @@ async def test_photos_picked_together_become_the_cases_evidence_without_their_lo
     said = await page.files(
         jpeg("red", gps=True), jpeg("lime", gps=True), jpeg("blue", gps=True), clock=clock
     )
-    assert len(said.texts) == 1 and "3 file(s)" in said.texts[0], said.texts
+    assert len(said.texts) == 1 and "3 files" in said.texts[0], said.texts
     await page.press(NavCb(action="done"))
     said = await page.press(NavCb(action="confirm"))
     with sessions() as s:
@@ -114,7 +114,7 @@ async def test_a_file_that_is_no_image_is_refused_in_words_and_nothing_is_kept(
     assert said.texts == [t("en", "intake.media_not_image")]
     # A real photo after it counts as the first.
     said = await page.files(jpeg("green"), clock=clock)
-    assert any("1 file(s)" in text for text in said.texts), said.texts
+    assert any("Received, 1 file." in text for text in said.texts), said.texts
 
 
 async def test_a_photo_over_the_shops_limit_is_refused_with_the_limit(

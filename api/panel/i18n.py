@@ -1,9 +1,10 @@
 """The panel's two interface languages: gettext catalogs and language-aware formatting.
 
 English is the source language (the msgids); Chinese lives in
-`templates/panel/i18n/zh_CN/LC_MESSAGES/panel.po`. The `.po` file is read with Babel when the
-first page is rendered (not at start-up: a server nobody has opened the panel of keeps none of
-it), so a translator edits one text file and nothing has to be compiled before the product
+`templates/panel/i18n/zh_CN/LC_MESSAGES/panel.po` (domain `panel` of tickets/catalogs.py, the
+gettext machinery the bot and the agents' cards share). The `.po` file is read with Babel when
+the first page is rendered (not at start-up: a server nobody has opened the panel of keeps none
+of it), so a translator edits one text file and nothing has to be compiled before the product
 runs. A missing translation falls back to the English text, never to a blank.
 
 Dates are shown in the shop's timezone and money in the case's currency, both formatted by
@@ -12,9 +13,6 @@ Babel for the agent's language.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -24,84 +22,27 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_datetime
 from babel.numbers import format_currency
 
+from tickets import catalogs
+from tickets.catalogs import N_, Catalog
+
+__all__ = ["N_", "Catalog", "LazyCatalogs", "load_catalogs"]
+
 LANGUAGES: Final = ("zh-CN", "en")
 DEFAULT_LANGUAGE: Final = "zh-CN"
 LANGUAGE_NAMES: Final = {"zh-CN": "中文", "en": "English"}
 _BABEL_LOCALE: Final = {"zh-CN": "zh_Hans_CN", "en": "en"}
-_PO_DIRS: Final = {"zh-CN": "zh_CN"}
-
-
-def N_(message: str) -> str:
-    """Mark a string for translation where it is defined; it is translated where shown."""
-    return message
-
-
-@dataclass
-class Catalog:
-    """One language's translations: msgid -> text, and plural forms."""
-
-    language: str
-    messages: dict[str, str] = field(default_factory=dict)
-    plurals: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def gettext(self, message: str) -> str:
-        return self.messages.get(message) or message
-
-    def ngettext(self, singular: str, plural: str, n: int) -> str:
-        forms = self.plurals.get(singular)
-        if forms and all(forms):
-            # Chinese has one plural form; English is the source and has no catalog.
-            return forms[0] if len(forms) == 1 or n == 1 else forms[1]
-        return singular if n == 1 else plural
 
 
 def load_catalogs(i18n_dir: Path) -> dict[str, Catalog]:
-    """Every language's catalog; English is the identity."""
-    # Babel's .po reader is loaded with the catalogs, not with the server.
-    from babel.messages.pofile import read_po
-
-    catalogs = {"en": Catalog("en")}
-    for language, folder in _PO_DIRS.items():
-        path = i18n_dir / folder / "LC_MESSAGES" / "panel.po"
-        catalog = Catalog(language)
-        with path.open("rb") as fh:
-            po = read_po(fh, locale=folder)
-        for message in po:
-            if not message.id or message.fuzzy:
-                continue
-            if isinstance(message.id, tuple | list):
-                forms = tuple(str(s) for s in message.string or ())
-                catalog.plurals[str(message.id[0])] = forms
-            elif message.string:
-                catalog.messages[str(message.id)] = str(message.string)
-        catalogs[language] = catalog
-    return catalogs
+    """Every language's catalog of the panel; English is the identity."""
+    return catalogs.load_catalogs(i18n_dir, "panel")
 
 
-class LazyCatalogs(Mapping[str, Catalog]):
-    """Every language's catalog, read from `i18n_dir` when the first one is asked for (by the
-    first page rendered), once, whichever request threads ask at the same time."""
+class LazyCatalogs(catalogs.LazyCatalogs):
+    """The panel's catalogs, read when the first page is rendered."""
 
     def __init__(self, i18n_dir: Path) -> None:
-        self._dir = i18n_dir
-        self._catalogs: dict[str, Catalog] | None = None
-        self._lock = threading.Lock()
-
-    def _loaded(self) -> dict[str, Catalog]:
-        if self._catalogs is None:
-            with self._lock:
-                if self._catalogs is None:
-                    self._catalogs = load_catalogs(self._dir)
-        return self._catalogs
-
-    def __getitem__(self, language: str) -> Catalog:
-        return self._loaded()[language]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._loaded())
-
-    def __len__(self) -> int:
-        return len(self._loaded())
+        super().__init__(i18n_dir, "panel")
 
 
 def pick_language(value: str | None) -> str:

@@ -7,7 +7,6 @@ will read; a script that cannot render is an error in the same transaction, neve
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -17,7 +16,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, object_session
 
 from tickets.bundled import bundled
+from tickets.catalogs import Catalog, load_catalogs, mismatched
 from tickets.limits import DEFAULTS, VARIABLE_INT_MAX, Limits, check_variables
+from tickets.messages.cards import CARDS
 from tickets.messages.outbox import notify_customer
 from tickets.messages.scripts import Money, ScriptLibrary
 from tickets.models import OutboxMessage, SlaClock, Ticket
@@ -268,12 +269,33 @@ def queue_notice(
 
 
 AGENT_TEXTS = bundled("templates", "agents")
+# The names filled into the cards, each a table of its own in `agent_texts`.
+_NAME_TABLES = ("clocks", "kinds", "reasons")
+
+
+@lru_cache(maxsize=1)
+def _agent_catalogs() -> dict[str, Catalog]:
+    catalogs = load_catalogs(AGENT_TEXTS, "agents")
+    problems = mismatched(catalogs, CARDS)
+    if problems:
+        raise ValueError("agents' card texts do not match: " + "; ".join(problems))
+    return catalogs
 
 
 @lru_cache(maxsize=4)
 def agent_texts(language: str) -> dict[str, Any]:
-    """The agents' card texts in one language (templates/agents/<language>.toml)."""
-    return tomllib.loads((AGENT_TEXTS / f"{language}.toml").read_text(encoding="utf-8"))
+    """The agents' card texts in one language (tickets/messages/cards.py through the `agents`
+    catalog): each card's text by key, and the names under `clocks`, `kinds` and `reasons`."""
+    catalogs = _agent_catalogs()
+    catalog = catalogs.get(language) or catalogs["en"]
+    texts: dict[str, Any] = {table: {} for table in _NAME_TABLES}
+    for key, message in CARDS.items():
+        table, _, name = key.partition(".")
+        if table in _NAME_TABLES:
+            texts[table][name] = catalog.gettext(message)
+        else:
+            texts[key] = catalog.gettext(message)
+    return texts
 
 
 def agent_card(

@@ -306,6 +306,9 @@ RULE_TEXTS = {
 }
 
 
+BREAKDOWN_INDENT = "  "
+
+
 def refund_breakdown(estimate: Preview, titles: dict[str, str], reply: Replies) -> list[str]:
     """The estimate and its short breakdown, as the core's preview has it (nothing recomputed
     here): what was paid per item, each deduction and addition, and where the money goes back
@@ -318,11 +321,12 @@ def refund_breakdown(estimate: Preview, titles: dict[str, str], reply: Replies) 
     def rule(key: str) -> str:
         return t(f"refund.rule_{RULE_TEXTS.get(key, 'other')}")
 
-    lines = [t("intake.preview_refund", amount=money(estimate.amount))]
-    lines.extend(
+    # The breakdown's lines sit indented under the estimate (layout, not words: gettext
+    # keeps no leading spaces in a text).
+    lines = [
         t("refund.item", title=titles.get(i.sku, i.sku), qty=i.quantity, amount=money(i.net))
         for i in estimate.items
-    )
+    ]
     lines.extend(
         t("refund.deduction", amount=money(d.amount), what=rule(d.rule))
         for d in estimate.deductions
@@ -345,7 +349,8 @@ def refund_breakdown(estimate: Preview, titles: dict[str, str], reply: Replies) 
                     high=r.arrival_max_days,
                 )
             )
-    return lines
+    estimate_line = t("intake.preview_refund", amount=money(estimate.amount))
+    return [estimate_line, *(BREAKDOWN_INDENT + line for line in lines)]
 
 
 async def show_menu(reply: Replies, key: str = "menu.prompt", **values: Any) -> None:
