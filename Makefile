@@ -88,7 +88,7 @@ test: lint pg-check test-sqlite test-postgres
 bench: setup-dev
 	$(BIN)/python -m bench.ticket_list
 
-## After a change of the bot's or the agents' cards' English texts: extract every marked text
+## After a change of the bot's, the agents' cards' or the policy's English texts: extract every marked text
 ## (`N_`, `Nn_`: tickets/catalogs.py) and merge it into the Chinese catalogs, whose new entries
 ## a translator then fills in (the catalog test fails until they are).
 messages: setup
@@ -97,6 +97,9 @@ messages: setup
 	$(BIN)/pybabel -q extract -k Nn_:1,2 --sort-by-file -o $(VENV)/agents.pot \
 		tickets/messages/cards.py
 	$(BIN)/pybabel -q update --ignore-obsolete -D agents -l zh_CN -i $(VENV)/agents.pot -d templates/agents
+	$(BIN)/pybabel -q extract -k Nn_:1,2 --sort-by-file -o $(VENV)/policy.pot \
+		tickets/policy/texts.py
+	$(BIN)/pybabel -q update --ignore-obsolete -D policy -l zh_CN -i $(VENV)/policy.pot -d templates/policy
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

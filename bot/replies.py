@@ -67,7 +67,7 @@ MAX_INLINE_RETRY_AFTER = 5
 # The outbox row of a chat message: kind "bot_answer", the Bot API method's name and parameters in
 # the payload (the delivery worker rebuilds the method from them; see bot/delivery.py).
 REPLY_KIND = "bot_answer"
-# A text key with this suffix (bot/texts/*.toml) is the web chat's wording of the key without it.
+# A text key with this suffix (bot/messages.py) is the web chat's wording of the key without it.
 WEB_SUFFIX = "_web"
 # On the table and the session's connection: the ORM's bulk-insert path costs more than the
 # INSERT (every update writes one).

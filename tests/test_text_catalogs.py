@@ -1,6 +1,7 @@
-"""The bot's and the agents' cards' texts are gettext catalogs: Babel's extraction finds every
-text the code marks, each catalog holds exactly those, and every one has its Chinese translation
-with the same placeholders, so a new English text cannot reach a Chinese reader untranslated."""
+"""The bot's, the agents' cards' and the policy's texts are gettext catalogs: Babel's
+extraction finds every text the code marks, each catalog holds exactly those, and every one has
+its Chinese translation with the same placeholders, so a new English text cannot reach a
+Chinese reader untranslated."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from babel.messages.pofile import read_po
 from bot.i18n import TEXTS_DIR, Texts
 from tickets.catalogs import KEYWORDS, braces
 from tickets.messages.notices import AGENT_TEXTS, agent_texts
+from tickets.policy.eligibility import policy_texts, texts_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 # Each domain: where its marked texts are, and its Chinese catalog (as the Makefile's
@@ -24,6 +26,11 @@ DOMAINS = {
         ROOT / "tickets" / "messages",
         "cards.py",
         AGENT_TEXTS / "zh_CN" / "LC_MESSAGES" / "agents.po",
+    ),
+    "policy": (
+        ROOT / "tickets" / "policy",
+        "texts.py",
+        texts_dir() / "zh_CN" / "LC_MESSAGES" / "policy.po",
     ),
 }
 
@@ -116,3 +123,10 @@ def test_the_agents_cards_read_in_the_agents_language() -> None:
         .format(number="RF-1", clock=zh["clocks"]["review"], due="10:00", group="g", assignee="a")
         .startswith("🔴 RF-1")
     )
+
+
+def test_a_risk_signal_counts_its_days() -> None:
+    en = policy_texts("en")
+    assert en.get("risk", "new_customer", days=1).endswith("within the last 1 day")
+    assert en.get("risk", "new_customer", days=7).endswith("within the last 7 days")
+    assert policy_texts("zh-CN").get("risk", "new_customer", days=7) == "新客户：首单在最近 7 天内"

@@ -77,7 +77,7 @@ CLIENT_ID = r"^[A-Za-z0-9_-]{8,64}$"
 # Telegram's own limits: a message's text, a button's data.
 TEXT_MAX = 4096
 DATA_MAX = 64
-# The page's own words (bot/texts/*.toml, [web]).
+# The page's own words (bot/messages.py, `web.*`).
 PAGE_TEXTS = (
     "title",
     "placeholder",

@@ -3,7 +3,7 @@ and answers it as a person would (types the order number, the phone's last 4 dig
 the buttons the bot offers, sends a photo when asked), files a request and then writes to it.
 
 Nothing here hard-codes callback data: a button is found by its label (the English texts of
-bot/texts/en.toml), so a change of the bot's keyboards does not break the script, only a change
+bot/messages.py), so a change of the bot's keyboards does not break the script, only a change
 of what the customer reads.
 
 The orders they talk about are made for them (`orders_for`): one delivered order per chat, with

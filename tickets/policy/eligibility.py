@@ -3,8 +3,8 @@
 Everything here is a pure function of an `OrderFacts` snapshot (built once from an `Order` row by
 `order_facts`), the shop's `EligibilityRules` (the `[eligibility]` section of the policy TOML),
 `now` and the shop's timezone: no database, no clock, so the bot's menu, the API's 422 and the
-panel all give the same answer. Texts a customer reads come from
-templates/policy/reasons.<language>.toml, never from this file.
+panel all give the same answer. Texts a customer reads come from tickets/policy/texts.py
+through the `policy` gettext catalog (templates/policy/), never from this file.
 
 Interpretations, written down so they can be argued with:
 
@@ -26,7 +26,6 @@ Interpretations, written down so they can be argued with:
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
@@ -37,8 +36,10 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tickets.bundled import bundled
+from tickets.catalogs import Catalog, Plural, load_catalogs, mismatched
 from tickets.messages.scripts import format_day
 from tickets.models import GOODS_KINDS, CaseKind, Order, OrderStatus
+from tickets.policy.texts import TEXTS as POLICY_TEXTS
 from tickets.reasons import CUSTOMER_CHOICE_REASONS, REASONS
 
 LANGUAGES = ("zh-CN", "en")
@@ -290,14 +291,26 @@ def order_facts(order: Order) -> OrderFacts:
 
 
 class PolicyTexts:
-    """One language's texts from templates/policy/reasons.<language>.toml."""
+    """One language's texts (tickets/policy/texts.py through the `policy` catalog): `tables`
+    holds each section's texts by key (a text about a count in its singular form)."""
 
-    def __init__(self, language: str, tables: Mapping[str, Mapping[str, str]]) -> None:
+    def __init__(
+        self,
+        language: str,
+        tables: Mapping[str, Mapping[str, str]],
+        counted: Mapping[tuple[str, str], tuple[Catalog, Plural]] | None = None,
+    ) -> None:
         self.language = language
         self.tables = tables
+        self._counted = dict(counted or {})
 
     def get(self, section: str, key: str, **variables: Any) -> str:
         """The text, filled in; a missing key is a bug (the key tests catch it first)."""
+        counted = self._counted.get((section, key))
+        if counted is not None:
+            catalog, plural = counted
+            count = int(variables[plural.count])
+            return catalog.ngettext(plural.singular, plural.plural, count).format_map(variables)
         try:
             template = self.tables[section][key]
         except KeyError as exc:
@@ -306,7 +319,7 @@ class PolicyTexts:
 
     def name(self, section: str, code: str) -> str:
         """A code's display name (kinds, reasons, statuses, categories); the code itself when
-        the file does not name it (a shop's own category)."""
+        the texts do not name it (a shop's own category)."""
         return self.tables.get(section, {}).get(code, code)
 
     def join(self, items: Sequence[str]) -> str:
@@ -321,11 +334,29 @@ def normalise_language(language: str) -> str:
     return "zh-CN" if language.lower().startswith("zh") else "en"
 
 
+@lru_cache(maxsize=4)
+def _catalogs(directory: Path) -> dict[str, Catalog]:
+    catalogs = load_catalogs(directory, "policy")
+    problems = mismatched(catalogs, POLICY_TEXTS)
+    if problems:
+        raise ValueError("policy texts do not match: " + "; ".join(problems))
+    return catalogs
+
+
 @lru_cache(maxsize=8)
 def _load(language: str, directory: Path) -> PolicyTexts:
-    path = directory / f"reasons.{language}.toml"
-    raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    return PolicyTexts(language, raw)
+    catalog = _catalogs(directory)[language]
+    tables: dict[str, dict[str, str]] = {}
+    counted: dict[tuple[str, str], tuple[Catalog, Plural]] = {}
+    for name, message in POLICY_TEXTS.items():
+        section, _, key = name.partition(".")
+        if isinstance(message, Plural):
+            counted[(section, key)] = (catalog, message)
+            text = catalog.ngettext(message.singular, message.plural, 1)
+        else:
+            text = catalog.gettext(message)
+        tables.setdefault(section, {})[key] = text
+    return PolicyTexts(language, tables, counted)
 
 
 def policy_texts(language: str, directory: Path | None = None) -> PolicyTexts:

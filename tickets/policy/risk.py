@@ -3,8 +3,9 @@
 Two steps, so the rules stay pure and testable: `collect_risk_facts` runs one statement of a few
 bounded queries (each one through an index, each one capped) and returns plain `RiskFacts`;
 `assess` turns facts and the shop's `RiskRules` (the `[risk]` section of the policy TOML) into a
-level and the signals that fired, in words an agent reads (templates/policy/reasons.<language>.toml,
-section [risk]). `decide_auto_approval` then applies `AutoApprovalRules` (`[auto_approval]`).
+level and the signals that fired, in words an agent reads (tickets/policy/texts.py, `risk.*`,
+through the `policy` catalog). `decide_auto_approval` then applies `AutoApprovalRules`
+(`[auto_approval]`).
 
 High risk never refuses anything: it holds automation and sends the case to a human (DOMAIN.md,
 风控). A signal is a reason to look, not a verdict.
