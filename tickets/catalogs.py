@@ -1,11 +1,14 @@
-"""Gettext catalogs, one text system for every part: the panel, the bot and the agents' cards.
+"""Gettext catalogs, one text system for every part: the panel, the bot, the agents' cards and
+the policy's words.
 
 English is the source language: a text in code is its English wording (the msgid), marked
 `N_(...)` (or `Nn_(singular, plural)` where it is about a count) so `pybabel extract` finds it.
 Each part keeps its translations in its own domain, `<dir>/<folder>/LC_MESSAGES/<domain>.po`:
 the panel's in templates/panel/i18n (`panel`), the bot's in bot/texts (`bot`), the agents'
-cards' in templates/agents (`agents`). The `.po` files are read with Babel when first needed,
-so a translator edits one text file and nothing is compiled before the product runs.
+cards' in templates/agents (`agents`), the eligibility and risk rules' in templates/policy
+(`policy`). The `.po` files are read with Babel (the bot's when it starts, so a translation
+with wrong placeholders stops it there; the others when first needed), so a translator edits
+one text file and nothing is compiled before the product runs.
 
 A missing translation falls back to the English text, never to a blank. English has no catalog
 of its own unless a shop adds one (`en/LC_MESSAGES/<domain>.po`) to reword the English texts.
@@ -20,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-LANGUAGES: Final = ("zh-CN", "en")
 # The folder of each language's catalog; English is optional (the msgids are English).
 FOLDERS: Final = {"zh-CN": "zh_CN", "en": "en"}
 # What `pybabel extract` must be told besides its defaults (which already know `N_`):
