@@ -249,6 +249,8 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         "agents": agents,
         # Agents named as the page shows them (event actors, messages, the assignee).
         "people": {a.username: a.display_name or a.username for a in agents},
+        # Who is away: the assignee is shown so ("Li Wei (away)"), the case may wait on them.
+        "away": {a.username for a in agents if a.away},
         "unit_by_id": unit_by_id,
         # Scripts are titled in the agent's language, whichever language the reply goes in.
         "script_titles": script_titles(scripts, agent.language),
