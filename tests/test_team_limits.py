@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import Api
+from tests.conftest import Api, logged_in
+from tests.factories import make_case
 from tickets.models import Agent, Notification, TicketTag
 from tickets.settings import Settings
 
@@ -101,3 +102,16 @@ def test_a_limit_out_of_its_bounds_is_refused_naming_it(name: str, value: int) -
     with pytest.raises(ValidationError) as exc:
         Settings.model_validate({"database_url": "sqlite:///unused.db", name: value})
     assert name in str(exc.value)
+
+
+def test_the_panels_tag_field_follows_the_setting_too(
+    panel_app: Any, sessions: sessionmaker[Session], ctx: Any
+) -> None:
+    number = make_case(sessions, ctx, "TL1")
+    alice = logged_in(panel_app, "alice")
+    r = alice.post(f"/panel/cases/{number}/tags", {"tags": "a, b, c, d"})
+    assert r.status_code == 422
+    assert "at most 3 tags at once" in r.text
+    assert alice.post(f"/panel/cases/{number}/tags", {"tags": "a, b, c"}).status_code == 303
+    with sessions() as s:
+        assert sorted(s.scalars(select(TicketTag.tag))) == ["a", "b", "c"]

@@ -39,7 +39,7 @@ from tickets.cases.holds import AWAITING_EVIDENCE, HIGH_RISK, to_confirm
 from tickets.cases.lifecycle import perform_action
 from tickets.cases.serialize import message_deliveries, ticket_to_read
 from tickets.cases.status import get_ticket
-from tickets.cases.tags import add_tags, remove_tag, tags_of
+from tickets.cases.tags import TAG_MAX, add_tags, remove_tag, tags_of
 from tickets.context import Actor, Context
 from tickets.exceptions import (
     ActionNotAllowed,
@@ -52,6 +52,7 @@ from tickets.exceptions import (
     PermissionDenied,
     SecondApproverRequired,
 )
+from tickets.limits import HARD
 from tickets.messages.notices import case_facts, render_for_case
 from tickets.messages.outbox import UNDELIVERABLE_EVENT
 from tickets.messages.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
@@ -522,7 +523,10 @@ def tag(
     form: FormFields,
 ) -> Response:
     """Put the tags typed (separated by commas or spaces) on the case."""
-    typed = form.get("tags", "")[:2000].replace("，", ",").replace(",", " ").split()
+    # Bounded before it is split: room for the most tags a shop may allow at once, each as
+    # long as a tag may be with its separator and spaces (the core counts them, names a bad one).
+    room = HARD.tags_per_request * (TAG_MAX + 8)
+    typed = form.get("tags", "")[:room].replace("，", ",").replace(",", " ").split()
     return change_or_explain(
         request,
         session,
