@@ -34,6 +34,7 @@ from api.routes import agents as agents_routes
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
+from api.routes import team as team_routes
 from api.routes import webhooks as webhooks_routes
 from api.telegram_webhook import SECRET_HEADER, WEBHOOK_PATH, secret_matches, webhook_router
 from tickets.auth import live_token
@@ -277,6 +278,8 @@ def create_app(
     # The shop's webhooks: admins, or a token with the "webhooks" scope (api/routes/webhooks.py).
     v1.include_router(webhooks_routes.router)
     v1.include_router(agents_routes.router, dependencies=cases)
+    # Macros, the caller's saved views and notifications (the panel's team tools).
+    v1.include_router(team_routes.router, dependencies=cases)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])

@@ -151,8 +151,16 @@ class Settings(BaseSettings):
         default=DEFAULTS.proof_tries_per_person, ge=1, le=HARD.proof_tries_per_person
     )
     limit_tags_per_case: int = Field(default=DEFAULTS.tags_per_case, ge=1, le=HARD.tags_per_case)
+    limit_tags_per_request: int = Field(
+        default=DEFAULTS.tags_per_request, ge=1, le=HARD.tags_per_request
+    )
     limit_saved_views_per_agent: int = Field(
         default=DEFAULTS.saved_views_per_agent, ge=1, le=HARD.saved_views_per_agent
+    )
+    limit_links_per_case: int = Field(default=DEFAULTS.links_per_case, ge=1, le=HARD.links_per_case)
+    # The newest this many notifications of each agent are kept (older ones go as new come).
+    limit_notifications_per_agent: int = Field(
+        default=DEFAULTS.notifications_per_agent, ge=10, le=HARD.notifications_per_agent
     )
     # The largest amount of money accepted anywhere, in the currency's major unit.
     max_amount: Decimal = Field(default=DEFAULTS.max_amount, gt=0, le=HARD.max_amount)
@@ -233,7 +241,10 @@ class Settings(BaseSettings):
             proof_tries_per_order=self.limit_proof_tries_per_order,
             proof_tries_per_person=self.limit_proof_tries_per_person,
             tags_per_case=self.limit_tags_per_case,
+            tags_per_request=self.limit_tags_per_request,
             saved_views_per_agent=self.limit_saved_views_per_agent,
+            links_per_case=self.limit_links_per_case,
+            notifications_per_agent=self.limit_notifications_per_agent,
         )
 
     @property
