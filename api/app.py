@@ -316,8 +316,14 @@ def create_app(
     if settings.web_chat:
         # The web chat (no Telegram token needed); off, its routes do not exist: 404.
         from api.chat import install_chat
+        from bot.web_chat import build_web_conversation
 
-        install_chat(app)
+        install_chat(
+            app,
+            build_web_conversation(
+                app.state.sessions, settings, scripts, policy, clock=app.state.clock
+            ),
+        )
     # Outermost (but for Starlette's error handler): who sends a body is checked, and no more
     # than its route's limit is read, before FastAPI parses anything (api/guard.py).
     app.add_middleware(

@@ -1,7 +1,9 @@
 """The web chat at /chat: customers without Telegram talk to the same bot from a web page.
 
-`install_chat(app)` is the one call the composition root makes, when AFTERSALES_WEB_CHAT is on
-(off, no chat route exists: every one answers 404). It needs no Telegram token.
+`install_chat(app, conversation)` is the one call the composition root makes, when
+AFTERSALES_WEB_CHAT is on (off, no chat route exists: every one answers 404). It needs no
+Telegram token. `conversation` is the bot's side (api/chat/port.py, built by bot/web_chat.py in
+the root): nothing here imports bot/.
 
 - `GET /chat`: the page (templates/chat/chat.html, api/static/chat.js), in the browser's
   language (zh-CN or en) with a switch; it opens the browser's session (api/chat/identity.py).
@@ -12,8 +14,8 @@
 - `POST /chat/send` `{"id", "text"}`, `POST /chat/press` `{"id", "data", "message"}`: a text,
   a button press. `id` is the page's own id for it (a retry with the same id is handled once).
   Each becomes a Telegram update fed to a Dispatcher built by the bot's own factory
-  (bot/runtime.py `build_dispatcher`), with a bot whose session never calls Telegram
-  (bot/web.py): every handler, filter, state and fallback of the bot serves the page.
+  (bot/runtime.py `build_dispatcher`, through the port), with a bot whose session never calls
+  Telegram (bot/web.py): every handler, filter, state and fallback of the bot serves the page.
 - `POST /chat/upload` (multipart: `id`, `group`, `file`): one photo, video or document, as a
   Telegram message carrying it (the page sends the files picked together one by one, sharing a
   `group`, as Telegram sends an album): the bot's own media step checks and keeps it
@@ -58,6 +60,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from api.chat import identity
+from api.chat.port import Conversation, Updates
 from api.chat.stream import ECHO_KIND, WEB, Hub, Row
 from api.panel.auth import client_address
 from tickets.bundled import bundled
@@ -126,31 +129,15 @@ class LanguageIn(BaseModel):
 
 
 class WebChat:
-    """The web chat's parts in one process: the Dispatcher and its web bot, the event hub,
+    """The web chat's parts in one process: the bot's conversation (the port), the event hub,
     the limits, the page's templates."""
 
-    def __init__(self, app: FastAPI) -> None:
-        # The bot's modules come in only with the chat (aiogram is heavy).
-        from bot.i18n import Texts
-        from bot.runtime import build_dispatcher
-        from bot.web import build_web_bot
-
+    def __init__(self, app: FastAPI, conversation: Conversation) -> None:
         state = app.state
         self.settings = state.settings
         self.clock = state.clock
         self.sessions = state.sessions
-        self.texts = Texts.load()
-        self.bot = build_web_bot()
-        # Where the web bot's getFile finds an upload's bytes, for the one update reading them.
-        self.files: dict[str, bytes] = self.bot.session.files  # type: ignore[attr-defined]
-        self.dispatcher = build_dispatcher(
-            state.sessions,
-            state.settings,
-            state.scripts,
-            state.policy,
-            texts=self.texts,
-            clock=state.clock,
-        )
+        self.conversation = conversation
         self.hub = Hub(state.sessions, state.clock)
         self.limits = identity.Limits.of(
             self.settings.web_chat_messages_per_minute, self.settings.web_chat_sessions_per_hour
@@ -163,15 +150,15 @@ class WebChat:
     def secret(self) -> str:
         return str(self.settings.secret_key)
 
-    def updates(self, chat_id: int, language: str) -> Any:
-        from bot.web import WebUpdates
+    def updates(self, chat_id: int, language: str) -> Updates:
+        return self.conversation.updates(chat_id, language)
 
-        return WebUpdates(self.bot, chat_id, language)
-
-    async def feed(self, chat_id: int, update: Any) -> None:
+    async def feed(
+        self, chat_id: int, update: object, files: dict[str, bytes] | None = None
+    ) -> None:
         """Handle one update of the chat as the bot handles Telegram's, then wake its page."""
         try:
-            await self.dispatcher.feed_update(self.bot, update)
+            await self.conversation.feed(update, files)
         finally:
             self.hub.wake(str(chat_id))
 
@@ -210,15 +197,13 @@ class WebChat:
         followed from elsewhere): the bot then asks for the proof as without a link. None
         when the chat is another customer's with a history: the link needs a chat of its
         own."""
-        from bot.web import WEB_NAME
-
         with self.sessions() as session:
             try:
                 proved = prove_by_link(
                     session,
                     web_chat_id=chat_id,
                     order_no=order_no,
-                    name=WEB_NAME,
+                    name=self.conversation.name,
                     language=language,
                 )
             except (NotFound, LinkedElsewhere):
@@ -252,8 +237,6 @@ class WebChat:
 
     def render(self, row: Row) -> dict[str, Any] | None:
         """What the page shows for one outbox row (None: nothing)."""
-        from bot.keyboards import customer_markup
-
         payload = row.payload
         if row.kind == ECHO_KIND:
             mine: dict[str, Any] = {"type": "mine", "text": str(payload.get("text") or "")}
@@ -282,12 +265,11 @@ class WebChat:
         attachment = payload.get("attachment")
         if not text and not attachment:
             return None
-        markup = customer_markup(self.texts, payload, row.ticket_id)
         event: dict[str, Any] = {
             "type": "bot",
             "id": row.id,
             "html": _html(str(text or ""), payload.get("parse_mode")),
-            **_markup(markup.model_dump(mode="json", exclude_none=True) if markup else None),
+            **_markup(self.conversation.markup(payload, row.ticket_id)),
         }
         if attachment:
             event["file"] = {
@@ -412,7 +394,7 @@ async def page(request: Request) -> Response:
     texts = {
         lang: {
             # Placeholders kept for the page to fill in ({name}, {reason}).
-            key: chat.texts.plain(lang, f"web.{key}", name="{name}", reason="{reason}")
+            key: chat.conversation.plain(lang, f"web.{key}", name="{name}", reason="{reason}")
             for key in PAGE_TEXTS
         }
         for lang in LANGUAGES
@@ -441,7 +423,7 @@ async def _open_link(
         body = chat.env.get_template("link.html").render(
             language=language,
             t={
-                key: chat.texts.plain(language, f"web.{key}")
+                key: chat.conversation.plain(language, f"web.{key}")
                 for key in ("title", f"link_{exc.reason}", "link_prove", "link_open")
             },
             reason=exc.reason,
@@ -570,11 +552,7 @@ async def upload(request: Request) -> Response:
         group=body.group,
         now=chat.clock(),
     )
-    chat.files[file_id] = data
-    try:
-        await chat.feed(chat_id, update)
-    finally:
-        chat.files.pop(file_id, None)
+    await chat.feed(chat_id, update, {file_id: data})
     return JSONResponse({"ok": True})
 
 
@@ -637,9 +615,10 @@ async def answer_file(
     return FileResponse(path, media_type=mime, headers={"Cache-Control": "private, max-age=3600"})
 
 
-def install_chat(app: FastAPI) -> None:
-    """Add the web chat to the app (module doc)."""
-    app.state.web_chat = WebChat(app)
+def install_chat(app: FastAPI, conversation: Conversation) -> None:
+    """Add the web chat to the app (module doc), talking through the bot's `conversation`
+    (api/chat/port.py), which the composition root builds."""
+    app.state.web_chat = WebChat(app, conversation)
     app.include_router(router)
 
 
