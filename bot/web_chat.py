@@ -15,11 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.i18n import Texts
 from bot.keyboards import customer_markup
+from bot.middlewares import KEPT_FILES
 from bot.runtime import build_dispatcher
 from bot.web import WEB_NAME, WebSession, WebUpdates, build_web_bot
 from tickets.messages.scripts import ScriptLibrary
 from tickets.policy.rules import Policy
 from tickets.settings import Settings
+from tickets.storage import StoredFile
 
 
 class WebConversation:
@@ -52,12 +54,14 @@ class WebConversation:
     def updates(self, chat_id: int, language: str) -> WebUpdates:
         return WebUpdates(self.bot, chat_id, language)
 
-    async def feed(self, update: object, files: dict[str, bytes] | None = None) -> None:
+    async def feed(self, update: object, files: dict[str, bytes] | None = None) -> list[StoredFile]:
         assert isinstance(update, Update)
         offered = dict(files or {})
         self._files.update(offered)
+        kept: list[StoredFile] = []
         try:
-            await self.dispatcher.feed_update(self.bot, update)
+            await self.dispatcher.feed_update(self.bot, update, **{KEPT_FILES: kept})
+            return kept
         finally:
             for file_id in offered:
                 self._files.pop(file_id, None)

@@ -24,8 +24,10 @@ the root): nothing here imports bot/.
 - `POST /chat/forget`: log out; this browser forgets its session.
 - `GET /chat/events`: the conversation as server-sent events, resumed by `Last-Event-ID`
   (api/chat/stream.py).
-- `GET /chat/files/{row}`: the file an agent's answer carries (a photo, a PDF), for the page's
-  own conversation only (another chat's, or none: 404).
+- `GET /chat/files/{row}`: the file an agent's answer carries (a photo, a PDF), or a photo the
+  customer sent; `GET /chat/files/{row}/thumb`, that photo's thumbnail (at most
+  320 px, made once when the photo is kept: tickets/storage.py), which the page shows (a tap
+  opens the photo). For the page's own conversation only (another chat's, or none: 404).
 
 The JSON routes refuse cross-site requests (the `Origin` must be this site's) and bodies that
 are not JSON, and are rate-limited per session and per address. Whatever ids a request names,
@@ -38,6 +40,7 @@ import asyncio
 import hashlib
 import html
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -66,9 +69,10 @@ from api.panel.auth import client_address
 from tickets.bundled import bundled
 from tickets.chat_links import LINK_PARAM, TOKEN_MAX, LinkRefused, prove_by_link, read_token
 from tickets.customers import LinkedElsewhere
-from tickets.exceptions import NotFound
+from tickets.exceptions import InvalidInput, NotFound
 from tickets.messages.scripts import resolve_language
 from tickets.models import Attachment, OutboxMessage
+from tickets.storage import AttachmentStore, StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,10 @@ CLIENT_ID = r"^[A-Za-z0-9_-]{8,64}$"
 # Telegram's own limits: a message's text, a button's data.
 TEXT_MAX = 4096
 DATA_MAX = 64
+# How long the customer's file message waits for the bot to keep the file before it is shown
+# all the same (`WebChat.echo`): longer than the slowest photo takes, short enough that a
+# process stopping mid-file does not hide the chat's rest for long.
+ECHO_HOLD = timedelta(seconds=60)
 # The page's own words (bot/texts/*.toml, [web]).
 PAGE_TEXTS = (
     "title",
@@ -153,24 +161,42 @@ class WebChat:
     def updates(self, chat_id: int, language: str) -> Updates:
         return self.conversation.updates(chat_id, language)
 
-    async def feed(
-        self, chat_id: int, update: object, files: dict[str, bytes] | None = None
-    ) -> None:
+    async def feed(self, chat_id: int, update: object) -> None:
         """Handle one update of the chat as the bot handles Telegram's, then wake its page."""
         try:
-            await self.conversation.feed(update, files)
+            await self.conversation.feed(update)
         finally:
             self.hub.wake(str(chat_id))
 
+    async def feed_file(
+        self, chat_id: int, client_id: str, update: object, file_id: str, data: bytes
+    ) -> None:
+        """Handle an update carrying a file (its bytes offered under `file_id`), then show
+        the customer's message with what was kept of the file (`settle`), and wake the page."""
+        kept: list[StoredFile] = []
+        try:
+            kept = await self.conversation.feed(update, {file_id: data})
+        finally:
+            await asyncio.to_thread(self.settle, chat_id, client_id, kept[:1])
+            self.hub.wake(str(chat_id))
+
     def echo(
-        self, chat_id: int, client_id: str, text: str, file: dict[str, str] | None = None
+        self,
+        chat_id: int,
+        client_id: str,
+        text: str,
+        file: dict[str, str] | None = None,
     ) -> None:
         """Write the customer's own message (a text, or a file's kind and name) to the
-        conversation (stream.py's doc); once."""
+        conversation (stream.py's doc); once. A file's is held until the bot has kept the file
+        (`settle`): the page then shows the photo itself; what the bot answers meanwhile waits
+        behind it (the chat's order holds), and if this process stops before, it shows after
+        ECHO_HOLD as the file's name."""
         now = self.clock()
         payload: dict[str, Any] = {"text": text}
         if file is not None:
             payload["file"] = file
+        held = file is not None
         with self.sessions() as session:
             try:
                 session.execute(
@@ -179,17 +205,46 @@ class WebChat:
                         recipient=str(chat_id),
                         kind=ECHO_KIND,
                         payload=payload,
-                        status="sent",
+                        status="pending" if held else "sent",
                         attempts=0,
-                        next_attempt_at=now,
+                        next_attempt_at=now + ECHO_HOLD if held else now,
                         created_at=now,
-                        sent_at=now,
-                        dedupe_key=f"web-echo:{chat_id}:{client_id}",
+                        sent_at=None if held else now,
+                        dedupe_key=_echo_key(chat_id, client_id),
                     )
                 )
                 session.commit()
             except IntegrityError:
                 session.rollback()  # sent again by the page: shown once
+
+    def settle(self, chat_id: int, client_id: str, kept: list[StoredFile]) -> None:
+        """The file's message handled: its echo (held by `echo`) shown, with where the kept
+        file and its thumbnail are (served by `file_of`, never sent to the page as such).
+        An echo shown already (a retry of the same upload) is left as it is."""
+        now = self.clock()
+        with self.sessions() as session:
+            row = session.scalar(
+                select(OutboxMessage).where(
+                    OutboxMessage.dedupe_key == _echo_key(chat_id, client_id),
+                    OutboxMessage.status == "pending",
+                )
+            )
+            if row is None:
+                return
+            if kept:
+                stored = kept[0]
+                row.payload = {
+                    **row.payload,
+                    "stored": {
+                        "key": stored.storage_key,
+                        "thumb": stored.thumbnail_key,
+                        "mime": stored.mime,
+                    },
+                }
+            row.status = "sent"
+            row.sent_at = now
+            row.next_attempt_at = now
+            session.commit()
 
     def prove(self, chat_id: int, order_no: str, language: str) -> bool | None:
         """The chat opened a valid link for `order_no`: prove it the order's (in the core:
@@ -215,13 +270,18 @@ class WebChat:
             session.commit()
         return True
 
-    def file_of(self, chat_id: int, row_id: int) -> tuple[Path, str] | None:
-        """The file an answer to this chat carries (an agent's photo or PDF), with its type;
-        None when there is no such answer, or it is another chat's (the same answer for both:
-        a row id tells nothing of anyone else's conversation)."""
+    def file_of(self, chat_id: int, row_id: int, thumb: bool = False) -> tuple[Path, str] | None:
+        """The file an answer to this chat carries (an agent's photo or PDF), or the customer's
+        own photo (its `thumb`nail, or the photo), with its type; None when there is no such
+        message, or it is another chat's (the same answer for both: a row id tells nothing of
+        anyone else's conversation)."""
         with self.sessions() as session:
             row = session.get(OutboxMessage, row_id)
             if row is None or row.channel != WEB or row.recipient != str(chat_id):
+                return None
+            if row.kind == ECHO_KIND:
+                return self._own_photo(row.payload, thumb)
+            if thumb:
                 return None
             attachment = row.payload.get("attachment")
             key = attachment.get("storage_key") if isinstance(attachment, dict) else None
@@ -235,6 +295,25 @@ class WebChat:
             return None
         return path, mime or "application/octet-stream"
 
+    def _own_photo(self, payload: dict[str, Any], thumb: bool) -> tuple[Path, str] | None:
+        """The customer's photo an echo names (`settle`), or its thumbnail (a JPEG)."""
+        file = payload.get("file")
+        stored = payload.get("stored")
+        if not isinstance(file, dict) or file.get("kind") != "photo":
+            return None
+        if not isinstance(stored, dict):
+            return None
+        key = stored.get("thumb" if thumb else "key")
+        if not isinstance(key, str):
+            return None
+        try:
+            path = AttachmentStore(Path(self.settings.media_dir)).path(key)
+        except InvalidInput:
+            return None
+        if not path.is_file():
+            return None
+        return path, "image/jpeg" if thumb else str(stored.get("mime") or "image/jpeg")
+
     def render(self, row: Row) -> dict[str, Any] | None:
         """What the page shows for one outbox row (None: nothing)."""
         payload = row.payload
@@ -243,6 +322,11 @@ class WebChat:
             file = payload.get("file")
             if isinstance(file, dict):
                 mine["file"] = {"kind": str(file.get("kind")), "name": str(file.get("name"))}
+                stored = payload.get("stored")
+                if file.get("kind") == "photo" and isinstance(stored, dict) and stored.get("thumb"):
+                    # Shown small; a tap opens the photo (both for this chat only: `file_of`).
+                    mine["file"]["thumb"] = f"{PREFIX}/files/{row.id}/thumb"
+                    mine["file"]["url"] = f"{PREFIX}/files/{row.id}"
             return mine
         method = payload.get("method")
         params = payload.get("params") or {}
@@ -552,7 +636,7 @@ async def upload(request: Request) -> Response:
         group=body.group,
         now=chat.clock(),
     )
-    await chat.feed(chat_id, update, {file_id: data})
+    await chat.feed_file(chat_id, body.id, update, file_id, data)
     return JSONResponse({"ok": True})
 
 
@@ -604,15 +688,33 @@ async def events(request: Request) -> Response:
 async def answer_file(
     row_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], request: Request
 ) -> Response:
-    """A file an agent's answer carries, for the page's own conversation only."""
+    """A file an agent's answer carries, or the customer's own photo, for the page's own
+    conversation only."""
+    return await _file(request, row_id, thumb=False)
+
+
+@router.get("/files/{row_id}/thumb")
+async def own_thumbnail(
+    row_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], request: Request
+) -> Response:
+    """The thumbnail of a photo the customer sent (made once, when the photo was kept:
+    tickets/storage.py), for the page's own conversation only."""
+    return await _file(request, row_id, thumb=True)
+
+
+async def _file(request: Request, row_id: int, *, thumb: bool) -> Response:
     chat_id = _session(request)
     if chat_id is None:
         return _refusal(401, "open /chat first")
-    found = await asyncio.to_thread(_chat(request).file_of, chat_id, row_id)
+    found = await asyncio.to_thread(_chat(request).file_of, chat_id, row_id, thumb)
     if found is None:
         return _refusal(404, "no such file")
     path, mime = found
     return FileResponse(path, media_type=mime, headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _echo_key(chat_id: int, client_id: str) -> str:
+    return f"web-echo:{chat_id}:{client_id}"
 
 
 def install_chat(app: FastAPI, conversation: Conversation) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+from tickets.storage import StoredFile
+
 
 class Updates(Protocol):
     """The updates of one web chat (a browser session's chat id, in the page's language)."""
@@ -52,9 +54,10 @@ class Conversation(Protocol):
 
     def updates(self, chat_id: int, language: str) -> Updates: ...
 
-    async def feed(self, update: object, files: dict[str, bytes] | None = None) -> None:
+    async def feed(self, update: object, files: dict[str, bytes] | None = None) -> list[StoredFile]:
         """Handle one update as the bot handles Telegram's; `files`: the bytes of the files
-        it carries, by file id, read by the bot while it handles it."""
+        it carries, by file id, read by the bot while it handles it. Returns the files the bot
+        kept of them (none: refused, or the update was handled before)."""
         ...
 
     def markup(self, payload: dict[str, Any], ticket_id: int | None) -> dict[str, Any] | None:
