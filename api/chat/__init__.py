@@ -146,7 +146,7 @@ class WebChat:
         self.clock = state.clock
         self.sessions = state.sessions
         self.conversation = conversation
-        self.hub = Hub(state.sessions, state.clock)
+        self.hub = Hub(state.sessions, state.clock, state.watcher)
         self.limits = identity.Limits.of(
             self.settings.web_chat_messages_per_minute, self.settings.web_chat_sessions_per_hour
         )
