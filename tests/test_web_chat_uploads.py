@@ -4,7 +4,9 @@ HTTP app on the real test database."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -219,3 +221,23 @@ async def test_a_document_or_a_refused_photo_keeps_its_name_only(
         {"kind": "photo", "name": "evil.jpg"},
         {"kind": "document", "name": "receipt.pdf"},
     ]
+
+
+async def test_a_photo_kept_after_its_message_showed_is_small_on_the_next_visit(
+    page: WebPage, app: Any, settings: Any, clock: Clock
+) -> None:
+    """The bot took longer than the hold (a process stopped mid-file, a slow disk): the page
+    showed the name; the photo, kept at last, shows small from the next visit on."""
+    from api.chat import ECHO_HOLD
+
+    chat = app.state.web_chat
+    chat_id = int(page.client.cookies["aftersales_chat"].split(".")[0])
+    await asyncio.to_thread(
+        chat.echo, chat_id, "late-photo-01", "", {"kind": "photo", "name": "late.jpg"}
+    )
+    clock.now += ECHO_HOLD + timedelta(seconds=1)
+    assert [e["file"] for e in page.read()] == [{"kind": "photo", "name": "late.jpg"}]
+    stored = AttachmentStore(settings.media_dir).store_photo(jpeg("blue"))
+    await asyncio.to_thread(chat.settle, chat_id, "late-photo-01", [stored])
+    [shown] = [e["file"] for e in page.read(after=None)]
+    assert page.client.get(shown["thumb"]).status_code == 200

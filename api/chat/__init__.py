@@ -220,18 +220,19 @@ class WebChat:
     def settle(self, chat_id: int, client_id: str, kept: list[StoredFile]) -> None:
         """The file's message handled: its echo (held by `echo`) shown, with where the kept
         file and its thumbnail are (served by `file_of`, never sent to the page as such).
-        An echo shown already (a retry of the same upload) is left as it is."""
+        An echo that already names its file (a retry of the same upload) is left as it is;
+        one shown already as a name (the bot took longer than ECHO_HOLD) gets its file for
+        the next time the page is opened."""
         now = self.clock()
         with self.sessions() as session:
             row = session.scalar(
                 select(OutboxMessage).where(
-                    OutboxMessage.dedupe_key == _echo_key(chat_id, client_id),
-                    OutboxMessage.status == "pending",
+                    OutboxMessage.dedupe_key == _echo_key(chat_id, client_id)
                 )
             )
             if row is None:
                 return
-            if kept:
+            if kept and "stored" not in row.payload:
                 stored = kept[0]
                 row.payload = {
                     **row.payload,
@@ -241,9 +242,10 @@ class WebChat:
                         "mime": stored.mime,
                     },
                 }
-            row.status = "sent"
-            row.sent_at = now
-            row.next_attempt_at = now
+            if row.status == "pending":
+                row.status = "sent"
+                row.sent_at = now
+                row.next_attempt_at = now
             session.commit()
 
     def prove(self, chat_id: int, order_no: str, language: str) -> bool | None:
