@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # A signed chat link for an order (tickets/chat_links.py) opens the chat already proved for
     # it, for this many hours after it is made.
     web_chat_link_hours: int = Field(default=168, ge=1, le=24 * 365)
+    # How often the one watcher of the live pages (api/watch.py: the web chat's and the panel's
+    # notifications' event streams) looks for what other processes wrote, in seconds.
+    watch_seconds: float = Field(default=1.0, ge=0.2, le=30)
     # Evidence from customers: size limits per kind, and files per request.
     media_max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     media_max_video_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
