@@ -36,6 +36,7 @@ from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
 from api.routes import webhooks as webhooks_routes
 from api.telegram_webhook import SECRET_HEADER, WEBHOOK_PATH, secret_matches, webhook_router
+from bot.render import PARTS as TELEGRAM_PARTS
 from tickets.auth import live_token
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
 from tickets.messages.outbox import delivered_channels
@@ -243,6 +244,9 @@ def create_app(
     # token), or given (a test standing in for a running bot).
     channels = overrides.pop("channels", None)
     app.state.channels = delivered_channels(settings) if channels is None else channels
+    # How each channel cuts a reply into messages (tickets/messages/parts.py): Telegram's
+    # caption limit is the bot's rule; the web chat takes the core's default.
+    app.state.parts = TELEGRAM_PARTS
     # The Telegram bot when a token is set (bot/runtime.py): polling, or fed by the webhook
     # route (api/telegram_webhook.py).
     app.state.bot = None

@@ -390,6 +390,7 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from api.deps import context_for
+    from bot.render import PARTS
     from tickets.messages.outbox import delivered_channels
     from tickets.messages.scripts import bundled_scripts_dir, load_library
     from tickets.policy.rules import load_policy
@@ -415,6 +416,7 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
         settings=settings,
         # Reminders are queued for the bot only when this shop runs one (the same settings).
         channels=delivered_channels(settings),
+        parts=PARTS,
         scripts=load_library(
             bundled_scripts_dir(), settings.scripts_dir, limits=policy.script_limits()
         ),

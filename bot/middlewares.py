@@ -73,6 +73,7 @@ from bot import keyboards
 from bot.fsm_storage import BufferedState, DatabaseStorage
 from bot.i18n import Texts
 from bot.media import Media, fetch_media
+from bot.render import PARTS
 from bot.replies import Replies
 from bot.routers.agents import answers_the_bot
 from bot.threads import UnitOfWorkThreads, shared_threads
@@ -306,6 +307,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             # The shop's sizes and the channels this deployment delivers, as the API's context.
             limits=self.settings.limits,
             channels=self._channels,
+            parts=PARTS,
         )
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
