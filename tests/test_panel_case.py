@@ -6,6 +6,7 @@ proposer, the approvals list)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from datetime import timedelta
@@ -229,14 +230,16 @@ async def test_a_photo_goes_to_telegram_under_its_text_only_when_the_text_fits_a
     _telegram_on(alice)
     number = make_case(sessions, ctx, "F4", customer=_who(23))
     short, long = "贴这个标签寄回", "退货说明。" * 210  # 1050 characters: over a caption's 1024
-    for text in (short, long):
-        sent = await in_thread(
-            lambda text=text: alice.post(
-                f"/panel/cases/{number}/reply",
-                {"text": text},
-                files=[("files", ("label.jpg", jpeg("blue"), "image/jpeg"))],
-            )
+
+    def reply(text: str) -> Any:
+        return alice.post(
+            f"/panel/cases/{number}/reply",
+            {"text": text},
+            files=[("files", ("label.jpg", jpeg("blue"), "image/jpeg"))],
         )
+
+    for text in (short, long):
+        sent = await in_thread(functools.partial(reply, text))
         assert sent.status_code == 303, sent.text
     worker = DeliveryWorker(
         bot=bot,
