@@ -341,6 +341,7 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from api.demo_pictures import demo_photo
     from tickets.demo import load_demo
 
     settings = settings_or_exit()
@@ -353,7 +354,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sessions = make_sessionmaker(engine)
     try:
         with unit_of_work(sessions) as session:
-            summary = load_demo(session=session, settings=settings, now=utcnow())
+            summary = load_demo(
+                session=session, settings=settings, now=utcnow(), draw_photo=demo_photo
+            )
     except DomainError as exc:
         print("the demo shop was not loaded.", file=sys.stderr)
         return _fail(exc)

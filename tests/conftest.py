@@ -514,6 +514,7 @@ class _LoadedDemo:
 def _loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_LoadedDemo]:
     """The demo shop loaded once for the run (loading it takes seconds) into a database of
     its own, committed; each test works on it inside a transaction rolled back after it."""
+    from api.demo_pictures import demo_photo
     from tickets.demo import load_demo
     from tickets.settings import Settings
 
@@ -528,7 +529,7 @@ def _loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_LoadedDe
         engine = make_engine(url)
         stack.callback(engine.dispose)
         with Session(engine) as s:
-            summary = load_demo(session=s, settings=settings, now=NOW)
+            summary = load_demo(session=s, settings=settings, now=NOW, draw_photo=demo_photo)
             s.commit()
         yield _LoadedDemo(engine=engine, media=media, summary=summary)
 
