@@ -65,7 +65,6 @@ from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import InlineKeyboardMarkup, TelegramObject, Update, User
 from sqlalchemy import Engine, Table, bindparam, delete, exists, func, insert, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,6 +80,7 @@ from bot.web import WEB_BOT_ID
 from tickets.cases.events import record_event
 from tickets.context import SYSTEM, Context
 from tickets.customers import account_ids, resolve_customer
+from tickets.db import PerDialect
 from tickets.exceptions import (
     Conflict,
     DomainError,
@@ -133,17 +133,20 @@ ORDER_RETRY = 0.05
 
 _ARRIVALS = cast(Table, UpdateArrival.__table__)
 _INBOUND = cast(Table, InboundUpdate.__table__)
-_ARRIVE = (
-    postgresql.insert(_ARRIVALS)
-    .values(
-        chat_key=bindparam("k"),
-        update_id=bindparam("u"),
-        external_id=bindparam("e"),
-        arrived_at=bindparam("at", type_=_ARRIVALS.c.arrived_at.type),
-    )
-    .on_conflict_do_update(
-        index_elements=[_ARRIVALS.c.chat_key, _ARRIVALS.c.update_id],
-        set_={"arrived_at": bindparam("at", type_=_ARRIVALS.c.arrived_at.type)},
+# PostgreSQL only (several processes): built there on first use, never imported on SQLite.
+_ARRIVE = PerDialect(
+    lambda insert: (
+        insert(_ARRIVALS)
+        .values(
+            chat_key=bindparam("k"),
+            update_id=bindparam("u"),
+            external_id=bindparam("e"),
+            arrived_at=bindparam("at", type_=_ARRIVALS.c.arrived_at.type),
+        )
+        .on_conflict_do_update(
+            index_elements=[_ARRIVALS.c.chat_key, _ARRIVALS.c.update_id],
+            set_={"arrived_at": bindparam("at", type_=_ARRIVALS.c.arrived_at.type)},
+        )
     )
 )
 # An earlier update of the conversation arrived lately and not handled yet.
@@ -353,8 +356,9 @@ class UnitOfWorkMiddleware(BaseMiddleware):
 
     def _arrive(self, arrival: _Arrival) -> None:
         with self.sessions() as session:
-            session.connection().execute(
-                _ARRIVE,
+            conn = session.connection()
+            conn.execute(
+                _ARRIVE(conn),
                 {
                     "k": arrival.chat_key,
                     "u": arrival.update_id,
