@@ -1,4 +1,6 @@
 """One unit of work per Telegram update.
+Over 500 lines as one file: the unit of work per update and the conversation ordering it needs
+(turns, arrivals across processes) are one mechanism.
 
 For every update, in this order:
 

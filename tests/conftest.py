@@ -1,5 +1,7 @@
 """Test fixtures: a real database per test (SQLite by default, PostgreSQL when
 AFTERSALES_TEST_DATABASE_URL is set), each test in its own transaction, rolled back.
+Over 500 lines as one file: pytest finds shared fixtures here, the one home of the database,
+app, panel and fake-Telegram fixtures every test file uses.
 
 Schema comes from the Alembic migrations, so every test also runs on what `migrate` builds.
 """

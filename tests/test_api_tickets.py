@@ -1,4 +1,6 @@
-"""The JSON API end to end: orders in, a case through a full return, errors a user would hit."""
+"""The JSON API end to end: orders in, a case through a full return, errors a user would hit.
+Over 500 lines as one file: one story (a case through the API) and the helpers its tests share.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
 """The demo shop behind `aftersales demo`: agents, about fifty orders and a case in every status.
+Over 500 lines as one file: it is mostly data (the demo's orders and each case's story); the
+loader is its last part.
 
 Everything is made through the real core (create_agent, upsert_order, open_case,
 perform_action, add_reply, add_customer_message), never by writing rows directly, so the demo's

@@ -1,4 +1,6 @@
 """The database tables: customers, orders and their units, agents, cases and everything on a case.
+Over 500 lines as one file: the tables share one metadata and relationships across one another,
+and the models-match-migrations test reads them together.
 
 Money is integer minor units (fen, cents) in the currency of its order. Every timestamp is
 timezone-aware UTC. Constraint names come from the naming convention so migrations are stable.

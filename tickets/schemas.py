@@ -1,4 +1,6 @@
 """The JSON shapes of the public contracts (DESIGN.md): orders, tickets, actions, replies.
+Over 500 lines as one file: the public JSON contracts side by side, as DESIGN.md lists them, so
+a change to one is seen beside the others.
 
 Money travels as decimal strings ("19.99") and is converted to integer minor units by
 tickets/orders/store.py with the currency in hand; times are ISO 8601 with an offset.

@@ -1,4 +1,6 @@
 """Reply scripts (话术): bilingual, sandboxed templates in the desk's markup.
+Over 500 lines as one file: the loader, the renderer and the check share the script model and
+must agree (the check renders as a send would).
 
 One file per script and language, `<name>.<lang>.md` (lang `zh-CN` or `en`): a TOML front
 matter block between `+++` lines, then a Jinja2 body (templates/scripts/README.md describes
