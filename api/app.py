@@ -265,6 +265,16 @@ def create_app(
                 webhook_router(app.state.bot.feed_webhook_update, secret=settings.webhook_secret)
             )
     errors.install(app)
+    # The actions' per-action request schemas, added to the generated document once.
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            tickets.document_actions(generated())
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
     app.add_middleware(RefuseNul, file_routes=UNSCANNED_FILE_ROUTES)
 
     # Every JSON route needs an agent's bearer token: declared once, on the router.
