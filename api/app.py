@@ -38,6 +38,7 @@ from api.routes import team as team_routes
 from api.routes import webhooks as webhooks_routes
 from api.telegram_webhook import SECRET_HEADER, WEBHOOK_PATH, secret_matches, webhook_router
 from api.watch import Watcher
+from bot.render import PARTS as TELEGRAM_PARTS
 from tickets.auth import live_token
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
 from tickets.messages.outbox import delivered_channels
@@ -244,6 +245,9 @@ def create_app(
     # token), or given (a test standing in for a running bot).
     channels = overrides.pop("channels", None)
     app.state.channels = delivered_channels(settings) if channels is None else channels
+    # How each channel cuts a reply into messages (tickets/messages/parts.py): Telegram's
+    # caption limit is the bot's rule; the web chat takes the core's default.
+    app.state.parts = TELEGRAM_PARTS
     # The Telegram bot when a token is set (bot/runtime.py): polling, or fed by the webhook
     # route (api/telegram_webhook.py).
     app.state.bot = None
@@ -262,6 +266,16 @@ def create_app(
                 webhook_router(app.state.bot.feed_webhook_update, secret=settings.webhook_secret)
             )
     errors.install(app)
+    # The actions' per-action request schemas, added to the generated document once.
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            tickets.document_actions(generated())
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
     app.add_middleware(RefuseNul, file_routes=UNSCANNED_FILE_ROUTES)
 
     # Every JSON route needs an agent's bearer token: declared once, on the router.

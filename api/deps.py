@@ -125,6 +125,7 @@ def context_for(state: Any, now: datetime) -> Context:
         shop_name=state.settings.shop_name,
         channels=state.channels,
         limits=state.settings.limits,
+        parts=state.parts,
     )
 
 

@@ -16,7 +16,6 @@ from tickets.exceptions import (
     PermissionDenied,
 )
 from tickets.messages.scripts import ScriptError, UnknownScript
-from tickets.schemas import ACTION_PARAMS
 
 # The one map from a domain error to its HTTP status, for the JSON API and the panel alike
 # (the most specific class first).
@@ -53,10 +52,6 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         parts = list(err.get("loc", ()))
         if parts[:1] == ["body"]:
             parts = parts[1:]
-            if parts and parts[0] in ACTION_PARAMS:
-                # The actions' body is one request per action (tickets/schemas.py,
-                # ActionBody): pydantic names the action it chose first; the field is the news.
-                parts = parts[1:]
         loc = [str(p) for p in parts]
         errors.append({"loc": ".".join(loc), "msg": err.get("msg", "invalid")})
     message = "; ".join(f"{e['loc']}: {e['msg']}" if e["loc"] else e["msg"] for e in errors)

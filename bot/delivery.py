@@ -1,5 +1,7 @@
 """The outbox worker: sends pending outbox rows to Telegram within Telegram's limits, retries
 what can be retried, and leaves every failure visible on its row and on the case.
+Over 500 lines as one file: claim, send and record are one protocol whose order is the exactly-
+once rule; split, that rule would span files.
 
 How a row is delivered once:
 

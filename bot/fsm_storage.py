@@ -35,10 +35,9 @@ from aiogram.fsm.storage.base import (
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from sqlalchemy import Table, bindparam, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from tickets.db import unit_of_work
+from tickets.db import PerDialect, unit_of_work
 from tickets.models import FsmRecord, utcnow
 from tickets.settings import Settings
 
@@ -71,7 +70,7 @@ def _upsert(insert: Any) -> Any:
 
 # Built once: every update of a conversation writes through them, and a statement built anew
 # each time pays for its construction and its cache key again.
-_UPSERTS = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+_UPSERTS = PerDialect(_upsert)
 _READ = select(_TABLE.c.state, _TABLE.c.data).where(_TABLE.c.key == bindparam("k"))
 _DELETE = delete(_TABLE).where(_TABLE.c.key == bindparam("k"))
 
@@ -147,7 +146,7 @@ class DatabaseStorage(BaseStorage):
             conn.execute(_DELETE, {"k": key})
             return
         # One upsert: two processes writing the same new key never collide on the primary key.
-        stmt = _UPSERTS["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+        stmt = _UPSERTS(conn)
         conn.execute(stmt, {"k": key, "s": state, "d": data, "u": utcnow()})
 
     def _set(self, k: str, state: str | None, data: dict[str, Any] | None) -> None:

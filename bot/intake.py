@@ -9,27 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 from aiogram import Bot
 from aiogram.types import Update
 from sqlalchemy import Table, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from tickets.db import PerDialect
 from tickets.models import PolledUpdate, utcnow
 
 _TABLE = cast(Table, PolledUpdate.__table__)
 # A batch fetched again (a poller killed after storing it, before Telegram was told) is
 # stored once: the rows already there stay as they are.
-_INSERTS: dict[str, Any] = {
-    "postgresql": postgresql.insert(_TABLE).on_conflict_do_nothing(
+_INSERTS = PerDialect(
+    lambda insert: insert(_TABLE).on_conflict_do_nothing(
         index_elements=[_TABLE.c.bot, _TABLE.c.update_id]
-    ),
-    "sqlite": sqlite.insert(_TABLE).on_conflict_do_nothing(
-        index_elements=[_TABLE.c.bot, _TABLE.c.update_id]
-    ),
-}
+    )
+)
 
 
 class IntakeStore:
@@ -64,7 +61,7 @@ class IntakeStore:
         ]
         with self.sessions() as session:
             conn = session.connection()
-            stmt = _INSERTS["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+            stmt = _INSERTS(conn)
             conn.execute(stmt, rows)
             session.commit()
 

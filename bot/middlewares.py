@@ -1,4 +1,6 @@
 """One unit of work per Telegram update.
+Over 500 lines as one file: the unit of work per update and the conversation ordering it needs
+(turns, arrivals across processes) are one mechanism.
 
 For every update, in this order:
 
@@ -65,7 +67,6 @@ from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import InlineKeyboardMarkup, TelegramObject, Update, User
 from sqlalchemy import Engine, Table, bindparam, delete, exists, func, insert, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,6 +74,7 @@ from bot import keyboards
 from bot.fsm_storage import BufferedState, DatabaseStorage
 from bot.i18n import Texts
 from bot.media import Media, fetch_media
+from bot.render import PARTS
 from bot.replies import Replies
 from bot.routers.agents import answers_the_bot
 from bot.threads import UnitOfWorkThreads, shared_threads
@@ -80,6 +82,7 @@ from bot.web import WEB_BOT_ID
 from tickets.cases.events import record_event
 from tickets.context import SYSTEM, Context
 from tickets.customers import account_ids, resolve_customer
+from tickets.db import PerDialect
 from tickets.exceptions import (
     Conflict,
     DomainError,
@@ -135,17 +138,20 @@ ORDER_RETRY = 0.05
 
 _ARRIVALS = cast(Table, UpdateArrival.__table__)
 _INBOUND = cast(Table, InboundUpdate.__table__)
-_ARRIVE = (
-    postgresql.insert(_ARRIVALS)
-    .values(
-        chat_key=bindparam("k"),
-        update_id=bindparam("u"),
-        external_id=bindparam("e"),
-        arrived_at=bindparam("at", type_=_ARRIVALS.c.arrived_at.type),
-    )
-    .on_conflict_do_update(
-        index_elements=[_ARRIVALS.c.chat_key, _ARRIVALS.c.update_id],
-        set_={"arrived_at": bindparam("at", type_=_ARRIVALS.c.arrived_at.type)},
+# PostgreSQL only (several processes): built there on first use, never imported on SQLite.
+_ARRIVE = PerDialect(
+    lambda insert: (
+        insert(_ARRIVALS)
+        .values(
+            chat_key=bindparam("k"),
+            update_id=bindparam("u"),
+            external_id=bindparam("e"),
+            arrived_at=bindparam("at", type_=_ARRIVALS.c.arrived_at.type),
+        )
+        .on_conflict_do_update(
+            index_elements=[_ARRIVALS.c.chat_key, _ARRIVALS.c.update_id],
+            set_={"arrived_at": bindparam("at", type_=_ARRIVALS.c.arrived_at.type)},
+        )
     )
 )
 # An earlier update of the conversation arrived lately and not handled yet.
@@ -309,6 +315,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             # The shop's sizes and the channels this deployment delivers, as the API's context.
             limits=self.settings.limits,
             channels=self._channels,
+            parts=PARTS,
         )
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
@@ -354,8 +361,9 @@ class UnitOfWorkMiddleware(BaseMiddleware):
 
     def _arrive(self, arrival: _Arrival) -> None:
         with self.sessions() as session:
-            session.connection().execute(
-                _ARRIVE,
+            conn = session.connection()
+            conn.execute(
+                _ARRIVE(conn),
                 {
                     "k": arrival.chat_key,
                     "u": arrival.update_id,

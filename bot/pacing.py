@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, create_engine, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from tickets.db import dialect_insert
 from tickets.models import PaceMark
 from tickets.settings import Settings
 
@@ -174,7 +174,7 @@ class DatabasePacer:
         self.clock = clock
         self.owns_engine = owns_engine
         self._postgres = engine.dialect.name == "postgresql"
-        self._insert = postgresql.insert if self._postgres else sqlite.insert
+        self._insert = dialect_insert(engine.dialect.name)
         self._greatest = func.greatest if self._postgres else func.max
 
     @classmethod

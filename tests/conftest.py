@@ -1,5 +1,7 @@
 """Test fixtures: a real database per test (SQLite by default, PostgreSQL when
 AFTERSALES_TEST_DATABASE_URL is set), each test in its own transaction, rolled back.
+Over 500 lines as one file: pytest finds shared fixtures here, the one home of the database,
+app, panel and fake-Telegram fixtures every test file uses.
 
 Schema comes from the Alembic migrations, so every test also runs on what `migrate` builds.
 """
@@ -514,6 +516,7 @@ class _LoadedDemo:
 def _loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_LoadedDemo]:
     """The demo shop loaded once for the run (loading it takes seconds) into a database of
     its own, committed; each test works on it inside a transaction rolled back after it."""
+    from api.demo_pictures import demo_photo
     from tickets.demo import load_demo
     from tickets.settings import Settings
 
@@ -528,7 +531,7 @@ def _loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_LoadedDe
         engine = make_engine(url)
         stack.callback(engine.dispose)
         with Session(engine) as s:
-            summary = load_demo(session=s, settings=settings, now=NOW)
+            summary = load_demo(session=s, settings=settings, now=NOW, draw_photo=demo_photo)
             s.commit()
         yield _LoadedDemo(engine=engine, media=media, summary=summary)
 

@@ -1,6 +1,8 @@
 """The agents' group chat, through the real aiogram Dispatcher and the delivery worker with
 Telegram faked at the HTTP-session boundary: cards with "take it" and "open in the panel",
-taking a case, answering a customer by replying to a card, and strangers told what to do."""
+taking a case, answering a customer by replying to a card, and strangers told what to do.
+Over 500 lines as one file: one conversation (the agents' chat) and the fakes its tests share.
+"""
 
 from __future__ import annotations
 

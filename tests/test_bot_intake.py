@@ -1,5 +1,7 @@
 """The customer's conversation, through the real aiogram Dispatcher with Telegram faked at the
-HTTP-session boundary, on the real test database: the rows written and the messages sent."""
+HTTP-session boundary, on the real test database: the rows written and the messages sent.
+Over 500 lines as one file: one conversation (the customer's) and the fakes its tests share.
+"""
 
 from __future__ import annotations
 

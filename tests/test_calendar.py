@@ -1,4 +1,6 @@
-"""Business time for SLA clocks: hand-worked examples, validation messages, and properties."""
+"""Business time for SLA clocks: hand-worked examples, validation messages, and properties.
+Over 500 lines as one file: one module under test, its examples and properties.
+"""
 
 from __future__ import annotations
 

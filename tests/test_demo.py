@@ -9,10 +9,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.demo_pictures import PHOTO_SIZE, demo_photo
 from tests.conftest import DemoShop
 from tests.factories import NOW
 from tickets.auth import verify_password
-from tickets.demo import AGENTS, CASES, DEMO_STATUSES, ORDER_PREFIX, PHOTO_SIZE, Say, load_demo
+from tickets.demo import AGENTS, CASES, DEMO_STATUSES, ORDER_PREFIX, Say, load_demo
 from tickets.models import (
     Agent,
     Attachment,
@@ -247,7 +248,9 @@ def test_loading_twice_changes_nothing(demo: DemoShop) -> None:
     files = sorted(p.name for p in (settings.media_dir).rglob("*") if p.is_file())
     assert files
     # Later, as the CLI would run it again on another day.
-    again = load_demo(session=session, settings=settings, now=NOW + timedelta(days=3))
+    again = load_demo(
+        session=session, settings=settings, now=NOW + timedelta(days=3), draw_photo=demo_photo
+    )
     assert "already loaded" in again
     assert all(spec.password in again for spec in AGENTS)
     assert _counts(session) == before
@@ -266,7 +269,7 @@ def test_an_existing_agent_keeps_its_password(session: Session, settings: Any) -
         password="a-real-secret-1",
         now=NOW - timedelta(days=100),
     )
-    summary = load_demo(session=session, settings=settings, now=NOW)
+    summary = load_demo(session=session, settings=settings, now=NOW, draw_photo=demo_photo)
     admin = session.scalar(select(Agent).where(Agent.username == "admin"))
     assert admin is not None and verify_password(admin, "a-real-secret-1")
     line = next(x for x in summary.splitlines() if x.strip().startswith("admin "))
@@ -296,7 +299,7 @@ def test_loading_is_deterministic(session: Session, settings: Any, demo: DemoSho
 
     first = snapshot(demo.session)  # the run's demo, loaded once for every test
     assert _demo_tickets(session) == []
-    load_demo(session=session, settings=settings, now=NOW)
+    load_demo(session=session, settings=settings, now=NOW, draw_photo=demo_photo)
     assert snapshot(session) == first
 
 

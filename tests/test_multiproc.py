@@ -5,6 +5,8 @@ process cleanly (exit 0), giving back the rows it claimed but had not sent: the 
 sends them at once, not after their 300 s lease, and takes over polling. Two webhook processes
 without Redis keep one chat's updates in order; a SIGKILLed process's claimed rows go out
 from the restarted one within seconds of its heartbeat stopping, each once.
+Over 500 lines as one file: its tests share a costly set-up (real serve processes, the fake Bot
+API, one PostgreSQL database) and its helpers.
 
 PostgreSQL only (several processes are refused on SQLite): skipped in the SQLite pass, run
 in the Makefile's PostgreSQL pass, which CI cannot skip.

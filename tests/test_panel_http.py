@@ -1,5 +1,7 @@
 """The agents' panel over HTTP: access (log-in, sessions, CSRF, lock-out, roles), the queues,
-the workspace's actions and replies, evidence files, and the number of queries per page."""
+the workspace's actions and replies, evidence files, and the number of queries per page.
+Over 500 lines as one file: its sections share the log-in and panel fixtures.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """Eligibility (tickets/policy/eligibility.py): hand-worked cases from DOMAIN.md and the 7-day law.
+Over 500 lines as one file: one module under test, hand-worked cases by rule.
 
 Every expected value below was worked out from the rules, not read off the code: the comment
 beside a case gives the arithmetic (delivery date in Shanghai, day 1, last day, closing moment).

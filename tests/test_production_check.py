@@ -116,6 +116,7 @@ def test_a_webhook_without_a_secret_is_refused(database_url: str, tmp_path: Path
 def test_the_demo_shops_agents_are_refused_until_they_are_disabled(
     database_url: str, tmp_path: Path
 ) -> None:
+    from api.demo_pictures import demo_photo
     from tickets.auth import hash_password
     from tickets.db import make_sessionmaker, unit_of_work
     from tickets.demo import load_demo
@@ -126,7 +127,7 @@ def test_the_demo_shops_agents_are_refused_until_they_are_disabled(
     try:
         settings = Settings(database_url=database_url, media_dir=tmp_path / "m", _env_file=None)
         with unit_of_work(make_sessionmaker(engine)) as session:
-            load_demo(session=session, settings=settings, now=utcnow())
+            load_demo(session=session, settings=settings, now=utcnow(), draw_photo=demo_photo)
         code, lines = check(database_url, tmp_path)
         assert code == 1
         assert len(lines) == 1 and refused(lines, "demo agents still log in")

@@ -1,4 +1,5 @@
 """The refund calculator (tickets/refunds/calculator.py) against MONEY.md rules 1-16.
+Over 500 lines as one file: one module under test, a section per MONEY.md rule.
 
 A table of quotes worked out by hand (the arithmetic beside each), a few tests that need more
 than one quote (ledger, one by one), the refusals, and hypothesis properties over random orders:

@@ -1,4 +1,5 @@
 """Risk signals and auto-approval (tickets/policy/risk.py).
+Over 500 lines as one file: one module under test, hand-worked cases by signal.
 
 Each signal is shown firing at its threshold and not firing one step past it, on a real
 database (orders go in through upsert_order, cases as rows), then the level rules and the

@@ -1,4 +1,5 @@
 """The runtime's rule: no database call on the event loop (tickets/db.py, bot/middlewares.py).
+Over 500 lines as one file: one rule, tested on every path that could break it.
 
 Through the real Dispatcher, with Telegram faked at the session boundary, on a database of
 the test's own (real commits from several connections and threads): different chats are

@@ -261,6 +261,33 @@ async def test_an_agents_photo_opens_in_the_page_and_only_there(
     assert page.client.get("/chat/files/99999999").status_code == 404
 
 
+async def test_a_photo_with_a_long_text_is_one_message_in_the_page(
+    app: Any, api: Api, sessions: sessionmaker[Session]
+) -> None:
+    # Telegram's caption limit (1024) is Telegram's: the page shows the photo with its whole
+    # text, as one message.
+    add_unlinked(sessions, "W301")
+    page = web_page(app, "en")
+    await page.text("/start W301")
+    await page.text("8000")
+    said = await page.press(KindCb(kind="complaint"))
+    await page.press(next(b for b in said.buttons if b.startswith("r:")))
+    await page.text("one item missing")
+    await page.press(NavCb(action="done"))
+    await page.press(NavCb(action="confirm"))
+    with sessions() as s:
+        number = s.scalars(select(Ticket.number)).one()
+    text = "How to pack it. " * 70  # 1120 characters
+    r = api.post(
+        f"/api/v1/tickets/{number}/replies/files",
+        data={"text": text},
+        files=[("files", ("packed.jpg", jpeg("green"), "image/jpeg"))],
+    )
+    assert r.status_code == 201, r.text
+    [shown] = [e for e in page.read() if e["type"] == "bot" and e.get("file")]
+    assert shown["html"] == text.strip() and shown["file"]["kind"] == "photo"
+
+
 async def test_the_conversation_is_there_after_closing_the_tab(app: Any) -> None:
     page = web_page(app, "en")
     said = await page.text("/start")

@@ -1,7 +1,9 @@
 """Webhooks to the shop's systems, against a real HTTP receiver on this machine that checks
 every signature with the `standardwebhooks` package: events signed, in order per case, retried
 after 500s, replayed, never lost (at least once, with the same id after a crash), switched off
-after a run of failures, the refund executor confirming and failing; the address checks."""
+after a run of failures, the refund executor confirming and failing; the address checks.
+Over 500 lines as one file: its tests share the real receiver and its signature checks.
+"""
 
 from __future__ import annotations
 

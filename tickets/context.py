@@ -1,17 +1,19 @@
 """Who acts and with what: the Actor, the SYSTEM actor and the Context every core call
-takes beside the session (the rules, the clock, the shop's zone, its channels and
-limits). A module of its own so that cases, messages and clocks can all name it
-without importing one another.
+takes beside the session (the rules, the clock, the shop's zone, its channels and limits,
+how each channel cuts a reply). A module of its own so that cases, messages and clocks can
+all name it without importing one another.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from tickets.limits import DEFAULTS, Limits
 from tickets.messages.outbox import DEFAULT_CHANNELS
+from tickets.messages.parts import PartsRule
 from tickets.messages.scripts import ScriptLibrary
 from tickets.models import (
     Agent,
@@ -61,3 +63,6 @@ class Context:
     channels: frozenset[str] = DEFAULT_CHANNELS
     # Sizes checked before any work (the shop's AFTERSALES_LIMIT_* settings).
     limits: Limits = DEFAULTS
+    # How each channel cuts a reply into its messages (tickets/messages/parts.py), given by the
+    # front ends that know the channel (bot/render.py for Telegram); `together` for the rest.
+    parts: Mapping[str, PartsRule] = field(default_factory=dict)

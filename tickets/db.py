@@ -23,6 +23,7 @@ SQLite: WAL, and two kinds of transaction (`make_engine`):
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +39,12 @@ from tickets.bundled import bundled
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL its
+    indexes' own options on the models (tickets/models.py POSTGRESQL_INDEX_OPTIONS)."""
+    if url.startswith("postgresql"):
+        from tickets.models import use_postgresql_options
+
+        use_postgresql_options()
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:" and not path.startswith("file:"):
@@ -218,3 +224,33 @@ def schema_is_current(engine: Engine) -> bool:
     except SQLAlchemyError:
         return False  # no alembic_version table: never migrated
     return current == migration_heads()
+
+
+# ---------------------------------------------------------------- per-dialect statements
+
+
+def dialect_insert(name: str) -> Any:
+    """The `insert` of this database's dialect (the one with ON CONFLICT), imported when first
+    asked for: a deployment on SQLite never loads SQLAlchemy's PostgreSQL dialect (about 2 MB
+    of modules), nor one on PostgreSQL SQLite's."""
+    module = "postgresql" if name == "postgresql" else "sqlite"
+    return importlib.import_module(f"sqlalchemy.dialects.{module}").insert
+
+
+class PerDialect:
+    """A statement built once per database kind, on its first use there: `build` gets the
+    dialect's `insert` (`dialect_insert`). Hot paths keep a built statement (building one and
+    its cache key costs more than running it) without importing a dialect the deployment does
+    not use."""
+
+    def __init__(self, build: Callable[[Any], Any]) -> None:
+        self._build = build
+        self._built: dict[str, Any] = {}
+
+    def __call__(self, conn: Connection | Engine) -> Any:
+        name = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
+        stmt = self._built.get(name)
+        if stmt is None:
+            # Two threads may both build it first: the same statement, the last one kept.
+            stmt = self._built[name] = self._build(dialect_insert(name))
+        return stmt

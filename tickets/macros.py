@@ -149,7 +149,7 @@ def apply_macro(
 @dataclass(frozen=True)
 class MacroPreview:
     status: str  # where the case would go
-    texts: list[str]  # what the customer would read (Telegram HTML), in order
+    texts: list[str]  # what the customer would read (the desk's markup), in order
 
 
 def preview_macro(

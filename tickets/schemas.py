@@ -1,4 +1,6 @@
 """The JSON shapes of the public contracts (DESIGN.md): orders, tickets, actions, replies.
+Over 500 lines as one file: the public JSON contracts side by side, as DESIGN.md lists them, so
+a change to one is seen beside the others.
 
 Money travels as decimal strings ("19.99") and is converted to integer minor units by
 tickets/orders/store.py with the currency in hand; times are ISO 8601 with an offset.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Final, Literal, Union
+from typing import Annotated, Any, Final, Literal
 
 from annotated_types import Ge, Le
 from pydantic import (
@@ -17,10 +19,8 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
     ModelWrapValidatorHandler,
-    Tag,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -505,34 +505,40 @@ def _action_body(action: str, params: tuple[str, ...]) -> type[BaseModel]:
     return model
 
 
-def _action_of(value: Any) -> str | None:
-    """Which action a body is (its `action`), for the union below."""
-    if isinstance(value, dict):
-        action = value.get("action")
-        return action if isinstance(action, str) else None
-    return getattr(value, "action", None)
-
-
-ACTION_BODIES: Final = tuple(
-    Annotated[_action_body(a, p), Tag(a)] for a, p in ACTION_PARAMS.items()
+# The per-action request schemas, for the JSON API's documentation (its OpenAPI `oneOf`,
+# told apart by `action`: api/routes/tickets.py). Requests are validated as ActionCall, whose
+# rule is the same (ACTION_PARAMS), so an error names the field alone.
+ACTION_SCHEMAS: Final[tuple[type[BaseModel], ...]] = tuple(
+    _action_body(a, p) for a, p in ACTION_PARAMS.items()
 )
-# The JSON API's body of `POST /tickets/{number}/actions`: one of the actions' requests, chosen
-# by its `action` (a function picks it: the NUL check every field has runs on `action` too,
-# which pydantic's field discriminator does not allow).
-ActionBody = Annotated[
-    Union[ACTION_BODIES],  # type: ignore[valid-type]  # noqa: UP007
-    Discriminator(
-        _action_of,
-        custom_error_type="unknown_action",
-        custom_error_message=f"action must be one of: {', '.join(ACTION_PARAMS)}",
-    ),
-]
+# Every parameter but those all actions take: a field added to ActionRequest is refused until
+# ACTION_PARAMS says which action takes it.
+_ACTION_FIELDS: Final = tuple(
+    n for n in ActionRequest.model_fields if n not in ("action", *ACTION_COMMON)
+)
 
 
-def action_request(body: BaseModel) -> ActionRequest:
-    """The core's request from one action's body (validated again as ActionRequest: its
-    checks of the script's variables run once more, on the same values)."""
-    return ActionRequest.model_validate(body.model_dump(exclude_unset=True))
+class ActionCall(ActionRequest):
+    """An action as the JSON API takes it: ActionRequest, with `action` one of the actions
+    and no parameter the action does not take (ACTION_PARAMS: refused naming the field). What
+    an action cannot do without is the core's check, in the same words for every front end."""
+
+    @field_validator("action")
+    @classmethod
+    def _known_action(cls, value: str) -> str:
+        if value not in ACTION_PARAMS:
+            raise ValueError(f"action must be one of: {', '.join(ACTION_PARAMS)}")
+        return value
+
+    # Runs only on the fields given (no validate_default); `action` is validated before them,
+    # as it is declared first.
+    @field_validator(*_ACTION_FIELDS)
+    @classmethod
+    def _taken_by_the_action(cls, value: Any, info: ValidationInfo) -> Any:
+        action = info.data.get("action")
+        if action in ACTION_PARAMS and info.field_name not in ACTION_PARAMS[action]:
+            raise ValueError(f"{action} does not take {info.field_name}")
+        return value
 
 
 class ReplyCreate(_In):

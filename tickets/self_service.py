@@ -1,5 +1,7 @@
 """What a customer does to their own cases, from any channel (the bot today, the web chat next),
 with plain values in and out (no Telegram objects, no HTTP).
+Over 500 lines as one file: the customer's whole surface on the core, each function short, all
+sharing the one rule of what a customer may see and do (their own cases only).
 
 Everything a customer does to a case goes through here: open one from a finished
 intake, add a message (with its files) to the open one, list theirs, send a tracking number,

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, delete, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from tickets.db import PerDialect
 from tickets.models import Throttle
 
 # Rows untouched for this long are deleted now and then: no window is longer.
@@ -62,7 +62,7 @@ def _upsert(insert: Any) -> Any:
 
 
 # Built once (a statement costs more to build than to run).
-_UPSERT = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+_UPSERT = PerDialect(_upsert)
 _READ = select(Throttle.failures, Throttle.window_start, Throttle.last_failed_at).where(
     Throttle.scope == bindparam("scope"), Throttle.key == bindparam("key")
 )
@@ -79,9 +79,8 @@ def count(session: Session, *, scope: str, key: str, now: datetime, window: time
 def fail(session: Session, *, scope: str, key: str, now: datetime, window: timedelta) -> int:
     """Count one failure (atomically, whoever else is counting); the failures in the window."""
     conn = session.connection()
-    stmt = _UPSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
     params = {"scope": scope, "key": key, "now": now, "since": now - window}
-    failures = int(conn.execute(stmt, params).scalar_one())
+    failures = int(conn.execute(_UPSERT(conn), params).scalar_one())
     if failures == 1:
         # A new window: a good moment to drop rows nobody has failed on for days, so guessing
         # at random names does not grow the table without end.

@@ -2,6 +2,8 @@
 attempt's outcome does (the delivery log, retries, switching a failing URL off, the refund
 executor's answer). The sending itself (HTTP, signatures, the address checks) is the worker's
 (api/hooks_delivery.py); everything that touches the database is here.
+Over 500 lines as one file: subscriptions, events and outcomes share the delivery log's rows and
+rules.
 
 **One home for the events.** Every case event goes through `record_event` / `append_event`
 (tickets/cases/events.py); those call `queue_case_event`, which writes one outbox row (channel

@@ -1,4 +1,6 @@
 """The web chat at /chat: customers without Telegram talk to the same bot from a web page.
+Over 500 lines as one file: the routes and the page's conversation (its cookie, its events,
+their rendering) share one state.
 
 `install_chat(app, conversation)` is the one call the composition root makes, when
 AFTERSALES_WEB_CHAT is on (off, no chat route exists: every one answers 404). It needs no

@@ -1,5 +1,7 @@
 """Human names for the codes the core uses (statuses, kinds, actions ...), marked for
-translation. The core speaks in codes so the JSON API stays stable; an agent reads words."""
+translation. The core speaks in codes so the JSON API stays stable; an agent reads words.
+Over 500 lines as one file: it is a table (one translated name per code), one idea.
+"""
 
 from __future__ import annotations
 

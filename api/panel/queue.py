@@ -1,5 +1,7 @@
 """The queues: mine, unassigned, my group, breaching soon, overdue, waiting on customer, all;
 filters (kind, status, group, assignee, priority, channel, risk, created date), search, paging.
+Over 500 lines as one file: the queues, filters, search and paging build one query; each filter
+is a few lines of it.
 
 Rows come from the core's filters (`TicketFilters`, keyset-paginated, stable while cases
 arrive) narrowed by the panel's own conditions (risk, created date, breaching soon), which the

@@ -1,5 +1,7 @@
 """The case workspace: conversation and timeline, the order, the refund, SLA and risk, the
 actions the status allows, and the reply box with its script picker.
+Over 500 lines as one file: the workspace is one page; its routes (actions, replies) come back
+to it and share its context.
 
 Every action form carries the case `version` the agent looked at; the core refuses a stale
 one, and the agent then gets the case as it is now with a message saying why, never a silent

@@ -25,7 +25,8 @@ from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Agent, Attachment, CaseKind, CaseStatus, Message, Role
 from tickets.money import format_amount
 from tickets.schemas import (
-    ActionBody,
+    ACTION_SCHEMAS,
+    ActionCall,
     ApprovalList,
     ApprovalRead,
     DbId,
@@ -39,7 +40,6 @@ from tickets.schemas import (
     TagsRead,
     TicketCreate,
     TicketList,
-    action_request,
 )
 from tickets.schemas import TicketRead as TicketJSON
 from tickets.sla import clocks as sla
@@ -47,6 +47,34 @@ from tickets.sla import clocks as sla
 router = APIRouter(prefix="/tickets", tags=["tickets"], route_class=OffLoop)
 files = APIRouter(prefix="/attachments", tags=["attachments"])
 approvals = APIRouter(prefix="/approvals", tags=["tickets"])
+
+
+ACTIONS_PATH = "/tickets/{number}/actions"
+
+
+def document_actions(openapi: dict[str, Any]) -> None:
+    """The actions' request as OpenAPI shows it: one schema per action (`oneOf`, told apart
+    by `action`: tickets/schemas.py ACTION_SCHEMAS), so a client reads what each action takes.
+    The route validates the flat ActionCall, whose rule is the same; this is documentation."""
+    components = openapi.setdefault("components", {}).setdefault("schemas", {})
+    refs = {}
+    for model in ACTION_SCHEMAS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components[model.__name__] = schema
+        action = model.model_fields["action"].annotation.__args__[0]  # type: ignore[union-attr]
+        refs[action] = f"#/components/schemas/{model.__name__}"
+    for path, operations in openapi.get("paths", {}).items():
+        if path.endswith(ACTIONS_PATH):
+            body = operations["post"]["requestBody"]["content"]["application/json"]
+            flat = body["schema"].get("$ref", "").rsplit("/", 1)[-1]
+            body["schema"] = {
+                "oneOf": [{"$ref": ref} for ref in refs.values()],
+                "discriminator": {"propertyName": "action", "mapping": refs},
+            }
+            # The flat schema validates; shown nowhere, it would only confuse a reader.
+            components.pop(flat, None)
 
 
 def _read(request: Request, session: Session, number: str, viewer: Agent) -> TicketJSON:
@@ -173,7 +201,7 @@ def read_ticket(
 @router.post("/{number}/actions", response_model=TicketJSON)
 def act(
     number: str,
-    body: ActionBody,
+    body: ActionCall,
     request: Request,
     session: SessionDep,
     actor: AgentActor,
@@ -182,9 +210,7 @@ def act(
     """Change a case: `{"action": "approve"}`, `{"action": "refuse", "reason": ...}`, ...
     An action the status does not allow is a 409 listing the allowed ones; a stale `version`
     is a 409 too."""
-    perform_action(
-        session=session, number=number, request=action_request(body), actor=actor, ctx=ctx
-    )
+    perform_action(session=session, number=number, request=body, actor=actor, ctx=ctx)
     assert actor.agent is not None  # AgentActor: always an agent
     return _read(request, session, number, actor.agent)
 

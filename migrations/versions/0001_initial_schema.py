@@ -1,4 +1,5 @@
 """initial schema
+Over 500 lines as one file: it is the whole first schema; a migration is one step, never split.
 
 Revision ID: 0001
 Revises:

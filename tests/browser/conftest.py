@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from api.demo_pictures import demo_photo
 from tickets.db import make_engine, make_sessionmaker
 from tickets.demo import AGENTS, ORDER_PREFIX, load_demo
 from tickets.models import Agent, Attachment, Message, Order, Ticket, utcnow
@@ -67,7 +68,7 @@ def _seed(url: str, media: Path) -> Shop:
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     with sessions() as s:
-        load_demo(session=s, settings=settings, now=utcnow())
+        load_demo(session=s, settings=settings, now=utcnow(), draw_photo=demo_photo)
         s.commit()
         candidates = s.scalars(
             select(Ticket)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from api.demo_pictures import PHOTO_SIZE
 from tests.browser.conftest import Shop, password
-from tickets.demo import PHOTO_SIZE
 
 pytestmark = pytest.mark.browser
 

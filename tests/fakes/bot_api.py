@@ -1,4 +1,5 @@
 """A fake Telegram Bot API server over real HTTP, for the real `aftersales serve` process.
+Over 500 lines as one file: one fake server, a handler per Bot API method the product calls.
 
 The product points at it with AFTERSALES_TELEGRAM_API_URL (bot/runtime.py `build_bot`), so the
 bot's own aiohttp session, polling, retries and the delivery worker run as in production; only

@@ -104,6 +104,7 @@ class Serve:
             self.cli("demo")
             out = self.cli("create-token", ADMIN[0], "--name", "e2e")
             return out.strip().splitlines()[-1].strip()
+        from api.demo_pictures import demo_photo
         from tickets.auth import create_token
         from tickets.db import make_engine, make_sessionmaker, unit_of_work, upgrade
         from tickets.demo import load_demo
@@ -120,7 +121,7 @@ class Serve:
         try:
             sessions = make_sessionmaker(engine)
             with unit_of_work(sessions) as session:
-                load_demo(session=session, settings=settings, now=utcnow())
+                load_demo(session=session, settings=settings, now=utcnow(), draw_photo=demo_photo)
             with unit_of_work(sessions) as session:
                 return create_token(session=session, username=ADMIN[0], now=utcnow(), name="e2e")
         finally:

@@ -20,8 +20,8 @@ from tickets.exceptions import (
 from tickets.messages.notices import (
     render_for_case,
 )
-from tickets.messages.outbox import notify_customer
-from tickets.messages.scripts import telegram_length
+from tickets.messages.outbox import notify_customer, reach
+from tickets.messages.parts import Reply, together
 from tickets.models import (
     Attachment,
     CaseStatus,
@@ -156,7 +156,9 @@ def add_reply(
     if not reply.internal:
         if actor.agent is not None:
             sla.on_agent_response(session=session, ticket=ticket, ctx=ctx)
-        for payload in _reply_payloads(body, parse_mode, msg.id, attachments):
+        for payload in _reply_payloads(
+            body, parse_mode, msg.id, attachments, ticket=ticket, ctx=ctx
+        ):
             if reply.script is not None:
                 # What the customer then types is read against the words it asks for
                 # (tickets.self_service.script_answer).
@@ -173,27 +175,28 @@ def add_reply(
     return msg
 
 
-# Telegram's longest caption under a photo or file.
-CAPTION_MAX = 1024
-
-
 def _reply_payloads(
-    body: str, parse_mode: str | None, message_id: int, attachments: Sequence[Attachment]
+    body: str,
+    parse_mode: str | None,
+    message_id: int,
+    attachments: Sequence[Attachment],
+    *,
+    ticket: Ticket,
+    ctx: Context,
 ) -> list[dict[str, Any]]:
-    """The outbox payloads of one reply, one per Telegram message: the text; each file after
-    it (one file and a short text: the file with the text as its caption)."""
-    base = {"message_id": message_id, "parse_mode": parse_mode}
-    files = [
-        {"kind": a.kind, "storage_key": a.storage_key, "name": a.original_name} for a in attachments
-    ]
-    # As Telegram counts: visible characters (tags aside) in UTF-16 units, plain text as is.
-    length = (
-        telegram_length(body)[0] if parse_mode == "HTML" else len(body.encode("utf-16-le")) // 2
+    """The outbox payloads of one reply, one per message of the channel that reaches the
+    customer, cut by that channel's rule (tickets/messages/parts.py)."""
+    reply = Reply(
+        text=body,
+        parse_mode=parse_mode,
+        files=tuple(
+            {"kind": a.kind, "storage_key": a.storage_key, "name": a.original_name}
+            for a in attachments
+        ),
     )
-    if len(files) == 1 and length <= CAPTION_MAX:
-        return [{**base, "text": body, "attachment": files[0]}]
-    texts = [{**base, "text": body}] if body.strip() else []
-    return texts + [{**base, "text": "", "attachment": f} for f in files]
+    rule = ctx.parts.get(reach(ticket, ctx.channels).channel, together)
+    base = {"message_id": message_id, "parse_mode": parse_mode}
+    return [{**base, **part} for part in rule(reply)]
 
 
 def add_customer_message(

@@ -16,10 +16,10 @@ from sqlalchemy import (
     bindparam,
     insert,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tickets.context import Actor, Context
+from tickets.db import PerDialect
 from tickets.limits import DEFAULTS, Limits
 from tickets.logcontext import about_case
 from tickets.messages.notices import (
@@ -50,15 +50,14 @@ def _count_case(insert: Any) -> Any:
 
 # Built once, and run as Core on the session's connection (the ORM's execution path costs more
 # than the statement): the counter is never an object in the session.
-_COUNT_CASE = {"postgresql": _count_case(postgresql.insert), "sqlite": _count_case(sqlite.insert)}
+_COUNT_CASE = PerDialect(_count_case)
 
 
 def next_case_number(*, session: Session, prefix: str, now: datetime, tz: ZoneInfo) -> str:
     """AS-20261122-0001: per shop-day counter, safe under concurrent writers (one upsert)."""
     day = now.astimezone(tz).strftime("%Y%m%d")
     conn = session.connection()
-    stmt = _COUNT_CASE["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    last = conn.execute(stmt, {"day": day}).scalar_one()
+    last = conn.execute(_COUNT_CASE(conn), {"day": day}).scalar_one()
     return f"{prefix}-{day}-{last:04d}"
 
 

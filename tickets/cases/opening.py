@@ -1,6 +1,8 @@
 """Opening a case: checks on the request, the order and its units, duplicates, the
 policy's eligibility, risk guards, and the refund proposed at once where the policy
 allows it.
+Over 500 lines as one file: opening is one transaction read top to bottom, each check feeding
+the next (the units picked feed the duplicate check, the policy, the guards, the proposal).
 """
 
 from __future__ import annotations

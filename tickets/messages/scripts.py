@@ -1,4 +1,6 @@
-"""Reply scripts (话术): bilingual, sandboxed, Telegram-HTML-safe templates.
+"""Reply scripts (话术): bilingual, sandboxed templates in the desk's markup.
+Over 500 lines as one file: the loader, the renderer and the check share the script model and
+must agree (the check renders as a send would).
 
 One file per script and language, `<name>.<lang>.md` (lang `zh-CN` or `en`): a TOML front
 matter block between `+++` lines, then a Jinja2 body (templates/scripts/README.md describes
@@ -9,9 +11,11 @@ refused with the file and the reason.
 
 Rendering runs in one `ImmutableSandboxedEnvironment` with `StrictUndefined`: a missing or
 misspelt variable is an error naming it, never a blank. Every string value is HTML-escaped
-before it reaches the template (the body itself may use Telegram's tags <b>, <i>, <code>...),
-money and dates are formatted for the language with Babel, datetimes in the shop's timezone,
-and a result over Telegram's limits (4096, or 1024 for a caption) is an error, never a cut.
+before it reaches the template (the body itself may use the markup's tags <b>, <i>, <code>...:
+tickets/messages/markup.py, Telegram's HTML subset, which every channel shows), money and
+dates are formatted for the language with Babel, datetimes in the shop's timezone, and a
+result over the longest message (4096) is an error, never a cut. How a channel carries the
+text (Telegram's shorter caption under a file) is the channel's: bot/render.py.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,6 +42,7 @@ from markupsafe import escape
 from tickets.bundled import bundled
 from tickets.exceptions import DomainError
 from tickets.limits import VARIABLE_INT_MAX
+from tickets.messages.markup import markup_length
 from tickets.money import to_decimal, to_minor
 
 LANGUAGES: Final = ("zh-CN", "en")
@@ -46,9 +50,10 @@ Language = Literal["zh-CN", "en"]
 CATEGORIES: Final = ("delay", "compensation", "refusal", "notification", "information")
 VARIABLE_TYPES: Final = ("str", "int", "money", "date", "datetime", "list")
 
-# Telegram: 4096 characters of text after entity parsing; 1024 for a media caption.
+# The longest script result, in visible characters (UTF-16 units): the most one message of
+# any channel carries (Telegram's 4096 after entity parsing is the tightest). A file's caption
+# has a smaller limit on Telegram: the bot splits such a reply (bot/render.py), never the script.
 MESSAGE_LIMIT: Final = 4096
-CAPTION_LIMIT: Final = 1024
 
 # The block a refusal must fill with the customer's next step, and the one a compensation
 # script must fill with what the customer gets.
@@ -85,11 +90,6 @@ MAX_REPLY_CHOICES: Final = 5
 MAX_REPLY_WORDS: Final = 8
 MAX_REPLY_WORD: Final = 40
 _VAR_KEYS: Final = frozenset({"type", "sample", "default", "choices", "limit", "description"})
-# Telegram's HTML parse mode: these tags (without attributes) and these named entities.
-_TELEGRAM_TAGS: Final = frozenset(
-    {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "blockquote"}
-)
-_TELEGRAM_ENTITIES: Final = frozenset({"lt", "gt", "amp", "quot"})
 _UNDEFINED_RE: Final = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'")
 
 # --------------------------------------------------------------------------------------------
@@ -148,7 +148,8 @@ class TooLong(ScriptError):
 
 
 class UnsafeOutput(ScriptError):
-    """The result is not valid Telegram HTML (a tag it does not allow, an unclosed tag...)."""
+    """The result is outside the desk's markup, Telegram's HTML subset (a tag it does not
+    allow, an unclosed tag...)."""
 
     code = "unsafe_output"
 
@@ -266,7 +267,7 @@ class Script:
 
 
 # --------------------------------------------------------------------------------------------
-# Environment, formatting, Telegram HTML
+# Environment, formatting
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
@@ -321,68 +322,6 @@ def format_moment(value: dt.datetime, language: str, tz: dt.tzinfo) -> str:
     day = format_date(local.date(), "long", locale=locale)
     time = format_time(local, "short", tzinfo=tz, locale=locale)
     return str(get_datetime_format("long", locale=locale)).replace("{1}", day).replace("{0}", time)
-
-
-class _TelegramHTML(HTMLParser):
-    """Validates the subset of HTML Telegram accepts and measures the visible text."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=False)
-        self.stack: builtins.list[str] = []
-        self.problems: builtins.list[str] = []
-        self.visible: builtins.list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: builtins.list[tuple[str, str | None]]) -> None:
-        if tag not in _TELEGRAM_TAGS:
-            self.problems.append(f"tag <{tag}> is not allowed (use b, i, u, s, code, pre)")
-        elif attrs:
-            self.problems.append(f"tag <{tag}> must not have attributes")
-        self.stack.append(tag)
-
-    def handle_startendtag(self, tag: str, attrs: builtins.list[tuple[str, str | None]]) -> None:
-        self.problems.append(f"self-closing tag <{tag}/> is not allowed")
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack[-1] != tag:
-            self.problems.append(f"closing </{tag}> does not match an open tag")
-        else:
-            self.stack.pop()
-
-    def handle_data(self, data: str) -> None:
-        if any(ch in data for ch in "<>&"):
-            self.problems.append(f"unescaped <, > or & in {data.strip()[:40]!r}")
-        self.visible.append(data)
-
-    def handle_entityref(self, name: str) -> None:
-        if name not in _TELEGRAM_ENTITIES:
-            self.problems.append(f"entity &{name}; is not allowed (only &lt; &gt; &amp; &quot;)")
-        self.visible.append("x")
-
-    def handle_charref(self, name: str) -> None:
-        self.visible.append("x")
-
-    def handle_comment(self, data: str) -> None:
-        self.problems.append("HTML comments are not allowed")
-
-    def handle_decl(self, decl: str) -> None:
-        self.problems.append("declarations are not allowed")
-
-    def handle_pi(self, data: str) -> None:
-        self.problems.append("processing instructions are not allowed")
-
-    def unknown_decl(self, data: str) -> None:
-        self.problems.append("declarations are not allowed")
-
-
-def telegram_length(html: str) -> tuple[int, builtins.list[str]]:
-    """(visible length in UTF-16 code units as Telegram counts it, problems with the HTML)."""
-    parser = _TelegramHTML()
-    parser.feed(html)
-    parser.close()
-    if parser.stack:
-        parser.problems.append(f"unclosed tag <{parser.stack[-1]}>")
-    text = "".join(parser.visible)
-    return len(text.encode("utf-16-le")) // 2, parser.problems
 
 
 # --------------------------------------------------------------------------------------------
@@ -695,11 +634,11 @@ class ScriptLibrary:
         variables: Mapping[str, Any],
         *,
         timezone: str | dt.tzinfo,
-        caption: bool = False,
     ) -> str:
-        """The script filled in, as Telegram HTML. Raises a ScriptError subclass, never blanks."""
+        """The script filled in, in the desk's markup (tickets/messages/markup.py). Raises a
+        ScriptError subclass, never blanks."""
         script = self.get(name, language)
-        return self._render(script, variables, tz=_zone(timezone), caption=caption)
+        return self._render(script, variables, tz=_zone(timezone))
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -789,9 +728,7 @@ class ScriptLibrary:
                 variable=var.name,
             )
 
-    def _render(
-        self, script: Script, variables: Mapping[str, Any], *, tz: dt.tzinfo, caption: bool
-    ) -> str:
+    def _render(self, script: Script, variables: Mapping[str, Any], *, tz: dt.tzinfo) -> str:
         context = self._context(script, variables, tz)
         try:
             html = script.template.render(context).strip()
@@ -806,20 +743,19 @@ class ScriptLibrary:
             raise UnsafeOutput(f"script {script.name!r}: {exc}") from exc
         except TemplateError as exc:
             raise ScriptError(f"script {script.name!r} ({script.language}): {exc}") from exc
-        length, problems = telegram_length(html)
+        length, problems = markup_length(html)
         if problems:
             raise UnsafeOutput(
                 f"script {script.name!r} ({script.language}) is not Telegram HTML: {problems[0]}"
             )
         if length == 0:
             raise ScriptError(f"script {script.name!r} ({script.language}) renders empty")
-        limit = CAPTION_LIMIT if caption else MESSAGE_LIMIT
-        if length > limit:
+        if length > MESSAGE_LIMIT:
             raise TooLong(
                 f"script {script.name!r} ({script.language}) is {length} characters, "
-                f"over Telegram's {limit}",
+                f"over the {MESSAGE_LIMIT} characters one message carries",
                 length=length,
-                limit=limit,
+                limit=MESSAGE_LIMIT,
             )
         return html
 
@@ -941,7 +877,7 @@ class ScriptLibrary:
 
         for context in self._sample_contexts(script):
             try:
-                self._render(script, context, tz=dt.UTC, caption=False)
+                self._render(script, context, tz=dt.UTC)
                 converted = self._context(script, context, dt.UTC)
                 if refuses and not self._render_block(script, NEXT_STEP_BLOCK, converted):
                     problems.add(where, "the next_step block renders empty")

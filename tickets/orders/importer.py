@@ -1,4 +1,6 @@
 """Order files for `aftersales import-orders`: .csv or .xlsx in, validated orders out.
+Over 500 lines as one file: reading .csv/.xlsx rows, grouping them into orders and naming a bad
+line are one pipeline.
 
 One row per order line; the order's own fields repeat on each of its rows (DESIGN.md, "Order
 files for import-orders"). The whole file is checked before anything is written and every

@@ -1,4 +1,7 @@
-"""Orders in: upsert by order number, allocate discounts to units once, read back as JSON."""
+"""Orders in: upsert by order number, allocate discounts to units once, read back as JSON.
+Over 500 lines as one file: the upsert, the allocation of discounts to units and the reading
+back are one round trip that must agree.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
 """Eligibility: which after-sales requests an order is open to now, and why the others are not.
+Over 500 lines as one file: the rules (windows, categories, exceptions, the 7-day law) are one
+decision, read together.
 
 Everything here is a pure function of an `OrderFacts` snapshot (built once from an `Order` row by
 `order_facts`), the shop's `EligibilityRules` (the `[eligibility]` section of the policy TOML),

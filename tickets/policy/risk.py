@@ -1,4 +1,5 @@
 """Risk signals (风控) and auto-approval: which cases may move on without a human.
+Over 500 lines as one file: the signals and the auto-approval that weighs them are one rule set.
 
 Two steps, so the rules stay pure and testable: `collect_risk_facts` runs one statement of a few
 bounded queries (each one through an index, each one capped) and returns plain `RiskFacts`;

@@ -1,4 +1,6 @@
 """Refund quotes: what goes back, on which route, and by which rule (MONEY.md rules 1-16).
+Over 500 lines as one file: one pure function of MONEY.md's sixteen rules, which interact; each
+reads beside those it depends on.
 
 Pure functions over plain frozen dataclasses: no database, no clock. Every amount is an integer
 of the order currency's minor unit; `Decimal` appears only for rates (restocking fee, exchange

@@ -1,5 +1,7 @@
 """Refund quotes from the database: an order's rows and its refund ledger turned into the
 calculator's input (tickets/refunds/calculator.py), and a quote turned back into ledger rows.
+Over 500 lines as one file: reading the ledger into the calculator and writing a quote back are
+the two halves of one mapping, which change together.
 
 The calculator is pure; this module is the only place that knows how the ledger is stored:
 refund lines of kind `unit` (what each unit got back), `payment` (what each payment paid back)

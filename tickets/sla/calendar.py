@@ -1,4 +1,7 @@
 """Business time for SLA clocks: opening hours, holidays, make-up days, pauses and due dates.
+Over 500 lines as one file: business-time arithmetic (hours added across closures, holidays,
+make-up days, pauses) is one algorithm with its validation; split, its invariants would span
+files.
 
 Everything here is pure: no database, no clock. `now` is always a parameter (DESIGN.md,
 principle 3) and every datetime must be timezone-aware; a naive one is refused with a

@@ -1,5 +1,7 @@
 """The intake of a request, step by step: the order, the proof that it is the customer's, the kind,
 the items, the reason, the description, the evidence, and the submission.
+Over 500 lines as one file: the steps are one state machine, each handler moving to the next
+state; read in order, they are the flow.
 """
 
 from __future__ import annotations
