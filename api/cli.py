@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 
 from tickets.auth import SCOPES
 from tickets.db import (
@@ -645,7 +646,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except InvalidInput as exc:
         return _fail(exc)
+    except OperationalError as exc:
+        print(database_unusable(exc), file=sys.stderr)
+        return 1
     return result
+
+
+def database_unusable(exc: OperationalError) -> str:
+    """One line for a database that does not answer or refuses the log-in (a server not
+    started, a role or database not created yet): the driver's own words, no traceback."""
+    reason = (str(exc.orig or exc).strip().splitlines() or ["no answer"])[0]
+    return f"error: the database (AFTERSALES_DATABASE_URL) cannot be used: {reason}"
 
 
 if __name__ == "__main__":

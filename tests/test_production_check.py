@@ -77,6 +77,32 @@ def test_the_development_secret_key_is_refused(database_url: str, tmp_path: Path
     assert len(lines) == 1 and refused(lines, "AFTERSALES_SECRET_KEY is the development default")
 
 
+def test_the_examples_placeholder_or_a_short_secret_key_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    # deploy/aftersales.env.example as copied, CHANGE-ME left in: once it passed as "nothing
+    # unsafe found", and a 9-character key signed every agent's session.
+    code, lines = check(database_url, tmp_path, AFTERSALES_SECRET_KEY="CHANGE-ME")
+    assert code == 1
+    assert len(lines) == 1 and refused(lines, "is still the example's CHANGE-ME"), lines
+    code, lines = check(database_url, tmp_path, AFTERSALES_SECRET_KEY="our-shop-2026")
+    assert code == 1
+    assert len(lines) == 1 and refused(lines, "AFTERSALES_SECRET_KEY has 13 characters"), lines
+
+
+def test_the_examples_placeholder_webhook_secret_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    code, lines = check(
+        database_url,
+        tmp_path,
+        AFTERSALES_WEBHOOK_URL="https://shop.example.com/telegram/webhook",
+        AFTERSALES_WEBHOOK_SECRET="CHANGE-ME",
+    )
+    assert code == 1
+    assert len(lines) == 1 and refused(lines, "WEBHOOK_SECRET is still the example's"), lines
+
+
 def test_several_processes_on_sqlite_are_refused(database_url: str, tmp_path: Path) -> None:
     code, lines = check(database_url, tmp_path, "--workers", "2")
     if PG_URL:
