@@ -285,6 +285,13 @@ def cmd_create_agent(args: argparse.Namespace) -> int:
                 + (f", group {agent.group}" if agent.group else "")
                 + ")"
             )
+            if password is None:
+                # No terminal to ask on (a script, a pipe) and no --password-stdin, or an
+                # empty one: said, so nobody finds out at the log-in page.
+                print(
+                    "  no password: it cannot log in to the panel, only use API tokens "
+                    "(create-token); an admin sets one on the panel's Agents page"
+                )
     except DomainError as exc:
         return _fail(exc)
     return 0
