@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 from sqlalchemy import update
 
 from tests.conftest import PG_URL, _fresh_pg_database
@@ -184,3 +185,26 @@ def test_every_refusal_at_once_one_line_each(database_url: str, tmp_path: Path) 
     assert code == 1
     assert len(lines) == (3 if PG_URL else 4), lines
     assert all(line.startswith("FAIL  production: ") for line in lines)
+
+
+def test_the_guides_settings_file_reads_the_same_in_the_shell_as_in_systemd(
+    tmp_path: Path,
+) -> None:
+    # Step 4 of the guide sources the file in sh; systemd reads it as an EnvironmentFile (as
+    # python-dotenv does). `AFTERSALES_SHOP_NAME=Example Shop` unquoted once ran `Shop` as a
+    # command there ("Shop: command not found") and left the shop nameless.
+    example = ROOT / "deploy" / "aftersales.env.example"
+    done = subprocess.run(
+        ["sh", "-c", 'set -a; . "$1"; set +a; env -0', "sh", str(example)],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    shell = dict(
+        item.split("=", 1) for item in done.stdout.split("\0") if item.startswith("AFTERSALES_")
+    )
+    assert shell == dotenv_values(example)
+    assert shell["AFTERSALES_SHOP_NAME"] == "Example Shop"
