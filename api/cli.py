@@ -290,7 +290,7 @@ def cmd_create_agent(args: argparse.Namespace) -> int:
                 # empty one: said, so nobody finds out at the log-in page.
                 print(
                     "  no password: it cannot log in to the panel, only use API tokens "
-                    "(create-token); an admin sets one on the panel's Agents page"
+                    "(create-token); an admin sets one on the panel (Admin)"
                 )
     except DomainError as exc:
         return _fail(exc)
