@@ -85,6 +85,45 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def serve_banner(settings: Settings, *, base: str, workers: int, scheduler: bool) -> list[str]:
+    """What `serve` prints before it serves: where each part is, and what is off and why."""
+    if not settings.telegram_token:
+        bot_state = "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)"
+    elif settings.webhook_url:
+        bot_state = f"on, webhook {settings.webhook_url}"
+    else:
+        bot_state = "on, polling"
+    # The demo is for a trial desk (`make run`: SQLite); on a shop's PostgreSQL the hint would
+    # invite loading published passwords into it.
+    demo_hint = "   (demo log-ins: `aftersales demo` prints them)" if settings.is_sqlite else ""
+    banner = [
+        f"aftersales serving on {base}",
+        f"  agents' panel: {base}/panel{demo_hint}",
+        f"  JSON API docs: {base}/api/v1/docs",
+        "  web chat:      "
+        + (
+            f"{base}/chat   (customers; an order's link: aftersales chat-link)"
+            if settings.web_chat
+            else "off (AFTERSALES_WEB_CHAT=false)"
+        ),
+        f"  health:        {base}/healthz",
+        "  metrics:       "
+        + (f"{base}/metrics" if settings.metrics_token else "off (AFTERSALES_METRICS_TOKEN)"),
+        "  SLA sweep:     " + ("on" if scheduler else "off (--no-scheduler)"),
+        "  Telegram bot:  " + bot_state,
+    ]
+    if workers > 1:
+        role = ""
+        if settings.telegram_token:
+            role = (
+                " (each takes the webhook)"
+                if settings.webhook_url
+                else " (the bot polls in one of them at a time)"
+            )
+        banner.append(f"  processes:     {workers}{role}")
+    return banner
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from api import processes
 
@@ -145,30 +184,9 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
         raise
     if preflight.wait():
         return 2
-    if not settings.telegram_token:
-        bot_state = "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)"
-    elif settings.webhook_url:
-        bot_state = f"on, webhook {settings.webhook_url}"
-    else:
-        bot_state = "on, polling"
-    banner = [
-        f"aftersales serving on {base}",
-        f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)",
-        f"  JSON API docs: {base}/api/v1/docs",
-        "  web chat:      "
-        + (
-            f"{base}/chat   (customers; an order's link: aftersales chat-link)"
-            if settings.web_chat
-            else "off (AFTERSALES_WEB_CHAT=false)"
-        ),
-        f"  health:        {base}/healthz",
-        "  metrics:       "
-        + (f"{base}/metrics" if settings.metrics_token else "off (AFTERSALES_METRICS_TOKEN)"),
-        "  SLA sweep:     " + ("off (--no-scheduler)" if args.no_scheduler else "on"),
-        "  Telegram bot:  " + bot_state,
-    ]
-    if args.workers > 1:
-        banner.append(f"  processes:     {args.workers} (the bot polls in one of them at a time)")
+    banner = serve_banner(
+        settings, base=base, workers=args.workers, scheduler=not args.no_scheduler
+    )
     processes.exit_cleanly_on_sigterm()
     processes.configure_logging(args.log_level, settings.log_format)
     if settings.log_format == "json":

@@ -210,3 +210,32 @@ def test_the_example_settings_file_names_only_settings() -> None:
         "AFTERSALES_MEDIA_DIRS in the environment is not a setting and is ignored: "
         "did you mean AFTERSALES_MEDIA_DIR?"
     ]
+
+
+def test_serve_points_at_the_demo_only_on_a_trial_desk() -> None:
+    # On a shop's PostgreSQL, under systemd, the banner once said "(demo log-ins: `aftersales
+    # demo` prints them)", inviting the published passwords into production; and "the bot
+    # polls in one of them" with the bot off.
+    from api.cli import serve_banner
+    from tickets.settings import Settings
+
+    trial = Settings(database_url="sqlite:///./data/aftersales.db", _env_file=None)
+    lines = serve_banner(trial, base="http://127.0.0.1:8000", workers=1, scheduler=True)
+    assert (
+        "  agents' panel: http://127.0.0.1:8000/panel   (demo log-ins: `aftersales demo` "
+        "prints them)" in lines
+    )
+    shop = Settings(
+        database_url="postgresql+psycopg://aftersales:pw@127.0.0.1:5432/aftersales",
+        _env_file=None,
+    )
+    lines = serve_banner(shop, base="http://127.0.0.1:8000", workers=2, scheduler=True)
+    assert "  agents' panel: http://127.0.0.1:8000/panel" in lines
+    assert not any("demo" in line for line in lines), lines
+    assert "  processes:     2" in lines
+    hooked = shop.model_copy(
+        update={"telegram_token": "1:x", "webhook_url": "https://desk.example.com/telegram/webhook"}
+    )
+    lines = serve_banner(hooked, base="http://127.0.0.1:8000", workers=2, scheduler=False)
+    assert "  processes:     2 (each takes the webhook)" in lines
+    assert "  SLA sweep:     off (--no-scheduler)" in lines
