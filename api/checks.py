@@ -14,6 +14,13 @@ from tickets.exceptions import InvalidInput
 from tickets.policy.rules import load_policy
 from tickets.settings import DEV_SECRET, Settings
 
+# deploy/aftersales.env.example's stand-in for every value an operator must choose.
+PLACEHOLDER = "CHANGE-ME"
+# A key that signs sessions and cookies: 32 random characters are far beyond guessing;
+# anything shorter was typed by hand. MAKE_ONE: the command that makes one.
+MIN_SECRET_KEY_LENGTH = 32
+MAKE_ONE = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
 
 def run_checks(settings: Settings, *, out: TextIO) -> bool:
     """Print one line per check (ok / warn / FAIL); True when nothing failed."""
@@ -72,7 +79,18 @@ def production_refusals(settings: Settings, *, workers: int = 1) -> list[str]:
     if settings.secret_key == DEV_SECRET:
         refusals.append(
             "AFTERSALES_SECRET_KEY is the development default, published in the source: set a "
-            "long random one (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            f"long random one ({MAKE_ONE})"
+        )
+    elif PLACEHOLDER in settings.secret_key.upper():
+        refusals.append(
+            f"AFTERSALES_SECRET_KEY is still the example's {PLACEHOLDER}: set a long random one "
+            f"({MAKE_ONE})"
+        )
+    elif len(settings.secret_key) < MIN_SECRET_KEY_LENGTH:
+        refusals.append(
+            f"AFTERSALES_SECRET_KEY has {len(settings.secret_key)} characters: a guessable key "
+            f"forges agents' sessions; use at least {MIN_SECRET_KEY_LENGTH} random ones "
+            f"({MAKE_ONE})"
         )
     if settings.is_sqlite and workers > 1:
         refusals.append(
@@ -89,6 +107,11 @@ def production_refusals(settings: Settings, *, workers: int = 1) -> list[str]:
         refusals.append(
             "AFTERSALES_WEBHOOK_URL is set without AFTERSALES_WEBHOOK_SECRET: anyone could post "
             "updates as Telegram; set a long random secret"
+        )
+    elif settings.webhook_url and PLACEHOLDER in (settings.webhook_secret or "").upper():
+        refusals.append(
+            f"AFTERSALES_WEBHOOK_SECRET is still the example's {PLACEHOLDER}: anyone who reads "
+            f"the example could post updates as Telegram; set a long random one ({MAKE_ONE})"
         )
     demo = _demo_agents_with_demo_passwords(settings.database_url)
     if demo:

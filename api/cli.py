@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 
 from tickets.auth import SCOPES
 from tickets.db import (
@@ -87,6 +88,45 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def serve_banner(settings: Settings, *, base: str, workers: int, scheduler: bool) -> list[str]:
+    """What `serve` prints before it serves: where each part is, and what is off and why."""
+    if not settings.telegram_token:
+        bot_state = "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)"
+    elif settings.webhook_url:
+        bot_state = f"on, webhook {settings.webhook_url}"
+    else:
+        bot_state = "on, polling"
+    # The demo is for a trial desk (`make run`: SQLite); on a shop's PostgreSQL the hint would
+    # invite loading published passwords into it.
+    demo_hint = "   (demo log-ins: `aftersales demo` prints them)" if settings.is_sqlite else ""
+    banner = [
+        f"aftersales serving on {base}",
+        f"  agents' panel: {base}/panel{demo_hint}",
+        f"  JSON API docs: {base}/api/v1/docs",
+        "  web chat:      "
+        + (
+            f"{base}/chat   (customers; an order's link: aftersales chat-link)"
+            if settings.web_chat
+            else "off (AFTERSALES_WEB_CHAT=false)"
+        ),
+        f"  health:        {base}/healthz",
+        "  metrics:       "
+        + (f"{base}/metrics" if settings.metrics_token else "off (AFTERSALES_METRICS_TOKEN)"),
+        "  SLA sweep:     " + ("on" if scheduler else "off (--no-scheduler)"),
+        "  Telegram bot:  " + bot_state,
+    ]
+    if workers > 1:
+        role = ""
+        if settings.telegram_token:
+            role = (
+                " (each takes the webhook)"
+                if settings.webhook_url
+                else " (the bot polls in one of them at a time)"
+            )
+        banner.append(f"  processes:     {workers}{role}")
+    return banner
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from api import processes
 
@@ -147,30 +187,9 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
         raise
     if preflight.wait():
         return 2
-    if not settings.telegram_token:
-        bot_state = "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)"
-    elif settings.webhook_url:
-        bot_state = f"on, webhook {settings.webhook_url}"
-    else:
-        bot_state = "on, polling"
-    banner = [
-        f"aftersales serving on {base}",
-        f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)",
-        f"  JSON API docs: {base}/api/v1/docs",
-        "  web chat:      "
-        + (
-            f"{base}/chat   (customers; an order's link: aftersales chat-link)"
-            if settings.web_chat
-            else "off (AFTERSALES_WEB_CHAT=false)"
-        ),
-        f"  health:        {base}/healthz",
-        "  metrics:       "
-        + (f"{base}/metrics" if settings.metrics_token else "off (AFTERSALES_METRICS_TOKEN)"),
-        "  SLA sweep:     " + ("off (--no-scheduler)" if args.no_scheduler else "on"),
-        "  Telegram bot:  " + bot_state,
-    ]
-    if args.workers > 1:
-        banner.append(f"  processes:     {args.workers} (the bot polls in one of them at a time)")
+    banner = serve_banner(
+        settings, base=base, workers=args.workers, scheduler=not args.no_scheduler
+    )
     processes.exit_cleanly_on_sigterm()
     processes.configure_logging(args.log_level, settings.log_format)
     if settings.log_format == "json":
@@ -287,6 +306,13 @@ def cmd_create_agent(args: argparse.Namespace) -> int:
                 + (f", group {agent.group}" if agent.group else "")
                 + ")"
             )
+            if password is None:
+                # No terminal to ask on (a script, a pipe) and no --password-stdin, or an
+                # empty one: said, so nobody finds out at the log-in page.
+                print(
+                    "  no password: it cannot log in to the panel, only use API tokens "
+                    "(create-token); an admin sets one on the panel (Admin)"
+                )
     except DomainError as exc:
         return _fail(exc)
     return 0
@@ -653,7 +679,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except InvalidInput as exc:
         return _fail(exc)
+    except OperationalError as exc:
+        print(database_unusable(exc), file=sys.stderr)
+        return 1
     return result
+
+
+def database_unusable(exc: OperationalError) -> str:
+    """One line for a database that does not answer or refuses the log-in (a server not
+    started, a role or database not created yet): the driver's own words, no traceback."""
+    reason = (str(exc.orig or exc).strip().splitlines() or ["no answer"])[0]
+    return f"error: the database (AFTERSALES_DATABASE_URL) cannot be used: {reason}"
 
 
 if __name__ == "__main__":

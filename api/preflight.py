@@ -19,7 +19,9 @@ import contextlib
 import io
 import sys
 
-from api.cli import migrate, settings_or_exit
+from sqlalchemy.exc import OperationalError
+
+from api.cli import database_unusable, migrate, settings_or_exit
 from tickets.exceptions import InvalidInput
 from tickets.messages.scripts import LibraryRefused, bundled_scripts_dir, load_library
 from tickets.policy.rules import load_policy
@@ -35,8 +37,12 @@ def main() -> int:
     # With JSON logs every line of serve's output is JSON: the success line is left out (a
     # failure still says why on stderr).
     quiet = contextlib.redirect_stdout(io.StringIO()) if settings.log_format == "json" else None
-    with quiet or contextlib.nullcontext():
-        migrated = migrate(settings, check=not settings.is_sqlite)
+    try:
+        with quiet or contextlib.nullcontext():
+            migrated = migrate(settings, check=not settings.is_sqlite)
+    except OperationalError as exc:
+        print(database_unusable(exc), file=sys.stderr)
+        return 2
     if migrated:
         return migrated
     try:

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -265,3 +266,19 @@ def test_a_postgresql_backup_without_pg_dump_says_so(tmp_path: Path) -> None:
         "postgresql-client, the server's major version or newer)"
     ]
     assert not (tmp_path / "x.tar").exists()
+
+
+def test_the_archive_is_readable_by_the_desks_user_only(
+    databases: tuple[str, str], tmp_path: Path
+) -> None:
+    # The nightly timer runs with systemd's umask 022: the archive (every customer's phone and
+    # address, the agents' password hashes) was once world-readable on the host.
+    env = desk_env(databases[0], tmp_path / "media")
+    assert cli(env, "migrate").returncode == 0
+    old = os.umask(0o022)  # the child inherits it
+    try:
+        made = cli(env, "backup", str(tmp_path / "nightly.tar"))
+    finally:
+        os.umask(old)
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE((tmp_path / "nightly.tar").stat().st_mode) == 0o600

@@ -56,9 +56,14 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "agent wang created (lead, group service)" in r.stdout
+    assert "no password" not in r.stdout
     r = run(env, "create-agent", "wang", "--password-stdin", stdin="another password\n")
     assert r.returncode == 2
     assert "already exists" in r.stderr
+    # No terminal to ask on and no --password-stdin: an agent for API tokens, and it says so.
+    r = run(env, "create-agent", "erp", "--role", "agent")
+    assert r.returncode == 0, r.stderr
+    assert "no password: it cannot log in to the panel" in r.stdout
     r = run(env, "create-token", "wang")
     assert r.returncode == 0
     token = r.stdout.strip().splitlines()[-1]

@@ -79,6 +79,50 @@ def test_a_database_url_it_cannot_use_is_one_line_from_every_command(
         assert "s3cret-pw" not in line
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        # The password as typed at `createuser --pwprompt`: after its `@`, `:` starts a port.
+        "postgresql+psycopg://shop:s3cret@pw:w/1@127.0.0.1:5432/shop",
+        # Its `@` left part of it in the host name.
+        "postgresql+psycopg://shop:s3cret@pw@127.0.0.1:5432/shop",
+    ],
+)
+def test_a_password_not_percent_encoded_is_named_with_its_encoding(
+    env: dict[str, str], tmp_path: Path, url: str
+) -> None:
+    # Once "invalid literal for int() with base 10: 'w'", or a host `pw@127.0.0.1` not found.
+    r = run({**env, "AFTERSALES_DATABASE_URL": url}, tmp_path, "migrate")
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: AFTERSALES_DATABASE_URL: "), lines[0]
+    assert "percent-encoded (@ as %40, : as %3A, / as %2F" in lines[0], lines[0]
+    assert "s3cret" not in lines[0]
+
+
+def test_a_database_that_does_not_answer_is_one_line_from_every_command(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Step 4 of the production guide before PostgreSQL is up (or its role created): once a
+    # 40-line traceback from `migrate`, and "the schema is behind: run `aftersales migrate`"
+    # from `serve` and `migrate --check`, which running it could not mend.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"postgresql+psycopg://shop:s3cret-pw@127.0.0.1:{port}/shop"
+    env = {**env, "AFTERSALES_DATABASE_URL": url}
+    for command in (["migrate"], ["migrate", "--check"], ["serve", "--port", "0"], ["demo"]):
+        r = run(env, tmp_path, *command)
+        assert r.returncode in (1, 2), command
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1, (command, r.stderr)
+        assert lines[0].startswith(
+            "error: the database (AFTERSALES_DATABASE_URL) cannot be used: connection failed"
+        ), (command, lines[0])
+        assert "behind" not in r.stdout + r.stderr and "s3cret-pw" not in lines[0]
+
+
 def test_a_misspelt_setting_is_named_with_the_one_meant(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -166,3 +210,32 @@ def test_the_example_settings_file_names_only_settings() -> None:
         "AFTERSALES_MEDIA_DIRS in the environment is not a setting and is ignored: "
         "did you mean AFTERSALES_MEDIA_DIR?"
     ]
+
+
+def test_serve_points_at_the_demo_only_on_a_trial_desk() -> None:
+    # On a shop's PostgreSQL, under systemd, the banner once said "(demo log-ins: `aftersales
+    # demo` prints them)", inviting the published passwords into production; and "the bot
+    # polls in one of them" with the bot off.
+    from api.cli import serve_banner
+    from tickets.settings import Settings
+
+    trial = Settings(database_url="sqlite:///./data/aftersales.db", _env_file=None)
+    lines = serve_banner(trial, base="http://127.0.0.1:8000", workers=1, scheduler=True)
+    assert (
+        "  agents' panel: http://127.0.0.1:8000/panel   (demo log-ins: `aftersales demo` "
+        "prints them)" in lines
+    )
+    shop = Settings(
+        database_url="postgresql+psycopg://aftersales:pw@127.0.0.1:5432/aftersales",
+        _env_file=None,
+    )
+    lines = serve_banner(shop, base="http://127.0.0.1:8000", workers=2, scheduler=True)
+    assert "  agents' panel: http://127.0.0.1:8000/panel" in lines
+    assert not any("demo" in line for line in lines), lines
+    assert "  processes:     2" in lines
+    hooked = shop.model_copy(
+        update={"telegram_token": "1:x", "webhook_url": "https://desk.example.com/telegram/webhook"}
+    )
+    lines = serve_banner(hooked, base="http://127.0.0.1:8000", workers=2, scheduler=False)
+    assert "  processes:     2 (each takes the webhook)" in lines
+    assert "  SLA sweep:     off (--no-scheduler)" in lines

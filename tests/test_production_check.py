@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 from sqlalchemy import update
 
 from tests.conftest import PG_URL, _fresh_pg_database
@@ -75,6 +76,32 @@ def test_the_development_secret_key_is_refused(database_url: str, tmp_path: Path
     code, lines = check(database_url, tmp_path, AFTERSALES_SECRET_KEY="dev-only-change-me")
     assert code == 1
     assert len(lines) == 1 and refused(lines, "AFTERSALES_SECRET_KEY is the development default")
+
+
+def test_the_examples_placeholder_or_a_short_secret_key_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    # deploy/aftersales.env.example as copied, CHANGE-ME left in: once it passed as "nothing
+    # unsafe found", and a 9-character key signed every agent's session.
+    code, lines = check(database_url, tmp_path, AFTERSALES_SECRET_KEY="CHANGE-ME")
+    assert code == 1
+    assert len(lines) == 1 and refused(lines, "is still the example's CHANGE-ME"), lines
+    code, lines = check(database_url, tmp_path, AFTERSALES_SECRET_KEY="our-shop-2026")
+    assert code == 1
+    assert len(lines) == 1 and refused(lines, "AFTERSALES_SECRET_KEY has 13 characters"), lines
+
+
+def test_the_examples_placeholder_webhook_secret_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    code, lines = check(
+        database_url,
+        tmp_path,
+        AFTERSALES_WEBHOOK_URL="https://shop.example.com/telegram/webhook",
+        AFTERSALES_WEBHOOK_SECRET="CHANGE-ME",
+    )
+    assert code == 1
+    assert len(lines) == 1 and refused(lines, "WEBHOOK_SECRET is still the example's"), lines
 
 
 def test_several_processes_on_sqlite_are_refused(database_url: str, tmp_path: Path) -> None:
@@ -159,3 +186,26 @@ def test_every_refusal_at_once_one_line_each(database_url: str, tmp_path: Path) 
     assert code == 1
     assert len(lines) == (3 if PG_URL else 4), lines
     assert all(line.startswith("FAIL  production: ") for line in lines)
+
+
+def test_the_guides_settings_file_reads_the_same_in_the_shell_as_in_systemd(
+    tmp_path: Path,
+) -> None:
+    # Step 4 of the guide sources the file in sh; systemd reads it as an EnvironmentFile (as
+    # python-dotenv does). `AFTERSALES_SHOP_NAME=Example Shop` unquoted once ran `Shop` as a
+    # command there ("Shop: command not found") and left the shop nameless.
+    example = ROOT / "deploy" / "aftersales.env.example"
+    done = subprocess.run(
+        ["sh", "-c", 'set -a; . "$1"; set +a; env -0', "sh", str(example)],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    shell = dict(
+        item.split("=", 1) for item in done.stdout.split("\0") if item.startswith("AFTERSALES_")
+    )
+    assert shell == dotenv_values(example)
+    assert shell["AFTERSALES_SHOP_NAME"] == "Example Shop"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dotenv import dotenv_values
 
 from tests.conftest import ON_CI, PG_URL, _fresh_pg_database
 from tests.fakes.bot_api import FakeBotApi
@@ -53,12 +54,8 @@ def unit_serve_args() -> tuple[str, ...]:
 
 def guide_settings() -> dict[str, str]:
     """deploy/aftersales.env.example's settings (comments and CHANGE-ME values left out)."""
-    out = {}
-    for line in (DEPLOY / "aftersales.env.example").read_text(encoding="utf-8").splitlines():
-        name, _, value = line.partition("=")
-        if line.startswith("AFTERSALES_") and "CHANGE-ME" not in value:
-            out[name] = value
-    return out
+    read = dotenv_values(DEPLOY / "aftersales.env.example")  # quotes taken off, as systemd does
+    return {k: v for k, v in read.items() if v is not None and "CHANGE-ME" not in v}
 
 
 GUIDE = guide_settings()

@@ -34,7 +34,7 @@ NOT_RUN = {
     ),
     # A server's set-up as root (a system user, systemd, nginx); the process set it starts is
     # tested in tests/test_production_processes.py.
-    "# 1. A user, the code, the folders.": "a production server's installation",
+    "# 0. What the desk stands on": "a production server's installation",
 }
 # Hosts an example may name: this machine, example domains, the nginx example's upstream.
 EXAMPLE_HOSTS = re.compile(r"^(127\.0\.0\.1|localhost|\[::1\]|(.+\.)?example\.com|aftersales)$")

@@ -112,6 +112,9 @@ def backup(*, database_url: str, media_dir: Path, target: Path, now: datetime) -
             media_files=len(media),
         )
         partial = Path(work) / "archive.tar"
+        # Readable by the desk's user only: the archive holds every customer's name, phone and
+        # address, and the agents' password hashes (a umask of 022 would make it anyone's).
+        partial.touch(mode=0o600)
         with tarfile.open(partial, "w") as tar:
             raw = json.dumps(asdict(manifest), indent=2).encode()
             _add_bytes(tar, MANIFEST, raw, now.timestamp())

@@ -215,14 +215,15 @@ def migration_heads() -> set[str]:
 
 
 def schema_is_current(engine: Engine) -> bool:
-    """Whether the database has every migration applied."""
-    try:
-        with engine.connect() as conn:
+    """Whether the database has every migration applied. A database that cannot be reached
+    raises (the caller says why): it is not "behind", and `aftersales migrate` would not help."""
+    with engine.connect() as conn:
+        try:
             current = {
                 row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))
             }
-    except SQLAlchemyError:
-        return False  # no alembic_version table: never migrated
+        except SQLAlchemyError:
+            return False  # no alembic_version table: never migrated
     return current == migration_heads()
 
 

@@ -30,6 +30,10 @@ DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 DATABASE_FORMS = (
     "sqlite:///path/to/file.db or postgresql+psycopg://user:password@host:5432/database"
 )
+ENCODE_HINT = (
+    "; a password holding @ : / # ? or % goes percent-encoded "
+    "(@ as %40, : as %3A, / as %2F, # as %23, ? as %3F, % as %25)"
+)
 # Names with the prefix that are not settings, and so are never reported as misspelt: the test
 # suite's (AFTERSALES_TEST_*, AFTERSALES_LEDGER_EXAMPLES) and what `serve --workers N` hands
 # to its worker processes (AFTERSALES_SERVE_*, api/processes.py).
@@ -198,10 +202,15 @@ class Settings(BaseSettings):
         # Checked here, so every command refuses a URL it cannot use in one line, before any
         # engine is built (SQLAlchemy would fail later, deep in a traceback).
         try:
-            driver = make_url(value).drivername
-        except ArgumentError:
-            # The value is not repeated: it may hold a password.
-            raise ValueError(f"not a database URL: use {DATABASE_FORMS}") from None
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            # The value is not repeated: it may hold a password. SQLAlchemy's ValueError is a
+            # port it could not read, most often a password's `:` or `/` taken for one.
+            raise ValueError(f"not a database URL: use {DATABASE_FORMS}{ENCODE_HINT}") from None
+        if url.host and "@" in url.host:
+            # `user:p@ss@host`: the password's own @ left the rest of it in the host name.
+            raise ValueError(f"the host name holds an @{ENCODE_HINT}")
+        driver = url.drivername
         if driver not in DATABASE_DRIVERS:
             raise ValueError(f"{driver!r} is not supported: use {DATABASE_FORMS}")
         return value

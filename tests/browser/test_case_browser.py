@@ -86,6 +86,16 @@ def test_the_photo_viewer_and_the_customer_history(
     )
 
 
+def _luminance(css: str) -> float:
+    """A CSS rgb()/rgba() colour's relative luminance (WCAG), alpha laid on nothing."""
+    r, g, b = (int(x) / 255 for x in re.findall(r"[\d.]+", css)[:3])
+
+    def lin(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+
+
 def test_an_agent_sends_a_pdf_from_the_case_page(
     shop: Shop, chromium: Any, screenshots: Path, tmp_path: Path
 ) -> None:
@@ -93,6 +103,15 @@ def test_an_agent_sends_a_pdf_from_the_case_page(
     page.goto(f"{shop.base_url}/panel/cases/{shop.case}")
     label = tmp_path / "return-label.pdf"
     label.write_bytes(PDF)
+    # The Send button's shortcut is readable: its light text once sat on a white key cap.
+    hint = page.locator("#reply button[type=submit] kbd")
+    assert hint.inner_text() == "Ctrl+Enter"
+    text, cap = hint.evaluate(
+        "k => { const s = getComputedStyle(k), b = getComputedStyle(k.closest('button'));"
+        " const bg = s.backgroundColor === 'rgba(0, 0, 0, 0)' ? b.backgroundColor"
+        " : s.backgroundColor; return [s.color, bg]; }"
+    )
+    assert _luminance(text) - _luminance(cap) > 0.4, (text, cap)
     page.fill("#reply-text", "Your return label is attached.")
     page.set_input_files("#reply-files", str(label))
     page.click("#reply button[type=submit]")
