@@ -66,6 +66,7 @@ from tickets.customers import LinkedElsewhere
 from tickets.exceptions import NotFound
 from tickets.messages.scripts import resolve_language
 from tickets.models import Attachment, OutboxMessage
+from tickets.telemetry import instruments
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,10 @@ class WebChat:
             )
         path = Path(self.settings.media_dir) / key
         if not path.is_file():
+            # The page shows a broken image: a delivery error, as Telegram's for a file gone
+            # from the store (bot/delivery.py).
+            log.warning("web chat: outbox row %s's file %s is missing from the store", row_id, key)
+            instruments().delivery_errors.labels(WEB, "missing_file").inc()
             return None
         return path, mime or "application/octet-stream"
 
