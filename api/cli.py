@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tickets import __version__
 from tickets.auth import SCOPES
 from tickets.db import (
     guard_event_loop,
@@ -569,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aftersales", description="After-sales desk: bot, panel, API, SLA sweep."
     )
+    parser.add_argument("--version", action="version", version=f"aftersales {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run everything in one process")
