@@ -39,6 +39,7 @@ from api.routes import webhooks as webhooks_routes
 from api.telegram_webhook import SECRET_HEADER, WEBHOOK_PATH, secret_matches, webhook_router
 from api.watch import Watcher
 from bot.render import PARTS as TELEGRAM_PARTS
+from tickets import __version__
 from tickets.auth import live_token
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
 from tickets.messages.outbox import delivered_channels
@@ -220,7 +221,7 @@ def create_app(
 
     app = FastAPI(
         title="aftersales",
-        version="0.1.0",
+        version=__version__,
         summary="After-sales desk: orders, cases, refunds, SLA clocks.",
         openapi_url=f"{API_PREFIX}/openapi.json",
         # Served below, with Swagger UI's files from the package (no ReDoc).

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from tickets import __version__
 from tickets.auth import SCOPES
 from tickets.db import (
     guard_event_loop,
@@ -111,7 +112,12 @@ def serve_banner(settings: Settings, *, base: str, workers: int, scheduler: bool
         ),
         f"  health:        {base}/healthz",
         "  metrics:       "
-        + (f"{base}/metrics" if settings.metrics_token else "off (AFTERSALES_METRICS_TOKEN)"),
+        + (f"{base}/metrics" if settings.metrics_token else "off (AFTERSALES_METRICS_TOKEN)")
+        + (
+            f"; internal, no token: http://{settings.metrics_address}/metrics"
+            if settings.metrics_address
+            else ""
+        ),
         "  SLA sweep:     " + ("on" if scheduler else "off (--no-scheduler)"),
         "  Telegram bot:  " + bot_state,
     ]
@@ -132,15 +138,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = settings_or_exit()
     serve_lock = None
+    reserved = metrics_reserved = None
     try:
         processes.check_workers(settings.database_url, args.workers)
         # Held until the process ends: a second `serve` on one SQLite file is refused.
         serve_lock = processes.hold_sqlite_lock(settings.database_url)
         # Checked before any work, and held until the process ends (uvicorn binds it too).
         reserved = processes.reserve_port(args.host, args.port)
+        if settings.metrics_listen is not None:
+            # The internal metrics listener's address, likewise (api/metrics.py binds it).
+            metrics_reserved = processes.reserve_metrics_address(
+                *settings.metrics_listen, serve_port=reserved.getsockname()[1]
+            )
     except processes.Refused as exc:
-        if serve_lock is not None:
-            serve_lock.close()
+        for held in (serve_lock, reserved):
+            if held is not None:
+                held.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -157,6 +170,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return _serve(args, settings, port=reserved.getsockname()[1])
     finally:
         reserved.close()
+        if metrics_reserved is not None:
+            metrics_reserved.close()
         if serve_lock is not None:
             serve_lock.close()
 
@@ -164,8 +179,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
     """`serve` once its settings are checked and its port and database are its own: the
     preflight child, the app, uvicorn."""
-    import uvicorn
-
     from api import processes
 
     base = browser_url(args.host, port)
@@ -200,6 +213,34 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
         print("\n".join(banner))
         sys.stdout.flush()
     log_config = processes.uvicorn_log_config(settings.log_format)
+    # In this process, once: with --workers N the supervisor, which adds up every worker's
+    # counts (api/metrics.py). Reserved by `cmd_serve`: binding it beside the reservation.
+    from api.metrics import start_listener
+
+    try:
+        listener = start_listener(settings)
+    except OSError as exc:
+        print(f"error: AFTERSALES_METRICS_ADDRESS: cannot listen there: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run_uvicorn(args, app, port, log_config, public_url_given)
+    finally:
+        if listener is not None:
+            listener.stop()
+
+
+def _run_uvicorn(
+    args: argparse.Namespace,
+    app: Any,
+    port: int,
+    log_config: Any,
+    public_url_given: bool,
+) -> int:
+    import uvicorn
+
+    from api import processes
+
+    base = browser_url(args.host, port)
     if app is None:
         # Each worker process builds its own app (and engine) from the environment, and
         # counts for /metrics in files all of them read (api/processes.py).
@@ -563,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aftersales", description="After-sales desk: bot, panel, API, SLA sweep."
     )
+    parser.add_argument("--version", action="version", version=f"aftersales {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run everything in one process")

@@ -20,11 +20,12 @@ the refund executor's answer are the core's (tickets/webhooks.py); this module i
   (the attempt's), `webhook-signature` (`v1,<base64 HMAC-SHA256>`), and for the refund executor
   `Idempotency-Key: refund-<id>`.
 
-A row claimed and sent but not recorded (the process killed between the answer and the commit)
-is sent again once its lease (`LEASE_SECONDS`) ends, with the same `webhook-id`: at least once,
-and receivers de-duplicate by the id. Unlike the Telegram worker there is no heartbeat: a killed
-process's rows wait out the lease (a couple of minutes), which is far inside the retry schedule
-a receiver must tolerate anyway.
+**Who holds a claim**: the rows carry the sender's id (`claimed_by`), and the sender beats as
+the Telegram worker does, with the same mechanism (tickets/messages/claims.py): a killed
+process's rows are taken back by any live sender once it has not been seen for 20 s, not after
+their lease (`LEASE_SECONDS`); a sender whose own beats fail starts no send. A row claimed and
+sent but not recorded (the process killed between the answer and the commit) is sent again
+then, with the same `webhook-id`: at least once, and receivers de-duplicate by the id.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tickets.context import Context
 from tickets.db import unit_of_work
+from tickets.messages.claims import Heartbeat, seen
 from tickets.models import utcnow
 from tickets.webhooks import (
     REFUND_EXECUTE,
@@ -107,6 +109,9 @@ class HooksWorker:
         self.clock = clock
         self.idle_seconds = idle_seconds
         self.worker_id = uuid.uuid4().hex
+        self.heartbeat = Heartbeat(
+            sessions=sessions, worker_id=self.worker_id, clock=clock, name="webhooks-heartbeat"
+        )
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._unsent: dict[int, HookClaim] = {}
@@ -136,6 +141,9 @@ class HooksWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; an idle pass waits `idle_seconds`."""
         log.info("webhook sender started")
+        # The first beat before the first claim: rows a killed process left go out now.
+        await asyncio.to_thread(self.heartbeat.beat_safely)
+        self.heartbeat.start()
         try:
             while not stop.is_set():
                 try:
@@ -152,6 +160,7 @@ class HooksWorker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=self.idle_seconds)
         finally:
+            await asyncio.to_thread(self.heartbeat.stop)
             rows = list(self._unsent.values())
             self._unsent.clear()
             if rows:
@@ -181,6 +190,11 @@ class HooksWorker:
         return report
 
     async def _deliver(self, row: HookClaim) -> str:
+        if not self.heartbeat.alive():
+            # Not seen for too long: the row may be another sender's by now (module doc). It
+            # stays claimed: taken back by a live sender, or given back when this one stops.
+            log.warning("webhook row %s not sent: this sender's heartbeat is failing", row.id)
+            return "not sent"
         result = await self.send(row)
         self._unsent.pop(row.id, None)
         return await asyncio.to_thread(self._record, row, result)
@@ -193,13 +207,18 @@ class HooksWorker:
         if not due:
             return []
         with unit_of_work(self.sessions) as session:
-            return claim(
+            rows = claim(
                 session,
                 now=now,
                 worker_id=self.worker_id,
                 lease_seconds=LEASE_SECONDS,
                 limit=BATCH,
             )
+            if rows:
+                # Seen as it claims: a sender driven by `run_once` alone (no heartbeat) is not
+                # taken for a dead one the moment its rows are stamped.
+                seen(session, self.worker_id, now)
+            return rows
 
     def _record(self, row: HookClaim, result: HookResult) -> str:
         ctx = self.context(self.clock())

@@ -5,6 +5,14 @@ request without `Authorization: Bearer <that token>` gets 401 (checked on the ev
 comparison, no database). The page is built in a worker thread (a sync route): the counts read
 from the database (tickets/watch.py, in one read transaction) beside the instruments the process
 keeps (tickets/telemetry.py), all of the processes' under `serve --workers N`.
+
+**An internal listener** (`AFTERSALES_METRICS_ADDRESS`, `start_listener`): the same page on an
+address of its own, with no token, for a scraper on an internal network; the main port's
+/metrics stays as above. `aftersales serve` starts it once, in its own process: with
+`--workers N` that is uvicorn's supervisor, which serves no request and adds up the workers'
+files (so one port, every process counted, whichever workers come and go); alone, the one
+process that serves. It reads the database with an engine of its own (one connection at a
+time: a scrape is one read transaction), in the listener's threads, never on an event loop.
 """
 
 from __future__ import annotations
@@ -15,10 +23,15 @@ import hmac
 import os
 import re
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 
+from tickets.db import make_engine, read_sessionmaker
+from tickets.models import utcnow
+from tickets.policy.rules import load_policy
+from tickets.settings import Settings
 from tickets.telemetry import instruments, multiprocess_dir
 from tickets.watch import desk_state
 
@@ -114,6 +127,55 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class Listener:
+    """The internal metrics listener while it runs (module doc); `stop` ends it."""
+
+    def __init__(self, server: Any, engine: Any) -> None:
+        self._server = server
+        self._engine = engine
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._engine.dispose()
+
+
+def start_listener(settings: Settings) -> Listener | None:
+    """Serve the metrics page on `AFTERSALES_METRICS_ADDRESS`, without a token, from threads of
+    this process (None when the setting is unset). OSError when the address cannot be bound."""
+    where = settings.metrics_listen
+    if where is None:
+        return None
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    engine = make_engine(settings.database_url, **_one_connection(settings.database_url))
+    state = SimpleNamespace(
+        read_sessions=read_sessionmaker(engine),
+        policy=load_policy(settings.policy_file),
+        clock=utcnow,
+    )
+    registry = CollectorRegistry()
+    registry.register(_Scrape(state))
+    host, port = where
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Listener(server, engine)
+
+
+def _one_connection(url: str) -> dict[str, Any]:
+    """A pool of one (and one spare): scrapes come every few seconds at most."""
+    if url.startswith("sqlite"):
+        return {}
+    return {"pool_size": 1, "max_overflow": 1}
 
 
 def install_metrics(app: FastAPI) -> None:

@@ -12,6 +12,7 @@ SQLite allows one process: `serve` holds a lock file next to the database, and a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import gc
@@ -170,6 +171,33 @@ def reserve_port(host: str, port: int) -> socket.socket:
         raise Refused(
             f"cannot listen on {host} port {port}: {exc.strerror or exc}: "
             f"use an address of this machine (`--host 127.0.0.1`, or `0.0.0.0` for all)"
+        ) from None
+    return sock
+
+
+def reserve_metrics_address(host: str, port: int, serve_port: int) -> socket.socket:
+    """Check, before any work, that the internal metrics listener (AFTERSALES_METRICS_ADDRESS)
+    can bind host:port, and hold it (bound, not listening, as `reserve_port` does) until the
+    listener binds it beside us; refused with what to do when it cannot."""
+    if port == serve_port:
+        raise Refused(
+            f"AFTERSALES_METRICS_ADDRESS uses port {port}, where `serve` itself listens: "
+            f"give the metrics a port of their own (e.g. 127.0.0.1:9464)"
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with contextlib.suppress(OSError):  # the bind below says what is wrong
+        # The family the listener picks (a name such as localhost may be either).
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise Refused(
+            f"AFTERSALES_METRICS_ADDRESS={host}:{port}: cannot listen there ({why}): use a "
+            f"free port on an address of this machine (e.g. 127.0.0.1:9464)"
         ) from None
     return sock
 

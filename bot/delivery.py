@@ -28,14 +28,15 @@ accepting it and step 3 (then once more after the lease: resend, never forget).
 **Who holds a claim** (issue 18: a killed process's rows used to wait out the whole 5-minute
 lease). Each worker has an id, stamped on the rows it claims (`claimed_by`), and a heartbeat
 (`outbox_workers.seen_at`, every `heartbeat_seconds`, in a thread of its own so a busy event
-loop does not stop it). Each beat also takes back the pending rows whose claimer has not been
-seen for `owner_timeout` seconds (killed, frozen, gone): due at once, they go out from a live
-worker within seconds. A row is let go of (recorded, given back, put to wait) with its claim
-cleared, so a retry's backoff is never cut short by its claimer's death. The exactly-once
-rule is unchanged: the claimer is presumed dead only when its heartbeat stopped, and a worker
-whose own heartbeat has not succeeded for half that time starts no send (its rows may be
-someone else's by now); so a row goes twice only if it was on the wire when its process died
-or froze for longer than `owner_timeout` (as after the lease before).
+loop does not stop it; tickets/messages/claims.py, the webhook sender's too). Each beat also
+takes back the pending rows whose claimer has not been seen for `owner_timeout` seconds (killed,
+frozen, gone): due at once, they go out from a live worker within seconds. A row is let go
+of (recorded, given back, put to wait) with its claim cleared, so a retry's backoff is never
+cut short by its claimer's death. The exactly-once rule is unchanged: the claimer is presumed
+dead only when its heartbeat stopped, and a worker whose own heartbeat has not succeeded for
+half that time starts no send (its rows may be someone else's by now); so a row goes twice only
+if it was on the wire when its process died or froze for longer than `owner_timeout` (as after
+the lease before).
 
 Stopping (`stop_claiming`, then `release_unsent`): no pass claims more; a row whose first
 request has gone finishes and is recorded; the rows claimed but not yet sent are given back,
@@ -47,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -78,7 +78,7 @@ from aiogram.methods import (
     TelegramMethod,
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
-from sqlalchemy import Engine, delete, select, tuple_, update
+from sqlalchemy import Engine, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -90,8 +90,9 @@ from tickets.context import SYSTEM
 from tickets.db import unit_of_work
 from tickets.exceptions import InvalidInput
 from tickets.logcontext import case_scope
+from tickets.messages.claims import HEARTBEAT_SECONDS, OWNER_TIMEOUT, Heartbeat, seen
 from tickets.messages.outbox import CARD_TAKEN, notify_agents
-from tickets.models import EventType, OutboxMessage, OutboxWorker, Ticket, utcnow
+from tickets.models import EventType, OutboxMessage, Ticket, utcnow
 from tickets.settings import Settings
 from tickets.storage import AttachmentStore
 from tickets.telemetry import instruments
@@ -142,8 +143,8 @@ class DeliveryConfig:
     # The claimer's heartbeat: a row whose claimer has not been seen for `owner_timeout` is
     # taken back (module doc) long before its lease ends. Several beats fit in the timeout,
     # so a slow beat (a busy database) is not taken for a death.
-    heartbeat_seconds: float = 5.0
-    owner_timeout: float = 20.0
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
+    owner_timeout: float = OWNER_TIMEOUT
     max_attempts: int = 10
     backoff_base: float = 2.0
     backoff_cap: float = 600.0
@@ -248,8 +249,13 @@ class DeliveryWorker:
         self._unsent: dict[int, Claimed] = {}
         # This worker's id on the rows it claims, and its heartbeat (module doc).
         self.worker_id = uuid.uuid4().hex
-        self._beaten_at: float | None = None  # time.monotonic() of the last beat that worked
-        self._beating = False
+        self.heartbeat = Heartbeat(
+            sessions=sessions,
+            worker_id=self.worker_id,
+            clock=clock,
+            every=self.config.heartbeat_seconds,
+            owner_timeout=self.config.owner_timeout,
+        )
         self._stopping = False
         self._stopped = asyncio.Event()
         # Set when rows were queued in this process (a conversation's reply): the idle wait
@@ -270,24 +276,14 @@ class DeliveryWorker:
         self._stopping = False
         self._stopped.clear()
         loop = asyncio.get_running_loop()
-        beats_done = threading.Event()
-        beat = threading.Thread(
-            target=self._heartbeat,
-            args=(beats_done, lambda: loop.call_soon_threadsafe(self.wake)),
-            name="outbox-heartbeat",
-            daemon=True,
-        )
         # The first beat before the first claim: rows a killed predecessor left go out now.
-        await asyncio.to_thread(self._beat_safely)
-        self._beating = True
-        beat.start()
+        await asyncio.to_thread(self.heartbeat.beat_safely)
+        self.heartbeat.start(lambda: loop.call_soon_threadsafe(self.wake))
         try:
             await self._deliver_until(stop)
         finally:
-            beats_done.set()
-            self._beating = False
             # The thread's last beat ends within one statement; not waited for on the loop.
-            await asyncio.to_thread(beat.join, self.config.heartbeat_seconds)
+            await asyncio.to_thread(self.heartbeat.stop)
         log.info("delivery worker stopped")
 
     async def _deliver_until(self, stop: asyncio.Event) -> None:
@@ -310,65 +306,11 @@ class DeliveryWorker:
 
     # ------------------------------------------------------------ the heartbeat
 
-    def _heartbeat(self, done: threading.Event, wake: Callable[[], None]) -> None:
-        """Beat every `heartbeat_seconds` until `done` (a thread of its own: module doc)."""
-        while not done.wait(self.config.heartbeat_seconds):
-            try:
-                if self._beat_safely():
-                    wake()
-            except RuntimeError:
-                return  # the loop closed under a stopping process: nothing to wake
-
-    def _beat_safely(self) -> int:
-        try:
-            return self.beat()
-        except SQLAlchemyError:
-            # Not seen this time; the local check in `_pace` stops sends if it lasts.
-            log.exception("delivery heartbeat failed")
-            return 0
-
     def beat(self) -> int:
-        """One heartbeat: this worker is seen now, and the pending rows of claimers not seen
-        for `owner_timeout` become due at once (their claim cleared). Returns how many."""
-        now = self.clock()
-        stamp = time.monotonic()
-        cutoff = now - timedelta(seconds=self.config.owner_timeout)
-        with unit_of_work(self.sessions) as session:
-            self._seen(session, now)
-            live = select(OutboxWorker.id).where(OutboxWorker.seen_at >= cutoff)
-            freed = session.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.status == "pending",
-                    OutboxMessage.claimed_by.is_not(None),
-                    OutboxMessage.claimed_by.not_in(live),
-                )
-                .values(next_attempt_at=now, claimed_by=None)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            # Workers gone for a day hold nothing any more (their rows were taken back).
-            session.execute(
-                delete(OutboxWorker).where(OutboxWorker.seen_at < now - timedelta(days=1))
-            )
-        self._beaten_at = stamp
-        if freed:
-            log.warning("took back %d outbox row(s) of a delivery worker no longer seen", freed)
-        return int(freed or 0)
-
-    def _seen(self, session: Session, now: datetime) -> None:
-        worker = session.get(OutboxWorker, self.worker_id)
-        if worker is None:
-            session.add(OutboxWorker(id=self.worker_id, seen_at=now))
-        else:
-            worker.seen_at = now
-        session.flush()
-
-    def _alive(self) -> bool:
-        """Whether this worker may still start a send: its heartbeat (when it runs one, in
-        `run`) worked within half the owner timeout, so no other worker has its rows yet."""
-        if not self._beating or self._beaten_at is None:
-            return True
-        return time.monotonic() - self._beaten_at < self.config.owner_timeout / 2
+        """One heartbeat (tickets/messages/claims.py): this worker is seen now, and the
+        pending rows of claimers not seen for `owner_timeout` become due at once (their claim
+        cleared). Returns how many."""
+        return self.heartbeat.beat()
 
     async def drain(self) -> DeliveryReport:
         """Pass after pass until nothing is due now, or a pass only put rows back to wait;
@@ -455,7 +397,7 @@ class DeliveryWorker:
             if rows:
                 # Seen as it claims: a worker driven by `run_once` alone (no heartbeat) is
                 # not taken for a dead one the moment its rows are stamped.
-                self._seen(session, now)
+                seen(session, self.worker_id, now)
             claimed = []
             for row in rows:
                 row.attempts += 1
@@ -677,7 +619,7 @@ class DeliveryWorker:
         if first and row_id is not None:
             if self._stopping:
                 raise _Stopping
-            if not self._alive():
+            if not self.heartbeat.alive():
                 # Not seen for too long: the row may be another worker's by now (module doc).
                 log.warning("outbox %s not sent: this worker's heartbeat is failing", row_id)
                 raise _Stopping

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -134,6 +135,22 @@ def test_agent_token_and_import(env: dict[str, str], tmp_path: Path) -> None:
     ]
     engine.dispose()
     assert linked == 777001  # the agents' chat knows who presses "take it"
+
+
+def test_the_version_shown_is_the_newest_release_in_the_changelog(
+    env: dict[str, str], app: Any
+) -> None:
+    """One version everywhere a user reads it: `aftersales --version`, the API's OpenAPI, and
+    the newest release CHANGELOG.md describes."""
+    import re
+
+    changelog = (Path(__file__).resolve().parent.parent / "CHANGELOG.md").read_text("utf-8")
+    newest = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", changelog, re.M)[0]
+    done = run(env, "--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"aftersales {newest}"
+    with TestClient(app) as client:
+        assert client.get("/api/v1/openapi.json").json()["info"]["version"] == newest
 
 
 def test_check_gives_a_verdict_per_line(env: dict[str, str]) -> None:

@@ -543,3 +543,153 @@ def test_a_killed_process_s_claimed_rows_go_out_within_seconds_once(
         if second is not None:
             second.kill()
         engine.dispose()
+
+
+class FakeShop:
+    """The shop's webhook endpoint over HTTP on loopback, in a thread: answers 200 and keeps
+    each delivery's `webhook-id`; while `hold` is set, requests wait unanswered, and one whose
+    client went away meanwhile (a killed process) never arrived."""
+
+    def __init__(self) -> None:
+        self.delivered: list[str] = []
+        self.hold = threading.Event()
+        self.holding = 0
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hooks", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.holding += 1
+        try:
+            while self.hold.is_set():
+                if request.transport is None or request.transport.is_closing():
+                    return web.Response(status=502)
+                await asyncio.sleep(0.05)
+        finally:
+            self.holding -= 1
+        self.delivered.append(request.headers["webhook-id"])
+        return web.Response(text="ok")
+
+
+def test_a_killed_process_s_claimed_webhooks_go_out_within_seconds_once(
+    fresh_db_url: str, tmp_path: Path
+) -> None:
+    """The webhook sender's claims live by the same heartbeat as the Telegram worker's: a
+    process that claimed webhook rows and is killed (SIGKILL) while its requests hang has
+    them sent by the restarted process once its heartbeat has stopped for 20 s, each once,
+    not after their 120 s lease."""
+    from api.hooks_delivery import LEASE_SECONDS
+    from tickets.messages.scripts import bundled_scripts_dir, load_library
+    from tickets.webhooks import HookRules, create_subscription
+
+    shop = FakeShop()
+    shop.start()
+    engine = make_engine(fresh_db_url)
+    sessions = make_sessionmaker(engine)
+    now = utcnow()
+    ctx = Context(
+        policy=Policy(),
+        now=now,
+        tz=now.tzinfo,  # type: ignore[arg-type]
+        scripts=load_library(bundled_scripts_dir()),
+    )
+    with unit_of_work(sessions) as s:
+        create_subscription(
+            session=s,
+            url=f"http://127.0.0.1:{shop.port}/hooks",
+            events=["case.created"],
+            rules=HookRules(allow_private=True),
+            by="test",
+            now=now,
+        )
+        # One case.created each, of different cases: the first pass claims them all.
+        for i in range(CASES):
+            upsert_order(session=s, data=OrderIn(**order_json(f"H{i}")), now=now)
+            open_case(
+                session=s,
+                request=TicketCreate(order_no=f"H{i}", kind="complaint", reason="service"),
+                actor=SYSTEM,
+                ctx=ctx,
+            )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")},
+        "PYTHONPATH": str(ROOT),
+        "AFTERSALES_DATABASE_URL": fresh_db_url,
+        "AFTERSALES_MEDIA_DIR": str(tmp_path / "media"),
+        "AFTERSALES_HOOKS_ALLOW_PRIVATE": "true",
+        # The held requests hang until the kill, not given up on first.
+        "AFTERSALES_HOOKS_TIMEOUT_SECONDS": "60",
+    }
+    shop.hold.set()
+    first = Serve("hooks-killed", env, tmp_path)
+    second: Serve | None = None
+    try:
+        first.wait_for(r"webhook sender started", 120)
+        wait_until(lambda: shop.holding >= CASES, 60, "every webhook on the wire, unanswered")
+        first.kill()  # SIGKILL: nothing given back
+        killed_at = time.monotonic()
+        wait_until(lambda: shop.holding == 0, 10, "the killed process's requests gone")
+        shop.hold.clear()
+        assert shop.delivered == []
+        with sessions() as s:
+            claimed = s.scalar(
+                select(func.count()).where(
+                    OutboxMessage.channel == "webhook",
+                    OutboxMessage.claimed_by.is_not(None),
+                    OutboxMessage.status == "pending",
+                )
+            )
+        assert claimed == CASES  # leased for 120 s to a dead process
+
+        second = Serve("hooks-restarted", env, tmp_path)
+        wait_until(lambda: len(shop.delivered) >= CASES, 90, "every webhook delivered")
+        assert time.monotonic() - killed_at < LEASE_SECONDS
+        second.wait_for(r"took back \d+ outbox row\(s\) of a delivery worker no longer seen")
+        counts = Counter(shop.delivered)
+        assert len(counts) == CASES and set(counts.values()) == {1}, counts
+
+        def pending() -> int:
+            with sessions() as s:
+                return int(
+                    s.scalar(
+                        select(func.count()).where(
+                            OutboxMessage.channel == "webhook", OutboxMessage.status == "pending"
+                        )
+                    )
+                    or 0
+                )
+
+        # Recorded once answered (the answer reaches the shop before the sender's commit).
+        wait_until(lambda: pending() == 0, 30, "every delivery recorded")
+        assert Counter(shop.delivered) == counts  # and none sent again meanwhile
+        assert second.terminate() == 0, second.text()
+        second = None
+    finally:
+        shop.hold.clear()
+        first.kill()
+        if second is not None:
+            second.kill()
+        engine.dispose()
+        shop.stop()

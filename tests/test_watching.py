@@ -16,6 +16,7 @@ breached and due (tickets/watch.py) as time passes.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -284,6 +285,87 @@ def test_metrics_and_json_logs_of_a_walked_case(database_url: str, tmp_path: Pat
     redelivered = [r for r in records if "already handled" in r["message"]]
     assert redelivered and all(r.get("update_id") == 7001 for r in redelivered), redelivered
     assert not [r for r in records if "Traceback" in json.dumps(r)]
+
+
+def test_metrics_on_an_internal_address_need_no_token_and_count_every_process(
+    database_url: str, tmp_path: Path
+) -> None:
+    """AFTERSALES_METRICS_ADDRESS: `serve` (two processes on PostgreSQL) answers /metrics on an
+    internal address of its own, without a token, bound once: every request counted once,
+    whichever process answered it, and the desk's counts beside them; the main port's /metrics
+    stays the token's (none set here: 404)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        internal_port = probe.getsockname()[1]
+    serve = Serve(
+        database_url=database_url,
+        data_dir=tmp_path / "shop",
+        api_url=None,
+        token=None,
+        env={"AFTERSALES_METRICS_ADDRESS": f"127.0.0.1:{internal_port}"},
+        serve_args=("--workers", str(WORKERS)) if WORKERS > 1 else (),
+    )
+    try:
+        api_token = serve.setup(in_process=True)
+        serve.start(timeout=120)
+        internal = f"http://127.0.0.1:{internal_port}"
+        assert httpx.get(f"{serve.url}/metrics", timeout=10).status_code == 404
+        if WORKERS > 1:
+            # Both workers up and counting before the requests (a new connection each: the
+            # kernel spreads them over the processes).
+            serve_log = serve.log_path
+            deadline = time.monotonic() + WAIT
+            while serve_log.read_text().count("Application startup complete") < WORKERS:
+                assert time.monotonic() < deadline, serve_log.read_text()
+                time.sleep(0.2)
+        calls = 12
+        for _ in range(calls):
+            r = httpx.get(
+                f"{serve.url}/api/v1/tickets",
+                headers={"Authorization": f"Bearer {api_token}"},
+                timeout=30,
+            )
+            assert r.status_code == 200, r.text
+        r = httpx.get(f"{internal}/metrics", timeout=20)
+        assert r.status_code == 200, r.text
+        samples = parse(r.text)
+        assert (
+            value(
+                samples,
+                "aftersales_http_requests_total",
+                method="GET",
+                route="/api/v1/tickets",
+                status="200",
+            )
+            == calls
+        )
+        # The desk's counts, read from the database: the demo shop's open cases.
+        assert total(samples, "aftersales_cases") > 0
+        # No token, not even a wrong one, is asked for there.
+        wrong = {"Authorization": "Bearer " + "x" * 31}
+        assert httpx.get(f"{internal}/metrics", headers=wrong, timeout=20).status_code == 200
+    finally:
+        serve.stop()
+    # Gone with `serve`.
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{internal_port}/metrics", timeout=5)
+
+
+def test_a_metrics_address_in_use_or_the_serve_port_is_refused_before_any_work() -> None:
+    from api.processes import Refused, reserve_metrics_address
+    from tickets.settings import Settings
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = r"METRICS_ADDRESS=127\.0\.0\.1:\d+: cannot listen there \(already in use\)"
+        with pytest.raises(Refused, match=in_use):
+            reserve_metrics_address("127.0.0.1", port, serve_port=8000)
+    with pytest.raises(Refused, match="where `serve` itself listens"):
+        reserve_metrics_address("127.0.0.1", 8000, serve_port=8000)
+    with pytest.raises(ValidationError, match="host:port"):
+        Settings(metrics_address="9464", _env_file=None)
 
 
 # ---------------------------------------------------------------- in-process

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -32,6 +33,7 @@ from tickets.storage import AttachmentStore
 pytestmark = pytest.mark.usefixtures("db_guard")
 
 TEXTS = Texts.load()
+METRICS_TOKEN = "scrape-" + "w" * 24
 
 
 def t(lang: str, key: str, **values: Any) -> str:
@@ -286,6 +288,78 @@ async def test_a_photo_with_a_long_text_is_one_message_in_the_page(
     assert r.status_code == 201, r.text
     [shown] = [e for e in page.read() if e["type"] == "bot" and e.get("file")]
     assert shown["html"] == text.strip() and shown["file"]["kind"] == "photo"
+
+
+def _delivery_errors(client: TestClient, error: str) -> float:
+    """The web chat's delivery errors of one kind, as a shop's Prometheus scrapes them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert r.status_code == 200, r.text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+        if s.name == "aftersales_delivery_errors_total"
+        and s.labels == {"channel": "web", "error": error}
+    )
+
+
+async def test_what_the_page_cannot_show_is_counted_in_metrics(
+    app: Any, api: Api, sessions: sessionmaker[Session], settings: Any
+) -> None:
+    """A web chat's delivery errors are in /metrics as Telegram's are: a message the page
+    cannot show (skipped) and an agent's file gone from the store (a broken image)."""
+    app.state.settings = app.state.settings.model_copy(update={"metrics_token": METRICS_TOKEN})
+    scraper = TestClient(app)
+    unreadable, missing = (_delivery_errors(scraper, e) for e in ("unreadable", "missing_file"))
+    add_unlinked(sessions, "W400")
+    page = web_page(app, "en")
+    await page.text("/start W400")
+    await page.text("8000")
+    said = await page.press(KindCb(kind="complaint"))
+    await page.press(next(b for b in said.buttons if b.startswith("r:")))
+    await page.text("one item missing")
+    await page.press(NavCb(action="done"))
+    await page.press(NavCb(action="confirm"))
+    with sessions() as s:
+        case = s.scalars(select(Ticket)).one()
+        recipient = s.scalars(
+            select(OutboxMessage.recipient).where(OutboxMessage.channel == "web")
+        ).first()
+        assert recipient is not None
+        # An edit that names no message (an older version's row, say): nothing to show.
+        s.add(
+            OutboxMessage(
+                channel="web",
+                recipient=recipient,
+                ticket_id=case.id,
+                kind="reply",
+                payload={"method": "editMessageReplyMarkup", "params": {}},
+                next_attempt_at=NOW,
+            )
+        )
+        s.commit()
+    assert page.read() == []  # skipped: the page goes on
+    assert _delivery_errors(scraper, "unreadable") == unreadable + 1
+
+    r = api.post(
+        f"/api/v1/tickets/{case.number}/replies/files",
+        data={"text": "what we packed"},
+        files=[("files", ("packed.jpg", jpeg("green"), "image/jpeg"))],
+    )
+    assert r.status_code == 201, r.text
+    [shown] = [e["file"] for e in page.read() if e["type"] == "bot" and e.get("file")]
+    assert page.client.get(shown["url"]).status_code == 200
+    assert _delivery_errors(scraper, "missing_file") == missing
+    for stored in Path(settings.media_dir).rglob("*"):
+        if stored.is_file():
+            stored.unlink()  # the store lost it (a disk replaced, a backup without media)
+    assert page.client.get(shown["url"]).status_code == 404
+    assert _delivery_errors(scraper, "missing_file") == missing + 1
+    # Another chat's row is no error of delivery: nothing counted.
+    assert web_page(app, "en").client.get(shown["url"]).status_code == 404
+    assert _delivery_errors(scraper, "missing_file") == missing + 1
 
 
 async def test_the_conversation_is_there_after_closing_the_tab(app: Any) -> None:

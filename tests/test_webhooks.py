@@ -382,6 +382,85 @@ async def test_a_crash_between_send_and_record_sends_again_with_the_same_id(
     assert status == "sent"
 
 
+async def test_a_killed_senders_claims_go_out_once_after_its_heartbeat_stops(
+    dev_app: Any,
+    admin: Api,
+    api: Api,
+    receiver: Receiver,
+    sessions: sessionmaker[Session],
+    scripts: Any,
+    clock: Clock,
+) -> None:
+    """A sender claims rows and its process is killed before sending (nothing given back).
+    While it was seen lately its rows are its own; once it has not been seen for 20 s a live
+    sender's heartbeat takes them back and they go out, each once, long before the lease."""
+    subscribe(admin, receiver, "/killed", events=["case.created", "case.status_changed"])
+    push_order(api)
+    walk_to_refund_pending(api, "TEA", 1)
+    dead = sender(sessions, scripts, clock)
+    (row,) = await asyncio.to_thread(dead._claim)  # one per case at a time: the first
+    t0 = clock.now
+    live = sender(sessions, scripts, clock)
+
+    clock.now = t0 + timedelta(seconds=10)  # the claimer was seen 10 s ago: still its row
+    assert await asyncio.to_thread(live.heartbeat.beat) == 0
+    assert (await live.drain()).claimed == 0
+    assert receiver.at("/killed") == []
+
+    clock.now = t0 + timedelta(seconds=25)  # 25 s of silence: taken back, sent
+    assert await asyncio.to_thread(live.heartbeat.beat) == 1
+    await live.drain()
+    assert clock.now < t0 + timedelta(seconds=LEASE_SECONDS)
+    bodies = receiver.verified("/killed")
+    assert [b["type"] for b in bodies][:1] == ["case.created"]
+    ids = [r.headers["webhook-id"] for r in receiver.at("/killed")]
+    assert ids[0] == row.webhook_id and len(ids) == len(set(ids))  # each once
+    with sessions() as s:
+        left = s.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.channel == "webhook", OutboxMessage.status != "sent"
+            )
+        ).all()
+    assert left == []
+
+
+async def test_the_telegram_workers_heartbeat_leaves_a_live_senders_rows_alone(
+    dev_app: Any,
+    admin: Api,
+    api: Api,
+    receiver: Receiver,
+    sessions: sessionmaker[Session],
+    scripts: Any,
+    clock: Clock,
+    settings: Any,
+) -> None:
+    """One mechanism for both senders: the bot's delivery worker beating beside a webhook
+    sender whose request is still on the wire takes nothing from it (its row, due again at
+    once, would have been sent a second time by another sender)."""
+    from aiogram import Bot
+
+    from bot.delivery import DeliveryWorker
+    from tests.fakes.telegram import BOT_TOKEN, FakeSession
+
+    subscribe(admin, receiver, "/slow", events=["case.created"])
+    push_order(api)
+    walk_to_refund_pending(api, "TEA", 1)
+    busy = sender(sessions, scripts, clock)
+    (row,) = await asyncio.to_thread(busy._claim)  # claimed; its request is on the wire
+    telegram = DeliveryWorker(
+        bot=Bot(BOT_TOKEN, session=FakeSession()), sessions=sessions, settings=settings, clock=clock
+    )
+    try:
+        clock.now += timedelta(seconds=5)
+        assert await asyncio.to_thread(telegram.beat) == 0
+        # Another process's sender finds nothing to send: the row is still the busy one's.
+        assert (await sender(sessions, scripts, clock).drain()).claimed == 0
+    finally:
+        await telegram.pacer.close()
+    await busy._deliver(row)
+    assert len(receiver.at("/slow")) == 1
+
+
 async def test_a_run_of_failures_switches_delivery_off_and_tells_the_admins(
     dev_app: Any,
     admin: Api,

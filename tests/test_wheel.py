@@ -159,6 +159,19 @@ def test_the_installed_code_is_the_wheel_s_not_the_checkout_s(installed: Install
     )
     for path in shown.stdout.split():
         assert Path(path).is_relative_to(installed.bin.parent), path
+    # The package's version is the code's own (pyproject reads tickets.__version__).
+    from tickets import __version__
+
+    version = _run(
+        [
+            str(installed.bin / "python"),
+            "-c",
+            "import importlib.metadata as m; print(m.version('aftersales'))",
+        ],
+        cwd=installed.elsewhere,
+        env=_env(),
+    )
+    assert version.stdout.strip() == __version__
 
 
 def test_check_and_serve_work_from_another_directory(shop: Serve) -> None:

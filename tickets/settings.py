@@ -41,6 +41,20 @@ NOT_SETTINGS_PREFIXES = (f"{PREFIX}TEST_", f"{PREFIX}SERVE_")
 NOT_SETTINGS = frozenset({f"{PREFIX}LEDGER_EXAMPLES"})
 
 
+def host_port(value: str) -> tuple[str, int]:
+    """`host:port` (an IPv6 address in brackets: `[::1]:9464`) as (host, port), or ValueError
+    saying what is wrong."""
+    text = value.strip()
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:9464")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: use host:port, e.g. 127.0.0.1:9464")
+    return host, int(port)
+
+
 class Settings(BaseSettings):
     """Every setting of the product; `.env.example` lists each with its meaning."""
 
@@ -181,6 +195,9 @@ class Settings(BaseSettings):
     # Watching it (README): GET /metrics answers a scraper sending this as a bearer token
     # (off, 404, while unset); log lines as plain text, or one JSON object each.
     metrics_token: str | None = Field(default=None, min_length=16, max_length=200)
+    # host:port of a listener of its own serving /metrics without a token, for a scraper on an
+    # internal network (`127.0.0.1:9464`); `serve` binds it once, whatever --workers says.
+    metrics_address: str | None = None
     log_format: Literal["text", "json"] = "text"
     # Webhooks to the shop's systems (tickets/webhooks.py, api/hooks_delivery.py). Development
     # only: allow http:// URLs and loopback or private addresses (else refused: SSRF).
@@ -231,6 +248,19 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # `AFTERSALES_METRICS_TOKEN=` (as .env.example leaves it): metrics off, not refused.
         return None if value == "" else value
+
+    @field_validator("metrics_address", mode="before")
+    @classmethod
+    def _host_and_port(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        host_port(str(value))  # refused here, at start, rather than when `serve` binds it
+        return str(value).strip()
+
+    @property
+    def metrics_listen(self) -> tuple[str, int] | None:
+        """Where the internal metrics listener binds (None: no such listener)."""
+        return host_port(self.metrics_address) if self.metrics_address else None
 
     @property
     def tz(self) -> ZoneInfo:

@@ -75,6 +75,7 @@ from tickets.exceptions import InvalidInput, NotFound
 from tickets.messages.scripts import resolve_language
 from tickets.models import Attachment, OutboxMessage
 from tickets.storage import AttachmentStore, StoredFile
+from tickets.telemetry import instruments
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,10 @@ class WebChat:
             )
         path = Path(self.settings.media_dir) / key
         if not path.is_file():
+            # The page shows a broken image: a delivery error, as Telegram's for a file gone
+            # from the store (bot/delivery.py).
+            log.warning("web chat: outbox row %s's file %s is missing from the store", row_id, key)
+            instruments().delivery_errors.labels(WEB, "missing_file").inc()
             return None
         return path, mime or "application/octet-stream"
 

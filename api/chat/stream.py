@@ -9,7 +9,9 @@ in id order, each as an event whose id is the row's; a row pending until then is
 once pushed. A page that reconnects (a network drop, a server restart) says the last id it has
 (`Last-Event-ID`, which the browser's EventSource sends by itself) and gets what follows it:
 nothing lost, nothing twice. A customer offline when the agent answers gets the answer on
-return, from the outbox.
+return, from the outbox. A row the page cannot show (skipped, logged) counts in /metrics as
+a delivery error, as Telegram's rows that cannot be sent do (`aftersales_delivery_errors_total`,
+channel `web`).
 
 A stream waits, off the database, until it is woken: by the chat's own messages at once (the
 route that fed the update), and by the process's one watcher (api/watch.py, shared with the
@@ -42,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.watch import Source, Watcher
 from tickets.models import Channel, OutboxMessage
+from tickets.telemetry import instruments
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +225,8 @@ class Hub:
                         event = render(row)
                     except (KeyError, TypeError, ValueError):
                         log.exception("web chat: outbox row %s cannot be shown", row.id)
+                        # Counted as Telegram's rows that cannot be sent are (bot/delivery.py).
+                        instruments().delivery_errors.labels(WEB, "unreadable").inc()
                         event = None
                     if event is not None:
                         yield _sse(row.id, event)
