@@ -252,6 +252,7 @@ def _run_uvicorn(
             "api.cli:app_from_environment",
             factory=True,
             workers=args.workers,
+            timeout_worker_healthcheck=processes.WORKER_HEALTHCHECK_SECONDS,
             host=args.host,
             port=port,
             log_level=args.log_level,

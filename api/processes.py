@@ -38,6 +38,11 @@ LOG_LEVEL_ENV = "AFTERSALES_SERVE_LOG_LEVEL"
 HTTP_DRAIN_SECONDS = 10
 # Each process holds its own database pool: more than this is a mistake, not a setting.
 MAX_WORKERS = 32
+# uvicorn's supervisor kills a worker that does not answer its ping within this long and starts
+# another. Its default, 5 s, killed workers still importing on a busy host (load 9 on 2 cores:
+# "Child process died", then 40 s until /healthz answered), again and again; a worker truly hung
+# is now replaced after 30 s instead.
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 @contextmanager
