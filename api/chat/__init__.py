@@ -64,6 +64,8 @@ from tickets.bundled import bundled
 from tickets.chat_links import LINK_PARAM, TOKEN_MAX, LinkRefused, prove_by_link, read_token
 from tickets.customers import LinkedElsewhere
 from tickets.exceptions import NotFound
+from tickets.messages import payloads
+from tickets.messages.payloads import BotAnswer, CustomerMessage, EchoFile, Reply, WebEcho
 from tickets.messages.scripts import resolve_language
 from tickets.models import Attachment, OutboxMessage
 
@@ -181,9 +183,9 @@ class WebChat:
         """Write the customer's own message (a text, or a file's kind and name) to the
         conversation (stream.py's doc); once."""
         now = self.clock()
-        payload: dict[str, Any] = {"text": text}
+        echo = WebEcho(text=text)
         if file is not None:
-            payload["file"] = file
+            echo.file = EchoFile.model_validate(file)
         with self.sessions() as session:
             try:
                 session.execute(
@@ -191,7 +193,7 @@ class WebChat:
                         channel=WEB,
                         recipient=str(chat_id),
                         kind=ECHO_KIND,
-                        payload=payload,
+                        payload=payloads.dump(echo),
                         status="sent",
                         attempts=0,
                         next_attempt_at=now,
@@ -238,10 +240,13 @@ class WebChat:
             row = session.get(OutboxMessage, row_id)
             if row is None or row.channel != WEB or row.recipient != str(chat_id):
                 return None
-            attachment = row.payload.get("attachment")
-            key = attachment.get("storage_key") if isinstance(attachment, dict) else None
-            if not isinstance(key, str):
+            try:
+                message = payloads.of(row)
+            except ValueError:
+                return None  # a row this version cannot read carries no file it knows
+            if not isinstance(message, Reply) or message.attachment is None:
                 return None
+            key = message.attachment.storage_key
             mime = session.scalar(
                 select(Attachment.mime).where(Attachment.storage_key == key).limit(1)
             )
@@ -254,47 +259,53 @@ class WebChat:
         """What the page shows for one outbox row (None: nothing)."""
         from bot.keyboards import customer_markup
 
-        payload = row.payload
-        if row.kind == ECHO_KIND:
-            mine: dict[str, Any] = {"type": "mine", "text": str(payload.get("text") or "")}
-            file = payload.get("file")
-            if isinstance(file, dict):
-                mine["file"] = {"kind": str(file.get("kind")), "name": str(file.get("name"))}
+        try:
+            message = payloads.load(channel=WEB, kind=row.kind, data=row.payload)
+        except ValueError:
+            log.warning("web chat: outbox %s unreadable, not shown", row.id, exc_info=True)
+            return None
+        if isinstance(message, WebEcho):
+            mine: dict[str, Any] = {"type": "mine", "text": message.text}
+            if message.file is not None:
+                mine["file"] = {"kind": message.file.kind, "name": message.file.name}
             return mine
-        method = payload.get("method")
-        params = payload.get("params") or {}
-        if method == "sendMessage":
-            return {
-                "type": "bot",
-                "id": row.id,
-                "html": _html(str(params.get("text") or ""), params.get("parse_mode")),
-                **_markup(params.get("reply_markup")),
-            }
-        if method == "editMessageReplyMarkup":
-            return {
-                "type": "markup",
-                "target": int(params["message_id"]),
-                "buttons": _markup(params.get("reply_markup")).get("buttons", []),
-            }
-        if method is not None:
+        if isinstance(message, BotAnswer):
+            return _bot_answer(row.id, message)
+        if not isinstance(message, CustomerMessage):
             return None
-        text = payload.get("text")
-        attachment = payload.get("attachment")
-        if not text and not attachment:
+        attachment = message.attachment if isinstance(message, Reply) else None
+        if not message.text and attachment is None:
             return None
-        markup = customer_markup(self.texts, payload, row.ticket_id)
+        markup = customer_markup(self.texts, message, row.ticket_id)
         event: dict[str, Any] = {
             "type": "bot",
             "id": row.id,
-            "html": _html(str(text or ""), payload.get("parse_mode")),
+            "html": _html(message.text or "", message.parse_mode),
             **_markup(markup.model_dump(mode="json", exclude_none=True) if markup else None),
         }
-        if attachment:
-            event["file"] = {
-                "url": f"{PREFIX}/files/{row.id}",
-                "kind": str(attachment.get("kind") or "document"),
-            }
+        if attachment is not None:
+            event["file"] = {"url": f"{PREFIX}/files/{row.id}", "kind": attachment.kind}
         return event
+
+
+def _bot_answer(row_id: int, answer: BotAnswer) -> dict[str, Any] | None:
+    """What the page shows for one of the bot's answers: a message, or new buttons under an
+    earlier one (other methods: nothing). Its parameters are the Bot API's JSON as it is."""
+    params = answer.params
+    if answer.method == "sendMessage":
+        return {
+            "type": "bot",
+            "id": row_id,
+            "html": _html(str(params.get("text") or ""), params.get("parse_mode")),
+            **_markup(params.get("reply_markup")),
+        }
+    if answer.method == "editMessageReplyMarkup":
+        return {
+            "type": "markup",
+            "target": int(params["message_id"]),
+            "buttons": _markup(params.get("reply_markup")).get("buttons", []),
+        }
+    return None
 
 
 def _html(text: str, parse_mode: Any) -> str:

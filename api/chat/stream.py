@@ -39,13 +39,15 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from tickets.messages.payloads import WEB_ECHO
 from tickets.models import Channel, OutboxMessage
 
 log = logging.getLogger(__name__)
 
 WEB = Channel.web.value
-# The customer's own message, written by the chat's route beside the bot's answers.
-ECHO_KIND = "web_echo"
+# The customer's own message, written by the chat's route beside the bot's answers (its payload:
+# tickets/messages/payloads.py's WebEcho).
+ECHO_KIND = WEB_ECHO
 # A page opened afresh gets at most this many of the chat's latest rows.
 HISTORY = 200
 # Rows read per step of a stream.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +20,7 @@ from tickets.messages.notices import (
     render_for_case,
 )
 from tickets.messages.outbox import notify_customer
+from tickets.messages.payloads import REPLY, FileRef, Reply
 from tickets.messages.scripts import telegram_length
 from tickets.models import (
     Attachment,
@@ -159,11 +159,11 @@ def add_reply(
             if reply.script is not None:
                 # What the customer then types is read against the words it asks for
                 # (tickets.self_service.script_answer).
-                payload["script"] = reply.script
+                payload.script = reply.script
             notify_customer(
                 session=session,
                 ticket=ticket,
-                kind="reply",
+                kind=REPLY,
                 payload=payload,
                 now=ctx.now,
                 channels=ctx.channels,
@@ -178,21 +178,26 @@ CAPTION_MAX = 1024
 
 def _reply_payloads(
     body: str, parse_mode: str | None, message_id: int, attachments: Sequence[Attachment]
-) -> list[dict[str, Any]]:
+) -> list[Reply]:
     """The outbox payloads of one reply, one per Telegram message: the text; each file after
     it (one file and a short text: the file with the text as its caption)."""
-    base = {"message_id": message_id, "parse_mode": parse_mode}
     files = [
-        {"kind": a.kind, "storage_key": a.storage_key, "name": a.original_name} for a in attachments
+        FileRef(kind=a.kind, storage_key=a.storage_key, name=a.original_name) for a in attachments
     ]
     # As Telegram counts: visible characters (tags aside) in UTF-16 units, plain text as is.
     length = (
         telegram_length(body)[0] if parse_mode == "HTML" else len(body.encode("utf-16-le")) // 2
     )
+
+    def part(text: str, attachment: FileRef | None = None) -> Reply:
+        if attachment is None:
+            return Reply(message_id=message_id, parse_mode=parse_mode, text=text)
+        return Reply(message_id=message_id, parse_mode=parse_mode, text=text, attachment=attachment)
+
     if len(files) == 1 and length <= CAPTION_MAX:
-        return [{**base, "text": body, "attachment": files[0]}]
-    texts = [{**base, "text": body}] if body.strip() else []
-    return texts + [{**base, "text": "", "attachment": f} for f in files]
+        return [part(body, files[0])]
+    texts = [part(body)] if body.strip() else []
+    return texts + [part("", f) for f in files]
 
 
 def add_customer_message(
