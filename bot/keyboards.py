@@ -18,6 +18,7 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 
+from bot.draft import OrderLine
 from tickets.messages.payloads import Notice, OutboxPayload
 
 if TYPE_CHECKING:
@@ -182,20 +183,20 @@ def kinds(t: T, allowed: Sequence[str]) -> InlineKeyboardMarkup:
     return _rows(*rows, nav_row(t))
 
 
-def items(t: T, lines: Sequence[dict[str, Any]], chosen: dict[str, int]) -> InlineKeyboardMarkup:
+def items(t: T, lines: Sequence[OrderLine], chosen: dict[str, int]) -> InlineKeyboardMarkup:
     """One row per order line: − label +; lines with nothing left show why, without buttons."""
     rows: list[list[InlineKeyboardButton]] = []
     for i, line in enumerate(lines):
-        qty, free = chosen.get(line["sku"], 0), line["free"]
+        qty, free = chosen.get(line.sku, 0), line.free
         if free <= 0:
-            label = t("intake.item_none_left", title=line["title"])
+            label = t("intake.item_none_left", title=line.title)
             rows.append([_button(label, ItemCb(index=i, delta=0))])
             continue
         rows.append(
             [
                 _button("−", ItemCb(index=i, delta=-1)),
                 _button(
-                    t("intake.item_button", title=line["title"], qty=qty, max=free),
+                    t("intake.item_button", title=line.title, qty=qty, max=free),
                     ItemCb(index=i, delta=0),
                 ),
                 _button("+", ItemCb(index=i, delta=1)),
