@@ -39,6 +39,8 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+from aiogram.methods import EditMessageReplyMarkup, SendMessage
+from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup, ReplyKeyboardRemove
 from fastapi import APIRouter, FastAPI, Request
 from fastapi import Path as FastPath
 from fastapi.encoders import jsonable_encoder
@@ -261,7 +263,9 @@ class WebChat:
 
         try:
             message = payloads.load(channel=WEB, kind=row.kind, data=row.payload)
-        except ValueError:
+            if isinstance(message, BotAnswer):
+                return _bot_answer(row.id, message)
+        except ValueError:  # pydantic's ValidationError included: a row we can't read
             log.warning("web chat: outbox %s unreadable, not shown", row.id, exc_info=True)
             return None
         if isinstance(message, WebEcho):
@@ -269,8 +273,6 @@ class WebChat:
             if message.file is not None:
                 mine["file"] = {"kind": message.file.kind, "name": message.file.name}
             return mine
-        if isinstance(message, BotAnswer):
-            return _bot_answer(row.id, message)
         if not isinstance(message, CustomerMessage):
             return None
         attachment = message.attachment if isinstance(message, Reply) else None
@@ -281,7 +283,7 @@ class WebChat:
             "type": "bot",
             "id": row.id,
             "html": _html(message.text or "", message.parse_mode),
-            **_markup(markup.model_dump(mode="json", exclude_none=True) if markup else None),
+            **_markup(markup),
         }
         if attachment is not None:
             event["file"] = {"url": f"{PREFIX}/files/{row.id}", "kind": attachment.kind}
@@ -290,20 +292,23 @@ class WebChat:
 
 def _bot_answer(row_id: int, answer: BotAnswer) -> dict[str, Any] | None:
     """What the page shows for one of the bot's answers: a message, or new buttons under an
-    earlier one (other methods: nothing). Its parameters are the Bot API's JSON as it is."""
-    params = answer.params
+    earlier one (other methods: nothing), read as the Bot API methods they are."""
     if answer.method == "sendMessage":
+        sent = SendMessage.model_validate(answer.params)
         return {
             "type": "bot",
             "id": row_id,
-            "html": _html(str(params.get("text") or ""), params.get("parse_mode")),
-            **_markup(params.get("reply_markup")),
+            "html": _html(sent.text, sent.parse_mode),
+            **_markup(sent.reply_markup),
         }
     if answer.method == "editMessageReplyMarkup":
+        edit = EditMessageReplyMarkup.model_validate(answer.params)
+        if edit.message_id is None:
+            return None  # an inline message's buttons: none on the page
         return {
             "type": "markup",
-            "target": int(params["message_id"]),
-            "buttons": _markup(params.get("reply_markup")).get("buttons", []),
+            "target": edit.message_id,
+            "buttons": _markup(edit.reply_markup).get("buttons", []),
         }
     return None
 
@@ -313,29 +318,24 @@ def _html(text: str, parse_mode: Any) -> str:
     return text if parse_mode == "HTML" else html.escape(text)
 
 
-def _markup(markup: Any) -> dict[str, Any]:
+def _markup(markup: object) -> dict[str, Any]:
     """A Telegram keyboard as the page draws it: inline buttons (a press sends their data, a
     link opens), a reply keyboard (a press sends its text; a contact request has no web
     equivalent: the customer types the digits), or the keyboard removed."""
-    if not isinstance(markup, dict):
-        return {}
-    if "inline_keyboard" in markup:
+    if isinstance(markup, InlineKeyboardMarkup):
         rows = [
             [
-                {"text": b.get("text", ""), "data": b.get("callback_data"), "url": b.get("url")}
+                {"text": b.text, "data": b.callback_data, "url": b.url}
                 for b in row
-                if b.get("callback_data") or b.get("url")
+                if b.callback_data or b.url
             ]
-            for row in markup["inline_keyboard"]
+            for row in markup.inline_keyboard
         ]
         return {"buttons": [r for r in rows if r]}
-    if "keyboard" in markup:
-        rows = [
-            [b.get("text", "") for b in row if not b.get("request_contact")]
-            for row in markup["keyboard"]
-        ]
-        return {"keyboard": [r for r in rows if r]}
-    if markup.get("remove_keyboard"):
+    if isinstance(markup, ReplyKeyboardMarkup):
+        keys = [[b.text for b in row if not b.request_contact] for row in markup.keyboard]
+        return {"keyboard": [r for r in keys if r]}
+    if isinstance(markup, ReplyKeyboardRemove):
         return {"keyboard": []}
     return {}
 
