@@ -1,6 +1,7 @@
 """The outbox's payloads as typed values (tickets/messages/payloads.py): rows stored by the
 previous version, as it wrote them, are still sent as they were and keep their stored shape;
-a row whose payload is not its kind's fails visibly instead of stalling its chat."""
+a row whose payload is not its kind's fails visibly instead of stalling its chat (or every
+webhook delivery)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from tests.factories import NOW, outbox_row, queue
 from tests.fakes.clock import Clock
 from tests.fakes.telegram import FAST, FakeSession, buttons_of
 from tickets.messages import payloads
-from tickets.models import OutboxMessage
+from tickets.models import OutboxMessage, WebhookSubscription
+from tickets.webhooks import claim
 
 pytestmark = pytest.mark.usefixtures("db_guard")
 
@@ -159,3 +161,44 @@ async def test_a_reply_whose_file_is_unnamed_fails_visibly_and_its_chat_goes_on(
     assert row.status == "failed" and "unreadable" in (row.last_error or "")
     assert outbox_row(sessions, after).status == "sent"
     assert [m.text for m in fake.sent()] == ["the next message"]
+
+
+def test_a_webhook_row_that_does_not_read_fails_and_the_next_is_claimed(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A webhook delivery row without its id (damaged by hand) fails unsent with why; the
+    claim goes on to the next row instead of stopping every delivery."""
+    with sessions() as s:
+        sub = WebhookSubscription(
+            url="https://erp.example.com/h", events=["case.created"], secret="whsec_AAAA"
+        )
+        s.add(sub)
+        s.flush()
+        body = {"type": "case.created", "timestamp": NOW.isoformat(), "data": {}}
+        rows = [
+            OutboxMessage(
+                channel="webhook",
+                recipient=f"{sub.id}:{n}",
+                kind="case.created",
+                payload=payload,
+                next_attempt_at=NOW,
+                created_at=NOW,
+            )
+            for n, payload in enumerate(
+                [
+                    {"subscription_id": sub.id, "body": body},
+                    {"subscription_id": sub.id, "webhook_id": "msg_2", "body": body},
+                ]
+            )
+        ]
+        s.add_all(rows)
+        s.commit()
+        damaged, good = rows[0].id, rows[1].id
+
+    with sessions() as s:
+        claimed = claim(s, now=NOW, worker_id="w1", lease_seconds=60, limit=10)
+        s.commit()
+
+    assert [(c.id, c.webhook_id) for c in claimed] == [(good, "msg_2")]
+    row = outbox_row(sessions, damaged)
+    assert row.status == "failed" and "does not read" in (row.last_error or "")

@@ -183,7 +183,7 @@ def preview_macro(
             .order_by(OutboxMessage.id)
         ).all()
         # The customer's messages only (the case's webhook deliveries are rows too).
-        said = [m for m in map(payloads.of, rows) if isinstance(m, CustomerMessage)]
+        said = [m for m in map(payloads.readable, rows) if isinstance(m, CustomerMessage)]
         texts = [m.text for m in said if m.text]
     finally:
         savepoint.rollback()

@@ -376,7 +376,8 @@ def script_answer(
     if last is None:
         return None
     row, case = last
-    name = payloads.of(row, CustomerMessage).script
+    said = payloads.readable(row)
+    name = said.script if isinstance(said, CustomerMessage) else None
     if name is None:
         return None
     # The customer may answer in either language, whichever the script was sent in.

@@ -629,7 +629,11 @@ def claim(
         query = query.with_for_update(skip_locked=True)
     claimed = []
     for row in session.scalars(query).all():
-        delivery = payloads.of(row, WebhookDelivery)
+        delivery = payloads.readable(row)
+        if not isinstance(delivery, WebhookDelivery):
+            row.status = "failed"
+            row.last_error = "not sent: the row does not read as a webhook delivery"
+            continue
         sub = session.get(WebhookSubscription, delivery.subscription_id)
         if sub is None or not sub.enabled:
             row.status = "failed"

@@ -191,7 +191,8 @@ def _log(
 def _case_of(row: Any) -> str | None:
     if row is None:
         return None
-    return payloads.of(row, WebhookDelivery).case_number
+    delivery = payloads.readable(row)
+    return delivery.case_number if isinstance(delivery, WebhookDelivery) else None
 
 
 @router.get("/{sub_id}")

@@ -136,7 +136,7 @@ def _read(session: Any, sub: WebhookSubscription) -> dict[str, Any]:
 
 
 def delivery_json(attempt: WebhookAttempt, row: OutboxMessage | None) -> DeliveryRead:
-    delivery = payloads.of(row, WebhookDelivery) if row is not None else None
+    delivery = payloads.readable(row) if row is not None else None
     return DeliveryRead(
         id=attempt.id,
         outbox_id=attempt.outbox_id,
@@ -150,7 +150,7 @@ def delivery_json(attempt: WebhookAttempt, row: OutboxMessage | None) -> Deliver
         body_excerpt=attempt.body_excerpt,
         duration_ms=attempt.duration_ms,
         delivery_status=row.status if row is not None else None,
-        case_number=delivery.case_number if delivery is not None else None,
+        case_number=delivery.case_number if isinstance(delivery, WebhookDelivery) else None,
     )
 
 

@@ -118,7 +118,10 @@ def message_deliveries(session: Session, ticket_id: int) -> dict[int, DeliveryRe
     ).all()
     out: dict[int, DeliveryRead] = {}
     for payload, status, channel, last_error in rows:
-        reply = payloads.load(channel=channel, kind=REPLY, data=payload)
+        try:
+            reply = payloads.load(channel=channel, kind=REPLY, data=payload)
+        except ValueError:
+            continue  # a damaged row: the case shows the rest
         message_id = reply.message_id if isinstance(reply, Reply) else None
         if message_id is None:
             continue

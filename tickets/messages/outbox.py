@@ -153,15 +153,15 @@ def notify_customer(
     session.add(row)
     if where.reason is not None:
         session.flush()  # the row's id goes on the event
-        event = _undeliverable_event(row, ticket.id, now)
+        event = _undeliverable_event(row, ticket.id, now, where.reason)
         event.ticket = ticket  # on the case's loaded events too (its JSON in this request)
         session.add(event)
     return row
 
 
-def _undeliverable_event(row: OutboxMessage, ticket_id: int, now: datetime) -> Event:
+def _undeliverable_event(row: OutboxMessage, ticket_id: int, now: datetime, reason: str) -> Event:
     """The case's record of a message to its customer that will never be sent, and why."""
-    message = payloads.of(row)
+    message = payloads.readable(row)
     said = message if isinstance(message, CustomerMessage) else None
     return Event(
         ticket_id=ticket_id,
@@ -174,7 +174,7 @@ def _undeliverable_event(row: OutboxMessage, ticket_id: int, now: datetime) -> E
             "script": said.script if said is not None else None,
             "message_id": message.message_id if isinstance(message, Reply) else None,
             "channel": None if row.channel == "none" else row.channel,
-            "reason": message.undeliverable,
+            "reason": reason,
             "why": row.last_error,
         },
     )
@@ -206,11 +206,14 @@ def settle_undelivered(
         reason = f"{CHANNEL_OFF}:{row.channel}"
         row.status = "undeliverable"
         row.last_error = WHY.get(reason, f"not sent: nothing delivers {row.channel}")
-        message = payloads.of(row)
-        message.undeliverable = reason
-        row.payload = payloads.dump(message)
+        message = payloads.readable(row)
+        if message is None:  # one this version cannot read: marked all the same
+            row.payload = {**row.payload, "undeliverable": reason}
+        else:
+            message.undeliverable = reason
+            row.payload = payloads.dump(message)
         if row.channel != "agents" and row.ticket_id is not None:
-            session.add(_undeliverable_event(row, row.ticket_id, now))
+            session.add(_undeliverable_event(row, row.ticket_id, now, reason))
     return len(rows)
 
 

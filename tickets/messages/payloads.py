@@ -19,10 +19,13 @@ written by an older or newer version loads, and is written back with them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger(__name__)
 
 # Kinds of rows (OutboxMessage.kind) whose payload is known by kind.
 NOTICE = "notice"
@@ -200,6 +203,16 @@ def of(row: Stored, model: type[Payload] | None = None) -> Payload:
     if model is not None and not isinstance(message, model):
         raise ValueError(f"outbox {row.channel}/{row.kind} row holds no {model.__name__}")
     return message
+
+
+def readable(row: Stored) -> OutboxPayload | None:
+    """`of`, or None (logged) for a row whose payload does not read as its kind: for readers
+    that show, summarise or settle many rows, where one damaged row must not stop the rest."""
+    try:
+        return of(row)
+    except ValueError:
+        log.warning("an outbox %s/%s row does not read as its kind", row.channel, row.kind)
+        return None
 
 
 def dump(payload: Payload) -> dict[str, Any]:
