@@ -876,7 +876,7 @@ class DeliveryWorker:
                 .order_by(OutboxMessage.id.desc())
                 .limit(20)
             ).all()
-            sent = [payloads.of(c) for c in earlier if c.kind != CARD_TAKEN]
+            sent = [payloads.readable(c) for c in earlier if c.kind != CARD_TAKEN]
             cards = [
                 (c.telegram_message_id, c.text or "", c.parse_mode)
                 for c in sent
