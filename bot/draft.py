@@ -131,8 +131,11 @@ def dump_draft(draft: Draft) -> dict[str, Any]:
 
 async def load_draft(state: FSMContext) -> Draft:
     """The conversation's draft, from its stored dict."""
-    draft = Draft.model_validate(await state.get_data())
-    draft._loaded = dump_draft(draft)
+    stored = await state.get_data()
+    draft = Draft.model_validate(stored)
+    # What `save_draft` compares with: the stored dict itself (a dump of the draft just read
+    # gives the same values, at a dump's cost on every update).
+    draft._loaded = dict(stored)
     return draft
 
 
