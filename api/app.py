@@ -34,8 +34,10 @@ from api.routes import agents as agents_routes
 from api.routes import orders, tickets
 from api.routes import scripts as scripts_routes
 from api.routes import sla as sla_routes
+from api.routes import team as team_routes
 from api.routes import webhooks as webhooks_routes
 from api.telegram_webhook import SECRET_HEADER, WEBHOOK_PATH, secret_matches, webhook_router
+from api.watch import Watcher
 from tickets.auth import live_token
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, read_sessionmaker
 from tickets.messages.outbox import delivered_channels
@@ -206,11 +208,8 @@ def create_app(
                 hooks_stop.set()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(hooks_task, timeout=settings.hooks_timeout_seconds + 5)
-            if getattr(app.state, "web_chat", None) is not None:
-                await app.state.web_chat.hub.stop()
-            panel = getattr(app.state, "panel", None)
-            if panel is not None and panel.notify_hub is not None:
-                await panel.notify_hub.stop()
+            # The live pages' streams (the web chat's, the notifications') stop being woken.
+            await app.state.watcher.stop()
             if runtime is not None:
                 await runtime.stop()
             if sched is not None:
@@ -237,6 +236,8 @@ def create_app(
     app.state.read_sessions = given_sessions or read_sessionmaker(engine)
     app.state.policy = policy
     app.state.scripts = scripts
+    # The one watcher of the live pages' event streams (api/watch.py).
+    app.state.watcher = Watcher(app.state.read_sessions, settings.watch_seconds)
     # The clock every request reads `now` from (tests fix it; nothing else reads the time).
     app.state.clock = overrides.pop("clock", None) or utcnow
     # The channels something delivers (tickets/messages/outbox.py): from the settings (the bot's
@@ -277,6 +278,8 @@ def create_app(
     # The shop's webhooks: admins, or a token with the "webhooks" scope (api/routes/webhooks.py).
     v1.include_router(webhooks_routes.router)
     v1.include_router(agents_routes.router, dependencies=cases)
+    # Macros, the caller's saved views and notifications (the panel's team tools).
+    v1.include_router(team_routes.router, dependencies=cases)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])
@@ -316,8 +319,14 @@ def create_app(
     if settings.web_chat:
         # The web chat (no Telegram token needed); off, its routes do not exist: 404.
         from api.chat import install_chat
+        from bot.web_chat import build_web_conversation
 
-        install_chat(app)
+        install_chat(
+            app,
+            build_web_conversation(
+                app.state.sessions, settings, scripts, policy, clock=app.state.clock
+            ),
+        )
     # Outermost (but for Starlette's error handler): who sends a body is checked, and no more
     # than its route's limit is read, before FastAPI parses anything (api/guard.py).
     app.add_middleware(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from tickets.auth import live_token, token_is_stale, touch_token
 from tickets.context import Actor, Context
 from tickets.db import unit_of_work
+from tickets.macros import Macros, load_macros
 from tickets.models import Agent
 from tickets.storage import AttachmentStore, limits_from
 
@@ -150,3 +152,25 @@ def agent_actor(agent: CurrentAgent) -> Actor:
 
 
 AgentActor = Annotated[Actor, Depends(agent_actor)]
+
+
+# One reader of the macros file at a time (the first requests of a fresh process may race).
+_macros_lock = threading.Lock()
+
+
+def shop_macros(request: Request) -> Macros:
+    """The shop's macros (tickets/macros.py), read and checked against the script library once
+    per app, in a request's thread on first use (a server nobody uses them on never reads the
+    file), for the panel and the JSON API alike."""
+    state = request.app.state
+    found: Macros | None = getattr(state, "macros", None)
+    if found is None:
+        with _macros_lock:
+            found = getattr(state, "macros", None)
+            if found is None:
+                found = load_macros(state.settings.macros_file, state.scripts)
+                state.macros = found
+    return found
+
+
+MacrosDep = Annotated[Macros, Depends(shop_macros)]

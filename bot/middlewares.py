@@ -123,6 +123,9 @@ _RECORD_UPDATE = insert(cast(Table, InboundUpdate.__table__)).values(
 
 # The data key the webhook sets on its updates (bot/runtime.py): they may reach any process.
 WEBHOOK = "aftersales_webhook"
+# A list the feeder of an update may pass under this data key (the web chat, bot/web_chat.py):
+# the files kept from the update's message go in it (its page shows the customer's own photos).
+KEPT_FILES = "aftersales_kept_files"
 # How long an earlier update that arrived (in any process) and is not handled holds back its
 # conversation's later ones: long enough for a busy process to reach it, short enough that a
 # dead one's update (Telegram redelivers it) does not stall the chat for long.
@@ -439,6 +442,9 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                         _wake_delivery(data)
                     await replies.flush(bot)
                     return UNHANDLED
+                kept = data.get(KEPT_FILES)
+                if isinstance(kept, list):
+                    kept.extend(m.stored for m in media if m.stored is not None)
         buffer: BufferedState | None = None
         if conversation is not None:
             if isinstance(self.storage, DatabaseStorage):

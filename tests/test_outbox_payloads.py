@@ -127,6 +127,20 @@ def test_each_old_payload_loads_as_its_kind_and_writes_back_unchanged() -> None:
         ("telegram", "legacy_kind", OLD_OTHER, payloads.CustomerMessage),
         ("agents", "card.taken", {"number": "AS-1", "agent": "li"}, payloads.CardTaken),
         (
+            "web",
+            "web_echo",
+            {
+                "text": "",
+                "file": {"kind": "photo", "name": "a.jpg"},
+                "stored": {
+                    "key": "photo/ab/x.jpg",
+                    "thumb": "thumbs/ab/x.jpg",
+                    "mime": "image/jpeg",
+                },
+            },
+            payloads.WebEcho,
+        ),
+        (
             "webhook",
             "case.created",
             {

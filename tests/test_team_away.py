@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import Api, logged_in
+from tests.factories import act, make_case
 from tickets.models import Agent, AuditEntry
 
 
@@ -91,3 +92,36 @@ def test_the_api_marks_away_by_the_same_rule(api: Api, sessions: sessionmaker[Se
     assert not _away(sessions, "alice")
     # An orders-only token may not.
     assert api.as_("shop").post("/api/v1/agents/shop/away", json={"away": True}).status_code == 403
+
+
+def _assignee_cell(page: str, number: str) -> str:
+    row = re.search(rf'<tr data-case="{number}".*?</tr>', page, re.S)
+    assert row is not None, page
+    return row.group(0)
+
+
+def test_an_away_assignee_is_marked_in_the_queue_and_on_the_case(
+    panel_app: Any, sessions: sessionmaker[Session], ctx: Any
+) -> None:
+    number = make_case(sessions, ctx, "AW1")
+    act(sessions, ctx, number, "assign", assignee="alice")
+    lena = logged_in(panel_app, "lena")
+    # Alice is here: her name alone.
+    assert "(away)" not in _assignee_cell(lena.get("/panel?queue=all").text, number)
+    assert 'data-away="alice"' not in lena.get(f"/panel/cases/{number}").text
+    assert lena.post(f"/panel/admin/agents/{_agent_id(sessions, 'alice')}/away", {"away": "1"})
+    # Away: the case waits on someone who is not there, and both places say so.
+    row = _assignee_cell(lena.get("/panel?queue=all").text, number)
+    assert re.search(r'Alice</span> <span class="away" data-away="alice">\(away\)</span>', row)
+    case = lena.get(f"/panel/cases/{number}").text
+    assert re.search(r'Alice</span> <span class="away" data-away="alice">\(away\)</span>', case)
+    # In Chinese too.
+    with sessions() as s:
+        s.execute(update(Agent).where(Agent.username == "bob").values(language="zh-CN"))
+        s.commit()
+    bob = logged_in(panel_app, "bob")
+    assert "(离开)" in _assignee_cell(bob.get("/panel?queue=all").text, number)
+    assert (
+        '<span class="away" data-away="alice">(离开)</span>'
+        in bob.get(f"/panel/cases/{number}").text
+    )

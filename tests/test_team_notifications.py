@@ -5,14 +5,13 @@ a colleague's @mention of me in an internal note; listed on the panel (newest fi
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import Panel
 from tests.factories import act, make_case
-from tickets import notifications
 from tickets.cases.conversation import add_customer_message
 from tickets.context import Context
 from tickets.models import Agent, Notification, Ticket
@@ -104,9 +103,10 @@ def test_each_agent_keeps_the_newest_few(
     panel_app: object,
     sessions: sessionmaker[Session],
     ctx: Context,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(notifications, "KEEP_PER_AGENT", 3)
+    # The shop keeps 3 per agent (AFTERSALES_LIMIT_NOTIFICATIONS_PER_AGENT, as the context
+    # carries it; tests/test_team_limits.py sets it through the setting).
+    ctx = replace(ctx, limits=replace(ctx.limits, notifications_per_agent=3))
     numbers = [
         make_case(sessions, ctx, f"NB{i}", customer={"name": f"c{i}", "phone": f"1390000{i:04d}"})
         for i in range(5)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.i18n import Texts
-from bot.keyboards import ItemCb, KindCb, NavCb, ReasonCb
+from bot.keyboards import ItemCb, KindCb, MenuCb, NavCb, ReasonCb
 from tests.conftest import Api
 from tests.factories import NOW, order_json
 from tests.fakes.telegram import Customer, buttons_of, jpeg, texts_of
@@ -371,3 +371,101 @@ async def test_a_return_needing_a_photo_takes_it_alike_on_either_channel(
             AttachmentStore(settings.media_dir).path(case.attachments[0].storage_key)
         ) as img:
             assert img.getexif().get_ifd(0x8825) == {}, "location metadata must be stripped"
+
+
+# ---------------------------------------------------------------- one customer, two chats
+
+
+async def file_a_complaint(me: Chat, order_no: str, words: str) -> Said:
+    """A customer proves `order_no` by the phone's last digits and files a complaint."""
+    await me.text(f"/start {order_no}")
+    said = await me.text("8000")
+    assert said.texts[0] == t(me.language, "intake.proof_ok", order_no=order_no)
+    said = await me.press(KindCb(kind="complaint"))
+    await me.press(next(b for b in said.buttons if b.startswith("r:")))
+    await me.text(words)
+    await me.press(NavCb(action="done"))
+    return await me.press(NavCb(action="confirm"))
+
+
+def shown_cases(said: Said) -> list[str]:
+    """The case numbers "My requests" lists."""
+    return [text.split("</code>")[0].removeprefix("<code>") for text in said.texts[1:]]
+
+
+def telegram_sends(bot: Bot) -> list[tuple[int, str]]:
+    """What the bot sent on Telegram so far: (chat, text)."""
+    session = bot.session
+    return [
+        (int(r.chat_id), str(r.text))
+        for r in session.requests  # type: ignore[attr-defined]
+        if type(r).__name__ == "SendMessage"
+    ]
+
+
+async def test_a_case_opened_on_the_web_is_followed_in_telegram_by_the_same_customer(
+    app: Any, api: Api, dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session]
+) -> None:
+    add_unlinked(sessions, "X100")
+    page = WebChat(TestClient(app), "en")
+    said = await file_a_complaint(page, "X100", "the box came crushed")
+    with sessions() as s:
+        case = s.scalars(select(Ticket)).one()
+    assert case.number in said.texts[0] and case.channel == "web"
+    # The same person on Telegram proves the order there: one customer, both chats.
+    phone = TelegramChat(Customer(dp, bot, user_id=6001, language="en"), "en")
+    await phone.text("/start X100")
+    said = await phone.text("8000")
+    assert said.texts[0] == t("en", "intake.proof_ok", order_no="X100")
+    with sessions() as s:
+        [emma] = s.scalars(select(CustomerRow)).all()
+        assert emma.telegram_user_id == 6001 and is_web_chat(emma.web_chat_id)
+    # My requests, on Telegram, shows the web case.
+    said = await phone.press(MenuCb(action="mine"))
+    assert said.texts[0] == t("en", "cases.header") and shown_cases(said) == [case.number]
+    # What they write on Telegram reaches the case.
+    said = await phone.text("any news about it?")
+    assert said.texts == [t("en", "cases.message_added", case_no=case.number)]
+    # The agent's answer reaches them: on the case's own chat, the web page, once.
+    r = api.post(f"/api/v1/tickets/{case.number}/replies", json={"text": "A new box is on its way"})
+    assert r.status_code == 201, r.text
+    assert r.json()["delivery"]["channel"] == "web"
+    answer = page.read()
+    assert [e["html"] for e in answer if e["type"] == "bot"] == ["A new box is on its way"]
+    words = [m["text"] for m in api.get(f"/api/v1/tickets/{case.number}").json()["messages"]]
+    assert "any news about it?" in words
+
+
+async def test_a_case_opened_in_telegram_is_followed_on_the_web_by_the_same_customer(
+    app: Any, api: Api, dp: Dispatcher, bot: Bot, sessions: sessionmaker[Session]
+) -> None:
+    add_unlinked(sessions, "X200")
+    phone = TelegramChat(Customer(dp, bot, user_id=6001, language="en"), "en")
+    said = await file_a_complaint(phone, "X200", "the colour is wrong")
+    with sessions() as s:
+        case = s.scalars(select(Ticket)).one()
+    assert case.number in said.texts[0] and case.channel == "telegram"
+    # The same person on the web chat proves the order there: one customer, both chats.
+    page = WebChat(TestClient(app), "en")
+    await page.text("/start X200")
+    said = await page.text("8000")
+    assert said.texts[0] == t("en", "intake.proof_ok", order_no="X200")
+    with sessions() as s:
+        [emma] = s.scalars(select(CustomerRow)).all()
+        assert emma.telegram_user_id == 6001 and is_web_chat(emma.web_chat_id)
+    # My requests, on the web, shows the Telegram case.
+    said = await page.text("/menu")
+    assert MenuCb(action="mine").pack() in said.buttons
+    said = await page.press(MenuCb(action="mine"))
+    assert said.texts[0] == t("en", "cases.header") and shown_cases(said) == [case.number]
+    said = await page.text("I can send a photo")
+    assert said.texts == [t("en", "cases.message_added", case_no=case.number)]
+    # The agent's answer reaches them: on the case's own chat, Telegram.
+    r = api.post(f"/api/v1/tickets/{case.number}/replies", json={"text": "Please do, thanks"})
+    assert r.status_code == 201, r.text
+    assert r.json()["delivery"]["channel"] == "telegram"
+    worker = dp.workflow_data["delivery"]
+    await worker.drain()
+    assert telegram_sends(bot)[-1] == (6001, "Please do, thanks")
+    words = [m["text"] for m in api.get(f"/api/v1/tickets/{case.number}").json()["messages"]]
+    assert "I can send a photo" in words

@@ -4,7 +4,9 @@ HTTP app on the real test database."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -173,3 +175,69 @@ async def test_uploads_are_bounded_and_refused_from_other_sites_and_strangers(
             "/chat/upload", data={"id": "abcdefgh"}, files={"file": ("a.jpg", jpeg(), "image/jpeg")}
         )
         assert r.status_code == 401
+
+
+async def test_the_customers_own_photo_shows_small_and_opens_for_their_chat_only(
+    page: WebPage, app: Any, clock: Clock
+) -> None:
+    await at_evidence(page)
+    big = jpeg("red", size=(1600, 1200), gps=True)
+    await page.files(big, name="zip.jpg", clock=clock)
+    [mine] = [e for e in page.seen if e["type"] == "mine" and e.get("file")]
+    shown = mine["file"]
+    assert (shown["kind"], shown["name"]) == ("photo", "zip.jpg")
+    # Small: its thumbnail, bounded whatever the photo's size.
+    small = page.client.get(shown["thumb"])
+    assert small.status_code == 200 and small.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(small.content)) as img:
+        assert max(img.size) <= 320 and colour_of(img)[0] > 200
+    # A tap: the photo itself, as kept (its location stripped).
+    full = page.client.get(shown["url"])
+    assert full.status_code == 200 and full.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(full.content)) as img:
+        assert img.size == (1600, 1200) and img.getexif().get_ifd(0x8825) == {}
+    assert len(small.content) < len(full.content) / 5
+    # Another customer's page, and a browser with no session, get nothing; nor an unknown row.
+    # (Clients of the same running app: its lifespan is the page's.)
+    stranger = WebPage(TestClient(app), "en")
+    nobody = TestClient(app)
+    for url in (shown["thumb"], shown["url"]):
+        assert stranger.client.get(url).status_code == 404
+        assert nobody.get(url).status_code == 401
+    assert page.client.get("/chat/files/99999999/thumb").status_code == 404
+    # A reload shows it the same way.
+    again = [e for e in page.read(after=None) if e["type"] == "mine" and e.get("file")]
+    assert [e["file"] for e in again] == [shown]
+
+
+async def test_a_document_or_a_refused_photo_keeps_its_name_only(
+    page: WebPage, clock: Clock
+) -> None:
+    await at_evidence(page)
+    await page.files(b"MZ\x90\x00 not a picture", name="evil.jpg", clock=clock)
+    await page.files(b"%PDF-1.4\n%%EOF\n", name="receipt.pdf", mime="application/pdf", clock=clock)
+    shown = [e["file"] for e in page.seen if e["type"] == "mine" and e.get("file")]
+    assert shown == [
+        {"kind": "photo", "name": "evil.jpg"},
+        {"kind": "document", "name": "receipt.pdf"},
+    ]
+
+
+async def test_a_photo_kept_after_its_message_showed_is_small_on_the_next_visit(
+    page: WebPage, app: Any, settings: Any, clock: Clock
+) -> None:
+    """The bot took longer than the hold (a process stopped mid-file, a slow disk): the page
+    showed the name; the photo, kept at last, shows small from the next visit on."""
+    from api.chat import ECHO_HOLD
+
+    chat = app.state.web_chat
+    chat_id = int(page.client.cookies["aftersales_chat"].split(".")[0])
+    await asyncio.to_thread(
+        chat.echo, chat_id, "late-photo-01", "", {"kind": "photo", "name": "late.jpg"}
+    )
+    clock.now += ECHO_HOLD + timedelta(seconds=1)
+    assert [e["file"] for e in page.read()] == [{"kind": "photo", "name": "late.jpg"}]
+    stored = AttachmentStore(settings.media_dir).store_photo(jpeg("blue"))
+    await asyncio.to_thread(chat.settle, chat_id, "late-photo-01", [stored])
+    [shown] = [e["file"] for e in page.read(after=None)]
+    assert page.client.get(shown["thumb"]).status_code == 200

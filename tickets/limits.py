@@ -48,9 +48,14 @@ class Limits:
     # anyone, and by one person on any orders (tickets/ownership.py).
     proof_tries_per_order: int = 5
     proof_tries_per_person: int = 10
-    # Tags on one case (tickets/cases/tags.py), and saved views (named queues) per agent.
+    # Tags on one case and named in one request (tickets/cases/tags.py), saved views (named
+    # queues) per agent, cases linked to one case (tickets/cases/links.py), and notifications
+    # kept per agent (the newest; tickets/notifications.py).
     tags_per_case: int = 20
+    tags_per_request: int = 20
     saved_views_per_agent: int = 20
+    links_per_case: int = 50
+    notifications_per_agent: int = 200
 
 
 # The ceilings of the schemas, and the most a setting may be raised to.
@@ -68,7 +73,10 @@ HARD = Limits(
     proof_tries_per_order=100,
     proof_tries_per_person=100,
     tags_per_case=100,
+    tags_per_request=100,
     saved_views_per_agent=100,
+    links_per_case=500,
+    notifications_per_agent=10_000,
 )
 DEFAULTS = Limits()
 # A variable's name: a script declares short identifiers.

@@ -9,7 +9,9 @@ One home for who hears what, fed by the case's audit log (tickets/cases/events.p
 - an @mention in an internal note (`note.added`): each active colleague whose username is
   mentioned (`@tom`), a real username, not a word that looks like one.
 Nobody is notified of what they did themselves. Rows are written as plain INSERTs: the bot's
-hot path (a customer's message) pays one statement, not a flush of the case.
+hot path (a customer's message) pays one statement, not a flush of the case. Each agent keeps
+the newest AFTERSALES_LIMIT_NOTIFICATIONS_PER_AGENT (the `keep` the caller passes, from its
+context's limits).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from tickets.limits import DEFAULTS
 from tickets.models import Agent, EventType, Message, Notification, Ticket
 
 NEW_CASE = "new_case"
@@ -38,8 +41,6 @@ NOTIFYING = frozenset(
         EventType.note_added,
     }
 )
-# Kept per agent: the newest this many (older ones go as new ones come).
-KEEP_PER_AGENT = 200
 # A note's words quoted with a mention.
 EXCERPT = 200
 # `@name` where a username may be: letters, digits, `_`, `.`, `-` (create-agent's names).
@@ -59,6 +60,7 @@ def _add(
     ticket: Ticket,
     by: str,
     now: datetime,
+    keep: int,
     excerpt: str = "",
 ) -> None:
     rows = [
@@ -78,12 +80,12 @@ def _add(
     conn = session.connection()
     conn.execute(insert(Notification), rows)
     for row in rows:
-        # The agent's newest KEEP_PER_AGENT stay; the older ones go.
+        # The agent's newest `keep` stay; the older ones go.
         oldest_kept = (
             select(Notification.id)
             .where(Notification.agent_id == row["agent_id"])
             .order_by(Notification.id.desc())
-            .offset(KEEP_PER_AGENT - 1)
+            .offset(keep - 1)
             .limit(1)
             .scalar_subquery()
         )
@@ -103,8 +105,10 @@ def on_event(
     actor_agent_id: int | None,
     now: datetime,
     data: dict[str, Any],
+    keep: int = DEFAULTS.notifications_per_agent,
 ) -> None:
-    """Notify whoever should hear of this event on the case (module doc)."""
+    """Notify whoever should hear of this event on the case (module doc); each agent keeps
+    their newest `keep`."""
     if ticket.id is None:
         return
 
@@ -117,12 +121,16 @@ def on_event(
             .where(Agent.group == ticket.group, Agent.active.is_(True))
             .order_by(Agent.id)
         )
-        _add(session, others(group), kind=NEW_CASE, ticket=ticket, by=actor_label, now=now)
+        _add(
+            session, others(group), kind=NEW_CASE, ticket=ticket, by=actor_label, now=now, keep=keep
+        )
     elif type == EventType.case_assigned and data.get("assignee"):
         who = session.scalar(
             select(Agent.id).where(Agent.username == data["assignee"], Agent.active.is_(True))
         )
-        _add(session, others([who]), kind=ASSIGNED, ticket=ticket, by=actor_label, now=now)
+        _add(
+            session, others([who]), kind=ASSIGNED, ticket=ticket, by=actor_label, now=now, keep=keep
+        )
     elif type == EventType.customer_message:
         _add(
             session,
@@ -131,6 +139,7 @@ def on_event(
             ticket=ticket,
             by=actor_label,
             now=now,
+            keep=keep,
         )
     elif type == EventType.note_added and data.get("message_id"):
         text = session.scalar(select(Message.text).where(Message.id == data["message_id"])) or ""
@@ -148,6 +157,7 @@ def on_event(
                 ticket=ticket,
                 by=actor_label,
                 now=now,
+                keep=keep,
                 excerpt=" ".join(text.split()),
             )
 

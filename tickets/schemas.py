@@ -551,7 +551,10 @@ class ReplyCreate(_In):
 class TagsIn(_In):
     """Tags to put on a case (tickets/cases/tags.py says what a tag may be)."""
 
-    tags: list[Annotated[str, Field(max_length=100)]] = Field(min_length=1, max_length=20)
+    # The hard ceiling; the shop's own (AFTERSALES_LIMIT_TAGS_PER_REQUEST) is the core's check.
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(
+        min_length=1, max_length=HARD.tags_per_request
+    )
 
 
 class LinkIn(_In):

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # A signed chat link for an order (tickets/chat_links.py) opens the chat already proved for
     # it, for this many hours after it is made.
     web_chat_link_hours: int = Field(default=168, ge=1, le=24 * 365)
+    # How often the one watcher of the live pages (api/watch.py: the web chat's and the panel's
+    # notifications' event streams) looks for what other processes wrote, in seconds.
+    watch_seconds: float = Field(default=1.0, ge=0.2, le=30)
     # Evidence from customers: size limits per kind, and files per request.
     media_max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     media_max_video_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
@@ -151,8 +154,16 @@ class Settings(BaseSettings):
         default=DEFAULTS.proof_tries_per_person, ge=1, le=HARD.proof_tries_per_person
     )
     limit_tags_per_case: int = Field(default=DEFAULTS.tags_per_case, ge=1, le=HARD.tags_per_case)
+    limit_tags_per_request: int = Field(
+        default=DEFAULTS.tags_per_request, ge=1, le=HARD.tags_per_request
+    )
     limit_saved_views_per_agent: int = Field(
         default=DEFAULTS.saved_views_per_agent, ge=1, le=HARD.saved_views_per_agent
+    )
+    limit_links_per_case: int = Field(default=DEFAULTS.links_per_case, ge=1, le=HARD.links_per_case)
+    # The newest this many notifications of each agent are kept (older ones go as new come).
+    limit_notifications_per_agent: int = Field(
+        default=DEFAULTS.notifications_per_agent, ge=10, le=HARD.notifications_per_agent
     )
     # The largest amount of money accepted anywhere, in the currency's major unit.
     max_amount: Decimal = Field(default=DEFAULTS.max_amount, gt=0, le=HARD.max_amount)
@@ -233,7 +244,10 @@ class Settings(BaseSettings):
             proof_tries_per_order=self.limit_proof_tries_per_order,
             proof_tries_per_person=self.limit_proof_tries_per_person,
             tags_per_case=self.limit_tags_per_case,
+            tags_per_request=self.limit_tags_per_request,
             saved_views_per_agent=self.limit_saved_views_per_agent,
+            links_per_case=self.limit_links_per_case,
+            notifications_per_agent=self.limit_notifications_per_agent,
         )
 
     @property

@@ -1,7 +1,9 @@
 """The web chat at /chat: customers without Telegram talk to the same bot from a web page.
 
-`install_chat(app)` is the one call the composition root makes, when AFTERSALES_WEB_CHAT is on
-(off, no chat route exists: every one answers 404). It needs no Telegram token.
+`install_chat(app, conversation)` is the one call the composition root makes, when
+AFTERSALES_WEB_CHAT is on (off, no chat route exists: every one answers 404). It needs no
+Telegram token. `conversation` is the bot's side (api/chat/port.py, built by bot/web_chat.py in
+the root): nothing here imports bot/.
 
 - `GET /chat`: the page (templates/chat/chat.html, api/static/chat.js), in the browser's
   language (zh-CN or en) with a switch; it opens the browser's session (api/chat/identity.py).
@@ -12,8 +14,8 @@
 - `POST /chat/send` `{"id", "text"}`, `POST /chat/press` `{"id", "data", "message"}`: a text,
   a button press. `id` is the page's own id for it (a retry with the same id is handled once).
   Each becomes a Telegram update fed to a Dispatcher built by the bot's own factory
-  (bot/runtime.py `build_dispatcher`), with a bot whose session never calls Telegram
-  (bot/web.py): every handler, filter, state and fallback of the bot serves the page.
+  (bot/runtime.py `build_dispatcher`, through the port), with a bot whose session never calls
+  Telegram (bot/web.py): every handler, filter, state and fallback of the bot serves the page.
 - `POST /chat/upload` (multipart: `id`, `group`, `file`): one photo, video or document, as a
   Telegram message carrying it (the page sends the files picked together one by one, sharing a
   `group`, as Telegram sends an album): the bot's own media step checks and keeps it
@@ -22,8 +24,10 @@
 - `POST /chat/forget`: log out; this browser forgets its session.
 - `GET /chat/events`: the conversation as server-sent events, resumed by `Last-Event-ID`
   (api/chat/stream.py).
-- `GET /chat/files/{row}`: the file an agent's answer carries (a photo, a PDF), for the page's
-  own conversation only (another chat's, or none: 404).
+- `GET /chat/files/{row}`: the file an agent's answer carries (a photo, a PDF), or a photo the
+  customer sent; `GET /chat/files/{row}/thumb`, that photo's thumbnail (at most
+  320 px, made once when the photo is kept: tickets/storage.py), which the page shows (a tap
+  opens the photo). For the page's own conversation only (another chat's, or none: 404).
 
 The JSON routes refuse cross-site requests (the `Origin` must be this site's) and bodies that
 are not JSON, and are rate-limited per session and per address. Whatever ids a request names,
@@ -36,11 +40,10 @@ import asyncio
 import hashlib
 import html
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from aiogram.methods import EditMessageReplyMarkup, SendMessage
-from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup, ReplyKeyboardRemove
 from fastapi import APIRouter, FastAPI, Request
 from fastapi import Path as FastPath
 from fastapi.encoders import jsonable_encoder
@@ -60,16 +63,25 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from api.chat import identity
+from api.chat.port import Conversation, Updates
 from api.chat.stream import ECHO_KIND, WEB, Hub, Row
 from api.panel.auth import client_address
 from tickets.bundled import bundled
 from tickets.chat_links import LINK_PARAM, TOKEN_MAX, LinkRefused, prove_by_link, read_token
 from tickets.customers import LinkedElsewhere
-from tickets.exceptions import NotFound
+from tickets.exceptions import InvalidInput, NotFound
 from tickets.messages import payloads
-from tickets.messages.payloads import BotAnswer, CustomerMessage, EchoFile, Reply, WebEcho
+from tickets.messages.payloads import (
+    BotAnswer,
+    CustomerMessage,
+    EchoFile,
+    KeptFile,
+    Reply,
+    WebEcho,
+)
 from tickets.messages.scripts import resolve_language
 from tickets.models import Attachment, OutboxMessage
+from tickets.storage import AttachmentStore, StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +93,10 @@ CLIENT_ID = r"^[A-Za-z0-9_-]{8,64}$"
 # Telegram's own limits: a message's text, a button's data.
 TEXT_MAX = 4096
 DATA_MAX = 64
+# How long the customer's file message waits for the bot to keep the file before it is shown
+# all the same (`WebChat.echo`): longer than the slowest photo takes, short enough that a
+# process stopping mid-file does not hide the chat's rest for long.
+ECHO_HOLD = timedelta(seconds=60)
 # The page's own words (bot/messages.py, `web.*`).
 PAGE_TEXTS = (
     "title",
@@ -130,32 +146,16 @@ class LanguageIn(BaseModel):
 
 
 class WebChat:
-    """The web chat's parts in one process: the Dispatcher and its web bot, the event hub,
+    """The web chat's parts in one process: the bot's conversation (the port), the event hub,
     the limits, the page's templates."""
 
-    def __init__(self, app: FastAPI) -> None:
-        # The bot's modules come in only with the chat (aiogram is heavy).
-        from bot.i18n import Texts
-        from bot.runtime import build_dispatcher
-        from bot.web import build_web_bot
-
+    def __init__(self, app: FastAPI, conversation: Conversation) -> None:
         state = app.state
         self.settings = state.settings
         self.clock = state.clock
         self.sessions = state.sessions
-        self.texts = Texts.load()
-        self.bot = build_web_bot()
-        # Where the web bot's getFile finds an upload's bytes, for the one update reading them.
-        self.files: dict[str, bytes] = self.bot.session.files  # type: ignore[attr-defined]
-        self.dispatcher = build_dispatcher(
-            state.sessions,
-            state.settings,
-            state.scripts,
-            state.policy,
-            texts=self.texts,
-            clock=state.clock,
-        )
-        self.hub = Hub(state.sessions, state.clock)
+        self.conversation = conversation
+        self.hub = Hub(state.sessions, state.clock, state.watcher)
         self.limits = identity.Limits.of(
             self.settings.web_chat_messages_per_minute, self.settings.web_chat_sessions_per_hour
         )
@@ -167,27 +167,45 @@ class WebChat:
     def secret(self) -> str:
         return str(self.settings.secret_key)
 
-    def updates(self, chat_id: int, language: str) -> Any:
-        from bot.web import WebUpdates
+    def updates(self, chat_id: int, language: str) -> Updates:
+        return self.conversation.updates(chat_id, language)
 
-        return WebUpdates(self.bot, chat_id, language)
-
-    async def feed(self, chat_id: int, update: Any) -> None:
+    async def feed(self, chat_id: int, update: object) -> None:
         """Handle one update of the chat as the bot handles Telegram's, then wake its page."""
         try:
-            await self.dispatcher.feed_update(self.bot, update)
+            await self.conversation.feed(update)
         finally:
             self.hub.wake(str(chat_id))
 
+    async def feed_file(
+        self, chat_id: int, client_id: str, update: object, file_id: str, data: bytes
+    ) -> None:
+        """Handle an update carrying a file (its bytes offered under `file_id`), then show
+        the customer's message with what was kept of the file (`settle`), and wake the page."""
+        kept: list[StoredFile] = []
+        try:
+            kept = await self.conversation.feed(update, {file_id: data})
+        finally:
+            await asyncio.to_thread(self.settle, chat_id, client_id, kept[:1])
+            self.hub.wake(str(chat_id))
+
     def echo(
-        self, chat_id: int, client_id: str, text: str, file: dict[str, str] | None = None
+        self,
+        chat_id: int,
+        client_id: str,
+        text: str,
+        file: dict[str, str] | None = None,
     ) -> None:
         """Write the customer's own message (a text, or a file's kind and name) to the
-        conversation (stream.py's doc); once."""
+        conversation (stream.py's doc); once. A file's is held until the bot has kept the file
+        (`settle`): the page then shows the photo itself; what the bot answers meanwhile waits
+        behind it (the chat's order holds), and if this process stops before, it shows after
+        ECHO_HOLD as the file's name."""
         now = self.clock()
         echo = WebEcho(text=text)
         if file is not None:
             echo.file = EchoFile.model_validate(file)
+        held = file is not None
         with self.sessions() as session:
             try:
                 session.execute(
@@ -196,17 +214,45 @@ class WebChat:
                         recipient=str(chat_id),
                         kind=ECHO_KIND,
                         payload=payloads.dump(echo),
-                        status="sent",
+                        status="pending" if held else "sent",
                         attempts=0,
-                        next_attempt_at=now,
+                        next_attempt_at=now + ECHO_HOLD if held else now,
                         created_at=now,
-                        sent_at=now,
-                        dedupe_key=f"web-echo:{chat_id}:{client_id}",
+                        sent_at=None if held else now,
+                        dedupe_key=_echo_key(chat_id, client_id),
                     )
                 )
                 session.commit()
             except IntegrityError:
                 session.rollback()  # sent again by the page: shown once
+
+    def settle(self, chat_id: int, client_id: str, kept: list[StoredFile]) -> None:
+        """The file's message handled: its echo (held by `echo`) shown, with where the kept
+        file and its thumbnail are (served by `file_of`, never sent to the page as such).
+        An echo that already names its file (a retry of the same upload) is left as it is;
+        one shown already as a name (the bot took longer than ECHO_HOLD) gets its file for
+        the next time the page is opened."""
+        now = self.clock()
+        with self.sessions() as session:
+            row = session.scalar(
+                select(OutboxMessage).where(
+                    OutboxMessage.dedupe_key == _echo_key(chat_id, client_id)
+                )
+            )
+            if row is None:
+                return
+            echo = payloads.readable(row)
+            if kept and isinstance(echo, WebEcho) and echo.stored is None:
+                stored = kept[0]
+                echo.stored = KeptFile(
+                    key=stored.storage_key, thumb=stored.thumbnail_key, mime=stored.mime
+                )
+                row.payload = payloads.dump(echo)
+            if row.status == "pending":
+                row.status = "sent"
+                row.sent_at = now
+                row.next_attempt_at = now
+            session.commit()
 
     def prove(self, chat_id: int, order_no: str, language: str) -> bool | None:
         """The chat opened a valid link for `order_no`: prove it the order's (in the core:
@@ -214,15 +260,13 @@ class WebChat:
         followed from elsewhere): the bot then asks for the proof as without a link. None
         when the chat is another customer's with a history: the link needs a chat of its
         own."""
-        from bot.web import WEB_NAME
-
         with self.sessions() as session:
             try:
                 proved = prove_by_link(
                     session,
                     web_chat_id=chat_id,
                     order_no=order_no,
-                    name=WEB_NAME,
+                    name=self.conversation.name,
                     language=language,
                 )
             except (NotFound, LinkedElsewhere):
@@ -234,19 +278,19 @@ class WebChat:
             session.commit()
         return True
 
-    def file_of(self, chat_id: int, row_id: int) -> tuple[Path, str] | None:
-        """The file an answer to this chat carries (an agent's photo or PDF), with its type;
-        None when there is no such answer, or it is another chat's (the same answer for both:
-        a row id tells nothing of anyone else's conversation)."""
+    def file_of(self, chat_id: int, row_id: int, thumb: bool = False) -> tuple[Path, str] | None:
+        """The file an answer to this chat carries (an agent's photo or PDF), or the customer's
+        own photo (its `thumb`nail, or the photo), with its type; None when there is no such
+        message, or it is another chat's (the same answer for both: a row id tells nothing of
+        anyone else's conversation)."""
         with self.sessions() as session:
             row = session.get(OutboxMessage, row_id)
             if row is None or row.channel != WEB or row.recipient != str(chat_id):
                 return None
-            try:
-                message = payloads.of(row)
-            except ValueError:
-                return None  # a row this version cannot read carries no file it knows
-            if not isinstance(message, Reply) or message.attachment is None:
+            message = payloads.readable(row)
+            if isinstance(message, WebEcho):
+                return self._own_photo(message, thumb)
+            if thumb or not isinstance(message, Reply) or message.attachment is None:
                 return None
             key = message.attachment.storage_key
             mime = session.scalar(
@@ -257,60 +301,69 @@ class WebChat:
             return None
         return path, mime or "application/octet-stream"
 
+    def _own_photo(self, echo: WebEcho, thumb: bool) -> tuple[Path, str] | None:
+        """The customer's photo an echo names (`settle`), or its thumbnail (a JPEG)."""
+        if echo.file is None or echo.file.kind != "photo" or echo.stored is None:
+            return None
+        key = echo.stored.thumb if thumb else echo.stored.key
+        if key is None:
+            return None
+        try:
+            path = AttachmentStore(Path(self.settings.media_dir)).path(key)
+        except InvalidInput:
+            return None
+        if not path.is_file():
+            return None
+        return path, "image/jpeg" if thumb else (echo.stored.mime or "image/jpeg")
+
     def render(self, row: Row) -> dict[str, Any] | None:
         """What the page shows for one outbox row (None: nothing)."""
-        from bot.keyboards import customer_markup
-
         try:
             message = payloads.load(channel=WEB, kind=row.kind, data=row.payload)
-            if isinstance(message, BotAnswer):
-                return _bot_answer(row.id, message)
         except ValueError:  # pydantic's ValidationError included: a row we can't read
             log.warning("web chat: outbox %s unreadable, not shown", row.id, exc_info=True)
             return None
         if isinstance(message, WebEcho):
             mine: dict[str, Any] = {"type": "mine", "text": message.text}
-            if message.file is not None:
-                mine["file"] = {"kind": message.file.kind, "name": message.file.name}
+            file = message.file
+            if file is not None:
+                mine["file"] = {"kind": file.kind, "name": file.name}
+                if file.kind == "photo" and message.stored is not None and message.stored.thumb:
+                    # Shown small; a tap opens the photo (both for this chat only: `file_of`).
+                    mine["file"]["thumb"] = f"{PREFIX}/files/{row.id}/thumb"
+                    mine["file"]["url"] = f"{PREFIX}/files/{row.id}"
             return mine
+        if isinstance(message, BotAnswer):
+            # Its parameters are the Bot API's JSON (no aiogram here: the port's module doc).
+            params = message.params
+            if message.method == "sendMessage":
+                return {
+                    "type": "bot",
+                    "id": row.id,
+                    "html": _html(str(params.get("text") or ""), params.get("parse_mode")),
+                    **_markup(params.get("reply_markup")),
+                }
+            if message.method == "editMessageReplyMarkup":
+                return {
+                    "type": "markup",
+                    "target": int(params["message_id"]),
+                    "buttons": _markup(params.get("reply_markup")).get("buttons", []),
+                }
+            return None
         if not isinstance(message, CustomerMessage):
             return None
         attachment = message.attachment if isinstance(message, Reply) else None
         if not message.text and attachment is None:
             return None
-        markup = customer_markup(self.texts, message, row.ticket_id)
         event: dict[str, Any] = {
             "type": "bot",
             "id": row.id,
             "html": _html(message.text or "", message.parse_mode),
-            **_markup(markup),
+            **_markup(self.conversation.markup(message, row.ticket_id)),
         }
         if attachment is not None:
             event["file"] = {"url": f"{PREFIX}/files/{row.id}", "kind": attachment.kind}
         return event
-
-
-def _bot_answer(row_id: int, answer: BotAnswer) -> dict[str, Any] | None:
-    """What the page shows for one of the bot's answers: a message, or new buttons under an
-    earlier one (other methods: nothing), read as the Bot API methods they are."""
-    if answer.method == "sendMessage":
-        sent = SendMessage.model_validate(answer.params)
-        return {
-            "type": "bot",
-            "id": row_id,
-            "html": _html(sent.text, sent.parse_mode),
-            **_markup(sent.reply_markup),
-        }
-    if answer.method == "editMessageReplyMarkup":
-        edit = EditMessageReplyMarkup.model_validate(answer.params)
-        if edit.message_id is None:
-            return None  # an inline message's buttons: none on the page
-        return {
-            "type": "markup",
-            "target": edit.message_id,
-            "buttons": _markup(edit.reply_markup).get("buttons", []),
-        }
-    return None
 
 
 def _html(text: str, parse_mode: Any) -> str:
@@ -318,24 +371,29 @@ def _html(text: str, parse_mode: Any) -> str:
     return text if parse_mode == "HTML" else html.escape(text)
 
 
-def _markup(markup: object) -> dict[str, Any]:
+def _markup(markup: Any) -> dict[str, Any]:
     """A Telegram keyboard as the page draws it: inline buttons (a press sends their data, a
     link opens), a reply keyboard (a press sends its text; a contact request has no web
     equivalent: the customer types the digits), or the keyboard removed."""
-    if isinstance(markup, InlineKeyboardMarkup):
+    if not isinstance(markup, dict):
+        return {}
+    if "inline_keyboard" in markup:
         rows = [
             [
-                {"text": b.text, "data": b.callback_data, "url": b.url}
+                {"text": b.get("text", ""), "data": b.get("callback_data"), "url": b.get("url")}
                 for b in row
-                if b.callback_data or b.url
+                if b.get("callback_data") or b.get("url")
             ]
-            for row in markup.inline_keyboard
+            for row in markup["inline_keyboard"]
         ]
         return {"buttons": [r for r in rows if r]}
-    if isinstance(markup, ReplyKeyboardMarkup):
-        keys = [[b.text for b in row if not b.request_contact] for row in markup.keyboard]
-        return {"keyboard": [r for r in keys if r]}
-    if isinstance(markup, ReplyKeyboardRemove):
+    if "keyboard" in markup:
+        rows = [
+            [b.get("text", "") for b in row if not b.get("request_contact")]
+            for row in markup["keyboard"]
+        ]
+        return {"keyboard": [r for r in rows if r]}
+    if markup.get("remove_keyboard"):
         return {"keyboard": []}
     return {}
 
@@ -423,7 +481,7 @@ async def page(request: Request) -> Response:
     texts = {
         lang: {
             # Placeholders kept for the page to fill in ({name}, {reason}).
-            key: chat.texts.plain(lang, f"web.{key}", name="{name}", reason="{reason}")
+            key: chat.conversation.plain(lang, f"web.{key}", name="{name}", reason="{reason}")
             for key in PAGE_TEXTS
         }
         for lang in LANGUAGES
@@ -452,7 +510,7 @@ async def _open_link(
         body = chat.env.get_template("link.html").render(
             language=language,
             t={
-                key: chat.texts.plain(language, f"web.{key}")
+                key: chat.conversation.plain(language, f"web.{key}")
                 for key in ("title", f"link_{exc.reason}", "link_prove", "link_open")
             },
             reason=exc.reason,
@@ -581,11 +639,7 @@ async def upload(request: Request) -> Response:
         group=body.group,
         now=chat.clock(),
     )
-    chat.files[file_id] = data
-    try:
-        await chat.feed(chat_id, update)
-    finally:
-        chat.files.pop(file_id, None)
+    await chat.feed_file(chat_id, body.id, update, file_id, data)
     return JSONResponse({"ok": True})
 
 
@@ -637,20 +691,39 @@ async def events(request: Request) -> Response:
 async def answer_file(
     row_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], request: Request
 ) -> Response:
-    """A file an agent's answer carries, for the page's own conversation only."""
+    """A file an agent's answer carries, or the customer's own photo, for the page's own
+    conversation only."""
+    return await _file(request, row_id, thumb=False)
+
+
+@router.get("/files/{row_id}/thumb")
+async def own_thumbnail(
+    row_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], request: Request
+) -> Response:
+    """The thumbnail of a photo the customer sent (made once, when the photo was kept:
+    tickets/storage.py), for the page's own conversation only."""
+    return await _file(request, row_id, thumb=True)
+
+
+async def _file(request: Request, row_id: int, *, thumb: bool) -> Response:
     chat_id = _session(request)
     if chat_id is None:
         return _refusal(401, "open /chat first")
-    found = await asyncio.to_thread(_chat(request).file_of, chat_id, row_id)
+    found = await asyncio.to_thread(_chat(request).file_of, chat_id, row_id, thumb)
     if found is None:
         return _refusal(404, "no such file")
     path, mime = found
     return FileResponse(path, media_type=mime, headers={"Cache-Control": "private, max-age=3600"})
 
 
-def install_chat(app: FastAPI) -> None:
-    """Add the web chat to the app (module doc)."""
-    app.state.web_chat = WebChat(app)
+def _echo_key(chat_id: int, client_id: str) -> str:
+    return f"web-echo:{chat_id}:{client_id}"
+
+
+def install_chat(app: FastAPI, conversation: Conversation) -> None:
+    """Add the web chat to the app (module doc), talking through the bot's `conversation`
+    (api/chat/port.py), which the composition root builds."""
+    app.state.web_chat = WebChat(app, conversation)
     app.include_router(router)
 
 

@@ -12,9 +12,10 @@ nothing lost, nothing twice. A customer offline when the agent answers gets the 
 return, from the outbox.
 
 A stream waits, off the database, until it is woken: by the chat's own messages at once (the
-route that fed the update), and by one watcher per process that looks for new `web` rows once a
-second (an agent's answer from the panel, another process) and wakes only the chats they are
-for. Every database step runs in a thread: the event loop never waits on the database.
+route that fed the update), and by the process's one watcher (api/watch.py, shared with the
+panel's notifications) that looks for new `web` rows every AFTERSALES_WATCH_SECONDS (an agent's
+answer from the panel, another process) and wakes only the chats they are for. Every database
+step runs in a thread: the event loop never waits on the database.
 
 When the server is told to stop (SIGTERM, Ctrl-C), every open stream ends at once: a page's
 stream never ends by itself, and uvicorn waits for open responses before it stops (its graceful
@@ -36,25 +37,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.watch import Source, Watcher
 from tickets.messages.payloads import WEB_ECHO
 from tickets.models import Channel, OutboxMessage
 
 log = logging.getLogger(__name__)
 
 WEB = Channel.web.value
-# The customer's own message, written by the chat's route beside the bot's answers (its payload:
-# tickets/messages/payloads.py's WebEcho).
+# The customer's own message, written by the chat's route beside the bot's answers.
 ECHO_KIND = WEB_ECHO
 # A page opened afresh gets at most this many of the chat's latest rows.
 HISTORY = 200
 # Rows read per step of a stream.
 BATCH = 100
-# How often the watcher looks for rows written elsewhere, and how often an idle stream says it
-# is alive (a comment line: proxies and browsers keep the connection).
-WATCH_SECONDS = 1.0
+# How often an idle stream says it is alive (a comment line: proxies and browsers keep the
+# connection).
 KEEPALIVE_SECONDS = 15.0
 # How long a browser waits before reconnecting (the EventSource's `retry`), in milliseconds.
 RETRY_MS = 1000
@@ -73,25 +73,36 @@ class Row:
 
 
 class Hub:
-    """The open streams of this process by chat, and the watcher that wakes them."""
+    """The open streams of this process by chat, woken by the process's watcher."""
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
         clock: Callable[[], datetime],
-        watch_seconds: float = WATCH_SECONDS,
+        watcher: Watcher,
         keepalive_seconds: float = KEEPALIVE_SECONDS,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
-        self.watch_seconds = watch_seconds
+        self.watcher = watcher
         # Also how soon a stream notices its page left when the server cannot tell (a test's
         # client): at its next write.
         self.keepalive_seconds = keepalive_seconds
         self._listeners: dict[str, set[asyncio.Event]] = {}
-        self._watcher: asyncio.Task[None] | None = None
+        # The loop whose server's stop ends the streams (module doc), once hooked.
+        self._hooked: asyncio.AbstractEventLoop | None = None
         # Set when the server stops (module doc): every stream ends.
         self.closing = False
+        watcher.add(
+            Source(
+                name="web-chat",
+                id=OutboxMessage.id,
+                key=OutboxMessage.recipient,
+                where=(OutboxMessage.channel == WEB,),
+                wake=self.wake,
+                listening=lambda: bool(self._listeners),
+            )
+        )
 
     @contextlib.contextmanager
     def listen(self, recipient: str) -> Iterator[asyncio.Event]:
@@ -116,10 +127,12 @@ class Hub:
         return sum(len(v) for v in self._listeners.values())
 
     def start(self) -> None:
-        """Start the watcher (on the running loop) if it is not running."""
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.create_task(self._watch(), name="web-chat-watch")
-            loop = asyncio.get_running_loop()
+        """Start the watcher (on the running loop) if it is not running, and end the streams
+        when this server stops."""
+        self.watcher.start()
+        loop = asyncio.get_running_loop()
+        if self._hooked is not loop:
+            self._hooked = loop
 
             def stopping() -> None:
                 loop.call_soon_threadsafe(self.close)
@@ -132,49 +145,6 @@ class Hub:
         for waiting in self._listeners.values():
             for event in waiting:
                 event.set()
-
-    async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
-
-    async def _watch(self) -> None:
-        last: int | None = None
-        while True:
-            try:
-                if last is None:
-                    last = await asyncio.to_thread(self._latest)
-                else:
-                    last, recipients = await asyncio.to_thread(self._since, last)
-                    for recipient in recipients:
-                        self.wake(recipient)
-            except Exception:
-                # The database is away for a moment: the streams wait, the watcher retries.
-                log.exception("web chat watcher: could not read the outbox")
-            await asyncio.sleep(self.watch_seconds)
-
-    def _latest(self) -> int:
-        with self.sessions() as session:
-            return int(
-                session.scalar(
-                    select(func.max(OutboxMessage.id)).where(OutboxMessage.channel == WEB)
-                )
-                or 0
-            )
-
-    def _since(self, last: int) -> tuple[int, set[str]]:
-        with self.sessions() as session:
-            rows = session.execute(
-                select(OutboxMessage.id, OutboxMessage.recipient)
-                .where(OutboxMessage.channel == WEB, OutboxMessage.id > last)
-                .order_by(OutboxMessage.id)
-                .limit(10_000)
-            ).all()
-        if not rows:
-            return last, set()
-        return rows[-1][0], {r[1] for r in rows}
 
     # ------------------------------------------------------------ one chat's rows
 

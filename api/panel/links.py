@@ -1,25 +1,22 @@
 """Linking and merging cases from the case page: link another case as related (or undo it),
 merge this case, a duplicate, into another of the same customer or order. The rules are the
-core's (tickets/cases/links.py); a refusal shows the case with why.
+core's (tickets/cases/links.py); a refusal shows the case with why (the panel's one shape for
+it: workspace.change_or_explain).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, status
-from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
 from api.deps import ContextDep, SessionDep
-from api.errors import status_for
 from api.panel.auth import CurrentPanelAgent
-from api.panel.workspace import FormFields, case_page
+from api.panel.workspace import FormFields, change_or_explain
 from tickets.cases.links import link_cases, merge_case, unlink_cases
 from tickets.context import Actor
-from tickets.exceptions import DomainError, InvalidInput
-from tickets.models import Agent
+from tickets.exceptions import InvalidInput
 from tickets.schemas import whole_number
 
 router = APIRouter()
@@ -34,23 +31,6 @@ def _number(form: dict[str, str], name: str) -> str:
     return value
 
 
-def _then(
-    request: Request,
-    session: Session,
-    agent: Agent,
-    number: str,
-    change: Callable[[], Any],
-    goto: Callable[[Any], str],
-) -> Response:
-    try:
-        result = change()
-        session.flush()
-    except DomainError as exc:
-        session.rollback()
-        return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
-    return RedirectResponse(goto(result), status.HTTP_303_SEE_OTHER)
-
-
 @router.post("/cases/{number}/links")
 def link(
     number: str,
@@ -61,7 +41,7 @@ def link(
     form: FormFields,
 ) -> Response:
     """Link the case typed to this one as related."""
-    return _then(
+    return change_or_explain(
         request,
         session,
         agent,
@@ -73,7 +53,7 @@ def link(
             actor=Actor("agent", agent),
             ctx=ctx,
         ),
-        lambda _: f"/panel/cases/{number}#links",
+        f"/panel/cases/{number}#links",
     )
 
 
@@ -86,7 +66,7 @@ def unlink(
     ctx: ContextDep,
     form: FormFields,
 ) -> Response:
-    return _then(
+    return change_or_explain(
         request,
         session,
         agent,
@@ -98,7 +78,7 @@ def unlink(
             actor=Actor("agent", agent),
             ctx=ctx,
         ),
-        lambda _: f"/panel/cases/{number}#links",
+        f"/panel/cases/{number}#links",
     )
 
 
@@ -129,7 +109,7 @@ def merge(
             version=whole_number(version) if version else None,
         )
 
-    return _then(
+    return change_or_explain(
         request,
         session,
         agent,

@@ -4,9 +4,10 @@ them, kept live by a server-sent event stream. Who hears what is the core's rule
 (tickets/notifications.py).
 
 The stream works as the web chat's (api/chat/stream.py): it waits off the database until
-woken, by one watcher per process that looks for new notification rows once a second and wakes
-only the agents they are for; each database step runs in a thread (a reader's: it never takes
-SQLite's write lock), so the event loop never waits on the database. A page that reconnects
+woken, by the process's one watcher (api/watch.py, shared with the web chat) that looks for new
+notification rows every AFTERSALES_WATCH_SECONDS and wakes only the agents they are for; each
+database step runs in a thread (a reader's: it never takes SQLite's write lock), so the event
+loop never waits on the database. A page that reconnects
 says the last id it has (`Last-Event-ID`) and gets what follows it.
 """
 
@@ -30,6 +31,7 @@ from api.panel import i18n
 from api.panel.auth import CurrentPanelAgent
 from api.panel.labels import NOTIFICATION
 from api.panel.pages import render
+from api.watch import Source, Watcher
 from tickets.models import Notification
 from tickets.notifications import latest, mark_read, since, unread_count
 from tickets.schemas import DbId, whole_number
@@ -37,7 +39,6 @@ from tickets.schemas import DbId, whole_number
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-WATCH_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 2000
 # The newest shown on the list page, and sent at once on a reconnect.
@@ -46,14 +47,25 @@ LIST_SIZE = 50
 
 @dataclass
 class NotifyHub:
-    """The open notification streams of this process by agent, and the watcher that wakes
-    them (the web chat's Hub, for agents)."""
+    """The open notification streams of this process by agent, woken by the process's
+    watcher (the web chat's Hub, for agents)."""
 
     read_sessions: sessionmaker[Session]
-    watch_seconds: float = WATCH_SECONDS
+    watcher: Watcher
     keepalive_seconds: float = KEEPALIVE_SECONDS
     _listeners: dict[int, set[asyncio.Event]] = field(default_factory=dict)
-    _watcher: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.watcher.add(
+            Source(
+                name="notifications",
+                id=Notification.id,
+                key=Notification.agent_id,
+                where=(),
+                wake=self.wake,
+                listening=lambda: bool(self._listeners),
+            )
+        )
 
     @contextlib.contextmanager
     def listen(self, agent_id: int) -> Iterator[asyncio.Event]:
@@ -68,48 +80,12 @@ class NotifyHub:
                 if not waiting:
                     del self._listeners[agent_id]
 
+    def wake(self, agent_id: int) -> None:
+        for event in self._listeners.get(agent_id, ()):
+            event.set()
+
     def start(self) -> None:
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.create_task(self._watch(), name="panel-notify-watch")
-
-    async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
-
-    async def _watch(self) -> None:
-        last: int | None = None
-        while True:
-            try:
-                if last is None:
-                    last = await asyncio.to_thread(self._latest)
-                elif self._listeners:
-                    last, agents = await asyncio.to_thread(self._since, last)
-                    for agent_id in agents:
-                        for event in self._listeners.get(agent_id, ()):
-                            event.set()
-            except Exception:
-                # The database is away for a moment: the streams wait, the watcher retries.
-                log.exception("panel notifications watcher: could not read notifications")
-            await asyncio.sleep(self.watch_seconds)
-
-    def _latest(self) -> int:
-        with self.read_sessions() as session:
-            return int(session.scalar(select(func.max(Notification.id))) or 0)
-
-    def _since(self, last: int) -> tuple[int, set[int]]:
-        with self.read_sessions() as session:
-            rows = session.execute(
-                select(Notification.id, Notification.agent_id)
-                .where(Notification.id > last)
-                .order_by(Notification.id)
-                .limit(10_000)
-            ).all()
-        if not rows:
-            return last, set()
-        return rows[-1][0], {r[1] for r in rows}
+        self.watcher.start()
 
     def take(self, agent_id: int, after: int | None) -> tuple[int, list[dict[str, Any]], int]:
         """(unread count, the notifications after `after` as the page shows them, the last id);
@@ -132,7 +108,7 @@ class NotifyHub:
 def hub_of(request: Request) -> NotifyHub:
     state = request.app.state.panel
     if state.notify_hub is None:
-        state.notify_hub = NotifyHub(request.app.state.read_sessions)
+        state.notify_hub = NotifyHub(request.app.state.read_sessions, request.app.state.watcher)
     hub: NotifyHub = state.notify_hub
     return hub
 

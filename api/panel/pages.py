@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,10 +21,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
+from api.deps import shop_macros
 from api.panel import i18n
 from api.panel.labels import label
 from tickets.bundled import bundled
-from tickets.macros import Macros, load_macros
+from tickets.macros import Macros
 from tickets.money import format_amount
 
 TEMPLATES_DIR = bundled("templates", "panel")
@@ -65,23 +65,14 @@ class PanelState:
     catalogs: Mapping[str, i18n.Catalog]
     # Who has which case open: {number: {username: (display name, monotonic time, typing)}}.
     presence: dict[str, dict[str, tuple[str, float, bool]]] = field(default_factory=dict)
-    # The shop's macros (tickets/macros.py), read when a case page first needs them.
-    macros: Macros | None = None
-    macros_lock: threading.Lock = field(default_factory=threading.Lock)
     # The live notifications' hub (api/panel/notifications.py), made by the first stream.
     notify_hub: Any = None
 
 
 def panel_macros(request: Request) -> Macros:
-    """The shop's macros, read and checked against the script library once per process (in a
-    request's thread, on first use: a server nobody opens a case on never reads them)."""
-    state: PanelState = request.app.state.panel
-    if state.macros is None:
-        with state.macros_lock:
-            if state.macros is None:
-                app = request.app.state
-                state.macros = load_macros(app.settings.macros_file, app.scripts)
-    return state.macros
+    """The shop's macros, as the JSON API reads them (api/deps.py `shop_macros`: once per
+    process, on first use)."""
+    return shop_macros(request)
 
 
 def telegram_html(text: str) -> Markup:

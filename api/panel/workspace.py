@@ -9,11 +9,11 @@ overwrite. Evidence files are served here too, so they are behind the panel's lo
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -39,7 +39,7 @@ from tickets.cases.holds import AWAITING_EVIDENCE, HIGH_RISK, to_confirm
 from tickets.cases.lifecycle import perform_action
 from tickets.cases.serialize import message_deliveries, ticket_to_read
 from tickets.cases.status import get_ticket
-from tickets.cases.tags import add_tags, remove_tag, tags_of
+from tickets.cases.tags import TAG_MAX, add_tags, remove_tag, tags_of
 from tickets.context import Actor, Context
 from tickets.exceptions import (
     ActionNotAllowed,
@@ -52,6 +52,7 @@ from tickets.exceptions import (
     PermissionDenied,
     SecondApproverRequired,
 )
+from tickets.limits import HARD
 from tickets.messages.notices import case_facts, render_for_case
 from tickets.messages.outbox import UNDELIVERABLE_EVENT
 from tickets.messages.scripts import LANGUAGES, Script, ScriptError, ScriptLibrary
@@ -62,6 +63,7 @@ from tickets.sla import clocks as sla
 from tickets.workflow import may
 
 router = APIRouter()
+T = TypeVar("T")
 
 # Someone counts as "viewing" a case while their page polled within this many seconds.
 PRESENCE_SECONDS = 15
@@ -248,6 +250,8 @@ def case_context(request: Request, session: Session, agent: Agent, number: str) 
         "agents": agents,
         # Agents named as the page shows them (event actors, messages, the assignee).
         "people": {a.username: a.display_name or a.username for a in agents},
+        # Who is away: the assignee is shown so ("Li Wei (away)"), the case may wait on them.
+        "away": {a.username for a in agents if a.away},
         "unit_by_id": unit_by_id,
         # Scripts are titled in the agent's language, whichever language the reply goes in.
         "script_titles": script_titles(scripts, agent.language),
@@ -374,6 +378,32 @@ def history(
 # ---------------------------------------------------------------- acting on a case
 
 
+def change_or_explain(
+    request: Request,
+    session: Session,
+    agent: Agent,
+    number: str,
+    change: Callable[[], T],
+    goto: Callable[[T], str] | str,
+    *,
+    kept: dict[str, str] | None = None,
+) -> Response:
+    """The panel's one shape for a change to a case: make it (`change`, a core call) and go on
+    to `goto` (Post/Redirect/Get; a function of what the change answered, or a fixed address),
+    or roll it back and show the case as it is now with why it was refused, what the agent typed
+    (`kept`) back in its fields. Nothing of a refused change is saved."""
+    try:
+        result = change()
+        session.flush()
+    except DomainError as exc:
+        session.rollback()
+        return case_page(
+            request, session, agent, number, problem=exc, status_code=status_for(exc), kept=kept
+        )
+    target = goto if isinstance(goto, str) else goto(result)
+    return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
+
+
 def act_or_explain(
     request: Request,
     session: Session,
@@ -385,22 +415,20 @@ def act_or_explain(
     back: str = "",
     form: dict[str, str] | None = None,
 ) -> Response:
-    """Apply the action and go back (Post/Redirect/Get), or show the case as it is now with
-    the reason the action was refused. Nothing of a refused action is saved; what the agent
-    typed in its form (`form`: a refusal's reason, say) is back in its fields."""
-    try:
-        perform_action(
+    """Apply the action and go back, or show the case as it is now with the reason the action
+    was refused (`change_or_explain`); what the agent typed in its form (`form`: a refusal's
+    reason, say) is back in its fields."""
+    return change_or_explain(
+        request,
+        session,
+        agent,
+        number,
+        lambda: perform_action(
             session=session, number=number, request=body, actor=Actor("agent", agent), ctx=ctx
-        )
-        session.flush()
-    except DomainError as exc:
-        session.rollback()
-        kept = {**(form or {}), "form": body.action}
-        return case_page(
-            request, session, agent, number, problem=exc, status_code=status_for(exc), kept=kept
-        )
-    target = safe_next(back) if back else f"/panel/cases/{number}?done={body.action}"
-    return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
+        ),
+        safe_next(back) if back else f"/panel/cases/{number}?done={body.action}",
+        kept={**(form or {}), "form": body.action},
+    )
 
 
 def action_request(action: str, form: dict[str, str], units: list[Any]) -> ActionRequest:
@@ -485,19 +513,6 @@ def act(
 # ---------------------------------------------------------------- tags
 
 
-def _tag_change(
-    request: Request, session: Session, agent: Agent, number: str, change: Any
-) -> Response:
-    """Apply a tag change and come back to the case, or show the case with why not."""
-    try:
-        change()
-        session.flush()
-    except DomainError as exc:
-        session.rollback()
-        return case_page(request, session, agent, number, problem=exc, status_code=status_for(exc))
-    return RedirectResponse(f"/panel/cases/{number}#tags", status.HTTP_303_SEE_OTHER)
-
-
 @router.post("/cases/{number}/tags")
 def tag(
     number: str,
@@ -508,8 +523,11 @@ def tag(
     form: FormFields,
 ) -> Response:
     """Put the tags typed (separated by commas or spaces) on the case."""
-    typed = form.get("tags", "")[:2000].replace("，", ",").replace(",", " ").split()
-    return _tag_change(
+    # Bounded before it is split: room for the most tags a shop may allow at once, each as
+    # long as a tag may be with its separator and spaces (the core counts them, names a bad one).
+    room = HARD.tags_per_request * (TAG_MAX + 8)
+    typed = form.get("tags", "")[:room].replace("，", ",").replace(",", " ").split()
+    return change_or_explain(
         request,
         session,
         agent,
@@ -517,6 +535,7 @@ def tag(
         lambda: add_tags(
             session=session, number=number, tags=typed, actor=Actor("agent", agent), ctx=ctx
         ),
+        f"/panel/cases/{number}#tags",
     )
 
 
@@ -530,7 +549,7 @@ def untag(
     form: FormFields,
 ) -> Response:
     """Take one tag off the case."""
-    return _tag_change(
+    return change_or_explain(
         request,
         session,
         agent,
@@ -542,6 +561,7 @@ def untag(
             actor=Actor("agent", agent),
             ctx=ctx,
         ),
+        f"/panel/cases/{number}#tags",
     )
 
 

@@ -103,7 +103,16 @@
     box.className = "msg " + (ev.type === "mine" ? "mine" : "bot");
     if (ev.type === "mine") {
       box.textContent = ev.text;
-      if (ev.file) {
+      if (ev.file && ev.file.thumb) {
+        // A photo the bot kept: small (its thumbnail), a tap opens the photo.
+        var open = document.createElement("a");
+        open.className = "thumb"; open.href = ev.file.url; open.target = "_blank"; open.rel = "noopener";
+        var small = document.createElement("img");
+        small.src = ev.file.thumb; small.alt = ev.file.name; small.title = ev.file.name;
+        open.appendChild(small);
+        box.appendChild(open);
+      } else if (ev.file) {
+        // A video, a document, or a photo that was not kept: its name.
         var f = document.createElement("div");
         f.className = "file";
         f.textContent = (ev.file.kind === "photo" ? "📷 " : "📎 ") + ev.file.name;

@@ -1,8 +1,9 @@
 """The web chat in a real browser against the real `aftersales serve` (a process of its own,
 restarted in the middle): a customer opens the shop's signed link, files a return with a photo
-from the page, an agent answers through the API and the answer appears without a reload, the
-server restarts meanwhile and nothing is lost or shown twice; two customers in two browsers
-never see each other's conversation. In both languages; screenshots in test-artifacts/."""
+from the page (shown small, a tap opens it), an agent answers through the API and the answer
+appears without a reload, the server restarts meanwhile and nothing is lost or shown twice; two
+customers in two browsers never see each other's conversation. In both languages; screenshots
+in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -146,9 +147,25 @@ def test_a_customer_files_a_return_with_a_photo_and_reads_the_answer_across_a_re
     ).wait_for()
     # A photo from the page's picker (on a phone: its camera).
     photo = tmp_path / "zip.jpg"
-    photo.write_bytes(jpeg("red", gps=True))
+    photo.write_bytes(jpeg("red", size=(1200, 900), gps=True))
     page.set_input_files("#files", str(photo))
-    page.locator(".msg.mine .file", has_text="zip.jpg").wait_for(timeout=SHOWN_MS)
+    # Shown small (its thumbnail, loaded: no broken image), and a tap opens the photo.
+    thumb = page.locator('.msg.mine a.thumb img[alt="zip.jpg"]')
+    thumb.wait_for(timeout=SHOWN_MS)
+    page.wait_for_function(
+        "document.querySelector('.msg.mine a.thumb img').naturalWidth > 0", timeout=SHOWN_MS
+    )
+    box = thumb.bounding_box()
+    assert box is not None and 0 < box["width"] <= 160 and 0 < box["height"] <= 160, box
+    with context.expect_page() as opened:
+        thumb.click()
+    full = opened.value
+    full.wait_for_load_state()
+    assert full.evaluate("[document.images[0].naturalWidth, document.images[0].naturalHeight]") == [
+        1200,
+        900,
+    ]
+    full.close()
     # The one photo the request needs: on to the summary.
     bot_says(page, t(language, "intake.evidence_ready", count=1))
     page.locator('button[data-data="nav:confirm"]').last.wait_for(timeout=SHOWN_MS)

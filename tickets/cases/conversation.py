@@ -149,6 +149,7 @@ def add_reply(
         type=EventType.note_added if reply.internal else EventType.reply_sent,
         actor=actor,
         now=ctx.now,
+        limits=ctx.limits,
         message_id=msg.id,
         script=reply.script,
     )
@@ -225,6 +226,7 @@ def add_customer_message(
         type=EventType.customer_message,
         actor=Actor(kind="customer", customer_id=ticket.customer_id),
         now=ctx.now,
+        limits=ctx.limits,
         message_id=msg.id,
         attachments=len(attachments),
     )

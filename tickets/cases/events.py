@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tickets.context import Actor, Context
+from tickets.limits import DEFAULTS, Limits
 from tickets.logcontext import about_case
 from tickets.messages.notices import (
     queue_notice,
@@ -76,23 +77,37 @@ def case_number_in(text: str, prefix: str) -> str | None:
 
 
 def record_event(
-    *, session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, **data: Any
+    *,
+    session: Session,
+    ticket: Ticket,
+    type: EventType,
+    actor: Actor,
+    now: datetime,
+    limits: Limits = DEFAULTS,
+    **data: Any,
 ) -> Event:
     """Append to the case's audit log; the shop's webhooks that hear this event are queued
     in the same transaction (tickets/webhooks.py), and the agents who should hear of it are
-    notified (tickets/notifications.py)."""
+    notified (tickets/notifications.py; `limits`: the shop's, for how many each agent keeps:
+    callers recording a notifying event pass their context's)."""
     about_case(ticket.number)  # the lines logged from here on name the case
     event = Event(ticket=ticket, type=type, actor=actor.label, at=now, data=data)
     session.add(event)
     queue_case_event(
         session=session, ticket=ticket, audit_type=type, actor=actor.label, now=now, data=data
     )
-    _notify(session, ticket, type, actor, now, data)
+    _notify(session, ticket, type, actor, now, data, limits)
     return event
 
 
 def _notify(
-    session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, data: Any
+    session: Session,
+    ticket: Ticket,
+    type: EventType,
+    actor: Actor,
+    now: datetime,
+    data: Any,
+    limits: Limits,
 ) -> None:
     if type in NOTIFYING:
         on_event(
@@ -103,6 +118,7 @@ def _notify(
             actor_agent_id=actor.agent.id if actor.agent is not None else None,
             now=now,
             data=data,
+            keep=limits.notifications_per_agent,
         )
 
 
@@ -111,7 +127,14 @@ _INSERT_EVENT = insert(cast(Table, Event.__table__))
 
 
 def append_event(
-    *, session: Session, ticket: Ticket, type: EventType, actor: Actor, now: datetime, **data: Any
+    *,
+    session: Session,
+    ticket: Ticket,
+    type: EventType,
+    actor: Actor,
+    now: datetime,
+    limits: Limits = DEFAULTS,
+    **data: Any,
 ) -> None:
     """`record_event` for a case already stored, written at once as a plain INSERT (the same
     row, in the same order as the ORM would write it). Through the ORM, an event added after
@@ -121,7 +144,9 @@ def append_event(
     the case's events are loaded in the session, the ORM way, so that list stays whole."""
     about_case(ticket.number)
     if ticket.id is None or "events" in ticket.__dict__:
-        record_event(session=session, ticket=ticket, type=type, actor=actor, now=now, **data)
+        record_event(
+            session=session, ticket=ticket, type=type, actor=actor, now=now, limits=limits, **data
+        )
         return
     session.connection().execute(
         _INSERT_EVENT,
@@ -130,7 +155,7 @@ def append_event(
     queue_case_event(
         session=session, ticket=ticket, audit_type=type, actor=actor.label, now=now, data=data
     )
-    _notify(session, ticket, type, actor, now, data)
+    _notify(session, ticket, type, actor, now, data, limits)
 
 
 def case_notice(

@@ -33,8 +33,6 @@ from tickets.workflow import LIVE_REFUND
 
 # A refund in these states is money on its way: the case keeps it, and is not merged.
 MOVING_REFUND = LIVE_REFUND | {"issued"}
-# Links one case carries at most: a case with more is a tangle no one reads.
-LINKS_PER_CASE = 50
 
 
 @dataclass(frozen=True)
@@ -101,11 +99,16 @@ def link_cases(
         select(CaseLink.id).where(CaseLink.ticket_id == low, CaseLink.other_id == high)
     )
     if exists is None:
-        if len(linked_cases(session, one.id)) >= LINKS_PER_CASE:
-            raise InvalidInput(
-                f"case {one.number} has {LINKS_PER_CASE} links already",
-                [{"loc": "number", "msg": f"more than {LINKS_PER_CASE} links"}],
-            )
+        # Links one case carries at most (AFTERSALES_LIMIT_LINKS_PER_CASE), on both cases: a
+        # case with more is a tangle no one reads.
+        most = ctx.limits.links_per_case
+        for case in (one, two):
+            if len(linked_cases(session, case.id)) >= most:
+                raise InvalidInput(
+                    f"case {case.number} has {most} links already (the shop's limit): unlink "
+                    "one first",
+                    [{"loc": "number", "msg": f"more than {most} links on case {case.number}"}],
+                )
         assert actor.agent is not None
         session.add(
             CaseLink(ticket_id=low, other_id=high, created_by_id=actor.agent.id, created_at=ctx.now)

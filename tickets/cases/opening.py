@@ -283,6 +283,7 @@ def open_case(
         type=EventType.case_created,
         actor=actor,
         now=ctx.now,
+        limits=ctx.limits,
         kind=kind.value,
         channel=ticket.channel,
         order_no=request.order_no,
@@ -346,6 +347,7 @@ def open_case(
             type=EventType.case_assigned,
             actor=actor,
             now=ctx.now,
+            limits=ctx.limits,
             assignee=actor.agent.username,
         )
     _apply_guards(session=session, ticket=ticket, ctx=ctx, photos=photos, risk=risk)

@@ -169,6 +169,11 @@ def _allowed_for(
     return allowed
 
 
+def actions_for(session: Session, ticket: Ticket, viewer: Agent) -> list[str]:
+    """The actions `viewer` may take on the case now (the Ticket JSON's `allowed_actions`)."""
+    return _allowed_for(session, ticket, Role(viewer.role), viewer)
+
+
 def ticket_to_read(
     session: Session,
     ticket: Ticket,

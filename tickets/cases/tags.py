@@ -1,6 +1,7 @@
 """Tags on a case: the words agents put on cases to find them again ("vip", "supplier-x",
 "质检"). One home for what a tag may be (short, lower-case, letters of any script, digits, "-"
-and "_"), how many a case carries (AFTERSALES_LIMIT_TAGS_PER_CASE), who may tag (agents), and
+and "_"), how many a case carries (AFTERSALES_LIMIT_TAGS_PER_CASE) and one request names
+(AFTERSALES_LIMIT_TAGS_PER_REQUEST), who may tag (agents), and
 the queue's condition "has this tag". Every change is an event on the case, naming who.
 """
 
@@ -21,8 +22,6 @@ from tickets.models import EventType, Ticket, TicketTag
 
 # The column's width: a tag is a word, not a note.
 TAG_MAX = 32
-# Tags named in one request (the API's body, the panel's field): far above what one case holds.
-TAGS_PER_REQUEST = 20
 # Letters of any script, digits, "_" (\w) and "-"; nothing that needs quoting in a URL or HTML.
 _TAG = re.compile(r"[\w-]+")
 
@@ -72,10 +71,12 @@ def add_tags(
     after. Refused whole, nothing written, when a tag is malformed or the case would carry more
     than the shop's limit."""
     _agent_only(actor)
-    if len(tags) > TAGS_PER_REQUEST:
+    # Counted before any tag is read: the API's schema only holds the hard ceiling.
+    at_once = ctx.limits.tags_per_request
+    if len(tags) > at_once:
         raise InvalidInput(
-            f"at most {TAGS_PER_REQUEST} tags at once",
-            [{"loc": "tags", "msg": f"more than {TAGS_PER_REQUEST} tags"}],
+            f"at most {at_once} tags at once (the shop's limit)",
+            [{"loc": "tags", "msg": f"more than {at_once} tags in one request"}],
         )
     wanted = list(dict.fromkeys(normalise_tag(t, f"tags.{i}") for i, t in enumerate(tags)))
     # The case's row lock: two agents tagging at once cannot pass the limit together.

@@ -101,11 +101,21 @@ class EchoFile(Payload):
     name: str = ""
 
 
+class KeptFile(Payload):
+    """Where the bot kept a web chat customer's file (the page shows a photo's thumbnail)."""
+
+    key: str
+    thumb: str | None = None
+    mime: str | None = None
+
+
 class WebEcho(Payload):
-    """The web chat customer's own message, shown back in their conversation."""
+    """The web chat customer's own message, shown back in their conversation: a text, or a
+    file's kind and name, with where the bot kept it once it has (`stored`, api/chat)."""
 
     text: str = ""
     file: EchoFile | None = None
+    stored: KeptFile | None = None
 
 
 class AgentCard(Payload):

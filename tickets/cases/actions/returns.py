@@ -4,6 +4,8 @@ an exchange shipped.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from tickets.cases.events import case_notice, record_event
@@ -177,7 +179,7 @@ def inspect_goods(
     for u in t.units:
         u.status = outcomes[u.id]
     passed = [u for u in t.units if unit_passes(u.status, t.reason)]
-    summary = {
+    summary: dict[str, Any] = {
         "results": [
             {"sku": u.unit.line.sku, "unit": u.unit.unit_index, "outcome": u.status}
             for u in t.units

@@ -154,7 +154,13 @@ def assign(
         t.priority = req.priority.value
         changes["priority"] = req.priority.value
     record_event(
-        session=session, ticket=t, type=EventType.case_assigned, actor=actor, now=ctx.now, **changes
+        session=session,
+        ticket=t,
+        type=EventType.case_assigned,
+        actor=actor,
+        now=ctx.now,
+        limits=ctx.limits,
+        **changes,
     )
 
 
