@@ -90,8 +90,19 @@ from tickets.context import SYSTEM
 from tickets.db import unit_of_work
 from tickets.exceptions import InvalidInput
 from tickets.logcontext import case_scope
+from tickets.messages import payloads
 from tickets.messages.claims import HEARTBEAT_SECONDS, OWNER_TIMEOUT, Heartbeat, seen
-from tickets.messages.outbox import CARD_TAKEN, notify_agents
+from tickets.messages.outbox import notify_agents
+from tickets.messages.payloads import (
+    CARD_TAKEN,
+    AgentCard,
+    BotAnswer,
+    CardTaken,
+    CustomerMessage,
+    FileRef,
+    OutboxPayload,
+    Reply,
+)
 from tickets.models import EventType, OutboxMessage, Ticket, utcnow
 from tickets.settings import Settings
 from tickets.storage import AttachmentStore
@@ -434,7 +445,10 @@ class DeliveryWorker:
                 db_row.sent_at = now
                 db_row.last_error = outcome.error
                 if outcome.message_id is not None:
-                    db_row.payload = {**db_row.payload, "telegram_message_id": outcome.message_id}
+                    # The card's message: edited when the case is taken (`_update_cards`).
+                    card = payloads.of(db_row, AgentCard)
+                    card.telegram_message_id = outcome.message_id
+                    db_row.payload = payloads.dump(card)
                 return outcome.result
             db_row.last_error = outcome.error
             if outcome.result == "retry" and row.attempts < self.config.max_attempts:
@@ -500,12 +514,12 @@ class DeliveryWorker:
                 session=session,
                 ticket=ticket,
                 kind="customer_unreachable",
-                payload={
-                    "type": "customer_unreachable",
-                    "number": ticket.number,
-                    "text": self._unreachable_text(ticket),
-                    "parse_mode": "HTML",
-                },
+                payload=AgentCard(
+                    type="customer_unreachable",
+                    number=ticket.number,
+                    text=self._unreachable_text(ticket),
+                    parse_mode="HTML",
+                ),
                 now=now,
             )
 
@@ -653,20 +667,18 @@ class DeliveryWorker:
         if self._stopping:
             raise _Stopping
 
-    def _markup(self, row: Claimed) -> InlineKeyboardMarkup | None:
+    def _markup(self, row: Claimed, message: OutboxPayload) -> InlineKeyboardMarkup | None:
         """The buttons a row carries: an agents' card about a case gets "take it" and "open
         in the panel"; a notice asking for a rating gets the 1-5 buttons; one asking to ship
         the return gets "tracking number" and "book a pickup"."""
-        payload = row.payload
-        if row.channel == "agents":
-            number = payload.get("number") or payload.get("case_no")
+        if isinstance(message, AgentCard):
+            number = message.case_number
             if not number:
                 return None
-
             return keyboards.agent_card(
-                self._agent_text, str(number), public_url=self.settings.public_url
+                self._agent_text, number, public_url=self.settings.public_url
             )
-        return keyboards.customer_markup(self.texts, payload, row.ticket_id)
+        return keyboards.customer_markup(self.texts, message, row.ticket_id)
 
     def _backoff(self, attempts: int) -> float:
         return float(
@@ -678,24 +690,25 @@ class DeliveryWorker:
         if chat_id is None:
             return Outcome("skipped", error="skipped: no AFTERSALES_AGENT_CHAT_ID configured")
         try:
-            reply = _reply_method(row)
-            if reply is None and row.payload.get("attachment"):
-                reply = await self._file_method(row, chat_id)
+            message = payloads.of(row)
+            reply = _reply_method(row, message)
+            if reply is None and isinstance(message, Reply) and message.attachment is not None:
+                reply = await self._file_method(row, message, message.attachment, chat_id)
         except ValueError as exc:  # pydantic's ValidationError included: a row we can't read
             return Outcome("failed", error=f"unreadable reply: {exc}", kind="unreadable")
         except (OSError, InvalidInput) as exc:
             return Outcome(
                 "failed", error=f"the file is missing from the store: {exc}", kind="missing_file"
             )
-        text = row.payload.get("text")
-        if reply is None and not text and row.kind != CARD_TAKEN:
+        text = message.text if isinstance(message, CustomerMessage | AgentCard) else None
+        if reply is None and not text and not isinstance(message, CardTaken):
             return Outcome(
                 "failed", error="nothing to send: the row has no rendered text", kind="empty"
             )
         sent_id: int | None = None
         try:
-            if row.kind == CARD_TAKEN:
-                await self._update_cards(row, chat_id)
+            if isinstance(message, CardTaken):
+                await self._update_cards(row, message, chat_id)
             elif isinstance(reply, SendPhoto):
                 await self._pace(chat_id)
                 await self._send_photo(reply)
@@ -704,7 +717,9 @@ class DeliveryWorker:
                 await self.bot(reply)
             else:
                 await self._pace(chat_id)
-                sent_id = await self._send_text(row, chat_id, str(text), self._markup(row))
+                sent_id = await self._send_text(
+                    row, message, chat_id, str(text), self._markup(row, message)
+                )
             # Counted again from the answer: network jitter must not bring two messages to one
             # chat closer than the interval when they arrive.
             await self._hold(chat_id, self._interval(chat_id))
@@ -763,12 +778,12 @@ class DeliveryWorker:
             )
         return Outcome("sent", message_id=sent_id if row.channel == "agents" else None)
 
-    async def _update_cards(self, row: Claimed, chat_id: int) -> None:
+    async def _update_cards(self, row: Claimed, taken_by: CardTaken, chat_id: int) -> None:
         """The case was taken: its latest cards in the agents' chat say by whom and lose their
         "take it" button. A card Telegram no longer lets us edit (deleted, unchanged) is left
         as it is; flood waits and network errors retry the row (edits repeat harmlessly)."""
-        number = str(row.payload.get("number") or "")
-        taken = self._agent_text("agents.taken", case_no=number, agent=row.payload.get("agent"))
+        number = taken_by.number
+        taken = self._agent_text("agents.taken", case_no=number, agent=taken_by.agent)
         markup = keyboards.agent_card(
             self._agent_text, number, public_url=self.settings.public_url, take=False
         )
@@ -805,29 +820,27 @@ class DeliveryWorker:
                 .order_by(OutboxMessage.id.desc())
                 .limit(20)
             ).all()
+            sent = [payloads.readable(c) for c in earlier if c.kind != CARD_TAKEN]
             cards = [
-                (
-                    int(c.payload["telegram_message_id"]),
-                    str(c.payload["text"]),
-                    c.payload.get("parse_mode"),
-                )
-                for c in earlier
-                if c.kind != CARD_TAKEN and c.payload.get("telegram_message_id")
+                (c.telegram_message_id, c.text or "", c.parse_mode)
+                for c in sent
+                if isinstance(c, AgentCard) and c.telegram_message_id
             ]
         return list(reversed(cards[:CARDS_UPDATED]))
 
-    async def _file_method(self, row: Claimed, chat_id: int) -> TelegramMethod[Any]:
+    async def _file_method(
+        self, row: Claimed, reply: Reply, file: FileRef, chat_id: int
+    ) -> TelegramMethod[Any]:
         """A photo, video or document from the attachment store (the cleaned copy: no
-        location metadata), with the row's text as its caption. A photo too big for Telegram's
-        photos goes as a document."""
-        file = row.payload["attachment"]
-        kind = str(file.get("kind") or "document")
-        path = self.store.path(str(file["storage_key"]))
+        location metadata), with the reply's text as its caption. A photo too big for
+        Telegram's photos goes as a document."""
+        kind = file.kind or "document"
+        path = self.store.path(file.storage_key)
         data = await asyncio.to_thread(path.read_bytes)  # up to the video limit: off the loop
-        name = str(file.get("name") or f"{kind}-{row.id}{path.suffix}")
+        name = file.name or f"{kind}-{row.id}{path.suffix}"
         upload = BufferedInputFile(data, filename=name)
-        caption = row.payload.get("text") or None
-        parse_mode = row.payload.get("parse_mode") if caption else None
+        caption = reply.text or None
+        parse_mode = reply.parse_mode if caption else None
         if kind == "photo" and len(data) <= PHOTO_MAX_BYTES:
             return SendPhoto(chat_id=chat_id, photo=upload, caption=caption, parse_mode=parse_mode)
         if kind == "video":
@@ -857,11 +870,18 @@ class DeliveryWorker:
             )
 
     async def _send_text(
-        self, row: Claimed, chat_id: int, text: str, markup: InlineKeyboardMarkup | None
+        self,
+        row: Claimed,
+        message: OutboxPayload,
+        chat_id: int,
+        text: str,
+        markup: InlineKeyboardMarkup | None,
     ) -> int:
         """A notice or a card: its rendered text with the buttons its kind carries. Returns
         the id of the message it became."""
-        parse_mode = row.payload.get("parse_mode")
+        parse_mode = (
+            message.parse_mode if isinstance(message, CustomerMessage | AgentCard) else None
+        )
         try:
             sent = await self.bot(
                 SendMessage(chat_id=chat_id, text=text, parse_mode=parse_mode, reply_markup=markup)
@@ -917,16 +937,15 @@ def _in_chat_order(session: Session, due: list[OutboxMessage]) -> list[OutboxMes
     return [r for r in due if r.id in allowed]
 
 
-def _reply_method(row: Claimed) -> TelegramMethod[Any] | None:
+def _reply_method(row: Claimed, message: OutboxPayload) -> TelegramMethod[Any] | None:
     """The Bot API call a conversation reply row stands for (bot/replies.py writes them), or
     None for a rendered notice or card."""
-    name = row.payload.get("method")
-    if name is None:
+    if not isinstance(message, BotAnswer):
         return None
-    method = REPLY_METHODS.get(str(name))
+    method = REPLY_METHODS.get(message.method)
     if method is None:
-        raise ValueError(f"outbox {row.id}: unknown Bot API method {name!r}")
-    return method.model_validate(row.payload.get("params") or {})
+        raise ValueError(f"outbox {row.id}: unknown Bot API method {message.method!r}")
+    return method.model_validate(message.params)
 
 
 def _has_url(markup: InlineKeyboardMarkup | None) -> bool:

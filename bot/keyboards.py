@@ -18,6 +18,9 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 
+from bot.draft import OrderLine
+from tickets.messages.payloads import Notice, OutboxPayload
+
 if TYPE_CHECKING:
     from bot.i18n import Texts
 
@@ -180,20 +183,20 @@ def kinds(t: T, allowed: Sequence[str]) -> InlineKeyboardMarkup:
     return _rows(*rows, nav_row(t))
 
 
-def items(t: T, lines: Sequence[dict[str, Any]], chosen: dict[str, int]) -> InlineKeyboardMarkup:
+def items(t: T, lines: Sequence[OrderLine], chosen: dict[str, int]) -> InlineKeyboardMarkup:
     """One row per order line: − label +; lines with nothing left show why, without buttons."""
     rows: list[list[InlineKeyboardButton]] = []
     for i, line in enumerate(lines):
-        qty, free = chosen.get(line["sku"], 0), line["free"]
+        qty, free = chosen.get(line.sku, 0), line.free
         if free <= 0:
-            label = t("intake.item_none_left", title=line["title"])
+            label = t("intake.item_none_left", title=line.title)
             rows.append([_button(label, ItemCb(index=i, delta=0))])
             continue
         rows.append(
             [
                 _button("−", ItemCb(index=i, delta=-1)),
                 _button(
-                    t("intake.item_button", title=line["title"], qty=qty, max=free),
+                    t("intake.item_button", title=line.title, qty=qty, max=free),
                     ItemCb(index=i, delta=0),
                 ),
                 _button("+", ItemCb(index=i, delta=1)),
@@ -290,24 +293,26 @@ def agent_card(
 
 
 def customer_markup(
-    texts: Texts, payload: dict[str, Any], ticket_id: int | None
+    texts: Texts, message: OutboxPayload, ticket_id: int | None
 ) -> InlineKeyboardMarkup | None:
     """The buttons a notice to a customer carries, in its language, on any chat (Telegram, the
     web chat): a notice asking for a rating gets the 1-5 buttons; one asking to ship the return
     gets "tracking number" and "book a pickup"; one refusing goods the shop has back, the
     customer's choices (refund anyway, send back)."""
-    language = str(payload.get("language") or "zh-CN")
+    if not isinstance(message, Notice):
+        return None
+    language = message.language or "zh-CN"
 
     def tc(key: str, **values: Any) -> str:
         return texts.get(language, key, **values)
 
     # A notice whose script asks for a rating (`asks_rating`, tickets/messages/notices.py).
-    if payload.get("keyboard") == "satisfaction" and ticket_id is not None:
+    if message.keyboard == "satisfaction" and ticket_id is not None:
         return satisfaction(tc, ticket_id)
     # A notice asking to ship the return (SHIPPING_NOTICES): the two ways of doing it.
-    if payload.get("keyboard") == "return_shipping" and payload.get("case_no"):
-        return case_actions(tc, str(payload["case_no"]), track=True, pickup=True, withdraw=False)
+    if message.keyboard == "return_shipping" and message.case_no:
+        return case_actions(tc, message.case_no, track=True, pickup=True, withdraw=False)
     # A notice refusing goods the shop has back (CHOICE_NOTICES): the customer's choices.
-    if payload.get("keyboard") == "refused_goods" and payload.get("case_no"):
-        return refused_goods(tc, str(payload["case_no"]))
+    if message.keyboard == "refused_goods" and message.case_no:
+        return refused_goods(tc, message.case_no)
     return None

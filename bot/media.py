@@ -12,11 +12,11 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiogram import Bot
 from aiogram.types import Message
 
+from bot.draft import EvidenceFile
 from tickets.storage import MB, AttachmentStore, MediaLimits, MediaRejected, StoredFile
 
 log = logging.getLogger(__name__)
@@ -33,14 +33,16 @@ class Media:
     rejected: str | None = None  # too_large | not_an_image | empty
     limit: int | None = None
 
-    def to_evidence(self) -> dict[str, Any]:
-        """What the conversation's state keeps until the case exists."""
+    def to_evidence(self) -> EvidenceFile:
+        """What the conversation's draft keeps until the case exists."""
         assert self.stored is not None
-        return {
-            **self.stored.to_dict(),
-            "message_id": self.message_id,
-            "media_group_id": self.media_group_id,
-        }
+        return EvidenceFile.model_validate(
+            {
+                **self.stored.to_dict(),
+                "message_id": self.message_id,
+                "media_group_id": self.media_group_id,
+            }
+        )
 
 
 def _pick(message: Message) -> tuple[str, str, int | None, str | None, str] | None:

@@ -54,6 +54,8 @@ from sqlalchemy.orm import Session
 
 from bot.i18n import Texts
 from tickets.customers import chat_channel, is_web_chat
+from tickets.messages import payloads
+from tickets.messages.payloads import BOT_ANSWER, BotAnswer
 from tickets.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,9 @@ Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
 MAX_INLINE_RETRY_AFTER = 5
 
 # The outbox row of a chat message: kind "bot_answer", the Bot API method's name and parameters in
-# the payload (the delivery worker rebuilds the method from them; see bot/delivery.py).
-REPLY_KIND = "bot_answer"
+# the payload (tickets/messages/payloads.py's BotAnswer; the delivery worker rebuilds the method
+# from them, see bot/delivery.py).
+REPLY_KIND = BOT_ANSWER
 # A text key with this suffix (bot/messages.py) is the web chat's wording of the key without it.
 WEB_SUFFIX = "_web"
 # On the table and the session's connection: the ORM's bulk-insert path costs more than the
@@ -190,7 +193,9 @@ class Replies:
                 "recipient": str(self.chat_id),
                 "ticket_id": None,
                 "kind": REPLY_KIND,
-                "payload": {"method": method.__api_method__, "params": _params(method)},
+                "payload": payloads.dump(
+                    BotAnswer(method=method.__api_method__, params=_params(method))
+                ),
                 "status": "pending",
                 "attempts": 0,
                 "next_attempt_at": now,

@@ -18,6 +18,7 @@ from bot.keyboards import customer_markup
 from bot.middlewares import KEPT_FILES
 from bot.runtime import build_dispatcher
 from bot.web import WEB_NAME, WebSession, WebUpdates, build_web_bot
+from tickets.messages.payloads import OutboxPayload
 from tickets.messages.scripts import ScriptLibrary
 from tickets.policy.rules import Policy
 from tickets.settings import Settings
@@ -66,8 +67,8 @@ class WebConversation:
             for file_id in offered:
                 self._files.pop(file_id, None)
 
-    def markup(self, payload: dict[str, Any], ticket_id: int | None) -> dict[str, Any] | None:
-        found = customer_markup(self.texts, payload, ticket_id)
+    def markup(self, message: OutboxPayload, ticket_id: int | None) -> dict[str, Any] | None:
+        found = customer_markup(self.texts, message, ticket_id)
         return found.model_dump(mode="json", exclude_none=True) if found else None
 
 

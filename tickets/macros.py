@@ -25,6 +25,8 @@ from tickets.bundled import bundled
 from tickets.cases.lifecycle import perform_action
 from tickets.context import Actor, Context
 from tickets.exceptions import InvalidInput, NotFound
+from tickets.messages import payloads
+from tickets.messages.payloads import CustomerMessage
 from tickets.messages.scripts import LANGUAGES, ScriptLibrary
 from tickets.models import OutboxMessage, Ticket
 from tickets.schemas import ActionRequest
@@ -180,7 +182,9 @@ def preview_macro(
             )
             .order_by(OutboxMessage.id)
         ).all()
-        texts = [str(r.payload.get("text", "")) for r in rows if r.payload.get("text")]
+        # The customer's messages only (the case's webhook deliveries are rows too).
+        said = [m for m in map(payloads.readable, rows) if isinstance(m, CustomerMessage)]
+        texts = [m.text for m in said if m.text]
     finally:
         savepoint.rollback()
     return MacroPreview(status=status, texts=texts)

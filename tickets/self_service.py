@@ -28,6 +28,8 @@ from tickets.cases.queries import TicketFilters, list_tickets
 from tickets.context import Actor, Context
 from tickets.customers import account_ids, speaks_for
 from tickets.exceptions import PermissionDenied
+from tickets.messages import payloads
+from tickets.messages.payloads import NOTICE, REPLY, CustomerMessage
 from tickets.messages.scripts import ReplyChoice, ScriptLibrary, UnknownScript
 from tickets.models import (
     OPEN_STATUSES,
@@ -367,7 +369,7 @@ def script_answer(
         .join(Ticket, OutboxMessage.ticket_id == Ticket.id)
         .where(
             _theirs(customer),
-            OutboxMessage.kind.in_(("notice", "reply")),
+            OutboxMessage.kind.in_((NOTICE, REPLY)),
             OutboxMessage.channel != "agents",
         )
         .order_by(OutboxMessage.id.desc())
@@ -376,8 +378,9 @@ def script_answer(
     if last is None:
         return None
     row, case = last
-    name = row.payload.get("script")
-    if not isinstance(name, str):
+    said = payloads.readable(row)
+    name = said.script if isinstance(said, CustomerMessage) else None
+    if name is None:
         return None
     # The customer may answer in either language, whichever the script was sent in.
     for language in dict.fromkeys((case.language, "zh-CN", "en")):

@@ -43,8 +43,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
 
 from tickets.exceptions import Conflict, DomainError, InvalidInput, NotFound
+from tickets.messages import payloads
 from tickets.messages.notices import agent_texts
 from tickets.messages.outbox import notify_agents
+from tickets.messages.payloads import AgentCard, WebhookDelivery
 from tickets.models import (
     EventType,
     OutboxMessage,
@@ -371,7 +373,8 @@ def replay(*, session: Session, outbox_id: int, now: datetime) -> OutboxMessage:
     row = session.get(OutboxMessage, outbox_id)
     if row is None or row.channel != CHANNEL:
         raise NotFound(f"no webhook delivery {outbox_id}", id=outbox_id)
-    sub = session.get(WebhookSubscription, int(row.payload.get("subscription_id", 0)))
+    delivery = payloads.of(row, WebhookDelivery)
+    sub = session.get(WebhookSubscription, delivery.subscription_id)
     if sub is None:
         raise NotFound(f"no webhook delivery {outbox_id}", id=outbox_id)
     if not sub.enabled:
@@ -383,7 +386,7 @@ def replay(*, session: Session, outbox_id: int, now: datetime) -> OutboxMessage:
         recipient=row.recipient,
         ticket_id=row.ticket_id,
         kind=row.kind,
-        payload={**row.payload, "replay_of": row.id},
+        payload=payloads.dump(delivery.model_copy(update={"replay_of": row.id})),
         next_attempt_at=now,
         created_at=now,
     )
@@ -497,11 +500,13 @@ def _queue(
             recipient=f"{sub.id}:{ticket.id}",
             ticket_id=ticket.id,
             kind=hook,
-            payload={
-                "subscription_id": sub.id,
-                "webhook_id": webhook_id,
-                "body": {"type": hook, "timestamp": now.isoformat(), "data": data},
-            },
+            payload=payloads.dump(
+                WebhookDelivery(
+                    subscription_id=sub.id,
+                    webhook_id=webhook_id,
+                    body={"type": hook, "timestamp": now.isoformat(), "data": data},
+                )
+            ),
             next_attempt_at=now,
             created_at=now,
             dedupe_key=dedupe_key,
@@ -626,14 +631,19 @@ def claim(
         query = query.with_for_update(skip_locked=True)
     claimed = []
     for row in session.scalars(query).all():
-        sub = session.get(WebhookSubscription, int(row.payload.get("subscription_id", 0)))
+        delivery = payloads.readable(row)
+        if not isinstance(delivery, WebhookDelivery):
+            row.status = "failed"
+            row.last_error = "not sent: the row does not read as a webhook delivery"
+            continue
+        sub = session.get(WebhookSubscription, delivery.subscription_id)
         if sub is None or not sub.enabled:
             row.status = "failed"
             row.last_error = "not sent: the subscription is disabled or deleted"
             continue
         refund_id = None
         if row.kind == REFUND_EXECUTE:
-            refund_id = int(row.payload["body"]["data"]["refund"]["id"])
+            refund_id = int(delivery.body["data"]["refund"]["id"])
             refund = session.get(Refund, refund_id)
             if refund is None or refund.status != RefundStatus.issued.value:
                 row.status = "sent"
@@ -652,8 +662,8 @@ def claim(
                 url=sub.url,
                 secret=sub.secret,
                 kind=row.kind,
-                webhook_id=str(row.payload["webhook_id"]),
-                body=dict(row.payload["body"]),
+                webhook_id=delivery.webhook_id,
+                body=dict(delivery.body),
                 attempts=row.attempts,
                 refund_id=refund_id,
             )
@@ -771,7 +781,9 @@ def _tell_admins(session: Session, sub: WebhookSubscription, ctx: Context) -> No
         session=session,
         ticket=None,
         kind="webhook.disabled",
-        payload={"type": "webhook.disabled", "subscription_id": sub.id, "text": text},
+        payload=AgentCard.model_validate(
+            {"type": "webhook.disabled", "subscription_id": sub.id, "text": text}
+        ),
         now=ctx.now,
         dedupe_key=f"webhook.disabled:{sub.id}:{ctx.now.isoformat()}",
         channels=ctx.channels,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+from tickets.messages.payloads import OutboxPayload
 from tickets.storage import StoredFile
 
 
@@ -60,6 +61,6 @@ class Conversation(Protocol):
         kept of them (none: refused, or the update was handled before)."""
         ...
 
-    def markup(self, payload: dict[str, Any], ticket_id: int | None) -> dict[str, Any] | None:
+    def markup(self, message: OutboxPayload, ticket_id: int | None) -> dict[str, Any] | None:
         """The buttons a notice to a customer carries (the bot's, as Telegram JSON), or None."""
         ...

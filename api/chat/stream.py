@@ -43,6 +43,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.watch import Source, Watcher
+from tickets.messages.payloads import WEB_ECHO
 from tickets.models import Channel, OutboxMessage
 from tickets.telemetry import instruments
 
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 WEB = Channel.web.value
 # The customer's own message, written by the chat's route beside the bot's answers.
-ECHO_KIND = "web_echo"
+ECHO_KIND = WEB_ECHO
 # A page opened afresh gets at most this many of the chat's latest rows.
 HISTORY = 200
 # Rows read per step of a stream.

@@ -20,6 +20,8 @@ from api.panel.auth import CurrentPanelAgent, require_role
 from api.panel.intake import _errors_by_field
 from api.panel.pages import render
 from tickets.exceptions import DomainError, InvalidInput
+from tickets.messages import payloads
+from tickets.messages.payloads import WebhookDelivery
 from tickets.models import Agent, Role
 from tickets.schemas import DbId
 from tickets.webhooks import (
@@ -189,9 +191,8 @@ def _log(
 def _case_of(row: Any) -> str | None:
     if row is None:
         return None
-    case = ((row.payload.get("body") or {}).get("data") or {}).get("case") or {}
-    number = case.get("number")
-    return str(number) if number else None
+    delivery = payloads.readable(row)
+    return delivery.case_number if isinstance(delivery, WebhookDelivery) else None
 
 
 @router.get("/{sub_id}")

@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 
 from api.deps import CurrentAgent, SessionDep
 from api.offload import OffLoop
+from tickets.messages import payloads
+from tickets.messages.payloads import WebhookDelivery
 from tickets.models import OutboxMessage, Role, WebhookAttempt, WebhookSubscription
 from tickets.schemas import DbId, _In
 from tickets.webhooks import (
@@ -134,8 +136,7 @@ def _read(session: Any, sub: WebhookSubscription) -> dict[str, Any]:
 
 
 def delivery_json(attempt: WebhookAttempt, row: OutboxMessage | None) -> DeliveryRead:
-    body = (row.payload.get("body") or {}) if row is not None else {}
-    case = (body.get("data") or {}).get("case") or {}
+    delivery = payloads.readable(row) if row is not None else None
     return DeliveryRead(
         id=attempt.id,
         outbox_id=attempt.outbox_id,
@@ -149,7 +150,7 @@ def delivery_json(attempt: WebhookAttempt, row: OutboxMessage | None) -> Deliver
         body_excerpt=attempt.body_excerpt,
         duration_ms=attempt.duration_ms,
         delivery_status=row.status if row is not None else None,
-        case_number=case.get("number"),
+        case_number=delivery.case_number if isinstance(delivery, WebhookDelivery) else None,
     )
 
 
@@ -231,4 +232,5 @@ def list_deliveries(
 def replay_delivery(outbox_id: DbId, request: Request, session: SessionDep) -> dict[str, Any]:
     """Send a delivery again (same body, same `webhook-id`), after the case's other rows."""
     row = replay(session=session, outbox_id=outbox_id, now=request.app.state.clock())
-    return {"outbox_id": row.id, "status": row.status, "webhook_id": row.payload["webhook_id"]}
+    webhook_id = payloads.of(row, WebhookDelivery).webhook_id
+    return {"outbox_id": row.id, "status": row.status, "webhook_id": webhook_id}

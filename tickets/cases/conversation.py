@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -17,11 +16,12 @@ from tickets.exceptions import (
     ActionNotAllowed,
     InvalidInput,
 )
+from tickets.messages import parts
 from tickets.messages.notices import (
     render_for_case,
 )
 from tickets.messages.outbox import notify_customer, reach
-from tickets.messages.parts import Reply, together
+from tickets.messages.payloads import REPLY, FileRef, Reply
 from tickets.models import (
     Attachment,
     CaseStatus,
@@ -162,11 +162,11 @@ def add_reply(
             if reply.script is not None:
                 # What the customer then types is read against the words it asks for
                 # (tickets.self_service.script_answer).
-                payload["script"] = reply.script
+                payload.script = reply.script
             notify_customer(
                 session=session,
                 ticket=ticket,
-                kind="reply",
+                kind=REPLY,
                 payload=payload,
                 now=ctx.now,
                 channels=ctx.channels,
@@ -183,10 +183,10 @@ def _reply_payloads(
     *,
     ticket: Ticket,
     ctx: Context,
-) -> list[dict[str, Any]]:
+) -> list[Reply]:
     """The outbox payloads of one reply, one per message of the channel that reaches the
     customer, cut by that channel's rule (tickets/messages/parts.py)."""
-    reply = Reply(
+    reply = parts.Reply(
         text=body,
         parse_mode=parse_mode,
         files=tuple(
@@ -194,9 +194,23 @@ def _reply_payloads(
             for a in attachments
         ),
     )
-    rule = ctx.parts.get(reach(ticket, ctx.channels).channel, together)
-    base = {"message_id": message_id, "parse_mode": parse_mode}
-    return [{**base, **part} for part in rule(reply)]
+    rule = ctx.parts.get(reach(ticket, ctx.channels).channel, parts.together)
+    payloads = []
+    for part in rule(reply):
+        # Only what is set is stored (tickets/messages/payloads.py): no "attachment": null.
+        if "attachment" in part:
+            attachment = FileRef(**part["attachment"])
+            payloads.append(
+                Reply(
+                    message_id=message_id,
+                    parse_mode=parse_mode,
+                    text=part["text"],
+                    attachment=attachment,
+                )
+            )
+        else:
+            payloads.append(Reply(message_id=message_id, parse_mode=parse_mode, text=part["text"]))
+    return payloads
 
 
 def add_customer_message(

@@ -13,7 +13,9 @@ from tickets.cases.links import linked_cases, merged_into_number
 from tickets.cases.tags import tags_of
 from tickets.customers import telegram_of
 from tickets.exceptions import InvalidInput
+from tickets.messages import payloads
 from tickets.messages.outbox import STATE_OF_STATUS
+from tickets.messages.payloads import REPLY, Reply
 from tickets.models import (
     Agent,
     CaseKind,
@@ -111,13 +113,17 @@ def message_deliveries(session: Session, ticket_id: int) -> dict[int, DeliveryRe
             OutboxMessage.channel,
             OutboxMessage.last_error,
         )
-        .where(OutboxMessage.ticket_id == ticket_id, OutboxMessage.kind == "reply")
+        .where(OutboxMessage.ticket_id == ticket_id, OutboxMessage.kind == REPLY)
         .order_by(OutboxMessage.id)
     ).all()
     out: dict[int, DeliveryRead] = {}
     for payload, status, channel, last_error in rows:
-        message_id = (payload or {}).get("message_id")
-        if not isinstance(message_id, int):
+        try:
+            reply = payloads.load(channel=channel, kind=REPLY, data=payload)
+        except ValueError:
+            continue  # a damaged row: the case shows the rest
+        message_id = reply.message_id if isinstance(reply, Reply) else None
+        if message_id is None:
             continue
         state = STATE_OF_STATUS.get(status, "queued")
         seen = out.get(message_id)
@@ -126,7 +132,7 @@ def message_deliveries(session: Session, ticket_id: int) -> dict[int, DeliveryRe
         out[message_id] = DeliveryRead(
             state=state,
             channel=None if channel == "none" else channel,
-            reason=(payload or {}).get("undeliverable"),
+            reason=reply.undeliverable,
             # A pace or a retry's note on a queued row is no reason the agent needs.
             why=last_error if state in ("failed", "undeliverable") else None,
         )

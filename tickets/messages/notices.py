@@ -20,6 +20,7 @@ from tickets.catalogs import Catalog, load_catalogs, mismatched
 from tickets.limits import DEFAULTS, VARIABLE_INT_MAX, Limits, check_variables
 from tickets.messages.cards import CARDS
 from tickets.messages.outbox import notify_customer
+from tickets.messages.payloads import NOTICE, AgentCard, Notice
 from tickets.messages.scripts import Money, ScriptLibrary
 from tickets.models import OutboxMessage, SlaClock, Ticket
 from tickets.money import to_minor
@@ -239,30 +240,28 @@ def queue_notice(
     """Render `script` for this case's customer and queue it (undeliverable, with why, when
     no channel of theirs is delivered). Without a script library (a bare service call in a
     test) the outbox row carries the script name and variables."""
-    payload: dict[str, Any] = {"script": script}
+    notice = Notice(script=script)
     if ctx.scripts is not None:
-        payload["text"] = render_for_case(
-            ticket=ticket, script=script, ctx=ctx, variables=variables
-        )
-        payload["parse_mode"] = "HTML"
+        notice.text = render_for_case(ticket=ticket, script=script, ctx=ctx, variables=variables)
+        notice.parse_mode = "HTML"
         if ctx.scripts.get(script, ticket.language).asks_rating is True:
             # The delivery worker puts the 1-5 buttons under it (bot/delivery.py).
-            payload["keyboard"] = "satisfaction"
+            notice.keyboard = "satisfaction"
         elif script in SHIPPING_NOTICES:
             # The delivery worker puts "tracking number" and "book a pickup" under it.
-            payload["keyboard"] = "return_shipping"
-            payload["case_no"] = ticket.number
+            notice.keyboard = "return_shipping"
+            notice.case_no = ticket.number
         elif script in CHOICE_NOTICES:
             # The delivery worker puts "refund anyway" and "send it back" under it.
-            payload["keyboard"] = "refused_goods"
-            payload["case_no"] = ticket.number
+            notice.keyboard = "refused_goods"
+            notice.case_no = ticket.number
     else:
-        payload["variables"] = {k: str(v) for k, v in (variables or {}).items()}
+        notice.variables = {k: str(v) for k, v in (variables or {}).items()}
     return notify_customer(
         session=session,
         ticket=ticket,
-        kind="notice",
-        payload=payload,
+        kind=NOTICE,
+        payload=notice,
         now=ctx.now,
         channels=ctx.channels,
     )
@@ -300,7 +299,7 @@ def agent_texts(language: str) -> dict[str, Any]:
 
 def agent_card(
     ticket: Ticket, what: str, ctx: Context, *, data: dict[str, Any] | None = None, **extra: Any
-) -> dict[str, Any]:
+) -> AgentCard:
     """A card for the agents (their Telegram chat and the panel): the case's facts, `data`
     for machines, and the line the chat shows, in the agents' language."""
     texts = agent_texts(ctx.policy.agent_language)
@@ -318,13 +317,16 @@ def agent_card(
             for k, v in extra.items()
         },
     }
-    return {
-        "type": what,
-        "number": ticket.number,
-        "group": ticket.group,
-        "assignee": ticket.assignee.username if ticket.assignee else None,
-        "priority": ticket.priority,
-        **(data or {}),
-        **{k: v for k, v in extra.items() if k not in ("clock", "due")},
-        "text": texts[what].format(**facts),
-    }
+    # The facts for machines go as the card's own keys (kept by AgentCard as they are).
+    return AgentCard.model_validate(
+        {
+            "type": what,
+            "number": ticket.number,
+            "group": ticket.group,
+            "assignee": ticket.assignee.username if ticket.assignee else None,
+            "priority": ticket.priority,
+            **(data or {}),
+            **{k: v for k, v in extra.items() if k not in ("clock", "due")},
+            "text": texts[what].format(**facts),
+        }
+    )

@@ -16,20 +16,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tickets.customers import telegram_of, web_chat_of
+from tickets.messages import payloads
+from tickets.messages.payloads import AgentCard, CardTaken, CustomerMessage, Reply
 from tickets.models import Channel, Event, EventType, OutboxMessage, Ticket
 
 if TYPE_CHECKING:
     from tickets.settings import Settings
-
-# The kind of an agents' row that does not post a card but updates the case's earlier cards in
-# the agents' chat: taken, by whom (payload: number, agent), no "take it" any more.
-CARD_TAKEN = "card.taken"
 
 # What is delivered, by channel: a channel counts as delivered in a deployment when its
 # deliverer runs there, which the settings say (every process of one shop reads the same ones).
@@ -125,7 +123,7 @@ def notify_customer(
     session: Session,
     ticket: Ticket,
     kind: str,
-    payload: dict[str, Any],
+    payload: CustomerMessage,
     now: datetime,
     channels: Iterable[str],
     dedupe_key: str | None = None,
@@ -134,12 +132,17 @@ def notify_customer(
     `Context.channels`). When none does, the row is written `undeliverable` with why (and an
     event on the case), never left pending: the one place every customer message passes."""
     where = reach(ticket, channels)
+    message = payload.model_copy()
+    if "language" not in message.model_fields_set:
+        message.language = ticket.language
+    if where.reason is not None:
+        message.undeliverable = where.reason
     row = OutboxMessage(
         channel=where.channel,
         recipient=where.recipient,
         ticket_id=ticket.id,
         kind=kind,
-        payload={"language": ticket.language, **payload},
+        payload=payloads.dump(message),
         next_attempt_at=now,
         created_at=now,
         dedupe_key=dedupe_key,
@@ -147,18 +150,19 @@ def notify_customer(
     if where.reason is not None:
         row.status = "undeliverable"
         row.last_error = where.why
-        row.payload = {**row.payload, "undeliverable": where.reason}
     session.add(row)
     if where.reason is not None:
         session.flush()  # the row's id goes on the event
-        event = _undeliverable_event(row, ticket.id, now)
+        event = _undeliverable_event(row, ticket.id, now, where.reason)
         event.ticket = ticket  # on the case's loaded events too (its JSON in this request)
         session.add(event)
     return row
 
 
-def _undeliverable_event(row: OutboxMessage, ticket_id: int, now: datetime) -> Event:
+def _undeliverable_event(row: OutboxMessage, ticket_id: int, now: datetime, reason: str) -> Event:
     """The case's record of a message to its customer that will never be sent, and why."""
+    message = payloads.readable(row)
+    said = message if isinstance(message, CustomerMessage) else None
     return Event(
         ticket_id=ticket_id,
         type=UNDELIVERABLE_EVENT,
@@ -167,10 +171,10 @@ def _undeliverable_event(row: OutboxMessage, ticket_id: int, now: datetime) -> E
         data={
             "outbox_id": row.id,
             "kind": row.kind,
-            "script": row.payload.get("script"),
-            "message_id": row.payload.get("message_id"),
+            "script": said.script if said is not None else None,
+            "message_id": message.message_id if isinstance(message, Reply) else None,
             "channel": None if row.channel == "none" else row.channel,
-            "reason": row.payload.get("undeliverable"),
+            "reason": reason,
             "why": row.last_error,
         },
     )
@@ -202,9 +206,14 @@ def settle_undelivered(
         reason = f"{CHANNEL_OFF}:{row.channel}"
         row.status = "undeliverable"
         row.last_error = WHY.get(reason, f"not sent: nothing delivers {row.channel}")
-        row.payload = {**row.payload, "undeliverable": reason}
+        message = payloads.readable(row)
+        if message is None:  # one this version cannot read: marked all the same
+            row.payload = {**row.payload, "undeliverable": reason}
+        else:
+            message.undeliverable = reason
+            row.payload = payloads.dump(message)
         if row.channel != "agents" and row.ticket_id is not None:
-            session.add(_undeliverable_event(row, row.ticket_id, now))
+            session.add(_undeliverable_event(row, row.ticket_id, now, reason))
     return len(rows)
 
 
@@ -213,7 +222,7 @@ def notify_agents(
     session: Session,
     ticket: Ticket | None,
     kind: str,
-    payload: dict[str, Any],
+    payload: AgentCard | CardTaken,
     now: datetime,
     dedupe_key: str | None = None,
     channels: Iterable[str] | None = None,
@@ -228,7 +237,7 @@ def notify_agents(
         recipient="agents",
         ticket_id=ticket.id if ticket is not None else None,
         kind=kind,
-        payload=payload,
+        payload=payloads.dump(payload),
         next_attempt_at=now,
         created_at=now,
         dedupe_key=dedupe_key,

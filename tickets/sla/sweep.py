@@ -26,6 +26,7 @@ from tickets.context import Actor, Context
 from tickets.logcontext import about_case, case_scope
 from tickets.messages.notices import agent_card, agent_texts, queue_notice
 from tickets.messages.outbox import notify_agents, settle_undelivered
+from tickets.messages.payloads import AgentCard
 from tickets.models import Agent, Event, EventType, Priority, Role, SlaClock, Ticket
 from tickets.schemas import ActionRequest
 from tickets.sla import clocks as sla
@@ -68,7 +69,7 @@ class SweepReport:
         )
 
 
-def _card(ticket: Ticket, clock: SlaClock, what: str, ctx: Context, **extra: Any) -> dict[str, Any]:
+def _card(ticket: Ticket, clock: SlaClock, what: str, ctx: Context, **extra: Any) -> AgentCard:
     """An SLA card for the agents: the case's card with its clock."""
     texts = agent_texts(ctx.policy.agent_language)
     return agent_card(

@@ -10,6 +10,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from sqlalchemy.orm import Session
 
+from bot.draft import Draft, load_draft, save_draft
 from bot.media import Media, rejection_text
 from bot.replies import Replies
 from bot.routers.customer.filters import Has
@@ -34,9 +35,9 @@ def media_problem(item: Media, reply: Replies, limits: MediaLimits) -> None:
     reply.send_text(rejection_text(item, reply.t, limits))
 
 
-def first_of_album(item: Media, data: dict[str, Any]) -> bool:
+def first_of_album(item: Media, draft: Draft) -> bool:
     """Whether to answer this file: one answer per album, not one per photo in it."""
-    return item.media_group_id is None or item.media_group_id != data.get("album_answered")
+    return item.media_group_id is None or item.media_group_id != draft.album_answered
 
 
 @handlers.message(Has("photo", "video", "document"))
@@ -61,11 +62,11 @@ async def files_received(
         return
     raw_state = await state.get_state()
     step = STEPS.get(raw_state or "")
-    data = await state.get_data()
-    answer = first_of_album(kept[0], data)
+    draft = await load_draft(state)
+    answer = first_of_album(kept[0], draft)
     if raw_state is None or raw_state in CASE_STEPS or raw_state == Rating.comment.state:
         case = (
-            self_service.own_case(db, customer, data.get("case_no", ""))
+            self_service.own_case(db, customer, draft.case_no)
             if raw_state in CASE_STEPS
             else self_service.latest_open_case(db, customer)
         )
@@ -79,24 +80,26 @@ async def files_received(
                 message_id=message.message_id,
                 ctx=svc,
             )
-            await state.update_data(album_answered=kept[0].media_group_id)
+            draft.album_answered = kept[0].media_group_id
+            await save_draft(state, draft)
             if answer:
                 reply.say("cases.message_added", case_no=case.number)
             return
-    evidence = list(data.get("evidence", []))
+    evidence = list(draft.evidence)
     if len(evidence) + len(kept) > limits.max_files:
         reply.say("intake.evidence_limit", limit=limits.max_files)
         return
     for item in kept:
         entry = item.to_evidence()
         if message.caption:
-            entry["caption"] = message.caption
+            entry.caption = message.caption
         evidence.append(entry)
-    await state.update_data(evidence=evidence, album_answered=kept[0].media_group_id)
+    draft.evidence, draft.album_answered = evidence, kept[0].media_group_id
+    if step == "description":
+        # The photo says it (its caption goes with it): no words needed, nothing to skip.
+        draft.description = draft.description or ""
+    await save_draft(state, draft)
     if step in EVIDENCE_STEPS:
-        if step == "description":
-            # The photo says it (its caption goes with it): no words needed, nothing to skip.
-            await state.update_data(description=data.get("description") or "")
         # An album is answered once, counting every part: the answer is held and each part's
         # replaces it while unsent (bot/replies.py).
         await evidence_taken(

@@ -7,7 +7,6 @@ state; read in order, they are the flow.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import StateFilter
@@ -16,6 +15,7 @@ from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 from sqlalchemy.orm import Session
 
 from bot import keyboards
+from bot.draft import Draft, OrderLine, load_draft, save_draft
 from bot.eligibility import (
     kind_verdicts,
     line_categories,
@@ -105,14 +105,14 @@ async def take_order_no(
         reply.say(found, order_no=typed)
         return
     order, digits = found
-    await state.update_data(
-        order_no=order.order_no,
-        proof_tries=0,
-        chosen={},
-        kind=None,
-        items_auto=False,
-        categories=line_categories(order),
-    )
+    draft = await load_draft(state)
+    draft.order_no = order.order_no
+    draft.proof_tries = 0
+    draft.chosen = {}
+    draft.kind = None
+    draft.items_auto = False
+    draft.categories = line_categories(order)
+    await save_draft(state, draft)
     if speaks_for(order.customer, customer.id):
         # Theirs, or another phone's order their account proved before: no proof again.
         await ask("kind", state=state, db=db, customer=customer, reply=reply, svc=svc)
@@ -183,7 +183,7 @@ async def order_picked(
 ) -> None:
     """One of the customer's recent orders, picked."""
     reply.answer_callback()
-    recent = (await state.get_data()).get("recent") or []
+    recent = (await load_draft(state)).recent
     if not 0 <= callback_data.index < len(recent):
         await ask("order", state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
@@ -274,8 +274,9 @@ async def proof_failed(budget: ProofBudget, *, state: FSMContext, reply: Replies
     """A wrong proof, counted in the core against the order and the account for the day (so
     starting over with `/start <order>` gives no new guesses): say so, and after a few tries
     in this conversation stop (no guessing digits)."""
-    tries = int((await state.get_data()).get("proof_tries", 0)) + 1
-    await state.update_data(proof_tries=tries)
+    draft = await load_draft(state)
+    draft.proof_tries = tries = draft.proof_tries + 1
+    await save_draft(state, draft)
     if tries >= PROOF_TRIES:
         # A few guesses only: four digits are easy to try one by one.
         reply.say("intake.proof_locked", markup=ReplyKeyboardRemove())
@@ -300,7 +301,7 @@ async def proof_contact(
     if message.from_user is None or contact.user_id != message.from_user.id:
         reply.say("intake.proof_other_contact")
         return
-    order = order_of(db, (await state.get_data())["order_no"])
+    order = order_of(db, (await load_draft(state)).the_order_no())
     outcome = _attempt(
         db, order, customer, svc, lambda: phone_matches(order.customer.phone, contact.phone_number)
     )
@@ -317,7 +318,7 @@ async def proof_digits(
     svc: Context,
 ) -> None:
     """Proof by the last four digits of the order's phone."""
-    order = order_of(db, (await state.get_data())["order_no"])
+    order = order_of(db, (await load_draft(state)).the_order_no())
     await check_last4(
         order, message.text or "", state=state, db=db, customer=customer, reply=reply, svc=svc
     )
@@ -353,8 +354,8 @@ async def kind_picked(
 ) -> None:
     """A kind of request, if the order is open to it now."""
     reply.answer_callback()
-    data = await state.get_data()
-    order = order_of(db, data["order_no"])
+    draft = await load_draft(state)
+    order = order_of(db, draft.the_order_no())
     verdicts = kind_verdicts(
         order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
     )
@@ -364,9 +365,9 @@ async def kind_picked(
         return
     kind = CaseKind(verdict.kind)
     reasons = list(reasons_of(verdict, svc.policy))
-    await state.update_data(
-        kind=kind.value, chosen={}, reason=None, reasons=reasons, reason_notes=[], items_auto=False
-    )
+    draft.kind, draft.chosen, draft.reason = kind.value, {}, None
+    draft.reasons, draft.reason_notes, draft.items_auto = reasons, [], False
+    await save_draft(state, draft)
     step = "items" if needs_items(kind) else "reason"
     await ask(step, state=state, db=db, customer=customer, reply=reply, svc=svc)
 
@@ -385,15 +386,15 @@ async def kind_typed(
     every request (unpaid, cancelled), its reason says "tell us here", so they go to a person,
     about that order. Where a kind is open, the buttons are the answer (the guide in
     fallbacks.py)."""
-    data = await state.get_data()
-    number = data.get("existing_case")
+    draft = await load_draft(state)
+    number = draft.existing_case
     text = (message.text or "").strip()
     if number and text:
         await add_to_existing(
-            number, text, data, state=state, db=db, customer=customer, reply=reply, svc=svc
+            number, text, draft, state=state, db=db, customer=customer, reply=reply, svc=svc
         )
         return
-    order = order_of(db, data["order_no"])
+    order = order_of(db, draft.the_order_no())
     verdicts = kind_verdicts(
         order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
     )
@@ -406,7 +407,7 @@ async def kind_typed(
         text=text[:DESCRIPTION_MAX],
         message_id=message.message_id,
         order_no=order.order_no,
-        evidence=data.get("evidence", []),
+        evidence=draft.evidence_for_core(),
         channel=chat_channel(reply.chat_id),
     )
     # Files sent meanwhile went with a new conversation; else they wait for the next request.
@@ -419,7 +420,7 @@ async def kind_typed(
 async def add_to_existing(
     number: str,
     text: str,
-    data: dict[str, Any],
+    draft: Draft,
     *,
     state: FSMContext,
     db: Session,
@@ -434,7 +435,7 @@ async def add_to_existing(
         customer=customer,
         number=number,
         text=text[:DESCRIPTION_MAX],
-        evidence=data.get("evidence", []),
+        evidence=draft.evidence_for_core(),
         ctx=svc,
     )
     await reset(state, keep_evidence=False)
@@ -446,32 +447,33 @@ async def item_changed(
     query: CallbackQuery, callback_data: ItemCb, state: FSMContext, reply: Replies
 ) -> None:
     """A quantity tapped up or down: the keyboard is updated in place."""
-    data = await state.get_data()
-    lines = data.get("lines") or []
-    chosen: dict[str, int] = dict(data.get("chosen") or {})
+    draft = await load_draft(state)
+    lines = draft.lines
+    chosen = dict(draft.chosen)
     if not 0 <= callback_data.index < len(lines) or callback_data.delta == 0:
         reply.answer_callback()
         return
     line = lines[callback_data.index]
-    wanted = chosen.get(line["sku"], 0) + callback_data.delta
-    qty = min(max(wanted, 0), line["free"])
-    if qty == chosen.get(line["sku"], 0):
+    wanted = chosen.get(line.sku, 0) + callback_data.delta
+    qty = min(max(wanted, 0), line.free)
+    if qty == chosen.get(line.sku, 0):
         # + past the most: say why nothing moved, on the button itself.
-        reply.answer_callback(most_text(line, reply) if wanted > line["free"] else None)
+        reply.answer_callback(most_text(line, reply) if wanted > line.free else None)
         return
-    chosen[line["sku"]] = qty
-    await state.update_data(chosen=chosen)
+    chosen[line.sku] = qty
+    draft.chosen = chosen
+    await save_draft(state, draft)
     reply.answer_callback()
     if query.message is not None:
         reply.edit_markup(query.message.message_id, keyboards.items(reply.t, lines, chosen))
 
 
-def most_text(line: dict[str, Any], reply: Replies) -> str:
+def most_text(line: OrderLine, reply: Replies) -> str:
     """Why + stops at this line's number: what was bought, and what other requests hold."""
-    bought = int(line.get("bought", line["free"]))  # states kept before "bought" was
-    if bought > line["free"]:
-        return reply.plain("intake.items_most_taken", bought=bought, most=line["free"])
-    return reply.plain("intake.items_most", bought=bought, most=line["free"])
+    bought = line.most
+    if bought > line.free:
+        return reply.plain("intake.items_most_taken", bought=bought, most=line.free)
+    return reply.plain("intake.items_most", bought=bought, most=line.free)
 
 
 @handlers.callback(Intake.reason, ReasonCb.filter())
@@ -486,11 +488,12 @@ async def reason_picked(
 ) -> None:
     """A reason, if the kind offers it."""
     reply.answer_callback()
-    data = await state.get_data()
-    if callback_data.reason not in (data.get("reasons") or []):
+    draft = await load_draft(state)
+    if callback_data.reason not in draft.reasons:
         await ask("reason", state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
-    await state.update_data(reason=callback_data.reason)
+    draft.reason = callback_data.reason
+    await save_draft(state, draft)
     await ask("description", state=state, db=db, customer=customer, reply=reply, svc=svc)
 
 
@@ -508,7 +511,9 @@ async def description_typed(
     if len(text) > DESCRIPTION_MAX:
         reply.say("intake.description_too_long", limit=DESCRIPTION_MAX)
         return
-    await state.update_data(description=text)
+    draft = await load_draft(state)
+    draft.description = text
+    await save_draft(state, draft)
     # Files sent before are the evidence: the summary at once when they are enough.
     await evidence_taken(state=state, db=db, customer=customer, reply=reply, svc=svc)
 
@@ -516,10 +521,11 @@ async def description_typed(
 @handlers.message(Intake.evidence, Has("text"))
 async def evidence_text(message: Message, state: FSMContext, reply: Replies) -> None:
     """Words at the evidence step are added to the description, never dropped."""
-    data = await state.get_data()
+    draft = await load_draft(state)
     text = (message.text or "").strip()
-    description = "\n".join(p for p in (data.get("description") or "", text) if p)
-    await state.update_data(description=description[:DESCRIPTION_MAX])
+    description = "\n".join(p for p in (draft.description or "", text) if p)
+    draft.description = description[:DESCRIPTION_MAX]
+    await save_draft(state, draft)
     reply.say("intake.evidence_noted", keyboards.only_nav(reply.t, extra=("done",)))
 
 
@@ -536,14 +542,14 @@ async def navigate(
     """Back, cancel, skip, done and confirm, wherever they make sense."""
     reply.answer_callback()
     step = STEPS.get(await state.get_state() or "", "")
-    data = await state.get_data()
+    draft = await load_draft(state)
     action = callback_data.action
     if action == "cancel":
         await reset(state, keep_evidence=False)
         await show_menu(reply, "nav.cancelled")
         return
     if action == "back":
-        target = previous_step(step, data)
+        target = previous_step(step, draft)
         if target is None:
             await reset(state, keep_evidence=True)
             await show_menu(reply)
@@ -556,14 +562,14 @@ async def navigate(
         await items_chosen(state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if action == "skip" and step == "description":
-        await state.update_data(description="")
+        draft.description = ""
+        await save_draft(state, draft)
         # Files sent before are the evidence: the summary at once when they are enough.
         await evidence_taken(state=state, db=db, customer=customer, reply=reply, svc=svc)
         return
     if action == "done" and step == "evidence":
-        photos = sum(1 for f in data.get("evidence", []) if f.get("kind") == "photo")
-        need = photos_needed(db, data, svc)
-        if not need.satisfied_by(photos):
+        need = photos_needed(db, draft, svc)
+        if not need.satisfied_by(draft.photos()):
             reply.say("intake.evidence_required", need=need.text(reply.language))
             return
         await ask("confirm", state=state, db=db, customer=customer, reply=reply, svc=svc)
@@ -586,9 +592,9 @@ async def submit(
     *, state: FSMContext, db: Session, customer: Customer, reply: Replies, svc: Context
 ) -> None:
     """Open the case from the finished request, or say why it cannot be opened now."""
-    data = await state.get_data()
-    captions = [f["caption"] for f in data.get("evidence", []) if f.get("caption")]
-    description = "\n".join(p for p in [data.get("description") or "", *captions] if p)
+    draft = await load_draft(state)
+    captions = [f.caption for f in draft.evidence if f.caption]
+    description = "\n".join(p for p in [draft.description or "", *captions] if p)
     try:
         # A savepoint: a refusal leaves the rest of this update's work (the state) intact.
         with db.begin_nested():
@@ -596,21 +602,21 @@ async def submit(
                 db,
                 customer=customer,
                 ctx=svc,
-                order_no=data.get("order_no"),
-                kind=data["kind"],
-                reason=data["reason"],
-                items=data.get("chosen") or {},
+                order_no=draft.order_no,
+                kind=draft.the_kind(),
+                reason=draft.the_reason(),
+                items=draft.chosen,
                 description=description,
-                evidence=data.get("evidence", []),
+                evidence=draft.evidence_for_core(),
                 channel=chat_channel(reply.chat_id),
             )
     except DuplicateCase as exc:
         # A case opened meanwhile (another chat, an agent): what was typed and sent goes to it.
-        if exc.existing and (description or data.get("evidence")):
+        if exc.existing and (description or draft.evidence):
             await add_to_existing(
                 exc.existing,
                 description,
-                data,
+                draft,
                 state=state,
                 db=db,
                 customer=customer,
@@ -620,7 +626,7 @@ async def submit(
             return
         await reset(state, keep_evidence=False)
         await show_menu(
-            reply, "intake.duplicate", order_no=data.get("order_no") or "", case_no=exc.existing
+            reply, "intake.duplicate", order_no=draft.order_no or "", case_no=exc.existing
         )
         return
     except InvalidInput:

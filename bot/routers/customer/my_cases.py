@@ -11,6 +11,7 @@ from aiogram.types import CallbackQuery, Message
 from sqlalchemy.orm import Session
 
 from bot import keyboards
+from bot.draft import load_draft, save_draft
 from bot.i18n import Html
 from bot.keyboards import (
     CaseCb,
@@ -100,7 +101,7 @@ async def case_action(
     if callback_data.action == "track":
         await reset(state, keep_evidence=True)
         await state.set_state(Tracking.number)
-        await state.update_data(case_no=number)
+        await _about(state, number)
         reply.say("cases.ask_tracking", keyboards.only_nav(reply.t, back=False), case_no=number)
     elif callback_data.action == "pickup":
         await start_pickup(ticket, state=state, reply=reply, svc=svc)
@@ -185,7 +186,7 @@ async def start_pickup(ticket: Any, *, state: FSMContext, reply: Replies, svc: C
     """Book a pickup for this case: its slots first."""
     await reset(state, keep_evidence=True)
     await state.set_state(PickupBooking.slot)
-    await state.update_data(case_no=ticket.number)
+    await _about(state, ticket.number)
     ask_slot(ticket, reply, svc)
 
 
@@ -203,7 +204,7 @@ async def tracking_typed(
     if not TRACKING_NO.match(tracking_no):
         reply.say("cases.tracking_bad", keyboards.only_nav(reply.t, back=False))
         return
-    number = (await state.get_data()).get("case_no", "")
+    number = (await load_draft(state)).case_no
     await record_tracking(
         number, tracking_no, state=state, db=db, customer=customer, reply=reply, svc=svc
     )
@@ -236,3 +237,10 @@ async def record_tracking(
         return
     await reset(state, keep_evidence=True)
     await show_menu(reply, "cases.tracking_saved", case_no=ticket.number, tracking_no=tracking_no)
+
+
+async def _about(state: FSMContext, number: str) -> None:
+    """The side step now under way is about the case `number`."""
+    draft = await load_draft(state)
+    draft.case_no = number
+    await save_draft(state, draft)

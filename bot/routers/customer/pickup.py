@@ -10,6 +10,7 @@ from babel.dates import format_date
 from sqlalchemy.orm import Session
 
 from bot import keyboards
+from bot.draft import load_draft, save_draft
 from bot.keyboards import (
     AddressCb,
     SlotCb,
@@ -61,7 +62,7 @@ async def slot_picked(
 ) -> None:
     """A time slot: then the address (the order's, or typed)."""
     reply.answer_callback()
-    number = (await state.get_data()).get("case_no", "")
+    number = (await load_draft(state)).case_no
     ticket = self_service.own_case(db, customer, number)
     chosen = next(
         (
@@ -86,7 +87,9 @@ async def slot_picked(
         end=f"{chosen.end:%H:%M}",
     )
     await state.set_state(PickupBooking.address)
-    await state.update_data(pickup_time=chosen.value, pickup_label=label)
+    draft = await load_draft(state)
+    draft.pickup_time, draft.pickup_label = chosen.value, label
+    await save_draft(state, draft)
     address = (ticket.order.address if ticket.order is not None else "") or ""
     if address.strip():
         reply.say(
@@ -109,7 +112,7 @@ async def address_of_order(
 ) -> None:
     """Pick up at the order's address."""
     reply.answer_callback()
-    number = (await state.get_data()).get("case_no", "")
+    number = (await load_draft(state)).case_no
     ticket = self_service.own_case(db, customer, number)
     address = " ".join(((ticket.order.address if ticket.order is not None else "") or "").split())
     if not address:
@@ -163,8 +166,8 @@ async def book_pickup(
 ) -> None:
     """The pickup is booked on the case, with its time and address, as the customer: the case
     waits for the courier (pickup booked) until the carrier or an agent marks it collected."""
-    data = await state.get_data()
-    number = data.get("case_no", "")
+    draft = await load_draft(state)
+    number = draft.case_no
     try:
         with db.begin_nested():
             self_service.customer_action(
@@ -173,7 +176,7 @@ async def book_pickup(
                 number=number,
                 request=ActionRequest(
                     action="mark_in_transit",
-                    pickup=Pickup(time=data["pickup_time"], address=address),
+                    pickup=Pickup(time=draft.the_pickup_time(), address=address),
                 ),
                 ctx=svc,
             )
@@ -184,7 +187,7 @@ async def book_pickup(
         return
     await reset(state, keep_evidence=True)
     await show_menu(
-        reply, "pickup.booked", case_no=number, slot=data.get("pickup_label", ""), address=address
+        reply, "pickup.booked", case_no=number, slot=draft.pickup_label, address=address
     )
 
 
@@ -199,5 +202,5 @@ async def slot_expected(
 ) -> None:
     """Words where a slot button is expected: the slots again."""
     reply.say("intake.guide_button_expected")
-    ticket = self_service.own_case(db, customer, (await state.get_data()).get("case_no", ""))
+    ticket = self_service.own_case(db, customer, (await load_draft(state)).case_no)
     ask_slot(ticket, reply, svc)

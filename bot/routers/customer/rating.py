@@ -8,6 +8,7 @@ from aiogram.types import CallbackQuery, Message
 from sqlalchemy.orm import Session
 
 from bot import keyboards
+from bot.draft import load_draft, save_draft
 from bot.keyboards import (
     NavCb,
     RateCb,
@@ -45,7 +46,9 @@ async def rated(
         return False
     await reset(state, keep_evidence=True)
     await state.set_state(Rating.comment)
-    await state.update_data(rated=ticket_id, score=score)
+    draft = await load_draft(state)
+    draft.rated, draft.score = ticket_id, score
+    await save_draft(state, draft)
     reply.say("satisfaction.ask_comment", keyboards.skip_comment(reply.t, ticket_id), score=score)
     return True
 
@@ -91,14 +94,14 @@ async def rating_comment(
     svc: Context,
 ) -> None:
     """The comment after a rating, recorded with it."""
-    data = await state.get_data()
+    draft = await load_draft(state)
     try:
         with db.begin_nested():
             self_service.rate(
                 db,
                 customer=customer,
-                ticket_id=int(data.get("rated") or 0),
-                score=int(data.get("score") or 0),
+                ticket_id=draft.rated or 0,
+                score=draft.score or 0,
                 ctx=svc,
                 comment=(message.text or "").strip(),
             )

@@ -5,10 +5,10 @@ limits on what a customer types.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from aiogram.fsm.state import State, StatesGroup
 
+from bot.draft import Draft
 from bot.eligibility import (
     needs_items,
 )
@@ -73,10 +73,10 @@ STATE_OF = {name: getattr(Intake, name) for name in STEPS.values()}
 TEXT_STEPS = {"order", "proof", "description"}
 
 
-def previous_step(step: str, data: dict[str, Any]) -> str | None:
+def previous_step(step: str, draft: Draft) -> str | None:
     """The step "back" returns to (None: leave the intake). Proof is never a target: going
     back to the order re-checks it."""
-    kind = data.get("kind")
+    kind = draft.kind
     back = {
         "proof": "order",
         "kind": "order",
@@ -84,9 +84,7 @@ def previous_step(step: str, data: dict[str, Any]) -> str | None:
         # Items chosen for the customer (the order's one item, one unit) have no step to go
         # back to.
         "reason": (
-            "items"
-            if kind and needs_items(CaseKind(kind)) and not data.get("items_auto")
-            else "kind"
+            "items" if kind and needs_items(CaseKind(kind)) and not draft.items_auto else "kind"
         ),
         "description": "reason",
         "evidence": "description",

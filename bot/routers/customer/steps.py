@@ -13,6 +13,7 @@ from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy.orm import Session
 
 from bot import keyboards
+from bot.draft import Draft, OrderLine, load_draft, save_draft
 from bot.eligibility import (
     evidence_need,
     kind_verdicts,
@@ -51,11 +52,12 @@ async def ask(
 ) -> None:
     """Put the conversation at `step` and ask its question."""
     await state.set_state(STATE_OF[step])
-    data = await state.get_data()
+    draft = await load_draft(state)
     t = reply.t
     if step == "order":
         recent = [o.order_no for o in recent_orders(db, customer)]
-        await state.update_data(recent=recent)
+        draft.recent = recent
+        await save_draft(state, draft)
         if recent:
             reply.say("intake.ask_order_recent", keyboards.recent_orders(t, recent))
         else:
@@ -64,7 +66,7 @@ async def ask(
         reply.say("intake.ask_proof", keyboards.share_contact(t))
         reply.say("intake.proof_nav", keyboards.only_nav(t))
     elif step == "kind":
-        order = order_of(db, data["order_no"])
+        order = order_of(db, draft.the_order_no())
         verdicts = kind_verdicts(
             order, policy=svc.policy, now=svc.now, tz=svc.tz, language=reply.language
         )
@@ -73,7 +75,8 @@ async def ask(
         existing = case_in_the_way(session=db, order=order, ctx=svc)
         blocks = existing.blocks if existing is not None else frozenset()
         number = existing.number if existing is not None else None
-        await state.update_data(existing_case=number)
+        draft.existing_case = number
+        await save_draft(state, draft)
         allowed = [v.kind for v in verdicts if v.allowed and v.kind not in blocks]
         if not any(v.allowed for v in verdicts):
             # The order is closed to every request (unpaid, cancelled): its one reason, said
@@ -103,37 +106,37 @@ async def ask(
             text += "\n\n" + t("intake.kinds_unavailable") + "\n" + "\n".join(why_lines)
         reply.send_text(text, keyboards.kinds(t, allowed))
     elif step == "items":
-        order = order_of(db, data["order_no"])
+        order = order_of(db, draft.the_order_no())
         free = free_units(db, order)
         lines = [
-            {
-                "sku": ln.sku,
-                "title": ln.title or ln.sku,
-                "free": free.get(ln.sku, 0),
-                "bought": ln.quantity,
-            }
+            OrderLine(
+                sku=ln.sku, title=ln.title or ln.sku, free=free.get(ln.sku, 0), bought=ln.quantity
+            )
             for ln in order.lines
         ]
-        if not any(line["free"] for line in lines):
+        if not any(line.free for line in lines):
             reply.say("intake.items_none_available")
             await ask("kind", state=state, db=db, customer=customer, reply=reply, svc=svc)
             return
-        chosen = {k: v for k, v in (data.get("chosen") or {}).items() if v > 0}
-        offered = [line for line in lines if line["free"]]
+        chosen = {k: v for k, v in draft.chosen.items() if v > 0}
+        offered = [line for line in lines if line.free]
+        draft.lines = lines
         if not chosen and len(offered) == 1:
             # The order's one returnable item is the one meant: chosen for the customer, and
             # with a single unit there is nothing left to choose (no step, no Done).
-            chosen = {offered[0]["sku"]: 1}
-            if offered[0]["free"] == 1:
-                await state.update_data(lines=lines, chosen=chosen, items_auto=True)
+            chosen = {offered[0].sku: 1}
+            if offered[0].free == 1:
+                draft.chosen, draft.items_auto = chosen, True
+                await save_draft(state, draft)
                 await items_chosen(state=state, db=db, customer=customer, reply=reply, svc=svc)
                 return
-        await state.update_data(lines=lines, chosen=chosen, items_auto=False)
+        draft.chosen, draft.items_auto = chosen, False
+        await save_draft(state, draft)
         # Beside the items, what some of them cannot get, and why (the cake of a mixed order).
         offers = line_offers(
             order,
             policy=svc.policy,
-            kind=data["kind"],
+            kind=draft.the_kind(),
             now=svc.now,
             tz=svc.tz,
             language=reply.language,
@@ -142,24 +145,23 @@ async def ask(
         text = "\n".join([t("intake.ask_items"), *notes])
         reply.send_text(text, keyboards.items(t, lines, chosen))
     elif step == "reason":
-        codes = data.get("reasons") or []
-        notes = [t("intake.kind_note", note=why) for why in data.get("reason_notes") or []]
-        if data.get("items_auto"):
+        notes = [t("intake.kind_note", note=why) for why in draft.reason_notes]
+        if draft.items_auto:
             # Chosen for them: said, so the customer knows what the request is about.
-            titles = {line["sku"]: line["title"] for line in data.get("lines", [])}
+            titles = draft.titles()
             notes = [
                 t("intake.item_chosen", title=titles.get(sku, sku), qty=q)
-                for sku, q in (data.get("chosen") or {}).items()
+                for sku, q in draft.chosen.items()
             ] + notes
         text = "\n".join([t("intake.ask_reason"), *notes])
-        reply.send_text(text, keyboards.reasons(t, codes))
+        reply.send_text(text, keyboards.reasons(t, draft.reasons))
     elif step == "description":
         reply.say("intake.ask_description", keyboards.only_nav(t, extra=("skip",)))
     elif step == "evidence":
-        reply.send_text(*evidence_prompt(db, data, reply, svc))
+        reply.send_text(*evidence_prompt(db, draft, reply, svc))
     elif step == "confirm":
         reply.send_text(
-            preview_text(db, data, reply, svc), keyboards.only_nav(t, extra=("confirm",))
+            preview_text(db, draft, reply, svc), keyboards.only_nav(t, extra=("confirm",))
         )
 
 
@@ -168,21 +170,22 @@ async def items_chosen(
 ) -> bool:
     """The items are chosen: on to the reasons every chosen item may get, with why the others
     are not offered (False, and the customer told, when none is chosen)."""
-    data = await state.get_data()
-    skus = [sku for sku, q in (data.get("chosen") or {}).items() if q > 0]
+    draft = await load_draft(state)
+    skus = draft.claimed_skus()
     if not skus:
         reply.say("intake.items_pick_one")
         return False
     offers = line_offers(
-        order_of(db, data["order_no"]),
+        order_of(db, draft.the_order_no()),
         policy=svc.policy,
-        kind=data["kind"],
+        kind=draft.the_kind(),
         now=svc.now,
         tz=svc.tz,
         language=reply.language,
     )
     reasons, notes = reasons_for_lines(offers, skus)
-    await state.update_data(reasons=list(reasons), reason_notes=list(notes))
+    draft.reasons, draft.reason_notes = list(reasons), list(notes)
+    await save_draft(state, draft)
     await ask("reason", state=state, db=db, customer=customer, reply=reply, svc=svc)
     return True
 
@@ -200,19 +203,17 @@ async def evidence_taken(
     files already sent: when they are all the request needs, straight to the summary (no Done
     to press; more files may still come and update it); else what is still missing. One
     message either way, the one answer to an album (`burst`: held, each part's replacing it)."""
-    data = await state.get_data()
-    files = data.get("evidence", [])
-    photos = sum(1 for f in files if f.get("kind") == "photo")
-    need = photos_needed(db, data, svc)
+    draft = await load_draft(state)
+    need = photos_needed(db, draft, svc)
     t = reply.t
-    if files and need.satisfied_by(photos):
+    if draft.evidence and need.satisfied_by(draft.photos()):
         await state.set_state(STATE_OF["confirm"])
-        text = t("intake.evidence_ready", count=len(files)) + "\n\n"
-        text += preview_text(db, data, reply, svc)
+        text = t("intake.evidence_ready", count=len(draft.evidence)) + "\n\n"
+        text += preview_text(db, draft, reply, svc)
         markup = keyboards.only_nav(t, extra=("confirm",))
     else:
         await state.set_state(STATE_OF["evidence"])
-        text, markup = evidence_prompt(db, data, reply, svc)
+        text, markup = evidence_prompt(db, draft, reply, svc)
     if burst is None:
         reply.send_text(text, markup)
     else:
@@ -220,12 +221,12 @@ async def evidence_taken(
 
 
 def evidence_prompt(
-    db: Session, data: dict[str, Any], reply: Replies, svc: Context
+    db: Session, draft: Draft, reply: Replies, svc: Context
 ) -> tuple[str, InlineKeyboardMarkup]:
     """The evidence step's question: what the request needs, and how many files so far."""
     t = reply.t
-    need = photos_needed(db, data, svc)
-    count = len(data.get("evidence", []))
+    need = photos_needed(db, draft, svc)
+    count = len(draft.evidence)
     if need.any:
         text = t("intake.ask_evidence_required", count=count, need=need.text(reply.language))
     else:
@@ -233,30 +234,34 @@ def evidence_prompt(
     return text, keyboards.only_nav(t, extra=("done",))
 
 
-def photos_needed(db: Session, data: dict[str, Any], svc: Context) -> EvidenceNeed:
+def photos_needed(db: Session, draft: Draft, svc: Context) -> EvidenceNeed:
     """The evidence the request being filled in needs (none without an order)."""
-    if not data.get("order_no"):
+    if not draft.order_no:
         return EvidenceNeed()
-    categories = data.get("categories")
+    categories = draft.categories
     if categories is None:  # a conversation begun before the categories were kept
-        categories = line_categories(order_of(db, data["order_no"]))
-    skus = [sku for sku, q in (data.get("chosen") or {}).items() if q > 0]
+        categories = line_categories(order_of(db, draft.order_no))
     return evidence_need(
-        categories, policy=svc.policy, kind=data["kind"], reason=data["reason"], skus=skus
+        categories,
+        policy=svc.policy,
+        kind=draft.the_kind(),
+        reason=draft.the_reason(),
+        skus=draft.claimed_skus(),
     )
 
 
-def preview_text(db: Session, data: dict[str, Any], reply: Replies, svc: Context) -> str:
+def preview_text(db: Session, draft: Draft, reply: Replies, svc: Context) -> str:
     """The summary the customer confirms, with the refund estimate for refund kinds."""
     t = reply.t
-    kind = CaseKind(data["kind"])
+    kind = CaseKind(draft.the_kind())
+    reason = draft.the_reason()
     parts = [t("intake.preview_title")]
-    if data.get("order_no"):
-        parts.append(t("intake.preview_order", order_no=data["order_no"]))
+    if draft.order_no:
+        parts.append(t("intake.preview_order", order_no=draft.order_no))
     parts.append(t("intake.preview_kind", kind=t(f"kind.{kind}")))
-    parts.append(t("intake.preview_reason", reason=t(f"reason.{data['reason']}")))
-    chosen = data.get("chosen") or {}
-    titles = {line["sku"]: line["title"] for line in data.get("lines", [])}
+    parts.append(t("intake.preview_reason", reason=t(f"reason.{reason}")))
+    chosen = draft.chosen
+    titles = draft.titles()
     if needs_items(kind) and chosen:
         parts.append(t("intake.preview_items"))
         parts.extend(
@@ -264,16 +269,16 @@ def preview_text(db: Session, data: dict[str, Any], reply: Replies, svc: Context
             for sku, q in chosen.items()
             if q > 0
         )
-    if data.get("description"):
-        parts.append(t("intake.preview_description", description=data["description"]))
-    parts.append(t("intake.preview_evidence", count=len(data.get("evidence", []))))
-    if data.get("order_no") and needs_items(kind):
-        order = order_of(db, data["order_no"])
+    if draft.description:
+        parts.append(t("intake.preview_description", description=draft.description))
+    parts.append(t("intake.preview_evidence", count=len(draft.evidence)))
+    if draft.order_no and needs_items(kind):
+        order = order_of(db, draft.order_no)
         estimate = preview_refund(
             session=db,
             order=order,
             kind=kind.value,
-            reason=data["reason"],
+            reason=reason,
             items=chosen,
             policy=svc.policy,
             now=svc.now,
@@ -360,7 +365,9 @@ async def show_menu(reply: Replies, key: str = "menu.prompt", **values: Any) -> 
 
 async def reset(state: FSMContext, *, keep_evidence: bool) -> None:
     """Leave any conversation; files sent before the customer said anything may be kept."""
-    evidence = (await state.get_data()).get("evidence", []) if keep_evidence else []
+    evidence = (await load_draft(state)).evidence if keep_evidence else []
     await state.clear()
     if evidence:
-        await state.update_data(evidence=evidence)
+        draft = await load_draft(state)
+        draft.evidence = evidence
+        await save_draft(state, draft)

@@ -6,6 +6,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from sqlalchemy.orm import Session
 
+from bot.draft import load_draft
 from bot.replies import Replies
 from bot.routers.customer.filters import Has
 from bot.routers.customer.states import Talk
@@ -29,14 +30,14 @@ async def talk(
 ) -> None:
     """A message for a person: to the open case, else a new conversation an agent answers."""
     text = (message.text or message.caption or "").strip()
-    data = await state.get_data()
+    draft = await load_draft(state)
     case, opened = self_service.ask_a_person(
         db,
         customer=customer,
         ctx=svc,
         text=text,
         message_id=message.message_id,
-        evidence=data.get("evidence", []),
+        evidence=draft.evidence_for_core(),
         channel=chat_channel(reply.chat_id),
     )
     # A new one's notice (a script, queued with it) tells its number and when we answer.

@@ -20,7 +20,8 @@ from tickets.exceptions import (
     Conflict,
     InvalidInput,
 )
-from tickets.messages.outbox import CARD_TAKEN, notify_agents
+from tickets.messages.outbox import notify_agents
+from tickets.messages.payloads import CARD_TAKEN, CardTaken
 from tickets.models import (
     Agent,
     CaseKind,
@@ -135,7 +136,7 @@ def assign(
                 session=session,
                 ticket=t,
                 kind=CARD_TAKEN,
-                payload={"number": t.number, "agent": agent.display_name or agent.username},
+                payload=CardTaken(number=t.number, agent=agent.display_name or agent.username),
                 now=ctx.now,
                 channels=ctx.channels,
             )
