@@ -8,8 +8,10 @@ import argparse
 import getpass
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,22 +110,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        # Before anything counts: where the processes count for /metrics (api/processes.py).
-        with processes.shared_metrics(args.workers):
+        from api.bot_process import wanted
+
+        # Before anything counts: where the processes count for /metrics (api/processes.py);
+        # the bot's own process (api/bot_process.py) is one of them.
+        with processes.shared_metrics(args.workers + wanted(settings, args.workers)):
             # The real port, when --port 0 asked for any free one.
-            return _serve(args, settings, port=reserved.getsockname()[1])
+            return _serve(args, settings, port=reserved.getsockname()[1], reserved=reserved)
     finally:
         reserved.close()
         if serve_lock is not None:
             serve_lock.close()
 
 
-def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
+def _serve(args: argparse.Namespace, settings: Settings, *, port: int, reserved: Any = None) -> int:
     """`serve` once its settings are checked and its port and database are its own: the
-    preflight child, the app, uvicorn."""
+    preflight child, the app, the bot's own process when it has one, uvicorn. `reserved`
+    holds the port (closed in the bot's process)."""
     import uvicorn
 
     from api import processes
+    from api.bot_process import wanted
 
     base = browser_url(args.host, port)
     public_url_given = "public_url" in settings.model_fields_set
@@ -135,9 +142,13 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
     # process imports and builds the app (seconds: the two use two cores at once); nothing
     # touches the database before it has ended well.
     preflight = subprocess.Popen([sys.executable, "-m", "api.preflight"])
+    bot_process = None
     try:
         with processes.startup_heap():
             app = None if args.workers > 1 else _single_process_app(settings, args)
+            if app is not None and wanted(settings, args.workers):
+                # Built here, before the heap is frozen: shared with the bot's process.
+                bot_process = _bot_process(app)
     except BaseException:
         preflight.terminate()
         preflight.wait()
@@ -149,7 +160,7 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
     elif settings.webhook_url:
         bot_state = f"on, webhook {settings.webhook_url}"
     else:
-        bot_state = "on, polling"
+        bot_state = "on, polling" + (" (in a process of its own)" if bot_process else "")
     banner = [
         f"aftersales serving on {base}",
         f"  agents' panel: {base}/panel   (demo log-ins: `aftersales demo` prints them)",
@@ -196,15 +207,40 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
             timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
         )
         return 0
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=port,
-        log_level=args.log_level,
-        log_config=log_config,
-        timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
-    )
-    return 0
+    if bot_process is None:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=port,
+            log_level=args.log_level,
+            log_config=log_config,
+            timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
+        )
+        return 0
+    # Forked before uvicorn starts a thread; the child never comes back here.
+    bot_process.start(close=[reserved] if reserved is not None else [])
+    failed = threading.Event()
+
+    def bot_ended(code: int) -> None:
+        # The bot's process crashed: stop the server cleanly too, and say so in the exit code.
+        failed.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    bot_process.watch(bot_ended)
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=port,
+            log_level=args.log_level,
+            log_config=log_config,
+            timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
+        )
+    except SystemExit:
+        pass  # uvicorn's stop on SIGTERM (processes.exit_cleanly_on_sigterm)
+    finally:
+        bot_process.stop()
+    return 1 if failed.is_set() else 0
 
 
 def browser_url(host: str, port: int) -> str:
@@ -222,11 +258,34 @@ def browser_url(host: str, port: int) -> str:
 def _single_process_app(settings: Settings, args: argparse.Namespace) -> Any:
     """The app of a one-process serve, its scripts checked by the preflight child."""
     from api.app import create_app
+    from api.bot_process import wanted
 
     engine = make_engine(settings.database_url)
     guard_event_loop(engine)  # no database call on the event loop (tickets/db.py)
     scheduler = not args.no_scheduler
-    return create_app(settings, engine=engine, scheduler=scheduler, scripts_checked=True)
+    return create_app(
+        settings,
+        engine=engine,
+        scheduler=scheduler,
+        scripts_checked=True,
+        bot_elsewhere=wanted(settings, args.workers),
+    )
+
+
+def _bot_process(app: Any) -> Any:
+    """The bot's own process (api/bot_process.py), not started, with the app's rules."""
+    from api.bot_process import BotProcess
+    from bot.runtime import BotRuntime
+
+    state = app.state
+    runtime = BotRuntime(
+        settings=state.settings,
+        sessions=state.sessions,
+        scripts=state.scripts,
+        policy=state.policy,
+        clock=state.clock,
+    )
+    return BotProcess(runtime, state.engine)
 
 
 def app_from_environment() -> Any:
