@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import PG_URL, _fresh_pg_database
@@ -27,6 +28,7 @@ from tests.fakes.bot_api import FakeBotApi
 from tests.fakes.serve import Serve
 
 CHAT = 880_001
+METRICS_TOKEN = "m" * 32
 
 
 @pytest.fixture
@@ -83,7 +85,12 @@ def answered(fake: FakeBotApi, text: str = "/start") -> bool:
 @pytest.fixture
 def serving(database_url: str, tmp_path: Path) -> Iterator[tuple[Serve, FakeBotApi]]:
     fake = FakeBotApi().start()
-    serve = Serve(database_url=database_url, data_dir=tmp_path / "shop", api_url=fake.url)
+    serve = Serve(
+        database_url=database_url,
+        data_dir=tmp_path / "shop",
+        api_url=fake.url,
+        env={"AFTERSALES_METRICS_TOKEN": METRICS_TOKEN},
+    )
     try:
         serve.setup(in_process=True)
         yield serve, fake
@@ -101,6 +108,16 @@ def test_the_bot_answers_from_its_own_process_and_stops_with_the_server(
     child = bot_child(serve)
     assert answered(fake), "the customer's /start was not answered"
     assert f"the bot runs in process {child}" in serve.log()
+    # The server's /metrics counts what the bot's process did.
+    metrics = httpx.get(
+        f"{serve.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+    )
+    handled = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.text.splitlines()
+        if line.startswith("aftersales_bot_updates_total")
+    ]
+    assert sum(handled) >= 1, metrics.text[:2000]
 
     assert serve.proc is not None
     serve.proc.send_signal(signal.SIGTERM)  # the server alone, as systemd's stop does
