@@ -229,6 +229,7 @@ def main() -> None:
         "serve": [],
         "serve, migrated DB": [],
         "serve, bot on": [],
+        "serve, bot in the server": [],
     }
     with tempfile.TemporaryDirectory(prefix="aftersales_bench_") as tmp:
         floor_py = Path(tmp) / "floor.py"
@@ -296,6 +297,21 @@ def main() -> None:
             stop(proc)
             samples["serve, bot on"].append(sample)
             log(f"run {run}: serve with the bot in {sample.start_s:.2f}s, {sample.rss_mb:.1f} MB")
+            # The same with the bot in the server's process (no process of its own).
+            port = free_port()
+            proc, sample = measure(
+                [*cmd, "warning", "--port", str(port)],
+                {**bot_env, "AFTERSALES_BOT_PROCESS": "false"},
+                workdir,
+                port,
+                args.idle,
+            )
+            stop(proc)
+            samples["serve, bot in the server"].append(sample)
+            log(
+                f"run {run}: serve with the bot in the server in {sample.start_s:.2f}s, "
+                f"{sample.rss_mb:.1f} MB"
+            )
 
     med = {
         name: (
@@ -336,7 +352,7 @@ def main() -> None:
         ],
         rows,
     )
-    for label in ("serve", "serve, bot on"):
+    for label in ("serve", "serve, bot on", "serve, bot in the server"):
         start, rss = med[label]
         print(
             f"\ngoal ({label}): idle PSS at most {GOAL_RSS_MB:.0f} MB above the floor: "
