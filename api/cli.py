@@ -5,6 +5,7 @@ clear verdict."""
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import logging
 import os
@@ -217,6 +218,19 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int, reserved:
             timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
         )
         return 0
+    # uvicorn's set-up (its logging, the protocol and loop modules it imports) before the fork:
+    # made after it, the server's writes would copy pages the bot's process shares.
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=port,
+        log_level=args.log_level,
+        log_config=log_config,
+        timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
+    )
+    config.load()
+    gc.collect()
+    gc.freeze()
     # Forked before uvicorn starts a thread; the child never comes back here.
     bot_process.start(close=[reserved] if reserved is not None else [])
     failed = threading.Event()
@@ -227,20 +241,17 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int, reserved:
         os.kill(os.getpid(), signal.SIGTERM)
 
     bot_process.watch(bot_ended)
+    server = uvicorn.Server(config)
     try:
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=port,
-            log_level=args.log_level,
-            log_config=log_config,
-            timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
-        )
+        server.run()
     except SystemExit:
         pass  # uvicorn's stop on SIGTERM (processes.exit_cleanly_on_sigterm)
     finally:
         bot_process.stop()
-    return 1 if failed.is_set() else 0
+    if failed.is_set():
+        return 1
+    # As uvicorn.run says a start that failed (its lifespan refused, say).
+    return 0 if server.started else 3
 
 
 def browser_url(host: str, port: int) -> str:
