@@ -5,7 +5,8 @@ handlers, the ORM) and the requests' Python take turns at one interpreter lock. 
 of 300 updates/s a `GET /api/v1/tickets` then waited five times its idle time (p99 75 ms on
 SQLite, 125 ms on PostgreSQL, on a quiet 2-core machine), however the bot's loop and threads
 were arranged. In a process of its own the operating system shares the cores between the two,
-and a request that wakes up is run at once rather than after the bot's turn.
+and a request that wakes up is run at once rather than after the bot's turn: the bot's process
+runs at a lower priority (`NICENESS`), so when both want a core the request gets it.
 
 How: `serve` builds the app and the bot's runtime, freezes the heap (api/processes.py
 `startup_heap`), then forks. What both built before the fork (the imported code, the rules,
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 # How often the child looks whether its parent is still there (where prctl is not available).
 PARENT_CHECK_SECONDS = 1.0
+# The bot's process runs this much "nicer" than the server: when the two want the same core,
+# the operating system runs the server's requests first (people first, as tickets/foreground.py
+# does inside one process); the bot takes every cycle the requests leave.
+NICENESS = 10
 # How long the server waits for the child's clean stop: the bot's own stop takes up to about
 # 30 s (bot/runtime.py: updates in flight, then the delivery pass), then it is killed.
 STOP_WAIT_SECONDS = 40.0
@@ -120,6 +125,8 @@ def _child(runtime: Runtime, engine: Engine, parent: int, close: Iterable[Any]) 
     # Connections the parent opened stay the parent's; the child opens its own
     # (SQLAlchemy's advice for a forked process).
     engine.dispose(close=False)
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     # Until its loop takes over, a stop request ends the child plainly.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)

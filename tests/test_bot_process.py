@@ -2,7 +2,8 @@
 the real process against the fake Bot API over HTTP.
 
 What a user would notice, asserted:
-- a customer's /start is answered, by a second process beside the server's;
+- a customer's /start is answered, by a second process beside the server's, which runs at a
+  lower priority than the server (people's requests first);
 - a clean stop (SIGTERM) stops both, exit code 0;
 - a server killed outright (SIGKILL) leaves no bot behind polling Telegram, and serve starts
   again on the same database;
@@ -108,6 +109,9 @@ def test_the_bot_answers_from_its_own_process_and_stops_with_the_server(
     child = bot_child(serve)
     assert answered(fake), "the customer's /start was not answered"
     assert f"the bot runs in process {child}" in serve.log()
+    # When both want a core, the server's requests get it first.
+    assert serve.proc is not None
+    assert os.getpriority(os.PRIO_PROCESS, child) > os.getpriority(os.PRIO_PROCESS, serve.proc.pid)
     # The server's /metrics counts what the bot's process did.
     metrics = httpx.get(
         f"{serve.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
