@@ -155,12 +155,15 @@ def create_app(
     *,
     scheduler: bool = False,
     scripts_checked: bool = False,
+    bot_elsewhere: bool = False,
     **overrides: Any,
 ) -> FastAPI:
     """The whole HTTP side of the product for these settings; with `scheduler`, the SLA
     sweep runs every `sla.sweep_seconds` in the same process (APScheduler). The reply scripts
     are checked here unless `scripts_checked` says a process of their own just did
-    (`aftersales serve`'s preflight child, api/preflight.py)."""
+    (`aftersales serve`'s preflight child, api/preflight.py). With `bot_elsewhere`, the bot
+    runs in a process of its own (api/bot_process.py): none here, though Telegram is still a
+    delivered channel."""
     owns_engine = overrides.get("engine") is None
     engine = overrides.pop("engine", None) or make_engine(settings.database_url)
     if owns_engine:
@@ -252,7 +255,7 @@ def create_app(
     # The Telegram bot when a token is set (bot/runtime.py): polling, or fed by the webhook
     # route (api/telegram_webhook.py).
     app.state.bot = None
-    if settings.telegram_token:
+    if settings.telegram_token and not bot_elsewhere:
         from bot.runtime import BotRuntime
 
         app.state.bot = BotRuntime(

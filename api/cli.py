@@ -8,11 +8,14 @@ handler per subcommand, each importing its work when run.
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,14 +92,17 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def serve_banner(settings: Settings, *, base: str, workers: int, scheduler: bool) -> list[str]:
-    """What `serve` prints before it serves: where each part is, and what is off and why."""
+def serve_banner(
+    settings: Settings, *, base: str, workers: int, scheduler: bool, bot_apart: bool = False
+) -> list[str]:
+    """What `serve` prints before it serves: where each part is, and what is off and why
+    (`bot_apart`: the bot polls in a process of its own, api/bot_process.py)."""
     if not settings.telegram_token:
         bot_state = "off (set AFTERSALES_TELEGRAM_TOKEN to turn it on)"
     elif settings.webhook_url:
         bot_state = f"on, webhook {settings.webhook_url}"
     else:
-        bot_state = "on, polling"
+        bot_state = "on, polling" + (" (in a process of its own)" if bot_apart else "")
     # The demo is for a trial desk (`make run`: SQLite); on a shop's PostgreSQL the hint would
     # invite loading published passwords into it.
     demo_hint = "   (demo log-ins: `aftersales demo` prints them)" if settings.is_sqlite else ""
@@ -164,10 +170,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        # Before anything counts: where the processes count for /metrics (api/processes.py).
-        with processes.shared_metrics(args.workers):
+        from api.bot_process import wanted
+
+        # Before anything counts: where the processes count for /metrics (api/processes.py);
+        # the bot's own process (api/bot_process.py) is one of them.
+        with processes.shared_metrics(args.workers + wanted(settings, args.workers)):
             # The real port, when --port 0 asked for any free one.
-            return _serve(args, settings, port=reserved.getsockname()[1])
+            return _serve(args, settings, port=reserved.getsockname()[1], reserved=reserved)
     finally:
         reserved.close()
         if metrics_reserved is not None:
@@ -176,10 +185,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             serve_lock.close()
 
 
-def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
+def _serve(args: argparse.Namespace, settings: Settings, *, port: int, reserved: Any = None) -> int:
     """`serve` once its settings are checked and its port and database are its own: the
-    preflight child, the app, uvicorn."""
+    preflight child, the app, the bot's own process when it has one, uvicorn. `reserved`
+    holds the port (closed in the bot's process)."""
     from api import processes
+    from api.bot_process import wanted
 
     base = browser_url(args.host, port)
     public_url_given = "public_url" in settings.model_fields_set
@@ -191,9 +202,13 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
     # process imports and builds the app (seconds: the two use two cores at once); nothing
     # touches the database before it has ended well.
     preflight = subprocess.Popen([sys.executable, "-m", "api.preflight"])
+    bot_process = None
     try:
         with processes.startup_heap():
             app = None if args.workers > 1 else _single_process_app(settings, args)
+            if app is not None and wanted(settings, args.workers):
+                # Built here, before the heap is frozen: shared with the bot's process.
+                bot_process = _bot_process(app)
     except BaseException:
         preflight.terminate()
         preflight.wait()
@@ -201,7 +216,11 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
     if preflight.wait():
         return 2
     banner = serve_banner(
-        settings, base=base, workers=args.workers, scheduler=not args.no_scheduler
+        settings,
+        base=base,
+        workers=args.workers,
+        scheduler=not args.no_scheduler,
+        bot_apart=bot_process is not None,
     )
     processes.exit_cleanly_on_sigterm()
     processes.configure_logging(args.log_level, settings.log_format)
@@ -217,6 +236,8 @@ def _serve(args: argparse.Namespace, settings: Settings, *, port: int) -> int:
     # counts (api/metrics.py). Reserved by `cmd_serve`: binding it beside the reservation.
     from api.metrics import start_listener
 
+    if bot_process is not None:
+        return _run_with_bot_process(args, settings, app, port, log_config, bot_process, reserved)
     try:
         listener = start_listener(settings)
     except OSError as exc:
@@ -271,6 +292,67 @@ def _run_uvicorn(
     return 0
 
 
+def _run_with_bot_process(
+    args: argparse.Namespace,
+    settings: Settings,
+    app: Any,
+    port: int,
+    log_config: Any,
+    bot_process: Any,
+    reserved: Any,
+) -> int:
+    """uvicorn in this process, the bot in a process of its own forked from it
+    (api/bot_process.py)."""
+    import uvicorn
+
+    from api import processes
+    from api.metrics import start_listener
+
+    # uvicorn's set-up (its logging, the protocol and loop modules it imports) before the fork:
+    # made after it, the server's writes would copy pages the bot's process shares.
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=port,
+        log_level=args.log_level,
+        log_config=log_config,
+        timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
+    )
+    config.load()
+    gc.collect()
+    gc.freeze()
+    # Forked before this process starts any thread (the metrics listener's, uvicorn's): a fork
+    # copies only the calling thread. The child never comes back here.
+    bot_process.start(close=[reserved] if reserved is not None else [])
+    failed = threading.Event()
+
+    def bot_ended(code: int) -> None:
+        # The bot's process crashed: stop the server cleanly too, and say so in the exit code.
+        failed.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    bot_process.watch(bot_ended)
+    server = uvicorn.Server(config)
+    listener = None
+    try:
+        try:
+            listener = start_listener(settings)
+        except OSError as exc:
+            print(f"error: AFTERSALES_METRICS_ADDRESS: cannot listen there: {exc}", file=sys.stderr)
+            return 2
+        server.run()
+    except SystemExit:
+        pass  # uvicorn's stop on SIGTERM (processes.exit_cleanly_on_sigterm)
+    finally:
+        if listener is not None:
+            listener.stop()
+        bot_process.stop()
+    if failed.is_set():
+        return 1
+    # As uvicorn.run says a start that failed (its lifespan refused, say).
+    return 0 if server.started else 3
+
+
 def browser_url(host: str, port: int) -> str:
     """Where a browser on this machine reaches a server listening on host:port (a wildcard
     address listens on every interface, and is no address to open)."""
@@ -286,11 +368,34 @@ def browser_url(host: str, port: int) -> str:
 def _single_process_app(settings: Settings, args: argparse.Namespace) -> Any:
     """The app of a one-process serve, its scripts checked by the preflight child."""
     from api.app import create_app
+    from api.bot_process import wanted
 
     engine = make_engine(settings.database_url)
     guard_event_loop(engine)  # no database call on the event loop (tickets/db.py)
     scheduler = not args.no_scheduler
-    return create_app(settings, engine=engine, scheduler=scheduler, scripts_checked=True)
+    return create_app(
+        settings,
+        engine=engine,
+        scheduler=scheduler,
+        scripts_checked=True,
+        bot_elsewhere=wanted(settings, args.workers),
+    )
+
+
+def _bot_process(app: Any) -> Any:
+    """The bot's own process (api/bot_process.py), not started, with the app's rules."""
+    from api.bot_process import BotProcess
+    from bot.runtime import BotRuntime
+
+    state = app.state
+    runtime = BotRuntime(
+        settings=state.settings,
+        sessions=state.sessions,
+        scripts=state.scripts,
+        policy=state.policy,
+        clock=state.clock,
+    )
+    return BotProcess(runtime, state.engine)
 
 
 def app_from_environment() -> Any:

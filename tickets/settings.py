@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # Polling (bot/polling.py): updates stored and not yet handled; at this many, no more are
     # fetched until some are done (Telegram keeps the rest, for up to a day).
     polling_max_backlog: int = Field(default=1000, ge=1, le=100_000)
+    # `serve` with the bot polling runs the bot in a process of its own (api/bot_process.py):
+    # requests are not slowed by a flood of updates; false keeps it in the server's process.
+    bot_process: bool = True
     # Rules as data: a TOML file overriding the manuals' defaults (see policy.example.toml).
     policy_file: Path | None = None
     # A shop's own reply scripts, overriding or adding to templates/scripts/ (same format).
