@@ -55,6 +55,17 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
 
 
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own, for a test that runs `aftersales serve` on it: a SQLite
+    file, or a fresh PostgreSQL database."""
+    if PG_URL:
+        with _fresh_pg_database(PG_URL) as url:
+            yield url
+        return
+    yield f"sqlite:///{tmp_path / 'aftersales.db'}"
+
+
 class _fresh_pg_database:
     """A new PostgreSQL database, migrated, dropped afterwards."""
 

@@ -24,21 +24,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PG_URL, _fresh_pg_database
 from tests.fakes.bot_api import FakeBotApi
 from tests.fakes.serve import Serve
 
 CHAT = 880_001
 METRICS_TOKEN = "m" * 32
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    if PG_URL:
-        with _fresh_pg_database(PG_URL) as url:
-            yield url
-        return
-    yield f"sqlite:///{tmp_path / 'aftersales.db'}"
 
 
 def children(pid: int) -> list[int]:

@@ -21,12 +21,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import PG_URL, _fresh_pg_database
+from tests.conftest import PG_URL
 from tests.fakes.bot_api import FakeBotApi
 from tests.fakes.checks import delivery, pending_outbox
 from tests.fakes.customers import converse, make_customers, seed_orders
@@ -62,16 +59,6 @@ def serve_args() -> tuple[str, ...]:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     return ("--workers", str(WORKERS)) if "--workers" in usage.stdout else ()
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """An empty database of its own: a SQLite file, or a fresh PostgreSQL database."""
-    if PG_URL:
-        with _fresh_pg_database(PG_URL) as url:
-            yield url
-        return
-    yield f"sqlite:///{tmp_path / 'aftersales.db'}"
 
 
 def test_serve_answers_everyone_while_customers_converse(database_url: str, tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from tests.conftest import PG_URL, _fresh_pg_database
+from tests.conftest import PG_URL
 from tests.factories import NOW
 from tests.fakes.bot_api import FakeBotApi, Faults
 from tests.fakes.serve import Serve
@@ -80,16 +79,6 @@ def scrape_until(base: str, check: Any, what: str) -> Samples:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {WAIT}s: {what}")
         time.sleep(0.3)
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """An empty database of its own: a SQLite file, or a fresh PostgreSQL database."""
-    if PG_URL:
-        with _fresh_pg_database(PG_URL) as url:
-            yield url
-        return
-    yield f"sqlite:///{tmp_path / 'aftersales.db'}"
 
 
 def _update(update_id: int, chat_id: int, text: str) -> dict[str, Any]:
