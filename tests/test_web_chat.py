@@ -1,5 +1,6 @@
 """The web chat (/chat) through the real HTTP app: a customer without Telegram talks to the same
-bot from a page, on the real test database; the same intake runs on both channels."""
+bot from a page, on the real test database; the same intake runs on both channels. Over 500
+lines as one file: one page's conversation and the two-channel fixtures its tests share."""
 
 from __future__ import annotations
 
