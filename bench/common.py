@@ -313,13 +313,16 @@ def make_client(url: str, *, now: datetime = NOW) -> tuple[Any, Engine]:
 
 
 def create_token_for(url: str, username: str = "agent1") -> str:
-    """A bearer token for an existing agent."""
-    from tickets.auth import create_token
+    """A bearer token for an existing agent, with every scope (the benches push orders and
+    work cases)."""
+    from tickets.auth import SCOPES, create_token
 
     engine = make_engine(url)
     try:
         with unit_of_work(make_sessionmaker(engine)) as s:
-            return create_token(session=s, username=username, now=NOW, name="bench")
+            return create_token(
+                session=s, username=username, now=NOW, name="bench", scopes=list(SCOPES)
+            )
     finally:
         engine.dispose()
 
