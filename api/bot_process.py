@@ -44,6 +44,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
+from tickets.settings import Settings
+
 log = logging.getLogger(__name__)
 
 # Linux's prctl(2) option: the signal this process gets when its parent thread ends.
@@ -67,7 +69,7 @@ class Runtime(Protocol):
     async def stop(self) -> None: ...
 
 
-def wanted(settings: Any, workers: int) -> bool:
+def wanted(settings: Settings, workers: int) -> bool:
     """Whether `serve` runs the bot in a process of its own: the bot on, polling, one server
     process, and the shop has not turned it off."""
     return bool(

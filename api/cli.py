@@ -274,22 +274,24 @@ def _run_uvicorn(
             factory=True,
             workers=args.workers,
             timeout_worker_healthcheck=processes.WORKER_HEALTHCHECK_SECONDS,
-            host=args.host,
-            port=port,
-            log_level=args.log_level,
-            log_config=log_config,
-            timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
+            **_uvicorn_options(args, port, log_config),
         )
         return 0
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=port,
-        log_level=args.log_level,
-        log_config=log_config,
-        timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
-    )
+    uvicorn.run(app, **_uvicorn_options(args, port, log_config))
     return 0
+
+
+def _uvicorn_options(args: argparse.Namespace, port: int, log_config: Any) -> dict[str, Any]:
+    """What every way of running uvicorn here shares: the address, the logs, the stop's drain."""
+    from api import processes
+
+    return {
+        "host": args.host,
+        "port": port,
+        "log_level": args.log_level,
+        "log_config": log_config,
+        "timeout_graceful_shutdown": processes.HTTP_DRAIN_SECONDS,
+    }
 
 
 def _run_with_bot_process(
@@ -305,19 +307,11 @@ def _run_with_bot_process(
     (api/bot_process.py)."""
     import uvicorn
 
-    from api import processes
     from api.metrics import start_listener
 
     # uvicorn's set-up (its logging, the protocol and loop modules it imports) before the fork:
     # made after it, the server's writes would copy pages the bot's process shares.
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=port,
-        log_level=args.log_level,
-        log_config=log_config,
-        timeout_graceful_shutdown=processes.HTTP_DRAIN_SECONDS,
-    )
+    config = uvicorn.Config(app, **_uvicorn_options(args, port, log_config))
     config.load()
     gc.collect()
     gc.freeze()
