@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.fsm_storage import DatabaseStorage
 from bot.keyboards import ItemCb, KindCb, NavCb, ReasonCb
 from bot.runtime import build_dispatcher
-from bot.threads import UnitOfWorkThreads
+from bot.threads import UnitOfWorkThreads, threads_for
 from tickets.db import guard_event_loop, make_engine, make_sessionmaker, unit_of_work, upgrade
 from tickets.messages.scripts import bundled_scripts_dir, load_library
 from tickets.models import Customer as CustomerRow
@@ -219,13 +219,14 @@ class StoreEachUpdate(BaseMiddleware):
     def __init__(self, sessions: sessionmaker[Session], *, state: bool) -> None:
         self.sessions = sessions
         self.state = state
-        self.threads = UnitOfWorkThreads()
+        bind = sessions.kw["bind"]
+        # As many threads as the intake gets on this database (bot/threads.py).
+        self.threads = UnitOfWorkThreads(threads_for(bind.dialect.name))
         self.insert = insert(cast(Table, InboundUpdate.__table__))
         fsm = cast(Table, FsmRecord.__table__)
         customers = cast(Table, CustomerRow.__table__)
         self.customer = select(customers).where(customers.c.telegram_user_id == bindparam("user"))
         self.read_state = select(fsm.c.state, fsm.c.data).where(fsm.c.key == bindparam("key"))
-        bind = sessions.kw["bind"]
         upsert = (postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert)(fsm)
         self.write_state = upsert.on_conflict_do_update(
             index_elements=[fsm.c.key],

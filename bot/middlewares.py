@@ -77,7 +77,7 @@ from bot.media import Media, fetch_media
 from bot.render import PARTS
 from bot.replies import Replies
 from bot.routers.agents import answers_the_bot
-from bot.threads import UnitOfWorkThreads, shared_threads
+from bot.threads import UnitOfWorkThreads, shared_threads, threads_for
 from bot.web import WEB_BOT_ID
 from tickets.cases.events import record_event
 from tickets.context import SYSTEM, Context
@@ -296,12 +296,13 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         # This process runs the bot, so its chats are delivered whatever the settings say
         # (tests build the bot without a token); the settings add any other channel.
         self._channels = DEFAULT_CHANNELS | delivered_channels(settings)
-        self.threads = threads or shared_threads()
         self._turns = _Turns()
         # Several processes may share a PostgreSQL database (module doc): the conversation's
         # advisory lock, and the webhook's arrivals.
         bind = sessions.kw.get("bind")
-        self._postgres = isinstance(bind, Engine) and bind.dialect.name == "postgresql"
+        dialect = bind.dialect.name if isinstance(bind, Engine) else "sqlite"
+        self._postgres = dialect == "postgresql"
+        self.threads = threads or shared_threads(threads_for(dialect))
 
     def context(self, now: datetime) -> Context:
         """The service context of one update."""
