@@ -88,7 +88,9 @@ class Draft(_Kept):
     rated: int | None = None
     score: int | None = None
 
-    _loaded: dict[str, Any] = PrivateAttr(default_factory=dict)
+    # A default, not a default_factory: pydantic inspects a factory's signature on every
+    # draft made (twice), and `load_draft` replaces the dict anyway.
+    _loaded: dict[str, Any] = PrivateAttr(default={})
 
     # The steps after the order, the kind and the reason read them as given: a draft without
     # one is a step out of order (KeyError, as the dict's lookups raised).
