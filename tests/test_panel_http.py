@@ -588,6 +588,17 @@ def test_language_is_remembered_on_the_agent(alice: Panel, sessions: sessionmake
         assert s.scalar(select(Agent.language).where(Agent.username == "alice")) == "zh-CN"
 
 
+def test_the_login_page_speaks_the_browsers_language_until_one_is_chosen(panel_app: Any) -> None:
+    client = TestClient(panel_app, follow_redirects=False)
+    english = client.get("/panel/login", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert '<html lang="en">' in english.text
+    chinese = client.get("/panel/login", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    assert '<html lang="zh-CN">' in chinese.text
+    # A language asked for in the link wins over the browser's.
+    asked = client.get("/panel/login?lang=zh-CN", headers={"Accept-Language": "en-US"})
+    assert '<html lang="zh-CN">' in asked.text
+
+
 # ---------------------------------------------------------------- bounded queries
 
 

@@ -34,6 +34,7 @@ from api.panel.pages import render
 from tickets.auth import hash_password, password_matches, upgrade_hash
 from tickets.exceptions import InvalidInput
 from tickets.logins import LoginRules, login_succeeded, start_attempt, wait_before_login
+from tickets.messages.scripts import resolve_language
 from tickets.models import Agent, PanelSession, Role, utcnow
 from tickets.settings import Settings
 from tickets.workflow import may
@@ -233,9 +234,12 @@ def _login_page(
     wait: int = 0,
 ) -> Response:
     token = secrets.token_urlsafe(24)
-    lang = i18n.pick_language(
-        lang or request.query_params.get("lang") or request.cookies.get("aftersales_lang")
-    )
+    chosen = lang or request.query_params.get("lang") or request.cookies.get("aftersales_lang")
+    if not chosen and request.headers.get("accept-language"):
+        # A first visit: the browser's language, as the web chat's page takes it (an English
+        # browser got the Chinese default here).
+        chosen = resolve_language(request.headers["accept-language"])
+    lang = i18n.pick_language(chosen)
     response = render(
         request,
         "login.html",
