@@ -75,7 +75,12 @@ def test_every_panel_route_refuses_an_anonymous_request(panel_app: Any) -> None:
             checked += 1
     assert checked >= 25
     assert client.get("/static/panel.css").status_code == 200
-    assert client.get("/panel/login").status_code == 200
+    login = client.get("/panel/login")
+    assert login.status_code == 200
+    # The tab shows the desk's icon (no 404 for a favicon in the log either).
+    assert '<link rel="icon" href="/static/favicon.svg"' in login.text
+    icon = client.get("/static/favicon.svg")
+    assert (icon.status_code, icon.headers["content-type"]) == (200, "image/svg+xml")
 
 
 def test_login_makes_a_fresh_hashed_session_with_a_safe_cookie(

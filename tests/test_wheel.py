@@ -183,6 +183,8 @@ def test_check_and_serve_work_from_another_directory(shop: Serve) -> None:
     assert login.status_code == 200 and 'name="password"' in login.text
     css = httpx.get(f"{shop.url}/static/panel.css", timeout=30)
     assert css.status_code == 200 and css.text.strip()
+    icon = httpx.get(f"{shop.url}/static/favicon.svg", timeout=30)
+    assert icon.status_code == 200 and "<svg" in icon.text
     # The panel in Chinese: its catalog came with the wheel too.
     zh = httpx.get(f"{shop.url}/panel/login", params={"lang": "zh-CN"}, timeout=30)
     assert zh.status_code == 200 and "登录" in zh.text
