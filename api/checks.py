@@ -16,6 +16,8 @@ from tickets.settings import DEV_SECRET, Settings
 
 # deploy/aftersales.env.example's stand-in for every value an operator must choose.
 PLACEHOLDER = "CHANGE-ME"
+# The wildcard addresses: a listener bound to one answers on every interface.
+EVERY_INTERFACE = frozenset(("0.0.0.0", "::"))  # noqa: S104 (named to refuse them)
 # A key that signs sessions and cookies: 32 random characters are far beyond guessing;
 # anything shorter was typed by hand. MAKE_ONE: the command that makes one.
 MIN_SECRET_KEY_LENGTH = 32
@@ -112,6 +114,13 @@ def production_refusals(settings: Settings, *, workers: int = 1) -> list[str]:
         refusals.append(
             f"AFTERSALES_WEBHOOK_SECRET is still the example's {PLACEHOLDER}: anyone who reads "
             f"the example could post updates as Telegram; set a long random one ({MAKE_ONE})"
+        )
+    listen = settings.metrics_listen
+    if listen is not None and listen[0] in EVERY_INTERFACE:
+        refusals.append(
+            f"AFTERSALES_METRICS_ADDRESS {settings.metrics_address} listens on every interface, "
+            "with no token asked: anyone who reaches the host reads the desk's counts; bind "
+            "it to loopback (127.0.0.1:9464) or an internal address"
         )
     demo = _demo_agents_with_demo_passwords(settings.database_url)
     if demo:

@@ -104,6 +104,16 @@ def test_the_examples_placeholder_webhook_secret_is_refused(
     assert len(lines) == 1 and refused(lines, "WEBHOOK_SECRET is still the example's"), lines
 
 
+def test_metrics_on_every_interface_are_refused(database_url: str, tmp_path: Path) -> None:
+    # The metrics listener asks for no token: on 0.0.0.0 the desk's counts are public.
+    for address in ("0.0.0.0:9464", "[::]:9464"):
+        code, lines = check(database_url, tmp_path, AFTERSALES_METRICS_ADDRESS=address)
+        assert code == 1
+        assert len(lines) == 1 and refused(lines, "listens on every interface"), lines
+    code, lines = check(database_url, tmp_path, AFTERSALES_METRICS_ADDRESS="127.0.0.1:9464")
+    assert code == 0, lines
+
+
 def test_several_processes_on_sqlite_are_refused(database_url: str, tmp_path: Path) -> None:
     code, lines = check(database_url, tmp_path, "--workers", "2")
     if PG_URL:
