@@ -27,11 +27,13 @@ T = TypeVar("T")
 
 # Threads for units of work. On PostgreSQL they overlap, and more than the cores pays while
 # one waits on the database. On SQLite a unit of work holds the one write lock from its first
-# statement to its commit, so a second thread adds no overlap, only a fight for the GIL: every
-# statement gives the GIL up and waits for it again behind the others (measured with
-# bench.bot_inbound, 400 customers: 181 updates/s with 4 threads, 240 with 1).
+# statement to its commit, so threads beyond the second add no overlap, only a fight for the
+# GIL: every statement gives the GIL up and waits for it again behind the others (measured with
+# bench.bot_inbound, 400 customers: 181 updates/s with 4 threads, 224 with 2, 240 with 1). Two,
+# not one: a unit of work held up before its transaction must not stop the other chats
+# (issue 18: different chats run at the same time; tests/test_runtime.py).
 DEFAULT_THREADS = 4
-SQLITE_THREADS = 1
+SQLITE_THREADS = 2
 
 
 def threads_for(dialect: str) -> int:
