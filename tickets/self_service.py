@@ -353,6 +353,27 @@ class ScriptAnswer:
     choice: ReplyChoice
 
 
+# Built once: every short free message of a customer runs it. Columns, not the row and its
+# case as objects: most messages answer no script, and then only the last payload is read.
+_LAST_SAID = (
+    select(
+        OutboxMessage.channel,
+        OutboxMessage.kind,
+        OutboxMessage.payload,
+        OutboxMessage.ticket_id,
+        Ticket.language,
+    )
+    .join(Ticket, OutboxMessage.ticket_id == Ticket.id)
+    .where(
+        Ticket.customer_id.in_(account_ids(bindparam("customer_id"))),
+        OutboxMessage.kind.in_((NOTICE, REPLY)),
+        OutboxMessage.channel != "agents",
+    )
+    .order_by(OutboxMessage.id.desc())
+    .limit(1)
+)
+
+
 def script_answer(
     session: Session, customer: Customer, text: str, scripts: ScriptLibrary | None
 ) -> ScriptAnswer | None:
@@ -364,31 +385,21 @@ def script_answer(
     words = text.strip(_AROUND).casefold()
     if scripts is None or not words or len(words) > 40:
         return None
-    last = session.execute(
-        select(OutboxMessage, Ticket)
-        .join(Ticket, OutboxMessage.ticket_id == Ticket.id)
-        .where(
-            _theirs(customer),
-            OutboxMessage.kind.in_((NOTICE, REPLY)),
-            OutboxMessage.channel != "agents",
-        )
-        .order_by(OutboxMessage.id.desc())
-        .limit(1)
-    ).first()
+    last = session.execute(_LAST_SAID, {"customer_id": customer.id}).first()
     if last is None:
         return None
-    row, case = last
-    said = payloads.readable(row)
+    said = payloads.readable(last)
     name = said.script if isinstance(said, CustomerMessage) else None
     if name is None:
         return None
     # The customer may answer in either language, whichever the script was sent in.
-    for language in dict.fromkeys((case.language, "zh-CN", "en")):
+    for language in dict.fromkeys((last.language, "zh-CN", "en")):
         try:
             choice = scripts.get(name, language).choice_for(words)
         except UnknownScript:
             continue
         if choice is not None:
+            case = session.get_one(Ticket, last.ticket_id)
             return ScriptAnswer(case=case, script=name, choice=choice)
     return None
 
