@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, case, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Row, Select, bindparam, case, func, literal, select, tuple_
 from sqlalchemy.orm import (
     QueryableAttribute,
     Session,
@@ -197,7 +197,14 @@ def _page(
     conditions = filter_conditions(filters, session)
     descending = sort.startswith("-")
     key = _SORT_KEYS[sort.lstrip("-")][0]().label("sort_key")
-    query = query_of(key).where(*conditions)
+    # Counted up to a cap, so a queue over a million cases costs what a full page costs: an
+    # agent needs "10 000+" there, not the exact figure (the caller shows count_capped).
+    capped = select(Ticket.id).where(*conditions).limit(count_cap + 1).subquery()
+    count_of = select(func.count()).select_from(capped)
+    # The count rides along with the page, a column of its own (a subquery evaluated once):
+    # one round trip and one statement fewer per request. Uncorrelated on purpose.
+    matching = count_of.correlate(None).scalar_subquery().label("matching")
+    query = query_of(key).add_columns(matching).where(*conditions)
     if cursor:
         after, ident = decode_cursor(cursor, sort)
         # A row-value comparison: the index seeks straight to the page (no growing filter).
@@ -206,10 +213,8 @@ def _page(
         query = query.where(here < there if descending else here > there)
     ordering = (key.desc(), Ticket.id.desc()) if descending else (key.asc(), Ticket.id.asc())
     found = session.execute(query.order_by(*ordering).limit(limit + 1)).all()
-    # Counted up to a cap, so a queue over a million cases costs what a full page costs: an
-    # agent needs "10 000+" there, not the exact figure (the caller shows count_capped).
-    capped = select(Ticket.id).where(*conditions).limit(count_cap + 1).subquery()
-    count = session.scalar(select(func.count()).select_from(capped)) or 0
+    # An empty page (an empty queue, or a cursor past its end) has no row to carry it.
+    count = found[0].matching if found else session.scalar(count_of) or 0
     page = found[:limit]
     next_cursor = None
     if len(found) > limit and page:
@@ -259,7 +264,7 @@ def list_tickets(
 
 
 # The queue row's own columns, and its customer's, order's and assignee's, by name (what
-# ticket_summary reads). Aliases: a filter's subquery on agents or customers (`assignee`)
+# summary_of_row reads). Aliases: a filter's subquery on agents or customers (`assignee`)
 # must not correlate to the row's joins.
 _Customer = aliased(Customer, name="row_customer")
 _Order = aliased(Order, name="row_order")
@@ -284,6 +289,13 @@ _SUMMARY = (
     .join(_Customer, _Customer.id == Ticket.customer_id)
     .outerjoin(_Order, _Order.id == Ticket.order_id)
     .outerjoin(_Assignee, _Assignee.id == Ticket.assignee_id)
+)
+
+# A page's tags, in a row's order (Ticket.tags'). Built once, as _SUMMARY: every request runs it.
+_PAGE_TAGS = (
+    select(TicketTag.ticket_id, TicketTag.tag)
+    .where(TicketTag.ticket_id.in_(bindparam("ids", expanding=True)))
+    .order_by(TicketTag.tag)
 )
 
 
@@ -311,11 +323,7 @@ def list_summaries(
     )
     tags: dict[int, list[str]] = {}
     if found:
-        page_tags = session.execute(
-            select(TicketTag.ticket_id, TicketTag.tag)
-            .where(TicketTag.ticket_id.in_([row.id for row in found]))
-            .order_by(TicketTag.tag)
-        )
+        page_tags = session.execute(_PAGE_TAGS, {"ids": [row.id for row in found]})
         for ticket_id, tag in page_tags:
             tags.setdefault(ticket_id, []).append(tag)
     return [(row, tags.get(row.id, [])) for row in found], count, next_cursor
