@@ -16,13 +16,28 @@ N/10, no orders. Timed, each `--repeat` times after a warm-up:
 Printed: p50 and p95 (ms) per size, and p95(largest)/p95(smallest) per query (goal, issue:
 at most 1.5). At the largest size, EXPLAIN of the SQL the app ran; and for a query over the
 goal, EXPLAIN (ANALYZE, BUFFERS) to show why.
+
+    python -m bench.ticket_list --server-cpu [--db sqlite|postgres] [--repeat 1000]
+
+The request's own cost instead (issue 18: its idle cost is most of its wait under the bot's
+flood): the real `aftersales serve` process on the demo shop (bench.loop_lag's data, no bot),
+the default page (`GET /api/v1/tickets`) asked `--repeat` times in turn over HTTP, and the
+server process's CPU time (user + system, /proc) per request, by batches of 50: the median and
+the lowest batch (CPU time, not wall time: a shared machine makes wall time noisy). Also the
+SQL statements one request runs (the same app in-process, counted).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench.common import (
     QueryCounter,
@@ -33,6 +48,7 @@ from bench.common import (
     load_cases,
     log,
     make_client,
+    percentile,
     print_table,
     ratio,
     short_sql,
@@ -146,11 +162,68 @@ def make_engine_for(url: str) -> Any:
     return make_engine(url)
 
 
+BATCH = 50
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(db: str, repeat: int, keep: bool) -> None:
+    """--server-cpu (module doc): CPU time and statements per request of the default page."""
+    from bench.chaos import database
+    from tests.fakes.serve import Serve
+
+    with database(db, keep, "ticket_list_cpu") as url:
+        data = Path(tempfile.mkdtemp(prefix="aftersales-ticketcpu-"))
+        serve = Serve(database_url=url, data_dir=data, api_url=None, token=None)
+        try:
+            log(f"setting up ({db}): migrate, demo")
+            token = serve.setup(in_process=True)
+            headers = {"Authorization": f"Bearer {token}"}
+            client, engine = make_client(url)
+            with client:
+                counter = QueryCounter(engine)
+                client.get("/api/v1/tickets", headers=headers)
+                with counter.counting():
+                    rows = len(client.get("/api/v1/tickets", headers=headers).json()["data"])
+            engine.dispose()
+            serve.start()
+            assert serve.proc is not None
+            batches: list[float] = []
+            with httpx.Client(base_url=serve.url, headers=headers, timeout=30) as http:
+                for _ in range(BATCH):  # warm: prepared statements, caches
+                    http.get("/api/v1/tickets").raise_for_status()
+                log(f"{repeat} requests in turn")
+                for _ in range(max(1, repeat // BATCH)):
+                    before = _cpu_seconds(serve.proc.pid)
+                    for _ in range(BATCH):
+                        http.get("/api/v1/tickets").raise_for_status()
+                    batches.append((_cpu_seconds(serve.proc.pid) - before) / BATCH * 1000)
+        finally:
+            serve.stop()
+            shutil.rmtree(data, ignore_errors=True)
+    print(f"\n## GET /api/v1/tickets, the demo shop ({rows} rows), {db}: the server's own cost")
+    print_table(
+        ["CPU ms/request (median batch)", "lowest batch", "SQL/request"],
+        [[percentile(batches, 0.5), min(batches), len(counter.statements)]],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     size_args(parser)
     parser.add_argument("--repeat", type=int, default=200, help="timed requests per query")
+    parser.add_argument(
+        "--server-cpu", action="store_true", help="the server's CPU per request (module doc)"
+    )
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="postgres")
     args = parser.parse_args()
+    if args.server_cpu:
+        server_cpu(args.db, args.repeat, args.keep)
+        return
     sizes = sorted(sizes_of(args))
     by_size: dict[int, dict[str, Any]] = {}
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import Api, Panel, case_numbers, logged_in, order_json
+from tests.conftest import Api, Panel, case_numbers, counting, logged_in, order_json, query_diff
 from tests.factories import make_case
 from tickets.context import Context
 from tickets.models import Event, TicketTag
@@ -135,3 +135,38 @@ def test_panel_tags_from_the_case_page_and_filters_the_queue(
     r = bob.client.post(f"/panel/cases/{plain}/tags", data={"tags": "x"})
     assert r.status_code == 403
     assert 'data-tag="x"' not in alice.get(f"/panel/cases/{plain}").text
+
+
+def test_the_api_queue_costs_the_same_queries_for_1_row_or_12(api: Api, engine: Engine) -> None:
+    first = _case(api, "TQ0")
+    api.get("/api/v1/tickets")  # warm: nothing first-time-only in the measure
+    with counting(engine) as few:
+        assert [row["number"] for row in api.get("/api/v1/tickets").json()["data"]] == [first]
+    for i in range(1, 12):
+        number = _case(api, f"TQ{i}")
+        if i % 2:
+            r = api.post(f"/api/v1/tickets/{number}/tags", json={"tags": ["vip", f"batch-{i}"]})
+            assert r.status_code == 200, r.text
+        if i % 3 == 0:
+            r = api.post(
+                f"/api/v1/tickets/{number}/actions", json={"action": "assign", "assignee": "bob"}
+            )
+            assert r.status_code == 200, r.text
+    with counting(engine) as many:
+        page = api.get("/api/v1/tickets").json()
+    assert len(many) == len(few), query_diff(few, many)
+    assert page["count"] == 12
+    rows = {row["number"]: row for row in page["data"]}
+    tagged = [row for row in rows.values() if row["tags"]]
+    assert len(tagged) == 6
+    assert all(row["tags"][-1] == "vip" for row in tagged)  # in order, as on the case
+    assert sum(row["assignee"] == "bob" for row in rows.values()) == 3
+    assert all(row["order_no"] and row["customer_name"] for row in rows.values())
+    # A page with no rows still counts its queue: the 12th case, the oldest, has no tag.
+    first_11 = api.get("/api/v1/tickets", params={"limit": 11}).json()
+    rest = {"cursor": first_11["next_cursor"]}
+    assert [row["number"] for row in api.get("/api/v1/tickets", params=rest).json()["data"]] == [
+        first
+    ]
+    past = api.get("/api/v1/tickets", params={**rest, "tag": "vip"}).json()
+    assert (past["data"], past["count"], past["next_cursor"]) == ([], 6, None)

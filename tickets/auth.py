@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session, joinedload
 
 from tickets.exceptions import InvalidInput, NotFound
 from tickets.models import Agent, ApiToken, AuditEntry, Role
@@ -203,12 +203,19 @@ def audit(
     return entry
 
 
+# Built once: every API request runs it (its options and cache key cost more than the lookup).
+_LIVE_TOKEN = (
+    select(ApiToken)
+    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+    # Its agent in the same statement: every API request reads both.
+    .options(joinedload(ApiToken.agent, innerjoin=True))
+)
+
+
 def live_token(*, session: Session, token: str) -> ApiToken | None:
     """The unrevoked token row of an active agent for this bearer token, or None. Reads only
     (a GET's read-only transaction may call it); `token_is_stale` says when to `touch_token`."""
-    row = session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == _digest(token), ApiToken.revoked_at.is_(None))
-    )
+    row = session.scalar(_LIVE_TOKEN, {"token_hash": _digest(token)})
     if row is None or not row.agent.active:
         return None
     return row

@@ -284,22 +284,22 @@ def _events_with_merged(session: Session, ticket: Ticket) -> list[EventRead]:
     return sorted([*own, *taken], key=lambda e: e.at)
 
 
-def ticket_summary(ticket: Ticket) -> TicketSummary:
-    """A queue row."""
+def summary_of_row(row: Any, tags: list[str]) -> TicketSummary:
+    """A queue row from its columns (tickets.cases.queries.list_summaries): the same fields,
+    in the same order, as the JSON contract of DESIGN.md shows."""
     return TicketSummary(
-        number=ticket.number,
-        kind=CaseKind(ticket.kind),
-        status=CaseStatus(ticket.status),
-        priority=ticket.priority,
-        group=ticket.group,
-        assignee=ticket.assignee.username if ticket.assignee else None,
-        order_no=ticket.order.order_no if ticket.order else None,
-        customer_name=ticket.customer.name,
-        reason=ticket.reason,
-        channel=ticket.channel,
-        created_at=ticket.created_at,
-        updated_at=ticket.updated_at,
-        risk_level=ticket.risk_level,
-        # Loaded with the page (tickets.cases.queries.list_tickets).
-        tags=[t.tag for t in ticket.tags],
+        number=row.number,
+        kind=row.kind,
+        status=row.status,
+        priority=row.priority,
+        group=row.group,
+        assignee=row.assignee,
+        order_no=row.order_no,
+        customer_name=row.customer_name,
+        reason=row.reason,
+        channel=row.channel,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        risk_level=row.risk_level,
+        tags=tags,
     )
