@@ -79,23 +79,21 @@ from tickets.workflow import (
 # ---------------------------------------------------------------- opening a case
 
 
+# The duplicate rule: a new request of a kind duplicates an order's case that is open and of
+# that kind, or recent (within the policy's window) and not cancelled. A refused case is
+# neither: its notice invites the customer to ask again. `_DUPLICATE` asks it for one kind,
+# `_IN_THE_WAY` and `_stands_in_the_way` for all of them at once.
+_HOLDING = tuple(s.value for s in HOLDING_STATUSES)
+_NOT_IN_THE_WAY = (CaseStatus.cancelled.value, CaseStatus.refused.value)
+_RECENT = and_(Ticket.created_at >= bindparam("since"), Ticket.status.notin_(_NOT_IN_THE_WAY))
+
 # Built once (building a statement costs more than running it): the latest case of an order
-# that a new one of `kind` would duplicate, open and of that kind, or recent and not cancelled.
-# A refused case is neither: its notice invites the customer to ask again.
+# that a new one of `kind` would duplicate.
 _DUPLICATE = (
     select(Ticket.number, Ticket.kind, Ticket.status)
     .where(
         Ticket.order_id == bindparam("order_id"),
-        or_(
-            and_(
-                Ticket.kind == bindparam("kind"),
-                Ticket.status.in_([s.value for s in HOLDING_STATUSES]),
-            ),
-            and_(
-                Ticket.created_at >= bindparam("since"),
-                Ticket.status.notin_([CaseStatus.cancelled.value, CaseStatus.refused.value]),
-            ),
-        ),
+        or_(and_(Ticket.kind == bindparam("kind"), Ticket.status.in_(_HOLDING)), _RECENT),
     )
     .order_by(Ticket.id.desc())
     .limit(1)
@@ -127,20 +125,16 @@ class CaseInTheWay:
 # of any kind, and recent ones not cancelled; newest first, as `_DUPLICATE` reads them.
 _IN_THE_WAY = (
     select(Ticket.number, Ticket.kind, Ticket.status, Ticket.created_at)
-    .where(
-        Ticket.order_id == bindparam("order_id"),
-        or_(
-            Ticket.status.in_([s.value for s in HOLDING_STATUSES]),
-            and_(
-                Ticket.created_at >= bindparam("since"),
-                Ticket.status.notin_([CaseStatus.cancelled.value, CaseStatus.refused.value]),
-            ),
-        ),
-    )
+    .where(Ticket.order_id == bindparam("order_id"), or_(Ticket.status.in_(_HOLDING), _RECENT))
     .order_by(Ticket.id.desc())
 )
-_HOLDING = frozenset(s.value for s in HOLDING_STATUSES)
-_NOT_IN_THE_WAY = frozenset((CaseStatus.cancelled.value, CaseStatus.refused.value))
+
+
+def _stands_in_the_way(row: Row[str, str, str, datetime], kind: str, since: datetime) -> bool:
+    """`_DUPLICATE`'s condition, for one of `_IN_THE_WAY`'s rows and a kind."""
+    same_and_open = row.kind == kind and row.status in _HOLDING
+    recent = row.created_at >= since and row.status not in _NOT_IN_THE_WAY
+    return same_and_open or recent
 
 
 def case_in_the_way(*, session: Session, order: Order, ctx: Context) -> CaseInTheWay | None:
@@ -150,14 +144,12 @@ def case_in_the_way(*, session: Session, order: Order, ctx: Context) -> CaseInTh
     this runs on every /start with an order."""
     window = ctx.now - timedelta(minutes=ctx.policy.duplicate_window_minutes)
     rows = session.execute(_IN_THE_WAY, {"order_id": order.id, "since": window}).all()
+    # Each kind's newest case in the way (rows come newest first).
     found: dict[CaseKind, Row[str, str, str, datetime]] = {}
     for kind in CaseKind:
-        for row in rows:
-            same_and_open = row.kind == kind.value and row.status in _HOLDING
-            recent = row.created_at >= window and row.status not in _NOT_IN_THE_WAY
-            if same_and_open or recent:
-                found[kind] = row
-                break
+        row = next((r for r in rows if _stands_in_the_way(r, kind.value, window)), None)
+        if row is not None:
+            found[kind] = row
     if not found:
         return None
     first = next(iter(found.values()))
